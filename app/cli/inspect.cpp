@@ -1,0 +1,71 @@
+// moelab-cli inspect FILE [--json] [--tensors] [--no-hash] [--check] [--ctx N]
+#include <CLI/CLI.hpp>
+#include <iomanip>
+#include <memory>
+#include <ostream>
+
+#include "../common/card_format.h"
+#include "cli.h"
+#include "moelab/gguf/gguf.h"
+#include "moelab/model/card.h"
+
+namespace moelab::cli {
+
+namespace {
+struct InspectOptions {
+  std::string file;
+  bool json = false;
+  bool tensors = false;
+  bool no_hash = false;
+  bool check = false;
+  uint64_t n_ctx = 0;
+};
+
+int inspect(const InspectOptions& o, Io io) {
+  const auto file = gguf::File::open(o.file);
+  const ModelCard card = make_model_card(*file);
+  const std::string sha = o.no_hash ? std::string() : sha256_file(o.file);
+  const uint64_t n_ctx = o.n_ctx ? o.n_ctx : (card.context_length ? card.context_length : 4096);
+  if (o.json) {
+    auto j = card_to_json(card, *file, sha, o.tensors);
+    if (o.n_ctx)
+      j["memory"] = {{"n_ctx", n_ctx},
+                     {"f16_bytes", card.memory_estimate(n_ctx, 2)},
+                     {"f32_bytes", card.memory_estimate(n_ctx, 4)}};
+    io.out << j.dump(2) << '\n';
+  } else {
+    io.out << "model card: " << o.file << '\n';
+    for (const auto& [k, v] : card_rows(card, sha, n_ctx))
+      io.out << "  " << std::left << std::setw(18) << k << ' ' << v << '\n';
+    for (size_t i = 1; i < card.problems.size(); ++i)
+      io.out << "  " << std::setw(18) << "" << ' ' << card.problems[i] << '\n';
+    if (o.tensors) {
+      io.out << "tensors:\n";
+      for (const auto& t : file->tensors())
+        io.out << "  " << std::left << std::setw(32) << t.name << ' ' << std::setw(6)
+               << gguf::type_name(t.type) << ' ' << std::setw(20) << t.shape_string() << ' '
+               << format_bytes(t.nbytes) << '\n';
+    }
+  }
+  if (o.check && !card.problems.empty()) {
+    io.err << "error: " << o.file << ": cannot be run: " << card.problems.front() << '\n';
+    return kBadInput;
+  }
+  return kOk;
+}
+}  // namespace
+
+void add_inspect(CLI::App& app, Io io, Action& action) {
+  auto o = std::make_shared<InspectOptions>();
+  auto* sub = app.add_subcommand("inspect", "Validate a GGUF model file and print its model card");
+  sub->add_option("FILE", o->file, "GGUF model file")->required();
+  sub->add_flag("--json", o->json, "Print the card as JSON (stable keys)");
+  sub->add_flag("--tensors", o->tensors, "Also list every tensor (name, type, shape, bytes)");
+  sub->add_flag("--no-hash", o->no_hash, "Skip the SHA-256 of the file (faster on big files)");
+  sub->add_flag("--check", o->check,
+                "Exit 2 unless the engine can run the file (required tensors and shapes)");
+  sub->add_option("--ctx", o->n_ctx, "Context length for the memory estimate (tokens)");
+  sub->callback([o, io, &action] { action = [o, io] { return inspect(*o, io); }; });
+}
+
+}  // namespace moelab::cli

@@ -1,0 +1,204 @@
+#include "card_format.h"
+
+#include <cstdio>
+
+namespace moelab {
+
+using nlohmann::json;
+
+std::string format_count(uint64_t n) {
+  char buf[32];
+  if (n >= 1000000000ull) std::snprintf(buf, sizeof buf, "%.2f B", n / 1e9);
+  else if (n >= 1000000ull) std::snprintf(buf, sizeof buf, "%.1f M", n / 1e6);
+  else if (n >= 1000ull) std::snprintf(buf, sizeof buf, "%.1f K", n / 1e3);
+  else std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(n));
+  return buf;
+}
+
+namespace {
+json scalar_at(const gguf::Value& v, uint64_t i) {
+  using gguf::ValueType;
+  switch (v.elem_type()) {
+    case ValueType::FLOAT32:
+    case ValueType::FLOAT64: return v.number_at(i);
+    case ValueType::BOOL: return v.number_at(i) != 0;
+    default: return v.int_at(i);
+  }
+}
+}  // namespace
+
+json value_to_json(const gguf::Value& v, size_t max_array) {
+  using gguf::ValueType;
+  switch (v.type()) {
+    case ValueType::STRING: return std::string(v.as_string());
+    case ValueType::BOOL: return v.as_bool();
+    case ValueType::FLOAT32:
+    case ValueType::FLOAT64: return v.as_f64();
+    case ValueType::INT8: case ValueType::INT16: case ValueType::INT32: case ValueType::INT64:
+      return v.as_i64();
+    case ValueType::ARRAY: {
+      const uint64_t n = v.size();
+      const uint64_t shown = std::min<uint64_t>(n, max_array);
+      json items = json::array();
+      for (uint64_t i = 0; i < shown; ++i) {
+        if (v.elem_type() == ValueType::STRING) items.push_back(std::string(v.strings()[i]));
+        else if (v.elem_type() == ValueType::ARRAY) items.push_back(value_to_json(v.arrays()[i], 8));
+        else items.push_back(scalar_at(v, i));
+      }
+      if (shown == n) return items;
+      return json{{"type", "array"},
+                  {"elem_type", std::string(gguf::value_type_name(v.elem_type()))},
+                  {"count", n},
+                  {"head", items}};
+    }
+    default: return v.as_u64();
+  }
+}
+
+json card_to_json(const ModelCard& c, const gguf::File& f, const std::string& sha256,
+                  bool tensors) {
+  json j;
+  j["path"] = c.path;
+  j["gguf_version"] = c.gguf_version;
+  j["architecture"] = c.architecture;
+  j["name"] = c.name;
+  j["n_layer"] = c.n_layer;
+  j["n_embd"] = c.n_embd;
+  j["n_head"] = c.n_head;
+  j["n_head_kv"] = c.n_head_kv;
+  j["head_dim"] = c.head_dim;
+  j["n_ff"] = c.n_ff;
+  j["n_ff_exp"] = c.n_ff_exp;
+  j["n_ff_shexp"] = c.n_ff_shexp;
+  j["expert_count"] = c.expert_count;
+  j["expert_used_count"] = c.expert_used_count;
+  j["expert_shared_count"] = c.expert_shared_count;
+  j["n_vocab"] = c.n_vocab;
+  j["context_length"] = c.context_length;
+  j["rms_eps"] = c.rms_eps;
+  j["rope"] = {{"type", c.rope_type},
+               {"freq_base", c.rope_freq_base},
+               {"scaling", c.rope_scaling},
+               {"scaling_factor", c.rope_scaling_factor},
+               {"dims", c.rope_dims}};
+  j["sliding_window"] = c.sliding_window;
+  j["vocab_type"] = c.vocab_type;
+  j["vocab_pre"] = c.vocab_pre;
+  j["bos_id"] = c.bos_id;
+  j["eos_id"] = c.eos_id;
+  j["chat_template"] = c.has_chat_template;
+  j["params_total"] = c.params_total;
+  j["params_active"] = c.params_active;
+  j["n_tensors"] = c.n_tensors;
+  json types = json::object(), bytes = json::object();
+  for (const auto& [name, u] : c.tensor_types) {
+    types[name] = u.tensors;
+    bytes[name] = u.bytes;
+  }
+  j["tensor_types"] = types;
+  j["tensor_bytes"] = bytes;
+  j["file_size"] = c.file_size;
+  j["weight_bytes"] = c.weight_bytes;
+  const uint64_t n_ctx = c.context_length ? c.context_length : 4096;
+  j["memory"] = {{"n_ctx", n_ctx},
+                 {"f16_bytes", c.memory_estimate(n_ctx, 2)},
+                 {"f32_bytes", c.memory_estimate(n_ctx, 4)}};
+  j["runnable"] = c.problems.empty();
+  j["problems"] = c.problems;
+  j["sha256"] = sha256.empty() ? json(nullptr) : json(sha256);
+  json md = json::object();
+  for (const auto& v : f.metadata()) md[v.key()] = value_to_json(v);
+  j["metadata"] = md;
+  if (tensors) {
+    json t = json::array();
+    for (const auto& ti : f.tensors()) {
+      std::vector<int64_t> shape(ti.ne, ti.ne + ti.n_dims);
+      t.push_back({{"name", ti.name},
+                   {"type", gguf::type_name(ti.type)},
+                   {"shape", shape},
+                   {"offset", ti.file_offset},
+                   {"bytes", ti.nbytes}});
+    }
+    j["tensors"] = t;
+  }
+  return j;
+}
+
+std::vector<std::pair<std::string, std::string>> card_rows(const ModelCard& c,
+                                                           const std::string& sha256,
+                                                           uint64_t n_ctx) {
+  std::vector<std::pair<std::string, std::string>> r;
+  auto add = [&](std::string k, std::string v) { r.emplace_back(std::move(k), std::move(v)); };
+  char buf[256];
+  add("architecture", c.architecture.empty() ? "(none)" : c.architecture);
+  if (!c.name.empty()) add("name", c.name);
+  add("file", format_bytes(c.file_size) + ", GGUF v" + std::to_string(c.gguf_version) + ", " +
+                  std::to_string(c.n_tensors) + " tensors");
+  add("sha256", sha256.empty() ? "(not computed)" : sha256);
+  if (c.n_layer) {
+    add("layers (n_layer)", std::to_string(c.n_layer));
+    add("width (n_embd)", std::to_string(c.n_embd));
+    std::snprintf(buf, sizeof buf, "%u heads, %u KV heads%s, head_dim %u", c.n_head, c.n_head_kv,
+                  c.n_head_kv && c.n_head_kv != c.n_head
+                      ? (" (GQA " + std::to_string(c.n_head / c.n_head_kv) + ":1)").c_str()
+                      : "",
+                  c.head_dim);
+    add("attention", buf);
+    if (c.is_moe()) {
+      std::string e = std::to_string(c.expert_count) + " experts, top-" +
+                      std::to_string(c.expert_used_count) + ", expert n_ff " +
+                      std::to_string(c.n_ff_exp ? c.n_ff_exp : c.n_ff);
+      if (c.expert_shared_count)
+        e += "; " + std::to_string(c.expert_shared_count) + " shared expert (n_ff " +
+             std::to_string(c.n_ff_shexp) + ")";
+      add("experts", e);
+    } else {
+      add("FFN (n_ff)", std::to_string(c.n_ff) + " (dense)");
+    }
+    add("context length", std::to_string(c.context_length) + " tokens");
+    std::snprintf(buf, sizeof buf, "%s, freq_base %g, %u dims, scaling %s", c.rope_type.c_str(),
+                  c.rope_freq_base, c.rope_dims, c.rope_scaling.c_str());
+    add("RoPE", buf);
+    if (c.sliding_window) add("sliding window", std::to_string(c.sliding_window) + " tokens");
+  }
+  if (c.n_vocab) {
+    std::string v = (c.vocab_type.empty() ? "?" : c.vocab_type) +
+                    (c.vocab_type == "llama" ? " (SentencePiece)" : c.vocab_type == "gpt2" ? " (byte-level BPE)" : "") +
+                    ", " + std::to_string(c.n_vocab) + " tokens";
+    if (!c.vocab_pre.empty()) v += ", pre-tokenizer " + c.vocab_pre;
+    if (c.bos_id >= 0) v += ", BOS " + std::to_string(c.bos_id);
+    if (c.eos_id >= 0) v += ", EOS " + std::to_string(c.eos_id);
+    add("vocabulary", v);
+    add("chat template", c.has_chat_template ? "yes" : "no");
+  }
+  std::string p = format_count(c.params_total) + " total";
+  if (c.params_active != c.params_total) {
+    std::snprintf(buf, sizeof buf, ", %s active per token (%.0f%%)",
+                  format_count(c.params_active).c_str(),
+                  100.0 * static_cast<double>(c.params_active) / static_cast<double>(c.params_total ? c.params_total : 1));
+    p += buf;
+  }
+  add("parameters", p);
+  std::string q;
+  for (const auto& [name, u] : c.tensor_types) {
+    if (!q.empty()) q += "; ";
+    q += name + ": " + std::to_string(u.tensors) + " tensors, " + format_bytes(u.bytes);
+  }
+  add("quantization", q.empty() ? "(no tensors)" : q);
+  if (c.n_layer) {
+    add("memory estimate", format_bytes(c.memory_estimate(n_ctx, 2)) + " at " +
+                               std::to_string(n_ctx) + " tokens with an F16 KV cache (" +
+                               format_bytes(c.kv_cache_bytes(n_ctx, 2)) + " cache), " +
+                               format_bytes(c.memory_estimate(n_ctx, 4)) + " with F32");
+  }
+  if (c.problems.empty()) {
+    add("runnable", "yes");
+  } else {
+    std::string s = "no: " + c.problems.front();
+    if (c.problems.size() > 1) s += " (+" + std::to_string(c.problems.size() - 1) + " more)";
+    add("runnable", s);
+  }
+  return r;
+}
+
+}  // namespace moelab

@@ -1,0 +1,37 @@
+// Presentation of a ModelCard shared by the CLI and the GUI: JSON with stable keys, and rows of
+// (label, value) text for people.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "moelab/gguf/gguf.h"
+#include "moelab/model/card.h"
+
+namespace moelab {
+
+/// Stable JSON keys: architecture, name, n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff,
+/// n_ff_exp, expert_count, expert_used_count, expert_shared_count, n_vocab, context_length,
+/// rope {type, freq_base, scaling, dims}, sliding_window, vocab_type, bos_id, eos_id,
+/// chat_template, params_total, params_active, tensor_types {type: count},
+/// tensor_bytes {type: bytes}, file_size, weight_bytes, memory {n_ctx, f16_bytes, f32_bytes},
+/// runnable, problems [..], sha256 (null when not computed), metadata {key: value}
+/// (large arrays summarised), and with `tensors` a list of {name, type, shape, offset, bytes}.
+nlohmann::json card_to_json(const ModelCard& card, const gguf::File& file,
+                            const std::string& sha256, bool tensors);
+
+/// A metadata value as JSON: scalars as themselves, arrays of up to `max_array` elements in
+/// full, longer arrays as {"type": "array", "elem_type": .., "count": .., "head": [..]}.
+nlohmann::json value_to_json(const gguf::Value& v, size_t max_array = 64);
+
+/// "1.23 B", "345.2 M", "12.3 K", "812".
+std::string format_count(uint64_t n);
+
+/// Card as (label, value) rows in reading order, for the CLI and the GUI's card panel.
+std::vector<std::pair<std::string, std::string>> card_rows(const ModelCard& card,
+                                                           const std::string& sha256,
+                                                           uint64_t n_ctx_estimate);
+
+}  // namespace moelab

@@ -1,0 +1,356 @@
+#include "moelab/model/card.h"
+
+#include <openssl/evp.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+
+namespace moelab {
+
+namespace {
+
+struct ArchInfo {
+  const char* name;
+  const char* rope_type;
+  bool runnable;                       // the engine has a forward pass for it
+  std::vector<const char*> extra;      // per-layer tensors besides the llama-family core
+};
+
+const std::vector<ArchInfo>& arch_table() {
+  static const std::vector<ArchInfo> t = {
+      {"llama", "norm", true, {}},
+      {"qwen2", "neox", true, {"attn_q.bias", "attn_k.bias", "attn_v.bias"}},
+      {"qwen2moe", "neox", true, {"attn_q.bias", "attn_k.bias", "attn_v.bias"}},
+      {"qwen3", "neox", true, {"attn_q_norm.weight", "attn_k_norm.weight"}},
+      {"qwen3moe", "neox", true, {"attn_q_norm.weight", "attn_k_norm.weight"}},
+      {"olmoe", "neox", true, {"attn_q_norm.weight", "attn_k_norm.weight"}},
+      {"gemma2", "neox", true, {"post_attention_norm.weight", "post_ffw_norm.weight"}},
+      // Known to the card but not (yet) runnable.
+      {"phi3", "neox", false, {}},      {"gemma", "neox", false, {}},
+      {"gemma3", "neox", false, {}},    {"deepseek2", "norm", false, {}},
+      {"mistral3", "norm", false, {}},  {"granitemoe", "norm", false, {}},
+      {"falcon", "neox", false, {}},    {"gpt2", "none", false, {}},
+  };
+  return t;
+}
+
+const ArchInfo* find_arch(const std::string& a) {
+  for (const auto& i : arch_table())
+    if (a == i.name) return &i;
+  return nullptr;
+}
+
+uint32_t get_u32(const gguf::File& f, const std::string& key, uint32_t def) {
+  const gguf::Value* v = f.find(key);
+  if (!v) return def;
+  if (v->type() == gguf::ValueType::ARRAY) {
+    // Some converters store per-layer arrays (e.g. head_count_kv); use the first entry here.
+    if (v->size() == 0 || !(v->elem_type() != gguf::ValueType::STRING &&
+                            v->elem_type() != gguf::ValueType::ARRAY))
+      f.fail("expected an integer or an array of integers", "metadata key '" + key + "'");
+    return static_cast<uint32_t>(v->int_at(0));
+  }
+  if (!v->is_integer())
+    f.fail("expected an integer but the file stores " +
+               std::string(gguf::value_type_name(v->type())),
+           "metadata key '" + key + "'");
+  const uint64_t x = v->as_u64();
+  if (x > 0xffffffffull) f.fail("value " + std::to_string(x) + " is too large", "metadata key '" + key + "'");
+  return static_cast<uint32_t>(x);
+}
+
+float get_f32(const gguf::File& f, const std::string& key, float def) {
+  const gguf::Value* v = f.find(key);
+  if (!v) return def;
+  if (!v->is_number())
+    f.fail("expected a number but the file stores " +
+               std::string(gguf::value_type_name(v->type())),
+           "metadata key '" + key + "'");
+  return static_cast<float>(v->as_f64());
+}
+
+// Checks tokenizer.ggml.* arrays for consistency (types and lengths) and returns n_vocab.
+uint32_t check_tokenizer(const gguf::File& f, ModelCard& c) {
+  using gguf::ValueType;
+  auto subject = [](const char* k) { return std::string("metadata key '") + k + "'"; };
+  const gguf::Value* tokens = f.find("tokenizer.ggml.tokens");
+  auto expect_array = [&](const char* key, ValueType et, const char* et_desc) -> const gguf::Value* {
+    const gguf::Value* v = f.find(key);
+    if (!v) return nullptr;
+    if (v->type() != ValueType::ARRAY)
+      f.fail(std::string("must be an array of ") + et_desc + ", found a single " +
+                 std::string(gguf::value_type_name(v->type())),
+             subject(key));
+    if (v->elem_type() != et)
+      f.fail(std::string("must be an array of ") + et_desc + " (" +
+                 std::string(gguf::value_type_name(et)) + "), found an array of " +
+                 std::string(gguf::value_type_name(v->elem_type())),
+             subject(key));
+    return v;
+  };
+  expect_array("tokenizer.ggml.tokens", ValueType::STRING, "strings");
+  const gguf::Value* scores = expect_array("tokenizer.ggml.scores", ValueType::FLOAT32, "32-bit floats");
+  const gguf::Value* types = expect_array("tokenizer.ggml.token_type", ValueType::INT32, "32-bit integers");
+  expect_array("tokenizer.ggml.merges", ValueType::STRING, "strings");
+  if (!tokens) {
+    if (scores || types)
+      f.fail("tokenizer.ggml.scores/token_type are present but tokenizer.ggml.tokens is missing",
+             subject("tokenizer.ggml.tokens"));
+    return 0;
+  }
+  const uint64_t n = tokens->size();
+  if (n == 0) f.fail("the vocabulary is empty", subject("tokenizer.ggml.tokens"));
+  if (n > 0x7fffffffull) f.fail("the vocabulary is too large", subject("tokenizer.ggml.tokens"));
+  if (scores && scores->size() != n)
+    f.fail("has " + std::to_string(scores->size()) + " entries but the vocabulary has " +
+               std::to_string(n) + " tokens",
+           subject("tokenizer.ggml.scores"));
+  if (types && types->size() != n)
+    f.fail("has " + std::to_string(types->size()) + " entries but the vocabulary has " +
+               std::to_string(n) + " tokens",
+           subject("tokenizer.ggml.token_type"));
+  auto special = [&](const char* key, int64_t* out) {
+    const gguf::Value* v = f.find(key);
+    if (!v) return;
+    if (!v->is_integer())
+      f.fail("expected an integer token id, found " + std::string(gguf::value_type_name(v->type())),
+             subject(key));
+    // 0xFFFFFFFF (-1 as u32) means "none", as llama.cpp writes it.
+    if (v->type() == ValueType::UINT32 && v->as_u64() == 0xffffffffull) return;
+    if (v->type() == ValueType::INT32 && v->as_i64() == -1) return;
+    const int64_t id = v->as_i64();
+    if (id < 0 || static_cast<uint64_t>(id) >= n)
+      f.fail("token id " + std::to_string(id) + " is outside the vocabulary (0.." +
+                 std::to_string(n - 1) + ")",
+             subject(key));
+    if (out) *out = id;
+  };
+  special("tokenizer.ggml.bos_token_id", &c.bos_id);
+  special("tokenizer.ggml.eos_token_id", &c.eos_id);
+  special("tokenizer.ggml.unknown_token_id", nullptr);
+  special("tokenizer.ggml.padding_token_id", nullptr);
+  special("tokenizer.ggml.seperator_token_id", nullptr);
+  return static_cast<uint32_t>(n);
+}
+
+void check_shape(const gguf::File& f, ModelCard& c, const std::string& name,
+                 std::vector<int64_t> want, bool required = true) {
+  const gguf::TensorInfo* t = f.find_tensor(name);
+  if (!t) {
+    if (required) c.problems.push_back("missing tensor '" + name + "'");
+    return;
+  }
+  bool ok = t->n_dims == static_cast<int>(want.size());
+  for (size_t d = 0; ok && d < want.size(); ++d)
+    if (want[d] > 0 && t->ne[d] != want[d]) ok = false;
+  if (!ok) {
+    std::string w = "[";
+    for (size_t d = 0; d < want.size(); ++d) w += (d ? ", " : "") + (want[d] > 0 ? std::to_string(want[d]) : std::string("*"));
+    c.problems.push_back("tensor '" + name + "' has shape " + t->shape_string() + ", expected " + w + "]");
+  }
+}
+
+void check_tensors(const gguf::File& f, ModelCard& c, const ArchInfo& a) {
+  const int64_t E = c.n_embd, V = c.n_vocab, hd = c.head_dim, hdv = c.head_dim_v;
+  check_shape(f, c, "token_embd.weight", {E, V});
+  check_shape(f, c, "output_norm.weight", {E});
+  check_shape(f, c, "output.weight", {E, V}, /*required=*/false);  // absent = tied embeddings
+  const std::string arch = a.name;
+  for (uint32_t il = 0; il < c.n_layer; ++il) {
+    const std::string p = "blk." + std::to_string(il) + ".";
+    check_shape(f, c, p + "attn_norm.weight", {E});
+    check_shape(f, c, p + "attn_q.weight", {E, c.n_head * hd});
+    check_shape(f, c, p + "attn_k.weight", {E, c.n_head_kv * hd});
+    check_shape(f, c, p + "attn_v.weight", {E, c.n_head_kv * hdv});
+    check_shape(f, c, p + "attn_output.weight", {c.n_head * hdv, E});
+    check_shape(f, c, p + "ffn_norm.weight", {E});
+    for (const char* x : a.extra) {
+      const std::string n = x;
+      if (n == "attn_q.bias") check_shape(f, c, p + n, {c.n_head * hd});
+      else if (n == "attn_k.bias" || n == "attn_v.bias") check_shape(f, c, p + n, {c.n_head_kv * hd});
+      else if (n == "attn_q_norm.weight") check_shape(f, c, p + n, {arch == "olmoe" ? c.n_head * hd : hd});
+      else if (n == "attn_k_norm.weight") check_shape(f, c, p + n, {arch == "olmoe" ? c.n_head_kv * hd : hd});
+      else check_shape(f, c, p + n, {E});
+    }
+    if (c.expert_count > 0) {
+      const int64_t nx = c.expert_count, ff = c.n_ff_exp ? c.n_ff_exp : c.n_ff;
+      check_shape(f, c, p + "ffn_gate_inp.weight", {E, nx});
+      check_shape(f, c, p + "ffn_gate_exps.weight", {E, ff, nx});
+      check_shape(f, c, p + "ffn_up_exps.weight", {E, ff, nx});
+      check_shape(f, c, p + "ffn_down_exps.weight", {ff, E, nx});
+      if (c.expert_shared_count > 0) {
+        const int64_t sff = c.n_ff_shexp ? c.n_ff_shexp : ff;
+        check_shape(f, c, p + "ffn_gate_shexp.weight", {E, sff});
+        check_shape(f, c, p + "ffn_up_shexp.weight", {E, sff});
+        check_shape(f, c, p + "ffn_down_shexp.weight", {sff, E});
+        check_shape(f, c, p + "ffn_gate_inp_shexp.weight", {E}, false);
+      }
+    } else {
+      check_shape(f, c, p + "ffn_gate.weight", {E, c.n_ff});
+      check_shape(f, c, p + "ffn_up.weight", {E, c.n_ff});
+      check_shape(f, c, p + "ffn_down.weight", {c.n_ff, E});
+    }
+    if (c.problems.size() > 40) {
+      c.problems.push_back("... (further problems not listed)");
+      return;
+    }
+  }
+}
+
+}  // namespace
+
+const std::vector<std::string>& supported_architectures() {
+  static const std::vector<std::string> v = [] {
+    std::vector<std::string> out;
+    for (const auto& a : arch_table())
+      if (a.runnable) out.emplace_back(a.name);
+    return out;
+  }();
+  return v;
+}
+
+uint64_t ModelCard::kv_cache_bytes(uint64_t n_ctx, uint32_t bytes_per_value) const {
+  const uint64_t per_token = static_cast<uint64_t>(n_head_kv) * (head_dim + head_dim_v);
+  return per_token * n_layer * n_ctx * bytes_per_value;
+}
+
+ModelCard make_model_card(const gguf::File& f) {
+  ModelCard c;
+  c.path = f.path();
+  c.gguf_version = f.version();
+  c.file_size = f.file_size();
+  if (const gguf::Value* v = f.find("general.architecture")) {
+    if (v->type() != gguf::ValueType::STRING)
+      f.fail("must be a string", "metadata key 'general.architecture'");
+    c.architecture = std::string(v->as_string());
+  }
+  if (const gguf::Value* v = f.find("general.name"); v && v->type() == gguf::ValueType::STRING)
+    c.name = std::string(v->as_string());
+
+  const std::string a = c.architecture + ".";
+  c.n_layer = get_u32(f, a + "block_count", 0);
+  c.n_embd = get_u32(f, a + "embedding_length", 0);
+  c.n_head = get_u32(f, a + "attention.head_count", 0);
+  c.n_head_kv = get_u32(f, a + "attention.head_count_kv", c.n_head);
+  if (c.n_head > 0 && c.n_embd % c.n_head != 0 && !f.find(a + "attention.key_length"))
+    f.fail("embedding_length " + std::to_string(c.n_embd) + " is not divisible by head_count " +
+               std::to_string(c.n_head),
+           "metadata key '" + a + "attention.head_count'");
+  if (c.n_head_kv > 0 && c.n_head % c.n_head_kv != 0)
+    f.fail("head_count " + std::to_string(c.n_head) + " is not a multiple of head_count_kv " +
+               std::to_string(c.n_head_kv) + " (grouped-query attention needs whole groups)",
+           "metadata key '" + a + "attention.head_count_kv'");
+  c.head_dim = get_u32(f, a + "attention.key_length", c.n_head ? c.n_embd / c.n_head : 0);
+  c.head_dim_v = get_u32(f, a + "attention.value_length", c.head_dim);
+  c.n_ff = get_u32(f, a + "feed_forward_length", 0);
+  c.n_ff_exp = get_u32(f, a + "expert_feed_forward_length", 0);
+  c.n_ff_shexp = get_u32(f, a + "expert_shared_feed_forward_length", 0);
+  c.expert_count = get_u32(f, a + "expert_count", 0);
+  c.expert_used_count = get_u32(f, a + "expert_used_count", 0);
+  if (c.expert_used_count > c.expert_count)
+    f.fail("expert_used_count " + std::to_string(c.expert_used_count) + " exceeds expert_count " +
+               std::to_string(c.expert_count),
+           "metadata key '" + a + "expert_used_count'");
+  if (c.expert_count > 0 && c.expert_used_count == 0)
+    f.fail("a Mixture-of-Experts model must route each token to at least one expert",
+           "metadata key '" + a + "expert_used_count'");
+  c.context_length = get_u32(f, a + "context_length", 0);
+  c.rms_eps = get_f32(f, a + "attention.layer_norm_rms_epsilon", 0);
+  c.rope_freq_base = get_f32(f, a + "rope.freq_base", 10000.0f);
+  c.rope_scaling = f.get_string(a + "rope.scaling.type", "none");
+  c.rope_scaling_factor = get_f32(f, a + "rope.scaling.factor", 0);
+  c.rope_dims = get_u32(f, a + "rope.dimension_count", c.head_dim);
+  c.sliding_window = get_u32(f, a + "attention.sliding_window", 0);
+
+  const ArchInfo* arch = find_arch(c.architecture);
+  c.rope_type = arch ? arch->rope_type : "";
+
+  c.vocab_type = f.get_string("tokenizer.ggml.model", "");
+  c.vocab_pre = f.get_string("tokenizer.ggml.pre", "");
+  c.n_vocab = check_tokenizer(f, c);
+  if (const gguf::Value* t = f.find("tokenizer.chat_template"))
+    c.has_chat_template = t->type() == gguf::ValueType::STRING && !t->as_string().empty();
+
+  bool has_shexp = false;
+  for (const auto& t : f.tensors()) {
+    const std::string tn = gguf::type_name(t.type);
+    auto& u = c.tensor_types[tn];
+    const uint64_t n = static_cast<uint64_t>(t.n_elements());
+    u.tensors += 1;
+    u.bytes += t.nbytes;
+    u.params += n;
+    c.weight_bytes += t.nbytes;
+    c.params_total += n;
+    uint64_t active = n;
+    const bool is_exps = t.name.find("_exps.") != std::string::npos;
+    if (is_exps && t.n_dims == 3 && c.expert_count > 0 &&
+        static_cast<uint64_t>(t.ne[2]) == c.expert_count)
+      active = n / c.expert_count * c.expert_used_count;
+    if (t.name.find("_shexp.") != std::string::npos) has_shexp = true;
+    c.params_active += active;
+  }
+  c.n_tensors = f.tensors().size();
+  if (has_shexp) c.expert_shared_count = 1;
+  if (c.n_vocab == 0)
+    if (const gguf::TensorInfo* e = f.find_tensor("token_embd.weight"); e && e->n_dims >= 2)
+      c.n_vocab = static_cast<uint32_t>(e->ne[1]);
+
+  if (c.architecture.empty()) {
+    c.problems.push_back("the file names no architecture (general.architecture is missing)");
+  } else if (!arch || !arch->runnable) {
+    std::string list;
+    for (const auto& s : supported_architectures()) list += (list.empty() ? "" : ", ") + s;
+    c.problems.push_back("architecture '" + c.architecture +
+                         "' is not supported by this moelab (supported: " + list + ")");
+  } else if (c.n_layer == 0 || c.n_embd == 0 || c.n_head == 0) {
+    c.problems.push_back("hyper-parameters missing: " + a + "block_count, " + a +
+                         "embedding_length and " + a + "attention.head_count are required");
+  } else {
+    if (c.n_vocab == 0) c.problems.push_back("the file has no tokenizer (tokenizer.ggml.tokens)");
+    check_tensors(f, c, *arch);
+  }
+  return c;
+}
+
+std::string sha256_file(const std::string& path,
+                        const std::function<bool(uint64_t, uint64_t)>& progress) {
+  FILE* fp = std::fopen(path.c_str(), "rb");
+  if (!fp) throw Error(ErrorKind::Io, std::string("cannot open the file: ") + std::strerror(errno), {.file = path});
+  std::unique_ptr<FILE, int (*)(FILE*)> guard(fp, &std::fclose);
+  std::fseek(fp, 0, SEEK_END);
+  const long end = std::ftell(fp);
+  std::fseek(fp, 0, SEEK_SET);
+  const uint64_t total = end > 0 ? static_cast<uint64_t>(end) : 0;
+  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1)
+    throw Error(ErrorKind::Internal, "cannot initialise SHA-256");
+  std::vector<unsigned char> buf(4u << 20);
+  uint64_t done = 0;
+  for (;;) {
+    const size_t n = std::fread(buf.data(), 1, buf.size(), fp);
+    if (n > 0) {
+      EVP_DigestUpdate(ctx.get(), buf.data(), n);
+      done += n;
+      if (progress && !progress(done, total))
+        throw Error(ErrorKind::Cancelled, "hashing was cancelled", {.file = path});
+    }
+    if (n < buf.size()) {
+      if (std::ferror(fp)) throw Error(ErrorKind::Io, "read error while hashing", {.file = path, .offset = done});
+      break;
+    }
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx.get(), md, &len);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) {
+    out += hex[md[i] >> 4];
+    out += hex[md[i] & 15];
+  }
+  return out;
+}
+
+}  // namespace moelab
