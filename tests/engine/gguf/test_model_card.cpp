@@ -1,0 +1,174 @@
+// `moelab-cli inspect --json` on every fixture model agrees with ../shared/fixtures/README.md
+// and summary.json (architecture, widths, experts, vocab, tensor types, size, sha256), and the
+// CLI's exit codes and messages follow the contract.
+#include <QJsonArray>
+#include <QJsonObject>
+#include <QtTest>
+#include <sstream>
+
+#include "cli.h"
+#include "moelab/gguf/gguf.h"
+#include "moelab/model/card.h"
+#include "test_support.h"
+
+using namespace moelab;
+
+namespace {
+struct CliResult {
+  int rc;
+  std::string out, err;
+};
+CliResult run_cli(std::vector<std::string> args) {
+  std::ostringstream out, err;
+  args.insert(args.begin(), "moelab-cli");
+  const int rc = cli::run(args, {out, err});
+  return {rc, out.str(), err.str()};
+}
+
+// Hyper-parameters from the table in fixtures/README.md.
+struct Expected {
+  const char* model;
+  const char* arch;
+  int n_vocab, n_embd, n_head, n_head_kv, n_layer, n_ff, expert_count, expert_used, sliding;
+};
+const Expected kExpected[] = {
+    {"stories260K", "llama", 512, 64, 8, 4, 5, 172, 0, 0, 0},
+    {"llama-dense-spm", "llama", 32000, 64, 4, 2, 2, 128, 0, 0, 0},
+    {"llama-dense-k", "llama", 512, 256, 4, 2, 2, 512, 0, 0, 0},
+    {"mixtral-moe", "llama", 512, 64, 4, 2, 2, 128, 8, 2, 0},
+    {"mixtral-moe-k", "llama", 512, 256, 4, 2, 2, 256, 8, 2, 0},
+    {"qwen2moe", "qwen2moe", 512, 64, 4, 2, 2, 64, 8, 4, 0},
+    {"olmoe", "olmoe", 512, 64, 4, 4, 2, 64, 16, 4, 0},
+    {"gemma2-swa", "gemma2", 512, 64, 4, 2, 26, 64, 0, 0, 8},
+};
+}  // namespace
+
+class TestModelCard : public QObject {
+  Q_OBJECT
+ private slots:
+  void fixtureCards_data() {
+    QTest::addColumn<QString>("key");
+    if (!moelab::test::have_shared("fixtures/summary.json")) {
+      QTest::newRow("absent") << QString();
+      return;
+    }
+    const auto files = moelab::test::read_json(moelab::test::shared_dir() + "/fixtures/summary.json")
+                           .object()["files"].toObject();
+    for (auto it = files.begin(); it != files.end(); ++it)
+      if (it.value().toObject()["shipped"].toBool()) QTest::newRow(qPrintable(it.key())) << it.key();
+  }
+  void fixtureCards() {
+    MOELAB_REQUIRE_SHARED("fixtures/summary.json");
+    QFETCH(QString, key);
+    const auto s = moelab::test::read_json(moelab::test::shared_dir() + "/fixtures/summary.json")
+                       .object()["files"].toObject()[key].toObject();
+    const std::string path = moelab::test::shared_path("fixtures/" + s["path"].toString());
+    const auto r = run_cli({"inspect", "--json", path});
+    QVERIFY2(r.rc == 0, r.err.c_str());
+    const auto j = QJsonDocument::fromJson(QByteArray::fromStdString(r.out)).object();
+    QVERIFY(!j.isEmpty());
+
+    const Expected* e = nullptr;
+    for (const auto& x : kExpected)
+      if (s["model"].toString() == x.model) e = &x;
+    QVERIFY2(e, "model missing from the expectation table");
+    QCOMPARE(j["architecture"].toString(), QString(e->arch));
+    QCOMPARE(j["n_layer"].toInt(), e->n_layer);
+    QCOMPARE(j["n_embd"].toInt(), e->n_embd);
+    QCOMPARE(j["n_head"].toInt(), e->n_head);
+    QCOMPARE(j["n_head_kv"].toInt(), e->n_head_kv);
+    QCOMPARE(j["n_vocab"].toInt(), e->n_vocab);
+    QCOMPARE(j["expert_count"].toInt(), e->expert_count);
+    QCOMPARE(j["expert_used_count"].toInt(), e->expert_used);
+    QCOMPARE(j["sliding_window"].toInt(), e->sliding);
+    const int ff = j["n_ff_exp"].toInt() ? j["n_ff_exp"].toInt() : j["n_ff"].toInt();
+    QCOMPARE(ff, e->n_ff);
+    if (QString(e->model) == "qwen2moe") {
+      QCOMPARE(j["expert_shared_count"].toInt(), 1);
+      QCOMPARE(j["n_ff_shexp"].toInt(), 128);
+    }
+    QCOMPARE(j["tensor_types"].toObject().toVariantMap(), s["tensor_type_counts"].toObject().toVariantMap());
+    QCOMPARE(j["file_size"].toInteger(), s["size_bytes"].toInteger());
+    QCOMPARE(j["sha256"].toString(), s["sha256"].toString());
+    QVERIFY2(j["runnable"].toBool(), qPrintable(QJsonDocument(j["problems"].toArray()).toJson()));
+    QCOMPARE(j["context_length"].toInt(), s["model"].toString() == "stories260K" ? 2048 : 512);
+
+    // Parameters: total = all elements; active = total minus the experts not chosen, computed
+    // here independently from the tensor directory.
+    auto f = gguf::File::open(path);
+    int64_t total = 0, inactive = 0;
+    for (const auto& t : f->tensors()) {
+      total += t.n_elements();
+      if (QString::fromStdString(t.name).endsWith("_exps.weight"))
+        inactive += t.n_elements() / e->expert_count * (e->expert_count - e->expert_used);
+    }
+    QCOMPARE(j["params_total"].toInteger(), total);
+    QCOMPARE(j["params_active"].toInteger(), total - inactive);
+    if (e->expert_count) QVERIFY(inactive > 0);
+  }
+
+  void memoryEstimate() {
+    MOELAB_REQUIRE_SHARED("fixtures/models/mixtral-moe/mixtral-moe.F32.gguf");
+    auto f = gguf::File::open(moelab::test::shared_path("fixtures/models/mixtral-moe/mixtral-moe.F32.gguf"));
+    const ModelCard c = make_model_card(*f);
+    // 2 layers × 2 KV heads × (16 + 16) dims × 512 tokens × 2 bytes.
+    QCOMPARE(c.kv_cache_bytes(512, 2), uint64_t(2 * 2 * 32 * 512 * 2));
+    QCOMPARE(c.memory_estimate(512, 4), c.weight_bytes + uint64_t(2 * 2 * 32 * 512 * 4));
+    QCOMPARE(c.rope_type, std::string("norm"));
+    QVERIFY(c.problems.empty());
+  }
+
+  void textCard() {
+    MOELAB_REQUIRE_SHARED("fixtures/models/qwen2moe/qwen2moe.Q8_0.gguf");
+    const auto r = run_cli({"inspect", "--no-hash", "--tensors",
+                        moelab::test::shared_path("fixtures/models/qwen2moe/qwen2moe.Q8_0.gguf")});
+    QCOMPARE(r.rc, 0);
+    QVERIFY(r.out.find("8 experts, top-4") != std::string::npos);
+    QVERIFY(r.out.find("1 shared expert") != std::string::npos);
+    QVERIFY(r.out.find("Q8_0: 22 tensors") != std::string::npos);
+    QVERIFY(r.out.find("blk.1.ffn_down_exps.weight") != std::string::npos);
+    QVERIFY(r.out.find("runnable           yes") != std::string::npos);
+  }
+
+  void exitCodes() {
+    auto h = run_cli({"--help"});
+    QCOMPARE(h.rc, 0);
+    QVERIFY(h.out.find("inspect") != std::string::npos);
+    auto v = run_cli({"--version"});
+    QCOMPARE(v.rc, 0);
+    QVERIFY(v.out.find("moelab-cli 0.") == 0);
+    auto bad = run_cli({"inspect"});
+    QCOMPARE(bad.rc, 2);
+    QVERIFY(bad.err.rfind("error:", 0) == 0);
+    auto missing = run_cli({"inspect", "/nonexistent.gguf"});
+    QCOMPARE(missing.rc, 2);
+    QVERIFY(missing.err.rfind("error: /nonexistent.gguf: cannot open", 0) == 0);
+    auto unknown = run_cli({"frobnicate"});
+    QCOMPARE(unknown.rc, 2);
+  }
+
+  void invalidFileExitsTwo() {
+    MOELAB_REQUIRE_SHARED("cases/gguf/g02_bad_magic_html.gguf");
+    const auto r = run_cli({"inspect", moelab::test::shared_path("cases/gguf/g02_bad_magic_html.gguf")});
+    QCOMPARE(r.rc, 2);
+    QVERIFY(r.err.rfind("error: ", 0) == 0);
+    QVERIFY(r.err.find("HTML page") != std::string::npos);
+    QVERIFY(r.out.empty());
+  }
+
+  void notRunnableIsReported() {
+    MOELAB_REQUIRE_SHARED("cases/gguf/g00_valid_tiny.gguf");
+    const std::string p = moelab::test::shared_path("cases/gguf/g00_valid_tiny.gguf");
+    const auto r = run_cli({"inspect", "--json", "--no-hash", p});
+    QCOMPARE(r.rc, 0);  // a valid GGUF, even if not a runnable model
+    const auto j = QJsonDocument::fromJson(QByteArray::fromStdString(r.out)).object();
+    QCOMPARE(j["runnable"].toBool(), false);
+    QVERIFY(j["sha256"].isNull());
+    const auto c = run_cli({"inspect", "--check", "--no-hash", p});
+    QCOMPARE(c.rc, 2);
+    QVERIFY(c.err.find("cannot be run") != std::string::npos);
+  }
+};
+
+QTEST_GUILESS_MAIN(TestModelCard)
+#include "test_model_card.moc"
