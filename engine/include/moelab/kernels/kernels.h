@@ -52,4 +52,51 @@ void matmul(gguf::TensorType type, const void* w, int64_t n_in, int64_t n_out, c
             int64_t n_tokens, float* y, ThreadPool* pool,
             Precision p = Precision::GgmlCompatible);
 
+// ---- Extensions (added by the kernels implementation; the functions above are unchanged) ----
+
+/// SIMD levels of the CPU kernels. Avx2 needs AVX2+FMA+F16C; Avx512 needs AVX-512 F/BW/VL/DQ.
+enum class Simd { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+
+/// The best level this CPU (and this build) supports.
+Simd detected_simd();
+/// The level the kernels use now: detected_simd(), lowered by MOELAB_SIMD or set_simd().
+Simd active_simd();
+/// Forces a level for the whole process (tests, benchmarks); a level above detected_simd() is
+/// lowered to it. Returns the level now active. Do not call while kernels run on other threads.
+Simd set_simd(Simd level);
+/// "scalar", "avx2", "avx512".
+const char* simd_name(Simd level);
+
+/// The activation format ggml's CPU backend pairs with a weight type (its "vec_dot_type"):
+/// F32 -> F32, F16 -> F16, BF16 -> BF16, Q4_0/Q5_0/Q8_0 -> Q8_0, Q4_1/Q5_1 -> Q8_1,
+/// K-quants -> Q8_K. Throws moelab::Error for an unsupported type.
+gguf::TensorType vec_dot_type(gguf::TensorType weight_type);
+
+/// Bytes of one activation row of n elements converted for weight_type (under Precision p).
+uint64_t activation_row_bytes(gguf::TensorType weight_type, int64_t n,
+                              Precision p = Precision::GgmlCompatible);
+
+/// Converts an F32 activation row x (F32 [n]) to vec_dot_type(weight_type) into dst
+/// (activation_row_bytes(weight_type, n) bytes). Q8_0/Q8_1 use d = amax/127 and round half to
+/// even (ggml's x86 path); Q8_K as in ggml's quantize_row_q8_K (F32 d, sums of 16 quants).
+void quantize_activation(gguf::TensorType weight_type, const float* x, void* dst, int64_t n);
+
+/// Dot product of one weight row with an activation row prepared by quantize_activation
+/// (GgmlCompatible) or a plain F32 row (Exact: the weight row is dequantized first), at an
+/// explicit SIMD level (lowered to detected_simd()). For tests and benchmarks.
+float dot_row(gguf::TensorType type, const void* w_row, const void* x, int64_t n, Simd level,
+              Precision p = Precision::GgmlCompatible);
+
+/// dequantize_row at an explicit SIMD level (lowered to detected_simd()).
+void dequantize_row(gguf::TensorType type, const void* src, float* dst, int64_t n, Simd level);
+
+/// sum_i a[i] * b[i] over F32 [n] vectors with the active SIMD level (attention scores etc.).
+float dot_f32(const float* a, const float* b, int64_t n);
+
+/// F32 <-> F16 / BF16 rows (round to nearest even; NaN stays NaN, overflow -> inf for F16).
+void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n);
+void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n);
+void f32_to_bf16_row(const float* src, uint16_t* dst, int64_t n);
+void bf16_to_f32_row(const uint16_t* src, float* dst, int64_t n);
+
 }  // namespace moelab::kernels

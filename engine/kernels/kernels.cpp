@@ -1,0 +1,316 @@
+// CPU kernel front end: type checks, SIMD dispatch, activation conversion, matvec / matmul.
+#include "moelab/kernels/kernels.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/impl.h"
+#include "kernels/element/blocks.h"
+#include "moelab/core/error.h"
+#include "moelab/core/log.h"
+
+namespace moelab::kernels {
+namespace {
+
+using gguf::TensorType;
+
+bool is_supported(TensorType t) {
+  switch (t) {
+    case TensorType::F32: case TensorType::F16: case TensorType::BF16:
+    case TensorType::Q4_0: case TensorType::Q4_1: case TensorType::Q5_0: case TensorType::Q5_1:
+    case TensorType::Q8_0: case TensorType::Q2_K: case TensorType::Q3_K: case TensorType::Q4_K:
+    case TensorType::Q5_K: case TensorType::Q6_K:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string tname(TensorType t) { return gguf::type_name(static_cast<uint32_t>(t)); }
+
+void require(TensorType t, const char* op) {
+  if (!is_supported(t))
+    throw Error(ErrorKind::BadInput,
+                "moelab has no " + std::string(op) + " kernel for tensor type " + tname(t) +
+                    " (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, "
+                    "Q4_K, Q5_K, Q6_K)",
+                {.subject = op});
+}
+
+gguf::TypeTraits traits(TensorType t) { return *gguf::type_traits(static_cast<uint32_t>(t)); }
+
+void require_multiple(TensorType t, int64_t n, const char* op) {
+  const auto tr = traits(t);
+  if (n < 0 || n % tr.block_size != 0)
+    throw Error(ErrorKind::BadInput,
+                std::string(op) + ": row length " + std::to_string(n) + " is not a multiple of " +
+                    std::to_string(tr.block_size) + ", the block size of " + tname(t),
+                {.subject = op});
+}
+
+// ---- SIMD detection and tables --------------------------------------------------------------
+Simd detect() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+#if defined(MOELAB_KERNELS_AVX512)
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    return Simd::Avx512;
+#endif
+#if defined(MOELAB_KERNELS_AVX2)
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+      __builtin_cpu_supports("f16c"))
+    return Simd::Avx2;
+#endif
+#endif
+  return Simd::Scalar;
+}
+
+struct Tables {
+  cpu::Table level[3];
+  Simd detected;
+  std::atomic<int> active;
+  Tables() {
+    detected = detect();
+    cpu::fill_scalar(level[0]);
+    level[1] = level[0];
+#if defined(MOELAB_KERNELS_AVX2)
+    if (detected >= Simd::Avx2) cpu::fill_avx2(level[1]);
+#endif
+    level[2] = level[1];
+#if defined(MOELAB_KERNELS_AVX512)
+    if (detected >= Simd::Avx512) cpu::fill_avx512(level[2]);
+#endif
+    Simd a = detected;
+    if (const char* env = std::getenv("MOELAB_SIMD"); env && *env) {
+      const std::string v = env;
+      Simd want = a;
+      if (v == "scalar") want = Simd::Scalar;
+      else if (v == "avx2") want = Simd::Avx2;
+      else if (v == "avx512") want = Simd::Avx512;
+      else log_warning("MOELAB_SIMD=" + v + " is not one of scalar, avx2, avx512; ignored");
+      if (want > detected)
+        log_warning("MOELAB_SIMD=" + v + " is not available on this CPU/build; using " +
+                  simd_name(detected));
+      a = std::min(want, detected);
+    }
+    active.store(static_cast<int>(a));
+  }
+};
+
+Tables& tables() {
+  static Tables t;
+  return t;
+}
+const cpu::Table& table_for(Simd s) {
+  auto& t = tables();
+  return t.level[static_cast<int>(std::min(s, t.detected))];
+}
+const cpu::Table& active_table() { return tables().level[tables().active.load()]; }
+
+// ---- activation conversion -------------------------------------------------------------------
+template <class XB, int kBlock>
+void quantize_blocks(const float* x, void* dst, int64_t n) {
+  XB* b = static_cast<XB*>(dst);
+  for (int64_t i = 0; i < n / kBlock; ++i) el::quantize_act(x + i * kBlock, b[i]);
+}
+
+void convert_activation(TensorType vt, const float* x, void* dst, int64_t n) {
+  switch (vt) {
+    case TensorType::F32: std::memcpy(dst, x, n * sizeof(float)); return;
+    case TensorType::F16: f32_to_f16_row(x, static_cast<uint16_t*>(dst), n); return;
+    case TensorType::BF16: f32_to_bf16_row(x, static_cast<uint16_t*>(dst), n); return;
+    case TensorType::Q8_0: quantize_blocks<el::BlockQ8_0, el::QK>(x, dst, n); return;
+    case TensorType::Q8_1: quantize_blocks<el::BlockQ8_1, el::QK>(x, dst, n); return;
+    case TensorType::Q8_K: quantize_blocks<el::BlockQ8_K, el::QK_K>(x, dst, n); return;
+    default: break;
+  }
+  throw Error(ErrorKind::Internal, "no activation converter for " + tname(vt));
+}
+
+void run_rows(ThreadPool* pool, int64_t n, const std::function<void(int64_t, int64_t, int)>& fn) {
+  if (pool && pool->size() > 1) pool->parallel_for(n, fn);
+  else if (n > 0) fn(0, n, 0);
+}
+
+// Matmul blocking: kRowBlock weight rows (a few KiB to tens of KiB, kept in L1/L2) are applied
+// to kTokBlock activation rows before moving on, so each weight byte is read from memory once per
+// kTokBlock tokens rather than once per token.
+constexpr int64_t kRowBlock = 8;
+constexpr int64_t kTokBlock = 32;
+
+}  // namespace
+
+const char* simd_name(Simd level) {
+  switch (level) {
+    case Simd::Avx512: return "avx512";
+    case Simd::Avx2: return "avx2";
+    default: return "scalar";
+  }
+}
+const char* simd_level() { return simd_name(active_simd()); }
+Simd detected_simd() { return tables().detected; }
+Simd active_simd() { return static_cast<Simd>(tables().active.load()); }
+Simd set_simd(Simd level) {
+  auto& t = tables();
+  const Simd s = std::min(level, t.detected);
+  t.active.store(static_cast<int>(s));
+  return s;
+}
+
+bool supports(TensorType type) { return is_supported(type); }
+
+uint64_t row_bytes(TensorType type, int64_t n) {
+  if (!gguf::type_traits(static_cast<uint32_t>(type)))
+    throw Error(ErrorKind::BadInput, "unknown tensor type " + tname(type));
+  require_multiple(type, n, "row_bytes");
+  const auto tr = traits(type);
+  return static_cast<uint64_t>(n / tr.block_size) * tr.type_size;
+}
+
+TensorType vec_dot_type(TensorType t) {
+  require(t, "dot product");
+  switch (t) {
+    case TensorType::F32: case TensorType::F16: case TensorType::BF16: return t;
+    case TensorType::Q4_0: case TensorType::Q5_0: case TensorType::Q8_0: return TensorType::Q8_0;
+    case TensorType::Q4_1: case TensorType::Q5_1: return TensorType::Q8_1;
+    default: return TensorType::Q8_K;
+  }
+}
+
+uint64_t activation_row_bytes(TensorType weight_type, int64_t n, Precision p) {
+  if (p == Precision::Exact) return static_cast<uint64_t>(n) * sizeof(float);
+  return row_bytes(vec_dot_type(weight_type), n);
+}
+
+void quantize_activation(TensorType weight_type, const float* x, void* dst, int64_t n) {
+  require_multiple(weight_type, n, "quantize_activation");
+  convert_activation(vec_dot_type(weight_type), x, dst, n);
+}
+
+void dequantize_row(TensorType type, const void* src, float* dst, int64_t n) {
+  require(type, "dequantize");
+  require_multiple(type, n, "dequantize_row");
+  active_table().dequant[static_cast<int>(type)](src, dst, n);
+}
+void dequantize_row(TensorType type, const void* src, float* dst, int64_t n, Simd level) {
+  require(type, "dequantize");
+  require_multiple(type, n, "dequantize_row");
+  table_for(level).dequant[static_cast<int>(type)](src, dst, n);
+}
+
+void quantize_row(TensorType type, const float* src, void* dst, int64_t n) {
+  require_multiple(type, n, "quantize_row");
+  auto blocks = [&](auto* out, int bs) {
+    for (int64_t i = 0; i < n / bs; ++i) el::quantize(src + i * bs, out[i]);
+  };
+  switch (type) {
+    case TensorType::F32: std::memcpy(dst, src, n * sizeof(float)); return;
+    case TensorType::F16: f32_to_f16_row(src, static_cast<uint16_t*>(dst), n); return;
+    case TensorType::BF16: f32_to_bf16_row(src, static_cast<uint16_t*>(dst), n); return;
+    case TensorType::Q8_0: blocks(static_cast<el::BlockQ8_0*>(dst), el::QK); return;
+    case TensorType::Q4_0: blocks(static_cast<el::BlockQ4_0*>(dst), el::QK); return;
+    case TensorType::Q4_1: blocks(static_cast<el::BlockQ4_1*>(dst), el::QK); return;
+    case TensorType::Q5_0: blocks(static_cast<el::BlockQ5_0*>(dst), el::QK); return;
+    case TensorType::Q5_1: blocks(static_cast<el::BlockQ5_1*>(dst), el::QK); return;
+    default: break;
+  }
+  throw Error(ErrorKind::BadInput,
+              "moelab has no quantizer for " + tname(type) +
+                  " (available: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1)",
+              {.subject = "quantize_row"});
+}
+
+float dot_f32(const float* a, const float* b, int64_t n) {
+  return active_table().dot[static_cast<int>(TensorType::F32)](a, b, n);
+}
+
+float dot_row(TensorType type, const void* w_row, const void* x, int64_t n, Simd level,
+              Precision p) {
+  require(type, "dot product");
+  require_multiple(type, n, "dot_row");
+  const cpu::Table& t = table_for(level);
+  if (p == Precision::Exact && type != TensorType::F32) {
+    std::vector<float> buf(n);
+    t.dequant[static_cast<int>(type)](w_row, buf.data(), n);
+    return t.dot[static_cast<int>(TensorType::F32)](buf.data(), x, n);
+  }
+  return t.dot[static_cast<int>(type)](w_row, x, n);
+}
+
+void matvec(TensorType type, const void* w, int64_t n_in, int64_t n_out, const float* x,
+            float* y, ThreadPool* pool, Precision p) {
+  matmul(type, w, n_in, n_out, x, 1, y, pool, p);
+}
+
+void matmul(TensorType type, const void* w, int64_t n_in, int64_t n_out, const float* x,
+            int64_t n_tokens, float* y, ThreadPool* pool, Precision p) {
+  require(type, "matmul");
+  require_multiple(type, n_in, "matmul");
+  if (n_out <= 0 || n_tokens <= 0) return;
+  const cpu::Table& t = active_table();
+  const uint64_t wrb = row_bytes(type, n_in);
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const bool exact = p == Precision::Exact && type != TensorType::F32;
+
+  if (exact) {
+    const cpu::DequantFn dq = t.dequant[static_cast<int>(type)];
+    const cpu::DotFn dot = t.dot[static_cast<int>(TensorType::F32)];
+    run_rows(pool, n_out, [&](int64_t b, int64_t e, int) {
+      std::vector<float> rows(static_cast<size_t>(kRowBlock * n_in));
+      for (int64_t r0 = b; r0 < e; r0 += kRowBlock) {
+        const int64_t r1 = std::min(e, r0 + kRowBlock);
+        for (int64_t r = r0; r < r1; ++r) dq(wb + r * wrb, rows.data() + (r - r0) * n_in, n_in);
+        for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokBlock)
+          for (int64_t r = r0; r < r1; ++r)
+            for (int64_t tk = t0; tk < std::min(n_tokens, t0 + kTokBlock); ++tk)
+              y[tk * n_out + r] = dot(rows.data() + (r - r0) * n_in, x + tk * n_in, n_in);
+      }
+    });
+    return;
+  }
+
+  // Convert each activation row once (ggml's vec_dot_type), then run the blocked loops.
+  const TensorType vt = vec_dot_type(type);
+  const uint8_t* xq = reinterpret_cast<const uint8_t*>(x);
+  uint64_t xrb = n_in * sizeof(float);
+  std::vector<uint8_t> xbuf;
+  if (vt != TensorType::F32) {
+    xrb = row_bytes(vt, n_in);
+    xbuf.resize(xrb * n_tokens);
+    for (int64_t tk = 0; tk < n_tokens; ++tk)
+      convert_activation(vt, x + tk * n_in, xbuf.data() + tk * xrb, n_in);
+    xq = xbuf.data();
+  }
+  const cpu::DotFn dot = t.dot[static_cast<int>(type)];
+  run_rows(pool, n_out, [&](int64_t b, int64_t e, int) {
+    for (int64_t r0 = b; r0 < e; r0 += kRowBlock) {
+      const int64_t r1 = std::min(e, r0 + kRowBlock);
+      for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokBlock)
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t tk = t0; tk < std::min(n_tokens, t0 + kTokBlock); ++tk)
+            y[tk * n_out + r] = dot(wb + r * wrb, xq + tk * xrb, n_in);
+    }
+  });
+}
+
+void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = el::f32_to_f16(src[i]);
+}
+void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = el::f16_to_f32(src[i]);
+}
+void f32_to_bf16_row(const float* src, uint16_t* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = el::f32_to_bf16(src[i]);
+}
+void bf16_to_f32_row(const uint16_t* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = el::bf16_to_f32(src[i]);
+}
+
+}  // namespace moelab::kernels

@@ -1,0 +1,392 @@
+// Kernel unit tests on synthetic data: SIMD paths vs the scalar reference, F16/BF16 rounding,
+// quantizer round trips, matmul vs matvec, thread-count independence, GgmlCompatible vs Exact.
+#include <QtTest>
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernel_test_util.h"
+#include "kernels/element/blocks.h"
+#include "moelab/core/error.h"
+#include "moelab/core/thread_pool.h"
+#include "moelab/kernels/kernels.h"
+
+using namespace moelab;
+using namespace moelab::test;
+using kernels::Precision;
+using kernels::Simd;
+namespace el = moelab::kernels::el;
+
+namespace {
+
+std::vector<Simd> levels() {
+  std::vector<Simd> v;
+  for (int s = 0; s <= static_cast<int>(kernels::detected_simd()); ++s)
+    v.push_back(static_cast<Simd>(s));
+  return v;
+}
+
+// sum_i |w_i| |x_i| with w dequantized: the scale against which float rounding is measured.
+double abs_dot(TensorType t, const void* w, const float* x, int64_t n) {
+  const auto wd = dequant(t, w, n);
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += std::fabs(static_cast<double>(wd[i]) * x[i]);
+  return s;
+}
+
+// The activation as the GgmlCompatible kernels see it (vec_dot_type decoded back to F32).
+std::vector<float> activation_as_seen(TensorType wt, const float* x, int64_t n) {
+  std::vector<uint8_t> q(kernels::activation_row_bytes(wt, n));
+  kernels::quantize_activation(wt, x, q.data(), n);
+  std::vector<float> out(n);
+  switch (kernels::vec_dot_type(wt)) {
+    case TensorType::F32: std::memcpy(out.data(), x, n * 4); break;
+    case TensorType::F16: kernels::f16_to_f32_row(reinterpret_cast<uint16_t*>(q.data()), out.data(), n); break;
+    case TensorType::BF16: kernels::bf16_to_f32_row(reinterpret_cast<uint16_t*>(q.data()), out.data(), n); break;
+    case TensorType::Q8_0: {
+      auto* b = reinterpret_cast<el::BlockQ8_0*>(q.data());
+      for (int64_t i = 0; i < n / 32; ++i) el::dequant(b[i], out.data() + 32 * i);
+      break;
+    }
+    case TensorType::Q8_1: {
+      auto* b = reinterpret_cast<el::BlockQ8_1*>(q.data());
+      for (int64_t i = 0; i < n / 32; ++i)
+        for (int j = 0; j < 32; ++j) out[32 * i + j] = b[i].qs[j] * el::f16_to_f32(b[i].d);
+      break;
+    }
+    case TensorType::Q8_K: {
+      auto* b = reinterpret_cast<el::BlockQ8_K*>(q.data());
+      for (int64_t i = 0; i < n / 256; ++i)
+        for (int j = 0; j < 256; ++j) out[256 * i + j] = b[i].qs[j] * b[i].d;
+      break;
+    }
+    default: break;
+  }
+  return out;
+}
+
+}  // namespace
+
+class TestKernels : public QObject {
+  Q_OBJECT
+ private slots:
+  void initTestCase() {
+    qInfo("detected SIMD level: %s, active: %s", kernels::simd_name(kernels::detected_simd()),
+          kernels::simd_level());
+  }
+
+  void supportedTypes() {
+    for (auto t : all_weight_types()) QVERIFY2(kernels::supports(t), tname(t));
+    QVERIFY(!kernels::supports(TensorType::IQ2_XXS));
+    QVERIFY_THROWS_EXCEPTION(Error, kernels::row_bytes(TensorType::Q4_K, 896));
+    QVERIFY_THROWS_EXCEPTION(Error, kernels::row_bytes(TensorType::Q8_0, 48));
+    QCOMPARE(kernels::row_bytes(TensorType::Q4_K, 512), uint64_t{288});
+    QCOMPARE(kernels::row_bytes(TensorType::Q8_0, 64), uint64_t{68});
+    std::vector<float> x(32, 1.f);
+    std::vector<uint8_t> buf(1024);
+    QVERIFY_THROWS_EXCEPTION(Error, kernels::quantize_row(TensorType::Q4_K, x.data(), buf.data(), 256));
+  }
+
+  void f16Conversion() {
+    QCOMPARE(el::f32_to_f16(1.0f), uint16_t{0x3c00});
+    QCOMPARE(el::f32_to_f16(-2.0f), uint16_t{0xc000});
+    QCOMPARE(el::f32_to_f16(65504.f), uint16_t{0x7bff});
+    QCOMPARE(el::f32_to_f16(65519.f), uint16_t{0x7bff});
+    QCOMPARE(el::f32_to_f16(65520.f), uint16_t{0x7c00});  // tie -> even -> infinity
+    QCOMPARE(el::f32_to_f16(1e10f), uint16_t{0x7c00});
+    QCOMPARE(el::f32_to_f16(-0.0f), uint16_t{0x8000});
+    QCOMPARE(el::f32_to_f16(1.0f + 0x1p-11f), uint16_t{0x3c00});       // tie -> even
+    QCOMPARE(el::f32_to_f16(1.0f + 3 * 0x1p-11f), uint16_t{0x3c02});   // tie -> even (up)
+    QCOMPARE(el::f32_to_f16(0x1p-24f), uint16_t{0x0001});              // smallest subnormal
+    QCOMPARE(el::f32_to_f16(0x1p-25f), uint16_t{0x0000});              // tie -> even (zero)
+    QCOMPARE(el::f32_to_f16(0x1.8p-25f), uint16_t{0x0001});
+    QVERIFY(std::isnan(el::f16_to_f32(el::f32_to_f16(std::nanf("")))));
+    QCOMPARE(el::f16_to_f32(0x0001), 0x1p-24f);
+    QVERIFY(std::isinf(el::f16_to_f32(0xfc00)) && el::f16_to_f32(0xfc00) < 0);
+    // Every finite half survives the round trip, and every midpoint between neighbours rounds
+    // to the one with an even mantissa.
+    for (uint32_t h = 0; h < 0x10000; ++h) {
+      const uint16_t hh = static_cast<uint16_t>(h);
+      if ((h & 0x7c00) == 0x7c00) continue;
+      const float f = el::f16_to_f32(hh);
+      QCOMPARE(el::f32_to_f16(f), hh);
+      if ((h & 0x7fff) == 0x7bff) continue;
+      const double mid = (static_cast<double>(f) + el::f16_to_f32(static_cast<uint16_t>(h + 1))) / 2;
+      const uint16_t even = (h & 1) ? static_cast<uint16_t>(h + 1) : hh;
+      QCOMPARE(el::f32_to_f16(static_cast<float>(mid)), even);
+    }
+  }
+
+  void bf16Conversion() {
+    QCOMPARE(el::f32_to_bf16(1.0f), uint16_t{0x3f80});
+    QCOMPARE(el::f32_to_bf16(el::bits_f32(0x3f808000u)), uint16_t{0x3f80});  // tie -> even
+    QCOMPARE(el::f32_to_bf16(el::bits_f32(0x3f818000u)), uint16_t{0x3f82});  // tie -> even
+    QCOMPARE(el::f32_to_bf16(el::bits_f32(0x3f808001u)), uint16_t{0x3f81});
+    QVERIFY(std::isnan(el::bf16_to_f32(el::f32_to_bf16(std::nanf("")))));
+    QCOMPARE(el::bf16_to_f32(0x4049), el::bits_f32(0x40490000u));
+  }
+
+  void dequantSimdIsExact() {
+    const int64_t n = 1024, rows = 4;
+    for (auto t : all_weight_types()) {
+      const auto w = random_rows(t, n, rows, 11 + static_cast<uint32_t>(t));
+      const auto ref = dequant(t, w.data(), n * rows, Simd::Scalar);
+      for (float v : ref) QVERIFY2(std::isfinite(v), tname(t));
+      for (Simd s : levels()) {
+        const auto got = dequant(t, w.data(), n * rows, s);
+        QVERIFY2(std::memcmp(got.data(), ref.data(), ref.size() * 4) == 0,
+                 qPrintable(QString("%1 dequant at %2 differs from scalar")
+                                .arg(tname(t), kernels::simd_name(s))));
+      }
+    }
+  }
+
+  void dotSimdMatchesScalar() {
+    const int64_t n = 2048, rows = 8;
+    for (auto t : all_weight_types()) {
+      const auto w = random_rows(t, n, rows, 100 + static_cast<uint32_t>(t));
+      const uint64_t rb = kernels::row_bytes(t, n);
+      for (int r = 0; r < rows; ++r) {
+        const auto x = random_floats(n, 1000 + r, r == 0 ? 1e-3f : 1.f);
+        std::vector<uint8_t> xq(kernels::activation_row_bytes(t, n));
+        kernels::quantize_activation(t, x.data(), xq.data(), n);
+        const void* wr = w.data() + r * rb;
+        const double scale = abs_dot(t, wr, x.data(), n);
+        const float ref = kernels::dot_row(t, wr, xq.data(), n, Simd::Scalar);
+        const float ref_exact = kernels::dot_row(t, wr, x.data(), n, Simd::Scalar, Precision::Exact);
+        // float rounding: one rounding per block accumulation plus the lane reductions
+        const double tol = 2e-5 * scale * 1.05 + 1e-30;
+        for (Simd s : levels()) {
+          const float got = kernels::dot_row(t, wr, xq.data(), n, s);
+          const float got_exact = kernels::dot_row(t, wr, x.data(), n, s, Precision::Exact);
+          QVERIFY2(std::fabs(got - ref) <= tol,
+                   qPrintable(QString("%1 %2 row %3: %4 vs scalar %5 (tol %6)")
+                                  .arg(tname(t), kernels::simd_name(s)).arg(r)
+                                  .arg(got, 0, 'g', 9).arg(ref, 0, 'g', 9).arg(tol)));
+          QVERIFY2(std::fabs(got_exact - ref_exact) <= tol,
+                   qPrintable(QString("%1 %2 exact row %3: %4 vs %5")
+                                  .arg(tname(t), kernels::simd_name(s)).arg(r)
+                                  .arg(got_exact, 0, 'g', 9).arg(ref_exact, 0, 'g', 9)));
+        }
+      }
+    }
+  }
+
+  // Q8_0: d = amax/127 is stored as binary16, so an element's error is at most half a step
+  // plus |q| <= 127 times the binary16 rounding of d (2^-11 relative): 0.5 d + 127 d 2^-11.
+  void roundTripQ8_0() {
+    const int64_t n = 8192;
+    auto x = random_floats(n, 7);
+    x[5] = 0;  // an all-zero block must survive too
+    for (int j = 32; j < 64; ++j) x[j] = 0;
+    std::vector<uint8_t> q(kernels::row_bytes(TensorType::Q8_0, n));
+    kernels::quantize_row(TensorType::Q8_0, x.data(), q.data(), n);
+    const auto y = dequant(TensorType::Q8_0, q.data(), n);
+    double se = 0, sx = 0, worst = 0;
+    for (int64_t b = 0; b < n / 32; ++b) {
+      float amax = 0;
+      for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[32 * b + j]));
+      const double d = amax / 127.0;
+      for (int j = 0; j < 32; ++j) {
+        const double e = std::fabs(y[32 * b + j] - x[32 * b + j]);
+        QVERIFY(e <= d * (0.5 + 127 * 0x1p-11) + 1e-12);
+        worst = std::max(worst, d > 0 ? e / d : 0);
+        se += e * e;
+        sx += double(x[32 * b + j]) * x[32 * b + j];
+      }
+    }
+    const double rel = std::sqrt(se / sx);
+    qInfo("Q8_0 round trip: relative RMS error %.5f, worst |err| = %.3f steps", rel, worst);
+    QVERIFY(rel < 0.006);  // uniform rounding: step/sqrt(12) with step ~ 2.2 sigma / 127
+    for (int j = 32; j < 64; ++j) QCOMPARE(y[j], 0.0f);
+  }
+
+  // Q4_0: d = m / -8 with m the largest-magnitude value; the step is |d| = amax/8. Values map
+  // to q in [0, 15]; on the side opposite m the range ends at 7|d| < amax, so clamped values
+  // may be off by up to one step; all others by at most half a step (+ binary16 of d).
+  void roundTripQ4_0() {
+    const int64_t n = 8192;
+    const auto x = random_floats(n, 9);
+    std::vector<uint8_t> q(kernels::row_bytes(TensorType::Q4_0, n));
+    kernels::quantize_row(TensorType::Q4_0, x.data(), q.data(), n);
+    const auto y = dequant(TensorType::Q4_0, q.data(), n);
+    double se = 0, sx = 0;
+    int clamped = 0;
+    for (int64_t b = 0; b < n / 32; ++b) {
+      float amax = 0;
+      for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[32 * b + j]));
+      const double step = amax / 8.0;
+      for (int j = 0; j < 32; ++j) {
+        const double e = std::fabs(y[32 * b + j] - x[32 * b + j]);
+        const double half = step * (0.5 + 8 * 0x1p-11) + 1e-12;
+        if (e > half) {
+          ++clamped;
+          QVERIFY(std::fabs(x[32 * b + j]) > 7 * step * (1 - 0x1p-10));  // only at the far end
+          QVERIFY(e <= step * (1 + 8 * 0x1p-11) + 1e-12);
+        }
+        se += e * e;
+        sx += double(x[32 * b + j]) * x[32 * b + j];
+      }
+    }
+    const double rel = std::sqrt(se / sx);
+    qInfo("Q4_0 round trip: relative RMS error %.4f, %d clamped of %lld", rel, clamped,
+          static_cast<long long>(n));
+    QVERIFY(rel < 0.10);  // step ~ 2.2 sigma / 8 -> RMS ~ 0.08 sigma
+  }
+
+  void otherQuantizersRoundTrip() {
+    const int64_t n = 4096;
+    const auto x = random_floats(n, 13);
+    // relative RMS bounds: step/sqrt(12) over the range (max-min)/15 or /31 (Q4_1, Q5_1) or
+    // amax/16 (Q5_0), plus margin; F16 / BF16 are 2^-11 / 2^-8 relative at worst.
+    const std::pair<TensorType, double> cases[] = {{TensorType::Q4_1, 0.10}, {TensorType::Q5_0, 0.05},
+                                                   {TensorType::Q5_1, 0.05}, {TensorType::F16, 0x1p-11},
+                                                   {TensorType::BF16, 0x1p-8}};
+    for (auto [t, bound] : cases) {
+      std::vector<uint8_t> q(kernels::row_bytes(t, n));
+      kernels::quantize_row(t, x.data(), q.data(), n);
+      const auto y = dequant(t, q.data(), n);
+      double se = 0, sx = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        se += double(y[i] - x[i]) * (y[i] - x[i]);
+        sx += double(x[i]) * x[i];
+      }
+      qInfo("%s round trip: relative RMS error %.5f", tname(t), std::sqrt(se / sx));
+      QVERIFY2(std::sqrt(se / sx) < bound, tname(t));
+    }
+  }
+
+  void matmulEqualsMatvec() {
+    const int64_t n_in = 512, n_out = 37, n_tok = 7;
+    ThreadPool pool(2);
+    for (auto t : all_weight_types()) {
+      const auto w = random_rows(t, n_in, n_out, 200 + static_cast<uint32_t>(t));
+      const auto x = random_floats(n_in * n_tok, 300);
+      for (auto p : {Precision::GgmlCompatible, Precision::Exact}) {
+        std::vector<float> y(n_out * n_tok), yv(n_out);
+        kernels::matmul(t, w.data(), n_in, n_out, x.data(), n_tok, y.data(), &pool, p);
+        for (int64_t tk = 0; tk < n_tok; ++tk) {
+          kernels::matvec(t, w.data(), n_in, n_out, x.data() + tk * n_in, yv.data(), &pool, p);
+          QVERIFY2(std::memcmp(yv.data(), y.data() + tk * n_out, n_out * 4) == 0,
+                   qPrintable(QString("%1 token %2").arg(tname(t)).arg(tk)));
+          // and each entry is the row's dot product
+          std::vector<uint8_t> xq(kernels::activation_row_bytes(t, n_in, p));
+          if (p == Precision::Exact) std::memcpy(xq.data(), x.data() + tk * n_in, n_in * 4);
+          else kernels::quantize_activation(t, x.data() + tk * n_in, xq.data(), n_in);
+          const float d = kernels::dot_row(t, w.data() + 5 * kernels::row_bytes(t, n_in), xq.data(),
+                                           n_in, kernels::active_simd(), p);
+          QCOMPARE(y[tk * n_out + 5], d);
+        }
+      }
+    }
+  }
+
+  void threadsGiveIdenticalResults() {
+    const int64_t n_in = 1024, n_out = 301, n_tok = 40;  // > one token block, odd row count
+    ThreadPool one(1), two(2);
+    for (auto t : all_weight_types()) {
+      const auto w = random_rows(t, n_in, n_out, 400 + static_cast<uint32_t>(t));
+      const auto x = random_floats(n_in * n_tok, 500);
+      std::vector<float> a(n_out * n_tok), b(n_out * n_tok), c(n_out * n_tok);
+      kernels::matmul(t, w.data(), n_in, n_out, x.data(), n_tok, a.data(), &one);
+      kernels::matmul(t, w.data(), n_in, n_out, x.data(), n_tok, b.data(), &two);
+      kernels::matmul(t, w.data(), n_in, n_out, x.data(), n_tok, c.data(), nullptr);
+      QVERIFY2(std::memcmp(a.data(), b.data(), a.size() * 4) == 0, tname(t));
+      QVERIFY2(std::memcmp(a.data(), c.data(), a.size() * 4) == 0, tname(t));
+    }
+  }
+
+  // GgmlCompatible computes w . x' where x' is the activation rounded to vec_dot_type; Exact
+  // computes w . x. So |ggml - exact| <= sum_i |w_i| |x'_i - x_i| (+ float rounding), and
+  // |x'_i - x_i| itself is bounded by the format: Q8_0/Q8_1 half a step of amax/127 plus the
+  // binary16 rounding of d (<= 127 * d * 2^-11), Q8_K half a step (d is F32), F16 2^-11 |x|,
+  // BF16 2^-8 |x|. Q8_1 adds m * s where s = fp16(d * sum q): another |m| |s| 2^-11.
+  void ggmlVsExactBounded() {
+    const int64_t n = 2048;
+    for (auto t : all_weight_types()) {
+      const auto w = random_rows(t, n, 4, 600 + static_cast<uint32_t>(t));
+      const auto wd = dequant(t, w.data(), n * 4);
+      for (int r = 0; r < 4; ++r) {
+        const auto x = random_floats(n, 700 + r);
+        const auto xs = activation_as_seen(t, x.data(), n);
+        const TensorType vt = kernels::vec_dot_type(t);
+        double bound_x = 0, scale = 0, diff_seen = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          const double e = std::fabs(double(xs[i]) - x[i]);
+          // per-element activation error bound for this format
+          double eb = 0;
+          if (vt == TensorType::F16) eb = std::fabs(x[i]) * 0x1p-11 + 0x1p-25;  // + subnormal step
+          else if (vt == TensorType::BF16) eb = std::fabs(x[i]) * 0x1p-8;
+          else if (vt != TensorType::F32) {
+            const int64_t bs = vt == TensorType::Q8_K ? 256 : 32;
+            float amax = 0;
+            for (int64_t j = i / bs * bs; j < i / bs * bs + bs; ++j) amax = std::max(amax, std::fabs(x[j]));
+            const double d = amax / 127.0;
+            eb = vt == TensorType::Q8_K ? d * (0.5 + 1e-6) : d * (0.5 + 127 * 0x1p-11);
+          }
+          QVERIFY2(e <= eb + 1e-12, qPrintable(QString("%1 activation element %2").arg(tname(t)).arg(i)));
+          bound_x += std::fabs(double(wd[r * n + i])) * e;
+          scale += std::fabs(double(wd[r * n + i]) * x[i]);
+          diff_seen += double(wd[r * n + i]) * xs[i];
+        }
+        std::vector<uint8_t> xq(kernels::activation_row_bytes(t, n));
+        kernels::quantize_activation(t, x.data(), xq.data(), n);
+        const void* wr = w.data() + r * kernels::row_bytes(t, n);
+        const double g = kernels::dot_row(t, wr, xq.data(), n, kernels::active_simd());
+        const double ex = kernels::dot_row(t, wr, x.data(), n, kernels::active_simd(), Precision::Exact);
+        double extra = 2e-5 * scale;  // float rounding of both results
+        if (vt == TensorType::Q8_1) {
+          const auto* xb = reinterpret_cast<const el::BlockQ8_1*>(xq.data());
+          for (int64_t b = 0; b < n / 32; ++b) {
+            const float m = el::f16_to_f32(reinterpret_cast<const uint16_t*>(
+                static_cast<const uint8_t*>(wr) + b * (t == TensorType::Q4_1 ? 20 : 24))[1]);
+            extra += std::fabs(m) * std::fabs(el::f16_to_f32(xb[b].s)) * 0x1p-11 +
+                     std::fabs(m) * 32 * 127 * el::f16_to_f32(xb[b].d) * 0x1p-11;
+          }
+        }
+        // the ggml-compatible result is the dot with the rounded activation
+        QVERIFY2(std::fabs(g - diff_seen) <= extra,
+                 qPrintable(QString("%1: %2 vs w.x' %3").arg(tname(t)).arg(g).arg(diff_seen)));
+        QVERIFY2(std::fabs(g - ex) <= bound_x + extra,
+                 qPrintable(QString("%1: |ggml - exact| = %2 > bound %3")
+                                .arg(tname(t)).arg(std::fabs(g - ex)).arg(bound_x + extra)));
+        if (vt != TensorType::F32) QVERIFY2(g != ex, tname(t));  // rounding really happens
+        if (r == 0)
+          qInfo("%-5s |ggml - exact| = %.3g, bound %.3g, scale sum|w x| = %.3g", tname(t),
+                std::fabs(g - ex), bound_x + extra, scale);
+      }
+    }
+  }
+
+  // A wrong block layout must not slip through the SIMD-vs-scalar comparison: decode Q4_0 as
+  // if nibbles were interleaved (element 2j = low nibble of byte j) and compare with the
+  // kernel's dequantization under the same criterion the tests use (exact equality).
+  void brokenLayoutIsCaught() {
+    const int64_t n = 256;
+    const auto w = random_rows(TensorType::Q4_0, n, 1, 5);
+    const auto good = dequant(TensorType::Q4_0, w.data(), n);
+    std::vector<float> bad(n);
+    const auto* b = reinterpret_cast<const el::BlockQ4_0*>(w.data());
+    for (int64_t i = 0; i < n / 32; ++i)
+      for (int j = 0; j < 16; ++j) {
+        const float d = el::f16_to_f32(b[i].d);
+        bad[32 * i + 2 * j] = ((b[i].qs[j] & 15) - 8) * d;
+        bad[32 * i + 2 * j + 1] = ((b[i].qs[j] >> 4) - 8) * d;
+      }
+    QVERIFY(std::memcmp(good.data(), bad.data(), n * 4) != 0);
+    // and a wrong scale (d read from the wrong half of the block) changes the dot product by
+    // far more than the SIMD tolerance
+    auto w2 = w;
+    for (int64_t i = 0; i < n / 32; ++i) std::swap(w2[18 * i], w2[18 * i + 2]);
+    const auto x = random_floats(n, 3);
+    std::vector<uint8_t> xq(kernels::activation_row_bytes(TensorType::Q4_0, n));
+    kernels::quantize_activation(TensorType::Q4_0, x.data(), xq.data(), n);
+    const float a = kernels::dot_row(TensorType::Q4_0, w.data(), xq.data(), n, Simd::Scalar);
+    const float c = kernels::dot_row(TensorType::Q4_0, w2.data(), xq.data(), n, Simd::Scalar);
+    QVERIFY(std::fabs(a - c) > 2e-5 * abs_dot(TensorType::Q4_0, w.data(), x.data(), n) * 100);
+  }
+};
+
+QTEST_APPLESS_MAIN(TestKernels)
+#include "test_kernels.moc"
