@@ -1,0 +1,77 @@
+// moelab-cli make-model --arch {llama,mixtral,qwen2moe,olmoe} --n-embd N ... -o FILE
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <ostream>
+
+#include "cli.h"
+#include "moelab/core/error.h"
+#include "moelab/gguf/types.h"
+#include "moelab/runtime/synthetic_model.h"
+
+namespace moelab::cli {
+
+namespace {
+struct MakeModelOptions {
+  SyntheticModelSpec spec;
+  std::string type = "F32";
+  std::string out;
+  bool quiet = false;
+};
+
+int make_model(const MakeModelOptions& o, Io io) {
+  SyntheticModelSpec spec = o.spec;
+  const auto t = gguf::type_from_name(o.type);
+  if (!t)
+    throw Error(ErrorKind::BadInput, "unknown tensor type '" + o.type + "'", {.subject = "--type"});
+  spec.type = *t;
+  int last = -1;
+  const auto info = write_synthetic_model(spec, o.out, [&](float f) {
+    const int pct = static_cast<int>(f * 100);
+    if (!o.quiet && pct / 10 != last / 10) {
+      io.err << "\rwriting " << o.out << ": " << pct << " %" << std::flush;
+      last = pct;
+    }
+    return true;
+  });
+  if (!o.quiet) io.err << '\n';
+  io.out << "wrote " << o.out << ": " << info.architecture << " (" << spec.arch << "), "
+         << info.n_params << " parameters, " << info.n_vocab << " tokens, "
+         << format_bytes(info.file_bytes) << '\n';
+  return kOk;
+}
+}  // namespace
+
+void add_make_model(CLI::App& app, Io io, Action& action) {
+  auto o = std::make_shared<MakeModelOptions>();
+  auto* sub = app.add_subcommand(
+      "make-model", "Write a synthetic random-weight GGUF model (benchmarks, demos, tests)");
+  auto& s = o->spec;
+  sub->add_option("--arch", s.arch, "Architecture")
+      ->check(CLI::IsMember({"llama", "mixtral", "qwen2moe", "olmoe"}))
+      ->capture_default_str();
+  sub->add_option("--n-embd", s.n_embd, "Embedding width")->capture_default_str();
+  sub->add_option("--n-layer", s.n_layer, "Transformer blocks")->capture_default_str();
+  sub->add_option("--n-head", s.n_head, "Attention heads")->capture_default_str();
+  sub->add_option("--n-head-kv", s.n_head_kv, "Key/value heads (grouped-query attention)")
+      ->capture_default_str();
+  sub->add_option("--n-ff", s.n_ff, "FFN width (per expert for MoE models)")->capture_default_str();
+  sub->add_option("--n-ff-shexp", s.n_ff_shexp, "qwen2moe shared-expert width (default 2 n_ff)");
+  sub->add_option("--experts", s.expert_count, "Experts per MoE layer (0 = dense)")
+      ->capture_default_str();
+  sub->add_option("--top-k", s.expert_used_count, "Experts used per token (default 2)");
+  sub->add_option("--n-vocab", s.n_vocab, "Vocabulary size without --vocab-from")
+      ->capture_default_str();
+  sub->add_option("--ctx", s.context_length, "context_length written to the file")
+      ->capture_default_str();
+  sub->add_option("--vocab-from", s.vocab_from, "Copy the tokenizer.* metadata of this GGUF")
+      ->check(CLI::ExistingFile);
+  sub->add_option("--type", o->type, "Weight type: F32, F16, Q8_0 or Q4_0")
+      ->check(CLI::IsMember({"F32", "F16", "Q8_0", "Q4_0"}, CLI::ignore_case))
+      ->capture_default_str();
+  sub->add_option("--seed", s.seed, "Random seed of the weights")->capture_default_str();
+  sub->add_option("-o,--out", o->out, "Output GGUF file")->required();
+  sub->add_flag("-q,--quiet", o->quiet, "No progress on stderr");
+  sub->callback([o, io, &action] { action = [o, io] { return make_model(*o, io); }; });
+}
+
+}  // namespace moelab::cli

@@ -1,0 +1,383 @@
+#include "moelab/runtime/synthetic_model.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "moelab/core/error.h"
+#include "moelab/core/log.h"
+#include "moelab/gguf/gguf.h"
+#include "moelab/gguf/writer.h"
+#include "moelab/kernels/kernels.h"
+
+namespace moelab {
+
+namespace {
+
+using gguf::TensorType;
+
+enum class Init { Linear, Norm, Bias, Embed };
+
+struct TensorPlan {
+  std::string name;
+  TensorType type;
+  std::vector<int64_t> shape;  // ggml order
+  Init init;
+  float gain = 1.f;  // Linear: std = gain / sqrt(shape[0])
+  uint64_t bytes = 0;
+};
+
+// Normal variates from mt19937_64 by Box-Muller, with our own uniform conversion so that the
+// stream is identical across standard libraries.
+class NormalStream {
+ public:
+  explicit NormalStream(uint64_t seed) : rng_(seed) {}
+  float next() {
+    if (has_spare_) {
+      has_spare_ = false;
+      return spare_;
+    }
+    const double u1 = (static_cast<double>(rng_() >> 11) + 0.5) * 0x1.0p-53;  // (0, 1)
+    const double u2 = static_cast<double>(rng_() >> 11) * 0x1.0p-53;
+    const double r = std::sqrt(-2.0 * std::log(u1));
+    const double a = 2.0 * M_PI * u2;
+    spare_ = static_cast<float>(r * std::sin(a));
+    has_spare_ = true;
+    return static_cast<float>(r * std::cos(a));
+  }
+
+ private:
+  std::mt19937_64 rng_;
+  bool has_spare_ = false;
+  float spare_ = 0.f;
+};
+
+template <typename T>
+void put(std::vector<uint8_t>& out, T v) {
+  const size_t n = out.size();
+  out.resize(n + sizeof(T));
+  std::memcpy(out.data() + n, &v, sizeof(T));
+}
+
+uint32_t file_type_code(TensorType t) {
+  // llama_ftype values (llama.h): ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7.
+  switch (t) {
+    case TensorType::F32:
+      return 0;
+    case TensorType::F16:
+      return 1;
+    case TensorType::Q4_0:
+      return 2;
+    case TensorType::Q8_0:
+      return 7;
+    default:
+      return 0;
+  }
+}
+
+void copy_tokenizer(const gguf::File& vocab, gguf::Writer& w) {
+  using gguf::ValueType;
+  for (const auto& v : vocab.metadata()) {
+    const std::string& k = v.key();
+    if (k.rfind("tokenizer.", 0) != 0) continue;
+    switch (v.type()) {
+      case ValueType::STRING:
+        w.set_string(k, v.as_string());
+        break;
+      case ValueType::UINT8:
+        w.set_u8(k, static_cast<uint8_t>(v.as_u64()));
+        break;
+      case ValueType::UINT32:
+        w.set_u32(k, static_cast<uint32_t>(v.as_u64()));
+        break;
+      case ValueType::INT32:
+        w.set_i32(k, static_cast<int32_t>(v.as_i64()));
+        break;
+      case ValueType::UINT64:
+        w.set_u64(k, v.as_u64());
+        break;
+      case ValueType::FLOAT32:
+        w.set_f32(k, static_cast<float>(v.as_f64()));
+        break;
+      case ValueType::BOOL:
+        w.set_bool(k, v.as_bool());
+        break;
+      case ValueType::ARRAY: {
+        const auto et = v.elem_type();
+        if (et == ValueType::STRING) {
+          std::vector<std::string> s(v.strings().begin(), v.strings().end());
+          w.set_array_string(k, s);
+        } else if (et == ValueType::FLOAT32) {
+          std::vector<float> a(v.size());
+          for (uint64_t i = 0; i < v.size(); ++i) a[i] = static_cast<float>(v.number_at(i));
+          w.set_array_f32(k, a);
+        } else if (et == ValueType::INT32) {
+          std::vector<int32_t> a(v.size());
+          for (uint64_t i = 0; i < v.size(); ++i) a[i] = static_cast<int32_t>(v.int_at(i));
+          w.set_array_i32(k, a);
+        } else if (et == ValueType::UINT32) {
+          std::vector<uint32_t> a(v.size());
+          for (uint64_t i = 0; i < v.size(); ++i) a[i] = static_cast<uint32_t>(v.int_at(i));
+          w.set_array_u32(k, a);
+        } else {
+          log_warning("make-model: not copying '" + k + "' (array of " +
+                      std::string(gguf::value_type_name(et)) + ")");
+        }
+        break;
+      }
+      default:
+        log_warning("make-model: not copying '" + k + "' (" +
+                    std::string(gguf::value_type_name(v.type())) + ")");
+    }
+  }
+}
+
+struct Plan {
+  std::string architecture;  // general.architecture
+  std::vector<TensorPlan> tensors;
+  uint32_t n_vocab = 0;
+  uint32_t n_ff_shexp = 0;
+  uint32_t expert_used_count = 0;
+};
+
+Plan make_plan(const SyntheticModelSpec& s, uint32_t n_vocab) {
+  auto bad = [](const std::string& m, const std::string& subject = {}) {
+    throw Error(ErrorKind::BadInput, m, {.subject = subject});
+  };
+  Plan p;
+  const std::string& a = s.arch;
+  const bool moe_arch = a == "mixtral" || a == "qwen2moe" || a == "olmoe";
+  if (a != "llama" && !moe_arch)
+    bad("unknown architecture '" + a + "' (make-model writes llama, mixtral, qwen2moe, olmoe)",
+        "--arch");
+  p.architecture = a == "mixtral" ? "llama" : a;
+  if (moe_arch && s.expert_count == 0)
+    bad("architecture '" + a + "' needs --experts > 0", "--experts");
+  if (s.type != TensorType::F32 && s.type != TensorType::F16 && s.type != TensorType::Q8_0 &&
+      s.type != TensorType::Q4_0)
+    bad("make-model writes F32, F16, Q8_0 or Q4_0 weights, not " +
+            gguf::type_name(static_cast<uint32_t>(s.type)),
+        "--type");
+  if (s.n_embd == 0 || s.n_layer == 0 || s.n_head == 0 || s.n_head_kv == 0 || s.n_ff == 0 ||
+      n_vocab == 0)
+    bad("n_embd, n_layer, n_head, n_head_kv, n_ff and the vocabulary must all be > 0");
+  if (s.n_embd % s.n_head) bad("n_embd must be a multiple of n_head", "--n-head");
+  if (s.n_head % s.n_head_kv) bad("n_head must be a multiple of n_head_kv", "--n-head-kv");
+  if (a == "olmoe" && s.n_head_kv != s.n_head)
+    bad("olmoe normalises K over its full width, so n_head_kv must equal n_head", "--n-head-kv");
+  const uint32_t hd = s.n_embd / s.n_head;
+  if (hd % 2) bad("head_dim (n_embd / n_head) must be even for RoPE", "--n-head");
+  const uint32_t nx = s.expert_count;
+  p.expert_used_count = s.expert_used_count ? s.expert_used_count : std::min(2u, nx);
+  if (nx && p.expert_used_count > nx) bad("--top-k exceeds --experts", "--top-k");
+  p.n_ff_shexp = s.n_ff_shexp ? s.n_ff_shexp : 2 * s.n_ff;
+  p.n_vocab = n_vocab;
+
+  const int64_t E = s.n_embd, V = n_vocab, ff = s.n_ff, qd = int64_t(s.n_head) * hd,
+                kvd = int64_t(s.n_head_kv) * hd, X = nx, sff = p.n_ff_shexp;
+  const TensorType W = s.type, F = TensorType::F32;
+  auto add = [&](std::string name, TensorType t, std::vector<int64_t> shape, Init init,
+                 float gain = 1.f) {
+    p.tensors.push_back({std::move(name), t, std::move(shape), init, gain, 0});
+  };
+  add("token_embd.weight", W, {E, V}, Init::Embed);
+  for (uint32_t il = 0; il < s.n_layer; ++il) {
+    const std::string b = "blk." + std::to_string(il) + ".";
+    add(b + "attn_norm.weight", F, {E}, Init::Norm);
+    add(b + "attn_q.weight", W, {E, qd}, Init::Linear);
+    add(b + "attn_k.weight", W, {E, kvd}, Init::Linear);
+    add(b + "attn_v.weight", W, {E, kvd}, Init::Linear);
+    if (a == "qwen2moe") {
+      add(b + "attn_q.bias", F, {qd}, Init::Bias);
+      add(b + "attn_k.bias", F, {kvd}, Init::Bias);
+      add(b + "attn_v.bias", F, {kvd}, Init::Bias);
+    }
+    add(b + "attn_output.weight", W, {qd, E}, Init::Linear);
+    if (a == "olmoe") {
+      add(b + "attn_q_norm.weight", F, {qd}, Init::Norm);
+      add(b + "attn_k_norm.weight", F, {kvd}, Init::Norm);
+    }
+    add(b + "ffn_norm.weight", F, {E}, Init::Norm);
+    if (nx) {
+      add(b + "ffn_gate_inp.weight", F, {E, X}, Init::Linear, 2.f);
+      add(b + "ffn_gate_exps.weight", W, {E, ff, X}, Init::Linear);
+      add(b + "ffn_up_exps.weight", W, {E, ff, X}, Init::Linear);
+      add(b + "ffn_down_exps.weight", W, {ff, E, X}, Init::Linear);
+      if (a == "qwen2moe") {
+        add(b + "ffn_gate_inp_shexp.weight", F, {E}, Init::Linear, 2.f);
+        add(b + "ffn_gate_shexp.weight", W, {E, sff}, Init::Linear);
+        add(b + "ffn_up_shexp.weight", W, {E, sff}, Init::Linear);
+        add(b + "ffn_down_shexp.weight", W, {sff, E}, Init::Linear);
+      }
+    } else {
+      add(b + "ffn_gate.weight", W, {E, ff}, Init::Linear);
+      add(b + "ffn_up.weight", W, {E, ff}, Init::Linear);
+      add(b + "ffn_down.weight", W, {ff, E}, Init::Linear);
+    }
+  }
+  add("output_norm.weight", F, {E}, Init::Norm);
+  add("output.weight", W, {E, V}, Init::Linear, 2.f);
+
+  for (auto& t : p.tensors) {
+    try {
+      t.bytes = gguf::Writer::tensor_bytes(t.type, t.shape);
+    } catch (const Error& e) {
+      throw Error(ErrorKind::BadInput, e.detail(), {.subject = "tensor '" + t.name + "'"});
+    }
+  }
+  return p;
+}
+
+void write_metadata(gguf::Writer& w, const SyntheticModelSpec& s, const Plan& p,
+                    const gguf::File* vocab, uint32_t alignment) {
+  const std::string a = p.architecture + ".";
+  w.set_string("general.architecture", p.architecture);
+  w.set_string("general.name", "synthetic-" + s.arch);
+  char desc[256];
+  std::snprintf(desc, sizeof desc,
+                "moelab make-model: random weights, seed %llu, arch %s, n_embd %u, n_layer %u, "
+                "experts %u top-%u",
+                static_cast<unsigned long long>(s.seed), s.arch.c_str(), s.n_embd, s.n_layer,
+                s.expert_count, p.expert_used_count);
+  w.set_string("general.description", desc);
+  w.set_u32("general.file_type", file_type_code(s.type));
+  w.set_u32(a + "block_count", s.n_layer);
+  w.set_u32(a + "context_length", s.context_length);
+  w.set_u32(a + "embedding_length", s.n_embd);
+  w.set_u32(a + "feed_forward_length", s.n_ff);
+  w.set_u32(a + "attention.head_count", s.n_head);
+  w.set_u32(a + "attention.head_count_kv", s.n_head_kv);
+  w.set_f32(a + "attention.layer_norm_rms_epsilon", 1e-5f);
+  w.set_f32(a + "rope.freq_base", 10000.f);
+  if (p.architecture == "llama") w.set_u32(a + "rope.dimension_count", s.n_embd / s.n_head);
+  if (s.expert_count) {
+    w.set_u32(a + "expert_count", s.expert_count);
+    w.set_u32(a + "expert_used_count", p.expert_used_count);
+  }
+  if (p.architecture == "qwen2moe") {
+    w.set_u32(a + "expert_feed_forward_length", s.n_ff);
+    w.set_u32(a + "expert_shared_feed_forward_length", p.n_ff_shexp);
+  }
+  if (vocab)
+    copy_tokenizer(*vocab, w);
+  else
+    w.set_u32(a + "vocab_size", p.n_vocab);
+  w.set_alignment(alignment);
+}
+
+}  // namespace
+
+SyntheticModelInfo write_synthetic_model(const SyntheticModelSpec& spec, const std::string& path,
+                                         const std::function<bool(float)>& progress) {
+  std::unique_ptr<gguf::File> vocab;
+  uint32_t n_vocab = spec.n_vocab;
+  if (!spec.vocab_from.empty()) {
+    vocab = gguf::File::open(spec.vocab_from);
+    const gguf::Value* tokens = vocab->find("tokenizer.ggml.tokens");
+    if (!tokens || tokens->type() != gguf::ValueType::ARRAY)
+      throw Error(ErrorKind::BadInput, "has no tokenizer (tokenizer.ggml.tokens is missing)",
+                  {.file = spec.vocab_from});
+    n_vocab = static_cast<uint32_t>(tokens->size());
+  }
+  const Plan plan = make_plan(spec, n_vocab);
+
+  // Header. gguf::Writer encodes the metadata; the tensor directory and data are streamed
+  // here, so the tensor data never sits in memory. The writer pads its output to the
+  // alignment; the unpadded length comes from the same metadata written with alignment 1 (the
+  // general.alignment value has the same size whatever its value).
+  constexpr uint32_t kAlign = gguf::kDefaultAlignment;
+  gguf::Writer w1, w2;
+  write_metadata(w1, spec, plan, vocab.get(), 1);
+  write_metadata(w2, spec, plan, vocab.get(), kAlign);
+  const size_t meta_len = w1.to_bytes().size();
+  std::vector<uint8_t> header = w2.to_bytes();
+  if (header.size() < meta_len) throw Error(ErrorKind::Internal, "GGUF header length mismatch");
+  header.resize(meta_len);
+  const uint64_t n_tensors = plan.tensors.size();
+  std::memcpy(header.data() + 8, &n_tensors, sizeof n_tensors);  // after magic and version
+  auto align = [&](uint64_t x) { return (x + kAlign - 1) / kAlign * kAlign; };
+  uint64_t off = 0, total_data = 0;
+  for (const auto& t : plan.tensors) {
+    put<uint64_t>(header, t.name.size());
+    header.insert(header.end(), t.name.begin(), t.name.end());
+    put<uint32_t>(header, static_cast<uint32_t>(t.shape.size()));
+    for (int64_t d : t.shape) put<uint64_t>(header, static_cast<uint64_t>(d));
+    put<uint32_t>(header, static_cast<uint32_t>(t.type));
+    put<uint64_t>(header, off);
+    off = align(off + t.bytes);
+    total_data += t.bytes;
+  }
+  header.resize(align(header.size()), 0);
+
+  const std::string tmp = path + ".part";
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f)
+    throw Error(ErrorKind::Io, std::string("cannot create the file: ") + std::strerror(errno),
+                {.file = tmp});
+  std::vector<char> iobuf(4 << 20);
+  std::setvbuf(f, iobuf.data(), _IOFBF, iobuf.size());
+  auto fail = [&](ErrorKind kind, const std::string& why) {
+    std::fclose(f);
+    std::remove(tmp.c_str());
+    throw Error(kind, why, {.file = tmp});
+  };
+  auto write = [&](const void* p, size_t n) {
+    if (n && std::fwrite(p, 1, n, f) != n)
+      fail(ErrorKind::Io,
+           std::string("cannot write the file (disk full?): ") + std::strerror(errno));
+  };
+  write(header.data(), header.size());
+
+  NormalStream normal(spec.seed);
+  std::vector<float> row;
+  std::vector<uint8_t> qrow;
+  const std::vector<uint8_t> zeros(kAlign, 0);
+  uint64_t done = 0, params = 0;
+  for (const auto& t : plan.tensors) {
+    const int64_t n_in = t.shape[0];
+    int64_t n_rows = 1;
+    for (size_t d = 1; d < t.shape.size(); ++d) n_rows *= t.shape[d];
+    const uint64_t rb = t.bytes / static_cast<uint64_t>(n_rows);
+    row.resize(static_cast<size_t>(n_in));
+    qrow.resize(rb);
+    const float std_dev = t.init == Init::Linear  ? t.gain / std::sqrt(static_cast<float>(n_in))
+                          : t.init == Init::Embed ? 1.f
+                                                  : 0.1f;
+    const float mean = t.init == Init::Norm ? 1.f : 0.f;
+    for (int64_t r = 0; r < n_rows; ++r) {
+      for (auto& x : row) x = mean + std_dev * normal.next();
+      if (t.type == TensorType::F32) {
+        write(row.data(), rb);
+      } else {
+        kernels::quantize_row(t.type, row.data(), qrow.data(), n_in);
+        write(qrow.data(), rb);
+      }
+      done += rb;
+      if (progress && (r & 255) == 0 && !progress(static_cast<float>(done) / total_data))
+        fail(ErrorKind::Cancelled, "make-model cancelled");
+    }
+    params += static_cast<uint64_t>(n_in * n_rows);
+    write(zeros.data(), align(t.bytes) - t.bytes);
+  }
+  if (std::fflush(f) != 0)
+    fail(ErrorKind::Io, std::string("cannot write the file (disk full?): ") + std::strerror(errno));
+  const long size = std::ftell(f);
+  if (std::fclose(f) != 0) {
+    std::remove(tmp.c_str());
+    throw Error(ErrorKind::Io, std::string("cannot close the file: ") + std::strerror(errno),
+                {.file = tmp});
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string why = std::strerror(errno);
+    std::remove(tmp.c_str());
+    throw Error(ErrorKind::Io, "cannot move the finished file into place: " + why, {.file = path});
+  }
+  if (progress) progress(1.f);
+  return {static_cast<uint64_t>(size), params, plan.n_vocab, plan.architecture};
+}
+
+}  // namespace moelab
