@@ -1,3 +1,0 @@
-file(REMOVE_RECURSE
-  "libmoelab_app_common.a"
-)
