@@ -233,12 +233,13 @@ class BpeTokenizer final : public Tokenizer {
     for (Regex& r : regex_) pcre2_code_free(r.code);
   }
 
+ std::vector<std::string_view> split_words(std::string_view raw, std::string& clean) const;
+
  protected:
   void encode_text(std::string_view raw, bool after_special,
                    std::vector<int32_t>& out) const override;
 
  private:
-  std::vector<std::string_view> split_words(std::string_view raw, std::string& clean) const;
   void merge_word(std::string_view word, std::vector<int32_t>& out, std::string& key) const;
 
   std::vector<Regex> regex_;
@@ -482,6 +483,19 @@ std::unique_ptr<Tokenizer> tok_detail::make_bpe(const std::string& pre,
   *default_add_bos = spec->add_bos;
   *ignore_merges = spec->ignore_merges;
   return std::make_unique<BpeTokenizer>(*spec, std::move(merges));
+}
+
+std::vector<std::string> bpe_pre_tokenize(std::string_view pre, std::string_view text) {
+  const auto& table = pre_table();
+  const PreSpec* spec = &table[0];
+  for (const PreSpec& s : table)
+    for (std::string_view name : s.names)
+      if (name == pre) spec = &s;
+  BpeTokenizer t(*spec, {});
+  std::string clean;
+  std::vector<std::string> out;
+  for (std::string_view w : t.split_words(text, clean)) out.emplace_back(w);
+  return out;
 }
 
 }  // namespace moelab

@@ -170,6 +170,11 @@ class StreamDecoder {
   bool first_ = true;
 };
 
+/// The words the byte-level BPE pre-tokenizer named `pre` (a tokenizer.ggml.pre value; unknown
+/// names use "default") cuts `text` into, before byte mapping and merges: for showing word
+/// boundaries and for testing the pre-tokenizer table. Invalid UTF-8 becomes U+FFFD.
+std::vector<std::string> bpe_pre_tokenize(std::string_view pre, std::string_view text);
+
 /// Splits `bytes` into the longest prefix that is complete, valid UTF-8 (invalid sequences
 /// replaced by U+FFFD) and returns it; `rest` receives a trailing incomplete sequence (at most 3
 /// bytes) when hold_incomplete is true, otherwise it is replaced too.
