@@ -1,0 +1,269 @@
+// AVX2 + FMA + F16C kernels. Quantized dot products work in int8/int16/int32 like the scalar
+// reference: the 32-element formats accumulate d_w * d_x * sum(q_w q_x) in eight float lanes
+// (differs from the scalar order by float rounding only); the K-quants compute the same two
+// integers per super-block as the reference and combine them with the same float expression,
+// so their results equal the scalar ones bit for bit. Dequantization is the element code
+// compiled for AVX2 (no FMA contraction), hence exactly equal to the scalar decoding.
+#define MOELAB_EL_ABI avx2
+#include "kernels/cpu/impl.h"
+#include "kernels/cpu/x86_common.h"
+#include "kernels/element/blocks.h"
+#include "moelab/gguf/types.h"
+
+namespace moelab::kernels::cpu {
+namespace {
+
+using gguf::TensorType;
+using namespace el;
+
+float dot_f32(const void* wp, const void* xp, int64_t n) {
+  const float* a = static_cast<const float*>(wp);
+  const float* b = static_cast<const float*>(xp);
+  __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+  }
+  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+  float s = hsum_ps256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+inline __m256 load_f16x8(const uint16_t* p) { return _mm256_cvtph_ps(loadu128(p)); }
+inline __m256 load_bf16x8(const uint16_t* p) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(loadu128(p)), 16));
+}
+
+template <__m256 (*Load)(const uint16_t*), float (*Conv)(uint16_t)>
+float dot_half(const void* wp, const void* xp, int64_t n) {
+  const uint16_t* a = static_cast<const uint16_t*>(wp);
+  const uint16_t* b = static_cast<const uint16_t*>(xp);
+  __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    s0 = _mm256_fmadd_ps(Load(a + i), Load(b + i), s0);
+    s1 = _mm256_fmadd_ps(Load(a + i + 8), Load(b + i + 8), s1);
+    s2 = _mm256_fmadd_ps(Load(a + i + 16), Load(b + i + 16), s2);
+    s3 = _mm256_fmadd_ps(Load(a + i + 24), Load(b + i + 24), s3);
+  }
+  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(Load(a + i), Load(b + i), s0);
+  float s = hsum_ps256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+  for (; i < n; ++i) s += Conv(a[i]) * Conv(b[i]);
+  return s;
+}
+
+float dot_q8_0(const void* wp, const void* xp, int64_t n) {
+  const auto* w = static_cast<const BlockQ8_0*>(wp);
+  const auto* x = static_cast<const BlockQ8_0*>(xp);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / QK; ++i) {
+    const __m256 d = _mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d));
+    const __m256i p = dot_i8_s(loadu256(w[i].qs), loadu256(x[i].qs));
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+  }
+  return hsum_ps256(acc);
+}
+float dot_q4_0(const void* wp, const void* xp, int64_t n) {
+  const auto* w = static_cast<const BlockQ4_0*>(wp);
+  const auto* x = static_cast<const BlockQ8_0*>(xp);
+  __m256 acc = _mm256_setzero_ps();
+  const __m256i eight = _mm256_set1_epi8(8);
+  for (int64_t i = 0; i < n / QK; ++i) {
+    const __m256 d = _mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d));
+    const __m256i q = _mm256_sub_epi8(nibbles_32(w[i].qs), eight);
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_s(q, loadu256(x[i].qs))), acc);
+  }
+  return hsum_ps256(acc);
+}
+float dot_q5_0(const void* wp, const void* xp, int64_t n) {
+  const auto* w = static_cast<const BlockQ5_0*>(wp);
+  const auto* x = static_cast<const BlockQ8_0*>(xp);
+  __m256 acc = _mm256_setzero_ps();
+  const __m256i sixteen = _mm256_set1_epi8(16);
+  for (int64_t i = 0; i < n / QK; ++i) {
+    const __m256 d = _mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d));
+    const __m256i q = _mm256_sub_epi8(_mm256_or_si256(nibbles_32(w[i].qs), bit4_from_bits_32(w[i].qh)), sixteen);
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_s(q, loadu256(x[i].qs))), acc);
+  }
+  return hsum_ps256(acc);
+}
+float dot_q4_1(const void* wp, const void* xp, int64_t n) {
+  const auto* w = static_cast<const BlockQ4_1*>(wp);
+  const auto* x = static_cast<const BlockQ8_1*>(xp);
+  __m256 acc = _mm256_setzero_ps();
+  float ms = 0;
+  for (int64_t i = 0; i < n / QK; ++i) {
+    const __m256 d = _mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d));
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_s(nibbles_32(w[i].qs), loadu256(x[i].qs))), acc);
+    ms += h2f(w[i].m) * h2f(x[i].s);
+  }
+  return hsum_ps256(acc) + ms;
+}
+float dot_q5_1(const void* wp, const void* xp, int64_t n) {
+  const auto* w = static_cast<const BlockQ5_1*>(wp);
+  const auto* x = static_cast<const BlockQ8_1*>(xp);
+  __m256 acc = _mm256_setzero_ps();
+  float ms = 0;
+  for (int64_t i = 0; i < n / QK; ++i) {
+    const __m256 d = _mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d));
+    const __m256i q = _mm256_or_si256(nibbles_32(w[i].qs), bit4_from_bits_32(w[i].qh));
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_s(q, loadu256(x[i].qs))), acc);
+    ms += h2f(w[i].m) * h2f(x[i].s);
+  }
+  return hsum_ps256(acc) + ms;
+}
+
+// ---- K-quants: exact integer sums, then el::k_combine ----------------------------------------
+float dot_q2_k(const void* wp, const void* xp, int64_t n) {
+  const auto* w = static_cast<const BlockQ2_K*>(wp);
+  const auto* x = static_cast<const BlockQ8_K*>(xp);
+  const __m256i m3 = _mm256_set1_epi8(3);
+  float s = 0;
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    int summ = 0;
+    for (int j = 0; j < 16; ++j) summ += (w[i].scales[j] >> 4) * x[i].bsums[j];
+    __m256i acc = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i q = loadu256(w[i].qs + 32 * h);
+      for (int p = 0; p < 4; ++p) {
+        const __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * p), m3);
+        const __m256i pr = _mm256_maddubs_epi16(v, loadu256(x[i].qs + 128 * h + 32 * p));
+        const uint8_t* sc = w[i].scales + 8 * h + 2 * p;
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pr, scales_8_8(sc[0] & 15, sc[1] & 15)));
+      }
+    }
+    s += k_combine(h2f(w[i].d) * x[i].d, h2f(w[i].dmin) * x[i].d, hsum_i32_256(acc), summ);
+  }
+  return s;
+}
+float dot_q3_k(const void* wp, const void* xp, int64_t n) {
+  const auto* w = static_cast<const BlockQ3_K*>(wp);
+  const auto* x = static_cast<const BlockQ8_K*>(xp);
+  const __m256i m3 = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4), zero = _mm256_setzero_si256();
+  float s = 0;
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    int sc[16];
+    for (int j = 0; j < 16; ++j) sc[j] = q3k_scale(j, w[i].scales);
+    const __m256i hm = loadu256(w[i].hmask);
+    __m256i acc = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i q = loadu256(w[i].qs + 32 * h);
+      for (int p = 0; p < 4; ++p) {
+        const __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * p), m3);
+        const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << (4 * h + p)));
+        const __m256i minus4 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), zero), four);
+        const __m256i y = loadu256(x[i].qs + 128 * h + 32 * p);
+        const __m256i pr = _mm256_sub_epi16(_mm256_maddubs_epi16(v, y), _mm256_maddubs_epi16(minus4, y));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pr, scales_8_8(sc[8 * h + 2 * p], sc[8 * h + 2 * p + 1])));
+      }
+    }
+    s += k_combine(h2f(w[i].d) * x[i].d, 0.0f, hsum_i32_256(acc), 0);
+  }
+  return s;
+}
+template <bool kFifthBit, class B>
+float dot_q45_k(const void* wp, const void* xp, int64_t n) {
+  const auto* w = static_cast<const B*>(wp);
+  const auto* x = static_cast<const BlockQ8_K*>(xp);
+  const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+  float s = 0;
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    uint8_t sc[8], mn[8];
+    int summ = 0;
+    for (int j = 0; j < 8; ++j) {
+      k4_scale_min(j, w[i].scales, &sc[j], &mn[j]);
+      summ += mn[j] * (x[i].bsums[2 * j] + x[i].bsums[2 * j + 1]);
+    }
+    __m256i acc = _mm256_setzero_si256();
+    __m256i qh = _mm256_setzero_si256();
+    if constexpr (kFifthBit) qh = loadu256(w[i].qh);
+    for (int c = 0; c < 4; ++c) {
+      const __m256i q = loadu256(w[i].qs + 32 * c);
+      __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+      if constexpr (kFifthBit) {
+        lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4));
+        hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4));
+      }
+      const __m256i p0 = _mm256_maddubs_epi16(lo, loadu256(x[i].qs + 64 * c));
+      const __m256i p1 = _mm256_maddubs_epi16(hi, loadu256(x[i].qs + 64 * c + 32));
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * c])));
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * c + 1])));
+    }
+    s += k_combine(h2f(w[i].d) * x[i].d, h2f(w[i].dmin) * x[i].d, hsum_i32_256(acc), summ);
+  }
+  return s;
+}
+float dot_q6_k(const void* wp, const void* xp, int64_t n) {
+  const auto* w = static_cast<const BlockQ6_K*>(wp);
+  const auto* x = static_cast<const BlockQ8_K*>(xp);
+  const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
+  float s = 0;
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    int bias = 0;  // quants are stored +32: subtract 32 * sum(scale * y) via the Q8_K bsums
+    for (int j = 0; j < 16; ++j) bias += w[i].scales[j] * x[i].bsums[j];
+    __m256i acc = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i ql0 = loadu256(w[i].ql + 64 * h), ql1 = loadu256(w[i].ql + 64 * h + 32);
+      const __m256i qh = loadu256(w[i].qh + 32 * h);
+      for (int k = 0; k < 4; ++k) {
+        const __m256i l = k == 0 ? _mm256_and_si256(ql0, m4)
+                        : k == 1 ? _mm256_and_si256(ql1, m4)
+                        : k == 2 ? _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4)
+                                 : _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4);
+        const __m256i hb = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), m3), 4);
+        const __m256i q = _mm256_or_si256(l, hb);
+        const __m256i pr = _mm256_maddubs_epi16(q, loadu256(x[i].qs + 128 * h + 32 * k));
+        const int8_t* sc = w[i].scales + 8 * h + 2 * k;
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pr, scales_8_8(sc[0], sc[1])));
+      }
+    }
+    s += k_combine(h2f(w[i].d) * x[i].d, 0.0f, hsum_i32_256(acc) - 32 * bias, 0);
+  }
+  return s;
+}
+
+void dq_f16(const void* src, float* dst, int64_t n) {
+  const uint16_t* s = static_cast<const uint16_t*>(src);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load_f16x8(s + i));
+  for (; i < n; ++i) dst[i] = f16_to_f32(s[i]);
+}
+void dq_bf16(const void* src, float* dst, int64_t n) {
+  const uint16_t* s = static_cast<const uint16_t*>(src);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load_bf16x8(s + i));
+  for (; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
+}
+template <class WB, int kBlock>
+void dq_blocks(const void* src, float* dst, int64_t n) {
+  const WB* b = static_cast<const WB*>(src);
+  for (int64_t i = 0; i < n / kBlock; ++i) dequant(b[i], dst + i * kBlock);
+}
+
+}  // namespace
+
+void fill_avx2(Table& t) {
+  auto set = [&](TensorType type, DotFn dot, DequantFn dq) {
+    t.dot[static_cast<int>(type)] = dot;
+    if (dq) t.dequant[static_cast<int>(type)] = dq;
+  };
+  set(TensorType::F32, dot_f32, nullptr);
+  set(TensorType::F16, dot_half<load_f16x8, f16_to_f32>, dq_f16);
+  set(TensorType::BF16, dot_half<load_bf16x8, bf16_to_f32>, dq_bf16);
+  set(TensorType::Q8_0, dot_q8_0, dq_blocks<BlockQ8_0, QK>);
+  set(TensorType::Q4_0, dot_q4_0, dq_blocks<BlockQ4_0, QK>);
+  set(TensorType::Q4_1, dot_q4_1, dq_blocks<BlockQ4_1, QK>);
+  set(TensorType::Q5_0, dot_q5_0, dq_blocks<BlockQ5_0, QK>);
+  set(TensorType::Q5_1, dot_q5_1, dq_blocks<BlockQ5_1, QK>);
+  set(TensorType::Q2_K, dot_q2_k, dq_blocks<BlockQ2_K, QK_K>);
+  set(TensorType::Q3_K, dot_q3_k, dq_blocks<BlockQ3_K, QK_K>);
+  set(TensorType::Q4_K, dot_q45_k<false, BlockQ4_K>, dq_blocks<BlockQ4_K, QK_K>);
+  set(TensorType::Q5_K, dot_q45_k<true, BlockQ5_K>, dq_blocks<BlockQ5_K, QK_K>);
+  set(TensorType::Q6_K, dot_q6_k, dq_blocks<BlockQ6_K, QK_K>);
+}
+
+}  // namespace moelab::kernels::cpu
