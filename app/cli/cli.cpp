@@ -15,6 +15,8 @@ using Adder = void (*)(CLI::App&, Io, Action&);
 const Adder kCommands[] = {
     add_inspect,
     add_devices,
+    add_tokenize,
+    add_detokenize,
     add_make_model,
 #ifdef MOELAB_CLI_EXTRA_COMMANDS
     MOELAB_CLI_EXTRA_COMMANDS

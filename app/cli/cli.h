@@ -34,6 +34,8 @@ using Action = std::function<int()>;
 /// set when the subcommand is selected on the command line.
 void add_inspect(CLI::App& app, Io io, Action& action);
 void add_devices(CLI::App& app, Io io, Action& action);
+void add_tokenize(CLI::App& app, Io io, Action& action);
+void add_detokenize(CLI::App& app, Io io, Action& action);
 void add_make_model(CLI::App& app, Io io, Action& action);
 // Later commands (tokenize, run, logits, ...) follow the same pattern; see cli.cpp.
 
