@@ -81,14 +81,12 @@ ChatFamily detect_chat_family(std::string_view t) {
   if (has(t, "### Instruction:") && has(t, "### Response:")) return ChatFamily::DeepSeekCoder;
   if (has(t, "[INST]")) return has(t, "<<SYS>>") ? ChatFamily::Llama2 : ChatFamily::Mistral;
   if (has(t, "<|assistant|>") && has(t, "<|end|>")) return ChatFamily::Phi3;
-  if (has(t, "<|user|>")) {
-    // Zephyr closes each turn with the EOS text (</s> or eos_token); OLMo / Tulu with "\n".
-    if (has(t, "</s>") || has(t, "content'] + eos_token") || has(t, "content + eos_token") ||
-        has(t, "content'] + eos_token }}"))
-      return has(t, "'<|assistant|>\\n' + message['content'] + eos_token") ||
-                     has(t, "<|endoftext|>")
-                 ? ChatFamily::OLMo
-                 : ChatFamily::Zephyr;
+  if (const size_t u = t.find("<|user|>"); u != std::string_view::npos) {
+    // Zephyr closes a user turn with the EOS text; OLMo 2 / Tulu with a newline. Look at the
+    // expression that writes the user turn (up to the closing "}}").
+    const size_t end = t.find("}}", u);
+    const std::string_view turn = t.substr(u, end == std::string_view::npos ? 120 : end - u);
+    if (has(turn, "eos_token") || has(turn, "</s>")) return ChatFamily::Zephyr;
     return ChatFamily::OLMo;
   }
   return ChatFamily::Unknown;
