@@ -74,6 +74,11 @@ class TestKernels : public QObject {
   void initTestCase() {
     qInfo("detected SIMD level: %s, active: %s", kernels::simd_name(kernels::detected_simd()),
           kernels::simd_level());
+    // MOELAB_SIMD lowers the level (never raises it above what the CPU has)
+    const QByteArray env = qgetenv("MOELAB_SIMD");
+    const Simd want = env == "scalar" ? Simd::Scalar : env == "avx2" ? Simd::Avx2 : Simd::Avx512;
+    if (!env.isEmpty()) QCOMPARE(kernels::active_simd(), std::min(want, kernels::detected_simd()));
+    else QCOMPARE(kernels::active_simd(), kernels::detected_simd());
   }
 
   void supportedTypes() {

@@ -1,0 +1,291 @@
+// AVX-512 (F, BW, VL, DQ) kernels: the AVX2 algorithms on 512-bit registers. The 32-element
+// formats handle two blocks per register (per-half scales); the K-quants handle 64 weights per
+// step and keep the exact integer sums of the reference, so they equal the scalar results bit
+// for bit. Dequantization is the element code compiled for AVX-512 (no FMA contraction).
+#define MOELAB_EL_ABI avx512
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
+// GCC 12's own AVX-512 intrinsic headers trip -W(maybe-)uninitialized on their internal
+// "undefined" operands (GCC bug 105593, fixed in GCC 13); nothing in this file is affected.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include "kernels/cpu/impl.h"
+#include "kernels/cpu/x86_common.h"
+#include "kernels/element/blocks.h"
+#include "moelab/gguf/types.h"
+
+namespace moelab::kernels::cpu {
+namespace {
+
+using gguf::TensorType;
+using namespace el;
+
+inline __m512i loadu512(const void* p) { return _mm512_loadu_si512(p); }
+inline __m512i join(__m256i lo, __m256i hi) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+inline __m512 join_ps(float lo, float hi) {
+  return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(lo)), _mm256_set1_ps(hi), 1);
+}
+inline __m512i dot_i8_s512(__m512i x, __m512i y) {
+  const __mmask64 neg = _mm512_movepi8_mask(x);
+  const __m512i sy = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
+  return _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_abs_epi8(x), sy), _mm512_set1_epi16(1));
+}
+inline __m512i dot_u8_s512(__m512i u, __m512i y) {
+  return _mm512_madd_epi16(_mm512_maddubs_epi16(u, y), _mm512_set1_epi16(1));
+}
+
+float dot_f32(const void* wp, const void* xp, int64_t n) {
+  const float* a = static_cast<const float*>(wp);
+  const float* b = static_cast<const float*>(xp);
+  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+    s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
+    s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
+  }
+  for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+  float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+inline __m512 load_f16x16(const uint16_t* p) { return _mm512_cvtph_ps(loadu256(p)); }
+inline __m512 load_bf16x16(const uint16_t* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(loadu256(p)), 16));
+}
+template <__m512 (*Load)(const uint16_t*), float (*Conv)(uint16_t)>
+float dot_half(const void* wp, const void* xp, int64_t n) {
+  const uint16_t* a = static_cast<const uint16_t*>(wp);
+  const uint16_t* b = static_cast<const uint16_t*>(xp);
+  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    s0 = _mm512_fmadd_ps(Load(a + i), Load(b + i), s0);
+    s1 = _mm512_fmadd_ps(Load(a + i + 16), Load(b + i + 16), s1);
+    s2 = _mm512_fmadd_ps(Load(a + i + 32), Load(b + i + 32), s2);
+    s3 = _mm512_fmadd_ps(Load(a + i + 48), Load(b + i + 48), s3);
+  }
+  for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(Load(a + i), Load(b + i), s0);
+  float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+  for (; i < n; ++i) s += Conv(a[i]) * Conv(b[i]);
+  return s;
+}
+
+// 32-element formats: Decode(block) -> 32 int8 quants (signed or unsigned per kSigned).
+inline __m256i dec_q8_0(const BlockQ8_0& b) { return loadu256(b.qs); }
+inline __m256i dec_q4_0(const BlockQ4_0& b) { return _mm256_sub_epi8(nibbles_32(b.qs), _mm256_set1_epi8(8)); }
+inline __m256i dec_q5_0(const BlockQ5_0& b) {
+  return _mm256_sub_epi8(_mm256_or_si256(nibbles_32(b.qs), bit4_from_bits_32(b.qh)), _mm256_set1_epi8(16));
+}
+inline __m256i dec_q4_1(const BlockQ4_1& b) { return nibbles_32(b.qs); }
+inline __m256i dec_q5_1(const BlockQ5_1& b) { return _mm256_or_si256(nibbles_32(b.qs), bit4_from_bits_32(b.qh)); }
+
+// Signed quants against Q8_0 activations.
+template <class WB, __m256i (*Dec)(const WB&)>
+float dot_sym(const void* wp, const void* xp, int64_t n) {
+  const auto* w = static_cast<const WB*>(wp);
+  const auto* x = static_cast<const BlockQ8_0*>(xp);
+  const int64_t nb = n / QK;
+  __m512 acc = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    const __m512 d = join_ps(h2f(w[i].d) * h2f(x[i].d), h2f(w[i + 1].d) * h2f(x[i + 1].d));
+    const __m512i q = join(Dec(w[i]), Dec(w[i + 1]));
+    const __m512i y = join(loadu256(x[i].qs), loadu256(x[i + 1].qs));
+    acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot_i8_s512(q, y)), acc);
+  }
+  float s = _mm512_reduce_add_ps(acc);
+  if (i < nb) {
+    const __m256i p = dot_i8_s(Dec(w[i]), loadu256(x[i].qs));
+    s += hsum_ps256(_mm256_mul_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), _mm256_cvtepi32_ps(p)));
+  }
+  return s;
+}
+// Unsigned quants with a min against Q8_1 activations.
+template <class WB, __m256i (*Dec)(const WB&)>
+float dot_min(const void* wp, const void* xp, int64_t n) {
+  const auto* w = static_cast<const WB*>(wp);
+  const auto* x = static_cast<const BlockQ8_1*>(xp);
+  const int64_t nb = n / QK;
+  __m512 acc = _mm512_setzero_ps();
+  float ms = 0;
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    const __m512 d = join_ps(h2f(w[i].d) * h2f(x[i].d), h2f(w[i + 1].d) * h2f(x[i + 1].d));
+    const __m512i q = join(Dec(w[i]), Dec(w[i + 1]));
+    const __m512i y = join(loadu256(x[i].qs), loadu256(x[i + 1].qs));
+    acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot_u8_s512(q, y)), acc);
+    ms += h2f(w[i].m) * h2f(x[i].s);
+    ms += h2f(w[i + 1].m) * h2f(x[i + 1].s);
+  }
+  float s = _mm512_reduce_add_ps(acc);
+  if (i < nb) {
+    const __m256i p = dot_u8_s(Dec(w[i]), loadu256(x[i].qs));
+    s += hsum_ps256(_mm256_mul_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), _mm256_cvtepi32_ps(p)));
+    ms += h2f(w[i].m) * h2f(x[i].s);
+  }
+  return s + ms;
+}
+
+// ---- K-quants ---------------------------------------------------------------------------------
+inline __m512i scales_4x8(int a, int b, int c, int d) { return join(scales_8_8(a, b), scales_8_8(c, d)); }
+
+float dot_q2_k(const void* wp, const void* xp, int64_t n) {
+  const auto* w = static_cast<const BlockQ2_K*>(wp);
+  const auto* x = static_cast<const BlockQ8_K*>(xp);
+  const __m256i m3 = _mm256_set1_epi8(3);
+  float s = 0;
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    int summ = 0;
+    for (int j = 0; j < 16; ++j) summ += (w[i].scales[j] >> 4) * x[i].bsums[j];
+    __m512i acc = _mm512_setzero_si512();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i q = loadu256(w[i].qs + 32 * h);
+      for (int p = 0; p < 4; p += 2) {
+        const __m512i v = join(_mm256_and_si256(_mm256_srli_epi16(q, 2 * p), m3),
+                               _mm256_and_si256(_mm256_srli_epi16(q, 2 * p + 2), m3));
+        const __m512i pr = _mm512_maddubs_epi16(v, loadu512(x[i].qs + 128 * h + 32 * p));
+        const uint8_t* sc = w[i].scales + 8 * h + 2 * p;
+        acc = _mm512_add_epi32(acc, _mm512_madd_epi16(pr, scales_4x8(sc[0] & 15, sc[1] & 15, sc[2] & 15, sc[3] & 15)));
+      }
+    }
+    s += k_combine(h2f(w[i].d) * x[i].d, h2f(w[i].dmin) * x[i].d, _mm512_reduce_add_epi32(acc), summ);
+  }
+  return s;
+}
+float dot_q3_k(const void* wp, const void* xp, int64_t n) {
+  const auto* w = static_cast<const BlockQ3_K*>(wp);
+  const auto* x = static_cast<const BlockQ8_K*>(xp);
+  const __m256i m3 = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4), zero = _mm256_setzero_si256();
+  float s = 0;
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    int sc[16];
+    for (int j = 0; j < 16; ++j) sc[j] = q3k_scale(j, w[i].scales);
+    const __m256i hm = loadu256(w[i].hmask);
+    auto minus4 = [&](int bitno) {
+      const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << bitno));
+      return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), zero), four);
+    };
+    __m512i acc = _mm512_setzero_si512();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i q = loadu256(w[i].qs + 32 * h);
+      for (int p = 0; p < 4; p += 2) {
+        const __m512i v = join(_mm256_and_si256(_mm256_srli_epi16(q, 2 * p), m3),
+                               _mm256_and_si256(_mm256_srli_epi16(q, 2 * p + 2), m3));
+        const __m512i m = join(minus4(4 * h + p), minus4(4 * h + p + 1));
+        const __m512i y = loadu512(x[i].qs + 128 * h + 32 * p);
+        const __m512i pr = _mm512_sub_epi16(_mm512_maddubs_epi16(v, y), _mm512_maddubs_epi16(m, y));
+        const int* c = sc + 8 * h + 2 * p;
+        acc = _mm512_add_epi32(acc, _mm512_madd_epi16(pr, scales_4x8(c[0], c[1], c[2], c[3])));
+      }
+    }
+    s += k_combine(h2f(w[i].d) * x[i].d, 0.0f, _mm512_reduce_add_epi32(acc), 0);
+  }
+  return s;
+}
+template <bool kFifthBit, class B>
+float dot_q45_k(const void* wp, const void* xp, int64_t n) {
+  const auto* w = static_cast<const B*>(wp);
+  const auto* x = static_cast<const BlockQ8_K*>(xp);
+  const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+  float s = 0;
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    uint8_t sc[8], mn[8];
+    int summ = 0;
+    for (int j = 0; j < 8; ++j) {
+      k4_scale_min(j, w[i].scales, &sc[j], &mn[j]);
+      summ += mn[j] * (x[i].bsums[2 * j] + x[i].bsums[2 * j + 1]);
+    }
+    __m512i acc = _mm512_setzero_si512();
+    __m256i qh = _mm256_setzero_si256();
+    if constexpr (kFifthBit) qh = loadu256(w[i].qh);
+    for (int c = 0; c < 4; ++c) {
+      const __m256i q = loadu256(w[i].qs + 32 * c);
+      __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+      if constexpr (kFifthBit) {
+        lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4));
+        hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4));
+      }
+      const __m512i pr = _mm512_maddubs_epi16(join(lo, hi), loadu512(x[i].qs + 64 * c));
+      const __m512i scv = join(_mm256_set1_epi16(sc[2 * c]), _mm256_set1_epi16(sc[2 * c + 1]));
+      acc = _mm512_add_epi32(acc, _mm512_madd_epi16(pr, scv));
+    }
+    s += k_combine(h2f(w[i].d) * x[i].d, h2f(w[i].dmin) * x[i].d, _mm512_reduce_add_epi32(acc), summ);
+  }
+  return s;
+}
+float dot_q6_k(const void* wp, const void* xp, int64_t n) {
+  const auto* w = static_cast<const BlockQ6_K*>(wp);
+  const auto* x = static_cast<const BlockQ8_K*>(xp);
+  const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
+  float s = 0;
+  for (int64_t i = 0; i < n / QK_K; ++i) {
+    int bias = 0;
+    for (int j = 0; j < 16; ++j) bias += w[i].scales[j] * x[i].bsums[j];
+    __m512i acc = _mm512_setzero_si512();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i ql0 = loadu256(w[i].ql + 64 * h), ql1 = loadu256(w[i].ql + 64 * h + 32);
+      const __m256i qh = loadu256(w[i].qh + 32 * h);
+      auto hb = [&](int k) {
+        return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), m3), 4);
+      };
+      const __m256i q0 = _mm256_or_si256(_mm256_and_si256(ql0, m4), hb(0));
+      const __m256i q1 = _mm256_or_si256(_mm256_and_si256(ql1, m4), hb(1));
+      const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), hb(2));
+      const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), hb(3));
+      const int8_t* sc = w[i].scales + 8 * h;
+      const __m512i p01 = _mm512_maddubs_epi16(join(q0, q1), loadu512(x[i].qs + 128 * h));
+      const __m512i p23 = _mm512_maddubs_epi16(join(q2, q3), loadu512(x[i].qs + 128 * h + 64));
+      acc = _mm512_add_epi32(acc, _mm512_madd_epi16(p01, scales_4x8(sc[0], sc[1], sc[2], sc[3])));
+      acc = _mm512_add_epi32(acc, _mm512_madd_epi16(p23, scales_4x8(sc[4], sc[5], sc[6], sc[7])));
+    }
+    s += k_combine(h2f(w[i].d) * x[i].d, 0.0f, _mm512_reduce_add_epi32(acc) - 32 * bias, 0);
+  }
+  return s;
+}
+
+void dq_f16(const void* src, float* dst, int64_t n) {
+  const uint16_t* s = static_cast<const uint16_t*>(src);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, load_f16x16(s + i));
+  for (; i < n; ++i) dst[i] = f16_to_f32(s[i]);
+}
+void dq_bf16(const void* src, float* dst, int64_t n) {
+  const uint16_t* s = static_cast<const uint16_t*>(src);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, load_bf16x16(s + i));
+  for (; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
+}
+template <class WB, int kBlock>
+void dq_blocks(const void* src, float* dst, int64_t n) {
+  const WB* b = static_cast<const WB*>(src);
+  for (int64_t i = 0; i < n / kBlock; ++i) dequant(b[i], dst + i * kBlock);
+}
+
+}  // namespace
+
+void fill_avx512(Table& t) {
+  auto set = [&](TensorType type, DotFn dot, DequantFn dq) {
+    t.dot[static_cast<int>(type)] = dot;
+    if (dq) t.dequant[static_cast<int>(type)] = dq;
+  };
+  set(TensorType::F32, dot_f32, nullptr);
+  set(TensorType::F16, dot_half<load_f16x16, f16_to_f32>, dq_f16);
+  set(TensorType::BF16, dot_half<load_bf16x16, bf16_to_f32>, dq_bf16);
+  set(TensorType::Q8_0, dot_sym<BlockQ8_0, dec_q8_0>, dq_blocks<BlockQ8_0, QK>);
+  set(TensorType::Q4_0, dot_sym<BlockQ4_0, dec_q4_0>, dq_blocks<BlockQ4_0, QK>);
+  set(TensorType::Q5_0, dot_sym<BlockQ5_0, dec_q5_0>, dq_blocks<BlockQ5_0, QK>);
+  set(TensorType::Q4_1, dot_min<BlockQ4_1, dec_q4_1>, dq_blocks<BlockQ4_1, QK>);
+  set(TensorType::Q5_1, dot_min<BlockQ5_1, dec_q5_1>, dq_blocks<BlockQ5_1, QK>);
+  set(TensorType::Q2_K, dot_q2_k, dq_blocks<BlockQ2_K, QK_K>);
+  set(TensorType::Q3_K, dot_q3_k, dq_blocks<BlockQ3_K, QK_K>);
+  set(TensorType::Q4_K, dot_q45_k<false, BlockQ4_K>, dq_blocks<BlockQ4_K, QK_K>);
+  set(TensorType::Q5_K, dot_q45_k<true, BlockQ5_K>, dq_blocks<BlockQ5_K, QK_K>);
+  set(TensorType::Q6_K, dot_q6_k, dq_blocks<BlockQ6_K, QK_K>);
+}
+
+}  // namespace moelab::kernels::cpu
