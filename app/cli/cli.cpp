@@ -18,6 +18,8 @@ const Adder kCommands[] = {
     add_tokenize,
     add_detokenize,
     add_make_model,
+    add_run,
+    add_perplexity,
 #ifdef MOELAB_CLI_EXTRA_COMMANDS
     MOELAB_CLI_EXTRA_COMMANDS
 #endif

@@ -1,0 +1,141 @@
+// moelab-cli run --model FILE --prompt STR [-n N] [--temp T] [--top-k K] [--top-p P]
+//               [--min-p P] [--seed S] [--threads N] [--ctx N] [--chat] [--json] ...
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <iomanip>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <ostream>
+#include <thread>
+
+#include "cli.h"
+#include "moelab/runtime/generator.h"
+
+namespace moelab::cli {
+
+namespace {
+struct RunOptions {
+  std::string model;
+  std::string prompt;
+  std::string system;
+  int32_t n_predict = 128;
+  SamplerParams sampling;
+  uint64_t seed = 0;
+  bool seed_set = false;
+  int threads = 0;
+  uint32_t n_ctx = 0;
+  bool chat = false;
+  bool json = false;
+  bool ignore_eos = false;
+  bool kv_f16 = false;
+  std::vector<std::string> stop;
+};
+
+int default_threads() {
+  const unsigned hw = std::thread::hardware_concurrency();
+  return static_cast<int>(std::clamp(hw, 1u, 8u));
+}
+
+int run_cmd(const RunOptions& o, Io io) {
+  auto model = Model::load(o.model);
+  ContextParams cp;
+  const uint64_t trained = model->card().context_length;
+  cp.n_ctx =
+      o.n_ctx ? o.n_ctx : static_cast<uint32_t>(trained ? std::min<uint64_t>(trained, 2048) : 2048);
+  cp.n_threads = o.threads > 0 ? o.threads : default_threads();
+  cp.kv_type = o.kv_f16 ? KvType::F16 : KvType::F32;
+  Generator gen(model, cp);
+
+  GenerateParams gp;
+  gp.prompt = o.prompt;
+  gp.system = o.system;
+  gp.chat = o.chat;
+  gp.max_tokens = o.n_predict;
+  gp.sampling = o.sampling;
+  if (o.seed_set) gp.sampling.seed = o.seed;
+  gp.stop = o.stop;
+  gp.ignore_eos = o.ignore_eos;
+
+  TokenCallback stream;
+  if (!o.json)
+    stream = [&io](const TokenEvent& ev) {
+      io.out << ev.piece << std::flush;
+      return true;
+    };
+  const GenerateResult r = gen.generate(gp, stream);
+
+  if (o.json) {
+    nlohmann::json j;
+    j["model"] = o.model;
+    j["prompt_tokens"] = r.prompt_tokens;
+    j["tokens"] = r.tokens;
+    j["logprobs"] = r.logprobs;
+    j["text"] = r.text;
+    j["seed"] = r.seed;
+    j["ttft_ms"] = r.ttft_ms;
+    j["tokens_per_s"] = r.tokens_per_s;
+    j["prefill_tokens_per_s"] = r.prefill_tokens_per_s;
+    j["stop_reason"] = std::string(stop_reason_name(r.stop_reason));
+    if (!r.stop_string.empty()) j["stop_string"] = r.stop_string;
+    j["n_ctx"] = cp.n_ctx;
+    j["threads"] = cp.n_threads;
+    j["sampling"] = gp.sampling.describe();
+    io.out << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+  } else {
+    io.out << '\n';
+    io.err << std::fixed << std::setprecision(1) << "[" << r.prompt_tokens.size()
+           << " prompt tokens, " << r.tokens.size() << " generated; ttft " << r.ttft_ms
+           << " ms; prefill " << r.prefill_tokens_per_s << " tok/s; decode " << r.tokens_per_s
+           << " tok/s; stop: " << stop_reason_name(r.stop_reason) << "; seed " << r.seed << "; "
+           << gp.sampling.describe() << "]\n";
+  }
+  return kOk;
+}
+}  // namespace
+
+void add_run(CLI::App& app, Io io, Action& action) {
+  auto o = std::make_shared<RunOptions>();
+  auto* sub = app.add_subcommand("run", "Generate text from a prompt (streams the text)");
+  auto& s = o->sampling;
+  sub->add_option("-m,--model", o->model, "GGUF model file")->required()->check(CLI::ExistingFile);
+  sub->add_option("-p,--prompt", o->prompt, "Prompt text")->required();
+  sub->add_option("--system", o->system, "System message (with --chat)");
+  sub->add_option("-n,--n-predict", o->n_predict, "Tokens to generate at most")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sub->add_option("--temp", s.temperature, "Temperature (<= 0: greedy)")->capture_default_str();
+  sub->add_option("--top-k", s.top_k, "Top-k (0: off)")->capture_default_str();
+  sub->add_option("--top-p", s.top_p, "Top-p / nucleus (1: off)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  sub->add_option("--min-p", s.min_p, "Min-p (0: off)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  sub->add_option("--repeat-penalty", s.repeat_penalty, "Repetition penalty (1: off)")
+      ->capture_default_str();
+  sub->add_option("--repeat-last-n", s.penalty_last_n, "Tokens the penalties look back over")
+      ->capture_default_str();
+  sub->add_option("--frequency-penalty", s.frequency_penalty, "Frequency penalty")
+      ->capture_default_str();
+  sub->add_option("--presence-penalty", s.presence_penalty, "Presence penalty")
+      ->capture_default_str();
+  sub->add_option_function<uint64_t>(
+      "--seed",
+      [o](uint64_t v) {
+        o->seed = v;
+        o->seed_set = true;
+      },
+      "Random seed (default: random, and printed so the run can be repeated)");
+  sub->add_option("-t,--threads", o->threads, "CPU threads (default: cores, at most 8)");
+  sub->add_option("-c,--ctx", o->n_ctx, "Context size in tokens (default: min(trained, 2048))");
+  sub->add_flag("--chat", o->chat, "Wrap the prompt in the model's chat template");
+  sub->add_option("--stop", o->stop, "Stop string (repeatable)");
+  sub->add_flag("--ignore-eos", o->ignore_eos, "Do not stop at end-of-generation tokens");
+  sub->add_flag("--kv-f16", o->kv_f16, "Store the KV cache in F16 (default F32)");
+  sub->add_flag("--json", o->json,
+                "Print one JSON object (tokens, text, seed, ttft_ms, tokens_per_s, stop_reason) "
+                "instead of streaming");
+  sub->callback([o, io, &action] { action = [o, io] { return run_cmd(*o, io); }; });
+}
+
+}  // namespace moelab::cli
