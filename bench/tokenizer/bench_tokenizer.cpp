@@ -26,14 +26,59 @@ using namespace moelab;
 namespace {
 
 std::string make_text(size_t bytes) {
-  static const char* words[] = {
-      "the", "model", "routes", "each", "token", "to", "two", "experts", "and", "attention",
-      "heads", "look", "back", "over", "context", "while", "researchers", "compare", "logits",
-      "Once", "upon", "a", "time", "there", "was", "little", "girl", "named", "Lily", "she",
-      "liked", "to", "play", "outside", "in", "park", "with", "her", "friends", "however",
-      "perplexity", "quantization", "Mixture-of-Experts", "don't", "it's", "we'll",
-      "h\xc3\xa9llo", "w\xc3\xb6rld", "na\xc3\xafve", "\xe4\xbd\xa0\xe5\xa5\xbd", "\xe4\xb8\x96\xe7\x95\x8c",
-      "\xf0\x9f\xa6\x99", "\xf0\x9f\x9a\x80"};
+  static const char* words[] = {"the",
+                                "model",
+                                "routes",
+                                "each",
+                                "token",
+                                "to",
+                                "two",
+                                "experts",
+                                "and",
+                                "attention",
+                                "heads",
+                                "look",
+                                "back",
+                                "over",
+                                "context",
+                                "while",
+                                "researchers",
+                                "compare",
+                                "logits",
+                                "Once",
+                                "upon",
+                                "a",
+                                "time",
+                                "there",
+                                "was",
+                                "little",
+                                "girl",
+                                "named",
+                                "Lily",
+                                "she",
+                                "liked",
+                                "to",
+                                "play",
+                                "outside",
+                                "in",
+                                "park",
+                                "with",
+                                "her",
+                                "friends",
+                                "however",
+                                "perplexity",
+                                "quantization",
+                                "Mixture-of-Experts",
+                                "don't",
+                                "it's",
+                                "we'll",
+                                "h\xc3\xa9llo",
+                                "w\xc3\xb6rld",
+                                "na\xc3\xafve",
+                                "\xe4\xbd\xa0\xe5\xa5\xbd",
+                                "\xe4\xb8\x96\xe7\x95\x8c",
+                                "\xf0\x9f\xa6\x99",
+                                "\xf0\x9f\x9a\x80"};
   static const char* punct[] = {",", ".", "!", "?", ";", ":", " (", ")", " \"", "\""};
   const size_t n_words = sizeof(words) / sizeof(words[0]);
   uint64_t s = 0x9E3779B97F4A7C15ull;
@@ -82,18 +127,21 @@ int main(int argc, char** argv) {
   double mb = 1.0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--shared" && i + 1 < argc) shared = argv[++i];
-    else if (a == "--model" && i + 1 < argc) models.push_back(argv[++i]);
-    else if (a == "--mb" && i + 1 < argc) mb = std::atof(argv[++i]);
+    if (a == "--shared" && i + 1 < argc)
+      shared = argv[++i];
+    else if (a == "--model" && i + 1 < argc)
+      models.push_back(argv[++i]);
+    else if (a == "--mb" && i + 1 < argc)
+      mb = std::atof(argv[++i]);
     else {
       std::fprintf(stderr, "usage: %s [--shared DIR] [--model FILE ...] [--mb N]\n", argv[0]);
       return 2;
     }
   }
   std::vector<std::string> files;
-  for (const char* rel : {"/fixtures/vocab/ggml-vocab-llama-spm.gguf",
-                          "/fixtures/vocab/ggml-vocab-gpt-2.gguf",
-                          "/fixtures/models/stories260K/stories260K.F32.gguf"})
+  for (const char* rel :
+       {"/fixtures/vocab/ggml-vocab-llama-spm.gguf", "/fixtures/vocab/ggml-vocab-gpt-2.gguf",
+        "/fixtures/models/stories260K/stories260K.F32.gguf"})
     if (std::filesystem::exists(shared + rel)) files.push_back(shared + rel);
   for (const auto& m : models) files.push_back(m);
   if (files.empty()) {
@@ -110,8 +158,8 @@ int main(int argc, char** argv) {
     while ((pos = v.find(' ', pos)) != std::string_view::npos) ++n, ++pos;
     words = n;
   });
-  std::printf("text: %.2f MB, %zu spaces; baseline split at spaces: %.1f MB/s\n",
-              text.size() / 1e6, words, text.size() / 1e6 / base);
+  std::printf("text: %.2f MB, %zu spaces; baseline split at spaces: %.1f MB/s\n", text.size() / 1e6,
+              words, text.size() / 1e6 / base);
   std::printf("%-40s %-5s %-10s %10s %12s %10s %14s\n", "tokenizer", "kind", "pre", "tokens",
               "tokens/s", "MB/s", "x baseline");
   for (const auto& path : files) {
@@ -119,7 +167,8 @@ int main(int argc, char** argv) {
       auto f = gguf::File::open(path);
       auto tok = Tokenizer::from_gguf(*f);
       size_t n_tokens = 0;
-      const double sec = seconds_best_of_3([&] { n_tokens = tok->encode(text, false, false).size(); });
+      const double sec =
+          seconds_best_of_3([&] { n_tokens = tok->encode(text, false, false).size(); });
       std::printf("%-40s %-5s %-10s %10zu %12.0f %10.2f %14.4f\n",
                   std::filesystem::path(path).filename().string().c_str(),
                   tok->kind() == VocabKind::Spm ? "spm" : "bpe",

@@ -50,7 +50,8 @@ struct PreSpec {
 };
 
 // The GPT-2 pattern (Radford et al. 2019, openai/gpt-2 encoder.py).
-constexpr const char* kGpt2 = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S))";
+constexpr const char* kGpt2 =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S))";
 // Llama 3 (tiktoken cl100k-style): digits in groups of up to three, newlines kept together.
 constexpr const char* kLlama3 =
     R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
@@ -62,7 +63,8 @@ constexpr const char* kGpt4o =
     R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 constexpr const char* kTekken =
     R"([^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-constexpr const char* kPoro = " ?[^(\\s|.,!?\xE2\x80\xA6\xE3\x80\x82\xEF\xBC\x8C\xE3\x80\x81\xE0\xA5\xA4\xDB\x94\xD8\x8C)]+";
+constexpr const char* kPoro =
+    " ?[^(\\s|.,!?\xE2\x80\xA6\xE3\x80\x82\xEF\xBC\x8C\xE3\x80\x81\xE0\xA5\xA4\xDB\x94\xD8\x8C)]+";
 // DeepSeek LLM: letters of many scripts spelled out as ranges (from its tokenizer.json).
 constexpr const char* kDeepseekLetters =
     "\\s?[A-Za-z\xC2\xB5\xC3\x80-\xC3\x96\xC3\x98-\xC3\xB6\xC3\xB8-\xC6\xBA\xC6\xBC-\xC6\xBF"
@@ -89,7 +91,8 @@ constexpr const char* kDeepseekLetters =
     "\xF0\x90\xB3\x80-\xF0\x90\xB3\xB2\xF0\x91\xA2\xA0-\xF0\x91\xA3\x9F"
     "\xF0\x9E\xA4\x80-\xF0\x9E\xA5\x83]+";
 // CJK ideographs, (an over-wide range as in the original), Hangul.
-constexpr const char* kCjkHangul = "[\xE4\xB8\x80-\xE9\xBE\xA5\xE0\xA0\x80-\xE4\xB8\x80\xEA\xB0\x80-\xED\x9F\xBF]+";
+constexpr const char* kCjkHangul =
+    "[\xE4\xB8\x80-\xE9\xBE\xA5\xE0\xA0\x80-\xE4\xB8\x80\xEA\xB0\x80-\xED\x9F\xBF]+";
 
 const std::vector<PreSpec>& pre_table() {
   static const std::vector<PreSpec> t = {
@@ -140,8 +143,8 @@ enum : uint8_t { kCatOther = 0, kCatL = 1, kCatN = 2, kCatP = 3, kCatWs = 4 };
 
 bool is_unicode_whitespace(uint32_t c) {
   return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
-         c == 0x205F || c == 0x3000;
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
+         c == 0x3000;
 }
 
 // Category of every code point, computed once with PCRE2's own Unicode tables.
@@ -191,10 +194,14 @@ const std::vector<uint8_t>& category_table() {
 uint32_t collapse(uint32_t c, const std::vector<uint8_t>& cat) {
   if (c < 0x80) return c;
   switch (cat[c]) {
-    case kCatWs: return 0x0B;
-    case kCatN: return 0x0660;
-    case kCatP: return 0x00A1;
-    default: return 0x00C0;  // letters and everything llama.cpp treats as a letter
+    case kCatWs:
+      return 0x0B;
+    case kCatN:
+      return 0x0660;
+    case kCatP:
+      return 0x00A1;
+    default:
+      return 0x00C0;  // letters and everything llama.cpp treats as a letter
   }
 }
 
@@ -210,10 +217,10 @@ class BpeTokenizer final : public Tokenizer {
     for (const ExprSpec& e : spec.exprs) {
       int err = 0;
       PCRE2_SIZE eoff = 0;
-      const uint32_t flags = PCRE2_UTF | PCRE2_DOLLAR_ENDONLY |
-                             (e.mode == Mode::kUnicode ? PCRE2_UCP : 0);
-      pcre2_code* re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(e.pattern),
-                                     PCRE2_ZERO_TERMINATED, flags, &err, &eoff, nullptr);
+      const uint32_t flags =
+          PCRE2_UTF | PCRE2_DOLLAR_ENDONLY | (e.mode == Mode::kUnicode ? PCRE2_UCP : 0);
+      pcre2_code* re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(e.pattern), PCRE2_ZERO_TERMINATED,
+                                     flags, &err, &eoff, nullptr);
       if (!re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(err, msg, sizeof msg);
@@ -233,7 +240,7 @@ class BpeTokenizer final : public Tokenizer {
     for (Regex& r : regex_) pcre2_code_free(r.code);
   }
 
- std::vector<std::string_view> split_words(std::string_view raw, std::string& clean) const;
+  std::vector<std::string_view> split_words(std::string_view raw, std::string& clean) const;
 
  protected:
   void encode_text(std::string_view raw, bool after_special,
@@ -250,7 +257,8 @@ class BpeTokenizer final : public Tokenizer {
 };
 
 struct MatchData {
-  explicit MatchData(const pcre2_code* re) : md(pcre2_match_data_create_from_pattern(re, nullptr)) {}
+  explicit MatchData(const pcre2_code* re)
+      : md(pcre2_match_data_create_from_pattern(re, nullptr)) {}
   ~MatchData() { pcre2_match_data_free(md); }
   pcre2_match_data* md;
 };
@@ -283,8 +291,8 @@ std::vector<std::string_view> BpeTokenizer::split_words(std::string_view raw,
   struct Subject {
     bool built = false;
     std::string bytes;
-    std::vector<uint32_t> off;      // cp index -> byte offset
-    std::vector<uint32_t> cp_of;    // byte offset -> cp index (valid at starts and the end)
+    std::vector<uint32_t> off;    // cp index -> byte offset
+    std::vector<uint32_t> cp_of;  // byte offset -> cp index (valid at starts and the end)
   };
   Subject subj[3];
   auto get = [&](Mode m) -> const Subject& {

@@ -28,7 +28,9 @@ constexpr std::array<FamilyName, 11> kNames = {{
     {ChatFamily::OLMo, "olmo"},
 }};
 
-bool has(std::string_view t, std::string_view s) { return t.find(s) != std::string_view::npos; }
+bool has(std::string_view t, std::string_view s) {
+  return t.find(s) != std::string_view::npos;
+}
 
 // Folds a leading system message into the first user message ("system\n\nuser"), for the
 // families that have no system role.
@@ -76,7 +78,12 @@ ChatFamily detect_chat_family(std::string_view t) {
   if (has(t, "<|im_start|>")) return ChatFamily::ChatML;
   if (has(t, "<|start_header_id|>") && has(t, "<|end_header_id|>")) return ChatFamily::Llama3;
   if (has(t, "<start_of_turn>")) return ChatFamily::Gemma;
-  if (has(t, "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>") || has(t, "<\xEF\xBD\x9C" "User\xEF\xBD\x9C>"))
+  if (has(t,
+          "<\xEF\xBD\x9C"
+          "Assistant\xEF\xBD\x9C>") ||
+      has(t,
+          "<\xEF\xBD\x9C"
+          "User\xEF\xBD\x9C>"))
     return ChatFamily::DeepSeek;
   if (has(t, "### Instruction:") && has(t, "### Response:")) return ChatFamily::DeepSeekCoder;
   if (has(t, "[INST]")) return has(t, "<<SYS>>") ? ChatFamily::Llama2 : ChatFamily::Mistral;
@@ -154,8 +161,7 @@ std::string render_chat(ChatFamily family, const std::vector<ChatMessage>& messa
       if (add_generation_prompt) s += "<start_of_turn>model\n";
       break;
     case ChatFamily::Phi3:
-      for (const ChatMessage& m : messages)
-        s += "<|" + m.role + "|>\n" + m.content + "<|end|>\n";
+      for (const ChatMessage& m : messages) s += "<|" + m.role + "|>\n" + m.content + "<|end|>\n";
       if (add_generation_prompt) s += "<|assistant|>\n";
       break;
     case ChatFamily::Zephyr:
@@ -170,9 +176,15 @@ std::string render_chat(ChatFamily family, const std::vector<ChatMessage>& messa
       if (add_generation_prompt) s += "<|assistant|>\n";
       break;
     case ChatFamily::DeepSeek: {
-      const std::string user = "<\xEF\xBD\x9C" "User\xEF\xBD\x9C>";
-      const std::string asst = "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>";
-      const std::string eos = "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>";
+      const std::string user =
+          "<\xEF\xBD\x9C"
+          "User\xEF\xBD\x9C>";
+      const std::string asst =
+          "<\xEF\xBD\x9C"
+          "Assistant\xEF\xBD\x9C>";
+      const std::string eos =
+          "<\xEF\xBD\x9C"
+          "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>";
       for (const ChatMessage& m : messages) {
         if (m.role == "system")
           s += m.content;

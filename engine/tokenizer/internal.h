@@ -14,9 +14,9 @@ namespace moelab {
 
 /// The vocabulary as read from tokenizer.ggml.*.
 struct Tokenizer::Vocab {
-  std::vector<std::string> text;  // tokenizer.ggml.tokens
-  std::vector<float> score;       // tokenizer.ggml.scores (0 when absent)
-  std::vector<uint32_t> attr;     // TokenAttr bits
+  std::vector<std::string> text;                        // tokenizer.ggml.tokens
+  std::vector<float> score;                             // tokenizer.ggml.scores (0 when absent)
+  std::vector<uint32_t> attr;                           // TokenAttr bits
   std::unordered_map<std::string_view, int32_t> to_id;  // views into `text`
   /// Tokens matched in raw text before tokenization (control, user-defined, unknown), longest
   /// text first (ties: lower id first).

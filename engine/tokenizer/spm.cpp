@@ -53,8 +53,8 @@ void SpmTokenizer::encode_text(std::string_view raw, bool after_special,
   std::vector<Symbol> sym;
   sym.reserve(text.size());
   for (size_t off = 0; off < text.size();) {
-    const size_t len =
-        std::min<size_t>(tok_detail::utf8_lead_len(static_cast<uint8_t>(text[off])), text.size() - off);
+    const size_t len = std::min<size_t>(tok_detail::utf8_lead_len(static_cast<uint8_t>(text[off])),
+                                        text.size() - off);
     const auto i = static_cast<int32_t>(sym.size());
     sym.push_back({i - 1, off + len == text.size() ? -1 : i + 1, static_cast<uint32_t>(off),
                    static_cast<uint32_t>(len)});
@@ -105,6 +105,8 @@ void SpmTokenizer::encode_text(std::string_view raw, bool after_special,
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> tok_detail::make_spm() { return std::make_unique<SpmTokenizer>(); }
+std::unique_ptr<Tokenizer> tok_detail::make_spm() {
+  return std::make_unique<SpmTokenizer>();
+}
 
 }  // namespace moelab

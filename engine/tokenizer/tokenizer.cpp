@@ -72,8 +72,12 @@ const ByteMap& byte_map() {
 }
 }  // namespace
 
-uint32_t byte_to_cp(uint8_t b) { return byte_map().to_cp[b]; }
-int cp_to_byte(uint32_t cp) { return cp < 324 ? byte_map().from_cp[cp] : -1; }
+uint32_t byte_to_cp(uint8_t b) {
+  return byte_map().to_cp[b];
+}
+int cp_to_byte(uint32_t cp) {
+  return cp < 324 ? byte_map().from_cp[cp] : -1;
+}
 
 }  // namespace tok_detail
 
@@ -123,8 +127,7 @@ std::string key_subject(std::string_view key) {
 }
 
 // Reads an optional token id key; -1 for "none" (absent, or -1 / 0xFFFFFFFF).
-int32_t read_id(const gguf::File& f, const char* key, int32_t def, uint64_t n_vocab,
-                bool strict) {
+int32_t read_id(const gguf::File& f, const char* key, int32_t def, uint64_t n_vocab, bool strict) {
   const gguf::Value* v = f.find(key);
   if (!v) return def < 0 || static_cast<uint64_t>(def) >= n_vocab ? -1 : def;
   if (!v->is_integer())
@@ -132,8 +135,8 @@ int32_t read_id(const gguf::File& f, const char* key, int32_t def, uint64_t n_vo
            key_subject(key));
   if (v->type() == gguf::ValueType::UINT32 && v->as_u64() == 0xffffffffull) return -1;
   if (v->type() == gguf::ValueType::UINT64 && v->as_u64() == ~0ull) return -1;
-  const int64_t id = v->type() == gguf::ValueType::UINT64 ? static_cast<int64_t>(v->as_u64())
-                                                           : v->as_i64();
+  const int64_t id =
+      v->type() == gguf::ValueType::UINT64 ? static_cast<int64_t>(v->as_u64()) : v->as_i64();
   if (id == -1) return -1;
   if (id < 0 || static_cast<uint64_t>(id) >= n_vocab) {
     if (strict)
@@ -166,23 +169,34 @@ const gguf::Value* find_array(const gguf::File& f, const char* key, gguf::ValueT
 
 uint32_t attr_from_type(int64_t t) {
   switch (t) {
-    case 1: return kAttrNormal;
-    case 2: return kAttrUnknown;
-    case 3: return kAttrControl;
-    case 4: return kAttrUserDefined;
-    case 5: return kAttrUnused;
-    case 6: return kAttrByte;
-    default: return kAttrUndefined;
+    case 1:
+      return kAttrNormal;
+    case 2:
+      return kAttrUnknown;
+    case 3:
+      return kAttrControl;
+    case 4:
+      return kAttrUserDefined;
+    case 5:
+      return kAttrUnused;
+    case 6:
+      return kAttrByte;
+    default:
+      return kAttrUndefined;
   }
 }
 
 // Well-known end-of-turn token texts (llama.cpp detects them the same way, by text).
-constexpr std::string_view kEotTexts[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<EOT>",
-    "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"};
-constexpr std::string_view kEogTexts[] = {"<|eot_id|>",    "<|im_end|>",    "<|end|>",
-                                          "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
-                                          "<EOT>"};
+constexpr std::string_view kEotTexts[] = {"<|eot_id|>",
+                                          "<|im_end|>",
+                                          "<|end|>",
+                                          "<end_of_turn>",
+                                          "<|endoftext|>",
+                                          "<EOT>",
+                                          "<\xEF\xBD\x9C"
+                                          "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"};
+constexpr std::string_view kEogTexts[] = {"<|eot_id|>",    "<|im_end|>", "<|end|>", "<end_of_turn>",
+                                          "<|endoftext|>", "<|eom_id|>", "<EOT>"};
 
 }  // namespace
 
@@ -292,7 +306,8 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const gguf::File& f) {
   std::string name = f.get_string("general.name", "");
   std::transform(name.begin(), name.end(), name.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  const bool phi3 = name.find("phi-3") != std::string::npos || name.find("phi3") != std::string::npos;
+  const bool phi3 =
+      name.find("phi-3") != std::string::npos || name.find("phi3") != std::string::npos;
 
   for (uint64_t i = 0; i < n; ++i)
     if (v->attr[i] & (kAttrControl | kAttrUserDefined | kAttrUnknown)) {
@@ -305,9 +320,8 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const gguf::File& f) {
       if (int32_t id = v->find(t); id >= 0) v->attr[id] &= ~kAttrRStrip;
     if (int32_t id = v->find("</s>"); id >= 0) v->attr[id] |= kAttrRStrip;
   }
-  std::stable_sort(v->special.begin(), v->special.end(), [&](int32_t a, int32_t b) {
-    return v->text[a].size() > v->text[b].size();
-  });
+  std::stable_sort(v->special.begin(), v->special.end(),
+                   [&](int32_t a, int32_t b) { return v->text[a].size() > v->text[b].size(); });
 
   // SPM byte fallback tokens <0xNN>.
   for (int b = 0; b < 256; ++b) {
@@ -319,7 +333,9 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const gguf::File& f) {
   return tok;
 }
 
-int32_t Tokenizer::n_vocab() const { return static_cast<int32_t>(vocab_->text.size()); }
+int32_t Tokenizer::n_vocab() const {
+  return static_cast<int32_t>(vocab_->text.size());
+}
 
 const std::string& Tokenizer::token_text(int32_t id) const {
   if (id < 0 || id >= n_vocab())
@@ -329,7 +345,9 @@ const std::string& Tokenizer::token_text(int32_t id) const {
   return vocab_->text[id];
 }
 
-int32_t Tokenizer::find_token(std::string_view text) const { return vocab_->find(text); }
+int32_t Tokenizer::find_token(std::string_view text) const {
+  return vocab_->find(text);
+}
 uint32_t Tokenizer::attr(int32_t id) const {
   token_text(id);
   return vocab_->attr[id];
@@ -338,7 +356,9 @@ float Tokenizer::score(int32_t id) const {
   token_text(id);
   return vocab_->score[id];
 }
-bool Tokenizer::is_eog(int32_t id) const { return vocab_->eog.count(id) != 0; }
+bool Tokenizer::is_eog(int32_t id) const {
+  return vocab_->eog.count(id) != 0;
+}
 bool Tokenizer::is_control(int32_t id) const {
   return id >= 0 && id < n_vocab() && (vocab_->attr[id] & (kAttrControl | kAttrUnknown));
 }
@@ -386,7 +406,8 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, const EncodeOption
           if (m == std::string_view::npos) break;
           size_t left_len = m;
           if (a & kAttrLStrip)
-            while (left_len > 0 && std::isspace(static_cast<unsigned char>(text[off + left_len - 1])))
+            while (left_len > 0 &&
+                   std::isspace(static_cast<unsigned char>(text[off + left_len - 1])))
               --left_len;
           if (left_len > 0) next.push_back({off, left_len, -1});
           next.push_back({0, 0, id});
@@ -433,7 +454,8 @@ std::string Tokenizer::token_to_piece(int32_t id, bool render_special) const {
   if (kind_ == VocabKind::Spm) {
     if (a & kAttrByte) {
       // "<0xNN>"
-      if (t.size() == 6) return std::string(1, static_cast<char>(std::stoi(t.substr(3, 2), nullptr, 16)));
+      if (t.size() == 6)
+        return std::string(1, static_cast<char>(std::stoi(t.substr(3, 2), nullptr, 16)));
       return std::string();
     }
     if (a & kAttrNormal) {
@@ -508,8 +530,8 @@ std::string Tokenizer::display_piece(int32_t id) const {
       out += "\xE2\x87\xA5";  // ⇥
     } else if (c == '\r') {
       out += "\xE2\x90\x8D";  // ␍
-    } else if (c < 0x20 || c == 0x7F || (cp == 0xFFFD && len == 1 &&
-                                         bytes.compare(i, 3, "\xEF\xBF\xBD") != 0)) {
+    } else if (c < 0x20 || c == 0x7F ||
+               (cp == 0xFFFD && len == 1 && bytes.compare(i, 3, "\xEF\xBF\xBD") != 0)) {
       std::snprintf(buf, sizeof buf, "<0x%02X>", c);
       out += buf;
       len = 1;

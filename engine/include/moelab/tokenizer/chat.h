@@ -14,16 +14,16 @@ namespace moelab {
 
 enum class ChatFamily {
   Unknown,
-  ChatML,        // <|im_start|>role\n...<|im_end|>  (Qwen, SmolLM, many fine-tunes)
-  Llama2,        // [INST] <<SYS>>\n...\n<</SYS>>\n\n... [/INST]
-  Llama3,        // <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|>
-  Mistral,       // [INST] ... [/INST] (system text folded into the first user turn)
-  Gemma,         // <start_of_turn>user\n...<end_of_turn>\n<start_of_turn>model\n
-  Phi3,          // <|user|>\n...<|end|>\n<|assistant|>\n
-  Zephyr,        // <|user|>\n...</s>\n<|assistant|>\n
-  DeepSeek,      // <｜User｜>...<｜Assistant｜>...<｜end▁of▁sentence｜> (DeepSeek V3 / R1)
-  DeepSeekCoder, // ### Instruction:\n...\n### Response:\n
-  OLMo,          // <|user|>\n...\n<|assistant|>\n...<|endoftext|>\n (OLMo 2, OLMoE, Tulu)
+  ChatML,    // <|im_start|>role\n...<|im_end|>  (Qwen, SmolLM, many fine-tunes)
+  Llama2,    // [INST] <<SYS>>\n...\n<</SYS>>\n\n... [/INST]
+  Llama3,    // <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|>
+  Mistral,   // [INST] ... [/INST] (system text folded into the first user turn)
+  Gemma,     // <start_of_turn>user\n...<end_of_turn>\n<start_of_turn>model\n
+  Phi3,      // <|user|>\n...<|end|>\n<|assistant|>\n
+  Zephyr,    // <|user|>\n...</s>\n<|assistant|>\n
+  DeepSeek,  // <｜User｜>...<｜Assistant｜>...<｜end▁of▁sentence｜> (DeepSeek V3 / R1)
+  DeepSeekCoder,  // ### Instruction:\n...\n### Response:\n
+  OLMo,           // <|user|>\n...\n<|assistant|>\n...<|endoftext|>\n (OLMo 2, OLMoE, Tulu)
 };
 
 struct ChatMessage {
