@@ -1,0 +1,175 @@
+#include "moelab/storage/codec.h"
+
+#include <zstd.h>
+
+#include <bit>
+#include <cstring>
+
+#include "moelab/storage/error.h"
+
+namespace moelab::storage::codec {
+
+static_assert(std::endian::native == std::endian::little, "the blob formats assume little-endian");
+
+uint16_t f32_to_f16(float f) noexcept {
+  const uint32_t x = std::bit_cast<uint32_t>(f);
+  const uint32_t sign = (x >> 16) & 0x8000u;
+  const uint32_t exp = (x >> 23) & 0xffu;
+  uint32_t man = x & 0x7fffffu;
+  if (exp == 0xff) return static_cast<uint16_t>(sign | 0x7c00u | (man ? 0x200u : 0));  // Inf/NaN
+  int e = static_cast<int>(exp) - 127 + 15;
+  if (e >= 31) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow -> Inf
+  if (e <= 0) {                                               // subnormal or zero
+    if (e < -10) return static_cast<uint16_t>(sign);
+    man |= 0x800000u;
+    const int shift = 14 - e;
+    uint32_t h = man >> shift;
+    const uint32_t rem = man & ((1u << shift) - 1);
+    const uint32_t half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (h & 1u))) ++h;
+    return static_cast<uint16_t>(sign | h);
+  }
+  uint32_t h = (static_cast<uint32_t>(e) << 10) | (man >> 13);
+  const uint32_t rem = man & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;  // may carry into the exponent: ok
+  return static_cast<uint16_t>(sign | h);
+}
+
+float f16_to_f32(uint16_t h) noexcept {
+  const uint32_t sign = (static_cast<uint32_t>(h) & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu;
+  uint32_t man = h & 0x3ffu;
+  uint32_t x;
+  if (exp == 0) {
+    if (man == 0) {
+      x = sign;
+    } else {  // subnormal: normalise
+      int e = -1;
+      do {
+        ++e;
+        man <<= 1;
+      } while (!(man & 0x400u));
+      x = sign | (static_cast<uint32_t>(127 - 15 - e) << 23) | ((man & 0x3ffu) << 13);
+    }
+  } else if (exp == 31) {
+    x = sign | 0x7f800000u | (man << 13);
+  } else {
+    x = sign | ((exp - 15 + 127) << 23) | (man << 13);
+  }
+  return std::bit_cast<float>(x);
+}
+
+namespace {
+template <typename T>
+void put(std::string& out, T v) {
+  char b[sizeof(T)];
+  std::memcpy(b, &v, sizeof(T));
+  out.append(b, sizeof(T));
+}
+[[noreturn]] void bad(const std::string& what) {
+  throw StorageError(StorageErrorKind::Corrupt, "damaged routing record: " + what);
+}
+}  // namespace
+
+void encode_routing(const RoutingRecord& r, std::string& out) {
+  if (r.experts.size() != r.weights.size() || r.experts.size() > 0xffff)
+    throw StorageError(StorageErrorKind::BadInput,
+                       "routing record of layer " + std::to_string(r.layer) + " has " +
+                           std::to_string(r.experts.size()) + " experts but " +
+                           std::to_string(r.weights.size()) + " weights");
+  const ProbFormat pf = r.probs.empty() ? ProbFormat::None : r.probs_format;
+  if (r.probs.size() > 0xffff)
+    throw StorageError(StorageErrorKind::BadInput, "routing probabilities longer than 65535");
+  const size_t k = r.experts.size();
+  const size_t np = pf == ProbFormat::None ? 0 : r.probs.size();
+  const size_t old = out.size();
+  out.resize(old + 6 + k * 6 + np * (pf == ProbFormat::F16 ? 2 : 4));
+  char* p = out.data() + old;
+  const uint16_t k16 = static_cast<uint16_t>(k), np16 = static_cast<uint16_t>(np);
+  std::memcpy(p, &k16, 2);
+  p[2] = static_cast<char>(pf);
+  p[3] = 0;
+  std::memcpy(p + 4, &np16, 2);
+  p += 6;
+  std::memcpy(p, r.experts.data(), k * 2);
+  p += k * 2;
+  std::memcpy(p, r.weights.data(), k * 4);
+  p += k * 4;
+  if (pf == ProbFormat::F16) {
+    for (size_t i = 0; i < np; ++i) {
+      const uint16_t h = f32_to_f16(r.probs[i]);
+      std::memcpy(p + i * 2, &h, 2);
+    }
+  } else if (pf == ProbFormat::F32) {
+    std::memcpy(p, r.probs.data(), np * 4);
+  }
+}
+
+std::vector<RoutingRecord> decode_routing(int64_t position, int32_t layer_begin, int32_t n_layers,
+                                          std::span<const uint8_t> blob) {
+  std::vector<RoutingRecord> out;
+  out.reserve(static_cast<size_t>(n_layers));
+  size_t off = 0;
+  for (int32_t l = 0; l < n_layers; ++l) {
+    if (blob.size() - off < 6) bad("truncated header");
+    uint16_t k, np;
+    std::memcpy(&k, blob.data() + off, 2);
+    const uint8_t pf = blob[off + 2];
+    std::memcpy(&np, blob.data() + off + 4, 2);
+    if (pf > 2) bad("unknown probability format");
+    off += 6;
+    const size_t need = size_t{k} * 6 + size_t{np} * (pf == 1 ? 2 : pf == 2 ? 4 : 0);
+    if (blob.size() - off < need) bad("truncated payload");
+    RoutingRecord r;
+    r.position = position;
+    r.layer = layer_begin + l;
+    r.experts.resize(k);
+    r.weights.resize(k);
+    std::memcpy(r.experts.data(), blob.data() + off, size_t{k} * 2);
+    off += size_t{k} * 2;
+    std::memcpy(r.weights.data(), blob.data() + off, size_t{k} * 4);
+    off += size_t{k} * 4;
+    r.probs_format = static_cast<ProbFormat>(pf);
+    if (pf == 1) {
+      r.probs.resize(np);
+      for (size_t i = 0; i < np; ++i) {
+        uint16_t h;
+        std::memcpy(&h, blob.data() + off + i * 2, 2);
+        r.probs[i] = f16_to_f32(h);
+      }
+      off += size_t{np} * 2;
+    } else if (pf == 2) {
+      r.probs.resize(np);
+      std::memcpy(r.probs.data(), blob.data() + off, size_t{np} * 4);
+      off += size_t{np} * 4;
+    }
+    out.push_back(std::move(r));
+  }
+  if (off != blob.size()) bad("trailing bytes");
+  return out;
+}
+
+std::string compress(std::span<const uint8_t> raw, int level) {
+  std::string out(ZSTD_compressBound(raw.size()), '\0');
+  const size_t n = ZSTD_compress(out.data(), out.size(), raw.data(), raw.size(), level);
+  if (ZSTD_isError(n))
+    throw StorageError(StorageErrorKind::Internal,
+                       std::string("zstd compression failed: ") + ZSTD_getErrorName(n));
+  out.resize(n);
+  return out;
+}
+
+std::string decompress(std::span<const uint8_t> frame) {
+  const unsigned long long size = ZSTD_getFrameContentSize(frame.data(), frame.size());
+  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > (1ull << 34))
+    throw StorageError(StorageErrorKind::Corrupt, "damaged compressed blob (bad zstd frame)");
+  std::string out(static_cast<size_t>(size), '\0');
+  const size_t n = ZSTD_decompress(out.data(), out.size(), frame.data(), frame.size());
+  if (ZSTD_isError(n) || n != size)
+    throw StorageError(StorageErrorKind::Corrupt,
+                       std::string("damaged compressed blob: ") +
+                           (ZSTD_isError(n) ? ZSTD_getErrorName(n) : "size mismatch"));
+  return out;
+}
+
+}  // namespace moelab::storage::codec
