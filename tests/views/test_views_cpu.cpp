@@ -1,0 +1,174 @@
+// Colormaps, value scales, view transforms, view kinds and the CPU fallback renderer.
+#include <QtTest>
+#include <cmath>
+#include <limits>
+
+#include "moelab/core/error.h"
+#include "moelab/views/heatmap.h"
+#include "moelab/views/view_kinds.h"
+#include "view_test_util.h"
+
+using namespace moelab::views;
+using moelab::test::channel_diff;
+using moelab::test::describe;
+using moelab::test::pixel;
+
+namespace {
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+}
+
+class ViewsCpuTest : public QObject {
+  Q_OBJECT
+ private slots:
+  void tables_are_smooth_and_anchored() {
+    for (Colormap m : {Colormap::kSequential, Colormap::kDiverging}) {
+      const auto t = colormap_table(m);
+      QCOMPARE(static_cast<int>(t.size()), kLutSize);
+      int worst = 0;
+      for (size_t i = 1; i < t.size(); ++i) worst = std::max(worst, channel_diff(t[i - 1], t[i]));
+      // The GPU == CPU tolerance rests on this: one lookup step is at most 1 level.
+      QVERIFY2(worst <= 1, qPrintable(QString("adjacent entries differ by %1").arg(worst)));
+    }
+    const auto seq = colormap_table(Colormap::kSequential);
+    QCOMPARE(seq.front(), (Rgba8{60, 8, 84, 255}));
+    QCOMPARE(seq.back(), (Rgba8{250, 230, 40, 255}));
+    // Sequential lightness increases monotonically (Rec. 601 luma, 1-level slack).
+    auto luma = [](Rgba8 c) { return 0.299 * c.r + 0.587 * c.g + 0.114 * c.b; };
+    for (size_t i = 1; i < seq.size(); ++i) QVERIFY(luma(seq[i]) >= luma(seq[i - 1]) - 1.0);
+    const auto div = colormap_table(Colormap::kDiverging);
+    QVERIFY(div.front().b > div.front().r);  // negative end is blue
+    QVERIFY(div.back().r > div.back().b);    // positive end is red
+    QVERIFY(channel_diff(div[kLutSize / 2], Rgba8{236, 236, 236, 255}) <= 1);  // zero neutral
+  }
+
+  void categorical_colours_are_distinct() {
+    const auto cat = colormap_table(Colormap::kCategorical);
+    QCOMPARE(static_cast<int>(cat.size()), kCategoricalSize);
+    QVERIFY(kCategoricalSize >= 16);
+    const Rgba8 masked = ColorScale{}.masked;
+    double closest = 1e9;
+    for (size_t i = 0; i < cat.size(); ++i) {
+      for (size_t j = i + 1; j < cat.size(); ++j) {
+        const double dr = cat[i].r - cat[j].r, dg = cat[i].g - cat[j].g, db = cat[i].b - cat[j].b;
+        closest = std::min(closest, std::sqrt(dr * dr + dg * dg + db * db));
+      }
+      QVERIFY2(channel_diff(cat[i], masked) > 40, "a category looks like the masked grey");
+    }
+    QVERIFY2(closest >= 60.0, qPrintable(QString("closest pair %1 apart").arg(closest)));
+  }
+
+  void lut_index_linear_log_categorical() {
+    ColorScale s;
+    s.min = 0.0f;
+    s.max = 1.0f;
+    ScaleParams p = scale_params(s);
+    QCOMPARE(lut_index(p, 0.0f), 0);
+    QCOMPARE(lut_index(p, -5.0f), 0);            // below range clamps
+    QCOMPARE(lut_index(p, 1.0f), kLutSize - 1);  // top end
+    QCOMPARE(lut_index(p, 7.0f), kLutSize - 1);  // above range clamps
+    QCOMPARE(lut_index(p, 0.5f), kLutSize / 2);
+    QCOMPARE(lut_index(p, kNaN), -1);
+    s.scale = Scale::kLog;
+    s.min = 1e-4f;
+    p = scale_params(s);
+    QCOMPARE(lut_index(p, 1e-4f), 0);
+    QCOMPARE(lut_index(p, 1.0f), kLutSize - 1);
+    QVERIFY(std::abs(lut_index(p, 1e-2f) - kLutSize / 2) <= 1);  // half-way in decades
+    QCOMPARE(lut_index(p, 0.0f), 0);                             // non-positive: below range
+    QCOMPARE(lut_index(p, -1.0f), 0);
+    s = ColorScale{};
+    s.map = Colormap::kCategorical;
+    p = scale_params(s);
+    QCOMPARE(lut_index(p, 3.0f), 3);
+    QCOMPARE(lut_index(p, 23.0f), 3);  // wraps
+    QCOMPARE(lut_index(p, -1.0f), -1);
+    QCOMPARE(color_of(s, 5.0f), colormap_table(Colormap::kCategorical)[5]);
+  }
+
+  void transform_maps_cells_to_pixels() {
+    ViewTransform v;
+    v.zoom = {10.0f, 10.0f};
+    v.origin = {3.0f, 5.0f};
+    QCOMPARE(v.cell_at(0, 0), glm::ivec2(3, 5));
+    QCOMPARE(v.cell_at(9, 9), glm::ivec2(3, 5));
+    QCOMPARE(v.cell_at(10, 0), glm::ivec2(4, 5));
+    QCOMPARE(v.cell_at(25, 12), glm::ivec2(5, 6));
+    // view_matrix and pixel_to_data are inverses.
+    const glm::vec4 px = v.view_matrix() * glm::vec4(5.0f, 6.0f, 0.0f, 1.0f);
+    QCOMPARE(px.x, 20.0f);
+    QCOMPARE(px.y, 10.0f);
+    // zoom_at keeps the data point under the cursor fixed.
+    const glm::vec2 at{37.0f, 21.0f};
+    const glm::vec2 before = at / v.zoom + v.origin;
+    v.zoom_at(at, 2.5f);
+    const glm::vec2 after = at / v.zoom + v.origin;
+    QVERIFY(std::abs(before.x - after.x) < 1e-4f && std::abs(before.y - after.y) < 1e-4f);
+    QCOMPARE(v.zoom.x, 25.0f);
+    v.pan_by({25.0f, -50.0f});  // drag right by one cell, up by two
+    QVERIFY(std::abs(after.x - 1.0f - (at.x / v.zoom.x + v.origin.x)) < 1e-4f);
+    // Zoomed out 16 cells per pixel: pixel centres land exactly on cell edges; the bias picks
+    // the cell to the right/below, the same on every path.
+    const ViewTransform f = ViewTransform::fit(8192, 8192, 512, 512);
+    QCOMPARE(f.cell_at(0, 0), glm::ivec2(8, 8));
+    QCOMPARE(f.cell_at(511, 511), glm::ivec2(8184, 8184));
+  }
+
+  void cpu_render_known_cells() {
+    Heatmap m{2, 2, {0.0f, 1.0f, 0.5f, kNaN}};
+    ColorScale s;
+    s.masked = {255, 0, 255, 255};
+    const QImage img = render_heatmap_cpu(m, s, ViewTransform::fit(2, 2, 64, 64), 64, 64);
+    moelab::test::maybe_save(img, "cpu_known_cells");
+    const auto seq = colormap_table(Colormap::kSequential);
+    QCOMPARE(pixel(img, 16, 16), seq[0]);
+    QCOMPARE(pixel(img, 48, 16), seq[kLutSize - 1]);
+    QCOMPARE(pixel(img, 16, 48), seq[kLutSize / 2]);
+    QCOMPARE(pixel(img, 48, 48), s.masked);
+    // Outside the map: background.
+    ViewTransform v = ViewTransform::fit(2, 2, 64, 64);
+    v.origin = {-1.0f, 0.0f};  // map shifted right by one cell (32 px)
+    const QImage shifted = render_heatmap_cpu(m, s, v, 64, 64);
+    QCOMPARE(pixel(shifted, 5, 5), s.background);
+    QCOMPARE(pixel(shifted, 40, 5), seq[0]);
+  }
+
+  void view_kinds_shape_and_scale() {
+    RoutingGrid g;
+    g.n_layer = 2;
+    g.n_tokens = 3;
+    g.expert_count = 8;
+    g.top_expert = {0, 1, -1, 7, 2, 3};
+    g.active_count = {2, 2, 0, 1, 4, 2};
+    HeatmapView v = routing_top_expert_view(g);
+    QCOMPARE(v.map.rows, 2);
+    QCOMPARE(v.map.cols, 3);
+    QVERIFY(std::isnan(v.map.at(0, 2)));
+    QCOMPARE(v.map.at(1, 0), 7.0f);
+    QCOMPARE(v.scale.map, Colormap::kCategorical);
+    v = routing_active_count_view(g);
+    QCOMPARE(v.scale.max, 8.0f);
+    g.active_count.clear();
+    QVERIFY_THROWS_EXCEPTION(moelab::Error, routing_active_count_view(g));
+    g.top_expert.pop_back();
+    QVERIFY_THROWS_EXCEPTION(moelab::Error, routing_top_expert_view(g));
+
+    ExpertLoad a{1, 3, {0.5f, 0.25f, 0.25f}}, b{1, 3, {0.25f, 0.25f, 0.5f}};
+    v = expert_load_diff_view(a, b);
+    QCOMPARE(v.map.at(0, 0), 0.25f);
+    QCOMPARE(v.map.at(0, 2), -0.25f);
+    QCOMPARE(v.scale.min, -0.25f);
+    QCOMPARE(v.scale.max, 0.25f);
+    QCOMPARE(v.scale.map, Colormap::kDiverging);
+    ExpertLoad c{3, 1, {0.5f, 0.25f, 0.25f}};
+    QVERIFY_THROWS_EXCEPTION(moelab::Error, expert_load_diff_view(a, c));
+
+    AttentionMap att{2, 2, {1.0f, kNaN, 0.5f, 0.5f}, {}, {}, 3, -1};
+    v = attention_view(att, true);
+    QCOMPARE(v.scale.scale, Scale::kLog);
+    QVERIFY(v.title.find("layer 3") != std::string::npos);
+    QVERIFY(v.title.find("mean over heads") != std::string::npos);
+  }
+};
+
+QTEST_GUILESS_MAIN(ViewsCpuTest)
+#include "test_views_cpu.moc"

@@ -1,0 +1,67 @@
+// Vulkan heatmap renderer, independent of any window: creates its own instance and device
+// (any Vulkan 1.0 device; Mesa's lavapipe works), uploads a Heatmap as R32_SFLOAT textures
+// (tiled when larger than the device's maxImageDimension2D or a chosen tile size), and draws it
+// with a colormap lookup texture into an offscreen R8G8B8A8_UNORM image that is read back.
+//
+// Shaders: shaders/heatmap.vert, shaders/heatmap.frag (SPIR-V embedded at build time).
+// Cells are fetched with texelFetch (nearest, exact), never filtered.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "moelab/views/heatmap.h"
+
+class QImage;
+
+namespace moelab::views {
+
+struct VulkanOptions {
+  /// Enables VK_LAYER_KHRONOS_validation when installed (also honoured: VK_INSTANCE_LAYERS).
+  bool validation = false;
+  /// Largest texture tile edge to use (0: the device's maxImageDimension2D, capped at 8192).
+  int max_tile = 0;
+};
+
+/// Messages reported through VK_EXT_debug_utils while this renderer lived.
+struct ValidationCounts {
+  int errors = 0;
+  int warnings = 0;
+  bool layer_active = false;      // VK_LAYER_KHRONOS_validation is enabled on the instance
+  bool messenger_active = false;  // a debug-utils messenger is installed
+  std::string last_message;
+};
+
+class VulkanHeatmapRenderer {
+ public:
+  /// Creates instance, device and pipelines. Returns nullptr and sets *why_not when no usable
+  /// Vulkan device exists (no loader/ICD, no graphics queue, shader or pipeline failure).
+  static std::unique_ptr<VulkanHeatmapRenderer> create(const VulkanOptions& options,
+                                                       std::string* why_not);
+  ~VulkanHeatmapRenderer();
+  VulkanHeatmapRenderer(const VulkanHeatmapRenderer&) = delete;
+  VulkanHeatmapRenderer& operator=(const VulkanHeatmapRenderer&) = delete;
+
+  /// Uploads the map (replacing any previous one). Throws moelab::Error on Vulkan failure.
+  void set_data(const Heatmap& map);
+  /// Draws the current map into a width x height image and reads it back (Format_RGBA8888).
+  QImage render(const ColorScale& scale, const ViewTransform& view, int width, int height);
+
+  std::string device_name() const;
+  int max_image_dimension() const;
+  int tile_size() const;   // tile edge used by the last set_data
+  int tile_count() const;  // textures used by the last set_data
+  ValidationCounts validation() const;
+
+  /// Raw handles for tests that provoke the validation layer on purpose. VkInstance/VkDevice.
+  void* raw_instance() const;
+  void* raw_device() const;
+
+ private:
+  struct Impl;
+  explicit VulkanHeatmapRenderer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace moelab::views
