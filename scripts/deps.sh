@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config git
   qt6-base-dev qt6-base-dev-tools qt6-svg-dev qt6-charts-dev qt6-tools-dev libgl-dev
-  libvulkan-dev mesa-vulkan-drivers vulkan-tools glslc libglm-dev libimgui-dev
+  libvulkan-dev mesa-vulkan-drivers vulkan-tools vulkan-validationlayers glslc libglm-dev libimgui-dev
   libsqlite3-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libzstd-dev libssl-dev
   xvfb xauth clang-14 libclang-rt-14-dev
 )
