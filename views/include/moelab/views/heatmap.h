@@ -11,7 +11,7 @@
 
 #include "moelab/views/colormap.h"
 
-class QImage;
+#include <QImage>
 
 namespace moelab::views {
 

@@ -8,7 +8,7 @@
 #include "moelab/views/heatmap.h"
 #include "moelab/views/vulkan_heatmap.h"
 
-class QImage;
+#include <QImage>
 
 namespace moelab::views {
 

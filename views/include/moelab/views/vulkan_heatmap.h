@@ -13,7 +13,7 @@
 
 #include "moelab/views/heatmap.h"
 
-class QImage;
+#include <QImage>
 
 namespace moelab::views {
 
