@@ -20,6 +20,7 @@ const Adder kCommands[] = {
     add_make_model,
     add_run,
     add_perplexity,
+    add_logits,
 #ifdef MOELAB_CLI_EXTRA_COMMANDS
     MOELAB_CLI_EXTRA_COMMANDS
 #endif

@@ -39,6 +39,7 @@ void add_detokenize(CLI::App& app, Io io, Action& action);
 void add_make_model(CLI::App& app, Io io, Action& action);
 void add_run(CLI::App& app, Io io, Action& action);
 void add_perplexity(CLI::App& app, Io io, Action& action);
+void add_logits(CLI::App& app, Io io, Action& action);
 // Later commands (tokenize, run, logits, ...) follow the same pattern; see cli.cpp.
 
 }  // namespace moelab::cli

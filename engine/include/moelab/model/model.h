@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "moelab/gguf/gguf.h"
@@ -41,6 +42,20 @@ class Model {
 
 enum class KvType { F32, F16 };
 
+/// One intermediate tensor of a forward pass, handed to an observer (see
+/// Context::set_observer). Valid only during the call.
+struct Observation {
+  std::string_view name;  // stable key, named like llama.cpp's graph callbacks (see below)
+  int layer = -1;         // block index, -1 for tensors outside the blocks
+  uint32_t pos0 = 0;      // position of the batch's first token
+  /// Row-major shape, outermost first; unused trailing dimensions are 1 and n_dims says how
+  /// many count, e.g. {n_tokens, n_embd, 1} with n_dims 2.
+  int64_t shape[3] = {1, 1, 1};
+  int n_dims = 1;
+  std::span<const float> data;
+};
+using Observer = std::function<void(const Observation&)>;
+
 struct ContextParams {
   uint32_t n_ctx = 512;        // tokens the KV cache holds
   KvType kv_type = KvType::F32;
@@ -70,6 +85,27 @@ class Context {
   /// Drops KV-cache entries at positions >= n_past (0 clears the cache).
   virtual void truncate(uint32_t n_past) = 0;
   virtual void request_cancel() = 0;
+
+  /// Installs `observer` for the intermediates named in `names` (replacing any previous one;
+  /// a null observer or an empty list removes it). Tensors not asked for cost nothing. Names
+  /// and shapes (n = tokens of the batch, n_kv = n_past + n, k = expert_used_count; ids are
+  /// stored as floats):
+  ///   layer -1:  inp_embd [n, n_embd] (after any embedding scale), result_norm [n_out, n_embd],
+  ///              result_output [n_out, n_vocab] (n_out = n with all_logits, else 1)
+  ///   per layer: attn_norm [n, n_embd]; Qcur [n, n_head*head_dim], Kcur [n, n_head_kv*head_dim]
+  ///              (after q/k norm and RoPE); Vcur [n, n_head_kv*head_dim_v];
+  ///              kq_soft_max [n_head, n, n_kv] (attention probabilities, masked entries 0);
+  ///              kqv_out [n, n_head*head_dim_v]; attn_out [n, n_embd] (after attn_output and
+  ///              any post-attention norm); ffn_inp [n, n_embd] (residual after attention);
+  ///              ffn_norm [n, n_embd]; ffn_moe_logits, ffn_moe_probs [n, expert_count];
+  ///              ffn_moe_topk [n, k] (descending probability); ffn_moe_weights [n, k]
+  ///              (un-normalised probabilities); ffn_moe_weights_norm [n, k] (renormalising
+  ///              architectures only: the weights applied); ffn_moe_out [n, n_embd] (routed
+  ///              experts' weighted sum); ffn_shexp [n, n_embd] (gated shared expert);
+  ///              ffn_out [n, n_embd] (FFN result incl. post-FFN norm); layer_out [n, n_embd].
+  /// Throws moelab::Error (BadInput) for a name not in observable_names().
+  virtual void set_observer(Observer observer, std::vector<std::string> names) = 0;
+  static const std::vector<std::string>& observable_names();
 
   virtual const Model& model() const = 0;
 };

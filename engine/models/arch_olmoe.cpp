@@ -1,0 +1,23 @@
+// olmoe: OLMoE (arXiv:2409.02060) - RMSNorm of the FULL projected Q and K rows (weights
+// [n_head*head_dim], not per head) before NEOX RoPE; softmax -> top-k without renormalising.
+// Like llama.cpp, moelab requires n_head_kv == n_head for it.
+#include "models/arch.h"
+
+namespace moelab::models {
+
+ArchConfig configure_olmoe(const gguf::File& file, const ModelCard& card) {
+  if (card.n_head_kv != card.n_head)
+    file.fail(
+        "olmoe needs head_count_kv == head_count (its q/k norms span the full width); "
+        "the file has " +
+            std::to_string(card.n_head) + " and " + std::to_string(card.n_head_kv),
+        "metadata key 'olmoe.attention.head_count_kv'");
+  ArchConfig c;
+  c.rope_type = ops::RopeType::Neox;
+  c.rope = rope_from_card(file, card, c.rope_type);
+  c.qk_norm = QkNorm::FullWidth;
+  c.moe_renormalise = arch_bool(file, card, "expert_weights_norm", false);
+  return c;
+}
+
+}  // namespace moelab::models

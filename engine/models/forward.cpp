@@ -1,0 +1,499 @@
+// The CPU forward pass shared by every architecture (see arch.h), and Context::create.
+//
+// One eval = one batch of n tokens at positions n_past .. n_past+n-1:
+//   x = token_embd rows (* embd_scale)
+//   per layer: x += [post_attn_norm] Wo · attention(RoPE(qk_norm(Wq·norm(x) + bq)), ...)
+//              x += [post_ffw_norm] FFN(norm(x))       (dense gated FFN, or routed experts
+//                                                        plus an optional gated shared expert)
+//   logits = [softcap] output · norm(x)
+// Matrix products go through kernels::matmul (n > 1, prefill) or kernels::matvec (n == 1,
+// decode); MoE groups the tokens routed to each expert and runs one product per expert.
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "models/model_impl.h"
+#include "moelab/core/error.h"
+#include "moelab/kernels/kernels.h"
+#include "ops/element/element.h"
+
+namespace moelab {
+
+namespace models {
+namespace {
+
+namespace el = ops::element;
+
+// Observable intermediates; the order of kObservable matches Key.
+enum Key : int {
+  kInpEmbd,
+  kAttnNorm,
+  kQcur,
+  kKcur,
+  kVcur,
+  kKqSoftMax,
+  kKqvOut,
+  kAttnOut,
+  kFfnInp,
+  kFfnNorm,
+  kMoeLogits,
+  kMoeProbs,
+  kMoeTopk,
+  kMoeWeights,
+  kMoeWeightsNorm,
+  kMoeOut,
+  kShexp,
+  kFfnOut,
+  kLayerOut,
+  kResultNorm,
+  kResultOutput,
+  kKeyCount
+};
+const std::vector<std::string>& observable() {
+  static const std::vector<std::string> v = {"inp_embd",
+                                             "attn_norm",
+                                             "Qcur",
+                                             "Kcur",
+                                             "Vcur",
+                                             "kq_soft_max",
+                                             "kqv_out",
+                                             "attn_out",
+                                             "ffn_inp",
+                                             "ffn_norm",
+                                             "ffn_moe_logits",
+                                             "ffn_moe_probs",
+                                             "ffn_moe_topk",
+                                             "ffn_moe_weights",
+                                             "ffn_moe_weights_norm",
+                                             "ffn_moe_out",
+                                             "ffn_shexp",
+                                             "ffn_out",
+                                             "layer_out",
+                                             "result_norm",
+                                             "result_output"};
+  return v;
+}
+
+// Which arithmetic a product uses. kernels::Precision::GgmlCompatible quantizes the activations
+// like ggml's vec_dot_type. One exception mirrors llama.cpp on x86: a dense product (ggml_mul_mat)
+// with F16 weights and n_in % 8 == 0 is taken by llamafile's tinyBLAS, which multiplies the F16
+// weights with the F32 activations unrounded; expert products (ggml_mul_mat_id) never take that
+// path and round the activations to F16. Measured on the fixtures: llama-dense-k.F16 agrees to
+// 2e-6 this way and to 3e-3 with rounded activations.
+kernels::Precision precision_for(gguf::TensorType type, int64_t n_in, bool expert) {
+  if (type == gguf::TensorType::F16 && !expert && n_in % 8 == 0) return kernels::Precision::Exact;
+  return kernels::Precision::GgmlCompatible;
+}
+
+// y[n, n_out] = x[n, n_in] · Wᵀ, W given as a pointer to its first row (for expert slices).
+void linear_raw(gguf::TensorType type, const uint8_t* w, int64_t n_in, int64_t n_out,
+                const float* x, int64_t n, float* y, ThreadPool* pool, bool expert) {
+  const kernels::Precision prec = precision_for(type, n_in, expert);
+  if (n == 1)
+    kernels::matvec(type, w, n_in, n_out, x, y, pool, prec);
+  else
+    kernels::matmul(type, w, n_in, n_out, x, n, y, pool, prec);
+}
+void linear(const Weight& w, const float* x, int64_t n, float* y, ThreadPool* pool) {
+  linear_raw(w.type, w.data, w.n_in(), w.n_out(), x, n, y, pool, false);
+}
+// Expert e of a merged 3-D tensor [n_in, n_out, n_expert].
+void linear_expert(const Weight& w, int64_t e, const float* x, int64_t n, float* y,
+                   ThreadPool* pool) {
+  const uint8_t* base = w.data + static_cast<uint64_t>(e) * w.ne[1] * w.row_bytes;
+  linear_raw(w.type, base, w.n_in(), w.n_out(), x, n, y, pool, true);
+}
+
+void add_bias(float* x, const std::vector<float>& b, int64_t n) {
+  if (b.empty()) return;
+  const int64_t w = static_cast<int64_t>(b.size());
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t i = 0; i < w; ++i) x[t * w + i] += b[i];
+}
+
+class CpuContext final : public Context {
+ public:
+  CpuContext(std::shared_ptr<const CpuModel> model, const ContextParams& p)
+      : model_(std::move(model)),
+        card_(model_->card()),
+        cfg_(model_->config()),
+        w_(model_->weights()),
+        n_ctx_(p.n_ctx),
+        kv_f16_(p.kv_type == KvType::F16),
+        pool_(p.n_threads) {
+    const size_t elt = kv_f16_ ? 2 : 4;
+    const size_t k_row = static_cast<size_t>(card_.n_head_kv) * card_.head_dim;
+    const size_t v_row = static_cast<size_t>(card_.n_head_kv) * card_.head_dim_v;
+    k_cache_.resize(card_.n_layer);
+    v_cache_.resize(card_.n_layer);
+    for (uint32_t il = 0; il < card_.n_layer; ++il) {
+      k_cache_[il].assign(k_row * n_ctx_ * elt, 0);
+      v_cache_[il].assign(v_row * n_ctx_ * elt, 0);
+    }
+  }
+
+  void eval(std::span<const int32_t> tokens, bool all_logits) override;
+
+  std::span<const float> logits(int i) const override {
+    if (n_logits_ == 0) throw Error(ErrorKind::BadInput, "no logits yet: call eval first");
+    int64_t row;
+    if (i < 0 || (!logits_all_ && i == static_cast<int>(n_batch_) - 1)) {
+      row = n_logits_ - 1;
+    } else if (logits_all_ && i < static_cast<int>(n_batch_)) {
+      row = i;
+    } else {
+      throw Error(ErrorKind::BadInput, "logits of token " + std::to_string(i) +
+                                           " were not kept (batch of " + std::to_string(n_batch_) +
+                                           " tokens, all_logits " + (logits_all_ ? "on" : "off") +
+                                           ")");
+    }
+    return {logits_.data() + row * card_.n_vocab, card_.n_vocab};
+  }
+  uint32_t n_past() const override { return n_past_; }
+  uint32_t n_ctx() const override { return n_ctx_; }
+  void truncate(uint32_t n) override {
+    if (n < n_past_) n_past_ = n;
+  }
+  void request_cancel() override { cancel_.store(true); }
+  const Model& model() const override { return *model_; }
+
+  void set_observer(Observer observer, std::vector<std::string> names) override {
+    uint64_t mask = 0;
+    for (const auto& n : names) {
+      const auto& all = observable();
+      size_t i = 0;
+      while (i < all.size() && all[i] != n) ++i;
+      if (i == all.size()) {
+        std::string list;
+        for (const auto& a : all) list += (list.empty() ? "" : ", ") + a;
+        throw Error(ErrorKind::BadInput,
+                    "unknown intermediate '" + n + "' (observable: " + list + ")");
+      }
+      mask |= uint64_t{1} << i;
+    }
+    observer_ = observer && mask ? std::move(observer) : Observer{};
+    wanted_ = observer_ ? mask : 0;
+  }
+
+ private:
+  bool wants(Key k) const { return (wanted_ >> k) & 1u; }
+  void emit(Key k, int layer, const float* data, int64_t d0, int64_t d1, int64_t d2 = 0) {
+    if (!wants(k)) return;
+    Observation o;
+    o.name = observable()[k];
+    o.layer = layer;
+    o.pos0 = n_past_;
+    o.shape[0] = d0;
+    o.shape[1] = d1;
+    o.shape[2] = d2 > 0 ? d2 : 1;
+    o.n_dims = d2 > 0 ? 3 : 2;
+    o.data = {data, static_cast<size_t>(d0 * d1 * (d2 > 0 ? d2 : 1))};
+    observer_(o);
+  }
+  void check_cancel() {
+    if (cancel_.exchange(false)) throw Error(ErrorKind::Cancelled, "evaluation was cancelled");
+  }
+
+  void attention_block(int il, int64_t n);
+  void ffn_block(int il, int64_t n);
+  void dense_ffn(const Weight& gate, const Weight& up, const Weight& down, const float* x,
+                 int64_t n, float* out);
+  void moe_ffn(int il, int64_t n);
+
+  std::shared_ptr<const CpuModel> model_;
+  const ModelCard& card_;
+  const ArchConfig& cfg_;
+  const Weights& w_;
+  uint32_t n_ctx_;
+  bool kv_f16_;
+  ThreadPool pool_;
+  std::vector<std::vector<uint8_t>> k_cache_, v_cache_;  // per layer, [n_ctx, n_head_kv*hd]
+  uint32_t n_past_ = 0;
+  std::atomic<bool> cancel_{false};
+  Observer observer_;
+  uint64_t wanted_ = 0;
+
+  // Scratch, sized per batch.
+  std::vector<int32_t> pos_;
+  std::vector<float> x_, cur_, q_, k_, v_, kqv_, attn_, probs_, ffn_out_, tmp_;
+  std::vector<float> h_gate_, h_up_;
+  std::vector<float> moe_logits_, moe_probs_, moe_w_, moe_applied_, moe_res_, moe_x_, moe_y_;
+  std::vector<int32_t> moe_ids_;
+  std::vector<float> logits_;
+  int64_t n_logits_ = 0, n_batch_ = 0;
+  bool logits_all_ = false;
+};
+
+void CpuContext::eval(std::span<const int32_t> tokens, bool all_logits) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (n == 0) throw Error(ErrorKind::BadInput, "eval needs at least one token");
+  for (int64_t t = 0; t < n; ++t)
+    if (tokens[t] < 0 || static_cast<uint32_t>(tokens[t]) >= card_.n_vocab)
+      throw Error(ErrorKind::BadInput, "token id " + std::to_string(tokens[t]) + " (batch index " +
+                                           std::to_string(t) + ") is outside the vocabulary (0.." +
+                                           std::to_string(card_.n_vocab - 1) + ")");
+  if (static_cast<uint64_t>(n_past_) + static_cast<uint64_t>(n) > n_ctx_)
+    throw Error(ErrorKind::BadInput,
+                "the batch of " + std::to_string(n) + " tokens does not fit in the KV cache (" +
+                    std::to_string(n_past_) + " of " + std::to_string(n_ctx_) + " positions used)");
+  check_cancel();
+  const int64_t E = card_.n_embd;
+  pos_.resize(n);
+  for (int64_t t = 0; t < n; ++t) pos_[t] = static_cast<int32_t>(n_past_ + t);
+
+  x_.resize(n * E);
+  for (int64_t t = 0; t < n; ++t) {
+    const uint8_t* row =
+        w_.token_embd.data + static_cast<uint64_t>(tokens[t]) * w_.token_embd.row_bytes;
+    kernels::dequantize_row(w_.token_embd.type, row, x_.data() + t * E, E);
+  }
+  if (cfg_.embd_scale > 0)
+    for (auto& v : x_) v *= cfg_.embd_scale;
+  emit(kInpEmbd, -1, x_.data(), n, E);
+
+  for (uint32_t il = 0; il < card_.n_layer; ++il) {
+    check_cancel();
+    attention_block(static_cast<int>(il), n);
+    ffn_block(static_cast<int>(il), n);
+  }
+
+  // Output norm and head, for the rows whose logits are kept.
+  const int64_t n_out = all_logits ? n : 1;
+  const float* last = x_.data() + (n - n_out) * E;
+  cur_.resize(n_out * E);
+  ops::rms_norm(last, w_.output_norm.data(), cur_.data(), n_out, E, card_.rms_eps);
+  emit(kResultNorm, -1, cur_.data(), n_out, E);
+  const int64_t V = card_.n_vocab;
+  logits_.resize(n_out * V);
+  linear(w_.output, cur_.data(), n_out, logits_.data(), &pool_);
+  if (cfg_.final_softcap > 0)
+    for (auto& v : logits_) v = el::softcap(v, cfg_.final_softcap);
+  emit(kResultOutput, -1, logits_.data(), n_out, V);
+
+  n_past_ += static_cast<uint32_t>(n);
+  n_logits_ = n_out;
+  n_batch_ = n;
+  logits_all_ = all_logits;
+}
+
+void CpuContext::attention_block(int il, int64_t n) {
+  const LayerWeights& L = w_.layers[il];
+  const int64_t E = card_.n_embd;
+  const int n_head = static_cast<int>(card_.n_head), n_head_kv = static_cast<int>(card_.n_head_kv);
+  const int hd = static_cast<int>(card_.head_dim), hdv = static_cast<int>(card_.head_dim_v);
+  const int64_t qw = static_cast<int64_t>(n_head) * hd, kw = static_cast<int64_t>(n_head_kv) * hd;
+  const int64_t vw = static_cast<int64_t>(n_head_kv) * hdv, ow = static_cast<int64_t>(n_head) * hdv;
+  const float eps = card_.rms_eps;
+
+  cur_.resize(n * E);
+  ops::rms_norm(x_.data(), L.attn_norm.data(), cur_.data(), n, E, eps);
+  emit(kAttnNorm, il, cur_.data(), n, E);
+
+  q_.resize(n * qw);
+  k_.resize(n * kw);
+  v_.resize(n * vw);
+  linear(L.wq, cur_.data(), n, q_.data(), &pool_);
+  linear(L.wk, cur_.data(), n, k_.data(), &pool_);
+  linear(L.wv, cur_.data(), n, v_.data(), &pool_);
+  add_bias(q_.data(), L.bq, n);
+  add_bias(k_.data(), L.bk, n);
+  add_bias(v_.data(), L.bv, n);
+  if (cfg_.qk_norm == QkNorm::FullWidth) {
+    ops::rms_norm(q_.data(), L.q_norm.data(), q_.data(), n, qw, eps);
+    ops::rms_norm(k_.data(), L.k_norm.data(), k_.data(), n, kw, eps);
+  } else if (cfg_.qk_norm == QkNorm::PerHead) {
+    ops::rms_norm(q_.data(), L.q_norm.data(), q_.data(), n * n_head, hd, eps);
+    ops::rms_norm(k_.data(), L.k_norm.data(), k_.data(), n * n_head_kv, hd, eps);
+  }
+  ops::rope(q_.data(), n, n_head, hd, pos_.data(), cfg_.rope);
+  ops::rope(k_.data(), n, n_head_kv, hd, pos_.data(), cfg_.rope);
+  emit(kQcur, il, q_.data(), n, qw);
+  emit(kKcur, il, k_.data(), n, kw);
+  emit(kVcur, il, v_.data(), n, vw);
+
+  // Append K and V to the cache at their positions.
+  uint8_t* kc = k_cache_[il].data();
+  uint8_t* vc = v_cache_[il].data();
+  for (int64_t t = 0; t < n; ++t) {
+    const int64_t p = pos_[t];
+    if (kv_f16_) {
+      uint16_t* kd = reinterpret_cast<uint16_t*>(kc) + p * kw;
+      uint16_t* vd = reinterpret_cast<uint16_t*>(vc) + p * vw;
+      for (int64_t i = 0; i < kw; ++i) kd[i] = el::f32_to_f16(k_[t * kw + i]);
+      for (int64_t i = 0; i < vw; ++i) vd[i] = el::f32_to_f16(v_[t * vw + i]);
+    } else {
+      std::memcpy(reinterpret_cast<float*>(kc) + p * kw, k_.data() + t * kw, kw * sizeof(float));
+      std::memcpy(reinterpret_cast<float*>(vc) + p * vw, v_.data() + t * vw, vw * sizeof(float));
+    }
+  }
+
+  ops::AttentionParams ap;
+  ap.n_head = n_head;
+  ap.n_head_kv = n_head_kv;
+  ap.head_dim = hd;
+  ap.head_dim_v = hdv;
+  ap.scale = cfg_.attn_scale > 0 ? cfg_.attn_scale : 1.0f / std::sqrt(static_cast<float>(hd));
+  ap.softcap = cfg_.attn_softcap;
+  ap.window = (cfg_.swa_period > 0 && il % static_cast<int>(cfg_.swa_period) == 0)
+                  ? cfg_.sliding_window
+                  : 0;
+  const int64_t n_kv = n_past_ + n;
+  float* probs = nullptr;
+  if (wants(kKqSoftMax)) {
+    probs_.resize(static_cast<size_t>(n_head) * n * n_kv);
+    probs = probs_.data();
+  }
+  kqv_.resize(n * ow);
+  ops::KvLayer kv{kc, vc, kv_f16_};
+  ops::attention(q_.data(), pos_.data(), n, kv, n_kv, ap, kqv_.data(), probs, &pool_);
+  if (probs) emit(kKqSoftMax, il, probs, n_head, n, n_kv);
+  emit(kKqvOut, il, kqv_.data(), n, ow);
+
+  attn_.resize(n * E);
+  linear(L.wo, kqv_.data(), n, attn_.data(), &pool_);
+  if (!L.post_attn_norm.empty())
+    ops::rms_norm(attn_.data(), L.post_attn_norm.data(), attn_.data(), n, E, eps);
+  emit(kAttnOut, il, attn_.data(), n, E);
+  for (int64_t i = 0; i < n * E; ++i) x_[i] += attn_[i];
+  emit(kFfnInp, il, x_.data(), n, E);
+}
+
+void CpuContext::dense_ffn(const Weight& gate, const Weight& up, const Weight& down, const float* x,
+                           int64_t n, float* out) {
+  const int64_t ff = gate.n_out();
+  h_gate_.resize(n * ff);
+  h_up_.resize(n * ff);
+  linear(gate, x, n, h_gate_.data(), &pool_);
+  linear(up, x, n, h_up_.data(), &pool_);
+  if (cfg_.ffn_act == FfnAct::GeluGated) {
+    for (int64_t i = 0; i < n * ff; ++i) h_gate_[i] = el::gelu_ggml(h_gate_[i]) * h_up_[i];
+  } else {
+    for (int64_t i = 0; i < n * ff; ++i) h_gate_[i] = el::silu(h_gate_[i]) * h_up_[i];
+  }
+  linear(down, h_gate_.data(), n, out, &pool_);
+}
+
+void CpuContext::moe_ffn(int il, int64_t n) {
+  const LayerWeights& L = w_.layers[il];
+  const int64_t E = card_.n_embd;
+  const int nx = static_cast<int>(card_.expert_count),
+            k = static_cast<int>(card_.expert_used_count);
+  moe_logits_.resize(n * nx);
+  moe_probs_.resize(n * nx);
+  moe_ids_.resize(n * k);
+  moe_w_.resize(n * k);
+  moe_applied_.resize(n * k);
+  linear(L.gate_inp, cur_.data(), n, moe_logits_.data(), &pool_);
+  for (int64_t t = 0; t < n; ++t)
+    ops::route_top_k(moe_logits_.data() + t * nx, nx, k, cfg_.moe_renormalise,
+                     moe_probs_.data() + t * nx, moe_ids_.data() + t * k, moe_w_.data() + t * k,
+                     moe_applied_.data() + t * k);
+  emit(kMoeLogits, il, moe_logits_.data(), n, nx);
+  emit(kMoeProbs, il, moe_probs_.data(), n, nx);
+  if (wants(kMoeTopk)) {
+    tmp_.resize(n * k);
+    for (int64_t i = 0; i < n * k; ++i) tmp_[i] = static_cast<float>(moe_ids_[i]);
+    emit(kMoeTopk, il, tmp_.data(), n, k);
+  }
+  emit(kMoeWeights, il, moe_w_.data(), n, k);
+  if (cfg_.moe_renormalise) emit(kMoeWeightsNorm, il, moe_applied_.data(), n, k);
+
+  // Group the (token, slot) pairs by expert; one product per expert over its tokens.
+  moe_res_.resize(n * k * E);
+  std::vector<int64_t> rows;  // (t * k + slot) routed to the current expert
+  for (int e = 0; e < nx; ++e) {
+    rows.clear();
+    for (int64_t i = 0; i < n * k; ++i)
+      if (moe_ids_[i] == e) rows.push_back(i);
+    if (rows.empty()) continue;
+    const int64_t m = static_cast<int64_t>(rows.size());
+    const int64_t ff = L.gate_exps.n_out();
+    moe_x_.resize(m * E);
+    for (int64_t r = 0; r < m; ++r)
+      std::memcpy(moe_x_.data() + r * E, cur_.data() + (rows[r] / k) * E, E * sizeof(float));
+    h_gate_.resize(m * ff);
+    h_up_.resize(m * ff);
+    linear_expert(L.gate_exps, e, moe_x_.data(), m, h_gate_.data(), &pool_);
+    linear_expert(L.up_exps, e, moe_x_.data(), m, h_up_.data(), &pool_);
+    if (cfg_.ffn_act == FfnAct::GeluGated) {
+      for (int64_t i = 0; i < m * ff; ++i) h_gate_[i] = el::gelu_ggml(h_gate_[i]) * h_up_[i];
+    } else {
+      for (int64_t i = 0; i < m * ff; ++i) h_gate_[i] = el::silu(h_gate_[i]) * h_up_[i];
+    }
+    moe_y_.resize(m * E);
+    linear_expert(L.down_exps, e, h_gate_.data(), m, moe_y_.data(), &pool_);
+    for (int64_t r = 0; r < m; ++r)
+      std::memcpy(moe_res_.data() + rows[r] * E, moe_y_.data() + r * E, E * sizeof(float));
+  }
+  // Weighted sum over the k slots, in slot order.
+  ffn_out_.assign(n * E, 0.0f);
+  for (int64_t t = 0; t < n; ++t)
+    for (int j = 0; j < k; ++j) {
+      const float wgt = moe_applied_[t * k + j];
+      const float* y = moe_res_.data() + (t * k + j) * E;
+      float* o = ffn_out_.data() + t * E;
+      for (int64_t i = 0; i < E; ++i) o[i] += y[i] * wgt;
+    }
+  emit(kMoeOut, il, ffn_out_.data(), n, E);
+
+  if (cfg_.shared_expert && L.gate_shexp) {
+    tmp_.resize(n * E);
+    dense_ffn(L.gate_shexp, L.up_shexp, L.down_shexp, cur_.data(), n, tmp_.data());
+    for (int64_t t = 0; t < n; ++t) {
+      float g = 1.0f;
+      if (!L.gate_inp_shexp.empty()) {
+        float dot = 0;
+        for (int64_t i = 0; i < E; ++i) dot += L.gate_inp_shexp[i] * cur_[t * E + i];
+        g = el::sigmoid(dot);
+      }
+      for (int64_t i = 0; i < E; ++i) tmp_[t * E + i] *= g;
+    }
+    emit(kShexp, il, tmp_.data(), n, E);
+    for (int64_t i = 0; i < n * E; ++i) ffn_out_[i] += tmp_[i];
+  }
+}
+
+void CpuContext::ffn_block(int il, int64_t n) {
+  const LayerWeights& L = w_.layers[il];
+  const int64_t E = card_.n_embd;
+  cur_.resize(n * E);
+  ops::rms_norm(x_.data(), L.ffn_norm.data(), cur_.data(), n, E, card_.rms_eps);
+  emit(kFfnNorm, il, cur_.data(), n, E);
+  if (card_.expert_count > 0) {
+    moe_ffn(il, n);
+  } else {
+    ffn_out_.resize(n * E);
+    dense_ffn(L.ffn_gate, L.ffn_up, L.ffn_down, cur_.data(), n, ffn_out_.data());
+  }
+  if (!L.post_ffw_norm.empty())
+    ops::rms_norm(ffn_out_.data(), L.post_ffw_norm.data(), ffn_out_.data(), n, E, card_.rms_eps);
+  emit(kFfnOut, il, ffn_out_.data(), n, E);
+  for (int64_t i = 0; i < n * E; ++i) x_[i] += ffn_out_[i];
+  emit(kLayerOut, il, x_.data(), n, E);
+}
+
+}  // namespace
+}  // namespace models
+
+const std::vector<std::string>& Context::observable_names() {
+  return models::observable();
+}
+
+std::unique_ptr<Context> Context::create(std::shared_ptr<const Model> model,
+                                         const ContextParams& params) {
+  if (!model) throw Error(ErrorKind::BadInput, "no model given");
+  auto cpu = std::dynamic_pointer_cast<const models::CpuModel>(model);
+  if (!cpu) throw Error(ErrorKind::Internal, "the model was not loaded by Model::load");
+  if (params.backend != "cpu")
+    throw Error(ErrorKind::BadInput,
+                "backend '" + params.backend + "' is not available for inference (available: cpu)");
+  if (params.n_ctx == 0) throw Error(ErrorKind::BadInput, "n_ctx must be at least 1");
+  if (params.n_threads < 1)
+    throw Error(ErrorKind::BadInput,
+                "n_threads must be at least 1, got " + std::to_string(params.n_threads));
+  return std::make_unique<models::CpuContext>(std::move(cpu), params);
+}
+
+}  // namespace moelab

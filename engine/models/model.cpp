@@ -1,0 +1,206 @@
+// Model::load: open and validate the GGUF, pick the architecture from the registry, bind the
+// weights (zero-copy views into the mapping; small vectors - norms, biases - as F32 copies).
+#include <string>
+
+#include "models/model_impl.h"
+#include "moelab/core/error.h"
+#include "moelab/kernels/kernels.h"
+
+#if __has_include("moelab/tokenizer/tokenizer.h")
+#include "moelab/tokenizer/tokenizer.h"
+#define MOELAB_MODELS_HAVE_TOKENIZER 1
+#endif
+
+namespace moelab {
+
+namespace models {
+
+CpuModel::CpuModel(std::unique_ptr<gguf::File> file, ModelCard card, ArchConfig config,
+                   Weights weights, std::shared_ptr<const Tokenizer> tokenizer)
+    : file_(std::move(file)),
+      card_(std::move(card)),
+      config_(config),
+      weights_(std::move(weights)),
+      tokenizer_(std::move(tokenizer)) {}
+
+CpuModel::~CpuModel() = default;
+
+namespace {
+
+class Binder {
+ public:
+  explicit Binder(const gguf::File& f) : f_(f) {}
+
+  Weight matrix(const std::string& name, bool required = true) const {
+    Weight w;
+    const gguf::TensorInfo* t = f_.find_tensor(name);
+    if (!t) {
+      if (required) f_.fail("the model needs this tensor but the file lacks it", tensor(name));
+      return w;
+    }
+    const auto type = static_cast<gguf::TensorType>(t->type);
+    if (!kernels::supports(type))
+      f_.fail("tensor type " + gguf::type_name(t->type) +
+                  " has no kernels in this moelab (supported: F32, F16, BF16, Q4_0, Q4_1, "
+                  "Q5_0, Q5_1, Q8_0, Q2_K..Q6_K as the kernels provide)",
+              tensor(name), t->header_offset);
+    w.data = t->data;
+    w.type = type;
+    for (int d = 0; d < 4; ++d) w.ne[d] = t->ne[d];
+    w.row_bytes = t->row_bytes();
+    w.name = name;
+    return w;
+  }
+
+  // A 1-D tensor of n elements converted to F32 (empty when optional and absent).
+  std::vector<float> vec(const std::string& name, int64_t n, bool required = true) const {
+    const gguf::TensorInfo* t = f_.find_tensor(name);
+    if (!t) {
+      if (required) f_.fail("the model needs this tensor but the file lacks it", tensor(name));
+      return {};
+    }
+    if (t->n_elements() != n)
+      f_.fail("has " + std::to_string(t->n_elements()) + " elements, expected " + std::to_string(n),
+              tensor(name), t->header_offset);
+    const auto type = static_cast<gguf::TensorType>(t->type);
+    if (!kernels::supports(type))
+      f_.fail("tensor type " + gguf::type_name(t->type) + " has no kernels in this moelab",
+              tensor(name), t->header_offset);
+    std::vector<float> out(static_cast<size_t>(n));
+    kernels::dequantize_row(type, t->data, out.data(), n);
+    return out;
+  }
+
+  void expect_shape(const Weight& w, int64_t n_in, int64_t n_out, int64_t n3 = 1) const {
+    if (w.ne[0] != n_in || w.ne[1] != n_out || w.ne[2] != n3 || w.ne[3] != 1)
+      f_.fail("has shape [" + std::to_string(w.ne[0]) + ", " + std::to_string(w.ne[1]) + ", " +
+                  std::to_string(w.ne[2]) + "], expected [" + std::to_string(n_in) + ", " +
+                  std::to_string(n_out) + ", " + std::to_string(n3) + "]",
+              tensor(w.name));
+  }
+
+ private:
+  static std::string tensor(const std::string& n) { return "tensor '" + n + "'"; }
+  const gguf::File& f_;
+};
+
+Weights bind_weights(const gguf::File& f, const ModelCard& c, const ArchConfig& cfg,
+                     const LoadOptions& opts) {
+  Binder b(f);
+  Weights w;
+  const int64_t E = c.n_embd, V = c.n_vocab;
+  const int64_t q_width = static_cast<int64_t>(c.n_head) * c.head_dim;
+  const int64_t k_width = static_cast<int64_t>(c.n_head_kv) * c.head_dim;
+  const int64_t v_width = static_cast<int64_t>(c.n_head_kv) * c.head_dim_v;
+  w.token_embd = b.matrix("token_embd.weight");
+  b.expect_shape(w.token_embd, E, V);
+  w.output = b.matrix("output.weight", false);
+  if (!w.output) w.output = w.token_embd;  // tied embeddings
+  b.expect_shape(w.output, E, V);
+  w.output_norm = b.vec("output_norm.weight", E);
+  w.layers.resize(c.n_layer);
+  for (uint32_t il = 0; il < c.n_layer; ++il) {
+    if (opts.progress &&
+        !opts.progress(0.1f + 0.9f * static_cast<float>(il) / static_cast<float>(c.n_layer)))
+      throw Error(ErrorKind::Cancelled, "loading was cancelled", {.file = f.path()});
+    const std::string p = "blk." + std::to_string(il) + ".";
+    LayerWeights& L = w.layers[il];
+    L.attn_norm = b.vec(p + "attn_norm.weight", E);
+    L.wq = b.matrix(p + "attn_q.weight");
+    L.wk = b.matrix(p + "attn_k.weight");
+    L.wv = b.matrix(p + "attn_v.weight");
+    L.wo = b.matrix(p + "attn_output.weight");
+    b.expect_shape(L.wq, E, q_width);
+    b.expect_shape(L.wk, E, k_width);
+    b.expect_shape(L.wv, E, v_width);
+    b.expect_shape(L.wo, static_cast<int64_t>(c.n_head) * c.head_dim_v, E);
+    if (cfg.qkv_bias) {
+      L.bq = b.vec(p + "attn_q.bias", q_width);
+      L.bk = b.vec(p + "attn_k.bias", k_width);
+      L.bv = b.vec(p + "attn_v.bias", v_width);
+    }
+    if (cfg.qk_norm == QkNorm::FullWidth) {
+      L.q_norm = b.vec(p + "attn_q_norm.weight", q_width);
+      L.k_norm = b.vec(p + "attn_k_norm.weight", k_width);
+    } else if (cfg.qk_norm == QkNorm::PerHead) {
+      L.q_norm = b.vec(p + "attn_q_norm.weight", c.head_dim);
+      L.k_norm = b.vec(p + "attn_k_norm.weight", c.head_dim);
+    }
+    if (cfg.post_norms) {
+      L.post_attn_norm = b.vec(p + "post_attention_norm.weight", E);
+      L.post_ffw_norm = b.vec(p + "post_ffw_norm.weight", E);
+    }
+    L.ffn_norm = b.vec(p + "ffn_norm.weight", E);
+    if (c.expert_count > 0) {
+      const int64_t nx = c.expert_count;
+      L.gate_inp = b.matrix(p + "ffn_gate_inp.weight");
+      b.expect_shape(L.gate_inp, E, nx);
+      L.gate_exps = b.matrix(p + "ffn_gate_exps.weight");
+      const int64_t ff = L.gate_exps.ne[1];
+      b.expect_shape(L.gate_exps, E, ff, nx);
+      L.up_exps = b.matrix(p + "ffn_up_exps.weight");
+      b.expect_shape(L.up_exps, E, ff, nx);
+      L.down_exps = b.matrix(p + "ffn_down_exps.weight");
+      b.expect_shape(L.down_exps, ff, E, nx);
+      if (cfg.shared_expert) {
+        L.gate_shexp = b.matrix(p + "ffn_gate_shexp.weight");
+        const int64_t sff = L.gate_shexp.ne[1];
+        b.expect_shape(L.gate_shexp, E, sff);
+        L.up_shexp = b.matrix(p + "ffn_up_shexp.weight");
+        b.expect_shape(L.up_shexp, E, sff);
+        L.down_shexp = b.matrix(p + "ffn_down_shexp.weight");
+        b.expect_shape(L.down_shexp, sff, E);
+        L.gate_inp_shexp = b.vec(p + "ffn_gate_inp_shexp.weight", E, false);
+      }
+    } else {
+      L.ffn_gate = b.matrix(p + "ffn_gate.weight");
+      const int64_t ff = L.ffn_gate.ne[1];
+      b.expect_shape(L.ffn_gate, E, ff);
+      L.ffn_up = b.matrix(p + "ffn_up.weight");
+      b.expect_shape(L.ffn_up, E, ff);
+      L.ffn_down = b.matrix(p + "ffn_down.weight");
+      b.expect_shape(L.ffn_down, ff, E);
+    }
+  }
+  return w;
+}
+
+}  // namespace
+}  // namespace models
+
+std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& opts) {
+  if (opts.progress && !opts.progress(0.0f))
+    throw Error(ErrorKind::Cancelled, "loading was cancelled", {.file = path});
+  std::unique_ptr<gguf::File> file = gguf::File::open(path);
+  ModelCard card = make_model_card(*file);
+  const models::ArchDef* arch = models::find_architecture(card.architecture);
+  if (!arch) {
+    std::string list;
+    for (const auto& a : models::architectures())
+      list += (list.empty() ? "" : ", ") + std::string(a.name);
+    file->fail(
+        "architecture '" + card.architecture + "' is not supported (supported: " + list + ")",
+        "metadata key 'general.architecture'");
+  }
+  if (!card.problems.empty()) {
+    std::string msg = "the model cannot be run: " + card.problems.front();
+    if (card.problems.size() > 1)
+      msg += " (and " + std::to_string(card.problems.size() - 1) + " more problems)";
+    file->fail(msg);
+  }
+  if (card.rms_eps <= 0)
+    file->fail("the RMSNorm epsilon is missing or not positive",
+               "metadata key '" + card.architecture + ".attention.layer_norm_rms_epsilon'");
+  models::ArchConfig config = arch->configure(*file, card);
+  models::Weights weights = models::bind_weights(*file, card, config, opts);
+  std::shared_ptr<const Tokenizer> tok;
+#ifdef MOELAB_MODELS_HAVE_TOKENIZER
+  if (file->find("tokenizer.ggml.tokens")) tok = Tokenizer::from_gguf(*file);
+#endif
+  if (opts.progress && !opts.progress(1.0f))
+    throw Error(ErrorKind::Cancelled, "loading was cancelled", {.file = path});
+  return std::make_shared<models::CpuModel>(std::move(file), std::move(card), config,
+                                            std::move(weights), std::move(tok));
+}
+
+}  // namespace moelab

@@ -1,0 +1,62 @@
+// The architecture registry and the metadata helpers the arch_<name>.cpp files share.
+// Keep this list and supported_architectures() (engine/model/card.cpp) the same; a test checks.
+#include <cmath>
+
+#include "models/arch.h"
+
+namespace moelab::models {
+
+const std::vector<ArchDef>& architectures() {
+  static const std::vector<ArchDef> v = {
+      {"llama", &configure_llama},       {"qwen2", &configure_qwen2},
+      {"qwen2moe", &configure_qwen2moe}, {"qwen3", &configure_qwen3},
+      {"qwen3moe", &configure_qwen3moe}, {"olmoe", &configure_olmoe},
+      {"gemma2", &configure_gemma2},
+  };
+  return v;
+}
+
+const ArchDef* find_architecture(const std::string& name) {
+  for (const auto& a : architectures())
+    if (name == a.name) return &a;
+  return nullptr;
+}
+
+float arch_float(const gguf::File& file, const ModelCard& card, const std::string& key, float def) {
+  const std::string k = card.architecture + "." + key;
+  const gguf::Value* v = file.find(k);
+  if (!v) return def;
+  if (!v->is_number()) file.fail("expected a number", "metadata key '" + k + "'");
+  return static_cast<float>(v->as_f64());
+}
+
+bool arch_bool(const gguf::File& file, const ModelCard& card, const std::string& key, bool def) {
+  return file.get_bool(card.architecture + "." + key, def);
+}
+
+ops::RopeParams rope_from_card(const gguf::File& file, const ModelCard& card, ops::RopeType type) {
+  ops::RopeParams p;
+  p.type = type;
+  p.n_rot = static_cast<int>(card.rope_dims ? card.rope_dims : card.head_dim);
+  p.freq_base = card.rope_freq_base > 0 ? card.rope_freq_base : 10000.0f;
+  p.freq_scale = 1.0f;
+  const std::string subject = "metadata key '" + card.architecture + ".rope.scaling.type'";
+  if (card.rope_scaling == "linear") {
+    if (card.rope_scaling_factor > 0) p.freq_scale = 1.0f / card.rope_scaling_factor;
+  } else if (card.rope_scaling != "none" && !card.rope_scaling.empty()) {
+    file.fail(
+        "RoPE scaling '" + card.rope_scaling + "' is not implemented (supported: none, linear)",
+        subject);
+  } else if (card.rope_scaling_factor > 0 && card.rope_scaling_factor != 1.0f &&
+             !file.find(card.architecture + ".rope.scaling.type")) {
+    // Older files give only a factor, which llama.cpp treats as linear scaling.
+    p.freq_scale = 1.0f / card.rope_scaling_factor;
+  }
+  if (p.n_rot <= 0 || p.n_rot % 2 != 0 || p.n_rot > static_cast<int>(card.head_dim))
+    file.fail("rope dimension count " + std::to_string(p.n_rot) +
+                  " must be even and at most the head size " + std::to_string(card.head_dim),
+              "metadata key '" + card.architecture + ".rope.dimension_count'");
+  return p;
+}
+
+}  // namespace moelab::models

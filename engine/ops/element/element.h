@@ -1,0 +1,135 @@
+// Element math of the transformer ops, shared by the CPU reference (engine/ops/ops.cpp) and the
+// future CUDA backend: every function is inline, allocation-free, exception-free and marked
+// MOELAB_HD (__host__ __device__ under nvcc).
+//
+// Sources: RMSNorm (Zhang & Sennrich 2019, arXiv:1910.07467); RoPE (Su et al. 2021,
+// arXiv:2104.09864), with ggml's two pairings NORM = (2i, 2i+1) and NEOX = (i, i + n_rot/2);
+// SiLU (Elfwing et al. 2017); GELU with the tanh approximation (Hendrycks & Gimpel 2016);
+// logit soft-capping cap * tanh(x / cap) (Gemma 2 report, 2024). The binary16 conversions
+// come from the kernels' element headers (engine/kernels/element/).
+#pragma once
+
+#include <math.h>
+#include <stdint.h>
+
+#include "kernels/element/fp16.h"  // f16_to_f32 / f32_to_f16 (IEEE binary16, round to nearest even)
+#include "kernels/element/hd.h"    // MOELAB_HD
+
+namespace moelab::ops::element {
+
+using kernels::el::f16_to_f32;
+using kernels::el::f32_to_f16;
+
+/// Rounds through binary16 and back.
+MOELAB_HD inline float round_f16(float x) {
+  return f16_to_f32(f32_to_f16(x));
+}
+
+// ---- activations -------------------------------------------------------------------------
+
+MOELAB_HD inline float sigmoid(float x) {
+  return 1.0f / (1.0f + expf(-x));
+}
+MOELAB_HD inline float silu(float x) {
+  return x / (1.0f + expf(-x));
+}
+
+/// GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+MOELAB_HD inline float gelu_tanh(float x) {
+  const float kSqrt2OverPi = 0.79788456080286535587989211986876f;
+  return 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * x * (1.0f + 0.044715f * x * x)));
+}
+
+/// GELU as ggml's CPU backend evaluates it (GGML_GELU_FP16): the input is rounded to binary16,
+/// the tanh-approximate GELU of that value is rounded to binary16 (ggml's 64K-entry table), and
+/// inputs outside (-10, 10) are clamped to 0 / x. Matching llama.cpp's logits needs this.
+MOELAB_HD inline float gelu_ggml(float x) {
+  if (x <= -10.0f) return 0.0f;
+  if (x >= 10.0f) return x;
+  return round_f16(gelu_tanh(round_f16(x)));
+}
+
+/// Logit soft-capping: cap * tanh(x / cap) (cap > 0).
+MOELAB_HD inline float softcap(float x, float cap) {
+  return cap * tanhf(x / cap);
+}
+
+// ---- RMSNorm -----------------------------------------------------------------------------
+
+/// y[i] = x[i] / sqrt(mean(x^2) + eps) * (w ? w[i] : 1). Sum of squares in double, as ggml.
+MOELAB_HD inline void rms_norm_row(const float* x, const float* w, float* y, int n, float eps) {
+  double sum = 0.0;
+  for (int i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+  const float mean = static_cast<float>(sum / n);
+  const float scale = 1.0f / sqrtf(mean + eps);
+  if (w) {
+    for (int i = 0; i < n; ++i) y[i] = (x[i] * scale) * w[i];
+  } else {
+    for (int i = 0; i < n; ++i) y[i] = x[i] * scale;
+  }
+}
+
+// ---- softmax -----------------------------------------------------------------------------
+
+/// In place: x[i] = exp(x[i] - max) / sum; -INFINITY entries become exactly 0. The sum is kept in
+/// double, as ggml does. A row of all -INFINITY becomes all 0.
+MOELAB_HD inline void softmax_row(float* x, int n) {
+  float mx = -INFINITY;
+  for (int i = 0; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
+  if (mx == -INFINITY) {
+    for (int i = 0; i < n; ++i) x[i] = 0.0f;
+    return;
+  }
+  double sum = 0.0;
+  for (int i = 0; i < n; ++i) {
+    const float e = x[i] == -INFINITY ? 0.0f : expf(x[i] - mx);
+    x[i] = e;
+    sum += e;
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int i = 0; i < n; ++i) x[i] *= inv;
+}
+
+// ---- RoPE --------------------------------------------------------------------------------
+
+enum RopeType : int { kRopeNorm = 0, kRopeNeox = 2 };  // ggml's GGML_ROPE_TYPE_* values
+
+/// Rotates the first n_rot dimensions of one head vector x[head_dim] in place for position pos.
+/// theta_i = pos * freq_scale * base^(-2i/n_rot), i in [0, n_rot/2); computed iteratively in
+/// float like ggml. NORM rotates pairs (2i, 2i+1); NEOX rotates (i, i + n_rot/2). Dimensions
+/// n_rot .. head_dim-1 pass through (partial rotary embedding).
+MOELAB_HD inline void rope_head(float* x, int n_rot, float pos, float freq_base, float freq_scale,
+                                int rope_type) {
+  const float theta_scale = powf(freq_base, -2.0f / static_cast<float>(n_rot));
+  float theta = pos;
+  const int half = n_rot / 2;
+  for (int i = 0; i < half; ++i) {
+    const float t = theta * freq_scale;
+    const float c = cosf(t), s = sinf(t);
+    const int a = rope_type == kRopeNeox ? i : 2 * i;
+    const int b = rope_type == kRopeNeox ? i + half : 2 * i + 1;
+    const float x0 = x[a], x1 = x[b];
+    x[a] = x0 * c - x1 * s;
+    x[b] = x0 * s + x1 * c;
+    theta *= theta_scale;
+  }
+}
+
+// ---- MoE routing -------------------------------------------------------------------------
+
+/// Selects the k largest of p[n] in descending order (exact ties: the lower index first) into
+/// ids[k]. O(n k), no allocation. k <= n.
+MOELAB_HD inline void top_k(const float* p, int n, int k, int32_t* ids) {
+  for (int j = 0; j < k; ++j) {
+    int best = -1;
+    for (int i = 0; i < n; ++i) {
+      bool taken = false;
+      for (int q = 0; q < j; ++q) taken = taken || ids[q] == i;
+      if (taken) continue;
+      if (best < 0 || p[i] > p[best]) best = i;
+    }
+    ids[j] = best;
+  }
+}
+
+}  // namespace moelab::ops::element
