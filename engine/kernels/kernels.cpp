@@ -21,17 +21,28 @@ using gguf::TensorType;
 
 bool is_supported(TensorType t) {
   switch (t) {
-    case TensorType::F32: case TensorType::F16: case TensorType::BF16:
-    case TensorType::Q4_0: case TensorType::Q4_1: case TensorType::Q5_0: case TensorType::Q5_1:
-    case TensorType::Q8_0: case TensorType::Q2_K: case TensorType::Q3_K: case TensorType::Q4_K:
-    case TensorType::Q5_K: case TensorType::Q6_K:
+    case TensorType::F32:
+    case TensorType::F16:
+    case TensorType::BF16:
+    case TensorType::Q4_0:
+    case TensorType::Q4_1:
+    case TensorType::Q5_0:
+    case TensorType::Q5_1:
+    case TensorType::Q8_0:
+    case TensorType::Q2_K:
+    case TensorType::Q3_K:
+    case TensorType::Q4_K:
+    case TensorType::Q5_K:
+    case TensorType::Q6_K:
       return true;
     default:
       return false;
   }
 }
 
-std::string tname(TensorType t) { return gguf::type_name(static_cast<uint32_t>(t)); }
+std::string tname(TensorType t) {
+  return gguf::type_name(static_cast<uint32_t>(t));
+}
 
 void require(TensorType t, const char* op) {
   if (!is_supported(t))
@@ -42,7 +53,9 @@ void require(TensorType t, const char* op) {
                 {.subject = op});
 }
 
-gguf::TypeTraits traits(TensorType t) { return *gguf::type_traits(static_cast<uint32_t>(t)); }
+gguf::TypeTraits traits(TensorType t) {
+  return *gguf::type_traits(static_cast<uint32_t>(t));
+}
 
 void require_multiple(TensorType t, int64_t n, const char* op) {
   const auto tr = traits(t);
@@ -91,13 +104,17 @@ struct Tables {
     if (const char* env = std::getenv("MOELAB_SIMD"); env && *env) {
       const std::string v = env;
       Simd want = a;
-      if (v == "scalar") want = Simd::Scalar;
-      else if (v == "avx2") want = Simd::Avx2;
-      else if (v == "avx512") want = Simd::Avx512;
-      else log_warning("MOELAB_SIMD=" + v + " is not one of scalar, avx2, avx512; ignored");
+      if (v == "scalar")
+        want = Simd::Scalar;
+      else if (v == "avx2")
+        want = Simd::Avx2;
+      else if (v == "avx512")
+        want = Simd::Avx512;
+      else
+        log_warning("MOELAB_SIMD=" + v + " is not one of scalar, avx2, avx512; ignored");
       if (want > detected)
         log_warning("MOELAB_SIMD=" + v + " is not available on this CPU/build; using " +
-                  simd_name(detected));
+                    simd_name(detected));
       a = std::min(want, detected);
     }
     active.store(static_cast<int>(a));
@@ -112,7 +129,9 @@ const cpu::Table& table_for(Simd s) {
   auto& t = tables();
   return t.level[static_cast<int>(std::min(s, t.detected))];
 }
-const cpu::Table& active_table() { return tables().level[tables().active.load()]; }
+const cpu::Table& active_table() {
+  return tables().level[tables().active.load()];
+}
 
 // ---- activation conversion -------------------------------------------------------------------
 template <class XB, int kBlock>
@@ -123,20 +142,35 @@ void quantize_blocks(const float* x, void* dst, int64_t n) {
 
 void convert_activation(TensorType vt, const float* x, void* dst, int64_t n) {
   switch (vt) {
-    case TensorType::F32: std::memcpy(dst, x, n * sizeof(float)); return;
-    case TensorType::F16: f32_to_f16_row(x, static_cast<uint16_t*>(dst), n); return;
-    case TensorType::BF16: f32_to_bf16_row(x, static_cast<uint16_t*>(dst), n); return;
-    case TensorType::Q8_0: quantize_blocks<el::BlockQ8_0, el::QK>(x, dst, n); return;
-    case TensorType::Q8_1: quantize_blocks<el::BlockQ8_1, el::QK>(x, dst, n); return;
-    case TensorType::Q8_K: quantize_blocks<el::BlockQ8_K, el::QK_K>(x, dst, n); return;
-    default: break;
+    case TensorType::F32:
+      std::memcpy(dst, x, n * sizeof(float));
+      return;
+    case TensorType::F16:
+      f32_to_f16_row(x, static_cast<uint16_t*>(dst), n);
+      return;
+    case TensorType::BF16:
+      f32_to_bf16_row(x, static_cast<uint16_t*>(dst), n);
+      return;
+    case TensorType::Q8_0:
+      quantize_blocks<el::BlockQ8_0, el::QK>(x, dst, n);
+      return;
+    case TensorType::Q8_1:
+      quantize_blocks<el::BlockQ8_1, el::QK>(x, dst, n);
+      return;
+    case TensorType::Q8_K:
+      quantize_blocks<el::BlockQ8_K, el::QK_K>(x, dst, n);
+      return;
+    default:
+      break;
   }
   throw Error(ErrorKind::Internal, "no activation converter for " + tname(vt));
 }
 
 void run_rows(ThreadPool* pool, int64_t n, const std::function<void(int64_t, int64_t, int)>& fn) {
-  if (pool && pool->size() > 1) pool->parallel_for(n, fn);
-  else if (n > 0) fn(0, n, 0);
+  if (pool && pool->size() > 1)
+    pool->parallel_for(n, fn);
+  else if (n > 0)
+    fn(0, n, 0);
 }
 
 // Matmul blocking: kRowBlock weight rows (a few KiB to tens of KiB, kept in L1/L2) are applied
@@ -149,14 +183,23 @@ constexpr int64_t kTokBlock = 32;
 
 const char* simd_name(Simd level) {
   switch (level) {
-    case Simd::Avx512: return "avx512";
-    case Simd::Avx2: return "avx2";
-    default: return "scalar";
+    case Simd::Avx512:
+      return "avx512";
+    case Simd::Avx2:
+      return "avx2";
+    default:
+      return "scalar";
   }
 }
-const char* simd_level() { return simd_name(active_simd()); }
-Simd detected_simd() { return tables().detected; }
-Simd active_simd() { return static_cast<Simd>(tables().active.load()); }
+const char* simd_level() {
+  return simd_name(active_simd());
+}
+Simd detected_simd() {
+  return tables().detected;
+}
+Simd active_simd() {
+  return static_cast<Simd>(tables().active.load());
+}
 Simd set_simd(Simd level) {
   auto& t = tables();
   const Simd s = std::min(level, t.detected);
@@ -164,7 +207,9 @@ Simd set_simd(Simd level) {
   return s;
 }
 
-bool supports(TensorType type) { return is_supported(type); }
+bool supports(TensorType type) {
+  return is_supported(type);
+}
 
 uint64_t row_bytes(TensorType type, int64_t n) {
   if (!gguf::type_traits(static_cast<uint32_t>(type)))
@@ -177,10 +222,19 @@ uint64_t row_bytes(TensorType type, int64_t n) {
 TensorType vec_dot_type(TensorType t) {
   require(t, "dot product");
   switch (t) {
-    case TensorType::F32: case TensorType::F16: case TensorType::BF16: return t;
-    case TensorType::Q4_0: case TensorType::Q5_0: case TensorType::Q8_0: return TensorType::Q8_0;
-    case TensorType::Q4_1: case TensorType::Q5_1: return TensorType::Q8_1;
-    default: return TensorType::Q8_K;
+    case TensorType::F32:
+    case TensorType::F16:
+    case TensorType::BF16:
+      return t;
+    case TensorType::Q4_0:
+    case TensorType::Q5_0:
+    case TensorType::Q8_0:
+      return TensorType::Q8_0;
+    case TensorType::Q4_1:
+    case TensorType::Q5_1:
+      return TensorType::Q8_1;
+    default:
+      return TensorType::Q8_K;
   }
 }
 
@@ -211,15 +265,32 @@ void quantize_row(TensorType type, const float* src, void* dst, int64_t n) {
     for (int64_t i = 0; i < n / bs; ++i) el::quantize(src + i * bs, out[i]);
   };
   switch (type) {
-    case TensorType::F32: std::memcpy(dst, src, n * sizeof(float)); return;
-    case TensorType::F16: f32_to_f16_row(src, static_cast<uint16_t*>(dst), n); return;
-    case TensorType::BF16: f32_to_bf16_row(src, static_cast<uint16_t*>(dst), n); return;
-    case TensorType::Q8_0: blocks(static_cast<el::BlockQ8_0*>(dst), el::QK); return;
-    case TensorType::Q4_0: blocks(static_cast<el::BlockQ4_0*>(dst), el::QK); return;
-    case TensorType::Q4_1: blocks(static_cast<el::BlockQ4_1*>(dst), el::QK); return;
-    case TensorType::Q5_0: blocks(static_cast<el::BlockQ5_0*>(dst), el::QK); return;
-    case TensorType::Q5_1: blocks(static_cast<el::BlockQ5_1*>(dst), el::QK); return;
-    default: break;
+    case TensorType::F32:
+      std::memcpy(dst, src, n * sizeof(float));
+      return;
+    case TensorType::F16:
+      f32_to_f16_row(src, static_cast<uint16_t*>(dst), n);
+      return;
+    case TensorType::BF16:
+      f32_to_bf16_row(src, static_cast<uint16_t*>(dst), n);
+      return;
+    case TensorType::Q8_0:
+      blocks(static_cast<el::BlockQ8_0*>(dst), el::QK);
+      return;
+    case TensorType::Q4_0:
+      blocks(static_cast<el::BlockQ4_0*>(dst), el::QK);
+      return;
+    case TensorType::Q4_1:
+      blocks(static_cast<el::BlockQ4_1*>(dst), el::QK);
+      return;
+    case TensorType::Q5_0:
+      blocks(static_cast<el::BlockQ5_0*>(dst), el::QK);
+      return;
+    case TensorType::Q5_1:
+      blocks(static_cast<el::BlockQ5_1*>(dst), el::QK);
+      return;
+    default:
+      break;
   }
   throw Error(ErrorKind::BadInput,
               "moelab has no quantizer for " + tname(type) +
@@ -244,8 +315,8 @@ float dot_row(TensorType type, const void* w_row, const void* x, int64_t n, Simd
   return t.dot[static_cast<int>(type)](w_row, x, n);
 }
 
-void matvec(TensorType type, const void* w, int64_t n_in, int64_t n_out, const float* x,
-            float* y, ThreadPool* pool, Precision p) {
+void matvec(TensorType type, const void* w, int64_t n_in, int64_t n_out, const float* x, float* y,
+            ThreadPool* pool, Precision p) {
   matmul(type, w, n_in, n_out, x, 1, y, pool, p);
 }
 

@@ -27,13 +27,16 @@ float dot_f32(const void* wp, const void* xp, int64_t n) {
     s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
     s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
   }
-  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+  for (; i + 8 <= n; i += 8)
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
   float s = hsum_ps256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
   for (; i < n; ++i) s += a[i] * b[i];
   return s;
 }
 
-inline __m256 load_f16x8(const uint16_t* p) { return _mm256_cvtph_ps(loadu128(p)); }
+inline __m256 load_f16x8(const uint16_t* p) {
+  return _mm256_cvtph_ps(loadu128(p));
+}
 inline __m256 load_bf16x8(const uint16_t* p) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(loadu128(p)), 16));
 }
@@ -86,7 +89,8 @@ float dot_q5_0(const void* wp, const void* xp, int64_t n) {
   const __m256i sixteen = _mm256_set1_epi8(16);
   for (int64_t i = 0; i < n / QK; ++i) {
     const __m256 d = _mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d));
-    const __m256i q = _mm256_sub_epi8(_mm256_or_si256(nibbles_32(w[i].qs), bit4_from_bits_32(w[i].qh)), sixteen);
+    const __m256i q =
+        _mm256_sub_epi8(_mm256_or_si256(nibbles_32(w[i].qs), bit4_from_bits_32(w[i].qh)), sixteen);
     acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_s(q, loadu256(x[i].qs))), acc);
   }
   return hsum_ps256(acc);
@@ -98,7 +102,8 @@ float dot_q4_1(const void* wp, const void* xp, int64_t n) {
   float ms = 0;
   for (int64_t i = 0; i < n / QK; ++i) {
     const __m256 d = _mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d));
-    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_s(nibbles_32(w[i].qs), loadu256(x[i].qs))), acc);
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_s(nibbles_32(w[i].qs), loadu256(x[i].qs))),
+                          acc);
     ms += h2f(w[i].m) * h2f(x[i].s);
   }
   return hsum_ps256(acc) + ms;
@@ -155,10 +160,13 @@ float dot_q3_k(const void* wp, const void* xp, int64_t n) {
       for (int p = 0; p < 4; ++p) {
         const __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * p), m3);
         const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << (4 * h + p)));
-        const __m256i minus4 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), zero), four);
+        const __m256i minus4 =
+            _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), zero), four);
         const __m256i y = loadu256(x[i].qs + 128 * h + 32 * p);
-        const __m256i pr = _mm256_sub_epi16(_mm256_maddubs_epi16(v, y), _mm256_maddubs_epi16(minus4, y));
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pr, scales_8_8(sc[8 * h + 2 * p], sc[8 * h + 2 * p + 1])));
+        const __m256i pr =
+            _mm256_sub_epi16(_mm256_maddubs_epi16(v, y), _mm256_maddubs_epi16(minus4, y));
+        acc = _mm256_add_epi32(
+            acc, _mm256_madd_epi16(pr, scales_8_8(sc[8 * h + 2 * p], sc[8 * h + 2 * p + 1])));
       }
     }
     s += k_combine(h2f(w[i].d) * x[i].d, 0.0f, hsum_i32_256(acc), 0);
@@ -185,8 +193,10 @@ float dot_q45_k(const void* wp, const void* xp, int64_t n) {
       const __m256i q = loadu256(w[i].qs + 32 * c);
       __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
       if constexpr (kFifthBit) {
-        lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4));
-        hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4));
+        lo = _mm256_or_si256(
+            lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4));
+        hi = _mm256_or_si256(
+            hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4));
       }
       const __m256i p0 = _mm256_maddubs_epi16(lo, loadu256(x[i].qs + 64 * c));
       const __m256i p1 = _mm256_maddubs_epi16(hi, loadu256(x[i].qs + 64 * c + 32));
@@ -210,10 +220,10 @@ float dot_q6_k(const void* wp, const void* xp, int64_t n) {
       const __m256i ql0 = loadu256(w[i].ql + 64 * h), ql1 = loadu256(w[i].ql + 64 * h + 32);
       const __m256i qh = loadu256(w[i].qh + 32 * h);
       for (int k = 0; k < 4; ++k) {
-        const __m256i l = k == 0 ? _mm256_and_si256(ql0, m4)
-                        : k == 1 ? _mm256_and_si256(ql1, m4)
-                        : k == 2 ? _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4)
-                                 : _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4);
+        const __m256i l = k == 0   ? _mm256_and_si256(ql0, m4)
+                          : k == 1 ? _mm256_and_si256(ql1, m4)
+                          : k == 2 ? _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4)
+                                   : _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4);
         const __m256i hb = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), m3), 4);
         const __m256i q = _mm256_or_si256(l, hb);
         const __m256i pr = _mm256_maddubs_epi16(q, loadu256(x[i].qs + 128 * h + 32 * k));

@@ -20,7 +20,9 @@ namespace {
 using gguf::TensorType;
 using namespace el;
 
-inline __m512i loadu512(const void* p) { return _mm512_loadu_si512(p); }
+inline __m512i loadu512(const void* p) {
+  return _mm512_loadu_si512(p);
+}
 inline __m512i join(__m256i lo, __m256i hi) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
@@ -47,13 +49,16 @@ float dot_f32(const void* wp, const void* xp, int64_t n) {
     s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
     s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
   }
-  for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+  for (; i + 16 <= n; i += 16)
+    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
   float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
   for (; i < n; ++i) s += a[i] * b[i];
   return s;
 }
 
-inline __m512 load_f16x16(const uint16_t* p) { return _mm512_cvtph_ps(loadu256(p)); }
+inline __m512 load_f16x16(const uint16_t* p) {
+  return _mm512_cvtph_ps(loadu256(p));
+}
 inline __m512 load_bf16x16(const uint16_t* p) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(loadu256(p)), 16));
 }
@@ -76,13 +81,22 @@ float dot_half(const void* wp, const void* xp, int64_t n) {
 }
 
 // 32-element formats: Decode(block) -> 32 int8 quants (signed or unsigned per kSigned).
-inline __m256i dec_q8_0(const BlockQ8_0& b) { return loadu256(b.qs); }
-inline __m256i dec_q4_0(const BlockQ4_0& b) { return _mm256_sub_epi8(nibbles_32(b.qs), _mm256_set1_epi8(8)); }
-inline __m256i dec_q5_0(const BlockQ5_0& b) {
-  return _mm256_sub_epi8(_mm256_or_si256(nibbles_32(b.qs), bit4_from_bits_32(b.qh)), _mm256_set1_epi8(16));
+inline __m256i dec_q8_0(const BlockQ8_0& b) {
+  return loadu256(b.qs);
 }
-inline __m256i dec_q4_1(const BlockQ4_1& b) { return nibbles_32(b.qs); }
-inline __m256i dec_q5_1(const BlockQ5_1& b) { return _mm256_or_si256(nibbles_32(b.qs), bit4_from_bits_32(b.qh)); }
+inline __m256i dec_q4_0(const BlockQ4_0& b) {
+  return _mm256_sub_epi8(nibbles_32(b.qs), _mm256_set1_epi8(8));
+}
+inline __m256i dec_q5_0(const BlockQ5_0& b) {
+  return _mm256_sub_epi8(_mm256_or_si256(nibbles_32(b.qs), bit4_from_bits_32(b.qh)),
+                         _mm256_set1_epi8(16));
+}
+inline __m256i dec_q4_1(const BlockQ4_1& b) {
+  return nibbles_32(b.qs);
+}
+inline __m256i dec_q5_1(const BlockQ5_1& b) {
+  return _mm256_or_si256(nibbles_32(b.qs), bit4_from_bits_32(b.qh));
+}
 
 // Signed quants against Q8_0 activations.
 template <class WB, __m256i (*Dec)(const WB&)>
@@ -101,7 +115,8 @@ float dot_sym(const void* wp, const void* xp, int64_t n) {
   float s = _mm512_reduce_add_ps(acc);
   if (i < nb) {
     const __m256i p = dot_i8_s(Dec(w[i]), loadu256(x[i].qs));
-    s += hsum_ps256(_mm256_mul_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), _mm256_cvtepi32_ps(p)));
+    s +=
+        hsum_ps256(_mm256_mul_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), _mm256_cvtepi32_ps(p)));
   }
   return s;
 }
@@ -125,14 +140,17 @@ float dot_min(const void* wp, const void* xp, int64_t n) {
   float s = _mm512_reduce_add_ps(acc);
   if (i < nb) {
     const __m256i p = dot_u8_s(Dec(w[i]), loadu256(x[i].qs));
-    s += hsum_ps256(_mm256_mul_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), _mm256_cvtepi32_ps(p)));
+    s +=
+        hsum_ps256(_mm256_mul_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), _mm256_cvtepi32_ps(p)));
     ms += h2f(w[i].m) * h2f(x[i].s);
   }
   return s + ms;
 }
 
 // ---- K-quants ---------------------------------------------------------------------------------
-inline __m512i scales_4x8(int a, int b, int c, int d) { return join(scales_8_8(a, b), scales_8_8(c, d)); }
+inline __m512i scales_4x8(int a, int b, int c, int d) {
+  return join(scales_8_8(a, b), scales_8_8(c, d));
+}
 
 float dot_q2_k(const void* wp, const void* xp, int64_t n) {
   const auto* w = static_cast<const BlockQ2_K*>(wp);
@@ -150,10 +168,12 @@ float dot_q2_k(const void* wp, const void* xp, int64_t n) {
                                _mm256_and_si256(_mm256_srli_epi16(q, 2 * p + 2), m3));
         const __m512i pr = _mm512_maddubs_epi16(v, loadu512(x[i].qs + 128 * h + 32 * p));
         const uint8_t* sc = w[i].scales + 8 * h + 2 * p;
-        acc = _mm512_add_epi32(acc, _mm512_madd_epi16(pr, scales_4x8(sc[0] & 15, sc[1] & 15, sc[2] & 15, sc[3] & 15)));
+        acc = _mm512_add_epi32(
+            acc, _mm512_madd_epi16(pr, scales_4x8(sc[0] & 15, sc[1] & 15, sc[2] & 15, sc[3] & 15)));
       }
     }
-    s += k_combine(h2f(w[i].d) * x[i].d, h2f(w[i].dmin) * x[i].d, _mm512_reduce_add_epi32(acc), summ);
+    s += k_combine(h2f(w[i].d) * x[i].d, h2f(w[i].dmin) * x[i].d, _mm512_reduce_add_epi32(acc),
+                   summ);
   }
   return s;
 }
@@ -207,14 +227,17 @@ float dot_q45_k(const void* wp, const void* xp, int64_t n) {
       const __m256i q = loadu256(w[i].qs + 32 * c);
       __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
       if constexpr (kFifthBit) {
-        lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4));
-        hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4));
+        lo = _mm256_or_si256(
+            lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4));
+        hi = _mm256_or_si256(
+            hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4));
       }
       const __m512i pr = _mm512_maddubs_epi16(join(lo, hi), loadu512(x[i].qs + 64 * c));
       const __m512i scv = join(_mm256_set1_epi16(sc[2 * c]), _mm256_set1_epi16(sc[2 * c + 1]));
       acc = _mm512_add_epi32(acc, _mm512_madd_epi16(pr, scv));
     }
-    s += k_combine(h2f(w[i].d) * x[i].d, h2f(w[i].dmin) * x[i].d, _mm512_reduce_add_epi32(acc), summ);
+    s += k_combine(h2f(w[i].d) * x[i].d, h2f(w[i].dmin) * x[i].d, _mm512_reduce_add_epi32(acc),
+                   summ);
   }
   return s;
 }

@@ -43,7 +43,9 @@ float dot_blocks(const void* w, const void* x, int64_t n) {
   return s;
 }
 
-void dq_f32(const void* src, float* dst, int64_t n) { std::memcpy(dst, src, n * sizeof(float)); }
+void dq_f32(const void* src, float* dst, int64_t n) {
+  std::memcpy(dst, src, n * sizeof(float));
+}
 void dq_f16(const void* src, float* dst, int64_t n) {
   const uint16_t* s = static_cast<const uint16_t*>(src);
   for (int64_t i = 0; i < n; ++i) dst[i] = el::f16_to_f32(s[i]);

@@ -23,8 +23,12 @@ inline int hsum_i32_256(__m256i v) {
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
   return _mm_cvtsi128_si32(s);
 }
-inline __m256i loadu256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
-inline __m128i loadu128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
+inline __m256i loadu256(const void* p) {
+  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+}
+inline __m128i loadu128(const void* p) {
+  return _mm_loadu_si128(static_cast<const __m128i*>(p));
+}
 
 /// Signed x signed int8 dot in pairs of 4 -> 8 x int32. maddubs wants an unsigned left
 /// operand: use |x| and move x's sign onto y (y must be in [-127, 127]; x may be -128).
@@ -57,7 +61,8 @@ inline __m256i bit4_from_bits_32(const uint8_t* qh) {
 }
 /// int16 x16 vector: a in lanes 0-7, b in lanes 8-15 (two 16-element sub-block scales).
 inline __m256i scales_8_8(int a, int b) {
-  return _mm256_set_m128i(_mm_set1_epi16(static_cast<short>(b)), _mm_set1_epi16(static_cast<short>(a)));
+  return _mm256_set_m128i(_mm_set1_epi16(static_cast<short>(b)),
+                          _mm_set1_epi16(static_cast<short>(a)));
 }
 
 }  // namespace

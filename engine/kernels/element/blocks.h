@@ -19,30 +19,79 @@
 namespace moelab::kernels::el {
 inline namespace MOELAB_EL_ABI {
 
-inline constexpr int QK = 32;    // elements per block of the 32-element formats
-inline constexpr int QK_K = 256; // elements per K-quant super-block
+inline constexpr int QK = 32;     // elements per block of the 32-element formats
+inline constexpr int QK_K = 256;  // elements per K-quant super-block
 
 // ---- layouts (byte-exact; all little-endian) ---------------------------------------------
-struct BlockQ4_0 { uint16_t d; uint8_t qs[16]; };              // x = (q - 8) * d
-struct BlockQ4_1 { uint16_t d, m; uint8_t qs[16]; };           // x = q * d + m
-struct BlockQ5_0 { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; };   // x = (q - 16) * d
-struct BlockQ5_1 { uint16_t d, m; uint8_t qh[4]; uint8_t qs[16]; };// x = q * d + m
-struct BlockQ8_0 { uint16_t d; int8_t qs[32]; };               // x = q * d
-struct BlockQ8_1 { uint16_t d, s; int8_t qs[32]; };            // s = d * sum(q)
+struct BlockQ4_0 {
+  uint16_t d;
+  uint8_t qs[16];
+};  // x = (q - 8) * d
+struct BlockQ4_1 {
+  uint16_t d, m;
+  uint8_t qs[16];
+};  // x = q * d + m
+struct BlockQ5_0 {
+  uint16_t d;
+  uint8_t qh[4];
+  uint8_t qs[16];
+};  // x = (q - 16) * d
+struct BlockQ5_1 {
+  uint16_t d, m;
+  uint8_t qh[4];
+  uint8_t qs[16];
+};  // x = q * d + m
+struct BlockQ8_0 {
+  uint16_t d;
+  int8_t qs[32];
+};  // x = q * d
+struct BlockQ8_1 {
+  uint16_t d, s;
+  int8_t qs[32];
+};  // s = d * sum(q)
 // K-quants: 256 weights in sub-blocks of 16 (Q2_K, Q3_K, Q6_K) or 32 (Q4_K, Q5_K).
-struct BlockQ2_K { uint8_t scales[16]; uint8_t qs[64]; uint16_t d, dmin; };  // 4-bit scale|min
-struct BlockQ3_K { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; uint16_t d; };
-struct BlockQ4_K { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; };
-struct BlockQ5_K { uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; };
-struct BlockQ6_K { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; };
-struct BlockQ8_K { float d; int8_t qs[256]; int16_t bsums[16]; };  // bsums: sums of 16 qs
+struct BlockQ2_K {
+  uint8_t scales[16];
+  uint8_t qs[64];
+  uint16_t d, dmin;
+};  // 4-bit scale|min
+struct BlockQ3_K {
+  uint8_t hmask[32];
+  uint8_t qs[64];
+  uint8_t scales[12];
+  uint16_t d;
+};
+struct BlockQ4_K {
+  uint16_t d, dmin;
+  uint8_t scales[12];
+  uint8_t qs[128];
+};
+struct BlockQ5_K {
+  uint16_t d, dmin;
+  uint8_t scales[12];
+  uint8_t qh[32];
+  uint8_t qs[128];
+};
+struct BlockQ6_K {
+  uint8_t ql[128];
+  uint8_t qh[64];
+  int8_t scales[16];
+  uint16_t d;
+};
+struct BlockQ8_K {
+  float d;
+  int8_t qs[256];
+  int16_t bsums[16];
+};  // bsums: sums of 16 qs
 
 static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 &&
               sizeof(BlockQ5_1) == 24 && sizeof(BlockQ8_0) == 34 && sizeof(BlockQ8_1) == 36);
 static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 &&
               sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 && sizeof(BlockQ8_K) == 292);
 
-MOELAB_HD inline float h2f(uint16_t h) { return f16_to_f32(h); }
+MOELAB_HD inline float h2f(uint16_t h) {
+  return f16_to_f32(h);
+}
 
 // ---- scale unpacking -----------------------------------------------------------------------
 /// Q4_K / Q5_K: eight 6-bit scales and eight 6-bit mins packed in 12 bytes. Sub-blocks 0-3
@@ -185,7 +234,9 @@ MOELAB_HD inline void dequant(const BlockQ6_K& b, float* y) {
 }
 
 // ---- quantizers ----------------------------------------------------------------------------
-MOELAB_HD inline float fabs_(float x) { return x < 0 ? -x : x; }
+MOELAB_HD inline float fabs_(float x) {
+  return x < 0 ? -x : x;
+}
 
 /// Q8_0 for weights (ggml's reference quantizer semantics): d = amax / 127, q = round half
 /// away from zero of x / d.
@@ -203,7 +254,10 @@ MOELAB_HD inline void quantize(const float* x, BlockQ8_0& b) {
 MOELAB_HD inline void quantize(const float* x, BlockQ4_0& b) {
   float amax = 0, mx = 0;
   for (int j = 0; j < 32; ++j)
-    if (fabs_(x[j]) > amax) { amax = fabs_(x[j]); mx = x[j]; }
+    if (fabs_(x[j]) > amax) {
+      amax = fabs_(x[j]);
+      mx = x[j];
+    }
   const float d = mx / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
   b.d = f32_to_f16(d);
   for (int j = 0; j < 16; ++j) {
@@ -216,7 +270,10 @@ MOELAB_HD inline void quantize(const float* x, BlockQ4_0& b) {
 /// Q4_1: d = (max - min) / 15, m = min, q = min(15, trunc((x - min) / d + 0.5)).
 MOELAB_HD inline void quantize(const float* x, BlockQ4_1& b) {
   float mn = x[0], mx = x[0];
-  for (int j = 1; j < 32; ++j) { mn = x[j] < mn ? x[j] : mn; mx = x[j] > mx ? x[j] : mx; }
+  for (int j = 1; j < 32; ++j) {
+    mn = x[j] < mn ? x[j] : mn;
+    mx = x[j] > mx ? x[j] : mx;
+  }
   const float d = (mx - mn) / 15.0f, id = d != 0 ? 1.0f / d : 0.0f;
   b.d = f32_to_f16(d);
   b.m = f32_to_f16(mn);
@@ -232,7 +289,10 @@ MOELAB_HD inline void quantize(const float* x, BlockQ4_1& b) {
 MOELAB_HD inline void quantize(const float* x, BlockQ5_0& b) {
   float amax = 0, mx = 0;
   for (int j = 0; j < 32; ++j)
-    if (fabs_(x[j]) > amax) { amax = fabs_(x[j]); mx = x[j]; }
+    if (fabs_(x[j]) > amax) {
+      amax = fabs_(x[j]);
+      mx = x[j];
+    }
   const float d = mx / -16.0f, id = d != 0 ? 1.0f / d : 0.0f;
   b.d = f32_to_f16(d);
   uint32_t qh = 0;
@@ -248,7 +308,10 @@ MOELAB_HD inline void quantize(const float* x, BlockQ5_0& b) {
 /// Q5_1: d = (max - min) / 31, m = min, q = min(31, trunc((x - min) / d + 0.5)).
 MOELAB_HD inline void quantize(const float* x, BlockQ5_1& b) {
   float mn = x[0], mx = x[0];
-  for (int j = 1; j < 32; ++j) { mn = x[j] < mn ? x[j] : mn; mx = x[j] > mx ? x[j] : mx; }
+  for (int j = 1; j < 32; ++j) {
+    mn = x[j] < mn ? x[j] : mn;
+    mx = x[j] > mx ? x[j] : mx;
+  }
   const float d = (mx - mn) / 31.0f, id = d != 0 ? 1.0f / d : 0.0f;
   b.d = f32_to_f16(d);
   b.m = f32_to_f16(mn);
@@ -291,7 +354,10 @@ MOELAB_HD inline void quantize_act(const float* x, BlockQ8_1& b) {
 MOELAB_HD inline void quantize_act(const float* x, BlockQ8_K& b) {
   float amax = 0, mx = 0;
   for (int j = 0; j < 256; ++j)
-    if (fabs_(x[j]) > amax) { amax = fabs_(x[j]); mx = x[j]; }
+    if (fabs_(x[j]) > amax) {
+      amax = fabs_(x[j]);
+      mx = x[j];
+    }
   if (amax == 0) {
     b.d = 0;
     for (int j = 0; j < 256; ++j) b.qs[j] = 0;

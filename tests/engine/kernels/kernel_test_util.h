@@ -32,13 +32,24 @@ inline const char* tname(TensorType t) {
 /// Byte offsets of the binary16 scale fields inside one block of a type.
 inline std::vector<int> f16_fields(TensorType t) {
   switch (t) {
-    case TensorType::Q4_0: case TensorType::Q5_0: case TensorType::Q8_0: return {0};
-    case TensorType::Q4_1: case TensorType::Q5_1: return {0, 2};
-    case TensorType::Q2_K: return {80, 82};
-    case TensorType::Q3_K: return {108};
-    case TensorType::Q4_K: case TensorType::Q5_K: return {0, 2};
-    case TensorType::Q6_K: return {208};
-    default: return {};
+    case TensorType::Q4_0:
+    case TensorType::Q5_0:
+    case TensorType::Q8_0:
+      return {0};
+    case TensorType::Q4_1:
+    case TensorType::Q5_1:
+      return {0, 2};
+    case TensorType::Q2_K:
+      return {80, 82};
+    case TensorType::Q3_K:
+      return {108};
+    case TensorType::Q4_K:
+    case TensorType::Q5_K:
+      return {0, 2};
+    case TensorType::Q6_K:
+      return {208};
+    default:
+      return {};
   }
 }
 
@@ -54,8 +65,10 @@ inline std::vector<uint8_t> random_rows(TensorType t, int64_t n, int64_t n_rows,
   if (t == TensorType::F32 || t == TensorType::F16 || t == TensorType::BF16) {
     std::vector<float> f(n * n_rows);
     for (auto& v : f) v = nd(rng);
-    if (t == TensorType::F32) std::memcpy(out.data(), f.data(), f.size() * 4);
-    else kernels::quantize_row(t, f.data(), out.data(), n * n_rows);
+    if (t == TensorType::F32)
+      std::memcpy(out.data(), f.data(), f.size() * 4);
+    else
+      kernels::quantize_row(t, f.data(), out.data(), n * n_rows);
     return out;
   }
   for (auto& b : out) b = static_cast<uint8_t>(rng());

@@ -41,9 +41,15 @@ std::vector<float> activation_as_seen(TensorType wt, const float* x, int64_t n) 
   kernels::quantize_activation(wt, x, q.data(), n);
   std::vector<float> out(n);
   switch (kernels::vec_dot_type(wt)) {
-    case TensorType::F32: std::memcpy(out.data(), x, n * 4); break;
-    case TensorType::F16: kernels::f16_to_f32_row(reinterpret_cast<uint16_t*>(q.data()), out.data(), n); break;
-    case TensorType::BF16: kernels::bf16_to_f32_row(reinterpret_cast<uint16_t*>(q.data()), out.data(), n); break;
+    case TensorType::F32:
+      std::memcpy(out.data(), x, n * 4);
+      break;
+    case TensorType::F16:
+      kernels::f16_to_f32_row(reinterpret_cast<uint16_t*>(q.data()), out.data(), n);
+      break;
+    case TensorType::BF16:
+      kernels::bf16_to_f32_row(reinterpret_cast<uint16_t*>(q.data()), out.data(), n);
+      break;
     case TensorType::Q8_0: {
       auto* b = reinterpret_cast<el::BlockQ8_0*>(q.data());
       for (int64_t i = 0; i < n / 32; ++i) el::dequant(b[i], out.data() + 32 * i);
@@ -61,7 +67,8 @@ std::vector<float> activation_as_seen(TensorType wt, const float* x, int64_t n) 
         for (int j = 0; j < 256; ++j) out[256 * i + j] = b[i].qs[j] * b[i].d;
       break;
     }
-    default: break;
+    default:
+      break;
   }
   return out;
 }
@@ -77,8 +84,10 @@ class TestKernels : public QObject {
     // MOELAB_SIMD lowers the level (never raises it above what the CPU has)
     const QByteArray env = qgetenv("MOELAB_SIMD");
     const Simd want = env == "scalar" ? Simd::Scalar : env == "avx2" ? Simd::Avx2 : Simd::Avx512;
-    if (!env.isEmpty()) QCOMPARE(kernels::active_simd(), std::min(want, kernels::detected_simd()));
-    else QCOMPARE(kernels::active_simd(), kernels::detected_simd());
+    if (!env.isEmpty())
+      QCOMPARE(kernels::active_simd(), std::min(want, kernels::detected_simd()));
+    else
+      QCOMPARE(kernels::active_simd(), kernels::detected_simd());
   }
 
   void supportedTypes() {
@@ -90,7 +99,8 @@ class TestKernels : public QObject {
     QCOMPARE(kernels::row_bytes(TensorType::Q8_0, 64), uint64_t{68});
     std::vector<float> x(32, 1.f);
     std::vector<uint8_t> buf(1024);
-    QVERIFY_THROWS_EXCEPTION(Error, kernels::quantize_row(TensorType::Q4_K, x.data(), buf.data(), 256));
+    QVERIFY_THROWS_EXCEPTION(Error,
+                             kernels::quantize_row(TensorType::Q4_K, x.data(), buf.data(), 256));
   }
 
   void f16Conversion() {
@@ -101,10 +111,10 @@ class TestKernels : public QObject {
     QCOMPARE(el::f32_to_f16(65520.f), uint16_t{0x7c00});  // tie -> even -> infinity
     QCOMPARE(el::f32_to_f16(1e10f), uint16_t{0x7c00});
     QCOMPARE(el::f32_to_f16(-0.0f), uint16_t{0x8000});
-    QCOMPARE(el::f32_to_f16(1.0f + 0x1p-11f), uint16_t{0x3c00});       // tie -> even
-    QCOMPARE(el::f32_to_f16(1.0f + 3 * 0x1p-11f), uint16_t{0x3c02});   // tie -> even (up)
-    QCOMPARE(el::f32_to_f16(0x1p-24f), uint16_t{0x0001});              // smallest subnormal
-    QCOMPARE(el::f32_to_f16(0x1p-25f), uint16_t{0x0000});              // tie -> even (zero)
+    QCOMPARE(el::f32_to_f16(1.0f + 0x1p-11f), uint16_t{0x3c00});      // tie -> even
+    QCOMPARE(el::f32_to_f16(1.0f + 3 * 0x1p-11f), uint16_t{0x3c02});  // tie -> even (up)
+    QCOMPARE(el::f32_to_f16(0x1p-24f), uint16_t{0x0001});             // smallest subnormal
+    QCOMPARE(el::f32_to_f16(0x1p-25f), uint16_t{0x0000});             // tie -> even (zero)
     QCOMPARE(el::f32_to_f16(0x1.8p-25f), uint16_t{0x0001});
     QVERIFY(std::isnan(el::f16_to_f32(el::f32_to_f16(std::nanf("")))));
     QCOMPARE(el::f16_to_f32(0x0001), 0x1p-24f);
@@ -117,7 +127,8 @@ class TestKernels : public QObject {
       const float f = el::f16_to_f32(hh);
       QCOMPARE(el::f32_to_f16(f), hh);
       if ((h & 0x7fff) == 0x7bff) continue;
-      const double mid = (static_cast<double>(f) + el::f16_to_f32(static_cast<uint16_t>(h + 1))) / 2;
+      const double mid =
+          (static_cast<double>(f) + el::f16_to_f32(static_cast<uint16_t>(h + 1))) / 2;
       const uint16_t even = (h & 1) ? static_cast<uint16_t>(h + 1) : hh;
       QCOMPARE(el::f32_to_f16(static_cast<float>(mid)), even);
     }
@@ -159,7 +170,8 @@ class TestKernels : public QObject {
         const void* wr = w.data() + r * rb;
         const double scale = abs_dot(t, wr, x.data(), n);
         const float ref = kernels::dot_row(t, wr, xq.data(), n, Simd::Scalar);
-        const float ref_exact = kernels::dot_row(t, wr, x.data(), n, Simd::Scalar, Precision::Exact);
+        const float ref_exact =
+            kernels::dot_row(t, wr, x.data(), n, Simd::Scalar, Precision::Exact);
         // float rounding: one rounding per block accumulation plus the lane reductions
         const double tol = 2e-5 * scale * 1.05 + 1e-30;
         for (Simd s : levels()) {
@@ -167,12 +179,17 @@ class TestKernels : public QObject {
           const float got_exact = kernels::dot_row(t, wr, x.data(), n, s, Precision::Exact);
           QVERIFY2(std::fabs(got - ref) <= tol,
                    qPrintable(QString("%1 %2 row %3: %4 vs scalar %5 (tol %6)")
-                                  .arg(tname(t), kernels::simd_name(s)).arg(r)
-                                  .arg(got, 0, 'g', 9).arg(ref, 0, 'g', 9).arg(tol)));
+                                  .arg(tname(t), kernels::simd_name(s))
+                                  .arg(r)
+                                  .arg(got, 0, 'g', 9)
+                                  .arg(ref, 0, 'g', 9)
+                                  .arg(tol)));
           QVERIFY2(std::fabs(got_exact - ref_exact) <= tol,
                    qPrintable(QString("%1 %2 exact row %3: %4 vs %5")
-                                  .arg(tname(t), kernels::simd_name(s)).arg(r)
-                                  .arg(got_exact, 0, 'g', 9).arg(ref_exact, 0, 'g', 9)));
+                                  .arg(tname(t), kernels::simd_name(s))
+                                  .arg(r)
+                                  .arg(got_exact, 0, 'g', 9)
+                                  .arg(ref_exact, 0, 'g', 9)));
         }
       }
     }
@@ -245,8 +262,10 @@ class TestKernels : public QObject {
     const auto x = random_floats(n, 13);
     // relative RMS bounds: step/sqrt(12) over the range (max-min)/15 or /31 (Q4_1, Q5_1) or
     // amax/16 (Q5_0), plus margin; F16 / BF16 are 2^-11 / 2^-8 relative at worst.
-    const std::pair<TensorType, double> cases[] = {{TensorType::Q4_1, 0.10}, {TensorType::Q5_0, 0.05},
-                                                   {TensorType::Q5_1, 0.05}, {TensorType::F16, 0x1p-11},
+    const std::pair<TensorType, double> cases[] = {{TensorType::Q4_1, 0.10},
+                                                   {TensorType::Q5_0, 0.05},
+                                                   {TensorType::Q5_1, 0.05},
+                                                   {TensorType::F16, 0x1p-11},
                                                    {TensorType::BF16, 0x1p-8}};
     for (auto [t, bound] : cases) {
       std::vector<uint8_t> q(kernels::row_bytes(t, n));
@@ -277,8 +296,10 @@ class TestKernels : public QObject {
                    qPrintable(QString("%1 token %2").arg(tname(t)).arg(tk)));
           // and each entry is the row's dot product
           std::vector<uint8_t> xq(kernels::activation_row_bytes(t, n_in, p));
-          if (p == Precision::Exact) std::memcpy(xq.data(), x.data() + tk * n_in, n_in * 4);
-          else kernels::quantize_activation(t, x.data() + tk * n_in, xq.data(), n_in);
+          if (p == Precision::Exact)
+            std::memcpy(xq.data(), x.data() + tk * n_in, n_in * 4);
+          else
+            kernels::quantize_activation(t, x.data() + tk * n_in, xq.data(), n_in);
           const float d = kernels::dot_row(t, w.data() + 5 * kernels::row_bytes(t, n_in), xq.data(),
                                            n_in, kernels::active_simd(), p);
           QCOMPARE(y[tk * n_out + 5], d);
@@ -321,16 +342,20 @@ class TestKernels : public QObject {
           const double e = std::fabs(double(xs[i]) - x[i]);
           // per-element activation error bound for this format
           double eb = 0;
-          if (vt == TensorType::F16) eb = std::fabs(x[i]) * 0x1p-11 + 0x1p-25;  // + subnormal step
-          else if (vt == TensorType::BF16) eb = std::fabs(x[i]) * 0x1p-8;
+          if (vt == TensorType::F16)
+            eb = std::fabs(x[i]) * 0x1p-11 + 0x1p-25;  // + subnormal step
+          else if (vt == TensorType::BF16)
+            eb = std::fabs(x[i]) * 0x1p-8;
           else if (vt != TensorType::F32) {
             const int64_t bs = vt == TensorType::Q8_K ? 256 : 32;
             float amax = 0;
-            for (int64_t j = i / bs * bs; j < i / bs * bs + bs; ++j) amax = std::max(amax, std::fabs(x[j]));
+            for (int64_t j = i / bs * bs; j < i / bs * bs + bs; ++j)
+              amax = std::max(amax, std::fabs(x[j]));
             const double d = amax / 127.0;
             eb = vt == TensorType::Q8_K ? d * (0.5 + 1e-6) : d * (0.5 + 127 * 0x1p-11);
           }
-          QVERIFY2(e <= eb + 1e-12, qPrintable(QString("%1 activation element %2").arg(tname(t)).arg(i)));
+          QVERIFY2(e <= eb + 1e-12,
+                   qPrintable(QString("%1 activation element %2").arg(tname(t)).arg(i)));
           bound_x += std::fabs(double(wd[r * n + i])) * e;
           scale += std::fabs(double(wd[r * n + i]) * x[i]);
           diff_seen += double(wd[r * n + i]) * xs[i];
@@ -339,7 +364,8 @@ class TestKernels : public QObject {
         kernels::quantize_activation(t, x.data(), xq.data(), n);
         const void* wr = w.data() + r * kernels::row_bytes(t, n);
         const double g = kernels::dot_row(t, wr, xq.data(), n, kernels::active_simd());
-        const double ex = kernels::dot_row(t, wr, x.data(), n, kernels::active_simd(), Precision::Exact);
+        const double ex =
+            kernels::dot_row(t, wr, x.data(), n, kernels::active_simd(), Precision::Exact);
         double extra = 2e-5 * scale;  // float rounding of both results
         if (vt == TensorType::Q8_1) {
           const auto* xb = reinterpret_cast<const el::BlockQ8_1*>(xq.data());
@@ -355,7 +381,9 @@ class TestKernels : public QObject {
                  qPrintable(QString("%1: %2 vs w.x' %3").arg(tname(t)).arg(g).arg(diff_seen)));
         QVERIFY2(std::fabs(g - ex) <= bound_x + extra,
                  qPrintable(QString("%1: |ggml - exact| = %2 > bound %3")
-                                .arg(tname(t)).arg(std::fabs(g - ex)).arg(bound_x + extra)));
+                                .arg(tname(t))
+                                .arg(std::fabs(g - ex))
+                                .arg(bound_x + extra)));
         if (vt != TensorType::F32) QVERIFY2(g != ex, tname(t));  // rounding really happens
         if (r == 0)
           qInfo("%-5s |ggml - exact| = %.3g, bound %.3g, scale sum|w x| = %.3g", tname(t),

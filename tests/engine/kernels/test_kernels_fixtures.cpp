@@ -29,7 +29,8 @@ std::vector<Simd> levels() {
 }
 
 std::vector<float> expected_values(const char* block) {
-  const auto doc = read_json(QString::fromStdString(shared_path("cases/quant/kquant_expected.json")));
+  const auto doc =
+      read_json(QString::fromStdString(shared_path("cases/quant/kquant_expected.json")));
   std::vector<float> v;
   for (const auto& e : doc.object().value(block).toObject().value("values").toArray())
     v.push_back(static_cast<float>(e.toDouble()));
@@ -104,13 +105,20 @@ void wrong_q8_0(const uint8_t* src, float* y, int64_t n) {
 // Q4_0 0.086. A wrong scale or block layout gives errors of 0.4-1.4 (measured below).
 double rel_bound(TensorType t) {
   switch (t) {
-    case TensorType::F16: return 3e-4;
-    case TensorType::Q8_0: return 0.0065;
-    case TensorType::Q6_K: return 0.022;
-    case TensorType::Q5_K: return 0.045;
-    case TensorType::Q4_0: return 0.10;
-    case TensorType::Q4_K: return 0.085;
-    default: return 0.10;
+    case TensorType::F16:
+      return 3e-4;
+    case TensorType::Q8_0:
+      return 0.0065;
+    case TensorType::Q6_K:
+      return 0.022;
+    case TensorType::Q5_K:
+      return 0.045;
+    case TensorType::Q4_0:
+      return 0.10;
+    case TensorType::Q4_K:
+      return 0.085;
+    default:
+      return 0.10;
   }
 }
 
@@ -127,13 +135,17 @@ class TestKernelsFixtures : public QObject {
  private slots:
   void q4kBlockExpected() {
     MOELAB_REQUIRE_SHARED("cases/quant/q4k_block.bin");
-    const QByteArray raw = read_all(QString::fromStdString(shared_path("cases/quant/q4k_block.bin")));
+    const QByteArray raw =
+        read_all(QString::fromStdString(shared_path("cases/quant/q4k_block.bin")));
     QCOMPARE(raw.size(), 144);
     const auto want = expected_values("q4k_block.bin");
     QCOMPARE(want.size(), size_t{256});
     // the 6-bit scales and mins as the case file lists them
-    const auto obj = read_json(QString::fromStdString(shared_path("cases/quant/kquant_expected.json")))
-                         .object().value("q4k_block.bin").toObject();
+    const auto obj =
+        read_json(QString::fromStdString(shared_path("cases/quant/kquant_expected.json")))
+            .object()
+            .value("q4k_block.bin")
+            .toObject();
     const auto* b = reinterpret_cast<const el::BlockQ4_K*>(raw.constData());
     for (int j = 0; j < 8; ++j) {
       uint8_t sc, m;
@@ -160,13 +172,18 @@ class TestKernelsFixtures : public QObject {
 
   void q6kBlockExpected() {
     MOELAB_REQUIRE_SHARED("cases/quant/q6k_block.bin");
-    const QByteArray raw = read_all(QString::fromStdString(shared_path("cases/quant/q6k_block.bin")));
+    const QByteArray raw =
+        read_all(QString::fromStdString(shared_path("cases/quant/q6k_block.bin")));
     QCOMPARE(raw.size(), 210);
     const auto want = expected_values("q6k_block.bin");
-    const auto obj = read_json(QString::fromStdString(shared_path("cases/quant/kquant_expected.json")))
-                         .object().value("q6k_block.bin").toObject();
+    const auto obj =
+        read_json(QString::fromStdString(shared_path("cases/quant/kquant_expected.json")))
+            .object()
+            .value("q6k_block.bin")
+            .toObject();
     const auto* b = reinterpret_cast<const el::BlockQ6_K*>(raw.constData());
-    for (int j = 0; j < 16; ++j) QCOMPARE(int(b->scales[j]), obj.value("scales").toArray().at(j).toInt());
+    for (int j = 0; j < 16; ++j)
+      QCOMPARE(int(b->scales[j]), obj.value("scales").toArray().at(j).toInt());
     QCOMPARE(el::f16_to_f32(b->d), 0.25f);
     for (Simd s : levels()) {
       const auto got = dequant(TensorType::Q6_K, raw.constData(), 256, s);
@@ -193,16 +210,18 @@ class TestKernelsFixtures : public QObject {
         QCOMPARE(kernels::row_bytes(type, t.ne[0]) * t.n_rows(), t.nbytes);
         std::vector<float> v(t.n_elements());
         for (int64_t r = 0; r < t.n_rows(); ++r)
-          kernels::dequantize_row(type, t.data + r * t.row_bytes(), v.data() + r * t.ne[0], t.ne[0]);
+          kernels::dequantize_row(type, t.data + r * t.row_bytes(), v.data() + r * t.ne[0],
+                                  t.ne[0]);
         for (float x : v) QVERIFY2(std::isfinite(x), name);
         // a file holding the reference block must decode to the reference values
         const char* bin = type == TensorType::Q4_K ? "q4k_block.bin" : "q6k_block.bin";
-        const QByteArray ref = read_all(QString::fromStdString(shared_path(QString("cases/quant/") + bin)));
+        const QByteArray ref =
+            read_all(QString::fromStdString(shared_path(QString("cases/quant/") + bin)));
         if (std::memcmp(t.data, ref.constData(), std::min<size_t>(ref.size(), t.nbytes)) == 0) {
           const auto want = expected_values(bin);
           QVERIFY(mismatches(std::vector<float>(v.begin(), v.begin() + 256), want) == 0);
-          qInfo("%s: tensor '%s' holds %s and decodes to its expected values", name,
-                t.name.c_str(), bin);
+          qInfo("%s: tensor '%s' holds %s and decodes to its expected values", name, t.name.c_str(),
+                bin);
         }
         qInfo("%s: '%s' %s %s decoded, %lld values", name, t.name.c_str(),
               gguf::type_name(t.type).c_str(), t.shape_string().c_str(),
@@ -214,7 +233,8 @@ class TestKernelsFixtures : public QObject {
       bool refused = false;
       try {
         const auto f = gguf::File::open(shared_path(QString("cases/quant/") + name));
-        for (const auto& t : f->tensors()) kernels::row_bytes(static_cast<TensorType>(t.type), t.ne[0]);
+        for (const auto& t : f->tensors())
+          kernels::row_bytes(static_cast<TensorType>(t.type), t.ne[0]);
       } catch (const Error& e) {
         refused = true;
         qInfo("%s refused: %s", name, e.what());
@@ -235,7 +255,8 @@ class TestKernelsFixtures : public QObject {
       QTest::newRow(qPrintable(QString("llama-dense-spm.") + v)) << "llama-dense-spm" << v;
     for (const char* v : {"F16", "Q8_0", "Q4_0"})
       QTest::newRow(qPrintable(QString("mixtral-moe.") + v)) << "mixtral-moe" << v;
-    QTest::newRow("stories260K.F16") << "stories260K" << "F16";
+    QTest::newRow("stories260K.F16") << "stories260K"
+                                     << "F16";
   }
   void fixtureWeightsVsF32() {
     QFETCH(QString, model);
@@ -254,7 +275,8 @@ class TestKernelsFixtures : public QObject {
       const auto* rv = reinterpret_cast<const float*>(r->data);
       std::vector<float> v(t.n_elements());
       for (int64_t row = 0; row < t.n_rows(); ++row)
-        kernels::dequantize_row(type, t.data + row * t.row_bytes(), v.data() + row * t.ne[0], t.ne[0]);
+        kernels::dequantize_row(type, t.data + row * t.row_bytes(), v.data() + row * t.ne[0],
+                                t.ne[0]);
       Err& e = err[type];
       for (int64_t i = 0; i < t.n_elements(); ++i) {
         e.se += double(v[i] - rv[i]) * (v[i] - rv[i]);
@@ -281,8 +303,9 @@ class TestKernelsFixtures : public QObject {
       qInfo("%s.%s: %-5s %lld tensors, relative RMS error %.5f (bound %.4f)%s", qPrintable(model),
             qPrintable(variant), gguf::type_name(uint32_t(type)).c_str(),
             static_cast<long long>(e.tensors), e.rel(), bound,
-            broken.count(type) ? qPrintable(QString(", broken decoder %1").arg(broken.at(type).rel(), 0, 'f', 3))
-                               : "");
+            broken.count(type)
+                ? qPrintable(QString(", broken decoder %1").arg(broken.at(type).rel(), 0, 'f', 3))
+                : "");
       QVERIFY2(e.rel() <= bound, gguf::type_name(uint32_t(type)).c_str());
       if (broken.count(type)) QVERIFY(broken.at(type).rel() > 3 * bound);
     }

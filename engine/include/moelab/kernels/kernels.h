@@ -49,8 +49,7 @@ void matvec(gguf::TensorType type, const void* w, int64_t n_in, int64_t n_out, c
 /// Y[t, r] = sum_i W[r, i] * X[t, i] (Y = X · Wᵀ), for prefill.
 ///   W: type [n_in, n_out]; X: F32 [n_tokens, n_in] row-major; Y: F32 [n_tokens, n_out].
 void matmul(gguf::TensorType type, const void* w, int64_t n_in, int64_t n_out, const float* x,
-            int64_t n_tokens, float* y, ThreadPool* pool,
-            Precision p = Precision::GgmlCompatible);
+            int64_t n_tokens, float* y, ThreadPool* pool, Precision p = Precision::GgmlCompatible);
 
 // ---- Extensions (added by the kernels implementation; the functions above are unchanged) ----
 
