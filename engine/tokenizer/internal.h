@@ -21,6 +21,8 @@ struct Tokenizer::Vocab {
   /// Tokens matched in raw text before tokenization (control, user-defined, unknown), longest
   /// text first (ties: lower id first).
   std::vector<int32_t> special;
+  /// `special` grouped by first byte (same order inside each group).
+  std::vector<int32_t> special_by_byte[256];
   std::unordered_set<int32_t> eog;
   /// SPM: id of <0xNN> for each byte (-1 when absent).
   int32_t byte_token[256];

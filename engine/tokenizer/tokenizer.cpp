@@ -323,6 +323,9 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const gguf::File& f) {
   std::stable_sort(v->special.begin(), v->special.end(),
                    [&](int32_t a, int32_t b) { return v->text[a].size() > v->text[b].size(); });
 
+  for (int32_t id : v->special)
+    v->special_by_byte[static_cast<uint8_t>(v->text[id][0])].push_back(id);
+
   // SPM byte fallback tokens <0xNN>.
   for (int b = 0; b < 256; ++b) {
     char buf[8];
@@ -384,11 +387,20 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, const EncodeOption
   std::vector<Frag> frags;
   if (!text.empty()) frags.push_back({0, text.size(), -1});
   if (!text.empty()) {
+    // One scan: which special tokens occur at all (grouped by first byte).
+    std::unordered_set<int32_t> seen;
+    for (size_t i = 0; i < text.size(); ++i) {
+      for (int32_t id : v.special_by_byte[static_cast<uint8_t>(text[i])]) {
+        if (seen.count(id)) continue;
+        const std::string& s = v.text[id];
+        if (text.compare(i, s.size(), s) == 0) seen.insert(id);
+      }
+    }
     std::vector<int32_t> present;
     for (int32_t id : v.special) {
       const uint32_t a = v.attr[id];
       if (!opts.parse_special && (a & (kAttrControl | kAttrUnknown))) continue;
-      if (text.find(v.text[id]) != std::string_view::npos) present.push_back(id);
+      if (seen.count(id)) present.push_back(id);
     }
     for (int32_t id : present) {
       const std::string& s = v.text[id];
