@@ -11,11 +11,12 @@
 // Cost: linear in the text for the regex passes (the patterns have bounded backtracking) and
 // O(m log m) per word of m characters for the merges.
 //
-// llama.cpp compatibility: llama.cpp runs the GPT-2 and Llama-3 patterns with hand-written
-// splitters that use real Unicode categories (mode kUnicode here). Every other pattern that uses
-// \p{L}, \p{N} or \p{P} runs through std::regex on a "collapsed" text in which each non-ASCII
-// code point is replaced by a marker of its category, and a code point that is not a letter,
-// number, punctuation or whitespace (marks, symbols such as emoji, ...) counts as a LETTER.
+// llama.cpp compatibility: llama.cpp runs the GPT-2, Llama-3 and (in later versions) Qwen2
+// patterns with hand-written splitters that use real Unicode categories (mode kUnicode here;
+// Qwen2 also uses it, as Hugging Face tokenizers and current llama.cpp do). Every other pattern
+// that uses \p{L}, \p{N} or \p{P} runs through std::regex on a "collapsed" text in which each
+// non-ASCII code point is replaced by a marker of its category, and a code point that is not a
+// letter, number, punctuation or whitespace (marks, symbols such as emoji, ...) counts as a LETTER.
 // Mode kCollapsed reproduces that: non-ASCII code points are replaced by a representative code
 // point of the category llama.cpp gives them before PCRE2 matches (whitespace -> U+000B,
 // number -> U+0660, punctuation -> U+00A1, everything else -> U+00C0). Patterns without
@@ -112,8 +113,7 @@ const std::vector<PreSpec>& pre_table() {
        {{R"([\p{P}\$\+<=>\^~\|`]+)", Mode::kCollapsed},
         {kGpt2, Mode::kUnicode},
         {"[0-9][0-9][0-9]", Mode::kWide}}},
-      {{"qwen2", "deepseek-r1-qwen", "stablelm2", "megrez", "hunyuan"},
-       {{kQwen2, Mode::kCollapsed}}},
+      {{"qwen2", "deepseek-r1-qwen", "stablelm2", "megrez", "hunyuan"}, {{kQwen2, Mode::kUnicode}}},
       {{"deepseek-llm"},
        {{"[\r\n]", Mode::kWide},
         {kDeepseekLetters, Mode::kWide},
