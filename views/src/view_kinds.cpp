@@ -40,6 +40,7 @@ HeatmapView routing_top_expert_view(const RoutingGrid& g) {
   v.x_label = "token";
   v.y_label = "layer";
   v.value_unit = "expert id";
+  v.x_ticks = g.token_text;
   return v;
 }
 
@@ -58,6 +59,7 @@ HeatmapView routing_active_count_view(const RoutingGrid& g) {
   v.x_label = "token";
   v.y_label = "layer";
   v.value_unit = "experts";
+  v.x_ticks = g.token_text;
   return v;
 }
 
@@ -93,6 +95,8 @@ HeatmapView attention_view(const AttentionMap& a, bool log_scale) {
   v.x_label = "key token";
   v.y_label = "query token";
   v.value_unit = "attention probability";
+  v.x_ticks = a.key_text;
+  v.y_ticks = a.query_text;
   return v;
 }
 

@@ -20,6 +20,8 @@ namespace {
 
 constexpr const char* kValidationLayer = "VK_LAYER_KHRONOS_validation";
 constexpr VkFormat kTargetFormat = VK_FORMAT_R8G8B8A8_UNORM;  // never the SRGB formats
+// Uniform slots: one per frame a window may have in flight (QVulkanWindow: up to 3) + offscreen.
+constexpr int kUniformSlots = 4;
 
 // Mirrors shaders/heatmap_common.glsl (std140).
 struct HeatmapUniforms {
@@ -89,6 +91,9 @@ struct VulkanHeatmapRenderer::Impl {
   VkPipelineLayout pipeline_layout = VK_NULL_HANDLE;
   VkRenderPass render_pass = VK_NULL_HANDLE;
   VkPipeline pipeline = VK_NULL_HANDLE;
+  VkPipeline window_pipeline = VK_NULL_HANDLE;  // for an attached (window) render pass
+  bool owns_device = true;
+  VkDeviceSize slot_stride = 256;
   VkDescriptorPool global_pool = VK_NULL_HANDLE;
   VkDescriptorPool tile_pool = VK_NULL_HANDLE;
   std::array<Image, 3> luts;  // indexed by Colormap
@@ -326,7 +331,11 @@ struct VulkanHeatmapRenderer::Impl {
     di.pQueueCreateInfos = &qi;
     check(vkCreateDevice(physical, &di, nullptr, &device), "vkCreateDevice");
     vkGetDeviceQueue(device, queue_family, 0, &queue);
+    create_device_objects();
+  }
 
+  // Command pool, fence, sampler: on our own device or on a window's.
+  void create_device_objects() {
     VkCommandPoolCreateInfo pi{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
     pi.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
     pi.queueFamilyIndex = queue_family;
@@ -361,7 +370,7 @@ struct VulkanHeatmapRenderer::Impl {
     // set 0: uniforms + colormap lookup; set 1: one tile of cells.
     VkDescriptorSetLayoutBinding g[2]{};
     g[0].binding = 0;
-    g[0].descriptorType = VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER;
+    g[0].descriptorType = VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER_DYNAMIC;
     g[0].descriptorCount = 1;
     g[0].stageFlags = VK_SHADER_STAGE_VERTEX_BIT | VK_SHADER_STAGE_FRAGMENT_BIT;
     g[1].binding = 1;
@@ -427,6 +436,10 @@ struct VulkanHeatmapRenderer::Impl {
     rpi.pDependencies = deps;
     check(vkCreateRenderPass(device, &rpi, nullptr, &render_pass), "vkCreateRenderPass");
 
+    pipeline = make_pipeline(render_pass);
+  }
+
+  VkPipeline make_pipeline(VkRenderPass pass) {
     VkShaderModule vs = make_module(k_heatmap_vert_spv, std::size(k_heatmap_vert_spv));
     VkShaderModule fs = make_module(k_heatmap_frag_spv, std::size(k_heatmap_frag_spv));
     VkPipelineShaderStageCreateInfo stages[2]{};
@@ -474,19 +487,81 @@ struct VulkanHeatmapRenderer::Impl {
     gi.pRasterizationState = &rs;
     gi.pMultisampleState = &ms;
     gi.pColorBlendState = &cbs;
+    // No depth test or write: needed when the (window) render pass has a depth attachment.
+    VkPipelineDepthStencilStateCreateInfo dss{
+        VK_STRUCTURE_TYPE_PIPELINE_DEPTH_STENCIL_STATE_CREATE_INFO};
+    dss.depthCompareOp = VK_COMPARE_OP_ALWAYS;
+    gi.pDepthStencilState = &dss;
     gi.pDynamicState = &ds;
     gi.layout = pipeline_layout;
-    gi.renderPass = render_pass;
-    const VkResult r =
-        vkCreateGraphicsPipelines(device, VK_NULL_HANDLE, 1, &gi, nullptr, &pipeline);
+    gi.renderPass = pass;
+    VkPipeline out = VK_NULL_HANDLE;
+    const VkResult r = vkCreateGraphicsPipelines(device, VK_NULL_HANDLE, 1, &gi, nullptr, &out);
     vkDestroyShaderModule(device, vs, nullptr);
     vkDestroyShaderModule(device, fs, nullptr);
     check(r, "vkCreateGraphicsPipelines");
+    return out;
+  }
+
+  // Writes the uniforms of one draw into `slot`. offset_px: framebuffer position of the
+  // viewport's top-left corner (gl_FragCoord is framebuffer-absolute).
+  void write_uniforms(int slot, const ColorScale& scale, const ViewTransform& view, int width,
+                      int height, glm::vec2 offset_px) {
+    const ScaleParams p = scale_params(scale);
+    HeatmapUniforms u{};
+    // viewport pixel -> NDC: x' = 2x/W - 1, y' = 2y/H - 1 (Vulkan's y points down, like ours).
+    glm::mat4 ndc(1.0f);
+    ndc[0][0] = 2.0f / static_cast<float>(width);
+    ndc[1][1] = 2.0f / static_cast<float>(height);
+    ndc[3][0] = -1.0f;
+    ndc[3][1] = -1.0f;
+    u.data_to_ndc = ndc * view.view_matrix();
+    glm::mat4 unshift(1.0f);
+    unshift[3][0] = -offset_px.x;
+    unshift[3][1] = -offset_px.y;
+    u.pixel_to_data = view.pixel_to_data() * unshift;
+    u.scale = {p.offset, p.mul, p.log ? 1.0f : 0.0f, p.categorical ? 1.0f : 0.0f};
+    u.masked = glm::vec4(scale.masked.r, scale.masked.g, scale.masked.b, scale.masked.a) / 255.0f;
+    u.map_size = {cols, rows, p.lut_size, 0};
+    std::memcpy(static_cast<uint8_t*>(uniforms.mapped) + slot * slot_stride, &u, sizeof(u));
+  }
+
+  // Records the tile draws into `c`, inside a render pass compatible with `pipe`.
+  void record_draws(VkCommandBuffer c, VkPipeline pipe, int slot, const ColorScale& scale,
+                    VkRect2D area) {
+    if (tiles.empty()) return;
+    vkCmdBindPipeline(c, VK_PIPELINE_BIND_POINT_GRAPHICS, pipe);
+    VkViewport vp{static_cast<float>(area.offset.x),
+                  static_cast<float>(area.offset.y),
+                  static_cast<float>(area.extent.width),
+                  static_cast<float>(area.extent.height),
+                  0,
+                  1};
+    vkCmdSetViewport(c, 0, 1, &vp);
+    vkCmdSetScissor(c, 0, 1, &area);
+    const uint32_t dyn = static_cast<uint32_t>(slot * slot_stride);
+    vkCmdBindDescriptorSets(c, VK_PIPELINE_BIND_POINT_GRAPHICS, pipeline_layout, 0, 1,
+                            &global_sets[static_cast<int>(scale.map)], 1, &dyn);
+    for (const Tile& t : tiles) {
+      // The quad is the tile grown by one cell on every side: a pixel whose centre falls in
+      // the tile's cells is always covered; the fragment shader discards foreign cells.
+      TilePush push{{t.x - 1.0f, t.y - 1.0f, t.x + t.w + 1.0f, t.y + t.h + 1.0f},
+                    {t.x, t.y, t.w, t.h}};
+      vkCmdBindDescriptorSets(c, VK_PIPELINE_BIND_POINT_GRAPHICS, pipeline_layout, 1, 1, &t.set, 0,
+                              nullptr);
+      vkCmdPushConstants(c, pipeline_layout,
+                         VK_SHADER_STAGE_VERTEX_BIT | VK_SHADER_STAGE_FRAGMENT_BIT, 0, sizeof(push),
+                         &push);
+      vkCmdDraw(c, 6, 1, 0, 0);
+    }
   }
 
   void create_globals() {
-    uniforms = make_buffer(sizeof(HeatmapUniforms), VK_BUFFER_USAGE_UNIFORM_BUFFER_BIT);
-    VkDescriptorPoolSize sizes[2] = {{VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER, 3},
+    const VkDeviceSize align =
+        std::max<VkDeviceSize>(props.limits.minUniformBufferOffsetAlignment, 16);
+    slot_stride = (sizeof(HeatmapUniforms) + align - 1) / align * align;
+    uniforms = make_buffer(slot_stride * kUniformSlots, VK_BUFFER_USAGE_UNIFORM_BUFFER_BIT);
+    VkDescriptorPoolSize sizes[2] = {{VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER_DYNAMIC, 3},
                                      {VK_DESCRIPTOR_TYPE_COMBINED_IMAGE_SAMPLER, 3}};
     VkDescriptorPoolCreateInfo pi{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
     pi.maxSets = 3;
@@ -510,7 +585,7 @@ struct VulkanHeatmapRenderer::Impl {
       w[0].dstSet = w[1].dstSet = global_sets[m];
       w[0].dstBinding = 0;
       w[0].descriptorCount = 1;
-      w[0].descriptorType = VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER;
+      w[0].descriptorType = VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER_DYNAMIC;
       w[0].pBufferInfo = &bi;
       w[1].dstBinding = 1;
       w[1].descriptorCount = 1;
@@ -563,6 +638,7 @@ struct VulkanHeatmapRenderer::Impl {
       free_buffer(uniforms);
       if (global_pool) vkDestroyDescriptorPool(device, global_pool, nullptr);
       if (pipeline) vkDestroyPipeline(device, pipeline, nullptr);
+      if (window_pipeline) vkDestroyPipeline(device, window_pipeline, nullptr);
       if (render_pass) vkDestroyRenderPass(device, render_pass, nullptr);
       if (pipeline_layout) vkDestroyPipelineLayout(device, pipeline_layout, nullptr);
       if (tile_layout) vkDestroyDescriptorSetLayout(device, tile_layout, nullptr);
@@ -570,10 +646,10 @@ struct VulkanHeatmapRenderer::Impl {
       if (sampler) vkDestroySampler(device, sampler, nullptr);
       if (fence) vkDestroyFence(device, fence, nullptr);
       if (pool) vkDestroyCommandPool(device, pool, nullptr);
-      vkDestroyDevice(device, nullptr);
+      if (owns_device) vkDestroyDevice(device, nullptr);
       device = VK_NULL_HANDLE;
     }
-    if (instance) {
+    if (instance && owns_device) {
       if (messenger) {
         auto destroy_messenger = reinterpret_cast<PFN_vkDestroyDebugUtilsMessengerEXT>(
             vkGetInstanceProcAddr(instance, "vkDestroyDebugUtilsMessengerEXT"));
@@ -684,20 +760,7 @@ QImage VulkanHeatmapRenderer::render(const ColorScale& scale, const ViewTransfor
     throw Error(ErrorKind::BadInput, "heatmap: image larger than the device's framebuffer");
   d.ensure_target(width, height);
 
-  const ScaleParams p = scale_params(scale);
-  HeatmapUniforms u{};
-  // pixel -> NDC: x' = 2x/W - 1, y' = 2y/H - 1 (Vulkan's y points down, like ours).
-  glm::mat4 ndc(1.0f);
-  ndc[0][0] = 2.0f / static_cast<float>(width);
-  ndc[1][1] = 2.0f / static_cast<float>(height);
-  ndc[3][0] = -1.0f;
-  ndc[3][1] = -1.0f;
-  u.data_to_ndc = ndc * view.view_matrix();
-  u.pixel_to_data = view.pixel_to_data();
-  u.scale = {p.offset, p.mul, p.log ? 1.0f : 0.0f, p.categorical ? 1.0f : 0.0f};
-  u.masked = glm::vec4(scale.masked.r, scale.masked.g, scale.masked.b, scale.masked.a) / 255.0f;
-  u.map_size = {d.cols, d.rows, p.lut_size, 0};
-  std::memcpy(d.uniforms.mapped, &u, sizeof(u));
+  d.write_uniforms(0, scale, view, width, height, {0.0f, 0.0f});
 
   d.begin();
   VkClearValue clear{};
@@ -712,26 +775,7 @@ QImage VulkanHeatmapRenderer::render(const ColorScale& scale, const ViewTransfor
   rb.clearValueCount = 1;
   rb.pClearValues = &clear;
   vkCmdBeginRenderPass(d.cmd, &rb, VK_SUBPASS_CONTENTS_INLINE);
-  if (!d.tiles.empty()) {
-    vkCmdBindPipeline(d.cmd, VK_PIPELINE_BIND_POINT_GRAPHICS, d.pipeline);
-    VkViewport vp{0, 0, static_cast<float>(width), static_cast<float>(height), 0, 1};
-    vkCmdSetViewport(d.cmd, 0, 1, &vp);
-    vkCmdSetScissor(d.cmd, 0, 1, &rb.renderArea);
-    vkCmdBindDescriptorSets(d.cmd, VK_PIPELINE_BIND_POINT_GRAPHICS, d.pipeline_layout, 0, 1,
-                            &d.global_sets[static_cast<int>(scale.map)], 0, nullptr);
-    for (const Tile& t : d.tiles) {
-      // The quad is the tile grown by one cell on every side: a pixel whose centre falls in
-      // the tile's cells is always covered; the fragment shader discards foreign cells.
-      TilePush push{{t.x - 1.0f, t.y - 1.0f, t.x + t.w + 1.0f, t.y + t.h + 1.0f},
-                    {t.x, t.y, t.w, t.h}};
-      vkCmdBindDescriptorSets(d.cmd, VK_PIPELINE_BIND_POINT_GRAPHICS, d.pipeline_layout, 1, 1,
-                              &t.set, 0, nullptr);
-      vkCmdPushConstants(d.cmd, d.pipeline_layout,
-                         VK_SHADER_STAGE_VERTEX_BIT | VK_SHADER_STAGE_FRAGMENT_BIT, 0, sizeof(push),
-                         &push);
-      vkCmdDraw(d.cmd, 6, 1, 0, 0);
-    }
-  }
+  d.record_draws(d.cmd, d.pipeline, 0, scale, rb.renderArea);
   vkCmdEndRenderPass(d.cmd);
   VkBufferImageCopy region{};
   region.imageSubresource = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 0, 1};
@@ -754,6 +798,51 @@ QImage VulkanHeatmapRenderer::render(const ColorScale& scale, const ViewTransfor
     std::memcpy(img.scanLine(y), src + static_cast<size_t>(y) * width * 4,
                 static_cast<size_t>(width) * 4);
   return img;
+}
+
+std::unique_ptr<VulkanHeatmapRenderer> VulkanHeatmapRenderer::create_on_device(
+    const ExternalDevice& ext, const VulkanOptions& options, std::string* why_not) {
+  auto impl = std::make_unique<Impl>();
+  impl->owns_device = false;
+  impl->max_tile_option = options.max_tile;
+  impl->instance = static_cast<VkInstance>(ext.instance);
+  impl->physical = static_cast<VkPhysicalDevice>(ext.physical_device);
+  impl->device = static_cast<VkDevice>(ext.device);
+  impl->queue_family = ext.queue_family;
+  impl->queue = static_cast<VkQueue>(ext.queue);
+  try {
+    vkGetPhysicalDeviceProperties(impl->physical, &impl->props);
+    vkGetPhysicalDeviceMemoryProperties(impl->physical, &impl->mem_props);
+    impl->create_device_objects();
+    impl->create_pipeline();
+    impl->create_globals();
+  } catch (const Error& e) {
+    if (why_not) *why_not = e.detail();
+    return nullptr;
+  }
+  return std::unique_ptr<VulkanHeatmapRenderer>(new VulkanHeatmapRenderer(std::move(impl)));
+}
+
+void VulkanHeatmapRenderer::attach_render_pass(void* render_pass) {
+  Impl& d = *impl_;
+  vkDeviceWaitIdle(d.device);
+  if (d.window_pipeline) vkDestroyPipeline(d.device, d.window_pipeline, nullptr);
+  d.window_pipeline = VK_NULL_HANDLE;
+  if (render_pass) d.window_pipeline = d.make_pipeline(static_cast<VkRenderPass>(render_pass));
+}
+
+void VulkanHeatmapRenderer::record(void* command_buffer, int slot, int x, int y, int width,
+                                   int height, const ColorScale& scale, const ViewTransform& view) {
+  Impl& d = *impl_;
+  if (!d.window_pipeline)
+    throw Error(ErrorKind::Internal, "heatmap: record() before attach_render_pass()");
+  if (width <= 0 || height <= 0) return;
+  slot = 1 + slot % (kUniformSlots - 1);  // slot 0 belongs to offscreen render()
+  d.write_uniforms(slot, scale, view, width, height,
+                   {static_cast<float>(x), static_cast<float>(y)});
+  VkRect2D area{{x, y}, {static_cast<uint32_t>(width), static_cast<uint32_t>(height)}};
+  d.record_draws(static_cast<VkCommandBuffer>(command_buffer), d.window_pipeline, slot, scale,
+                 area);
 }
 
 std::string VulkanHeatmapRenderer::device_name() const {

@@ -12,7 +12,9 @@ struct HeatmapView {
   std::string title;
   std::string x_label;
   std::string y_label;
-  std::string value_unit;  // legend
+  std::string value_unit;            // legend
+  std::vector<std::string> x_ticks;  // one label per column (token text), may be empty
+  std::vector<std::string> y_ticks;  // one label per row, may be empty
 };
 
 /// Rows = layers, columns = tokens, value = top expert id (categorical; -1 -> masked).

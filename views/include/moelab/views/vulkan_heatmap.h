@@ -33,12 +33,27 @@ struct ValidationCounts {
   std::string last_message;
 };
 
+/// A device created by someone else (a QVulkanWindow): handles as void* (VkInstance,
+/// VkPhysicalDevice, VkDevice, VkQueue) so this header needs no Vulkan include.
+struct ExternalDevice {
+  void* instance = nullptr;
+  void* physical_device = nullptr;
+  void* device = nullptr;
+  uint32_t queue_family = 0;
+  void* queue = nullptr;
+};
+
 class VulkanHeatmapRenderer {
  public:
   /// Creates instance, device and pipelines. Returns nullptr and sets *why_not when no usable
   /// Vulkan device exists (no loader/ICD, no graphics queue, shader or pipeline failure).
   static std::unique_ptr<VulkanHeatmapRenderer> create(const VulkanOptions& options,
                                                        std::string* why_not);
+  /// Renderer on a window's device (not destroyed with the renderer). Uploads wait for the
+  /// queue to go idle; render() still works offscreen on that device.
+  static std::unique_ptr<VulkanHeatmapRenderer> create_on_device(const ExternalDevice& device,
+                                                                 const VulkanOptions& options,
+                                                                 std::string* why_not);
   ~VulkanHeatmapRenderer();
   VulkanHeatmapRenderer(const VulkanHeatmapRenderer&) = delete;
   VulkanHeatmapRenderer& operator=(const VulkanHeatmapRenderer&) = delete;
@@ -47,6 +62,15 @@ class VulkanHeatmapRenderer {
   void set_data(const Heatmap& map);
   /// Draws the current map into a width x height image and reads it back (Format_RGBA8888).
   QImage render(const ColorScale& scale, const ViewTransform& view, int width, int height);
+
+  /// Creates the pipeline for a window's render pass (subpass 0, 1 sample; colour attachment
+  /// 0, any depth attachment is ignored). nullptr releases it. Waits for the device to idle.
+  void attach_render_pass(void* render_pass);
+  /// Records the map into `command_buffer` (a VkCommandBuffer inside that render pass), in the
+  /// framebuffer rectangle (x, y, width, height); pixels outside the map are left untouched.
+  /// slot: the window's current frame index (uniforms are kept per frame in flight).
+  void record(void* command_buffer, int slot, int x, int y, int width, int height,
+              const ColorScale& scale, const ViewTransform& view);
 
   std::string device_name() const;
   int max_image_dimension() const;

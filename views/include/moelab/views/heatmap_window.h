@@ -1,0 +1,69 @@
+// A QVulkanWindow showing one heatmap view with Dear ImGui overlays (title, axis labels and
+// ticks, legend with units, hover tooltip). Embed it in widgets with
+// QWidget::createWindowContainer. Mouse: drag pans, wheel zooms about the cursor.
+//
+// The window needs a QVulkanInstance (setVulkanInstance) that was created before show(); the
+// heatmap itself is drawn by VulkanHeatmapRenderer on the window's device.
+#pragma once
+
+#include <vulkan/vulkan.h>  // before Qt's Vulkan headers (they define VK_NO_PROTOTYPES)
+
+#include <QString>
+#include <QVulkanWindow>
+#include <memory>
+
+#include "moelab/views/view_kinds.h"
+
+namespace moelab::views {
+
+class HeatmapWindowRenderer;
+
+class HeatmapWindow : public QVulkanWindow {
+  Q_OBJECT
+ public:
+  explicit HeatmapWindow(QWindow* parent = nullptr);
+  ~HeatmapWindow() override;
+
+  /// Shows `view` (uploaded on the next frame); resets pan/zoom to fit the plot area.
+  void set_view(HeatmapView view);
+  const HeatmapView& view() const { return view_; }
+  ViewTransform& transform() { return transform_; }
+
+  /// Plot rectangle (heatmap area) in window pixels: margins hold axes and the legend.
+  QRect plot_rect() const;
+  /// Text of the hover tooltip drawn in the last frame (empty: none).
+  const QString& hover_text() const { return hover_text_; }
+  /// Number of token-text tick labels drawn on the x axis in the last frame (0 when the zoom is
+  /// too small for token text and indices are shown instead).
+  int token_labels_drawn() const { return token_labels_; }
+  int frames_drawn() const { return frames_; }
+
+  QVulkanWindowRenderer* createRenderer() override;
+
+ signals:
+  void frameDrawn();
+
+ protected:
+  void mouseMoveEvent(QMouseEvent* e) override;
+  void mousePressEvent(QMouseEvent* e) override;
+  void mouseReleaseEvent(QMouseEvent* e) override;
+  void wheelEvent(QWheelEvent* e) override;
+  void resizeEvent(QResizeEvent* e) override;
+
+ private:
+  friend class HeatmapWindowRenderer;
+  HeatmapView view_;
+  ViewTransform transform_;
+  bool data_dirty_ = true;
+  bool fit_pending_ = true;
+  QPointF mouse_{-1, -1};
+  bool mouse_down_[3] = {false, false, false};
+  float wheel_ = 0.0f;
+  bool dragging_ = false;
+  QPointF drag_from_;
+  QString hover_text_;
+  int token_labels_ = 0;
+  int frames_ = 0;
+};
+
+}  // namespace moelab::views

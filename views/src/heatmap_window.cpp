@@ -1,0 +1,388 @@
+#include "moelab/views/heatmap_window.h"
+
+#include <backends/imgui_impl_vulkan.h>
+#include <imgui.h>
+
+#include <QElapsedTimer>
+#include <QMouseEvent>
+#include <QVulkanFunctions>
+#include <QWheelEvent>
+#include <algorithm>
+#include <cmath>
+
+#include "moelab/core/log.h"
+#include "moelab/views/vulkan_heatmap.h"
+
+namespace moelab::views {
+namespace {
+
+// Margins of the plot area (pixels): room for title, ticks, axis labels and the legend.
+constexpr int kLeft = 70, kTop = 40, kRight = 190, kBottom = 46;
+// Pixels per column needed before tick labels show token text instead of indices.
+constexpr float kTokenTextZoom = 36.0f;
+
+ImU32 to_imgui(Rgba8 c) {
+  return IM_COL32(c.r, c.g, c.b, c.a);
+}
+
+std::string format_value(float v) {
+  if (std::isnan(v)) return "masked";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, std::fabs(v) >= 1e-3f || v == 0.0f ? "%.4g" : "%.3e",
+                static_cast<double>(v));
+  return buf;
+}
+
+}  // namespace
+
+// Draws one frame: heatmap in the plot rectangle, then the ImGui overlay on top.
+class HeatmapWindowRenderer : public QVulkanWindowRenderer {
+ public:
+  explicit HeatmapWindowRenderer(HeatmapWindow* w) : w_(w) {}
+
+  void initResources() override {
+    QVulkanInstance* inst = w_->vulkanInstance();
+    ExternalDevice ext{inst->vkInstance(), w_->physicalDevice(), w_->device(),
+                       w_->graphicsQueueFamilyIndex(), w_->graphicsQueue()};
+    std::string why;
+    heatmap_ = VulkanHeatmapRenderer::create_on_device(ext, {}, &why);
+    if (!heatmap_) log_warning("views: heatmap renderer failed on the window device: " + why);
+    w_->data_dirty_ = true;
+
+    ctx_ = ImGui::CreateContext();
+    ImGui::SetCurrentContext(ctx_);
+    ImGui::GetIO().IniFilename = nullptr;  // no imgui.ini next to the researcher's files
+    ImGui::StyleColorsDark();
+    VkDescriptorPoolSize size{VK_DESCRIPTOR_TYPE_COMBINED_IMAGE_SAMPLER, 16};
+    VkDescriptorPoolCreateInfo pi{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
+    pi.flags = VK_DESCRIPTOR_POOL_CREATE_FREE_DESCRIPTOR_SET_BIT;
+    pi.maxSets = 16;
+    pi.poolSizeCount = 1;
+    pi.pPoolSizes = &size;
+    vkCreateDescriptorPool(w_->device(), &pi, nullptr, &imgui_pool_);
+    ImGui_ImplVulkan_InitInfo info{};
+    info.Instance = inst->vkInstance();
+    info.PhysicalDevice = w_->physicalDevice();
+    info.Device = w_->device();
+    info.QueueFamily = w_->graphicsQueueFamilyIndex();
+    info.Queue = w_->graphicsQueue();
+    info.DescriptorPool = imgui_pool_;
+    info.MinImageCount = 2;
+    info.ImageCount = static_cast<uint32_t>(std::max(2, w_->concurrentFrameCount()));
+    info.MSAASamples = VK_SAMPLE_COUNT_1_BIT;
+    ImGui_ImplVulkan_Init(&info, w_->defaultRenderPass());
+    upload_fonts();
+    timer_.start();
+  }
+
+  void initSwapChainResources() override {
+    if (heatmap_) heatmap_->attach_render_pass(w_->defaultRenderPass());
+  }
+  void releaseSwapChainResources() override {}
+
+  void releaseResources() override {
+    vkDeviceWaitIdle(w_->device());
+    ImGui::SetCurrentContext(ctx_);
+    ImGui_ImplVulkan_Shutdown();
+    ImGui::DestroyContext(ctx_);
+    ctx_ = nullptr;
+    vkDestroyDescriptorPool(w_->device(), imgui_pool_, nullptr);
+    imgui_pool_ = VK_NULL_HANDLE;
+    heatmap_.reset();
+  }
+
+  void startNextFrame() override {
+    ImGui::SetCurrentContext(ctx_);
+    const QSize sz = w_->swapChainImageSize();
+    const QRect plot = w_->plot_rect();
+    HeatmapView& v = w_->view_;
+    if (heatmap_ && w_->data_dirty_) {
+      heatmap_->set_data(v.map);
+      w_->data_dirty_ = false;
+    }
+    if (w_->fit_pending_ && plot.width() > 0 && plot.height() > 0) {
+      w_->transform_ = ViewTransform::fit(v.map.rows, v.map.cols, plot.width(), plot.height());
+      w_->fit_pending_ = false;
+    }
+
+    // Qt input -> ImGui (1.86 IO fields).
+    ImGuiIO& io = ImGui::GetIO();
+    io.DisplaySize = ImVec2(static_cast<float>(sz.width()), static_cast<float>(sz.height()));
+    io.DeltaTime = std::max(1e-4f, static_cast<float>(timer_.restart()) / 1000.0f);
+    const qreal dpr = w_->devicePixelRatio();
+    io.MousePos = w_->mouse_.x() < 0 ? ImVec2(-FLT_MAX, -FLT_MAX)
+                                     : ImVec2(static_cast<float>(w_->mouse_.x() * dpr),
+                                              static_cast<float>(w_->mouse_.y() * dpr));
+    for (int i = 0; i < 3; ++i) io.MouseDown[i] = w_->mouse_down_[i];
+    io.MouseWheel = w_->wheel_;
+    w_->wheel_ = 0.0f;
+
+    ImGui_ImplVulkan_NewFrame();
+    ImGui::NewFrame();
+    draw_overlay(plot);
+    ImGui::Render();
+
+    VkCommandBuffer cb = w_->currentCommandBuffer();
+    VkClearValue clear[2]{};
+    clear[0].color = {{0.11f, 0.11f, 0.12f, 1.0f}};
+    clear[1].depthStencil = {1.0f, 0};
+    VkRenderPassBeginInfo rb{VK_STRUCTURE_TYPE_RENDER_PASS_BEGIN_INFO};
+    rb.renderPass = w_->defaultRenderPass();
+    rb.framebuffer = w_->currentFramebuffer();
+    rb.renderArea.extent = {static_cast<uint32_t>(sz.width()), static_cast<uint32_t>(sz.height())};
+    rb.clearValueCount = w_->sampleCountFlagBits() > VK_SAMPLE_COUNT_1_BIT ? 3 : 2;
+    rb.pClearValues = clear;
+    vkCmdBeginRenderPass(cb, &rb, VK_SUBPASS_CONTENTS_INLINE);
+    if (heatmap_ && plot.width() > 0 && plot.height() > 0)
+      heatmap_->record(cb, w_->currentFrame(), plot.x(), plot.y(), plot.width(), plot.height(),
+                       v.scale, w_->transform_);
+    ImGui_ImplVulkan_RenderDrawData(ImGui::GetDrawData(), cb);
+    vkCmdEndRenderPass(cb);
+    w_->frameReady();
+    ++w_->frames_;
+    emit w_->frameDrawn();
+    if (w_->frames_ < 4) w_->requestUpdate();  // ImGui settles its layout over a few frames
+  }
+
+ private:
+  void upload_fonts() {
+    VkCommandPoolCreateInfo pi{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
+    pi.queueFamilyIndex = w_->graphicsQueueFamilyIndex();
+    VkCommandPool pool;
+    vkCreateCommandPool(w_->device(), &pi, nullptr, &pool);
+    VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
+    ai.commandPool = pool;
+    ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+    ai.commandBufferCount = 1;
+    VkCommandBuffer cb;
+    vkAllocateCommandBuffers(w_->device(), &ai, &cb);
+    VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+    bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+    vkBeginCommandBuffer(cb, &bi);
+    ImGui_ImplVulkan_CreateFontsTexture(cb);
+    vkEndCommandBuffer(cb);
+    VkSubmitInfo si{VK_STRUCTURE_TYPE_SUBMIT_INFO};
+    si.commandBufferCount = 1;
+    si.pCommandBuffers = &cb;
+    vkQueueSubmit(w_->graphicsQueue(), 1, &si, VK_NULL_HANDLE);
+    vkQueueWaitIdle(w_->graphicsQueue());
+    ImGui_ImplVulkan_DestroyFontUploadObjects();
+    vkDestroyCommandPool(w_->device(), pool, nullptr);
+  }
+
+  // Title, axes with ticks, legend with units and the hover tooltip.
+  void draw_overlay(const QRect& plot) {
+    const HeatmapView& v = w_->view_;
+    const ViewTransform& t = w_->transform_;
+    ImDrawList* dl = ImGui::GetForegroundDrawList();
+    const ImU32 text = IM_COL32(230, 230, 230, 255), dim = IM_COL32(170, 170, 170, 255);
+    const float px0 = static_cast<float>(plot.x()), py0 = static_cast<float>(plot.y());
+    const float px1 = px0 + static_cast<float>(plot.width());
+    const float py1 = py0 + static_cast<float>(plot.height());
+    // Title.
+    const ImVec2 ts = ImGui::CalcTextSize(v.title.c_str());
+    dl->AddText(ImVec2((px0 + px1 - ts.x) / 2, 8), text, v.title.c_str());
+    dl->AddRect(ImVec2(px0 - 1, py0 - 1), ImVec2(px1 + 1, py1 + 1), dim);
+
+    // X ticks: token text when a column is wide enough, else indices every ~80 px.
+    w_->token_labels_ = 0;
+    const bool token_text = !v.x_ticks.empty() && t.zoom.x >= kTokenTextZoom;
+    const int first_col = std::max(0, static_cast<int>(std::floor(t.origin.x)));
+    const int last_col = std::min(
+        v.map.cols - 1, static_cast<int>(std::floor(t.origin.x + plot.width() / t.zoom.x)));
+    const int step_x = token_text ? 1 : std::max(1, static_cast<int>(std::ceil(80.0f / t.zoom.x)));
+    for (int c = (first_col + step_x - 1) / step_x * step_x; c <= last_col; c += step_x) {
+      const float x = px0 + (static_cast<float>(c) + 0.5f - t.origin.x) * t.zoom.x;
+      if (x < px0 || x > px1) continue;
+      std::string label = token_text ? v.x_ticks[static_cast<size_t>(c)] : std::to_string(c);
+      if (token_text) {
+        while (label.size() > 1 && ImGui::CalcTextSize(label.c_str()).x > t.zoom.x - 2)
+          label.pop_back();
+        ++w_->token_labels_;
+      }
+      const ImVec2 ls = ImGui::CalcTextSize(label.c_str());
+      dl->AddLine(ImVec2(x, py1 + 1), ImVec2(x, py1 + 5), dim);
+      dl->AddText(ImVec2(x - ls.x / 2, py1 + 6), text, label.c_str());
+    }
+    // Y ticks: row indices (or labels) every ~40 px.
+    const bool row_text = !v.y_ticks.empty() && t.zoom.y >= ImGui::GetFontSize() + 2;
+    const int first_row = std::max(0, static_cast<int>(std::floor(t.origin.y)));
+    const int last_row = std::min(
+        v.map.rows - 1, static_cast<int>(std::floor(t.origin.y + plot.height() / t.zoom.y)));
+    const int step_y = row_text ? 1 : std::max(1, static_cast<int>(std::ceil(40.0f / t.zoom.y)));
+    for (int r = (first_row + step_y - 1) / step_y * step_y; r <= last_row; r += step_y) {
+      const float y = py0 + (static_cast<float>(r) + 0.5f - t.origin.y) * t.zoom.y;
+      if (y < py0 || y > py1) continue;
+      std::string label = row_text ? v.y_ticks[static_cast<size_t>(r)] : std::to_string(r);
+      if (label.size() > 8) label.resize(8);
+      const ImVec2 ls = ImGui::CalcTextSize(label.c_str());
+      dl->AddLine(ImVec2(px0 - 5, y), ImVec2(px0 - 1, y), dim);
+      dl->AddText(ImVec2(px0 - 7 - ls.x, y - ls.y / 2), text, label.c_str());
+    }
+    // Axis labels.
+    const std::string xl = v.x_label + " ->";  // direction of increase (ASCII: default font)
+    const ImVec2 xs = ImGui::CalcTextSize(xl.c_str());
+    dl->AddText(ImVec2((px0 + px1 - xs.x) / 2, py1 + 26), text, xl.c_str());
+    const std::string yl = v.y_label + " (down)";
+    dl->AddText(ImVec2(6, py0 - 20), text, yl.c_str());
+
+    draw_legend(dl, plot);
+
+    // Hover tooltip.
+    w_->hover_text_.clear();
+    const ImGuiIO& io = ImGui::GetIO();
+    if (io.MousePos.x >= px0 && io.MousePos.x < px1 && io.MousePos.y >= py0 &&
+        io.MousePos.y < py1 && !w_->dragging_) {
+      const glm::ivec2 cell =
+          t.cell_at(static_cast<int>(io.MousePos.x - px0), static_cast<int>(io.MousePos.y - py0));
+      if (cell.x >= 0 && cell.x < v.map.cols && cell.y >= 0 && cell.y < v.map.rows) {
+        std::string s = v.y_label + " " + std::to_string(cell.y);
+        if (static_cast<size_t>(cell.y) < v.y_ticks.size())
+          s += " '" + v.y_ticks[static_cast<size_t>(cell.y)] + "'";
+        s += "\n" + v.x_label + " " + std::to_string(cell.x);
+        if (static_cast<size_t>(cell.x) < v.x_ticks.size())
+          s += " '" + v.x_ticks[static_cast<size_t>(cell.x)] + "'";
+        const float val = v.map.at(cell.y, cell.x);
+        s += "\n" + v.value_unit + ": " +
+             (v.scale.map == Colormap::kCategorical && !std::isnan(val)
+                  ? std::to_string(static_cast<int>(val))
+                  : format_value(val));
+        ImGui::BeginTooltip();
+        ImGui::TextUnformatted(s.c_str());
+        ImGui::EndTooltip();
+        w_->hover_text_ = QString::fromStdString(s);
+      }
+    }
+  }
+
+  void draw_legend(ImDrawList* dl, const QRect& plot) {
+    const HeatmapView& v = w_->view_;
+    const ImU32 text = IM_COL32(230, 230, 230, 255);
+    const float x0 = static_cast<float>(plot.right() + 16), x1 = x0 + 16;
+    const float y0 = static_cast<float>(plot.top()), y1 = static_cast<float>(plot.bottom());
+    const auto lut = colormap_table(v.scale.map);
+    dl->AddText(ImVec2(x0, y0 - 34), text, "colour:");
+    dl->AddText(ImVec2(x0, y0 - 20), text, v.value_unit.c_str());
+    if (v.scale.map == Colormap::kCategorical) {
+      // Swatches for the ids in use (up to the palette size), then the masked colour.
+      const int n = kCategoricalSize;
+      const float h = std::min(18.0f, (y1 - y0) / static_cast<float>(n + 1));
+      for (int i = 0; i < n; ++i) {
+        const float y = y0 + static_cast<float>(i) * h;
+        dl->AddRectFilled(ImVec2(x0, y), ImVec2(x1, y + h - 2),
+                          to_imgui(lut[static_cast<size_t>(i)]));
+        const std::string label = i + n < 64 ? std::to_string(i) + ", " + std::to_string(i + n)
+                                             : std::to_string(i) + " (+20k)";
+        dl->AddText(ImVec2(x1 + 4, y), text, label.c_str());
+      }
+      const float y = y0 + static_cast<float>(n) * h;
+      dl->AddRectFilled(ImVec2(x0, y), ImVec2(x1, y + h - 2), to_imgui(v.scale.masked));
+      dl->AddText(ImVec2(x1 + 4, y), text, "none");
+      return;
+    }
+    // Colour bar, max at the top.
+    const int steps = 128;
+    for (int i = 0; i < steps; ++i) {
+      const float ya = y1 - (y1 - y0) * static_cast<float>(i + 1) / steps;
+      const float yb = y1 - (y1 - y0) * static_cast<float>(i) / steps;
+      const size_t k = static_cast<size_t>((i + 0.5f) / steps * static_cast<float>(lut.size()));
+      dl->AddRectFilled(ImVec2(x0, ya), ImVec2(x1, yb + 1), to_imgui(lut[k]));
+    }
+    auto tick = [&](float frac, float value) {
+      const float y = y1 - (y1 - y0) * frac;
+      const std::string s = format_value(value);
+      dl->AddLine(ImVec2(x1, y), ImVec2(x1 + 4, y), text);
+      dl->AddText(ImVec2(x1 + 6, y - 7), text, s.c_str());
+    };
+    tick(1.0f, v.scale.max);
+    tick(0.0f, v.scale.min);
+    if (v.scale.scale == Scale::kLog)
+      tick(0.5f, std::sqrt(v.scale.min * v.scale.max));
+    else
+      tick(0.5f, 0.5f * (v.scale.min + v.scale.max));
+    const float ym = y1 + 8;
+    dl->AddRectFilled(ImVec2(x0, ym), ImVec2(x1, ym + 12), to_imgui(v.scale.masked));
+    dl->AddText(ImVec2(x1 + 6, ym - 1), text, "masked");
+    if (v.scale.scale == Scale::kLog) dl->AddText(ImVec2(x0, ym + 16), text, "log scale");
+  }
+
+  HeatmapWindow* w_;
+  std::unique_ptr<VulkanHeatmapRenderer> heatmap_;
+  ImGuiContext* ctx_ = nullptr;
+  VkDescriptorPool imgui_pool_ = VK_NULL_HANDLE;
+  QElapsedTimer timer_;
+};
+
+HeatmapWindow::HeatmapWindow(QWindow* parent) : QVulkanWindow(parent) {
+  // Never an SRGB swapchain format: the colormap is already in display (gamma) space.
+  setPreferredColorFormats({VK_FORMAT_B8G8R8A8_UNORM, VK_FORMAT_R8G8B8A8_UNORM});
+}
+
+HeatmapWindow::~HeatmapWindow() {
+  // Release the swapchain, our renderer and the device while this is still a QVulkanWindow:
+  // from ~QWindow the surface would go first (validation: surface destroyed before swapchain).
+  destroy();
+}
+
+QVulkanWindowRenderer* HeatmapWindow::createRenderer() {
+  return new HeatmapWindowRenderer(this);
+}
+
+void HeatmapWindow::set_view(HeatmapView view) {
+  view_ = std::move(view);
+  data_dirty_ = true;
+  fit_pending_ = true;
+  requestUpdate();
+}
+
+QRect HeatmapWindow::plot_rect() const {
+  const QSize sz =
+      swapChainImageSize().isEmpty() ? size() * devicePixelRatio() : swapChainImageSize();
+  return QRect(kLeft, kTop, std::max(0, sz.width() - kLeft - kRight),
+               std::max(0, sz.height() - kTop - kBottom));
+}
+
+void HeatmapWindow::mouseMoveEvent(QMouseEvent* e) {
+  const QPointF p = e->position();
+  if (dragging_) {
+    const QPointF d = (p - drag_from_) * devicePixelRatio();
+    transform_.pan_by({static_cast<float>(d.x()), static_cast<float>(d.y())});
+    drag_from_ = p;
+  }
+  mouse_ = p;
+  requestUpdate();
+}
+
+void HeatmapWindow::mousePressEvent(QMouseEvent* e) {
+  const int b = e->button() == Qt::LeftButton ? 0 : e->button() == Qt::RightButton ? 1 : 2;
+  mouse_down_[b] = true;
+  if (b == 0) {
+    dragging_ = true;
+    drag_from_ = e->position();
+  }
+  requestUpdate();
+}
+
+void HeatmapWindow::mouseReleaseEvent(QMouseEvent* e) {
+  const int b = e->button() == Qt::LeftButton ? 0 : e->button() == Qt::RightButton ? 1 : 2;
+  mouse_down_[b] = false;
+  if (b == 0) dragging_ = false;
+  requestUpdate();
+}
+
+void HeatmapWindow::wheelEvent(QWheelEvent* e) {
+  const float notches = static_cast<float>(e->angleDelta().y()) / 120.0f;
+  wheel_ += notches;
+  const QPointF p = e->position() * devicePixelRatio();
+  const QRect plot = plot_rect();
+  transform_.zoom_at({static_cast<float>(p.x() - plot.x()), static_cast<float>(p.y() - plot.y())},
+                     std::pow(1.25f, notches));
+  requestUpdate();
+}
+
+void HeatmapWindow::resizeEvent(QResizeEvent* e) {
+  QVulkanWindow::resizeEvent(e);
+  requestUpdate();
+}
+
+}  // namespace moelab::views
