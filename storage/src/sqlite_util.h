@@ -41,6 +41,8 @@ class Stmt {
   Stmt& bind(int i, const char* text) { return bind(i, std::string_view(text)); }
   Stmt& bind(int i, const std::string& text) { return bind(i, std::string_view(text)); }
   Stmt& bind_blob(int i, std::span<const uint8_t> b) {
+    // An empty span may have a null data pointer, which SQLite would store as NULL.
+    if (b.empty()) return ok(sqlite3_bind_zeroblob(st_, i, 0));
     return ok(sqlite3_bind_blob(st_, i, b.data(), static_cast<int>(b.size()), SQLITE_TRANSIENT));
   }
   Stmt& bind_blob(int i, const std::string& b) {

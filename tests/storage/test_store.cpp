@@ -608,6 +608,7 @@ class TestStore : public QObject {
     g.output = "z";
     g.tokens = {tok(0, 1, "z", 7)};
     g.metrics = {{"tokens_per_s", 9.0, "tokens/s"}};
+    g.evals = {EvalResult{}};  // no chunk values: an empty blob, not NULL
     c = store_generation(p, g);
     Store s(p);
     QCOMPARE(s.run(a)->status, RunStatus::Complete);
@@ -615,6 +616,8 @@ class TestStore : public QObject {
     QCOMPARE(s.run(b)->n_tokens, int64_t{1});
     QCOMPARE(s.run(c)->status, RunStatus::Complete);
     QCOMPARE(s.run(c)->latency_us_total, int64_t{7});
+    QCOMPARE(s.eval_results(c).size(), size_t{1});
+    QVERIFY(s.eval_results(c)[0].chunk_values.empty());
     QCOMPARE(s.models().size(), size_t{1});
     QCOMPARE(s.sessions().size(), size_t{1});
     QCOMPARE(s.sessions()[0].run_count, int64_t{3});

@@ -1,0 +1,197 @@
+// A/B comparison of stored runs: pure functions over storage records (no Qt, no engine).
+//
+// Sources of the methods:
+//  - bootstrap CI: percentile bootstrap of the difference of two independent means
+//    (Efron & Tibshirani, "An Introduction to the Bootstrap", 1993, ch. 13); quantiles are
+//    Hyndman & Fan type 7 (linear interpolation, the R / NumPy default).
+//  - KL divergence: Kullback & Leibler 1951, D(P||Q) = sum_i p_i ln(p_i / q_i), in nats.
+//  - Jensen-Shannon divergence: Lin 1991, JS(P,Q) = (D(P||M) + D(Q||M)) / 2, M = (P + Q) / 2,
+//    base-2 logarithms so that 0 <= JS <= 1.
+//  - token diff: Myers, "An O(ND) Difference Algorithm and Its Variations", 1986 (greedy
+//    forward search with a saved frontier per edit distance for the backtrack).
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "moelab/storage/store.h"
+
+namespace moelab::compare {
+
+using storage::EvalResult;
+using storage::MetricRecord;
+using storage::NextTokenDist;
+using storage::RoutingRecord;
+
+// ---------------------------------------------------------------- config
+
+/// One difference between two configs. path is a JSON pointer ("/sampling/top_p"); objects are
+/// compared key by key and arrays element by element, recursively.
+struct ConfigChange {
+  enum class Kind { Added, Removed, Changed };
+  Kind kind;
+  std::string path;
+  nlohmann::json a, b;  // null when absent on that side
+};
+std::vector<ConfigChange> config_diff(const nlohmann::json& a, const nlohmann::json& b);
+const char* kind_name(ConfigChange::Kind k) noexcept;
+
+// ---------------------------------------------------------------- scalar deltas
+
+/// abs = b - a; rel = (b - a) / |a| (NaN when a == 0 or either side is NaN).
+struct Delta {
+  double a = 0, b = 0, abs = 0, rel = 0;
+};
+Delta delta(double a, double b) noexcept;
+
+double mean(std::span<const double> x) noexcept;
+/// Sample standard deviation (n - 1 in the denominator); 0 for n < 2.
+double stddev(std::span<const double> x) noexcept;
+/// Quantile of type 7 (Hyndman & Fan) of a SORTED sample, p in [0, 1].
+double quantile_sorted(std::span<const double> sorted, double p) noexcept;
+
+// ---------------------------------------------------------------- bootstrap
+
+/// Percentile bootstrap confidence interval of mean(b) - mean(a) for two independent samples
+/// (per-token TPOT in ms, energy per token in J ...). Each of `resamples` rounds draws n_a
+/// values from a and n_b from b with replacement, using std::mt19937_64(seed) and index
+/// = draw % n (a first, then b), and records mean(b*) - mean(a*); lo / hi are the type-7
+/// quantiles (1 - level) / 2 and (1 + level) / 2 of those differences. The same inputs and seed
+/// give the same interval on every platform. Throws std::invalid_argument for an empty sample.
+struct BootstrapCI {
+  double mean_a = 0, mean_b = 0, diff = 0, lo = 0, hi = 0;
+  size_t n_a = 0, n_b = 0;
+  int resamples = 0;
+  uint64_t seed = 0;
+  double level = 0.95;
+};
+inline constexpr uint64_t kDefaultSeed = 0x6d6f656c6162ull;  // "moelab"
+BootstrapCI bootstrap_mean_diff(std::span<const double> a, std::span<const double> b,
+                                int resamples = 10000, uint64_t seed = kDefaultSeed,
+                                double level = 0.95);
+
+// ---------------------------------------------------------------- quality
+
+/// Perplexity delta of the first pair of perplexity results with the same method AND the same
+/// text (text_sha256); comparable == false (with the reason) otherwise.
+struct PerplexityDelta {
+  bool comparable = false;
+  std::string reason;
+  std::string method;
+  Delta value;
+};
+PerplexityDelta perplexity_delta(const std::vector<EvalResult>& a,
+                                 const std::vector<EvalResult>& b);
+
+/// D(P||Q) in nats between two next-token distributions over the same vocabulary. Sparse
+/// distributions (top-N ids) spread their missing mass 1 - sum(probs) uniformly over the ids
+/// they do not list. q is floored at 1e-12 so that D stays finite; terms with p = 0 add 0.
+/// Throws std::invalid_argument when the vocabulary sizes differ.
+double kl_divergence(const NextTokenDist& p, const NextTokenDist& q);
+
+/// KL over the positions both runs stored (D(A||B) per position).
+struct KlSummary {
+  size_t n_positions = 0;
+  double mean = 0, max = 0;
+  std::vector<double> per_position;
+};
+std::optional<KlSummary> next_token_kl(const std::vector<NextTokenDist>& a,
+                                       const std::vector<NextTokenDist>& b);
+
+// ---------------------------------------------------------------- routing
+
+/// JS divergence (base 2, in [0, 1]) of two distributions given as non-negative weights (each
+/// normalised to sum 1 first; an all-zero side is treated as uniform).
+double js_divergence(std::span<const double> p, std::span<const double> q);
+
+/// Expert load of one layer: the fraction of all (token, slot) selections that went to each
+/// expert, i.e. count(expert e in top-k) / sum over tokens of k.
+struct LayerRouting {
+  int32_t layer = 0;
+  std::vector<double> load_a, load_b;  // [expert_count]
+  std::vector<double> diff;            // load_b - load_a
+  double js = 0;                       // JS(load_a, load_b), base 2
+  size_t tokens_a = 0, tokens_b = 0;
+};
+/// Per layer present in both runs. expert_count 0: the largest expert id seen + 1.
+std::vector<LayerRouting> routing_divergence(const std::vector<RoutingRecord>& a,
+                                             const std::vector<RoutingRecord>& b,
+                                             int expert_count = 0);
+
+// ---------------------------------------------------------------- outputs
+
+/// A run of the shortest edit script turning a into b.
+struct DiffOp {
+  enum class Kind { Equal, Delete, Insert };
+  Kind kind;
+  size_t a_pos = 0, b_pos = 0, len = 0;  // Equal: a[a_pos..+len) == b[b_pos..+len)
+};
+/// Myers' diff over token ids. Memory O(D^2) for D edits.
+std::vector<DiffOp> token_diff(std::span<const int32_t> a, std::span<const int32_t> b);
+const char* kind_name(DiffOp::Kind k) noexcept;
+
+struct DiffSummary {
+  size_t equal = 0, deleted = 0, inserted = 0;
+  size_t common_prefix = 0;  // tokens before the first difference
+  double similarity = 1;     // 2 * equal / (n_a + n_b); 1 for two empty outputs
+};
+DiffSummary summarize(const std::vector<DiffOp>& ops, size_t n_a, size_t n_b);
+
+/// Stability of one configuration over N seeds.
+struct MetricSpread {
+  std::string key;
+  size_t n = 0;
+  double mean = 0, stddev = 0, min = 0, max = 0;
+  double cv = 0;  // stddev / |mean|, NaN when mean == 0
+};
+struct SeedStability {
+  size_t n_runs = 0;
+  size_t distinct_outputs = 0;
+  double identical_pairs = 0;         // fraction of run pairs with identical token ids
+  double mean_similarity = 0;         // mean over pairs of DiffSummary::similarity
+  double mean_common_prefix = 0;      // mean over pairs, tokens
+  std::vector<MetricSpread> metrics;  // keys present in every run, sorted
+};
+SeedStability seed_stability(const std::vector<std::vector<int32_t>>& outputs,
+                             const std::vector<std::vector<MetricRecord>>& metrics);
+
+// ---------------------------------------------------------------- two stored runs
+
+struct MetricRow {
+  std::string key, unit;
+  std::optional<double> a, b;
+  Delta delta;  // only meaningful when both are set
+};
+
+struct RunComparison {
+  storage::RunRecord a, b;
+  std::vector<ConfigChange> config;
+  /// Stored metrics (ttft_ms, tokens_per_s ...) plus derived ones: n_tokens, tpot_ms_mean,
+  /// decode_tokens_per_s (n / sum latency), j_per_token (when energy was measured).
+  std::vector<MetricRow> metrics;
+  std::optional<BootstrapCI> tpot_ms;      // per-token latency, ms
+  std::optional<BootstrapCI> j_per_token;  // per-token energy, J
+  PerplexityDelta perplexity;
+  std::optional<KlSummary> kl;
+  std::vector<LayerRouting> routing;
+  std::vector<DiffOp> diff;
+  DiffSummary diff_summary;
+};
+
+struct CompareOptions {
+  int resamples = 10000;
+  uint64_t seed = kDefaultSeed;
+  double level = 0.95;
+};
+
+/// Loads both runs from `store` and compares them. Throws storage::StorageError(BadInput) for an
+/// unknown run id.
+RunComparison compare_runs(const storage::Store& store, int64_t a, int64_t b,
+                           const CompareOptions& options = {});
+nlohmann::json to_json(const RunComparison& c);
+
+}  // namespace moelab::compare
