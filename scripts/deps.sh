@@ -9,6 +9,7 @@ PACKAGES=(
   libvulkan-dev mesa-vulkan-drivers vulkan-tools vulkan-validationlayers glslc libglm-dev libimgui-dev
   libsqlite3-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libzstd-dev libssl-dev
   xvfb xauth clang-14 libclang-rt-14-dev
+  help2man desktop-file-utils appstream dpkg-dev shared-mime-info
 )
 
 missing=()

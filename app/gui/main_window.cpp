@@ -6,6 +6,7 @@
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QMenuBar>
+#include <QMessageBox>
 #include <QMimeData>
 #include <QStatusBar>
 
@@ -30,6 +31,19 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   file->addSeparator();
   auto* quit = file->addAction(tr("&Quit"), qApp, &QApplication::quit);
   quit->setShortcut(QKeySequence::Quit);
+
+  auto* help = menuBar()->addMenu(tr("&Help"));
+  help->addAction(tr("&About moelab"), this, [this] {
+    QString backends;
+    for (const auto& b : moelab::probe_backends())
+      backends += QString("<li>%1: %2</li>").arg(QString::fromStdString(b.name),
+                                                 QString::fromStdString(b.detail).toHtmlEscaped());
+    QMessageBox::about(this, tr("About moelab"),
+                       tr("<h3>moelab %1</h3><p>A desktop lab for looking inside language models: "
+                          "expert routing, attention, latency and energy, on moelab's own "
+                          "inference engine.</p><p>Compute backends:</p><ul>%2</ul>")
+                           .arg(QApplication::applicationVersion(), backends));
+  });
 
   status_ = new QLabel(this);
   statusBar()->addPermanentWidget(status_);
