@@ -18,6 +18,8 @@ const Adder kCommands[] = {
     add_tokenize,
     add_detokenize,
     add_make_model,
+    add_sessions,
+    add_compare,
     add_run,
     add_perplexity,
     add_logits,

@@ -37,6 +37,8 @@ void add_devices(CLI::App& app, Io io, Action& action);
 void add_tokenize(CLI::App& app, Io io, Action& action);
 void add_detokenize(CLI::App& app, Io io, Action& action);
 void add_make_model(CLI::App& app, Io io, Action& action);
+void add_sessions(CLI::App& app, Io io, Action& action);
+void add_compare(CLI::App& app, Io io, Action& action);
 void add_run(CLI::App& app, Io io, Action& action);
 void add_perplexity(CLI::App& app, Io io, Action& action);
 void add_logits(CLI::App& app, Io io, Action& action);

@@ -1,0 +1,145 @@
+// moelab-cli compare A B [--json] [--db PATH] [--resamples N] [--seed S]: A/B comparison of two
+// stored runs (config diff, metrics with deltas and bootstrap CIs, perplexity, KL, routing
+// divergence per layer, token-level output diff). The maths is in storage/compare.
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <ostream>
+
+#include "cli.h"
+#include "moelab/compare/compare.h"
+#include "store_cli.h"
+
+namespace moelab::cli {
+
+namespace {
+
+struct CompareCliOptions {
+  std::string db;
+  int64_t a = 0, b = 0;
+  bool json = false;
+  int resamples = 10000;
+  uint64_t seed = compare::kDefaultSeed;
+};
+
+std::string fmt(double v, const char* spec = "%.4g") {
+  if (!std::isfinite(v)) return "-";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, spec, v);
+  return buf;
+}
+
+std::string pct(double rel) {
+  return std::isfinite(rel) ? fmt(100 * rel, "%+.1f%%") : "-";
+}
+
+void print_ci(std::ostream& out, const char* what, const char* unit,
+              const compare::BootstrapCI& ci) {
+  out << "  " << what << ": A " << fmt(ci.mean_a) << ' ' << unit << ", B " << fmt(ci.mean_b) << ' '
+      << unit << ", B - A " << fmt(ci.diff, "%+.4g") << ' ' << unit << ", "
+      << fmt(100 * ci.level, "%.0f") << "% CI [" << fmt(ci.lo, "%+.4g") << ", "
+      << fmt(ci.hi, "%+.4g") << "]" << ((ci.lo > 0 || ci.hi < 0) ? " (significant)" : "") << "  (n "
+      << ci.n_a << " / " << ci.n_b << ", " << ci.resamples << " resamples, seed " << ci.seed
+      << ")\n";
+}
+
+int run_compare(const CompareCliOptions& o, Io io) {
+  const auto store = open_existing_store(db_or_default(o.db));
+  compare::CompareOptions co;
+  co.resamples = o.resamples;
+  co.seed = o.seed;
+  const auto c = compare::compare_runs(*store, o.a, o.b, co);
+  if (o.json) {
+    io.out << compare::to_json(c).dump(2) << '\n';
+    return kOk;
+  }
+  auto& out = io.out;
+  out << "A: run " << c.a.id << " (" << storage::status_name(c.a.status) << ", " << c.a.n_tokens
+      << " tokens)   B: run " << c.b.id << " (" << storage::status_name(c.b.status) << ", "
+      << c.b.n_tokens << " tokens)\n";
+  out << "\nconfig:\n";
+  if (c.config.empty()) out << "  identical\n";
+  for (const auto& ch : c.config)
+    out << "  " << compare::kind_name(ch.kind) << ' ' << ch.path << ": "
+        << (ch.a.is_null() ? "-" : ch.a.dump()) << " -> " << (ch.b.is_null() ? "-" : ch.b.dump())
+        << '\n';
+  out << "\nmetrics:\n";
+  char line[256];
+  std::snprintf(line, sizeof line, "  %-30s %12s %12s %12s %9s\n", "", "A", "B", "B - A", "rel");
+  out << line;
+  for (const auto& m : c.metrics) {
+    const std::string key = m.unit.empty() ? m.key : m.key + " (" + m.unit + ")";
+    const bool both = m.a && m.b;
+    std::snprintf(line, sizeof line, "  %-30s %12s %12s %12s %9s\n", key.c_str(),
+                  m.a ? fmt(*m.a).c_str() : "-", m.b ? fmt(*m.b).c_str() : "-",
+                  both ? fmt(m.delta.abs, "%+.4g").c_str() : "-",
+                  both ? pct(m.delta.rel).c_str() : "-");
+    out << line;
+  }
+  if (c.tpot_ms || c.j_per_token)
+    out << "\nper-token samples (bootstrap of the mean difference):\n";
+  if (c.tpot_ms) print_ci(out, "TPOT", "ms", *c.tpot_ms);
+  if (c.j_per_token) print_ci(out, "energy", "J/token", *c.j_per_token);
+  out << "\nquality:\n";
+  if (c.perplexity.comparable)
+    out << "  perplexity: " << fmt(c.perplexity.value.a) << " -> " << fmt(c.perplexity.value.b)
+        << " (" << fmt(c.perplexity.value.abs, "%+.4g") << ", " << pct(c.perplexity.value.rel)
+        << ") [" << c.perplexity.method << "]\n";
+  else
+    out << "  perplexity: not compared: " << c.perplexity.reason << '\n';
+  if (c.kl)
+    out << "  KL(A||B) of next-token distributions: mean " << fmt(c.kl->mean) << " nats, max "
+        << fmt(c.kl->max) << " over " << c.kl->n_positions << " positions\n";
+  else
+    out << "  KL: not compared: next-token distributions were not stored in both runs\n";
+  out << "\nrouting (Jensen-Shannon divergence of expert load per layer, base 2, 0..1):\n";
+  if (c.routing.empty()) out << "  no layer was routed in both runs\n";
+  for (const auto& l : c.routing) {
+    size_t worst = 0;
+    for (size_t e = 1; e < l.diff.size(); ++e)
+      if (std::fabs(l.diff[e]) > std::fabs(l.diff[worst])) worst = e;
+    out << "  layer " << l.layer << ": JS " << fmt(l.js, "%.4f");
+    if (!l.diff.empty())
+      out << ", largest load change: expert " << worst << ' ' << fmt(100 * l.load_a[worst], "%.1f")
+          << "% -> " << fmt(100 * l.load_b[worst], "%.1f") << '%';
+    out << '\n';
+  }
+  const auto& d = c.diff_summary;
+  out << "\noutput (token ids): " << d.equal << " equal, " << d.deleted << " only in A, "
+      << d.inserted << " only in B; first difference at token " << d.common_prefix
+      << "; similarity " << fmt(d.similarity, "%.3f") << '\n';
+  size_t shown = 0;
+  for (const auto& op : c.diff) {
+    if (op.kind == compare::DiffOp::Kind::Equal) continue;
+    if (++shown > 20) {
+      out << "  ...\n";
+      break;
+    }
+    if (op.kind == compare::DiffOp::Kind::Delete)
+      out << "  - A[" << op.a_pos << ".." << op.a_pos + op.len << ")\n";
+    else
+      out << "  + B[" << op.b_pos << ".." << op.b_pos + op.len << ")\n";
+  }
+  return kOk;
+}
+
+}  // namespace
+
+void add_compare(CLI::App& app, Io io, Action& action) {
+  auto o = std::make_shared<CompareCliOptions>();
+  auto* sub = app.add_subcommand("compare", "Compare two stored runs (A/B) with statistics");
+  sub->add_option("A", o->a, "Run id (baseline)")->required();
+  sub->add_option("B", o->b, "Run id (candidate)")->required();
+  add_db_option(sub, o->db);
+  sub->add_flag("--json", o->json, "Print JSON (stable keys)");
+  sub->add_option("--resamples", o->resamples, "Bootstrap resamples (default 10000)")
+      ->check(CLI::Range(100, 1000000));
+  sub->add_option("--seed", o->seed, "Bootstrap seed (the same seed gives the same intervals)");
+  sub->callback([o, io, &action] {
+    action = [o, io] { return with_store_errors([&] { return run_compare(*o, io); }); };
+  });
+}
+
+}  // namespace moelab::cli

@@ -1,0 +1,180 @@
+// moelab-cli sessions list|show ID [--json] [--db PATH]: what the experiment store holds.
+#include <CLI/CLI.hpp>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <iomanip>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <ostream>
+#include <sstream>
+
+#include "cli.h"
+#include "store_cli.h"
+
+namespace moelab::cli {
+
+namespace {
+
+struct SessionsOptions {
+  std::string db;
+  std::string id;  // session id or name (show)
+  bool json = false;
+};
+
+std::string format_time(int64_t unix_ms) {
+  if (unix_ms <= 0) return "-";
+  const std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+
+nlohmann::json session_json(const storage::SessionRecord& s) {
+  return {{"id", s.id},
+          {"name", s.name},
+          {"notes", s.notes},
+          {"tags", s.tags},
+          {"created_at_ms", s.created_at},
+          {"run_count", s.run_count}};
+}
+
+nlohmann::json run_json(const storage::RunRecord& r) {
+  nlohmann::json config = nlohmann::json::parse(r.config_json, nullptr, false);
+  if (config.is_discarded()) config = r.config_json;
+  nlohmann::json j = {{"id", r.id},
+                      {"kind", r.kind},
+                      {"status", storage::status_name(r.status)},
+                      {"model_id", r.model_id},
+                      {"config", config},
+                      {"prompt", r.prompt},
+                      {"output", r.output},
+                      {"error", r.error},
+                      {"started_at_ms", r.started_at},
+                      {"finished_at_ms", r.finished_at},
+                      {"n_tokens", r.n_tokens},
+                      {"latency_us_total", r.latency_us_total}};
+  if (r.energy_uj_total > 0) j["energy_uj_total"] = r.energy_uj_total;
+  return j;
+}
+
+std::string preview(std::string s, size_t n) {
+  for (char& c : s)
+    if (c == '\n' || c == '\t' || c == '\r') c = ' ';
+  return s.size() > n ? s.substr(0, n - 3) + "..." : s;
+}
+
+int list(const SessionsOptions& o, Io io) {
+  const std::string path = db_or_default(o.db);
+  if (!std::filesystem::exists(path)) {
+    if (o.json)
+      io.out << "[]\n";
+    else
+      io.out << "no sessions (no database at " << path << ")\n";
+    return kOk;
+  }
+  const auto store = open_existing_store(path);
+  const auto sessions = store->sessions();
+  if (o.json) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& s : sessions) j.push_back(session_json(s));
+    io.out << j.dump(2) << '\n';
+    return kOk;
+  }
+  if (sessions.empty()) {
+    io.out << "no sessions in " << path << '\n';
+    return kOk;
+  }
+  io.out << std::left << std::setw(6) << "id" << std::setw(28) << "name" << std::setw(6) << "runs"
+         << std::setw(21) << "created"
+         << "tags / notes\n";
+  for (const auto& s : sessions) {
+    std::string tags;
+    for (const auto& t : s.tags) tags += (tags.empty() ? "[" : ", ") + t;
+    if (!tags.empty()) tags += "] ";
+    io.out << std::left << std::setw(6) << s.id << std::setw(28) << preview(s.name, 27)
+           << std::setw(6) << s.run_count << std::setw(21) << format_time(s.created_at) << tags
+           << preview(s.notes, 40) << '\n';
+  }
+  return kOk;
+}
+
+int show(const SessionsOptions& o, Io io) {
+  const std::string path = db_or_default(o.db);
+  const auto store = open_existing_store(path);
+  std::optional<storage::SessionRecord> s;
+  const bool numeric = !o.id.empty() && o.id.find_first_not_of("0123456789") == std::string::npos;
+  if (numeric) s = store->session(std::stoll(o.id));
+  if (!s) s = store->session_by_name(o.id);
+  if (!s)
+    throw Error(ErrorKind::BadInput, "no session with id or name '" + o.id + "'",
+                {path, std::nullopt, "sessions show"});
+  const auto runs = store->runs(s->id);
+  if (o.json) {
+    nlohmann::json j = session_json(*s);
+    j["runs"] = nlohmann::json::array();
+    for (const auto& r : runs) {
+      auto rj = run_json(r);
+      nlohmann::json metrics = nlohmann::json::object();
+      for (const auto& m : store->metrics(r.id))
+        metrics[m.key] = std::isfinite(m.value) ? nlohmann::json(m.value) : nlohmann::json();
+      rj["metrics"] = metrics;
+      j["runs"].push_back(rj);
+    }
+    io.out << j.dump(2) << '\n';
+    return kOk;
+  }
+  io.out << "session " << s->id << ": " << s->name << '\n';
+  if (!s->tags.empty()) {
+    io.out << "  tags:    ";
+    for (size_t i = 0; i < s->tags.size(); ++i) io.out << (i ? ", " : "") << s->tags[i];
+    io.out << '\n';
+  }
+  if (!s->notes.empty()) io.out << "  notes:   " << s->notes << '\n';
+  io.out << "  created: " << format_time(s->created_at) << '\n';
+  io.out << "  runs:    " << runs.size() << '\n';
+  if (runs.empty()) return kOk;
+  io.out << '\n'
+         << std::left << std::setw(6) << "run" << std::setw(10) << "kind" << std::setw(12)
+         << "status" << std::right << std::setw(7) << "tokens" << std::setw(11) << "tokens/s"
+         << "  " << std::left << std::setw(21) << "started"
+         << "output\n";
+  for (const auto& r : runs) {
+    std::ostringstream tps;
+    if (r.latency_us_total > 0)
+      tps << std::fixed << std::setprecision(2)
+          << static_cast<double>(r.n_tokens) * 1e6 / static_cast<double>(r.latency_us_total);
+    else
+      tps << "-";
+    io.out << std::left << std::setw(6) << r.id << std::setw(10) << r.kind << std::setw(12)
+           << storage::status_name(r.status) << std::right << std::setw(7) << r.n_tokens
+           << std::setw(11) << tps.str() << "  " << std::left << std::setw(21)
+           << format_time(r.started_at) << preview(r.output, 40) << '\n';
+  }
+  return kOk;
+}
+
+}  // namespace
+
+void add_sessions(CLI::App& app, Io io, Action& action) {
+  auto o = std::make_shared<SessionsOptions>();
+  auto* sub = app.add_subcommand("sessions", "List stored experiment sessions and their runs");
+  sub->require_subcommand(1);
+  auto* ls = sub->add_subcommand("list", "List sessions (id, name, runs, tags, notes)");
+  add_db_option(ls, o->db);
+  ls->add_flag("--json", o->json, "Print JSON");
+  ls->callback([o, io, &action] {
+    action = [o, io] { return with_store_errors([&] { return list(*o, io); }); };
+  });
+  auto* sh = sub->add_subcommand("show", "Show one session with its runs");
+  sh->add_option("ID", o->id, "Session id or name")->required();
+  add_db_option(sh, o->db);
+  sh->add_flag("--json", o->json, "Print JSON (with each run's config and metrics)");
+  sh->callback([o, io, &action] {
+    action = [o, io] { return with_store_errors([&] { return show(*o, io); }); };
+  });
+}
+
+}  // namespace moelab::cli

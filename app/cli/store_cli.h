@@ -1,0 +1,62 @@
+// Helpers shared by the CLI commands that use the experiment store (sessions, compare, and later
+// run --db / eval / sweep): the --db option, opening the store, and turning storage errors into
+// moelab::Error so the CLI reports them like every other failure.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <string>
+
+#include "moelab/core/error.h"
+#include "moelab/storage/store.h"
+
+namespace moelab::cli {
+
+/// Adds `--db PATH` (default: storage::default_database_path()) to a subcommand.
+inline CLI::Option* add_db_option(CLI::App* sub, std::string& db) {
+  return sub->add_option("--db", db,
+                         "Experiment database (default: $XDG_DATA_HOME/moelab/moelab.db)");
+}
+
+inline std::string db_or_default(const std::string& db) {
+  return db.empty() ? storage::default_database_path() : db;
+}
+
+/// storage::StorageError -> moelab::Error (exit code 2 for bad input, 1 for internal failures).
+[[noreturn]] inline void rethrow_as_moelab(const storage::StorageError& e) {
+  using K = storage::StorageErrorKind;
+  ErrorKind kind = ErrorKind::BadInput;
+  switch (e.kind()) {
+    case K::Io:
+    case K::DiskFull:
+    case K::ReadOnly:
+    case K::Busy:
+      kind = ErrorKind::Io;
+      break;
+    case K::Internal:
+      kind = ErrorKind::Internal;
+      break;
+    default:
+      kind = ErrorKind::BadInput;
+  }
+  throw Error(kind, e.detail(), ErrorWhere{e.where().file, std::nullopt, e.where().subject});
+}
+
+/// Runs fn(), translating storage errors.
+template <typename F>
+auto with_store_errors(F&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const storage::StorageError& e) {
+    rethrow_as_moelab(e);
+  }
+}
+
+/// Opens an existing database (never creates one: a typo in --db must not make an empty file).
+inline std::unique_ptr<storage::Store> open_existing_store(const std::string& path) {
+  storage::OpenOptions o;
+  o.create = false;
+  return std::make_unique<storage::Store>(path, o);
+}
+
+}  // namespace moelab::cli
