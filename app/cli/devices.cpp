@@ -12,8 +12,8 @@ void add_devices(CLI::App& app, Io io, Action& action) {
   sub->callback([io, &action] {
     action = [io] {
       for (const auto& b : probe_backends())
-        io.out << b.name << ": " << (b.available ? "available" : "unavailable") << " - "
-               << b.detail << '\n';
+        io.out << b.name << ": " << (b.available ? "available" : "unavailable") << " - " << b.detail
+               << '\n';
       return kOk;
     };
   });

@@ -8,10 +8,14 @@ using nlohmann::json;
 
 std::string format_count(uint64_t n) {
   char buf[32];
-  if (n >= 1000000000ull) std::snprintf(buf, sizeof buf, "%.2f B", n / 1e9);
-  else if (n >= 1000000ull) std::snprintf(buf, sizeof buf, "%.1f M", n / 1e6);
-  else if (n >= 1000ull) std::snprintf(buf, sizeof buf, "%.1f K", n / 1e3);
-  else std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(n));
+  if (n >= 1000000000ull)
+    std::snprintf(buf, sizeof buf, "%.2f B", n / 1e9);
+  else if (n >= 1000000ull)
+    std::snprintf(buf, sizeof buf, "%.1f M", n / 1e6);
+  else if (n >= 1000ull)
+    std::snprintf(buf, sizeof buf, "%.1f K", n / 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(n));
   return buf;
 }
 
@@ -20,9 +24,12 @@ json scalar_at(const gguf::Value& v, uint64_t i) {
   using gguf::ValueType;
   switch (v.elem_type()) {
     case ValueType::FLOAT32:
-    case ValueType::FLOAT64: return v.number_at(i);
-    case ValueType::BOOL: return v.number_at(i) != 0;
-    default: return v.int_at(i);
+    case ValueType::FLOAT64:
+      return v.number_at(i);
+    case ValueType::BOOL:
+      return v.number_at(i) != 0;
+    default:
+      return v.int_at(i);
   }
 }
 }  // namespace
@@ -30,20 +37,29 @@ json scalar_at(const gguf::Value& v, uint64_t i) {
 json value_to_json(const gguf::Value& v, size_t max_array) {
   using gguf::ValueType;
   switch (v.type()) {
-    case ValueType::STRING: return std::string(v.as_string());
-    case ValueType::BOOL: return v.as_bool();
+    case ValueType::STRING:
+      return std::string(v.as_string());
+    case ValueType::BOOL:
+      return v.as_bool();
     case ValueType::FLOAT32:
-    case ValueType::FLOAT64: return v.as_f64();
-    case ValueType::INT8: case ValueType::INT16: case ValueType::INT32: case ValueType::INT64:
+    case ValueType::FLOAT64:
+      return v.as_f64();
+    case ValueType::INT8:
+    case ValueType::INT16:
+    case ValueType::INT32:
+    case ValueType::INT64:
       return v.as_i64();
     case ValueType::ARRAY: {
       const uint64_t n = v.size();
       const uint64_t shown = std::min<uint64_t>(n, max_array);
       json items = json::array();
       for (uint64_t i = 0; i < shown; ++i) {
-        if (v.elem_type() == ValueType::STRING) items.push_back(std::string(v.strings()[i]));
-        else if (v.elem_type() == ValueType::ARRAY) items.push_back(value_to_json(v.arrays()[i], 8));
-        else items.push_back(scalar_at(v, i));
+        if (v.elem_type() == ValueType::STRING)
+          items.push_back(std::string(v.strings()[i]));
+        else if (v.elem_type() == ValueType::ARRAY)
+          items.push_back(value_to_json(v.arrays()[i], 8));
+        else
+          items.push_back(scalar_at(v, i));
       }
       if (shown == n) return items;
       return json{{"type", "array"},
@@ -51,7 +67,8 @@ json value_to_json(const gguf::Value& v, size_t max_array) {
                   {"count", n},
                   {"head", items}};
     }
-    default: return v.as_u64();
+    default:
+      return v.as_u64();
   }
 }
 
@@ -163,7 +180,9 @@ std::vector<std::pair<std::string, std::string>> card_rows(const ModelCard& c,
   }
   if (c.n_vocab) {
     std::string v = (c.vocab_type.empty() ? "?" : c.vocab_type) +
-                    (c.vocab_type == "llama" ? " (SentencePiece)" : c.vocab_type == "gpt2" ? " (byte-level BPE)" : "") +
+                    (c.vocab_type == "llama"  ? " (SentencePiece)"
+                     : c.vocab_type == "gpt2" ? " (byte-level BPE)"
+                                              : "") +
                     ", " + std::to_string(c.n_vocab) + " tokens";
     if (!c.vocab_pre.empty()) v += ", pre-tokenizer " + c.vocab_pre;
     if (c.bos_id >= 0) v += ", BOS " + std::to_string(c.bos_id);
@@ -175,7 +194,8 @@ std::vector<std::pair<std::string, std::string>> card_rows(const ModelCard& c,
   if (c.params_active != c.params_total) {
     std::snprintf(buf, sizeof buf, ", %s active per token (%.0f%%)",
                   format_count(c.params_active).c_str(),
-                  100.0 * static_cast<double>(c.params_active) / static_cast<double>(c.params_total ? c.params_total : 1));
+                  100.0 * static_cast<double>(c.params_active) /
+                      static_cast<double>(c.params_total ? c.params_total : 1));
     p += buf;
   }
   add("parameters", p);

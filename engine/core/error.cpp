@@ -9,8 +9,11 @@ std::string compose(const std::string& detail, const ErrorWhere& where) {
   // "file: subject (byte N): detail", leaving out the parts that are not known.
   std::string out = where.file;
   if (!where.subject.empty()) out += (out.empty() ? "" : ": ") + where.subject;
-  if (where.offset) out += (out.empty() ? "at byte " : where.subject.empty() ? ", byte " : " (byte ") +
-                           std::to_string(*where.offset) + (where.subject.empty() ? "" : ")");
+  if (where.offset)
+    out += (out.empty()             ? "at byte "
+            : where.subject.empty() ? ", byte "
+                                    : " (byte ") +
+           std::to_string(*where.offset) + (where.subject.empty() ? "" : ")");
   if (!out.empty()) out += ": ";
   return out + detail;
 }

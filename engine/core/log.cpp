@@ -13,10 +13,14 @@ std::atomic<int> g_level{static_cast<int>(LogLevel::Info)};
 
 const char* prefix(LogLevel l) {
   switch (l) {
-    case LogLevel::Debug: return "debug: ";
-    case LogLevel::Info: return "";
-    case LogLevel::Warning: return "warning: ";
-    case LogLevel::Error: return "error: ";
+    case LogLevel::Debug:
+      return "debug: ";
+    case LogLevel::Info:
+      return "";
+    case LogLevel::Warning:
+      return "warning: ";
+    case LogLevel::Error:
+      return "error: ";
   }
   return "";
 }
@@ -27,7 +31,9 @@ void set_log_sink(LogSink sink) {
   g_sink = std::move(sink);
 }
 
-void set_log_level(LogLevel l) { g_level = static_cast<int>(l); }
+void set_log_level(LogLevel l) {
+  g_level = static_cast<int>(l);
+}
 
 void log(LogLevel level, const std::string& message) {
   if (static_cast<int>(level) < g_level.load()) return;

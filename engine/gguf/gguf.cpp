@@ -17,8 +17,12 @@ namespace moelab::gguf {
 
 namespace {
 
-bool mul_overflows(uint64_t a, uint64_t b, uint64_t* out) { return __builtin_mul_overflow(a, b, out); }
-bool add_overflows(uint64_t a, uint64_t b, uint64_t* out) { return __builtin_add_overflow(a, b, out); }
+bool mul_overflows(uint64_t a, uint64_t b, uint64_t* out) {
+  return __builtin_mul_overflow(a, b, out);
+}
+bool add_overflows(uint64_t a, uint64_t b, uint64_t* out) {
+  return __builtin_add_overflow(a, b, out);
+}
 
 std::string hex_preview(const uint8_t* p, size_t n) {
   static const char* digits = "0123456789abcdef";
@@ -65,10 +69,10 @@ std::string explain_bad_magic(const uint8_t* p, size_t n) {
            "convert it to GGUF first";
   if (n >= 9 && p[8] == '{')
     return "this looks like a safetensors file, not a GGUF model - convert it to GGUF first";
-  if (tn > 0 && t[0] == '{')
-    return "this is a JSON text file, not a GGUF model";
+  if (tn > 0 && t[0] == '{') return "this is a JSON text file, not a GGUF model";
   return "not a GGUF file: it should start with the bytes 'GGUF' (47 47 55 46) but starts "
-         "with " + hex_preview(p, std::min<size_t>(n, 4));
+         "with " +
+         hex_preview(p, std::min<size_t>(n, 4));
 }
 
 }  // namespace
@@ -78,76 +82,161 @@ std::string explain_bad_magic(const uint8_t* p, size_t n) {
 
 std::string_view value_type_name(ValueType t) {
   switch (t) {
-    case ValueType::UINT8: return "UINT8";
-    case ValueType::INT8: return "INT8";
-    case ValueType::UINT16: return "UINT16";
-    case ValueType::INT16: return "INT16";
-    case ValueType::UINT32: return "UINT32";
-    case ValueType::INT32: return "INT32";
-    case ValueType::FLOAT32: return "FLOAT32";
-    case ValueType::BOOL: return "BOOL";
-    case ValueType::STRING: return "STRING";
-    case ValueType::ARRAY: return "ARRAY";
-    case ValueType::UINT64: return "UINT64";
-    case ValueType::INT64: return "INT64";
-    case ValueType::FLOAT64: return "FLOAT64";
+    case ValueType::UINT8:
+      return "UINT8";
+    case ValueType::INT8:
+      return "INT8";
+    case ValueType::UINT16:
+      return "UINT16";
+    case ValueType::INT16:
+      return "INT16";
+    case ValueType::UINT32:
+      return "UINT32";
+    case ValueType::INT32:
+      return "INT32";
+    case ValueType::FLOAT32:
+      return "FLOAT32";
+    case ValueType::BOOL:
+      return "BOOL";
+    case ValueType::STRING:
+      return "STRING";
+    case ValueType::ARRAY:
+      return "ARRAY";
+    case ValueType::UINT64:
+      return "UINT64";
+    case ValueType::INT64:
+      return "INT64";
+    case ValueType::FLOAT64:
+      return "FLOAT64";
   }
   return "?";
 }
 
 uint32_t value_type_size(ValueType t) {
   switch (t) {
-    case ValueType::UINT8: case ValueType::INT8: case ValueType::BOOL: return 1;
-    case ValueType::UINT16: case ValueType::INT16: return 2;
-    case ValueType::UINT32: case ValueType::INT32: case ValueType::FLOAT32: return 4;
-    case ValueType::UINT64: case ValueType::INT64: case ValueType::FLOAT64: return 8;
-    default: return 0;
+    case ValueType::UINT8:
+    case ValueType::INT8:
+    case ValueType::BOOL:
+      return 1;
+    case ValueType::UINT16:
+    case ValueType::INT16:
+      return 2;
+    case ValueType::UINT32:
+    case ValueType::INT32:
+    case ValueType::FLOAT32:
+      return 4;
+    case ValueType::UINT64:
+    case ValueType::INT64:
+    case ValueType::FLOAT64:
+      return 8;
+    default:
+      return 0;
   }
 }
 
 namespace {
 bool type_is_int(ValueType t) {
   switch (t) {
-    case ValueType::UINT8: case ValueType::INT8: case ValueType::UINT16: case ValueType::INT16:
-    case ValueType::UINT32: case ValueType::INT32: case ValueType::UINT64: case ValueType::INT64:
+    case ValueType::UINT8:
+    case ValueType::INT8:
+    case ValueType::UINT16:
+    case ValueType::INT16:
+    case ValueType::UINT32:
+    case ValueType::INT32:
+    case ValueType::UINT64:
+    case ValueType::INT64:
       return true;
-    default: return false;
+    default:
+      return false;
   }
 }
 bool type_is_signed(ValueType t) {
   return t == ValueType::INT8 || t == ValueType::INT16 || t == ValueType::INT32 ||
          t == ValueType::INT64;
 }
-bool type_is_float(ValueType t) { return t == ValueType::FLOAT32 || t == ValueType::FLOAT64; }
+bool type_is_float(ValueType t) {
+  return t == ValueType::FLOAT32 || t == ValueType::FLOAT64;
+}
 
 // Reads one little-endian fixed-size element into the 64-bit slots.
 void load_scalar(ValueType t, const uint8_t* p, uint64_t* u, int64_t* i, double* f) {
   switch (t) {
-    case ValueType::UINT8: *u = p[0]; break;
-    case ValueType::BOOL: *u = p[0] != 0; break;
-    case ValueType::INT8: *i = static_cast<int8_t>(p[0]); break;
-    case ValueType::UINT16: { uint16_t v; std::memcpy(&v, p, 2); *u = v; break; }
-    case ValueType::INT16: { int16_t v; std::memcpy(&v, p, 2); *i = v; break; }
-    case ValueType::UINT32: { uint32_t v; std::memcpy(&v, p, 4); *u = v; break; }
-    case ValueType::INT32: { int32_t v; std::memcpy(&v, p, 4); *i = v; break; }
-    case ValueType::UINT64: { uint64_t v; std::memcpy(&v, p, 8); *u = v; break; }
-    case ValueType::INT64: { int64_t v; std::memcpy(&v, p, 8); *i = v; break; }
-    case ValueType::FLOAT32: { float v; std::memcpy(&v, p, 4); *f = v; break; }
-    case ValueType::FLOAT64: { double v; std::memcpy(&v, p, 8); *f = v; break; }
-    default: break;
+    case ValueType::UINT8:
+      *u = p[0];
+      break;
+    case ValueType::BOOL:
+      *u = p[0] != 0;
+      break;
+    case ValueType::INT8:
+      *i = static_cast<int8_t>(p[0]);
+      break;
+    case ValueType::UINT16: {
+      uint16_t v;
+      std::memcpy(&v, p, 2);
+      *u = v;
+      break;
+    }
+    case ValueType::INT16: {
+      int16_t v;
+      std::memcpy(&v, p, 2);
+      *i = v;
+      break;
+    }
+    case ValueType::UINT32: {
+      uint32_t v;
+      std::memcpy(&v, p, 4);
+      *u = v;
+      break;
+    }
+    case ValueType::INT32: {
+      int32_t v;
+      std::memcpy(&v, p, 4);
+      *i = v;
+      break;
+    }
+    case ValueType::UINT64: {
+      uint64_t v;
+      std::memcpy(&v, p, 8);
+      *u = v;
+      break;
+    }
+    case ValueType::INT64: {
+      int64_t v;
+      std::memcpy(&v, p, 8);
+      *i = v;
+      break;
+    }
+    case ValueType::FLOAT32: {
+      float v;
+      std::memcpy(&v, p, 4);
+      *f = v;
+      break;
+    }
+    case ValueType::FLOAT64: {
+      double v;
+      std::memcpy(&v, p, 8);
+      *f = v;
+      break;
+    }
+    default:
+      break;
   }
 }
 
 [[noreturn]] void type_error(const std::string& key, std::string_view want, ValueType got) {
-  throw Error(ErrorKind::BadInput,
-              "expected " + std::string(want) + " but the file stores " +
-                  std::string(value_type_name(got)),
-              {.subject = "metadata key '" + key + "'"});
+  throw Error(
+      ErrorKind::BadInput,
+      "expected " + std::string(want) + " but the file stores " + std::string(value_type_name(got)),
+      {.subject = "metadata key '" + key + "'"});
 }
 }  // namespace
 
-bool Value::is_integer() const { return type_is_int(type_); }
-bool Value::is_number() const { return type_is_int(type_) || type_is_float(type_); }
+bool Value::is_integer() const {
+  return type_is_int(type_);
+}
+bool Value::is_number() const {
+  return type_is_int(type_) || type_is_float(type_);
+}
 
 uint64_t Value::as_u64() const {
   if (type_is_int(type_) || type_ == ValueType::BOOL) {
@@ -228,12 +317,18 @@ std::string quote(std::string_view s, size_t max_chars) {
       out += "…";
       break;
     }
-    if (c == '\n') out += "\\n";
-    else if (c == '\t') out += "\\t";
-    else if (c == '\r') out += "\\r";
-    else if (c == '"') out += "\\\"";
-    else if (static_cast<unsigned char>(c) < 0x20) out += "\\x" + hex_preview(reinterpret_cast<const uint8_t*>(&c), 1);
-    else out += c;
+    if (c == '\n')
+      out += "\\n";
+    else if (c == '\t')
+      out += "\\t";
+    else if (c == '\r')
+      out += "\\r";
+    else if (c == '"')
+      out += "\\\"";
+    else if (static_cast<unsigned char>(c) < 0x20)
+      out += "\\x" + hex_preview(reinterpret_cast<const uint8_t*>(&c), 1);
+    else
+      out += c;
   }
   return out + "\"";
 }
@@ -247,21 +342,29 @@ std::string number_string(double v, bool is_float) {
 
 std::string Value::to_display(size_t max_chars) const {
   switch (type_) {
-    case ValueType::STRING: return quote(str_, max_chars);
-    case ValueType::BOOL: return scalar_.u ? "true" : "false";
+    case ValueType::STRING:
+      return quote(str_, max_chars);
+    case ValueType::BOOL:
+      return scalar_.u ? "true" : "false";
     case ValueType::FLOAT32:
-    case ValueType::FLOAT64: return number_string(scalar_.f, true);
+    case ValueType::FLOAT64:
+      return number_string(scalar_.f, true);
     case ValueType::ARRAY: {
-      std::string out = "[" + std::string(value_type_name(elem_type_)) + " × " +
-                        std::to_string(count_);
+      std::string out =
+          "[" + std::string(value_type_name(elem_type_)) + " × " + std::to_string(count_);
       const uint64_t shown = std::min<uint64_t>(count_, 6);
       for (uint64_t i = 0; i < shown; ++i) {
         out += i == 0 ? ": " : ", ";
-        if (elem_type_ == ValueType::STRING) out += quote(strings_[i], 24);
-        else if (elem_type_ == ValueType::ARRAY) out += arrays_[i].to_display(24);
-        else if (elem_type_ == ValueType::BOOL) out += number_at(i) != 0 ? "true" : "false";
-        else if (type_is_float(elem_type_)) out += number_string(number_at(i), true);
-        else out += std::to_string(int_at(i));
+        if (elem_type_ == ValueType::STRING)
+          out += quote(strings_[i], 24);
+        else if (elem_type_ == ValueType::ARRAY)
+          out += arrays_[i].to_display(24);
+        else if (elem_type_ == ValueType::BOOL)
+          out += number_at(i) != 0 ? "true" : "false";
+        else if (type_is_float(elem_type_))
+          out += number_string(number_at(i), true);
+        else
+          out += std::to_string(int_at(i));
       }
       if (shown < count_) out += ", …";
       return out + "]";
@@ -389,8 +492,8 @@ void Parser::read_value(Value& v, ValueType t, const std::string& key, int depth
     if (v.elem_type_ == ValueType::BOOL)
       for (uint64_t i = 0; i < v.count_; ++i)
         if (v.raw_[i] > 1)
-          fail("a BOOL array element must be 0 or 1, found " + std::to_string(v.raw_[i]),
-               subject, pos_ + i);
+          fail("a BOOL array element must be 0 or 1, found " + std::to_string(v.raw_[i]), subject,
+               pos_ + i);
     pos_ += min_bytes;
   }
 }
@@ -401,11 +504,15 @@ void Parser::run() {
   pos_ = 4;
   const uint32_t version = read<uint32_t>("the version number", "header");
   if (version == 1)
-    fail("GGUF version 1 (2023, pre-release) is not supported; re-convert the model with a "
-         "current converter", "header", 4);
+    fail(
+        "GGUF version 1 (2023, pre-release) is not supported; re-convert the model with a "
+        "current converter",
+        "header", 4);
   if (version == 0x02000000 || version == 0x03000000)
-    fail("the version number is byte-swapped: this is a big-endian GGUF, which moelab does not "
-         "read", "header", 4);
+    fail(
+        "the version number is byte-swapped: this is a big-endian GGUF, which moelab does not "
+        "read",
+        "header", 4);
   if (version > 3)
     fail("GGUF version " + std::to_string(version) +
              " is newer than this moelab understands (versions 2 and 3); update moelab",
@@ -441,7 +548,8 @@ void Parser::run() {
       if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f)
         fail("a metadata key contains a non-printable or non-ASCII byte", idx, at);
     if (!seen_keys.insert(key).second)
-      fail("duplicate metadata key: the key appears twice", "metadata key '" + std::string(key) + "'", at);
+      fail("duplicate metadata key: the key appears twice",
+           "metadata key '" + std::string(key) + "'", at);
     const uint64_t type_at = pos_;
     const uint32_t t = read<uint32_t>("a metadata type", "metadata key '" + std::string(key) + "'");
     if (t > static_cast<uint32_t>(ValueType::FLOAT64))
@@ -475,9 +583,9 @@ void Parser::run() {
     const std::string subject = "tensor '" + std::string(name) + "'";
     if (name.empty()) fail("a tensor name is empty", idx, t.header_offset);
     if (name.size() > 64)
-      fail("a tensor name is " + std::to_string(name.size()) +
-               " bytes long; GGUF allows at most 64",
-           idx, t.header_offset);
+      fail(
+          "a tensor name is " + std::to_string(name.size()) + " bytes long; GGUF allows at most 64",
+          idx, t.header_offset);
     t.name = std::string(name);
     const uint64_t nd_at = pos_;
     const uint32_t n_dims = read<uint32_t>("the number of dimensions", subject);
@@ -496,8 +604,8 @@ void Parser::run() {
       if (ne > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
           mul_overflows(n_el, ne, &n_el) ||
           n_el > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-        fail("the product of its dimensions overflows 64 bits (at dimension " +
-                 std::to_string(d) + ", " + std::to_string(ne) + ")",
+        fail("the product of its dimensions overflows 64 bits (at dimension " + std::to_string(d) +
+                 ", " + std::to_string(ne) + ")",
              subject, d_at);
       t.ne[d] = static_cast<int64_t>(ne);
     }
@@ -517,8 +625,8 @@ void Parser::run() {
     }
     if (t.ne[0] % traits->block_size != 0)
       fail("rows of " + std::to_string(t.ne[0]) + " elements are not a multiple of the " +
-               std::string(traits->name) + " block size " +
-               std::to_string(traits->block_size) + "; the tensor cannot be decoded",
+               std::string(traits->name) + " block size " + std::to_string(traits->block_size) +
+               "; the tensor cannot be decoded",
            subject, t.header_offset);
     uint64_t nbytes = 0;
     if (mul_overflows(n_el / traits->block_size, traits->type_size, &nbytes))
@@ -535,8 +643,8 @@ void Parser::run() {
   for (size_t i = 0; i < f_.tensors_.size(); ++i) {
     auto [it, inserted] = f_.tensor_index_.emplace(f_.tensors_[i].name, i);
     if (!inserted)
-      fail("duplicate tensor name: two tensors are called '" + f_.tensors_[i].name +
-               "' (entries " + std::to_string(it->second) + " and " + std::to_string(i) + ")",
+      fail("duplicate tensor name: two tensors are called '" + f_.tensors_[i].name + "' (entries " +
+               std::to_string(it->second) + " and " + std::to_string(i) + ")",
            "tensor '" + f_.tensors_[i].name + "'", f_.tensors_[i].header_offset);
   }
 
@@ -561,8 +669,8 @@ void Parser::run() {
       fail("its data position overflows 64 bits", subject, t.header_offset);
     if (end > n_) {
       const uint64_t past = end - n_;
-      fail("its data (" + format_bytes(t.nbytes) + " at byte " + std::to_string(start) +
-               ") ends " + format_bytes(past) + " past the end of the " + format_bytes(n_) +
+      fail("its data (" + format_bytes(t.nbytes) + " at byte " + std::to_string(start) + ") ends " +
+               format_bytes(past) + " past the end of the " + format_bytes(n_) +
                " file: the file is truncated (incomplete download?)",
            subject, t.header_offset);
     }

@@ -29,11 +29,26 @@ void Writer::key_header(std::string_view key, ValueType t) {
   ++kv_count_;
 }
 
-void Writer::set_u8(std::string_view k, uint8_t v) { key_header(k, ValueType::UINT8); put(kv_, v); }
-void Writer::set_u32(std::string_view k, uint32_t v) { key_header(k, ValueType::UINT32); put(kv_, v); }
-void Writer::set_i32(std::string_view k, int32_t v) { key_header(k, ValueType::INT32); put(kv_, v); }
-void Writer::set_u64(std::string_view k, uint64_t v) { key_header(k, ValueType::UINT64); put(kv_, v); }
-void Writer::set_f32(std::string_view k, float v) { key_header(k, ValueType::FLOAT32); put(kv_, v); }
+void Writer::set_u8(std::string_view k, uint8_t v) {
+  key_header(k, ValueType::UINT8);
+  put(kv_, v);
+}
+void Writer::set_u32(std::string_view k, uint32_t v) {
+  key_header(k, ValueType::UINT32);
+  put(kv_, v);
+}
+void Writer::set_i32(std::string_view k, int32_t v) {
+  key_header(k, ValueType::INT32);
+  put(kv_, v);
+}
+void Writer::set_u64(std::string_view k, uint64_t v) {
+  key_header(k, ValueType::UINT64);
+  put(kv_, v);
+}
+void Writer::set_f32(std::string_view k, float v) {
+  key_header(k, ValueType::FLOAT32);
+  put(kv_, v);
+}
 void Writer::set_bool(std::string_view k, bool v) {
   key_header(k, ValueType::BOOL);
   put<uint8_t>(kv_, v ? 1 : 0);
@@ -91,10 +106,10 @@ void Writer::add_tensor(std::string_view name, TensorType type, std::vector<int6
                         std::span<const uint8_t> data) {
   const uint64_t nb = tensor_bytes(type, shape);
   if (nb != data.size())
-    throw Error(ErrorKind::Internal,
-                "tensor data is " + std::to_string(data.size()) + " bytes, expected " +
-                    std::to_string(nb),
-                {.subject = std::string(name)});
+    throw Error(
+        ErrorKind::Internal,
+        "tensor data is " + std::to_string(data.size()) + " bytes, expected " + std::to_string(nb),
+        {.subject = std::string(name)});
   tensors_.push_back({std::string(name), type, std::move(shape), {data.begin(), data.end()}});
 }
 

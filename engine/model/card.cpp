@@ -14,8 +14,8 @@ namespace {
 struct ArchInfo {
   const char* name;
   const char* rope_type;
-  bool runnable;                       // the engine has a forward pass for it
-  std::vector<const char*> extra;      // per-layer tensors besides the llama-family core
+  bool runnable;                   // the engine has a forward pass for it
+  std::vector<const char*> extra;  // per-layer tensors besides the llama-family core
 };
 
 const std::vector<ArchInfo>& arch_table() {
@@ -28,10 +28,14 @@ const std::vector<ArchInfo>& arch_table() {
       {"olmoe", "neox", true, {"attn_q_norm.weight", "attn_k_norm.weight"}},
       {"gemma2", "neox", true, {"post_attention_norm.weight", "post_ffw_norm.weight"}},
       // Known to the card but not (yet) runnable.
-      {"phi3", "neox", false, {}},      {"gemma", "neox", false, {}},
-      {"gemma3", "neox", false, {}},    {"deepseek2", "norm", false, {}},
-      {"mistral3", "norm", false, {}},  {"granitemoe", "norm", false, {}},
-      {"falcon", "neox", false, {}},    {"gpt2", "none", false, {}},
+      {"phi3", "neox", false, {}},
+      {"gemma", "neox", false, {}},
+      {"gemma3", "neox", false, {}},
+      {"deepseek2", "norm", false, {}},
+      {"mistral3", "norm", false, {}},
+      {"granitemoe", "norm", false, {}},
+      {"falcon", "neox", false, {}},
+      {"gpt2", "none", false, {}},
   };
   return t;
 }
@@ -47,17 +51,18 @@ uint32_t get_u32(const gguf::File& f, const std::string& key, uint32_t def) {
   if (!v) return def;
   if (v->type() == gguf::ValueType::ARRAY) {
     // Some converters store per-layer arrays (e.g. head_count_kv); use the first entry here.
-    if (v->size() == 0 || !(v->elem_type() != gguf::ValueType::STRING &&
-                            v->elem_type() != gguf::ValueType::ARRAY))
+    if (v->size() == 0 ||
+        !(v->elem_type() != gguf::ValueType::STRING && v->elem_type() != gguf::ValueType::ARRAY))
       f.fail("expected an integer or an array of integers", "metadata key '" + key + "'");
     return static_cast<uint32_t>(v->int_at(0));
   }
   if (!v->is_integer())
-    f.fail("expected an integer but the file stores " +
-               std::string(gguf::value_type_name(v->type())),
-           "metadata key '" + key + "'");
+    f.fail(
+        "expected an integer but the file stores " + std::string(gguf::value_type_name(v->type())),
+        "metadata key '" + key + "'");
   const uint64_t x = v->as_u64();
-  if (x > 0xffffffffull) f.fail("value " + std::to_string(x) + " is too large", "metadata key '" + key + "'");
+  if (x > 0xffffffffull)
+    f.fail("value " + std::to_string(x) + " is too large", "metadata key '" + key + "'");
   return static_cast<uint32_t>(x);
 }
 
@@ -65,8 +70,7 @@ float get_f32(const gguf::File& f, const std::string& key, float def) {
   const gguf::Value* v = f.find(key);
   if (!v) return def;
   if (!v->is_number())
-    f.fail("expected a number but the file stores " +
-               std::string(gguf::value_type_name(v->type())),
+    f.fail("expected a number but the file stores " + std::string(gguf::value_type_name(v->type())),
            "metadata key '" + key + "'");
   return static_cast<float>(v->as_f64());
 }
@@ -76,7 +80,8 @@ uint32_t check_tokenizer(const gguf::File& f, ModelCard& c) {
   using gguf::ValueType;
   auto subject = [](const char* k) { return std::string("metadata key '") + k + "'"; };
   const gguf::Value* tokens = f.find("tokenizer.ggml.tokens");
-  auto expect_array = [&](const char* key, ValueType et, const char* et_desc) -> const gguf::Value* {
+  auto expect_array = [&](const char* key, ValueType et,
+                          const char* et_desc) -> const gguf::Value* {
     const gguf::Value* v = f.find(key);
     if (!v) return nullptr;
     if (v->type() != ValueType::ARRAY)
@@ -91,8 +96,10 @@ uint32_t check_tokenizer(const gguf::File& f, ModelCard& c) {
     return v;
   };
   expect_array("tokenizer.ggml.tokens", ValueType::STRING, "strings");
-  const gguf::Value* scores = expect_array("tokenizer.ggml.scores", ValueType::FLOAT32, "32-bit floats");
-  const gguf::Value* types = expect_array("tokenizer.ggml.token_type", ValueType::INT32, "32-bit integers");
+  const gguf::Value* scores =
+      expect_array("tokenizer.ggml.scores", ValueType::FLOAT32, "32-bit floats");
+  const gguf::Value* types =
+      expect_array("tokenizer.ggml.token_type", ValueType::INT32, "32-bit integers");
   expect_array("tokenizer.ggml.merges", ValueType::STRING, "strings");
   if (!tokens) {
     if (scores || types)
@@ -147,8 +154,10 @@ void check_shape(const gguf::File& f, ModelCard& c, const std::string& name,
     if (want[d] > 0 && t->ne[d] != want[d]) ok = false;
   if (!ok) {
     std::string w = "[";
-    for (size_t d = 0; d < want.size(); ++d) w += (d ? ", " : "") + (want[d] > 0 ? std::to_string(want[d]) : std::string("*"));
-    c.problems.push_back("tensor '" + name + "' has shape " + t->shape_string() + ", expected " + w + "]");
+    for (size_t d = 0; d < want.size(); ++d)
+      w += (d ? ", " : "") + (want[d] > 0 ? std::to_string(want[d]) : std::string("*"));
+    c.problems.push_back("tensor '" + name + "' has shape " + t->shape_string() + ", expected " +
+                         w + "]");
   }
 }
 
@@ -168,11 +177,16 @@ void check_tensors(const gguf::File& f, ModelCard& c, const ArchInfo& a) {
     check_shape(f, c, p + "ffn_norm.weight", {E});
     for (const char* x : a.extra) {
       const std::string n = x;
-      if (n == "attn_q.bias") check_shape(f, c, p + n, {c.n_head * hd});
-      else if (n == "attn_k.bias" || n == "attn_v.bias") check_shape(f, c, p + n, {c.n_head_kv * hd});
-      else if (n == "attn_q_norm.weight") check_shape(f, c, p + n, {arch == "olmoe" ? c.n_head * hd : hd});
-      else if (n == "attn_k_norm.weight") check_shape(f, c, p + n, {arch == "olmoe" ? c.n_head_kv * hd : hd});
-      else check_shape(f, c, p + n, {E});
+      if (n == "attn_q.bias")
+        check_shape(f, c, p + n, {c.n_head * hd});
+      else if (n == "attn_k.bias" || n == "attn_v.bias")
+        check_shape(f, c, p + n, {c.n_head_kv * hd});
+      else if (n == "attn_q_norm.weight")
+        check_shape(f, c, p + n, {arch == "olmoe" ? c.n_head * hd : hd});
+      else if (n == "attn_k_norm.weight")
+        check_shape(f, c, p + n, {arch == "olmoe" ? c.n_head_kv * hd : hd});
+      else
+        check_shape(f, c, p + n, {E});
     }
     if (c.expert_count > 0) {
       const int64_t nx = c.expert_count, ff = c.n_ff_exp ? c.n_ff_exp : c.n_ff;
@@ -317,7 +331,9 @@ ModelCard make_model_card(const gguf::File& f) {
 std::string sha256_file(const std::string& path,
                         const std::function<bool(uint64_t, uint64_t)>& progress) {
   FILE* fp = std::fopen(path.c_str(), "rb");
-  if (!fp) throw Error(ErrorKind::Io, std::string("cannot open the file: ") + std::strerror(errno), {.file = path});
+  if (!fp)
+    throw Error(ErrorKind::Io, std::string("cannot open the file: ") + std::strerror(errno),
+                {.file = path});
   std::unique_ptr<FILE, int (*)(FILE*)> guard(fp, &std::fclose);
   std::fseek(fp, 0, SEEK_END);
   const long end = std::ftell(fp);
@@ -337,7 +353,8 @@ std::string sha256_file(const std::string& path,
         throw Error(ErrorKind::Cancelled, "hashing was cancelled", {.file = path});
     }
     if (n < buf.size()) {
-      if (std::ferror(fp)) throw Error(ErrorKind::Io, "read error while hashing", {.file = path, .offset = done});
+      if (std::ferror(fp))
+        throw Error(ErrorKind::Io, "read error while hashing", {.file = path, .offset = done});
       break;
     }
   }

@@ -1,11 +1,11 @@
 // Every file in ../shared/cases/gguf and ../shared/cases/quant gets the manifest's verdict:
 // the valid ones load with the right values, the others are rejected with a specific message,
 // in under 50 ms.
+#include <QJsonArray>
+#include <QJsonObject>
 #include <QtTest>
 #include <chrono>
 #include <cstring>
-#include <QJsonArray>
-#include <QJsonObject>
 
 #include "moelab/gguf/gguf.h"
 #include "moelab/model/card.h"
@@ -65,7 +65,8 @@ class TestGgufCases : public QObject {
         {"g11_nested_array_depth_20000.gguf", "nested more than"},
         {"g12_scores_wrong_elem_type.gguf", "tokenizer.ggml.scores"},
     };
-    const auto manifest = moelab::test::read_json(moelab::test::shared_dir() + "/cases/gguf/manifest.json");
+    const auto manifest =
+        moelab::test::read_json(moelab::test::shared_dir() + "/cases/gguf/manifest.json");
     for (const auto& e : manifest.array()) {
       const QJsonObject o = e.toObject();
       const QString file = o["file"].toString();

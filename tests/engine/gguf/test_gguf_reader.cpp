@@ -1,10 +1,10 @@
 // GGUF reader: values round-trip through the writer, and every kind of malformed header is
 // rejected with a message that names the problem and the place - never a crash, never an
 // allocation sized by a number from the file. Files are built in memory (no shared data).
+#include <sys/resource.h>
 #include <QtTest>
 #include <chrono>
 #include <cstring>
-#include <sys/resource.h>
 
 #include "moelab/gguf/gguf.h"
 #include "moelab/gguf/writer.h"
@@ -51,8 +51,12 @@ std::string parse_error(const std::vector<uint8_t>& bytes, double* ms = nullptr)
   return msg;
 }
 
-void put_u64(std::vector<uint8_t>& b, size_t at, uint64_t v) { std::memcpy(b.data() + at, &v, 8); }
-void put_u32(std::vector<uint8_t>& b, size_t at, uint32_t v) { std::memcpy(b.data() + at, &v, 4); }
+void put_u64(std::vector<uint8_t>& b, size_t at, uint64_t v) {
+  std::memcpy(b.data() + at, &v, 8);
+}
+void put_u32(std::vector<uint8_t>& b, size_t at, uint32_t v) {
+  std::memcpy(b.data() + at, &v, 4);
+}
 
 // Finds the offset of a byte string in the buffer.
 size_t find(const std::vector<uint8_t>& b, std::string_view s) {
@@ -60,11 +64,12 @@ size_t find(const std::vector<uint8_t>& b, std::string_view s) {
   return it == b.end() ? SIZE_MAX : static_cast<size_t>(it - b.begin());
 }
 
-#define EXPECT_REJECT(bytes, needle)                                                   \
-  do {                                                                                 \
-    const std::string m_ = parse_error(bytes);                                         \
-    QVERIFY2(!m_.empty(), "accepted a bad file");                                      \
-    QVERIFY2(m_.find(needle) != std::string::npos, (m_ + "  [expected: " + (needle) + "]").c_str()); \
+#define EXPECT_REJECT(bytes, needle)                           \
+  do {                                                         \
+    const std::string m_ = parse_error(bytes);                 \
+    QVERIFY2(!m_.empty(), "accepted a bad file");              \
+    QVERIFY2(m_.find(needle) != std::string::npos,             \
+             (m_ + "  [expected: " + (needle) + "]").c_str()); \
   } while (0)
 
 }  // namespace
@@ -264,8 +269,7 @@ class TestGgufReader : public QObject {
                     put_u64(b, p + 4 + 8, uint64_t(1) << 40);
                   }),
                   "overflows 64 bits");
-    EXPECT_REJECT(make([](auto& b, size_t p) { put_u32(b, p + 4 + 16, 200); }),
-                  "ggml type 200");
+    EXPECT_REJECT(make([](auto& b, size_t p) { put_u32(b, p + 4 + 16, 200); }), "ggml type 200");
     EXPECT_REJECT(make([](auto& b, size_t p) { put_u32(b, p + 4 + 16, 4); }), "Q4_2");
     EXPECT_REJECT(make([](auto& b, size_t p) { put_u32(b, p + 4 + 16, 33); }), "Q4_0_8_8");
     // Q8_0 with rows of 4 elements: not a multiple of the block size 32.
@@ -299,11 +303,19 @@ class TestGgufReader : public QObject {
     std::vector<uint8_t> b;
     auto u32 = [&](uint32_t v) { b.insert(b.end(), (uint8_t*)&v, (uint8_t*)&v + 4); };
     auto u64 = [&](uint64_t v) { b.insert(b.end(), (uint8_t*)&v, (uint8_t*)&v + 8); };
-    u32(kMagic); u32(3); u64(0); u64(1);
-    u64(4); b.insert(b.end(), {'d', 'e', 'e', 'p'});
+    u32(kMagic);
+    u32(3);
+    u64(0);
+    u64(1);
+    u64(4);
+    b.insert(b.end(), {'d', 'e', 'e', 'p'});
     u32(9);
-    for (int i = 0; i < 100; ++i) { u32(9); u64(1); }
-    u32(0); u64(0);
+    for (int i = 0; i < 100; ++i) {
+      u32(9);
+      u64(1);
+    }
+    u32(0);
+    u64(0);
     EXPECT_REJECT(b, "nested more than 64");
   }
 
@@ -319,7 +331,8 @@ class TestGgufReader : public QObject {
     b = sample_file();
     put_u64(b, 24, UINT64_MAX);
     bad.push_back(b);
-    struct rusage before {}, after {};
+    struct rusage before {
+    }, after{};
     getrusage(RUSAGE_SELF, &before);
     for (const auto& x : bad) {
       double ms = 0;

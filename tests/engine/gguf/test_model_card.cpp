@@ -52,16 +52,21 @@ class TestModelCard : public QObject {
       QTest::newRow("absent") << QString();
       return;
     }
-    const auto files = moelab::test::read_json(moelab::test::shared_dir() + "/fixtures/summary.json")
-                           .object()["files"].toObject();
+    const auto files =
+        moelab::test::read_json(moelab::test::shared_dir() + "/fixtures/summary.json")
+            .object()["files"]
+            .toObject();
     for (auto it = files.begin(); it != files.end(); ++it)
-      if (it.value().toObject()["shipped"].toBool()) QTest::newRow(qPrintable(it.key())) << it.key();
+      if (it.value().toObject()["shipped"].toBool())
+        QTest::newRow(qPrintable(it.key())) << it.key();
   }
   void fixtureCards() {
     MOELAB_REQUIRE_SHARED("fixtures/summary.json");
     QFETCH(QString, key);
     const auto s = moelab::test::read_json(moelab::test::shared_dir() + "/fixtures/summary.json")
-                       .object()["files"].toObject()[key].toObject();
+                       .object()["files"]
+                       .toObject()[key]
+                       .toObject();
     const std::string path = moelab::test::shared_path("fixtures/" + s["path"].toString());
     const auto r = run_cli({"inspect", "--json", path});
     QVERIFY2(r.rc == 0, r.err.c_str());
@@ -87,7 +92,8 @@ class TestModelCard : public QObject {
       QCOMPARE(j["expert_shared_count"].toInt(), 1);
       QCOMPARE(j["n_ff_shexp"].toInt(), 128);
     }
-    QCOMPARE(j["tensor_types"].toObject().toVariantMap(), s["tensor_type_counts"].toObject().toVariantMap());
+    QCOMPARE(j["tensor_types"].toObject().toVariantMap(),
+             s["tensor_type_counts"].toObject().toVariantMap());
     QCOMPARE(j["file_size"].toInteger(), s["size_bytes"].toInteger());
     QCOMPARE(j["sha256"].toString(), s["sha256"].toString());
     QVERIFY2(j["runnable"].toBool(), qPrintable(QJsonDocument(j["problems"].toArray()).toJson()));
@@ -109,7 +115,8 @@ class TestModelCard : public QObject {
 
   void memoryEstimate() {
     MOELAB_REQUIRE_SHARED("fixtures/models/mixtral-moe/mixtral-moe.F32.gguf");
-    auto f = gguf::File::open(moelab::test::shared_path("fixtures/models/mixtral-moe/mixtral-moe.F32.gguf"));
+    auto f = gguf::File::open(
+        moelab::test::shared_path("fixtures/models/mixtral-moe/mixtral-moe.F32.gguf"));
     const ModelCard c = make_model_card(*f);
     // 2 layers × 2 KV heads × (16 + 16) dims × 512 tokens × 2 bytes.
     QCOMPARE(c.kv_cache_bytes(512, 2), uint64_t(2 * 2 * 32 * 512 * 2));
@@ -120,8 +127,9 @@ class TestModelCard : public QObject {
 
   void textCard() {
     MOELAB_REQUIRE_SHARED("fixtures/models/qwen2moe/qwen2moe.Q8_0.gguf");
-    const auto r = run_cli({"inspect", "--no-hash", "--tensors",
-                        moelab::test::shared_path("fixtures/models/qwen2moe/qwen2moe.Q8_0.gguf")});
+    const auto r =
+        run_cli({"inspect", "--no-hash", "--tensors",
+                 moelab::test::shared_path("fixtures/models/qwen2moe/qwen2moe.Q8_0.gguf")});
     QCOMPARE(r.rc, 0);
     QVERIFY(r.out.find("8 experts, top-4") != std::string::npos);
     QVERIFY(r.out.find("1 shared expert") != std::string::npos);
@@ -149,7 +157,8 @@ class TestModelCard : public QObject {
 
   void invalidFileExitsTwo() {
     MOELAB_REQUIRE_SHARED("cases/gguf/g02_bad_magic_html.gguf");
-    const auto r = run_cli({"inspect", moelab::test::shared_path("cases/gguf/g02_bad_magic_html.gguf")});
+    const auto r =
+        run_cli({"inspect", moelab::test::shared_path("cases/gguf/g02_bad_magic_html.gguf")});
     QCOMPARE(r.rc, 2);
     QVERIFY(r.err.rfind("error: ", 0) == 0);
     QVERIFY(r.err.find("HTML page") != std::string::npos);

@@ -7,10 +7,10 @@
 namespace moelab {
 
 struct BackendStatus {
-  std::string name;       // "cpu", "cuda"
-  bool compiled = false;  // built into this binary
-  bool available = false; // usable on this machine now
-  std::string detail;     // device names, or why it is unavailable ("no NVIDIA driver ...")
+  std::string name;        // "cpu", "cuda"
+  bool compiled = false;   // built into this binary
+  bool available = false;  // usable on this machine now
+  std::string detail;      // device names, or why it is unavailable ("no NVIDIA driver ...")
 };
 
 /// Probes every backend (cheap; the CUDA probe runs once per process and is cached).

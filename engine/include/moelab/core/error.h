@@ -19,9 +19,9 @@ enum class ErrorKind {
 
 /// Where an error happened. Every field is optional; message() prints the ones that are set.
 struct ErrorWhere {
-  std::string file;                    // path of the file involved
-  std::optional<uint64_t> offset;      // byte offset in that file
-  std::string subject;                 // a metadata key, tensor name, op name ...
+  std::string file;                // path of the file involved
+  std::optional<uint64_t> offset;  // byte offset in that file
+  std::string subject;             // a metadata key, tensor name, op name ...
 };
 
 /// The engine's exception. what() is a complete sentence for a researcher, e.g.

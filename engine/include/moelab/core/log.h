@@ -16,7 +16,11 @@ void set_log_sink(LogSink sink);
 /// Only messages at or above this level reach the sink (default Info).
 void set_log_level(LogLevel min_level);
 void log(LogLevel level, const std::string& message);
-inline void log_info(const std::string& m) { log(LogLevel::Info, m); }
-inline void log_warning(const std::string& m) { log(LogLevel::Warning, m); }
+inline void log_info(const std::string& m) {
+  log(LogLevel::Info, m);
+}
+inline void log_warning(const std::string& m) {
+  log(LogLevel::Warning, m);
+}
 
 }  // namespace moelab

@@ -29,8 +29,19 @@ inline constexpr int kMaxArrayDepth = 64;  // nested arrays deeper than this are
 
 /// Metadata value types (GGUF spec, gguf_metadata_value_type).
 enum class ValueType : uint32_t {
-  UINT8 = 0, INT8 = 1, UINT16 = 2, INT16 = 3, UINT32 = 4, INT32 = 5, FLOAT32 = 6, BOOL = 7,
-  STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
+  UINT8 = 0,
+  INT8 = 1,
+  UINT16 = 2,
+  INT16 = 3,
+  UINT32 = 4,
+  INT32 = 5,
+  FLOAT32 = 6,
+  BOOL = 7,
+  STRING = 8,
+  ARRAY = 9,
+  UINT64 = 10,
+  INT64 = 11,
+  FLOAT64 = 12,
 };
 std::string_view value_type_name(ValueType t);
 /// Size in bytes of a fixed-size value type; 0 for STRING and ARRAY.
@@ -53,8 +64,8 @@ class Value {
   std::string_view as_string() const;
 
   // Arrays.
-  ValueType elem_type() const { return elem_type_; }     // for ARRAY
-  uint64_t size() const { return count_; }               // number of elements (ARRAY)
+  ValueType elem_type() const { return elem_type_; }  // for ARRAY
+  uint64_t size() const { return count_; }            // number of elements (ARRAY)
   /// Element i of a numeric or bool array, converted like the scalar getters.
   double number_at(uint64_t i) const;
   int64_t int_at(uint64_t i) const;
@@ -91,14 +102,14 @@ class Value {
 /// One entry of the tensor directory.
 struct TensorInfo {
   std::string name;
-  uint32_t type = 0;              // ggml type id (see types.h); always a known, sized type
+  uint32_t type = 0;  // ggml type id (see types.h); always a known, sized type
   int n_dims = 0;
   int64_t ne[kMaxDims] = {1, 1, 1, 1};  // ne[0] is the row length (contiguous dimension)
-  uint64_t offset = 0;            // bytes, relative to the start of the data section
-  uint64_t nbytes = 0;            // bytes of data
-  uint64_t file_offset = 0;       // bytes, absolute position of the data in the file
-  uint64_t header_offset = 0;     // bytes, where this entry starts in the header
-  const uint8_t* data = nullptr;  // into the mapping
+  uint64_t offset = 0;                  // bytes, relative to the start of the data section
+  uint64_t nbytes = 0;                  // bytes of data
+  uint64_t file_offset = 0;             // bytes, absolute position of the data in the file
+  uint64_t header_offset = 0;           // bytes, where this entry starts in the header
+  const uint8_t* data = nullptr;        // into the mapping
 
   int64_t n_elements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }
   int64_t n_rows() const { return ne[1] * ne[2] * ne[3]; }

@@ -17,37 +17,37 @@ namespace moelab {
 /// say (e.g. a file without an architecture's keys).
 struct ModelCard {
   std::string path;
-  std::string architecture;         // general.architecture, e.g. "llama", "qwen2moe"
-  std::string name;                 // general.name
+  std::string architecture;  // general.architecture, e.g. "llama", "qwen2moe"
+  std::string name;          // general.name
   uint32_t gguf_version = 0;
-  uint64_t file_size = 0;           // bytes
+  uint64_t file_size = 0;  // bytes
 
-  uint32_t n_layer = 0;             // <arch>.block_count
-  uint32_t n_embd = 0;              // <arch>.embedding_length
-  uint32_t n_head = 0;              // <arch>.attention.head_count
-  uint32_t n_head_kv = 0;           // <arch>.attention.head_count_kv (defaults to n_head)
-  uint32_t head_dim = 0;            // <arch>.attention.key_length or n_embd / n_head
-  uint32_t head_dim_v = 0;          // <arch>.attention.value_length or head_dim
-  uint32_t n_ff = 0;                // <arch>.feed_forward_length (dense FFN width)
-  uint32_t n_ff_exp = 0;            // <arch>.expert_feed_forward_length
-  uint32_t n_ff_shexp = 0;          // <arch>.expert_shared_feed_forward_length
-  uint32_t expert_count = 0;        // <arch>.expert_count (0 = dense)
-  uint32_t expert_used_count = 0;   // <arch>.expert_used_count (top-k)
-  uint32_t expert_shared_count = 0; // shared experts (count of ffn_*_shexp sets per layer)
-  uint64_t context_length = 0;      // <arch>.context_length, tokens
-  float rms_eps = 0;                // <arch>.attention.layer_norm_rms_epsilon
+  uint32_t n_layer = 0;              // <arch>.block_count
+  uint32_t n_embd = 0;               // <arch>.embedding_length
+  uint32_t n_head = 0;               // <arch>.attention.head_count
+  uint32_t n_head_kv = 0;            // <arch>.attention.head_count_kv (defaults to n_head)
+  uint32_t head_dim = 0;             // <arch>.attention.key_length or n_embd / n_head
+  uint32_t head_dim_v = 0;           // <arch>.attention.value_length or head_dim
+  uint32_t n_ff = 0;                 // <arch>.feed_forward_length (dense FFN width)
+  uint32_t n_ff_exp = 0;             // <arch>.expert_feed_forward_length
+  uint32_t n_ff_shexp = 0;           // <arch>.expert_shared_feed_forward_length
+  uint32_t expert_count = 0;         // <arch>.expert_count (0 = dense)
+  uint32_t expert_used_count = 0;    // <arch>.expert_used_count (top-k)
+  uint32_t expert_shared_count = 0;  // shared experts (count of ffn_*_shexp sets per layer)
+  uint64_t context_length = 0;       // <arch>.context_length, tokens
+  float rms_eps = 0;                 // <arch>.attention.layer_norm_rms_epsilon
 
-  std::string rope_type;            // "norm" (adjacent pairs) or "neox" (halves), per arch
-  float rope_freq_base = 0;         // <arch>.rope.freq_base (10000 when absent)
-  std::string rope_scaling;         // <arch>.rope.scaling.type, "none" when absent
-  float rope_scaling_factor = 0;    // <arch>.rope.scaling.factor
-  uint32_t rope_dims = 0;           // <arch>.rope.dimension_count or head_dim
-  uint32_t sliding_window = 0;      // <arch>.attention.sliding_window, tokens (0 = none)
+  std::string rope_type;          // "norm" (adjacent pairs) or "neox" (halves), per arch
+  float rope_freq_base = 0;       // <arch>.rope.freq_base (10000 when absent)
+  std::string rope_scaling;       // <arch>.rope.scaling.type, "none" when absent
+  float rope_scaling_factor = 0;  // <arch>.rope.scaling.factor
+  uint32_t rope_dims = 0;         // <arch>.rope.dimension_count or head_dim
+  uint32_t sliding_window = 0;    // <arch>.attention.sliding_window, tokens (0 = none)
 
-  std::string vocab_type;           // tokenizer.ggml.model: "llama" (SPM), "gpt2" (BPE), ...
-  std::string vocab_pre;            // tokenizer.ggml.pre
-  uint32_t n_vocab = 0;             // length of tokenizer.ggml.tokens (or token_embd rows)
-  int64_t bos_id = -1, eos_id = -1; // -1 when absent
+  std::string vocab_type;            // tokenizer.ggml.model: "llama" (SPM), "gpt2" (BPE), ...
+  std::string vocab_pre;             // tokenizer.ggml.pre
+  uint32_t n_vocab = 0;              // length of tokenizer.ggml.tokens (or token_embd rows)
+  int64_t bos_id = -1, eos_id = -1;  // -1 when absent
   bool has_chat_template = false;
 
   struct TypeUse {
@@ -57,8 +57,8 @@ struct ModelCard {
   };
   std::map<std::string, TypeUse> tensor_types;  // by type name ("Q4_K")
   uint64_t n_tensors = 0;
-  uint64_t weight_bytes = 0;        // bytes of tensor data
-  uint64_t params_total = 0;        // all tensor elements
+  uint64_t weight_bytes = 0;  // bytes of tensor data
+  uint64_t params_total = 0;  // all tensor elements
   /// Parameters touched per token: everything except the experts not chosen, i.e. attention,
   /// norms, router, expert_used_count of expert_count experts, shared experts, embeddings, head.
   uint64_t params_active = 0;
