@@ -45,19 +45,59 @@ struct AttentionMap {
   int head = -1;                        // -1: mean over heads
 };
 
-/// Per-token decode latency. ms[i] is the wall time of token i in milliseconds; token 0 is the
-/// first generated token, so ms[0] includes prompt processing (time to first token, TTFT).
+/// Co-activation of experts in one MoE layer: F32 [expert_count, expert_count], symmetric;
+/// entry (i, j) = number of tokens whose top-k set contains both expert i and expert j; the
+/// diagonal (i, i) = tokens routed to expert i. Build with co_activation_from_topk (view_kinds.h).
+struct CoActivation {
+  int layer = -1;
+  int expert_count = 0;
+  std::vector<float> count;
+  std::string unit = "tokens";
+};
+
+/// Summary of one attention head over all its query rows (rows of probabilities summing to 1):
+/// entropy_bits = mean over queries of -sum_k p log2 p;
+/// sink_share = mean over queries of the mass on keys [0, n_sink) ("attention sink", Xiao et al.
+/// 2023, Efficient Streaming Language Models with Attention Sinks);
+/// local_share = mass on keys within local_window of the query (q - local_window < k <= q,
+/// excluding sink keys); distant_share = the rest. The three shares sum to 1.
+struct HeadSummary {
+  int head = 0;
+  float entropy_bits = 0.0f;
+  float sink_share = 0.0f;
+  float local_share = 0.0f;
+  float distant_share = 0.0f;
+};
+
+/// The per-head summary strip of one layer.
+struct AttentionHeads {
+  int layer = -1;
+  int n_sink = 1;
+  int local_window = 16;
+  std::vector<HeadSummary> heads;
+};
+
+/// Per-token latency. ms[i] is the wall time of token i in milliseconds; token 0 is the first
+/// generated token, so ms[0] includes prompt processing (time to first token, TTFT = ttft_ms).
+/// Optional breakdown: F64 [rows.size(), parts.size()] mean milliseconds per token spent in
+/// each part (op: "attention", "router", "experts", ...) of each row (layer: "layer 0", ...).
 struct LatencySeries {
   std::vector<double> ms;
   double ttft_ms = 0.0;
+  std::vector<std::string> rows;
+  std::vector<std::string> parts;
+  std::vector<double> part_ms;
 };
 
 /// Power samples: t_s seconds since generation start, watts at that time. Empty when the
-/// machine has no sensor (`sensor` then says why, e.g. "no sensor on this machine").
+/// machine has no sensor; `sensor` then says why (e.g. "no readable RAPL counter"), otherwise
+/// it names the sensor ("NVML: NVIDIA H200", "RAPL package-0"). n_tokens: tokens generated over
+/// the sampled interval (for J/token; 0 = unknown).
 struct PowerSeries {
   std::vector<double> t_s;
   std::vector<double> watts;
   std::string sensor;
+  int n_tokens = 0;
 };
 
 }  // namespace moelab::views

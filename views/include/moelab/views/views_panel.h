@@ -1,0 +1,114 @@
+// ViewsPanel: the one widget the desktop app puts in its central area. It shows the live views
+// of a run on pages Routing / Expert load / Co-activation / Attention / Latency / Power (a tab
+// bar selects the page) and is fed through a thread-safe snapshot API.
+//
+// CMake target: moelab_views_panel (Qt6::Widgets; built when Qt Widgets, Vulkan headers, glm
+// and glslc are found). Header: "moelab/views/views_panel.h".
+//
+// Threading contract
+// - publish(...) may be called from ANY thread (e.g. the generation worker, once per token).
+//   It only moves the snapshot into a mutex-guarded "latest" slot per kind and returns; it never
+//   waits for rendering. Snapshots are taken by value: pass with std::move to avoid a copy.
+// - The GUI thread polls the slots at its own frame rate (Options::fps, default 30) and shows
+//   the newest snapshot of the visible page. Intermediate snapshots may be dropped; the newest
+//   one is always shown eventually (within about one frame interval).
+// - Every other member function (setPage, setDiffMode, ...) is GUI-thread only.
+//
+// Rendering
+// - Heatmap pages are drawn with the Vulkan renderer in an embedded QVulkanWindow with Dear
+//   ImGui overlays (title, axes, legend with units, hover tooltip; wheel zooms, drag pans).
+// - Without a usable Vulkan device (no ICD, QT_QPA_PLATFORM=offscreen, Options::force_cpu) the
+//   same views are drawn on the CPU with the same colours, and the panel says so:
+//   backendText() == "no Vulkan device: views drawn on the CPU (<reason>)".
+// - Latency and Power are Qt (QPainter) charts with units; Power shows an explicit
+//   "no sensor on this machine: <reason>" panel when PowerSeries::sensor is set and it is empty.
+//
+// Diff mode (A - B): publishBaseline() sets run B for expert load or attention;
+// setDiffMode(true) (or the "A - B" check box on those pages) shows A - B in a diverging map.
+#pragma once
+
+#include <QList>
+#include <QString>
+#include <QWidget>
+#include <cstdint>
+#include <memory>
+
+#include "moelab/views/view_models.h"
+
+class QImage;
+
+namespace moelab::views {
+
+class ViewsPanel : public QWidget {
+  Q_OBJECT
+ public:
+  enum class Page { kRouting = 0, kExpertLoad, kCoActivation, kAttention, kLatency, kPower };
+  static constexpr int kPageCount = 6;
+
+  struct Options {
+    bool force_cpu = false;   // never try Vulkan (also: env MOELAB_VIEWS_CPU=1)
+    bool validation = false;  // VK_LAYER_KHRONOS_validation on the panel's instance, if present
+    int fps = 30;             // GUI-side polling rate for new snapshots
+  };
+
+  explicit ViewsPanel(QWidget* parent = nullptr);
+  ViewsPanel(const Options& options, QWidget* parent = nullptr);
+  ~ViewsPanel() override;
+
+  // ---- Snapshot API: thread-safe, non-blocking. Returns the snapshot's sequence number
+  // (increasing over all kinds), which shownSequence() reports once it is on screen.
+  uint64_t publish(RoutingGrid routing);         // Routing page (top expert / active count)
+  uint64_t publish(ExpertLoad load);             // Expert load page (run A)
+  uint64_t publish(CoActivation coactivation);   // Co-activation page
+  uint64_t publish(AttentionMap attention);      // Attention page: the chosen layer/head/mean
+  uint64_t publish(AttentionHeads heads);        // Attention page: per-head summary strip
+  uint64_t publish(LatencySeries latency);       // Latency page
+  uint64_t publish(PowerSeries power);           // Power page
+  uint64_t publishBaseline(ExpertLoad load_b);   // run B for the expert-load diff
+  uint64_t publishBaseline(AttentionMap attn_b); // run B for the attention diff
+  /// Drops every snapshot (new run); pages show "waiting for data".
+  void clear();
+
+  // ---- GUI thread.
+  void setPage(Page page);
+  Page page() const;
+  /// Shows A - B on the Expert load and Attention pages (when a baseline was published).
+  void setDiffMode(bool on);
+  bool diffMode() const;
+  /// Routing page: false = top expert per (layer, token), true = active experts per (layer, token).
+  void setRoutingShowsActiveCount(bool on);
+  /// Attention page: log colour scale (1e-4 .. 1) instead of linear 0 .. 1.
+  void setAttentionLogScale(bool on);
+
+  /// True when heatmaps are drawn with Vulkan; false for the CPU fallback.
+  bool usesVulkan() const;
+  /// "Vulkan: <device>" or "no Vulkan device: views drawn on the CPU (<reason>)".
+  QString backendText() const;
+  /// Sequence number of the snapshot the page currently shows (0: none yet).
+  uint64_t shownSequence(Page page) const;
+  /// The selected query row on the Attention page (-1: none).
+  int selectedQuery() const;
+  /// Selects a query row programmatically (emits querySelected like a click does).
+  void selectQuery(int query);
+  /// A picture of the visible page as on screen (for tests, screenshots, reports).
+  QImage grabPage();
+
+ signals:
+  /// A query row was clicked on the Attention page. key_weights: F32 [n_key], the attention of
+  /// that query to each key (NaN = masked); the app highlights these keys in the token stream.
+  void querySelected(int query, const QList<float>& key_weights);
+  /// The visible page changed (user or setPage).
+  void pageChanged(int page);
+  /// A new snapshot was put on screen (GUI thread).
+  void snapshotShown(int page, quint64 sequence);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> d_;
+};
+
+/// Opens the views gallery (Help -> Views gallery): a non-modal dialog that shows every view on
+/// synthetic data with a one-line explanation each. Returns the dialog (deleted on close).
+QWidget* showGallery(QWidget* parent);
+
+}  // namespace moelab::views
