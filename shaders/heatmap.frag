@@ -19,15 +19,48 @@ bool is_nan_bits(float v) {  // immune to fast-math folding of isnan()
   return (b & 0x7f800000u) == 0x7f800000u && (b & 0x007fffffu) != 0u;
 }
 
+// Max pooling when zoomed out (see ColorScale::max_pool; the CPU renderer in heatmap.cpp does
+// the same integer steps): along an axis where the pixel covers more than one cell, the cells
+// from floor(left edge + bias) to floor(right edge - bias), clipped to this tile, are read and
+// the largest (u.map_size.w == 1) or largest-magnitude (== 2) unmasked value wins.
+const int kMaxPoolCells = 64;
+
 void main() {
   vec4 d = u.pixel_to_data * vec4(gl_FragCoord.xy, 0.0, 1.0);
   ivec2 cell = ivec2(floor(d.xy + kCellEdgeBias));
   ivec2 local = cell - pc.tile.xy;
   if (any(lessThan(local, ivec2(0))) || any(greaterThanEqual(local, pc.tile.zw))) discard;
-  float v = texelFetch(cells, local, 0).r;
+  int pool = u.map_size.w;
+  float v;
+  bool masked = false;
+  if (pool == 0 || u.scale.w > 0.5) {
+    v = texelFetch(cells, local, 0).r;
+    masked = is_nan_bits(v);
+  } else {
+    vec4 e0 = u.pixel_to_data * vec4(gl_FragCoord.xy - 0.5, 0.0, 1.0);
+    vec4 e1 = u.pixel_to_data * vec4(gl_FragCoord.xy + 0.5, 0.0, 1.0);
+    ivec2 lo = ivec2(floor(e0.xy + kCellEdgeBias));
+    ivec2 hi = ivec2(floor(e1.xy - kCellEdgeBias));
+    if (e1.x - e0.x <= 1.0) { lo.x = cell.x; hi.x = cell.x; }
+    if (e1.y - e0.y <= 1.0) { lo.y = cell.y; hi.y = cell.y; }
+    lo = max(min(lo, cell) - pc.tile.xy, ivec2(0));
+    hi = min(max(hi, cell) - pc.tile.xy, pc.tile.zw - 1);
+    ivec2 n = hi - lo + 1;
+    ivec2 stride = (n + (kMaxPoolCells - 1)) / kMaxPoolCells;
+    masked = true;
+    v = 0.0;
+    for (int y = lo.y; y <= hi.y; y += stride.y) {
+      for (int x = lo.x; x <= hi.x; x += stride.x) {
+        float c = texelFetch(cells, ivec2(x, y), 0).r;
+        if (is_nan_bits(c)) continue;
+        if (masked || (pool == 1 ? c > v : abs(c) > abs(v))) v = c;
+        masked = false;
+      }
+    }
+  }
   int n = u.map_size.z;
   int idx;
-  if (is_nan_bits(v)) {
+  if (masked) {
     idx = -1;
   } else if (u.scale.w > 0.5) {
     idx = v < 0.0 ? -1 : int(floor(v + 0.5)) % n;

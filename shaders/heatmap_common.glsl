@@ -6,7 +6,7 @@ layout(std140, set = 0, binding = 0) uniform HeatmapUniforms {
   mat4 pixel_to_data;  // framebuffer pixel (gl_FragCoord) -> data space
   vec4 scale;          // x: offset, y: mul, z: 1 = log2 scale, w: 1 = categorical
   vec4 masked;         // colour of NaN / negative ids (unorm)
-  ivec4 map_size;      // x: cols, y: rows, z: lookup table size
+  ivec4 map_size;      // x: cols, y: rows, z: lookup table size, w: pool (0/1 max/2 max|v|)
 } u;
 
 layout(push_constant) uniform TilePush {

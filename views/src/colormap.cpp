@@ -42,14 +42,27 @@ std::vector<Rgba8> build_table(const ControlPoint* pts, size_t n) {
   return out;
 }
 
-// Categorical: 20 hand-picked colours, ordered so that neighbouring ids contrast in hue and
-// lightness; none is grey (grey is the masked colour).
+// Categorical: 64 colours. The first 20 are hand-picked so that neighbouring ids contrast in hue
+// and lightness; ids 20..63 were chosen greedily (farthest point in CIELAB from all colours so
+// far, the masked grey, the window background and the diverging neutral, among saturated
+// candidates). Every pair differs by at least 18 CIE76 Delta-E; none is grey.
 constexpr Rgba8 kCategorical[kCategoricalSize] = {
     {31, 110, 200, 255},  {240, 120, 20, 255},  {40, 160, 60, 255},   {215, 40, 45, 255},
     {145, 95, 200, 255},  {140, 80, 60, 255},   {230, 110, 190, 255}, {20, 190, 200, 255},
     {190, 190, 30, 255},  {10, 50, 120, 255},   {150, 200, 240, 255}, {90, 200, 160, 255},
     {150, 225, 130, 255}, {255, 150, 150, 255}, {70, 20, 110, 255},   {200, 160, 120, 255},
     {110, 0, 40, 255},    {0, 110, 100, 255},   {250, 235, 90, 255},  {80, 80, 0, 255},
+    {0, 0, 255, 255},     {0, 255, 0, 255},     {255, 0, 255, 255},   {0, 85, 255, 255},
+    {255, 0, 119, 255},   {136, 0, 187, 255},   {136, 221, 34, 255},  {0, 255, 136, 255},
+    {255, 0, 187, 255},   {238, 187, 238, 255}, {170, 119, 17, 255},  {0, 85, 119, 255},
+    {102, 68, 102, 255},  {153, 0, 102, 255},   {119, 153, 85, 255},  {255, 0, 0, 255},
+    {0, 85, 17, 255},     {238, 119, 255, 255}, {255, 187, 0, 255},   {136, 34, 0, 255},
+    {170, 0, 255, 255},   {204, 238, 187, 255}, {204, 68, 102, 255},  {255, 204, 119, 255},
+    {0, 68, 187, 255},    {68, 255, 187, 255},  {0, 0, 187, 255},     {136, 136, 187, 255},
+    {187, 119, 153, 255}, {0, 255, 238, 255},   {255, 153, 102, 255}, {0, 170, 255, 255},
+    {119, 136, 0, 255},   {170, 0, 153, 255},   {85, 102, 68, 255},   {221, 238, 0, 255},
+    {0, 204, 51, 255},    {153, 153, 255, 255}, {153, 102, 255, 255}, {0, 136, 85, 255},
+    {68, 51, 17, 255},    {221, 238, 136, 255}, {119, 170, 153, 255}, {119, 68, 0, 255},
 };
 
 }  // namespace
@@ -72,7 +85,7 @@ std::span<const Rgba8> colormap_table(Colormap map) {
 ScaleParams scale_params(const ColorScale& s) {
   ScaleParams p;
   if (s.map == Colormap::kCategorical) {
-    p.categorical = true;
+    p.categorical = true;  // never pooled: the max of expert ids means nothing
     p.lut_size = kCategoricalSize;
     return p;
   }
@@ -83,6 +96,7 @@ ScaleParams scale_params(const ColorScale& s) {
     lo = std::log2(std::max(s.min, 1e-30f));
     hi = std::log2(std::max(s.max, 1e-30f));
   }
+  if (s.max_pool) p.pool = s.map == Colormap::kDiverging ? 2 : 1;
   p.offset = lo;
   p.mul = hi > lo ? static_cast<float>(kLutSize) / (hi - lo) : 0.0f;
   return p;

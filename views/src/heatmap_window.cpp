@@ -25,14 +25,6 @@ ImU32 to_imgui(Rgba8 c) {
   return IM_COL32(c.r, c.g, c.b, c.a);
 }
 
-std::string format_value(float v) {
-  if (std::isnan(v)) return "masked";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, std::fabs(v) >= 1e-3f || v == 0.0f ? "%.4g" : "%.3e",
-                static_cast<double>(v));
-  return buf;
-}
-
 }  // namespace
 
 // Draws one frame: heatmap in the plot rectangle, then the ImGui overlay on top.
@@ -103,6 +95,7 @@ class HeatmapWindowRenderer : public QVulkanWindowRenderer {
     if (w_->fit_pending_ && plot.width() > 0 && plot.height() > 0) {
       w_->transform_ = ViewTransform::fit(v.map.rows, v.map.cols, plot.width(), plot.height());
       w_->fit_pending_ = false;
+      w_->user_moved_ = false;
     }
 
     // Qt input -> ImGui (1.86 IO fields).
@@ -181,7 +174,19 @@ class HeatmapWindowRenderer : public QVulkanWindowRenderer {
     const float py1 = py0 + static_cast<float>(plot.height());
     // Title.
     const ImVec2 ts = ImGui::CalcTextSize(v.title.c_str());
-    dl->AddText(ImVec2((px0 + px1 - ts.x) / 2, 8), text, v.title.c_str());
+    dl->AddText(ImVec2((px0 + px1 - ts.x) / 2, v.subtitle.empty() ? 8 : 2), text, v.title.c_str());
+    if (!v.subtitle.empty()) {
+      const ImVec2 ss = ImGui::CalcTextSize(v.subtitle.c_str());
+      dl->AddText(ImVec2((px0 + px1 - ss.x) / 2, 18), dim, v.subtitle.c_str());
+    }
+    // Selected row (attention query): outline across the plot.
+    if (w_->selected_row_ >= 0 && w_->selected_row_ < v.map.rows) {
+      const float y = py0 + (static_cast<float>(w_->selected_row_) - t.origin.y) * t.zoom.y;
+      const float h = std::max(t.zoom.y, 2.0f);
+      if (y + h >= py0 && y <= py1)
+        dl->AddRect(ImVec2(px0, std::max(py0, y - 1)), ImVec2(px1, std::min(py1, y + h + 1)),
+                    IM_COL32(255, 255, 255, 255), 0.0f, 0, 2.0f);
+    }
     dl->AddRect(ImVec2(px0 - 1, py0 - 1), ImVec2(px1 + 1, py1 + 1), dim);
 
     // X ticks: token text when a column is wide enough, else indices every ~80 px.
@@ -264,20 +269,26 @@ class HeatmapWindowRenderer : public QVulkanWindowRenderer {
     dl->AddText(ImVec2(x0, y0 - 34), text, "colour:");
     dl->AddText(ImVec2(x0, y0 - 20), text, v.value_unit.c_str());
     if (v.scale.map == Colormap::kCategorical) {
-      // Swatches for the ids in use (up to the palette size), then the masked colour.
-      const int n = kCategoricalSize;
-      const float h = std::min(18.0f, (y1 - y0) / static_cast<float>(n + 1));
+      // One swatch per id in use (palette size at most, then ids repeat), in columns, then
+      // the masked colour.
+      const int n =
+          std::clamp(v.categories > 0 ? v.categories : kCategoricalSize, 1, kCategoricalSize);
+      const float h = 14.0f;
+      const int per_col = std::max(1, static_cast<int>((y1 - y0) / h) - 1);
+      const int ncol = (n + per_col - 1) / per_col;
+      const float cw = std::min(60.0f, 170.0f / static_cast<float>(std::max(1, ncol)));
       for (int i = 0; i < n; ++i) {
-        const float y = y0 + static_cast<float>(i) * h;
-        dl->AddRectFilled(ImVec2(x0, y), ImVec2(x1, y + h - 2),
+        const float x = x0 + static_cast<float>(i / per_col) * cw;
+        const float y = y0 + static_cast<float>(i % per_col) * h;
+        dl->AddRectFilled(ImVec2(x, y), ImVec2(x + 12, y + h - 2),
                           to_imgui(lut[static_cast<size_t>(i)]));
-        const std::string label = i + n < 64 ? std::to_string(i) + ", " + std::to_string(i + n)
-                                             : std::to_string(i) + " (+20k)";
-        dl->AddText(ImVec2(x1 + 4, y), text, label.c_str());
+        dl->AddText(ImVec2(x + 14, y - 1), text, std::to_string(i).c_str());
       }
-      const float y = y0 + static_cast<float>(n) * h;
-      dl->AddRectFilled(ImVec2(x0, y), ImVec2(x1, y + h - 2), to_imgui(v.scale.masked));
-      dl->AddText(ImVec2(x1 + 4, y), text, "none");
+      const float y = y0 + static_cast<float>(std::min(n, per_col)) * h + 4;
+      dl->AddRectFilled(ImVec2(x0, y), ImVec2(x0 + 12, y + h - 2), to_imgui(v.scale.masked));
+      dl->AddText(ImVec2(x0 + 14, y - 1), text, "none / dense");
+      if (v.categories > kCategoricalSize)
+        dl->AddText(ImVec2(x0, y + h), text, "ids repeat every 64");
       return;
     }
     // Colour bar, max at the top.
@@ -328,10 +339,16 @@ QVulkanWindowRenderer* HeatmapWindow::createRenderer() {
   return new HeatmapWindowRenderer(this);
 }
 
-void HeatmapWindow::set_view(HeatmapView view) {
+void HeatmapWindow::set_view(HeatmapView view, bool keep_transform) {
+  const bool same_shape = view.map.rows == view_.map.rows && view.map.cols == view_.map.cols;
   view_ = std::move(view);
   data_dirty_ = true;
-  fit_pending_ = true;
+  if (!keep_transform || (!same_shape && !user_moved_)) fit_pending_ = true;
+  requestUpdate();
+}
+
+void HeatmapWindow::set_selected_row(int row) {
+  selected_row_ = row;
   requestUpdate();
 }
 
@@ -348,6 +365,7 @@ void HeatmapWindow::mouseMoveEvent(QMouseEvent* e) {
     const QPointF d = (p - drag_from_) * devicePixelRatio();
     transform_.pan_by({static_cast<float>(d.x()), static_cast<float>(d.y())});
     drag_from_ = p;
+    if (d.x() != 0 || d.y() != 0) user_moved_ = true;
   }
   mouse_ = p;
   requestUpdate();
@@ -359,6 +377,7 @@ void HeatmapWindow::mousePressEvent(QMouseEvent* e) {
   if (b == 0) {
     dragging_ = true;
     drag_from_ = e->position();
+    press_at_ = e->position();
   }
   requestUpdate();
 }
@@ -366,7 +385,19 @@ void HeatmapWindow::mousePressEvent(QMouseEvent* e) {
 void HeatmapWindow::mouseReleaseEvent(QMouseEvent* e) {
   const int b = e->button() == Qt::LeftButton ? 0 : e->button() == Qt::RightButton ? 1 : 2;
   mouse_down_[b] = false;
-  if (b == 0) dragging_ = false;
+  if (b == 0) {
+    dragging_ = false;
+    if ((e->position() - press_at_).manhattanLength() < 4) {
+      const QPointF p = e->position() * devicePixelRatio();
+      const QRect plot = plot_rect();
+      if (plot.contains(p.toPoint())) {
+        const glm::ivec2 cell = transform_.cell_at(static_cast<int>(p.x()) - plot.x(),
+                                                   static_cast<int>(p.y()) - plot.y());
+        if (cell.x >= 0 && cell.x < view_.map.cols && cell.y >= 0 && cell.y < view_.map.rows)
+          emit cellClicked(cell.y, cell.x);
+      }
+    }
+  }
   requestUpdate();
 }
 
@@ -377,6 +408,7 @@ void HeatmapWindow::wheelEvent(QWheelEvent* e) {
   const QRect plot = plot_rect();
   transform_.zoom_at({static_cast<float>(p.x() - plot.x()), static_cast<float>(p.y() - plot.y())},
                      std::pow(1.25f, notches));
+  user_moved_ = true;
   requestUpdate();
 }
 

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
+#include <numeric>
 
 #include "moelab/core/error.h"
 
@@ -36,6 +38,7 @@ HeatmapView routing_top_expert_view(const RoutingGrid& g) {
   for (size_t i = 0; i < g.top_expert.size(); ++i)
     v.map.values[i] = g.top_expert[i] < 0 ? kNaN : static_cast<float>(g.top_expert[i]);
   v.scale.map = Colormap::kCategorical;
+  v.categories = g.expert_count;
   v.title = "Top expert per token and layer";
   v.x_label = "token";
   v.y_label = "layer";
@@ -140,6 +143,133 @@ HeatmapView attention_diff_view(const AttentionMap& a, const AttentionMap& b) {
   v.y_label = "query token";
   v.value_unit = "attention probability (A - B)";
   return v;
+}
+
+std::string format_value(float v) {
+  if (std::isnan(v)) return "masked";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, std::fabs(v) >= 1e-3f || v == 0.0f ? "%.4g" : "%.3e",
+                static_cast<double>(v));
+  return buf;
+}
+
+HeatmapView co_activation_view(const CoActivation& c) {
+  check_size(c.count.size(), c.expert_count, c.expert_count, "co-activation");
+  HeatmapView v;
+  v.map.rows = v.map.cols = c.expert_count;
+  v.map.values = c.count;
+  float off = 0.0f;
+  for (int i = 0; i < c.expert_count; ++i)
+    for (int j = 0; j < c.expert_count; ++j)
+      if (i != j) off = std::max(off, c.count[static_cast<size_t>(i) * c.expert_count + j]);
+  v.scale.map = Colormap::kSequential;
+  v.scale.min = 0.0f;
+  v.scale.max = std::max(off, 1.0f);
+  v.title = "Expert co-activation";
+  if (c.layer >= 0) v.title += " - layer " + std::to_string(c.layer);
+  v.x_label = "expert";
+  v.y_label = "expert";
+  v.value_unit = c.unit + " routed to both";
+  return v;
+}
+
+CoActivation co_activation_from_topk(int layer, int expert_count, int k,
+                                     const std::vector<int32_t>& ids) {
+  if (k <= 0 || expert_count <= 0 || ids.size() % static_cast<size_t>(k) != 0)
+    throw Error(ErrorKind::BadInput, "co-activation: " + std::to_string(ids.size()) +
+                                         " expert ids are not a multiple of top-k " +
+                                         std::to_string(k));
+  CoActivation c;
+  c.layer = layer;
+  c.expert_count = expert_count;
+  c.count.assign(static_cast<size_t>(expert_count) * expert_count, 0.0f);
+  std::vector<int32_t> set;
+  for (size_t t = 0; t < ids.size(); t += static_cast<size_t>(k)) {
+    set.clear();
+    for (int j = 0; j < k; ++j) {
+      const int32_t e = ids[t + static_cast<size_t>(j)];
+      if (e < 0) continue;
+      if (e >= expert_count)
+        throw Error(ErrorKind::BadInput, "co-activation: expert id " + std::to_string(e) +
+                                             " >= expert_count " + std::to_string(expert_count));
+      if (std::find(set.begin(), set.end(), e) == set.end()) set.push_back(e);
+    }
+    for (int32_t a : set)
+      for (int32_t b : set) c.count[static_cast<size_t>(a) * expert_count + b] += 1.0f;
+  }
+  return c;
+}
+
+HeadSummary summarize_head(const AttentionMap& a, int n_sink, int local_window) {
+  check_size(a.weight.size(), a.n_query, a.n_key, "attention map");
+  HeadSummary h;
+  h.head = a.head;
+  // Keys are aligned to the end: query q sits at key position q + (n_key - n_query) (decode
+  // steps attend to the whole cache).
+  const int shift = a.n_key - a.n_query;
+  double ent = 0.0, sink = 0.0, local = 0.0, distant = 0.0;
+  int rows = 0;
+  for (int q = 0; q < a.n_query; ++q) {
+    const float* w = a.weight.data() + static_cast<size_t>(q) * a.n_key;
+    double sum = 0.0;
+    for (int k = 0; k < a.n_key; ++k)
+      if (std::isfinite(w[k]) && w[k] > 0.0f) sum += w[k];
+    if (sum <= 0.0) continue;
+    const int pos = q + shift;
+    double e = 0.0, s = 0.0, l = 0.0, d = 0.0;
+    for (int k = 0; k < a.n_key; ++k) {
+      if (!std::isfinite(w[k]) || w[k] <= 0.0f) continue;
+      const double p = w[k] / sum;
+      e -= p * std::log2(p);
+      if (k < n_sink)
+        s += p;
+      else if (k <= pos && pos - k < local_window)
+        l += p;
+      else
+        d += p;
+    }
+    ent += e;
+    sink += s;
+    local += l;
+    distant += d;
+    ++rows;
+  }
+  if (rows > 0) {
+    h.entropy_bits = static_cast<float>(ent / rows);
+    h.sink_share = static_cast<float>(sink / rows);
+    h.local_share = static_cast<float>(local / rows);
+    h.distant_share = static_cast<float>(distant / rows);
+  }
+  return h;
+}
+
+LatencyStats latency_stats(const LatencySeries& s) {
+  LatencyStats st;
+  st.ttft_ms = s.ttft_ms > 0.0 ? s.ttft_ms : (s.ms.empty() ? 0.0 : s.ms[0]);
+  if (s.ms.size() < 2) return st;
+  std::vector<double> d(s.ms.begin() + 1, s.ms.end());
+  st.decode_mean_ms = std::accumulate(d.begin(), d.end(), 0.0) / static_cast<double>(d.size());
+  std::sort(d.begin(), d.end());
+  auto pct = [&](double p) {  // nearest rank
+    const size_t i = static_cast<size_t>(std::ceil(p * static_cast<double>(d.size()))) - 1;
+    return d[std::min(i, d.size() - 1)];
+  };
+  st.decode_p50_ms = pct(0.50);
+  st.decode_p95_ms = pct(0.95);
+  st.decode_tokens_per_s = st.decode_mean_ms > 0.0 ? 1000.0 / st.decode_mean_ms : 0.0;
+  return st;
+}
+
+PowerStats power_stats(const PowerSeries& s) {
+  PowerStats st;
+  const size_t n = std::min(s.t_s.size(), s.watts.size());
+  for (size_t i = 0; i < n; ++i) st.peak_watts = std::max(st.peak_watts, s.watts[i]);
+  for (size_t i = 0; i + 1 < n; ++i)
+    st.joules += 0.5 * (s.watts[i] + s.watts[i + 1]) * (s.t_s[i + 1] - s.t_s[i]);
+  if (n >= 2) st.duration_s = s.t_s[n - 1] - s.t_s[0];
+  st.mean_watts = st.duration_s > 0.0 ? st.joules / st.duration_s : (n ? s.watts[0] : 0.0);
+  st.joules_per_token = s.n_tokens > 0 ? st.joules / s.n_tokens : 0.0;
+  return st;
 }
 
 }  // namespace moelab::views

@@ -522,7 +522,7 @@ struct VulkanHeatmapRenderer::Impl {
     u.pixel_to_data = view.pixel_to_data() * unshift;
     u.scale = {p.offset, p.mul, p.log ? 1.0f : 0.0f, p.categorical ? 1.0f : 0.0f};
     u.masked = glm::vec4(scale.masked.r, scale.masked.g, scale.masked.b, scale.masked.a) / 255.0f;
-    u.map_size = {cols, rows, p.lut_size, 0};
+    u.map_size = {cols, rows, p.lut_size, p.pool};
     std::memcpy(static_cast<uint8_t*>(uniforms.mapped) + slot * slot_stride, &u, sizeof(u));
   }
 

@@ -16,7 +16,7 @@ struct Rgba8 {
 enum class Colormap {
   kSequential,   // dark violet -> blue -> teal -> green -> yellow (viridis-like, own points)
   kDiverging,    // blue (negative) -> neutral light grey (zero) -> red (positive)
-  kCategorical,  // value = integer id (e.g. expert id); 20 distinguishable colours, id % 20
+  kCategorical,  // value = integer id (e.g. expert id); 64 distinct colours, id % 64
 };
 
 enum class Scale { kLinear, kLog };
@@ -25,7 +25,7 @@ enum class Scale { kLinear, kLog };
 /// per channel, so an off-by-one lookup (float rounding at a bin edge) stays within 1 level.
 inline constexpr int kLutSize = 1024;
 /// Colours in the categorical palette; ids wrap around (id % kCategoricalSize).
-inline constexpr int kCategoricalSize = 20;
+inline constexpr int kCategoricalSize = 64;
 
 /// The lookup table for a colormap: kLutSize entries (kCategoricalSize for kCategorical).
 std::span<const Rgba8> colormap_table(Colormap map);
@@ -41,7 +41,16 @@ struct ColorScale {
   float max = 1.0f;
   Rgba8 masked{128, 128, 128, 255};
   Rgba8 background{0, 0, 0, 255};  // pixels outside the map
+  /// Zoomed out (several cells per pixel along an axis): a pixel shows the largest value of the
+  /// cells it covers (diverging maps: the value of largest magnitude, sign kept), so isolated
+  /// spikes do not vanish. Masked cells are skipped; all-masked -> masked. Along an axis with
+  /// more than kMaxPoolCells cells per pixel, every ceil(n / kMaxPoolCells)-th cell is read.
+  /// Ignored for kCategorical (nearest cell). false: always the cell under the pixel centre.
+  bool max_pool = true;
 };
+
+/// Cells per pixel and axis read at most by max pooling (see ColorScale::max_pool).
+inline constexpr int kMaxPoolCells = 64;
 
 /// Precomputed form of a ColorScale used identically by the GPU and CPU paths:
 /// lut index = floor((f(v) - offset) * mul) with f = identity or log2.
@@ -50,6 +59,7 @@ struct ScaleParams {
   float mul = 1.0f;
   bool log = false;
   bool categorical = false;
+  int pool = 0;  // 0: nearest, 1: max, 2: max |v| (sign kept)
   int lut_size = kLutSize;
 };
 ScaleParams scale_params(const ColorScale& s);

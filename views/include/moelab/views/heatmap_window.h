@@ -24,8 +24,14 @@ class HeatmapWindow : public QVulkanWindow {
   explicit HeatmapWindow(QWindow* parent = nullptr);
   ~HeatmapWindow() override;
 
-  /// Shows `view` (uploaded on the next frame); resets pan/zoom to fit the plot area.
-  void set_view(HeatmapView view);
+  /// Shows `view` (uploaded on the next frame); resets pan/zoom to fit the plot area unless
+  /// keep_transform (live updates of a map the researcher has zoomed into).
+  void set_view(HeatmapView view, bool keep_transform = false);
+  /// Outlines row `row` (the selected attention query; -1: none).
+  void set_selected_row(int row);
+  int selected_row() const { return selected_row_; }
+  /// True once the researcher panned or zoomed since the last fit.
+  bool user_moved() const { return user_moved_; }
   const HeatmapView& view() const { return view_; }
   ViewTransform& transform() { return transform_; }
 
@@ -42,6 +48,8 @@ class HeatmapWindow : public QVulkanWindow {
 
  signals:
   void frameDrawn();
+  /// A click (press and release without dragging) on cell (row, col) of the map.
+  void cellClicked(int row, int col);
 
  protected:
   void mouseMoveEvent(QMouseEvent* e) override;
@@ -61,6 +69,9 @@ class HeatmapWindow : public QVulkanWindow {
   float wheel_ = 0.0f;
   bool dragging_ = false;
   QPointF drag_from_;
+  QPointF press_at_;
+  int selected_row_ = -1;
+  bool user_moved_ = false;
   QString hover_text_;
   int token_labels_ = 0;
   int frames_ = 0;

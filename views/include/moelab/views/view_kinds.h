@@ -15,6 +15,8 @@ struct HeatmapView {
   std::string value_unit;            // legend
   std::vector<std::string> x_ticks;  // one label per column (token text), may be empty
   std::vector<std::string> y_ticks;  // one label per row, may be empty
+  std::string subtitle;              // second line under the title (e.g. run names), optional
+  int categories = 0;                // kCategorical: ids listed in the legend (0: palette size)
 };
 
 /// Rows = layers, columns = tokens, value = top expert id (categorical; -1 -> masked).
@@ -32,5 +34,43 @@ HeatmapView attention_view(const AttentionMap& a, bool log_scale = false);
 HeatmapView expert_load_diff_view(const ExpertLoad& a, const ExpertLoad& b);
 /// A - B of two attention maps of equal shape (diverging; masked where either is masked).
 HeatmapView attention_diff_view(const AttentionMap& a, const AttentionMap& b);
+
+/// Compact value text for legends and tooltips: "0.25", "1.5e-05", "masked" for NaN.
+std::string format_value(float v);
+
+/// Rows and columns = experts of one layer, value = tokens routed to both (sequential, 0..max
+/// off-diagonal count, so the diagonal - tokens per expert - saturates at the top colour).
+HeatmapView co_activation_view(const CoActivation& c);
+
+/// Co-activation counts from the experts selected per token: ids I32 [n_tokens, k] (the top-k
+/// expert ids of each token in `layer`; negative ids and repeats within a token are ignored).
+/// Throws moelab::Error when ids.size() is not a multiple of k or an id >= expert_count.
+CoActivation co_activation_from_topk(int layer, int expert_count, int k,
+                                     const std::vector<int32_t>& ids);
+
+/// Summary of one head's attention map (definitions in view_models.h, HeadSummary). Rows are
+/// renormalised over their unmasked entries; rows without mass are skipped.
+HeadSummary summarize_head(const AttentionMap& a, int n_sink = 1, int local_window = 16);
+
+/// Latency statistics for the chart annotations (milliseconds; decode = tokens 1..n-1).
+struct LatencyStats {
+  double ttft_ms = 0.0;
+  double decode_mean_ms = 0.0;
+  double decode_p50_ms = 0.0;
+  double decode_p95_ms = 0.0;
+  double decode_tokens_per_s = 0.0;  // 1000 / mean (0 without decode tokens)
+};
+LatencyStats latency_stats(const LatencySeries& s);
+
+/// Energy over the sampled interval by the trapezoid rule: joules = sum (w_i + w_{i+1}) / 2 *
+/// (t_{i+1} - t_i); mean watts = joules / duration; J/token = joules / n_tokens (0 if unknown).
+struct PowerStats {
+  double joules = 0.0;
+  double duration_s = 0.0;
+  double mean_watts = 0.0;
+  double peak_watts = 0.0;
+  double joules_per_token = 0.0;
+};
+PowerStats power_stats(const PowerSeries& s);
 
 }  // namespace moelab::views

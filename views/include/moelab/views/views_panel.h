@@ -57,15 +57,15 @@ class ViewsPanel : public QWidget {
 
   // ---- Snapshot API: thread-safe, non-blocking. Returns the snapshot's sequence number
   // (increasing over all kinds), which shownSequence() reports once it is on screen.
-  uint64_t publish(RoutingGrid routing);         // Routing page (top expert / active count)
-  uint64_t publish(ExpertLoad load);             // Expert load page (run A)
-  uint64_t publish(CoActivation coactivation);   // Co-activation page
-  uint64_t publish(AttentionMap attention);      // Attention page: the chosen layer/head/mean
-  uint64_t publish(AttentionHeads heads);        // Attention page: per-head summary strip
-  uint64_t publish(LatencySeries latency);       // Latency page
-  uint64_t publish(PowerSeries power);           // Power page
-  uint64_t publishBaseline(ExpertLoad load_b);   // run B for the expert-load diff
-  uint64_t publishBaseline(AttentionMap attn_b); // run B for the attention diff
+  uint64_t publish(RoutingGrid routing);          // Routing page (top expert / active count)
+  uint64_t publish(ExpertLoad load);              // Expert load page (run A)
+  uint64_t publish(CoActivation coactivation);    // Co-activation page
+  uint64_t publish(AttentionMap attention);       // Attention page: the chosen layer/head/mean
+  uint64_t publish(AttentionHeads heads);         // Attention page: per-head summary strip
+  uint64_t publish(LatencySeries latency);        // Latency page
+  uint64_t publish(PowerSeries power);            // Power page
+  uint64_t publishBaseline(ExpertLoad load_b);    // run B for the expert-load diff
+  uint64_t publishBaseline(AttentionMap attn_b);  // run B for the attention diff
   /// Drops every snapshot (new run); pages show "waiting for data".
   void clear();
 
@@ -101,6 +101,9 @@ class ViewsPanel : public QWidget {
   void pageChanged(int page);
   /// A new snapshot was put on screen (GUI thread).
   void snapshotShown(int page, quint64 sequence);
+  /// The researcher chose another layer on the Co-activation page; answer with
+  /// publish(CoActivation) for that layer (co_activation_from_topk in view_kinds.h).
+  void coActivationLayerRequested(int layer);
 
  private:
   struct Impl;
@@ -109,6 +112,8 @@ class ViewsPanel : public QWidget {
 
 /// Opens the views gallery (Help -> Views gallery): a non-modal dialog that shows every view on
 /// synthetic data with a one-line explanation each. Returns the dialog (deleted on close).
+/// Its children: a QListWidget "gallery_list" (one row per view), a QLabel "gallery_explanation"
+/// and the ViewsPanel "gallery_panel"; selecting a row shows that view.
 QWidget* showGallery(QWidget* parent);
 
 }  // namespace moelab::views

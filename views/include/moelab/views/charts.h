@@ -1,0 +1,116 @@
+// Qt (QPainter) widgets of the views panel: the latency and power charts, the per-head attention
+// summary strip, and the CPU-drawn heatmap used when no Vulkan device exists (same colours,
+// same title/axes/legend layout as HeatmapWindow). All GUI-thread only.
+#pragma once
+
+#include <QString>
+#include <QWidget>
+
+#include "moelab/views/view_kinds.h"
+#include "moelab/views/view_models.h"
+
+namespace moelab::views {
+
+/// Dark chart theme shared by the Qt charts (matches the ImGui overlay of HeatmapWindow).
+inline constexpr Rgba8 kChartBackground{28, 28, 31, 255};
+
+/// Per-token latency timeline (x: generated token index, y: ms per token; token 0 = TTFT,
+/// highlighted and labelled) above a stacked per-layer/op breakdown (x: ms per token).
+class LatencyChart : public QWidget {
+  Q_OBJECT
+ public:
+  explicit LatencyChart(QWidget* parent = nullptr);
+  void set_series(LatencySeries s);
+  const LatencySeries& series() const { return s_; }
+  /// The annotation line drawn above the timeline (tests read it).
+  QString summary_text() const;
+  QSize sizeHint() const override { return {900, 560}; }
+  /// Colour of breakdown part i (categorical palette).
+  static Rgba8 part_color(int i);
+
+ protected:
+  void paintEvent(QPaintEvent*) override;
+
+ private:
+  LatencySeries s_;
+};
+
+/// Watts over time with the energy (trapezoid integral), mean/peak watts and J/token, or a panel
+/// "no sensor on this machine: <reason>" when there are no samples.
+class PowerChart : public QWidget {
+  Q_OBJECT
+ public:
+  explicit PowerChart(QWidget* parent = nullptr);
+  void set_series(PowerSeries s);
+  bool has_sensor() const { return !s_.watts.empty(); }
+  QString summary_text() const;
+  QSize sizeHint() const override { return {900, 480}; }
+
+ protected:
+  void paintEvent(QPaintEvent*) override;
+
+ private:
+  PowerSeries s_;
+  bool set_ = false;
+};
+
+/// One column per head: stacked shares of attention on sink / local / distant keys (0..1), and
+/// the mean entropy in bits as a white tick on the same column (right axis).
+class HeadStrip : public QWidget {
+  Q_OBJECT
+ public:
+  explicit HeadStrip(QWidget* parent = nullptr);
+  void set_heads(AttentionHeads h);
+  const AttentionHeads& heads() const { return h_; }
+  QSize sizeHint() const override { return {900, 120}; }
+  QSize minimumSizeHint() const override { return {300, 110}; }
+  static Rgba8 share_color(int i);  // 0 sink, 1 local, 2 distant
+
+ protected:
+  void paintEvent(QPaintEvent*) override;
+
+ private:
+  AttentionHeads h_;
+};
+
+/// The CPU fallback of HeatmapWindow as a plain widget: render_heatmap_cpu into the plot area,
+/// overlays with QPainter. Wheel zooms about the cursor, drag pans, click emits cellClicked.
+class CpuHeatmapWidget : public QWidget {
+  Q_OBJECT
+ public:
+  explicit CpuHeatmapWidget(QWidget* parent = nullptr);
+  void set_view(HeatmapView view, bool keep_transform = false);
+  const HeatmapView& view() const { return view_; }
+  void set_selected_row(int row);
+  int selected_row() const { return selected_row_; }
+  ViewTransform& transform() { return transform_; }
+  QRect plot_rect() const;
+  const QString& hover_text() const { return hover_text_; }
+  int frames_drawn() const { return frames_; }
+
+ signals:
+  void cellClicked(int row, int col);
+
+ protected:
+  void paintEvent(QPaintEvent*) override;
+  void resizeEvent(QResizeEvent*) override;
+  void mouseMoveEvent(QMouseEvent* e) override;
+  void mousePressEvent(QMouseEvent* e) override;
+  void mouseReleaseEvent(QMouseEvent* e) override;
+  void wheelEvent(QWheelEvent* e) override;
+  void leaveEvent(QEvent*) override;
+
+ private:
+  void update_hover(QPointF p);
+  HeatmapView view_;
+  ViewTransform transform_;
+  bool fit_pending_ = true;
+  bool user_moved_ = false;
+  int selected_row_ = -1;
+  QString hover_text_;
+  QPointF press_at_, drag_from_;
+  bool dragging_ = false;
+  int frames_ = 0;
+};
+
+}  // namespace moelab::views

@@ -1,0 +1,569 @@
+#include <vulkan/vulkan.h>  // before Qt's Vulkan headers
+
+#include "moelab/views/views_panel.h"
+
+#include <QCheckBox>
+#include <QComboBox>
+#include <QGuiApplication>
+#include <QHBoxLayout>
+#include <QImage>
+#include <QLabel>
+#include <QPainter>
+#include <QSpinBox>
+#include <QStackedWidget>
+#include <QTabBar>
+#include <QTimer>
+#include <QVBoxLayout>
+#include <QVulkanFunctions>
+#include <QVulkanInstance>
+#include <array>
+#include <atomic>
+#include <mutex>
+#include <optional>
+
+#include "moelab/core/log.h"
+#include "moelab/views/charts.h"
+#include "moelab/views/heatmap_window.h"
+#include "moelab/views/view_kinds.h"
+
+namespace moelab::views {
+namespace {
+
+// One "latest value" slot: publish() overwrites, the GUI thread reads the newest.
+template <class T>
+struct Slot {
+  std::optional<T> value;
+  uint64_t seq = 0;
+};
+
+const char* kPageNames[ViewsPanel::kPageCount] = {"Routing",   "Expert load", "Co-activation",
+                                                  "Attention", "Latency",     "Power"};
+
+bool is_heat_page(ViewsPanel::Page p) {
+  return p == ViewsPanel::Page::kRouting || p == ViewsPanel::Page::kExpertLoad ||
+         p == ViewsPanel::Page::kCoActivation || p == ViewsPanel::Page::kAttention;
+}
+
+HeatmapView waiting_view(const char* what) {
+  HeatmapView v;
+  v.title = std::string(what) + ": waiting for data";
+  return v;
+}
+
+}  // namespace
+
+struct ViewsPanel::Impl {
+  ViewsPanel* q = nullptr;
+  Options opt;
+
+  // ---- Snapshot slots (any thread).
+  std::mutex m;
+  std::atomic<uint64_t> next_seq{0};
+  Slot<RoutingGrid> routing;
+  Slot<ExpertLoad> load, load_b;
+  Slot<CoActivation> coact;
+  Slot<AttentionMap> attn, attn_b;
+  Slot<AttentionHeads> heads;
+  Slot<LatencySeries> latency;
+  Slot<PowerSeries> power;
+  std::array<uint64_t, kPageCount> published{};  // snapshots published per page
+
+  // ---- GUI state.
+  Page page = Page::kRouting;
+  bool diff = false, active_count = false, log_scale = false;
+  int selected_query = -1;
+  std::array<uint64_t, kPageCount> shown{};        // seq shown per page
+  std::array<uint64_t, kPageCount> shown_count{};  // snapshots put on screen per page
+  // What the heatmap surface shows: page, seqs of its inputs, mode flags.
+  std::array<uint64_t, 6> heat_key{~0ull, 0, 0, 0, 0, 0};
+  uint64_t latency_shown = 0, power_shown = 0, heads_shown = 0;
+  AttentionMap attn_shown;  // the map on screen (for querySelected key weights)
+
+  QTabBar* tabs = nullptr;
+  QStackedWidget* controls = nullptr;
+  QStackedWidget* body = nullptr;
+  QWidget* heat_page = nullptr;
+  HeadStrip* strip = nullptr;
+  LatencyChart* latency_chart = nullptr;
+  PowerChart* power_chart = nullptr;
+  QLabel* status = nullptr;
+  QLabel* query_label = nullptr;
+  QCheckBox* load_diff = nullptr;
+  QCheckBox* attn_diff = nullptr;
+  QCheckBox* attn_log = nullptr;
+  QComboBox* routing_mode = nullptr;
+  QTimer timer;
+
+  std::unique_ptr<QVulkanInstance> inst;
+  HeatmapWindow* win = nullptr;
+  QWidget* container = nullptr;
+  CpuHeatmapWidget* cpu = nullptr;
+  QString backend;
+
+  uint64_t take_seq() { return ++next_seq; }
+
+  void init_backend() {
+    QString why;
+    const QString platform = QGuiApplication::platformName();
+    if (opt.force_cpu || qEnvironmentVariableIntValue("MOELAB_VIEWS_CPU") == 1) {
+      why = "disabled by configuration";
+    } else if (platform == "offscreen" || platform == "minimal") {
+      why = "the '" + platform + "' Qt platform has no Vulkan surfaces";
+    } else {
+      inst = std::make_unique<QVulkanInstance>();
+      if (opt.validation && inst->supportedLayers().contains("VK_LAYER_KHRONOS_validation"))
+        inst->setLayers({"VK_LAYER_KHRONOS_validation"});
+      if (!inst->create()) {
+        why = QString("no Vulkan instance (error %1)").arg(inst->errorCode());
+        inst.reset();
+      } else {
+        uint32_t n = 0;
+        inst->functions()->vkEnumeratePhysicalDevices(inst->vkInstance(), &n, nullptr);
+        if (n == 0) {
+          why = "no Vulkan physical device";
+          inst.reset();
+        }
+      }
+    }
+    if (inst) {
+      win = new HeatmapWindow();
+      win->setVulkanInstance(inst.get());
+      container = QWidget::createWindowContainer(win, heat_page);
+      container->setMinimumSize(320, 200);
+      container->setFocusPolicy(Qt::StrongFocus);
+      QObject::connect(win, &HeatmapWindow::cellClicked, q,
+                       [this](int row, int) { on_cell_clicked(row); });
+      backend = "Vulkan (" + QString(inst->layers().isEmpty() ? "" : "validation, ") +
+                "window: " + platform + ")";
+    } else {
+      cpu = new CpuHeatmapWidget(heat_page);
+      QObject::connect(cpu, &CpuHeatmapWidget::cellClicked, q,
+                       [this](int row, int) { on_cell_clicked(row); });
+      backend = "no Vulkan device: views drawn on the CPU (" + why + ")";
+    }
+    log_info("views panel: " + backend.toStdString());
+  }
+
+  QWidget* heat_widget() const { return container ? container : static_cast<QWidget*>(cpu); }
+
+  void set_heat_view(HeatmapView v, bool keep) {
+    if (win)
+      win->set_view(std::move(v), keep);
+    else
+      cpu->set_view(std::move(v), keep);
+  }
+  void set_selected_row(int row) {
+    if (win)
+      win->set_selected_row(row);
+    else
+      cpu->set_selected_row(row);
+  }
+
+  void on_cell_clicked(int row) {
+    if (page == Page::kAttention) q->selectQuery(row);
+  }
+
+  void mark_shown(Page p, uint64_t seq) {
+    const int i = static_cast<int>(p);
+    if (seq == shown[static_cast<size_t>(i)]) return;
+    shown[static_cast<size_t>(i)] = seq;
+    ++shown_count[static_cast<size_t>(i)];
+    emit q->snapshotShown(i, seq);
+  }
+
+  // Called at the frame rate and on every page/mode change: puts the newest snapshot of the
+  // visible page on screen (heatmap surface or chart) when it differs from what is shown.
+  void refresh() {
+    const int pi = static_cast<int>(page);
+    if (is_heat_page(page)) {
+      std::array<uint64_t, 6> key{
+          static_cast<uint64_t>(pi),
+          0,
+          0,
+          0,
+          0,
+          (diff ? 1u : 0u) | (active_count ? 2u : 0u) | (log_scale ? 4u : 0u)};
+      std::optional<HeatmapView> view;
+      uint64_t seq = 0;
+      bool keep = true;
+      try {
+        std::unique_lock lock(m);
+        switch (page) {
+          case Page::kRouting:
+            key[1] = routing.seq;
+            if (key == heat_key) break;
+            if (!routing.value) {
+              view = waiting_view("Routing");
+              break;
+            }
+            seq = routing.seq;
+            view = active_count && !routing.value->active_count.empty()
+                       ? routing_active_count_view(*routing.value)
+                       : routing_top_expert_view(*routing.value);
+            if (active_count && routing.value->active_count.empty())
+              view->subtitle = "no active-expert counts recorded: showing the top expert";
+            break;
+          case Page::kExpertLoad:
+            key[1] = load.seq;
+            key[2] = diff ? load_b.seq : 0;
+            if (key == heat_key) break;
+            if (!load.value) {
+              view = waiting_view("Expert load");
+              break;
+            }
+            seq = std::max(load.seq, key[2]);
+            if (diff && load_b.value && load_b.value->n_layer == load.value->n_layer &&
+                load_b.value->expert_count == load.value->expert_count) {
+              view = expert_load_diff_view(*load.value, *load_b.value);
+              view->subtitle = "A = this run, B = baseline run; red: A routes more, blue: B more";
+            } else {
+              view = expert_load_view(*load.value);
+              if (diff) view->subtitle = "no baseline run of the same shape: showing A only";
+            }
+            break;
+          case Page::kCoActivation:
+            key[1] = coact.seq;
+            if (key == heat_key) break;
+            if (!coact.value) {
+              view = waiting_view("Co-activation");
+              break;
+            }
+            seq = coact.seq;
+            view = co_activation_view(*coact.value);
+            view->subtitle = "diagonal: tokens routed to the expert (saturates the colour bar)";
+            break;
+          case Page::kAttention:
+            key[1] = attn.seq;
+            key[2] = diff ? attn_b.seq : 0;
+            if (key == heat_key) break;
+            if (!attn.value) {
+              view = waiting_view("Attention");
+              break;
+            }
+            seq = std::max(attn.seq, key[2]);
+            attn_shown = *attn.value;
+            if (diff && attn_b.value && attn_b.value->n_query == attn.value->n_query &&
+                attn_b.value->n_key == attn.value->n_key) {
+              view = attention_diff_view(*attn.value, *attn_b.value);
+              view->x_ticks = attn.value->key_text;
+              view->y_ticks = attn.value->query_text;
+              view->subtitle = "A = this run, B = baseline run; red: A attends more, blue: B more";
+            } else {
+              view = attention_view(*attn.value, log_scale);
+              if (diff)
+                view->subtitle = "no baseline run of the same shape: showing A only";
+              else
+                view->subtitle = "click a query row to select it";
+            }
+            break;
+          default:
+            break;
+        }
+        if (page == Page::kAttention && heads.seq != heads_shown && heads.value) {
+          strip->set_heads(*heads.value);
+          heads_shown = heads.seq;
+          seq = std::max(seq, heads.seq);
+        }
+      } catch (const std::exception& e) {
+        view = waiting_view(kPageNames[pi]);
+        view->title = std::string(kPageNames[pi]) + ": cannot show this snapshot";
+        view->subtitle = e.what();
+      }
+      if (view) {
+        keep = heat_key[0] == key[0] && (heat_key[5] == key[5]);
+        heat_key = key;
+        set_heat_view(std::move(*view), keep);
+        if (page == Page::kAttention)
+          set_selected_row(selected_query);
+        else
+          set_selected_row(-1);
+        if (seq) mark_shown(page, seq);
+      } else if (page == Page::kAttention && heads_shown) {
+        mark_shown(page, std::max(shown[static_cast<size_t>(pi)], heads_shown));
+      }
+    } else if (page == Page::kLatency) {
+      std::optional<LatencySeries> s;
+      uint64_t seq = 0;
+      {
+        std::lock_guard lock(m);
+        if (latency.seq != latency_shown && latency.value) {
+          s = *latency.value;
+          seq = latency_shown = latency.seq;
+        }
+      }
+      if (s) {
+        latency_chart->set_series(std::move(*s));
+        mark_shown(page, seq);
+      }
+    } else if (page == Page::kPower) {
+      std::optional<PowerSeries> s;
+      uint64_t seq = 0;
+      {
+        std::lock_guard lock(m);
+        if (power.seq != power_shown && power.value) {
+          s = *power.value;
+          seq = power_shown = power.seq;
+        }
+      }
+      if (s) {
+        power_chart->set_series(std::move(*s));
+        mark_shown(page, seq);
+      }
+    }
+    update_status();
+  }
+
+  void update_status() {
+    const size_t i = static_cast<size_t>(page);
+    uint64_t pub;
+    {
+      std::lock_guard lock(m);
+      pub = published[i];
+    }
+    QString s = backend;
+    if (shown[i])
+      s += QString(" | snapshot #%1 on screen, %2 of %3 published snapshots shown")
+               .arg(shown[i])
+               .arg(shown_count[i])
+               .arg(pub);
+    status->setText(s);
+  }
+
+  template <class T>
+  uint64_t put(Slot<T>& slot, T&& v, Page p) {
+    std::lock_guard lock(m);
+    slot.value = std::move(v);
+    slot.seq = take_seq();
+    ++published[static_cast<size_t>(p)];
+    return slot.seq;
+  }
+};
+
+ViewsPanel::ViewsPanel(QWidget* parent) : ViewsPanel(Options{}, parent) {}
+
+ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
+    : QWidget(parent), d_(std::make_unique<Impl>()) {
+  d_->q = this;
+  d_->opt = options;
+  auto* top = new QVBoxLayout(this);
+  top->setContentsMargins(0, 0, 0, 0);
+  top->setSpacing(2);
+
+  d_->tabs = new QTabBar(this);
+  for (const char* name : kPageNames) d_->tabs->addTab(name);
+  d_->tabs->setExpanding(false);
+  top->addWidget(d_->tabs);
+
+  // Per-page controls.
+  d_->controls = new QStackedWidget(this);
+  d_->controls->setSizePolicy(QSizePolicy::Preferred, QSizePolicy::Fixed);
+  auto row = [&](std::initializer_list<QWidget*> ws) {
+    auto* w = new QWidget;
+    auto* l = new QHBoxLayout(w);
+    l->setContentsMargins(6, 0, 6, 0);
+    for (QWidget* x : ws) l->addWidget(x);
+    l->addStretch();
+    d_->controls->addWidget(w);
+  };
+  d_->routing_mode = new QComboBox;
+  d_->routing_mode->addItems({"colour: top expert", "colour: number of active experts"});
+  row({new QLabel("token x layer grid,"), d_->routing_mode});
+  d_->load_diff = new QCheckBox("A - B (baseline run)");
+  row({new QLabel("layer x expert share of routed tokens"), d_->load_diff});
+  auto* layer_box = new QSpinBox;
+  layer_box->setRange(0, 4096);
+  layer_box->setPrefix("layer ");
+  row({new QLabel("experts chosen together for the same token, for"), layer_box});
+  d_->attn_log = new QCheckBox("log colour scale");
+  d_->attn_diff = new QCheckBox("A - B (baseline run)");
+  d_->query_label = new QLabel("selected query: none (click a row)");
+  row({d_->attn_log, d_->attn_diff, d_->query_label});
+  row({new QLabel("wall time per generated token; breakdown per layer and op")});
+  row({new QLabel("power draw of the device running the model")});
+  top->addWidget(d_->controls);
+
+  d_->body = new QStackedWidget(this);
+  d_->heat_page = new QWidget;
+  auto* hl = new QVBoxLayout(d_->heat_page);
+  hl->setContentsMargins(0, 0, 0, 0);
+  hl->setSpacing(0);
+  d_->init_backend();
+  hl->addWidget(d_->heat_widget(), 1);
+  d_->strip = new HeadStrip;
+  d_->strip->setFixedHeight(120);
+  d_->strip->hide();
+  hl->addWidget(d_->strip);
+  d_->body->addWidget(d_->heat_page);
+  d_->latency_chart = new LatencyChart;
+  d_->power_chart = new PowerChart;
+  d_->body->addWidget(d_->latency_chart);
+  d_->body->addWidget(d_->power_chart);
+  top->addWidget(d_->body, 1);
+  d_->status = new QLabel(this);
+  d_->status->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  top->addWidget(d_->status);
+
+  connect(d_->tabs, &QTabBar::currentChanged, this,
+          [this](int i) { setPage(static_cast<Page>(i)); });
+  connect(d_->routing_mode, &QComboBox::currentIndexChanged, this,
+          [this](int i) { setRoutingShowsActiveCount(i == 1); });
+  connect(d_->load_diff, &QCheckBox::toggled, this, [this](bool on) { setDiffMode(on); });
+  connect(d_->attn_diff, &QCheckBox::toggled, this, [this](bool on) { setDiffMode(on); });
+  connect(d_->attn_log, &QCheckBox::toggled, this, [this](bool on) { setAttentionLogScale(on); });
+  connect(layer_box, &QSpinBox::valueChanged, this,
+          [this](int l) { emit coActivationLayerRequested(l); });
+  connect(&d_->timer, &QTimer::timeout, this, [this] { d_->refresh(); });
+  d_->timer.start(1000 / std::max(1, d_->opt.fps));
+  setPage(Page::kRouting);
+}
+
+ViewsPanel::~ViewsPanel() {
+  d_->timer.stop();
+  // The window (inside the container) must go before its QVulkanInstance.
+  delete d_->container;
+  d_->container = nullptr;
+  d_->win = nullptr;
+  d_->inst.reset();
+}
+
+uint64_t ViewsPanel::publish(RoutingGrid v) {
+  return d_->put(d_->routing, std::move(v), Page::kRouting);
+}
+uint64_t ViewsPanel::publish(ExpertLoad v) {
+  return d_->put(d_->load, std::move(v), Page::kExpertLoad);
+}
+uint64_t ViewsPanel::publish(CoActivation v) {
+  return d_->put(d_->coact, std::move(v), Page::kCoActivation);
+}
+uint64_t ViewsPanel::publish(AttentionMap v) {
+  return d_->put(d_->attn, std::move(v), Page::kAttention);
+}
+uint64_t ViewsPanel::publish(AttentionHeads v) {
+  return d_->put(d_->heads, std::move(v), Page::kAttention);
+}
+uint64_t ViewsPanel::publish(LatencySeries v) {
+  return d_->put(d_->latency, std::move(v), Page::kLatency);
+}
+uint64_t ViewsPanel::publish(PowerSeries v) {
+  return d_->put(d_->power, std::move(v), Page::kPower);
+}
+uint64_t ViewsPanel::publishBaseline(ExpertLoad v) {
+  return d_->put(d_->load_b, std::move(v), Page::kExpertLoad);
+}
+uint64_t ViewsPanel::publishBaseline(AttentionMap v) {
+  return d_->put(d_->attn_b, std::move(v), Page::kAttention);
+}
+
+void ViewsPanel::clear() {
+  {
+    std::lock_guard lock(d_->m);
+    d_->routing = {};
+    d_->load = {};
+    d_->load_b = {};
+    d_->coact = {};
+    d_->attn = {};
+    d_->attn_b = {};
+    d_->heads = {};
+    d_->latency = {};
+    d_->power = {};
+    d_->published = {};
+  }
+  d_->shown = {};
+  d_->shown_count = {};
+  d_->heat_key = {~0ull, 0, 0, 0, 0, 0};
+  d_->latency_shown = d_->power_shown = d_->heads_shown = 0;
+  d_->selected_query = -1;
+  d_->strip->set_heads({});
+  d_->latency_chart->set_series({});
+  d_->power_chart->set_series({});
+  d_->refresh();
+}
+
+void ViewsPanel::setPage(Page page) {
+  d_->page = page;
+  const int i = static_cast<int>(page);
+  if (d_->tabs->currentIndex() != i) d_->tabs->setCurrentIndex(i);
+  d_->controls->setCurrentIndex(i);
+  d_->body->setCurrentIndex(is_heat_page(page) ? 0 : page == Page::kLatency ? 1 : 2);
+  d_->strip->setVisible(page == Page::kAttention);
+  d_->refresh();
+  emit pageChanged(i);
+}
+
+ViewsPanel::Page ViewsPanel::page() const {
+  return d_->page;
+}
+
+void ViewsPanel::setDiffMode(bool on) {
+  d_->diff = on;
+  const QSignalBlocker b1(d_->load_diff), b2(d_->attn_diff);
+  d_->load_diff->setChecked(on);
+  d_->attn_diff->setChecked(on);
+  d_->refresh();
+}
+
+bool ViewsPanel::diffMode() const {
+  return d_->diff;
+}
+
+void ViewsPanel::setRoutingShowsActiveCount(bool on) {
+  d_->active_count = on;
+  const QSignalBlocker b(d_->routing_mode);
+  d_->routing_mode->setCurrentIndex(on ? 1 : 0);
+  d_->refresh();
+}
+
+void ViewsPanel::setAttentionLogScale(bool on) {
+  d_->log_scale = on;
+  const QSignalBlocker b(d_->attn_log);
+  d_->attn_log->setChecked(on);
+  d_->refresh();
+}
+
+bool ViewsPanel::usesVulkan() const {
+  return d_->win != nullptr;
+}
+
+QString ViewsPanel::backendText() const {
+  return d_->backend;
+}
+
+uint64_t ViewsPanel::shownSequence(Page page) const {
+  return d_->shown[static_cast<size_t>(page)];
+}
+
+int ViewsPanel::selectedQuery() const {
+  return d_->selected_query;
+}
+
+void ViewsPanel::selectQuery(int query) {
+  const AttentionMap& a = d_->attn_shown;
+  if (query < 0 || query >= a.n_query) return;
+  d_->selected_query = query;
+  d_->set_selected_row(d_->page == Page::kAttention ? query : -1);
+  QList<float> w(a.weight.begin() + static_cast<ptrdiff_t>(query) * a.n_key,
+                 a.weight.begin() + static_cast<ptrdiff_t>(query + 1) * a.n_key);
+  QString label = QString("selected query: %1").arg(query);
+  if (static_cast<size_t>(query) < a.query_text.size())
+    label += " '" + QString::fromStdString(a.query_text[static_cast<size_t>(query)]) + "'";
+  d_->query_label->setText(label);
+  emit querySelected(query, w);
+}
+
+QImage ViewsPanel::grabPage() {
+  if (!is_heat_page(d_->page) || !d_->win) return d_->body->currentWidget()->grab().toImage();
+  QImage shot = d_->win->grab();
+  if (d_->win->colorFormat() == VK_FORMAT_B8G8R8A8_UNORM) shot = shot.rgbSwapped();  // Qt 6.4
+  shot = shot.convertToFormat(QImage::Format_RGBA8888);
+  if (!d_->strip->isVisible()) return shot;
+  const QImage strip = d_->strip->grab().toImage().convertToFormat(QImage::Format_RGBA8888);
+  QImage out(std::max(shot.width(), strip.width()), shot.height() + strip.height(),
+             QImage::Format_RGBA8888);
+  out.fill(Qt::black);
+  QPainter p(&out);
+  p.drawImage(0, 0, shot);
+  p.drawImage(0, shot.height(), strip);
+  return out;
+}
+
+}  // namespace moelab::views
