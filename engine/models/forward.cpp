@@ -9,8 +9,12 @@
 // Matrix products go through kernels::matmul (n > 1, prefill) or kernels::matvec (n == 1,
 // decode); MoE groups the tokens routed to each expert and runs one product per expert.
 #include <atomic>
+#include <chrono>
+#include <climits>
 #include <cmath>
 #include <cstring>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +22,7 @@
 #include "moelab/core/error.h"
 #include "moelab/kernels/kernels.h"
 #include "ops/element/element.h"
+#include "policies/masked_attention.h"
 
 namespace moelab {
 
@@ -113,16 +118,59 @@ void add_bias(float* x, const std::vector<float>& b, int64_t n) {
     for (int64_t i = 0; i < w; ++i) x[t * w + i] += b[i];
 }
 
+// Reads the steady clock only when a timer is installed.
+class OpClock {
+ public:
+  explicit OpClock(const OpTimer& timer) : on_(static_cast<bool>(timer)) {
+    if (on_) t0_ = std::chrono::steady_clock::now();
+  }
+  // Reports the time since construction / the previous lap, and restarts.
+  void lap(const OpTimer& timer, OpKind op, int layer, uint32_t pos0, int64_t n) {
+    if (!on_) return;
+    const auto t1 = std::chrono::steady_clock::now();
+    timer(OpTime{op, layer, pos0, n,
+                 std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0_).count()});
+    t0_ = t1;
+  }
+
+ private:
+  bool on_;
+  std::chrono::steady_clock::time_point t0_;
+};
+
 class CpuContext final : public Context {
  public:
-  CpuContext(std::shared_ptr<const CpuModel> model, const ContextParams& p)
+  CpuContext(std::shared_ptr<const CpuModel> model, const ContextParams& p,
+             std::shared_ptr<PolicyStats> shared_stats)
       : model_(std::move(model)),
         card_(model_->card()),
         cfg_(model_->config()),
         w_(model_->weights()),
         n_ctx_(p.n_ctx),
         kv_f16_(p.kv_type == KvType::F16),
-        pool_(p.n_threads) {
+        pool_(p.n_threads),
+        routing_(p.routing),
+        attention_policy_(p.attention),
+        shared_stats_(std::move(shared_stats)) {
+    if (!routing_.is_default()) {
+      if (card_.expert_count == 0)
+        throw Error(ErrorKind::BadInput, "the model has no experts to route",
+                    {.subject = "routing policy '" + routing_.describe() + "'"});
+      router_.emplace(routing_, static_cast<int>(card_.n_layer),
+                      static_cast<int>(card_.expert_count),
+                      static_cast<int>(card_.expert_used_count), cfg_.moe_renormalise);
+    }
+    if (attention_policy_.rule == AttentionRule::Evict) {
+      if (static_cast<uint64_t>(attention_policy_.sinks) + attention_policy_.window > n_ctx_)
+        throw Error(ErrorKind::BadInput,
+                    "sinks + window (" + std::to_string(attention_policy_.sinks) + " + " +
+                        std::to_string(attention_policy_.window) + ") exceed n_ctx " +
+                        std::to_string(n_ctx_),
+                    {.subject = "attention policy '" + attention_policy_.describe() + "'"});
+      evicting_ = true;
+    }
+    stats_.failovers.assign(card_.n_layer, 0);
+    stats_.overflows.assign(card_.n_layer, 0);
     const size_t elt = kv_f16_ ? 2 : 4;
     const size_t k_row = static_cast<size_t>(card_.n_head_kv) * card_.head_dim;
     const size_t v_row = static_cast<size_t>(card_.n_head_kv) * card_.head_dim_v;
@@ -152,9 +200,26 @@ class CpuContext final : public Context {
     return {logits_.data() + row * card_.n_vocab, card_.n_vocab};
   }
   uint32_t n_past() const override { return n_past_; }
-  uint32_t n_ctx() const override { return n_ctx_; }
+  uint32_t n_ctx() const override { return evicting_ ? uint32_t{INT32_MAX} : n_ctx_; }
   void truncate(uint32_t n) override {
-    if (n < n_past_) n_past_ = n;
+    if (n >= n_past_) return;
+    n_past_ = n;
+    if (evicting_) {
+      while (!cell_pos_.empty() && static_cast<uint32_t>(cell_pos_.back()) >= n)
+        cell_pos_.pop_back();
+    }
+  }
+  ~CpuContext() override { flush_shared_stats(); }
+  void set_op_timer(OpTimer timer) override { timer_ = std::move(timer); }
+  const RoutingPolicy& routing_policy() const override { return routing_; }
+  const AttentionPolicy& attention_policy() const override { return attention_policy_; }
+  PolicyStats policy_stats() const override { return stats_; }
+  void reset_policy_stats() override {
+    flush_shared_stats();
+    stats_ = PolicyStats{};
+    stats_.failovers.assign(card_.n_layer, 0);
+    stats_.overflows.assign(card_.n_layer, 0);
+    flushed_ = PolicyStats{};
   }
   void request_cancel() override { cancel_.store(true); }
   const Model& model() const override { return *model_; }
@@ -192,6 +257,28 @@ class CpuContext final : public Context {
     o.data = {data, static_cast<size_t>(d0 * d1 * (d2 > 0 ? d2 : 1))};
     observer_(o);
   }
+  // Adds what happened since the last flush to the shared stats of a with_policies() model.
+  void flush_shared_stats() {
+    if (!shared_stats_) return;
+    PolicyStats d = stats_;
+    for (size_t i = 0; i < d.failovers.size() && i < flushed_.failovers.size(); ++i) {
+      d.failovers[i] -= flushed_.failovers[i];
+      d.overflows[i] -= flushed_.overflows[i];
+    }
+    d.routed -= flushed_.routed;
+    d.active -= flushed_.active;
+    d.evicted -= flushed_.evicted;
+    {
+      std::lock_guard<std::mutex> lock(shared_stats_mutex());
+      shared_stats_->merge(d);
+    }
+    flushed_ = stats_;
+  }
+  static std::mutex& shared_stats_mutex() {
+    static std::mutex m;
+    return m;
+  }
+  void evict_for(int64_t n);
   void check_cancel() {
     if (cancel_.exchange(false)) throw Error(ErrorKind::Cancelled, "evaluation was cancelled");
   }
@@ -214,6 +301,14 @@ class CpuContext final : public Context {
   std::atomic<bool> cancel_{false};
   Observer observer_;
   uint64_t wanted_ = 0;
+  OpTimer timer_;
+  RoutingPolicy routing_;
+  AttentionPolicy attention_policy_;
+  std::optional<policies::Router> router_;
+  bool evicting_ = false;
+  std::vector<int32_t> cell_pos_;  // evicting only: position held by each KV cell
+  PolicyStats stats_, flushed_;
+  std::shared_ptr<PolicyStats> shared_stats_;
 
   // Scratch, sized per batch.
   std::vector<int32_t> pos_;
@@ -221,6 +316,7 @@ class CpuContext final : public Context {
   std::vector<float> h_gate_, h_up_;
   std::vector<float> moe_logits_, moe_probs_, moe_w_, moe_applied_, moe_res_, moe_x_, moe_y_;
   std::vector<int32_t> moe_ids_;
+  std::vector<int32_t> key_pos_;
   std::vector<float> logits_;
   int64_t n_logits_ = 0, n_batch_ = 0;
   bool logits_all_ = false;
@@ -234,11 +330,16 @@ void CpuContext::eval(std::span<const int32_t> tokens, bool all_logits) {
       throw Error(ErrorKind::BadInput, "token id " + std::to_string(tokens[t]) + " (batch index " +
                                            std::to_string(t) + ") is outside the vocabulary (0.." +
                                            std::to_string(card_.n_vocab - 1) + ")");
-  if (static_cast<uint64_t>(n_past_) + static_cast<uint64_t>(n) > n_ctx_)
+  if (evicting_) {
+    if (static_cast<uint64_t>(n_past_) + static_cast<uint64_t>(n) > INT32_MAX)
+      throw Error(ErrorKind::BadInput, "positions past INT32_MAX");
+    evict_for(n);
+  } else if (static_cast<uint64_t>(n_past_) + static_cast<uint64_t>(n) > n_ctx_)
     throw Error(ErrorKind::BadInput,
                 "the batch of " + std::to_string(n) + " tokens does not fit in the KV cache (" +
                     std::to_string(n_past_) + " of " + std::to_string(n_ctx_) + " positions used)");
   check_cancel();
+  OpClock clock(timer_);
   const int64_t E = card_.n_embd;
   pos_.resize(n);
   for (int64_t t = 0; t < n; ++t) pos_[t] = static_cast<int32_t>(n_past_ + t);
@@ -252,12 +353,14 @@ void CpuContext::eval(std::span<const int32_t> tokens, bool all_logits) {
   if (cfg_.embd_scale > 0)
     for (auto& v : x_) v *= cfg_.embd_scale;
   emit(kInpEmbd, -1, x_.data(), n, E);
+  clock.lap(timer_, OpKind::Embed, -1, n_past_, n);
 
   for (uint32_t il = 0; il < card_.n_layer; ++il) {
     check_cancel();
     attention_block(static_cast<int>(il), n);
     ffn_block(static_cast<int>(il), n);
   }
+  OpClock head_clock(timer_);
 
   // Output norm and head, for the rows whose logits are kept.
   const int64_t n_out = all_logits ? n : 1;
@@ -271,7 +374,10 @@ void CpuContext::eval(std::span<const int32_t> tokens, bool all_logits) {
   if (cfg_.final_softcap > 0)
     for (auto& v : logits_) v = el::softcap(v, cfg_.final_softcap);
   emit(kResultOutput, -1, logits_.data(), n_out, V);
+  head_clock.lap(timer_, OpKind::Head, -1, n_past_, n);
 
+  if (evicting_)
+    for (int64_t t = 0; t < n; ++t) cell_pos_.push_back(pos_[t]);
   n_past_ += static_cast<uint32_t>(n);
   n_logits_ = n_out;
   n_batch_ = n;
@@ -286,6 +392,7 @@ void CpuContext::attention_block(int il, int64_t n) {
   const int64_t qw = static_cast<int64_t>(n_head) * hd, kw = static_cast<int64_t>(n_head_kv) * hd;
   const int64_t vw = static_cast<int64_t>(n_head_kv) * hdv, ow = static_cast<int64_t>(n_head) * hdv;
   const float eps = card_.rms_eps;
+  OpClock clock(timer_);
 
   cur_.resize(n * E);
   ops::rms_norm(x_.data(), L.attn_norm.data(), cur_.data(), n, E, eps);
@@ -313,11 +420,12 @@ void CpuContext::attention_block(int il, int64_t n) {
   emit(kKcur, il, k_.data(), n, kw);
   emit(kVcur, il, v_.data(), n, vw);
 
-  // Append K and V to the cache at their positions.
+  // Append K and V to the cache at their positions (evicting: after the kept cells).
   uint8_t* kc = k_cache_[il].data();
   uint8_t* vc = v_cache_[il].data();
+  const int64_t cell0 = evicting_ ? static_cast<int64_t>(cell_pos_.size()) : n_past_;
   for (int64_t t = 0; t < n; ++t) {
-    const int64_t p = pos_[t];
+    const int64_t p = cell0 + t;
     if (kv_f16_) {
       uint16_t* kd = reinterpret_cast<uint16_t*>(kc) + p * kw;
       uint16_t* vd = reinterpret_cast<uint16_t*>(vc) + p * vw;
@@ -339,7 +447,10 @@ void CpuContext::attention_block(int il, int64_t n) {
   ap.window = (cfg_.swa_period > 0 && il % static_cast<int>(cfg_.swa_period) == 0)
                   ? cfg_.sliding_window
                   : 0;
-  const int64_t n_kv = n_past_ + n;
+  if (attention_policy_.rule == AttentionRule::Window)
+    ap.window =
+        ap.window > 0 ? std::min(ap.window, attention_policy_.window) : attention_policy_.window;
+  const int64_t n_kv = cell0 + n;
   float* probs = nullptr;
   if (wants(kKqSoftMax)) {
     probs_.resize(static_cast<size_t>(n_head) * n * n_kv);
@@ -347,8 +458,35 @@ void CpuContext::attention_block(int il, int64_t n) {
   }
   kqv_.resize(n * ow);
   ops::KvLayer kv{kc, vc, kv_f16_};
-  ops::attention(q_.data(), pos_.data(), n, kv, n_kv, ap, kqv_.data(), probs, &pool_);
-  if (probs) emit(kKqSoftMax, il, probs, n_head, n, n_kv);
+  const int32_t* cell_pos = nullptr;
+  if (evicting_) {
+    key_pos_.assign(cell_pos_.begin(), cell_pos_.end());
+    for (int64_t t = 0; t < n; ++t) key_pos_.push_back(pos_[t]);
+    cell_pos = key_pos_.data();
+  }
+  if (attention_policy_.rule == AttentionRule::Full ||
+      attention_policy_.rule == AttentionRule::Window)
+    ops::attention(q_.data(), pos_.data(), n, kv, n_kv, ap, kqv_.data(), probs, &pool_);
+  else
+    policies::masked_attention(q_.data(), pos_.data(), n, kv, cell_pos, n_kv, ap, attention_policy_,
+                               kqv_.data(), probs, &pool_);
+  if (probs) {
+    if (evicting_ && wants(kKqSoftMax)) {
+      Observation o;
+      o.name = observable()[kKqSoftMax];
+      o.layer = il;
+      o.pos0 = n_past_;
+      o.shape[0] = n_head;
+      o.shape[1] = n;
+      o.shape[2] = n_kv;
+      o.n_dims = 3;
+      o.data = {probs, static_cast<size_t>(n_head * n * n_kv)};
+      o.key_pos = {key_pos_.data(), key_pos_.size()};
+      observer_(o);
+    } else {
+      emit(kKqSoftMax, il, probs, n_head, n, n_kv);
+    }
+  }
   emit(kKqvOut, il, kqv_.data(), n, ow);
 
   attn_.resize(n * E);
@@ -358,6 +496,7 @@ void CpuContext::attention_block(int il, int64_t n) {
   emit(kAttnOut, il, attn_.data(), n, E);
   for (int64_t i = 0; i < n * E; ++i) x_[i] += attn_[i];
   emit(kFfnInp, il, x_.data(), n, E);
+  clock.lap(timer_, OpKind::Attention, il, n_past_, n);
 }
 
 void CpuContext::dense_ffn(const Weight& gate, const Weight& up, const Weight& down, const float* x,
@@ -379,17 +518,26 @@ void CpuContext::moe_ffn(int il, int64_t n) {
   const LayerWeights& L = w_.layers[il];
   const int64_t E = card_.n_embd;
   const int nx = static_cast<int>(card_.expert_count),
-            k = static_cast<int>(card_.expert_used_count);
+            k = router_ ? router_->max_k() : static_cast<int>(card_.expert_used_count);
+  OpClock clock(timer_);
   moe_logits_.resize(n * nx);
   moe_probs_.resize(n * nx);
   moe_ids_.resize(n * k);
   moe_w_.resize(n * k);
   moe_applied_.resize(n * k);
   linear(L.gate_inp, cur_.data(), n, moe_logits_.data(), &pool_);
-  for (int64_t t = 0; t < n; ++t)
-    ops::route_top_k(moe_logits_.data() + t * nx, nx, k, cfg_.moe_renormalise,
-                     moe_probs_.data() + t * nx, moe_ids_.data() + t * k, moe_w_.data() + t * k,
-                     moe_applied_.data() + t * k);
+  if (router_) {
+    router_->route(il, n, moe_logits_.data(), moe_probs_.data(), moe_ids_.data(), moe_w_.data(),
+                   moe_applied_.data(), stats_);
+  } else {
+    for (int64_t t = 0; t < n; ++t)
+      ops::route_top_k(moe_logits_.data() + t * nx, nx, k, cfg_.moe_renormalise,
+                       moe_probs_.data() + t * nx, moe_ids_.data() + t * k, moe_w_.data() + t * k,
+                       moe_applied_.data() + t * k);
+    stats_.routed += static_cast<uint64_t>(n);
+    stats_.active += static_cast<uint64_t>(n * k);
+  }
+  clock.lap(timer_, OpKind::Router, il, n_past_, n);
   emit(kMoeLogits, il, moe_logits_.data(), n, nx);
   emit(kMoeProbs, il, moe_probs_.data(), n, nx);
   if (wants(kMoeTopk)) {
@@ -431,6 +579,7 @@ void CpuContext::moe_ffn(int il, int64_t n) {
   ffn_out_.assign(n * E, 0.0f);
   for (int64_t t = 0; t < n; ++t)
     for (int j = 0; j < k; ++j) {
+      if (moe_ids_[t * k + j] < 0) continue;  // unused slot (variable-k policies)
       const float wgt = moe_applied_[t * k + j];
       const float* y = moe_res_.data() + (t * k + j) * E;
       float* o = ffn_out_.data() + t * E;
@@ -453,19 +602,22 @@ void CpuContext::moe_ffn(int il, int64_t n) {
     emit(kShexp, il, tmp_.data(), n, E);
     for (int64_t i = 0; i < n * E; ++i) ffn_out_[i] += tmp_[i];
   }
+  clock.lap(timer_, OpKind::Experts, il, n_past_, n);
 }
 
 void CpuContext::ffn_block(int il, int64_t n) {
   const LayerWeights& L = w_.layers[il];
   const int64_t E = card_.n_embd;
+  OpClock clock(timer_);
   cur_.resize(n * E);
   ops::rms_norm(x_.data(), L.ffn_norm.data(), cur_.data(), n, E, card_.rms_eps);
   emit(kFfnNorm, il, cur_.data(), n, E);
   if (card_.expert_count > 0) {
-    moe_ffn(il, n);
+    moe_ffn(il, n);  // times itself (router, experts)
   } else {
     ffn_out_.resize(n * E);
     dense_ffn(L.ffn_gate, L.ffn_up, L.ffn_down, cur_.data(), n, ffn_out_.data());
+    clock.lap(timer_, OpKind::Ffn, il, n_past_, n);
   }
   if (!L.post_ffw_norm.empty())
     ops::rms_norm(ffn_out_.data(), L.post_ffw_norm.data(), ffn_out_.data(), n, E, card_.rms_eps);
@@ -474,8 +626,81 @@ void CpuContext::ffn_block(int il, int64_t n) {
   emit(kLayerOut, il, x_.data(), n, E);
 }
 
+// StreamingLLM eviction: drop the cells no query at a position >= n_past can see (neither a
+// sink nor within the local window), compacting the cache in position order.
+void CpuContext::evict_for(int64_t n) {
+  if (cell_pos_.size() + static_cast<size_t>(n) <= n_ctx_) return;
+  const size_t elt = kv_f16_ ? 2 : 4;
+  const size_t k_row = static_cast<size_t>(card_.n_head_kv) * card_.head_dim * elt;
+  const size_t v_row = static_cast<size_t>(card_.n_head_kv) * card_.head_dim_v * elt;
+  const int64_t S = attention_policy_.sinks, W = attention_policy_.window;
+  size_t kept = 0;
+  for (size_t i = 0; i < cell_pos_.size(); ++i) {
+    const int64_t p = cell_pos_[i];
+    if (!(p < S || static_cast<int64_t>(n_past_) - p < W)) continue;
+    if (kept != i) {
+      for (uint32_t il = 0; il < card_.n_layer; ++il) {
+        std::memmove(k_cache_[il].data() + kept * k_row, k_cache_[il].data() + i * k_row, k_row);
+        std::memmove(v_cache_[il].data() + kept * v_row, v_cache_[il].data() + i * v_row, v_row);
+      }
+    }
+    cell_pos_[kept++] = static_cast<int32_t>(p);
+  }
+  stats_.evicted += cell_pos_.size() - kept;
+  cell_pos_.resize(kept);
+  if (kept + static_cast<size_t>(n) > n_ctx_)
+    throw Error(ErrorKind::BadInput,
+                "the batch of " + std::to_string(n) + " tokens does not fit in the KV cache (" +
+                    std::to_string(kept) + " of " + std::to_string(n_ctx_) +
+                    " cells kept after eviction)",
+                {.subject = "attention policy '" + attention_policy_.describe() + "'"});
+}
+
+// A model seen through policies (with_policies): forwards everything to the wrapped model;
+// Context::create applies the policies.
+class PolicyModel final : public Model {
+ public:
+  PolicyModel(std::shared_ptr<const Model> base, RoutingPolicy r, AttentionPolicy a,
+              std::shared_ptr<PolicyStats> stats)
+      : base_(std::move(base)), routing_(std::move(r)), attention_(a), stats_(std::move(stats)) {}
+  const ModelCard& card() const override { return base_->card(); }
+  const gguf::File& file() const override { return base_->file(); }
+  const Tokenizer* tokenizer() const override { return base_->tokenizer(); }
+
+  std::shared_ptr<const Model> base_;
+  RoutingPolicy routing_;
+  AttentionPolicy attention_;
+  std::shared_ptr<PolicyStats> stats_;
+};
+
 }  // namespace
 }  // namespace models
+
+const char* op_kind_name(OpKind k) {
+  switch (k) {
+    case OpKind::Embed:
+      return "embed";
+    case OpKind::Attention:
+      return "attention";
+    case OpKind::Router:
+      return "router";
+    case OpKind::Experts:
+      return "experts";
+    case OpKind::Ffn:
+      return "ffn";
+    case OpKind::Head:
+      return "head";
+  }
+  return "?";
+}
+
+std::shared_ptr<const Model> with_policies(std::shared_ptr<const Model> model,
+                                           RoutingPolicy routing, AttentionPolicy attention,
+                                           std::shared_ptr<PolicyStats> stats) {
+  if (!model) throw Error(ErrorKind::BadInput, "no model given");
+  return std::make_shared<models::PolicyModel>(std::move(model), std::move(routing), attention,
+                                               std::move(stats));
+}
 
 const std::vector<std::string>& Context::observable_names() {
   return models::observable();
@@ -484,16 +709,24 @@ const std::vector<std::string>& Context::observable_names() {
 std::unique_ptr<Context> Context::create(std::shared_ptr<const Model> model,
                                          const ContextParams& params) {
   if (!model) throw Error(ErrorKind::BadInput, "no model given");
+  ContextParams p = params;
+  std::shared_ptr<PolicyStats> shared_stats;
+  if (auto pm = std::dynamic_pointer_cast<const models::PolicyModel>(model)) {
+    if (p.routing.is_default()) p.routing = pm->routing_;
+    if (p.attention.is_full()) p.attention = pm->attention_;
+    shared_stats = pm->stats_;
+    model = pm->base_;
+  }
   auto cpu = std::dynamic_pointer_cast<const models::CpuModel>(model);
   if (!cpu) throw Error(ErrorKind::Internal, "the model was not loaded by Model::load");
-  if (params.backend != "cpu")
+  if (p.backend != "cpu")
     throw Error(ErrorKind::BadInput,
-                "backend '" + params.backend + "' is not available for inference (available: cpu)");
+                "backend '" + p.backend + "' is not available for inference (available: cpu)");
   if (params.n_ctx == 0) throw Error(ErrorKind::BadInput, "n_ctx must be at least 1");
   if (params.n_threads < 1)
     throw Error(ErrorKind::BadInput,
                 "n_threads must be at least 1, got " + std::to_string(params.n_threads));
-  return std::make_unique<models::CpuContext>(std::move(cpu), params);
+  return std::make_unique<models::CpuContext>(std::move(cpu), p, std::move(shared_stats));
 }
 
 }  // namespace moelab

@@ -13,6 +13,7 @@
 
 #include "moelab/gguf/gguf.h"
 #include "moelab/model/card.h"
+#include "moelab/policies/policies.h"
 
 namespace moelab {
 
@@ -53,14 +54,44 @@ struct Observation {
   int64_t shape[3] = {1, 1, 1};
   int n_dims = 1;
   std::span<const float> data;
+  /// kq_soft_max only: the position each key column holds, when the KV cache no longer maps
+  /// cell i to position i (after eviction by an evict:S,W attention policy); empty otherwise.
+  std::span<const int32_t> key_pos;
 };
 using Observer = std::function<void(const Observation&)>;
 
+/// The parts of a forward pass that Context::set_op_timer times.
+enum class OpKind : uint8_t {
+  Embed,      // token embedding lookup (layer -1)
+  Attention,  // attention block: norm, Q/K/V, RoPE, KV append, attention, output projection
+  Router,     // MoE router: gate_inp product and the routing decision
+  Experts,    // routed experts' products and weighted sum, plus any shared expert
+  Ffn,        // dense FFN products (non-MoE layers)
+  Head,       // output norm and output projection (layer -1)
+};
+inline constexpr int kOpKindCount = 6;
+/// "embed", "attention", "router", "experts", "ffn", "head".
+const char* op_kind_name(OpKind k);
+
+/// One timed op of one eval (std::chrono::steady_clock).
+struct OpTime {
+  OpKind op = OpKind::Embed;
+  int layer = -1;
+  uint32_t pos0 = 0;     // position of the batch's first token
+  int64_t n_tokens = 0;  // batch size
+  int64_t ns = 0;        // elapsed nanoseconds
+};
+using OpTimer = std::function<void(const OpTime&)>;
+
 struct ContextParams {
-  uint32_t n_ctx = 512;        // tokens the KV cache holds
+  uint32_t n_ctx = 512;  // tokens the KV cache holds
   KvType kv_type = KvType::F32;
   int n_threads = 1;
   std::string backend = "cpu";  // "cpu" (reference); "cuda" when built and available
+  /// Decision rules at the MoE routing and attention-mask points (moelab/policies/policies.h).
+  /// Throws at Context::create (BadInput) when a policy does not fit the model.
+  RoutingPolicy routing;
+  AttentionPolicy attention;
 };
 
 /// One sequence's state: KV cache and the logits of the last evaluation. Not thread-safe; one
@@ -82,6 +113,8 @@ class Context {
   virtual std::span<const float> logits(int i = -1) const = 0;
   virtual uint32_t n_past() const = 0;
   virtual uint32_t n_ctx() const = 0;
+  /// With an evict:S,W attention policy the cache never fills: n_ctx() is then the position
+  /// limit (INT32_MAX) and a batch must fit in the cells left after eviction.
   /// Drops KV-cache entries at positions >= n_past (0 clears the cache).
   virtual void truncate(uint32_t n_past) = 0;
   virtual void request_cancel() = 0;
@@ -106,6 +139,16 @@ class Context {
   /// Throws moelab::Error (BadInput) for a name not in observable_names().
   virtual void set_observer(Observer observer, std::vector<std::string> names) = 0;
   static const std::vector<std::string>& observable_names();
+
+  /// Installs `timer` (null removes it), called after each timed op of every eval (see OpKind).
+  /// Without a timer no clock is read.
+  virtual void set_op_timer(OpTimer timer) = 0;
+
+  /// The policies in force and what they did since creation (or reset_policy_stats()).
+  virtual const RoutingPolicy& routing_policy() const = 0;
+  virtual const AttentionPolicy& attention_policy() const = 0;
+  virtual PolicyStats policy_stats() const = 0;
+  virtual void reset_policy_stats() = 0;
 
   virtual const Model& model() const = 0;
 };
