@@ -21,7 +21,8 @@ bool is_nan_bits(float v) {  // immune to fast-math folding of isnan()
 
 // Max pooling when zoomed out (see ColorScale::max_pool; the CPU renderer in heatmap.cpp does
 // the same integer steps): along an axis where the pixel covers more than one cell, the cells
-// from floor(left edge + bias) to floor(right edge - bias), clipped to this tile, are read and
+// from floor(left edge + bias) to floor(right edge - bias), clipped to the map (this tile's
+// texture holds a halo of kMaxPoolCells cells of its neighbours), are read and
 // the largest (u.map_size.w == 1) or largest-magnitude (== 2) unmasked value wins.
 const int kMaxPoolCells = 64;
 
@@ -34,7 +35,7 @@ void main() {
   float v;
   bool masked = false;
   if (pool == 0 || u.scale.w > 0.5) {
-    v = texelFetch(cells, local, 0).r;
+    v = texelFetch(cells, cell - pc.tex.xy, 0).r;
     masked = is_nan_bits(v);
   } else {
     vec4 e0 = u.pixel_to_data * vec4(gl_FragCoord.xy - 0.5, 0.0, 1.0);
@@ -43,8 +44,8 @@ void main() {
     ivec2 hi = ivec2(floor(e1.xy - kCellEdgeBias));
     if (e1.x - e0.x <= 1.0) { lo.x = cell.x; hi.x = cell.x; }
     if (e1.y - e0.y <= 1.0) { lo.y = cell.y; hi.y = cell.y; }
-    lo = max(min(lo, cell) - pc.tile.xy, ivec2(0));
-    hi = min(max(hi, cell) - pc.tile.xy, pc.tile.zw - 1);
+    lo = max(min(lo, cell) - pc.tex.xy, ivec2(0));
+    hi = min(max(hi, cell) - pc.tex.xy, pc.tex.zw - 1);
     ivec2 n = hi - lo + 1;
     ivec2 stride = (n + (kMaxPoolCells - 1)) / kMaxPoolCells;
     masked = true;

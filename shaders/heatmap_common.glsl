@@ -12,4 +12,5 @@ layout(std140, set = 0, binding = 0) uniform HeatmapUniforms {
 layout(push_constant) uniform TilePush {
   vec4 rect;    // quad in data space (x0, y0, x1, y1): the tile grown by one cell each side
   ivec4 tile;   // x, y: first column/row of the tile; z, w: tile width/height in cells
+  ivec4 tex;    // the texture's cells: first column/row, width/height (tile + halo)
 } pc;

@@ -1,5 +1,6 @@
 // Colormaps, value scales, view transforms, view kinds and the CPU fallback renderer.
 #include <QtTest>
+#include <array>
 #include <cmath>
 #include <limits>
 
@@ -41,20 +42,40 @@ class ViewsCpuTest : public QObject {
     QVERIFY(channel_diff(div[kLutSize / 2], Rgba8{236, 236, 236, 255}) <= 1);  // zero neutral
   }
 
+  // CIE L*a*b* (D65) of an sRGB colour, for perceptual colour distances (CIE76 Delta-E).
+  static std::array<double, 3> lab(Rgba8 c) {
+    auto lin = [](double v) {
+      v /= 255.0;
+      return v <= 0.04045 ? v / 12.92 : std::pow((v + 0.055) / 1.055, 2.4);
+    };
+    const double r = lin(c.r), g = lin(c.g), b = lin(c.b);
+    const double x = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047;
+    const double y = 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    const double z = (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883;
+    auto f = [](double t) { return t > 0.008856 ? std::cbrt(t) : 7.787 * t + 16.0 / 116.0; };
+    return {116.0 * f(y) - 16.0, 500.0 * (f(x) - f(y)), 200.0 * (f(y) - f(z))};
+  }
+
   void categorical_colours_are_distinct() {
     const auto cat = colormap_table(Colormap::kCategorical);
     QCOMPARE(static_cast<int>(cat.size()), kCategoricalSize);
-    QVERIFY(kCategoricalSize >= 16);
+    QCOMPARE(kCategoricalSize, 64);  // no repeat before 64 experts (Mixtral 8, OLMoE 64)
     const Rgba8 masked = ColorScale{}.masked;
-    double closest = 1e9;
+    double closest_rgb20 = 1e9, closest_lab = 1e9;
     for (size_t i = 0; i < cat.size(); ++i) {
       for (size_t j = i + 1; j < cat.size(); ++j) {
         const double dr = cat[i].r - cat[j].r, dg = cat[i].g - cat[j].g, db = cat[i].b - cat[j].b;
-        closest = std::min(closest, std::sqrt(dr * dr + dg * dg + db * db));
+        if (j < 20) closest_rgb20 = std::min(closest_rgb20, std::sqrt(dr * dr + dg * dg + db * db));
+        const auto a = lab(cat[i]), b = lab(cat[j]);
+        closest_lab = std::min(closest_lab, std::hypot(a[0] - b[0], a[1] - b[1], a[2] - b[2]));
       }
       QVERIFY2(channel_diff(cat[i], masked) > 40, "a category looks like the masked grey");
     }
-    QVERIFY2(closest >= 60.0, qPrintable(QString("closest pair %1 apart").arg(closest)));
+    // The first 20 (hand-picked) stay far apart; all 64 are >= 18 Delta-E apart (a just
+    // noticeable difference is ~2.3, distinct swatches side by side need ~10+).
+    QVERIFY2(closest_rgb20 >= 60.0,
+             qPrintable(QString("closest pair %1 apart").arg(closest_rgb20)));
+    QVERIFY2(closest_lab >= 18.0, qPrintable(QString("closest pair %1 Delta-E").arg(closest_lab)));
   }
 
   void lut_index_linear_log_categorical() {
@@ -80,7 +101,7 @@ class ViewsCpuTest : public QObject {
     s.map = Colormap::kCategorical;
     p = scale_params(s);
     QCOMPARE(lut_index(p, 3.0f), 3);
-    QCOMPARE(lut_index(p, 23.0f), 3);  // wraps
+    QCOMPARE(lut_index(p, 67.0f), 3);  // wraps at 64
     QCOMPARE(lut_index(p, -1.0f), -1);
     QCOMPARE(color_of(s, 5.0f), colormap_table(Colormap::kCategorical)[5]);
   }

@@ -134,23 +134,34 @@ class ViewsVulkanTest : public QObject {
 
   void categorical_expert_ids() {
     REQUIRE_VULKAN(r_);
+    const int n = kCategoricalSize + 1;  // ids 0..64: 64 distinct colours, then a wrap
     RoutingGrid g;
     g.n_layer = 2;
-    g.n_tokens = 21;
-    g.expert_count = 32;
+    g.n_tokens = n;
+    g.expert_count = 128;
     for (int l = 0; l < 2; ++l)
-      for (int t = 0; t < 21; ++t) g.top_expert.push_back(l == 0 ? t : (t == 0 ? -1 : t + 20));
+      for (int t = 0; t < n; ++t) g.top_expert.push_back(l == 0 ? t : (t == 0 ? -1 : t + 64));
     const HeatmapView v = routing_top_expert_view(g);
     r_->set_data(v.map);
-    const QImage img = r_->render(v.scale, ViewTransform::fit(2, 21, 21 * 8, 16), 21 * 8, 16);
+    const QImage img = r_->render(v.scale, ViewTransform::fit(2, n, n * 8, 16), n * 8, 16);
     maybe_save(img, "gpu_categorical");
     const auto cat = colormap_table(Colormap::kCategorical);
-    for (int t = 0; t < 20; ++t)
+    for (int t = 0; t < kCategoricalSize; ++t)
       QVERIFY2(pixel(img, t * 8 + 4, 4) == cat[static_cast<size_t>(t)],
                qPrintable(QString("expert %1: %2").arg(t).arg(describe(pixel(img, t * 8 + 4, 4)))));
-    QCOMPARE(pixel(img, 20 * 8 + 4, 4), cat[0]);  // id 20 wraps to colour 0
+    QCOMPARE(pixel(img, 64 * 8 + 4, 4), cat[0]);  // id 64 wraps to colour 0
     QCOMPARE(pixel(img, 4, 12), v.scale.masked);  // -1: not routed
-    QCOMPARE(pixel(img, 8 + 4, 12), cat[1]);      // id 21
+    QCOMPARE(pixel(img, 8 + 4, 12), cat[1]);      // id 65
+    // Categorical maps are never pooled: zoomed out 4 ids per pixel, each pixel is one id's
+    // colour (the centre cell), not the max id.
+    const QImage small =
+        r_->render(v.scale, ViewTransform::fit(2, n, (n - 1) / 4, 2), (n - 1) / 4, 2);
+    for (int x = 0; x < (n - 1) / 4; ++x) {
+      const int id = v.scale.map == Colormap::kCategorical
+                         ? ViewTransform::fit(2, n, (n - 1) / 4, 2).cell_at(x, 0).x
+                         : -1;
+      QCOMPARE(pixel(small, x, 0), cat[static_cast<size_t>(id % kCategoricalSize)]);
+    }
   }
 
   void gpu_equals_cpu_for_each_view_kind() {
@@ -272,6 +283,100 @@ class ViewsVulkanTest : public QObject {
     QCOMPARE(pixel(z, 39, 29), hot);
     QVERIFY(pixel(z, 40, 15) != hot);
     QVERIFY(pixel(z, 25, 30) != hot);
+  }
+
+  void co_activation_known_cells() {
+    REQUIRE_VULKAN(r_);
+    // 4 experts, top-2: tokens {0,1}, {0,1}, {2,3}, {0,2}. Off-diagonal max = 2 (0 with 1).
+    const CoActivation c = co_activation_from_topk(3, 4, 2, {0, 1, 1, 0, 2, 3, 0, 2});
+    QCOMPARE(c.count[0 * 4 + 0], 3.0f);  // expert 0 chosen by 3 tokens
+    QCOMPARE(c.count[0 * 4 + 1], 2.0f);
+    QCOMPARE(c.count[1 * 4 + 0], 2.0f);  // symmetric
+    QCOMPARE(c.count[1 * 4 + 3], 0.0f);
+    QCOMPARE(c.count[2 * 4 + 3], 1.0f);
+    const HeatmapView v = co_activation_view(c);
+    QCOMPARE(v.title, std::string("Expert co-activation - layer 3"));
+    QCOMPARE(v.scale.max, 2.0f);
+    r_->set_data(v.map);
+    const QImage img = r_->render(v.scale, ViewTransform::fit(4, 4, 40, 40), 40, 40);
+    maybe_save(img, "gpu_coactivation");
+    const auto seq = colormap_table(Colormap::kSequential);
+    QCOMPARE(pixel(img, 15, 5), seq.back());    // (0, 1) = 2 = max -> top colour
+    QCOMPARE(pixel(img, 35, 15), seq.front());  // (1, 3) = 0 -> bottom colour
+    QCOMPARE(pixel(img, 5, 5), seq.back());     // diagonal 3 > max: clamped to the top colour
+    QCOMPARE(pixel(img, 35, 25), color_of(v.scale, 1.0f));
+    QCOMPARE(render_heatmap_cpu(v.map, v.scale, ViewTransform::fit(4, 4, 40, 40), 40, 40), img);
+  }
+
+  void max_pooling_keeps_spikes() {
+    REQUIRE_VULKAN(r_);
+    // 1024 x 1024 zeros with one spike of 1 at (row 301, col 517) and one masked cell; drawn
+    // into 128 x 128 pixels (8 x 8 cells per pixel). Pooled: the pixel holding the spike is
+    // the top colour; nearest-cell sampling would miss it (the pixel centre is cell 4, 4 of 8).
+    Heatmap m{1024, 1024, std::vector<float>(1024 * 1024, 0.0f)};
+    m.values[301 * 1024 + 517] = 1.0f;
+    m.values[10 * 1024 + 10] = kNaN;
+    ColorScale s;
+    const ViewTransform fit = ViewTransform::fit(1024, 1024, 128, 128);
+    r_->set_data(m);
+    const QImage pooled = r_->render(s, fit, 128, 128);
+    maybe_save(pooled, "gpu_pooled_spike");
+    const auto seq = colormap_table(Colormap::kSequential);
+    QCOMPARE(pixel(pooled, 517 / 8, 301 / 8), seq.back());
+    QCOMPARE(pixel(pooled, 517 / 8 + 1, 301 / 8), seq.front());
+    QCOMPARE(pixel(pooled, 1, 1), seq.front());  // masked cell among zeros: the zeros win
+    long top = 0;
+    for (int y = 0; y < 128; ++y)
+      for (int x = 0; x < 128; ++x) top += pixel(pooled, x, y) == seq.back();
+    QCOMPARE(top, 1L);
+    QCOMPARE(compare(pooled, render_heatmap_cpu(m, s, fit, 128, 128)).max_diff, 0);
+    ColorScale nearest = s;
+    nearest.max_pool = false;
+    QCOMPARE(pixel(r_->render(nearest, fit, 128, 128), 517 / 8, 301 / 8), seq.front());
+
+    // Diverging: the value of largest magnitude wins with its sign (a negative spike is blue).
+    Heatmap d{512, 512, std::vector<float>(512 * 512, 0.1f)};
+    d.values[100 * 512 + 200] = -1.0f;
+    ColorScale ds;
+    ds.map = Colormap::kDiverging;
+    ds.min = -1.0f;
+    ds.max = 1.0f;
+    r_->set_data(d);
+    const QImage dimg = r_->render(ds, ViewTransform::fit(512, 512, 64, 64), 64, 64);
+    QCOMPARE(pixel(dimg, 200 / 8, 100 / 8), colormap_table(Colormap::kDiverging).front());
+    QCOMPARE(pixel(dimg, 0, 0), color_of(ds, 0.1f));
+
+    // Tiles (64-cell tiles, halo) give the same pooled picture as one texture, at a
+    // non-power-of-two zoom too.
+    auto tiled = make_renderer(64);
+    const Heatmap rm = random_map(700, 900, 9, 0.0f, 1.0f, 0.02f);
+    tiled->set_data(rm);
+    r_->set_data(rm);
+    for (const ViewTransform& v :
+         {ViewTransform::fit(700, 900, 90, 70), ViewTransform::fit(700, 900, 131, 77)}) {
+      const QImage a = tiled->render(s, v, 140, 90), b = r_->render(s, v, 140, 90);
+      const ImageDiff tvu = compare(a, b), tvc = compare(a, render_heatmap_cpu(rm, s, v, 140, 90));
+      QVERIFY2(tvu.max_diff == 0, qPrintable("pooled tiled vs untiled: " + diff_text(tvu)));
+      QVERIFY2(tvc.max_diff <= 1, qPrintable("pooled tiled vs cpu: " + diff_text(tvc)));
+    }
+  }
+
+  void attention_and_load_diffs() {
+    REQUIRE_VULKAN(r_);
+    AttentionMap a, b;
+    a.n_query = a.n_key = b.n_query = b.n_key = 3;
+    a.weight = {1, kNaN, kNaN, 0.5f, 0.5f, kNaN, 0.2f, 0.3f, 0.5f};
+    b.weight = {1, kNaN, kNaN, 0.9f, 0.1f, kNaN, 0.2f, 0.3f, 0.5f};
+    const HeatmapView v = attention_diff_view(a, b);
+    r_->set_data(v.map);
+    const QImage img = r_->render(v.scale, ViewTransform::fit(3, 3, 30, 30), 30, 30);
+    maybe_save(img, "gpu_attention_diff");
+    const auto div = colormap_table(Colormap::kDiverging);
+    QCOMPARE(pixel(img, 5, 15), div.front());               // 0.5 - 0.9 = -0.4 = -max: blue end
+    QCOMPARE(pixel(img, 15, 15), div.back());               // 0.5 - 0.1 = +0.4: red end
+    QCOMPARE(pixel(img, 15, 5), v.scale.masked);            // masked in both
+    QCOMPARE(pixel(img, 25, 25), color_of(v.scale, 0.0f));  // equal: neutral
+    QCOMPARE(render_heatmap_cpu(v.map, v.scale, ViewTransform::fit(3, 3, 30, 30), 30, 30), img);
   }
 
   void validation_layer_silent() {

@@ -480,14 +480,18 @@ void ViewsPanel::clear() {
 }
 
 void ViewsPanel::setPage(Page page) {
+  const bool changed = d_->page != page;
   d_->page = page;
   const int i = static_cast<int>(page);
-  if (d_->tabs->currentIndex() != i) d_->tabs->setCurrentIndex(i);
+  if (d_->tabs->currentIndex() != i) {
+    const QSignalBlocker block(d_->tabs);
+    d_->tabs->setCurrentIndex(i);
+  }
   d_->controls->setCurrentIndex(i);
   d_->body->setCurrentIndex(is_heat_page(page) ? 0 : page == Page::kLatency ? 1 : 2);
   d_->strip->setVisible(page == Page::kAttention);
   d_->refresh();
-  emit pageChanged(i);
+  if (changed) emit pageChanged(i);
 }
 
 ViewsPanel::Page ViewsPanel::page() const {

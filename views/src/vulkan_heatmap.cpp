@@ -36,8 +36,14 @@ static_assert(sizeof(HeatmapUniforms) == 64 + 64 + 16 + 16 + 16);
 struct TilePush {
   glm::vec4 rect;
   glm::ivec4 tile;
+  glm::ivec4 tex;
 };
-static_assert(sizeof(TilePush) == 32);
+static_assert(sizeof(TilePush) == 48);
+
+// Cells of neighbouring tiles copied around each tile (only when the map is tiled), so max
+// pooling near a seam sees the same cells as without tiling (exact up to kMaxPoolCells cells
+// per pixel).
+constexpr int kTileHalo = kMaxPoolCells;
 
 [[noreturn]] void fail(const char* what, VkResult r) {
   throw Error(ErrorKind::Internal,
@@ -68,7 +74,8 @@ struct Buffer {
 struct Tile {
   Image image;
   VkDescriptorSet set = VK_NULL_HANDLE;
-  int x = 0, y = 0, w = 0, h = 0;  // columns/rows covered
+  int x = 0, y = 0, w = 0, h = 0;      // columns/rows owned (drawn) by this tile
+  int tx = 0, ty = 0, tw = 0, th = 0;  // columns/rows held by the texture (owned + halo)
 };
 
 }  // namespace
@@ -546,7 +553,8 @@ struct VulkanHeatmapRenderer::Impl {
       // The quad is the tile grown by one cell on every side: a pixel whose centre falls in
       // the tile's cells is always covered; the fragment shader discards foreign cells.
       TilePush push{{t.x - 1.0f, t.y - 1.0f, t.x + t.w + 1.0f, t.y + t.h + 1.0f},
-                    {t.x, t.y, t.w, t.h}};
+                    {t.x, t.y, t.w, t.h},
+                    {t.tx, t.ty, t.tw, t.th}};
       vkCmdBindDescriptorSets(c, VK_PIPELINE_BIND_POINT_GRAPHICS, pipeline_layout, 1, 1, &t.set, 0,
                               nullptr);
       vkCmdPushConstants(c, pipeline_layout,
@@ -713,6 +721,11 @@ void VulkanHeatmapRenderer::set_data(const Heatmap& map) {
   if (d.max_tile_option > 0) edge = std::min(edge, d.max_tile_option);
   d.tile_edge = edge;
   if (map.rows == 0 || map.cols == 0) return;
+  const int max_dim = static_cast<int>(d.props.limits.maxImageDimension2D);
+  const bool tiled = map.cols > edge || map.rows > edge;
+  const int halo = tiled ? kTileHalo : 0;
+  if (tiled && edge + 2 * halo > max_dim) edge = max_dim - 2 * halo;
+  d.tile_edge = edge;
   const int tx = (map.cols + edge - 1) / edge, ty = (map.rows + edge - 1) / edge;
   const uint32_t n = static_cast<uint32_t>(tx * ty);
   VkDescriptorPoolSize size{VK_DESCRIPTOR_TYPE_COMBINED_IMAGE_SAMPLER, n};
@@ -728,10 +741,14 @@ void VulkanHeatmapRenderer::set_data(const Heatmap& map) {
       t.y = j * edge;
       t.w = std::min(edge, map.cols - t.x);
       t.h = std::min(edge, map.rows - t.y);
-      t.image = d.make_image(t.w, t.h, VK_FORMAT_R32_SFLOAT,
+      t.tx = std::max(0, t.x - halo);
+      t.ty = std::max(0, t.y - halo);
+      t.tw = std::min(map.cols, t.x + t.w + halo) - t.tx;
+      t.th = std::min(map.rows, t.y + t.h + halo) - t.ty;
+      t.image = d.make_image(t.tw, t.th, VK_FORMAT_R32_SFLOAT,
                              VK_IMAGE_USAGE_SAMPLED_BIT | VK_IMAGE_USAGE_TRANSFER_DST_BIT);
       d.tiles.push_back(t);  // owned by d.tiles from here (freed on failure)
-      d.upload(t.image, t.w, t.h, map.values.data() + static_cast<size_t>(t.y) * map.cols + t.x,
+      d.upload(t.image, t.tw, t.th, map.values.data() + static_cast<size_t>(t.ty) * map.cols + t.tx,
                sizeof(float), static_cast<size_t>(map.cols));
       VkDescriptorSetAllocateInfo ai{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO};
       ai.descriptorPool = d.tile_pool;
