@@ -75,8 +75,12 @@ void run_case(const char* name, const HeatmapView& v, VulkanHeatmapRenderer* gpu
     std::printf("  vulkan upload: %.3f s (%d tile(s) of <= %d)\n", seconds_since(t0),
                 gpu->tile_count(), gpu->tile_size());
     gpu_fps = fps(budget, [&](int i) { (void)gpu->render(v.scale, view_for(i), w, h); });
-    std::printf("  vulkan (%s): %.1f fps (render + read-back)\n", gpu->device_name().c_str(),
-                gpu_fps);
+    std::printf("  vulkan (%s): %.1f fps (render + read-back, max-of-cells pooling)\n",
+                gpu->device_name().c_str(), gpu_fps);
+    ColorScale nearest = v.scale;
+    nearest.max_pool = false;
+    std::printf("  vulkan, nearest cell: %.1f fps\n",
+                fps(budget, [&](int i) { (void)gpu->render(nearest, view_for(i), w, h); }));
   }
   const double cpu_fps =
       fps(budget, [&](int i) { (void)render_heatmap_cpu(v.map, v.scale, view_for(i), w, h); });

@@ -49,7 +49,7 @@ void y_axis(QPainter& p, const QRect& r, double max, const QString& label) {
     p.drawText(QRect(r.left() - 64, y - 8, 58, 16), Qt::AlignRight | Qt::AlignVCenter, num(v));
   }
   p.save();
-  p.translate(r.left() - 58, r.center().y());
+  p.translate(r.left() - 50, r.center().y());
   p.rotate(-90);
   p.drawText(QRect(-r.height() / 2, -16, r.height(), 16), Qt::AlignCenter, label);
   p.restore();
