@@ -163,6 +163,8 @@ class ViewsPanelTest : public QObject {
     panel.show();
     QVERIFY(QTest::qWaitForWindowExposed(&panel));
     qInfo("backend: %s", qPrintable(panel.backendText()));
+    if (!offscreen() && panel.usesVulkan())
+      QVERIFY2(panel.backendText().startsWith("Vulkan: "), qPrintable(panel.backendText()));
     if (offscreen()) {
       QVERIFY(!panel.usesVulkan());
       QVERIFY2(panel.backendText().startsWith("no Vulkan device: views drawn on the CPU ("),

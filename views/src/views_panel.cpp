@@ -20,6 +20,7 @@
 #include <atomic>
 #include <mutex>
 #include <optional>
+#include <vector>
 
 #include "moelab/core/log.h"
 #include "moelab/views/charts.h"
@@ -99,6 +100,7 @@ struct ViewsPanel::Impl {
   QWidget* container = nullptr;
   CpuHeatmapWidget* cpu = nullptr;
   QString backend;
+  QString device_name;
 
   uint64_t take_seq() { return ++next_seq; }
 
@@ -118,10 +120,18 @@ struct ViewsPanel::Impl {
         inst.reset();
       } else {
         uint32_t n = 0;
-        inst->functions()->vkEnumeratePhysicalDevices(inst->vkInstance(), &n, nullptr);
+        QVulkanFunctions* f = inst->functions();
+        f->vkEnumeratePhysicalDevices(inst->vkInstance(), &n, nullptr);
         if (n == 0) {
           why = "no Vulkan physical device";
           inst.reset();
+        } else {
+          // QVulkanWindow picks physical device 0 by default.
+          std::vector<VkPhysicalDevice> devs(n);
+          f->vkEnumeratePhysicalDevices(inst->vkInstance(), &n, devs.data());
+          VkPhysicalDeviceProperties props{};
+          f->vkGetPhysicalDeviceProperties(devs[0], &props);
+          device_name = QString::fromUtf8(props.deviceName);
         }
       }
     }
@@ -133,8 +143,8 @@ struct ViewsPanel::Impl {
       container->setFocusPolicy(Qt::StrongFocus);
       QObject::connect(win, &HeatmapWindow::cellClicked, q,
                        [this](int row, int) { on_cell_clicked(row); });
-      backend = "Vulkan (" + QString(inst->layers().isEmpty() ? "" : "validation, ") +
-                "window: " + platform + ")";
+      backend = "Vulkan: " + device_name +
+                (inst->layers().isEmpty() ? QString() : QString(" (validation layer on)"));
     } else {
       cpu = new CpuHeatmapWidget(heat_page);
       QObject::connect(cpu, &CpuHeatmapWidget::cellClicked, q,
