@@ -9,6 +9,10 @@
 #include <string>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include "kernels/cpu/impl.h"
 #include "kernels/element/blocks.h"
 #include "moelab/core/error.h"
@@ -67,21 +71,53 @@ void require_multiple(TensorType t, int64_t n, const char* op) {
 }
 
 // ---- SIMD detection and tables --------------------------------------------------------------
-Simd detect() {
+// CPUID + XGETBV directly (Intel SDM vol. 2A, "CPUID"; vol. 1 13.3 "enabling the XSAVE feature
+// set"): portable across GCC and Clang (clang 14 rejects __builtin_cpu_supports("f16c")), and it
+// also checks that the OS saves the YMM / ZMM state, without which the instructions fault.
+struct CpuFeatures {
+  bool avx2 = false, fma = false, f16c = false;
+  bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
+  bool avx512vnni = false;
+};
+
+CpuFeatures cpu_features() {
+  CpuFeatures f;
 #if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(0, &a, &b, &c, &d) || a < 7) return f;
+  __get_cpuid(1, &a, &b, &c, &d);
+  const bool osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
+  const bool fma = (c >> 12) & 1, f16c = (c >> 29) & 1;
+  if (!osxsave || !avx) return f;
+  unsigned xlo = 0, xhi = 0;
+  __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+  const bool ymm_os = (xlo & 0x6) == 0x6;              // SSE + AVX state
+  const bool zmm_os = ymm_os && (xlo & 0xe0) == 0xe0;  // opmask + ZMM_Hi256 + Hi16_ZMM
+  if (!ymm_os) return f;
+  __cpuid_count(7, 0, a, b, c, d);
+  f.avx2 = (b >> 5) & 1;
+  f.fma = fma;
+  f.f16c = f16c;
+  if (zmm_os) {
+    f.avx512f = (b >> 16) & 1;
+    f.avx512dq = (b >> 17) & 1;
+    f.avx512bw = (b >> 30) & 1;
+    f.avx512vl = (b >> 31) & 1;
+    f.avx512vnni = (c >> 11) & 1;
+  }
+#endif
+  return f;
+}
+
+Simd detect(const CpuFeatures& f) {
 #if defined(MOELAB_KERNELS_AVX512)
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-      __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+  if (f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx2 && f.fma && f.f16c)
     return Simd::Avx512;
 #endif
 #if defined(MOELAB_KERNELS_AVX2)
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-      __builtin_cpu_supports("f16c"))
-    return Simd::Avx2;
+  if (f.avx2 && f.fma && f.f16c) return Simd::Avx2;
 #endif
-#endif
+  (void)f;
   return Simd::Scalar;
 }
 
@@ -90,7 +126,8 @@ struct Tables {
   Simd detected;
   std::atomic<int> active;
   Tables() {
-    detected = detect();
+    const CpuFeatures f = cpu_features();
+    detected = detect(f);
     cpu::fill_scalar(level[0]);
     level[1] = level[0];
 #if defined(MOELAB_KERNELS_AVX2)
@@ -98,7 +135,7 @@ struct Tables {
 #endif
     level[2] = level[1];
 #if defined(MOELAB_KERNELS_AVX512)
-    if (detected >= Simd::Avx512) cpu::fill_avx512(level[2]);
+    if (detected >= Simd::Avx512) cpu::fill_avx512(level[2], f.avx512vnni && f.avx512vl);
 #endif
     Simd a = detected;
     if (const char* env = std::getenv("MOELAB_SIMD"); env && *env) {
@@ -360,13 +397,25 @@ void matmul(TensorType type, const void* w, int64_t n_in, int64_t n_out, const f
     xq = xbuf.data();
   }
   const cpu::DotFn dot = t.dot[static_cast<int>(type)];
+  const cpu::DotTokFn dot_tok = t.dot_tok[static_cast<int>(type)];
   run_rows(pool, n_out, [&](int64_t b, int64_t e, int) {
     for (int64_t r0 = b; r0 < e; r0 += kRowBlock) {
       const int64_t r1 = std::min(e, r0 + kRowBlock);
-      for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokBlock)
-        for (int64_t r = r0; r < r1; ++r)
-          for (int64_t tk = t0; tk < std::min(n_tokens, t0 + kTokBlock); ++tk)
-            y[tk * n_out + r] = dot(wb + r * wrb, xq + tk * xrb, n_in);
+      for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokBlock) {
+        const int64_t t1 = std::min(n_tokens, t0 + kTokBlock);
+        for (int64_t r = r0; r < r1; ++r) {
+          const uint8_t* wr = wb + r * wrb;
+          if (dot_tok && t1 - t0 > 1) {
+            // each weight block decoded once per cpu::kMaxTok tokens
+            for (int64_t tk = t0; tk < t1; tk += cpu::kMaxTok) {
+              const int nt = static_cast<int>(std::min<int64_t>(cpu::kMaxTok, t1 - tk));
+              dot_tok(wr, xq + tk * xrb, xrb, nt, n_in, y + tk * n_out + r, n_out);
+            }
+          } else {
+            for (int64_t tk = t0; tk < t1; ++tk) y[tk * n_out + r] = dot(wr, xq + tk * xrb, n_in);
+          }
+        }
+      }
     }
   });
 }

@@ -59,69 +59,6 @@ float dot_half(const void* wp, const void* xp, int64_t n) {
   return s;
 }
 
-float dot_q8_0(const void* wp, const void* xp, int64_t n) {
-  const auto* w = static_cast<const BlockQ8_0*>(wp);
-  const auto* x = static_cast<const BlockQ8_0*>(xp);
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t i = 0; i < n / QK; ++i) {
-    const __m256 d = _mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d));
-    const __m256i p = dot_i8_s(loadu256(w[i].qs), loadu256(x[i].qs));
-    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
-  }
-  return hsum_ps256(acc);
-}
-float dot_q4_0(const void* wp, const void* xp, int64_t n) {
-  const auto* w = static_cast<const BlockQ4_0*>(wp);
-  const auto* x = static_cast<const BlockQ8_0*>(xp);
-  __m256 acc = _mm256_setzero_ps();
-  const __m256i eight = _mm256_set1_epi8(8);
-  for (int64_t i = 0; i < n / QK; ++i) {
-    const __m256 d = _mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d));
-    const __m256i q = _mm256_sub_epi8(nibbles_32(w[i].qs), eight);
-    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_s(q, loadu256(x[i].qs))), acc);
-  }
-  return hsum_ps256(acc);
-}
-float dot_q5_0(const void* wp, const void* xp, int64_t n) {
-  const auto* w = static_cast<const BlockQ5_0*>(wp);
-  const auto* x = static_cast<const BlockQ8_0*>(xp);
-  __m256 acc = _mm256_setzero_ps();
-  const __m256i sixteen = _mm256_set1_epi8(16);
-  for (int64_t i = 0; i < n / QK; ++i) {
-    const __m256 d = _mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d));
-    const __m256i q =
-        _mm256_sub_epi8(_mm256_or_si256(nibbles_32(w[i].qs), bit4_from_bits_32(w[i].qh)), sixteen);
-    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_s(q, loadu256(x[i].qs))), acc);
-  }
-  return hsum_ps256(acc);
-}
-float dot_q4_1(const void* wp, const void* xp, int64_t n) {
-  const auto* w = static_cast<const BlockQ4_1*>(wp);
-  const auto* x = static_cast<const BlockQ8_1*>(xp);
-  __m256 acc = _mm256_setzero_ps();
-  float ms = 0;
-  for (int64_t i = 0; i < n / QK; ++i) {
-    const __m256 d = _mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d));
-    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_s(nibbles_32(w[i].qs), loadu256(x[i].qs))),
-                          acc);
-    ms += h2f(w[i].m) * h2f(x[i].s);
-  }
-  return hsum_ps256(acc) + ms;
-}
-float dot_q5_1(const void* wp, const void* xp, int64_t n) {
-  const auto* w = static_cast<const BlockQ5_1*>(wp);
-  const auto* x = static_cast<const BlockQ8_1*>(xp);
-  __m256 acc = _mm256_setzero_ps();
-  float ms = 0;
-  for (int64_t i = 0; i < n / QK; ++i) {
-    const __m256 d = _mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d));
-    const __m256i q = _mm256_or_si256(nibbles_32(w[i].qs), bit4_from_bits_32(w[i].qh));
-    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_s(q, loadu256(x[i].qs))), acc);
-    ms += h2f(w[i].m) * h2f(x[i].s);
-  }
-  return hsum_ps256(acc) + ms;
-}
-
 // ---- K-quants: exact integer sums, then el::k_combine ----------------------------------------
 float dot_q2_k(const void* wp, const void* xp, int64_t n) {
   const auto* w = static_cast<const BlockQ2_K*>(wp);
@@ -264,16 +201,23 @@ void fill_avx2(Table& t) {
   set(TensorType::F32, dot_f32, nullptr);
   set(TensorType::F16, dot_half<load_f16x8, f16_to_f32>, dq_f16);
   set(TensorType::BF16, dot_half<load_bf16x8, bf16_to_f32>, dq_bf16);
-  set(TensorType::Q8_0, dot_q8_0, dq_blocks<BlockQ8_0, QK>);
-  set(TensorType::Q4_0, dot_q4_0, dq_blocks<BlockQ4_0, QK>);
-  set(TensorType::Q4_1, dot_q4_1, dq_blocks<BlockQ4_1, QK>);
-  set(TensorType::Q5_0, dot_q5_0, dq_blocks<BlockQ5_0, QK>);
-  set(TensorType::Q5_1, dot_q5_1, dq_blocks<BlockQ5_1, QK>);
+  set(TensorType::Q8_0, dot32<DecQ8_0, IdotMaddubs>, dq_blocks<BlockQ8_0, QK>);
+  set(TensorType::Q4_0, dot32<DecQ4_0, IdotMaddubs>, dq_blocks<BlockQ4_0, QK>);
+  set(TensorType::Q4_1, dot32<DecQ4_1, IdotMaddubs>, dq_blocks<BlockQ4_1, QK>);
+  set(TensorType::Q5_0, dot32<DecQ5_0, IdotMaddubs>, dq_blocks<BlockQ5_0, QK>);
+  set(TensorType::Q5_1, dot32<DecQ5_1, IdotMaddubs>, dq_blocks<BlockQ5_1, QK>);
   set(TensorType::Q2_K, dot_q2_k, dq_blocks<BlockQ2_K, QK_K>);
   set(TensorType::Q3_K, dot_q3_k, dq_blocks<BlockQ3_K, QK_K>);
   set(TensorType::Q4_K, dot_q45_k<false, BlockQ4_K>, dq_blocks<BlockQ4_K, QK_K>);
   set(TensorType::Q5_K, dot_q45_k<true, BlockQ5_K>, dq_blocks<BlockQ5_K, QK_K>);
   set(TensorType::Q6_K, dot_q6_k, dq_blocks<BlockQ6_K, QK_K>);
+  t.dot_tok[static_cast<int>(TensorType::Q8_0)] = dot32_tok<DecQ8_0, IdotMaddubs>;
+  t.dot_tok[static_cast<int>(TensorType::Q4_0)] = dot32_tok<DecQ4_0, IdotMaddubs>;
+  t.dot_tok[static_cast<int>(TensorType::Q5_0)] = dot32_tok<DecQ5_0, IdotMaddubs>;
+  t.dot_tok[static_cast<int>(TensorType::Q4_1)] = dot32_tok<DecQ4_1, IdotMaddubs>;
+  t.dot_tok[static_cast<int>(TensorType::Q5_1)] = dot32_tok<DecQ5_1, IdotMaddubs>;
+  t.dot_tok[static_cast<int>(TensorType::Q4_K)] = dot_q4_k_tok;
+  t.dot_tok[static_cast<int>(TensorType::Q6_K)] = dot_q6_k_tok;
 }
 
 }  // namespace moelab::kernels::cpu

@@ -1,7 +1,8 @@
-// AVX-512 (F, BW, VL, DQ) kernels: the AVX2 algorithms on 512-bit registers. The 32-element
-// formats handle two blocks per register (per-half scales); the K-quants handle 64 weights per
-// step and keep the exact integer sums of the reference, so they equal the scalar results bit
-// for bit. Dequantization is the element code compiled for AVX-512 (no FMA contraction).
+// AVX-512 (F, BW, VL, DQ; VNNI when CPUID has it) kernels. F32/F16/BF16 and the K-quants run
+// on 512-bit registers (the K-quants keep the exact integer sums of the reference, so they equal
+// the scalar results bit for bit). The 32-element formats use the shared 8-lane algorithm of
+// x86_common.h (ggml's reduction order; VPDPBUSD for the integer part when available).
+// Dequantization is the element code compiled for AVX-512 (no FMA contraction).
 #define MOELAB_EL_ABI avx512
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
 // GCC 12's own AVX-512 intrinsic headers trip -W(maybe-)uninitialized on their internal
@@ -80,72 +81,18 @@ float dot_half(const void* wp, const void* xp, int64_t n) {
   return s;
 }
 
-// 32-element formats: Decode(block) -> 32 int8 quants (signed or unsigned per kSigned).
-inline __m256i dec_q8_0(const BlockQ8_0& b) {
-  return loadu256(b.qs);
-}
-inline __m256i dec_q4_0(const BlockQ4_0& b) {
-  return _mm256_sub_epi8(nibbles_32(b.qs), _mm256_set1_epi8(8));
-}
-inline __m256i dec_q5_0(const BlockQ5_0& b) {
-  return _mm256_sub_epi8(_mm256_or_si256(nibbles_32(b.qs), bit4_from_bits_32(b.qh)),
-                         _mm256_set1_epi8(16));
-}
-inline __m256i dec_q4_1(const BlockQ4_1& b) {
-  return nibbles_32(b.qs);
-}
-inline __m256i dec_q5_1(const BlockQ5_1& b) {
-  return _mm256_or_si256(nibbles_32(b.qs), bit4_from_bits_32(b.qh));
-}
-
-// Signed quants against Q8_0 activations.
-template <class WB, __m256i (*Dec)(const WB&)>
-float dot_sym(const void* wp, const void* xp, int64_t n) {
-  const auto* w = static_cast<const WB*>(wp);
-  const auto* x = static_cast<const BlockQ8_0*>(xp);
-  const int64_t nb = n / QK;
-  __m512 acc = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 2 <= nb; i += 2) {
-    const __m512 d = join_ps(h2f(w[i].d) * h2f(x[i].d), h2f(w[i + 1].d) * h2f(x[i + 1].d));
-    const __m512i q = join(Dec(w[i]), Dec(w[i + 1]));
-    const __m512i y = join(loadu256(x[i].qs), loadu256(x[i + 1].qs));
-    acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot_i8_s512(q, y)), acc);
+// VPDPBUSD (AVX512-VNNI on 256-bit registers): the int32 sums of dot_i8_s / dot_u8_s in one
+// instruction (4 adjacent products per lane, the same grouping as maddubs + madd; no int16
+// saturation can occur for these ranges either way, so the sums are identical).
+struct IdotVnni {
+  static __m256i sym(__m256i q, __m256i y) {
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(q, q),
+                               _mm256_sign_epi8(y, q));
   }
-  float s = _mm512_reduce_add_ps(acc);
-  if (i < nb) {
-    const __m256i p = dot_i8_s(Dec(w[i]), loadu256(x[i].qs));
-    s +=
-        hsum_ps256(_mm256_mul_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), _mm256_cvtepi32_ps(p)));
+  static __m256i uns(__m256i q, __m256i y) {
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, y);
   }
-  return s;
-}
-// Unsigned quants with a min against Q8_1 activations.
-template <class WB, __m256i (*Dec)(const WB&)>
-float dot_min(const void* wp, const void* xp, int64_t n) {
-  const auto* w = static_cast<const WB*>(wp);
-  const auto* x = static_cast<const BlockQ8_1*>(xp);
-  const int64_t nb = n / QK;
-  __m512 acc = _mm512_setzero_ps();
-  float ms = 0;
-  int64_t i = 0;
-  for (; i + 2 <= nb; i += 2) {
-    const __m512 d = join_ps(h2f(w[i].d) * h2f(x[i].d), h2f(w[i + 1].d) * h2f(x[i + 1].d));
-    const __m512i q = join(Dec(w[i]), Dec(w[i + 1]));
-    const __m512i y = join(loadu256(x[i].qs), loadu256(x[i + 1].qs));
-    acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot_u8_s512(q, y)), acc);
-    ms += h2f(w[i].m) * h2f(x[i].s);
-    ms += h2f(w[i + 1].m) * h2f(x[i + 1].s);
-  }
-  float s = _mm512_reduce_add_ps(acc);
-  if (i < nb) {
-    const __m256i p = dot_u8_s(Dec(w[i]), loadu256(x[i].qs));
-    s +=
-        hsum_ps256(_mm256_mul_ps(_mm256_set1_ps(h2f(w[i].d) * h2f(x[i].d)), _mm256_cvtepi32_ps(p)));
-    ms += h2f(w[i].m) * h2f(x[i].s);
-  }
-  return s + ms;
-}
+};
 
 // ---- K-quants ---------------------------------------------------------------------------------
 inline __m512i scales_4x8(int a, int b, int c, int d) {
@@ -289,9 +236,23 @@ void dq_blocks(const void* src, float* dst, int64_t n) {
   for (int64_t i = 0; i < n / kBlock; ++i) dequant(b[i], dst + i * kBlock);
 }
 
+template <class I>
+void set_32(Table& t) {
+  t.dot[static_cast<int>(TensorType::Q8_0)] = dot32<DecQ8_0, I>;
+  t.dot[static_cast<int>(TensorType::Q4_0)] = dot32<DecQ4_0, I>;
+  t.dot[static_cast<int>(TensorType::Q5_0)] = dot32<DecQ5_0, I>;
+  t.dot[static_cast<int>(TensorType::Q4_1)] = dot32<DecQ4_1, I>;
+  t.dot[static_cast<int>(TensorType::Q5_1)] = dot32<DecQ5_1, I>;
+  t.dot_tok[static_cast<int>(TensorType::Q8_0)] = dot32_tok<DecQ8_0, I>;
+  t.dot_tok[static_cast<int>(TensorType::Q4_0)] = dot32_tok<DecQ4_0, I>;
+  t.dot_tok[static_cast<int>(TensorType::Q5_0)] = dot32_tok<DecQ5_0, I>;
+  t.dot_tok[static_cast<int>(TensorType::Q4_1)] = dot32_tok<DecQ4_1, I>;
+  t.dot_tok[static_cast<int>(TensorType::Q5_1)] = dot32_tok<DecQ5_1, I>;
+}
+
 }  // namespace
 
-void fill_avx512(Table& t) {
+void fill_avx512(Table& t, bool vnni) {
   auto set = [&](TensorType type, DotFn dot, DequantFn dq) {
     t.dot[static_cast<int>(type)] = dot;
     if (dq) t.dequant[static_cast<int>(type)] = dq;
@@ -299,16 +260,22 @@ void fill_avx512(Table& t) {
   set(TensorType::F32, dot_f32, nullptr);
   set(TensorType::F16, dot_half<load_f16x16, f16_to_f32>, dq_f16);
   set(TensorType::BF16, dot_half<load_bf16x16, bf16_to_f32>, dq_bf16);
-  set(TensorType::Q8_0, dot_sym<BlockQ8_0, dec_q8_0>, dq_blocks<BlockQ8_0, QK>);
-  set(TensorType::Q4_0, dot_sym<BlockQ4_0, dec_q4_0>, dq_blocks<BlockQ4_0, QK>);
-  set(TensorType::Q5_0, dot_sym<BlockQ5_0, dec_q5_0>, dq_blocks<BlockQ5_0, QK>);
-  set(TensorType::Q4_1, dot_min<BlockQ4_1, dec_q4_1>, dq_blocks<BlockQ4_1, QK>);
-  set(TensorType::Q5_1, dot_min<BlockQ5_1, dec_q5_1>, dq_blocks<BlockQ5_1, QK>);
+  if (vnni)
+    set_32<IdotVnni>(t);
+  else
+    set_32<IdotMaddubs>(t);
+  t.dequant[static_cast<int>(TensorType::Q8_0)] = dq_blocks<BlockQ8_0, QK>;
+  t.dequant[static_cast<int>(TensorType::Q4_0)] = dq_blocks<BlockQ4_0, QK>;
+  t.dequant[static_cast<int>(TensorType::Q5_0)] = dq_blocks<BlockQ5_0, QK>;
+  t.dequant[static_cast<int>(TensorType::Q4_1)] = dq_blocks<BlockQ4_1, QK>;
+  t.dequant[static_cast<int>(TensorType::Q5_1)] = dq_blocks<BlockQ5_1, QK>;
   set(TensorType::Q2_K, dot_q2_k, dq_blocks<BlockQ2_K, QK_K>);
   set(TensorType::Q3_K, dot_q3_k, dq_blocks<BlockQ3_K, QK_K>);
   set(TensorType::Q4_K, dot_q45_k<false, BlockQ4_K>, dq_blocks<BlockQ4_K, QK_K>);
   set(TensorType::Q5_K, dot_q45_k<true, BlockQ5_K>, dq_blocks<BlockQ5_K, QK_K>);
   set(TensorType::Q6_K, dot_q6_k, dq_blocks<BlockQ6_K, QK_K>);
+  t.dot_tok[static_cast<int>(TensorType::Q4_K)] = dot_q4_k_tok;
+  t.dot_tok[static_cast<int>(TensorType::Q6_K)] = dot_q6_k_tok;
 }
 
 }  // namespace moelab::kernels::cpu

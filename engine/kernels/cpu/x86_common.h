@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/element/blocks.h"
+
 namespace moelab::kernels::cpu {
 namespace {
 
@@ -64,6 +66,215 @@ inline __m256i scales_8_8(int a, int b) {
   return _mm256_set_m128i(_mm_set1_epi16(static_cast<short>(b)),
                           _mm_set1_epi16(static_cast<short>(a)));
 }
+
+// ---- 32-element formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) against Q8_0 / Q8_1 activations --------
+// One algorithm for the AVX2 and the AVX-512 tables: eight F32 lanes per row, block after block
+// acc = fma(d_w * d_x, float(int32 partial sums), acc), then hsum_ps256 - the reduction order of
+// ggml's x86 kernels (ggml_vec_dot_q4_0_q8_0 etc.), so moelab crosses the same Q8 activation
+// rounding boundaries as llama.cpp. (A 16-lane variant that paired blocks per 512-bit register
+// summed in another order; its ~1 ulp differences moved single activations across Q8 rounding
+// steps and the qwen2moe.Q4_0 fixture's logits by 0.06.) The integer partial sums are exact,
+// so the maddubs and the VNNI (VPDPBUSD) variants give bit-identical results.
+
+/// Signed x signed int8 -> 8 x int32 with AVX2 maddubs (see dot_i8_s).
+struct IdotMaddubs {
+  static __m256i sym(__m256i q, __m256i y) { return dot_i8_s(q, y); }
+  static __m256i uns(__m256i q, __m256i y) { return dot_u8_s(q, y); }
+};
+
+struct DecQ8_0 {
+  using B = el::BlockQ8_0;
+  using XB = el::BlockQ8_0;
+  static constexpr bool kMin = false, kUnsigned = false;
+  static __m256i dec(const B& b) { return loadu256(b.qs); }
+};
+struct DecQ4_0 {
+  using B = el::BlockQ4_0;
+  using XB = el::BlockQ8_0;
+  static constexpr bool kMin = false, kUnsigned = false;
+  static __m256i dec(const B& b) { return _mm256_sub_epi8(nibbles_32(b.qs), _mm256_set1_epi8(8)); }
+};
+struct DecQ5_0 {
+  using B = el::BlockQ5_0;
+  using XB = el::BlockQ8_0;
+  static constexpr bool kMin = false, kUnsigned = false;
+  static __m256i dec(const B& b) {
+    return _mm256_sub_epi8(_mm256_or_si256(nibbles_32(b.qs), bit4_from_bits_32(b.qh)),
+                           _mm256_set1_epi8(16));
+  }
+};
+struct DecQ4_1 {
+  using B = el::BlockQ4_1;
+  using XB = el::BlockQ8_1;
+  static constexpr bool kMin = true, kUnsigned = true;
+  static __m256i dec(const B& b) { return nibbles_32(b.qs); }
+};
+struct DecQ5_1 {
+  using B = el::BlockQ5_1;
+  using XB = el::BlockQ8_1;
+  static constexpr bool kMin = true, kUnsigned = true;
+  static __m256i dec(const B& b) {
+    return _mm256_or_si256(nibbles_32(b.qs), bit4_from_bits_32(b.qh));
+  }
+};
+
+template <class D, class I>
+inline __m256i idot(__m256i q, __m256i y) {
+  if constexpr (D::kUnsigned)
+    return I::uns(q, y);
+  else
+    return I::sym(q, y);
+}
+
+template <class D, class I>
+float dot32(const void* wp, const void* xp, int64_t n) {
+  const auto* w = static_cast<const typename D::B*>(wp);
+  const auto* x = static_cast<const typename D::XB*>(xp);
+  __m256 acc = _mm256_setzero_ps();
+  float ms = 0;
+  for (int64_t i = 0; i < n / el::QK; ++i) {
+    const __m256 d = _mm256_set1_ps(el::h2f(w[i].d) * el::h2f(x[i].d));
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(idot<D, I>(D::dec(w[i]), loadu256(x[i].qs))), acc);
+    if constexpr (D::kMin) ms += el::h2f(w[i].m) * el::h2f(x[i].s);
+  }
+  if constexpr (D::kMin)
+    return hsum_ps256(acc) + ms;
+  else
+    return hsum_ps256(acc);
+}
+
+// dot32 for kT tokens at once: each weight block is decoded once.
+template <class D, class I, int kT>
+void dot32_tok_n(const void* wp, const uint8_t* xp, uint64_t xs, int64_t n, float* out,
+                 int64_t os) {
+  const auto* w = static_cast<const typename D::B*>(wp);
+  const typename D::XB* x[kT];
+  for (int t = 0; t < kT; ++t) x[t] = reinterpret_cast<const typename D::XB*>(xp + t * xs);
+  __m256 acc[kT];
+  float ms[kT];
+  for (int t = 0; t < kT; ++t) acc[t] = _mm256_setzero_ps(), ms[t] = 0;
+  for (int64_t i = 0; i < n / el::QK; ++i) {
+    const __m256i q = D::dec(w[i]);
+    const float dw = el::h2f(w[i].d);
+    for (int t = 0; t < kT; ++t) {
+      const __m256 d = _mm256_set1_ps(dw * el::h2f(x[t][i].d));
+      acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(idot<D, I>(q, loadu256(x[t][i].qs))), acc[t]);
+      if constexpr (D::kMin) ms[t] += el::h2f(w[i].m) * el::h2f(x[t][i].s);
+    }
+  }
+  for (int t = 0; t < kT; ++t) {
+    if constexpr (D::kMin)
+      out[t * os] = hsum_ps256(acc[t]) + ms[t];
+    else
+      out[t * os] = hsum_ps256(acc[t]);
+  }
+}
+
+template <class D, class I>
+void dot32_tok(const void* w, const uint8_t* x, uint64_t xs, int n_tok, int64_t n, float* out,
+               int64_t os) {
+  switch (n_tok) {
+    case 4:
+      return dot32_tok_n<D, I, 4>(w, x, xs, n, out, os);
+    case 3:
+      return dot32_tok_n<D, I, 3>(w, x, xs, n, out, os);
+    case 2:
+      return dot32_tok_n<D, I, 2>(w, x, xs, n, out, os);
+    default:
+      return dot32_tok_n<D, I, 1>(w, x, xs, n, out, os);
+  }
+}
+
+// ---- K-quants, several tokens: the super-block is decoded once (quants and scales), then each
+// token's exact int32 sum is formed; the final el::k_combine is the single-token kernels', so
+// the results equal theirs (and the scalar reference's) bit for bit.
+
+/// Q4_K: 8 vectors of 32 unsigned 4-bit quants (sub-block j = vector j) and 8 scales / mins.
+template <int kT>
+void dot_q4_k_tok_n(const void* wp, const uint8_t* xp, uint64_t xs, int64_t n, float* out,
+                    int64_t os) {
+  const auto* w = static_cast<const el::BlockQ4_K*>(wp);
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  float s[kT] = {};
+  for (int64_t i = 0; i < n / el::QK_K; ++i) {
+    uint8_t sc[8], mn[8];
+    for (int j = 0; j < 8; ++j) el::k4_scale_min(j, w[i].scales, &sc[j], &mn[j]);
+    __m256i q[8];
+    for (int c = 0; c < 4; ++c) {
+      const __m256i b = loadu256(w[i].qs + 32 * c);
+      q[2 * c] = _mm256_and_si256(b, m4);
+      q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
+    }
+    const float dw = el::h2f(w[i].d), dm = el::h2f(w[i].dmin);
+    for (int t = 0; t < kT; ++t) {
+      const auto& x = reinterpret_cast<const el::BlockQ8_K*>(xp + t * xs)[i];
+      int summ = 0;
+      for (int j = 0; j < 8; ++j) summ += mn[j] * (x.bsums[2 * j] + x.bsums[2 * j + 1]);
+      __m256i acc = _mm256_setzero_si256();
+      for (int j = 0; j < 8; ++j) {
+        const __m256i p = _mm256_maddubs_epi16(q[j], loadu256(x.qs + 32 * j));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(sc[j])));
+      }
+      s[t] += el::k_combine(dw * x.d, dm * x.d, hsum_i32_256(acc), summ);
+    }
+  }
+  for (int t = 0; t < kT; ++t) out[t * os] = s[t];
+}
+
+/// Q6_K: 8 vectors of 32 unsigned 6-bit quants (value + 32) and 16 int8 scales.
+template <int kT>
+void dot_q6_k_tok_n(const void* wp, const uint8_t* xp, uint64_t xs, int64_t n, float* out,
+                    int64_t os) {
+  const auto* w = static_cast<const el::BlockQ6_K*>(wp);
+  const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
+  float s[kT] = {};
+  for (int64_t i = 0; i < n / el::QK_K; ++i) {
+    __m256i q[8];
+    for (int h = 0; h < 2; ++h) {
+      const __m256i ql0 = loadu256(w[i].ql + 64 * h), ql1 = loadu256(w[i].ql + 64 * h + 32);
+      const __m256i qh = loadu256(w[i].qh + 32 * h);
+      auto hb = [&](int k) {
+        return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), m3), 4);
+      };
+      q[4 * h + 0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), hb(0));
+      q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), hb(1));
+      q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), hb(2));
+      q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), hb(3));
+    }
+    const int8_t* sc = w[i].scales;
+    const float dw = el::h2f(w[i].d);
+    for (int t = 0; t < kT; ++t) {
+      const auto& x = reinterpret_cast<const el::BlockQ8_K*>(xp + t * xs)[i];
+      int bias = 0;
+      for (int j = 0; j < 16; ++j) bias += sc[j] * x.bsums[j];
+      __m256i acc = _mm256_setzero_si256();
+      for (int j = 0; j < 8; ++j) {
+        const __m256i p = _mm256_maddubs_epi16(q[j], loadu256(x.qs + 32 * j));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, scales_8_8(sc[2 * j], sc[2 * j + 1])));
+      }
+      s[t] += el::k_combine(dw * x.d, 0.0f, hsum_i32_256(acc) - 32 * bias, 0);
+    }
+  }
+  for (int t = 0; t < kT; ++t) out[t * os] = s[t];
+}
+
+#define MOELAB_TOK_DISPATCH(name)                                                                  \
+  inline void name(const void* w, const uint8_t* x, uint64_t xs, int n_tok, int64_t n, float* out, \
+                   int64_t os) {                                                                   \
+    switch (n_tok) {                                                                               \
+      case 4:                                                                                      \
+        return name##_n<4>(w, x, xs, n, out, os);                                                  \
+      case 3:                                                                                      \
+        return name##_n<3>(w, x, xs, n, out, os);                                                  \
+      case 2:                                                                                      \
+        return name##_n<2>(w, x, xs, n, out, os);                                                  \
+      default:                                                                                     \
+        return name##_n<1>(w, x, xs, n, out, os);                                                  \
+    }                                                                                              \
+  }
+MOELAB_TOK_DISPATCH(dot_q4_k_tok)
+MOELAB_TOK_DISPATCH(dot_q6_k_tok)
+#undef MOELAB_TOK_DISPATCH
 
 }  // namespace
 }  // namespace moelab::kernels::cpu
