@@ -1,6 +1,10 @@
 // moelab-cli compare A B [--json] [--db PATH] [--resamples N] [--seed S]: A/B comparison of two
 // stored runs (config diff, metrics with deltas and bootstrap CIs, perplexity, KL, routing
 // divergence per layer, token-level output diff). The maths is in storage/compare.
+// moelab-cli compare --a ID,ID,.. --b ID,ID,.. [--json]: the same for two GROUPS of runs (e.g.
+// one config over several seeds): pooled per-token bootstrap CIs, metric means and spreads,
+// perplexity, pooled routing divergence and the seed stability of each group
+// (app/session/group_compare.h).
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cmath>
@@ -10,6 +14,7 @@
 
 #include "cli.h"
 #include "moelab/compare/compare.h"
+#include "moelab/session/group_compare.h"
 #include "store_cli.h"
 
 namespace moelab::cli {
@@ -19,6 +24,7 @@ namespace {
 struct CompareCliOptions {
   std::string db;
   int64_t a = 0, b = 0;
+  std::vector<int64_t> group_a, group_b;  // --a / --b
   bool json = false;
   int resamples = 10000;
   uint64_t seed = compare::kDefaultSeed;
@@ -45,11 +51,94 @@ void print_ci(std::ostream& out, const char* what, const char* unit,
       << ")\n";
 }
 
+void print_stability(std::ostream& out, const char* which, const std::vector<int64_t>& ids,
+                     const compare::SeedStability& s) {
+  out << "  " << which << " (" << ids.size() << " runs): " << s.distinct_outputs
+      << " distinct outputs, identical pairs " << fmt(100 * s.identical_pairs, "%.0f")
+      << "%, mean similarity " << fmt(s.mean_similarity, "%.3f") << ", mean common prefix "
+      << fmt(s.mean_common_prefix, "%.1f") << " tokens\n";
+  for (const auto& m : s.metrics)
+    out << "    " << m.key << ": mean " << fmt(m.mean) << ", sd " << fmt(m.stddev) << ", range ["
+        << fmt(m.min) << ", " << fmt(m.max) << "], CV " << pct(m.cv) << '\n';
+}
+
+int run_group_compare(const CompareCliOptions& o, const compare::CompareOptions& co,
+                      const storage::Store& store, Io io) {
+  const auto c = session::compare_groups(store, o.group_a, o.group_b, co);
+  if (o.json) {
+    io.out << session::to_json(c).dump(2) << '\n';
+    return kOk;
+  }
+  auto& out = io.out;
+  auto ids = [](const std::vector<int64_t>& v) {
+    std::string s;
+    for (int64_t id : v) s += (s.empty() ? "" : ",") + std::to_string(id);
+    return s;
+  };
+  out << "A: runs " << ids(c.a_ids) << "   B: runs " << ids(c.b_ids) << '\n';
+  out << "\nconfig (first run of each group):\n";
+  if (c.config.empty()) out << "  identical\n";
+  for (const auto& ch : c.config)
+    out << "  " << compare::kind_name(ch.kind) << ' ' << ch.path << ": "
+        << (ch.a.is_null() ? "-" : ch.a.dump()) << " -> " << (ch.b.is_null() ? "-" : ch.b.dump())
+        << '\n';
+  auto varying = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& k : v) s += (s.empty() ? "" : ", ") + k;
+    return s.empty() ? std::string("nothing") : s;
+  };
+  out << "  varies inside A: " << varying(c.varying_a) << "; inside B: " << varying(c.varying_b)
+      << '\n';
+  out << "\nmetrics (mean over the runs of each group, sd in brackets):\n";
+  char line[256];
+  std::snprintf(line, sizeof line, "  %-30s %20s %20s %12s %9s\n", "", "A", "B", "B - A", "rel");
+  out << line;
+  for (const auto& m : c.metrics) {
+    const std::string key = m.unit.empty() ? m.key : m.key + " (" + m.unit + ")";
+    auto side = [](const compare::MetricSpread& s) {
+      return s.n ? fmt(s.mean) + " (" + fmt(s.stddev, "%.2g") + ")" : std::string("-");
+    };
+    const bool both = m.a.n && m.b.n;
+    std::snprintf(line, sizeof line, "  %-30s %20s %20s %12s %9s\n", key.c_str(), side(m.a).c_str(),
+                  side(m.b).c_str(), both ? fmt(m.delta.abs, "%+.4g").c_str() : "-",
+                  both ? pct(m.delta.rel).c_str() : "-");
+    out << line;
+  }
+  if (c.tpot_ms || c.j_per_token)
+    out << "\npooled per-token samples (bootstrap of the mean difference):\n";
+  if (c.tpot_ms) print_ci(out, "TPOT", "ms", *c.tpot_ms);
+  if (c.j_per_token) print_ci(out, "energy", "J/token", *c.j_per_token);
+  out << "\nquality:\n";
+  if (c.perplexity_mean)
+    out << "  perplexity (group means): " << fmt(c.perplexity_mean->a) << " -> "
+        << fmt(c.perplexity_mean->b) << " (" << fmt(c.perplexity_mean->abs, "%+.4g") << ", "
+        << pct(c.perplexity_mean->rel) << ") [" << c.perplexity.method << "]\n";
+  else
+    out << "  perplexity: not compared: " << c.perplexity.reason << '\n';
+  out << "\nrouting (Jensen-Shannon divergence of pooled expert load per layer, base 2):\n";
+  if (c.routing.empty()) out << "  no layer was routed in both groups\n";
+  for (const auto& l : c.routing)
+    out << "  layer " << l.layer << ": JS " << fmt(l.js, "%.4f") << " (" << l.tokens_a << " / "
+        << l.tokens_b << " tokens)\n";
+  out << "\nseed stability:\n";
+  print_stability(out, "A", c.a_ids, c.stability_a);
+  print_stability(out, "B", c.b_ids, c.stability_b);
+  return kOk;
+}
+
 int run_compare(const CompareCliOptions& o, Io io) {
+  const bool groups = !o.group_a.empty() || !o.group_b.empty();
+  if (groups && (o.group_a.empty() || o.group_b.empty()))
+    throw Error(ErrorKind::BadInput, "give both --a and --b (run ids, comma-separated)",
+                {.subject = "compare"});
+  if (!groups && (o.a == 0 || o.b == 0))
+    throw Error(ErrorKind::BadInput, "give two run ids A B, or two groups with --a and --b",
+                {.subject = "compare"});
   const auto store = open_existing_store(db_or_default(o.db));
   compare::CompareOptions co;
   co.resamples = o.resamples;
   co.seed = o.seed;
+  if (groups) return run_group_compare(o, co, *store, io);
   const auto c = compare::compare_runs(*store, o.a, o.b, co);
   if (o.json) {
     io.out << compare::to_json(c).dump(2) << '\n';
@@ -129,9 +218,17 @@ int run_compare(const CompareCliOptions& o, Io io) {
 
 void add_compare(CLI::App& app, Io io, Action& action) {
   auto o = std::make_shared<CompareCliOptions>();
-  auto* sub = app.add_subcommand("compare", "Compare two stored runs (A/B) with statistics");
-  sub->add_option("A", o->a, "Run id (baseline)")->required();
-  sub->add_option("B", o->b, "Run id (candidate)")->required();
+  auto* sub = app.add_subcommand(
+      "compare", "Compare two stored runs (A B) or two groups of runs (--a .. --b ..)");
+  auto* pa = sub->add_option("A", o->a, "Run id (baseline)");
+  auto* pb = sub->add_option("B", o->b, "Run id (candidate)");
+  auto* ga = sub->add_option("--a", o->group_a, "Group A: run ids, comma-separated")
+                 ->delimiter(',')
+                 ->excludes(pa, pb);
+  sub->add_option("--b", o->group_b, "Group B: run ids, comma-separated")
+      ->delimiter(',')
+      ->excludes(pa, pb)
+      ->needs(ga);
   add_db_option(sub, o->db);
   sub->add_flag("--json", o->json, "Print JSON (stable keys)");
   sub->add_option("--resamples", o->resamples, "Bootstrap resamples (default 10000)")

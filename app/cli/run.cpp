@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "moelab/runtime/generator.h"
+#include "run_store.h"
 
 namespace moelab::cli {
 
@@ -29,6 +30,7 @@ struct RunOptions {
   bool ignore_eos = false;
   bool kv_f16 = false;
   std::vector<std::string> stop;
+  RunStoreOptions store;  // --db / --session
 };
 
 int default_threads() {
@@ -62,7 +64,13 @@ int run_cmd(const RunOptions& o, Io io) {
       io.out << ev.piece << std::flush;
       return true;
     };
-  const GenerateResult r = gen.generate(gp, stream);
+  std::unique_ptr<storage::AsyncWriter> writer;
+  std::optional<RunStore> stored;
+  if (o.store.enabled()) {
+    writer = open_writer(o.store.db);
+    stored.emplace(*writer, o.store.session, o.model, gen, gp, cp);
+  }
+  const GenerateResult r = stored ? stored->generate(gp, stream) : gen.generate(gp, stream);
 
   if (o.json) {
     nlohmann::json j;
@@ -80,6 +88,7 @@ int run_cmd(const RunOptions& o, Io io) {
     j["n_ctx"] = cp.n_ctx;
     j["threads"] = cp.n_threads;
     j["sampling"] = gp.sampling.describe();
+    if (stored) j["run_id"] = stored->id();
     io.out << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
   } else {
     io.out << '\n';
@@ -88,6 +97,7 @@ int run_cmd(const RunOptions& o, Io io) {
            << " ms; prefill " << r.prefill_tokens_per_s << " tok/s; decode " << r.tokens_per_s
            << " tok/s; stop: " << stop_reason_name(r.stop_reason) << "; seed " << r.seed << "; "
            << gp.sampling.describe() << "]\n";
+    if (stored) io.err << "run id: " << stored->id() << '\n';
   }
   return kOk;
 }
@@ -135,6 +145,7 @@ void add_run(CLI::App& app, Io io, Action& action) {
   sub->add_flag("--json", o->json,
                 "Print one JSON object (tokens, text, seed, ttft_ms, tokens_per_s, stop_reason) "
                 "instead of streaming");
+  add_run_store_options(sub, o->store);
   sub->callback([o, io, &action] { action = [o, io] { return run_cmd(*o, io); }; });
 }
 

@@ -1,0 +1,87 @@
+#include "run_store.h"
+
+#include "store_cli.h"
+#include "version.h"
+
+namespace moelab::cli {
+
+void add_run_store_options(CLI::App* sub, RunStoreOptions& o) {
+  sub->add_option("--db", o.db,
+                  "Store the run in this experiment database (default with --session: "
+                  "$XDG_DATA_HOME/moelab/moelab.db); prints the run id");
+  sub->add_option("--session", o.session,
+                  std::string("Session (experiment) the stored run belongs to (created when "
+                              "missing; default '") +
+                      kDefaultSession + "')");
+}
+
+std::string build_version_string() {
+  std::string d = build_description();
+  if (auto nl = d.find('\n'); nl != std::string::npos) d.resize(nl);
+  return std::string("moelab ") + kVersion + " (" + d + ")";
+}
+
+std::unique_ptr<storage::AsyncWriter> open_writer(const std::string& db) {
+  return with_store_errors(
+      [&] { return std::make_unique<storage::AsyncWriter>(db_or_default(db)); });
+}
+
+RunStore::RunStore(storage::AsyncWriter& writer, const std::string& session,
+                   const std::string& model_path, Generator& gen, GenerateParams& gp,
+                   const ContextParams& cp, const std::optional<storage::ModelRecord>& model_row)
+    : gen_(gen) {
+  session::ensure_seed(gp.sampling);
+  const storage::ModelRecord m =
+      model_row ? *model_row : session::model_record(gen.model(), model_path);
+  session::GenerateConfig c;
+  c.sampling = gp.sampling;
+  c.routing_policy = cp.routing.describe();
+  c.attention_policy = cp.attention.describe();
+  c.threads = cp.n_threads;
+  c.backend = cp.backend;
+  c.n_ctx = cp.n_ctx;
+  c.kv_type = cp.kv_type == KvType::F16 ? "f16" : "f32";
+  c.max_tokens = gp.max_tokens;
+  c.chat = gp.chat;
+  c.system = gp.system;
+  c.stop = gp.stop;
+  c.ignore_eos = gp.ignore_eos;
+  c.build_version = build_version_string();
+  auto config = session::generate_config_json(c);
+  config["model"] = session::model_json(m, gen.model());
+  rec_ = with_store_errors([&] {
+    return std::make_unique<session::GenerationRecorder>(
+        writer, session.empty() ? kDefaultSession : session, m, config, gp.prompt, gen);
+  });
+}
+
+GenerateResult RunStore::generate(const GenerateParams& gp, const TokenCallback& stream) {
+  GenerateResult r;
+  try {
+    r = gen_.generate(gp, rec_->wrap(stream));
+  } catch (const storage::StorageError& e) {
+    rethrow_as_moelab(e);  // the store failed: the run record cannot be finished either
+  } catch (const std::exception& e) {
+    try {
+      rec_->fail(e.what());
+    } catch (...) {
+    }
+    throw;
+  }
+  with_store_errors([&] {
+    const PolicyStats ps = stats_ ? *stats_ : gen_.context().policy_stats();
+    if (ps.routed) {
+      rec_->metric("avg_active_experts", ps.avg_active_experts());
+      uint64_t failovers = 0, overflows = 0;
+      for (auto v : ps.failovers) failovers += v;
+      for (auto v : ps.overflows) overflows += v;
+      rec_->metric("failovers", static_cast<double>(failovers));
+      rec_->metric("overflows", static_cast<double>(overflows));
+    }
+    rec_->finish(r);
+    return 0;
+  });
+  return r;
+}
+
+}  // namespace moelab::cli

@@ -1,0 +1,352 @@
+// moelab-cli sweep --model FILE (--prompt STR | --file TEXT)
+//                  --routing-policy k:1,k:2,top-p:0.5 [--attention-policy full,window:64]
+//                  [--seeds 1,2,3] --db PATH --session NAME [generation / eval options] [--json]
+// Runs one prompt (generation) or one text (perplexity) over every combination of the given
+// routing policies, attention policies and seeds, stores all runs in ONE session, prints a
+// summary table and the comparison of each configuration against the first (groups over seeds:
+// pooled bootstrap CI of TPOT, metric means, perplexity, routing divergence, seed stability).
+#include <CLI/CLI.hpp>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <ostream>
+
+#include "cli.h"
+#include "eval_common.h"
+#include "moelab/core/error.h"
+#include "moelab/policies/policies.h"
+#include "moelab/session/group_compare.h"
+#include "store_cli.h"
+
+namespace moelab::cli {
+
+std::vector<std::string> split_policy_list(const std::vector<std::string>& args) {
+  std::vector<std::string> out;
+  for (const auto& arg : args) {
+    size_t start = 0;
+    bool first = true;
+    while (start <= arg.size()) {
+      size_t comma = arg.find(',', start);
+      if (comma == std::string::npos) comma = arg.size();
+      std::string piece = arg.substr(start, comma - start);
+      const bool cont = !first && !piece.empty() && !out.empty() &&
+                        (std::isdigit(static_cast<unsigned char>(piece[0])) || piece[0] == '.' ||
+                         piece[0] == '-' || piece[0] == '*');
+      if (cont)
+        out.back() += "," + piece;
+      else if (!piece.empty())
+        out.push_back(piece);
+      first = false;
+      start = comma + 1;
+    }
+  }
+  return out;
+}
+
+namespace {
+
+struct SweepOptions {
+  EvalSpec spec;  // model, file, ctx, threads, chunks, kv_f16, db
+  std::string prompt;
+  std::string session;
+  std::vector<std::string> routing = {"default"};
+  std::vector<std::string> attention = {"full"};
+  std::vector<uint64_t> seeds;
+  int32_t n_predict = 64;
+  SamplerParams sampling;
+  bool chat = false;
+  bool ignore_eos = false;
+  bool json = false;
+  int resamples = 10000;
+};
+
+struct Config {
+  std::string routing, attention;            // canonical specs (describe())
+  std::string routing_spec, attention_spec;  // as given (parsed again for each Generator)
+  std::vector<int64_t> runs;
+};
+
+std::string fmt(double v, const char* spec = "%.4g") {
+  if (!std::isfinite(v)) return "-";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, spec, v);
+  return buf;
+}
+
+std::optional<double> metric_of(const std::vector<storage::MetricRecord>& m,
+                                const std::string& key) {
+  for (const auto& x : m)
+    if (x.key == key) return x.value;
+  return std::nullopt;
+}
+
+int sweep_cmd(const SweepOptions& o, Io io) {
+  const bool eval_mode = o.prompt.empty();
+  if (eval_mode && o.spec.file.empty())
+    throw Error(ErrorKind::BadInput, "give --prompt (generation) or --file (perplexity)",
+                {.subject = "sweep"});
+  if (!eval_mode && !o.spec.file.empty())
+    throw Error(ErrorKind::BadInput, "give either --prompt or --file, not both",
+                {.subject = "sweep"});
+  const auto routing = split_policy_list(o.routing);
+  const auto attention = split_policy_list(o.attention);
+  if (routing.empty() || attention.empty())
+    throw Error(ErrorKind::BadInput, "the policy lists are empty", {.subject = "sweep"});
+  // Parse everything first: a typo must fail before the first run.
+  std::vector<Config> configs;
+  for (const auto& r : routing)
+    for (const auto& a : attention)
+      configs.push_back(
+          {RoutingPolicy::parse(r).describe(), AttentionPolicy::parse(a).describe(), r, a, {}});
+  std::vector<uint64_t> seeds = o.seeds;
+  if (seeds.empty()) {
+    SamplerParams s = o.sampling;
+    seeds.push_back(session::ensure_seed(s));  // one seed shared by every configuration
+  }
+  if (eval_mode) seeds.resize(1);  // perplexity does not sample
+
+  auto model = Model::load(o.spec.model);
+  const std::string db = db_or_default(o.spec.db);
+  auto writer = open_writer(db);
+  const auto model_row = session::model_record(*model, o.spec.model);
+  const std::string text = eval_mode ? read_text_file(o.spec.file) : std::string();
+  const int threads = o.spec.threads > 0 ? o.spec.threads : default_cli_threads();
+  const size_t total = configs.size() * seeds.size();
+  size_t done = 0;
+
+  for (auto& c : configs) {
+    if (eval_mode) {
+      const auto r = run_eval(*writer, o.session, model, model_row, o.spec, text, c.routing_spec,
+                              c.attention_spec);
+      c.runs.push_back(r.run_id);
+      if (!o.json)
+        io.err << "[" << ++done << "/" << total << "] routing " << c.routing << ", attention "
+               << c.attention << ": perplexity " << fmt(r.result.ppl, "%.4f") << " (run "
+               << r.run_id << ")\n";
+      continue;
+    }
+    ContextParams cp;
+    const uint64_t trained = model->card().context_length;
+    cp.n_ctx = o.spec.n_ctx
+                   ? o.spec.n_ctx
+                   : static_cast<uint32_t>(trained ? std::min<uint64_t>(trained, 2048) : 2048);
+    cp.n_threads = threads;
+    cp.kv_type = o.spec.kv_f16 ? KvType::F16 : KvType::F32;
+    cp.routing = RoutingPolicy::parse(c.routing_spec);
+    cp.attention = AttentionPolicy::parse(c.attention_spec);
+    auto stats = std::make_shared<PolicyStats>();
+    Generator gen(with_policies(model, cp.routing, cp.attention, stats), cp);
+    for (uint64_t seed : seeds) {
+      GenerateParams gp;
+      gp.prompt = o.prompt;
+      gp.chat = o.chat;
+      gp.max_tokens = o.n_predict;
+      gp.sampling = o.sampling;
+      gp.sampling.seed = seed;
+      gp.ignore_eos = o.ignore_eos;
+      *stats = PolicyStats{};
+      RunStore stored(*writer, o.session, o.spec.model, gen, gp, cp, model_row);
+      stored.set_policy_stats(stats);
+      const auto r = stored.generate(gp, {});
+      c.runs.push_back(stored.id());
+      if (!o.json)
+        io.err << "[" << ++done << "/" << total << "] routing " << c.routing << ", attention "
+               << c.attention << ", seed " << seed << ": " << r.tokens.size() << " tokens, "
+               << fmt(r.tokens_per_s, "%.1f") << " tok/s (run " << stored.id() << ")\n";
+    }
+  }
+  with_store_errors([&] {
+    writer->flush();
+    return 0;
+  });
+
+  // Summary and comparisons, read back from the store.
+  const auto store = with_store_errors([&] { return open_existing_store(db); });
+  compare::CompareOptions co;
+  co.resamples = o.resamples;
+  std::vector<session::GroupComparison> cmps;
+  for (size_t i = 1; i < configs.size(); ++i)
+    cmps.push_back(with_store_errors(
+        [&] { return session::compare_groups(*store, configs[0].runs, configs[i].runs, co); }));
+  const auto sess = store->session_by_name(o.session);
+
+  if (o.json) {
+    nlohmann::json j;
+    j["session"] = o.session;
+    j["session_id"] = sess ? sess->id : 0;
+    j["kind"] = eval_mode ? "eval" : "generate";
+    j["seeds"] = seeds;
+    auto jc = nlohmann::json::array();
+    for (const auto& c : configs) {
+      auto runs = nlohmann::json::array();
+      for (int64_t id : c.runs) {
+        const auto rr = store->run(id);
+        nlohmann::json m = nlohmann::json::object();
+        for (const auto& x : store->metrics(id)) m[x.key] = x.value;
+        runs.push_back({{"run_id", id},
+                        {"n_tokens", rr ? rr->n_tokens : 0},
+                        {"status", rr ? storage::status_name(rr->status) : "missing"},
+                        {"metrics", m}});
+      }
+      jc.push_back(
+          {{"routing_policy", c.routing}, {"attention_policy", c.attention}, {"runs", runs}});
+    }
+    j["configs"] = jc;
+    auto jv = nlohmann::json::array();
+    for (const auto& c : cmps) jv.push_back(session::to_json(c));
+    j["compare_vs_first"] = jv;
+    io.out << j.dump(2) << '\n';
+    return kOk;
+  }
+
+  auto& out = io.out;
+  out << "session '" << o.session << "' (id " << (sess ? sess->id : 0) << "): " << total
+      << " runs, " << configs.size() << " configurations"
+      << (eval_mode ? "" : ", " + std::to_string(seeds.size()) + " seed(s)") << "\n\n";
+  char line[512];
+  if (eval_mode)
+    std::snprintf(line, sizeof line, "%-6s %-22s %-18s %10s %10s %9s %9s\n", "run", "routing",
+                  "attention", "ppl", "+/-", "experts", "tok/s");
+  else
+    std::snprintf(line, sizeof line, "%-6s %-22s %-18s %20s %7s %9s %9s %9s %8s\n", "run",
+                  "routing", "attention", "seed", "tokens", "tok/s", "ttft ms", "tpot ms",
+                  "experts");
+  out << line;
+  for (const auto& c : configs)
+    for (size_t s = 0; s < c.runs.size(); ++s) {
+      const int64_t id = c.runs[s];
+      const auto m = store->metrics(id);
+      auto v = [&](const char* k) { return metric_of(m, k).value_or(NAN); };
+      if (eval_mode) {
+        std::snprintf(line, sizeof line, "%-6lld %-22s %-18s %10s %10s %9s %9s\n",
+                      static_cast<long long>(id), c.routing.c_str(), c.attention.c_str(),
+                      fmt(v("ppl"), "%.4f").c_str(), fmt(v("ppl_stderr"), "%.4f").c_str(),
+                      fmt(v("avg_active_experts"), "%.2f").c_str(),
+                      fmt(v("eval_tokens_per_s"), "%.1f").c_str());
+      } else {
+        const auto toks = store->tokens(id);
+        double lat = 0;
+        for (const auto& t : toks) lat += static_cast<double>(t.latency_us) / 1000.0;
+        std::snprintf(
+            line, sizeof line, "%-6lld %-22s %-18s %20llu %7zu %9s %9s %9s %8s\n",
+            static_cast<long long>(id), c.routing.c_str(), c.attention.c_str(),
+            static_cast<unsigned long long>(seeds[s]), toks.size(),
+            fmt(v("tokens_per_s"), "%.1f").c_str(), fmt(v("ttft_ms"), "%.2f").c_str(),
+            toks.empty() ? "-" : fmt(lat / static_cast<double>(toks.size()), "%.3f").c_str(),
+            fmt(v("avg_active_experts"), "%.2f").c_str());
+      }
+      out << line;
+    }
+
+  if (!cmps.empty())
+    out << "\ncompared with the first configuration (routing " << configs[0].routing
+        << ", attention " << configs[0].attention << "):\n";
+  for (size_t i = 0; i < cmps.size(); ++i) {
+    const auto& c = cmps[i];
+    out << "  routing " << configs[i + 1].routing << ", attention " << configs[i + 1].attention
+        << ":\n";
+    if (c.perplexity_mean)
+      out << "    perplexity " << fmt(c.perplexity_mean->a, "%.4f") << " -> "
+          << fmt(c.perplexity_mean->b, "%.4f") << " (" << fmt(100 * c.perplexity_mean->rel, "%+.2f")
+          << "%)\n";
+    if (c.tpot_ms)
+      out << "    TPOT " << fmt(c.tpot_ms->mean_a, "%.3f") << " -> "
+          << fmt(c.tpot_ms->mean_b, "%.3f") << " ms, diff " << fmt(c.tpot_ms->diff, "%+.3f")
+          << " ms, " << fmt(100 * c.tpot_ms->level, "%.0f") << "% CI ["
+          << fmt(c.tpot_ms->lo, "%+.3f") << ", " << fmt(c.tpot_ms->hi, "%+.3f") << "]\n";
+    for (const auto& r : c.metrics)
+      if ((r.key == "avg_active_experts" || r.key == "tokens_per_s") && r.a.n && r.b.n)
+        out << "    " << r.key << " " << fmt(r.a.mean) << " -> " << fmt(r.b.mean) << " ("
+            << fmt(100 * r.delta.rel, "%+.1f") << "%)\n";
+    if (!c.routing.empty()) {
+      double js = 0;
+      for (const auto& l : c.routing) js += l.js;
+      out << "    routing JS divergence (mean over " << c.routing.size() << " layers) "
+          << fmt(js / static_cast<double>(c.routing.size()), "%.4f") << '\n';
+    }
+    if (!eval_mode) {
+      // Output agreement between the runs of the same seed.
+      double sim = 0;
+      size_t n = 0;
+      for (size_t s = 0; s < c.a_ids.size() && s < c.b_ids.size(); ++s) {
+        auto ta = store->tokens(c.a_ids[s]), tb = store->tokens(c.b_ids[s]);
+        std::vector<int32_t> a, b;
+        for (const auto& t : ta) a.push_back(t.id);
+        for (const auto& t : tb) b.push_back(t.id);
+        sim += compare::summarize(compare::token_diff(a, b), a.size(), b.size()).similarity;
+        ++n;
+      }
+      if (n)
+        out << "    output similarity (same seed, token level) "
+            << fmt(sim / static_cast<double>(n), "%.3f") << '\n';
+    }
+  }
+  if (!eval_mode && seeds.size() > 1) {
+    out << "\nseed stability (" << seeds.size() << " seeds):\n";
+    for (size_t i = 0; i < configs.size(); ++i) {
+      const auto& s = i == 0 ? (cmps.empty() ? session::compare_groups(*store, configs[0].runs,
+                                                                       configs[0].runs, co)
+                                                   .stability_a
+                                             : cmps[0].stability_a)
+                             : cmps[i - 1].stability_b;
+      double cv = NAN;
+      for (const auto& m : s.metrics)
+        if (m.key == "tokens_per_s") cv = m.cv;
+      out << "  routing " << configs[i].routing << ", attention " << configs[i].attention << ": "
+          << s.distinct_outputs << " distinct outputs of " << s.n_runs << ", identical pairs "
+          << fmt(100 * s.identical_pairs, "%.0f") << "%, mean similarity "
+          << fmt(s.mean_similarity, "%.3f") << ", tokens/s CV " << fmt(100 * cv, "%.1f") << "%\n";
+    }
+  }
+  return kOk;
+}
+
+}  // namespace
+
+void add_sweep(CLI::App& app, Io io, Action& action) {
+  auto o = std::make_shared<SweepOptions>();
+  auto* sub = app.add_subcommand(
+      "sweep",
+      "Run one prompt or text over a list of routing/attention policies and seeds, "
+      "stored as one session, with a comparison against the first configuration");
+  add_eval_spec_options(sub, o->spec, false);
+  sub->add_option("-p,--prompt", o->prompt, "Prompt (generation runs)");
+  sub->add_option("--routing-policy", o->routing,
+                  "Routing policies, comma-separated or repeated (e.g. k:1,k:2,top-p:0.5)");
+  sub->add_option("--attention-policy", o->attention,
+                  "Attention policies, comma-separated or repeated (e.g. full,window:64)");
+  sub->add_option("--seeds", o->seeds,
+                  "Seeds, comma-separated (generation; default: one random "
+                  "seed shared by every configuration)")
+      ->delimiter(',');
+  sub->add_option("-n,--n-predict", o->n_predict, "Tokens to generate at most per run")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  auto& s = o->sampling;
+  sub->add_option("--temp", s.temperature, "Temperature (<= 0: greedy)")->capture_default_str();
+  sub->add_option("--top-k", s.top_k, "Top-k (0: off)")->capture_default_str();
+  sub->add_option("--top-p", s.top_p, "Top-p (1: off)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  sub->add_option("--min-p", s.min_p, "Min-p (0: off)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  sub->add_flag("--chat", o->chat, "Wrap the prompt in the model's chat template");
+  sub->add_flag("--ignore-eos", o->ignore_eos, "Do not stop at end-of-generation tokens");
+  add_db_option(sub, o->spec.db);
+  sub->add_option("--session", o->session,
+                  "Session that receives every run (created when "
+                  "missing)")
+      ->required();
+  sub->add_option("--resamples", o->resamples, "Bootstrap resamples for the comparisons")
+      ->check(CLI::Range(100, 1000000));
+  sub->add_flag("--json", o->json, "Print the summary and comparisons as JSON");
+  sub->callback([o, io, &action] {
+    // --ctx means the generation context here unless --file is used (then: perplexity chunk).
+    action = [o, io] { return sweep_cmd(*o, io); };
+  });
+}
+
+}  // namespace moelab::cli

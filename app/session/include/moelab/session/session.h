@@ -1,0 +1,169 @@
+// Engine results -> experiment store records. The store (storage/) knows no engine types and the
+// engine knows no store; this small app-level library converts between them for the CLI (run
+// --db, eval, sweep) and later the GUI:
+//
+//  - the complete run configuration as JSON (sampling, seed used, routing and attention policy,
+//    threads, backend, KV type, n_ctx, build version, model identity);
+//  - a model row (sha256 of the file, path, architecture, model card JSON);
+//  - streaming a generation through storage::AsyncWriter while it runs: one TokenRecord per
+//    generated token (id, piece, logprob, entropy, latency µs) and the MoE routing of every
+//    layer, so that a process killed mid-run keeps every token the writer thread committed;
+//  - metrics after the run (TTFT, tokens/s, prefill), and perplexity evaluation results.
+//
+// Position convention: token, logprob, entropy and routing at position i all describe the SAME
+// forward pass, the one whose logits produced generated token i (for i = 0 the last prompt token
+// of the prefill, for i > 0 the decode step of token i - 1). Routing therefore says which experts
+// computed the distribution token i was drawn from.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "moelab/model/model.h"
+#include "moelab/runtime/generator.h"
+#include "moelab/runtime/perplexity.h"
+#include "moelab/runtime/sampler.h"
+#include "moelab/storage/writer.h"
+
+namespace moelab::session {
+
+/// Everything that determines a generation run, as recorded in runs.config_json.
+struct GenerateConfig {
+  SamplerParams sampling;                  // sampling.seed must be set (see ensure_seed)
+  std::string routing_policy = "default";  // RoutingPolicy spec (policies.h)
+  std::string attention_policy = "full";   // AttentionPolicy spec
+  int threads = 1;
+  std::string backend = "cpu";
+  uint32_t n_ctx = 0;
+  std::string kv_type = "f32";  // "f32" or "f16"
+  int32_t max_tokens = 0;
+  bool chat = false;
+  std::string system;
+  std::vector<std::string> stop;
+  bool ignore_eos = false;
+  std::string build_version;  // moelab version (kVersion) and build description
+};
+
+/// Draws a seed from std::random_device when none is set, so that the config stored BEFORE the
+/// run already names the seed the run uses. Returns the seed.
+uint64_t ensure_seed(SamplerParams& s);
+
+/// The sampling parameters as JSON: temperature, top_k, top_p, min_p, repeat_penalty,
+/// frequency_penalty, presence_penalty, penalty_last_n (and seed when set).
+nlohmann::json sampling_json(const SamplerParams& s);
+
+/// runs.config_json of a generation: {"kind": "generate", "sampling": {...}, "seed": N,
+/// "routing_policy", "attention_policy", "threads", "backend", "n_ctx", "kv_type", "max_tokens",
+/// "chat", "system", "stop", "ignore_eos", "build": "..."} (+ "model" from model_json).
+nlohmann::json generate_config_json(const GenerateConfig& c);
+
+/// Everything that determines a perplexity evaluation.
+struct EvalConfig {
+  uint32_t n_ctx = 512;
+  int threads = 1;
+  int max_chunks = 0;
+  std::string kv_type = "f32";
+  std::string backend = "cpu";
+  std::string routing_policy = "default";
+  std::string attention_policy = "full";
+  std::string text_path;
+  std::string text_sha256;
+  std::string build_version;
+};
+/// {"kind": "eval", "metric": "perplexity", "n_ctx", "threads", "max_chunks", "kv_type",
+/// "backend", "routing_policy", "attention_policy", "text": {"path", "sha256"}, "build"}.
+nlohmann::json eval_config_json(const EvalConfig& c);
+
+/// The model's row: sha256 of the file (computed now unless given; throws moelab::Error Io when
+/// the file cannot be read), path, architecture and the model card JSON (app/common).
+storage::ModelRecord model_record(const Model& model, const std::string& path,
+                                  std::string sha256 = {});
+/// {"path", "sha256", "architecture", "name"} for the run config.
+nlohmann::json model_json(const storage::ModelRecord& m, const Model& model);
+
+/// Entropy in nats of softmax(logits), computed in double. F32 [n_vocab].
+double entropy_nats(std::span<const float> logits);
+
+/// Per-chunk perplexities from llama.cpp's running values: chunk c (1-based) scores the same
+/// number of tokens as every other chunk, so its mean NLL is c ln(P_c) - (c - 1) ln(P_{c-1}),
+/// P_c the running perplexity after c chunks; returns exp of that per chunk.
+std::vector<double> chunk_perplexities(const std::vector<double>& running_ppl);
+
+/// Collects the MoE routing of a Context through its observer (ffn_moe_topk, ffn_moe_weights and,
+/// with `probs`, ffn_moe_probs). Keeps, per layer, the LAST row of the last evaluation (the token
+/// whose logits are next sampled). Expert ids < 0 (unused slots of variable-k policies) are
+/// dropped. Installs the observer on construction and removes it on destruction.
+class RoutingRecorder {
+ public:
+  RoutingRecorder(Context& ctx, bool probs);
+  ~RoutingRecorder();
+  RoutingRecorder(const RoutingRecorder&) = delete;
+  RoutingRecorder& operator=(const RoutingRecorder&) = delete;
+  /// The routing of the last evaluation, one record per MoE layer (by layer), at `position`;
+  /// clears what was collected.
+  std::vector<storage::RoutingRecord> take(int64_t position);
+
+ private:
+  struct Layer {
+    std::vector<float> ids, weights, probs;
+  };
+  Context& ctx_;
+  bool probs_;
+  std::mutex mu_;
+  std::map<int, Layer> layers_;
+};
+
+/// One generation streamed into the store. Construct before Generator::generate, pass wrap()'s
+/// callback to generate, then call finish() with the result (or fail() when generate threw).
+/// Destroyed without finish/fail: the run is finished as failed (during unwinding) or cancelled.
+class GenerationRecorder {
+ public:
+  /// Begins the run in session `session_name` (created when missing). `config` is stored as it
+  /// is. With `routing` and a MoE model, the routing of every layer is recorded per token.
+  GenerationRecorder(storage::AsyncWriter& writer, const std::string& session_name,
+                     const std::optional<storage::ModelRecord>& model, const nlohmann::json& config,
+                     const std::string& prompt, Generator& gen, bool routing = true,
+                     bool routing_probs = false, const std::string& kind = "generate");
+  ~GenerationRecorder();
+  GenerationRecorder(const GenerationRecorder&) = delete;
+  GenerationRecorder& operator=(const GenerationRecorder&) = delete;
+
+  int64_t id() const { return run_.id(); }
+  /// A callback that records each generated token (and its routing) and then calls `inner`
+  /// (which may be empty). Valid while this recorder lives.
+  TokenCallback wrap(TokenCallback inner = {});
+  /// Stores the metrics (ttft_ms, tokens_per_s, prefill_ms, prefill_tokens_per_s, total_ms,
+  /// prompt_tokens, generated_tokens) and the final status (cancelled when the run was cancelled,
+  /// else complete) with the output text; waits until everything is committed.
+  void finish(const GenerateResult& r);
+  /// Finishes the run as failed with `error`; waits for the commit.
+  void fail(const std::string& error);
+  /// Extra metric (e.g. avg_active_experts from the policies).
+  void metric(const std::string& key, double value, const std::string& unit = {}) {
+    run_.metric(key, value, unit);
+  }
+  /// Tokens recorded so far.
+  int64_t tokens_recorded() const { return n_tokens_; }
+
+ private:
+  storage::RunWriter run_;
+  Generator& gen_;
+  std::unique_ptr<RoutingRecorder> routing_;
+  int64_t n_tokens_ = 0;
+  bool done_ = false;
+};
+
+/// Stores a finished perplexity evaluation on `run`: an EvalResult (metric "perplexity", method
+/// r.method, text_sha256, value r.ppl, n_tokens r.n_scored, chunk_values = per-chunk
+/// perplexities from chunk_perplexities) and the metrics ppl, ppl_stderr, mean_nll, n_chunks,
+/// n_scored, n_text_tokens, eval_seconds, eval_tokens_per_s.
+void record_perplexity(storage::RunWriter& run, const PerplexityResult& r,
+                       const std::string& text_sha256);
+
+}  // namespace moelab::session

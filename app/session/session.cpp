@@ -1,0 +1,257 @@
+#include "moelab/session/session.h"
+
+#include <cmath>
+#include <exception>
+#include <random>
+
+#include "card_format.h"
+#include "moelab/core/error.h"
+#include "moelab/tokenizer/tokenizer.h"
+
+namespace moelab::session {
+
+uint64_t ensure_seed(SamplerParams& s) {
+  if (!s.seed) {
+    std::random_device rd;
+    s.seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  }
+  return *s.seed;
+}
+
+nlohmann::json sampling_json(const SamplerParams& s) {
+  nlohmann::json j = {{"temperature", s.temperature},
+                      {"top_k", s.top_k},
+                      {"top_p", s.top_p},
+                      {"min_p", s.min_p},
+                      {"repeat_penalty", s.repeat_penalty},
+                      {"frequency_penalty", s.frequency_penalty},
+                      {"presence_penalty", s.presence_penalty},
+                      {"penalty_last_n", s.penalty_last_n}};
+  return j;
+}
+
+nlohmann::json generate_config_json(const GenerateConfig& c) {
+  nlohmann::json j;
+  j["kind"] = "generate";
+  j["sampling"] = sampling_json(c.sampling);
+  if (c.sampling.seed)
+    j["seed"] = *c.sampling.seed;
+  else
+    j["seed"] = nullptr;
+  j["routing_policy"] = c.routing_policy;
+  j["attention_policy"] = c.attention_policy;
+  j["threads"] = c.threads;
+  j["backend"] = c.backend;
+  j["n_ctx"] = c.n_ctx;
+  j["kv_type"] = c.kv_type;
+  j["max_tokens"] = c.max_tokens;
+  j["chat"] = c.chat;
+  j["system"] = c.system;
+  j["stop"] = c.stop;
+  j["ignore_eos"] = c.ignore_eos;
+  j["build"] = c.build_version;
+  return j;
+}
+
+nlohmann::json eval_config_json(const EvalConfig& c) {
+  nlohmann::json j;
+  j["kind"] = "eval";
+  j["metric"] = "perplexity";
+  j["n_ctx"] = c.n_ctx;
+  j["threads"] = c.threads;
+  j["max_chunks"] = c.max_chunks;
+  j["kv_type"] = c.kv_type;
+  j["backend"] = c.backend;
+  j["routing_policy"] = c.routing_policy;
+  j["attention_policy"] = c.attention_policy;
+  j["text"] = {{"path", c.text_path}, {"sha256", c.text_sha256}};
+  j["build"] = c.build_version;
+  return j;
+}
+
+storage::ModelRecord model_record(const Model& model, const std::string& path, std::string sha256) {
+  if (sha256.empty()) sha256 = sha256_file(path);
+  storage::ModelRecord m;
+  m.sha256 = sha256;
+  m.path = path;
+  m.architecture = model.card().architecture;
+  m.card_json = card_to_json(model.card(), model.file(), sha256, false)
+                    .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return m;
+}
+
+nlohmann::json model_json(const storage::ModelRecord& m, const Model& model) {
+  return {{"path", m.path},
+          {"sha256", m.sha256},
+          {"architecture", m.architecture},
+          {"name", model.card().name}};
+}
+
+double entropy_nats(std::span<const float> logits) {
+  if (logits.empty()) return NAN;
+  double mx = -INFINITY;
+  for (float v : logits)
+    if (v > mx) mx = v;
+  if (!std::isfinite(mx)) return NAN;
+  // H = log Z - sum p_i x_i with x_i = logit_i - max, Z = sum exp(x_i).
+  double z = 0, zx = 0;
+  for (float v : logits) {
+    const double x = static_cast<double>(v) - mx;
+    const double e = std::exp(x);
+    z += e;
+    if (e > 0) zx += e * x;
+  }
+  return std::log(z) - zx / z;
+}
+
+std::vector<double> chunk_perplexities(const std::vector<double>& running) {
+  std::vector<double> out;
+  double prev = 0;  // c-1 times ln P_{c-1}
+  for (size_t i = 0; i < running.size(); ++i) {
+    const double cur = static_cast<double>(i + 1) * std::log(running[i]);
+    out.push_back(std::exp(cur - prev));
+    prev = cur;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- routing
+
+RoutingRecorder::RoutingRecorder(Context& ctx, bool probs) : ctx_(ctx), probs_(probs) {
+  std::vector<std::string> names = {"ffn_moe_topk", "ffn_moe_weights"};
+  if (probs) names.push_back("ffn_moe_probs");
+  ctx_.set_observer(
+      [this](const Observation& o) {
+        if (o.layer < 0 || o.n_dims < 2 || o.shape[0] < 1) return;
+        const int64_t n = o.shape[0], w = o.shape[1];
+        const auto row = o.data.subspan(static_cast<size_t>((n - 1) * w), static_cast<size_t>(w));
+        std::lock_guard lock(mu_);
+        Layer& l = layers_[o.layer];
+        if (o.name == "ffn_moe_topk")
+          l.ids.assign(row.begin(), row.end());
+        else if (o.name == "ffn_moe_weights")
+          l.weights.assign(row.begin(), row.end());
+        else if (o.name == "ffn_moe_probs")
+          l.probs.assign(row.begin(), row.end());
+      },
+      names);
+}
+
+RoutingRecorder::~RoutingRecorder() {
+  try {
+    ctx_.set_observer(nullptr, {});
+  } catch (...) {
+  }
+}
+
+std::vector<storage::RoutingRecord> RoutingRecorder::take(int64_t position) {
+  std::lock_guard lock(mu_);
+  std::vector<storage::RoutingRecord> out;
+  for (auto& [layer, l] : layers_) {
+    if (l.ids.empty()) continue;
+    storage::RoutingRecord r;
+    r.position = position;
+    r.layer = layer;
+    for (size_t s = 0; s < l.ids.size(); ++s) {
+      if (l.ids[s] < 0) continue;  // unused slot (variable-k policies)
+      r.experts.push_back(static_cast<uint16_t>(l.ids[s]));
+      r.weights.push_back(s < l.weights.size() ? l.weights[s] : NAN);
+    }
+    if (probs_ && !l.probs.empty()) {
+      r.probs_format = storage::ProbFormat::F16;
+      r.probs = l.probs;
+    }
+    out.push_back(std::move(r));
+  }
+  layers_.clear();
+  return out;
+}
+
+// ---------------------------------------------------------------- generation
+
+GenerationRecorder::GenerationRecorder(storage::AsyncWriter& writer,
+                                       const std::string& session_name,
+                                       const std::optional<storage::ModelRecord>& model,
+                                       const nlohmann::json& config, const std::string& prompt,
+                                       Generator& gen, bool routing, bool routing_probs,
+                                       const std::string& kind)
+    : run_(writer, session_name, model,
+           config.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), prompt, kind),
+      gen_(gen) {
+  if (routing && gen.model().card().is_moe())
+    routing_ = std::make_unique<RoutingRecorder>(gen.context(), routing_probs);
+}
+
+GenerationRecorder::~GenerationRecorder() {
+  routing_.reset();  // the observer must not outlive this object
+  // run_'s destructor finishes an unfinished run as failed / cancelled.
+}
+
+TokenCallback GenerationRecorder::wrap(TokenCallback inner) {
+  return [this, inner = std::move(inner)](const TokenEvent& ev) {
+    if (ev.id >= 0) {
+      storage::TokenRecord t;
+      t.position = ev.index;
+      t.id = ev.id;
+      if (const Tokenizer* tok = gen_.model().tokenizer()) t.piece = tok->token_to_piece(ev.id);
+      t.logprob = ev.logprob;
+      // The callback runs before the token is evaluated: the context's logits are still the
+      // distribution this token was drawn from.
+      t.entropy = static_cast<float>(entropy_nats(gen_.context().logits()));
+      t.latency_us = ev.latency_us;
+      if (routing_)
+        for (auto& r : routing_->take(ev.index)) run_.routing(std::move(r));
+      run_.token(std::move(t));
+      ++n_tokens_;
+    }
+    return inner ? inner(ev) : true;
+  };
+}
+
+void GenerationRecorder::finish(const GenerateResult& r) {
+  routing_.reset();
+  run_.metric("ttft_ms", r.ttft_ms, "ms");
+  run_.metric("tokens_per_s", r.tokens_per_s, "tokens/s");
+  run_.metric("prefill_ms", r.prefill_ms, "ms");
+  run_.metric("prefill_tokens_per_s", r.prefill_tokens_per_s, "tokens/s");
+  run_.metric("total_ms", r.total_ms, "ms");
+  run_.metric("prompt_tokens", static_cast<double>(r.prompt_tokens.size()), "tokens");
+  run_.metric("generated_tokens", static_cast<double>(r.tokens.size()), "tokens");
+  run_.finish(r.stop_reason == StopReason::Cancelled ? storage::RunStatus::Cancelled
+                                                     : storage::RunStatus::Complete,
+              r.text);
+  done_ = true;
+}
+
+void GenerationRecorder::fail(const std::string& error) {
+  routing_.reset();
+  run_.finish(storage::RunStatus::Failed, {}, error);
+  done_ = true;
+}
+
+// ---------------------------------------------------------------- evaluation
+
+void record_perplexity(storage::RunWriter& run, const PerplexityResult& r,
+                       const std::string& text_sha256) {
+  storage::EvalResult e;
+  e.metric = "perplexity";
+  e.method = r.method;
+  e.text_sha256 = text_sha256;
+  e.value = r.ppl;
+  e.n_tokens = static_cast<int64_t>(r.n_scored);
+  e.chunk_values = chunk_perplexities(r.chunk_ppl);
+  run.eval_result(std::move(e));
+  run.metric("ppl", r.ppl);
+  run.metric("ppl_stderr", r.ppl_stderr);
+  run.metric("mean_nll", r.mean_nll, "nats");
+  run.metric("n_chunks", r.n_chunks);
+  run.metric("n_scored", static_cast<double>(r.n_scored), "tokens");
+  run.metric("n_text_tokens", static_cast<double>(r.n_text_tokens), "tokens");
+  run.metric("eval_seconds", r.seconds, "s");
+  if (r.seconds > 0)
+    run.metric("eval_tokens_per_s",
+               static_cast<double>(r.n_chunks) * static_cast<double>(r.n_ctx) / r.seconds,
+               "tokens/s");
+}
+
+}  // namespace moelab::session
