@@ -36,7 +36,9 @@ void DropZone::setError(const QString& message) {
   error_->setVisible(!message.isEmpty());
 }
 
-QString DropZone::errorText() const { return error_->isHidden() ? QString() : error_->text(); }
+QString DropZone::errorText() const {
+  return error_->isHidden() ? QString() : error_->text();
+}
 
 QString DropZone::localFileFromUrls(const QList<QUrl>& urls, int* count) {
   if (count) *count = int(urls.size());

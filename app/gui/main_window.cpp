@@ -2,42 +2,164 @@
 
 #include <QAction>
 #include <QApplication>
+#include <QCloseEvent>
+#include <QDateTime>
 #include <QDragEnterEvent>
+#include <QElapsedTimer>
 #include <QFileDialog>
 #include <QFileInfo>
+#include <QInputDialog>
+#include <QLineEdit>
 #include <QMenuBar>
 #include <QMessageBox>
 #include <QMimeData>
+#include <QProcess>
+#include <QSettings>
+#include <QShortcut>
 #include <QStatusBar>
+#include <QVBoxLayout>
 
+#include "demo.h"
 #include "moelab/core/backends.h"
+#include "moelab/storage/store.h"
+#include "moelab/tokenizer/tokenizer.h"
+#include "settings.h"
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+#include "moelab/views/views_panel.h"
+#endif
+
+namespace st = moelab::storage;
+using moelab::lab::AppSettings;
 
 MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
-  setWindowTitle(tr("moelab"));
+  build(Options{});
+}
+
+MainWindow::MainWindow(const Options& options, QWidget* parent) : QMainWindow(parent) {
+  build(options);
+}
+
+MainWindow::~MainWindow() {
+  sessions_->commitPendingDelete();
+  runner_->stop();
+  runner_->wait();
+}
+
+void MainWindow::build(const Options& options) {
+  setObjectName("moelabMainWindow");
   setAcceptDrops(true);
-  resize(980, 700);
+  setDockNestingEnabled(true);
+  resize(1280, 820);
+  restoreLayout_ = options.restoreLayout;
+  confirm = [this](const QString& title, const QString& text) {
+    return QMessageBox::question(this, title, text, QMessageBox::Yes | QMessageBox::Cancel,
+                                 QMessageBox::Cancel) == QMessageBox::Yes;
+  };
+  const AppSettings settings = AppSettings::load();
+  dbPath_ = options.dbPath.isEmpty() ? settings.effectiveDbPath() : options.dbPath;
+  session_ = options.session.isEmpty()
+                 ? tr("session %1").arg(QDateTime::currentDateTime().toString("yyyy-MM-dd"))
+                 : options.session;
 
-  stack_ = new QStackedWidget(this);
-  drop_ = new DropZone(stack_);
-  card_ = new ModelCardView(stack_);
-  stack_->addWidget(drop_);
-  stack_->addWidget(card_);
-  setCentralWidget(stack_);
+  // Central area: the live views.
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+  views_ = new moelab::views::ViewsPanel(this);
+  viewsArea_ = views_;
+#else
+  auto* slot = new QLabel(tr("<div style='color:gray'><b>Live views</b><br>The views panel "
+                             "(routing, expert load, attention, latency, power) goes here; this "
+                             "build was made without it.</div>"),
+                          this);
+  slot->setAlignment(Qt::AlignCenter);
+  viewsArea_ = slot;
+#endif
+  viewsArea_->setObjectName("viewsSlot");
+  setCentralWidget(viewsArea_);
+
+  model_ = new ModelPanel(this);
+  run_ = new RunPanel(this);
+  output_ = new OutputView(this);
+  sessions_ = new SessionsPanel(this);
+  compare_ = new ComparePanel(this);
   loader_ = new ModelLoader(this);
+  runner_ = new RunController(this);
+  runner_->setDatabase(dbPath_);
+  run_->setDefaultThreads(settings.effectiveThreads());
+  sessions_->confirm = [this](const QString& t, const QString& x) { return confirm(t, x); };
 
+  auto addDock = [this](const QString& name, const QString& title, QWidget* w,
+                        Qt::DockWidgetArea area) {
+    auto* d = new QDockWidget(title, this);
+    d->setObjectName(name + "Dock");
+    d->setWidget(w);
+    addDockWidget(area, d);
+    docks_[name] = d;
+    return d;
+  };
+  auto* dModel = addDock("model", tr("Model"), model_, Qt::LeftDockWidgetArea);
+  auto* dRun = addDock("run", tr("Run"), run_, Qt::LeftDockWidgetArea);
+  tabifyDockWidget(dModel, dRun);
+  dModel->raise();
+  addDock("output", tr("Output"), output_, Qt::BottomDockWidgetArea);
+  auto* dSessions = addDock("sessions", tr("Sessions"), sessions_, Qt::RightDockWidgetArea);
+  auto* dCompare = addDock("compare", tr("Compare"), compare_, Qt::RightDockWidgetArea);
+  tabifyDockWidget(dSessions, dCompare);
+  dSessions->raise();
+  resizeDocks({dModel, dSessions}, {420, 420}, Qt::Horizontal);
+  resizeDocks({docks_["output"]}, {260}, Qt::Vertical);
+
+  // Menus.
   auto* file = menuBar()->addMenu(tr("&File"));
   auto* open = file->addAction(tr("&Open Model…"), this, &MainWindow::chooseFile);
   open->setShortcut(QKeySequence::Open);
+  recentMenu_ = file->addMenu(tr("Open &Recent"));
+  file->addAction(tr("New &Session…"), this, [this] {
+    bool ok = false;
+    const QString name = QInputDialog::getText(
+        this, tr("New session"), tr("Name:"), QLineEdit::Normal,
+        tr("session %1").arg(QDateTime::currentDateTime().toString("yyyy-MM-dd hh:mm")), &ok);
+    if (ok && !name.trimmed().isEmpty()) setCurrentSession(name.trimmed());
+  });
   file->addSeparator();
-  auto* quit = file->addAction(tr("&Quit"), qApp, &QApplication::quit);
+  file->addAction(tr("Se&ttings…"), this, [this] { moelab::lab::SettingsDialog(this).exec(); });
+  file->addSeparator();
+  auto* quit = file->addAction(tr("&Quit"), this, &QWidget::close);
   quit->setShortcut(QKeySequence::Quit);
 
+  auto* runMenu = menuBar()->addMenu(tr("&Run"));
+  auto* runAct = runMenu->addAction(tr("&Run Prompt"), this, &MainWindow::startRun);
+  runAct->setShortcuts(
+      {QKeySequence(Qt::CTRL | Qt::Key_Return), QKeySequence(Qt::CTRL | Qt::Key_Enter)});
+  runAct->setShortcutContext(Qt::ApplicationShortcut);
+  auto* stopAct = runMenu->addAction(tr("&Stop"), this, &MainWindow::stopRun);
+  stopAct->setShortcut(QKeySequence(Qt::Key_Escape));
+  stopAct->setShortcutContext(Qt::ApplicationShortcut);
+  auto* cmpAct =
+      runMenu->addAction(tr("&Compare Latest Two Runs"), this, &MainWindow::compareLatest);
+  cmpAct->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_D));
+  cmpAct->setShortcutContext(Qt::ApplicationShortcut);
+
+  auto* view = menuBar()->addMenu(tr("&View"));
+  for (auto* d : docks_) view->addAction(d->toggleViewAction());
+  view->addSeparator();
+  view->addAction(tr("Reset &Layout"), this, [this] {
+    QSettings().remove("window/state");
+    for (auto* d : docks_) d->show();
+  });
+
   auto* help = menuBar()->addMenu(tr("&Help"));
+  help->addAction(tr("Demo: &Synthetic MoE model"), this, [this] { openDemo("synthetic"); });
+  help->addAction(tr("Demo: SmolLM2-135M-&Instruct"), this, [this] { openDemo("smollm2"); });
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+  help->addAction(tr("&Views Gallery"), this, [this] { moelab::views::showGallery(this); });
+#endif
+  help->addSeparator();
   help->addAction(tr("&About moelab"), this, [this] {
     QString backends;
     for (const auto& b : moelab::probe_backends())
-      backends += QString("<li>%1: %2</li>").arg(QString::fromStdString(b.name),
-                                                 QString::fromStdString(b.detail).toHtmlEscaped());
+      backends += QString("<li>%1: %2</li>")
+                      .arg(QString::fromStdString(b.name),
+                           QString::fromStdString(b.detail).toHtmlEscaped());
     QMessageBox::about(this, tr("About moelab"),
                        tr("<h3>moelab %1</h3><p>A desktop lab for looking inside language models: "
                           "expert routing, attention, latency and energy, on moelab's own "
@@ -45,60 +167,313 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
                            .arg(QApplication::applicationVersion(), backends));
   });
 
-  status_ = new QLabel(this);
-  statusBar()->addPermanentWidget(status_);
-  QString backends;
+  // Status bar.
+  auto addField = [this](const QString& name, const QString& text, const QString& tip) {
+    auto* l = new QLabel(text, this);
+    l->setObjectName("status_" + name);
+    l->setToolTip(tip);
+    statusBar()->addPermanentWidget(l);
+    status_[name] = l;
+  };
+  QString backend = tr("CPU");
   for (const auto& b : moelab::probe_backends())
-    backends += QString("%1%2: %3").arg(backends.isEmpty() ? "" : "  ·  ",
-                                        QString::fromStdString(b.name),
-                                        b.available ? QString::fromStdString(b.detail)
-                                                    : tr("unavailable"));
-  status_->setText(backends);
-  statusBar()->showMessage(tr("Drop a .gguf model file onto the window"));
+    if (b.name == "cpu") backend = tr("CPU: %1").arg(QString::fromStdString(b.detail));
+  addField("backend", backend, tr("Compute backend and device the runs use"));
+  addField("threads", tr("%1 threads").arg(run_->threadsBox()->value()),
+           tr("CPU threads of the forward pass"));
+  addField("memory", tr("model: –"), tr("Weights plus KV cache of the loaded model (MiB)"));
+  addField("tps", tr("– tok/s"),
+           tr("Decode rate of the last run after its first token (tokens/s)"));
+  addField("ttft", tr("TTFT –"),
+           tr("Time to first token of the last run: prompt prefill plus first "
+              "sampling (ms)"));
+  addField("power", tr("power: no sensor"),
+           tr("Power draw during generation (W); this build reads no "
+              "power sensor"));
+  connect(run_->threadsBox(), &QSpinBox::valueChanged, this,
+          [this](int n) { status_["threads"]->setText(tr("%1 threads").arg(n)); });
 
-  connect(drop_, &DropZone::fileDropped, this, [this](const QString& path, int n) {
+  // Model loading.
+  connect(model_->dropZone(), &DropZone::fileDropped, this, [this](const QString& path, int n) {
     openModel(path);
     if (n > 1)
-      statusBar()->showMessage(tr("%1 files dropped: opened the first, %2").arg(n).arg(QFileInfo(path).fileName()));
+      say(tr("%1 files dropped: opened the first model, %2")
+              .arg(n)
+              .arg(QFileInfo(path).fileName()));
   });
-  connect(drop_, &DropZone::openRequested, this, &MainWindow::chooseFile);
-  connect(card_, &ModelCardView::cancelHashRequested, loader_, &ModelLoader::cancel);
+  connect(model_->dropZone(), &DropZone::openRequested, this, &MainWindow::chooseFile);
+  connect(model_->cardView(), &ModelCardView::cancelHashRequested, loader_, &ModelLoader::cancel);
+  connect(model_, &ModelPanel::cancelLoadRequested, loader_, &ModelLoader::cancel);
+  connect(model_, &ModelPanel::openRecent, this, &MainWindow::openModel);
+  connect(model_, &ModelPanel::demoRequested, this, &MainWindow::openDemo);
   connect(loader_, &ModelLoader::cardReady, this,
-          [this](const QString& path, std::shared_ptr<const moelab::ModelCard> card) {
+          [this](const QString& path, std::shared_ptr<const moelab::ModelCard> card,
+                 const QString& json) {
             if (path != current_) return;
-            drop_->setError({});
-            card_->setCard(path, std::move(card));
-            stack_->setCurrentWidget(card_);
-            statusBar()->showMessage(tr("Loaded %1; hashing…").arg(QFileInfo(path).fileName()));
+            model_->dropZone()->setError({});
+            card_ = card;
+            model_->showCard(path, card);
+            docks_["model"]->raise();
+            runner_->setModelHash(path, {}, json);
+            cardJson_ = json;
+            if (card->problems.empty()) {
+              model_->setLoadProgress(0);
+              model_->setLoadState(tr("Loading %1…").arg(QFileInfo(path).fileName()));
+            } else {
+              model_->setLoadState(tr("This file cannot be run (see the card)."));
+            }
+            say(tr("Opened %1").arg(QFileInfo(path).fileName()));
           });
-  connect(loader_, &ModelLoader::hashProgress, card_, &ModelCardView::setHashProgress);
+  connect(loader_, &ModelLoader::loadProgress, this, [this](const QString& path, int pm) {
+    if (path == current_) model_->setLoadProgress(pm);
+  });
+  connect(
+      loader_, &ModelLoader::modelReady, this,
+      [this](const QString& path, std::shared_ptr<const moelab::Model> m) {
+        if (path != current_) return;
+        model_->setLoadProgress(-1);
+        moelab::lab::ModelIdentity id;
+        id.path = path.toStdString();
+        id.card_json = cardJson_.toStdString();
+        runner_->setModel(m, id);
+        modelName_ = QFileInfo(path).fileName();
+        const auto& c = m->card();
+        const uint64_t n_ctx = run_->settings().context_for(c.context_length);
+        status_["memory"]->setText(
+            tr("model %1 MiB").arg(double(c.memory_estimate(n_ctx, 4)) / 1048576.0, 0, 'f', 1));
+        run_->setChatAvailable(m->tokenizer() && !m->tokenizer()->chat_template().empty());
+        run_->setCanRun(m->tokenizer() != nullptr,
+                        m->tokenizer()
+                            ? QString()
+                            : tr("This model has no tokenizer: text prompts cannot be run."));
+        model_->setLoadState(
+            tr("%1 is loaded: write a prompt in the Run panel (Ctrl+Enter runs).").arg(modelName_));
+        moelab::lab::addRecentFile(path);
+        updateRecentMenu();
+        updateTitle();
+        emit modelReady(path);
+      });
+  connect(loader_, &ModelLoader::loadCancelled, this, [this](const QString& path) {
+    if (path != current_) return;
+    model_->setLoadProgress(-1);
+    model_->setLoadState(tr("Loading cancelled."));
+    say(tr("Loading %1 cancelled").arg(QFileInfo(path).fileName()));
+    emit idle();
+  });
+  connect(loader_, &ModelLoader::loadFailed, this, [this](const QString& path, const QString& msg) {
+    if (path != current_) return;
+    model_->setLoadProgress(-1);
+    model_->setLoadState(tr("Could not load: %1").arg(msg));
+    say(tr("Could not load %1: %2").arg(QFileInfo(path).fileName(), msg));
+    emit idle();
+  });
+  connect(loader_, &ModelLoader::hashProgress, model_->cardView(), &ModelCardView::setHashProgress);
   connect(loader_, &ModelLoader::hashReady, this, [this](const QString& path, const QString& sha) {
     if (path != current_) return;
-    card_->setHash(sha);
-    statusBar()->showMessage(tr("%1 is ready").arg(QFileInfo(path).fileName()));
+    model_->cardView()->setHash(sha);
+    runner_->setModelHash(path, sha, cardJson_);
     emit idle();
   });
   connect(loader_, &ModelLoader::hashCancelled, this, [this](const QString& path) {
     if (path != current_) return;
-    card_->setHashCancelled();
-    statusBar()->showMessage(tr("Hashing cancelled"));
+    model_->cardView()->setHashCancelled();
+    say(tr("Hashing cancelled: runs are stored without the model's hash"));
     emit idle();
   });
   connect(loader_, &ModelLoader::failed, this, [this](const QString& path, const QString& msg) {
     if (path != current_) return;
-    drop_->setError(tr("Could not open %1:\n%2").arg(QFileInfo(path).fileName(), msg));
-    stack_->setCurrentWidget(drop_);
-    statusBar()->showMessage(tr("Not a usable model file"));
+    model_->setLoadProgress(-1);
+    model_->setLoadState({});
+    model_->dropZone()->setError(tr("Could not open %1:\n%2").arg(QFileInfo(path).fileName(), msg));
+    model_->showDrop();
+    say(tr("Not a usable model file: %1").arg(msg));
     emit idle();
   });
+
+  // Runs.
+  connect(run_, &RunPanel::runRequested, this, &MainWindow::startRun);
+  connect(run_, &RunPanel::stopRequested, this, &MainWindow::stopRun);
+  connect(runner_, &RunController::started, this, [this](qint64 id) {
+    liveRun_ = id;
+    emit runStarted(id);
+  });
+  connect(runner_, &RunController::finished, this,
+          [this](std::shared_ptr<const moelab::lab::RecordedRun> r) {
+            drainFeed();
+            drain_.stop();
+            run_->setRunning(false);
+            const quint64 dropped = runner_->feed().dropped();
+            if (dropped > 0 && store_)
+              output_->showStoredRun(*store_, r->run_id, card_ ? int(card_->expert_count) : 0);
+            output_->setDropped(dropped);
+            status_["tps"]->setText(tr("%1 tok/s").arg(r->result.tokens_per_s, 0, 'f', 1));
+            status_["ttft"]->setText(tr("TTFT %1 ms").arg(r->result.ttft_ms, 0, 'f', 1));
+            const QString how = QString::fromLatin1(st::status_name(r->status));
+            if (r->status == st::RunStatus::Failed)
+              say(tr("Run #%1 failed: %2").arg(r->run_id).arg(QString::fromStdString(r->error)));
+            else
+              say(tr("Run #%1 %2: %3 tokens, %4 tok/s, stored in \"%5\"")
+                      .arg(r->run_id)
+                      .arg(how)
+                      .arg(r->result.tokens.size())
+                      .arg(r->result.tokens_per_s, 0, 'f', 1)
+                      .arg(session_));
+            sessions_->refresh();
+            compare_->refreshRuns();
+            emit runFinished(r->run_id);
+          });
+  connect(runner_, &RunController::failed, this, [this](const QString& msg) {
+    drain_.stop();
+    run_->setRunning(false);
+    say(tr("The run could not start: %1").arg(msg));
+    emit runFinished(0);
+  });
+  drain_.setInterval(30);
+  connect(&drain_, &QTimer::timeout, this, &MainWindow::drainFeed);
+
+  // Sessions and compare.
+  connect(sessions_, &SessionsPanel::runSelected, this, [this](qint64 id) {
+    if (runner_->running() || !store_) return;
+    output_->showStoredRun(*store_, id, 0);
+    docks_["output"]->raise();
+  });
+  connect(sessions_, &SessionsPanel::sessionChosen, this, &MainWindow::setCurrentSession);
+  connect(sessions_, &SessionsPanel::sessionRenamed, this,
+          [this](const QString& o, const QString& n) {
+            if (o == session_) setCurrentSession(n);
+          });
+  connect(sessions_, &SessionsPanel::errorMessage, this, [this](const QString& m) { say(m); });
+  connect(compare_, &ComparePanel::failed, this, [this](const QString& m) { say(m); });
+
+  say(tr("Drop a .gguf model anywhere on the window, or open a demo model"));
+  openStore();
+  compare_->setDatabase(dbPath_);
+  updateRecentMenu();
+  model_->setRecent(moelab::lab::recentFiles());
+  updateTitle();
+
+  if (restoreLayout_) {
+    QSettings s;
+    restoreGeometry(s.value("window/geometry").toByteArray());
+    restoreState(s.value("window/state").toByteArray());
+  }
+  // Drops anywhere: widgets that accept drops themselves (text editors) hand file drops to us.
+  for (QWidget* w : findChildren<QWidget*>())
+    if (w->acceptDrops() && w != model_->dropZone()) w->installEventFilter(this);
 }
 
-QString MainWindow::page() const { return stack_->currentWidget() == card_ ? "card" : "drop"; }
+void MainWindow::openStore() {
+  try {
+    store_ = std::make_unique<st::Store>(dbPath_.toStdString());
+    const auto& interrupted = store_->interrupted_on_open();
+    if (!interrupted.empty())
+      say(tr("%n run(s) of an earlier session were interrupted (the app ended during the run)", "",
+             int(interrupted.size())));
+  } catch (const std::exception& e) {
+    store_.reset();
+    say(tr("The run database %1 cannot be opened: %2")
+            .arg(dbPath_, QString::fromStdString(e.what())));
+  }
+  sessions_->setStore(store_.get());
+  sessions_->setCurrentSession(session_);
+}
+
+QDockWidget* MainWindow::dock(const QString& name) const {
+  return docks_.value(name);
+}
+QLabel* MainWindow::statusField(const QString& name) const {
+  return status_.value(name);
+}
+
+void MainWindow::say(const QString& text, int ms) {
+  lastMessage_ = text;
+  statusBar()->showMessage(text, ms);
+  emit message(text);
+}
+
+void MainWindow::updateTitle() {
+  setWindowTitle(modelName_.isEmpty() ? tr("moelab — %1").arg(session_)
+                                      : tr("moelab — %1 — %2").arg(session_, modelName_));
+}
+
+void MainWindow::setCurrentSession(const QString& name) {
+  session_ = name;
+  sessions_->setCurrentSession(name);
+  updateTitle();
+}
+
+void MainWindow::updateRecentMenu() {
+  recentMenu_->clear();
+  const QStringList files = moelab::lab::recentFiles();
+  for (const QString& f : files)
+    recentMenu_->addAction(QFileInfo(f).fileName(), this, [this, f] { openModel(f); })
+        ->setToolTip(f);
+  recentMenu_->setEnabled(!files.isEmpty());
+  model_->setRecent(files);
+}
 
 void MainWindow::openModel(const QString& path) {
+  if (runner_->running()) {
+    if (!confirm(
+            tr("Replace the model?"),
+            tr("A run is in progress. Stop it and open %1?").arg(QFileInfo(path).fileName()))) {
+      say(tr("Kept the current model; the run continues"));
+      return;
+    }
+    runner_->stop();
+    runner_->wait();
+  }
   current_ = path;
-  statusBar()->showMessage(tr("Opening %1…").arg(QFileInfo(path).fileName()));
+  modelName_.clear();
+  run_->setCanRun(false, tr("Loading the model…"));
+  runner_->setModel(nullptr, {});
+  say(tr("Opening %1…").arg(QFileInfo(path).fileName()));
   loader_->load(path);
+}
+
+void MainWindow::openDemo(const QString& which) {
+  QString path;
+  if (which == "synthetic") {
+    QString err;
+    say(tr("Preparing the synthetic MoE demo model…"));
+    path = moelab::lab::demo::ensureSynthetic(&err);
+    if (path.isEmpty()) {
+      say(tr("Could not write the demo model: %1").arg(err));
+      return;
+    }
+  } else {
+    path = moelab::lab::demo::findSmol();
+    if (path.isEmpty()) {
+      const QString script = moelab::lab::demo::fetchScript();
+      if (script.isEmpty()) {
+        say(tr("SmolLM2 is not cached and scripts/fetch-demo-model.sh was not found"));
+        return;
+      }
+      say(tr("Fetching SmolLM2-135M-Instruct (98 MB, once)…"));
+      auto* p = new QProcess(this);
+      connect(p, &QProcess::finished, this, [this, p](int code) {
+        p->deleteLater();
+        if (code == 0 && !moelab::lab::demo::findSmol().isEmpty())
+          openDemo("smollm2");
+        else
+          say(tr("Fetching SmolLM2 failed: %1")
+                  .arg(QString::fromLocal8Bit(p->readAllStandardError()).trimmed()));
+      });
+      p->start("bash", {script});
+      return;
+    }
+  }
+  bool chat = false;
+  const QString prompt = moelab::lab::demo::promptFor(path, &chat);
+  auto conn = std::make_shared<QMetaObject::Connection>();
+  *conn = connect(this, &MainWindow::modelReady, this, [this, conn, prompt, chat](const QString&) {
+    disconnect(*conn);
+    run_->setPrompt(prompt, chat);
+    run_->maxTokensBox()->setValue(48);
+    docks_["run"]->raise();
+    run_->promptEdit()->setFocus();
+  });
+  openModel(path);
 }
 
 void MainWindow::chooseFile() {
@@ -107,15 +482,123 @@ void MainWindow::chooseFile() {
   if (!path.isEmpty()) openModel(path);
 }
 
+void MainWindow::startRun() {
+  if (runner_->running()) return;
+  if (!runner_->hasModel()) {
+    say(tr("Load a model first (drop a .gguf file on the window)"));
+    return;
+  }
+  const auto s = run_->settings();
+  if (s.prompt.empty()) {
+    say(tr("Write a prompt first"));
+    return;
+  }
+  const int nLayer = card_ ? int(card_->n_layer) : 0;
+  output_->startRun(0, run_->promptEdit()->toPlainText(), card_ ? int(card_->expert_count) : 0,
+                    nLayer);
+  docks_["output"]->raise();
+  if (!runner_->start(s, session_)) return;
+  run_->setRunning(true);
+  status_["tps"]->setText(tr("– tok/s"));
+  status_["ttft"]->setText(tr("TTFT –"));
+  say(tr("Running…"));
+  drain_.start();
+}
+
+void MainWindow::stopRun() {
+  if (runner_->running()) {
+    runner_->stop();
+    say(tr("Stopping…"));
+  }
+}
+
+void MainWindow::compareLatest() {
+  docks_["compare"]->show();
+  docks_["compare"]->raise();
+  compare_->compareLatestTwo();
+}
+
+void MainWindow::drainFeed() {
+  // At most 512 tokens per tick keeps each GUI update short; the feed drops the oldest items
+  // if the display falls further behind (the store has them all).
+  auto items = runner_->feed().drain(512);
+  if (items.empty()) return;
+  output_->appendTokens(items);
+
+  if (runner_->running() && items.size() > 1) {
+    double us = 0;
+    int n = 0;
+    for (const auto& t : items)
+      if (t.index > 0) us += double(t.latency_us), ++n;
+    if (n > 0 && us > 0) status_["tps"]->setText(tr("%1 tok/s").arg(1e6 * n / us, 0, 'f', 1));
+  }
+}
+
+void MainWindow::handleDrop(const QList<QUrl>& urls) {
+  int n = 0;
+  const QString path = DropZone::localFileFromUrls(urls, &n);
+  if (path.isEmpty()) {
+    say(tr("Only local files can be opened"));
+    return;
+  }
+  emit model_->dropZone()->fileDropped(path, n);
+}
+
 void MainWindow::dragEnterEvent(QDragEnterEvent* e) {
   if (e->mimeData()->hasUrls() && !DropZone::localFileFromUrls(e->mimeData()->urls()).isEmpty())
     e->acceptProposedAction();
 }
 
+void MainWindow::dragMoveEvent(QDragMoveEvent* e) {
+  if (e->mimeData()->hasUrls()) e->acceptProposedAction();
+}
+
 void MainWindow::dropEvent(QDropEvent* e) {
-  int n = 0;
-  const QString path = DropZone::localFileFromUrls(e->mimeData()->urls(), &n);
-  if (path.isEmpty()) return;
+  if (!e->mimeData()->hasUrls()) return;
   e->acceptProposedAction();
-  emit drop_->fileDropped(path, n);
+  handleDrop(e->mimeData()->urls());
+}
+
+bool MainWindow::eventFilter(QObject* o, QEvent* e) {
+  switch (e->type()) {
+    case QEvent::DragEnter:
+    case QEvent::DragMove: {
+      auto* d = static_cast<QDragMoveEvent*>(e);
+      if (d->mimeData()->hasUrls() &&
+          !DropZone::localFileFromUrls(d->mimeData()->urls()).isEmpty()) {
+        d->acceptProposedAction();
+        return true;
+      }
+      break;
+    }
+    case QEvent::Drop: {
+      auto* d = static_cast<QDropEvent*>(e);
+      if (d->mimeData()->hasUrls() &&
+          !DropZone::localFileFromUrls(d->mimeData()->urls()).isEmpty()) {
+        d->acceptProposedAction();
+        handleDrop(d->mimeData()->urls());
+        return true;
+      }
+      break;
+    }
+    default:
+      break;
+  }
+  return QMainWindow::eventFilter(o, e);
+}
+
+void MainWindow::saveLayout() {
+  QSettings s;
+  s.setValue("window/geometry", saveGeometry());
+  s.setValue("window/state", saveState());
+}
+
+void MainWindow::closeEvent(QCloseEvent* e) {
+  if (runner_->running()) {
+    runner_->stop();
+    runner_->wait();
+  }
+  sessions_->commitPendingDelete();
+  saveLayout();
+  QMainWindow::closeEvent(e);
 }

@@ -1,45 +1,130 @@
-// moelab's main window (the shell: model loading and the model card; runs, views and sessions
-// join it in later steps).
+// moelab's main window: dockable Model / Run / Output / Sessions / Compare panels around a
+// central area for the live views, with a saved layout. Loading, hashing and generation run off
+// the GUI thread; tokens reach the GUI through RunController's bounded LiveFeed, drained by a
+// timer; every run is stored in the current session (shown in the title).
 #pragma once
 
+#include <QDockWidget>
 #include <QLabel>
 #include <QMainWindow>
-#include <QStackedWidget>
+#include <QMenu>
+#include <QTimer>
+#include <functional>
 #include <memory>
 
-#include "drop_zone.h"
-#include "model_card_view.h"
+#include "compare_panel.h"
 #include "model_loader.h"
+#include "model_panel.h"
+#include "output_view.h"
+#include "run_controller.h"
+#include "run_panel.h"
+#include "sessions_panel.h"
+
+namespace moelab::storage {
+class Store;
+}
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+namespace moelab::views {
+class ViewsPanel;
+}
+#endif
 
 class MainWindow : public QMainWindow {
   Q_OBJECT
  public:
+  struct Options {
+    QString dbPath;             // empty: from the settings (or the default database)
+    bool restoreLayout = true;  // restore the saved window layout
+    QString session;            // empty: "session <date>"
+  };
   explicit MainWindow(QWidget* parent = nullptr);
+  explicit MainWindow(const Options& options, QWidget* parent = nullptr);
+  ~MainWindow() override;
 
-  /// Loads a model file (from a drop, File → Open or the command line).
+  /// Loads a model file (from a drop, File -> Open, recent files or the command line). During a
+  /// run it asks before replacing the model.
   void openModel(const QString& path);
+  /// Opens a demo model ("synthetic" or "smollm2") with its prompt ready to run.
+  void openDemo(const QString& which);
 
-  DropZone* dropZone() const { return drop_; }
-  ModelCardView* cardView() const { return card_; }
+  DropZone* dropZone() const { return model_->dropZone(); }
+  ModelCardView* cardView() const { return model_->cardView(); }
   ModelLoader* loader() const { return loader_; }
-  /// The current page: "drop" or "card".
-  QString page() const;
+  ModelPanel* modelPanel() const { return model_; }
+  RunPanel* runPanel() const { return run_; }
+  OutputView* outputView() const { return output_; }
+  SessionsPanel* sessionsPanel() const { return sessions_; }
+  ComparePanel* comparePanel() const { return compare_; }
+  RunController* runController() const { return runner_; }
+  moelab::storage::Store* store() const { return store_.get(); }
+  QWidget* viewsArea() const { return viewsArea_; }
+  QDockWidget* dock(const QString& name) const;
+  /// The current page of the Model panel: "drop" or "card".
+  QString page() const { return model_->page(); }
+  QString currentSession() const { return session_; }
+  void setCurrentSession(const QString& name);
+  bool modelLoaded() const { return runner_->hasModel(); }
+  /// The last message shown to the user (status bar / problem line).
+  QString lastMessage() const { return lastMessage_; }
+  QLabel* statusField(const QString& name) const;
+
+  /// Asks the user a yes/no question (tests replace it). Default: QMessageBox.
+  std::function<bool(const QString& title, const QString& text)> confirm;
+
+ public slots:
+  void startRun();
+  void stopRun();
+  void compareLatest();
 
  signals:
-  /// Emitted when the model card is shown and hashing finished (or was cancelled) or loading
-  /// failed: the window is idle again.
+  /// The window is idle after a load: card shown and hash done/cancelled, or loading failed.
   void idle();
+  void modelReady(const QString& path);
+  void runStarted(qint64 runId);
+  void runFinished(qint64 runId);
+  void message(const QString& text);
 
  protected:
   void dragEnterEvent(QDragEnterEvent* e) override;
+  void dragMoveEvent(QDragMoveEvent* e) override;
   void dropEvent(QDropEvent* e) override;
+  void closeEvent(QCloseEvent* e) override;
+  bool eventFilter(QObject* o, QEvent* e) override;
 
  private:
+  void build(const Options& options);
   void chooseFile();
-  QStackedWidget* stack_;
-  DropZone* drop_;
-  ModelCardView* card_;
+  void handleDrop(const QList<QUrl>& urls);
+  void say(const QString& text, int ms = 0);
+  void drainFeed();
+  void updateTitle();
+  void updateRecentMenu();
+  void openStore();
+  void saveLayout();
+
+  ModelPanel* model_;
+  RunPanel* run_;
+  OutputView* output_;
+  SessionsPanel* sessions_;
+  ComparePanel* compare_;
+  QWidget* viewsArea_ = nullptr;
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+  moelab::views::ViewsPanel* views_ = nullptr;
+#endif
   ModelLoader* loader_;
-  QLabel* status_;
-  QString current_;
+  RunController* runner_;
+  std::unique_ptr<moelab::storage::Store> store_;
+  QString dbPath_;
+  QString session_;
+  QString current_;  // model path being loaded / loaded
+  QString modelName_;
+  QString cardJson_;
+  std::shared_ptr<const moelab::ModelCard> card_;
+  QTimer drain_;
+  QMenu* recentMenu_ = nullptr;
+  QString lastMessage_;
+  QMap<QString, QLabel*> status_;
+  QMap<QString, QDockWidget*> docks_;
+  qint64 liveRun_ = 0;
+  bool restoreLayout_ = true;
 };

@@ -51,7 +51,8 @@ void ModelCardView::setCard(const QString& path, std::shared_ptr<const moelab::M
   cancel_->show();
   if (!card_->problems.empty()) {
     QString s = tr("<b>This file is a valid GGUF but cannot be run:</b><ul>");
-    for (const auto& p : card_->problems) s += "<li>" + QString::fromStdString(p).toHtmlEscaped() + "</li>";
+    for (const auto& p : card_->problems)
+      s += "<li>" + QString::fromStdString(p).toHtmlEscaped() + "</li>";
     problems_->setText(s + "</ul>");
     problems_->show();
   } else {

@@ -5,6 +5,7 @@
 #include <QJsonObject>
 #include <QMimeData>
 #include <QSignalSpy>
+#include <QStandardPaths>
 #include <QtTest>
 
 #include "main_window.h"
@@ -27,13 +28,21 @@ void drop(QWidget* target, const QList<QUrl>& urls) {
 class TestGuiShell : public QObject {
   Q_OBJECT
  private slots:
+  void initTestCase() {
+    // Keep the windows' settings and run database away from the user's.
+    QStandardPaths::setTestModeEnabled(true);
+    qputenv("XDG_DATA_HOME", (moelab::test::temp_dir("gui_shell") + "/xdg").toUtf8());
+    QCoreApplication::setOrganizationName("moelab-test");
+    QCoreApplication::setApplicationName("moelab-test-shell");
+  }
+
   void dropShowsModelCard() {
     MOELAB_REQUIRE_SHARED("fixtures/models/qwen2moe/qwen2moe.Q8_0.gguf");
     MainWindow w;
     w.show();
     QSignalSpy idle(&w, &MainWindow::idle);
-    drop(w.dropZone(), {QUrl::fromLocalFile(QString::fromStdString(
-                           moelab::test::shared_path("fixtures/models/qwen2moe/qwen2moe.Q8_0.gguf")))});
+    drop(w.dropZone(), {QUrl::fromLocalFile(QString::fromStdString(moelab::test::shared_path(
+                           "fixtures/models/qwen2moe/qwen2moe.Q8_0.gguf")))});
     QVERIFY(idle.wait(10000));
     QCOMPARE(w.page(), QString("card"));
     const QString text = w.cardView()->text();
@@ -43,7 +52,9 @@ class TestGuiShell : public QObject {
     QVERIFY(text.contains("runnable: yes"));
     // The hash matches summary.json.
     const auto s = moelab::test::read_json(moelab::test::shared_dir() + "/fixtures/summary.json")
-                       .object()["files"].toObject()["qwen2moe.Q8_0"].toObject();
+                       .object()["files"]
+                       .toObject()["qwen2moe.Q8_0"]
+                       .toObject();
     QVERIFY(text.contains("sha256: " + s["sha256"].toString()));
   }
 
@@ -56,7 +67,8 @@ class TestGuiShell : public QObject {
                  moelab::test::shared_path("cases/gguf/g02_bad_magic_html.gguf")))});
     QVERIFY(idle.wait(10000));
     QCOMPARE(w.page(), QString("drop"));
-    QVERIFY2(w.dropZone()->errorText().contains("HTML page"), qPrintable(w.dropZone()->errorText()));
+    QVERIFY2(w.dropZone()->errorText().contains("HTML page"),
+             qPrintable(w.dropZone()->errorText()));
     // Next, a good file still loads.
     drop(&w, {QUrl::fromLocalFile(QString::fromStdString(
                  moelab::test::shared_path("cases/gguf/g00_valid_tiny.gguf")))});
@@ -69,7 +81,8 @@ class TestGuiShell : public QObject {
     MOELAB_REQUIRE_SHARED("cases/gguf/g01_truncated_data.gguf");
     MainWindow w;
     QSignalSpy idle(&w, &MainWindow::idle);
-    w.openModel(QString::fromStdString(moelab::test::shared_path("cases/gguf/g01_truncated_data.gguf")));
+    w.openModel(
+        QString::fromStdString(moelab::test::shared_path("cases/gguf/g01_truncated_data.gguf")));
     QVERIFY(idle.wait(10000));
     QVERIFY(w.dropZone()->errorText().contains("truncated"));
   }
@@ -86,7 +99,8 @@ class TestGuiShell : public QObject {
 
   void desktopFileUrlsDecode() {
     MOELAB_REQUIRE_SHARED("cases/ui/dragdrop_uri_cases.json");
-    const auto doc = moelab::test::read_json(moelab::test::shared_dir() + "/cases/ui/dragdrop_uri_cases.json");
+    const auto doc =
+        moelab::test::read_json(moelab::test::shared_dir() + "/cases/ui/dragdrop_uri_cases.json");
     const QJsonArray cases = doc.isArray() ? doc.array() : doc.object()["cases"].toArray();
     QVERIFY(!cases.isEmpty());
     int checked = 0;

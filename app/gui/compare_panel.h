@@ -1,0 +1,55 @@
+// The Compare panel: pick runs A and B -> config diff, metric table with deltas and bootstrap
+// CIs, per-layer routing divergence, and the output diff (storage/compare does the maths, on a
+// worker thread with its own read-only connection).
+#pragma once
+
+#include <QComboBox>
+#include <QLabel>
+#include <QPushButton>
+#include <QTableWidget>
+#include <QTextBrowser>
+#include <QWidget>
+#include <memory>
+#include <thread>
+
+class ComparePanel : public QWidget {
+  Q_OBJECT
+ public:
+  explicit ComparePanel(QWidget* parent = nullptr);
+  ~ComparePanel() override;
+
+  void setDatabase(const QString& path);
+  /// Re-reads the list of runs (newest first).
+  void refreshRuns();
+  /// Selects A and B and compares them (asynchronously; emits compared()).
+  void compare(qint64 a, qint64 b);
+  /// The two newest runs as B (newest) and A.
+  void compareLatestTwo();
+
+  QTableWidget* configTable() const { return config_; }
+  QTableWidget* metricsTable() const { return metrics_; }
+  QTableWidget* routingTable() const { return routing_; }
+  QTextBrowser* diffView() const { return diff_; }
+  QString summaryText() const { return summary_->text(); }
+  QComboBox* runA() const { return a_; }
+  QComboBox* runB() const { return b_; }
+
+ signals:
+  void compared(qint64 a, qint64 b);
+  void failed(const QString& message);
+
+ private:
+  struct Result;
+  void show(const std::shared_ptr<Result>& r);
+  void join();
+  QString db_;
+  QComboBox* a_;
+  QComboBox* b_;
+  QPushButton* go_;
+  QLabel* summary_;
+  QTableWidget* config_;
+  QTableWidget* metrics_;
+  QTableWidget* routing_;
+  QTextBrowser* diff_;
+  std::thread worker_;
+};

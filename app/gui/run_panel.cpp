@@ -1,0 +1,208 @@
+#include "run_panel.h"
+
+#include <QFormLayout>
+#include <QHBoxLayout>
+#include <QThread>
+#include <QVBoxLayout>
+
+RunPanel::RunPanel(QWidget* parent) : QWidget(parent) {
+  auto* lay = new QVBoxLayout(this);
+  lay->setContentsMargins(6, 6, 6, 6);
+  auto* modeRow = new QHBoxLayout();
+  mode_ = new QComboBox(this);
+  mode_->setObjectName("promptMode");
+  mode_->addItem(tr("Raw text"), false);
+  mode_->addItem(tr("Chat (model's template)"), true);
+  mode_->setToolTip(
+      tr("Raw: the prompt is tokenized as written. Chat: it becomes a user turn in "
+         "the model's chat template and an assistant turn is opened."));
+  modeRow->addWidget(new QLabel(tr("Prompt"), this));
+  modeRow->addStretch(1);
+  modeRow->addWidget(mode_);
+  lay->addLayout(modeRow);
+  prompt_ = new QPlainTextEdit(this);
+  prompt_->setObjectName("promptEdit");
+  prompt_->setPlaceholderText(tr("Type a prompt; Ctrl+Enter runs it, Esc stops."));
+  prompt_->setMinimumHeight(80);
+  lay->addWidget(prompt_, 1);
+  system_ = new QLineEdit(this);
+  system_->setPlaceholderText(tr("System message (chat mode, optional)"));
+  system_->setEnabled(false);
+  lay->addWidget(system_);
+  connect(mode_, &QComboBox::currentIndexChanged, this,
+          [this] { system_->setEnabled(mode_->currentData().toBool()); });
+
+  auto* form = new QFormLayout();
+  form->setFieldGrowthPolicy(QFormLayout::AllNonFixedFieldsGrow);
+  maxTokens_ = new QSpinBox(this);
+  maxTokens_->setRange(1, 1 << 20);
+  maxTokens_->setValue(64);
+  maxTokens_->setSuffix(tr(" tokens"));
+  maxTokens_->setToolTip(
+      tr("Most tokens to generate (tokens); the run may stop earlier at an "
+         "end-of-generation token or a full KV cache"));
+  form->addRow(tr("Max new"), maxTokens_);
+  ignoreEos_ = new QCheckBox(tr("ignore end-of-generation tokens"), this);
+  ignoreEos_->setToolTip(
+      tr("Keep generating after EOS/EOT until Max new or the KV cache is full "
+         "(for throughput measurements)"));
+  form->addRow(QString(), ignoreEos_);
+  temp_ = new QDoubleSpinBox(this);
+  temp_->setRange(0, 5);
+  temp_->setSingleStep(0.05);
+  temp_->setDecimals(2);
+  temp_->setValue(0.8);
+  temp_->setToolTip(
+      tr("Temperature (dimensionless): logits are divided by it; 0 = greedy "
+         "(always the most likely token)"));
+  form->addRow(tr("Temperature"), temp_);
+  topK_ = new QSpinBox(this);
+  topK_->setRange(0, 1 << 20);
+  topK_->setValue(40);
+  topK_->setToolTip(tr("Top-k (tokens): keep only the k most likely tokens; 0 = off"));
+  form->addRow(tr("Top-k"), topK_);
+  topP_ = new QDoubleSpinBox(this);
+  topP_->setRange(0, 1);
+  topP_->setSingleStep(0.01);
+  topP_->setValue(0.95);
+  topP_->setToolTip(
+      tr("Top-p (probability mass, 0-1): keep the most likely tokens until their "
+         "mass reaches p; 1 = off"));
+  form->addRow(tr("Top-p"), topP_);
+  minP_ = new QDoubleSpinBox(this);
+  minP_->setRange(0, 1);
+  minP_->setSingleStep(0.01);
+  minP_->setValue(0.05);
+  minP_->setToolTip(
+      tr("Min-p (fraction of the top probability, 0-1): drop tokens below "
+         "min-p x p(top); 0 = off"));
+  form->addRow(tr("Min-p"), minP_);
+  repeat_ = new QDoubleSpinBox(this);
+  repeat_->setRange(0.5, 3);
+  repeat_->setSingleStep(0.05);
+  repeat_->setValue(1.0);
+  repeat_->setToolTip(tr("Repetition penalty (factor) over the last 64 tokens; 1 = off"));
+  form->addRow(tr("Repeat penalty"), repeat_);
+  auto* seedRow = new QHBoxLayout();
+  fixedSeed_ = new QCheckBox(tr("fixed"), this);
+  fixedSeed_->setChecked(true);
+  fixedSeed_->setToolTip(
+      tr("Use the seed on the right; unchecked: a random seed, recorded with "
+         "the run so it can be repeated"));
+  seed_ = new QSpinBox(this);
+  seed_->setRange(0, 2147483647);
+  seed_->setValue(42);
+  seed_->setToolTip(tr("Random seed of the sampler (integer)"));
+  seedRow->addWidget(fixedSeed_);
+  seedRow->addWidget(seed_, 1);
+  form->addRow(tr("Seed"), seedRow);
+  connect(fixedSeed_, &QCheckBox::toggled, seed_, &QWidget::setEnabled);
+
+  routing_ = new QComboBox(this);
+  routing_->setObjectName("routingPolicy");
+  routing_->setEditable(true);
+  routing_->addItems({"default", "k:1", "k:4", "top-p:0.9,1,4", "entropy:1,4", "fail:0"});
+  routing_->setToolTip(
+      tr("Routing policy (spec): which experts each token goes to - default = "
+         "the model's top-k; k:N, top-p:P[,min,max], entropy:min,max, "
+         "mask:L:E,..., fail:E,..., capacity:C"));
+  attention_ = new QComboBox(this);
+  attention_->setObjectName("attentionPolicy");
+  attention_->setEditable(true);
+  attention_->addItems({"full", "window:64", "local-global:32,4,0", "evict:4,60"});
+  attention_->setToolTip(
+      tr("Attention policy (spec): which keys each query sees - full, "
+         "window:W, local-global:W,S,G, evict:S,W (tokens)"));
+  if (moelab::lab::policies_available()) {
+    form->addRow(tr("Routing"), routing_);
+    form->addRow(tr("Attention"), attention_);
+  } else {
+    routing_->hide();
+    attention_->hide();
+  }
+
+  threads_ = new QSpinBox(this);
+  threads_->setRange(1, std::max(1, QThread::idealThreadCount()));
+  threads_->setValue(std::max(1, std::min(4, QThread::idealThreadCount())));
+  threads_->setToolTip(tr("CPU threads for the forward pass (threads)"));
+  form->addRow(tr("Threads"), threads_);
+  ctx_ = new QSpinBox(this);
+  ctx_->setRange(0, 1 << 20);
+  ctx_->setSpecialValueText(tr("auto (min(trained, 2048))"));
+  ctx_->setSuffix(tr(" tokens"));
+  ctx_->setToolTip(tr("KV cache size (tokens): prompt plus generated tokens must fit"));
+  form->addRow(tr("Context"), ctx_);
+  backend_ = new QLabel(tr("CPU (reference)"), this);
+  backend_->setToolTip(tr("Compute backend the run uses"));
+  form->addRow(tr("Backend"), backend_);
+  lay->addLayout(form);
+
+  auto* buttons = new QHBoxLayout();
+  run_ = new QPushButton(tr("Run"), this);
+  run_->setObjectName("runButton");
+  run_->setToolTip(tr("Generate (Ctrl+Enter); the run is stored in the current session"));
+  stop_ = new QPushButton(tr("Stop"), this);
+  stop_->setObjectName("stopButton");
+  stop_->setToolTip(tr("Stop the running generation (Esc); it is stored as cancelled"));
+  buttons->addWidget(run_, 1);
+  buttons->addWidget(stop_);
+  lay->addLayout(buttons);
+  why_ = new QLabel(this);
+  why_->setWordWrap(true);
+  lay->addWidget(why_);
+  connect(run_, &QPushButton::clicked, this, &RunPanel::runRequested);
+  connect(stop_, &QPushButton::clicked, this, &RunPanel::stopRequested);
+  setRunning(false);
+  setCanRun(false, tr("Load a model to run prompts."));
+}
+
+moelab::lab::RunSettings RunPanel::settings() const {
+  moelab::lab::RunSettings s;
+  s.prompt = prompt_->toPlainText().toStdString();
+  s.chat = mode_->currentData().toBool();
+  s.system = system_->text().toStdString();
+  s.max_tokens = maxTokens_->value();
+  s.ignore_eos = ignoreEos_->isChecked();
+  s.sampling.temperature = float(temp_->value());
+  s.sampling.top_k = topK_->value();
+  s.sampling.top_p = float(topP_->value());
+  s.sampling.min_p = float(minP_->value());
+  s.sampling.repeat_penalty = float(repeat_->value());
+  if (fixedSeed_->isChecked()) s.sampling.seed = uint64_t(seed_->value());
+  s.threads = threads_->value();
+  s.n_ctx = uint32_t(ctx_->value());
+  s.routing_policy = routing_->currentText().trimmed().toStdString();
+  s.attention_policy = attention_->currentText().trimmed().toStdString();
+  return s;
+}
+
+void RunPanel::setPrompt(const QString& prompt, bool chat) {
+  prompt_->setPlainText(prompt);
+  mode_->setCurrentIndex(chat && chatAvailable_ ? 1 : 0);
+}
+
+void RunPanel::setRunning(bool running) {
+  running_ = running;
+  run_->setEnabled(!running && canRun_);
+  stop_->setEnabled(running);
+}
+
+void RunPanel::setCanRun(bool can, const QString& why) {
+  canRun_ = can;
+  why_->setText(why);
+  why_->setVisible(!why.isEmpty());
+  setRunning(running_);
+}
+
+void RunPanel::setDefaultThreads(int n) {
+  threads_->setValue(std::max(1, n));
+}
+
+void RunPanel::setChatAvailable(bool available) {
+  chatAvailable_ = available;
+  if (!available && mode_->currentIndex() == 1) mode_->setCurrentIndex(0);
+  mode_->setItemData(1, available ? QVariant() : QVariant(0), Qt::UserRole - 1);
+  mode_->setToolTip(available ? tr("Raw: tokenized as written. Chat: a user turn in the model's "
+                                   "chat template")
+                              : tr("This model has no chat template: raw text only"));
+}

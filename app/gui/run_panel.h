@@ -1,0 +1,73 @@
+// The Run panel: prompt editor (raw text or the model's chat template), sampling controls,
+// routing and attention policy (when the engine has policies), threads/backend, Run/Stop.
+#pragma once
+
+#include <QCheckBox>
+#include <QComboBox>
+#include <QDoubleSpinBox>
+#include <QLabel>
+#include <QLineEdit>
+#include <QPlainTextEdit>
+#include <QPushButton>
+#include <QSpinBox>
+#include <QWidget>
+
+#include "run_recorder.h"
+
+class RunPanel : public QWidget {
+  Q_OBJECT
+ public:
+  explicit RunPanel(QWidget* parent = nullptr);
+
+  moelab::lab::RunSettings settings() const;
+  void setPrompt(const QString& prompt, bool chat);
+  void setRunning(bool running);
+  void setCanRun(bool can, const QString& why = {});
+  void setDefaultThreads(int n);
+  /// Whether the model has a chat template (enables chat mode).
+  void setChatAvailable(bool available);
+
+  // Controls (tests drive them like a user).
+  QPlainTextEdit* promptEdit() const { return prompt_; }
+  QComboBox* modeBox() const { return mode_; }
+  QDoubleSpinBox* temperatureBox() const { return temp_; }
+  QSpinBox* maxTokensBox() const { return maxTokens_; }
+  QSpinBox* seedBox() const { return seed_; }
+  QCheckBox* fixedSeedBox() const { return fixedSeed_; }
+  QSpinBox* threadsBox() const { return threads_; }
+  QSpinBox* contextBox() const { return ctx_; }
+  QCheckBox* ignoreEosBox() const { return ignoreEos_; }
+  QComboBox* routingBox() const { return routing_; }
+  QComboBox* attentionBox() const { return attention_; }
+  QPushButton* runButton() const { return run_; }
+  QPushButton* stopButton() const { return stop_; }
+
+ signals:
+  void runRequested();
+  void stopRequested();
+
+ private:
+  QPlainTextEdit* prompt_;
+  QComboBox* mode_;
+  QLineEdit* system_;
+  QSpinBox* maxTokens_;
+  QCheckBox* ignoreEos_;
+  QDoubleSpinBox* temp_;
+  QSpinBox* topK_;
+  QDoubleSpinBox* topP_;
+  QDoubleSpinBox* minP_;
+  QDoubleSpinBox* repeat_;
+  QCheckBox* fixedSeed_;
+  QSpinBox* seed_;
+  QSpinBox* threads_;
+  QSpinBox* ctx_;
+  QComboBox* routing_;
+  QComboBox* attention_;
+  QLabel* backend_;
+  QPushButton* run_;
+  QPushButton* stop_;
+  QLabel* why_;
+  bool running_ = false;
+  bool canRun_ = false;
+  bool chatAvailable_ = true;
+};
