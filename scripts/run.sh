@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# The main job on a built-in default: builds moelab, then shows the model card of a model -
-# the one given as $1, else the stories260K fixture from ../shared, else a small synthetic
-# Mixture-of-Experts model generated on the spot - in the GUI when a display exists, and
-# headless (moelab-cli inspect, plus a screenshot of the window under Xvfb) otherwise.
+# The main job: builds moelab, then
+#  - without arguments, the built-in demo: fetches SmolLM2-135M-Instruct once
+#    (scripts/fetch-demo-model.sh; the demo goes on without it when that fails) and opens the
+#    desktop lab on the synthetic Mixture-of-Experts demo model with a prompt ready to run; with
+#    no display it runs both demo models headless into a session of build/default/demo/demo.db,
+#    writes demo-summary.json and (when `moelab-cli report` exists) an HTML report next to it;
+#  - with a model as $1, its model card - in the GUI when a display exists, and headless
+#    (moelab-cli inspect, plus a screenshot of the window under Xvfb) otherwise.
 # Output goes to build/default/demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +19,26 @@ bin=build/default/app
 out=build/default/demo
 mkdir -p "$out"
 model=${1:-}
+if [ -z "$model" ] && [ "${MOELAB_DEMO:-1}" = 1 ]; then
+  scripts/fetch-demo-model.sh >/dev/null ||
+    echo "run.sh: SmolLM2-135M-Instruct is not available; the demo uses the synthetic model" >&2
+  if [ -n "${DISPLAY:-}" ]; then
+    exec "$bin/gui/moelab" --demo synthetic
+  fi
+  db=$out/demo.db
+  "$bin/gui/moelab" --headless-demo "$out" --db "$db"
+  session=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["session"])' \
+    "$out/demo-summary.json")
+  if "$bin/moelab-cli" report --help >/dev/null 2>&1; then
+    if "$bin/moelab-cli" report --db "$db" --session "$session" -f html -o "$out/demo-report.html"; then
+      echo "headless demo: report $out/demo-report.html"
+    else
+      echo "headless demo: the report could not be written (see above)" >&2
+    fi
+  fi
+  echo "headless demo: session \"$session\" in $db; summary $out/demo-summary.json"
+  exit 0
+fi
 if [ -z "$model" ]; then
   fixture=../shared/fixtures/models/stories260K/stories260K.F32.gguf
   if [ -f "$fixture" ]; then
