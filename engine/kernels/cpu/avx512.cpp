@@ -27,17 +27,6 @@ inline __m512i loadu512(const void* p) {
 inline __m512i join(__m256i lo, __m256i hi) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
-inline __m512 join_ps(float lo, float hi) {
-  return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(lo)), _mm256_set1_ps(hi), 1);
-}
-inline __m512i dot_i8_s512(__m512i x, __m512i y) {
-  const __mmask64 neg = _mm512_movepi8_mask(x);
-  const __m512i sy = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
-  return _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_abs_epi8(x), sy), _mm512_set1_epi16(1));
-}
-inline __m512i dot_u8_s512(__m512i u, __m512i y) {
-  return _mm512_madd_epi16(_mm512_maddubs_epi16(u, y), _mm512_set1_epi16(1));
-}
 
 float dot_f32(const void* wp, const void* xp, int64_t n) {
   const float* a = static_cast<const float*>(wp);
