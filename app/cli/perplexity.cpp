@@ -1,4 +1,7 @@
 // moelab-cli perplexity --model FILE --file TEXT [--ctx N] [--threads N] [--chunks N] [--json]
+//                       [--routing-policy SPEC]... [--attention-policy SPEC]
+// With policies: one perplexity per routing policy (repeat the option), printed as a table with
+// the average active experts per token - a perplexity-vs-active-experts curve in one command.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <fstream>
@@ -11,6 +14,7 @@
 
 #include "cli.h"
 #include "moelab/core/error.h"
+#include "moelab/policies/policies.h"
 #include "moelab/runtime/perplexity.h"
 
 namespace moelab::cli {
@@ -23,7 +27,58 @@ struct PerplexityOptions {
   int threads = 0;
   int chunks = 0;
   bool json = false;
+  std::vector<std::string> routing;  // routing policy specs, one run each
+  std::string attention;             // attention policy spec
 };
+
+int perplexity_policies(const PerplexityOptions& o, const std::string& text,
+                        std::shared_ptr<const Model> model, PerplexityParams pp, Io io) {
+  pp.progress = nullptr;  // one table row per policy instead
+  const AttentionPolicy ap = AttentionPolicy::parse(o.attention.empty() ? "full" : o.attention);
+  std::vector<std::string> specs = o.routing.empty() ? std::vector<std::string>{"default"}
+                                                     : o.routing;
+  nlohmann::json runs = nlohmann::json::array();
+  std::ostringstream table;
+  table << std::left << std::setw(28) << "routing policy" << std::right << std::setw(14)
+        << "active/token" << std::setw(12) << "PPL" << std::setw(10) << "+/-" << std::setw(10)
+        << "seconds" << '\n';
+  std::string method;
+  for (const auto& spec : specs) {
+    const RoutingPolicy rp = RoutingPolicy::parse(spec);
+    auto stats = std::make_shared<PolicyStats>();
+    const PerplexityResult r = perplexity(with_policies(model, rp, ap, stats), text, pp);
+    method = r.method;
+    uint64_t failovers = 0;
+    for (auto f : stats->failovers) failovers += f;
+    runs.push_back({{"routing_policy", rp.describe()},
+                    {"attention_policy", ap.describe()},
+                    {"avg_active_experts", stats->avg_active_experts()},
+                    {"failovers", failovers},
+                    {"ppl", r.ppl},
+                    {"ppl_stderr", r.ppl_stderr},
+                    {"mean_nll", r.mean_nll},
+                    {"n_scored", r.n_scored},
+                    {"seconds", r.seconds}});
+    table << std::left << std::setw(28) << rp.describe() << std::right << std::fixed
+          << std::setprecision(3) << std::setw(14) << stats->avg_active_experts()
+          << std::setprecision(4) << std::setw(12) << r.ppl << std::setw(10) << r.ppl_stderr
+          << std::setprecision(2) << std::setw(10) << r.seconds << '\n';
+  }
+  if (o.json) {
+    nlohmann::json j;
+    j["model"] = o.model;
+    j["file"] = o.file;
+    j["n_ctx"] = pp.n_ctx;
+    j["threads"] = pp.n_threads;
+    j["method"] = method;
+    j["runs"] = runs;
+    io.out << j.dump(2) << '\n';
+  } else {
+    io.out << "method: " << method << "\nattention policy: " << ap.describe() << '\n'
+           << table.str();
+  }
+  return kOk;
+}
 
 int perplexity_cmd(const PerplexityOptions& o, Io io) {
   std::ifstream in(o.file, std::ios::binary);
@@ -43,6 +98,8 @@ int perplexity_cmd(const PerplexityOptions& o, Io io) {
              << '\n';
       return true;
     };
+  if (!o.routing.empty() || !o.attention.empty())
+    return perplexity_policies(o, ss.str(), model, pp, io);
   const PerplexityResult r = perplexity(model, ss.str(), pp);
   if (o.json) {
     nlohmann::json j;
@@ -80,6 +137,10 @@ void add_perplexity(CLI::App& app, Io io, Action& action) {
   sub->add_option("-t,--threads", o->threads, "CPU threads (default: cores, at most 8)");
   sub->add_option("--chunks", o->chunks, "Evaluate at most this many chunks (0: all)");
   sub->add_flag("--json", o->json, "Print the result as one JSON object");
+  sub->add_option("--routing-policy", o->routing,
+                  "Routing policy (repeat for a table of perplexity vs active experts; specs as "
+                  "in 'run --help')");
+  sub->add_option("--attention-policy", o->attention, "Attention policy for every run");
   sub->callback([o, io, &action] { action = [o, io] { return perplexity_cmd(*o, io); }; });
 }
 

@@ -10,7 +10,6 @@
 
 #include "cli.h"
 #include "moelab/runtime/generator.h"
-#include "run_store.h"
 
 namespace moelab::cli {
 
@@ -30,7 +29,8 @@ struct RunOptions {
   bool ignore_eos = false;
   bool kv_f16 = false;
   std::vector<std::string> stop;
-  RunStoreOptions store;  // --db / --session
+  std::string routing_policy = "default";  // moelab/policies/policies.h specs
+  std::string attention_policy = "full";
 };
 
 int default_threads() {
@@ -46,6 +46,8 @@ int run_cmd(const RunOptions& o, Io io) {
       o.n_ctx ? o.n_ctx : static_cast<uint32_t>(trained ? std::min<uint64_t>(trained, 2048) : 2048);
   cp.n_threads = o.threads > 0 ? o.threads : default_threads();
   cp.kv_type = o.kv_f16 ? KvType::F16 : KvType::F32;
+  cp.routing = RoutingPolicy::parse(o.routing_policy);
+  cp.attention = AttentionPolicy::parse(o.attention_policy);
   Generator gen(model, cp);
 
   GenerateParams gp;
@@ -64,13 +66,7 @@ int run_cmd(const RunOptions& o, Io io) {
       io.out << ev.piece << std::flush;
       return true;
     };
-  std::unique_ptr<storage::AsyncWriter> writer;
-  std::optional<RunStore> stored;
-  if (o.store.enabled()) {
-    writer = open_writer(o.store.db);
-    stored.emplace(*writer, o.store.session, o.model, gen, gp, cp);
-  }
-  const GenerateResult r = stored ? stored->generate(gp, stream) : gen.generate(gp, stream);
+  const GenerateResult r = gen.generate(gp, stream);
 
   if (o.json) {
     nlohmann::json j;
@@ -88,7 +84,15 @@ int run_cmd(const RunOptions& o, Io io) {
     j["n_ctx"] = cp.n_ctx;
     j["threads"] = cp.n_threads;
     j["sampling"] = gp.sampling.describe();
-    if (stored) j["run_id"] = stored->id();
+    const PolicyStats ps = gen.context().policy_stats();
+    j["routing_policy"] = cp.routing.describe();
+    j["attention_policy"] = cp.attention.describe();
+    if (gen.model().card().expert_count > 0) {
+      j["avg_active_experts"] = ps.avg_active_experts();
+      j["failovers"] = ps.failovers;
+      j["overflows"] = ps.overflows;
+    }
+    if (cp.attention.rule == AttentionRule::Evict) j["evicted_cells"] = ps.evicted;
     io.out << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
   } else {
     io.out << '\n';
@@ -97,7 +101,10 @@ int run_cmd(const RunOptions& o, Io io) {
            << " ms; prefill " << r.prefill_tokens_per_s << " tok/s; decode " << r.tokens_per_s
            << " tok/s; stop: " << stop_reason_name(r.stop_reason) << "; seed " << r.seed << "; "
            << gp.sampling.describe() << "]\n";
-    if (stored) io.err << "run id: " << stored->id() << '\n';
+    if (!cp.routing.is_default() || !cp.attention.is_full())
+      io.err << "[routing " << cp.routing.describe() << ", attention " << cp.attention.describe()
+             << "; avg active experts "
+             << gen.context().policy_stats().avg_active_experts() << "]\n";
   }
   return kOk;
 }
@@ -142,10 +149,16 @@ void add_run(CLI::App& app, Io io, Action& action) {
   sub->add_option("--stop", o->stop, "Stop string (repeatable)");
   sub->add_flag("--ignore-eos", o->ignore_eos, "Do not stop at end-of-generation tokens");
   sub->add_flag("--kv-f16", o->kv_f16, "Store the KV cache in F16 (default F32)");
+  sub->add_option("--routing-policy", o->routing_policy,
+                  "MoE routing: default | k:N | top-p:P[,min,max] | entropy:min,max | "
+                  "mask:L:E,.. | fail:E,.. | capacity:C (constraints join with '+')")
+      ->capture_default_str();
+  sub->add_option("--attention-policy", o->attention_policy,
+                  "Attention: full | window:W | local-global:W,S,G | evict:S,W")
+      ->capture_default_str();
   sub->add_flag("--json", o->json,
                 "Print one JSON object (tokens, text, seed, ttft_ms, tokens_per_s, stop_reason) "
                 "instead of streaming");
-  add_run_store_options(sub, o->store);
   sub->callback([o, io, &action] { action = [o, io] { return run_cmd(*o, io); }; });
 }
 
