@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "moelab/runtime/generator.h"
+#include "run_store.h"
 
 namespace moelab::cli {
 
@@ -31,6 +32,7 @@ struct RunOptions {
   std::vector<std::string> stop;
   std::string routing_policy = "default";  // moelab/policies/policies.h specs
   std::string attention_policy = "full";
+  RunStoreOptions store;  // --db / --session
 };
 
 int default_threads() {
@@ -66,7 +68,13 @@ int run_cmd(const RunOptions& o, Io io) {
       io.out << ev.piece << std::flush;
       return true;
     };
-  const GenerateResult r = gen.generate(gp, stream);
+  std::unique_ptr<storage::AsyncWriter> writer;
+  std::optional<RunStore> stored;
+  if (o.store.enabled()) {
+    writer = open_writer(o.store.db);
+    stored.emplace(*writer, o.store.session, o.model, gen, gp, cp);
+  }
+  const GenerateResult r = stored ? stored->generate(gp, stream) : gen.generate(gp, stream);
 
   if (o.json) {
     nlohmann::json j;
@@ -93,6 +101,7 @@ int run_cmd(const RunOptions& o, Io io) {
       j["overflows"] = ps.overflows;
     }
     if (cp.attention.rule == AttentionRule::Evict) j["evicted_cells"] = ps.evicted;
+    if (stored) j["run_id"] = stored->id();
     io.out << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
   } else {
     io.out << '\n';
@@ -105,6 +114,7 @@ int run_cmd(const RunOptions& o, Io io) {
       io.err << "[routing " << cp.routing.describe() << ", attention " << cp.attention.describe()
              << "; avg active experts "
              << gen.context().policy_stats().avg_active_experts() << "]\n";
+    if (stored) io.err << "run id: " << stored->id() << '\n';
   }
   return kOk;
 }
@@ -159,6 +169,7 @@ void add_run(CLI::App& app, Io io, Action& action) {
   sub->add_flag("--json", o->json,
                 "Print one JSON object (tokens, text, seed, ttft_ms, tokens_per_s, stop_reason) "
                 "instead of streaming");
+  add_run_store_options(sub, o->store);
   sub->callback([o, io, &action] { action = [o, io] { return run_cmd(*o, io); }; });
 }
 
