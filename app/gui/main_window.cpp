@@ -494,6 +494,15 @@ void MainWindow::startRun() {
     return;
   }
   const int nLayer = card_ ? int(card_->n_layer) : 0;
+  live_ = {};
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+  views_->clear();
+  // A dense model has no routing to show: open on the latency page.
+  if (!card_ || card_->expert_count == 0)
+    views_->setPage(moelab::views::ViewsPanel::Page::kLatency);
+  else if (views_->page() == moelab::views::ViewsPanel::Page::kLatency)
+    views_->setPage(moelab::views::ViewsPanel::Page::kRouting);
+#endif
   output_->startRun(0, run_->promptEdit()->toPlainText(), card_ ? int(card_->expert_count) : 0,
                     nLayer);
   docks_["output"]->raise();
@@ -518,12 +527,57 @@ void MainWindow::compareLatest() {
   compare_->compareLatestTwo();
 }
 
+void MainWindow::publishViews(const std::vector<moelab::lab::LiveToken>& items) {
+  // Accumulate the run's routing and latency; the views panel takes snapshots by value and
+  // shows the newest one at its own frame rate.
+  for (const auto& t : items) {
+    if (t.index < 0) continue;
+    live_.latency_ms.push_back(double(t.latency_us) / 1000.0);
+    live_.text.push_back(t.piece);
+    if (live_.top.size() < t.experts.size()) {
+      live_.top.resize(t.experts.size(), std::vector<int32_t>(live_.text.size() - 1, -1));
+      live_.active.resize(t.experts.size(), std::vector<int32_t>(live_.text.size() - 1, 0));
+    }
+    for (size_t l = 0; l < live_.top.size(); ++l) {
+      const bool has = l < t.experts.size() && !t.experts[l].empty();
+      live_.top[l].push_back(has ? int32_t(t.experts[l][0]) : -1);
+      live_.active[l].push_back(has ? int32_t(t.experts[l].size()) : 0);
+    }
+  }
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+  const int n = int(live_.text.size());
+  if (!live_.top.empty() && card_ && card_->expert_count > 0) {
+    moelab::views::RoutingGrid g;
+    g.n_layer = int(live_.top.size());
+    g.n_tokens = n;
+    g.expert_count = int(card_->expert_count);
+    g.top_expert.reserve(size_t(g.n_layer) * size_t(n));
+    g.active_count.reserve(size_t(g.n_layer) * size_t(n));
+    for (int l = 0; l < g.n_layer; ++l) {
+      g.top_expert.insert(g.top_expert.end(), live_.top[size_t(l)].begin(),
+                          live_.top[size_t(l)].end());
+      g.active_count.insert(g.active_count.end(), live_.active[size_t(l)].begin(),
+                            live_.active[size_t(l)].end());
+    }
+    g.token_text = live_.text;
+    views_->publish(std::move(g));
+  }
+  if (n > 0) {
+    moelab::views::LatencySeries ls;
+    ls.ms = live_.latency_ms;
+    ls.ttft_ms = live_.latency_ms.front();
+    views_->publish(std::move(ls));
+  }
+#endif
+}
+
 void MainWindow::drainFeed() {
   // At most 512 tokens per tick keeps each GUI update short; the feed drops the oldest items
   // if the display falls further behind (the store has them all).
   auto items = runner_->feed().drain(512);
   if (items.empty()) return;
   output_->appendTokens(items);
+  publishViews(items);
 
   if (runner_->running() && items.size() > 1) {
     double us = 0;

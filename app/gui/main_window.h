@@ -97,6 +97,7 @@ class MainWindow : public QMainWindow {
   void handleDrop(const QList<QUrl>& urls);
   void say(const QString& text, int ms = 0);
   void drainFeed();
+  void publishViews(const std::vector<moelab::lab::LiveToken>& items);
   void updateTitle();
   void updateRecentMenu();
   void openStore();
@@ -126,5 +127,10 @@ class MainWindow : public QMainWindow {
   QMap<QString, QLabel*> status_;
   QMap<QString, QDockWidget*> docks_;
   qint64 liveRun_ = 0;
+  struct LiveRun {
+    std::vector<std::vector<int32_t>> top, active;  // [layer][token]
+    std::vector<std::string> text;
+    std::vector<double> latency_ms;
+  } live_;
   bool restoreLayout_ = true;
 };

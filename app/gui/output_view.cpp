@@ -14,6 +14,9 @@
 #include <map>
 
 #include "moelab/storage/store.h"
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+#include "moelab/views/colormap.h"
+#endif
 
 namespace {
 bool darkPalette(const QWidget* w) {
@@ -168,8 +171,19 @@ OutputView::OutputView(QWidget* parent) : QWidget(parent) {
 
 QColor OutputView::expertColor(int expert, int expertCount, bool dark) {
   if (expert < 0 || expertCount <= 0) return {};
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+  // The views' categorical palette, so a token's tint matches its cell in the routing grid;
+  // blended towards the text background so the text stays readable.
+  const auto table = moelab::views::colormap_table(moelab::views::Colormap::kCategorical);
+  const auto c = table[size_t(expert) % table.size()];
+  const QColor base = dark ? QColor(30, 30, 32) : QColor(255, 255, 255);
+  const double k = dark ? 0.55 : 0.45;  // share of the palette colour
+  return QColor(int(c.r * k + base.red() * (1 - k)), int(c.g * k + base.green() * (1 - k)),
+                int(c.b * k + base.blue() * (1 - k)));
+#else
   const int hue = (expert * 360 / expertCount + 20) % 360;
   return dark ? QColor::fromHsv(hue, 150, 110) : QColor::fromHsv(hue, 70, 255);
+#endif
 }
 
 void OutputView::startRun(qint64 runId, const QString& prompt, int expertCount, int nLayer) {

@@ -44,9 +44,12 @@ SessionsPanel::SessionsPanel(QWidget* parent) : QWidget(parent) {
   lay->setContentsMargins(4, 4, 4, 4);
   tree_ = new QTreeWidget(this);
   tree_->setObjectName("sessionsTree");
-  tree_->setColumnCount(4);
-  tree_->setHeaderLabels({tr("Session / run"), tr("Status"), tr("Tokens"), tr("Started")});
+  tree_->setColumnCount(3);
+  tree_->setHeaderLabels({tr("Session / run"), tr("Status"), tr("Tokens")});
+  tree_->header()->setStretchLastSection(false);
   tree_->header()->setSectionResizeMode(0, QHeaderView::Stretch);
+  tree_->header()->setSectionResizeMode(1, QHeaderView::ResizeToContents);
+  tree_->header()->setSectionResizeMode(2, QHeaderView::ResizeToContents);
   tree_->setToolTip(
       tr("Double-click a session to make it current (new runs go there); select a "
          "run to show its output"));
@@ -150,8 +153,10 @@ void SessionsPanel::refresh() {
       si->setData(0, kKindRole, 0);
       si->setData(0, Qt::UserRole + 2, name);
       si->setText(2, tr("%n run(s)", "", int(s.run_count)));
-      si->setText(3, QDateTime::fromMSecsSinceEpoch(s.created_at).toString("yyyy-MM-dd hh:mm"));
-      if (!s.notes.empty()) si->setToolTip(0, QString::fromStdString(s.notes));
+      si->setToolTip(
+          0, tr("created %1")
+                 .arg(QDateTime::fromMSecsSinceEpoch(s.created_at).toString("yyyy-MM-dd hh:mm")));
+      if (!s.notes.empty()) si->setToolTip(2, QString::fromStdString(s.notes));
       if (name == current_) {
         QFont f = si->font(0);
         f.setBold(true);
@@ -174,7 +179,9 @@ void SessionsPanel::refresh() {
           ri->setToolTip(1, QString::fromStdString(r.error));
         }
         ri->setText(2, QString::number(r.n_tokens));
-        ri->setText(3, QDateTime::fromMSecsSinceEpoch(r.started_at).toString("hh:mm:ss"));
+        ri->setToolTip(0,
+                       tr("started %1")
+                           .arg(QDateTime::fromMSecsSinceEpoch(r.started_at).toString("hh:mm:ss")));
         if (r.id == keepRun) select = ri;
       }
       si->setExpanded(name == current_ || s.id == keepSession);

