@@ -57,6 +57,7 @@ RunStore::RunStore(storage::AsyncWriter& writer, const std::string& session,
 
 GenerateResult RunStore::generate(const GenerateParams& gp, const TokenCallback& stream) {
   GenerateResult r;
+  if (!stats_) gen_.context().reset_policy_stats();  // count this run only
   try {
     r = gen_.generate(gp, rec_->wrap(stream));
   } catch (const storage::StorageError& e) {

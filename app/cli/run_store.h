@@ -43,7 +43,7 @@ class RunStore {
   session::GenerationRecorder& recorder() { return *rec_; }
   /// Policy statistics of the run: avg_active_experts, failovers and overflows are stored as
   /// metrics when the run finishes (reset the stats before generate()). Without it the
-  /// context's accumulated Context::policy_stats() is used (right for one run per context).
+  /// context's Context::policy_stats() are used, reset when generate() starts.
   void set_policy_stats(std::shared_ptr<const PolicyStats> stats) { stats_ = std::move(stats); }
 
  private:

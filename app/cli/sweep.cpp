@@ -136,8 +136,7 @@ int sweep_cmd(const SweepOptions& o, Io io) {
     cp.kv_type = o.spec.kv_f16 ? KvType::F16 : KvType::F32;
     cp.routing = RoutingPolicy::parse(c.routing_spec);
     cp.attention = AttentionPolicy::parse(c.attention_spec);
-    auto stats = std::make_shared<PolicyStats>();
-    Generator gen(with_policies(model, cp.routing, cp.attention, stats), cp);
+    Generator gen(model, cp);
     for (uint64_t seed : seeds) {
       GenerateParams gp;
       gp.prompt = o.prompt;
@@ -146,9 +145,7 @@ int sweep_cmd(const SweepOptions& o, Io io) {
       gp.sampling = o.sampling;
       gp.sampling.seed = seed;
       gp.ignore_eos = o.ignore_eos;
-      *stats = PolicyStats{};
       RunStore stored(*writer, o.session, o.spec.model, gen, gp, cp, model_row);
-      stored.set_policy_stats(stats);
       const auto r = stored.generate(gp, {});
       c.runs.push_back(stored.id());
       if (!o.json)
