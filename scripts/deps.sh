@@ -10,6 +10,7 @@ PACKAGES=(
   libsqlite3-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libzstd-dev libssl-dev
   xvfb xauth clang-14 libclang-rt-14-dev
   help2man desktop-file-utils appstream dpkg-dev shared-mime-info
+  chromium poppler-utils fonts-wqy-microhei
 )
 
 missing=()

@@ -23,6 +23,7 @@ const Adder kCommands[] = {
     add_run,
     add_perplexity,
     add_logits,
+    add_report,
     add_trace,
     add_eval,
     add_sweep,

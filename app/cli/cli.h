@@ -42,6 +42,7 @@ void add_compare(CLI::App& app, Io io, Action& action);
 void add_run(CLI::App& app, Io io, Action& action);
 void add_perplexity(CLI::App& app, Io io, Action& action);
 void add_logits(CLI::App& app, Io io, Action& action);
+void add_report(CLI::App& app, Io io, Action& action);
 void add_trace(CLI::App& app, Io io, Action& action);
 void add_eval(CLI::App& app, Io io, Action& action);
 void add_sweep(CLI::App& app, Io io, Action& action);

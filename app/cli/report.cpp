@@ -1,0 +1,97 @@
+// moelab-cli report --db PATH (--run ID | --session NAME | --compare A B)
+//                   --format {html,pdf,md,csv,json} -o PATH [--page a4|letter] [--title T]
+// Writes a session report (app/report) and prints the path(s) written.
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <ostream>
+
+#include "cli.h"
+#include "moelab/report/report.h"
+#include "store_cli.h"
+
+namespace moelab::cli {
+
+namespace {
+
+struct ReportCliOptions {
+  std::string db;
+  int64_t run = 0;
+  std::string session;
+  std::vector<int64_t> compare;
+  std::string format = "html";
+  std::string out;
+  std::string page = "a4";
+  std::string title;
+  int64_t max_detail = 512;
+  int64_t timestamp = -1;
+  bool quiet = false;
+};
+
+int run_report(const ReportCliOptions& o, Io io) {
+  report::Selection sel;
+  const int chosen = (o.run ? 1 : 0) + (o.session.empty() ? 0 : 1) + (o.compare.empty() ? 0 : 1);
+  if (chosen != 1)
+    throw Error(ErrorKind::BadInput, "give exactly one of --run ID, --session NAME, --compare A B");
+  if (o.run)
+    sel = report::Selection::one_run(o.run);
+  else if (!o.session.empty())
+    sel = report::Selection::whole_session(o.session);
+  else
+    sel = report::Selection::compare(o.compare.at(0), o.compare.at(1));
+  report::Options ro;
+  ro.format = *report::parse_format(o.format);
+  ro.page = o.page == "letter" ? report::PageSize::Letter : report::PageSize::A4;
+  ro.title = o.title;
+  ro.max_detail_tokens = o.max_detail;
+  if (o.timestamp >= 0) ro.generated_at_ms = o.timestamp * 1000;
+  if (!o.quiet)
+    ro.progress = [&io](int done, int total, const std::string& what) {
+      io.err << "[" << done << "/" << total << "] " << what << '\n';
+      return true;
+    };
+  const auto store = open_existing_store(db_or_default(o.db));
+  const report::Written w = report::write_report(*store, sel, o.out, ro);
+  for (const auto& f : w.files) io.out << f << '\n';
+  return kOk;
+}
+
+}  // namespace
+
+void add_report(CLI::App& app, Io io, Action& action) {
+  auto o = std::make_shared<ReportCliOptions>();
+  auto* sub = app.add_subcommand(
+      "report",
+      "Write a report of a run, a session or an A/B comparison (HTML, PDF, Markdown, "
+      "CSV, JSON)");
+  add_db_option(sub, o->db);
+  auto* run = sub->add_option("--run", o->run, "Report one run (id)");
+  auto* ses = sub->add_option("--session", o->session, "Report every run of a session (name)");
+  auto* cmp = sub->add_option("--compare", o->compare, "A/B report of runs A (baseline) and B")
+                  ->expected(2);
+  run->excludes(ses)->excludes(cmp);
+  ses->excludes(cmp);
+  sub->add_option("-f,--format", o->format, "html, pdf, md, csv or json")
+      ->check(CLI::IsMember({"html", "pdf", "md", "markdown", "csv", "json"}))
+      ->capture_default_str();
+  sub->add_option("-o,--output", o->out,
+                  "Output file (md: images go to <stem>_files/; csv: also writes "
+                  "<stem>.tokens.csv and <stem>.routing.csv)")
+      ->required();
+  sub->add_option("--page", o->page, "PDF page size: a4 or letter")
+      ->check(CLI::IsMember({"a4", "letter"}))
+      ->capture_default_str();
+  sub->add_option("--title", o->title, "Title (default: derived from the selection)");
+  sub->add_option("--max-detail-tokens", o->max_detail,
+                  "Tokens per run shown in detail; aggregates always use every token")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sub->add_option("--timestamp", o->timestamp,
+                  "Generation time to print, Unix seconds (default: SOURCE_DATE_EPOCH or now); "
+                  "fixes the only varying bytes");
+  sub->add_flag("-q,--quiet", o->quiet, "No progress lines on stderr");
+  sub->callback([o, io, &action] {
+    action = [o, io] { return with_store_errors([&] { return run_report(*o, io); }); };
+  });
+}
+
+}  // namespace moelab::cli
