@@ -106,7 +106,7 @@ void model_section(Builder& b, const RunData& d) {
   if (c.contains("tensor_types") && c["tensor_types"].is_object()) {
     std::string t;
     for (const auto& [k, v] : c["tensor_types"].items())
-      t += (t.empty() ? "" : ", ") + k + " x" + v.dump();
+      t += (t.empty() ? "" : ", ") + k + ": " + v.dump() + " tensors";
     rows.push_back({"tensor types", t});
   }
   b.table({"model card", "value"}, rows);
@@ -337,7 +337,9 @@ void compare_section(Builder& b, const Report& r, int& fig_counter) {
              "largest load change (A -> B)", "tokens A / B"},
             rr);
   }
-  b.figures(make_compare_figures(r, fig_counter));
+  std::vector<std::string> figure_notes;
+  b.figures(make_compare_figures(r, fig_counter, figure_notes));
+  for (const auto& n : figure_notes) b.note(n);
   b.h3("Output diff (token level)");
   const auto& s = c.diff_summary;
   b.para(std::to_string(s.equal) + " tokens equal, " + std::to_string(s.deleted) +

@@ -555,7 +555,8 @@ std::vector<Figure> make_run_figures(const Report& r, const RunData& d, int& cou
   return out;
 }
 
-std::vector<Figure> make_compare_figures(const Report& r, int& counter) {
+std::vector<Figure> make_compare_figures(const Report& r, int& counter,
+                                         std::vector<std::string>& notes) {
   std::vector<Figure> out;
   const RunData& A = r.runs[0];
   const RunData& B = r.runs[1];
@@ -588,6 +589,17 @@ std::vector<Figure> make_compare_figures(const Report& r, int& counter) {
           a.shape != b.shape || a.shape.size() < 2)
         continue;
       views::HeatmapView v = views::attention_diff_view(attention_map(b), attention_map(a));
+      float max_abs = 0;
+      for (float x : v.map.values)
+        if (std::isfinite(x)) max_abs = std::max(max_abs, std::fabs(x));
+      if (max_abs == 0) {
+        // A diverging map of zeros (with a +-1e-30 colour bar) reads like a rendering fault.
+        notes.push_back("Attention of layer " + std::to_string(a.layer) + ", head " +
+                        std::to_string(a.head) + " at token " + std::to_string(a.position) +
+                        " is identical in A and B (max |B - A| = 0), so no difference map is "
+                        "drawn.");
+        break;
+      }
       v.x_label = "key position";
       v.y_label = "query position";
       v.value_unit = "probability B - A";
@@ -597,8 +609,11 @@ std::vector<Figure> make_compare_figures(const Report& r, int& counter) {
       f.title = "Attention difference B - A: layer " + std::to_string(a.layer) + ", head " +
                 std::to_string(a.head) + " at token " + std::to_string(a.position);
       f.caption =
-          "Red: key attended more in B; blue: more in A; grey: no change. Cells right "
-          "of the diagonal are masked (causal attention).";
+          "Red: key attended more in B; blue: more in A; grey: no change (largest "
+          "|B - A| = " +
+          format_number(max_abs, 3) +
+          "). Cells right of the diagonal "
+          "are masked (causal attention).";
       f.image = heatmap_figure(v, "Attention difference (B - A)",
                                "layer " + std::to_string(a.layer) + ", head " +
                                    std::to_string(a.head) + ", token " + std::to_string(a.position),

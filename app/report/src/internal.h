@@ -124,7 +124,9 @@ std::string format_bytes(uint64_t b);
 
 // figures (figures.cpp)
 std::vector<Figure> make_run_figures(const Report& r, const RunData& run, int& counter);
-std::vector<Figure> make_compare_figures(const Report& r, int& counter);
+/// `notes`: what is not drawn and why (e.g. identical attention maps).
+std::vector<Figure> make_compare_figures(const Report& r, int& counter,
+                                         std::vector<std::string>& notes);
 
 // document (document.cpp)
 Document build_document(const Report& r, const std::function<void(const std::string&)>& step);

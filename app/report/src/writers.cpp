@@ -188,8 +188,9 @@ std::string body_html(const Document& d, Flavor f, const std::vector<std::string
         const Figure& fig = d.figures[static_cast<size_t>(b.figure)];
         if (f == Flavor::Qt) {
           const int w = std::min(qt_img_width, fig.image.width());
-          o << "<p><b>" << h(fig.title) << "</b><br/><img src=\"" << h(img_src[b.figure])
-            << "\" width=\"" << w << "\" height=\""
+          // The image carries its own title: a separate title line could be left alone at the
+          // bottom of a page when the image moves to the next one.
+          o << "<p><img src=\"" << h(img_src[b.figure]) << "\" width=\"" << w << "\" height=\""
             << static_cast<int>(
                    std::lround(static_cast<double>(fig.image.height()) * w / fig.image.width()))
             << "\"/><br/><i>" << h(fig.caption) << "</i></p>\n";
