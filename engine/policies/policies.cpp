@@ -81,7 +81,8 @@ RoutingPolicy RoutingPolicy::parse(const std::string& spec) {
       if (!(r.p > 0 && r.p <= 1)) bad(spec, "P must be in (0, 1]");
       if (args.size() == 3) {
         r.min_k = static_cast<int>(to_int(spec, args[1], 1, 1 << 20));
-        r.max_k = static_cast<int>(to_int(spec, args[2], 1, 1 << 20));
+        // max 0 = no upper limit (expert_count), the value describe() writes for it.
+        r.max_k = static_cast<int>(to_int(spec, args[2], 0, 1 << 20));
       }
     } else if (name == "entropy") {
       base(RoutingRule::Entropy);
@@ -122,7 +123,8 @@ std::string RoutingPolicy::describe() const {
       s = "k:" + std::to_string(k);
       break;
     case RoutingRule::TopP:
-      s = "top-p:" + fmt(p) + "," + std::to_string(min_k) + "," + std::to_string(max_k);
+      s = "top-p:" + fmt(p);
+      if (min_k > 1 || max_k > 0) s += "," + std::to_string(min_k) + "," + std::to_string(max_k);
       break;
     case RoutingRule::Entropy:
       s = "entropy:" + std::to_string(min_k) + "," + std::to_string(max_k);

@@ -87,12 +87,15 @@ class TestProbes : public QObject {
   Q_OBJECT
  private slots:
   void policy_specs() {
-    for (const char* s : {"default", "k:3", "top-p:0.5,1,8", "entropy:1,4", "mask:*:1,2+mask:0:3",
+    for (const char* s : {"default", "k:3", "top-p:0.5,1,8", "top-p:0.7", "top-p:0.6,2,0",
+                          "entropy:1,4", "mask:*:1,2+mask:0:3",
                           "top-p:0.9,2,4+fail:3,5+capacity:4", "k:2+fail:0"}) {
       const auto p = RoutingPolicy::parse(s);
       QCOMPARE(RoutingPolicy::parse(p.describe()), p);
     }
-    QCOMPARE(RoutingPolicy::parse("top-p:0.7").describe(), std::string("top-p:0.7,1,0"));
+    // The short form stays short, and every description parses back (it is stored in run configs).
+    QCOMPARE(RoutingPolicy::parse("top-p:0.7").describe(), std::string("top-p:0.7"));
+    QCOMPARE(RoutingPolicy::parse("top-p:0.6,2,0").describe(), std::string("top-p:0.6,2,0"));
     QVERIFY(RoutingPolicy::parse("default").is_default());
     QVERIFY(!RoutingPolicy::parse("fail:1").is_default());
     for (const char* s : {"", "k", "k:0", "k:x", "top-p:0", "top-p:1.5", "top-p:0.5,3",
