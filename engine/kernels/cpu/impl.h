@@ -15,6 +15,13 @@ using DotFn = float (*)(const void* w, const void* x, int64_t n);
 using DotTokFn = void (*)(const void* w, const uint8_t* x, uint64_t x_stride, int n_tok, int64_t n,
                           float* out, int64_t out_stride);
 inline constexpr int kMaxTok = 4;
+/// Dot products of n_rows (1..kMaxRows) weight rows w, w + w_stride, ... with one activation
+/// row (decode): out[r] = dot(w + r * w_stride, x, n). The activation block is loaded and its
+/// scale converted once for all rows; each row's sum is formed in exactly the order of the
+/// matching DotFn (bit-identical).
+using DotRowsFn = void (*)(const uint8_t* w, uint64_t w_stride, int n_rows, const void* x,
+                           int64_t n, float* out);
+inline constexpr int kMaxRows = 4;
 /// Decodes n elements (a multiple of the block size) to F32.
 using DequantFn = void (*)(const void* src, float* dst, int64_t n);
 
@@ -23,7 +30,8 @@ inline constexpr int kMaxTypeId = 40;
 struct Table {
   DotFn dot[kMaxTypeId] = {};
   DequantFn dequant[kMaxTypeId] = {};
-  DotTokFn dot_tok[kMaxTypeId] = {};  // null: no multi-token kernel (matmul calls dot per pair)
+  DotTokFn dot_tok[kMaxTypeId] = {};    // null: no multi-token kernel (matmul calls dot per pair)
+  DotRowsFn dot_rows[kMaxTypeId] = {};  // null: no multi-row kernel (matvec calls dot per row)
 };
 
 /// Fill a table: scalar fills every supported type; the SIMD fillers overwrite the entries

@@ -185,6 +185,46 @@ void dot32_tok(const void* w, const uint8_t* x, uint64_t xs, int n_tok, int64_t 
   }
 }
 
+// dot32 for kR weight rows and one token (decode): the activation block is loaded once.
+template <class D, class I, int kR>
+void dot32_rows_n(const uint8_t* wp, uint64_t ws, const void* xp, int64_t n, float* out) {
+  const auto* x = static_cast<const typename D::XB*>(xp);
+  const typename D::B* w[kR];
+  for (int r = 0; r < kR; ++r) w[r] = reinterpret_cast<const typename D::B*>(wp + r * ws);
+  __m256 acc[kR];
+  float ms[kR];
+  for (int r = 0; r < kR; ++r) acc[r] = _mm256_setzero_ps(), ms[r] = 0;
+  for (int64_t i = 0; i < n / el::QK; ++i) {
+    const __m256i y = loadu256(x[i].qs);
+    const float dx = el::h2f(x[i].d);
+    for (int r = 0; r < kR; ++r) {
+      const __m256 d = _mm256_set1_ps(el::h2f(w[r][i].d) * dx);
+      acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(idot<D, I>(D::dec(w[r][i]), y)), acc[r]);
+      if constexpr (D::kMin) ms[r] += el::h2f(w[r][i].m) * el::h2f(x[i].s);
+    }
+  }
+  for (int r = 0; r < kR; ++r) {
+    if constexpr (D::kMin)
+      out[r] = hsum_ps256(acc[r]) + ms[r];
+    else
+      out[r] = hsum_ps256(acc[r]);
+  }
+}
+
+template <class D, class I>
+void dot32_rows(const uint8_t* w, uint64_t ws, int n_rows, const void* x, int64_t n, float* out) {
+  switch (n_rows) {
+    case 4:
+      return dot32_rows_n<D, I, 4>(w, ws, x, n, out);
+    case 3:
+      return dot32_rows_n<D, I, 3>(w, ws, x, n, out);
+    case 2:
+      return dot32_rows_n<D, I, 2>(w, ws, x, n, out);
+    default:
+      return dot32_rows_n<D, I, 1>(w, ws, x, n, out);
+  }
+}
+
 // ---- K-quants, several tokens: the super-block is decoded once (quants and scales), then each
 // token's exact int32 sum is formed; the final el::k_combine is the single-token kernels', so
 // the results equal theirs (and the scalar reference's) bit for bit.
