@@ -451,8 +451,12 @@ std::string csv_field(const std::string& s) {
 
 std::string csv_row(const std::vector<std::string>& f) {
   std::string o;
-  for (size_t i = 0; i < f.size(); ++i) o += (i ? "," : "") + csv_field(f[i]);
-  return o + "\r\n";
+  for (size_t i = 0; i < f.size(); ++i) {
+    if (i) o += ',';
+    o += csv_field(f[i]);
+  }
+  o += "\r\n";
+  return o;
 }
 
 /// Round-trip text of a double (shortest of %.15g / %.17g that parses back exactly).
