@@ -355,11 +355,17 @@ class TestReport : public QObject {
     for (const char* s : {"--temp 0", "--top-k 40", "--top-p 0.95", "--seed 1234", "--threads 2",
                           "--ctx 256", "-n 44"})
       QVERIFY2(cmd.find(s) != std::string::npos, s);
-    // The routing policy is not a `run` option here: the report says so.
-    bool noted = false;
-    for (const auto& n : doc["runs"][0]["command_notes"])
-      noted |= n.get<std::string>() == "routing_policy = \"k:1\"";
-    QVERIFY(noted);
+    // `run` sets the routing policy itself; the model's own attention rule needs no option and
+    // the CPU backend is the default, so nothing is left unexpressed.
+    QVERIFY2(cmd.find(" --routing-policy k:1") != std::string::npos, cmd.c_str());
+    QVERIFY2(cmd.find("--attention-policy") == std::string::npos, cmd.c_str());
+    QVERIFY2(cmd.find("--backend") == std::string::npos, cmd.c_str());
+    QCOMPARE(doc["runs"][0]["command_notes"].size(), size_t(0));
+    // Run A (default routing) gets no policy option at all.
+    const auto doc_a = report::build_json(*f_.store, report::Selection::one_run(f_.a),
+                                          fixed(report::Format::Json));
+    const std::string cmd_a = doc_a["runs"][0]["command_line"];
+    QVERIFY2(cmd_a.find("--routing-policy") == std::string::npos, cmd_a.c_str());
   }
 
   void markdown_with_images_beside_it() {

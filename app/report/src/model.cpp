@@ -133,17 +133,25 @@ void reproduce(RunData& d) {
     std::transform(t.begin(), t.end(), t.begin(), ::tolower);
     if (t == "f16") cmd += " --kv-f16";
   }
+  // Policies: `run --routing-policy/--attention-policy`; the model's own rules need no option.
+  auto policy = [&](const char* flag, const char* key, const char* model_default) {
+    const json* v = find(c, {key});
+    if (!v || !v->is_string()) return;
+    used.insert(key);
+    if (v->get<std::string>() != model_default)
+      cmd += std::string(" ") + flag + " " + shell_quote(v->get<std::string>());
+  };
+  policy("--routing-policy", "/routing_policy", "default");
+  policy("--attention-policy", "/attention_policy", "full");
   d.command_line = cmd;
-  // Settings the command cannot express yet (routing/attention policies, backend ...).
+  // Settings the command cannot express (a non-CPU backend: `run` has no --backend yet).
   static const std::set<std::string> kInformational = {
       "version", "build", "machine", "model_sha256", "prompt", "sampling", "generate", "kind"};
   if (c.is_object())
     for (const auto& [k, v] : c.items()) {
       if (used.count("/" + k) || kInformational.count(k)) continue;
       // The model's own rules need no option.
-      if ((k == "routing_policy" && v == "default") || (k == "attention_policy" && v == "full") ||
-          (k == "backend" && v == "cpu"))
-        continue;
+      if (k == "backend" && v == "cpu") continue;
       d.command_notes.push_back(k + " = " + v.dump());
     }
   if (c.is_object() && c.contains("sampling") && c["sampling"].is_object())
