@@ -4,6 +4,7 @@
 #include <QApplication>
 #include <QCloseEvent>
 #include <QDateTime>
+#include <QDir>
 #include <QDragEnterEvent>
 #include <QElapsedTimer>
 #include <QFileDialog>
@@ -23,6 +24,7 @@
 #include "moelab/core/backends.h"
 #include "moelab/storage/store.h"
 #include "moelab/tokenizer/tokenizer.h"
+#include "report_export.h"
 #include "settings.h"
 #ifdef MOELAB_HAVE_VIEWS_PANEL
 #include "moelab/views/views_panel.h"
@@ -120,6 +122,10 @@ void MainWindow::build(const Options& options) {
         tr("session %1").arg(QDateTime::currentDateTime().toString("yyyy-MM-dd hh:mm")), &ok);
     if (ok && !name.trimmed().isEmpty()) setCurrentSession(name.trimmed());
   });
+  file->addSeparator();
+  auto* exportAct = file->addAction(tr("&Export Report…"), this, &MainWindow::exportReportDialog);
+  exportAct->setObjectName("exportReportAction");
+  exportAct->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_E));
   file->addSeparator();
   file->addAction(tr("Se&ttings…"), this, [this] { moelab::lab::SettingsDialog(this).exec(); });
   file->addSeparator();
@@ -301,6 +307,7 @@ void MainWindow::build(const Options& options) {
           [this](std::shared_ptr<const moelab::lab::RecordedRun> r) {
             drainFeed();
             drain_.stop();
+            if (r->run_id > 0) lastRun_ = r->run_id;
             run_->setRunning(false);
             const quint64 dropped = runner_->feed().dropped();
             if (dropped > 0 && store_)
@@ -519,6 +526,74 @@ void MainWindow::stopRun() {
     runner_->stop();
     say(tr("Stopping…"));
   }
+}
+
+QStringList MainWindow::exportReport(const QString& what, const QString& path) {
+  namespace rp = moelab::report;
+  if (runner_->running()) {
+    say(tr("Export report: wait until the run has finished"));
+    return {};
+  }
+  rp::Selection sel;
+  QString label;
+  if (what == "run") {
+    const qint64 id = output_->runId() > 0 ? output_->runId() : lastRun_;
+    if (id <= 0) {
+      say(tr("Export report: no run to report yet"));
+      return {};
+    }
+    sel = rp::Selection::one_run(id);
+    label = tr("run #%1").arg(id);
+  } else if (what == "session") {
+    sel = rp::Selection::whole_session(session_.toStdString());
+    label = tr("session \"%1\"").arg(session_);
+  } else if (what == "compare") {
+    const qint64 a = compare_->runA()->currentData().toLongLong();
+    const qint64 b = compare_->runB()->currentData().toLongLong();
+    if (a <= 0 || b <= 0) {
+      say(tr("Export report: choose runs A and B in the Compare panel first"));
+      return {};
+    }
+    sel = rp::Selection::compare(a, b);
+    label = tr("runs #%1 (A) and #%2 (B)").arg(a).arg(b);
+  } else {
+    say(tr("Export report: unknown selection \"%1\"").arg(what));
+    return {};
+  }
+  const auto r = moelab::lab::exportReport(this, dbPath_, sel, path);
+  if (r.cancelled) {
+    say(tr("Report cancelled"));
+    return {};
+  }
+  if (!r.ok) {
+    say(tr("The report of %1 could not be written: %2").arg(label, r.error));
+    return {};
+  }
+  say(tr("Report of %1 written to %2").arg(label, r.files.value(0)));
+  return r.files;
+}
+
+void MainWindow::exportReportDialog() {
+  const QStringList kinds = {tr("This run (shown in Output, else the last run)"),
+                             tr("The current session"),
+                             tr("Comparison A-B (runs chosen in the Compare panel)")};
+  bool ok = false;
+  const QString k =
+      QInputDialog::getItem(this, tr("Export report"), tr("Report of:"), kinds, 0, false, &ok);
+  if (!ok) return;
+  const QString what = k == kinds[0] ? "run" : k == kinds[1] ? "session" : "compare";
+  QString selected;
+  QString path = QFileDialog::getSaveFileName(
+      this, tr("Export report"),
+      QDir::home().filePath(what == "compare" ? "moelab-ab.html" : "moelab-report.html"),
+      moelab::lab::reportFileFilter(), &selected);
+  if (path.isEmpty()) return;
+  if (!moelab::lab::reportFormatForPath(path)) {
+    // No known suffix: take the one of the chosen filter.
+    const int star = selected.indexOf("*.");
+    if (star >= 0) path += selected.mid(star + 1, selected.indexOf(')', star) - star - 1);
+  }
+  exportReport(what, path);
 }
 
 void MainWindow::compareLatest() {

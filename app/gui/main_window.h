@@ -75,6 +75,17 @@ class MainWindow : public QMainWindow {
   void startRun();
   void stopRun();
   void compareLatest();
+  /// File -> Export report…: asks what to report (run / session / comparison A-B) and where
+  /// (the format follows the suffix), then writes it with a progress dialog.
+  void exportReportDialog();
+
+ public:
+  /// Writes a report without asking (what the dialog does after its questions): `what` is
+  /// "run" (the run shown in Output, else the last finished run), "session" (the current
+  /// session) or "compare" (the Compare panel's A and B). Returns the written files (document
+  /// first); empty on failure or cancel, with the reason in lastMessage().
+  QStringList exportReport(const QString& what, const QString& path);
+  qint64 lastRunId() const { return lastRun_; }
 
  signals:
   /// The window is idle after a load: card shown and hash done/cancelled, or loading failed.
@@ -127,6 +138,7 @@ class MainWindow : public QMainWindow {
   QMap<QString, QLabel*> status_;
   QMap<QString, QDockWidget*> docks_;
   qint64 liveRun_ = 0;
+  qint64 lastRun_ = 0;  // last finished run
   struct LiveRun {
     std::vector<std::vector<int32_t>> top, active;  // [layer][token]
     std::vector<std::string> text;
