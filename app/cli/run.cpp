@@ -2,6 +2,7 @@
 //               [--min-p P] [--seed S] [--threads N] [--ctx N] [--chat] [--json] ...
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cstdlib>
 #include <iomanip>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -10,6 +11,8 @@
 
 #include "cli.h"
 #include "moelab/runtime/generator.h"
+#include "moelab/session/energy.h"
+#include "moelab/telemetry/power.h"
 #include "run_store.h"
 
 namespace moelab::cli {
@@ -74,7 +77,14 @@ int run_cmd(const RunOptions& o, Io io) {
     writer = open_writer(o.store.db);
     stored.emplace(*writer, o.store.session, o.model, gen, gp, cp);
   }
+  // Energy from the machine's sensor (RAPL for the CPU backend; MOELAB_POWERCAP_ROOT moves the
+  // powercap sysfs root, for tests); without one the reason is reported, never a number.
+  const char* powercap = std::getenv("MOELAB_POWERCAP_ROOT");
+  session::RunEnergy energy(open_power_meter(false, powercap ? powercap : "/sys/class/powercap"));
+  stream = energy.wrap(stream);
+  if (stored) stored->recorder().set_energy(&energy);
   const GenerateResult r = stored ? stored->generate(gp, stream) : gen.generate(gp, stream);
+  const nlohmann::json ej = energy.json();
 
   if (o.json) {
     nlohmann::json j;
@@ -101,6 +111,7 @@ int run_cmd(const RunOptions& o, Io io) {
       j["overflows"] = ps.overflows;
     }
     if (cp.attention.rule == AttentionRule::Evict) j["evicted_cells"] = ps.evicted;
+    for (const auto& [k, v] : ej.items()) j[k] = v;
     if (stored) j["run_id"] = stored->id();
     io.out << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
   } else {
@@ -114,6 +125,11 @@ int run_cmd(const RunOptions& o, Io io) {
       io.err << "[routing " << cp.routing.describe() << ", attention " << cp.attention.describe()
              << "; avg active experts "
              << gen.context().policy_stats().avg_active_experts() << "]\n";
+    if (ej.contains("energy_unavailable"))
+      io.err << "[energy: " << ej["energy_unavailable"].get<std::string>() << "]\n";
+    else if (!ej["j_per_token"].is_null())
+      io.err << std::setprecision(3) << "[energy " << ej["energy_j"].get<double>() << " J; "
+             << ej["j_per_token"].get<double>() << " J/token (decode)]\n";
     if (stored) io.err << "run id: " << stored->id() << '\n';
   }
   return kOk;
@@ -167,7 +183,8 @@ void add_run(CLI::App& app, Io io, Action& action) {
                   "Attention: full | window:W | local-global:W,S,G | evict:S,W")
       ->capture_default_str();
   sub->add_flag("--json", o->json,
-                "Print one JSON object (tokens, text, seed, ttft_ms, tokens_per_s, stop_reason) "
+                "Print one JSON object (tokens, text, seed, ttft_ms, tokens_per_s, stop_reason, "
+                "energy_j and j_per_token - null with energy_unavailable: reason when no sensor) "
                 "instead of streaming");
   add_run_store_options(sub, o->store);
   sub->callback([o, io, &action] { action = [o, io] { return run_cmd(*o, io); }; });

@@ -1,5 +1,7 @@
 #include "moelab/session/session.h"
 
+#include "moelab/session/energy.h"
+
 #include <cmath>
 #include <exception>
 #include <random>
@@ -217,6 +219,7 @@ void GenerationRecorder::finish(const GenerateResult& r) {
   run_.metric("total_ms", r.total_ms, "ms");
   run_.metric("prompt_tokens", static_cast<double>(r.prompt_tokens.size()), "tokens");
   run_.metric("generated_tokens", static_cast<double>(r.tokens.size()), "tokens");
+  if (energy_) energy_->store_metrics(run_);
   run_.finish(r.stop_reason == StopReason::Cancelled ? storage::RunStatus::Cancelled
                                                      : storage::RunStatus::Complete,
               r.text);

@@ -33,6 +33,8 @@
 
 namespace moelab::session {
 
+class RunEnergy;
+
 /// Everything that determines a generation run, as recorded in runs.config_json.
 struct GenerateConfig {
   SamplerParams sampling;                  // sampling.seed must be set (see ensure_seed)
@@ -150,12 +152,16 @@ class GenerationRecorder {
   }
   /// Tokens recorded so far.
   int64_t tokens_recorded() const { return n_tokens_; }
+  /// Energy of this run (energy.h), owned by the caller and alive until finish(): finish()
+  /// stores its measured metrics (energy_j, j_per_token, ...; none without a sensor).
+  void set_energy(RunEnergy* energy) { energy_ = energy; }
 
  private:
   storage::RunWriter run_;
   Generator& gen_;
   std::unique_ptr<RoutingRecorder> routing_;
   int64_t n_tokens_ = 0;
+  RunEnergy* energy_ = nullptr;
   bool done_ = false;
 };
 
