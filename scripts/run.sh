@@ -4,7 +4,8 @@
 #    (scripts/fetch-demo-model.sh; the demo goes on without it when that fails) and opens the
 #    desktop lab on the synthetic Mixture-of-Experts demo model with a prompt ready to run; with
 #    no display it runs both demo models headless into a session of build/default/demo/demo.db,
-#    writes demo-summary.json and (when `moelab-cli report` exists) an HTML report next to it;
+#    writes demo-summary.json and an HTML report of the session next to it, and prints the
+#    report's path as the last line;
 #  - with a model as $1, its model card - in the GUI when a display exists, and headless
 #    (moelab-cli inspect, plus a screenshot of the window under Xvfb) otherwise.
 # Output goes to build/default/demo/.
@@ -29,14 +30,14 @@ if [ -z "$model" ] && [ "${MOELAB_DEMO:-1}" = 1 ]; then
   "$bin/gui/moelab" --headless-demo "$out" --db "$db"
   session=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["session"])' \
     "$out/demo-summary.json")
-  if "$bin/moelab-cli" report --help >/dev/null 2>&1; then
-    if "$bin/moelab-cli" report --db "$db" --session "$session" -f html -o "$out/demo-report.html"; then
-      echo "headless demo: report $out/demo-report.html"
-    else
-      echo "headless demo: the report could not be written (see above)" >&2
-    fi
-  fi
   echo "headless demo: session \"$session\" in $db; summary $out/demo-summary.json"
+  # The HTML report of the demo session; its path is the last line printed.
+  report=$out/demo-report.html
+  if ! "$bin/moelab-cli" report --db "$db" --session "$session" -f html -o "$report"; then
+    echo "headless demo: the report could not be written (see above)" >&2
+    exit 1
+  fi
+  echo "$(cd "$(dirname "$report")" && pwd)/$(basename "$report")"
   exit 0
 fi
 if [ -z "$model" ]; then
