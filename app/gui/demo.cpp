@@ -10,6 +10,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "card_format.h"
+#include "moelab/gguf/gguf.h"
 #include "moelab/gguf/writer.h"
 #include "moelab/runtime/synthetic_model.h"
 #include "moelab/storage/writer.h"
@@ -179,6 +181,9 @@ int runHeadless(const QString& outDir, const QString& db) {
       ModelIdentity id;
       id.path = m.toStdString();
       id.sha256 = sha256_file(id.path);
+      // The model card as the GUI stores it (reports show its name and hyper-parameters).
+      id.card_json = card_to_json(model->card(), *gguf::File::open(id.path), id.sha256, false)
+                         .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
       const RecordedRun r = record_generation(gen, s, writer, session, id);
       nlohmann::json j;
       j["model"] = id.path;
