@@ -193,9 +193,28 @@ void MainWindow::build(const Options& options) {
   addField("ttft", tr("TTFT –"),
            tr("Time to first token of the last run: prompt prefill plus first "
               "sampling (ms)"));
-  addField("power", tr("power: no sensor"),
-           tr("Power draw during generation (W); this build reads no "
-              "power sensor"));
+  {
+    QString root = options.powercapRoot;
+    if (root.isEmpty()) root = qEnvironmentVariable("MOELAB_POWERCAP_ROOT");
+    if (root.isEmpty()) root = "/sys/class/powercap";
+    meter_ = moelab::open_power_meter(false, root.toStdString());
+  }
+  if (meter_->available())
+    addField("power", tr("power: – W"),
+             tr("Power draw during generation (W) and energy per generated token of the last "
+                "run (J/token, whole run: prefill + decode); sensor %1: %2")
+                 .arg(QString::fromStdString(meter_->name()),
+                      QString::fromStdString(meter_->resolution())));
+  else
+    addField("power", tr("power: no sensor"),
+             tr("No power or energy is shown: %1")
+                 .arg(QString::fromStdString(meter_->unavailable_reason())));
+  if (!meter_->available()) publishPower();  // the Power page says why from the start
+  powerTimer_.setInterval(100);
+  connect(&powerTimer_, &QTimer::timeout, this, [this] {
+    powerSample();
+    publishPower();
+  });
   connect(run_->threadsBox(), &QSpinBox::valueChanged, this,
           [this](int n) { status_["threads"]->setText(tr("%1 threads").arg(n)); });
 
@@ -308,6 +327,7 @@ void MainWindow::build(const Options& options) {
             drainFeed();
             drain_.stop();
             if (r->run_id > 0) lastRun_ = r->run_id;
+            powerFinish(int(r->result.tokens.size()));
             run_->setRunning(false);
             const quint64 dropped = runner_->feed().dropped();
             if (dropped > 0 && store_)
@@ -331,6 +351,7 @@ void MainWindow::build(const Options& options) {
           });
   connect(runner_, &RunController::failed, this, [this](const QString& msg) {
     drain_.stop();
+    powerTimer_.stop();
     run_->setRunning(false);
     say(tr("The run could not start: %1").arg(msg));
     emit runFinished(0);
@@ -514,11 +535,88 @@ void MainWindow::startRun() {
                     nLayer);
   docks_["output"]->raise();
   if (!runner_->start(s, session_)) return;
+  powerStart();
   run_->setRunning(true);
   status_["tps"]->setText(tr("– tok/s"));
   status_["ttft"]->setText(tr("TTFT –"));
   say(tr("Running…"));
   drain_.start();
+}
+
+// ---------------------------------------------------------------- power
+// Watts come from the meter's power reading when it has one (NVML), else from differences of its
+// energy counter between samples (RAPL). Without a sensor nothing is sampled and every view
+// shows the meter's reason instead of a number.
+
+void MainWindow::powerStart() {
+  power_ = {};
+  powerE0_.reset();
+  powerLastE_.reset();
+  powerIntegral_ = 0;
+  powerTimer_.stop();
+  if (meter_->available()) {
+    powerClock_.start();
+    powerLastT_ = 0;
+    powerE0_ = powerLastE_ = meter_->energy_j();
+    powerTimer_.start();
+    status_["power"]->setText(tr("power: – W"));
+  }
+  publishPower();
+}
+
+void MainWindow::powerSample() {
+  if (!meter_->available() || !powerClock_.isValid()) return;
+  const double t = powerClock_.nsecsElapsed() * 1e-9;
+  const double dt = t - powerLastT_;
+  std::optional<double> w = meter_->power_w();
+  if (w) {
+    if (!power_.watts.empty()) powerIntegral_ += 0.5 * (power_.watts.back() + *w) * dt;
+  } else if (const auto e = meter_->energy_j(); e && powerLastE_ && dt > 0) {
+    w = (*e - *powerLastE_) / dt;
+    powerLastE_ = e;
+  } else if (e) {
+    powerLastE_ = e;
+  }
+  powerLastT_ = t;
+  if (!w) return;
+  power_.t_s.push_back(t);
+  power_.watts.push_back(*w);
+  power_.n_tokens = int(live_.text.size());
+  status_["power"]->setText(tr("power: %1 W").arg(*w, 0, 'f', 1));
+}
+
+void MainWindow::powerFinish(int nTokens) {
+  if (!meter_->available()) {
+    publishPower();
+    return;
+  }
+  powerSample();
+  powerTimer_.stop();
+  power_.n_tokens = nTokens;
+  const auto e = meter_->energy_j();
+  if (e && powerE0_)
+    power_.joules = *e - *powerE0_;
+  else if (power_.watts.size() >= 2)
+    power_.joules = powerIntegral_;
+  if (power_.joules && nTokens > 0) power_.joules_per_token = *power_.joules / nTokens;
+  if (power_.joules_per_token)
+    status_["power"]->setText(tr("power: %1 J/token").arg(*power_.joules_per_token, 0, 'g', 3));
+  publishPower();
+}
+
+void MainWindow::publishPower() {
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+  moelab::views::PowerSeries ps;
+  if (meter_->available()) {
+    ps.t_s = power_.t_s;
+    ps.watts = power_.watts;
+    ps.sensor = meter_->name();
+    ps.n_tokens = power_.n_tokens;
+  } else {
+    ps.sensor = meter_->unavailable_reason();  // the page shows "no sensor on this machine: ..."
+  }
+  views_->publish(std::move(ps));
+#endif
 }
 
 void MainWindow::stopRun() {

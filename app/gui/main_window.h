@@ -5,16 +5,20 @@
 #pragma once
 
 #include <QDockWidget>
+#include <QElapsedTimer>
 #include <QLabel>
 #include <QMainWindow>
 #include <QMenu>
 #include <QTimer>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <vector>
 
 #include "compare_panel.h"
 #include "model_loader.h"
 #include "model_panel.h"
+#include "moelab/telemetry/power.h"
 #include "output_view.h"
 #include "run_controller.h"
 #include "run_panel.h"
@@ -36,6 +40,9 @@ class MainWindow : public QMainWindow {
     QString dbPath;             // empty: from the settings (or the default database)
     bool restoreLayout = true;  // restore the saved window layout
     QString session;            // empty: "session <date>"
+    /// Root of the powercap sysfs tree the RAPL power meter reads (tests use a fake tree);
+    /// empty: $MOELAB_POWERCAP_ROOT, else /sys/class/powercap.
+    QString powercapRoot;
   };
   explicit MainWindow(QWidget* parent = nullptr);
   explicit MainWindow(const Options& options, QWidget* parent = nullptr);
@@ -67,6 +74,17 @@ class MainWindow : public QMainWindow {
   /// The last message shown to the user (status bar / problem line).
   QString lastMessage() const { return lastMessage_; }
   QLabel* statusField(const QString& name) const;
+  /// The power meter (engine/telemetry) behind the status bar's power field and the Power page.
+  const moelab::PowerMeter& powerMeter() const { return *meter_; }
+  /// Power samples of the current / last run: seconds since its start and watts (empty without
+  /// a sensor), the tokens generated, and its energy (J) and J/token once it finished (nullopt
+  /// without a sensor or while running).
+  struct PowerTrace {
+    std::vector<double> t_s, watts;
+    int n_tokens = 0;
+    std::optional<double> joules, joules_per_token;
+  };
+  const PowerTrace& powerTrace() const { return power_; }
 
   /// Asks the user a yes/no question (tests replace it). Default: QMessageBox.
   std::function<bool(const QString& title, const QString& text)> confirm;
@@ -113,6 +131,10 @@ class MainWindow : public QMainWindow {
   void updateRecentMenu();
   void openStore();
   void saveLayout();
+  void powerStart();
+  void powerSample();
+  void powerFinish(int nTokens);
+  void publishPower();
 
   ModelPanel* model_;
   RunPanel* run_;
@@ -145,4 +167,11 @@ class MainWindow : public QMainWindow {
     std::vector<double> latency_ms;
   } live_;
   bool restoreLayout_ = true;
+  std::unique_ptr<moelab::PowerMeter> meter_;
+  QTimer powerTimer_;
+  QElapsedTimer powerClock_;
+  PowerTrace power_;
+  std::optional<double> powerE0_, powerLastE_;  // counter at the run start / last sample (J)
+  double powerLastT_ = 0;
+  double powerIntegral_ = 0;  // power-only meters: trapezoid integral over the samples (J)
 };
