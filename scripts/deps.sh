@@ -11,6 +11,7 @@ PACKAGES=(
   xvfb xauth clang-14 libclang-rt-14-dev
   help2man desktop-file-utils appstream dpkg-dev shared-mime-info
   chromium poppler-utils fonts-wqy-microhei
+  python3 python3-pip
 )
 
 missing=()

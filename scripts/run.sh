@@ -28,8 +28,7 @@ if [ -z "$model" ] && [ "${MOELAB_DEMO:-1}" = 1 ]; then
   fi
   db=$out/demo.db
   "$bin/gui/moelab" --headless-demo "$out" --db "$db"
-  session=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["session"])' \
-    "$out/demo-summary.json")
+  session=$(sed -n 's/^ *"session": *"\(.*\)",\{0,1\} *$/\1/p' "$out/demo-summary.json" | head -1)
   echo "headless demo: session \"$session\" in $db; summary $out/demo-summary.json"
   # The HTML report of the demo session; its path is the last line printed.
   report=$out/demo-report.html

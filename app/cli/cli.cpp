@@ -23,10 +23,10 @@ const Adder kCommands[] = {
     add_run,
     add_perplexity,
     add_logits,
-    add_report,
     add_trace,
     add_eval,
     add_sweep,
+    add_report,
 #ifdef MOELAB_CLI_EXTRA_COMMANDS
     MOELAB_CLI_EXTRA_COMMANDS
 #endif

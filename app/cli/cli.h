@@ -42,10 +42,10 @@ void add_compare(CLI::App& app, Io io, Action& action);
 void add_run(CLI::App& app, Io io, Action& action);
 void add_perplexity(CLI::App& app, Io io, Action& action);
 void add_logits(CLI::App& app, Io io, Action& action);
-void add_report(CLI::App& app, Io io, Action& action);
 void add_trace(CLI::App& app, Io io, Action& action);
 void add_eval(CLI::App& app, Io io, Action& action);
 void add_sweep(CLI::App& app, Io io, Action& action);
+void add_report(CLI::App& app, Io io, Action& action);
 // Later commands (tokenize, run, logits, ...) follow the same pattern; see cli.cpp.
 
 }  // namespace moelab::cli
