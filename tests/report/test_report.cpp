@@ -409,6 +409,33 @@ class TestReport : public QObject {
     QVERIFY(a == b);
   }
 
+  // A run measured for its whole decode phase stores J/token as a metric, without per-token
+  // energy: the report shows that number (and says where it came from), never "no sensor".
+  void stored_j_per_token_metric_is_reported() {
+    const int64_t s = f_.store->create_session("phase energy");
+    storage::RunBegin rb;
+    rb.session_id = s;
+    rb.prompt = "p";
+    const int64_t run = f_.store->begin_run(rb);
+    std::vector<storage::TokenRecord> toks(4);
+    for (int i = 0; i < 4; ++i) {
+      toks[i].position = i;
+      toks[i].id = i;
+      toks[i].piece.assign(1, 'y');
+      toks[i].latency_us = 2000;
+    }
+    f_.store->append_tokens(run, toks);
+    f_.store->append_metrics(run, std::vector<storage::MetricRecord>{{"j_per_token", 0.375, "J"}});
+    f_.store->finish_run(run, storage::RunStatus::Complete, "yyyy");
+    const auto html = path("phase_energy.html");
+    report::write_report(*f_.store, report::Selection::one_run(run), html,
+                         fixed(report::Format::Html));
+    const std::string h = test::read_file(html);
+    QVERIFY(h.find("0.375") != std::string::npos);
+    QVERIFY(h.find("stored metric j_per_token") != std::string::npos);
+    QVERIFY(h.find("no energy reading was stored") == std::string::npos);
+  }
+
   void large_run_is_bounded() {
     const int n = 100000;
     const int64_t s = f_.store->create_session("big");

@@ -127,7 +127,9 @@ void metrics_table(Builder& b, const RunData& d) {
     rows.push_back({"TPOT", "-", "ms", "fewer than two tokens"});
   }
   rows.push_back({"decode speed", fmt(s.tokens_per_s), "tokens/s", s.tokens_per_s_source});
-  if (s.j_per_token) {
+  if (s.j_per_token && !s.j_per_token_source.empty()) {
+    rows.push_back({"energy per token", fmt(s.j_per_token), "J/token", s.j_per_token_source});
+  } else if (s.j_per_token) {
     rows.push_back({"energy per token", fmt(s.j_per_token), "J/token",
                     std::to_string(s.energy_tokens) + " tokens with energy readings"});
     rows.push_back({"mean power", fmt(s.mean_power_w), "W", "energy / time of those tokens"});
@@ -202,7 +204,11 @@ void run_section(Builder& b, const Report& r, const RunData& d, int& fig_counter
     b.h3("Figures");
     b.figures(std::move(figs));
   }
-  if (!d.stats.energy_tokens) b.note("Power trace: no sensor (no energy readings stored).");
+  if (!d.stats.energy_tokens)
+    b.note(d.stats.j_per_token
+               ? "Power trace: not available (the run stored only its decode-phase J/token, no "
+                 "per-token energy)."
+               : "Power trace: no sensor (no energy readings stored).");
   if (d.routing.present) {
     b.h3("Routing summary");
     std::vector<std::vector<std::string>> rr;

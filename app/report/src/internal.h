@@ -24,6 +24,7 @@ struct RunStats {
   std::optional<double> tokens_per_s;  // stored "tokens_per_s", else (n - 1) / sum(TPOT)
   std::string tokens_per_s_source;
   std::optional<double> j_per_token;  // mean energy of tokens with a value, J
+  std::string j_per_token_source;     // how j_per_token was obtained (empty: per-token energy)
   size_t energy_tokens = 0;
   std::optional<double> mean_power_w;
 };

@@ -202,6 +202,11 @@ void compute_stats(RunData& d) {
   if (s.energy_tokens) {
     s.j_per_token = e * 1e-6 / static_cast<double>(s.energy_tokens);
     if (lat > 0) s.mean_power_w = e / lat;  // uJ / us = W
+  } else if (m.count("j_per_token")) {
+    // Runs measured by a power meter for the whole decode phase store the phase's J/token as
+    // a metric instead of per-token energy.
+    s.j_per_token = m["j_per_token"];
+    s.j_per_token_source = "stored metric j_per_token (decode-phase energy / decode tokens)";
   }
 }
 
