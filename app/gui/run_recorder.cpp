@@ -6,6 +6,7 @@
 #include <random>
 
 #include "moelab/core/error.h"
+#include "moelab/model/card.h"
 #include "moelab/tokenizer/tokenizer.h"
 #ifdef MOELAB_HAVE_POLICIES
 #include "moelab/policies/policies.h"
@@ -132,15 +133,18 @@ RecordedRun record_generation(Generator& gen, const RunSettings& settings_in,
     settings.sampling.seed = std::random_device{}() * 0x9E3779B97F4A7C15ull;
   const Model& model = gen.model();
   RecordedRun out;
-  out.config = run_config(settings, model, model_id);
-
+  // A run may start before the background hash of the model file has finished: hash it here
+  // (this runs on the generation thread) so that every stored run names its model.
+  ModelIdentity id = model_id;
+  if (id.sha256.size() != 64 && !id.path.empty()) id.sha256 = sha256_file(id.path);
+  out.config = run_config(settings, model, id);
   std::optional<storage::ModelRecord> mrec;
-  if (model_id.sha256.size() == 64) {
+  if (id.sha256.size() == 64) {
     storage::ModelRecord m;
-    m.sha256 = model_id.sha256;
-    m.path = model_id.path;
+    m.sha256 = id.sha256;
+    m.path = id.path;
     m.architecture = model.card().architecture;
-    m.card_json = model_id.card_json.empty() ? "{}" : model_id.card_json;
+    m.card_json = id.card_json.empty() ? "{}" : id.card_json;
     mrec = m;
   }
   storage::RunWriter run(writer, session, mrec, out.config.dump(), settings.prompt);
