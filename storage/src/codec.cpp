@@ -1,4 +1,5 @@
 #include "moelab/storage/codec.h"
+#include "bytes.h"
 
 #include <zstd.h>
 
@@ -63,7 +64,7 @@ namespace {
 template <typename T>
 void put(std::string& out, T v) {
   char b[sizeof(T)];
-  std::memcpy(b, &v, sizeof(T));
+  detail::copy_bytes(b, &v, sizeof(T));
   out.append(b, sizeof(T));
 }
 [[noreturn]] void bad(const std::string& what) {
@@ -86,22 +87,22 @@ void encode_routing(const RoutingRecord& r, std::string& out) {
   out.resize(old + 6 + k * 6 + np * (pf == ProbFormat::F16 ? 2 : 4));
   char* p = out.data() + old;
   const uint16_t k16 = static_cast<uint16_t>(k), np16 = static_cast<uint16_t>(np);
-  std::memcpy(p, &k16, 2);
+  detail::copy_bytes(p, &k16, 2);
   p[2] = static_cast<char>(pf);
   p[3] = 0;
-  std::memcpy(p + 4, &np16, 2);
+  detail::copy_bytes(p + 4, &np16, 2);
   p += 6;
-  std::memcpy(p, r.experts.data(), k * 2);
+  detail::copy_bytes(p, r.experts.data(), k * 2);
   p += k * 2;
-  std::memcpy(p, r.weights.data(), k * 4);
+  detail::copy_bytes(p, r.weights.data(), k * 4);
   p += k * 4;
   if (pf == ProbFormat::F16) {
     for (size_t i = 0; i < np; ++i) {
       const uint16_t h = f32_to_f16(r.probs[i]);
-      std::memcpy(p + i * 2, &h, 2);
+      detail::copy_bytes(p + i * 2, &h, 2);
     }
   } else if (pf == ProbFormat::F32) {
-    std::memcpy(p, r.probs.data(), np * 4);
+    detail::copy_bytes(p, r.probs.data(), np * 4);
   }
 }
 
@@ -125,9 +126,9 @@ std::vector<RoutingRecord> decode_routing(int64_t position, int32_t layer_begin,
     r.layer = layer_begin + l;
     r.experts.resize(k);
     r.weights.resize(k);
-    std::memcpy(r.experts.data(), blob.data() + off, size_t{k} * 2);
+    detail::copy_bytes(r.experts.data(), blob.data() + off, size_t{k} * 2);
     off += size_t{k} * 2;
-    std::memcpy(r.weights.data(), blob.data() + off, size_t{k} * 4);
+    detail::copy_bytes(r.weights.data(), blob.data() + off, size_t{k} * 4);
     off += size_t{k} * 4;
     r.probs_format = static_cast<ProbFormat>(pf);
     if (pf == 1) {
@@ -140,7 +141,7 @@ std::vector<RoutingRecord> decode_routing(int64_t position, int32_t layer_begin,
       off += size_t{np} * 2;
     } else if (pf == 2) {
       r.probs.resize(np);
-      std::memcpy(r.probs.data(), blob.data() + off, size_t{np} * 4);
+      detail::copy_bytes(r.probs.data(), blob.data() + off, size_t{np} * 4);
       off += size_t{np} * 4;
     }
     out.push_back(std::move(r));

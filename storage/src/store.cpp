@@ -1,4 +1,5 @@
 #include "moelab/storage/store.h"
+#include "bytes.h"
 
 #include <signal.h>
 #include <unistd.h>
@@ -753,7 +754,7 @@ std::vector<AttentionSnapshot> Store::attention(int64_t run) const {
     while (std::getline(shape, d, ',')) a.shape.push_back(std::stoll(d));
     const std::string raw = codec::decompress(s.blob(4));
     a.data.resize(raw.size() / sizeof(float));
-    std::memcpy(a.data.data(), raw.data(), a.data.size() * sizeof(float));
+    detail::copy_bytes(a.data.data(), raw.data(), a.data.size() * sizeof(float));
     out.push_back(std::move(a));
   }
   return out;
@@ -785,9 +786,9 @@ std::vector<NextTokenDist> Store::next_token_dists(int64_t run) const {
       throw StorageError(StorageErrorKind::Corrupt, "damaged next-token distribution",
                          {path_, "run " + std::to_string(run)});
     d.ids.resize(n_ids);
-    std::memcpy(d.ids.data(), raw.data(), n_ids * 4);
+    detail::copy_bytes(d.ids.data(), raw.data(), n_ids * 4);
     d.probs.resize((raw.size() - n_ids * 4) / 4);
-    std::memcpy(d.probs.data(), raw.data() + n_ids * 4, d.probs.size() * 4);
+    detail::copy_bytes(d.probs.data(), raw.data() + n_ids * 4, d.probs.size() * 4);
     out.push_back(std::move(d));
   }
   return out;
@@ -810,7 +811,7 @@ std::vector<EvalResult> Store::eval_results(int64_t run) const {
     e.n_tokens = s.i64(5);
     const auto b = s.blob(6);
     e.chunk_values.resize(b.size() / sizeof(double));
-    std::memcpy(e.chunk_values.data(), b.data(), e.chunk_values.size() * sizeof(double));
+    detail::copy_bytes(e.chunk_values.data(), b.data(), e.chunk_values.size() * sizeof(double));
     out.push_back(std::move(e));
   }
   return out;
