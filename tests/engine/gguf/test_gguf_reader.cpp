@@ -301,8 +301,14 @@ class TestGgufReader : public QObject {
   void nestedArraysAreDepthLimited() {
     // 100 levels of nested arrays, built by hand; parsed without recursion blow-up.
     std::vector<uint8_t> b;
-    auto u32 = [&](uint32_t v) { b.insert(b.end(), (uint8_t*)&v, (uint8_t*)&v + 4); };
-    auto u64 = [&](uint64_t v) { b.insert(b.end(), (uint8_t*)&v, (uint8_t*)&v + 8); };
+    // resize + memcpy rather than insert: GCC 12 warns falsely (-Wstringop-overflow) on insert.
+    auto put = [&](const void* p, size_t n) {
+      const size_t at = b.size();
+      b.resize(at + n);
+      std::memcpy(b.data() + at, p, n);
+    };
+    auto u32 = [&](uint32_t v) { put(&v, 4); };
+    auto u64 = [&](uint64_t v) { put(&v, 8); };
     u32(kMagic);
     u32(3);
     u64(0);
