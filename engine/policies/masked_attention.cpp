@@ -1,80 +1,17 @@
 #include "policies/masked_attention.h"
 
-#include <cmath>
-#include <vector>
-
-#include "ops/element/element.h"
+#include "ops/attention_kernel.h"
 
 namespace moelab::policies {
-
-namespace el = ops::element;
 
 void masked_attention(const float* q, const int32_t* pos, int64_t n_tokens, const ops::KvLayer& kv,
                       const int32_t* cell_pos, int64_t n_cells, const ops::AttentionParams& p,
                       const AttentionPolicy& policy, float* out, float* probs, ThreadPool* pool) {
-  const int64_t k_stride = static_cast<int64_t>(p.n_head_kv) * p.head_dim;
-  const int64_t v_stride = static_cast<int64_t>(p.n_head_kv) * p.head_dim_v;
-  const int64_t q_stride = static_cast<int64_t>(p.n_head) * p.head_dim;
-  const int64_t o_stride = static_cast<int64_t>(p.n_head) * p.head_dim_v;
-  const int64_t n_jobs = static_cast<int64_t>(p.n_head) * n_tokens;
-  auto job = [&](int64_t begin, int64_t end, int) {
-    std::vector<float> s(static_cast<size_t>(n_cells));
-    std::vector<float> qh(static_cast<size_t>(p.head_dim));
-    std::vector<float> acc(static_cast<size_t>(p.head_dim_v));
-    for (int64_t j = begin; j < end; ++j) {
-      const int h = static_cast<int>(j / n_tokens);
-      const int64_t t = j % n_tokens;
-      const int hk = ops::kv_head_for(h, p.n_head, p.n_head_kv);
-      const float* qv = q + t * q_stride + static_cast<int64_t>(h) * p.head_dim;
-      for (int d = 0; d < p.head_dim; ++d) qh[d] = kv.f16 ? el::round_f16(qv[d]) : qv[d];
-      for (int64_t i = 0; i < n_cells; ++i) {
-        const int64_t pk = cell_pos ? cell_pos[i] : i;
-        if (!policy.visible(pos[t], pk, p.window)) {
-          s[i] = -INFINITY;
-          continue;
-        }
-        float dot = 0;
-        if (kv.f16) {
-          const uint16_t* kr = static_cast<const uint16_t*>(kv.k) + i * k_stride +
-                               static_cast<int64_t>(hk) * p.head_dim;
-          for (int d = 0; d < p.head_dim; ++d) dot += qh[d] * el::f16_to_f32(kr[d]);
-        } else {
-          const float* kr = static_cast<const float*>(kv.k) + i * k_stride +
-                            static_cast<int64_t>(hk) * p.head_dim;
-          for (int d = 0; d < p.head_dim; ++d) dot += qh[d] * kr[d];
-        }
-        float x = dot * p.scale;
-        if (p.softcap > 0) x = el::softcap(x, p.softcap);
-        s[i] = x;
-      }
-      el::softmax_row(s.data(), static_cast<int>(n_cells));
-      if (probs) {
-        float* pr = probs + (static_cast<int64_t>(h) * n_tokens + t) * n_cells;
-        for (int64_t i = 0; i < n_cells; ++i) pr[i] = s[i];
-      }
-      for (int d = 0; d < p.head_dim_v; ++d) acc[d] = 0;
-      for (int64_t i = 0; i < n_cells; ++i) {
-        if (s[i] == 0.0f) continue;
-        if (kv.f16) {
-          const float w = el::round_f16(s[i]);
-          const uint16_t* vr = static_cast<const uint16_t*>(kv.v) + i * v_stride +
-                               static_cast<int64_t>(hk) * p.head_dim_v;
-          for (int d = 0; d < p.head_dim_v; ++d) acc[d] += w * el::f16_to_f32(vr[d]);
-        } else {
-          const float w = s[i];
-          const float* vr = static_cast<const float*>(kv.v) + i * v_stride +
-                            static_cast<int64_t>(hk) * p.head_dim_v;
-          for (int d = 0; d < p.head_dim_v; ++d) acc[d] += w * vr[d];
-        }
-      }
-      float* o = out + t * o_stride + static_cast<int64_t>(h) * p.head_dim_v;
-      for (int d = 0; d < p.head_dim_v; ++d) o[d] = acc[d];
-    }
-  };
-  if (pool && pool->size() > 1 && n_jobs > 1)
-    pool->parallel_for(n_jobs, job);
-  else
-    job(0, n_jobs, 0);
+  ops::detail::attention_kernel(q, n_tokens, kv, n_cells, p, out, probs, pool,
+                                [&](int64_t t, int64_t i) {
+                                  const int64_t pk = cell_pos ? cell_pos[i] : i;
+                                  return policy.visible(pos[t], pk, p.window);
+                                });
 }
 
 }  // namespace moelab::policies
