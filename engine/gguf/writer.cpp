@@ -1,5 +1,7 @@
 #include "moelab/gguf/writer.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -143,7 +145,9 @@ std::vector<uint8_t> Writer::to_bytes() const {
 
 void Writer::write(const std::string& path) const {
   const auto bytes = to_bytes();
-  const std::string tmp = path + ".part";
+  // Per-process temporary name: two processes writing the same file (e.g. two app instances
+  // creating the demo model) each rename a complete file into place, never a mixed one.
+  const std::string tmp = path + ".part." + std::to_string(::getpid());
   FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f)
     throw Error(ErrorKind::Io, std::string("cannot create the file: ") + std::strerror(errno),

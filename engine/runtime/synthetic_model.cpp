@@ -1,7 +1,9 @@
 #include "moelab/runtime/synthetic_model.h"
 
+#include <unistd.h>
 #include <cerrno>
 #include <cmath>
+
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -313,7 +315,9 @@ SyntheticModelInfo write_synthetic_model(const SyntheticModelSpec& spec, const s
   }
   header.resize(align(header.size()), 0);
 
-  const std::string tmp = path + ".part";
+  // Per-process temporary name: two processes writing the same file (e.g. two app instances
+  // creating the demo model) each rename a complete file into place, never a mixed one.
+  const std::string tmp = path + ".part." + std::to_string(::getpid());
   FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f)
     throw Error(ErrorKind::Io, std::string("cannot create the file: ") + std::strerror(errno),

@@ -37,7 +37,8 @@ class Writer {
 
   /// The complete file.
   std::vector<uint8_t> to_bytes() const;
-  /// Writes the file (to a temporary name, then renamed into place). Throws moelab::Error (Io).
+  /// Writes the file (to `path + ".part.<pid>"`, then renamed into place, so concurrent
+  /// writers of the same path never leave a mixed file). Throws moelab::Error (Io).
   void write(const std::string& path) const;
 
   /// Byte size of a tensor of this type and shape (throws on a row length that is not a

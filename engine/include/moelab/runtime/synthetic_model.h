@@ -47,7 +47,7 @@ struct SyntheticModelInfo {
   std::string architecture;  // general.architecture written
 };
 
-/// Writes the model to `path` (via `path + ".part"`, renamed when complete), streaming one
+/// Writes the model to `path` (via `path + ".part.<pid>"`, renamed when complete), streaming one
 /// tensor row at a time: memory use is O(largest row), not O(file). `progress(fraction)` may
 /// return false to cancel. Throws moelab::Error: BadInput for an impossible spec (a row length
 /// that is not a multiple of the type's block, n_head not divisible by n_head_kv, olmoe with
