@@ -153,6 +153,64 @@ class ViewsCpuTest : public QObject {
     QCOMPARE(pixel(shifted, 40, 5), seq[0]);
   }
 
+  void pyramid_max_min_and_levels() {
+    // 5 x 3 map: level 1 is 3 x 2, level 2 is 2 x 1, level 3 is 1 x 1 (sizes round up).
+    Heatmap m{5,
+              3,
+              {1, 2, 3,           //
+               4, kNaN, 6,        //
+               kNaN, kNaN, -9,    //
+               kNaN, kNaN, kNaN,  //
+               0.5f, 7, 8}};
+    const HeatmapPyramid p = build_pyramid(m);
+    QCOMPARE(static_cast<int>(p.levels.size()), 3);
+    const auto& l1 = p.level(1);
+    QCOMPARE(l1.rows, 3);
+    QCOMPARE(l1.cols, 2);
+    auto mm = [](const HeatmapPyramid::Level& l, int r, int c) {
+      const size_t i = (static_cast<size_t>(r) * l.cols + c) * 2;
+      return std::array<float, 2>{l.max_min[i], l.max_min[i + 1]};
+    };
+    QCOMPARE(mm(l1, 0, 0), (std::array<float, 2>{4, 1}));  // NaN skipped
+    QCOMPARE(mm(l1, 0, 1), (std::array<float, 2>{6, 3}));  // clipped block (one column)
+    QVERIFY(std::isnan(mm(l1, 1, 0)[0]) && std::isnan(mm(l1, 1, 0)[1]));  // all masked
+    QCOMPARE(mm(l1, 1, 1), (std::array<float, 2>{-9, -9}));
+    QCOMPARE(mm(l1, 2, 0), (std::array<float, 2>{7, 0.5f}));
+    QCOMPARE(mm(p.level(2), 0, 0), (std::array<float, 2>{6, -9}));
+    QCOMPARE(mm(p.level(3), 0, 0), (std::array<float, 2>{8, -9}));
+    QVERIFY(build_pyramid(Heatmap{1, 1, {3}}).levels.empty());
+
+    // Level choice: the largest 2^k <= cells per pixel of the less zoomed-out axis.
+    QCOMPARE(pool_level(ViewTransform::fit(8192, 8192, 1024, 1024), 13), 3);  // 8 cells/px
+    QCOMPARE(pool_level(ViewTransform::fit(8192, 8192, 1000, 1024), 13), 3);
+    QCOMPARE(pool_level(ViewTransform::fit(8192, 8192, 1025, 1024), 13), 2);  // 7.99 cells/px
+    QCOMPARE(pool_level(ViewTransform::fit(8192, 64, 1024, 1024), 13), 0);    // x zoomed in
+    QCOMPARE(pool_level(ViewTransform::fit(8192, 8192, 16, 16), 5), 5);       // capped
+
+    // The CPU renderer with a prebuilt pyramid draws what it draws without one.
+    Heatmap big{300, 500, std::vector<float>(300 * 500, 0.0f)};
+    big.values[123 * 500 + 321] = 1.0f;
+    ColorScale s;
+    const ViewTransform v = ViewTransform::fit(300, 500, 37, 23);
+    const HeatmapPyramid bp = build_pyramid(big);
+    const QImage a = render_heatmap_cpu(big, s, v, 37, 23, &bp);
+    QCOMPARE(a, render_heatmap_cpu(big, s, v, 37, 23));
+    // 13.5 x 13 cells per pixel, level 3: the spike shows in the pixel over it and, where its
+    // 8 x 8 block straddles a pixel edge, in that neighbour too (never further away).
+    const glm::vec4 at = v.view_matrix() * glm::vec4(321.5f, 123.5f, 0.0f, 1.0f);
+    QCOMPARE(pixel(a, static_cast<int>(at.x), static_cast<int>(at.y)),
+             colormap_table(s.map).back());
+    int hot = 0;
+    for (int y = 0; y < 23; ++y)
+      for (int x = 0; x < 37; ++x)
+        if (pixel(a, x, y) == colormap_table(s.map).back()) {
+          ++hot;
+          QVERIFY(std::abs(x - static_cast<int>(at.x)) <= 1);
+          QVERIFY(std::abs(y - static_cast<int>(at.y)) <= 1);
+        }
+    QVERIFY2(hot >= 1 && hot <= 4, qPrintable(QString::number(hot)));
+  }
+
   void view_kinds_shape_and_scale() {
     RoutingGrid g;
     g.n_layer = 2;

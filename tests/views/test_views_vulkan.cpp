@@ -361,6 +361,50 @@ class ViewsVulkanTest : public QObject {
     }
   }
 
+  void pyramid_keeps_lone_hot_cell_8192() {
+    REQUIRE_VULKAN(r_);
+    // 8192 x 8192 zeros (a quarter masked, as in a causal map) with one hot cell, zoomed out
+    // to 512 x 384 pixels (16 x 21.3 cells per pixel: pyramid level 4) and to 100 x 100
+    // (level 6): the pixel holding the cell is the top colour, no pixel further than one away
+    // is, and GPU == CPU. Nearest-cell sampling misses it.
+    const int n = 8192, hr = 5003, hc = 2711;
+    Heatmap m{n, n, std::vector<float>(static_cast<size_t>(n) * n, 0.0f)};
+    for (int r = 0; r < n / 2; ++r)
+      for (int c = n / 2; c < n; ++c) m.values[static_cast<size_t>(r) * n + c] = kNaN;
+    m.values[static_cast<size_t>(hr) * n + hc] = 0.9f;
+    r_->set_data(m);
+    const HeatmapPyramid pyr = build_pyramid(m);
+    ColorScale s;
+    s.min = 0.0f;
+    s.max = 0.9f;
+    const auto seq = colormap_table(Colormap::kSequential);
+    for (const auto& [w, h] : {std::pair{512, 384}, std::pair{100, 100}}) {
+      const ViewTransform v = ViewTransform::fit(n, n, w, h);
+      const QImage img = r_->render(s, v, w, h);
+      maybe_save(img, QString("gpu_pyramid_%1").arg(w));
+      const glm::vec4 p = v.view_matrix() * glm::vec4(hc + 0.5f, hr + 0.5f, 0.0f, 1.0f);
+      const int px = static_cast<int>(p.x), py = static_cast<int>(p.y);
+      QCOMPARE(pixel(img, px, py), seq.back());
+      // Only next to it: the level-k block of the cell may straddle one pixel edge per axis.
+      int top = 0, grey = 0, far = 0;
+      for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+          const bool hot = pixel(img, x, y) == seq.back();
+          top += hot;
+          far += hot && (std::abs(x - px) > 1 || std::abs(y - py) > 1);
+          grey += pixel(img, x, y) == s.masked;
+        }
+      QVERIFY2(top >= 1 && top <= 4, qPrintable(QString::number(top)));
+      QCOMPARE(far, 0);
+      QVERIFY2(grey > w * h / 5, qPrintable(QString::number(grey)));  // masked quarter stays
+      const ImageDiff d = compare(img, render_heatmap_cpu(m, s, v, w, h, &pyr));
+      QVERIFY2(d.max_diff == 0, qPrintable(diff_text(d)));
+      ColorScale nearest = s;
+      nearest.max_pool = false;
+      QCOMPARE(pixel(r_->render(nearest, v, w, h), px, py), seq.front());
+    }
+  }
+
   void attention_and_load_diffs() {
     REQUIRE_VULKAN(r_);
     AttentionMap a, b;

@@ -391,6 +391,7 @@ CpuHeatmapWidget::CpuHeatmapWidget(QWidget* parent) : QWidget(parent) {
 void CpuHeatmapWidget::set_view(HeatmapView view, bool keep_transform) {
   const bool same_shape = view.map.rows == view_.map.rows && view.map.cols == view_.map.cols;
   view_ = std::move(view);
+  pyramid_ = build_pyramid(view_.map);  // once per data update, read by every paint
   if (!keep_transform || (!same_shape && !user_moved_)) fit_pending_ = true;
   update();
 }
@@ -422,8 +423,8 @@ void CpuHeatmapWidget::paintEvent(QPaintEvent*) {
   ++frames_;
   title(p, rect().adjusted(kLeft, 0, -kRight, 0), qs(v.title), qs(v.subtitle));
   if (v.map.rows == 0 || plot.width() <= 0 || plot.height() <= 0) return;
-  p.drawImage(plot.topLeft(),
-              render_heatmap_cpu(v.map, v.scale, transform_, plot.width(), plot.height()));
+  p.drawImage(plot.topLeft(), render_heatmap_cpu(v.map, v.scale, transform_, plot.width(),
+                                                 plot.height(), &pyramid_));
   p.setPen(kDim);
   p.drawRect(plot.adjusted(-1, -1, 0, 0));
   const ViewTransform& t = transform_;

@@ -45,8 +45,69 @@ glm::ivec2 ViewTransform::cell_at(int x, int y) const {
           static_cast<int>(std::floor(d.y + kCellEdgeBias))};
 }
 
+namespace {
+// NaN-skipping max/min (like std::fmax/fmin: NaN only when both are NaN), inlined.
+inline float max_skip_nan(float a, float b) {
+  return (b > a || a != a) ? b : a;
+}
+inline float min_skip_nan(float a, float b) {
+  return (b < a || a != a) ? b : a;
+}
+}  // namespace
+
+HeatmapPyramid build_pyramid(const Heatmap& map) {
+  HeatmapPyramid p;
+  int rows = map.rows, cols = map.cols;
+  // src(r, c) -> (max, min) of the level below; level 0 is the map itself (max = min = value).
+  const float* prev = nullptr;
+  int prev_rows = rows, prev_cols = cols;
+  while (rows > 1 || cols > 1) {
+    rows = (rows + 1) / 2;
+    cols = (cols + 1) / 2;
+    HeatmapPyramid::Level l;
+    l.rows = rows;
+    l.cols = cols;
+    l.max_min.resize(static_cast<size_t>(rows) * cols * 2);
+    for (int r = 0; r < rows; ++r) {
+      const int r0 = 2 * r, r1 = std::min(2 * r + 1, prev_rows - 1);
+      float* out = l.max_min.data() + static_cast<size_t>(r) * cols * 2;
+      for (int c = 0; c < cols; ++c) {
+        const int c0 = 2 * c, c1 = std::min(2 * c + 1, prev_cols - 1);
+        float hi, lo;
+        if (!prev) {
+          const float* a = map.values.data() + static_cast<size_t>(r0) * prev_cols;
+          const float* b = map.values.data() + static_cast<size_t>(r1) * prev_cols;
+          hi = max_skip_nan(max_skip_nan(a[c0], a[c1]), max_skip_nan(b[c0], b[c1]));
+          lo = min_skip_nan(min_skip_nan(a[c0], a[c1]), min_skip_nan(b[c0], b[c1]));
+        } else {
+          const float* a = prev + static_cast<size_t>(r0) * prev_cols * 2;
+          const float* b = prev + static_cast<size_t>(r1) * prev_cols * 2;
+          hi = max_skip_nan(max_skip_nan(a[2 * c0], a[2 * c1]), max_skip_nan(b[2 * c0], b[2 * c1]));
+          lo = min_skip_nan(min_skip_nan(a[2 * c0 + 1], a[2 * c1 + 1]),
+                            min_skip_nan(b[2 * c0 + 1], b[2 * c1 + 1]));
+        }
+        out[2 * c] = hi;
+        out[2 * c + 1] = lo;
+      }
+    }
+    p.levels.push_back(std::move(l));
+    prev = p.levels.back().max_min.data();
+    prev_rows = rows;
+    prev_cols = cols;
+  }
+  return p;
+}
+
+int pool_level(const ViewTransform& view, int max_level) {
+  const glm::mat4 inv = view.pixel_to_data();
+  const float cells_per_pixel = std::min(std::fabs(inv[0][0]), std::fabs(inv[1][1]));
+  int k = 0;
+  while (k < max_level && std::ldexp(1.0f, k + 1) <= cells_per_pixel) ++k;
+  return k;
+}
+
 QImage render_heatmap_cpu(const Heatmap& map, const ColorScale& scale, const ViewTransform& view,
-                          int width, int height) {
+                          int width, int height, const HeatmapPyramid* pyramid) {
   QImage img(width, height, QImage::Format_RGBA8888);
   const ScaleParams p = scale_params(scale);
   const auto lut = colormap_table(scale.map);
@@ -78,6 +139,26 @@ QImage render_heatmap_cpu(const Heatmap& map, const ColorScale& scale, const Vie
     range(data_y(fy), data_y(fy + 1.0f), row[i], map.rows, row_lo[i], row_hi[i]);
   }
   const bool pool = p.pool != 0 && !p.categorical;
+  // Pooled: read (max, min) pairs of pyramid level k; level 0 is the map (max = min = value).
+  HeatmapPyramid own;
+  int k = 0;
+  if (pool) {
+    if (!pyramid) {
+      own = build_pyramid(map);
+      pyramid = &own;
+    }
+    k = pool_level(view, static_cast<int>(pyramid->levels.size()));
+  }
+  const int lcols = k == 0 ? map.cols : pyramid->level(k).cols;
+  auto max_min = [&](int r, int c, float& hi, float& lo) {
+    if (k == 0) {
+      hi = lo = map.values[static_cast<size_t>(r) * map.cols + c];
+    } else {
+      const float* e = pyramid->level(k).max_min.data() + (static_cast<size_t>(r) * lcols + c) * 2;
+      hi = e[0];
+      lo = e[1];
+    }
+  };
   for (int y = 0; y < height; ++y) {
     auto* out = reinterpret_cast<Rgba8*>(img.scanLine(y));
     const size_t yi = static_cast<size_t>(y);
@@ -92,15 +173,17 @@ QImage render_heatmap_cpu(const Heatmap& map, const ColorScale& scale, const Vie
       }
       float v = map.at(r, c);
       if (pool) {
-        const int r0 = row_lo[yi], r1 = row_hi[yi], c0 = col_lo[xi], c1 = col_hi[xi];
+        const int r0 = row_lo[yi] >> k, r1 = row_hi[yi] >> k;
+        const int c0 = col_lo[xi] >> k, c1 = col_hi[xi] >> k;
         const int sy = (r1 - r0 + 1 + kMaxPoolCells - 1) / kMaxPoolCells;
         const int sx = (c1 - c0 + 1 + kMaxPoolCells - 1) / kMaxPoolCells;
         bool masked = true;
         v = 0.0f;
         for (int rr = r0; rr <= r1; rr += sy) {
-          const float* line = map.values.data() + static_cast<size_t>(rr) * map.cols;
           for (int cc = c0; cc <= c1; cc += sx) {
-            const float u = line[cc];
+            float hi, lo;
+            max_min(rr, cc, hi, lo);
+            const float u = p.pool == 1 || std::fabs(hi) >= std::fabs(lo) ? hi : lo;
             if (std::isnan(u)) continue;
             if (masked || (p.pool == 1 ? u > v : std::fabs(u) > std::fabs(v))) v = u;
             masked = false;

@@ -23,14 +23,16 @@ HeatmapRenderer::~HeatmapRenderer() = default;
 void HeatmapRenderer::set_data(const Heatmap& map) {
   if (gpu_)
     gpu_->set_data(map);
-  else
+  else {
     cpu_map_ = map;
+    cpu_pyramid_ = build_pyramid(map);
+  }
 }
 
 QImage HeatmapRenderer::render(const ColorScale& scale, const ViewTransform& view, int width,
                                int height) {
   if (gpu_) return gpu_->render(scale, view, width, height);
-  return render_heatmap_cpu(cpu_map_, scale, view, width, height);
+  return render_heatmap_cpu(cpu_map_, scale, view, width, height, &cpu_pyramid_);
 }
 
 }  // namespace moelab::views

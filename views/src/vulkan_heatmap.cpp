@@ -7,6 +7,8 @@
 #include <QImage>
 #include <algorithm>
 #include <array>
+#include <cmath>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -40,6 +42,14 @@ struct TilePush {
 };
 static_assert(sizeof(TilePush) == 48);
 
+// Pipeline variants (specialization constants of heatmap.frag): kPool 0..2 x kMapping 0..2.
+constexpr int kPoolModes = 3, kMappings = 3, kFootprints = 2;
+struct SpecConstants {
+  int32_t pool;
+  int32_t mapping;
+  VkBool32 small_footprint;
+};
+
 // Cells of neighbouring tiles copied around each tile (only when the map is tiled), so max
 // pooling near a seam sees the same cells as without tiling (exact up to kMaxPoolCells cells
 // per pixel).
@@ -72,10 +82,16 @@ struct Buffer {
 };
 
 struct Tile {
-  Image image;
-  VkDescriptorSet set = VK_NULL_HANDLE;
+  Image image;                         // level 0: R32F, viewed as (v, v, 0, 1)
+  std::vector<Image> pyr;              // pyramid levels 1..: RG32F (max, min)
+  std::vector<VkDescriptorSet> sets;   // per level 0..: the level's texture
   int x = 0, y = 0, w = 0, h = 0;      // columns/rows owned (drawn) by this tile
   int tx = 0, ty = 0, tw = 0, th = 0;  // columns/rows held by the texture (owned + halo)
+  // The level-k cells covering [tx, tx + tw) x [ty, ty + th): first and count, per level.
+  glm::ivec4 level_tex(int k) const {
+    const int x0 = tx >> k, y0 = ty >> k;
+    return {x0, y0, ((tx + tw - 1) >> k) - x0 + 1, ((ty + th - 1) >> k) - y0 + 1};
+  }
 };
 
 }  // namespace
@@ -97,8 +113,12 @@ struct VulkanHeatmapRenderer::Impl {
   VkDescriptorSetLayout tile_layout = VK_NULL_HANDLE;
   VkPipelineLayout pipeline_layout = VK_NULL_HANDLE;
   VkRenderPass render_pass = VK_NULL_HANDLE;
-  VkPipeline pipeline = VK_NULL_HANDLE;
-  VkPipeline window_pipeline = VK_NULL_HANDLE;  // for an attached (window) render pass
+  // Pipelines per variant [pool][mapping], created on first use: offscreen and window pass.
+  using Pipelines = VkPipeline[kPoolModes][kMappings][kFootprints];
+  Pipelines pipelines = {};
+  Pipelines window_pipelines = {};
+  VkRenderPass window_pass = VK_NULL_HANDLE;
+  int levels = 0;  // pyramid levels above 0 of the current map
   bool owns_device = true;
   VkDeviceSize slot_stride = 256;
   VkDescriptorPool global_pool = VK_NULL_HANDLE;
@@ -150,7 +170,8 @@ struct VulkanHeatmapRenderer::Impl {
     b = {};
   }
 
-  Image make_image(int w, int h, VkFormat format, VkImageUsageFlags usage) {
+  Image make_image(int w, int h, VkFormat format, VkImageUsageFlags usage,
+                   bool red_as_green = false) {
     Image im;
     VkImageCreateInfo ii{VK_STRUCTURE_TYPE_IMAGE_CREATE_INFO};
     ii.imageType = VK_IMAGE_TYPE_2D;
@@ -175,6 +196,7 @@ struct VulkanHeatmapRenderer::Impl {
     vi.image = im.image;
     vi.viewType = VK_IMAGE_VIEW_TYPE_2D;
     vi.format = format;
+    if (red_as_green) vi.components.g = VK_COMPONENT_SWIZZLE_R;
     vi.subresourceRange = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 1, 0, 1};
     check(vkCreateImageView(device, &vi, nullptr, &im.view), "vkCreateImageView");
     return im;
@@ -442,11 +464,23 @@ struct VulkanHeatmapRenderer::Impl {
     rpi.dependencyCount = 2;
     rpi.pDependencies = deps;
     check(vkCreateRenderPass(device, &rpi, nullptr, &render_pass), "vkCreateRenderPass");
-
-    pipeline = make_pipeline(render_pass);
   }
 
-  VkPipeline make_pipeline(VkRenderPass pass) {
+  VkPipeline pipeline_for(bool window, int pool, int mapping, bool small) {
+    VkPipeline& p = (window ? window_pipelines : pipelines)[pool][mapping][small ? 1 : 0];
+    if (!p) p = make_pipeline(window ? window_pass : render_pass, pool, mapping, small);
+    return p;
+  }
+  void destroy_pipelines(Pipelines& ps) {
+    for (auto& a : ps)
+      for (auto& b : a)
+        for (VkPipeline& p : b) {
+          if (p) vkDestroyPipeline(device, p, nullptr);
+          p = VK_NULL_HANDLE;
+        }
+  }
+
+  VkPipeline make_pipeline(VkRenderPass pass, int pool, int mapping, bool small) {
     VkShaderModule vs = make_module(k_heatmap_vert_spv, std::size(k_heatmap_vert_spv));
     VkShaderModule fs = make_module(k_heatmap_frag_spv, std::size(k_heatmap_frag_spv));
     VkPipelineShaderStageCreateInfo stages[2]{};
@@ -457,6 +491,12 @@ struct VulkanHeatmapRenderer::Impl {
     stages[1].stage = VK_SHADER_STAGE_FRAGMENT_BIT;
     stages[1].module = fs;
     stages[1].pName = "main";
+    const SpecConstants spec{pool, mapping, small ? VK_TRUE : VK_FALSE};
+    const VkSpecializationMapEntry entries[3] = {{0, offsetof(SpecConstants, pool), 4},
+                                                 {1, offsetof(SpecConstants, mapping), 4},
+                                                 {2, offsetof(SpecConstants, small_footprint), 4}};
+    VkSpecializationInfo spec_info{3, entries, sizeof(spec), &spec};
+    stages[1].pSpecializationInfo = &spec_info;
     VkPipelineVertexInputStateCreateInfo vi{
         VK_STRUCTURE_TYPE_PIPELINE_VERTEX_INPUT_STATE_CREATE_INFO};
     VkPipelineInputAssemblyStateCreateInfo ia{
@@ -513,7 +553,7 @@ struct VulkanHeatmapRenderer::Impl {
   // Writes the uniforms of one draw into `slot`. offset_px: framebuffer position of the
   // viewport's top-left corner (gl_FragCoord is framebuffer-absolute).
   void write_uniforms(int slot, const ColorScale& scale, const ViewTransform& view, int width,
-                      int height, glm::vec2 offset_px) {
+                      int height, glm::vec2 offset_px, int level) {
     const ScaleParams p = scale_params(scale);
     HeatmapUniforms u{};
     // viewport pixel -> NDC: x' = 2x/W - 1, y' = 2y/H - 1 (Vulkan's y points down, like ours).
@@ -529,13 +569,53 @@ struct VulkanHeatmapRenderer::Impl {
     u.pixel_to_data = view.pixel_to_data() * unshift;
     u.scale = {p.offset, p.mul, p.log ? 1.0f : 0.0f, p.categorical ? 1.0f : 0.0f};
     u.masked = glm::vec4(scale.masked.r, scale.masked.g, scale.masked.b, scale.masked.a) / 255.0f;
-    u.map_size = {cols, rows, p.lut_size, p.pool};
+    u.map_size = {cols, rows, p.lut_size, level};
     std::memcpy(static_cast<uint8_t*>(uniforms.mapped) + slot * slot_stride, &u, sizeof(u));
+  }
+
+  // The variant and pyramid level a draw uses.
+  struct Variant {
+    int pool = 0, mapping = 0, level = 0;
+    bool small = false;  // at most 3 x 3 level-k cells per pixel
+  };
+  Variant variant(const ColorScale& scale, const ViewTransform& view) const {
+    const ScaleParams p = scale_params(scale);
+    Variant v;
+    v.mapping = p.categorical ? 2 : p.log ? 1 : 0;
+    v.pool = p.categorical ? 0 : p.pool;
+    // At most 0.9 cells per pixel along both axes: every pixel's footprint is its own cell, so
+    // pooling reads exactly the nearest cell; the cheaper nearest variant gives the same image.
+    const glm::mat4 inv = view.pixel_to_data();
+    if (std::fabs(inv[0][0]) < 0.9f && std::fabs(inv[1][1]) < 0.9f) v.pool = 0;
+    if (v.pool) {
+      v.level = pool_level(view, levels);
+      // Level-k cells a pixel touches along an axis with f cells per pixel: at most
+      // ceil((hi - lo) / 2^k) + 1 with hi - lo <= ceil(f) + 1 (heatmap.frag); 0.01 covers float
+      // rounding of the pixel edges.
+      const float block = std::ldexp(1.0f, v.level + 1);
+      auto small = [&](float f) { return f < 0.9f || std::ceil(f + 0.01f) + 1.0f <= block; };
+      v.small = small(std::fabs(inv[0][0])) && small(std::fabs(inv[1][1]));
+    }
+    return v;
+  }
+
+  // Uniforms of slot `slot` + the tile draws into `c`, inside a render pass (offscreen or the
+  // attached window pass).
+  void draw(VkCommandBuffer c, bool window, int slot, const ColorScale& scale,
+            const ViewTransform& view, VkRect2D area) {
+    const Variant var = variant(scale, view);
+    write_uniforms(slot, scale, view, static_cast<int>(area.extent.width),
+                   static_cast<int>(area.extent.height),
+                   {static_cast<float>(area.offset.x), static_cast<float>(area.offset.y)},
+                   var.level);
+    if (tiles.empty()) return;
+    record_draws(c, pipeline_for(window, var.pool, var.mapping, var.small), slot, scale, area,
+                 var.level);
   }
 
   // Records the tile draws into `c`, inside a render pass compatible with `pipe`.
   void record_draws(VkCommandBuffer c, VkPipeline pipe, int slot, const ColorScale& scale,
-                    VkRect2D area) {
+                    VkRect2D area, int level) {
     if (tiles.empty()) return;
     vkCmdBindPipeline(c, VK_PIPELINE_BIND_POINT_GRAPHICS, pipe);
     VkViewport vp{static_cast<float>(area.offset.x),
@@ -554,9 +634,9 @@ struct VulkanHeatmapRenderer::Impl {
       // the tile's cells is always covered; the fragment shader discards foreign cells.
       TilePush push{{t.x - 1.0f, t.y - 1.0f, t.x + t.w + 1.0f, t.y + t.h + 1.0f},
                     {t.x, t.y, t.w, t.h},
-                    {t.tx, t.ty, t.tw, t.th}};
-      vkCmdBindDescriptorSets(c, VK_PIPELINE_BIND_POINT_GRAPHICS, pipeline_layout, 1, 1, &t.set, 0,
-                              nullptr);
+                    t.level_tex(level)};
+      vkCmdBindDescriptorSets(c, VK_PIPELINE_BIND_POINT_GRAPHICS, pipeline_layout, 1, 1,
+                              &t.sets[static_cast<size_t>(level)], 0, nullptr);
       vkCmdPushConstants(c, pipeline_layout,
                          VK_SHADER_STAGE_VERTEX_BIT | VK_SHADER_STAGE_FRAGMENT_BIT, 0, sizeof(push),
                          &push);
@@ -605,8 +685,12 @@ struct VulkanHeatmapRenderer::Impl {
 
   void free_tiles() {
     if (!device) return;
-    for (auto& t : tiles) free_image(t.image);
+    for (auto& t : tiles) {
+      free_image(t.image);
+      for (Image& im : t.pyr) free_image(im);
+    }
     tiles.clear();
+    levels = 0;
     if (tile_pool) vkDestroyDescriptorPool(device, tile_pool, nullptr);
     tile_pool = VK_NULL_HANDLE;
   }
@@ -645,8 +729,8 @@ struct VulkanHeatmapRenderer::Impl {
       for (auto& l : luts) free_image(l);
       free_buffer(uniforms);
       if (global_pool) vkDestroyDescriptorPool(device, global_pool, nullptr);
-      if (pipeline) vkDestroyPipeline(device, pipeline, nullptr);
-      if (window_pipeline) vkDestroyPipeline(device, window_pipeline, nullptr);
+      destroy_pipelines(pipelines);
+      destroy_pipelines(window_pipelines);
       if (render_pass) vkDestroyRenderPass(device, render_pass, nullptr);
       if (pipeline_layout) vkDestroyPipelineLayout(device, pipeline_layout, nullptr);
       if (tile_layout) vkDestroyDescriptorSetLayout(device, tile_layout, nullptr);
@@ -726,17 +810,40 @@ void VulkanHeatmapRenderer::set_data(const Heatmap& map) {
   const int halo = tiled ? kTileHalo : 0;
   if (tiled && edge + 2 * halo > max_dim) edge = max_dim - 2 * halo;
   d.tile_edge = edge;
+  // The max-pooled pyramid of the whole map (host side, once per data update); each tile gets
+  // the level-k cells covering its texture, so tiled and untiled pooling agree.
+  const HeatmapPyramid pyramid = build_pyramid(map);
+  d.levels = static_cast<int>(pyramid.levels.size());
   const int tx = (map.cols + edge - 1) / edge, ty = (map.rows + edge - 1) / edge;
-  const uint32_t n = static_cast<uint32_t>(tx * ty);
+  const uint32_t n = static_cast<uint32_t>(tx * ty * (d.levels + 1));
   VkDescriptorPoolSize size{VK_DESCRIPTOR_TYPE_COMBINED_IMAGE_SAMPLER, n};
   VkDescriptorPoolCreateInfo pi{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
   pi.maxSets = n;
   pi.poolSizeCount = 1;
   pi.pPoolSizes = &size;
   check(vkCreateDescriptorPool(d.device, &pi, nullptr, &d.tile_pool), "tile descriptor pool");
+  auto add_set = [&](Tile& t, VkImageView view) {
+    VkDescriptorSet set;
+    VkDescriptorSetAllocateInfo ai{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO};
+    ai.descriptorPool = d.tile_pool;
+    ai.descriptorSetCount = 1;
+    ai.pSetLayouts = &d.tile_layout;
+    check(vkAllocateDescriptorSets(d.device, &ai, &set), "tile set");
+    VkDescriptorImageInfo ii{d.sampler, view, VK_IMAGE_LAYOUT_SHADER_READ_ONLY_OPTIMAL};
+    VkWriteDescriptorSet w{VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET};
+    w.dstSet = set;
+    w.dstBinding = 0;
+    w.descriptorCount = 1;
+    w.descriptorType = VK_DESCRIPTOR_TYPE_COMBINED_IMAGE_SAMPLER;
+    w.pImageInfo = &ii;
+    vkUpdateDescriptorSets(d.device, 1, &w, 0, nullptr);
+    t.sets.push_back(set);
+  };
+  const VkImageUsageFlags usage = VK_IMAGE_USAGE_SAMPLED_BIT | VK_IMAGE_USAGE_TRANSFER_DST_BIT;
   for (int j = 0; j < ty; ++j) {
     for (int i = 0; i < tx; ++i) {
-      Tile t;
+      d.tiles.emplace_back();  // owned by d.tiles from here (freed on failure)
+      Tile& t = d.tiles.back();
       t.x = i * edge;
       t.y = j * edge;
       t.w = std::min(edge, map.cols - t.x);
@@ -745,24 +852,19 @@ void VulkanHeatmapRenderer::set_data(const Heatmap& map) {
       t.ty = std::max(0, t.y - halo);
       t.tw = std::min(map.cols, t.x + t.w + halo) - t.tx;
       t.th = std::min(map.rows, t.y + t.h + halo) - t.ty;
-      t.image = d.make_image(t.tw, t.th, VK_FORMAT_R32_SFLOAT,
-                             VK_IMAGE_USAGE_SAMPLED_BIT | VK_IMAGE_USAGE_TRANSFER_DST_BIT);
-      d.tiles.push_back(t);  // owned by d.tiles from here (freed on failure)
+      t.image = d.make_image(t.tw, t.th, VK_FORMAT_R32_SFLOAT, usage, /*red_as_green=*/true);
       d.upload(t.image, t.tw, t.th, map.values.data() + static_cast<size_t>(t.ty) * map.cols + t.tx,
                sizeof(float), static_cast<size_t>(map.cols));
-      VkDescriptorSetAllocateInfo ai{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO};
-      ai.descriptorPool = d.tile_pool;
-      ai.descriptorSetCount = 1;
-      ai.pSetLayouts = &d.tile_layout;
-      check(vkAllocateDescriptorSets(d.device, &ai, &d.tiles.back().set), "tile set");
-      VkDescriptorImageInfo ii{d.sampler, t.image.view, VK_IMAGE_LAYOUT_SHADER_READ_ONLY_OPTIMAL};
-      VkWriteDescriptorSet w{VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET};
-      w.dstSet = d.tiles.back().set;
-      w.dstBinding = 0;
-      w.descriptorCount = 1;
-      w.descriptorType = VK_DESCRIPTOR_TYPE_COMBINED_IMAGE_SAMPLER;
-      w.pImageInfo = &ii;
-      vkUpdateDescriptorSets(d.device, 1, &w, 0, nullptr);
+      add_set(t, t.image.view);
+      for (int k = 1; k <= d.levels; ++k) {
+        const HeatmapPyramid::Level& l = pyramid.level(k);
+        const glm::ivec4 r = t.level_tex(k);
+        t.pyr.push_back(d.make_image(r.z, r.w, VK_FORMAT_R32G32_SFLOAT, usage));
+        d.upload(t.pyr.back(), r.z, r.w,
+                 l.max_min.data() + (static_cast<size_t>(r.y) * l.cols + r.x) * 2,
+                 2 * sizeof(float), static_cast<size_t>(l.cols));
+        add_set(t, t.pyr.back().view);
+      }
     }
   }
 }
@@ -777,8 +879,6 @@ QImage VulkanHeatmapRenderer::render(const ColorScale& scale, const ViewTransfor
     throw Error(ErrorKind::BadInput, "heatmap: image larger than the device's framebuffer");
   d.ensure_target(width, height);
 
-  d.write_uniforms(0, scale, view, width, height, {0.0f, 0.0f});
-
   d.begin();
   VkClearValue clear{};
   clear.color.float32[0] = scale.background.r / 255.0f;
@@ -792,7 +892,7 @@ QImage VulkanHeatmapRenderer::render(const ColorScale& scale, const ViewTransfor
   rb.clearValueCount = 1;
   rb.pClearValues = &clear;
   vkCmdBeginRenderPass(d.cmd, &rb, VK_SUBPASS_CONTENTS_INLINE);
-  d.record_draws(d.cmd, d.pipeline, 0, scale, rb.renderArea);
+  d.draw(d.cmd, /*window=*/false, 0, scale, view, rb.renderArea);
   vkCmdEndRenderPass(d.cmd);
   VkBufferImageCopy region{};
   region.imageSubresource = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 0, 1};
@@ -843,23 +943,21 @@ std::unique_ptr<VulkanHeatmapRenderer> VulkanHeatmapRenderer::create_on_device(
 void VulkanHeatmapRenderer::attach_render_pass(void* render_pass) {
   Impl& d = *impl_;
   vkDeviceWaitIdle(d.device);
-  if (d.window_pipeline) vkDestroyPipeline(d.device, d.window_pipeline, nullptr);
-  d.window_pipeline = VK_NULL_HANDLE;
-  if (render_pass) d.window_pipeline = d.make_pipeline(static_cast<VkRenderPass>(render_pass));
+  d.destroy_pipelines(d.window_pipelines);
+  d.window_pass = static_cast<VkRenderPass>(render_pass);
+  // Build the common variant now (the first frame should not wait for a compile).
+  if (d.window_pass) d.pipeline_for(true, 1, 0, true);
 }
 
 void VulkanHeatmapRenderer::record(void* command_buffer, int slot, int x, int y, int width,
                                    int height, const ColorScale& scale, const ViewTransform& view) {
   Impl& d = *impl_;
-  if (!d.window_pipeline)
+  if (!d.window_pass)
     throw Error(ErrorKind::Internal, "heatmap: record() before attach_render_pass()");
   if (width <= 0 || height <= 0) return;
   slot = 1 + slot % (kUniformSlots - 1);  // slot 0 belongs to offscreen render()
-  d.write_uniforms(slot, scale, view, width, height,
-                   {static_cast<float>(x), static_cast<float>(y)});
   VkRect2D area{{x, y}, {static_cast<uint32_t>(width), static_cast<uint32_t>(height)}};
-  d.record_draws(static_cast<VkCommandBuffer>(command_buffer), d.window_pipeline, slot, scale,
-                 area);
+  d.draw(static_cast<VkCommandBuffer>(command_buffer), /*window=*/true, slot, scale, view, area);
 }
 
 std::string VulkanHeatmapRenderer::device_name() const {

@@ -103,6 +103,7 @@ class CpuHeatmapWidget : public QWidget {
  private:
   void update_hover(QPointF p);
   HeatmapView view_;
+  HeatmapPyramid pyramid_;  // of view_.map
   ViewTransform transform_;
   bool fit_pending_ = true;
   bool user_moved_ = false;

@@ -43,8 +43,10 @@ struct ColorScale {
   Rgba8 background{0, 0, 0, 255};  // pixels outside the map
   /// Zoomed out (several cells per pixel along an axis): a pixel shows the largest value of the
   /// cells it covers (diverging maps: the value of largest magnitude, sign kept), so isolated
-  /// spikes do not vanish. Masked cells are skipped; all-masked -> masked. Along an axis with
-  /// more than kMaxPoolCells cells per pixel, every ceil(n / kMaxPoolCells)-th cell is read.
+  /// spikes do not vanish. Masked cells are skipped; all-masked -> masked. The covered cells are
+  /// read from the max-pooled pyramid (HeatmapPyramid) at level k = pool_level(): the pixel's
+  /// footprint is widened to whole blocks of 2^k x 2^k cells. Along an axis with more than
+  /// kMaxPoolCells level-k cells per pixel, every ceil(n / kMaxPoolCells)-th one is read.
   /// Ignored for kCategorical (nearest cell). false: always the cell under the pixel centre.
   bool max_pool = true;
 };

@@ -48,9 +48,35 @@ struct ViewTransform {
   glm::ivec2 cell_at(int x, int y) const;
 };
 
+/// Max-pooled mip pyramid of a map, built once per data update so that a zoomed-out draw reads
+/// a few summary cells per pixel instead of every cell it covers (both renderers use it).
+/// Level k (k >= 1) has ceil(rows / 2^k) x ceil(cols / 2^k) cells; its cell (r, c) holds the
+/// largest and the smallest unmasked value of the level-0 cells [r 2^k, (r+1) 2^k) x
+/// [c 2^k, (c+1) 2^k) of the map (clipped to it), both NaN when all of them are masked.
+/// Reduction of max/min over blocks is exact (no averaging), so a lone hot cell survives every
+/// level: the point of the pyramid (a mean pyramid would fade it).
+struct HeatmapPyramid {
+  struct Level {
+    int rows = 0;
+    int cols = 0;
+    std::vector<float> max_min;  // F32 [rows, cols, 2]: (max, min) per cell
+  };
+  std::vector<Level> levels;  // levels[i] is level i + 1; until both sides are 1 cell
+  /// Level k >= 1 (k - 1 < levels.size()).
+  const Level& level(int k) const { return levels[static_cast<size_t>(k - 1)]; }
+};
+/// Builds levels 1.. of `map` (empty for a map of at most one cell). O(rows x cols).
+HeatmapPyramid build_pyramid(const Heatmap& map);
+
+/// The pyramid level a pooled draw reads: the largest k <= max_level with 2^k <= the cells per
+/// pixel along the axis with fewer cells per pixel (so a pixel covers at most 2-3 level-k cells
+/// along that axis). 0 when zoomed in. Computed from pixel_to_data() exactly as the renderers do.
+int pool_level(const ViewTransform& view, int max_level);
+
 /// CPU reference renderer: the same picture as the Vulkan renderer, pixel for pixel up to one
-/// colormap step (<= 2 levels per channel). Format_RGBA8888.
+/// colormap step (<= 2 levels per channel). Format_RGBA8888. Pooled drawing (ColorScale::
+/// max_pool) reads `pyramid` (must be build_pyramid(map)); without one it is built here.
 QImage render_heatmap_cpu(const Heatmap& map, const ColorScale& scale, const ViewTransform& view,
-                          int width, int height);
+                          int width, int height, const HeatmapPyramid* pyramid = nullptr);
 
 }  // namespace moelab::views

@@ -30,6 +30,7 @@ class HeatmapRenderer {
  private:
   std::unique_ptr<VulkanHeatmapRenderer> gpu_;
   Heatmap cpu_map_;
+  HeatmapPyramid cpu_pyramid_;  // built once per set_data (pooled drawing reads it)
   std::string status_;
 };
 
