@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
 #include "models/model_impl.h"
 #include "moelab/core/error.h"
 #include "moelab/kernels/kernels.h"
@@ -274,10 +275,7 @@ class CpuContext final : public Context {
     }
     flushed_ = stats_;
   }
-  static std::mutex& shared_stats_mutex() {
-    static std::mutex m;
-    return m;
-  }
+  static std::mutex& shared_stats_mutex() { return backend::shared_stats_mutex(); }
   void evict_for(int64_t n);
   void check_cancel() {
     if (cancel_.exchange(false)) throw Error(ErrorKind::Cancelled, "evaluation was cancelled");
@@ -702,6 +700,12 @@ std::shared_ptr<const Model> with_policies(std::shared_ptr<const Model> model,
                                                std::move(stats));
 }
 
+std::string model_backend(const Model& model) {
+  const Model* m = &model;
+  if (auto pm = dynamic_cast<const models::PolicyModel*>(m)) m = pm->base_.get();
+  return backend::is_cuda_model(*m) ? "cuda" : "cpu";
+}
+
 const std::vector<std::string>& Context::observable_names() {
   return models::observable();
 }
@@ -717,15 +721,22 @@ std::unique_ptr<Context> Context::create(std::shared_ptr<const Model> model,
     shared_stats = pm->stats_;
     model = pm->base_;
   }
-  auto cpu = std::dynamic_pointer_cast<const models::CpuModel>(model);
+  auto cpu = backend::host_model(model);
   if (!cpu) throw Error(ErrorKind::Internal, "the model was not loaded by Model::load");
-  if (p.backend != "cpu")
+  if (p.backend != "cpu" && p.backend != "cuda" && p.backend != "auto")
     throw Error(ErrorKind::BadInput,
-                "backend '" + p.backend + "' is not available for inference (available: cpu)");
+                "unknown backend '" + p.backend + "' (expected cpu, cuda or auto)");
+  const bool on_gpu = backend::is_cuda_model(*model);
+  if (p.backend == "cuda" && !on_gpu)
+    throw Error(ErrorKind::BadInput,
+                "backend 'cuda' needs a model loaded for CUDA (LoadOptions::backend 'cuda' or "
+                "'auto' on a machine with a usable GPU); this model is on the CPU");
   if (params.n_ctx == 0) throw Error(ErrorKind::BadInput, "n_ctx must be at least 1");
   if (params.n_threads < 1)
     throw Error(ErrorKind::BadInput,
                 "n_threads must be at least 1, got " + std::to_string(params.n_threads));
+  if (on_gpu && p.backend != "cpu")
+    return backend::make_cuda_context(std::move(model), p, std::move(shared_stats));
   return std::make_unique<models::CpuContext>(std::move(cpu), p, std::move(shared_stats));
 }
 

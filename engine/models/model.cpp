@@ -2,7 +2,9 @@
 // weights (zero-copy views into the mapping; small vectors - norms, biases - as F32 copies).
 #include <string>
 
+#include "backend/backend.h"
 #include "models/model_impl.h"
+#include "moelab/core/backends.h"
 #include "moelab/core/error.h"
 #include "moelab/kernels/kernels.h"
 
@@ -169,6 +171,9 @@ Weights bind_weights(const gguf::File& f, const ModelCard& c, const ArchConfig& 
 }  // namespace models
 
 std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& opts) {
+  if (opts.backend != "cpu" && opts.backend != "cuda" && opts.backend != "auto")
+    throw Error(ErrorKind::BadInput,
+                "unknown backend '" + opts.backend + "' (expected cpu, cuda or auto)");
   if (opts.progress && !opts.progress(0.0f))
     throw Error(ErrorKind::Cancelled, "loading was cancelled", {.file = path});
   std::unique_ptr<gguf::File> file = gguf::File::open(path);
@@ -197,10 +202,17 @@ std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
 #ifdef MOELAB_MODELS_HAVE_TOKENIZER
   if (file->find("tokenizer.ggml.tokens")) tok = Tokenizer::from_gguf(*file);
 #endif
+  auto cpu = std::make_shared<models::CpuModel>(std::move(file), std::move(card), config,
+                                                std::move(weights), std::move(tok));
+  if (resolve_backend(opts.backend) == "cuda") {
+    auto gpu = backend::make_cuda_model(std::move(cpu), opts);
+    if (opts.progress && !opts.progress(1.0f))
+      throw Error(ErrorKind::Cancelled, "loading was cancelled", {.file = path});
+    return gpu;
+  }
   if (opts.progress && !opts.progress(1.0f))
     throw Error(ErrorKind::Cancelled, "loading was cancelled", {.file = path});
-  return std::make_shared<models::CpuModel>(std::move(file), std::move(card), config,
-                                            std::move(weights), std::move(tok));
+  return cpu;
 }
 
 }  // namespace moelab

@@ -38,15 +38,7 @@ void attention(const float* q, const int32_t* pos, int64_t n_tokens, const KvLay
 
 void route_top_k(const float* logits, int n_expert, int k, bool renormalise, float* probs,
                  int32_t* ids, float* weights, float* applied) {
-  for (int e = 0; e < n_expert; ++e) probs[e] = logits[e];
-  el::softmax_row(probs, n_expert);
-  el::top_k(probs, n_expert, k, ids);
-  float sum = 0;
-  for (int j = 0; j < k; ++j) {
-    weights[j] = probs[ids[j]];
-    sum += weights[j];
-  }
-  for (int j = 0; j < k; ++j) applied[j] = renormalise ? weights[j] / sum : weights[j];
+  el::route_token(logits, n_expert, k, renormalise, probs, ids, weights, applied);
 }
 
 }  // namespace moelab::ops

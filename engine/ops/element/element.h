@@ -132,4 +132,30 @@ MOELAB_HD inline void top_k(const float* p, int n, int k, int32_t* ids) {
   }
 }
 
+/// MoE routing of one token (Shazeer et al. 2017; Mixtral renormalises): probs = softmax(logits)
+/// over n experts; ids = top_k(probs) (ties: lower id); weights[j] = probs[ids[j]]; applied =
+/// weights / sum(weights) when renormalise, else weights. Shared by ops::route_top_k and the
+/// CUDA routing kernel. logits, probs F32 [n]; ids int32 [k]; weights, applied F32 [k].
+MOELAB_HD inline void route_token(const float* logits, int n, int k, bool renormalise, float* probs,
+                                  int32_t* ids, float* weights, float* applied) {
+  for (int e = 0; e < n; ++e) probs[e] = logits[e];
+  softmax_row(probs, n);
+  top_k(probs, n, k, ids);
+  float sum = 0;
+  for (int j = 0; j < k; ++j) {
+    weights[j] = probs[ids[j]];
+    sum += weights[j];
+  }
+  for (int j = 0; j < k; ++j) applied[j] = renormalise ? weights[j] / sum : weights[j];
+}
+
+// ---- attention masks -----------------------------------------------------------------------
+
+/// Causal, optionally sliding-window visibility (Mistral 7B, arXiv:2310.06825): a query at
+/// pos_q sees a key at pos_k when pos_k <= pos_q and, for window > 0, pos_q - pos_k < window.
+/// Same rule as ops::key_visible.
+MOELAB_HD inline bool key_visible(int64_t pos_q, int64_t pos_k, uint32_t window) {
+  return pos_k <= pos_q && (window == 0 || pos_q - pos_k < static_cast<int64_t>(window));
+}
+
 }  // namespace moelab::ops::element

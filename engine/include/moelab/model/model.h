@@ -23,6 +23,13 @@ struct LoadOptions {
   /// Called with the fraction done in [0, 1]; return false to cancel (load throws
   /// moelab::Error with kind Cancelled).
   std::function<bool(float)> progress;
+  /// Where the weights are prepared: "cpu" (the reference; default), "cuda" (the weights are
+  /// also uploaded to the GPU, see engine/backend/cuda) or "auto" (the fastest available).
+  /// "cuda" and "auto" go through resolve_backend (moelab/core/backends.h): without a usable
+  /// device the model is loaded for the CPU and one log line says why. Throws moelab::Error:
+  /// BadInput for another name, Io when the GPU lacks the memory for the weights (the message
+  /// gives the bytes needed and free).
+  std::string backend = "cpu";
 };
 
 /// Weights (memory-mapped, never copied for types the kernels read directly), hyper-parameters
@@ -40,6 +47,10 @@ class Model {
   /// The tokenizer built from the file's tokenizer.ggml.* metadata (null if the file has none).
   virtual const Tokenizer* tokenizer() const = 0;
 };
+
+/// The backend a loaded model's weights live on: "cpu" or "cuda" (policy views report the
+/// model they wrap).
+std::string model_backend(const Model& model);
 
 enum class KvType { F32, F16 };
 
@@ -87,7 +98,10 @@ struct ContextParams {
   uint32_t n_ctx = 512;  // tokens the KV cache holds
   KvType kv_type = KvType::F32;
   int n_threads = 1;
-  std::string backend = "cpu";  // "cpu" (reference); "cuda" when built and available
+  /// "cpu": the CPU reference (on any model; a CUDA model keeps its host weights). "cuda": the
+  /// GPU, for a model loaded with LoadOptions::backend "cuda" (BadInput otherwise). "auto":
+  /// the model's backend.
+  std::string backend = "cpu";
   /// Decision rules at the MoE routing and attention-mask points (moelab/policies/policies.h).
   /// Throws at Context::create (BadInput) when a policy does not fit the model.
   RoutingPolicy routing;
