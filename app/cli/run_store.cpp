@@ -56,33 +56,14 @@ RunStore::RunStore(storage::AsyncWriter& writer, const std::string& session,
 }
 
 GenerateResult RunStore::generate(const GenerateParams& gp, const TokenCallback& stream) {
-  GenerateResult r;
-  if (!stats_) gen_.context().reset_policy_stats();  // count this run only
+  // The recording (tokens, routing, attention, metrics incl. policy statistics and energy) is
+  // session::GenerationRecorder's, shared with the desktop lab.
+  if (stats_) rec_->set_policy_stats(stats_);
   try {
-    r = gen_.generate(gp, rec_->wrap(stream));
+    return rec_->generate(gp, stream);
   } catch (const storage::StorageError& e) {
     rethrow_as_moelab(e);  // the store failed: the run record cannot be finished either
-  } catch (const std::exception& e) {
-    try {
-      rec_->fail(e.what());
-    } catch (...) {
-    }
-    throw;
   }
-  with_store_errors([&] {
-    const PolicyStats ps = stats_ ? *stats_ : gen_.context().policy_stats();
-    if (ps.routed) {
-      rec_->metric("avg_active_experts", ps.avg_active_experts());
-      uint64_t failovers = 0, overflows = 0;
-      for (auto v : ps.failovers) failovers += v;
-      for (auto v : ps.overflows) overflows += v;
-      rec_->metric("failovers", static_cast<double>(failovers));
-      rec_->metric("overflows", static_cast<double>(overflows));
-    }
-    rec_->finish(r);
-    return 0;
-  });
-  return r;
 }
 
 }  // namespace moelab::cli

@@ -11,6 +11,9 @@
 
 #include "moelab/compare/compare.h"
 #include "moelab/storage/store.h"
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+#include "run_views.h"
+#endif
 
 namespace st = moelab::storage;
 namespace cmp = moelab::compare;
@@ -18,6 +21,7 @@ namespace cmp = moelab::compare;
 struct ComparePanel::Result {
   cmp::RunComparison c;
   std::vector<st::TokenRecord> ta, tb;
+  std::shared_ptr<const moelab::lab::CompareViews> views;
   QString error;
 };
 
@@ -184,6 +188,10 @@ void ComparePanel::compare(qint64 a, qint64 b) {
       r->c = cmp::compare_runs(store, a, b);
       r->ta = store.tokens(a);
       r->tb = store.tokens(b);
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+      r->views = std::make_shared<const moelab::lab::CompareViews>(
+          moelab::lab::read_compare_views(store, a, b));
+#endif
     } catch (const std::exception& e) {
       r->error = QString::fromStdString(e.what());
     }
@@ -199,6 +207,7 @@ void ComparePanel::show(const std::shared_ptr<Result>& r) {
     emit failed(r->error);
     return;
   }
+  views_ = r->views;
   const auto& c = r->c;
   summary_->setText(tr("<b>A</b> = run #%1 (%2, %3 tokens) · <b>B</b> = run #%4 (%5, %6 tokens) · "
                        "outputs %7% similar, first %8 tokens identical")

@@ -12,6 +12,10 @@
 #include <memory>
 #include <thread>
 
+namespace moelab::lab {
+struct CompareViews;  // run_views.h
+}
+
 class ComparePanel : public QWidget {
   Q_OBJECT
  public:
@@ -33,6 +37,9 @@ class ComparePanel : public QWidget {
   QString summaryText() const { return summary_->text(); }
   QComboBox* runA() const { return a_; }
   QComboBox* runB() const { return b_; }
+  /// The expert load and prompt attention of A and B of the last comparison, read from the
+  /// store (null before the first one, or in a build without the views panel).
+  std::shared_ptr<const moelab::lab::CompareViews> views() const { return views_; }
 
  signals:
   void compared(qint64 a, qint64 b);
@@ -51,5 +58,6 @@ class ComparePanel : public QWidget {
   QTableWidget* metrics_;
   QTableWidget* routing_;
   QTextBrowser* diff_;
+  std::shared_ptr<const moelab::lab::CompareViews> views_;
   std::thread worker_;
 };

@@ -11,11 +11,11 @@
 #include <nlohmann/json.hpp>
 
 #include "card_format.h"
+#include "lab_run.h"
 #include "moelab/gguf/gguf.h"
 #include "moelab/gguf/writer.h"
 #include "moelab/runtime/synthetic_model.h"
 #include "moelab/storage/writer.h"
-#include "run_recorder.h"
 
 namespace moelab::lab::demo {
 
@@ -181,10 +181,9 @@ int runHeadless(const QString& outDir, const QString& db) {
       ModelIdentity id;
       id.path = m.toStdString();
       id.sha256 = sha256_file(id.path);
-      // The model card as the GUI stores it (reports show its name and hyper-parameters).
-      id.card_json = card_to_json(model->card(), *gguf::File::open(id.path), id.sha256, false)
-                         .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-      const RecordedRun r = record_generation(gen, s, writer, session, id);
+      // The model row carries the card JSON (reports show its name and hyper-parameters).
+      const RecordedRun r =
+          record_generation(gen, s, writer, session, id, {}, default_powercap_root());
       nlohmann::json j;
       j["model"] = id.path;
       j["sha256"] = id.sha256;

@@ -28,10 +28,19 @@
 #include "settings.h"
 #ifdef MOELAB_HAVE_VIEWS_PANEL
 #include "moelab/views/views_panel.h"
+#include "run_views.h"
 #endif
 
 namespace st = moelab::storage;
 using moelab::lab::AppSettings;
+
+namespace {
+// Where the power meter (status bar, Power page) and each stored run's energy are read.
+QString powercapRoot(const MainWindow::Options& options) {
+  if (!options.powercapRoot.isEmpty()) return options.powercapRoot;
+  return QString::fromStdString(moelab::lab::default_powercap_root());
+}
+}  // namespace
 
 MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   build(Options{});
@@ -85,6 +94,7 @@ void MainWindow::build(const Options& options) {
   compare_ = new ComparePanel(this);
   loader_ = new ModelLoader(this);
   runner_ = new RunController(this);
+  runner_->setPowercapRoot(powercapRoot(options));
   runner_->setDatabase(dbPath_);
   run_->setDefaultThreads(settings.effectiveThreads());
   sessions_->confirm = [this](const QString& t, const QString& x) { return confirm(t, x); };
@@ -194,9 +204,7 @@ void MainWindow::build(const Options& options) {
            tr("Time to first token of the last run: prompt prefill plus first "
               "sampling (ms)"));
   {
-    QString root = options.powercapRoot;
-    if (root.isEmpty()) root = qEnvironmentVariable("MOELAB_POWERCAP_ROOT");
-    if (root.isEmpty()) root = "/sys/class/powercap";
+    const QString root = powercapRoot(options);
     meter_ = moelab::open_power_meter(false, root.toStdString());
   }
   if (meter_->available())
@@ -239,7 +247,7 @@ void MainWindow::build(const Options& options) {
             card_ = card;
             model_->showCard(path, card);
             docks_["model"]->raise();
-            runner_->setModelHash(path, {}, json);
+            runner_->setModelHash(path, {});
             cardJson_ = json;
             if (card->problems.empty()) {
               model_->setLoadProgress(0);
@@ -259,7 +267,6 @@ void MainWindow::build(const Options& options) {
         model_->setLoadProgress(-1);
         moelab::lab::ModelIdentity id;
         id.path = path.toStdString();
-        id.card_json = cardJson_.toStdString();
         runner_->setModel(m, id);
         modelName_ = QFileInfo(path).fileName();
         const auto& c = m->card();
@@ -296,7 +303,7 @@ void MainWindow::build(const Options& options) {
   connect(loader_, &ModelLoader::hashReady, this, [this](const QString& path, const QString& sha) {
     if (path != current_) return;
     model_->cardView()->setHash(sha);
-    runner_->setModelHash(path, sha, cardJson_);
+    runner_->setModelHash(path, sha);
     emit idle();
   });
   connect(loader_, &ModelLoader::hashCancelled, this, [this](const QString& path) {
@@ -372,6 +379,7 @@ void MainWindow::build(const Options& options) {
           });
   connect(sessions_, &SessionsPanel::errorMessage, this, [this](const QString& m) { say(m); });
   connect(compare_, &ComparePanel::failed, this, [this](const QString& m) { say(m); });
+  connect(compare_, &ComparePanel::compared, this, &MainWindow::publishCompareViews);
 
   say(tr("Drop a .gguf model anywhere on the window, or open a demo model"));
   openStore();
@@ -741,6 +749,32 @@ void MainWindow::publishViews(const std::vector<moelab::lab::LiveToken>& items) 
     ls.ttft_ms = live_.latency_ms.front();
     views_->publish(std::move(ls));
   }
+#endif
+}
+
+void MainWindow::publishCompareViews() {
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+  auto v = compare_->views();
+  comparedViews_ = v;
+  if (!v || runner_->running()) return;  // a live run owns the views until it ends
+  using Page = moelab::views::ViewsPanel::Page;
+  const bool load = v->load_a.n_layer > 0 && v->load_a.expert_count > 0;
+  const bool attention = v->attention_a && v->attention_b;
+  if (load) {
+    views_->publish(v->load_a);
+    views_->publishBaseline(v->load_b);
+  }
+  if (attention) {
+    views_->publish(*v->attention_a);
+    views_->publishBaseline(*v->attention_b);
+  }
+  if (!load && !attention) return;
+  views_->setDiffMode(true);
+  views_->setPage(load ? Page::kExpertLoad : Page::kAttention);
+  say(tr("Views: %1 of run #%2 − run #%3 (the \"A − B\" box switches back to A alone)")
+          .arg(load ? tr("expert load") : tr("prompt attention"))
+          .arg(v->a)
+          .arg(v->b));
 #endif
 }
 

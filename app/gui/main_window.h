@@ -27,6 +27,9 @@
 namespace moelab::storage {
 class Store;
 }
+namespace moelab::lab {
+struct CompareViews;  // run_views.h
+}
 #ifdef MOELAB_HAVE_VIEWS_PANEL
 namespace moelab::views {
 class ViewsPanel;
@@ -85,6 +88,10 @@ class MainWindow : public QMainWindow {
     std::optional<double> joules, joules_per_token;
   };
   const PowerTrace& powerTrace() const { return power_; }
+  /// What the last comparison put into the views panel, read from the store: A's expert load
+  /// and prompt attention via publish(), B's via publishBaseline(), so the Expert load and
+  /// Attention pages' "A − B" mode shows A minus B. Null before the first comparison.
+  std::shared_ptr<const moelab::lab::CompareViews> comparedViews() const { return comparedViews_; }
 
   /// Asks the user a yes/no question (tests replace it). Default: QMessageBox.
   std::function<bool(const QString& title, const QString& text)> confirm;
@@ -135,6 +142,7 @@ class MainWindow : public QMainWindow {
   void powerSample();
   void powerFinish(int nTokens);
   void publishPower();
+  void publishCompareViews();
 
   ModelPanel* model_;
   RunPanel* run_;
@@ -168,6 +176,7 @@ class MainWindow : public QMainWindow {
   } live_;
   bool restoreLayout_ = true;
   std::unique_ptr<moelab::PowerMeter> meter_;
+  std::shared_ptr<const moelab::lab::CompareViews> comparedViews_;
   QTimer powerTimer_;
   QElapsedTimer powerClock_;
   PowerTrace power_;

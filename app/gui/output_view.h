@@ -9,7 +9,7 @@
 #include <QWidget>
 #include <vector>
 
-#include "run_recorder.h"
+#include "lab_run.h"
 
 namespace moelab::storage {
 class Store;

@@ -44,12 +44,10 @@ void RunController::setModel(std::shared_ptr<const moelab::Model> model,
   id_ = id;
 }
 
-void RunController::setModelHash(const QString& path, const QString& sha256,
-                                 const QString& card_json) {
+void RunController::setModelHash(const QString& path, const QString& sha256) {
   std::lock_guard<std::mutex> lock(id_mu_);
   if (id_.path != path.toStdString()) return;
   id_.sha256 = sha256.toStdString();
-  id_.card_json = card_json.toStdString();
 }
 
 void RunController::stop() {
@@ -82,9 +80,8 @@ bool RunController::start(const RunSettings& settings, const QString& session) {
                               "|" + (settings.kv_f16 ? "f16" : "f32") + "|" + settings.backend +
                               "|" + settings.routing_policy + "|" + settings.attention_policy;
       if (!gen_ || gen_key_ != key) {
-        auto m = moelab::lab::with_run_policies(model_, settings);
         auto g = std::make_unique<moelab::Generator>(
-            m, settings.context_params(model_->card().context_length));
+            model_, settings.context_params(model_->card().context_length));
         std::lock_guard<std::mutex> lock(gen_mu_);
         gen_ = std::move(g);
         gen_key_ = key;
@@ -96,7 +93,8 @@ bool RunController::start(const RunSettings& settings, const QString& session) {
       }
       bool announced = false;
       auto result = std::make_shared<RecordedRun>(moelab::lab::record_generation(
-          *gen_, settings, *writer_, sess, id, [&](const moelab::lab::LiveToken& t) {
+          *gen_, settings, *writer_, sess, id,
+          [&](const moelab::lab::LiveToken& t) {
             if (!announced) {
               announced = true;
               const qint64 rid = t.run_id;
@@ -105,7 +103,8 @@ bool RunController::start(const RunSettings& settings, const QString& session) {
             }
             feed_.push(t);
             return !stop_.load();
-          }));
+          },
+          powercap_));
       running_ = false;
       std::shared_ptr<const RecordedRun> r = result;
       QMetaObject::invokeMethod(

@@ -10,8 +10,8 @@
 #include <mutex>
 #include <thread>
 
+#include "lab_run.h"
 #include "live_feed.h"
-#include "run_recorder.h"
 
 namespace moelab::storage {
 class AsyncWriter;
@@ -28,7 +28,9 @@ class RunController : public QObject {
   QString database() const { return db_; }
   /// The model runs use (null: none). Not while running.
   void setModel(std::shared_ptr<const moelab::Model> model, const moelab::lab::ModelIdentity& id);
-  void setModelHash(const QString& path, const QString& sha256, const QString& card_json);
+  void setModelHash(const QString& path, const QString& sha256);
+  /// The RAPL powercap sysfs root runs measure their energy under (stored as run metrics).
+  void setPowercapRoot(const QString& root) { powercap_ = root.toStdString(); }
   bool hasModel() const { return model_ != nullptr; }
 
   /// Starts a run in `session`; false (and nothing happens) when one is running or no model.
@@ -51,6 +53,7 @@ class RunController : public QObject {
  private:
   void join();
   QString db_;
+  std::string powercap_ = moelab::lab::default_powercap_root();
   std::shared_ptr<const moelab::Model> model_;
   moelab::lab::ModelIdentity id_;
   std::mutex id_mu_;

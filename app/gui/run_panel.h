@@ -12,7 +12,7 @@
 #include <QSpinBox>
 #include <QWidget>
 
-#include "run_recorder.h"
+#include "lab_run.h"
 
 class RunPanel : public QWidget {
   Q_OBJECT

@@ -2,8 +2,10 @@
 
 #include "moelab/session/energy.h"
 
+#include <algorithm>
 #include <cmath>
 #include <exception>
+#include <numeric>
 #include <random>
 
 #include "card_format.h"
@@ -83,10 +85,14 @@ storage::ModelRecord model_record(const Model& model, const std::string& path, s
 }
 
 nlohmann::json model_json(const storage::ModelRecord& m, const Model& model) {
+  const ModelCard& c = model.card();
   return {{"path", m.path},
           {"sha256", m.sha256},
           {"architecture", m.architecture},
-          {"name", model.card().name}};
+          {"name", c.name},
+          {"n_layer", c.n_layer},
+          {"expert_count", c.expert_count},
+          {"expert_used_count", c.expert_used_count}};
 }
 
 double entropy_nats(std::span<const float> logits) {
@@ -106,6 +112,35 @@ double entropy_nats(std::span<const float> logits) {
   return std::log(z) - zx / z;
 }
 
+storage::NextTokenDist top_next_tokens(std::span<const float> logits, size_t top_n,
+                                       int64_t position) {
+  storage::NextTokenDist d;
+  d.position = position;
+  d.n_vocab = static_cast<int32_t>(logits.size());
+  if (logits.empty()) return d;
+  double mx = -INFINITY;
+  for (float v : logits) mx = std::max(mx, static_cast<double>(v));
+  if (!std::isfinite(mx)) return d;
+  double z = 0;
+  for (float v : logits) z += std::exp(static_cast<double>(v) - mx);
+  const double logz = std::log(z) + mx;
+  std::vector<int32_t> order(logits.size());
+  std::iota(order.begin(), order.end(), 0);
+  const size_t n = std::min(top_n, order.size());
+  std::partial_sort(order.begin(), order.begin() + static_cast<long>(n), order.end(),
+                    [&](int32_t a, int32_t b) {
+                      const float la = logits[static_cast<size_t>(a)];
+                      const float lb = logits[static_cast<size_t>(b)];
+                      return la > lb || (la == lb && a < b);
+                    });
+  d.ids.assign(order.begin(), order.begin() + static_cast<long>(n));
+  d.probs.resize(n);
+  for (size_t i = 0; i < n; ++i)
+    d.probs[i] = static_cast<float>(
+        std::exp(static_cast<double>(logits[static_cast<size_t>(d.ids[i])]) - logz));
+  return d;
+}
+
 std::vector<double> chunk_perplexities(const std::vector<double>& running) {
   std::vector<double> out;
   double prev = 0;  // c-1 times ln P_{c-1}
@@ -119,24 +154,52 @@ std::vector<double> chunk_perplexities(const std::vector<double>& running) {
 
 // ---------------------------------------------------------------- routing
 
-RoutingRecorder::RoutingRecorder(Context& ctx, bool probs) : ctx_(ctx), probs_(probs) {
+RoutingRecorder::RoutingRecorder(Context& ctx, bool probs, bool attention)
+    : ctx_(ctx), probs_(probs), attention_(attention) {
   std::vector<std::string> names = {"ffn_moe_topk", "ffn_moe_weights"};
   if (probs) names.push_back("ffn_moe_probs");
-  ctx_.set_observer(
-      [this](const Observation& o) {
-        if (o.layer < 0 || o.n_dims < 2 || o.shape[0] < 1) return;
-        const int64_t n = o.shape[0], w = o.shape[1];
-        const auto row = o.data.subspan(static_cast<size_t>((n - 1) * w), static_cast<size_t>(w));
-        std::lock_guard lock(mu_);
-        Layer& l = layers_[o.layer];
-        if (o.name == "ffn_moe_topk")
-          l.ids.assign(row.begin(), row.end());
-        else if (o.name == "ffn_moe_weights")
-          l.weights.assign(row.begin(), row.end());
-        else if (o.name == "ffn_moe_probs")
-          l.probs.assign(row.begin(), row.end());
-      },
-      names);
+  observer_ = [this](const Observation& o) {
+    if (o.layer < 0) return;
+    if (o.name == "kq_soft_max") {
+      // F32 [n_head, n_query, n_kv] -> head mean [n_query, n_kv] of the prompt.
+      if (o.n_dims < 3 || !o.key_pos.empty()) return;
+      const int64_t nh = o.shape[0], nq = o.shape[1], nk = o.shape[2];
+      if (nh < 1 || nq < 1 || nk < 1 || int64_t(o.data.size()) < nh * nq * nk) return;
+      std::lock_guard lock(mu_);
+      if (!prompt_phase_) return;
+      size_t total = 0;
+      for (const auto& [l, a] : attn_)
+        if (l != o.layer) total += a.data.size();
+      if (total + static_cast<size_t>(nq * nk) > kMaxAttentionValues) return;
+      storage::AttentionSnapshot& a = attn_[o.layer];
+      a.position = 0;
+      a.layer = o.layer;
+      a.head = -1;
+      a.shape = {nq, nk};
+      a.data.assign(static_cast<size_t>(nq * nk), 0.f);
+      std::vector<double> acc(static_cast<size_t>(nq * nk), 0.0);
+      for (int64_t h = 0; h < nh; ++h)
+        for (int64_t i = 0; i < nq * nk; ++i)
+          acc[static_cast<size_t>(i)] += o.data[static_cast<size_t>(h * nq * nk + i)];
+      for (size_t i = 0; i < acc.size(); ++i)
+        a.data[i] = static_cast<float>(acc[i] / static_cast<double>(nh));
+      return;
+    }
+    if (o.n_dims < 2 || o.shape[0] < 1) return;
+    const int64_t n = o.shape[0], w = o.shape[1];
+    const auto row = o.data.subspan(static_cast<size_t>((n - 1) * w), static_cast<size_t>(w));
+    std::lock_guard lock(mu_);
+    Layer& l = layers_[o.layer];
+    if (o.name == "ffn_moe_topk")
+      l.ids.assign(row.begin(), row.end());
+    else if (o.name == "ffn_moe_weights")
+      l.weights.assign(row.begin(), row.end());
+    else if (o.name == "ffn_moe_probs")
+      l.probs.assign(row.begin(), row.end());
+  };
+  names_ = names;
+  if (attention) names.push_back("kq_soft_max");
+  ctx_.set_observer(observer_, names);
 }
 
 RoutingRecorder::~RoutingRecorder() {
@@ -169,6 +232,21 @@ std::vector<storage::RoutingRecord> RoutingRecorder::take(int64_t position) {
   return out;
 }
 
+std::vector<storage::AttentionSnapshot> RoutingRecorder::take_attention() {
+  std::vector<storage::AttentionSnapshot> out;
+  bool was_prompt = false;
+  {
+    std::lock_guard lock(mu_);
+    was_prompt = prompt_phase_;
+    prompt_phase_ = false;
+    for (auto& [layer, a] : attn_) out.push_back(std::move(a));
+    attn_.clear();
+  }
+  // The decode steps' attention is not kept: stop observing it (called between evaluations).
+  if (was_prompt && attention_) ctx_.set_observer(observer_, names_);
+  return out;
+}
+
 // ---------------------------------------------------------------- generation
 
 GenerationRecorder::GenerationRecorder(storage::AsyncWriter& writer,
@@ -176,12 +254,14 @@ GenerationRecorder::GenerationRecorder(storage::AsyncWriter& writer,
                                        const std::optional<storage::ModelRecord>& model,
                                        const nlohmann::json& config, const std::string& prompt,
                                        Generator& gen, bool routing, bool routing_probs,
-                                       const std::string& kind)
+                                       const std::string& kind, bool attention)
     : run_(writer, session_name, model,
            config.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), prompt, kind),
-      gen_(gen) {
-  if (routing && gen.model().card().is_moe())
-    routing_ = std::make_unique<RoutingRecorder>(gen.context(), routing_probs);
+      gen_(gen),
+      config_(config) {
+  route_ = routing && gen.model().card().is_moe();
+  if (route_ || attention)
+    routing_ = std::make_unique<RoutingRecorder>(gen.context(), routing_probs, attention);
 }
 
 GenerationRecorder::~GenerationRecorder() {
@@ -199,15 +279,51 @@ TokenCallback GenerationRecorder::wrap(TokenCallback inner) {
       t.logprob = ev.logprob;
       // The callback runs before the token is evaluated: the context's logits are still the
       // distribution this token was drawn from.
-      t.entropy = static_cast<float>(entropy_nats(gen_.context().logits()));
+      const auto logits = gen_.context().logits();
+      t.entropy = static_cast<float>(entropy_nats(logits));
       t.latency_us = ev.latency_us;
-      if (routing_)
-        for (auto& r : routing_->take(ev.index)) run_.routing(std::move(r));
+      last_entropy_ = t.entropy;
+      last_routing_.clear();
+      if (routing_) {
+        if (ev.index == 0)
+          for (auto& a : routing_->take_attention()) run_.attention(std::move(a));
+        if (route_) last_routing_ = routing_->take(ev.index);
+      }
+      for (const auto& r : last_routing_) run_.routing(r);
+      n_routing_ += static_cast<int64_t>(last_routing_.size());
       run_.token(std::move(t));
+      run_.next_token_dist(top_next_tokens(logits, kNextTokenTop, ev.index));
       ++n_tokens_;
     }
     return inner ? inner(ev) : true;
   };
+}
+
+GenerateResult GenerationRecorder::generate(const GenerateParams& gp, TokenCallback inner) {
+  if (!stats_) gen_.context().reset_policy_stats();  // count this run only
+  GenerateResult r;
+  try {
+    r = gen_.generate(gp, wrap(std::move(inner)));
+  } catch (const storage::StorageError&) {
+    throw;  // the store failed: the run record cannot be finished either
+  } catch (const std::exception& e) {
+    try {
+      fail(e.what());
+    } catch (...) {
+    }
+    throw;
+  }
+  const PolicyStats ps = stats_ ? *stats_ : gen_.context().policy_stats();
+  if (ps.routed) {
+    run_.metric("avg_active_experts", ps.avg_active_experts());
+    uint64_t failovers = 0, overflows = 0;
+    for (auto v : ps.failovers) failovers += v;
+    for (auto v : ps.overflows) overflows += v;
+    run_.metric("failovers", static_cast<double>(failovers));
+    run_.metric("overflows", static_cast<double>(overflows));
+  }
+  finish(r);
+  return r;
 }
 
 void GenerationRecorder::finish(const GenerateResult& r) {
@@ -219,6 +335,18 @@ void GenerationRecorder::finish(const GenerateResult& r) {
   run_.metric("total_ms", r.total_ms, "ms");
   run_.metric("prompt_tokens", static_cast<double>(r.prompt_tokens.size()), "tokens");
   run_.metric("generated_tokens", static_cast<double>(r.tokens.size()), "tokens");
+  {
+    // Weights plus a KV cache of the configured n_ctx (Context::n_ctx() is a position limit
+    // under an evicting attention policy).
+    const bool obj = config_.is_object();
+    const std::string kv = obj ? config_.value("kv_type", std::string("f32")) : "f32";
+    const uint64_t n_ctx =
+        obj && config_.value("n_ctx", 0u) > 0 ? config_.value("n_ctx", 0u) : gen_.context().n_ctx();
+    const double mib =
+        static_cast<double>(gen_.model().card().memory_estimate(n_ctx, kv == "f16" ? 2 : 4)) /
+        (1024.0 * 1024.0);
+    run_.metric("model_memory_mib", mib, "MiB");
+  }
   if (energy_) energy_->store_metrics(run_);
   run_.finish(r.stop_reason == StopReason::Cancelled ? storage::RunStatus::Cancelled
                                                      : storage::RunStatus::Complete,

@@ -17,10 +17,20 @@
 #include <atomic>
 #include <cmath>
 
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "cli.h"
 #include "live_feed.h"
 #include "main_window.h"
 #include "moelab/storage/store.h"
 #include "test_support.h"
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+#include "moelab/views/view_kinds.h"
+#include "moelab/views/views_panel.h"
+#include "run_views.h"
+#endif
 
 namespace st = moelab::storage;
 
@@ -50,6 +60,26 @@ int findRow(QTableWidget* t, const QString& key) {
   for (int r = 0; r < t->rowCount(); ++r)
     if (cell(t, r, 0) == key) return r;
   return -1;
+}
+
+std::set<std::string> metricNames(const st::Store& s, int64_t run) {
+  std::set<std::string> names;
+  for (const auto& m : s.metrics(run)) names.insert(m.key);
+  return names;
+}
+
+QString joined(const std::set<std::string>& names) {
+  QStringList l;
+  for (const auto& n : names) l << QString::fromStdString(n);
+  return l.join(",");
+}
+
+// A fake RAPL powercap tree whose package counter stands still (0 J over any run).
+QString fakeRapl(const QString& root) {
+  QDir().mkpath(root + "/intel-rapl:0");
+  std::ofstream((root + "/intel-rapl:0/max_energy_range_uj").toStdString()) << "262143328850\n";
+  std::ofstream((root + "/intel-rapl:0/energy_uj").toStdString()) << "1000000\n";
+  return root;
 }
 }  // namespace
 
@@ -207,6 +237,197 @@ class TestGuiLab : public QObject {
     QVERIFY(w.comparePanel()->summaryText().contains(QString("run #%1").arg(run1)));
     QVERIFY(w.comparePanel()->summaryText().contains(QString("run #%1").arg(run2)));
     QVERIFY(!w.comparePanel()->diffView()->toPlainText().isEmpty());
+
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+    // The views got A's expert load and prompt attention (publish) and B's (publishBaseline)
+    // as stored; "A − B" is on and shows the load difference.
+    const auto v = w.comparedViews();
+    QVERIFY(v);
+    QCOMPARE(v->a, run1);
+    QCOMPARE(v->b, run2);
+    QCOMPARE(v->load_a.n_layer, nLayer);
+    const int nExp = cfg["model"]["expert_count"].get<int>();
+    QCOMPARE(v->load_a.expert_count, nExp);
+    const auto diff = moelab::views::expert_load_diff_view(v->load_a, v->load_b).map;
+    QCOMPARE(diff.rows, nLayer);
+    QCOMPARE(diff.cols, nExp);
+    // Independently from the store: share of A's tokens minus share of B's tokens routed to
+    // (layer, expert). Each row of A sums to k = 2 experts per token, of B to 1 (policy k:1), so
+    // every row of A - B sums to +1 and has a positive cell.
+    std::vector<double> want(size_t(nLayer) * size_t(nExp), 0.0);
+    for (const auto* rs : {&routing1, &routing2}) {
+      const double sign = rs == &routing1 ? 1.0 : -1.0;
+      const double n = double(rs == &routing1 ? toks.size() : routing2.size() / size_t(nLayer));
+      for (const auto& r : *rs)
+        for (uint16_t e : r.experts) want[size_t(r.layer) * size_t(nExp) + e] += sign / n;
+    }
+    int bestL = 0, bestE = 0;
+    for (int l = 0; l < nLayer; ++l) {
+      double row = 0, maxCell = -1;
+      for (int e = 0; e < nExp; ++e) {
+        const double got = diff.at(l, e);
+        QVERIFY2(std::abs(got - want[size_t(l) * size_t(nExp) + size_t(e)]) < 1e-5,
+                 qPrintable(QString("L%1 E%2: %3").arg(l).arg(e).arg(got)));
+        row += got;
+        maxCell = std::max(maxCell, got);
+        if (std::abs(got) > std::abs(diff.at(bestL, bestE))) bestL = l, bestE = e;
+      }
+      QVERIFY2(std::abs(row - 1.0) < 1e-5,
+               qPrintable(QString("row %1 sums to %2").arg(l).arg(row)));
+      QVERIFY(maxCell > 0);
+    }
+    const double best = want[size_t(bestL) * size_t(nExp) + size_t(bestE)];
+    QVERIFY(std::abs(best) > 0.1);
+    QCOMPARE(diff.at(bestL, bestE) > 0, best > 0);
+    qInfo("expert load A - B: largest cell L%d E%d = %+.3f", bestL, bestE, best);
+    // Layer 0 sees the same prompt in both runs: at position 0, B's single expert is A's first.
+    QCOMPARE(routing2[0].layer, 0);
+    QCOMPARE(routing2[0].experts[0], routing1[0].experts[0]);
+    // Prompt attention of the deepest layer: rows are distributions (sum 1), so rows of A - B
+    // sum to 0; routing B differently changes the hidden states, so some cell differs.
+    QVERIFY(v->attention_a && v->attention_b);
+    QCOMPARE(v->attention_a->layer, nLayer - 1);
+    QCOMPARE(v->attention_a->head, -1);
+    QVERIFY(v->attention_a->n_query > 1);
+    const auto ad = moelab::views::attention_diff_view(*v->attention_a, *v->attention_b).map;
+    double maxAbs = 0;
+    for (int q = 0; q < ad.rows; ++q) {
+      double row = 0;
+      for (int key = 0; key <= q; ++key) {
+        row += ad.at(q, key);
+        maxAbs = std::max(maxAbs, double(std::abs(ad.at(q, key))));
+      }
+      QVERIFY(std::abs(row) < 1e-4);
+      if (q + 1 < ad.cols) QVERIFY(std::isnan(ad.at(q, q + 1)));  // causal mask
+    }
+    QVERIFY2(maxAbs > 1e-4, qPrintable(QString::number(maxAbs)));
+    auto* vp = qobject_cast<moelab::views::ViewsPanel*>(w.viewsArea());
+    QVERIFY(vp);
+    QVERIFY(vp->diffMode());
+    QCOMPARE(vp->page(), moelab::views::ViewsPanel::Page::kExpertLoad);
+    QTRY_VERIFY_WITH_TIMEOUT(vp->shownSequence(moelab::views::ViewsPanel::Page::kExpertLoad) > 0,
+                             5000);
+#endif
+  }
+
+  void runViewsFromRecords() {
+#ifndef MOELAB_HAVE_VIEWS_PANEL
+    QSKIP("this build has no views panel");
+#else
+    // Layer 0: position 0 -> experts {1, 2}, position 1 -> {1}; layer 1: position 0 -> {0}.
+    std::vector<st::RoutingRecord> rs(3);
+    rs[0].position = 0, rs[0].layer = 0, rs[0].experts = {1, 2};
+    rs[1].position = 1, rs[1].layer = 0, rs[1].experts = {1};
+    rs[2].position = 0, rs[2].layer = 1, rs[2].experts = {0};
+    const auto l = moelab::lab::expert_load_of(rs, 3, 3);
+    QCOMPARE(l.load, (std::vector<float>{0, 1, 0.5f, 1, 0, 0, 0, 0, 0}));
+    st::AttentionSnapshot a;
+    a.shape = {2, 3};  // queries at positions 1 and 2 of 3 keys
+    a.data = {0.5f, 0.5f, 0.f, 0.2f, 0.3f, 0.5f};
+    a.layer = 4;
+    a.head = -1;
+    const auto m = moelab::lab::attention_map_of(a);
+    QCOMPARE(m.n_query, 2);
+    QCOMPARE(m.n_key, 3);
+    QVERIFY(std::isnan(m.weight[2]));
+    QCOMPARE(m.weight[5], 0.5f);
+    QCOMPARE(m.layer, 4);
+#endif
+  }
+
+  // One recording path: a run from the GUI stores the same records and metric names as
+  // `moelab-cli run --db` with the same settings - energy included (fake RAPL tree).
+  void guiRunStoresWhatTheCliStores() {
+    MOELAB_REQUIRE_SHARED(kMoe);
+    const QString rapl = fakeRapl(dir_ + "/rapl");
+    auto o = opts("same_as_cli");
+    o.powercapRoot = rapl;
+    int64_t guiRun = 0;
+    {
+      MainWindow w(o);
+      w.show();
+      QVERIFY(loadMoe(w));
+      setRun(w, "Once upon a time", 6, 0.0, 1);
+      QSignalSpy finished(&w, &MainWindow::runFinished);
+      w.startRun();
+      QVERIFY(finished.wait(60000));
+      guiRun = finished.at(0).at(0).toLongLong();
+    }
+    QVERIFY(guiRun > 0);
+    // The CLI run with the GUI run's sampling (the Run panel's defaults).
+    nlohmann::json sp;
+    {
+      st::Store s(o.dbPath.toStdString());
+      sp = nlohmann::json::parse(s.run(guiRun)->config_json)["sampling"];
+    }
+    auto num = [](const nlohmann::json& v) { return std::to_string(v.get<double>()); };
+    qputenv("MOELAB_POWERCAP_ROOT", rapl.toUtf8());
+    std::ostringstream out, err;
+    const int rc = moelab::cli::run({"moelab-cli",
+                                     "run",
+                                     "--model",
+                                     moelab::test::shared_path(kMoe),
+                                     "--prompt",
+                                     "Once upon a time",
+                                     "-n",
+                                     "6",
+                                     "--temp",
+                                     "0",
+                                     "--top-k",
+                                     std::to_string(sp["top_k"].get<int>()),
+                                     "--top-p",
+                                     num(sp["top_p"]),
+                                     "--min-p",
+                                     num(sp["min_p"]),
+                                     "--repeat-penalty",
+                                     num(sp["repeat_penalty"]),
+                                     "--seed",
+                                     "7",
+                                     "--threads",
+                                     "1",
+                                     "--db",
+                                     o.dbPath.toStdString(),
+                                     "--session",
+                                     "cli"},
+                                    {out, err});
+    qunsetenv("MOELAB_POWERCAP_ROOT");
+    QVERIFY2(rc == 0, err.str().c_str());
+    st::Store s(o.dbPath.toStdString());
+    const auto cliSess = s.session_by_name("cli");
+    QVERIFY(cliSess.has_value());
+    const auto cliRuns = s.runs(cliSess->id);
+    QCOMPARE(cliRuns.size(), size_t(1));
+    const int64_t cliRun = cliRuns[0].id;
+
+    const auto gui = metricNames(s, guiRun);
+    const auto cli = metricNames(s, cliRun);
+    QVERIFY2(gui == cli, qPrintable("GUI: " + joined(gui) + "  CLI: " + joined(cli)));
+    for (const char* k : {"energy_j", "prefill_energy_j", "decode_energy_j", "j_per_token",
+                          "model_memory_mib", "ttft_ms", "tokens_per_s", "generated_tokens"})
+      QVERIFY2(gui.count(k), k);
+    for (const auto& m : s.metrics(guiRun))
+      if (m.key == "energy_j" || m.key == "j_per_token") QCOMPARE(m.value, 0.0);  // counter still
+
+    // The same records: tokens (greedy, same seed: the same ids), routing per (token, layer),
+    // next-token distributions per token, the prompt's attention per layer.
+    const auto tg = s.tokens(guiRun), tc = s.tokens(cliRun);
+    QCOMPARE(tg.size(), tc.size());
+    for (size_t i = 0; i < tg.size(); ++i) QCOMPARE(tg[i].id, tc[i].id);
+    QCOMPARE(s.routing(guiRun).size(), s.routing(cliRun).size());
+    QCOMPARE(s.next_token_dists(guiRun).size(), tg.size());
+    QCOMPARE(s.next_token_dists(cliRun).size(), tc.size());
+    const auto ag = s.attention(guiRun);
+    QCOMPARE(ag.size(), s.attention(cliRun).size());
+    const int nLayer =
+        nlohmann::json::parse(s.run(guiRun)->config_json)["model"]["n_layer"].get<int>();
+    QCOMPARE(int(ag.size()), nLayer);
+    const auto cg = nlohmann::json::parse(s.run(guiRun)->config_json);
+    const auto cc = nlohmann::json::parse(s.run(cliRun)->config_json);
+    for (const char* k : {"kind", "routing_policy", "attention_policy", "seed", "max_tokens",
+                          "kv_type", "n_ctx", "threads"})
+      QVERIFY2(cg[k] == cc[k], k);
+    QVERIFY(cg["sampling"] == cc["sampling"]);
+    QVERIFY(cg["model"]["sha256"] == cc["model"]["sha256"]);
   }
 
   void invalidFileShowsMessageAndStaysAlive() {

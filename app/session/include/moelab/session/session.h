@@ -86,11 +86,20 @@ nlohmann::json eval_config_json(const EvalConfig& c);
 /// the file cannot be read), path, architecture and the model card JSON (app/common).
 storage::ModelRecord model_record(const Model& model, const std::string& path,
                                   std::string sha256 = {});
-/// {"path", "sha256", "architecture", "name"} for the run config.
+/// {"path", "sha256", "architecture", "name", "n_layer", "expert_count", "expert_used_count"}
+/// for the run config.
 nlohmann::json model_json(const storage::ModelRecord& m, const Model& model);
 
 /// Entropy in nats of softmax(logits), computed in double. F32 [n_vocab].
 double entropy_nats(std::span<const float> logits);
+
+/// Number of most likely next-token probabilities stored per generated token (sparse
+/// NextTokenDist, for the KL comparison of two runs in moelab/compare).
+inline constexpr size_t kNextTokenTop = 16;
+/// The `top_n` most likely ids of softmax(logits) (descending probability, ties by smaller id)
+/// and their probabilities, as a sparse next-token distribution at `position`. F32 [n_vocab].
+storage::NextTokenDist top_next_tokens(std::span<const float> logits, size_t top_n,
+                                       int64_t position);
 
 /// Per-chunk perplexities from llama.cpp's running values: chunk c (1-based) scores the same
 /// number of tokens as every other chunk, so its mean NLL is c ln(P_c) - (c - 1) ln(P_{c-1}),
@@ -101,15 +110,26 @@ std::vector<double> chunk_perplexities(const std::vector<double>& running_ppl);
 /// with `probs`, ffn_moe_probs). Keeps, per layer, the LAST row of the last evaluation (the token
 /// whose logits are next sampled). Expert ids < 0 (unused slots of variable-k policies) are
 /// dropped. Installs the observer on construction and removes it on destruction.
+///
+/// With `attention`, it also keeps the attention probabilities of the prompt (kq_soft_max of
+/// the evaluations before the first take()), averaged over heads: one snapshot per layer, shape
+/// {n_query, n_kv}, head -1 (= mean over heads), position 0. Causally masked entries are 0 as
+/// the engine reports them. Bounded: layers are kept while the prompt's snapshots total at most
+/// kMaxAttentionValues floats (later layers are then skipped).
 class RoutingRecorder {
  public:
-  RoutingRecorder(Context& ctx, bool probs);
+  static constexpr size_t kMaxAttentionValues = size_t(1) << 21;  // 8 MiB of F32
+  RoutingRecorder(Context& ctx, bool probs, bool attention = false);
   ~RoutingRecorder();
   RoutingRecorder(const RoutingRecorder&) = delete;
   RoutingRecorder& operator=(const RoutingRecorder&) = delete;
   /// The routing of the last evaluation, one record per MoE layer (by layer), at `position`;
   /// clears what was collected.
   std::vector<storage::RoutingRecord> take(int64_t position);
+  /// The prompt's head-mean attention per layer (by layer; empty without `attention`); ends the
+  /// prompt phase at the first call (later evaluations are not kept, nor observed). Call it
+  /// between evaluations (e.g. from the token callback).
+  std::vector<storage::AttentionSnapshot> take_attention();
 
  private:
   struct Layer {
@@ -117,12 +137,24 @@ class RoutingRecorder {
   };
   Context& ctx_;
   bool probs_;
+  bool attention_;
+  bool prompt_phase_ = true;
+  Observer observer_;
+  std::vector<std::string> names_;  // observed after the prompt (without kq_soft_max)
   std::mutex mu_;
   std::map<int, Layer> layers_;
+  std::map<int, storage::AttentionSnapshot> attn_;
 };
 
-/// One generation streamed into the store. Construct before Generator::generate, pass wrap()'s
-/// callback to generate, then call finish() with the result (or fail() when generate threw).
+/// One generation streamed into the store: THE recording path of every front end
+/// (`moelab-cli run --db`, `sweep`, the desktop lab's runs and its headless demo), so that every
+/// stored generation has the same records and metrics. Per generated token: TokenRecord,
+/// sparse NextTokenDist (top kNextTokenTop), and for MoE models one RoutingRecord per layer;
+/// per run: the prompt's head-mean attention per layer (AttentionSnapshot, see RoutingRecorder)
+/// and the metrics listed at finish().
+///
+/// Use: construct before generating, then generate() (or: pass wrap()'s callback to
+/// Generator::generate yourself and call finish() with the result, fail() when it threw).
 /// Destroyed without finish/fail: the run is finished as failed (during unwinding) or cancelled.
 class GenerationRecorder {
  public:
@@ -131,7 +163,8 @@ class GenerationRecorder {
   GenerationRecorder(storage::AsyncWriter& writer, const std::string& session_name,
                      const std::optional<storage::ModelRecord>& model, const nlohmann::json& config,
                      const std::string& prompt, Generator& gen, bool routing = true,
-                     bool routing_probs = false, const std::string& kind = "generate");
+                     bool routing_probs = false, const std::string& kind = "generate",
+                     bool attention = true);
   ~GenerationRecorder();
   GenerationRecorder(const GenerationRecorder&) = delete;
   GenerationRecorder& operator=(const GenerationRecorder&) = delete;
@@ -139,10 +172,22 @@ class GenerationRecorder {
   int64_t id() const { return run_.id(); }
   /// A callback that records each generated token (and its routing) and then calls `inner`
   /// (which may be empty). Valid while this recorder lives.
+  /// Inside `inner`, last_routing() and last_entropy() describe the token being reported.
   TokenCallback wrap(TokenCallback inner = {});
+  /// Runs the generation on the recorder's Generator with wrap(inner) and finishes the run:
+  /// resets the context's policy statistics first (unless set_policy_stats gave others), stores
+  /// avg_active_experts, failovers and overflows when the routing policy routed tokens, then
+  /// finish(). When generation throws, the run is stored as failed (fail()) and the exception is
+  /// rethrown; a storage::StorageError is rethrown without touching the run.
+  GenerateResult generate(const GenerateParams& gp, TokenCallback inner = {});
+  /// Policy statistics to store instead of the context's (e.g. stats shared through
+  /// with_policies); not reset by generate().
+  void set_policy_stats(std::shared_ptr<const PolicyStats> stats) { stats_ = std::move(stats); }
   /// Stores the metrics (ttft_ms, tokens_per_s, prefill_ms, prefill_tokens_per_s, total_ms,
-  /// prompt_tokens, generated_tokens) and the final status (cancelled when the run was cancelled,
-  /// else complete) with the output text; waits until everything is committed.
+  /// prompt_tokens, generated_tokens, model_memory_mib = weights + KV cache of the context, and
+  /// the energy metrics of set_energy's RunEnergy when a sensor measured them) and the final
+  /// status (cancelled when the run was cancelled, else complete) with the output text; waits
+  /// until everything is committed.
   void finish(const GenerateResult& r);
   /// Finishes the run as failed with `error`; waits for the commit.
   void fail(const std::string& error);
@@ -152,6 +197,12 @@ class GenerationRecorder {
   }
   /// Tokens recorded so far.
   int64_t tokens_recorded() const { return n_tokens_; }
+  /// Routing records stored so far (MoE layers x tokens).
+  int64_t routing_recorded() const { return n_routing_; }
+  /// The routing records (by layer) and the entropy (nats) of the next-token distribution of the
+  /// token most recently recorded - valid inside wrap()'s inner callback.
+  const std::vector<storage::RoutingRecord>& last_routing() const { return last_routing_; }
+  float last_entropy() const { return last_entropy_; }
   /// Energy of this run (energy.h), owned by the caller and alive until finish(): finish()
   /// stores its measured metrics (energy_j, j_per_token, ...; none without a sensor).
   void set_energy(RunEnergy* energy) { energy_ = energy; }
@@ -159,8 +210,14 @@ class GenerationRecorder {
  private:
   storage::RunWriter run_;
   Generator& gen_;
+  nlohmann::json config_;
+  bool route_ = false;
   std::unique_ptr<RoutingRecorder> routing_;
+  std::shared_ptr<const PolicyStats> stats_;
+  std::vector<storage::RoutingRecord> last_routing_;
+  float last_entropy_ = 0.f;
   int64_t n_tokens_ = 0;
+  int64_t n_routing_ = 0;
   RunEnergy* energy_ = nullptr;
   bool done_ = false;
 };

@@ -1,0 +1,134 @@
+#include "lab_run.h"
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "moelab/core/error.h"
+#include "moelab/model/card.h"
+#include "moelab/session/energy.h"
+#include "moelab/session/session.h"
+#include "moelab/telemetry/power.h"
+
+#ifndef MOELAB_VERSION
+#define MOELAB_VERSION "dev"
+#endif
+
+namespace moelab::lab {
+
+uint32_t RunSettings::context_for(uint64_t trained) const {
+  if (n_ctx) return n_ctx;
+  return static_cast<uint32_t>(trained ? std::min<uint64_t>(trained, 2048) : 2048);
+}
+
+ContextParams RunSettings::context_params(uint64_t trained) const {
+  ContextParams cp;
+  cp.n_ctx = context_for(trained);
+  cp.n_threads = std::max(1, threads);
+  cp.kv_type = kv_f16 ? KvType::F16 : KvType::F32;
+  cp.backend = backend;
+  cp.routing = RoutingPolicy::parse(routing_policy.empty() ? "default" : routing_policy);
+  cp.attention = AttentionPolicy::parse(attention_policy.empty() ? "full" : attention_policy);
+  return cp;
+}
+
+std::string default_powercap_root() {
+  const char* env = std::getenv("MOELAB_POWERCAP_ROOT");
+  return env && *env ? env : "/sys/class/powercap";
+}
+
+bool policies_available() {
+  return true;
+}
+
+RecordedRun record_generation(Generator& gen, const RunSettings& settings_in,
+                              storage::AsyncWriter& writer, const std::string& session_name,
+                              const ModelIdentity& model_id,
+                              const std::function<bool(const LiveToken&)>& on_token,
+                              const std::string& powercap_root) {
+  RunSettings settings = settings_in;
+  session::ensure_seed(settings.sampling);
+  const Model& model = gen.model();
+  RecordedRun out;
+
+  // The model row as the CLI writes it. A run may start before the GUI's background hash of
+  // the file has finished: model_record hashes it here (the generation thread) then.
+  std::optional<storage::ModelRecord> mrec;
+  if (!model_id.path.empty())
+    mrec = session::model_record(model, model_id.path,
+                                 model_id.sha256.size() == 64 ? model_id.sha256 : std::string());
+
+  const ContextParams cp = settings.context_params(model.card().context_length);
+  session::GenerateConfig c;
+  c.sampling = settings.sampling;
+  c.routing_policy = cp.routing.describe();
+  c.attention_policy = cp.attention.describe();
+  c.threads = cp.n_threads;
+  c.backend = cp.backend;
+  c.n_ctx = cp.n_ctx;
+  c.kv_type = settings.kv_f16 ? "f16" : "f32";
+  c.max_tokens = settings.max_tokens;
+  c.chat = settings.chat;
+  c.system = settings.chat ? settings.system : std::string();
+  c.ignore_eos = settings.ignore_eos;
+  c.build_version = std::string("moelab ") + MOELAB_VERSION + " (desktop lab)";
+  out.config = session::generate_config_json(c);
+  if (mrec) out.config["model"] = session::model_json(*mrec, model);
+
+  session::GenerationRecorder rec(writer, session_name, mrec, out.config, settings.prompt, gen);
+  out.run_id = rec.id();
+  session::RunEnergy energy(open_power_meter(false, powercap_root));
+  rec.set_energy(&energy);
+
+  GenerateParams gp;
+  gp.prompt = settings.prompt;
+  gp.chat = settings.chat;
+  gp.system = settings.system;
+  gp.max_tokens = settings.max_tokens;
+  gp.sampling = settings.sampling;
+  gp.ignore_eos = settings.ignore_eos;
+
+  auto live = [&](const TokenEvent& ev) -> bool {
+    if (!on_token) return true;
+    LiveToken lt;
+    lt.run_id = out.run_id;
+    lt.piece = ev.piece;
+    if (ev.id < 0) {  // closing event: text only
+      lt.index = -1;
+      on_token(lt);
+      return true;
+    }
+    lt.index = ev.index;
+    lt.id = ev.id;
+    lt.logprob = ev.logprob;
+    lt.latency_us = ev.latency_us;
+    lt.entropy = rec.last_entropy();
+    for (const auto& r : rec.last_routing()) {
+      if (r.layer < 0) continue;
+      const size_t l = static_cast<size_t>(r.layer);
+      if (lt.experts.size() <= l) {
+        lt.experts.resize(l + 1);
+        lt.weights.resize(l + 1);
+      }
+      lt.experts[l] = r.experts;
+      lt.weights[l] = r.weights;
+    }
+    return on_token(lt);
+  };
+
+  try {
+    out.result = rec.generate(gp, energy.wrap(live));
+  } catch (const storage::StorageError&) {
+    throw;
+  } catch (const std::exception& e) {
+    out.status = storage::RunStatus::Failed;
+    out.error = e.what();
+    out.routing_records = static_cast<uint64_t>(rec.routing_recorded());
+    return out;
+  }
+  out.routing_records = static_cast<uint64_t>(rec.routing_recorded());
+  out.status = out.result.stop_reason == StopReason::Cancelled ? storage::RunStatus::Cancelled
+                                                               : storage::RunStatus::Complete;
+  return out;
+}
+
+}  // namespace moelab::lab

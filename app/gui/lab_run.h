@@ -1,0 +1,92 @@
+// The desktop lab's runs: the Run panel's settings, what the live display gets per token, and
+// record_generation(), which runs one generation and stores it through moelab_session's
+// GenerationRecorder - the same recording path as `moelab-cli run --db` (session.h), so a run
+// from the GUI has exactly the records and metrics of a CLI run: tokens, sparse next-token
+// distributions, routing per MoE layer, the prompt's attention, ttft/tokens_per_s/prefill/
+// total/prompt_tokens/generated_tokens/model_memory_mib, the policy statistics, and the energy
+// metrics (energy_j, prefill_energy_j, decode_energy_j, j_per_token) when a sensor measured
+// them - none without one, as the CLI. No Qt: the GUI's worker thread and the headless demo use
+// it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "moelab/runtime/generator.h"
+#include "moelab/storage/writer.h"
+
+namespace moelab::lab {
+
+/// Everything the Run panel sets.
+struct RunSettings {
+  std::string prompt;
+  std::string system;
+  bool chat = false;
+  int32_t max_tokens = 64;
+  SamplerParams sampling;
+  int threads = 1;
+  uint32_t n_ctx = 0;  // 0: min(trained context, 2048)
+  bool kv_f16 = false;
+  bool ignore_eos = false;  // keep generating after an end-of-generation token
+  std::string backend = "cpu";
+  std::string routing_policy = "default";  // moelab/policies spec
+  std::string attention_policy = "full";
+
+  /// n_ctx actually used for a model with `trained` context length.
+  uint32_t context_for(uint64_t trained) const;
+  /// The context parameters, policies parsed (throws moelab::Error BadInput for a bad spec).
+  ContextParams context_params(uint64_t trained) const;
+};
+
+/// One generated token as the display sees it.
+struct LiveToken {
+  int64_t run_id = 0;
+  int32_t index = 0;  // token index in the run; -1 for a closing text-only event
+  int32_t id = -1;
+  std::string piece;  // the text this token releases (TokenEvent::piece)
+  float logprob = 0;
+  float entropy = 0;
+  int64_t latency_us = 0;
+  /// [n_layer] experts of the producing step, as stored (empty: dense layer / no MoE).
+  std::vector<std::vector<uint16_t>> experts;
+  std::vector<std::vector<float>> weights;  // [n_layer][k] router weights as stored
+};
+
+struct RecordedRun {
+  int64_t run_id = 0;
+  storage::RunStatus status = storage::RunStatus::Complete;
+  std::string error;
+  GenerateResult result;
+  nlohmann::json config;
+  uint64_t routing_records = 0;
+};
+
+/// The identity of the model for the store.
+struct ModelIdentity {
+  std::string path;
+  std::string sha256;  // empty: not hashed yet (hashed on the calling thread before the run)
+};
+
+/// Runs one generation and stores it (session `session` created when missing). on_token is
+/// called on the calling thread for every event; returning false cancels the run. Energy is
+/// measured with engine/telemetry's meter under `powercap_root` (the RAPL sysfs root; the
+/// CLI's MOELAB_POWERCAP_ROOT). Never throws for engine errors: a failed run is stored as
+/// Failed and returned with the error (storage errors still throw StorageError).
+RecordedRun record_generation(Generator& gen, const RunSettings& settings,
+                              storage::AsyncWriter& writer, const std::string& session,
+                              const ModelIdentity& model,
+                              const std::function<bool(const LiveToken&)>& on_token = {},
+                              const std::string& powercap_root = "/sys/class/powercap");
+
+/// The powercap root the lab measures energy under: $MOELAB_POWERCAP_ROOT or
+/// /sys/class/powercap.
+std::string default_powercap_root();
+
+/// True when this build can apply routing/attention policies (always: ContextParams carries
+/// them).
+bool policies_available();
+
+}  // namespace moelab::lab
