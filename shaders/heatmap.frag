@@ -17,6 +17,8 @@ layout(constant_id = 1) const int kMapping = 0;
 // Pooling reads at most 3 x 3 level-k cells per pixel (true when the zoom is about the same
 // along both axes; the host decides from the transform).
 layout(constant_id = 2) const bool kSmallFootprint = false;
+// ColorScale::coarse_pool: one read per pixel, the level-k block under the pixel centre.
+layout(constant_id = 3) const bool kCoarse = false;
 
 layout(set = 0, binding = 1) uniform sampler2D lut;
 // The tile's cells: level 0 (R32F viewed as (v, v)) or pyramid level k (RG32F: max, min).
@@ -42,6 +44,10 @@ void main() {
   bool masked;
   if (kPool == 0 || kMapping == 2) {
     v = texelFetch(cells, cell - pc.tex.xy, 0).r;
+    masked = is_nan_bits(v);
+  } else if (kCoarse) {
+    vec2 mm = texelFetch(cells, (cell >> u.map_size.w) - pc.tex.xy, 0).rg;
+    v = (kPool == 1 || abs(mm.x) >= abs(mm.y)) ? mm.x : mm.y;
     masked = is_nan_bits(v);
   } else {
     // Max pooling (heatmap.h: HeatmapPyramid, pool_level): the cells from floor(left edge +

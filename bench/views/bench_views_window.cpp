@@ -1,17 +1,28 @@
 // Frames per second of the on-screen path: HeatmapWindow (QVulkanWindow + ImGui overlays) draws
 // straight into its swapchain, no read-back. Cases: an 8192 x 8192 attention map and a
-// 64-layer x 128-expert load grid at 1280 x 800, (a) pan/zoom only (data uploaded once) and
-// (b) live: the grid is re-published (re-uploaded) every frame as during generation.
-// Needs a display (run under xvfb-run) and a Vulkan ICD. Usage: bench_views_window [seconds]
+// 64-layer x 128-expert load grid in a 1280 x 800 window:
+//   pan/zoom, moving   the zoom changes every frame and the window is told the view moves
+//                      (as wheel/drag do): coarse pooling, one pyramid read per pixel;
+//   pan/zoom, exact    the same animation drawn with exact max pooling (what a still view
+//                      gets once the movement stops; normally drawn once, not per frame);
+//   nearest            pooling off;
+//   live re-publish    the map is set again every frame (upload + pyramid), as during
+//                      generation when the data changes every frame.
+// Counted: frames that reached QVulkanWindow::frameReady (queued for present) after a warm-up
+// of one full zoom cycle (pipelines built), over `seconds`; the median of `rounds` runs.
+// Needs a display (run under xvfb-run) and a Vulkan ICD.
+// Usage: bench_views_window [seconds per round, default 2] [rounds, default 3]
 #include <vulkan/vulkan.h>  // before Qt headers
 
 #include <QElapsedTimer>
 #include <QGuiApplication>
 #include <QVulkanInstance>
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
 #include <random>
+#include <vector>
 
 #include "moelab/views/heatmap_window.h"
 #include "moelab/views/synthetic.h"
@@ -30,10 +41,12 @@ HeatmapView expert_grid(int layers, int experts) {
   return expert_load_view(l);
 }
 
-// Runs the window for `budget` seconds, one frame after another; returns frames per second.
-double measure(HeatmapWindow& w, const HeatmapView& v, double budget, bool reupload, bool pool) {
+enum class Mode { kMoving, kExact, kNearest, kRepublish };
+
+// Frames per second of one animated run (see the file comment).
+double measure_once(HeatmapWindow& w, const HeatmapView& v, double budget, Mode mode) {
   HeatmapView view = v;
-  view.scale.max_pool = pool;
+  view.scale.max_pool = mode != Mode::kNearest;
   w.set_view(view);
   const int start = w.frames_drawn();
   while (w.frames_drawn() < start + 3) {
@@ -45,22 +58,39 @@ double measure(HeatmapWindow& w, const HeatmapView& v, double budget, bool reupl
   QObject conn;
   QObject::connect(&w, &HeatmapWindow::frameDrawn, &conn, [&] {
     ++i;
-    if (reupload) w.set_view(view, /*keep_transform=*/true);
+    if (mode == Mode::kRepublish) w.set_view(view, /*keep_transform=*/true);
     ViewTransform t = fit;  // animate zoom so no frame repeats
     const QRect p = w.plot_rect();
     t.zoom_at({p.width() / 2.0f, p.height() / 2.0f},
               1.0f + 3.0f * static_cast<float>(i % 30) / 30.0f);
     w.transform() = t;
-    w.requestUpdate();
+    if (mode == Mode::kMoving || mode == Mode::kRepublish)
+      w.view_moved();
+    else
+      w.requestUpdate();
   });
+  w.requestUpdate();
+  // Warm-up: one zoom cycle (every pooling level and pipeline variant of the animation).
+  while (i < 30) QGuiApplication::processEvents(QEventLoop::AllEvents, 5);
   const int f0 = w.frames_drawn();
   QElapsedTimer timer;
   timer.start();
-  w.requestUpdate();
   while (timer.elapsed() < budget * 1000) QGuiApplication::processEvents(QEventLoop::AllEvents, 5);
   const double fps = (w.frames_drawn() - f0) / (timer.elapsed() / 1000.0);
   QObject::disconnect(&w, nullptr, &conn, nullptr);
+  // Let the view settle (the settle timer draws one exact frame) before the next run.
+  QElapsedTimer idle;
+  idle.start();
+  while (idle.elapsed() < 2 * HeatmapWindow::kSettleMs)
+    QGuiApplication::processEvents(QEventLoop::AllEvents, 5);
   return fps;
+}
+
+double measure(HeatmapWindow& w, const HeatmapView& v, double budget, int rounds, Mode mode) {
+  std::vector<double> r;
+  for (int k = 0; k < rounds; ++k) r.push_back(measure_once(w, v, budget, mode));
+  std::sort(r.begin(), r.end());
+  return r[r.size() / 2];
 }
 
 }  // namespace
@@ -89,15 +119,21 @@ int main(int argc, char** argv) {
   const HeatmapView att = attention_view(a, /*log_scale=*/true);
   a = {};
   const HeatmapView grid = expert_grid(64, 128);
-  std::printf("attention 8192 x 8192, max-of-cells pooling: %.1f fps\n",
-              measure(w, att, budget, false, true));
-  std::printf("attention 8192 x 8192, nearest cell:         %.1f fps\n",
-              measure(w, att, budget, false, false));
-  std::printf("attention 8192 x 8192, re-upload every frame: %.1f fps\n",
-              measure(w, att, budget, true, true));
-  std::printf("expert load 64 x 128, pan/zoom:               %.1f fps\n",
-              measure(w, grid, budget, false, true));
-  std::printf("expert load 64 x 128, re-upload every frame:  %.1f fps\n",
-              measure(w, grid, budget, true, true));
+  const int rounds = argc > 2 ? std::max(1, std::atoi(argv[2])) : 3;
+  std::printf("median of %d rounds of %.1f s, frames queued for present:\n", rounds, budget);
+  std::printf("attention 8192 x 8192, pan/zoom, moving (coarse pool): %.1f fps\n",
+              measure(w, att, budget, rounds, Mode::kMoving));
+  std::printf("attention 8192 x 8192, pan/zoom, exact max pool:      %.1f fps\n",
+              measure(w, att, budget, rounds, Mode::kExact));
+  std::printf("attention 8192 x 8192, pan/zoom, nearest cell:        %.1f fps\n",
+              measure(w, att, budget, rounds, Mode::kNearest));
+  std::printf("attention 8192 x 8192, re-published every frame:      %.1f fps\n",
+              measure(w, att, budget, 1, Mode::kRepublish));
+  std::printf("expert load 64 x 128, pan/zoom, moving:               %.1f fps\n",
+              measure(w, grid, budget, rounds, Mode::kMoving));
+  std::printf("expert load 64 x 128, pan/zoom, exact:                %.1f fps\n",
+              measure(w, grid, budget, rounds, Mode::kExact));
+  std::printf("expert load 64 x 128, re-published every frame:       %.1f fps\n",
+              measure(w, grid, budget, rounds, Mode::kRepublish));
   return 0;
 }

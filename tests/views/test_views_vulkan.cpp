@@ -358,6 +358,13 @@ class ViewsVulkanTest : public QObject {
       const ImageDiff tvu = compare(a, b), tvc = compare(a, render_heatmap_cpu(rm, s, v, 140, 90));
       QVERIFY2(tvu.max_diff == 0, qPrintable("pooled tiled vs untiled: " + diff_text(tvu)));
       QVERIFY2(tvc.max_diff <= 1, qPrintable("pooled tiled vs cpu: " + diff_text(tvc)));
+      ColorScale coarse = s;
+      coarse.coarse_pool = true;
+      const QImage ca = tiled->render(coarse, v, 140, 90);
+      const ImageDiff cvu = compare(ca, r_->render(coarse, v, 140, 90));
+      const ImageDiff cvc = compare(ca, render_heatmap_cpu(rm, coarse, v, 140, 90));
+      QVERIFY2(cvu.max_diff == 0, qPrintable("coarse tiled vs untiled: " + diff_text(cvu)));
+      QVERIFY2(cvc.max_diff <= 1, qPrintable("coarse tiled vs cpu: " + diff_text(cvc)));
     }
   }
 
@@ -402,6 +409,23 @@ class ViewsVulkanTest : public QObject {
       ColorScale nearest = s;
       nearest.max_pool = false;
       QCOMPARE(pixel(r_->render(nearest, v, w, h), px, py), seq.front());
+      // Coarse pooling (while the view moves): one read per pixel of a block at least a pixel
+      // wide, so the cell still shows, within 2 pixels of its place; GPU == CPU.
+      ColorScale coarse = s;
+      coarse.coarse_pool = true;
+      const QImage ci = r_->render(coarse, v, w, h);
+      maybe_save(ci, QString("gpu_pyramid_coarse_%1").arg(w));
+      int ctop = 0, cfar = 0;
+      for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+          const bool hot = pixel(ci, x, y) == seq.back();
+          ctop += hot;
+          cfar += hot && (std::abs(x - px) > 2 || std::abs(y - py) > 2);
+        }
+      QVERIFY2(ctop >= 1, "coarse pooling lost the hot cell");
+      QCOMPARE(cfar, 0);
+      const ImageDiff cd = compare(ci, render_heatmap_cpu(m, coarse, v, w, h, &pyr));
+      QVERIFY2(cd.max_diff == 0, qPrintable("coarse: " + diff_text(cd)));
     }
   }
 

@@ -106,6 +106,14 @@ int pool_level(const ViewTransform& view, int max_level) {
   return k;
 }
 
+int coarse_pool_level(const ViewTransform& view, int max_level) {
+  const glm::mat4 inv = view.pixel_to_data();
+  const float cells_per_pixel = std::max(std::fabs(inv[0][0]), std::fabs(inv[1][1]));
+  int k = 0;
+  while (k < max_level && std::ldexp(1.0f, k) < cells_per_pixel) ++k;
+  return k;
+}
+
 QImage render_heatmap_cpu(const Heatmap& map, const ColorScale& scale, const ViewTransform& view,
                           int width, int height, const HeatmapPyramid* pyramid) {
   QImage img(width, height, QImage::Format_RGBA8888);
@@ -147,7 +155,8 @@ QImage render_heatmap_cpu(const Heatmap& map, const ColorScale& scale, const Vie
       own = build_pyramid(map);
       pyramid = &own;
     }
-    k = pool_level(view, static_cast<int>(pyramid->levels.size()));
+    const int levels = static_cast<int>(pyramid->levels.size());
+    k = scale.coarse_pool ? coarse_pool_level(view, levels) : pool_level(view, levels);
   }
   const int lcols = k == 0 ? map.cols : pyramid->level(k).cols;
   auto max_min = [&](int r, int c, float& hi, float& lo) {
@@ -172,7 +181,11 @@ QImage render_heatmap_cpu(const Heatmap& map, const ColorScale& scale, const Vie
         continue;
       }
       float v = map.at(r, c);
-      if (pool) {
+      if (pool && scale.coarse_pool) {
+        float hi, lo;
+        max_min(r >> k, c >> k, hi, lo);
+        v = p.pool == 1 || std::fabs(hi) >= std::fabs(lo) ? hi : lo;
+      } else if (pool) {
         const int r0 = row_lo[yi] >> k, r1 = row_hi[yi] >> k;
         const int c0 = col_lo[xi] >> k, c1 = col_hi[xi] >> k;
         const int sy = (r1 - r0 + 1 + kMaxPoolCells - 1) / kMaxPoolCells;

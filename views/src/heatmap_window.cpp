@@ -126,9 +126,12 @@ class HeatmapWindowRenderer : public QVulkanWindowRenderer {
     rb.clearValueCount = w_->sampleCountFlagBits() > VK_SAMPLE_COUNT_1_BIT ? 3 : 2;
     rb.pClearValues = clear;
     vkCmdBeginRenderPass(cb, &rb, VK_SUBPASS_CONTENTS_INLINE);
-    if (heatmap_ && plot.width() > 0 && plot.height() > 0)
+    if (heatmap_ && plot.width() > 0 && plot.height() > 0) {
+      ColorScale scale = v.scale;
+      scale.coarse_pool = w_->moving_;  // exact pooling once the view settles
       heatmap_->record(cb, w_->currentFrame(), plot.x(), plot.y(), plot.width(), plot.height(),
-                       v.scale, w_->transform_);
+                       scale, w_->transform_);
+    }
     ImGui_ImplVulkan_RenderDrawData(ImGui::GetDrawData(), cb);
     vkCmdEndRenderPass(cb);
     w_->frameReady();
@@ -327,6 +330,18 @@ class HeatmapWindowRenderer : public QVulkanWindowRenderer {
 HeatmapWindow::HeatmapWindow(QWindow* parent) : QVulkanWindow(parent) {
   // Never an SRGB swapchain format: the colormap is already in display (gamma) space.
   setPreferredColorFormats({VK_FORMAT_B8G8R8A8_UNORM, VK_FORMAT_R8G8B8A8_UNORM});
+  settle_.setSingleShot(true);
+  settle_.setInterval(kSettleMs);
+  connect(&settle_, &QTimer::timeout, this, [this] {
+    moving_ = false;
+    requestUpdate();
+  });
+}
+
+void HeatmapWindow::view_moved() {
+  moving_ = true;
+  settle_.start();
+  requestUpdate();
 }
 
 HeatmapWindow::~HeatmapWindow() {
@@ -365,7 +380,10 @@ void HeatmapWindow::mouseMoveEvent(QMouseEvent* e) {
     const QPointF d = (p - drag_from_) * devicePixelRatio();
     transform_.pan_by({static_cast<float>(d.x()), static_cast<float>(d.y())});
     drag_from_ = p;
-    if (d.x() != 0 || d.y() != 0) user_moved_ = true;
+    if (d.x() != 0 || d.y() != 0) {
+      user_moved_ = true;
+      view_moved();
+    }
   }
   mouse_ = p;
   requestUpdate();
@@ -409,7 +427,7 @@ void HeatmapWindow::wheelEvent(QWheelEvent* e) {
   transform_.zoom_at({static_cast<float>(p.x() - plot.x()), static_cast<float>(p.y() - plot.y())},
                      std::pow(1.25f, notches));
   user_moved_ = true;
-  requestUpdate();
+  view_moved();
 }
 
 void HeatmapWindow::resizeEvent(QResizeEvent* e) {

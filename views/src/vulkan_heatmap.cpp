@@ -43,11 +43,13 @@ struct TilePush {
 static_assert(sizeof(TilePush) == 48);
 
 // Pipeline variants (specialization constants of heatmap.frag): kPool 0..2 x kMapping 0..2.
-constexpr int kPoolModes = 3, kMappings = 3, kFootprints = 2;
+// Footprint variants: 0 general loop, 1 unrolled 3 x 3, 2 coarse (one read).
+constexpr int kPoolModes = 3, kMappings = 3, kFootprints = 3;
 struct SpecConstants {
   int32_t pool;
   int32_t mapping;
   VkBool32 small_footprint;
+  VkBool32 coarse;
 };
 
 // Cells of neighbouring tiles copied around each tile (only when the map is tiled), so max
@@ -466,9 +468,9 @@ struct VulkanHeatmapRenderer::Impl {
     check(vkCreateRenderPass(device, &rpi, nullptr, &render_pass), "vkCreateRenderPass");
   }
 
-  VkPipeline pipeline_for(bool window, int pool, int mapping, bool small) {
-    VkPipeline& p = (window ? window_pipelines : pipelines)[pool][mapping][small ? 1 : 0];
-    if (!p) p = make_pipeline(window ? window_pass : render_pass, pool, mapping, small);
+  VkPipeline pipeline_for(bool window, int pool, int mapping, int footprint) {
+    VkPipeline& p = (window ? window_pipelines : pipelines)[pool][mapping][footprint];
+    if (!p) p = make_pipeline(window ? window_pass : render_pass, pool, mapping, footprint);
     return p;
   }
   void destroy_pipelines(Pipelines& ps) {
@@ -480,7 +482,7 @@ struct VulkanHeatmapRenderer::Impl {
         }
   }
 
-  VkPipeline make_pipeline(VkRenderPass pass, int pool, int mapping, bool small) {
+  VkPipeline make_pipeline(VkRenderPass pass, int pool, int mapping, int footprint) {
     VkShaderModule vs = make_module(k_heatmap_vert_spv, std::size(k_heatmap_vert_spv));
     VkShaderModule fs = make_module(k_heatmap_frag_spv, std::size(k_heatmap_frag_spv));
     VkPipelineShaderStageCreateInfo stages[2]{};
@@ -491,11 +493,13 @@ struct VulkanHeatmapRenderer::Impl {
     stages[1].stage = VK_SHADER_STAGE_FRAGMENT_BIT;
     stages[1].module = fs;
     stages[1].pName = "main";
-    const SpecConstants spec{pool, mapping, small ? VK_TRUE : VK_FALSE};
-    const VkSpecializationMapEntry entries[3] = {{0, offsetof(SpecConstants, pool), 4},
+    const SpecConstants spec{pool, mapping, footprint == 1 ? VK_TRUE : VK_FALSE,
+                             footprint == 2 ? VK_TRUE : VK_FALSE};
+    const VkSpecializationMapEntry entries[4] = {{0, offsetof(SpecConstants, pool), 4},
                                                  {1, offsetof(SpecConstants, mapping), 4},
-                                                 {2, offsetof(SpecConstants, small_footprint), 4}};
-    VkSpecializationInfo spec_info{3, entries, sizeof(spec), &spec};
+                                                 {2, offsetof(SpecConstants, small_footprint), 4},
+                                                 {3, offsetof(SpecConstants, coarse), 4}};
+    VkSpecializationInfo spec_info{4, entries, sizeof(spec), &spec};
     stages[1].pSpecializationInfo = &spec_info;
     VkPipelineVertexInputStateCreateInfo vi{
         VK_STRUCTURE_TYPE_PIPELINE_VERTEX_INPUT_STATE_CREATE_INFO};
@@ -576,7 +580,7 @@ struct VulkanHeatmapRenderer::Impl {
   // The variant and pyramid level a draw uses.
   struct Variant {
     int pool = 0, mapping = 0, level = 0;
-    bool small = false;  // at most 3 x 3 level-k cells per pixel
+    int footprint = 0;  // 0: general loop, 1: at most 3 x 3 level-k cells, 2: coarse
   };
   Variant variant(const ColorScale& scale, const ViewTransform& view) const {
     const ScaleParams p = scale_params(scale);
@@ -587,14 +591,17 @@ struct VulkanHeatmapRenderer::Impl {
     // pooling reads exactly the nearest cell; the cheaper nearest variant gives the same image.
     const glm::mat4 inv = view.pixel_to_data();
     if (std::fabs(inv[0][0]) < 0.9f && std::fabs(inv[1][1]) < 0.9f) v.pool = 0;
-    if (v.pool) {
+    if (v.pool && scale.coarse_pool) {
+      v.level = coarse_pool_level(view, levels);
+      v.footprint = 2;
+    } else if (v.pool) {
       v.level = pool_level(view, levels);
       // Level-k cells a pixel touches along an axis with f cells per pixel: at most
       // ceil((hi - lo) / 2^k) + 1 with hi - lo <= ceil(f) + 1 (heatmap.frag); 0.01 covers float
       // rounding of the pixel edges.
       const float block = std::ldexp(1.0f, v.level + 1);
       auto small = [&](float f) { return f < 0.9f || std::ceil(f + 0.01f) + 1.0f <= block; };
-      v.small = small(std::fabs(inv[0][0])) && small(std::fabs(inv[1][1]));
+      v.footprint = small(std::fabs(inv[0][0])) && small(std::fabs(inv[1][1])) ? 1 : 0;
     }
     return v;
   }
@@ -609,7 +616,7 @@ struct VulkanHeatmapRenderer::Impl {
                    {static_cast<float>(area.offset.x), static_cast<float>(area.offset.y)},
                    var.level);
     if (tiles.empty()) return;
-    record_draws(c, pipeline_for(window, var.pool, var.mapping, var.small), slot, scale, area,
+    record_draws(c, pipeline_for(window, var.pool, var.mapping, var.footprint), slot, scale, area,
                  var.level);
   }
 
@@ -946,7 +953,7 @@ void VulkanHeatmapRenderer::attach_render_pass(void* render_pass) {
   d.destroy_pipelines(d.window_pipelines);
   d.window_pass = static_cast<VkRenderPass>(render_pass);
   // Build the common variant now (the first frame should not wait for a compile).
-  if (d.window_pass) d.pipeline_for(true, 1, 0, true);
+  if (d.window_pass) d.pipeline_for(true, 1, 0, 1);
 }
 
 void VulkanHeatmapRenderer::record(void* command_buffer, int slot, int x, int y, int width,

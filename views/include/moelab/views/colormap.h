@@ -49,6 +49,11 @@ struct ColorScale {
   /// kMaxPoolCells level-k cells per pixel, every ceil(n / kMaxPoolCells)-th one is read.
   /// Ignored for kCategorical (nearest cell). false: always the cell under the pixel centre.
   bool max_pool = true;
+  /// With max_pool, the cheap form used while the view moves (pan/zoom gestures): each pixel
+  /// reads ONE pyramid cell, the level-k block under its centre, with k = coarse_pool_level()
+  /// (blocks at least one pixel wide on both axes, so every cell still reaches some pixel and a
+  /// lone hot cell stays visible, as a block of 1-2 pixels). Exact pooling when false.
+  bool coarse_pool = false;
 };
 
 /// Cells per pixel and axis read at most by max pooling (see ColorScale::max_pool).

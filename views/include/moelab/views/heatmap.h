@@ -73,6 +73,10 @@ HeatmapPyramid build_pyramid(const Heatmap& map);
 /// along that axis). 0 when zoomed in. Computed from pixel_to_data() exactly as the renderers do.
 int pool_level(const ViewTransform& view, int max_level);
 
+/// The pyramid level of a coarse pooled draw (ColorScale::coarse_pool): the smallest k <=
+/// max_level with 2^k >= the cells per pixel along the axis with more cells per pixel.
+int coarse_pool_level(const ViewTransform& view, int max_level);
+
 /// CPU reference renderer: the same picture as the Vulkan renderer, pixel for pixel up to one
 /// colormap step (<= 2 levels per channel). Format_RGBA8888. Pooled drawing (ColorScale::
 /// max_pool) reads `pyramid` (must be build_pyramid(map)); without one it is built here.

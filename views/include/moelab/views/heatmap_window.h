@@ -9,6 +9,7 @@
 #include <vulkan/vulkan.h>  // before Qt's Vulkan headers (they define VK_NO_PROTOTYPES)
 
 #include <QString>
+#include <QTimer>
 #include <QVulkanWindow>
 #include <memory>
 
@@ -32,6 +33,12 @@ class HeatmapWindow : public QVulkanWindow {
   int selected_row() const { return selected_row_; }
   /// True once the researcher panned or zoomed since the last fit.
   bool user_moved() const { return user_moved_; }
+  /// Marks the view as moving (wheel zoom and drag call this; so may code that animates
+  /// transform()): frames are drawn with coarse pooling (ColorScale::coarse_pool, one read per
+  /// pixel) until kSettleMs pass without movement, then one exact frame is drawn.
+  void view_moved();
+  bool moving() const { return moving_; }
+  static constexpr int kSettleMs = 150;
   const HeatmapView& view() const { return view_; }
   ViewTransform& transform() { return transform_; }
 
@@ -75,6 +82,8 @@ class HeatmapWindow : public QVulkanWindow {
   QString hover_text_;
   int token_labels_ = 0;
   int frames_ = 0;
+  bool moving_ = false;
+  QTimer settle_;
 };
 
 }  // namespace moelab::views
