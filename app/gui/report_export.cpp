@@ -1,5 +1,7 @@
 #include "report_export.h"
 
+#include <QCoreApplication>
+
 #include <QEventLoop>
 #include <QFileInfo>
 #include <QPointer>
@@ -72,6 +74,16 @@ ExportResult exportReport(QWidget* parent, const QString& dbPath, const rp::Sele
     dlg->setAutoClose(false);
     dlg->setAutoReset(false);
     QObject::connect(dlg, &QProgressDialog::canceled, dlg, [sh] { sh->cancel = true; });
+  }
+
+  // A cancel that is already on its way (a queued click, Esc) cancels before any work starts:
+  // deliver what is pending once, then look. Without this a quick report could finish on the
+  // worker before the GUI thread ever saw the click (test_gui_export failed that way under load).
+  QCoreApplication::processEvents(QEventLoop::AllEvents, 20);
+  if (dlg && dlg->wasCanceled()) {
+    delete dlg.data();
+    out.cancelled = true;
+    return out;
   }
 
   const std::string db = dbPath.toStdString();

@@ -108,12 +108,20 @@ class TestGuiExport : public QObject {
     // Cancel from the progress dialog: nothing is left behind, the window says so.
     const QString cancelled = dir_ + "/cancelled.pdf";
     QFile::remove(cancelled);
-    QTimer::singleShot(0, &w, [&w] {
-      auto* dlg = w.findChild<QProgressDialog*>("reportProgress");
-      QVERIFY(dlg);
-      dlg->cancel();
-    });
+    // The click is queued before the export starts, so the export sees it before its worker
+    // begins (a timer-driven click raced with a quick report under parallel ctest).
+    bool clicked = false;
+    QMetaObject::invokeMethod(
+        &w,
+        [&w, &clicked] {
+          auto* dlg = w.findChild<QProgressDialog*>("reportProgress");
+          if (!dlg) return;
+          dlg->cancel();
+          clicked = true;
+        },
+        Qt::QueuedConnection);
     QVERIFY(w.exportReport("session", cancelled).isEmpty());
+    QVERIFY(clicked);
     QCOMPARE(w.lastMessage(), QString("Report cancelled"));
     QVERIFY(!QFile::exists(cancelled));
 

@@ -647,7 +647,11 @@ class TestGuiLab : public QObject {
 
   void screenshots() {
     const QByteArray out = qgetenv("MOELAB_SCREENSHOT_DIR");
-    if (out.isEmpty()) QSKIP("set MOELAB_SCREENSHOT_DIR to write panel screenshots");
+    if (out.isEmpty()) {
+      // Not a QSKIP: ctest marks the whole binary skipped when any slot prints "SKIP".
+      qInfo("set MOELAB_SCREENSHOT_DIR to write panel screenshots");
+      return;
+    }
     MOELAB_REQUIRE_SHARED(kMoe);
     const QString dir = QString::fromLocal8Bit(out);
     QDir().mkpath(dir);

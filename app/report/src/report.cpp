@@ -117,7 +117,11 @@ Written write_report(const storage::Store& store, const Selection& sel, const st
   const std::string stem = (out.parent_path() / out.stem()).string();
   if (o.format == Format::Json) {
     steps("writing JSON");
-    files.push_back({path, detail::to_json(r).dump(2) + "\n"});
+    // Stored token pieces are bytes and may be partial UTF-8 (storage/records.h): replace
+    // invalid sequences with U+FFFD instead of failing the whole report.
+    files.push_back(
+        {path,
+         detail::to_json(r).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"});
   } else if (o.format == Format::Csv) {
     steps("writing CSV");
     detail::write_csv(r, files, stem);
