@@ -4,11 +4,13 @@
 #include <imgui.h>
 
 #include <QElapsedTimer>
+#include <QFile>
 #include <QMouseEvent>
 #include <QVulkanFunctions>
 #include <QWheelEvent>
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "moelab/core/log.h"
 #include "moelab/views/vulkan_heatmap.h"
@@ -23,6 +25,22 @@ constexpr float kTokenTextZoom = 36.0f;
 
 ImU32 to_imgui(Rgba8 c) {
   return IM_COL32(c.r, c.g, c.b, c.a);
+}
+
+// Overlay font: a TrueType font with the glyphs token labels use (display_piece marks spaces
+// with U+2423, newlines with U+21B5, tabs with U+21E5; Latin-1; dashes and arrows), so labels
+// read "␣capital" and not "?capital". MOELAB_VIEWS_FONT names a .ttf; otherwise DejaVu Sans
+// where the system has it; else ImGui's built-in ASCII font.
+void load_overlay_font() {
+  static const ImWchar kRanges[] = {0x0020, 0x00FF, 0x2010, 0x206F, 0x2190, 0x21FF,
+                                    0x2212, 0x2212, 0x2400, 0x243F, 0};
+  const char* env = std::getenv("MOELAB_VIEWS_FONT");
+  for (const char* path :
+       {env, "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/dejavu/DejaVuSans.ttf", "/usr/share/fonts/TTF/DejaVuSans.ttf"}) {
+    if (!path || !QFile::exists(QString::fromLocal8Bit(path))) continue;
+    if (ImGui::GetIO().Fonts->AddFontFromFileTTF(path, 14.0f, nullptr, kRanges)) return;
+  }
 }
 
 }  // namespace
@@ -45,6 +63,7 @@ class HeatmapWindowRenderer : public QVulkanWindowRenderer {
     ImGui::SetCurrentContext(ctx_);
     ImGui::GetIO().IniFilename = nullptr;  // no imgui.ini next to the researcher's files
     ImGui::StyleColorsDark();
+    load_overlay_font();
     VkDescriptorPoolSize size{VK_DESCRIPTOR_TYPE_COMBINED_IMAGE_SAMPLER, 16};
     VkDescriptorPoolCreateInfo pi{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
     pi.flags = VK_DESCRIPTOR_POOL_CREATE_FREE_DESCRIPTOR_SET_BIT;

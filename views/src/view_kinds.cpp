@@ -40,6 +40,7 @@ HeatmapView routing_top_expert_view(const RoutingGrid& g) {
   v.scale.map = Colormap::kCategorical;
   v.categories = g.expert_count;
   v.title = "Top expert per token and layer";
+  v.subtitle = "colour = the expert with the highest router weight; hover a cell for the token";
   v.x_label = "token";
   v.y_label = "layer";
   v.value_unit = "expert id";
@@ -59,6 +60,7 @@ HeatmapView routing_active_count_view(const RoutingGrid& g) {
   v.scale.min = 0.0f;
   v.scale.max = static_cast<float>(std::max(1, g.expert_count));
   v.title = "Active experts per token and layer";
+  v.subtitle = "number of experts the routing policy ran for each token";
   v.x_label = "token";
   v.y_label = "layer";
   v.value_unit = "experts";
@@ -76,6 +78,7 @@ HeatmapView expert_load_view(const ExpertLoad& l) {
   v.scale.min = 0.0f;
   v.scale.max = std::max(max_finite(l.load), 1e-30f);
   v.title = "Expert load per layer";
+  v.subtitle = "share of the routed tokens whose top-k experts include the expert";
   v.x_label = "expert";
   v.y_label = "layer";
   v.value_unit = l.unit;
@@ -148,8 +151,7 @@ HeatmapView attention_diff_view(const AttentionMap& a, const AttentionMap& b) {
 std::string format_value(float v) {
   if (std::isnan(v)) return "masked";
   char buf[32];
-  std::snprintf(buf, sizeof buf, std::fabs(v) >= 1e-3f || v == 0.0f ? "%.4g" : "%.3e",
-                static_cast<double>(v));
+  std::snprintf(buf, sizeof buf, "%.4g", static_cast<double>(v));  // 0.25, 0.0001, 1.5e-05
   return buf;
 }
 

@@ -240,7 +240,8 @@ struct ViewsPanel::Impl {
             }
             seq = coact.seq;
             view = co_activation_view(*coact.value);
-            view->subtitle = "diagonal: tokens routed to the expert (saturates the colour bar)";
+            view->subtitle =
+                "diagonal: tokens routed to the expert (clamped to the top colour above the bar)";
             break;
           case Page::kAttention:
             key[1] = attn.seq;
