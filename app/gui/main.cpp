@@ -62,6 +62,9 @@ int main(int argc, char** argv) {
   cli.addOptions({shot, demo, db, headless});
   cli.process(app);
 
+  // A Vulkan surface is not part of QWidget::grab(): with --screenshot the views are drawn on
+  // the CPU (same colours) so that they appear in the PNG.
+  if (cli.isSet(shot)) qputenv("MOELAB_VIEWS_CPU", "1");
   const auto settings = moelab::lab::AppSettings::load();
   moelab::lab::applyTheme(settings.theme);
   moelab::resolve_backend("auto");  // logs one line when CUDA is built but unusable here

@@ -655,9 +655,14 @@ class TestGuiLab : public QObject {
     MOELAB_REQUIRE_SHARED(kMoe);
     const QString dir = QString::fromLocal8Bit(out);
     QDir().mkpath(dir);
+    // QWidget::grab() does not capture a Vulkan surface: draw the views on the CPU here.
+    qputenv("MOELAB_VIEWS_CPU", "1");
     MainWindow w(opts("screens"));
-    w.resize(1400, 900);
+    w.resize(1600, 1000);
     w.show();
+    // Room for the Compare panel's A, B, delta and CI columns.
+    w.resizeDocks({w.dock("compare")}, {640}, Qt::Horizontal);
+    w.resizeDocks({w.dock("output")}, {190}, Qt::Vertical);  // the views get the height
     QVERIFY(loadMoe(w));
     QSignalSpy idle(&w, &MainWindow::idle);
     idle.wait(5000);
@@ -683,6 +688,15 @@ class TestGuiLab : public QObject {
     QTest::qWait(300);
     w.dock("output")->raise();
     QTest::qWait(500);  // the views panel shows its newest snapshot within a frame or two
+    // The comparison put A - B of the expert load on screen.
+    w.grab().save(dir + "/window-moe-diff.png");
+    w.grab().scaledToWidth(1100, Qt::SmoothTransformation).save(dir + "/readme-moe-diff.png");
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+    // The routing grid of the last run next to the same comparison.
+    if (auto* vp = qobject_cast<moelab::views::ViewsPanel*>(w.viewsArea()))
+      vp->setPage(moelab::views::ViewsPanel::Page::kRouting);
+    QTest::qWait(500);
+#endif
     w.grab().save(dir + "/window-moe.png");
     w.grab().scaledToWidth(1100, Qt::SmoothTransformation).save(dir + "/readme-moe.png");
     // SmolLM2 chat when cached.
@@ -699,6 +713,7 @@ class TestGuiLab : public QObject {
       QVERIFY(finished.wait(120000));
       w.dock("output")->raise();
       w.dock("run")->raise();
+      w.dock("sessions")->raise();  // the Compare panel still shows the MoE runs
       QTest::qWait(300);
       w.grab().save(dir + "/window-smollm2.png");
       w.grab().scaledToWidth(1100, Qt::SmoothTransformation).save(dir + "/readme-smollm2.png");
