@@ -1,19 +1,21 @@
 // Engine results -> experiment store records. The store (storage/) knows no engine types and the
 // engine knows no store; this small app-level library converts between them for the CLI (run
-// --db, eval, sweep) and later the GUI:
+// --db, eval, sweep) and the desktop lab (its runs and headless demo) - one recording path:
 //
 //  - the complete run configuration as JSON (sampling, seed used, routing and attention policy,
 //    threads, backend, KV type, n_ctx, build version, model identity);
 //  - a model row (sha256 of the file, path, architecture, model card JSON);
 //  - streaming a generation through storage::AsyncWriter while it runs: one TokenRecord per
-//    generated token (id, piece, logprob, entropy, latency µs) and the MoE routing of every
-//    layer, so that a process killed mid-run keeps every token the writer thread committed;
-//  - metrics after the run (TTFT, tokens/s, prefill), and perplexity evaluation results.
+//    generated token (id, piece, logprob, entropy, latency µs), its sparse next-token
+//    distribution, the MoE routing of every layer, and the prompt's attention per layer, so that
+//    a process killed mid-run keeps every token the writer thread committed;
+//  - metrics after the run (TTFT, tokens/s, prefill, memory, policy statistics, energy when
+//    measured), and perplexity evaluation results.
 //
-// Position convention: token, logprob, entropy and routing at position i all describe the SAME
-// forward pass, the one whose logits produced generated token i (for i = 0 the last prompt token
-// of the prefill, for i > 0 the decode step of token i - 1). Routing therefore says which experts
-// computed the distribution token i was drawn from.
+// Position convention: token, logprob, entropy, next-token distribution and routing at position
+// i all describe the SAME forward pass, the one whose logits produced generated token i (for i = 0
+// the last prompt token of the prefill, for i > 0 the decode step of token i - 1). Routing
+// therefore says which experts computed the distribution token i was drawn from.
 #pragma once
 
 #include <cstdint>
