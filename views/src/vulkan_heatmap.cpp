@@ -11,9 +11,12 @@
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "moelab/core/error.h"
+#include "moelab/shaders/heatmap_cells_vert.spv.h"
+#include "moelab/shaders/heatmap_flat_frag.spv.h"
 #include "moelab/shaders/heatmap_frag.spv.h"
 #include "moelab/shaders/heatmap_vert.spv.h"
 
@@ -119,6 +122,8 @@ struct VulkanHeatmapRenderer::Impl {
   using Pipelines = VkPipeline[kPoolModes][kMappings][kFootprints];
   Pipelines pipelines = {};
   Pipelines window_pipelines = {};
+  // Flat cells (heatmap_cells.vert + heatmap_flat.frag) for the window pass, per mapping.
+  VkPipeline window_flat[kMappings] = {};
   VkRenderPass window_pass = VK_NULL_HANDLE;
   int levels = 0;  // pyramid levels above 0 of the current map
   bool owns_device = true;
@@ -407,7 +412,7 @@ struct VulkanHeatmapRenderer::Impl {
     g[1].binding = 1;
     g[1].descriptorType = VK_DESCRIPTOR_TYPE_COMBINED_IMAGE_SAMPLER;
     g[1].descriptorCount = 1;
-    g[1].stageFlags = VK_SHADER_STAGE_FRAGMENT_BIT;
+    g[1].stageFlags = VK_SHADER_STAGE_VERTEX_BIT | VK_SHADER_STAGE_FRAGMENT_BIT;
     VkDescriptorSetLayoutCreateInfo li{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO};
     li.bindingCount = 2;
     li.pBindings = g;
@@ -416,7 +421,7 @@ struct VulkanHeatmapRenderer::Impl {
     t.binding = 0;
     t.descriptorType = VK_DESCRIPTOR_TYPE_COMBINED_IMAGE_SAMPLER;
     t.descriptorCount = 1;
-    t.stageFlags = VK_SHADER_STAGE_FRAGMENT_BIT;
+    t.stageFlags = VK_SHADER_STAGE_VERTEX_BIT | VK_SHADER_STAGE_FRAGMENT_BIT;
     li.bindingCount = 1;
     li.pBindings = &t;
     check(vkCreateDescriptorSetLayout(device, &li, nullptr, &tile_layout), "set layout 1");
@@ -482,9 +487,20 @@ struct VulkanHeatmapRenderer::Impl {
         }
   }
 
-  VkPipeline make_pipeline(VkRenderPass pass, int pool, int mapping, int footprint) {
-    VkShaderModule vs = make_module(k_heatmap_vert_spv, std::size(k_heatmap_vert_spv));
-    VkShaderModule fs = make_module(k_heatmap_frag_spv, std::size(k_heatmap_frag_spv));
+  VkPipeline flat_pipeline(int mapping) {
+    VkPipeline& p = window_flat[mapping];
+    if (!p) p = make_pipeline(window_pass, 0, mapping, 0, /*flat=*/true);
+    return p;
+  }
+
+  VkPipeline make_pipeline(VkRenderPass pass, int pool, int mapping, int footprint,
+                           bool flat = false) {
+    VkShaderModule vs =
+        flat ? make_module(k_heatmap_cells_vert_spv, std::size(k_heatmap_cells_vert_spv))
+             : make_module(k_heatmap_vert_spv, std::size(k_heatmap_vert_spv));
+    VkShaderModule fs =
+        flat ? make_module(k_heatmap_flat_frag_spv, std::size(k_heatmap_flat_frag_spv))
+             : make_module(k_heatmap_frag_spv, std::size(k_heatmap_frag_spv));
     VkPipelineShaderStageCreateInfo stages[2]{};
     stages[0].sType = stages[1].sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO;
     stages[0].stage = VK_SHADER_STAGE_VERTEX_BIT;
@@ -500,7 +516,7 @@ struct VulkanHeatmapRenderer::Impl {
                                                  {2, offsetof(SpecConstants, small_footprint), 4},
                                                  {3, offsetof(SpecConstants, coarse), 4}};
     VkSpecializationInfo spec_info{4, entries, sizeof(spec), &spec};
-    stages[1].pSpecializationInfo = &spec_info;
+    (flat ? stages[0] : stages[1]).pSpecializationInfo = &spec_info;
     VkPipelineVertexInputStateCreateInfo vi{
         VK_STRUCTURE_TYPE_PIPELINE_VERTEX_INPUT_STATE_CREATE_INFO};
     VkPipelineInputAssemblyStateCreateInfo ia{
@@ -616,8 +632,61 @@ struct VulkanHeatmapRenderer::Impl {
                    {static_cast<float>(area.offset.x), static_cast<float>(area.offset.y)},
                    var.level);
     if (tiles.empty()) return;
+    if (window && var.pool == 0 && record_flat(c, var.mapping, slot, scale, view, area)) return;
     record_draws(c, pipeline_for(window, var.pool, var.mapping, var.footprint), slot, scale, area,
                  var.level);
+  }
+
+  // The window's fast path when zoomed in (>= 2 pixels per cell on both axes and on average
+  // >= 16 pixels per visible cell): one instanced quad per visible cell, coloured per cell in
+  // the vertex shader, so the per-pixel work is a flat fill. Cell edges then follow the
+  // rasterizer's coverage rule instead of heatmap.frag's floor(pixel centre + kCellEdgeBias):
+  // a pixel whose centre lies within 1/256 pixel of a cell edge may take the neighbour's
+  // colour. The offscreen render() (what the pixel tests compare with the CPU) never uses it.
+  // Returns false (nothing recorded) when the view does not qualify.
+  bool record_flat(VkCommandBuffer c, int mapping, int slot, const ColorScale& scale,
+                   const ViewTransform& view, VkRect2D area) {
+    const glm::mat4 inv = view.pixel_to_data();
+    if (!(std::fabs(inv[0][0]) <= 0.5f && std::fabs(inv[1][1]) <= 0.5f)) return false;
+    const float x0 = view.origin.x, y0 = view.origin.y;
+    const float x1 = x0 + static_cast<float>(area.extent.width) * inv[0][0];
+    const float y1 = y0 + static_cast<float>(area.extent.height) * inv[1][1];
+    std::vector<std::pair<const Tile*, glm::ivec4>> blocks;  // tile, (c0, r0, w, h)
+    int64_t cells = 0;
+    for (const Tile& t : tiles) {
+      const int c0 = std::max(t.x, static_cast<int>(std::floor(x0)));
+      const int r0 = std::max(t.y, static_cast<int>(std::floor(y0)));
+      const int c1 = std::min(t.x + t.w, static_cast<int>(std::ceil(x1)));
+      const int r1 = std::min(t.y + t.h, static_cast<int>(std::ceil(y1)));
+      if (c1 <= c0 || r1 <= r0) continue;
+      blocks.push_back({&t, {c0, r0, c1 - c0, r1 - r0}});
+      cells += static_cast<int64_t>(c1 - c0) * (r1 - r0);
+    }
+    const int64_t pixels = static_cast<int64_t>(area.extent.width) * area.extent.height;
+    if (cells * 16 > pixels) return false;
+    if (blocks.empty()) return true;
+    vkCmdBindPipeline(c, VK_PIPELINE_BIND_POINT_GRAPHICS, flat_pipeline(mapping));
+    VkViewport vp{static_cast<float>(area.offset.x),
+                  static_cast<float>(area.offset.y),
+                  static_cast<float>(area.extent.width),
+                  static_cast<float>(area.extent.height),
+                  0,
+                  1};
+    vkCmdSetViewport(c, 0, 1, &vp);
+    vkCmdSetScissor(c, 0, 1, &area);
+    const uint32_t dyn = static_cast<uint32_t>(slot * slot_stride);
+    vkCmdBindDescriptorSets(c, VK_PIPELINE_BIND_POINT_GRAPHICS, pipeline_layout, 0, 1,
+                            &global_sets[static_cast<int>(scale.map)], 1, &dyn);
+    for (const auto& [t, b] : blocks) {
+      TilePush push{{0.0f, 0.0f, 0.0f, 0.0f}, {b.x, b.y, b.z, b.w}, t->level_tex(0)};
+      vkCmdBindDescriptorSets(c, VK_PIPELINE_BIND_POINT_GRAPHICS, pipeline_layout, 1, 1,
+                              &t->sets[0], 0, nullptr);
+      vkCmdPushConstants(c, pipeline_layout,
+                         VK_SHADER_STAGE_VERTEX_BIT | VK_SHADER_STAGE_FRAGMENT_BIT, 0, sizeof(push),
+                         &push);
+      vkCmdDraw(c, 6, static_cast<uint32_t>(b.z) * static_cast<uint32_t>(b.w), 0, 0);
+    }
+    return true;
   }
 
   // Records the tile draws into `c`, inside a render pass compatible with `pipe`.
@@ -738,6 +807,8 @@ struct VulkanHeatmapRenderer::Impl {
       if (global_pool) vkDestroyDescriptorPool(device, global_pool, nullptr);
       destroy_pipelines(pipelines);
       destroy_pipelines(window_pipelines);
+      for (VkPipeline p : window_flat)
+        if (p) vkDestroyPipeline(device, p, nullptr);
       if (render_pass) vkDestroyRenderPass(device, render_pass, nullptr);
       if (pipeline_layout) vkDestroyPipelineLayout(device, pipeline_layout, nullptr);
       if (tile_layout) vkDestroyDescriptorSetLayout(device, tile_layout, nullptr);
@@ -951,6 +1022,10 @@ void VulkanHeatmapRenderer::attach_render_pass(void* render_pass) {
   Impl& d = *impl_;
   vkDeviceWaitIdle(d.device);
   d.destroy_pipelines(d.window_pipelines);
+  for (VkPipeline& p : d.window_flat) {
+    if (p) vkDestroyPipeline(d.device, p, nullptr);
+    p = VK_NULL_HANDLE;
+  }
   d.window_pass = static_cast<VkRenderPass>(render_pass);
   // Build the common variant now (the first frame should not wait for a compile).
   if (d.window_pass) d.pipeline_for(true, 1, 0, 1);
