@@ -12,6 +12,7 @@
 #include <ostream>
 #include <thread>
 
+#include "backend_option.h"
 #include "cli.h"
 #include "eval_common.h"
 #include "moelab/core/error.h"
@@ -25,10 +26,12 @@ struct EvalCliOptions {
   EvalSpec spec;
   std::string session = kDefaultSession;
   bool json = false;
+  std::string backend = "auto";
 };
 
 int eval_cmd(const EvalCliOptions& o, Io io) {
-  auto model = Model::load(o.spec.model);
+  // Contexts follow the model's backend (ContextParams::backend "auto").
+  auto model = load_for_backend(o.spec.model, o.backend);
   auto writer = open_writer(o.spec.db);
   const auto model_row = session::model_record(*model, o.spec.model);
   const auto text = read_text_file(o.spec.file);
@@ -81,6 +84,7 @@ void add_eval(CLI::App& app, Io io, Action& action) {
   sub->add_option("--attention-policy", o->spec.attention_policy,
                   "Attention policy (full, window:W, local-global:W,S,G, evict:S,W)")
       ->capture_default_str();
+  add_backend_option(sub, o->backend);
   add_db_option(sub, o->spec.db);
   sub->add_option("--session", o->session, "Session the run belongs to (created when missing)")
       ->capture_default_str();

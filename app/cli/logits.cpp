@@ -7,6 +7,7 @@
 #include <ostream>
 #include <sstream>
 
+#include "backend_option.h"
 #include "cli.h"
 #include "moelab/core/error.h"
 #include "moelab/model/model.h"
@@ -19,6 +20,7 @@ struct LogitsOptions {
   std::string tokens;
   std::string out;
   int threads = 1;
+  std::string backend = "auto";
 };
 
 std::vector<int32_t> parse_ids(const std::string& s) {
@@ -44,8 +46,8 @@ std::vector<int32_t> parse_ids(const std::string& s) {
 int logits(const LogitsOptions& o, Io io) {
   static_assert(std::endian::native == std::endian::little, "writes little-endian floats");
   const auto ids = parse_ids(o.tokens);
-  auto model = Model::load(o.model);
   ContextParams cp;
+  auto model = load_for_backend(o.model, o.backend, &cp.backend);
   cp.n_ctx = static_cast<uint32_t>(ids.size());
   cp.n_threads = o.threads;
   auto ctx = Context::create(model, cp);
@@ -73,6 +75,7 @@ void add_logits(CLI::App& app, Io io, Action& action) {
       ->required();
   sub->add_option("--out", opts->out, "output file (raw little-endian float32)")->required();
   sub->add_option("--threads", opts->threads, "worker threads")->check(CLI::Range(1, 1024));
+  add_backend_option(sub, opts->backend);
   sub->callback([opts, io, &action] { action = [opts, io] { return logits(*opts, io); }; });
 }
 

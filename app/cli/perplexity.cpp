@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "backend_option.h"
 #include "cli.h"
 #include "moelab/core/error.h"
 #include "moelab/policies/policies.h"
@@ -29,14 +30,15 @@ struct PerplexityOptions {
   bool json = false;
   std::vector<std::string> routing;  // routing policy specs, one run each
   std::string attention;             // attention policy spec
+  std::string backend = "auto";
 };
 
 int perplexity_policies(const PerplexityOptions& o, const std::string& text,
                         std::shared_ptr<const Model> model, PerplexityParams pp, Io io) {
   pp.progress = nullptr;  // one table row per policy instead
   const AttentionPolicy ap = AttentionPolicy::parse(o.attention.empty() ? "full" : o.attention);
-  std::vector<std::string> specs = o.routing.empty() ? std::vector<std::string>{"default"}
-                                                     : o.routing;
+  std::vector<std::string> specs =
+      o.routing.empty() ? std::vector<std::string>{"default"} : o.routing;
   nlohmann::json runs = nlohmann::json::array();
   std::ostringstream table;
   table << std::left << std::setw(28) << "routing policy" << std::right << std::setw(14)
@@ -85,7 +87,8 @@ int perplexity_cmd(const PerplexityOptions& o, Io io) {
   if (!in) throw Error(ErrorKind::Io, "cannot open the text file", {.file = o.file});
   std::ostringstream ss;
   ss << in.rdbuf();
-  auto model = Model::load(o.model);
+  // Contexts follow the model's backend (ContextParams::backend "auto").
+  auto model = load_for_backend(o.model, o.backend);
   PerplexityParams pp;
   pp.n_ctx = o.n_ctx;
   pp.n_threads = o.threads > 0
@@ -141,6 +144,7 @@ void add_perplexity(CLI::App& app, Io io, Action& action) {
                   "Routing policy (repeat for a table of perplexity vs active experts; specs as "
                   "in 'run --help')");
   sub->add_option("--attention-policy", o->attention, "Attention policy for every run");
+  add_backend_option(sub, o->backend);
   sub->callback([o, io, &action] { action = [o, io] { return perplexity_cmd(*o, io); }; });
 }
 

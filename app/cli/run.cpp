@@ -9,6 +9,7 @@
 #include <ostream>
 #include <thread>
 
+#include "backend_option.h"
 #include "cli.h"
 #include "moelab/runtime/generator.h"
 #include "moelab/session/energy.h"
@@ -36,6 +37,7 @@ struct RunOptions {
   std::string routing_policy = "default";  // moelab/policies/policies.h specs
   std::string attention_policy = "full";
   RunStoreOptions store;  // --db / --session
+  std::string backend = "auto";
 };
 
 int default_threads() {
@@ -44,8 +46,8 @@ int default_threads() {
 }
 
 int run_cmd(const RunOptions& o, Io io) {
-  auto model = Model::load(o.model);
   ContextParams cp;
+  auto model = load_for_backend(o.model, o.backend, &cp.backend);
   const uint64_t trained = model->card().context_length;
   cp.n_ctx =
       o.n_ctx ? o.n_ctx : static_cast<uint32_t>(trained ? std::min<uint64_t>(trained, 2048) : 2048);
@@ -77,10 +79,12 @@ int run_cmd(const RunOptions& o, Io io) {
     writer = open_writer(o.store.db);
     stored.emplace(*writer, o.store.session, o.model, gen, gp, cp);
   }
-  // Energy from the machine's sensor (RAPL for the CPU backend; MOELAB_POWERCAP_ROOT moves the
-  // powercap sysfs root, for tests); without one the reason is reported, never a number.
+  // Energy from the machine's sensor (RAPL for the CPU backend, NVML for CUDA;
+  // MOELAB_POWERCAP_ROOT moves the powercap sysfs root, for tests); without one the reason is
+  // reported, never a number.
   const char* powercap = std::getenv("MOELAB_POWERCAP_ROOT");
-  session::RunEnergy energy(open_power_meter(false, powercap ? powercap : "/sys/class/powercap"));
+  session::RunEnergy energy(
+      open_power_meter(cp.backend == "cuda", powercap ? powercap : "/sys/class/powercap"));
   stream = energy.wrap(stream);
   if (stored) stored->recorder().set_energy(&energy);
   const GenerateResult r = stored ? stored->generate(gp, stream) : gen.generate(gp, stream);
@@ -101,6 +105,7 @@ int run_cmd(const RunOptions& o, Io io) {
     if (!r.stop_string.empty()) j["stop_string"] = r.stop_string;
     j["n_ctx"] = cp.n_ctx;
     j["threads"] = cp.n_threads;
+    j["backend"] = cp.backend;
     j["sampling"] = gp.sampling.describe();
     const PolicyStats ps = gen.context().policy_stats();
     j["routing_policy"] = cp.routing.describe();
@@ -123,8 +128,8 @@ int run_cmd(const RunOptions& o, Io io) {
            << gp.sampling.describe() << "]\n";
     if (!cp.routing.is_default() || !cp.attention.is_full())
       io.err << "[routing " << cp.routing.describe() << ", attention " << cp.attention.describe()
-             << "; avg active experts "
-             << gen.context().policy_stats().avg_active_experts() << "]\n";
+             << "; avg active experts " << gen.context().policy_stats().avg_active_experts()
+             << "]\n";
     if (ej.contains("energy_unavailable"))
       io.err << "[energy: " << ej["energy_unavailable"].get<std::string>() << "]\n";
     else if (!ej["j_per_token"].is_null())
@@ -186,6 +191,7 @@ void add_run(CLI::App& app, Io io, Action& action) {
                 "Print one JSON object (tokens, text, seed, ttft_ms, tokens_per_s, stop_reason, "
                 "energy_j and j_per_token - null with energy_unavailable: reason when no sensor) "
                 "instead of streaming");
+  add_backend_option(sub, o->backend);
   add_run_store_options(sub, o->store);
   sub->callback([o, io, &action] { action = [o, io] { return run_cmd(*o, io); }; });
 }

@@ -666,6 +666,9 @@ void CudaContext::eval(std::span<const int32_t> tokens, bool all_logits) {
                     std::to_string(n_past_) + " of " + std::to_string(n_ctx_) + " positions used)");
   check_cancel();
   cuda::use_device();
+  // An earlier eval that threw (cancelled) may have left work queued: let it finish before its
+  // staging buffers are reused.
+  cuda::stream_sync(stream_, "previous eval");
   pending_.clear();
   timings_.clear();
   ev_used_ = 0;

@@ -11,7 +11,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "backend/cuda/cuda_ops.h"
 #include "kernels/element/blocks.h"
@@ -557,9 +559,12 @@ int device_count(std::string* why) {
 
 std::string use_device() {
   check(cudaSetDevice(0), "cudaSetDevice");
-  cudaDeviceProp prop{};
-  check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
-  return prop.name;
+  static const std::string name = [] {
+    cudaDeviceProp prop{};
+    check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+    return std::string(prop.name);
+  }();
+  return name;
 }
 
 void mem_info(size_t* free_bytes, size_t* total_bytes) {
@@ -848,9 +853,14 @@ struct CublasApi {
 const CublasApi& cublas() {
   static const CublasApi api = [] {
     CublasApi a;
+    // The loader's search path first, then the toolkit's usual places.
+    std::vector<std::string> names = {"libcublas.so.13", "libcublas.so.12", "libcublas.so"};
+    for (const char* env : {"CUDA_HOME", "CUDA_PATH"})
+      if (const char* d = std::getenv(env)) names.push_back(std::string(d) + "/lib64/libcublas.so");
+    names.push_back("/usr/local/cuda/lib64/libcublas.so");
     void* lib = nullptr;
-    for (const char* name : {"libcublas.so.13", "libcublas.so.12", "libcublas.so"}) {
-      lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+    for (const auto& name : names) {
+      lib = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
       if (lib) break;
     }
     if (!lib) {

@@ -78,8 +78,6 @@ class Dev {
   T* p_;
 };
 
-#endif  // MOELAB_HAVE_CUDA
-
 std::vector<float> randn(size_t n, uint32_t seed, float sd = 1.0f) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> d(0.0f, sd);
@@ -211,6 +209,8 @@ std::vector<int32_t> ints(const QJsonValue& v) {
   for (const auto& x : v.toArray()) out.push_back(x.toInt());
   return out;
 }
+
+#endif  // MOELAB_HAVE_CUDA
 
 }  // namespace
 

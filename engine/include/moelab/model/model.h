@@ -98,10 +98,11 @@ struct ContextParams {
   uint32_t n_ctx = 512;  // tokens the KV cache holds
   KvType kv_type = KvType::F32;
   int n_threads = 1;
-  /// "cpu": the CPU reference (on any model; a CUDA model keeps its host weights). "cuda": the
-  /// GPU, for a model loaded with LoadOptions::backend "cuda" (BadInput otherwise). "auto":
-  /// the model's backend.
-  std::string backend = "cpu";
+  /// "auto" (default): the backend the model was loaded for (model_backend). "cpu": the CPU
+  /// reference (on any model; a CUDA model keeps its host weights). "cuda": the GPU, for a
+  /// model loaded with LoadOptions::backend "cuda" or "auto" on a machine with a usable GPU
+  /// (BadInput otherwise).
+  std::string backend = "auto";
   /// Decision rules at the MoE routing and attention-mask points (moelab/policies/policies.h).
   /// Throws at Context::create (BadInput) when a policy does not fit the model.
   RoutingPolicy routing;
