@@ -344,7 +344,8 @@ float dot_row(TensorType type, const void* w_row, const void* x, int64_t n, Simd
   require(type, "dot product");
   require_multiple(type, n, "dot_row");
   const cpu::Table& t = table_for(level);
-  if (p == Precision::Exact && type != TensorType::F32) {
+  if (p == Precision::Exact) {
+    if (type == TensorType::F32) return t.dot_f32_tinyblas(w_row, x, n);
     std::vector<float> buf(n);
     t.dequant[static_cast<int>(type)](w_row, buf.data(), n);
     return t.dot[static_cast<int>(TensorType::F32)](buf.data(), x, n);
@@ -365,20 +366,27 @@ void matmul(TensorType type, const void* w, int64_t n_in, int64_t n_out, const f
   const cpu::Table& t = active_table();
   const uint64_t wrb = row_bytes(type, n_in);
   const auto* wb = static_cast<const uint8_t*>(w);
-  const bool exact = p == Precision::Exact && type != TensorType::F32;
-
-  if (exact) {
+  if (p == Precision::Exact) {
+    // F32 weights (or weights dequantized to F32) times unrounded F32 activations; F32 weights
+    // sum in tinyBLAS order - llama.cpp's dense F32 products on x86.
+    const bool f32 = type == TensorType::F32;
     const cpu::DequantFn dq = t.dequant[static_cast<int>(type)];
-    const cpu::DotFn dot = t.dot[static_cast<int>(TensorType::F32)];
+    // F16 weights sum in ggml_vec_dot_f32's order: of the two, it agrees better with the
+    // fixtures' llama.cpp build (c392e50), whose F16 path differs from later ones.
+    const cpu::DotFn dot = f32 ? t.dot_f32_tinyblas : t.dot[static_cast<int>(TensorType::F32)];
     run_rows(pool, n_out, [&](int64_t b, int64_t e, int) {
-      std::vector<float> rows(static_cast<size_t>(kRowBlock * n_in));
+      std::vector<float> rows(f32 ? 0 : static_cast<size_t>(kRowBlock * n_in));
       for (int64_t r0 = b; r0 < e; r0 += kRowBlock) {
         const int64_t r1 = std::min(e, r0 + kRowBlock);
-        for (int64_t r = r0; r < r1; ++r) dq(wb + r * wrb, rows.data() + (r - r0) * n_in, n_in);
+        if (!f32)
+          for (int64_t r = r0; r < r1; ++r) dq(wb + r * wrb, rows.data() + (r - r0) * n_in, n_in);
+        auto row = [&](int64_t r) {
+          return f32 ? reinterpret_cast<const float*>(wb + r * wrb) : rows.data() + (r - r0) * n_in;
+        };
         for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokBlock)
           for (int64_t r = r0; r < r1; ++r)
             for (int64_t tk = t0; tk < std::min(n_tokens, t0 + kTokBlock); ++tk)
-              y[tk * n_out + r] = dot(rows.data() + (r - r0) * n_in, x + tk * n_in, n_in);
+              y[tk * n_out + r] = dot(row(r), x + tk * n_in, n_in);
       }
     });
     return;

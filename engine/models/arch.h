@@ -34,6 +34,7 @@ struct ArchConfig {
   float embd_scale = 0;         // token embeddings multiplied by this (0 = not scaled)
   float attn_scale = 0;         // K·Q scale (0 = 1/sqrt(head_dim))
   float attn_softcap = 0;       // 0 = none
+  bool scale_q = false;         // multiply Q by the scale before K·Q (gemma2, as llama.cpp does)
   float final_softcap = 0;      // 0 = none
   uint32_t sliding_window = 0;  // tokens, 0 = none
   /// Layer il uses the sliding window when swa_period > 0 and il % swa_period == 0.

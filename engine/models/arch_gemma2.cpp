@@ -19,6 +19,7 @@ ArchConfig configure_gemma2(const gguf::File& file, const ModelCard& card) {
   c.final_softcap = arch_float(file, card, "final_logit_softcapping", 30.0f);
   c.sliding_window = card.sliding_window ? card.sliding_window : 4096;
   c.swa_period = 2;
+  c.scale_q = true;
   c.ffn_act = FfnAct::GeluGated;
   // The 27B model (46 layers) scales queries by 1/sqrt(n_embd / n_head) instead of
   // 1/sqrt(head_dim), as in the reference implementation and llama.cpp.

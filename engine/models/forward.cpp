@@ -84,12 +84,14 @@ const std::vector<std::string>& observable() {
 
 // Which arithmetic a product uses. kernels::Precision::GgmlCompatible quantizes the activations
 // like ggml's vec_dot_type. One exception mirrors llama.cpp on x86: a dense product (ggml_mul_mat)
-// with F16 weights and n_in % 8 == 0 is taken by llamafile's tinyBLAS, which multiplies the F16
-// weights with the F32 activations unrounded; expert products (ggml_mul_mat_id) never take that
-// path and round the activations to F16. Measured on the fixtures: llama-dense-k.F16 agrees to
-// 2e-6 this way and to 3e-3 with rounded activations.
+// with F32 or F16 weights and n_in % 8 == 0 is taken by llamafile's tinyBLAS, which multiplies
+// the weights with the F32 activations unrounded and sums in its own lane order (Exact); expert
+// products (ggml_mul_mat_id) never take that path (F32: ggml_vec_dot_f32's order; F16: rounded
+// activations). Measured on the fixtures: llama-dense-k.F16 agrees to 2e-6 this way and to
+// 3e-3 with rounded activations.
 kernels::Precision precision_for(gguf::TensorType type, int64_t n_in, bool expert) {
-  if (type == gguf::TensorType::F16 && !expert && n_in % 8 == 0) return kernels::Precision::Exact;
+  const bool tinyblas_type = type == gguf::TensorType::F16 || type == gguf::TensorType::F32;
+  if (tinyblas_type && !expert && n_in % 8 == 0) return kernels::Precision::Exact;
   return kernels::Precision::GgmlCompatible;
 }
 
@@ -441,6 +443,10 @@ void CpuContext::attention_block(int il, int64_t n) {
   ap.head_dim = hd;
   ap.head_dim_v = hdv;
   ap.scale = cfg_.attn_scale > 0 ? cfg_.attn_scale : 1.0f / std::sqrt(static_cast<float>(hd));
+  if (cfg_.scale_q) {  // Q scaled (one rounding per element), then K·Q unscaled
+    for (auto& v : q_) v *= ap.scale;
+    ap.scale = 1.0f;
+  }
   ap.softcap = cfg_.attn_softcap;
   ap.window = (cfg_.swa_period > 0 && il % static_cast<int>(cfg_.swa_period) == 0)
                   ? cfg_.sliding_window
@@ -507,7 +513,8 @@ void CpuContext::dense_ffn(const Weight& gate, const Weight& up, const Weight& d
   if (cfg_.ffn_act == FfnAct::GeluGated) {
     for (int64_t i = 0; i < n * ff; ++i) h_gate_[i] = el::gelu_ggml(h_gate_[i]) * h_up_[i];
   } else {
-    for (int64_t i = 0; i < n * ff; ++i) h_gate_[i] = el::silu(h_gate_[i]) * h_up_[i];
+    for (int64_t t = 0; t < n; ++t)
+      el::swiglu_row(h_gate_.data() + t * ff, h_up_.data() + t * ff, ff);
   }
   linear(down, h_gate_.data(), n, out, &pool_);
 }
@@ -566,7 +573,8 @@ void CpuContext::moe_ffn(int il, int64_t n) {
     if (cfg_.ffn_act == FfnAct::GeluGated) {
       for (int64_t i = 0; i < m * ff; ++i) h_gate_[i] = el::gelu_ggml(h_gate_[i]) * h_up_[i];
     } else {
-      for (int64_t i = 0; i < m * ff; ++i) h_gate_[i] = el::silu(h_gate_[i]) * h_up_[i];
+      for (int64_t t = 0; t < m; ++t)
+        el::swiglu_row(h_gate_.data() + t * ff, h_up_.data() + t * ff, ff);
     }
     moe_y_.resize(m * E);
     linear_expert(L.down_exps, e, h_gate_.data(), m, moe_y_.data(), &pool_);

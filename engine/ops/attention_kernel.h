@@ -4,6 +4,7 @@
 // so they share arithmetic and summation order bit for bit.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -14,13 +15,52 @@
 
 namespace moelab::ops::detail {
 
+/// el::softmax_row over cells whose logical indices key(i) ascend (blocks of 8 by key >> 3,
+/// lane key & 7); with key(i) = i the two are identical bit for bit.
+template <typename Key>
+void softmax_keyed(float* x, int64_t n, const Key& key) {
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
+  if (mx == -INFINITY) {
+    std::fill(x, x + n, 0.0f);
+    return;
+  }
+  double sum = 0.0;
+  float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t block = -1;
+  for (int64_t i = 0; i < n; ++i) {
+    if (x[i] == -INFINITY) {
+      x[i] = 0.0f;
+      continue;
+    }
+    const int64_t k = key(i);
+    if ((k >> 3) != block) {
+      if (block >= 0) sum += static_cast<double>(kernels::el::hsum8_tinyblas(lanes));
+      std::fill(lanes, lanes + 8, 0.0f);
+      block = k >> 3;
+    }
+    x[i] = element::expf_ggml(x[i] - mx);
+    lanes[k & 7] = x[i];
+  }
+  sum += static_cast<double>(kernels::el::hsum8_tinyblas(lanes));
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
 /// visible(t, i) -> bool: may query token t see key cell i? Shapes as ops::attention:
 /// q F32 [n_tokens, n_head*head_dim]; out F32 [n_tokens, n_head*head_dim_v]; probs (optional)
 /// F32 [n_head, n_tokens, n_kv]. Jobs (head, token) are split over the pool.
-template <typename Visible>
+///
+/// key(i) -> int64: the logical index of cell i (its position; ascending over the cells). The
+/// summation order follows it as llama.cpp's follows the cell index of its (never evicted,
+/// position-ordered) cache: the softmax sums blocks of 8 consecutive keys, probabilities · V
+/// accumulates in lane key & 7. With key(i) = i this is exactly llama.cpp's order; with the
+/// positions of an evicted cache it equals the order of the same keys in a full cache, so an
+/// eviction policy gives bit for bit the logits of the equivalent mask.
+template <typename Visible, typename Key>
 void attention_kernel(const float* q, int64_t n_tokens, const KvLayer& kv, int64_t n_kv,
                       const AttentionParams& p, float* out, float* probs, ThreadPool* pool,
-                      const Visible& visible) {
+                      const Visible& visible, const Key& key) {
   namespace el = element;
   const int64_t k_stride = static_cast<int64_t>(p.n_head_kv) * p.head_dim;
   const int64_t v_stride = static_cast<int64_t>(p.n_head_kv) * p.head_dim_v;
@@ -30,7 +70,7 @@ void attention_kernel(const float* q, int64_t n_tokens, const KvLayer& kv, int64
   auto job = [&](int64_t begin, int64_t end, int) {
     std::vector<float> s(static_cast<size_t>(n_kv));
     std::vector<float> qh(static_cast<size_t>(p.head_dim));
-    std::vector<float> acc(static_cast<size_t>(p.head_dim_v));
+    std::vector<float> acc(static_cast<size_t>(p.head_dim_v) * 8);  // [head_dim_v][8 lanes]
     for (int64_t j = begin; j < end; ++j) {
       const int h = static_cast<int>(j / n_tokens);
       const int64_t t = j % n_tokens;
@@ -42,48 +82,69 @@ void attention_kernel(const float* q, int64_t n_tokens, const KvLayer& kv, int64
           s[i] = -INFINITY;
           continue;
         }
-        float dot = 0;
+        // K·Q in llama.cpp's order: an F32 cache goes through ggml_vec_dot_f32 (the query is
+        // a permuted, non-contiguous operand, so tinyBLAS is not used); an F16 cache converts
+        // the query to F16 first, and tinyBLAS then takes the product.
+        float dot;
         if (kv.f16) {
           const uint16_t* kr = static_cast<const uint16_t*>(kv.k) + i * k_stride +
                                static_cast<int64_t>(hk) * p.head_dim;
-          for (int d = 0; d < p.head_dim; ++d) dot += qh[d] * el::f16_to_f32(kr[d]);
+          float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+          for (int d = 0; d < p.head_dim; ++d)
+            lanes[d & 7] = fmaf(qh[d], el::f16_to_f32(kr[d]), lanes[d & 7]);
+          dot = kernels::el::hsum8_tinyblas(lanes);
         } else {
           const float* kr = static_cast<const float*>(kv.k) + i * k_stride +
                             static_cast<int64_t>(hk) * p.head_dim;
-          for (int d = 0; d < p.head_dim; ++d) dot += qh[d] * kr[d];
+          dot = kernels::el::dot_f32_ggml(qh.data(), kr, p.head_dim);
         }
         float x = dot * p.scale;
         if (p.softcap > 0) x = el::softcap(x, p.softcap);
         s[i] = x;
       }
-      el::softmax_row(s.data(), static_cast<int>(n_kv));
+      softmax_keyed(s.data(), n_kv, key);
       if (probs) {
         float* pr = probs + (static_cast<int64_t>(h) * n_tokens + t) * n_kv;
         for (int64_t i = 0; i < n_kv; ++i) pr[i] = s[i];
       }
-      for (int d = 0; d < p.head_dim_v; ++d) acc[d] = 0;
+      // probabilities · V in tinyBLAS order (llama.cpp stores V transposed, so this is a
+      // dense product over the KV cells): lane (cell & 7) of each output accumulates with fused
+      // multiply-adds; zero probabilities (masked cells) are exact no-ops and skipped.
+      std::fill(acc.begin(), acc.end(), 0.0f);
       for (int64_t i = 0; i < n_kv; ++i) {
         if (s[i] == 0.0f) continue;
+        const int lane = static_cast<int>(key(i) & 7);
         if (kv.f16) {
           const float w = el::round_f16(s[i]);
           const uint16_t* vr = static_cast<const uint16_t*>(kv.v) + i * v_stride +
                                static_cast<int64_t>(hk) * p.head_dim_v;
-          for (int d = 0; d < p.head_dim_v; ++d) acc[d] += w * el::f16_to_f32(vr[d]);
+          for (int d = 0; d < p.head_dim_v; ++d)
+            acc[d * 8 + lane] = fmaf(w, el::f16_to_f32(vr[d]), acc[d * 8 + lane]);
         } else {
           const float w = s[i];
           const float* vr = static_cast<const float*>(kv.v) + i * v_stride +
                             static_cast<int64_t>(hk) * p.head_dim_v;
-          for (int d = 0; d < p.head_dim_v; ++d) acc[d] += w * vr[d];
+          for (int d = 0; d < p.head_dim_v; ++d)
+            acc[d * 8 + lane] = fmaf(w, vr[d], acc[d * 8 + lane]);
         }
       }
       float* o = out + t * o_stride + static_cast<int64_t>(h) * p.head_dim_v;
-      for (int d = 0; d < p.head_dim_v; ++d) o[d] = acc[d];
+      for (int d = 0; d < p.head_dim_v; ++d) o[d] = kernels::el::hsum8_tinyblas(&acc[d * 8]);
     }
   };
   if (pool && pool->size() > 1 && n_jobs > 1)
     pool->parallel_for(n_jobs, job);
   else
     job(0, n_jobs, 0);
+}
+
+/// The cache in position order (key(i) = i): llama.cpp's own order.
+template <typename Visible>
+void attention_kernel(const float* q, int64_t n_tokens, const KvLayer& kv, int64_t n_kv,
+                      const AttentionParams& p, float* out, float* probs, ThreadPool* pool,
+                      const Visible& visible) {
+  attention_kernel(q, n_tokens, kv, n_kv, p, out, probs, pool, visible,
+                   [](int64_t i) { return i; });
 }
 
 }  // namespace moelab::ops::detail

@@ -32,8 +32,10 @@ void softmax(float* x, int64_t n_rows, int64_t n) {
 
 void attention(const float* q, const int32_t* pos, int64_t n_tokens, const KvLayer& kv,
                int64_t n_kv, const AttentionParams& p, float* out, float* probs, ThreadPool* pool) {
-  detail::attention_kernel(q, n_tokens, kv, n_kv, p, out, probs, pool,
-                           [&](int64_t t, int64_t i) { return key_visible(pos[t], i, p.window); });
+  detail::attention_kernel(
+      q, n_tokens, kv, n_kv, p, out, probs, pool,
+      [&](int64_t t, int64_t i) { return key_visible(pos[t], i, p.window); },
+      [](int64_t i) { return i; });
 }
 
 void route_top_k(const float* logits, int n_expert, int k, bool renormalise, float* probs,

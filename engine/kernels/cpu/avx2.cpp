@@ -16,22 +16,44 @@ namespace {
 using gguf::TensorType;
 using namespace el;
 
+// ggml_vec_dot_f32's order (kernels/element/reduce.h): 4 accumulators over blocks of 32,
+// (acc0+acc2) + (acc1+acc3), two horizontal adds, then the tail one rounded product at a time.
 float dot_f32(const void* wp, const void* xp, int64_t n) {
   const float* a = static_cast<const float*>(wp);
   const float* b = static_cast<const float*>(xp);
   __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
+  const int64_t np = n & ~static_cast<int64_t>(31);
+  for (int64_t i = 0; i < np; i += 32) {
     s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
     s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
     s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
     s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
   }
-  for (; i + 8 <= n; i += 8)
-    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-  float s = hsum_ps256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-  for (; i < n; ++i) s += a[i] * b[i];
+  const __m256 r = _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3));
+  const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(r), _mm256_extractf128_ps(r, 1));
+  const __m128 t1 = _mm_hadd_ps(t0, t0);
+  float s = _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+  for (int64_t i = np; i < n; ++i) {
+    const float p = a[i] * b[i];
+    s = s + p;
+  }
   return s;
+}
+
+// llamafile tinyBLAS's order: one 8-lane accumulator, hsum_ps256 ((l0+l4)+(l2+l6) + ...).
+float dot_f32_tinyblas(const void* wp, const void* xp, int64_t n) {
+  const float* a = static_cast<const float*>(wp);
+  const float* b = static_cast<const float*>(xp);
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+  if (i < n) {
+    alignas(32) float ta[8] = {}, tb[8] = {};
+    for (int64_t k = i; k < n; ++k) ta[k - i] = a[k], tb[k - i] = b[k];
+    acc = _mm256_fmadd_ps(_mm256_load_ps(ta), _mm256_load_ps(tb), acc);
+  }
+  return hsum_ps256(acc);
 }
 
 inline __m256 load_f16x8(const uint16_t* p) {
@@ -199,6 +221,7 @@ void fill_avx2(Table& t) {
     if (dq) t.dequant[static_cast<int>(type)] = dq;
   };
   set(TensorType::F32, dot_f32, nullptr);
+  t.dot_f32_tinyblas = dot_f32_tinyblas;
   set(TensorType::F16, dot_half<load_f16x8, f16_to_f32>, dq_f16);
   set(TensorType::BF16, dot_half<load_bf16x8, bf16_to_f32>, dq_bf16);
   set(TensorType::Q8_0, dot32<DecQ8_0, IdotMaddubs>, dq_blocks<BlockQ8_0, QK>);

@@ -28,24 +28,6 @@ inline __m512i join(__m256i lo, __m256i hi) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
-float dot_f32(const void* wp, const void* xp, int64_t n) {
-  const float* a = static_cast<const float*>(wp);
-  const float* b = static_cast<const float*>(xp);
-  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-  int64_t i = 0;
-  for (; i + 64 <= n; i += 64) {
-    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
-    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
-    s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
-    s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
-  }
-  for (; i + 16 <= n; i += 16)
-    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
-  float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
 inline __m512 load_f16x16(const uint16_t* p) {
   return _mm512_cvtph_ps(loadu256(p));
 }
@@ -251,7 +233,7 @@ void fill_avx512(Table& t, bool vnni) {
     t.dot[static_cast<int>(type)] = dot;
     if (dq) t.dequant[static_cast<int>(type)] = dq;
   };
-  set(TensorType::F32, dot_f32, nullptr);
+  // F32: the AVX2 entries stay (llama.cpp-order sums; an AVX-512 order would change bits).
   set(TensorType::F16, dot_half<load_f16x16, f16_to_f32>, dq_f16);
   set(TensorType::BF16, dot_half<load_bf16x16, bf16_to_f32>, dq_bf16);
   if (vnni)

@@ -28,6 +28,9 @@ using DequantFn = void (*)(const void* src, float* dst, int64_t n);
 inline constexpr int kMaxTypeId = 40;
 
 struct Table {
+  /// dot[F32] sums in ggml_vec_dot_f32's order; dot_f32_tinyblas in llamafile tinyBLAS's
+  /// (kernels/element/reduce.h): llama.cpp uses the latter for dense products with n % 8 == 0.
+  DotFn dot_f32_tinyblas = nullptr;
   DotFn dot[kMaxTypeId] = {};
   DequantFn dequant[kMaxTypeId] = {};
   DotTokFn dot_tok[kMaxTypeId] = {};    // null: no multi-token kernel (matmul calls dot per pair)

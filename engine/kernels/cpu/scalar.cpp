@@ -3,6 +3,7 @@
 
 #include "kernels/cpu/impl.h"
 #include "kernels/element/blocks.h"
+#include "kernels/element/reduce.h"
 #include "moelab/gguf/types.h"
 
 namespace moelab::kernels::cpu {
@@ -10,12 +11,13 @@ namespace {
 
 using gguf::TensorType;
 
+// F32 products sum in llama.cpp's orders (kernels/element/reduce.h), so that F32 models agree
+// with it to the last bits; the SIMD versions give the same bits.
 float dot_f32(const void* w, const void* x, int64_t n) {
-  const float* a = static_cast<const float*>(w);
-  const float* b = static_cast<const float*>(x);
-  double s = 0;  // reference: double accumulation
-  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(a[i]) * b[i];
-  return static_cast<float>(s);
+  return el::dot_f32_ggml(static_cast<const float*>(w), static_cast<const float*>(x), n);
+}
+float dot_f32_tinyblas(const void* w, const void* x, int64_t n) {
+  return el::dot_f32_tinyblas(static_cast<const float*>(w), static_cast<const float*>(x), n);
 }
 float dot_f16(const void* w, const void* x, int64_t n) {
   const uint16_t* a = static_cast<const uint16_t*>(w);
@@ -71,6 +73,7 @@ void set(Table& t, TensorType type) {
 void fill_scalar(Table& t) {
   using namespace el;
   t.dot[int(TensorType::F32)] = dot_f32;
+  t.dot_f32_tinyblas = dot_f32_tinyblas;
   t.dequant[int(TensorType::F32)] = dq_f32;
   t.dot[int(TensorType::F16)] = dot_f16;
   t.dequant[int(TensorType::F16)] = dq_f16;

@@ -14,11 +14,17 @@
 
 #include "kernels/element/fp16.h"  // f16_to_f32 / f32_to_f16 (IEEE binary16, round to nearest even)
 #include "kernels/element/hd.h"    // MOELAB_HD
+#include "kernels/element/reduce.h"  // expf_ggml, softmax_row, llama.cpp-order dot products
 
 namespace moelab::ops::element {
 
 using kernels::el::f16_to_f32;
 using kernels::el::f32_to_f16;
+
+// e^x (expf_ggml), the softmax (softmax_row) and the F32 dot products in llama.cpp's orders
+// live in kernels/element/reduce.h, shared with the SIMD kernels.
+using kernels::el::expf_ggml;
+using kernels::el::softmax_row;
 
 /// Rounds through binary16 and back.
 MOELAB_HD inline float round_f16(float x) {
@@ -34,6 +40,20 @@ MOELAB_HD inline float silu(float x) {
   return x / (1.0f + expf(-x));
 }
 
+/// SiLU as ggml's AVX2 kernel evaluates it (ggml_v_silu): x / (1 + expf_ggml(-x)).
+MOELAB_HD inline float silu_ggml(float x) {
+  return x / (1.0f + expf_ggml(-x));
+}
+
+/// SwiGLU of one row in place, gate[i] = silu(gate[i]) * up[i], with llama.cpp's arithmetic
+/// (ggml_vec_swiglu_f32, AVX2 build): whole blocks of 8 through silu_ggml, the last n % 8
+/// elements through libm's expf.
+MOELAB_HD inline void swiglu_row(float* gate, const float* up, int64_t n) {
+  const int64_t nb = n & ~static_cast<int64_t>(7);
+  for (int64_t i = 0; i < nb; ++i) gate[i] = silu_ggml(gate[i]) * up[i];
+  for (int64_t i = nb; i < n; ++i) gate[i] = silu(gate[i]) * up[i];
+}
+
 /// GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 MOELAB_HD inline float gelu_tanh(float x) {
   const float kSqrt2OverPi = 0.79788456080286535587989211986876f;
@@ -43,15 +63,24 @@ MOELAB_HD inline float gelu_tanh(float x) {
 /// GELU as ggml's CPU backend evaluates it (GGML_GELU_FP16): the input is rounded to binary16,
 /// the tanh-approximate GELU of that value is rounded to binary16 (ggml's 64K-entry table), and
 /// inputs outside (-10, 10) are clamped to 0 / x. Matching llama.cpp's logits needs this.
+/// The table entries are 0.5 x (1 + tanhf(sqrt(2/pi) x (1 + 0.044715 x x))) with the innermost
+/// 1 + (0.044715 x) x fused into one multiply-add, as ggml's compiled table initialisation
+/// computes it (found bit for bit against llama.cpp: an unfused entry is one binary16 step off
+/// for some inputs, e.g. -1.9990234, which moved gemma2-swa's logits by ~1e-3).
 MOELAB_HD inline float gelu_ggml(float x) {
   if (x <= -10.0f) return 0.0f;
   if (x >= 10.0f) return x;
-  return round_f16(gelu_tanh(round_f16(x)));
+  const float kSqrt2OverPi = 0.79788456080286535587989211986876f;
+  const float v = round_f16(x);
+  const float inner = fmaf(0.044715f * v, v, 1.0f);
+  return round_f16(0.5f * v * (1.0f + tanhf(kSqrt2OverPi * v * inner)));
 }
 
-/// Logit soft-capping: cap * tanh(x / cap) (cap > 0).
+/// Logit soft-capping: cap * tanh(x / cap) (cap > 0), evaluated as llama.cpp's graph does it:
+/// x * (1/cap) with 1/cap rounded to float, tanhf, then * cap (three roundings).
 MOELAB_HD inline float softcap(float x, float cap) {
-  return cap * tanhf(x / cap);
+  const float inv = 1.0f / cap;
+  return tanhf(x * inv) * cap;
 }
 
 // ---- RMSNorm -----------------------------------------------------------------------------
@@ -71,33 +100,16 @@ MOELAB_HD inline void rms_norm_row(const float* x, const float* w, float* y, int
 
 // ---- softmax -----------------------------------------------------------------------------
 
-/// In place: x[i] = exp(x[i] - max) / sum; -INFINITY entries become exactly 0. The sum is kept in
-/// double, as ggml does. A row of all -INFINITY becomes all 0.
-MOELAB_HD inline void softmax_row(float* x, int n) {
-  float mx = -INFINITY;
-  for (int i = 0; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
-  if (mx == -INFINITY) {
-    for (int i = 0; i < n; ++i) x[i] = 0.0f;
-    return;
-  }
-  double sum = 0.0;
-  for (int i = 0; i < n; ++i) {
-    const float e = x[i] == -INFINITY ? 0.0f : expf(x[i] - mx);
-    x[i] = e;
-    sum += e;
-  }
-  const float inv = static_cast<float>(1.0 / sum);
-  for (int i = 0; i < n; ++i) x[i] *= inv;
-}
-
 // ---- RoPE --------------------------------------------------------------------------------
 
 enum RopeType : int { kRopeNorm = 0, kRopeNeox = 2 };  // ggml's GGML_ROPE_TYPE_* values
 
 /// Rotates the first n_rot dimensions of one head vector x[head_dim] in place for position pos.
 /// theta_i = pos * freq_scale * base^(-2i/n_rot), i in [0, n_rot/2); computed iteratively in
-/// float like ggml. NORM rotates pairs (2i, 2i+1); NEOX rotates (i, i + n_rot/2). Dimensions
-/// n_rot .. head_dim-1 pass through (partial rotary embedding).
+/// float like ggml (cosf/sinf of theta * freq_scale; each rotated value as one fused
+/// multiply-add over one rounded product, as ggml's CPU build computes it). NORM rotates pairs (2i,
+/// 2i+1); NEOX rotates (i, i + n_rot/2). Dimensions n_rot .. head_dim-1 pass through (partial
+/// rotary embedding).
 MOELAB_HD inline void rope_head(float* x, int n_rot, float pos, float freq_base, float freq_scale,
                                 int rope_type) {
   const float theta_scale = powf(freq_base, -2.0f / static_cast<float>(n_rot));
@@ -109,8 +121,9 @@ MOELAB_HD inline void rope_head(float* x, int n_rot, float pos, float freq_base,
     const int a = rope_type == kRopeNeox ? i : 2 * i;
     const int b = rope_type == kRopeNeox ? i + half : 2 * i + 1;
     const float x0 = x[a], x1 = x[b];
-    x[a] = x0 * c - x1 * s;
-    x[b] = x0 * s + x1 * c;
+    // One product fused, as ggml's compiled rotation (x0 c - x1 s, x0 s + x1 c contracted).
+    x[a] = fmaf(x0, c, -(x1 * s));
+    x[b] = fmaf(x0, s, x1 * c);
     theta *= theta_scale;
   }
 }

@@ -10,8 +10,8 @@
 //    Q8_0 / Q8_1 / Q8_K like ggml, so moelab computes the same integer dot products; what
 //    differs is F32 summation order, which now and then moves an activation across a Q8
 //    rounding boundary (one quantization step of one element) and, in the 26-layer gemma2, a
-//    GELU input across a binary16 boundary. Measured: <= 1e-5 for 2-layer files, ~0.1-0.2 for
-//    gemma2-swa.Q8_0. Quantization itself moves llama.cpp's logits by 0.15-3.5 (quant_vs_f32.txt)
+//    GELU input across a binary16 boundary. Measured: <= 3e-6 for 2-layer files, max 0.08 and
+//    rms 0.0094 for gemma2-swa.Q8_0. Quantization itself moves llama.cpp's logits by 0.15-3.5 (quant_vs_f32.txt)
 //    and a wrong scale or block layout moves them by whole units (broken_quant_file_is_caught
 //    proves it on a file with one tensor's scales doubled and one with nibbles swapped).
 #include <QJsonArray>
@@ -118,27 +118,18 @@ bool reference_is_broken(const Fixture& f) {
   return f.name == "stories260K.F16";
 }
 
-// gemma2-swa.F32 (26 layers) is numerically chaotic at the 1e-3 level: ggml's GELU rounds its
-// input to binary16, so a 1e-7 difference in F32 summation order occasionally flips one
-// element by a binary16 step, and 26 layers amplify that. Measured with moelab alone: the
-// scalar and the AVX2 kernels (same math, different summation order) differ from EACH OTHER
-// by 0.0026 on this file, and a tinyBLAS-ordered F32 product moves it by 0.0020. moelab vs
-// llama.cpp is 0.0020, within that band; the 1e-3 bound needs bit-identical reduction order
-// with ggml. The 1e-3 check is kept as an expected failure, with a bound of twice the
-// measured self-sensitivity (5e-3) enforced.
+// gemma2-swa.F32 (26 layers, binary16-table GELU) is chaotic at the 1e-3 level: a last-bit
+// difference anywhere moves a GELU input across a binary16 step now and then, and 26 layers
+// amplify it. moelab reproduces llama.cpp's arithmetic bit for bit on this file: against the
+// libllama of llama-cpp-python 0.3.36 (vendored llama.cpp 0c1e570, AVX2 build, the fixtures'
+// settings) every one of the 17 x 512 logits is identical (bench/engine/llamacpp_bitexact.py,
+// which also checks every intermediate of every layer). That llama.cpp build itself differs from
+// the fixtures' c392e50 build by 0.00177 on this file (and by <= 3e-6 on the 2-layer files): the
+// reference is not reproducible to 1e-3 by llama.cpp across versions. The 1e-3 check is kept as
+// an expected failure; the measured llama.cpp-to-llama.cpp distance bounds it (max 2e-3,
+// rms 4e-4; moelab measures 0.00177 / 0.00031).
 bool chaotic_float_file(const Fixture& f) {
   return f.name == "gemma2-swa.F32";
-}
-
-// gemma2-swa.Q8_0 inherits the same 26-layer sensitivity, amplified by Q8 activation rounding:
-// since every SIMD level sums in ggml's x86 order (bit-identical to each other), moelab gives
-// rms 0.040, max 0.20 on this file (before that change the AVX-512 order happened to give
-// rms < 0.02 and scalar 0.04). The 2-layer quantized files agree to <= 1e-5, so the rms bound
-// stays at 0.02 for them; for this file the 0.02 check is an expected failure, and twice the
-// measured value (rms 0.08) plus the general max bound are enforced. Not yet understood: what
-// in the gemma2 path differs from ggml at the 1e-7 level (see the F32 note above).
-bool chaotic_quant_file(const Fixture& f) {
-  return f.name == "gemma2-swa.Q8_0";
 }
 
 }  // namespace
@@ -179,19 +170,13 @@ class TestModelFixtures : public QObject {
       // is ~0.005; the trained stories260K has larger activations.
       QVERIFY2(d.max <= 0.05, qPrintable(QString::number(d.max)));
     } else if (chaotic_float_file(f)) {
-      QVERIFY2(d.max <= 5e-3, qPrintable(QString::number(d.max)));
-      QVERIFY2(d.rms <= 1e-3, qPrintable(QString::number(d.rms)));
-      QEXPECT_FAIL("", "summation-order sensitivity of the 26-layer gemma2 file (see above)",
+      QVERIFY2(d.max <= 2e-3, qPrintable(QString::number(d.max)));
+      QVERIFY2(d.rms <= 4e-4, qPrintable(QString::number(d.rms)));
+      QEXPECT_FAIL("", "llama.cpp's own version-to-version difference on this file (see above)",
                    Continue);
       QVERIFY2(d.max <= kTolFloat, qPrintable(QString::number(d.max)));
     } else if (f.is_float()) {
       QVERIFY2(d.max <= kTolFloat, qPrintable(QString::number(d.max)));
-    } else if (chaotic_quant_file(f)) {
-      QVERIFY2(d.max <= kTolQuantMax, qPrintable(QString::number(d.max)));
-      QVERIFY2(d.rms <= 0.08, qPrintable(QString::number(d.rms)));
-      QEXPECT_FAIL("", "summation-order sensitivity of the 26-layer gemma2 file (see above)",
-                   Continue);
-      QVERIFY2(d.rms <= kTolQuantRms, qPrintable(QString::number(d.rms)));
     } else {
       QVERIFY2(d.max <= kTolQuantMax, qPrintable(QString::number(d.max)));
       QVERIFY2(d.rms <= kTolQuantRms, qPrintable(QString::number(d.rms)));

@@ -9,7 +9,9 @@
 // Q8_K (all K-quants), and F16 weights use an F16-rounded activation, so that moelab's logits
 // agree with llama.cpp's within a small tolerance. `Precision::Exact` instead dequantizes the
 // weights to F32 and keeps the activation in F32 (the reference the fast paths are tested
-// against).
+// against); F32 weights then sum in llamafile tinyBLAS's order, which llama.cpp uses for dense
+// F32 products, and everything else (F32 weights under GgmlCompatible, dequantized rows) in
+// ggml_vec_dot_f32's order (kernels/element/reduce.h).
 #pragma once
 
 #include <cstdint>
@@ -21,7 +23,7 @@ namespace moelab::kernels {
 
 enum class Precision {
   GgmlCompatible,  // quantize activations like ggml (default)
-  Exact,           // dequantize weights, F32 activations
+  Exact,           // dequantize weights, F32 activations (F32 weights: tinyBLAS order)
 };
 
 /// Which SIMD path runs ("avx512", "avx2", "scalar"), chosen once at run time from CPUID;
