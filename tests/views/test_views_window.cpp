@@ -116,6 +116,15 @@ class ViewsWindowTest : public QObject {
     // The cell under the cursor stayed under the cursor.
     QCOMPARE(w.transform().cell_at(c.x() - plot.x(), c.y() - plot.y()), glm::ivec2(5, 10));
     moelab::test::maybe_save(bgra ? w.grab().rgbSwapped() : w.grab(), "window_attention_zoomed");
+
+    // Frames are drawn on demand only: the wheel marked the view as moving (coarse pooling);
+    // once it settles one exact frame follows, then nothing while nothing changes.
+    QVERIFY(w.moving());
+    QTRY_VERIFY_WITH_TIMEOUT(!w.moving(), 2000);
+    QTest::qWait(200);
+    const int idle0 = w.frames_drawn();
+    QTest::qWait(600);
+    QCOMPARE(w.frames_drawn(), idle0);
   }
 
   void cleanupTestCase() {
