@@ -339,6 +339,14 @@ float dot_f32(const float* a, const float* b, int64_t n) {
   return active_table().dot[static_cast<int>(TensorType::F32)](a, b, n);
 }
 
+void axpy_fma(float w, const float* v, float* acc, int64_t n) {
+  active_table().axpy_fma(w, v, acc, n);
+}
+
+void exp_shifted(const float* x, float max, float* y, int64_t n) {
+  active_table().exp_shifted(x, max, y, n);
+}
+
 float dot_row(TensorType type, const void* w_row, const void* x, int64_t n, Simd level,
               Precision p) {
   require(type, "dot product");

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "moelab/core/thread_pool.h"
+#include "moelab/kernels/kernels.h"
 #include "moelab/ops/ops.h"
 #include "ops/element/element.h"
 
@@ -28,18 +29,15 @@ void softmax_keyed(float* x, int64_t n, const Key& key) {
   double sum = 0.0;
   float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t block = -1;
+  kernels::exp_shifted(x, mx, x, n);  // masked (-inf) entries become 0
   for (int64_t i = 0; i < n; ++i) {
-    if (x[i] == -INFINITY) {
-      x[i] = 0.0f;
-      continue;
-    }
+    if (x[i] == 0.0f) continue;  // masked, or underflowed: adds nothing
     const int64_t k = key(i);
     if ((k >> 3) != block) {
       if (block >= 0) sum += static_cast<double>(kernels::el::hsum8_tinyblas(lanes));
       std::fill(lanes, lanes + 8, 0.0f);
       block = k >> 3;
     }
-    x[i] = element::expf_ggml(x[i] - mx);
     lanes[k & 7] = x[i];
   }
   sum += static_cast<double>(kernels::el::hsum8_tinyblas(lanes));
@@ -70,7 +68,8 @@ void attention_kernel(const float* q, int64_t n_tokens, const KvLayer& kv, int64
   auto job = [&](int64_t begin, int64_t end, int) {
     std::vector<float> s(static_cast<size_t>(n_kv));
     std::vector<float> qh(static_cast<size_t>(p.head_dim));
-    std::vector<float> acc(static_cast<size_t>(p.head_dim_v) * 8);  // [head_dim_v][8 lanes]
+    std::vector<float> acc(static_cast<size_t>(p.head_dim_v) * 8);  // [8 lanes][head_dim_v]
+    std::vector<float> vf(static_cast<size_t>(p.head_dim_v));
     for (int64_t j = begin; j < end; ++j) {
       const int h = static_cast<int>(j / n_tokens);
       const int64_t t = j % n_tokens;
@@ -96,7 +95,7 @@ void attention_kernel(const float* q, int64_t n_tokens, const KvLayer& kv, int64
         } else {
           const float* kr = static_cast<const float*>(kv.k) + i * k_stride +
                             static_cast<int64_t>(hk) * p.head_dim;
-          dot = kernels::el::dot_f32_ggml(qh.data(), kr, p.head_dim);
+          dot = kernels::dot_f32(qh.data(), kr, p.head_dim);  // = el::dot_f32_ggml, SIMD
         }
         float x = dot * p.scale;
         if (p.softcap > 0) x = el::softcap(x, p.softcap);
@@ -113,23 +112,25 @@ void attention_kernel(const float* q, int64_t n_tokens, const KvLayer& kv, int64
       std::fill(acc.begin(), acc.end(), 0.0f);
       for (int64_t i = 0; i < n_kv; ++i) {
         if (s[i] == 0.0f) continue;
-        const int lane = static_cast<int>(key(i) & 7);
+        float* lane = acc.data() + (key(i) & 7) * p.head_dim_v;  // acc: [8 lanes][head_dim_v]
         if (kv.f16) {
           const float w = el::round_f16(s[i]);
           const uint16_t* vr = static_cast<const uint16_t*>(kv.v) + i * v_stride +
                                static_cast<int64_t>(hk) * p.head_dim_v;
-          for (int d = 0; d < p.head_dim_v; ++d)
-            acc[d * 8 + lane] = fmaf(w, el::f16_to_f32(vr[d]), acc[d * 8 + lane]);
+          for (int d = 0; d < p.head_dim_v; ++d) vf[d] = el::f16_to_f32(vr[d]);
+          kernels::axpy_fma(w, vf.data(), lane, p.head_dim_v);
         } else {
-          const float w = s[i];
           const float* vr = static_cast<const float*>(kv.v) + i * v_stride +
                             static_cast<int64_t>(hk) * p.head_dim_v;
-          for (int d = 0; d < p.head_dim_v; ++d)
-            acc[d * 8 + lane] = fmaf(w, vr[d], acc[d * 8 + lane]);
+          kernels::axpy_fma(s[i], vr, lane, p.head_dim_v);
         }
       }
       float* o = out + t * o_stride + static_cast<int64_t>(h) * p.head_dim_v;
-      for (int d = 0; d < p.head_dim_v; ++d) o[d] = kernels::el::hsum8_tinyblas(&acc[d * 8]);
+      for (int d = 0; d < p.head_dim_v; ++d) {
+        float l[8];
+        for (int ln = 0; ln < 8; ++ln) l[ln] = acc[ln * p.head_dim_v + d];
+        o[d] = kernels::el::hsum8_tinyblas(l);
+      }
     }
   };
   if (pool && pool->size() > 1 && n_jobs > 1)

@@ -5,9 +5,11 @@
 // so their results equal the scalar ones bit for bit. Dequantization is the element code
 // compiled for AVX2 (no FMA contraction), hence exactly equal to the scalar decoding.
 #define MOELAB_EL_ABI avx2
+#include <cmath>
 #include "kernels/cpu/impl.h"
 #include "kernels/cpu/x86_common.h"
 #include "kernels/element/blocks.h"
+#include "kernels/element/reduce.h"
 #include "moelab/gguf/types.h"
 
 namespace moelab::kernels::cpu {
@@ -38,6 +40,18 @@ float dot_f32(const void* wp, const void* xp, int64_t n) {
     s = s + p;
   }
   return s;
+}
+
+void exp_shifted(const float* x, float max, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] == -INFINITY ? 0.0f : el::expf_ggml(x[i] - max);
+}
+void axpy_fma(float w, const float* v, float* acc, int64_t n) {
+  const __m256 wv = _mm256_set1_ps(w);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(acc + i,
+                     _mm256_fmadd_ps(wv, _mm256_loadu_ps(v + i), _mm256_loadu_ps(acc + i)));
+  for (; i < n; ++i) acc[i] = std::fma(w, v[i], acc[i]);
 }
 
 // llamafile tinyBLAS's order: one 8-lane accumulator, hsum_ps256 ((l0+l4)+(l2+l6) + ...).
@@ -222,6 +236,8 @@ void fill_avx2(Table& t) {
   };
   set(TensorType::F32, dot_f32, nullptr);
   t.dot_f32_tinyblas = dot_f32_tinyblas;
+  t.axpy_fma = axpy_fma;
+  t.exp_shifted = exp_shifted;
   set(TensorType::F16, dot_half<load_f16x8, f16_to_f32>, dq_f16);
   set(TensorType::BF16, dot_half<load_bf16x8, bf16_to_f32>, dq_bf16);
   set(TensorType::Q8_0, dot32<DecQ8_0, IdotMaddubs>, dq_blocks<BlockQ8_0, QK>);

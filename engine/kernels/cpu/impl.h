@@ -31,6 +31,8 @@ struct Table {
   /// dot[F32] sums in ggml_vec_dot_f32's order; dot_f32_tinyblas in llamafile tinyBLAS's
   /// (kernels/element/reduce.h): llama.cpp uses the latter for dense products with n % 8 == 0.
   DotFn dot_f32_tinyblas = nullptr;
+  void (*axpy_fma)(float w, const float* v, float* acc, int64_t n) = nullptr;
+  void (*exp_shifted)(const float* x, float max, float* y, int64_t n) = nullptr;
   DotFn dot[kMaxTypeId] = {};
   DequantFn dequant[kMaxTypeId] = {};
   DotTokFn dot_tok[kMaxTypeId] = {};    // null: no multi-token kernel (matmul calls dot per pair)

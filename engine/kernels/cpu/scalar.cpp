@@ -1,4 +1,5 @@
 // Portable scalar reference kernels: every other path is tested against these.
+#include <cmath>
 #include <cstring>
 
 #include "kernels/cpu/impl.h"
@@ -15,6 +16,12 @@ using gguf::TensorType;
 // with it to the last bits; the SIMD versions give the same bits.
 float dot_f32(const void* w, const void* x, int64_t n) {
   return el::dot_f32_ggml(static_cast<const float*>(w), static_cast<const float*>(x), n);
+}
+void exp_shifted(const float* x, float max, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] == -INFINITY ? 0.0f : el::expf_ggml(x[i] - max);
+}
+void axpy_fma(float w, const float* v, float* acc, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) acc[i] = fmaf(w, v[i], acc[i]);
 }
 float dot_f32_tinyblas(const void* w, const void* x, int64_t n) {
   return el::dot_f32_tinyblas(static_cast<const float*>(w), static_cast<const float*>(x), n);
@@ -74,6 +81,8 @@ void fill_scalar(Table& t) {
   using namespace el;
   t.dot[int(TensorType::F32)] = dot_f32;
   t.dot_f32_tinyblas = dot_f32_tinyblas;
+  t.axpy_fma = axpy_fma;
+  t.exp_shifted = exp_shifted;
   t.dequant[int(TensorType::F32)] = dq_f32;
   t.dot[int(TensorType::F16)] = dot_f16;
   t.dequant[int(TensorType::F16)] = dq_f16;

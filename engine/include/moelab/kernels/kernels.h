@@ -91,8 +91,18 @@ float dot_row(gguf::TensorType type, const void* w_row, const void* x, int64_t n
 /// dequantize_row at an explicit SIMD level (lowered to detected_simd()).
 void dequantize_row(gguf::TensorType type, const void* src, float* dst, int64_t n, Simd level);
 
-/// sum_i a[i] * b[i] over F32 [n] vectors with the active SIMD level (attention scores etc.).
+/// sum_i a[i] * b[i] over F32 [n] vectors with the active SIMD level (attention scores etc.),
+/// in ggml_vec_dot_f32's order (kernels/element/reduce.h: dot_f32_ggml), bit-identical at every
+/// level.
 float dot_f32(const float* a, const float* b, int64_t n);
+
+/// acc[i] = fma(w, v[i], acc[i]) for i < n (one rounding per element, so identical at every
+/// SIMD level): one lane of a tinyBLAS-ordered weighted sum (attention probabilities · V).
+void axpy_fma(float w, const float* v, float* acc, int64_t n);
+
+/// y[i] = expf_ggml(x[i] - max) (kernels/element/reduce.h; llama.cpp's vector exponential) for
+/// finite x[i], 0 for -inf; identical at every SIMD level. x, y: F32 [n] (may alias).
+void exp_shifted(const float* x, float max, float* y, int64_t n);
 
 /// F32 <-> F16 / BF16 rows (round to nearest even; NaN stays NaN, overflow -> inf for F16).
 void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n);
