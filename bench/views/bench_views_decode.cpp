@@ -20,6 +20,8 @@
 //   --n-head-kv 4 --n-ff 1024 --experts 8 --top-k 2 --type Q8_0 -o moe.gguf
 // Run under xvfb-run (or on a desktop) to measure the Vulkan views:
 //   xvfb-run -a -s "-screen 0 1280x800x24" build/bench/views/bench_views_decode
+#include <sys/resource.h>
+
 #include <QApplication>
 #include <QElapsedTimer>
 #include <QEventLoop>
@@ -67,6 +69,14 @@ double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
   return n == 0 ? 0.0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// CPU seconds of this process, all threads (engine workers, GUI, lavapipe rasterizer threads).
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
 }
 
 uint32_t mix(uint32_t x) {  // integer hash (for the synthetic routing)
@@ -157,7 +167,7 @@ int main(int argc, char** argv) {
   QObject::connect(&panel, &ViewsPanel::snapshotShown, [&](int, quint64) { ++shown; });
 
   // One round: generation on a worker thread, the GUI thread runs the event loop meanwhile.
-  auto round = [&](bool open, double* shown_per_s) {
+  auto round = [&](bool open, double* shown_per_s, double* cpu_per_token_ms) {
     if (open) {
       panel.show();
       QElapsedTimer t;
@@ -176,6 +186,7 @@ int main(int argc, char** argv) {
     moelab::GenerateResult result;
     QEventLoop loop;  // the GUI thread sleeps in it until events come (never spins)
     const int shown0 = shown.load();
+    const double cpu0 = cpu_seconds();
     QElapsedTimer wall;
     wall.start();
     std::thread worker([&] {
@@ -219,24 +230,32 @@ int main(int argc, char** argv) {
     loop.exec();
     worker.join();
     const double secs = wall.elapsed() / 1000.0;
+    if (cpu_per_token_ms && !result.tokens.empty())
+      *cpu_per_token_ms = (cpu_seconds() - cpu0) * 1000.0 / result.tokens.size();
     if (shown_per_s) *shown_per_s = (shown.load() - shown0) / secs;
     return result.tokens_per_s;
   };
 
-  std::vector<double> closed, open, shown_rate;
-  round(false, nullptr);  // warm-up (page cache, thread pool)
+  std::vector<double> closed, open, shown_rate, cpu_closed, cpu_open;
+  round(false, nullptr, nullptr);  // warm-up (page cache, thread pool)
   for (int r = 0; r < a.rounds; ++r) {
-    closed.push_back(round(false, nullptr));
-    double rate = 0.0;
-    open.push_back(round(true, &rate));
+    double cc = 0.0, co = 0.0, rate = 0.0;
+    closed.push_back(round(false, nullptr, &cc));
+    open.push_back(round(true, &rate, &co));
     shown_rate.push_back(rate);
-    std::printf("round %d: closed %.1f tok/s, open %.1f tok/s (%.1f snapshots shown/s)\n", r + 1,
-                closed.back(), open.back(), rate);
+    cpu_closed.push_back(cc);
+    cpu_open.push_back(co);
+    std::printf(
+        "round %d: closed %.1f tok/s (%.1f CPU ms/token), open %.1f tok/s (%.1f CPU ms/token, "
+        "%.1f snapshots shown/s)\n",
+        r + 1, closed.back(), cc, open.back(), co, rate);
   }
   const double mc = median(closed), mo = median(open);
   std::printf("views backend: %s\n", panel.backendText().toStdString().c_str());
   std::printf("median decode: closed %.1f tok/s, open %.1f tok/s, open/closed %.3f\n", mc, mo,
               mc > 0 ? mo / mc : 0.0);
   std::printf("median snapshots shown while open: %.1f /s\n", median(shown_rate));
+  std::printf("median CPU per token (process, all threads): closed %.1f ms, open %.1f ms\n",
+              median(cpu_closed), median(cpu_open));
   return 0;
 }
