@@ -599,9 +599,10 @@ void CpuContext::moe_ffn(int il, int64_t n) {
     for (int64_t t = 0; t < n; ++t) {
       float g = 1.0f;
       if (!L.gate_inp_shexp.empty()) {
-        float dot = 0;
-        for (int64_t i = 0; i < E; ++i) dot += L.gate_inp_shexp[i] * cur_[t * E + i];
-        g = el::sigmoid(dot);
+        // As llama.cpp: a one-row F32 product (ggml_vec_dot_f32's order; tinyBLAS does not
+        // take a single output row), then the sigmoid as silu(x) / x.
+        const float dot = kernels::dot_f32(L.gate_inp_shexp.data(), cur_.data() + t * E, E);
+        g = dot != 0.0f ? el::silu(dot) / dot : 0.5f;
       }
       for (int64_t i = 0; i < E; ++i) tmp_[t * E + i] *= g;
     }
