@@ -27,6 +27,11 @@ What it reports (and checks):
     agreement wherever llama.cpp's top-1/top-2 margin exceeds 1.0 (3x the floor's rms). A wrong
     scale or block layout moves every position by whole units and flips argmaxes (the fixture
     tests prove that for Q8_0 on purpose);
+  * how many logits are bit-identical. With the same settings (F32 KV cache, no flash
+    attention, one batch) and a libllama built for AVX2/FMA (no AVX-512), moelab sums in
+    llama.cpp's order everywhere and all 41 x 49152 logits are identical (measured with
+    llama-cpp-python 0.3.36's vendored llama.cpp 0c1e570); the floor-relative bounds above
+    still hold for a libllama built for other instruction sets;
   * the greedy answer to a chat prompt (printed, and checked for a few English words).
 Exit status 0 when the checks pass, 1 when not, 77 when the model or llama_cpp is missing.
 """
@@ -72,8 +77,10 @@ def main():
         print("skipped: llama_cpp not importable")
         return 77
     cli = os.path.join(a.build, "app", "moelab-cli")
-    llm = llama_cpp.Llama(model_path=a.model, n_ctx=512, n_batch=512, logits_all=True,
-                          n_threads=2, verbose=False)
+    # The settings of moelab-cli logits: F32 KV cache, no flash attention, one batch.
+    llm = llama_cpp.Llama(model_path=a.model, n_ctx=512, n_batch=512, n_ubatch=512,
+                          logits_all=True, n_threads=2, type_k=0, type_v=0, flash_attn=False,
+                          verbose=False)
     toks = llm.tokenize(PROMPT.encode(), add_bos=False, special=True)
     llm.eval(toks)
     ref = np.array(llm.scores[:len(toks)], dtype=np.float32)
@@ -99,6 +106,8 @@ def main():
           f"{int(agree.sum())}/{len(toks)} positions ({int(must_agree.sum())} with margin > "
           f"{MARGIN}, all must)")
     print(f"noise floor (moelab scalar vs SIMD kernels): max {floor.max():.4g}, rms {rms_floor:.3g}")
+    print(f"bit-identical logits: {int((ours == ref).sum())} of {ours.size} (an AVX2 build of "
+          "libllama sums in the order moelab reproduces)")
 
     run = subprocess.run([cli, "run", "--model", a.model, "--prompt", QUESTION, "--chat", "-n",
                           "64", "--temp", "0", "--threads", "2", "--json"], check=True,
