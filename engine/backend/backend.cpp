@@ -14,7 +14,8 @@ std::mutex& shared_stats_mutex() {
 #ifndef MOELAB_HAVE_CUDA
 std::shared_ptr<Model> make_cuda_model(std::shared_ptr<const models::CpuModel>,
                                        const LoadOptions&) {
-  throw Error(ErrorKind::BadInput, "this build has no CUDA backend (nvcc was not found)",
+  throw Error(ErrorKind::BadInput,
+              "this build has no CUDA backend (configured without nvcc or with MOELAB_CUDA=OFF)",
               {.subject = "backend 'cuda'"});
 }
 
@@ -28,7 +29,8 @@ bool is_cuda_model(const Model&) {
 
 std::unique_ptr<Context> make_cuda_context(std::shared_ptr<const Model>, const ContextParams&,
                                            std::shared_ptr<PolicyStats>) {
-  throw Error(ErrorKind::BadInput, "this build has no CUDA backend (nvcc was not found)",
+  throw Error(ErrorKind::BadInput,
+              "this build has no CUDA backend (configured without nvcc or with MOELAB_CUDA=OFF)",
               {.subject = "backend 'cuda'"});
 }
 #endif

@@ -24,7 +24,9 @@ std::vector<BackendStatus> probe_backends() {
   }();
   out.push_back(cuda);
 #else
-  out.push_back({"cuda", false, false, "this build has no CUDA backend (nvcc was not found)"});
+  out.push_back(
+      {"cuda", false, false,
+       "this build has no CUDA backend (configured without nvcc or with MOELAB_CUDA=OFF)"});
 #endif
   return out;
 }

@@ -310,6 +310,16 @@ const char* const kKeyNames[kKeyCount] = {"inp_embd",
                                           "result_norm",
                                           "result_output"};
 
+// ArchConfig::scale_q (Q multiplied by the K·Q scale before the product, as llama.cpp's gemma2
+// graph does) where this tree's ArchConfig has it; false otherwise.
+template <typename Config>
+bool scale_q_of(const Config& c) {
+  if constexpr (requires(const Config& x) { x.scale_q; })
+    return c.scale_q;
+  else
+    return false;
+}
+
 int64_t gemm_min_from_env() {
   const char* e = std::getenv("MOELAB_CUDA_GEMM_MIN");
   if (!e || !*e) return 32;
@@ -772,6 +782,10 @@ void CudaContext::attention_block(int il, int64_t n) {
   a.head_dim = hd;
   a.head_dim_v = hdv;
   a.scale = cfg_.attn_scale > 0 ? cfg_.attn_scale : 1.0f / std::sqrt(static_cast<float>(hd));
+  if (scale_q_of(cfg_)) {  // Q scaled (one rounding per element), then K·Q unscaled
+    cuda::scale(q, a.scale, n * qw, s);
+    a.scale = 1.0f;
+  }
   a.softcap = cfg_.attn_softcap;
   a.window = (cfg_.swa_period > 0 && il % static_cast<int>(cfg_.swa_period) == 0)
                  ? cfg_.sliding_window

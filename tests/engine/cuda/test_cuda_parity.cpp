@@ -224,7 +224,9 @@ class TestCudaParity : public QObject {
  private slots:
   void initTestCase() {
 #ifndef MOELAB_HAVE_CUDA
-    QSKIP("skipped: no CUDA device (this build has no CUDA backend: nvcc was not found)");
+    QSKIP(
+        "skipped: no CUDA device (this build has no CUDA backend: configured without nvcc or with "
+        "MOELAB_CUDA=OFF)");
 #else
     std::string why;
     if (cuda::device_count(&why) == 0)
