@@ -6,6 +6,8 @@
 //   pan/zoom, exact    the same animation drawn with exact max pooling (what a still view
 //                      gets once the movement stops; normally drawn once, not per frame);
 //   nearest            pooling off;
+//   hover              the mouse moves over a still map: only the tooltip changes, the
+//                      heatmap comes from the window's cache (VulkanHeatmapRenderer::prepare);
 //   live re-publish    the map is set again every frame (upload + pyramid), as during
 //                      generation when the data changes every frame.
 // Counted: frames that reached QVulkanWindow::frameReady (queued for present) after a warm-up
@@ -18,6 +20,7 @@
 
 #include <QElapsedTimer>
 #include <QGuiApplication>
+#include <QMouseEvent>
 #include <QVulkanInstance>
 #include <algorithm>
 #include <cstdio>
@@ -44,7 +47,7 @@ HeatmapView expert_grid(int layers, int experts) {
   return expert_load_view(l);
 }
 
-enum class Mode { kMoving, kExact, kNearest, kRepublish };
+enum class Mode { kMoving, kExact, kNearest, kRepublish, kHover };
 
 // CPU seconds used by this process, all threads (GUI, lavapipe rasterizer threads, ...). On a
 // shared machine the CPU time per frame moves much less than frames per second do.
@@ -76,8 +79,15 @@ Result measure_once(HeatmapWindow& w, const HeatmapView& v, double budget, Mode 
   QObject::connect(&w, &HeatmapWindow::frameDrawn, &conn, [&] {
     ++i;
     if (mode == Mode::kRepublish) w.set_view(view, /*keep_transform=*/true);
-    ViewTransform t = fit;  // animate zoom so no frame repeats
     const QRect p = w.plot_rect();
+    if (mode == Mode::kHover) {  // the mouse moves over a still map: tooltip changes only
+      const QPointF at(p.x() + (i * 37) % p.width(), p.y() + (i * 23) % p.height());
+      QMouseEvent e(QEvent::MouseMove, at, w.mapToGlobal(at), Qt::NoButton, Qt::NoButton,
+                    Qt::NoModifier);
+      QGuiApplication::sendEvent(&w, &e);
+      return;
+    }
+    ViewTransform t = fit;  // animate zoom so no frame repeats
     t.zoom_at({p.width() / 2.0f, p.height() / 2.0f},
               1.0f + 3.0f * static_cast<float>(i % 30) / 30.0f);
     w.transform() = t;
@@ -156,6 +166,8 @@ int main(int argc, char** argv) {
               measure(w, att, budget, rounds, Mode::kExact).c_str());
   std::printf("attention 8192 x 8192, pan/zoom, nearest cell:        %s\n",
               measure(w, att, budget, rounds, Mode::kNearest).c_str());
+  std::printf("attention 8192 x 8192, hover over a still map:       %s\n",
+              measure(w, att, budget, rounds, Mode::kHover).c_str());
   std::printf("attention 8192 x 8192, re-published every frame:      %s\n",
               measure(w, att, budget, 1, Mode::kRepublish).c_str());
   HeatmapView tiny = grid;

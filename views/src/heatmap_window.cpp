@@ -135,6 +135,10 @@ class HeatmapWindowRenderer : public QVulkanWindowRenderer {
     ImGui::Render();
 
     VkCommandBuffer cb = w_->currentCommandBuffer();
+    ColorScale scale = v.scale;
+    scale.coarse_pool = w_->moving_;  // exact pooling once the view settles
+    if (heatmap_ && plot.width() > 0 && plot.height() > 0)
+      heatmap_->prepare(cb, w_->currentFrame(), plot.width(), plot.height(), scale, w_->transform_);
     VkClearValue clear[2]{};
     clear[0].color = {{0.11f, 0.11f, 0.12f, 1.0f}};
     clear[1].depthStencil = {1.0f, 0};
@@ -146,8 +150,6 @@ class HeatmapWindowRenderer : public QVulkanWindowRenderer {
     rb.pClearValues = clear;
     vkCmdBeginRenderPass(cb, &rb, VK_SUBPASS_CONTENTS_INLINE);
     if (heatmap_ && plot.width() > 0 && plot.height() > 0) {
-      ColorScale scale = v.scale;
-      scale.coarse_pool = w_->moving_;  // exact pooling once the view settles
       heatmap_->record(cb, w_->currentFrame(), plot.x(), plot.y(), plot.width(), plot.height(),
                        scale, w_->transform_);
     }

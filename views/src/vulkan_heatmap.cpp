@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "moelab/core/error.h"
+#include "moelab/shaders/heatmap_blit_frag.spv.h"
+#include "moelab/shaders/heatmap_blit_vert.spv.h"
 #include "moelab/shaders/heatmap_cells_vert.spv.h"
 #include "moelab/shaders/heatmap_flat_frag.spv.h"
 #include "moelab/shaders/heatmap_frag.spv.h"
@@ -124,7 +126,31 @@ struct VulkanHeatmapRenderer::Impl {
   Pipelines window_pipelines = {};
   // Flat cells (heatmap_cells.vert + heatmap_flat.frag) for the window pass, per mapping.
   VkPipeline window_flat[kMappings] = {};
+  VkPipeline offscreen_flat[kMappings] = {};  // also used in cache_pass (compatible)
   VkRenderPass window_pass = VK_NULL_HANDLE;
+  // The window's heatmap cache (prepare/record): the plot drawn into `cache` by cache_pass
+  // (compatible with render_pass, so the offscreen pipelines draw it) when the data, scale,
+  // view or size changed; each window frame then copies it (blit_pipeline). Frames that only
+  // change the overlays (hover tooltip, selection outline) skip the heatmap shaders.
+  struct CacheKey {
+    uint64_t data_version = 0;
+    int32_t map = 0, scale = 0, max_pool = 0, coarse = 0, w = 0, h = 0;
+    float min = 0, max = 0, zoom_x = 0, zoom_y = 0, origin_x = 0, origin_y = 0;
+    uint8_t masked[4] = {0, 0, 0, 0};
+    bool operator==(const CacheKey&) const = default;
+  };
+  VkRenderPass cache_pass = VK_NULL_HANDLE;
+  VkPipeline blit_pipeline = VK_NULL_HANDLE;
+  Image cache;
+  VkFramebuffer cache_fb = VK_NULL_HANDLE;
+  VkDescriptorPool cache_pool = VK_NULL_HANDLE;
+  VkDescriptorSet cache_set = VK_NULL_HANDLE;
+  int cache_w = 0, cache_h = 0;
+  bool cache_ready = false;
+  CacheKey cache_key;
+  CacheKey last_key;       // what the previous frame showed
+  bool use_cache = false;  // this frame's record() copies the cache
+  uint64_t data_version = 0;
   int levels = 0;  // pyramid levels above 0 of the current map
   bool owns_device = true;
   VkDeviceSize slot_stride = 256;
@@ -453,16 +479,18 @@ struct VulkanHeatmapRenderer::Impl {
     VkSubpassDependency deps[2]{};
     deps[0].srcSubpass = VK_SUBPASS_EXTERNAL;  // previous readback copy -> this frame's writes
     deps[0].dstSubpass = 0;
-    deps[0].srcStageMask = VK_PIPELINE_STAGE_TRANSFER_BIT;
+    // (The window cache pass below reads its image in fragment shaders instead of copying it;
+    // both passes list both uses so that they stay compatible and share pipelines.)
+    deps[0].srcStageMask = VK_PIPELINE_STAGE_TRANSFER_BIT | VK_PIPELINE_STAGE_FRAGMENT_SHADER_BIT;
     deps[0].dstStageMask = VK_PIPELINE_STAGE_COLOR_ATTACHMENT_OUTPUT_BIT;
-    deps[0].srcAccessMask = VK_ACCESS_TRANSFER_READ_BIT;
+    deps[0].srcAccessMask = VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_SHADER_READ_BIT;
     deps[0].dstAccessMask = VK_ACCESS_COLOR_ATTACHMENT_WRITE_BIT;
     deps[1].srcSubpass = 0;  // this frame's writes -> readback copy
     deps[1].dstSubpass = VK_SUBPASS_EXTERNAL;
     deps[1].srcStageMask = VK_PIPELINE_STAGE_COLOR_ATTACHMENT_OUTPUT_BIT;
-    deps[1].dstStageMask = VK_PIPELINE_STAGE_TRANSFER_BIT;
+    deps[1].dstStageMask = VK_PIPELINE_STAGE_TRANSFER_BIT | VK_PIPELINE_STAGE_FRAGMENT_SHADER_BIT;
     deps[1].srcAccessMask = VK_ACCESS_COLOR_ATTACHMENT_WRITE_BIT;
-    deps[1].dstAccessMask = VK_ACCESS_TRANSFER_READ_BIT;
+    deps[1].dstAccessMask = VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_SHADER_READ_BIT;
     VkRenderPassCreateInfo rpi{VK_STRUCTURE_TYPE_RENDER_PASS_CREATE_INFO};
     rpi.attachmentCount = 1;
     rpi.pAttachments = &att;
@@ -471,6 +499,10 @@ struct VulkanHeatmapRenderer::Impl {
     rpi.dependencyCount = 2;
     rpi.pDependencies = deps;
     check(vkCreateRenderPass(device, &rpi, nullptr, &render_pass), "vkCreateRenderPass");
+    // The window's cache: the same pass (compatible), left ready for sampling; the
+    // dependencies order its writes after the previous frame's reads and before this frame's.
+    att.finalLayout = VK_IMAGE_LAYOUT_SHADER_READ_ONLY_OPTIMAL;
+    check(vkCreateRenderPass(device, &rpi, nullptr, &cache_pass), "vkCreateRenderPass(cache)");
   }
 
   VkPipeline pipeline_for(bool window, int pool, int mapping, int footprint) {
@@ -487,20 +519,24 @@ struct VulkanHeatmapRenderer::Impl {
         }
   }
 
-  VkPipeline flat_pipeline(int mapping) {
-    VkPipeline& p = window_flat[mapping];
-    if (!p) p = make_pipeline(window_pass, 0, mapping, 0, /*flat=*/true);
+  VkPipeline flat_pipeline(bool window, int mapping) {
+    VkPipeline& p = (window ? window_flat : offscreen_flat)[mapping];
+    if (!p) p = make_pipeline(window ? window_pass : render_pass, 0, mapping, 0, kFlat);
     return p;
   }
 
+  enum Kind { kHeat, kFlat, kBlit };
   VkPipeline make_pipeline(VkRenderPass pass, int pool, int mapping, int footprint,
-                           bool flat = false) {
+                           Kind kind = kHeat) {
+    const bool flat = kind == kFlat;
     VkShaderModule vs =
-        flat ? make_module(k_heatmap_cells_vert_spv, std::size(k_heatmap_cells_vert_spv))
-             : make_module(k_heatmap_vert_spv, std::size(k_heatmap_vert_spv));
+        kind == kBlit ? make_module(k_heatmap_blit_vert_spv, std::size(k_heatmap_blit_vert_spv))
+        : flat        ? make_module(k_heatmap_cells_vert_spv, std::size(k_heatmap_cells_vert_spv))
+                      : make_module(k_heatmap_vert_spv, std::size(k_heatmap_vert_spv));
     VkShaderModule fs =
-        flat ? make_module(k_heatmap_flat_frag_spv, std::size(k_heatmap_flat_frag_spv))
-             : make_module(k_heatmap_frag_spv, std::size(k_heatmap_frag_spv));
+        kind == kBlit ? make_module(k_heatmap_blit_frag_spv, std::size(k_heatmap_blit_frag_spv))
+        : flat        ? make_module(k_heatmap_flat_frag_spv, std::size(k_heatmap_flat_frag_spv))
+                      : make_module(k_heatmap_frag_spv, std::size(k_heatmap_frag_spv));
     VkPipelineShaderStageCreateInfo stages[2]{};
     stages[0].sType = stages[1].sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO;
     stages[0].stage = VK_SHADER_STAGE_VERTEX_BIT;
@@ -537,6 +573,15 @@ struct VulkanHeatmapRenderer::Impl {
     VkPipelineColorBlendAttachmentState cb{};
     cb.colorWriteMask = VK_COLOR_COMPONENT_R_BIT | VK_COLOR_COMPONENT_G_BIT |
                         VK_COLOR_COMPONENT_B_BIT | VK_COLOR_COMPONENT_A_BIT;
+    if (kind == kBlit) {  // the cache is transparent outside the map
+      cb.blendEnable = VK_TRUE;
+      cb.srcColorBlendFactor = VK_BLEND_FACTOR_SRC_ALPHA;
+      cb.dstColorBlendFactor = VK_BLEND_FACTOR_ONE_MINUS_SRC_ALPHA;
+      cb.colorBlendOp = VK_BLEND_OP_ADD;
+      cb.srcAlphaBlendFactor = VK_BLEND_FACTOR_ONE;
+      cb.dstAlphaBlendFactor = VK_BLEND_FACTOR_ONE_MINUS_SRC_ALPHA;
+      cb.alphaBlendOp = VK_BLEND_OP_ADD;
+    }
     VkPipelineColorBlendStateCreateInfo cbs{
         VK_STRUCTURE_TYPE_PIPELINE_COLOR_BLEND_STATE_CREATE_INFO};
     cbs.attachmentCount = 1;
@@ -624,7 +669,7 @@ struct VulkanHeatmapRenderer::Impl {
 
   // Uniforms of slot `slot` + the tile draws into `c`, inside a render pass (offscreen or the
   // attached window pass).
-  void draw(VkCommandBuffer c, bool window, int slot, const ColorScale& scale,
+  void draw(VkCommandBuffer c, bool window, bool allow_flat, int slot, const ColorScale& scale,
             const ViewTransform& view, VkRect2D area) {
     const Variant var = variant(scale, view);
     write_uniforms(slot, scale, view, static_cast<int>(area.extent.width),
@@ -632,7 +677,8 @@ struct VulkanHeatmapRenderer::Impl {
                    {static_cast<float>(area.offset.x), static_cast<float>(area.offset.y)},
                    var.level);
     if (tiles.empty()) return;
-    if (window && var.pool == 0 && record_flat(c, var.mapping, slot, scale, view, area)) return;
+    if (allow_flat && var.pool == 0 && record_flat(c, window, var.mapping, slot, scale, view, area))
+      return;
     record_draws(c, pipeline_for(window, var.pool, var.mapping, var.footprint), slot, scale, area,
                  var.level);
   }
@@ -644,7 +690,7 @@ struct VulkanHeatmapRenderer::Impl {
   // a pixel whose centre lies within 1/256 pixel of a cell edge may take the neighbour's
   // colour. The offscreen render() (what the pixel tests compare with the CPU) never uses it.
   // Returns false (nothing recorded) when the view does not qualify.
-  bool record_flat(VkCommandBuffer c, int mapping, int slot, const ColorScale& scale,
+  bool record_flat(VkCommandBuffer c, bool window, int mapping, int slot, const ColorScale& scale,
                    const ViewTransform& view, VkRect2D area) {
     const glm::mat4 inv = view.pixel_to_data();
     if (!(std::fabs(inv[0][0]) <= 0.5f && std::fabs(inv[1][1]) <= 0.5f)) return false;
@@ -665,7 +711,7 @@ struct VulkanHeatmapRenderer::Impl {
     const int64_t pixels = static_cast<int64_t>(area.extent.width) * area.extent.height;
     if (cells * 16 > pixels) return false;
     if (blocks.empty()) return true;
-    vkCmdBindPipeline(c, VK_PIPELINE_BIND_POINT_GRAPHICS, flat_pipeline(mapping));
+    vkCmdBindPipeline(c, VK_PIPELINE_BIND_POINT_GRAPHICS, flat_pipeline(window, mapping));
     VkViewport vp{static_cast<float>(area.offset.x),
                   static_cast<float>(area.offset.y),
                   static_cast<float>(area.extent.width),
@@ -687,6 +733,118 @@ struct VulkanHeatmapRenderer::Impl {
       vkCmdDraw(c, 6, static_cast<uint32_t>(b.z) * static_cast<uint32_t>(b.w), 0, 0);
     }
     return true;
+  }
+
+  void free_cache() {
+    if (cache_fb) vkDestroyFramebuffer(device, cache_fb, nullptr);
+    cache_fb = VK_NULL_HANDLE;
+    free_image(cache);
+    cache_w = cache_h = 0;
+    cache_ready = false;
+  }
+
+  // (Re)creates the cache image for a w x h plot; waits for the device (a resize).
+  void ensure_cache(int w, int h) {
+    if (w == cache_w && h == cache_h) return;
+    vkDeviceWaitIdle(device);
+    free_cache();
+    cache = make_image(w, h, kTargetFormat,
+                       VK_IMAGE_USAGE_COLOR_ATTACHMENT_BIT | VK_IMAGE_USAGE_SAMPLED_BIT);
+    VkFramebufferCreateInfo fi{VK_STRUCTURE_TYPE_FRAMEBUFFER_CREATE_INFO};
+    fi.renderPass = cache_pass;
+    fi.attachmentCount = 1;
+    fi.pAttachments = &cache.view;
+    fi.width = static_cast<uint32_t>(w);
+    fi.height = static_cast<uint32_t>(h);
+    fi.layers = 1;
+    check(vkCreateFramebuffer(device, &fi, nullptr, &cache_fb), "vkCreateFramebuffer(cache)");
+    if (!cache_pool) {
+      VkDescriptorPoolSize size{VK_DESCRIPTOR_TYPE_COMBINED_IMAGE_SAMPLER, 1};
+      VkDescriptorPoolCreateInfo pi{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
+      pi.maxSets = 1;
+      pi.poolSizeCount = 1;
+      pi.pPoolSizes = &size;
+      check(vkCreateDescriptorPool(device, &pi, nullptr, &cache_pool), "cache descriptor pool");
+      VkDescriptorSetAllocateInfo ai{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO};
+      ai.descriptorPool = cache_pool;
+      ai.descriptorSetCount = 1;
+      ai.pSetLayouts = &tile_layout;
+      check(vkAllocateDescriptorSets(device, &ai, &cache_set), "cache set");
+    }
+    VkDescriptorImageInfo ii{sampler, cache.view, VK_IMAGE_LAYOUT_SHADER_READ_ONLY_OPTIMAL};
+    VkWriteDescriptorSet wr{VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET};
+    wr.dstSet = cache_set;
+    wr.dstBinding = 0;
+    wr.descriptorCount = 1;
+    wr.descriptorType = VK_DESCRIPTOR_TYPE_COMBINED_IMAGE_SAMPLER;
+    wr.pImageInfo = &ii;
+    vkUpdateDescriptorSets(device, 1, &wr, 0, nullptr);
+    cache_w = w;
+    cache_h = h;
+  }
+
+  // Draws the plot into the cache when anything it shows changed (outside any render pass).
+  void prepare(VkCommandBuffer c, int slot, int w, int h, const ColorScale& scale,
+               const ViewTransform& view) {
+    ensure_cache(w, h);
+    CacheKey k;
+    k.data_version = data_version;
+    k.map = static_cast<int32_t>(scale.map);
+    k.scale = static_cast<int32_t>(scale.scale);
+    k.max_pool = scale.max_pool;
+    k.coarse = scale.coarse_pool;
+    k.w = w;
+    k.h = h;
+    k.min = scale.min;
+    k.max = scale.max;
+    k.zoom_x = view.zoom.x;
+    k.zoom_y = view.zoom.y;
+    k.origin_x = view.origin.x;
+    k.origin_y = view.origin.y;
+    k.masked[0] = scale.masked.r;
+    k.masked[1] = scale.masked.g;
+    k.masked[2] = scale.masked.b;
+    k.masked[3] = scale.masked.a;
+    // A hit: copy. The same picture as the previous frame (the view stopped changing): fill the
+    // cache once, then copy. Else (moving, live data) draw directly: a cache that changes
+    // every frame would only add the copy.
+    use_cache = cache_ready && k == cache_key;
+    const bool still = k == last_key;
+    last_key = k;
+    if (use_cache || !still) return;
+    use_cache = true;
+    VkClearValue clear{};  // transparent: the window's background shows outside the map
+    VkRenderPassBeginInfo rb{VK_STRUCTURE_TYPE_RENDER_PASS_BEGIN_INFO};
+    rb.renderPass = cache_pass;
+    rb.framebuffer = cache_fb;
+    rb.renderArea.extent = {static_cast<uint32_t>(w), static_cast<uint32_t>(h)};
+    rb.clearValueCount = 1;
+    rb.pClearValues = &clear;
+    vkCmdBeginRenderPass(c, &rb, VK_SUBPASS_CONTENTS_INLINE);
+    draw(c, /*window=*/false, /*allow_flat=*/true, slot, scale, view, rb.renderArea);
+    vkCmdEndRenderPass(c);
+    cache_key = k;
+    cache_ready = true;
+  }
+
+  void record_blit(VkCommandBuffer c, VkRect2D area) {
+    if (!blit_pipeline) blit_pipeline = make_pipeline(window_pass, 0, 0, 0, kBlit);
+    vkCmdBindPipeline(c, VK_PIPELINE_BIND_POINT_GRAPHICS, blit_pipeline);
+    VkViewport vp{static_cast<float>(area.offset.x),
+                  static_cast<float>(area.offset.y),
+                  static_cast<float>(area.extent.width),
+                  static_cast<float>(area.extent.height),
+                  0,
+                  1};
+    vkCmdSetViewport(c, 0, 1, &vp);
+    vkCmdSetScissor(c, 0, 1, &area);
+    vkCmdBindDescriptorSets(c, VK_PIPELINE_BIND_POINT_GRAPHICS, pipeline_layout, 1, 1, &cache_set,
+                            0, nullptr);
+    TilePush push{{0.0f, 0.0f, 0.0f, 0.0f}, {area.offset.x, area.offset.y, 0, 0}, {0, 0, 0, 0}};
+    vkCmdPushConstants(c, pipeline_layout,
+                       VK_SHADER_STAGE_VERTEX_BIT | VK_SHADER_STAGE_FRAGMENT_BIT, 0, sizeof(push),
+                       &push);
+    vkCmdDraw(c, 6, 1, 0, 0);
   }
 
   // Records the tile draws into `c`, inside a render pass compatible with `pipe`.
@@ -809,6 +967,12 @@ struct VulkanHeatmapRenderer::Impl {
       destroy_pipelines(window_pipelines);
       for (VkPipeline p : window_flat)
         if (p) vkDestroyPipeline(device, p, nullptr);
+      for (VkPipeline p : offscreen_flat)
+        if (p) vkDestroyPipeline(device, p, nullptr);
+      if (blit_pipeline) vkDestroyPipeline(device, blit_pipeline, nullptr);
+      free_cache();
+      if (cache_pool) vkDestroyDescriptorPool(device, cache_pool, nullptr);
+      if (cache_pass) vkDestroyRenderPass(device, cache_pass, nullptr);
       if (render_pass) vkDestroyRenderPass(device, render_pass, nullptr);
       if (pipeline_layout) vkDestroyPipelineLayout(device, pipeline_layout, nullptr);
       if (tile_layout) vkDestroyDescriptorSetLayout(device, tile_layout, nullptr);
@@ -877,6 +1041,9 @@ void VulkanHeatmapRenderer::set_data(const Heatmap& map) {
     throw Error(ErrorKind::BadInput, "heatmap: values size does not match rows x cols");
   vkDeviceWaitIdle(d.device);
   d.free_tiles();
+  ++d.data_version;
+  d.cache_ready = false;
+  d.use_cache = false;
   d.rows = map.rows;
   d.cols = map.cols;
   int edge = std::min<int>(static_cast<int>(d.props.limits.maxImageDimension2D), 8192);
@@ -970,7 +1137,7 @@ QImage VulkanHeatmapRenderer::render(const ColorScale& scale, const ViewTransfor
   rb.clearValueCount = 1;
   rb.pClearValues = &clear;
   vkCmdBeginRenderPass(d.cmd, &rb, VK_SUBPASS_CONTENTS_INLINE);
-  d.draw(d.cmd, /*window=*/false, 0, scale, view, rb.renderArea);
+  d.draw(d.cmd, /*window=*/false, /*allow_flat=*/false, 0, scale, view, rb.renderArea);
   vkCmdEndRenderPass(d.cmd);
   VkBufferImageCopy region{};
   region.imageSubresource = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 0, 1};
@@ -1026,9 +1193,19 @@ void VulkanHeatmapRenderer::attach_render_pass(void* render_pass) {
     if (p) vkDestroyPipeline(d.device, p, nullptr);
     p = VK_NULL_HANDLE;
   }
+  if (d.blit_pipeline) vkDestroyPipeline(d.device, d.blit_pipeline, nullptr);
+  d.blit_pipeline = VK_NULL_HANDLE;
   d.window_pass = static_cast<VkRenderPass>(render_pass);
   // Build the common variant now (the first frame should not wait for a compile).
   if (d.window_pass) d.pipeline_for(true, 1, 0, 1);
+}
+
+void VulkanHeatmapRenderer::prepare(void* command_buffer, int slot, int width, int height,
+                                    const ColorScale& scale, const ViewTransform& view) {
+  Impl& d = *impl_;
+  if (width <= 0 || height <= 0) return;
+  slot = 1 + slot % (kUniformSlots - 1);  // slot 0 belongs to offscreen render()
+  d.prepare(static_cast<VkCommandBuffer>(command_buffer), slot, width, height, scale, view);
 }
 
 void VulkanHeatmapRenderer::record(void* command_buffer, int slot, int x, int y, int width,
@@ -1039,7 +1216,14 @@ void VulkanHeatmapRenderer::record(void* command_buffer, int slot, int x, int y,
   if (width <= 0 || height <= 0) return;
   slot = 1 + slot % (kUniformSlots - 1);  // slot 0 belongs to offscreen render()
   VkRect2D area{{x, y}, {static_cast<uint32_t>(width), static_cast<uint32_t>(height)}};
-  d.draw(static_cast<VkCommandBuffer>(command_buffer), /*window=*/true, slot, scale, view, area);
+  const bool blit = d.use_cache && d.cache_ready && d.cache_w == width && d.cache_h == height;
+  d.use_cache = false;  // prepare() decides again for the next frame
+  if (blit) {
+    d.record_blit(static_cast<VkCommandBuffer>(command_buffer), area);
+    return;
+  }
+  d.draw(static_cast<VkCommandBuffer>(command_buffer), /*window=*/true, /*allow_flat=*/true, slot,
+         scale, view, area);
 }
 
 std::string VulkanHeatmapRenderer::device_name() const {

@@ -66,6 +66,14 @@ class VulkanHeatmapRenderer {
   /// Creates the pipeline for a window's render pass (subpass 0, 1 sample; colour attachment
   /// 0, any depth attachment is ignored). nullptr releases it. Waits for the device to idle.
   void attach_render_pass(void* render_pass);
+  /// Optional, each frame before the window's render pass begins (same slot and size as the
+  /// record() that follows): keeps a cached picture of the plot. When this frame shows what the
+  /// previous one showed (data, scale, view and size unchanged) the picture is drawn into the
+  /// cache once and record() copies it from then on, so frames that only change overlays (hover
+  /// tooltip, selection) skip the heatmap shaders; while the view or the data changes every
+  /// frame, record() draws directly (no copy overhead).
+  void prepare(void* command_buffer, int slot, int width, int height, const ColorScale& scale,
+               const ViewTransform& view);
   /// Records the map into `command_buffer` (a VkCommandBuffer inside that render pass), in the
   /// framebuffer rectangle (x, y, width, height); pixels outside the map are left untouched.
   /// slot: the window's current frame index (uniforms are kept per frame in flight).
