@@ -11,7 +11,8 @@
 # Usage: bench/gpu_check.sh            (log: $OUT/gpu_check.log when OUT is set, else
 #                                       build-gpu-check/gpu_check.log)
 # Environment: BUILD (build dir), CUDA_ARCH, MOELAB_SHARED (folder holding fixtures/; default
-# ../shared or ./shared next to the repository), JOBS (default 16).
+# ../shared or ./shared next to the repository), JOBS (default 16), SKIP_BENCH=1 (stop after
+# the parity harness: a dry run of the script on a machine without a GPU).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$root/build-gpu-check}
@@ -57,13 +58,25 @@ timeout 90 cmake -S "$root" -B "$build" "${cfg[@]}" > "$build/configure.log" 2>&
 grep -E "moelab: (CUDA|nvcc)" "$build/configure.log"
 
 step "build"
-timeout 170 cmake --build "$build" -j "${JOBS:-16}" --target moelab-cli test_cuda_parity \
-  test_cuda_element cuda_bench > "$build/build.log" 2>&1 \
+timeout 170 cmake --build "$build" -j "${JOBS:-16}" --target test_cuda_parity test_cuda_element \
+  cuda_bench > "$build/build.log" 2>&1 \
   || { grep -E "error|Error" -A3 "$build/build.log" | head -60; fail "build"; exit 1; }
 grep -c "warning" "$build/build.log" | sed 's/^/compiler warnings: /'
-cli=$build/app/moelab-cli
 bench=$build/tests/engine/cuda/cuda_bench
-"$cli" devices || true
+"$bench" --devices || true
+
+# The synthetic models (= moelab-cli make-model --arch mixtral --n-embd 1024 --n-layer 8
+# --n-head 16 --n-head-kv 4 --n-ff 2816 --experts 8 --top-k 2 --n-vocab 32000 --type T --seed 1)
+# are written in the background while the tests run.
+make_pids=()
+if [[ -z "${SKIP_BENCH:-}" ]]; then
+  for type in Q8_0 Q4_0; do
+    f="$build/mixtral-1024x8-e8k2.$type.gguf"
+    [[ -f "$f" ]] && continue
+    timeout 90 "$bench" --make-mixtral "$f" "$type" > "$build/make-$type.log" 2>&1 &
+    make_pids+=($!)
+  done
+fi
 
 step "element math on the CPU (test_cuda_element)"
 timeout 30 "$build/tests/engine/cuda/test_cuda_element" 2>&1 | grep -E "^(PASS|FAIL|SKIP|XFAIL)|Totals|Loc" \
@@ -74,15 +87,23 @@ timeout 120 "$build/tests/engine/cuda/test_cuda_parity" -maxwarnings 0 > "$build
 prc=$?
 grep -E "^(PASS|FAIL|SKIP|XFAIL|QINFO|QWARN)|Totals|Loc:|Actual|Expected" "$build/parity.log"
 [[ $prc -eq 0 ]] || fail "test_cuda_parity (exit $prc)"
+if grep -q "skipped: no CUDA device" "$build/parity.log" && command -v nvidia-smi >/dev/null; then
+  fail "the parity harness found no usable device on a machine with nvidia-smi"
+fi
 
-step "synthetic Mixtral-shaped models"
+if [[ -n "${SKIP_BENCH:-}" ]]; then
+  step "done (SKIP_BENCH set: no speed and energy runs)"
+  [[ $status -eq 0 ]] && echo "gpu_check: OK" || echo "gpu_check: FAILURES (see above)"
+  exit $status
+fi
+
+step "synthetic Mixtral-shaped models (written while the parity harness ran)"
+[[ ${#make_pids[@]} -gt 0 ]] && wait "${make_pids[@]}"
 models=()
 for type in Q8_0 Q4_0; do
   f="$build/mixtral-1024x8-e8k2.$type.gguf"
-  [[ -f "$f" ]] || timeout 60 "$cli" make-model -q --arch mixtral --n-embd 1024 --n-layer 8 \
-    --n-head 16 --n-head-kv 4 --n-ff 2816 --experts 8 --top-k 2 --n-vocab 32000 --type "$type" \
-    --seed 1 -o "$f" || fail "make-model $type"
-  [[ -f "$f" ]] && models+=("$f") && ls -la "$f"
+  cat "$build/make-$type.log" 2>/dev/null
+  if [[ -f "$f" ]]; then models+=("$f"); else fail "make model $type"; fi
 done
 
 step "speed and energy: CUDA vs CPU"

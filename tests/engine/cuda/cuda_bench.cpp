@@ -1,4 +1,8 @@
 // cuda_bench MODEL.gguf --backend cpu|cuda [--threads N] [--prefill N] [--decode N] [--reps R]
+// cuda_bench --devices                      the backends and devices (probe_backends)
+// cuda_bench --make-mixtral OUT.gguf TYPE   the synthetic Mixtral-shaped model of gpu_check.sh:
+//     n_embd 1024, 8 layers, 16 heads / 4 KV heads, 8 experts top-2, expert n_ff 2816,
+//     vocabulary 32000, weights TYPE (Q8_0, Q4_0, F16, F32), seed 1 (as `moelab-cli make-model`)
 //
 // Prefill and decode speed and energy of one model on one backend, for bench/gpu_check.sh:
 //   * prefill tokens/s: one batch of --prefill pseudo-random token ids from an empty KV cache
@@ -17,6 +21,7 @@
 #include "moelab/core/backends.h"
 #include "moelab/core/error.h"
 #include "moelab/model/model.h"
+#include "moelab/runtime/synthetic_model.h"
 #include "moelab/telemetry/power.h"
 
 using namespace moelab;
@@ -28,6 +33,40 @@ int main(int argc, char** argv) {
                  "usage: cuda_bench MODEL --backend cpu|cuda [--threads N] [--prefill N] "
                  "[--decode N] [--reps R]\n");
     return 2;
+  }
+  if (std::strcmp(argv[1], "--devices") == 0) {
+    for (const auto& b : probe_backends())
+      std::printf("%s: %s - %s\n", b.name.c_str(), b.available ? "available" : "unavailable",
+                  b.detail.c_str());
+    return 0;
+  }
+  if (std::strcmp(argv[1], "--make-mixtral") == 0 && argc == 4) {
+    try {
+      SyntheticModelSpec spec;
+      spec.arch = "mixtral";
+      spec.n_embd = 1024;
+      spec.n_layer = 8;
+      spec.n_head = 16;
+      spec.n_head_kv = 4;
+      spec.n_ff = 2816;
+      spec.expert_count = 8;
+      spec.expert_used_count = 2;
+      spec.n_vocab = 32000;
+      const std::string t = argv[3];
+      spec.type = t == "Q4_0"  ? gguf::TensorType::Q4_0
+                  : t == "F16" ? gguf::TensorType::F16
+                  : t == "F32" ? gguf::TensorType::F32
+                               : gguf::TensorType::Q8_0;
+      spec.seed = 1;
+      const auto info = write_synthetic_model(spec, argv[2]);
+      std::printf("wrote %s: %llu parameters, %llu bytes\n", argv[2],
+                  static_cast<unsigned long long>(info.n_params),
+                  static_cast<unsigned long long>(info.file_bytes));
+      return 0;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "cuda_bench: %s\n", e.what());
+      return 1;
+    }
   }
   std::string path = argv[1], backend = "cuda";
   int threads = 8, prefill = 512, decode = 64, reps = 3;
