@@ -18,6 +18,7 @@
 #include "backend/cuda/cuda_ops.h"
 #include "kernels/element/blocks.h"
 #include "kernels/element/fp16.h"
+#include "kernels/element/reduce.h"  // expf_ggml: the CPU softmax's exponential
 #include "moelab/core/error.h"
 #include "ops/element/element.h"
 
@@ -347,7 +348,7 @@ __global__ void k_softmax_rows(float* x, int64_t n) {
   }
   double part = 0.0;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-    const float e = xr[i] == -INFINITY ? 0.0f : expf(xr[i] - mx);
+    const float e = xr[i] == -INFINITY ? 0.0f : kel::expf_ggml(xr[i] - mx);
     xr[i] = e;
     part += e;
   }
@@ -458,7 +459,7 @@ __global__ void k_attention(AttnArgs a, const float* q, int64_t t0, int64_t n_ch
   } else {
     double part = 0.0;
     for (int64_t i = threadIdx.x; i < n_kv; i += blockDim.x) {
-      const float e = s[i] == -INFINITY ? 0.0f : expf(s[i] - mx);
+      const float e = s[i] == -INFINITY ? 0.0f : kel::expf_ggml(s[i] - mx);
       s[i] = e;
       part += e;
     }

@@ -20,7 +20,11 @@
 //   swiglu / geglu ................................ 1e-6 (SiLU), one binary16 step (ggml GELU
 //                                                   rounds its input and output to F16)
 //   routing ....................................... ids identical (ties: lower id), probs 1e-6
-//   attention ..................................... probs 2e-6, out 2e-5 x max|out|
+//   attention ..................................... probs 5e-6, out 2e-5 x max|out|: same
+//                                                   exponential (el::expf_ggml), but K·Q summed
+//                                                   sequentially over head_dim (CPU: ggml's 8-lane
+//                                                   order): |Δdot| <= head_dim eps sum|q k|
+//                                                   ~ 1.5e-5 at these magnitudes, x scale 0.088
 //   end to end .................................... as test_model_fixtures (F32/F16 1e-3,
 //                                                   quantized max 0.25 / rms 0.02) vs llama.cpp
 #include <QtTest>
@@ -546,7 +550,7 @@ class TestCudaParity : public QObject {
     a.f16 = f16;
     cuda::attention(a, dq.get(), n_tok, 0, n_tok, n_kv, dout.get(), dscores.get(), s_);
     const auto got = dout.download(s_), got_p = dscores.download(s_);
-    QVERIFY2(max_diff(got_p, want_p) <= 2e-6, qPrintable(QString::number(max_diff(got_p, want_p))));
+    QVERIFY2(max_diff(got_p, want_p) <= 5e-6, qPrintable(QString::number(max_diff(got_p, want_p))));
     QVERIFY2(max_diff(got, want) <= 2e-5 * std::max(1.0, max_abs(want)),
              qPrintable(QString::number(max_diff(got, want))));
     // Chunked over queries (what the context does for long prompts without an observer).
