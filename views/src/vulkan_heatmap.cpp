@@ -294,6 +294,75 @@ struct VulkanHeatmapRenderer::Impl {
     free_buffer(staging);
   }
 
+  // One texture's cells for upload_all: w x h texels of texel_bytes, source rows row_texels
+  // texels apart.
+  struct Region {
+    VkImage image;
+    int w, h;
+    const uint8_t* src;
+    size_t texel_bytes, row_texels;
+  };
+  Buffer staging;  // kept between set_data calls up to kKeepStagingBytes (no page-fault churn)
+  static constexpr VkDeviceSize kKeepStagingBytes = VkDeviceSize{64} << 20;
+
+  // Copies every region into its (new) image through one staging buffer, one command buffer
+  // and one wait; images end in SHADER_READ_ONLY_OPTIMAL.
+  void upload_all(const std::vector<Region>& regions) {
+    if (regions.empty()) return;
+    VkDeviceSize total = 0;
+    std::vector<VkDeviceSize> offsets;
+    for (const Region& r : regions) {
+      offsets.push_back(total);
+      total += (static_cast<VkDeviceSize>(r.w) * r.h * r.texel_bytes + 15) / 16 * 16;
+    }
+    if (staging.size < total) {
+      free_buffer(staging);
+      staging = make_buffer(total, VK_BUFFER_USAGE_TRANSFER_SRC_BIT);
+    }
+    auto* dst = static_cast<uint8_t*>(staging.mapped);
+    for (size_t i = 0; i < regions.size(); ++i) {
+      const Region& r = regions[i];
+      const size_t row = static_cast<size_t>(r.w) * r.texel_bytes;
+      for (int y = 0; y < r.h; ++y)
+        std::memcpy(dst + offsets[i] + static_cast<size_t>(y) * row,
+                    r.src + static_cast<size_t>(y) * r.row_texels * r.texel_bytes, row);
+    }
+    begin();
+    std::vector<VkImageMemoryBarrier> bs(regions.size(), {VK_STRUCTURE_TYPE_IMAGE_MEMORY_BARRIER});
+    for (size_t i = 0; i < regions.size(); ++i) {
+      VkImageMemoryBarrier& b = bs[i];
+      b.srcQueueFamilyIndex = b.dstQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED;
+      b.image = regions[i].image;
+      b.subresourceRange = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 1, 0, 1};
+      b.oldLayout = VK_IMAGE_LAYOUT_UNDEFINED;
+      b.newLayout = VK_IMAGE_LAYOUT_TRANSFER_DST_OPTIMAL;
+      b.dstAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
+    }
+    vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT, 0,
+                         0, nullptr, 0, nullptr, static_cast<uint32_t>(bs.size()), bs.data());
+    for (size_t i = 0; i < regions.size(); ++i) {
+      VkBufferImageCopy region{};
+      region.bufferOffset = offsets[i];
+      region.imageSubresource = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 0, 1};
+      region.imageExtent = {static_cast<uint32_t>(regions[i].w),
+                            static_cast<uint32_t>(regions[i].h), 1};
+      vkCmdCopyBufferToImage(cmd, staging.buffer, regions[i].image,
+                             VK_IMAGE_LAYOUT_TRANSFER_DST_OPTIMAL, 1, &region);
+    }
+    for (VkImageMemoryBarrier& b : bs) {
+      b.oldLayout = VK_IMAGE_LAYOUT_TRANSFER_DST_OPTIMAL;
+      b.newLayout = VK_IMAGE_LAYOUT_SHADER_READ_ONLY_OPTIMAL;
+      b.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
+      b.dstAccessMask = VK_ACCESS_SHADER_READ_BIT;
+    }
+    vkCmdPipelineBarrier(
+        cmd, VK_PIPELINE_STAGE_TRANSFER_BIT,
+        VK_PIPELINE_STAGE_VERTEX_SHADER_BIT | VK_PIPELINE_STAGE_FRAGMENT_SHADER_BIT, 0, 0, nullptr,
+        0, nullptr, static_cast<uint32_t>(bs.size()), bs.data());
+    submit_and_wait();
+    if (staging.size > kKeepStagingBytes) free_buffer(staging);
+  }
+
   void create_instance(const VulkanOptions& opt) {
     uint32_t n = 0;
     vkEnumerateInstanceLayerProperties(&n, nullptr);
@@ -960,6 +1029,7 @@ struct VulkanHeatmapRenderer::Impl {
       vkDeviceWaitIdle(device);
       free_tiles();
       free_target();
+      free_buffer(staging);
       for (auto& l : luts) free_image(l);
       free_buffer(uniforms);
       if (global_pool) vkDestroyDescriptorPool(device, global_pool, nullptr);
@@ -1098,20 +1168,31 @@ void VulkanHeatmapRenderer::set_data(const Heatmap& map) {
       t.tw = std::min(map.cols, t.x + t.w + halo) - t.tx;
       t.th = std::min(map.rows, t.y + t.h + halo) - t.ty;
       t.image = d.make_image(t.tw, t.th, VK_FORMAT_R32_SFLOAT, usage, /*red_as_green=*/true);
-      d.upload(t.image, t.tw, t.th, map.values.data() + static_cast<size_t>(t.ty) * map.cols + t.tx,
-               sizeof(float), static_cast<size_t>(map.cols));
       add_set(t, t.image.view);
       for (int k = 1; k <= d.levels; ++k) {
-        const HeatmapPyramid::Level& l = pyramid.level(k);
         const glm::ivec4 r = t.level_tex(k);
         t.pyr.push_back(d.make_image(r.z, r.w, VK_FORMAT_R32G32_SFLOAT, usage));
-        d.upload(t.pyr.back(), r.z, r.w,
-                 l.max_min.data() + (static_cast<size_t>(r.y) * l.cols + r.x) * 2,
-                 2 * sizeof(float), static_cast<size_t>(l.cols));
         add_set(t, t.pyr.back().view);
       }
     }
   }
+  // Every texture's cells in one staging buffer and one submission.
+  std::vector<Impl::Region> regions;
+  for (const Tile& t : d.tiles) {
+    regions.push_back({t.image.image, t.tw, t.th,
+                       reinterpret_cast<const uint8_t*>(
+                           map.values.data() + static_cast<size_t>(t.ty) * map.cols + t.tx),
+                       sizeof(float), static_cast<size_t>(map.cols)});
+    for (int k = 1; k <= d.levels; ++k) {
+      const HeatmapPyramid::Level& l = pyramid.level(k);
+      const glm::ivec4 r = t.level_tex(k);
+      regions.push_back({t.pyr[static_cast<size_t>(k - 1)].image, r.z, r.w,
+                         reinterpret_cast<const uint8_t*>(
+                             l.max_min.data() + (static_cast<size_t>(r.y) * l.cols + r.x) * 2),
+                         2 * sizeof(float), static_cast<size_t>(l.cols)});
+    }
+  }
+  d.upload_all(regions);
 }
 
 QImage VulkanHeatmapRenderer::render(const ColorScale& scale, const ViewTransform& view, int width,
