@@ -524,14 +524,15 @@ __global__ void k_scatter(const float* src, const int32_t* rows, int64_t m, int6
   const int64_t r = i / E, c = i % E;
   dst[static_cast<int64_t>(rows[r]) * E + c] = src[i];
 }
-// One block per token: x[t] *= sigmoid(g · cur[t]). The dot is summed in parallel (F32).
+// One block per token: x[t] *= sigmoid(g · cur[t]), the sigmoid as the CPU context computes it
+// (silu(x) / x, llama.cpp's graph). The dot is summed in parallel (F32).
 __global__ void k_shexp_gate(float* x, const float* g, const float* cur, int64_t E) {
   __shared__ float shf[kWarp];
   const int64_t t = blockIdx.x;
   float part = 0.0f;
   for (int64_t i = threadIdx.x; i < E; i += blockDim.x) part += g[i] * cur[t * E + i];
   const float dot = block_reduce(part, SumOp{}, shf);
-  const float gate = oel::sigmoid(dot);
+  const float gate = dot != 0.0f ? oel::silu(dot) / dot : 0.5f;  // sigmoid as llama.cpp: silu(x)/x
   for (int64_t i = threadIdx.x; i < E; i += blockDim.x) x[t * E + i] *= gate;
 }
 __global__ void k_ids_to_float(const int32_t* ids, int64_t count, float* out) {

@@ -187,7 +187,8 @@ void gather_rows(const float* src, const int32_t* rows, int div, int64_t m, int6
 /// dst[rows[r]] = src[r] for r < m.
 void scatter_rows(const float* src, const int32_t* rows, int64_t m, int64_t E, float* dst,
                   Stream s);
-/// Qwen2-MoE shared-expert gate: x[t] *= sigmoid(g · cur[t]) (g F32 [E]; x, cur F32 [n, E]).
+/// Qwen2-MoE shared-expert gate: x[t] *= sigmoid(g · cur[t]) (g F32 [E]; x, cur F32 [n, E]);
+/// the sigmoid evaluated as silu(x) / x like the CPU context.
 void shexp_gate(float* x, const float* g, const float* cur, int64_t n, int64_t E, Stream s);
 /// out[i] = float(ids[i]).
 void ids_to_float(const int32_t* ids, int64_t count, float* out, Stream s);
