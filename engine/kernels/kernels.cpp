@@ -347,6 +347,10 @@ void exp_shifted(const float* x, float max, float* y, int64_t n) {
   active_table().exp_shifted(x, max, y, n);
 }
 
+void swiglu(float* gate, const float* up, int64_t n) {
+  active_table().swiglu(gate, up, n);
+}
+
 float dot_row(TensorType type, const void* w_row, const void* x, int64_t n, Simd level,
               Precision p) {
   require(type, "dot product");

@@ -514,7 +514,7 @@ void CpuContext::dense_ffn(const Weight& gate, const Weight& up, const Weight& d
     for (int64_t i = 0; i < n * ff; ++i) h_gate_[i] = el::gelu_ggml(h_gate_[i]) * h_up_[i];
   } else {
     for (int64_t t = 0; t < n; ++t)
-      el::swiglu_row(h_gate_.data() + t * ff, h_up_.data() + t * ff, ff);
+      kernels::swiglu(h_gate_.data() + t * ff, h_up_.data() + t * ff, ff);
   }
   linear(down, h_gate_.data(), n, out, &pool_);
 }
@@ -574,7 +574,7 @@ void CpuContext::moe_ffn(int il, int64_t n) {
       for (int64_t i = 0; i < m * ff; ++i) h_gate_[i] = el::gelu_ggml(h_gate_[i]) * h_up_[i];
     } else {
       for (int64_t t = 0; t < m; ++t)
-        el::swiglu_row(h_gate_.data() + t * ff, h_up_.data() + t * ff, ff);
+        kernels::swiglu(h_gate_.data() + t * ff, h_up_.data() + t * ff, ff);
     }
     moe_y_.resize(m * E);
     linear_expert(L.down_exps, e, h_gate_.data(), m, moe_y_.data(), &pool_);

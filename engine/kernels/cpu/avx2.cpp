@@ -42,6 +42,12 @@ float dot_f32(const void* wp, const void* xp, int64_t n) {
   return s;
 }
 
+void swiglu(float* gate, const float* up, int64_t n) {
+  const int64_t nb = n & ~static_cast<int64_t>(7);
+  for (int64_t i = 0; i < nb; ++i)
+    gate[i] = gate[i] / (1.0f + el::expf_ggml(-gate[i])) * up[i];  // ggml_v_silu, blocks of 8
+  for (int64_t i = nb; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
 void exp_shifted(const float* x, float max, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] == -INFINITY ? 0.0f : el::expf_ggml(x[i] - max);
 }
@@ -238,6 +244,7 @@ void fill_avx2(Table& t) {
   t.dot_f32_tinyblas = dot_f32_tinyblas;
   t.axpy_fma = axpy_fma;
   t.exp_shifted = exp_shifted;
+  t.swiglu = swiglu;
   set(TensorType::F16, dot_half<load_f16x8, f16_to_f32>, dq_f16);
   set(TensorType::BF16, dot_half<load_bf16x8, bf16_to_f32>, dq_bf16);
   set(TensorType::Q8_0, dot32<DecQ8_0, IdotMaddubs>, dq_blocks<BlockQ8_0, QK>);

@@ -33,6 +33,7 @@ struct Table {
   DotFn dot_f32_tinyblas = nullptr;
   void (*axpy_fma)(float w, const float* v, float* acc, int64_t n) = nullptr;
   void (*exp_shifted)(const float* x, float max, float* y, int64_t n) = nullptr;
+  void (*swiglu)(float* gate, const float* up, int64_t n) = nullptr;
   DotFn dot[kMaxTypeId] = {};
   DequantFn dequant[kMaxTypeId] = {};
   DotTokFn dot_tok[kMaxTypeId] = {};    // null: no multi-token kernel (matmul calls dot per pair)

@@ -17,6 +17,12 @@ using gguf::TensorType;
 float dot_f32(const void* w, const void* x, int64_t n) {
   return el::dot_f32_ggml(static_cast<const float*>(w), static_cast<const float*>(x), n);
 }
+void swiglu(float* gate, const float* up, int64_t n) {
+  const int64_t nb = n & ~static_cast<int64_t>(7);
+  for (int64_t i = 0; i < nb; ++i)
+    gate[i] = gate[i] / (1.0f + el::expf_ggml(-gate[i])) * up[i];  // ggml_v_silu, blocks of 8
+  for (int64_t i = nb; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
 void exp_shifted(const float* x, float max, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] == -INFINITY ? 0.0f : el::expf_ggml(x[i] - max);
 }
@@ -83,6 +89,7 @@ void fill_scalar(Table& t) {
   t.dot_f32_tinyblas = dot_f32_tinyblas;
   t.axpy_fma = axpy_fma;
   t.exp_shifted = exp_shifted;
+  t.swiglu = swiglu;
   t.dequant[int(TensorType::F32)] = dq_f32;
   t.dot[int(TensorType::F16)] = dot_f16;
   t.dequant[int(TensorType::F16)] = dq_f16;

@@ -10,6 +10,7 @@
 
 #include "kernels/element/reduce.h"
 #include "moelab/kernels/kernels.h"
+#include "ops/element/element.h"
 
 using namespace moelab;
 namespace el = moelab::kernels::el;
@@ -131,6 +132,11 @@ class TestReduce : public QObject {
         kernels::exp_shifted(x.data(), 3.0f, y.data(), n);
         QCOMPARE(y[0], 0.0f);
         for (int64_t i = 1; i < n; ++i) QVERIFY(same_bits(y[i], el::expf_ggml(x[i] - 3.0f)));
+        auto g = random_vec(n, 9 * n, 3.0f), g_ref = g;
+        const auto up = random_vec(n, 9 * n + 1);
+        kernels::swiglu(g.data(), up.data(), n);
+        ops::element::swiglu_row(g_ref.data(), up.data(), n);
+        QVERIFY(std::memcmp(g.data(), g_ref.data(), n * 4) == 0);
       }
       // Dense F32 products under Precision::Exact sum in tinyBLAS order.
       const int64_t n_in = 64, n_out = 5, n_tok = 3;

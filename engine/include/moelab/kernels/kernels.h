@@ -104,6 +104,10 @@ void axpy_fma(float w, const float* v, float* acc, int64_t n);
 /// finite x[i], 0 for -inf; identical at every SIMD level. x, y: F32 [n] (may alias).
 void exp_shifted(const float* x, float max, float* y, int64_t n);
 
+/// SwiGLU of one row in place with llama.cpp's arithmetic (ops/element: swiglu_row):
+/// gate[i] = silu(gate[i]) * up[i]; identical at every SIMD level. gate, up: F32 [n].
+void swiglu(float* gate, const float* up, int64_t n);
+
 /// F32 <-> F16 / BF16 rows (round to nearest even; NaN stays NaN, overflow -> inf for F16).
 void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n);
 void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n);
