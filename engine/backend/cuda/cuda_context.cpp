@@ -30,6 +30,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/cuda_ops.h"
+#include "models/context_common.h"
 #include "moelab/core/error.h"
 #include "moelab/core/log.h"
 #include "ops/element/element.h"
@@ -349,23 +350,8 @@ class CudaContext final : public Context {
     for (int k = 0; k < kKeyCount; ++k)
       if (static_cast<size_t>(k) >= names.size() || names[k] != kKeyNames[k])
         throw Error(ErrorKind::Internal, "CUDA backend: observable names out of sync");
-    if (!routing_.is_default()) {
-      if (card_.expert_count == 0)
-        throw Error(ErrorKind::BadInput, "the model has no experts to route",
-                    {.subject = "routing policy '" + routing_.describe() + "'"});
-      router_.emplace(routing_, static_cast<int>(card_.n_layer),
-                      static_cast<int>(card_.expert_count),
-                      static_cast<int>(card_.expert_used_count), cfg_.moe_renormalise);
-    }
-    if (attention_policy_.rule == AttentionRule::Evict) {
-      if (static_cast<uint64_t>(attention_policy_.sinks) + attention_policy_.window > n_ctx_)
-        throw Error(ErrorKind::BadInput,
-                    "sinks + window (" + std::to_string(attention_policy_.sinks) + " + " +
-                        std::to_string(attention_policy_.window) + ") exceed n_ctx " +
-                        std::to_string(n_ctx_),
-                    {.subject = "attention policy '" + attention_policy_.describe() + "'"});
-      evicting_ = true;
-    }
+    models::init_router(router_, routing_, card_, cfg_.moe_renormalise);
+    evicting_ = models::evicting_policy(attention_policy_, n_ctx_);
     stats_.failovers.assign(card_.n_layer, 0);
     stats_.overflows.assign(card_.n_layer, 0);
     cuda::use_device();
@@ -409,18 +395,7 @@ class CudaContext final : public Context {
   void eval(std::span<const int32_t> tokens, bool all_logits) override;
 
   std::span<const float> logits(int i) const override {
-    if (n_logits_ == 0) throw Error(ErrorKind::BadInput, "no logits yet: call eval first");
-    int64_t row;
-    if (i < 0 || (!logits_all_ && i == static_cast<int>(n_batch_) - 1)) {
-      row = n_logits_ - 1;
-    } else if (logits_all_ && i < static_cast<int>(n_batch_)) {
-      row = i;
-    } else {
-      throw Error(ErrorKind::BadInput, "logits of token " + std::to_string(i) +
-                                           " were not kept (batch of " + std::to_string(n_batch_) +
-                                           " tokens, all_logits " + (logits_all_ ? "on" : "off") +
-                                           ")");
-    }
+    const int64_t row = models::logits_row(i, n_logits_, n_batch_, logits_all_);
     return {logits_.data() + row * card_.n_vocab, card_.n_vocab};
   }
   uint32_t n_past() const override { return n_past_; }

@@ -1,0 +1,29 @@
+// Internal: what every backend's Context (CPU: forward.cpp, CUDA: backend/cuda/cuda_context.cpp)
+// does the same way - checking the run's policies against the model and picking the logits row
+// that Context::logits(i) returns (contract in moelab/model/model.h).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include "moelab/model/card.h"
+#include "moelab/policies/policies.h"
+
+namespace moelab::models {
+
+/// Emplaces the router of a non-default routing policy into `router` (leaves it empty for the
+/// model's own top-k). Throws moelab::Error (BadInput) when the model has no experts to route or
+/// the policy does not fit it (policies::Router's checks).
+void init_router(std::optional<policies::Router>& router, const RoutingPolicy& policy,
+                 const ModelCard& card, bool renormalise);
+
+/// True when the attention policy evicts KV cells (StreamingLLM-style sinks + window). Throws
+/// moelab::Error (BadInput) when sinks + window exceed n_ctx.
+bool evicting_policy(const AttentionPolicy& policy, uint32_t n_ctx);
+
+/// The row of a context's logits buffer [n_logits, n_vocab] that Context::logits(i) returns
+/// after an eval of n_batch tokens: i < 0, or the batch's last token, gives the last row; with
+/// all_logits, token i's row. Throws moelab::Error (BadInput) when none was kept.
+int64_t logits_row(int i, int64_t n_logits, int64_t n_batch, bool logits_all);
+
+}  // namespace moelab::models
