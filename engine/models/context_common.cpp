@@ -6,6 +6,48 @@
 
 namespace moelab::models {
 
+const std::vector<std::string>& observable_names() {
+  static const std::vector<std::string> v = {"inp_embd",
+                                             "attn_norm",
+                                             "Qcur",
+                                             "Kcur",
+                                             "Vcur",
+                                             "kq_soft_max",
+                                             "kqv_out",
+                                             "attn_out",
+                                             "ffn_inp",
+                                             "ffn_norm",
+                                             "ffn_moe_logits",
+                                             "ffn_moe_probs",
+                                             "ffn_moe_topk",
+                                             "ffn_moe_weights",
+                                             "ffn_moe_weights_norm",
+                                             "ffn_moe_out",
+                                             "ffn_shexp",
+                                             "ffn_out",
+                                             "layer_out",
+                                             "result_norm",
+                                             "result_output"};
+  return v;
+}
+
+uint64_t observer_mask(const std::vector<std::string>& names) {
+  const auto& all = observable_names();
+  uint64_t mask = 0;
+  for (const auto& n : names) {
+    size_t i = 0;
+    while (i < all.size() && all[i] != n) ++i;
+    if (i == all.size()) {
+      std::string list;
+      for (const auto& a : all) list += (list.empty() ? "" : ", ") + a;
+      throw Error(ErrorKind::BadInput,
+                  "unknown intermediate '" + n + "' (observable: " + list + ")");
+    }
+    mask |= uint64_t{1} << i;
+  }
+  return mask;
+}
+
 void init_router(std::optional<policies::Router>& router, const RoutingPolicy& policy,
                  const ModelCard& card, bool renormalise) {
   if (policy.is_default()) return;

@@ -5,11 +5,47 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "moelab/model/card.h"
 #include "moelab/policies/policies.h"
 
 namespace moelab::models {
+
+/// The observable intermediates, in the order of observable_names() (= Context::
+/// observable_names(); names as llama.cpp's graph callbacks, see moelab/model/model.h).
+enum Key : int {
+  kInpEmbd,
+  kAttnNorm,
+  kQcur,
+  kKcur,
+  kVcur,
+  kKqSoftMax,
+  kKqvOut,
+  kAttnOut,
+  kFfnInp,
+  kFfnNorm,
+  kMoeLogits,
+  kMoeProbs,
+  kMoeTopk,
+  kMoeWeights,
+  kMoeWeightsNorm,
+  kMoeOut,
+  kShexp,
+  kFfnOut,
+  kLayerOut,
+  kResultNorm,
+  kResultOutput,
+  kKeyCount
+};
+
+/// The names of the Key values, index = Key.
+const std::vector<std::string>& observable_names();
+
+/// Bit k set for each requested name of Key k. Throws moelab::Error (BadInput) naming an unknown
+/// name and listing the observable ones.
+uint64_t observer_mask(const std::vector<std::string>& names);
 
 /// Emplaces the router of a non-default routing policy into `router` (leaves it empty for the
 /// model's own top-k). Throws moelab::Error (BadInput) when the model has no experts to route or

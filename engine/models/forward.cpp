@@ -33,56 +33,6 @@ namespace {
 
 namespace el = ops::element;
 
-// Observable intermediates; the order of kObservable matches Key.
-enum Key : int {
-  kInpEmbd,
-  kAttnNorm,
-  kQcur,
-  kKcur,
-  kVcur,
-  kKqSoftMax,
-  kKqvOut,
-  kAttnOut,
-  kFfnInp,
-  kFfnNorm,
-  kMoeLogits,
-  kMoeProbs,
-  kMoeTopk,
-  kMoeWeights,
-  kMoeWeightsNorm,
-  kMoeOut,
-  kShexp,
-  kFfnOut,
-  kLayerOut,
-  kResultNorm,
-  kResultOutput,
-  kKeyCount
-};
-const std::vector<std::string>& observable() {
-  static const std::vector<std::string> v = {"inp_embd",
-                                             "attn_norm",
-                                             "Qcur",
-                                             "Kcur",
-                                             "Vcur",
-                                             "kq_soft_max",
-                                             "kqv_out",
-                                             "attn_out",
-                                             "ffn_inp",
-                                             "ffn_norm",
-                                             "ffn_moe_logits",
-                                             "ffn_moe_probs",
-                                             "ffn_moe_topk",
-                                             "ffn_moe_weights",
-                                             "ffn_moe_weights_norm",
-                                             "ffn_moe_out",
-                                             "ffn_shexp",
-                                             "ffn_out",
-                                             "layer_out",
-                                             "result_norm",
-                                             "result_output"};
-  return v;
-}
-
 // Which arithmetic a product uses. kernels::Precision::GgmlCompatible quantizes the activations
 // like ggml's vec_dot_type. One exception mirrors llama.cpp on x86: a dense product (ggml_mul_mat)
 // with F32 or F16 weights and n_in % 8 == 0 is taken by llamafile's tinyBLAS, which multiplies
@@ -203,19 +153,7 @@ class CpuContext final : public Context {
   const Model& model() const override { return *model_; }
 
   void set_observer(Observer observer, std::vector<std::string> names) override {
-    uint64_t mask = 0;
-    for (const auto& n : names) {
-      const auto& all = observable();
-      size_t i = 0;
-      while (i < all.size() && all[i] != n) ++i;
-      if (i == all.size()) {
-        std::string list;
-        for (const auto& a : all) list += (list.empty() ? "" : ", ") + a;
-        throw Error(ErrorKind::BadInput,
-                    "unknown intermediate '" + n + "' (observable: " + list + ")");
-      }
-      mask |= uint64_t{1} << i;
-    }
+    const uint64_t mask = observer_mask(names);
     observer_ = observer && mask ? std::move(observer) : Observer{};
     wanted_ = observer_ ? mask : 0;
   }
@@ -225,7 +163,7 @@ class CpuContext final : public Context {
   void emit(Key k, int layer, const float* data, int64_t d0, int64_t d1, int64_t d2 = 0) {
     if (!wants(k)) return;
     Observation o;
-    o.name = observable()[k];
+    o.name = observable_names()[k];
     o.layer = layer;
     o.pos0 = n_past_;
     o.shape[0] = d0;
@@ -452,7 +390,7 @@ void CpuContext::attention_block(int il, int64_t n) {
   if (probs) {
     if (evicting_ && wants(kKqSoftMax)) {
       Observation o;
-      o.name = observable()[kKqSoftMax];
+      o.name = observable_names()[kKqSoftMax];
       o.layer = il;
       o.pos0 = n_past_;
       o.shape[0] = n_head;
@@ -691,7 +629,7 @@ std::string model_backend(const Model& model) {
 }
 
 const std::vector<std::string>& Context::observable_names() {
-  return models::observable();
+  return models::observable_names();
 }
 
 std::unique_ptr<Context> Context::create(std::shared_ptr<const Model> model,

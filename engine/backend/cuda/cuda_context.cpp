@@ -264,52 +264,9 @@ class PinnedBuf {
   size_t cap_ = 0;
 };
 
-// Observable intermediates, in Context::observable_names() order (checked at first use).
-enum Key : int {
-  kInpEmbd,
-  kAttnNorm,
-  kQcur,
-  kKcur,
-  kVcur,
-  kKqSoftMax,
-  kKqvOut,
-  kAttnOut,
-  kFfnInp,
-  kFfnNorm,
-  kMoeLogits,
-  kMoeProbs,
-  kMoeTopk,
-  kMoeWeights,
-  kMoeWeightsNorm,
-  kMoeOut,
-  kShexp,
-  kFfnOut,
-  kLayerOut,
-  kResultNorm,
-  kResultOutput,
-  kKeyCount
-};
-const char* const kKeyNames[kKeyCount] = {"inp_embd",
-                                          "attn_norm",
-                                          "Qcur",
-                                          "Kcur",
-                                          "Vcur",
-                                          "kq_soft_max",
-                                          "kqv_out",
-                                          "attn_out",
-                                          "ffn_inp",
-                                          "ffn_norm",
-                                          "ffn_moe_logits",
-                                          "ffn_moe_probs",
-                                          "ffn_moe_topk",
-                                          "ffn_moe_weights",
-                                          "ffn_moe_weights_norm",
-                                          "ffn_moe_out",
-                                          "ffn_shexp",
-                                          "ffn_out",
-                                          "layer_out",
-                                          "result_norm",
-                                          "result_output"};
+// The observable intermediates: models::Key (kInpEmbd ... kKeyCount), shared with the CPU.
+using models::Key;
+using enum models::Key;
 
 // ArchConfig::scale_q (Q multiplied by the K·Q scale before the product, as llama.cpp's gemma2
 // graph does) where this tree's ArchConfig has it; false otherwise.
@@ -346,10 +303,6 @@ class CudaContext final : public Context {
         attention_policy_(p.attention),
         shared_stats_(std::move(shared_stats)),
         gemm_min_(gemm_min_from_env()) {
-    const auto& names = Context::observable_names();
-    for (int k = 0; k < kKeyCount; ++k)
-      if (static_cast<size_t>(k) >= names.size() || names[k] != kKeyNames[k])
-        throw Error(ErrorKind::Internal, "CUDA backend: observable names out of sync");
     models::init_router(router_, routing_, card_, cfg_.moe_renormalise);
     evicting_ = models::evicting_policy(attention_policy_, n_ctx_);
     stats_.failovers.assign(card_.n_layer, 0);
@@ -423,18 +376,7 @@ class CudaContext final : public Context {
   const Model& model() const override { return *model_; }
 
   void set_observer(Observer observer, std::vector<std::string> names) override {
-    uint64_t mask = 0;
-    for (const auto& n : names) {
-      int i = 0;
-      while (i < kKeyCount && n != kKeyNames[i]) ++i;
-      if (i == kKeyCount) {
-        std::string list;
-        for (const auto& a : Context::observable_names()) list += (list.empty() ? "" : ", ") + a;
-        throw Error(ErrorKind::BadInput,
-                    "unknown intermediate '" + n + "' (observable: " + list + ")");
-      }
-      mask |= uint64_t{1} << i;
-    }
+    const uint64_t mask = models::observer_mask(names);
     observer_ = observer && mask ? std::move(observer) : Observer{};
     wanted_ = observer_ ? mask : 0;
   }
@@ -498,7 +440,7 @@ class CudaContext final : public Context {
   void deliver_observations() {
     for (const auto& p : pending_) {
       Observation o;
-      o.name = kKeyNames[p.key];
+      o.name = models::observable_names()[p.key];
       o.layer = p.layer;
       o.pos0 = p.pos0;
       for (int d = 0; d < 3; ++d) o.shape[d] = p.shape[d];
