@@ -43,10 +43,7 @@ float dot_f32(const void* wp, const void* xp, int64_t n) {
 }
 
 void swiglu(float* gate, const float* up, int64_t n) {
-  const int64_t nb = n & ~static_cast<int64_t>(7);
-  for (int64_t i = 0; i < nb; ++i)
-    gate[i] = gate[i] / (1.0f + el::expf_ggml(-gate[i])) * up[i];  // ggml_v_silu, blocks of 8
-  for (int64_t i = nb; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+  el::swiglu_row(gate, up, n);
 }
 void exp_shifted(const float* x, float max, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] == -INFINITY ? 0.0f : el::expf_ggml(x[i] - max);

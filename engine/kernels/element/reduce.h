@@ -116,5 +116,19 @@ MOELAB_HD inline void softmax_row(float* x, int n) {
   for (int i = 0; i < n; ++i) x[i] *= inv;
 }
 
+/// SiLU as ggml's AVX2 kernel evaluates it (ggml_v_silu): x / (1 + expf_ggml(-x)).
+MOELAB_HD inline float silu_ggml(float x) {
+  return x / (1.0f + expf_ggml(-x));
+}
+
+/// SwiGLU of one row in place, gate[i] = silu(gate[i]) * up[i], with llama.cpp's arithmetic
+/// (ggml_vec_swiglu_f32, AVX2 build): whole blocks of 8 through silu_ggml, the last n % 8
+/// elements through expf (ggml's scalar tail). gate, up: F32 [n].
+MOELAB_HD inline void swiglu_row(float* gate, const float* up, int64_t n) {
+  const int64_t nb = n & ~static_cast<int64_t>(7);
+  for (int64_t i = 0; i < nb; ++i) gate[i] = silu_ggml(gate[i]) * up[i];
+  for (int64_t i = nb; i < n; ++i) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
 }  // namespace MOELAB_EL_ABI
 }  // namespace moelab::kernels::el

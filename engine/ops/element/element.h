@@ -40,19 +40,10 @@ MOELAB_HD inline float silu(float x) {
   return x / (1.0f + expf(-x));
 }
 
-/// SiLU as ggml's AVX2 kernel evaluates it (ggml_v_silu): x / (1 + expf_ggml(-x)).
-MOELAB_HD inline float silu_ggml(float x) {
-  return x / (1.0f + expf_ggml(-x));
-}
-
-/// SwiGLU of one row in place, gate[i] = silu(gate[i]) * up[i], with llama.cpp's arithmetic
-/// (ggml_vec_swiglu_f32, AVX2 build): whole blocks of 8 through silu_ggml, the last n % 8
-/// elements through libm's expf.
-MOELAB_HD inline void swiglu_row(float* gate, const float* up, int64_t n) {
-  const int64_t nb = n & ~static_cast<int64_t>(7);
-  for (int64_t i = 0; i < nb; ++i) gate[i] = silu_ggml(gate[i]) * up[i];
-  for (int64_t i = nb; i < n; ++i) gate[i] = silu(gate[i]) * up[i];
-}
+// silu_ggml and swiglu_row (llama.cpp's SwiGLU arithmetic) live in kernels/element/reduce.h,
+// so the SIMD kernels (kernels::swiglu) share them.
+using kernels::el::silu_ggml;
+using kernels::el::swiglu_row;
 
 /// GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 MOELAB_HD inline float gelu_tanh(float x) {

@@ -10,7 +10,6 @@
 
 #include "kernels/element/reduce.h"
 #include "moelab/kernels/kernels.h"
-#include "ops/element/element.h"
 
 using namespace moelab;
 namespace el = moelab::kernels::el;
@@ -135,7 +134,7 @@ class TestReduce : public QObject {
         auto g = random_vec(n, 9 * n, 3.0f), g_ref = g;
         const auto up = random_vec(n, 9 * n + 1);
         kernels::swiglu(g.data(), up.data(), n);
-        ops::element::swiglu_row(g_ref.data(), up.data(), n);
+        el::swiglu_row(g_ref.data(), up.data(), n);
         QVERIFY(std::memcmp(g.data(), g_ref.data(), n * 4) == 0);
       }
       // Dense F32 products under Precision::Exact sum in tinyBLAS order.

@@ -104,7 +104,7 @@ void axpy_fma(float w, const float* v, float* acc, int64_t n);
 /// finite x[i], 0 for -inf; identical at every SIMD level. x, y: F32 [n] (may alias).
 void exp_shifted(const float* x, float max, float* y, int64_t n);
 
-/// SwiGLU of one row in place with llama.cpp's arithmetic (ops/element: swiglu_row):
+/// SwiGLU of one row in place with llama.cpp's arithmetic (kernels/element/reduce.h: swiglu_row):
 /// gate[i] = silu(gate[i]) * up[i]; identical at every SIMD level. gate, up: F32 [n].
 void swiglu(float* gate, const float* up, int64_t n);
 
