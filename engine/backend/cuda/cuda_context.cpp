@@ -762,7 +762,7 @@ void CudaContext::dense_ffn(const DWeight& gate, const DWeight& up, const DWeigh
   float* hu = h_up_.get<float>(n * ff, stream_, "FFN up");
   linear(gate, 0, x, n, hg, false);
   linear(up, 0, x, n, hu, false);
-  cuda::glu(hg, hu, n * ff, cfg_.ffn_act == models::FfnAct::GeluGated, stream_);
+  cuda::glu(hg, hu, n * ff, ff, cfg_.ffn_act == models::FfnAct::GeluGated, stream_);
   linear(down, 0, hg, n, out, false);
 }
 
@@ -827,7 +827,7 @@ void CudaContext::moe_ffn(int il, int64_t n) {
     };
     slot_product(L.gate_exps, cur, n, k, hg);
     slot_product(L.up_exps, cur, n, k, hu);
-    cuda::glu(hg, hu, slots * ff, gelu, s);
+    cuda::glu(hg, hu, slots * ff, ff, gelu, s);
     slot_product(L.down_exps, hg, slots, 1, res);
   } else {
     // Group the (token, slot) pairs per expert on the host; one product per expert with tokens.
@@ -860,7 +860,7 @@ void CudaContext::moe_ffn(int il, int64_t n) {
       cuda::gather_rows(cur, r, k, m, E, mx, s);
       linear(L.gate_exps, e, mx, m, hg, true);
       linear(L.up_exps, e, mx, m, hu, true);
-      cuda::glu(hg, hu, m * ff, gelu, s);
+      cuda::glu(hg, hu, m * ff, ff, gelu, s);
       linear(L.down_exps, e, hg, m, my, true);
       cuda::scatter_rows(my, r, m, E, res, s);
     }

@@ -373,10 +373,13 @@ __global__ void k_softcap(float* x, float cap, int64_t count) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < count) x[i] = oel::softcap(x[i], cap);
 }
-__global__ void k_glu(float* gate, const float* up, int64_t count, bool gelu) {
+__global__ void k_glu(float* gate, const float* up, int64_t count, int64_t row, bool gelu) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= count) return;
-  gate[i] = (gelu ? oel::gelu_ggml(gate[i]) : oel::silu(gate[i])) * up[i];
+  const bool block8 = i % row < (row & ~static_cast<int64_t>(7));  // as el::swiglu_row
+  gate[i] = (gelu ? oel::gelu_ggml(gate[i])
+                  : (block8 ? oel::silu_ggml(gate[i]) : oel::silu(gate[i]))) *
+            up[i];
 }
 __global__ void k_rope(float* x, int64_t n_tok, int n_head, int head_dim, const int32_t* pos,
                        int n_rot, float freq_base, float freq_scale, int rope_type) {
@@ -968,9 +971,10 @@ void softmax_rows(float* x, int64_t n_rows, int64_t n, Stream s) {
   k_softmax_rows<<<static_cast<unsigned>(n_rows), kRowThreads, 0, s>>>(x, n);
   check_launch("softmax");
 }
-void glu(float* gate, const float* up, int64_t count, bool gelu, Stream s) {
+void glu(float* gate, const float* up, int64_t count, int64_t row, bool gelu, Stream s) {
   if (count <= 0) return;
-  k_glu<<<grid_for(count, kEw), kEw, 0, s>>>(gate, up, count, gelu);
+  if (row <= 0 || count % row != 0) throw Error(ErrorKind::Internal, "glu: count not whole rows");
+  k_glu<<<grid_for(count, kEw), kEw, 0, s>>>(gate, up, count, row, gelu);
   check_launch(gelu ? "geglu" : "swiglu");
 }
 void rope(float* x, int64_t n_tok, int n_head, int head_dim, const int32_t* pos, int n_rot,

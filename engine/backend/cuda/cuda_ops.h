@@ -143,8 +143,10 @@ void scale(float* x, float f, int64_t count, Stream s);
 void softcap(float* x, float cap, int64_t count, Stream s);
 /// Softmax of each row in place (el::softmax_row semantics; -inf -> 0; all -inf -> all 0).
 void softmax_rows(float* x, int64_t n_rows, int64_t n, Stream s);
-/// gate[i] = act(gate[i]) * up[i], act = SiLU or ggml's GELU (el::silu / el::gelu_ggml).
-void glu(float* gate, const float* up, int64_t count, bool gelu, Stream s);
+/// gate[i] = act(gate[i]) * up[i] over rows of `row` elements (count a multiple of row): GELU is
+/// ggml's (el::gelu_ggml); SiLU is el::swiglu_row's (llama.cpp's: silu_ggml on whole blocks of
+/// 8 of each row, libm expf on the row's last row % 8 elements).
+void glu(float* gate, const float* up, int64_t count, int64_t row, bool gelu, Stream s);
 /// RoPE in place on x F32 [n_tok, n_head * head_dim] with pos (device int32 [n_tok]);
 /// rope_type: el::kRopeNorm / kRopeNeox. One thread per (token, head): el::rope_head.
 void rope(float* x, int64_t n_tok, int n_head, int head_dim, const int32_t* pos, int n_rot,

@@ -461,11 +461,16 @@ class TestCudaParity : public QObject {
     const auto g = randn(100000, 5, 4.0f), u = randn(100000, 6);
     for (bool gelu : {false, true}) {
       Dev<float> dg(g, s_), du(u, s_);
-      cuda::glu(dg.get(), du.get(), static_cast<int64_t>(g.size()), gelu, s_);
+      // Rows of 1000 (1000 % 8 == 0) and the tail rule of el::swiglu_row: rows of 100 (4 left).
+      const int64_t row = gelu ? 1000 : 100;
+      cuda::glu(dg.get(), du.get(), static_cast<int64_t>(g.size()), row, gelu, s_);
       const auto got = dg.download(s_);
       int off = 0;
       for (size_t i = 0; i < g.size(); ++i) {
-        const float a = gelu ? ops::element::gelu_ggml(g[i]) : ops::element::silu(g[i]);
+        const bool block8 = static_cast<int64_t>(i) % row < (row & ~int64_t{7});
+        const float a = gelu     ? ops::element::gelu_ggml(g[i])
+                        : block8 ? ops::element::silu_ggml(g[i])
+                                 : ops::element::silu(g[i]);
         const float want = a * u[i];
         // SiLU: expf ulps; GELU: at most one binary16 step of the activation (2^-10 relative).
         const double tol =
@@ -695,7 +700,7 @@ class TestCudaParity : public QObject {
                  dhg.get(), s_);
     cuda::matvec(wt, m, du.get(), rb_in, ff * rb_in, dids.get(), E, ff, dact.get(), k, n * k,
                  dhu.get(), s_);
-    cuda::glu(dhg.get(), dhu.get(), n * k * ff, false, s_);
+    cuda::glu(dhg.get(), dhu.get(), n * k * ff, ff, false, s_);
     cuda::prepare_act(wt, m, dhg.get(), ff, n * k, ff, dact.get(), s_);
     cuda::matvec(wt, m, dd.get(), rb_ff, E * rb_ff, dids.get(), ff, E, dact.get(), 1, n * k,
                  dres.get(), s_);
@@ -725,7 +730,7 @@ class TestCudaParity : public QObject {
                    dhg.get(), s_);
       cuda::matvec(wt, m, du.get() + e * ff * rb_in, rb_in, 0, nullptr, E, ff, dact.get(), 1, mm,
                    dhu.get(), s_);
-      cuda::glu(dhg.get(), dhu.get(), mm * ff, false, s_);
+      cuda::glu(dhg.get(), dhu.get(), mm * ff, ff, false, s_);
       cuda::prepare_act(wt, m, dhg.get(), ff, mm, ff, dact.get(), s_);
       cuda::matvec(wt, m, dd.get() + e * E * rb_ff, rb_ff, 0, nullptr, ff, E, dact.get(), 1, mm,
                    dmy.get(), s_);
