@@ -6,6 +6,7 @@
 #include <QtTest>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <map>
 #include <random>
@@ -38,7 +39,8 @@ std::string piece_of(int i) {
 
 /// Two runs (top-2 and top-1 routing, A with an energy sensor, B without) in one session.
 int64_t add_run(Store& s, int64_t session, int64_t model, int k, bool energy, int n_tokens,
-                int id_shift, bool attention) {
+                int id_shift, bool attention,
+                const std::function<void(nlohmann::json&)>& edit_config = {}) {
   nlohmann::json cfg = {{"kind", "generate"},
                         {"sampling", {{"temperature", 0.0}, {"top_k", 40}, {"top_p", 0.95}}},
                         {"seed", 1234},
@@ -50,6 +52,7 @@ int64_t add_run(Store& s, int64_t session, int64_t model, int k, bool energy, in
                         {"kv_type", "f32"},
                         {"max_tokens", n_tokens},
                         {"model", {{"path", "/models/tiny.gguf"}, {"name", kModelName}}}};
+  if (edit_config) edit_config(cfg);
   storage::RunBegin rb;
   rb.session_id = session;
   rb.model_id = model;
@@ -355,17 +358,50 @@ class TestReport : public QObject {
     for (const char* s : {"--temp 0", "--top-k 40", "--top-p 0.95", "--seed 1234", "--threads 2",
                           "--ctx 256", "-n 44"})
       QVERIFY2(cmd.find(s) != std::string::npos, s);
-    // `run` sets the routing policy itself; the model's own attention rule needs no option and
-    // the CPU backend is the default, so nothing is left unexpressed.
+    // `run` sets the routing policy and the backend the run used itself; the model's own
+    // attention rule needs no option, so nothing is left unexpressed.
     QVERIFY2(cmd.find(" --routing-policy k:1") != std::string::npos, cmd.c_str());
     QVERIFY2(cmd.find("--attention-policy") == std::string::npos, cmd.c_str());
-    QVERIFY2(cmd.find("--backend") == std::string::npos, cmd.c_str());
+    QVERIFY2(cmd.find(" --backend cpu") != std::string::npos, cmd.c_str());
     QCOMPARE(doc["runs"][0]["command_notes"].size(), size_t(0));
     // Run A (default routing) gets no policy option at all.
     const auto doc_a = report::build_json(*f_.store, report::Selection::one_run(f_.a),
                                           fixed(report::Format::Json));
     const std::string cmd_a = doc_a["runs"][0]["command_line"];
     QVERIFY2(cmd_a.find("--routing-policy") == std::string::npos, cmd_a.c_str());
+  }
+
+  void reproducing_command_names_the_backend() {
+    // A run on the GPU gets --backend cuda; a run stored before configs recorded the backend
+    // gets no --backend (and no note); an unknown backend name is a note, not an option.
+    Store s(path("backend.db"));
+    storage::ModelRecord m;
+    m.sha256 = std::string(64, 'b');
+    m.path = "/models/tiny.gguf";
+    m.architecture = "llama";
+    m.card_json = nlohmann::json{{"name", kModelName}}.dump();
+    const int64_t model = s.upsert_model(m);
+    const int64_t sess = s.create_session("backends", "", {});
+    const int64_t gpu = add_run(s, sess, model, 2, false, 4, 0, false,
+                                [](nlohmann::json& c) { c["backend"] = "cuda"; });
+    const int64_t old = add_run(s, sess, model, 2, false, 4, 0, false,
+                                [](nlohmann::json& c) { c.erase("backend"); });
+    const int64_t odd = add_run(s, sess, model, 2, false, 4, 0, false,
+                                [](nlohmann::json& c) { c["backend"] = "vulkan"; });
+    auto run_doc = [&](int64_t id) {
+      return report::build_json(s, report::Selection::one_run(id),
+                                fixed(report::Format::Json))["runs"][0];
+    };
+    const auto d_gpu = run_doc(gpu), d_old = run_doc(old), d_odd = run_doc(odd);
+    const std::string c_gpu = d_gpu["command_line"], c_old = d_old["command_line"],
+                      c_odd = d_odd["command_line"];
+    QVERIFY2(c_gpu.find(" --backend cuda") != std::string::npos, c_gpu.c_str());
+    QCOMPARE(d_gpu["command_notes"].size(), size_t(0));
+    QVERIFY2(c_old.find("--backend") == std::string::npos, c_old.c_str());
+    QCOMPARE(d_old["command_notes"].size(), size_t(0));
+    QVERIFY2(c_odd.find("--backend") == std::string::npos, c_odd.c_str());
+    QCOMPARE(d_odd["command_notes"].size(), size_t(1));
+    QCOMPARE(d_odd["command_notes"][0].get<std::string>(), std::string("backend = \"vulkan\""));
   }
 
   void markdown_with_images_beside_it() {

@@ -143,15 +143,22 @@ void reproduce(RunData& d) {
   };
   policy("--routing-policy", "/routing_policy", "default");
   policy("--attention-policy", "/attention_policy", "full");
+  // The backend the run computed on (`run --backend cpu|cuda|auto`); runs stored before the
+  // config had it get no option (`run`'s default, auto, then picks).
+  if (const json* b = find(c, {"/backend"}); b && b->is_string()) {
+    static const std::set<std::string> kBackends = {"cpu", "cuda", "auto"};
+    if (kBackends.count(b->get<std::string>())) {
+      used.insert("/backend");
+      cmd += " --backend " + b->get<std::string>();
+    }
+  }
   d.command_line = cmd;
-  // Settings the command cannot express (a non-CPU backend: `run` has no --backend yet).
+  // Settings the command cannot express.
   static const std::set<std::string> kInformational = {
       "version", "build", "machine", "model_sha256", "prompt", "sampling", "generate", "kind"};
   if (c.is_object())
     for (const auto& [k, v] : c.items()) {
       if (used.count("/" + k) || kInformational.count(k)) continue;
-      // The model's own rules need no option.
-      if (k == "backend" && v == "cpu") continue;
       d.command_notes.push_back(k + " = " + v.dump());
     }
   if (c.is_object() && c.contains("sampling") && c["sampling"].is_object())
