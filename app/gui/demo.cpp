@@ -176,7 +176,9 @@ int runHeadless(const QString& outDir, const QString& db) {
       s.sampling.temperature = 0;
       s.sampling.seed = 42;
       s.threads = std::max(1, std::min(4, QThread::idealThreadCount()));
-      auto model = Model::load(m.toStdString());
+      LoadOptions lo;
+      lo.backend = load_backend_for(s.backend);  // auto: the GPU when usable, as the lab
+      auto model = Model::load(m.toStdString(), lo);
       Generator gen(model, s.context_params(model->card().context_length));
       ModelIdentity id;
       id.path = m.toStdString();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "moelab/core/backends.h"
 #include "moelab/core/error.h"
 #include "moelab/model/card.h"
 #include "moelab/session/energy.h"
@@ -29,6 +30,44 @@ ContextParams RunSettings::context_params(uint64_t trained) const {
   cp.routing = RoutingPolicy::parse(routing_policy.empty() ? "default" : routing_policy);
   cp.attention = AttentionPolicy::parse(attention_policy.empty() ? "full" : attention_policy);
   return cp;
+}
+
+std::vector<BackendChoice> backend_choices() {
+  const std::string why = cuda_unavailable_reason();
+  return {{"auto", true, {}}, {"cpu", true, {}}, {"cuda", why.empty(), why}};
+}
+
+std::string cuda_unavailable_reason() {
+  for (const auto& b : probe_backends())
+    if (b.name == "cuda") {
+      if (b.available) return {};
+      return b.detail.empty() ? std::string("no usable NVIDIA GPU") : b.detail;
+    }
+  return "this build has no CUDA backend";
+}
+
+std::string load_backend_for(const std::string& requested) {
+  if (requested != "cuda" && requested != "auto") return "cpu";
+  return cuda_unavailable_reason().empty() ? "cuda" : "cpu";
+}
+
+std::string run_backend(const std::string& requested, const std::string& weights_on) {
+  if (requested == "cpu" || requested == "cuda") return requested;
+  return weights_on == "cuda" ? "cuda" : "cpu";
+}
+
+std::string backend_line(const std::string& used, const std::string& requested) {
+  if (used == "cuda") {
+    for (const auto& b : probe_backends())
+      if (b.name == "cuda" && !b.detail.empty()) return "CUDA (" + b.detail + ")";
+    return "CUDA";
+  }
+  std::string line = "CPU (reference)";
+  if (requested == "auto" || requested == "cuda") {
+    const std::string why = cuda_unavailable_reason();
+    if (!why.empty()) line += " — CUDA unavailable: " + why;
+  }
+  return line;
 }
 
 std::string default_powercap_root() {
@@ -63,7 +102,8 @@ RecordedRun record_generation(Generator& gen, const RunSettings& settings_in,
   c.routing_policy = cp.routing.describe();
   c.attention_policy = cp.attention.describe();
   c.threads = cp.n_threads;
-  c.backend = cp.backend;
+  // The backend the forward pass actually runs on ("cpu"/"cuda"), as `moelab-cli run` stores it.
+  c.backend = run_backend(cp.backend, model_backend(model));
   c.n_ctx = cp.n_ctx;
   c.kv_type = settings.kv_f16 ? "f16" : "f32";
   c.max_tokens = settings.max_tokens;
@@ -76,7 +116,7 @@ RecordedRun record_generation(Generator& gen, const RunSettings& settings_in,
 
   session::GenerationRecorder rec(writer, session_name, mrec, out.config, settings.prompt, gen);
   out.run_id = rec.id();
-  session::RunEnergy energy(open_power_meter(false, powercap_root));
+  session::RunEnergy energy(open_power_meter(c.backend == "cuda", powercap_root));
   rec.set_energy(&energy);
 
   GenerateParams gp;

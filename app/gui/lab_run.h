@@ -31,7 +31,10 @@ struct RunSettings {
   uint32_t n_ctx = 0;  // 0: min(trained context, 2048)
   bool kv_f16 = false;
   bool ignore_eos = false;  // keep generating after an end-of-generation token
-  std::string backend = "cpu";
+  /// The Run panel's backend choice: "auto" (the fastest available: CUDA with a usable GPU, else
+  /// the CPU), "cpu" (the reference) or "cuda". The model is loaded for load_backend_for(backend)
+  /// and the run's context is created with ContextParams::backend = backend.
+  std::string backend = "auto";
   std::string routing_policy = "default";  // moelab/policies spec
   std::string attention_policy = "full";
 
@@ -63,6 +66,36 @@ struct RecordedRun {
   nlohmann::json config;
   uint64_t routing_records = 0;
 };
+
+/// One entry of the Run panel's backend choice.
+struct BackendChoice {
+  std::string name;       // "auto", "cpu", "cuda"
+  bool available = true;  // selectable on this machine
+  std::string reason;     // why not (the probe's detail, e.g. "no NVIDIA driver ..."); else empty
+};
+
+/// auto, cpu, cuda - CUDA unavailable (with moelab::probe_backends' reason) in a build without
+/// the CUDA backend or on a machine without a usable NVIDIA GPU. auto and cpu are always
+/// available.
+std::vector<BackendChoice> backend_choices();
+
+/// Why CUDA cannot run here ("" when it can): probe_backends' detail of the cuda entry.
+std::string cuda_unavailable_reason();
+
+/// The backend the weights are loaded for when the user picks `requested`: "cuda" for "cuda" or
+/// "auto" with a usable GPU, else "cpu". Like resolve_backend, but it logs nothing (the Run panel
+/// asks on every change of the choice).
+std::string load_backend_for(const std::string& requested);
+
+/// The backend a run with the choice `requested` computes on, for a model whose weights are on
+/// `weights_on` ("cpu"/"cuda", moelab::model_backend): "cpu" -> "cpu"; "auto" -> the model's
+/// backend; "cuda" -> "cuda" (Context::create refuses it for a CPU model).
+std::string run_backend(const std::string& requested, const std::string& weights_on);
+
+/// One line for the Run panel: "CPU (reference)" / "CUDA (<device>)", and when `requested` was
+/// "auto" or "cuda" but the run is on the CPU because CUDA cannot run here,
+/// " — CUDA unavailable: <reason>".
+std::string backend_line(const std::string& used, const std::string& requested);
 
 /// The identity of the model for the store.
 struct ModelIdentity {

@@ -191,10 +191,9 @@ void MainWindow::build(const Options& options) {
     statusBar()->addPermanentWidget(l);
     status_[name] = l;
   };
-  QString backend = tr("CPU");
-  for (const auto& b : moelab::probe_backends())
-    if (b.name == "cpu") backend = tr("CPU: %1").arg(QString::fromStdString(b.detail));
-  addField("backend", backend, tr("Compute backend and device the runs use"));
+  addField("backend", tr("CPU"), tr("Compute backend and device the runs use"));
+  updateBackendState();
+  connect(run_, &RunPanel::backendChanged, this, &MainWindow::onBackendChanged);
   addField("threads", tr("%1 threads").arg(run_->threadsBox()->value()),
            tr("CPU threads of the forward pass"));
   addField("memory", tr("model: –"), tr("Weights plus KV cache of the loaded model (MiB)"));
@@ -268,6 +267,8 @@ void MainWindow::build(const Options& options) {
         moelab::lab::ModelIdentity id;
         id.path = path.toStdString();
         runner_->setModel(m, id);
+        modelBackend_ = QString::fromStdString(moelab::model_backend(*m));
+        updateBackendState();
         modelName_ = QFileInfo(path).fileName();
         const auto& c = m->card();
         const uint64_t n_ctx = run_->settings().context_for(c.context_length);
@@ -463,8 +464,52 @@ void MainWindow::openModel(const QString& path) {
   modelName_.clear();
   run_->setCanRun(false, tr("Loading the model…"));
   runner_->setModel(nullptr, {});
+  // The weights go where the Run panel's backend choice needs them: the GPU for CUDA (and for
+  // Auto with a usable GPU), else the CPU. A model on the GPU also runs CPU contexts.
+  loadBackend_ =
+      QString::fromStdString(moelab::lab::load_backend_for(run_->backend().toStdString()));
+  modelBackend_.clear();
+  updateBackendState();
   say(tr("Opening %1…").arg(QFileInfo(path).fileName()));
-  loader_->load(path);
+  loader_->load(path, loadBackend_);
+}
+
+QString MainWindow::updateBackendState() {
+  const std::string requested = run_->backend().toStdString();
+  const bool loaded = runner_->hasModel() && !modelBackend_.isEmpty();
+  const std::string used = loaded ? moelab::lab::run_backend(requested, modelBackend_.toStdString())
+                                  : moelab::lab::load_backend_for(requested);
+  const QString line = QString::fromStdString(moelab::lab::backend_line(used, requested));
+  run_->setBackendState(line, loaded);
+  if (QLabel* field = status_.value("backend")) {
+    QString text = used == "cuda" ? tr("CUDA") : tr("CPU");
+    for (const auto& b : moelab::probe_backends())
+      if (b.name == used && !b.detail.empty())
+        text = tr("%1: %2").arg(used == "cuda" ? tr("CUDA") : tr("CPU"),
+                                QString::fromStdString(b.detail));
+    field->setText(text);
+    field->setToolTip(tr("Compute backend and device the runs use: %1").arg(line));
+  }
+  return line;
+}
+
+void MainWindow::onBackendChanged(const QString& name) {
+  const QString need = QString::fromStdString(moelab::lab::load_backend_for(name.toStdString()));
+  const bool runnable = card_ && card_->problems.empty();
+  // CUDA needs the weights on the GPU: a model loaded for the CPU is loaded again. A model on
+  // the GPU runs CPU contexts on its host weights, so the other way needs no reload - unless
+  // the last load failed (e.g. the GPU lacked the memory) and there is no model at all.
+  const bool reload = !current_.isEmpty() && runnable && !runner_->running() &&
+                      ((need == "cuda" && loadBackend_ != "cuda") ||
+                       (!runner_->hasModel() && !loader_->busy() && need != loadBackend_));
+  if (reload) {
+    openModel(current_);
+    say(tr("Loading %1 again for %2…")
+            .arg(QFileInfo(current_).fileName(), need == "cuda" ? tr("CUDA") : tr("the CPU")));
+    return;
+  }
+  const QString line = updateBackendState();
+  say(runner_->hasModel() ? tr("Runs use %1").arg(line) : tr("Runs will use %1").arg(line));
 }
 
 void MainWindow::openDemo(const QString& which) {

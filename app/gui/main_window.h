@@ -74,6 +74,10 @@ class MainWindow : public QMainWindow {
   QString currentSession() const { return session_; }
   void setCurrentSession(const QString& name);
   bool modelLoaded() const { return runner_->hasModel(); }
+  /// The backend the loaded model's weights are on ("cpu"/"cuda"; empty: no model) and the one
+  /// the current model load was started for (the Run panel's choice resolved: "cpu"/"cuda").
+  QString modelBackend() const { return modelBackend_; }
+  QString loadBackend() const { return loadBackend_; }
   /// The last message shown to the user (status bar / problem line).
   QString lastMessage() const { return lastMessage_; }
   QLabel* statusField(const QString& name) const;
@@ -143,6 +147,10 @@ class MainWindow : public QMainWindow {
   void powerFinish(int nTokens);
   void publishPower();
   void publishCompareViews();
+  /// The Run panel's "running on: ..." line and the status bar's backend field, from the choice
+  /// and the loaded model; returns that line ("CPU (reference) — CUDA unavailable: ...").
+  QString updateBackendState();
+  void onBackendChanged(const QString& name);
 
   ModelPanel* model_;
   RunPanel* run_;
@@ -158,7 +166,9 @@ class MainWindow : public QMainWindow {
   std::unique_ptr<moelab::storage::Store> store_;
   QString dbPath_;
   QString session_;
-  QString current_;  // model path being loaded / loaded
+  QString current_;       // model path being loaded / loaded
+  QString loadBackend_;   // "cpu"/"cuda": what current_ is (being) loaded for
+  QString modelBackend_;  // "cpu"/"cuda": where the loaded model's weights are; empty: none
   QString modelName_;
   QString cardJson_;
   std::shared_ptr<const moelab::ModelCard> card_;

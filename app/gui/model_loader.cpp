@@ -23,12 +23,12 @@ void ModelLoader::cancel() {
   cancel_ = true;
 }
 
-void ModelLoader::load(const QString& path) {
+void ModelLoader::load(const QString& path, const QString& backend) {
   cancel_ = true;
   join();
   cancel_ = false;
   busy_ = true;
-  worker_ = std::thread([this, path] {
+  worker_ = std::thread([this, path, backend] {
     const std::string p = path.toStdString();
     auto emit_queued = [this](auto fn) {
       QMetaObject::invokeMethod(this, fn, Qt::QueuedConnection);
@@ -45,6 +45,7 @@ void ModelLoader::load(const QString& path) {
       if (card->problems.empty()) {
         loading = true;
         moelab::LoadOptions opts;
+        opts.backend = backend.toStdString();
         auto last = std::chrono::steady_clock::now() - std::chrono::seconds(1);
         opts.progress = [&](float f) {
           if (hook_) hook_(f);

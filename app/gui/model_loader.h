@@ -19,10 +19,11 @@ class ModelLoader : public QObject {
   explicit ModelLoader(QObject* parent = nullptr);
   ~ModelLoader() override;
 
-  /// Starts loading `path` (cancelling any load in progress). Emits cardReady, then (for a
+  /// Starts loading `path` (cancelling any load in progress) with its weights prepared for
+  /// `backend` (LoadOptions::backend: "cpu", "cuda" or "auto"). Emits cardReady, then (for a
   /// runnable card) loadProgress/modelReady or loadCancelled/loadFailed, then
   /// hashProgress/hashReady or hashCancelled; failed when the file is not a usable GGUF.
-  void load(const QString& path);
+  void load(const QString& path, const QString& backend = QStringLiteral("cpu"));
   /// Stops the step in progress: the model load (loadCancelled; the hash is skipped) or the
   /// hash (hashCancelled; the loaded model stays).
   void cancel();

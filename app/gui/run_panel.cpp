@@ -132,9 +132,45 @@ RunPanel::RunPanel(QWidget* parent) : QWidget(parent) {
   ctx_->setSuffix(tr(" tokens"));
   ctx_->setToolTip(tr("KV cache size (tokens): prompt plus generated tokens must fit"));
   form->addRow(tr("Context"), ctx_);
-  backend_ = new QLabel(tr("CPU (reference)"), this);
-  backend_->setToolTip(tr("Compute backend the run uses"));
+  backend_ = new QComboBox(this);
+  backend_->setObjectName("backendBox");
+  for (const auto& c : moelab::lab::backend_choices()) {
+    const QString name = QString::fromStdString(c.name);
+    const QString label = name == "auto"  ? tr("Auto (fastest available)")
+                          : name == "cpu" ? tr("CPU (reference)")
+                                          : tr("CUDA");
+    backend_->addItem(label, name);
+    const int i = backend_->count() - 1;
+    if (!c.available) {
+      // Disabled (the item model's flags), with the reason as the entry's tooltip.
+      backend_->setItemData(i, QVariant(0), Qt::UserRole - 1);
+      backend_->setItemData(i, tr("CUDA unavailable: %1").arg(QString::fromStdString(c.reason)),
+                            Qt::ToolTipRole);
+    } else {
+      backend_->setItemData(i,
+                            name == "auto"  ? tr("CUDA when a usable NVIDIA GPU is present, "
+                                                  "otherwise the CPU")
+                            : name == "cpu" ? tr("The CPU reference implementation")
+                                            : tr("The NVIDIA GPU (the model is loaded onto it)"),
+                            Qt::ToolTipRole);
+    }
+  }
+  backend_->setToolTip(
+      tr("Compute backend of the runs: Auto = CUDA when usable, else the CPU. Choosing CUDA "
+         "(re)loads the model onto the GPU."));
   form->addRow(tr("Backend"), backend_);
+  backendState_ = new QLabel(this);
+  backendState_->setObjectName("backendState");
+  backendState_->setWordWrap(true);
+  backendState_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  form->addRow(QString(), backendState_);
+  connect(backend_, &QComboBox::activated, this,
+          [this](int i) { emit backendChanged(backend_->itemData(i).toString()); });
+  {
+    const std::string line =
+        moelab::lab::backend_line(moelab::lab::load_backend_for("auto"), "auto");
+    setBackendState(QString::fromStdString(line), false);
+  }
   lay->addLayout(form);
 
   auto* buttons = new QHBoxLayout();
@@ -171,6 +207,7 @@ moelab::lab::RunSettings RunPanel::settings() const {
   if (fixedSeed_->isChecked()) s.sampling.seed = uint64_t(seed_->value());
   s.threads = threads_->value();
   s.n_ctx = uint32_t(ctx_->value());
+  s.backend = backend().toStdString();
   s.routing_policy = routing_->currentText().trimmed().toStdString();
   s.attention_policy = attention_->currentText().trimmed().toStdString();
   return s;
@@ -185,6 +222,7 @@ void RunPanel::setRunning(bool running) {
   running_ = running;
   run_->setEnabled(!running && canRun_);
   stop_->setEnabled(running);
+  backend_->setEnabled(!running);  // a run keeps the backend it started on
 }
 
 void RunPanel::setCanRun(bool can, const QString& why) {
@@ -205,4 +243,23 @@ void RunPanel::setChatAvailable(bool available) {
   mode_->setToolTip(available ? tr("Raw: tokenized as written. Chat: a user turn in the model's "
                                    "chat template")
                               : tr("This model has no chat template: raw text only"));
+}
+
+void RunPanel::setBackend(const QString& name) {
+  const int i = backend_->findData(name);
+  if (i < 0 || !(backend_->model()->flags(backend_->model()->index(i, 0)) & Qt::ItemIsEnabled))
+    return;
+  if (i == backend_->currentIndex()) return;
+  backend_->setCurrentIndex(i);
+  emit backendChanged(name);
+}
+
+QString RunPanel::backend() const {
+  return backend_->currentData().toString();
+}
+
+void RunPanel::setBackendState(const QString& line, bool loaded) {
+  backendState_->setText((loaded ? tr("running on: %1") : tr("will run on: %1")).arg(line));
+  backendState_->setToolTip(loaded ? tr("The backend the loaded model's runs compute on")
+                                   : tr("The backend runs will compute on once a model is loaded"));
 }

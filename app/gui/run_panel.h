@@ -1,5 +1,6 @@
 // The Run panel: prompt editor (raw text or the model's chat template), sampling controls,
-// routing and attention policy (when the engine has policies), threads/backend, Run/Stop.
+// routing and attention policy (when the engine has policies), threads, compute backend (Auto /
+// CPU / CUDA; entries this machine cannot run are disabled with the reason), Run/Stop.
 #pragma once
 
 #include <QCheckBox>
@@ -26,6 +27,14 @@ class RunPanel : public QWidget {
   void setDefaultThreads(int n);
   /// Whether the model has a chat template (enables chat mode).
   void setChatAvailable(bool available);
+  /// Chooses a backend as the user would ("auto", "cpu", "cuda"; emits backendChanged; an
+  /// unavailable one is ignored).
+  void setBackend(const QString& name);
+  QString backend() const;
+  /// The line under the choice saying what the current model's runs use, e.g. "running on: CPU
+  /// (reference) — CUDA unavailable: <reason>" (`loaded` false: "will run on: ..." before a
+  /// model is loaded).
+  void setBackendState(const QString& line, bool loaded);
 
   // Controls (tests drive them like a user).
   QPlainTextEdit* promptEdit() const { return prompt_; }
@@ -39,12 +48,16 @@ class RunPanel : public QWidget {
   QCheckBox* ignoreEosBox() const { return ignoreEos_; }
   QComboBox* routingBox() const { return routing_; }
   QComboBox* attentionBox() const { return attention_; }
+  QComboBox* backendBox() const { return backend_; }
+  QLabel* backendStateLabel() const { return backendState_; }
   QPushButton* runButton() const { return run_; }
   QPushButton* stopButton() const { return stop_; }
 
  signals:
   void runRequested();
   void stopRequested();
+  /// The user picked another backend ("auto", "cpu", "cuda").
+  void backendChanged(const QString& name);
 
  private:
   QPlainTextEdit* prompt_;
@@ -63,7 +76,8 @@ class RunPanel : public QWidget {
   QSpinBox* ctx_;
   QComboBox* routing_;
   QComboBox* attention_;
-  QLabel* backend_;
+  QComboBox* backend_;
+  QLabel* backendState_;
   QPushButton* run_;
   QPushButton* stop_;
   QLabel* why_;

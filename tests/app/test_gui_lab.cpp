@@ -1,9 +1,11 @@
 // The desktop lab driven like a user (offscreen): drop a fixture model -> card -> run -> tokens
 // stream -> run stored with routing -> second run with another routing policy -> Compare shows
 // both; invalid file -> message, app alive; cancel a load and a run; drops during a run ask
-// first; sessions rename/notes/delete+undo; interrupted runs shown as such; the GUI thread
-// never stalls > 50 ms while generating (event-loop latency probe); the live hand-off is bounded
-// and lossy while the store gets every record.
+// first; sessions rename/notes/delete+undo; interrupted runs shown as such; the Run panel's
+// backend choice (Auto / CPU / CUDA, CUDA disabled with the reason without a GPU; the run
+// records the backend it used); the GUI thread never stalls > 50 ms while generating
+// (event-loop latency probe); the live hand-off is bounded and lossy while the store gets every
+// record.
 #include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,8 +24,10 @@
 #include <sstream>
 
 #include "cli.h"
+#include "lab_run.h"
 #include "live_feed.h"
 #include "main_window.h"
+#include "moelab/core/backends.h"
 #include "moelab/storage/store.h"
 #include "test_support.h"
 #ifdef MOELAB_HAVE_VIEWS_PANEL
@@ -337,6 +341,117 @@ class TestGuiLab : public QObject {
 
   // One recording path: a run from the GUI stores the same records and metric names as
   // `moelab-cli run --db` with the same settings - energy included (fake RAPL tree).
+  void backendRules() {
+    namespace lab = moelab::lab;
+    // The run's backend from the choice and where the model's weights are.
+    QCOMPARE(lab::run_backend("auto", "cpu"), std::string("cpu"));
+    QCOMPARE(lab::run_backend("auto", "cuda"), std::string("cuda"));
+    QCOMPARE(lab::run_backend("cpu", "cuda"), std::string("cpu"));  // host weights of a GPU model
+    QCOMPARE(lab::run_backend("cuda", "cuda"), std::string("cuda"));
+    QCOMPARE(lab::load_backend_for("cpu"), std::string("cpu"));
+    bool gpu = false;
+    std::string detail;
+    for (const auto& b : moelab::probe_backends())
+      if (b.name == "cuda") {
+        gpu = b.available;
+        detail = b.detail;
+      }
+    QCOMPARE(lab::cuda_unavailable_reason().empty(), gpu);
+    QCOMPARE(lab::load_backend_for("auto"), std::string(gpu ? "cuda" : "cpu"));
+    QCOMPARE(lab::load_backend_for("cuda"), std::string(gpu ? "cuda" : "cpu"));
+    if (!gpu) {
+      QCOMPARE(lab::cuda_unavailable_reason(), detail);
+      QCOMPARE(lab::backend_line("cpu", "auto"), "CPU (reference) — CUDA unavailable: " + detail);
+    }
+    QCOMPARE(lab::backend_line("cpu", "cpu"), std::string("CPU (reference)"));
+  }
+
+  void backendChoiceAutoRunsOnCpuAndIsStored() {
+    MOELAB_REQUIRE_SHARED(kMoe);
+    const std::string why = moelab::lab::cuda_unavailable_reason();
+    const bool gpu = why.empty();
+    MainWindow w(opts("backend"));
+    w.show();
+    QComboBox* box = w.runPanel()->backendBox();
+    QVERIFY(box);
+    QCOMPARE(box->objectName(), QString("backendBox"));
+    QCOMPARE(box->count(), 3);
+    QCOMPARE(box->itemData(0).toString(), QString("auto"));
+    QCOMPARE(box->itemData(1).toString(), QString("cpu"));
+    QCOMPARE(box->itemData(2).toString(), QString("cuda"));
+    QCOMPARE(box->itemText(0), QString("Auto (fastest available)"));
+    QCOMPARE(box->itemText(1), QString("CPU (reference)"));
+    QCOMPARE(box->itemText(2), QString("CUDA"));
+    QCOMPARE(box->currentIndex(), 0);  // Auto, as moelab-cli's default
+    auto enabled = [box](int i) {
+      return bool(box->model()->flags(box->model()->index(i, 0)) & Qt::ItemIsEnabled);
+    };
+    QVERIFY(enabled(0));
+    QVERIFY(enabled(1));
+    QCOMPARE(enabled(2), gpu);
+    const QString reason = QString::fromStdString(why);
+    if (!gpu) {
+      // The disabled entry says why, in the probe's words.
+      const QString tip = box->itemData(2, Qt::ToolTipRole).toString();
+      QCOMPARE(tip, "CUDA unavailable: " + reason);
+      // It cannot be chosen programmatically either.
+      w.runPanel()->setBackend("cuda");
+      QCOMPARE(w.runPanel()->backend(), QString("auto"));
+      // Before a model: what Auto will use, with the one-line reason - no dialog.
+      QCOMPARE(w.runPanel()->backendStateLabel()->text(),
+               "will run on: CPU (reference) — CUDA unavailable: " + reason);
+    }
+
+    // Auto: the model is loaded for the CPU (no usable GPU) and the run computes there.
+    QVERIFY(loadMoe(w));
+    QCOMPARE(w.loadBackend(), QString(gpu ? "cuda" : "cpu"));
+    QCOMPARE(w.modelBackend(), QString(gpu ? "cuda" : "cpu"));
+    if (!gpu) {
+      QCOMPARE(w.runPanel()->backendStateLabel()->text(),
+               "running on: CPU (reference) — CUDA unavailable: " + reason);
+      QVERIFY2(w.statusField("backend")->text().startsWith("CPU: "),
+               qPrintable(w.statusField("backend")->text()));
+      QVERIFY(w.statusField("backend")->toolTip().contains("CUDA unavailable: " + reason));
+    }
+    QCOMPARE(w.runPanel()->settings().backend, std::string("auto"));
+    setRun(w, "Once upon a time", 3, 0.0);
+    QSignalSpy finished(&w, &MainWindow::runFinished);
+    w.startRun();
+    QVERIFY(!box->isEnabled());  // the backend is fixed while a run goes
+    QVERIFY(finished.wait(60000));
+    QVERIFY(box->isEnabled());
+    const qint64 autoRun = finished.at(0).at(0).toLongLong();
+    QVERIFY(autoRun > 0);
+    auto storedBackend = [&w](qint64 id) {
+      const auto r = w.store()->run(id);
+      return r ? nlohmann::json::parse(r->config_json).value("backend", std::string("?"))
+               : std::string("no run");
+    };
+    QCOMPARE(storedBackend(autoRun), std::string(gpu ? "cuda" : "cpu"));
+
+    // CPU explicitly (as a user picks it): no reload - a model on either backend runs CPU
+    // contexts - and the run records "cpu".
+    QSignalSpy reloaded(&w, &MainWindow::modelReady);
+    box->setCurrentIndex(1);
+    emit box->activated(1);
+    QCOMPARE(w.runPanel()->backend(), QString("cpu"));
+    QVERIFY(w.modelLoaded());
+    QCOMPARE(reloaded.count(), 0);
+    QCOMPARE(w.runPanel()->backendStateLabel()->text(), QString("running on: CPU (reference)"));
+    QVERIFY2(w.lastMessage().contains("CPU (reference)"), qPrintable(w.lastMessage()));
+    w.startRun();
+    QVERIFY(finished.wait(60000));
+    const qint64 cpuRun = finished.at(1).at(0).toLongLong();
+    QVERIFY(cpuRun > autoRun);
+    QCOMPARE(storedBackend(cpuRun), std::string("cpu"));
+    // The same greedy tokens from the same backend.
+    const auto ta = w.store()->tokens(autoRun), tc = w.store()->tokens(cpuRun);
+    if (!gpu) {
+      QCOMPARE(ta.size(), tc.size());
+      for (size_t i = 0; i < ta.size(); ++i) QCOMPARE(ta[i].id, tc[i].id);
+    }
+  }
+
   void guiRunStoresWhatTheCliStores() {
     MOELAB_REQUIRE_SHARED(kMoe);
     const QString rapl = fakeRapl(dir_ + "/rapl");
@@ -423,8 +538,10 @@ class TestGuiLab : public QObject {
     QCOMPARE(int(ag.size()), nLayer);
     const auto cg = nlohmann::json::parse(s.run(guiRun)->config_json);
     const auto cc = nlohmann::json::parse(s.run(cliRun)->config_json);
+    // Both record the backend the run computed on ("cpu" here: the GUI's Auto and the CLI's
+    // default --backend auto on a machine without a usable GPU).
     for (const char* k : {"kind", "routing_policy", "attention_policy", "seed", "max_tokens",
-                          "kv_type", "n_ctx", "threads"})
+                          "kv_type", "n_ctx", "threads", "backend"})
       QVERIFY2(cg[k] == cc[k], k);
     QVERIFY(cg["sampling"] == cc["sampling"]);
     QVERIFY(cg["model"]["sha256"] == cc["model"]["sha256"]);
