@@ -48,7 +48,8 @@ std::string cuda_unavailable_reason() {
 
 std::string load_backend_for(const std::string& requested) {
   if (requested != "cuda" && requested != "auto") return "cpu";
-  return cuda_unavailable_reason().empty() ? "cuda" : "cpu";
+  if (!cuda_unavailable_reason().empty()) return "cpu";  // the panel says why; no log line
+  return resolve_backend(requested);  // the engine's rule with a usable device (logs nothing)
 }
 
 std::string run_backend(const std::string& requested, const std::string& weights_on) {

@@ -82,9 +82,9 @@ std::vector<BackendChoice> backend_choices();
 /// Why CUDA cannot run here ("" when it can): probe_backends' detail of the cuda entry.
 std::string cuda_unavailable_reason();
 
-/// The backend the weights are loaded for when the user picks `requested`: "cuda" for "cuda" or
-/// "auto" with a usable GPU, else "cpu". Like resolve_backend, but it logs nothing (the Run panel
-/// asks on every change of the choice).
+/// The backend the weights are loaded for when the user picks `requested`: resolve_backend's
+/// answer ("cuda" for "cuda" or "auto" with a usable GPU, else "cpu"), without its log line when
+/// CUDA cannot run (the Run panel asks on every change of the choice and shows the reason).
 std::string load_backend_for(const std::string& requested);
 
 /// The backend a run with the choice `requested` computes on, for a model whose weights are on

@@ -163,7 +163,6 @@ RunPanel::RunPanel(QWidget* parent) : QWidget(parent) {
   backendState_->setObjectName("backendState");
   backendState_->setWordWrap(true);
   backendState_->setTextInteractionFlags(Qt::TextSelectableByMouse);
-  form->addRow(QString(), backendState_);
   connect(backend_, &QComboBox::activated, this,
           [this](int i) { emit backendChanged(backend_->itemData(i).toString()); });
   {
@@ -172,6 +171,8 @@ RunPanel::RunPanel(QWidget* parent) : QWidget(parent) {
     setBackendState(QString::fromStdString(line), false);
   }
   lay->addLayout(form);
+  // Under the form (not a form row): a wrapped label in a form row gets too little height.
+  lay->addWidget(backendState_);
 
   auto* buttons = new QHBoxLayout();
   run_ = new QPushButton(tr("Run"), this);

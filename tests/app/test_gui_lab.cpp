@@ -357,7 +357,8 @@ class TestGuiLab : public QObject {
         detail = b.detail;
       }
     QCOMPARE(lab::cuda_unavailable_reason().empty(), gpu);
-    QCOMPARE(lab::load_backend_for("auto"), std::string(gpu ? "cuda" : "cpu"));
+    // With a device: the engine's own rule (resolve_backend); without: the CPU.
+    QCOMPARE(lab::load_backend_for("auto"), gpu ? moelab::resolve_backend("auto") : "cpu");
     QCOMPARE(lab::load_backend_for("cuda"), std::string(gpu ? "cuda" : "cpu"));
     if (!gpu) {
       QCOMPARE(lab::cuda_unavailable_reason(), detail);
@@ -403,9 +404,11 @@ class TestGuiLab : public QObject {
     }
 
     // Auto: the model is loaded for the CPU (no usable GPU) and the run computes there.
+    const QString autoUses = QString::fromStdString(moelab::lab::load_backend_for("auto"));
+    if (!gpu) QCOMPARE(autoUses, QString("cpu"));
     QVERIFY(loadMoe(w));
-    QCOMPARE(w.loadBackend(), QString(gpu ? "cuda" : "cpu"));
-    QCOMPARE(w.modelBackend(), QString(gpu ? "cuda" : "cpu"));
+    QCOMPARE(w.loadBackend(), autoUses);
+    QCOMPARE(w.modelBackend(), autoUses);
     if (!gpu) {
       QCOMPARE(w.runPanel()->backendStateLabel()->text(),
                "running on: CPU (reference) — CUDA unavailable: " + reason);
@@ -427,7 +430,7 @@ class TestGuiLab : public QObject {
       return r ? nlohmann::json::parse(r->config_json).value("backend", std::string("?"))
                : std::string("no run");
     };
-    QCOMPARE(storedBackend(autoRun), std::string(gpu ? "cuda" : "cpu"));
+    QCOMPARE(storedBackend(autoRun), autoUses.toStdString());
 
     // CPU explicitly (as a user picks it): no reload - a model on either backend runs CPU
     // contexts - and the run records "cpu".
@@ -446,10 +449,49 @@ class TestGuiLab : public QObject {
     QCOMPARE(storedBackend(cpuRun), std::string("cpu"));
     // The same greedy tokens from the same backend.
     const auto ta = w.store()->tokens(autoRun), tc = w.store()->tokens(cpuRun);
-    if (!gpu) {
+    if (autoUses == "cpu") {
       QCOMPARE(ta.size(), tc.size());
       for (size_t i = 0; i < ta.size(); ++i) QCOMPARE(ta[i].id, tc[i].id);
     }
+  }
+
+  void cudaChoiceLoadsOntoTheDevice() {
+    // Where CUDA can run (an NVIDIA GPU): choosing CUDA loads a CPU-loaded model again, onto the
+    // device, and the run records "cuda"; choosing CPU afterwards keeps the GPU model (its host
+    // weights run CPU contexts).
+    if (!moelab::lab::cuda_unavailable_reason().empty()) {
+      qInfo(
+          "CUDA cannot run here: the CUDA choice is disabled, see "
+          "backendChoiceAutoRunsOnCpuAndIsStored");
+      return;  // not a QSKIP: ctest would mark the whole binary skipped
+    }
+    MOELAB_REQUIRE_SHARED(kMoe);
+    MainWindow w(opts("cuda"));
+    w.show();
+    w.runPanel()->setBackend("cpu");
+    QVERIFY(loadMoe(w));
+    QCOMPARE(w.modelBackend(), QString("cpu"));
+    QSignalSpy ready(&w, &MainWindow::modelReady);
+    w.runPanel()->setBackend("cuda");
+    QCOMPARE(w.loadBackend(), QString("cuda"));
+    QVERIFY(ready.wait(60000));
+    QCOMPARE(w.modelBackend(), QString("cuda"));
+    QVERIFY2(w.runPanel()->backendStateLabel()->text().startsWith("running on: CUDA"),
+             qPrintable(w.runPanel()->backendStateLabel()->text()));
+    setRun(w, "Once upon a time", 2, 0.0);
+    QSignalSpy finished(&w, &MainWindow::runFinished);
+    w.startRun();
+    QVERIFY(finished.wait(120000));
+    const qint64 run = finished.at(0).at(0).toLongLong();
+    const auto r = w.store()->run(run);
+    QVERIFY(r.has_value());
+    QCOMPARE(r->status, st::RunStatus::Complete);
+    QCOMPARE(nlohmann::json::parse(r->config_json)["backend"].get<std::string>(),
+             std::string("cuda"));
+    w.runPanel()->setBackend("cpu");
+    QCOMPARE(ready.count(), 1);  // no reload
+    QCOMPARE(w.modelBackend(), QString("cuda"));
+    QCOMPARE(w.runPanel()->backendStateLabel()->text(), QString("running on: CPU (reference)"));
   }
 
   void guiRunStoresWhatTheCliStores() {
@@ -792,6 +834,12 @@ class TestGuiLab : public QObject {
     w.startRun();
     QVERIFY(finished.wait(60000));
     w.runPanel()->grab().save(dir + "/run.png");
+    // The backend choice opened: CUDA greyed out where it cannot run.
+    w.dock("run")->raise();
+    w.runPanel()->backendBox()->showPopup();
+    QTest::qWait(300);
+    w.runPanel()->backendBox()->view()->window()->grab().save(dir + "/run-backend-choice.png");
+    w.runPanel()->backendBox()->hidePopup();
     w.outputView()->setLayer(1);
     w.dock("output")->grab().save(dir + "/output.png");
     QSignalSpy compared(w.comparePanel(), &ComparePanel::compared);
