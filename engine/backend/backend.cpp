@@ -1,5 +1,6 @@
-// The backend interface (backend.h): what every build has, and the CUDA entry points of a
-// build without nvcc (they say why there is no CUDA).
+// The backend interface (backend.h): what every build has. The CUDA entry points are in
+// backend/cuda/cuda_context.cpp (every build compiles it; builds without nvcc link the CPU
+// emulator's cuda_ops, which reports no device unless MOELAB_CUDA_EMULATOR=1).
 #include "backend/backend.h"
 
 #include "moelab/core/error.h"
@@ -10,29 +11,5 @@ std::mutex& shared_stats_mutex() {
   static std::mutex m;
   return m;
 }
-
-#ifndef MOELAB_HAVE_CUDA
-std::shared_ptr<Model> make_cuda_model(std::shared_ptr<const models::CpuModel>,
-                                       const LoadOptions&) {
-  throw Error(ErrorKind::BadInput,
-              "this build has no CUDA backend (configured without nvcc or with MOELAB_CUDA=OFF)",
-              {.subject = "backend 'cuda'"});
-}
-
-std::shared_ptr<const models::CpuModel> host_model(const std::shared_ptr<const Model>& model) {
-  return std::dynamic_pointer_cast<const models::CpuModel>(model);
-}
-
-bool is_cuda_model(const Model&) {
-  return false;
-}
-
-std::unique_ptr<Context> make_cuda_context(std::shared_ptr<const Model>, const ContextParams&,
-                                           std::shared_ptr<PolicyStats>) {
-  throw Error(ErrorKind::BadInput,
-              "this build has no CUDA backend (configured without nvcc or with MOELAB_CUDA=OFF)",
-              {.subject = "backend 'cuda'"});
-}
-#endif
 
 }  // namespace moelab::backend

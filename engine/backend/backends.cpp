@@ -4,9 +4,7 @@
 
 #include "moelab/core/log.h"
 
-#ifdef MOELAB_HAVE_CUDA
 #include "cuda/cuda_probe.h"
-#endif
 
 namespace moelab {
 
@@ -14,20 +12,15 @@ std::vector<BackendStatus> probe_backends() {
   std::vector<BackendStatus> out;
   out.push_back({"cpu", true, true,
                  std::to_string(std::thread::hardware_concurrency()) + " hardware threads"});
-#ifdef MOELAB_HAVE_CUDA
   static const BackendStatus cuda = [] {
     BackendStatus s{"cuda", true, false, {}};
     const auto p = cuda_probe();
     s.available = p.device_count > 0;
     s.detail = p.detail;
+    s.emulated = p.emulated;
     return s;
   }();
   out.push_back(cuda);
-#else
-  out.push_back(
-      {"cuda", false, false,
-       "this build has no CUDA backend (configured without nvcc or with MOELAB_CUDA=OFF)"});
-#endif
   return out;
 }
 
@@ -35,7 +28,8 @@ std::string resolve_backend(const std::string& requested) {
   if (requested == "cpu") return "cpu";
   for (const auto& b : probe_backends()) {
     if (b.name != "cuda") continue;
-    if (b.available) return "cuda";
+    if (b.available && (requested == "cuda" || !b.emulated)) return "cuda";
+    if (b.available) return "cpu";  // "auto" does not pick the emulator
     if (requested == "cuda" || requested == "auto")
       log(requested == "cuda" ? LogLevel::Warning : LogLevel::Info,
           "CUDA unavailable (" + b.detail + "); running on the CPU");

@@ -22,6 +22,13 @@
 #include "moelab/core/error.h"
 #include "ops/element/element.h"
 
+#ifndef MOELAB_CUDA_EMU
+// Launch syntax that the CPU emulator (emu/include/cuda_runtime.h) can also provide:
+// MOELAB_LAUNCH(grid, block, shared_bytes, stream, kernel)(args...).
+#define MOELAB_LAUNCH(g, b, m, s, ...) __VA_ARGS__<<<g, b, m, s>>>
+#define MOELAB_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+#endif
+
 namespace moelab::cuda {
 
 namespace kel = moelab::kernels::el;
@@ -214,6 +221,39 @@ __global__ void k_convert_act(const float* x, int64_t ldx, int64_t n_rows, int64
   if constexpr (K == kBF16) static_cast<uint16_t*>(out)[i] = kel::f32_to_bf16(v);
 }
 
+// Activation values as the CPU kernels see them (round_act): quantize a block, decode it again.
+__device__ inline void decode_act(const kel::BlockQ8_0& b, float* y) {
+  kel::dequant(b, y);
+}
+__device__ inline void decode_act(const kel::BlockQ8_1& b, float* y) {
+  const float d = kel::f16_to_f32(b.d);
+  for (int j = 0; j < 32; ++j) y[j] = static_cast<float>(b.qs[j]) * d;
+}
+__device__ inline void decode_act(const kel::BlockQ8_K& b, float* y) {
+  for (int j = 0; j < 256; ++j) y[j] = static_cast<float>(b.qs[j]) * b.d;
+}
+template <typename AB, int QK>
+__global__ void k_round_act_q(const float* x, int64_t ldx, int64_t n_rows, int64_t n_blocks,
+                              float* out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n_rows * n_blocks) return;
+  const int64_t r = i / n_blocks, b = i % n_blocks;
+  AB q;
+  kel::quantize_act(x + r * ldx + b * QK, q);
+  decode_act(q, out + r * n_blocks * QK + b * QK);
+}
+template <int K>
+__global__ void k_round_act_f(const float* x, int64_t ldx, int64_t n_rows, int64_t n_in,
+                              float* out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n_rows * n_in) return;
+  const int64_t r = i / n_in, c = i % n_in;
+  const float v = x[r * ldx + c];
+  if constexpr (K == kF32) out[i] = v;
+  if constexpr (K == kF16) out[i] = kel::f16_to_f32(kel::f32_to_f16(v));
+  if constexpr (K == kBF16) out[i] = kel::bf16_to_f32(kel::f32_to_bf16(v));
+}
+
 // ---- matvec -------------------------------------------------------------------------------------
 
 constexpr int kMvWarps = 4;  // warps (output rows) per thread block
@@ -377,9 +417,9 @@ __global__ void k_glu(float* gate, const float* up, int64_t count, int64_t row, 
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= count) return;
   const bool block8 = i % row < (row & ~static_cast<int64_t>(7));  // as el::swiglu_row
-  gate[i] = (gelu ? oel::gelu_ggml(gate[i])
-                  : (block8 ? oel::silu_ggml(gate[i]) : oel::silu(gate[i]))) *
-            up[i];
+  gate[i] =
+      (gelu ? oel::gelu_ggml(gate[i]) : (block8 ? oel::silu_ggml(gate[i]) : oel::silu(gate[i]))) *
+      up[i];
 }
 __global__ void k_rope(float* x, int64_t n_tok, int n_head, int head_dim, const int32_t* pos,
                        int n_rot, float freq_base, float freq_scale, int rope_type) {
@@ -414,11 +454,19 @@ __global__ void k_kv_store(void* kc, void* vc, bool f16, int64_t cell0, const fl
 
 constexpr int kAttnThreads = 128;
 
+#ifdef MOELAB_CUDA_EMU
+// The device pointers inside AttnArgs, for the emulator's kernel-argument check.
+[[maybe_unused]] std::vector<std::pair<const char*, const void*>> emu_device_pointers(
+    const AttnArgs& a) {
+  return {{"pos", a.pos}, {"mask", a.mask}, {"k", a.k}, {"v", a.v}};
+}
+#endif
+
 // One block per (query t0 + blockIdx.x, head blockIdx.y). Dynamic shared memory: head_dim floats
 // (the query, F16-rounded for an F16 cache as ggml does).
 __global__ void k_attention(AttnArgs a, const float* q, int64_t t0, int64_t n_chunk, int64_t n_kv,
                             float* out, float* scores) {
-  extern __shared__ float qh[];
+  MOELAB_DYNAMIC_SHARED(float, qh);
   __shared__ float shf[kWarp];
   __shared__ double shd[kWarp];
   const int64_t tc = blockIdx.x;  // index in the chunk
@@ -742,13 +790,16 @@ void prepare_act(WType t, ActMode m, const float* x, int64_t ldx, int64_t n_rows
     const int64_t count = n_rows * n_in;
     switch (act_kind(t, m)) {
       case kF32:
-        k_convert_act<kF32><<<grid_for(count, kEw), kEw, 0, s>>>(x, ldx, n_rows, n_in, out);
+        MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_convert_act<kF32>)
+        (x, ldx, n_rows, n_in, out);
         break;
       case kF16:
-        k_convert_act<kF16><<<grid_for(count, kEw), kEw, 0, s>>>(x, ldx, n_rows, n_in, out);
+        MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_convert_act<kF16>)
+        (x, ldx, n_rows, n_in, out);
         break;
       default:
-        k_convert_act<kBF16><<<grid_for(count, kEw), kEw, 0, s>>>(x, ldx, n_rows, n_in, out);
+        MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_convert_act<kBF16>)
+        (x, ldx, n_rows, n_in, out);
         break;
     }
     check_launch("prepare_act", t);
@@ -761,10 +812,45 @@ void prepare_act(WType t, ActMode m, const float* x, int64_t ldx, int64_t n_rows
     constexpr int QK = Fmt<WB>::kQK;
     require_multiple(t, n_in, QK, "prepare_act");
     const int64_t nb = n_in / QK;
-    k_quantize_act<AB, QK>
-        <<<grid_for(n_rows * nb, 128), 128, 0, s>>>(x, ldx, n_rows, nb, static_cast<AB*>(out));
+    MOELAB_LAUNCH(grid_for(n_rows * nb, 128), 128, 0, s, k_quantize_act<AB, QK>)
+    (x, ldx, n_rows, nb, static_cast<AB*>(out));
   });
   check_launch("prepare_act", t);
+}
+
+void round_act(WType t, ActMode m, const float* x, int64_t ldx, int64_t n_rows, int64_t n_in,
+               float* out, Stream s) {
+  if (n_rows <= 0) return;
+  if (is_float(t)) {
+    const int64_t count = n_rows * n_in;
+    switch (act_kind(t, m)) {
+      case kF32:
+        MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_round_act_f<kF32>)
+        (x, ldx, n_rows, n_in, out);
+        break;
+      case kF16:
+        MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_round_act_f<kF16>)
+        (x, ldx, n_rows, n_in, out);
+        break;
+      default:
+        MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_round_act_f<kBF16>)
+        (x, ldx, n_rows, n_in, out);
+        break;
+    }
+    check_launch("round_act", t);
+    return;
+  }
+  if (m == ActMode::Exact) act_row_bytes(t, m, n_in);  // throws
+  with_block(t, [&](auto wb) {
+    using WB = decltype(wb);
+    using AB = typename Fmt<WB>::Act;
+    constexpr int QK = Fmt<WB>::kQK;
+    require_multiple(t, n_in, QK, "round_act");
+    const int64_t nb = n_in / QK;
+    MOELAB_LAUNCH(grid_for(n_rows * nb, 128), 128, 0, s, k_round_act_q<AB, QK>)
+    (x, ldx, n_rows, nb, out);
+  });
+  check_launch("round_act", t);
 }
 
 void matvec(WType t, ActMode m, const void* w, uint64_t row_bytes, uint64_t expert_stride,
@@ -779,9 +865,9 @@ void matvec(WType t, ActMode m, const void* w, uint64_t row_bytes, uint64_t expe
   const uint64_t arb = act_row_bytes(t, m, n_in);
   if (is_float(t)) {
     const int wk = float_kind(t), ak = act_kind(t, m);
-#define MOELAB_MV_F(WK, AK)                                                                     \
-  k_matvec_f<WK, AK><<<grid, block, 0, s>>>(wb, row_bytes, expert_stride, ids, n_in, n_out, ab, \
-                                            arb, x_div, n_rows, y)
+#define MOELAB_MV_F(WK, AK)                            \
+  MOELAB_LAUNCH(grid, block, 0, s, k_matvec_f<WK, AK>) \
+  (wb, row_bytes, expert_stride, ids, n_in, n_out, ab, arb, x_div, n_rows, y)
     if (wk == kF32)
       MOELAB_MV_F(kF32, kF32);
     else if (wk == kF16 && ak == kF16)
@@ -800,8 +886,8 @@ void matvec(WType t, ActMode m, const void* w, uint64_t row_bytes, uint64_t expe
     using WB = decltype(blk);
     constexpr int QK = Fmt<WB>::kQK;
     require_multiple(t, n_in, QK, "matvec");
-    k_matvec_q<WB><<<grid, block, 0, s>>>(wb, row_bytes, expert_stride, ids, n_in / QK, n_out, ab,
-                                          arb, x_div, n_rows, y);
+    MOELAB_LAUNCH(grid, block, 0, s, k_matvec_q<WB>)
+    (wb, row_bytes, expert_stride, ids, n_in / QK, n_out, ab, arb, x_div, n_rows, y);
   });
   check_launch("matvec", t);
 }
@@ -814,16 +900,16 @@ void dequantize_rows(WType t, const void* src, uint64_t row_bytes, int64_t n_in,
     const int64_t count = n_rows * n_in;
     switch (float_kind(t)) {
       case kF32:
-        k_dequant_f<kF32>
-            <<<grid_for(count, kEw), kEw, 0, s>>>(sb, row_bytes, n_in, row_ids, n_rows, dst);
+        MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_dequant_f<kF32>)
+        (sb, row_bytes, n_in, row_ids, n_rows, dst);
         break;
       case kF16:
-        k_dequant_f<kF16>
-            <<<grid_for(count, kEw), kEw, 0, s>>>(sb, row_bytes, n_in, row_ids, n_rows, dst);
+        MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_dequant_f<kF16>)
+        (sb, row_bytes, n_in, row_ids, n_rows, dst);
         break;
       default:
-        k_dequant_f<kBF16>
-            <<<grid_for(count, kEw), kEw, 0, s>>>(sb, row_bytes, n_in, row_ids, n_rows, dst);
+        MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_dequant_f<kBF16>)
+        (sb, row_bytes, n_in, row_ids, n_rows, dst);
         break;
     }
     check_launch("dequantize", t);
@@ -834,7 +920,8 @@ void dequantize_rows(WType t, const void* src, uint64_t row_bytes, int64_t n_in,
     constexpr int QK = Fmt<WB>::kQK;
     require_multiple(t, n_in, QK, "dequantize");
     const int64_t count = n_rows * (n_in / QK);
-    k_dequant_q<WB><<<grid_for(count, 128), 128, 0, s>>>(sb, row_bytes, n_in, row_ids, n_rows, dst);
+    MOELAB_LAUNCH(grid_for(count, 128), 128, 0, s, k_dequant_q<WB>)
+    (sb, row_bytes, n_in, row_ids, n_rows, dst);
   });
   check_launch("dequantize", t);
 }
@@ -863,6 +950,15 @@ const CublasApi& cublas() {
     for (const char* env : {"CUDA_HOME", "CUDA_PATH"})
       if (const char* d = std::getenv(env)) names.push_back(std::string(d) + "/lib64/libcublas.so");
     names.push_back("/usr/local/cuda/lib64/libcublas.so");
+#ifdef MOELAB_CUDA_EMU
+    // The emulator's own libcublas (emu.cpp): the real one would need a real device.
+    (void)names;
+    auto sym = [](const char* n) { return ::moelab::cuda_emu::cublas_symbol(n); };
+    if (!sym("cublasSgemm_v2")) {
+      a.error = "MOELAB_CUDA_EMULATOR_CUBLAS=0";
+      return a;
+    }
+#else
     void* lib = nullptr;
     for (const auto& name : names) {
       lib = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -874,6 +970,7 @@ const CublasApi& cublas() {
       return a;
     }
     auto sym = [&](const char* n) { return dlsym(lib, n); };
+#endif
     a.create = reinterpret_cast<int (*)(void**)>(sym("cublasCreate_v2"));
     a.destroy = reinterpret_cast<int (*)(void*)>(sym("cublasDestroy_v2"));
     a.set_stream = reinterpret_cast<int (*)(void*, cudaStream_t)>(sym("cublasSetStream_v2"));
@@ -932,7 +1029,7 @@ void Blas::gemm(int64_t n_tok, int64_t n_in, int64_t n_out, const float* x, cons
   const dim3 block(kTile, kTile);
   const dim3 grid(grid_for(n_out, kTile), grid_for(n_tok, kTile));
   if (grid.y > 65535) throw Error(ErrorKind::Internal, "gemm: too many tokens for one launch");
-  k_gemm_tiled<<<grid, block, 0, s_>>>(n_tok, n_in, n_out, x, w, y);
+  MOELAB_LAUNCH(grid, block, 0, s_, k_gemm_tiled)(n_tok, n_in, n_out, x, w, y);
   check_launch("gemm");
 }
 
@@ -942,54 +1039,55 @@ void rms_norm(const float* x, const float* w, float* y, int64_t n_rows, int64_t 
               Stream s) {
   if (n_rows <= 0) return;
   if (n_rows > INT32_MAX) throw Error(ErrorKind::Internal, "rms_norm: too many rows");
-  k_rms_norm<<<static_cast<unsigned>(n_rows), kRowThreads, 0, s>>>(x, w, y, n, eps);
+  MOELAB_LAUNCH(static_cast<unsigned>(n_rows), kRowThreads, 0, s, k_rms_norm)(x, w, y, n, eps);
   check_launch("rms_norm");
 }
 void add_bias(float* x, const float* b, int64_t n_rows, int64_t n, Stream s) {
   if (n_rows * n <= 0) return;
-  k_add_bias<<<grid_for(n_rows * n, kEw), kEw, 0, s>>>(x, b, n_rows, n);
+  MOELAB_LAUNCH(grid_for(n_rows * n, kEw), kEw, 0, s, k_add_bias)(x, b, n_rows, n);
   check_launch("add_bias");
 }
 void add(float* x, const float* y, int64_t count, Stream s) {
   if (count <= 0) return;
-  k_add<<<grid_for(count, kEw), kEw, 0, s>>>(x, y, count);
+  MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_add)(x, y, count);
   check_launch("add");
 }
 void scale(float* x, float f, int64_t count, Stream s) {
   if (count <= 0) return;
-  k_scale<<<grid_for(count, kEw), kEw, 0, s>>>(x, f, count);
+  MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_scale)(x, f, count);
   check_launch("scale");
 }
 void softcap(float* x, float cap, int64_t count, Stream s) {
   if (count <= 0) return;
-  k_softcap<<<grid_for(count, kEw), kEw, 0, s>>>(x, cap, count);
+  MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_softcap)(x, cap, count);
   check_launch("softcap");
 }
 void softmax_rows(float* x, int64_t n_rows, int64_t n, Stream s) {
   if (n_rows <= 0) return;
   if (n_rows > INT32_MAX) throw Error(ErrorKind::Internal, "softmax: too many rows");
-  k_softmax_rows<<<static_cast<unsigned>(n_rows), kRowThreads, 0, s>>>(x, n);
+  MOELAB_LAUNCH(static_cast<unsigned>(n_rows), kRowThreads, 0, s, k_softmax_rows)(x, n);
   check_launch("softmax");
 }
 void glu(float* gate, const float* up, int64_t count, int64_t row, bool gelu, Stream s) {
   if (count <= 0) return;
   if (row <= 0 || count % row != 0) throw Error(ErrorKind::Internal, "glu: count not whole rows");
-  k_glu<<<grid_for(count, kEw), kEw, 0, s>>>(gate, up, count, row, gelu);
+  MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_glu)(gate, up, count, row, gelu);
   check_launch(gelu ? "geglu" : "swiglu");
 }
 void rope(float* x, int64_t n_tok, int n_head, int head_dim, const int32_t* pos, int n_rot,
           float freq_base, float freq_scale, int rope_type, Stream s) {
   const int64_t count = n_tok * n_head;
   if (count <= 0) return;
-  k_rope<<<grid_for(count, 128), 128, 0, s>>>(x, n_tok, n_head, head_dim, pos, n_rot, freq_base,
-                                              freq_scale, rope_type);
+  MOELAB_LAUNCH(grid_for(count, 128), 128, 0, s, k_rope)
+  (x, n_tok, n_head, head_dim, pos, n_rot, freq_base, freq_scale, rope_type);
   check_launch("rope");
 }
 void kv_store(void* k_cache, void* v_cache, bool f16, int64_t cell0, const float* k, const float* v,
               int64_t n, int64_t kw, int64_t vw, Stream s) {
   const int64_t count = n * (kw + vw);
   if (count <= 0) return;
-  k_kv_store<<<grid_for(count, kEw), kEw, 0, s>>>(k_cache, v_cache, f16, cell0, k, v, n, kw, vw);
+  MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_kv_store)
+  (k_cache, v_cache, f16, cell0, k, v, n, kw, vw);
   check_launch("kv_store");
 }
 
@@ -1001,7 +1099,7 @@ void attention(const AttnArgs& a, const float* q, int64_t n_tok, int64_t t0, int
     throw Error(ErrorKind::Internal, "attention: bad arguments");
   const dim3 grid(static_cast<unsigned>(n_chunk), static_cast<unsigned>(a.n_head));
   const size_t shm = static_cast<size_t>(a.head_dim) * sizeof(float);
-  k_attention<<<grid, kAttnThreads, shm, s>>>(a, q, t0, n_chunk, n_kv, out, scores);
+  MOELAB_LAUNCH(grid, kAttnThreads, shm, s, k_attention)(a, q, t0, n_chunk, n_kv, out, scores);
   check_launch("attention");
 }
 
@@ -1009,37 +1107,37 @@ void route_top_k(const float* logits, int64_t n, int n_expert, int k, bool renor
                  float* probs, int32_t* ids, float* weights, float* applied, Stream s) {
   if (n <= 0) return;
   if (k < 1 || k > n_expert) throw Error(ErrorKind::Internal, "route_top_k: bad k");
-  k_route<<<grid_for(n, 64), 64, 0, s>>>(logits, n, n_expert, k, renormalise, probs, ids, weights,
-                                         applied);
+  MOELAB_LAUNCH(grid_for(n, 64), 64, 0, s, k_route)
+  (logits, n, n_expert, k, renormalise, probs, ids, weights, applied);
   check_launch("route_top_k");
 }
 void moe_weighted_sum(const float* res, const int32_t* ids, const float* applied, int64_t n, int k,
                       int64_t E, float* out, Stream s) {
   if (n * E <= 0) return;
-  k_moe_sum<<<grid_for(n * E, kEw), kEw, 0, s>>>(res, ids, applied, n, k, E, out);
+  MOELAB_LAUNCH(grid_for(n * E, kEw), kEw, 0, s, k_moe_sum)(res, ids, applied, n, k, E, out);
   check_launch("moe_weighted_sum");
 }
 void gather_rows(const float* src, const int32_t* rows, int div, int64_t m, int64_t E, float* dst,
                  Stream s) {
   if (m * E <= 0) return;
-  k_gather<<<grid_for(m * E, kEw), kEw, 0, s>>>(src, rows, div, m, E, dst);
+  MOELAB_LAUNCH(grid_for(m * E, kEw), kEw, 0, s, k_gather)(src, rows, div, m, E, dst);
   check_launch("gather_rows");
 }
 void scatter_rows(const float* src, const int32_t* rows, int64_t m, int64_t E, float* dst,
                   Stream s) {
   if (m * E <= 0) return;
-  k_scatter<<<grid_for(m * E, kEw), kEw, 0, s>>>(src, rows, m, E, dst);
+  MOELAB_LAUNCH(grid_for(m * E, kEw), kEw, 0, s, k_scatter)(src, rows, m, E, dst);
   check_launch("scatter_rows");
 }
 void shexp_gate(float* x, const float* g, const float* cur, int64_t n, int64_t E, Stream s) {
   if (n <= 0) return;
   if (n > INT32_MAX) throw Error(ErrorKind::Internal, "shexp_gate: too many rows");
-  k_shexp_gate<<<static_cast<unsigned>(n), kRowThreads, 0, s>>>(x, g, cur, E);
+  MOELAB_LAUNCH(static_cast<unsigned>(n), kRowThreads, 0, s, k_shexp_gate)(x, g, cur, E);
   check_launch("shexp_gate");
 }
 void ids_to_float(const int32_t* ids, int64_t count, float* out, Stream s) {
   if (count <= 0) return;
-  k_ids_to_float<<<grid_for(count, kEw), kEw, 0, s>>>(ids, count, out);
+  MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_ids_to_float)(ids, count, out);
   check_launch("ids_to_float");
 }
 

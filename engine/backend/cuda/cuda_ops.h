@@ -93,6 +93,15 @@ size_t act_row_bytes(WType t, ActMode m, int64_t n_in);
 void prepare_act(WType t, ActMode m, const float* x, int64_t ldx, int64_t n_rows, int64_t n_in,
                  void* out, Stream s);
 
+/// The activations matvec multiplies in mode m, as F32 for a GEMM against dequantized weights:
+/// out row r = x row r rounded to F16 / BF16 (F16 / BF16 weights, Ggml mode), or quantized per
+/// block to Q8_0 / Q8_1 / Q8_K exactly as prepare_act and decoded again (quantized weights), or
+/// copied (F32 weights, Exact mode). The GEMM then multiplies the values the CPU kernels
+/// multiply (F16 x F16 products are exact in F32), so prefill matches the CPU reference as
+/// decode does. x F32 [n_rows, ldx]; out F32 [n_rows, n_in] (device). One thread per block.
+void round_act(WType t, ActMode m, const float* x, int64_t ldx, int64_t n_rows, int64_t n_in,
+               float* out, Stream s);
+
 /// y[j, r] = W_e[r, :] · a[j / x_div, :] for j < n_rows, r < n_out, where W_e starts at
 /// w + e * expert_stride bytes with e = ids[j] (ids null: e = 0; ids[j] < 0: row j of y is 0,
 /// an unused routing slot). a: prepared activations (prepare_act with the same t, m, n_in).

@@ -21,12 +21,15 @@ CudaProbe cuda_probe() {
     return p;
   }
   p.device_count = n;
+#ifdef MOELAB_CUDA_EMU
+  p.emulated = true;
+#endif
   for (int i = 0; i < n; ++i) {
     cudaDeviceProp prop{};
     if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) continue;
-    char buf[256];
-    std::snprintf(buf, sizeof buf, "%s%s (sm_%d%d, %.1f GiB)", i ? "; " : "", prop.name,
-                  prop.major, prop.minor, prop.totalGlobalMem / 1073741824.0);
+    char buf[512];
+    std::snprintf(buf, sizeof buf, "%s%s (sm_%d%d, %.1f GiB)", i ? "; " : "", prop.name, prop.major,
+                  prop.minor, prop.totalGlobalMem / 1073741824.0);
     p.detail += buf;
   }
   return p;

@@ -11,6 +11,8 @@ struct BackendStatus {
   bool compiled = false;   // built into this binary
   bool available = false;  // usable on this machine now
   std::string detail;      // device names, or why it is unavailable ("no NVIDIA driver ...")
+  bool emulated = false;   // "cuda" on the CPU emulator (MOELAB_CUDA_EMULATOR=1): slow, for
+                           // testing; "auto" never picks it, only an explicit "cuda"
 };
 
 /// Probes every backend (cheap; the CUDA probe runs once per process and is cached).
