@@ -6,8 +6,11 @@
 //   * products of a batch of fewer than gemm_min tokens (decode, short prompts) run the
 //     matvec kernels with ggml-compatible activations (Q8_0 / Q8_1 / Q8_K, F16 / BF16), i.e. the
 //     integer block dot products of the CPU kernels, summed in another order;
-//   * larger batches (prefill) dequantize each weight matrix to F32 and multiply with cuBLAS
-//     SGEMM (FP32, no TF32) - the CPU's Precision::Exact arithmetic;
+//   * larger batches (prefill) dequantize each weight matrix to F32, round the activations as
+//     the CPU kernels do (cuda::round_act: F16 / BF16 rounding, Q8 quantization per block) and
+//     multiply with cuBLAS SGEMM (FP32, no TF32): the CPU's element products, summed in
+//     another order. (Without the rounding, prefill on quantized models differed from the CPU
+//     by rms 0.02-0.18 in the logits; the emulator-run parity test found it.)
 //   * gemm_min is 32 tokens, or MOELAB_CUDA_GEMM_MIN from the environment (0 = never GEMM);
 //   * MoE: top-k routing on the device (el::route_token) unless a routing policy is set (then
 //     the policies::Router runs on the host over the copied logits). Batches of up to 4 tokens
@@ -507,13 +510,20 @@ class CudaContext final : public Context {
   // y[n, n_out] = x[n, n_in] · W_eᵀ (expert e of a merged tensor; 0 for plain matrices).
   void linear(const DWeight& w, int64_t e, const float* x, int64_t n, float* y, bool expert) {
     const uint8_t* base = w.data + static_cast<uint64_t>(e) * w.expert_stride;
+    const cuda::ActMode m = act_mode(w, expert);
     if (n >= gemm_min_) {
       float* wd = deq_.get<float>(static_cast<size_t>(w.n_in * w.n_out), stream_, "gemm weights");
       cuda::dequantize_rows(w.type, base, w.row_bytes, w.n_in, nullptr, w.n_out, wd, stream_);
-      blas_->gemm(n, w.n_in, w.n_out, x, wd, y);
+      // The activations the CPU kernels multiply (F16-rounded, Q8-quantized, ...), as F32.
+      const float* xa = x;
+      if (!(w.type == WType::F32 || (w.type == WType::F16 && m == cuda::ActMode::Exact))) {
+        float* r = act_f_.get<float>(static_cast<size_t>(n * w.n_in), stream_, "gemm activations");
+        cuda::round_act(w.type, m, x, w.n_in, n, w.n_in, r, stream_);
+        xa = r;
+      }
+      blas_->gemm(n, w.n_in, w.n_out, xa, wd, y);
       return;
     }
-    const cuda::ActMode m = act_mode(w, expert);
     void* a = act_.get<uint8_t>(cuda::act_row_bytes(w.type, m, w.n_in) * n, stream_, "activations");
     cuda::prepare_act(w.type, m, x, w.n_in, n, w.n_in, a, stream_);
     cuda::matvec(w.type, m, base, w.row_bytes, 0, nullptr, w.n_in, w.n_out, a, 1, n, y, stream_);
@@ -564,7 +574,7 @@ class CudaContext final : public Context {
   // Device scratch.
   DBuf tokens_d_, pos_d_, x_, cur_, q_, k_, v_, kqv_, attn_, scores_, mask_d_, ffn_out_, tmp_,
       h_gate_, h_up_, moe_logits_, moe_probs_, moe_w_, moe_applied_, moe_ids_, moe_res_, moe_x_,
-      moe_y_, rows_d_, obs_f_, act_, deq_, logits_d_;
+      moe_y_, rows_d_, obs_f_, act_, act_f_, deq_, logits_d_;
   // Host copies.
   std::vector<int32_t> pos_, key_pos_, moe_ids_h_, rows_h_;
   std::vector<float> moe_logits_h_, moe_probs_h_, moe_w_h_, moe_applied_h_;

@@ -46,16 +46,12 @@
 #include "ops/element/element.h"
 #include "test_support.h"
 
-#ifdef MOELAB_HAVE_CUDA
 #include "backend/cuda/cuda_ops.h"
-#endif
 
 using namespace moelab;
 using gguf::TensorType;
 
 namespace {
-
-#ifdef MOELAB_HAVE_CUDA
 
 // ---- device buffers --------------------------------------------------------------------------
 
@@ -252,38 +248,23 @@ std::vector<int32_t> ints(const QJsonValue& v) {
   return out;
 }
 
-#endif  // MOELAB_HAVE_CUDA
-
 }  // namespace
 
 class TestCudaParity : public QObject {
   Q_OBJECT
 
-#ifdef MOELAB_HAVE_CUDA
   cuda::Stream s_ = nullptr;
-#endif
 
  private slots:
   void initTestCase() {
-#ifndef MOELAB_HAVE_CUDA
-    QSKIP(
-        "skipped: no CUDA device (this build has no CUDA backend: configured without nvcc or with "
-        "MOELAB_CUDA=OFF)");
-#else
     std::string why;
     if (cuda::device_count(&why) == 0)
       QSKIP(qPrintable(QString::fromStdString("skipped: no CUDA device (" + why + ")")));
     qInfo("device: %s", cuda::use_device().c_str());
     s_ = cuda::stream_create();
-#endif
   }
-  void cleanupTestCase() {
-#ifdef MOELAB_HAVE_CUDA
-    cuda::stream_destroy(s_);
-#endif
-  }
+  void cleanupTestCase() { cuda::stream_destroy(s_); }
 
-#ifdef MOELAB_HAVE_CUDA
   // ---- weights: dequantize, matvec (decode), gemm (prefill) ----------------------------------
 
   void dequantize_every_type() {
@@ -771,8 +752,8 @@ class TestCudaParity : public QObject {
     }
     for (const auto& f : fixtures()) {
       QTest::newRow(qPrintable(f.name)) << f.base << false;
-      if (f.is_float())  // prefill through dequantize + cuBLAS as well
-        QTest::newRow(qPrintable(f.name + " gemm")) << f.base << true;
+      // Prefill through dequantize + GEMM as well (cuBLAS, or the emulator's SGEMM).
+      QTest::newRow(qPrintable(f.name + " gemm")) << f.base << true;
     }
   }
   void fixtures_end_to_end() {
@@ -783,7 +764,9 @@ class TestCudaParity : public QObject {
     f.base = base;
     f.name = QFileInfo(base).fileName();
     f.type = f.name.section('.', -1);
-    if (f.name == "stories260K.F16") QSKIP("llama.cpp's own F16 reference is broken here");
+    // llama.cpp's own stories260K.F16 output reads past its weight rows (test_model_fixtures
+    // explains): that file is checked against the F32 reference, as there.
+    const bool broken_ref = f.name == "stories260K.F16";
     const QJsonObject o = test::read_json(base + ".oracle.json").object();
     if (gemm) qputenv("MOELAB_CUDA_GEMM_MIN", "1");
     LoadOptions lo;
@@ -798,7 +781,8 @@ class TestCudaParity : public QObject {
     const auto toks = ints(o["prompt_tokens"]);
     ctx->eval(toks, true);
     const int n_vocab = static_cast<int>(model->card().n_vocab);
-    const QByteArray raw = test::read_all(base + ".logits.f32");
+    const QByteArray raw = test::read_all(
+        broken_ref ? base.left(base.size() - 3) + "F32.logits.f32" : base + ".logits.f32");
     std::vector<float> ref(static_cast<size_t>(raw.size()) / 4);
     std::memcpy(ref.data(), raw.constData(), ref.size() * 4);
     const int n_pos = static_cast<int>(toks.size());
@@ -814,8 +798,11 @@ class TestCudaParity : public QObject {
     const double rms = std::sqrt(sq / (double(n_pos) * n_vocab));
     qInfo("%s%s on CUDA: max|dlogit| %.3g rms %.3g", qPrintable(f.name), gemm ? " (gemm)" : "", mx,
           rms);
-    if (f.name == "gemma2-swa.F32") {
-      QVERIFY2(mx <= 5e-3, qPrintable(QString::number(mx)));  // see test_model_fixtures
+    if (broken_ref) {
+      QVERIFY2(mx <= 0.05, qPrintable(QString::number(mx)));  // F16 vs F32, as test_model_fixtures
+    } else if (f.name == "gemma2-swa.F32") {
+      // Chaotic at 1e-3 (test_model_fixtures): the bounds of llama.cpp's own version drift.
+      QVERIFY2(mx <= 2e-3 && rms <= 4e-4, qPrintable(QString("%1 %2").arg(mx).arg(rms)));
     } else if (f.is_float()) {
       QVERIFY2(mx <= 1e-3, qPrintable(QString::number(mx)));
     } else if (f.name == "gemma2-swa.Q8_0") {
@@ -919,7 +906,6 @@ class TestCudaParity : public QObject {
     cp.backend = "metal";
     QVERIFY_THROWS_EXCEPTION(Error, Context::create(model, cp));
   }
-#endif  // MOELAB_HAVE_CUDA
 };
 
 QTEST_GUILESS_MAIN(TestCudaParity)
