@@ -6,6 +6,7 @@
 #include "models/model_impl.h"
 #include "moelab/core/backends.h"
 #include "moelab/core/error.h"
+#include "moelab/core/log.h"
 #include "moelab/kernels/kernels.h"
 
 #if __has_include("moelab/tokenizer/tokenizer.h")
@@ -205,10 +206,17 @@ std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   auto cpu = std::make_shared<models::CpuModel>(std::move(file), std::move(card), config,
                                                 std::move(weights), std::move(tok));
   if (resolve_backend(opts.backend) == "cuda") {
-    auto gpu = backend::make_cuda_model(std::move(cpu), opts);
-    if (opts.progress && !opts.progress(1.0f))
-      throw Error(ErrorKind::Cancelled, "loading was cancelled", {.file = path});
-    return gpu;
+    try {
+      auto gpu = backend::make_cuda_model(cpu, opts);
+      if (opts.progress && !opts.progress(1.0f))
+        throw Error(ErrorKind::Cancelled, "loading was cancelled", {.file = path});
+      return gpu;
+    } catch (const Error& e) {
+      // "auto" is the fastest backend that can hold the model: a GPU without the memory (or a
+      // failing device) leaves the CPU, with one line saying why. "cuda" reports the error.
+      if (opts.backend != "auto" || e.kind() == ErrorKind::Cancelled) throw;
+      log(LogLevel::Warning, std::string("CUDA: ") + e.what() + "; loading on the CPU instead");
+    }
   }
   if (opts.progress && !opts.progress(1.0f))
     throw Error(ErrorKind::Cancelled, "loading was cancelled", {.file = path});

@@ -27,6 +27,7 @@
 #endif
 #endif
 #ifdef MOELAB_EMU_ASAN
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 
@@ -34,13 +35,13 @@
 #include <ucontext.h>
 #endif
 
-thread_local uint3 threadIdx{0, 0, 0};
-thread_local uint3 blockIdx{0, 0, 0};
-thread_local dim3 blockDim;
-thread_local dim3 gridDim;
-
 namespace moelab::cuda_emu {
 namespace {
+
+thread_local uint3 t_thread_idx{0, 0, 0};
+thread_local uint3 t_block_idx{0, 0, 0};
+thread_local dim3 t_block_dim;
+thread_local dim3 t_grid_dim;
 
 using Clock = std::chrono::steady_clock;
 
@@ -88,7 +89,9 @@ size_t page_size() {
   return p;
 }
 
+size_t g_capacity_override = 0;  // set_memory_capacity
 size_t device_capacity() {
+  if (g_capacity_override) return g_capacity_override;
   static const size_t cap = [] {
     if (const char* v = std::getenv("MOELAB_CUDA_EMULATOR_MEMORY")) {
       char* end = nullptr;
@@ -348,6 +351,11 @@ void start_fiber(Executor& ex, int i) {
   Fiber& f = ex.fibers[i];
   f.state = FState::Ready;
   f.shfl_seq = 0;
+#ifdef MOELAB_EMU_ASAN
+  // The previous fiber's frames never returned on this stack: clear their redzone marks where
+  // the new fiber's first frames go (each instrumented frame marks its own on entry).
+  __asan_unpoison_memory_region(f.stack + kStackBytes - 16384, 16384);
+#endif
 #if defined(__x86_64__)
   // Initial frame as moelab_emu_switch leaves it: [csr][r15..r12][rbx][rbp][return address],
   // the return address slot 16-byte aligned so fiber_main starts with rsp = 8 mod 16.
@@ -376,7 +384,7 @@ void start_fiber(Executor& ex, int i) {
 void resume(Executor& ex, int i) {
   ex.cur = i;
   Fiber& f = ex.fibers[i];
-  threadIdx = f.idx;
+  t_thread_idx = f.idx;
 #ifdef MOELAB_EMU_ASAN
   void* fake = nullptr;
   __sanitizer_start_switch_fiber(&fake, f.stack, kStackBytes);
@@ -488,22 +496,22 @@ void write_uint(unsigned v) {
   write_str(b + i);
 }
 
-void on_fault(int sig, siginfo_t* info, void* uctx) {
+[[maybe_unused]] void on_fault(int sig, siginfo_t* info, void* uctx) {
   if (const char* k = t_running_kernel) {
     write_str("CUDA emulator: illegal memory access in kernel ");
     write_str(k);
     write_str(" at block (");
-    write_uint(blockIdx.x);
+    write_uint(t_block_idx.x);
     write_str(",");
-    write_uint(blockIdx.y);
+    write_uint(t_block_idx.y);
     write_str(",");
-    write_uint(blockIdx.z);
+    write_uint(t_block_idx.z);
     write_str(") thread (");
-    write_uint(threadIdx.x);
+    write_uint(t_thread_idx.x);
     write_str(",");
-    write_uint(threadIdx.y);
+    write_uint(t_thread_idx.y);
     write_str(",");
-    write_uint(threadIdx.z);
+    write_uint(t_thread_idx.z);
     write_str(")\n");
     t_running_kernel = nullptr;
   }
@@ -555,8 +563,8 @@ cudaError_t run_kernel(const KernelOp& k, std::string& detail) {
   ex.error.clear();
   // Dynamic shared memory starts as garbage on a device: 0xFF bytes here.
   ex.dyn_shared.assign(std::max<size_t>(k.l.shared_bytes, 16), 0xFF);
-  blockDim = k.l.block;
-  gridDim = k.l.grid;
+  t_block_dim = k.l.block;
+  t_grid_dim = k.l.grid;
   for (int i = 0; i < n; ++i) {
     const unsigned u = static_cast<unsigned>(i);
     ex.fibers[i].idx =
@@ -567,13 +575,14 @@ cudaError_t run_kernel(const KernelOp& k, std::string& detail) {
   for (unsigned z = 0; ok && z < k.l.grid.z; ++z)
     for (unsigned y = 0; ok && y < k.l.grid.y; ++y)
       for (unsigned x = 0; ok && x < k.l.grid.x; ++x) {
-        blockIdx = uint3{x, y, z};
+        t_block_idx = uint3{x, y, z};
         ok = run_block(ex);
       }
   t_running_kernel = nullptr;
   t_exec = saved;
   if (!ok) {
-    detail = std::string("kernel ") + k.l.kernel + ", block " + idx_str(blockIdx) + ": " + ex.error;
+    detail =
+        std::string("kernel ") + k.l.kernel + ", block " + idx_str(t_block_idx) + ": " + ex.error;
     return cudaErrorLaunchFailure;
   }
   return cudaSuccess;
@@ -656,6 +665,19 @@ int cublas_sgemm(void* handle, int transa, int transb, int m, int n, int k, cons
 
 // ---- device-side primitives ---------------------------------------------------------------------
 
+const uint3& thread_idx() {
+  return t_thread_idx;
+}
+const uint3& block_idx() {
+  return t_block_idx;
+}
+const dim3& block_dim() {
+  return t_block_dim;
+}
+const dim3& grid_dim() {
+  return t_grid_dim;
+}
+
 void sync_threads(std::source_location where) {
   Executor& ex = *t_exec;
   Fiber& f = ex.fibers[ex.cur];
@@ -733,6 +755,11 @@ void enqueue_kernel(const Launch& l, void (*thread)(void*), void* closure, void 
   }
   KernelOp op{l, thread, std::move(owned)};
   enqueue(l.stream, [op](std::string& detail) { return run_kernel(op, detail); });
+}
+
+void set_memory_capacity(size_t bytes) {
+  std::lock_guard<std::mutex> lock(g_mem_mutex);
+  g_capacity_override = bytes;
 }
 
 void* cublas_symbol(const char* name) {

@@ -26,9 +26,10 @@ struct LoadOptions {
   /// Where the weights are prepared: "cpu" (the reference; default), "cuda" (the weights are
   /// also uploaded to the GPU, see engine/backend/cuda) or "auto" (the fastest available).
   /// "cuda" and "auto" go through resolve_backend (moelab/core/backends.h): without a usable
-  /// device the model is loaded for the CPU and one log line says why. Throws moelab::Error:
-  /// BadInput for another name, Io when the GPU lacks the memory for the weights (the message
-  /// gives the bytes needed and free).
+  /// device the model is loaded for the CPU and one log line says why; "auto" also falls back
+  /// to the CPU (one warning line) when the GPU lacks the memory for the weights. Throws
+  /// moelab::Error: BadInput for another name; with "cuda", Io when the GPU lacks the memory
+  /// for the weights (the message gives the bytes needed and free).
   std::string backend = "cpu";
 };
 

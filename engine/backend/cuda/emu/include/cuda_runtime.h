@@ -13,7 +13,9 @@
 //     that exits while others wait at a barrier, barriers at different call sites, and a
 //     shuffle whose partner lane is not at the same shuffle are execution errors.
 //   * `__shared__` variables are function statics (one block at a time makes that the block's
-//     shared memory); dynamic shared memory is a per-launch buffer (MOELAB_DYNAMIC_SHARED).
+//     shared memory): a block starts with what the previous block left, as stale as a device's
+//     uninitialised shared memory (not poisoned). Dynamic shared memory is a per-launch buffer
+//     filled with 0xFF bytes (MOELAB_DYNAMIC_SHARED).
 //   * Streams are queues executed when the host synchronises (cudaStreamSynchronize, a copy to
 //     pageable host memory, cudaFree), never earlier, so results read before a synchronisation
 //     are stale as they may be on a GPU. Asynchronous copies from pinned memory read it when
@@ -61,11 +63,19 @@ struct dim3 {
   constexpr dim3(unsigned vx = 1, unsigned vy = 1, unsigned vz = 1) : x(vx), y(vy), z(vz) {}
 };
 
-// The running thread's coordinates (set by the scheduler before it resumes a fiber).
-extern thread_local uint3 threadIdx;
-extern thread_local uint3 blockIdx;
-extern thread_local dim3 blockDim;
-extern thread_local dim3 gridDim;
+// The running thread's coordinates (set by the scheduler before it resumes a fiber), read
+// through functions: GCC's UBSan null check misfires on a thread_local read directly in
+// code that runs on a fiber stack.
+namespace moelab::cuda_emu {
+const uint3& thread_idx();
+const uint3& block_idx();
+const dim3& block_dim();
+const dim3& grid_dim();
+}  // namespace moelab::cuda_emu
+#define threadIdx (::moelab::cuda_emu::thread_idx())
+#define blockIdx (::moelab::cuda_emu::block_idx())
+#define blockDim (::moelab::cuda_emu::block_dim())
+#define gridDim (::moelab::cuda_emu::grid_dim())
 
 // ---- runtime API (the subset the backend uses) -------------------------------------------------
 
@@ -229,6 +239,10 @@ Launcher<P...> launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t s
                       void (*kernel)(P...)) {
   return Launcher<P...>{Launch{grid, block, shared_bytes, s, name}, kernel};
 }
+
+/// Sets the emulated device memory in bytes (tests of out-of-memory paths); 0 restores the
+/// default (MOELAB_CUDA_EMULATOR_MEMORY, else the host's available memory at first use).
+void set_memory_capacity(size_t bytes);
 
 /// The emulated libcublas's entry points by name (cublasCreate_v2, cublasDestroy_v2,
 /// cublasSetStream_v2, cublasGetVersion_v2, cublasSgemm_v2), or null where
