@@ -31,6 +31,7 @@
 #include <QtTest>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 #include <random>
 #include <string>
 #include <vector>
@@ -42,6 +43,7 @@
 #include "moelab/kernels/kernels.h"
 #include "moelab/model/model.h"
 #include "moelab/ops/ops.h"
+#include "moelab/policies/policies.h"
 #include "ops/attention_kernel.h"
 #include "ops/element/element.h"
 #include "test_support.h"
@@ -781,8 +783,8 @@ class TestCudaParity : public QObject {
     const auto toks = ints(o["prompt_tokens"]);
     ctx->eval(toks, true);
     const int n_vocab = static_cast<int>(model->card().n_vocab);
-    const QByteArray raw = test::read_all(
-        broken_ref ? base.left(base.size() - 3) + "F32.logits.f32" : base + ".logits.f32");
+    const QByteArray raw = test::read_all(broken_ref ? base.left(base.size() - 3) + "F32.logits.f32"
+                                                     : base + ".logits.f32");
     std::vector<float> ref(static_cast<size_t>(raw.size()) / 4);
     std::memcpy(ref.data(), raw.constData(), ref.size() * 4);
     const int n_pos = static_cast<int>(toks.size());
@@ -883,6 +885,108 @@ class TestCudaParity : public QObject {
                  qPrintable(QString::fromStdString(g[i].name)));
       }
     }
+  }
+
+  // Routing and attention policies through the CUDA context against the CPU context: the
+  // host router over copied logits (every rule, masks, failures with fail-over, capacity) and
+  // the uploaded policy masks (window, local-global, eviction past n_ctx): same experts, same
+  // policy statistics, same logits; prefills of 40 tokens take the GEMM and grouped-expert
+  // paths, decode steps the slot path.
+  void policies_match_cpu_data() {
+    QTest::addColumn<QString>("routing");
+    QTest::addColumn<QString>("attention");
+    QTest::newRow("k:1") << "k:1"
+                         << "full";
+    QTest::newRow("k:4") << "k:4"
+                         << "full";
+    QTest::newRow("top-p") << "top-p:0.6,1,3"
+                           << "full";
+    QTest::newRow("entropy") << "entropy:1,4"
+                             << "full";
+    QTest::newRow("mask") << "mask:*:0,1+mask:1:2"
+                          << "full";
+    QTest::newRow("fail") << "fail:0,3"
+                          << "full";
+    QTest::newRow("capacity") << "capacity:6"
+                              << "full";
+    QTest::newRow("window") << "default"
+                            << "window:5";
+    QTest::newRow("local-global") << "default"
+                                  << "local-global:4,2,7";
+    QTest::newRow("evict") << "fail:1"
+                           << "evict:2,10";
+  }
+  void policies_match_cpu() {
+    MOELAB_REQUIRE_SHARED("fixtures/models/mixtral-moe");
+    QFETCH(QString, routing);
+    QFETCH(QString, attention);
+    const std::string path = test::shared_path("fixtures/models/mixtral-moe/mixtral-moe.F32.gguf");
+    LoadOptions lo;
+    lo.backend = "cuda";
+    auto model = Model::load(path, lo);
+    const bool evict = attention.startsWith("evict");
+    struct Run {
+      std::vector<std::vector<float>> topk;  // ffn_moe_topk per (eval, layer)
+      std::vector<std::vector<float>> logits;
+      PolicyStats stats;
+    };
+    auto run = [&](const std::string& backend) {
+      Run r;
+      ContextParams cp;
+      cp.n_ctx = evict ? 48 : 128;
+      cp.backend = backend;
+      cp.routing = RoutingPolicy::parse(routing.toStdString());
+      cp.attention = AttentionPolicy::parse(attention.toStdString());
+      auto ctx = Context::create(model, cp);
+      ctx->set_observer(
+          [&](const Observation& o) {
+            r.topk.push_back(std::vector<float>(o.data.begin(), o.data.end()));
+          },
+          {"ffn_moe_topk"});
+      std::vector<int32_t> prompt(40);
+      for (int i = 0; i < 40; ++i) prompt[i] = (i * 37 + 11) % 512;
+      ctx->eval(prompt, true);
+      for (int i = 0; i < 40; i += 13) {
+        const auto l = ctx->logits(i);
+        r.logits.emplace_back(l.begin(), l.end());
+      }
+      // Decode past n_ctx under eviction (48 cells, 40 + 24 positions).
+      for (int step = 0; step < (evict ? 24 : 6); ++step) {
+        const int32_t t = (step * 53 + 7) % 512;
+        ctx->eval({&t, 1});
+        const auto l = ctx->logits();
+        r.logits.emplace_back(l.begin(), l.end());
+      }
+      r.stats = ctx->policy_stats();
+      return r;
+    };
+    qputenv("MOELAB_CUDA_GEMM_MIN", "32");
+    const Run g = run("cuda");
+    qunsetenv("MOELAB_CUDA_GEMM_MIN");
+    const Run c = run("cpu");
+    QCOMPARE(g.topk.size(), c.topk.size());
+    for (size_t i = 0; i < g.topk.size(); ++i) QCOMPARE(g.topk[i], c.topk[i]);
+    QCOMPARE(g.logits.size(), c.logits.size());
+    double worst = 0;
+    for (size_t i = 0; i < g.logits.size(); ++i)
+      worst = std::max(worst, max_diff(g.logits[i], c.logits[i]));
+    qInfo(
+        "%s / %s: %zu routing records identical, max|dlogit| %.3g, avg experts %.3f, "
+        "failovers %llu, overflows %llu, evicted %llu",
+        qPrintable(routing), qPrintable(attention), g.topk.size(), worst,
+        g.stats.avg_active_experts(),
+        static_cast<unsigned long long>(
+            std::accumulate(g.stats.failovers.begin(), g.stats.failovers.end(), uint64_t{0})),
+        static_cast<unsigned long long>(
+            std::accumulate(g.stats.overflows.begin(), g.stats.overflows.end(), uint64_t{0})),
+        static_cast<unsigned long long>(g.stats.evicted));
+    QVERIFY2(worst <= 1e-4, qPrintable(QString::number(worst)));
+    QCOMPARE(g.stats.routed, c.stats.routed);
+    QCOMPARE(g.stats.active, c.stats.active);
+    QCOMPARE(g.stats.failovers, c.stats.failovers);
+    QCOMPARE(g.stats.overflows, c.stats.overflows);
+    QCOMPARE(g.stats.evicted, c.stats.evicted);
+    if (evict) QVERIFY(g.stats.evicted > 0);
   }
 
   void cuda_model_runs_cpu_contexts_and_refuses_unknown_backends() {
