@@ -528,10 +528,12 @@ class CudaContext final : public Context {
     cuda::prepare_act(w.type, m, x, w.n_in, n, w.n_in, a, stream_);
     cuda::matvec(w.type, m, base, w.row_bytes, 0, nullptr, w.n_in, w.n_out, a, 1, n, y, stream_);
   }
-  // As forward.cpp's precision_for: dense F16 products with n_in % 8 == 0 keep F32 activations.
+  // As forward.cpp's precision_for: dense F16 / F32 products with n_in % 8 == 0 keep F32
+  // activations and sum in tinyBLAS's order (F32) / ggml_vec_dot_f32's (F16 decoded).
   static cuda::ActMode act_mode(const DWeight& w, bool expert) {
-    return (w.type == WType::F16 && !expert && w.n_in % 8 == 0) ? cuda::ActMode::Exact
-                                                                : cuda::ActMode::Ggml;
+    const bool tinyblas_type = w.type == WType::F16 || w.type == WType::F32;
+    return (tinyblas_type && !expert && w.n_in % 8 == 0) ? cuda::ActMode::Exact
+                                                         : cuda::ActMode::Ggml;
   }
 
   void attention_block(int il, int64_t n);
@@ -572,9 +574,9 @@ class CudaContext final : public Context {
   std::vector<Timing> timings_;
 
   // Device scratch.
-  DBuf tokens_d_, pos_d_, x_, cur_, q_, k_, v_, kqv_, attn_, scores_, mask_d_, ffn_out_, tmp_,
-      h_gate_, h_up_, moe_logits_, moe_probs_, moe_w_, moe_applied_, moe_ids_, moe_res_, moe_x_,
-      moe_y_, rows_d_, obs_f_, act_, act_f_, deq_, logits_d_;
+  DBuf tokens_d_, pos_d_, x_, cur_, q_, k_, v_, kqv_, attn_, scores_, mask_d_, key_d_, ffn_out_,
+      tmp_, h_gate_, h_up_, moe_logits_, moe_probs_, moe_w_, moe_applied_, moe_ids_, moe_res_,
+      moe_x_, moe_y_, rows_d_, obs_f_, act_, act_f_, deq_, logits_d_;
   // Host copies.
   std::vector<int32_t> pos_, key_pos_, moe_ids_h_, rows_h_;
   std::vector<float> moe_logits_h_, moe_probs_h_, moe_w_h_, moe_applied_h_;
@@ -728,6 +730,10 @@ void CudaContext::attention_block(int il, int64_t n) {
   if (evicting_) {
     key_pos_.assign(cell_pos_.begin(), cell_pos_.end());
     for (int64_t t = 0; t < n; ++t) key_pos_.push_back(pos_[t]);
+    // The cells' positions order the attention's sums as the CPU's evicting kernel orders them.
+    int32_t* kd = key_d_.get<int32_t>(key_pos_.size(), s, "attention key positions");
+    cuda::h2d(kd, key_pos_.data(), key_pos_.size() * sizeof(int32_t), s);
+    a.key = kd;
   }
   if (attention_policy_.rule != AttentionRule::Full &&
       attention_policy_.rule != AttentionRule::Window) {

@@ -282,7 +282,14 @@ __global__ void k_matvec_q(const uint8_t* w, uint64_t row_bytes, uint64_t expert
   }
 }
 
-template <int WK, int AK>
+// Summation orders of float products, as the CPU kernels (kernels::matmul) sum them:
+//   kOrderTinyblas  Exact F32: el::dot_f32_tinyblas (8 fused lanes, hsum8_tinyblas)
+//   kOrderGgml      F32 experts, Exact F16 / BF16 (weights decoded to F32): el::dot_f32_ggml
+//                   (4 x 8 fused lanes over blocks of 32, its reduction, then the tail)
+//   kOrderDouble    F16 / BF16 activations: exact products summed in double (the CPU's dot_f16)
+enum MvOrder : int { kOrderDouble = 0, kOrderGgml = 1, kOrderTinyblas = 2 };
+
+template <int WK, int AK, int ORDER>
 __global__ void k_matvec_f(const uint8_t* w, uint64_t row_bytes, uint64_t expert_stride,
                            const int32_t* ids, int64_t n_in, int64_t n_out, const uint8_t* a,
                            uint64_t a_row_bytes, int x_div, int64_t n_rows, float* y) {
@@ -298,12 +305,46 @@ __global__ void k_matvec_f(const uint8_t* w, uint64_t row_bytes, uint64_t expert
     const void* wr =
         w + static_cast<uint64_t>(e) * expert_stride + static_cast<uint64_t>(row) * row_bytes;
     const void* xr = a + static_cast<uint64_t>(j / x_div) * a_row_bytes;
-    // Double accumulation, as the CPU reference's float dot products.
-    double s = 0.0;
-    for (int64_t i = lane; i < n_in; i += kWarp)
-      s += static_cast<double>(load_el<WK>(wr, i)) * load_el<AK>(xr, i);
-    s = warp_sum(s);
-    if (lane == 0) y[j * n_out + row] = static_cast<float>(s);
+    if constexpr (ORDER == kOrderDouble) {
+      double s = 0.0;
+      for (int64_t i = lane; i < n_in; i += kWarp)
+        s += static_cast<double>(load_el<WK>(wr, i)) * load_el<AK>(xr, i);
+      s = warp_sum(s);
+      if (lane == 0) y[j * n_out + row] = static_cast<float>(s);
+    } else if constexpr (ORDER == kOrderGgml) {
+      // Lane c is ggml's accumulator acc[c / 8][c % 8]: elements c, c + 32, ... of the whole
+      // blocks of 32. Lanes 0..7 then form r[l] = (acc0 + acc2) + (acc1 + acc3), and lane 0
+      // hsum8_ggml(r) = ((r0 + r4) + (r1 + r5)) + ((r2 + r6) + (r3 + r7)).
+      const int64_t np = n_in & ~static_cast<int64_t>(31);
+      float acc = 0.0f;
+      for (int64_t i = lane; i < np; i += kWarp)
+        acc = fmaf(load_el<WK>(wr, i), load_el<AK>(xr, i), acc);
+      const float a1 = __shfl_xor_sync(0xffffffffu, acc, 8);
+      const float a2 = __shfl_xor_sync(0xffffffffu, acc, 16);
+      const float a3 = __shfl_xor_sync(0xffffffffu, acc, 24);
+      const float r = (acc + a2) + (a1 + a3);
+      const float b = r + __shfl_xor_sync(0xffffffffu, r, 4);
+      const float c = b + __shfl_xor_sync(0xffffffffu, b, 1);
+      float s = c + __shfl_xor_sync(0xffffffffu, c, 2);
+      if (lane == 0) {
+        for (int64_t i = np; i < n_in; ++i) {
+          const float p = load_el<WK>(wr, i) * load_el<AK>(xr, i);
+          s = s + p;
+        }
+        y[j * n_out + row] = s;
+      }
+    } else {
+      // Lanes 0..7 are tinyBLAS's 8 lanes (elements l, l + 8, ...); lane 0 then reduces them
+      // as hsum8_tinyblas: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)).
+      float acc = 0.0f;
+      if (lane < 8)
+        for (int64_t i = lane; i < n_in; i += 8)
+          acc = fmaf(load_el<WK>(wr, i), load_el<AK>(xr, i), acc);
+      const float b = acc + __shfl_xor_sync(0xffffffffu, acc, 4);
+      const float c = b + __shfl_xor_sync(0xffffffffu, b, 2);
+      const float s = c + __shfl_xor_sync(0xffffffffu, c, 1);
+      if (lane == 0) y[j * n_out + row] = s;
+    }
   }
 }
 
@@ -458,17 +499,19 @@ constexpr int kAttnThreads = 128;
 // The device pointers inside AttnArgs, for the emulator's kernel-argument check.
 [[maybe_unused]] std::vector<std::pair<const char*, const void*>> emu_device_pointers(
     const AttnArgs& a) {
-  return {{"pos", a.pos}, {"mask", a.mask}, {"k", a.k}, {"v", a.v}};
+  return {{"pos", a.pos}, {"mask", a.mask}, {"key", a.key}, {"k", a.k}, {"v", a.v}};
 }
 #endif
 
-// One block per (query t0 + blockIdx.x, head blockIdx.y). Dynamic shared memory: head_dim floats
-// (the query, F16-rounded for an F16 cache as ggml does).
+// One block per (query t0 + blockIdx.x, head blockIdx.y), bit for bit the CPU kernel
+// (ops/attention_kernel.h: llama.cpp's order). Dynamic shared memory: head_dim floats (the
+// query, F16-rounded for an F16 cache as ggml does). Threads take keys for K·Q and output
+// elements for probabilities · V; the softmax sum runs on one thread in the CPU's order.
 __global__ void k_attention(AttnArgs a, const float* q, int64_t t0, int64_t n_chunk, int64_t n_kv,
                             float* out, float* scores) {
   MOELAB_DYNAMIC_SHARED(float, qh);
   __shared__ float shf[kWarp];
-  __shared__ double shd[kWarp];
+  __shared__ float inv_shared;
   const int64_t tc = blockIdx.x;  // index in the chunk
   const int64_t t = t0 + tc;
   const int h = blockIdx.y;
@@ -489,54 +532,79 @@ __global__ void k_attention(AttnArgs a, const float* q, int64_t t0, int64_t n_ch
       s[i] = -INFINITY;
       continue;
     }
-    float dot = 0;
+    // K·Q as llama.cpp: an F16 cache in tinyBLAS's 8 fused lanes over the F16 query, an F32
+    // cache in ggml_vec_dot_f32's order.
+    float dot;
     if (a.f16) {
       const uint16_t* kr =
           static_cast<const uint16_t*>(a.k) + i * k_stride + static_cast<int64_t>(hk) * a.head_dim;
-      for (int d = 0; d < a.head_dim; ++d) dot += qh[d] * kel::f16_to_f32(kr[d]);
+      float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      for (int d = 0; d < a.head_dim; ++d)
+        lanes[d & 7] = fmaf(qh[d], kel::f16_to_f32(kr[d]), lanes[d & 7]);
+      dot = kel::hsum8_tinyblas(lanes);
     } else {
       const float* kr =
           static_cast<const float*>(a.k) + i * k_stride + static_cast<int64_t>(hk) * a.head_dim;
-      for (int d = 0; d < a.head_dim; ++d) dot += qh[d] * kr[d];
+      dot = kel::dot_f32_ggml(qh, kr, a.head_dim);
     }
     float x = dot * a.scale;
     if (a.softcap > 0) x = oel::softcap(x, a.softcap);
     s[i] = x;
     mx = x > mx ? x : mx;
   }
-  mx = block_reduce(mx, MaxOp{}, shf);
+  mx = block_reduce(mx, MaxOp{}, shf);  // exact in any order
   if (mx == -INFINITY) {
     for (int64_t i = threadIdx.x; i < n_kv; i += blockDim.x) s[i] = 0.0f;
   } else {
-    double part = 0.0;
-    for (int64_t i = threadIdx.x; i < n_kv; i += blockDim.x) {
-      const float e = s[i] == -INFINITY ? 0.0f : kel::expf_ggml(s[i] - mx);
-      s[i] = e;
-      part += e;
+    for (int64_t i = threadIdx.x; i < n_kv; i += blockDim.x)
+      s[i] = s[i] == -INFINITY ? 0.0f : kel::expf_ggml(s[i] - mx);
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      // ops::detail::softmax_keyed: blocks of 8 keys (key >> 3), lane key & 7, each block
+      // reduced as tinyBLAS's hsum, the blocks summed in double in key order.
+      double sum = 0.0;
+      float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int64_t block = -1;
+      for (int64_t i = 0; i < n_kv; ++i) {
+        const float e = s[i];
+        if (e == 0.0f) continue;
+        const int64_t k = a.key ? a.key[i] : i;
+        if ((k >> 3) != block) {
+          if (block >= 0) sum += static_cast<double>(kel::hsum8_tinyblas(lanes));
+          for (int l = 0; l < 8; ++l) lanes[l] = 0.0f;
+          block = k >> 3;
+        }
+        lanes[k & 7] = e;
+      }
+      sum += static_cast<double>(kel::hsum8_tinyblas(lanes));
+      inv_shared = static_cast<float>(1.0 / sum);
     }
-    const double sum = block_reduce(part, SumOp{}, shd);
-    const float inv = static_cast<float>(1.0 / sum);
+    __syncthreads();
+    const float inv = inv_shared;
     for (int64_t i = threadIdx.x; i < n_kv; i += blockDim.x) s[i] *= inv;
   }
   __syncthreads();  // all probabilities written before any thread reads the whole row
+  // probabilities · V in tinyBLAS order: lane (key & 7) of each output accumulates with fused
+  // multiply-adds (the probability F16-rounded for an F16 cache), masked cells skipped.
   float* o = out + t * static_cast<int64_t>(a.n_head) * a.head_dim_v +
              static_cast<int64_t>(h) * a.head_dim_v;
   for (int d = threadIdx.x; d < a.head_dim_v; d += blockDim.x) {
-    float acc = 0;
+    float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (int64_t i = 0; i < n_kv; ++i) {
       const float p = s[i];
       if (p == 0.0f) continue;
+      const int lane = static_cast<int>((a.key ? a.key[i] : i) & 7);
       if (a.f16) {
         const uint16_t* vr = static_cast<const uint16_t*>(a.v) + i * v_stride +
                              static_cast<int64_t>(hk) * a.head_dim_v;
-        acc += oel::round_f16(p) * kel::f16_to_f32(vr[d]);
+        lanes[lane] = fmaf(oel::round_f16(p), kel::f16_to_f32(vr[d]), lanes[lane]);
       } else {
         const float* vr =
             static_cast<const float*>(a.v) + i * v_stride + static_cast<int64_t>(hk) * a.head_dim_v;
-        acc += p * vr[d];
+        lanes[lane] = fmaf(p, vr[d], lanes[lane]);
       }
     }
-    o[d] = acc;
+    o[d] = kel::hsum8_tinyblas(lanes);
   }
 }
 
@@ -865,19 +933,21 @@ void matvec(WType t, ActMode m, const void* w, uint64_t row_bytes, uint64_t expe
   const uint64_t arb = act_row_bytes(t, m, n_in);
   if (is_float(t)) {
     const int wk = float_kind(t), ak = act_kind(t, m);
-#define MOELAB_MV_F(WK, AK)                            \
-  MOELAB_LAUNCH(grid, block, 0, s, k_matvec_f<WK, AK>) \
+#define MOELAB_MV_F(WK, AK, ORDER)                            \
+  MOELAB_LAUNCH(grid, block, 0, s, k_matvec_f<WK, AK, ORDER>) \
   (wb, row_bytes, expert_stride, ids, n_in, n_out, ab, arb, x_div, n_rows, y)
-    if (wk == kF32)
-      MOELAB_MV_F(kF32, kF32);
+    if (wk == kF32 && m == ActMode::Exact)
+      MOELAB_MV_F(kF32, kF32, kOrderTinyblas);
+    else if (wk == kF32)
+      MOELAB_MV_F(kF32, kF32, kOrderGgml);
     else if (wk == kF16 && ak == kF16)
-      MOELAB_MV_F(kF16, kF16);
+      MOELAB_MV_F(kF16, kF16, kOrderDouble);
     else if (wk == kF16)
-      MOELAB_MV_F(kF16, kF32);
+      MOELAB_MV_F(kF16, kF32, kOrderGgml);
     else if (ak == kBF16)
-      MOELAB_MV_F(kBF16, kBF16);
+      MOELAB_MV_F(kBF16, kBF16, kOrderDouble);
     else
-      MOELAB_MV_F(kBF16, kF32);
+      MOELAB_MV_F(kBF16, kF32, kOrderGgml);
 #undef MOELAB_MV_F
     check_launch("matvec", t);
     return;

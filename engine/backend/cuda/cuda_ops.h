@@ -79,10 +79,13 @@ enum class WType : int {
 bool supported(int ggml_type);
 const char* wtype_name(WType t);
 
-/// How activations meet the weights in matvec (kernels::Precision):
+/// How activations meet the weights in matvec (kernels::Precision), and the order of the sums
+/// (the CPU kernels' for float weights, so decode products are bit for bit the CPU's):
 ///   Ggml  - the activation row is converted to ggml's vec_dot_type first (Q8_0 / Q8_1 / Q8_K
-///           for quantized weights, F16 / BF16 for F16 / BF16 weights, F32 for F32)
-///   Exact - F32 activations (F32, F16, BF16 weights only; quantized weights go through gemm)
+///           for quantized weights, F16 / BF16 for F16 / BF16 weights, F32 for F32); F32 sums
+///           in ggml_vec_dot_f32's order, F16 / BF16 in double
+///   Exact - F32 activations (F32, F16, BF16 weights only; quantized weights go through gemm);
+///           F32 weights sum in tinyBLAS's order, F16 / BF16 (decoded) in ggml_vec_dot_f32's
 enum class ActMode { Ggml, Exact };
 
 /// Bytes of one prepared activation row of n_in elements for weights of type t.
@@ -171,6 +174,8 @@ struct AttnArgs {
   uint32_t window = 0;            // causal sliding window (no mask): 0 = none
   const int32_t* pos = nullptr;   // device int32 [n_tok]: query positions
   const uint8_t* mask = nullptr;  // device [n_tok, n_kv]: 1 = visible (overrides causal)
+  const int32_t* key = nullptr;   // device int32 [n_kv]: logical index (position) of cell i,
+                                  // ascending; orders the sums as the CPU kernel's key (null: i)
   const void* k = nullptr;        // KV cache layer (device), F32 or F16
   const void* v = nullptr;
   bool f16 = false;
@@ -178,9 +183,9 @@ struct AttnArgs {
 /// Grouped-query attention of queries t0 .. t0+n_chunk-1 (of n_tok) over n_kv cells; without a
 /// mask cell i holds position i and is visible when ops::key_visible(pos[t], i, window).
 /// q F32 [n_tok, n_head*head_dim]; out F32 [n_tok, n_head*head_dim_v]; scores (device) F32
-/// [n_head, n_chunk, n_kv] receives the softmax probabilities (masked 0). Same per-element
-/// arithmetic and summation order as ops::attention within a row; max and sum reductions run
-/// across threads (the sum in double).
+/// [n_head, n_chunk, n_kv] receives the softmax probabilities (masked 0). Bit for bit the CPU
+/// kernel (ops/attention_kernel.h, llama.cpp's order): K·Q in ggml_vec_dot_f32's / tinyBLAS's
+/// lanes, the softmax sum in blocks of 8 keys, probabilities · V in 8 fused lanes by key.
 void attention(const AttnArgs& a, const float* q, int64_t n_tok, int64_t t0, int64_t n_chunk,
                int64_t n_kv, float* out, float* scores, Stream s);
 

@@ -989,6 +989,81 @@ class TestCudaParity : public QObject {
     if (evict) QVERIFY(g.stats.evicted > 0);
   }
 
+  // The Context contract on the device, step for step against the CPU context: an F16 or F32
+  // KV cache, prefill + decode, truncate and re-evaluation, a bad token id and a batch that does
+  // not fit (errors that leave the context unchanged), cancellation (then usable again);
+  // mixtral-moe (MoE) and gemma2-swa (sliding window, soft-capping, Q8_0).
+  void context_contract_matches_cpu_data() {
+    QTest::addColumn<QString>("file");
+    QTest::addColumn<bool>("f16");
+    QTest::newRow("mixtral-moe.F32 kv f32") << "mixtral-moe/mixtral-moe.F32" << false;
+    QTest::newRow("mixtral-moe.F32 kv f16") << "mixtral-moe/mixtral-moe.F32" << true;
+    QTest::newRow("gemma2-swa.Q8_0 kv f16") << "gemma2-swa/gemma2-swa.Q8_0" << true;
+  }
+  void context_contract_matches_cpu() {
+    MOELAB_REQUIRE_SHARED("fixtures/models");
+    QFETCH(QString, file);
+    QFETCH(bool, f16);
+    const std::string path = test::shared_path("fixtures/models/" + file + ".gguf");
+    LoadOptions lo;
+    lo.backend = "cuda";
+    auto model = Model::load(path, lo);
+    const int n_vocab = static_cast<int>(model->card().n_vocab);
+    ContextParams cp;
+    cp.n_ctx = 24;
+    cp.kv_type = f16 ? KvType::F16 : KvType::F32;
+    cp.backend = "cuda";
+    auto g = Context::create(model, cp);
+    cp.backend = "cpu";
+    auto c = Context::create(model, cp);
+    double worst = 0;
+    auto same = [&](const char* what) {
+      QCOMPARE(g->n_past(), c->n_past());
+      const auto a = g->logits(), b = c->logits();
+      const double d =
+          max_diff(std::vector<float>(a.begin(), a.end()), std::vector<float>(b.begin(), b.end()));
+      worst = std::max(worst, d);
+      // Quantized activations amplify last-bit differences (the fixtures' bounds).
+      QVERIFY2(d <= (file.endsWith("F32") ? 1e-4 : 0.25),
+               qPrintable(QString("%1: %2").arg(what).arg(d)));
+    };
+    auto both = [&](std::vector<int32_t> toks) {
+      g->eval(toks);
+      c->eval(toks);
+    };
+    both({1, 17, 33, 4, 250, 9, 61, 2, 8, 100});
+    same("prefill");
+    for (int32_t t : {5, 77, 3}) {
+      both({t});
+      same("decode");
+    }
+    g->truncate(6);
+    c->truncate(6);
+    QCOMPARE(g->n_past(), 6u);
+    both({11, 12, 13});
+    same("after truncate");
+    // Errors leave the context as it was.
+    const std::vector<int32_t> bad = {4, static_cast<int32_t>(n_vocab)};
+    QVERIFY_THROWS_EXCEPTION(Error, g->eval(bad));
+    QCOMPARE(g->n_past(), 9u);
+    const std::vector<int32_t> too_many(20, 3);
+    QVERIFY_THROWS_EXCEPTION(Error, g->eval(too_many));
+    QCOMPARE(g->n_past(), 9u);
+    g->request_cancel();
+    try {
+      const int32_t t = 7;
+      g->eval({&t, 1});
+      QFAIL("not cancelled");
+    } catch (const Error& e) {
+      QCOMPARE(static_cast<int>(e.kind()), static_cast<int>(ErrorKind::Cancelled));
+    }
+    g->truncate(9);  // a cancelled eval may have filled cells past n_past; drop them
+    QCOMPARE(g->n_past(), 9u);
+    both({21, 22});
+    same("after errors and cancel");
+    qInfo("%s, KV %s: max|dlogit| vs CPU %.3g", qPrintable(file), f16 ? "F16" : "F32", worst);
+  }
+
   void cuda_model_runs_cpu_contexts_and_refuses_unknown_backends() {
     MOELAB_REQUIRE_SHARED("fixtures/models/mixtral-moe");
     const std::string path = test::shared_path("fixtures/models/mixtral-moe/mixtral-moe.Q8_0.gguf");
