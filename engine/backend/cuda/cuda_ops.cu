@@ -222,6 +222,8 @@ __global__ void k_convert_act(const float* x, int64_t ldx, int64_t n_rows, int64
 }
 
 // Activation values as the CPU kernels see them (round_act): quantize a block, decode it again.
+// (Q8_1's s = f16(d * sum q), which the CPU's Q4_1 / Q5_1 dot uses for the min term, is not
+// representable in a plain GEMM: there the min term uses d * sum q unrounded.)
 __device__ inline void decode_act(const kel::BlockQ8_0& b, float* y) {
   kel::dequant(b, y);
 }
@@ -286,7 +288,9 @@ __global__ void k_matvec_q(const uint8_t* w, uint64_t row_bytes, uint64_t expert
 //   kOrderTinyblas  Exact F32: el::dot_f32_tinyblas (8 fused lanes, hsum8_tinyblas)
 //   kOrderGgml      F32 experts, Exact F16 / BF16 (weights decoded to F32): el::dot_f32_ggml
 //                   (4 x 8 fused lanes over blocks of 32, its reduction, then the tail)
-//   kOrderDouble    F16 / BF16 activations: exact products summed in double (the CPU's dot_f16)
+//   kOrderDouble    F16 / BF16 activations: exact products summed in double, as the CPU's
+//                   dot_f16 but in a warp-parallel order (the float result can differ by an ulp
+//                   where the double sums' roundings straddle a float rounding boundary)
 enum MvOrder : int { kOrderDouble = 0, kOrderGgml = 1, kOrderTinyblas = 2 };
 
 template <int WK, int AK, int ORDER>

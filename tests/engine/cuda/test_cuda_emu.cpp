@@ -53,6 +53,14 @@ __global__ void k_warp_sum(const double* in, double* out, int active) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   out[threadIdx.x] = v;
 }
+__global__ void k_split_shuffles(double* out) {
+  double v = threadIdx.x;
+  if (threadIdx.x < 16)
+    v = __shfl_xor_sync(0xffffffffu, v, 16);
+  else
+    v = __shfl_xor_sync(0xffffffffu, v, 16);
+  out[threadIdx.x] = v;
+}
 __global__ void k_dynamic_shared(const float* in, float* out) {
   MOELAB_DYNAMIC_SHARED(float, s);
   const unsigned t = threadIdx.x;
@@ -128,13 +136,19 @@ class TestCudaEmu : public QObject {
     QCOMPARE(e, cudaErrorLaunchFailure);
     QVERIFY2(last_error_text(e).find("wait at different __syncthreads") != std::string::npos,
              last_error_text(e).c_str());
+    // Sticky, as on a device: every later call reports the failure until the device is reset.
+    void* p = nullptr;
+    QCOMPARE(cudaMalloc(&p, 16), cudaErrorLaunchFailure);
+    QCOMPARE(cudaStreamSynchronize(s_), cudaErrorLaunchFailure);
+    cuda_emu::reset_device();
     MOELAB_LAUNCH(1, 32, 0, s_, k_exit_before_barrier)(d.as<int>());
     const cudaError_t e2 = cudaStreamSynchronize(s_);
     QCOMPARE(e2, cudaErrorLaunchFailure);
     QVERIFY2(last_error_text(e2).find("thread (5,0,0) exited while the others wait") !=
                  std::string::npos,
              last_error_text(e2).c_str());
-    // The stream works again after the error was reported.
+    cuda_emu::reset_device();
+    // The device works again after the reset.
     MOELAB_LAUNCH(1, 32, 0, s_, k_reverse)(d.as<int>(), d.as<int>() + 32, true);
     QCOMPARE(cudaStreamSynchronize(s_), cudaSuccess);
   }
@@ -158,6 +172,14 @@ class TestCudaEmu : public QObject {
     QCOMPARE(e, cudaErrorLaunchFailure);
     QVERIFY2(last_error_text(e).find("not at the same __shfl_xor_sync") != std::string::npos,
              last_error_text(e).c_str());
+    cuda_emu::reset_device();
+    // Lanes at different shuffles (another call site) in the same round.
+    MOELAB_LAUNCH(1, 32, 0, s_, k_split_shuffles)(dout.as<double>());
+    const cudaError_t e2 = cudaStreamSynchronize(s_);
+    QCOMPARE(e2, cudaErrorLaunchFailure);
+    QVERIFY2(last_error_text(e2).find("not at the same __shfl_xor_sync") != std::string::npos,
+             last_error_text(e2).c_str());
+    cuda_emu::reset_device();
   }
 
   void dynamic_shared_memory_per_launch() {
@@ -267,7 +289,11 @@ class TestCudaEmu : public QObject {
     // read for at most 30 s, then make sure the child is gone.
     std::string err;
     char buf[4096];
-    for (int waited = 0; waited < 300 && err.find("thread (") == std::string::npos; ++waited) {
+    auto complete = [&] {
+      const size_t at = err.find("illegal memory access");
+      return at != std::string::npos && err.find('\n', at) != std::string::npos;
+    };
+    for (int waited = 0; waited < 300 && !complete(); ++waited) {
       pollfd pfd{fds[0], POLLIN, 0};
       if (poll(&pfd, 1, 100) <= 0) continue;
       const ssize_t r = read(fds[0], buf, sizeof buf);
@@ -342,6 +368,12 @@ class TestCudaEmu : public QObject {
     QVERIFY(ms >= 0);
     cudaEventDestroy(a);
     cudaEventDestroy(b);
+    // Destroying an event whose record has not run yet is allowed (resources go later).
+    cudaEvent_t c = nullptr;
+    QCOMPARE(cudaEventCreate(&c), cudaSuccess);
+    QCOMPARE(cudaEventRecord(c, s_), cudaSuccess);
+    QCOMPARE(cudaEventDestroy(c), cudaSuccess);
+    QCOMPARE(cudaStreamSynchronize(s_), cudaSuccess);
   }
 
   // Out of device memory: the raw API, the backend's allocator (the message gives the numbers),

@@ -146,72 +146,71 @@ using Op = std::function<cudaError_t(std::string& detail)>;
 
 struct CUstream_st {
   std::deque<moelab::cuda_emu::Op> queue;
-  cudaError_t error = cudaSuccess;  // of executed work, reported by the next synchronisation
-  std::string detail;
 };
 struct CUevent_st {
   bool recorded = false;
   bool done = false;
+  int pending = 0;         // queued records not yet run
+  bool destroyed = false;  // cudaEventDestroy came first: the last record deletes it
   moelab::cuda_emu::Clock::time_point when{};
 };
 
 namespace moelab::cuda_emu {
 namespace {
 
-std::recursive_mutex g_exec_mutex;  // one kernel / queue at a time per process
-std::mutex g_streams_mutex;
+// One lock for the queues, the stream list and execution: one kernel at a time per process, and
+// host threads that enqueue, synchronise or destroy streams concurrently stay consistent.
+std::recursive_mutex g_exec_mutex;
 std::vector<CUstream_st*> g_streams;
 CUstream_st g_legacy_stream;  // stream 0
+// An execution error (a failed launch) is sticky, as on a device: every later call returns it
+// until reset_device().
+cudaError_t g_sticky = cudaSuccess;
+std::string g_sticky_detail;
+
+cudaError_t sticky() {
+  std::lock_guard<std::recursive_mutex> lock(g_exec_mutex);
+  if (g_sticky != cudaSuccess) fail(g_sticky, g_sticky_detail);
+  return g_sticky;
+}
 
 CUstream_st* stream_of(cudaStream_t s) {
   return s ? s : &g_legacy_stream;
 }
 bool valid_stream(cudaStream_t s) {
   if (!s) return true;
-  std::lock_guard<std::mutex> lock(g_streams_mutex);
+  std::lock_guard<std::recursive_mutex> lock(g_exec_mutex);
   return std::find(g_streams.begin(), g_streams.end(), s) != g_streams.end();
 }
 
 void enqueue(cudaStream_t s, Op op) {
+  std::lock_guard<std::recursive_mutex> lock(g_exec_mutex);
   stream_of(s)->queue.push_back(std::move(op));
 }
 
-// Runs the stream's queued work in order; returns (and clears) the first execution error.
+// Runs the stream's queued work in order. An execution error stops the stream and becomes the
+// process's sticky error; returns it (also for work that failed earlier).
 cudaError_t run_queue(CUstream_st* st) {
   std::lock_guard<std::recursive_mutex> lock(g_exec_mutex);
   while (!st->queue.empty()) {
     Op op = std::move(st->queue.front());
     st->queue.pop_front();
-    if (st->error != cudaSuccess) continue;  // a failed stream runs nothing more (sticky)
+    if (g_sticky != cudaSuccess) continue;  // a failed device runs nothing more
     std::string detail;
     const cudaError_t err = op(detail);
     if (err != cudaSuccess) {
-      st->error = err;
-      st->detail = detail;
+      g_sticky = err;
+      g_sticky_detail = detail;
     }
   }
-  const cudaError_t err = st->error;
-  if (err != cudaSuccess) {
-    fail(err, st->detail);
-    st->error = cudaSuccess;
-    st->detail.clear();
-  }
-  return err;
+  return sticky();
 }
 
 cudaError_t run_all_queues() {
-  std::vector<CUstream_st*> all;
-  {
-    std::lock_guard<std::mutex> lock(g_streams_mutex);
-    all = g_streams;
-  }
-  all.push_back(&g_legacy_stream);
-  cudaError_t first = cudaSuccess;
-  for (CUstream_st* st : all) {
-    const cudaError_t err = run_queue(st);
-    if (first == cudaSuccess) first = err;
-  }
-  return first;
+  std::lock_guard<std::recursive_mutex> lock(g_exec_mutex);
+  for (CUstream_st* st : g_streams) run_queue(st);
+  run_queue(&g_legacy_stream);
+  return sticky();
 }
 
 // ---- fibers
@@ -288,6 +287,8 @@ struct Executor {
   std::vector<uint64_t> slot_bits[2];
   std::vector<uint32_t> slot_seq[2];
   std::vector<unsigned char> slot_set[2];
+  std::vector<uint32_t> slot_line[2];  // call site and lane mask: partners must agree
+  std::vector<int> slot_mask[2];
   std::string error;  // set by a fiber: the block is abandoned
   const char* kernel = "";
 #ifdef MOELAB_EMU_ASAN
@@ -314,6 +315,8 @@ struct Executor {
       slot_bits[b].assign(count, 0);
       slot_seq[b].assign(count, 0);
       slot_set[b].assign(count, 0);
+      slot_line[b].assign(count, 0);
+      slot_mask[b].assign(count, 0);
     }
   }
 };
@@ -529,10 +532,19 @@ void write_uint(unsigned v) {
 
 void install_fault_handler() {
 #ifndef MOELAB_EMU_ASAN  // AddressSanitizer reports faults itself, with the stack
+  // The handler runs on its own stack: a fiber that overflowed its stack is still named.
+  thread_local std::vector<char> alt_stack;
+  if (alt_stack.empty()) {
+    alt_stack.resize(64 * 1024);
+    stack_t ss{};
+    ss.ss_sp = alt_stack.data();
+    ss.ss_size = alt_stack.size();
+    sigaltstack(&ss, nullptr);
+  }
   std::call_once(g_handler_once, [] {
     struct sigaction sa {};
     sa.sa_sigaction = &on_fault;
-    sa.sa_flags = SA_SIGINFO;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, &g_prev_segv);
     sigaction(SIGBUS, &sa, &g_prev_bus);
@@ -623,8 +635,11 @@ int cublas_sgemm(void* handle, int transa, int transb, int m, int n, int k, cons
                  const float* A, int lda, const float* B, int ldb, const float* beta, float* C,
                  int ldc) {
   if (!handle) return kCublasNotInitialized;
-  if ((transa != 0 && transa != 1) || (transb != 0 && transb != 1) || m < 0 || n < 0 || k < 0)
+  if (transa < 0 || transa > 2 || transb < 0 || transb > 2 || m < 0 || n < 0 || k < 0)
     return kCublasInvalidValue;
+  // CUBLAS_OP_C is CUBLAS_OP_T for real data.
+  if (transa == 2) transa = 1;
+  if (transb == 2) transb = 1;
   if (lda < std::max(1, transa == 0 ? m : k) || ldb < std::max(1, transb == 0 ? k : n) ||
       ldc < std::max(1, m))
     return kCublasInvalidValue;
@@ -636,7 +651,7 @@ int cublas_sgemm(void* handle, int transa, int transb, int m, int n, int k, cons
     if (cols == 0 || rows == 0) return true;
     return classify(p, ((cols - 1) * ld + rows) * sizeof(float)) == Mem::Device;
   };
-  if ((m && n && k &&
+  if ((m && n && k && a != 0.0f &&
        (!span_ok(A, lda, a_cols, transa == 0 ? m : k) ||
         !span_ok(B, ldb, b_cols, transb == 0 ? k : n))) ||
       !span_ok(C, ldc, static_cast<size_t>(n), static_cast<size_t>(m)))
@@ -646,7 +661,7 @@ int cublas_sgemm(void* handle, int transa, int transb, int m, int n, int k, cons
     for (int j = 0; j < n; ++j)
       for (int i = 0; i < m; ++i) {
         float acc = 0.0f;
-        for (int l = 0; l < k; ++l) {
+        for (int l = 0; a != 0.0f && l < k; ++l) {  // alpha 0: A and B are not read
           const float av = transa == 0 ? A[i + static_cast<size_t>(l) * lda]
                                        : A[l + static_cast<size_t>(i) * lda];
           const float bv = transb == 0 ? B[l + static_cast<size_t>(j) * ldb]
@@ -654,7 +669,8 @@ int cublas_sgemm(void* handle, int transa, int transb, int m, int n, int k, cons
           acc += av * bv;
         }
         float& c = C[i + static_cast<size_t>(j) * ldc];
-        c = b == 0.0f ? a * acc : a * acc + b * c;  // beta 0: C is not read (may be garbage)
+        // beta 0: C is not read (may be garbage); alpha 0: C = beta C.
+        c = b == 0.0f ? (a == 0.0f ? 0.0f : a * acc) : (a == 0.0f ? b * c : a * acc + b * c);
       }
     return cudaSuccess;
   });
@@ -686,7 +702,8 @@ void sync_threads(std::source_location where) {
   switch_to_scheduler();
 }
 
-uint64_t shfl_xor(unsigned mask, uint64_t bits, int lane_mask, int width) {
+uint64_t shfl_xor(unsigned mask, uint64_t bits, int lane_mask, int width,
+                  std::source_location where) {
   Executor& ex = *t_exec;
   const int me = ex.cur;
   Fiber& f = ex.fibers[me];
@@ -697,6 +714,8 @@ uint64_t shfl_xor(unsigned mask, uint64_t bits, int lane_mask, int width) {
   ex.slot_bits[b][me] = bits;
   ex.slot_seq[b][me] = seq;
   ex.slot_set[b][me] = 1;
+  ex.slot_line[b][me] = where.line();
+  ex.slot_mask[b][me] = lane_mask;
   // Wait one round: every converged lane of the warp writes its value in the same round.
   f.state = FState::Ready;
   switch_to_scheduler();
@@ -706,10 +725,11 @@ uint64_t shfl_xor(unsigned mask, uint64_t bits, int lane_mask, int width) {
     switch_to_scheduler();
   }
   const int partner = warp0 + ((lane ^ lane_mask) & 31);
-  if (partner >= ex.n || !ex.slot_set[b][partner] || ex.slot_seq[b][partner] != seq) {
+  if (partner >= ex.n || !ex.slot_set[b][partner] || ex.slot_seq[b][partner] != seq ||
+      ex.slot_line[b][partner] != where.line() || ex.slot_mask[b][partner] != lane_mask) {
     ex.error = "thread " + idx_str(f.idx) + " shuffles with lane " + std::to_string(partner % 32) +
-               ", which is not at the same __shfl_xor_sync (a lane of the full mask exited or " +
-               "diverged)";
+               ", which is not at the same __shfl_xor_sync (" + site_str(where) +
+               ", same lane mask): a lane of the full mask exited or diverged";
     f.state = FState::Done;
     switch_to_scheduler();
   }
@@ -748,6 +768,7 @@ void enqueue_kernel(const Launch& l, void (*thread)(void*), void* closure, void 
     bad = std::to_string(l.shared_bytes) + " bytes of dynamic shared memory (limit 48 KiB)";
   else if (!valid_stream(l.stream))
     bad = "an invalid stream";
+  if (bad.empty() && sticky() != cudaSuccess) return;  // a failed device launches nothing
   if (!bad.empty()) {
     set_launch_error(enabled() ? cudaErrorInvalidConfiguration : cudaErrorNoDevice, l.kernel,
                      bad.c_str());
@@ -755,6 +776,15 @@ void enqueue_kernel(const Launch& l, void (*thread)(void*), void* closure, void 
   }
   KernelOp op{l, thread, std::move(owned)};
   enqueue(l.stream, [op](std::string& detail) { return run_kernel(op, detail); });
+}
+
+void reset_device() {
+  std::lock_guard<std::recursive_mutex> lock(g_exec_mutex);
+  for (CUstream_st* st : g_streams) st->queue.clear();
+  g_legacy_stream.queue.clear();
+  g_sticky = cudaSuccess;
+  g_sticky_detail.clear();
+  t_err = ErrorState{};
 }
 
 void set_memory_capacity(size_t bytes) {
@@ -906,6 +936,7 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
   if (!p) return fail(cudaErrorInvalidValue, "cudaMalloc: null result pointer");
   *p = nullptr;
   if (!enabled()) return fail(cudaErrorNoDevice, kOffReason);
+  if (const cudaError_t err = sticky(); err != cudaSuccess) return err;
   if (bytes == 0) return cudaSuccess;
   std::lock_guard<std::mutex> lock(g_mem_mutex);
   if (bytes > device_capacity() - std::min(device_capacity(), g_device_used))
@@ -929,7 +960,8 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
 }
 cudaError_t cudaFree(void* p) {
   if (!p) return cudaSuccess;
-  run_all_queues();  // cudaFree synchronises the device
+  // cudaFree synchronises the device; on a failed device it still releases the memory.
+  const cudaError_t err = run_all_queues();
   std::lock_guard<std::mutex> lock(g_mem_mutex);
   auto it = g_allocs.find(reinterpret_cast<uintptr_t>(p));
   if (it == g_allocs.end() || !it->second.device)
@@ -937,7 +969,7 @@ cudaError_t cudaFree(void* p) {
   munmap(it->second.map, it->second.map_bytes);
   g_device_used -= it->second.bytes;
   g_allocs.erase(it);
-  return cudaSuccess;
+  return err;
 }
 cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned) {
   if (!p) return fail(cudaErrorInvalidValue, "cudaHostAlloc: null result pointer");
@@ -951,14 +983,14 @@ cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned) {
 }
 cudaError_t cudaFreeHost(void* p) {
   if (!p) return cudaSuccess;
-  run_all_queues();
+  const cudaError_t err = run_all_queues();
   std::lock_guard<std::mutex> lock(g_mem_mutex);
   auto it = g_allocs.find(reinterpret_cast<uintptr_t>(p));
   if (it == g_allocs.end() || it->second.device)
     return fail(cudaErrorInvalidValue, "cudaFreeHost of " + hex(p) + ", not a pinned allocation");
   std::free(it->second.map);
   g_allocs.erase(it);
-  return cudaSuccess;
+  return err;
 }
 
 namespace {
@@ -1009,13 +1041,14 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
   if (bytes == 0) return cudaSuccess;
   if (const std::string bad = check_copy(dst, src, bytes, kind); !bad.empty())
     return fail(cudaErrorInvalidValue, bad);
-  run_queue(&g_legacy_stream);
+  if (const cudaError_t err = run_queue(&g_legacy_stream); err != cudaSuccess) return err;
   std::memcpy(dst, src, bytes);
   return cudaSuccess;
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
                             cudaStream_t s) {
   if (!enabled()) return fail(cudaErrorNoDevice, kOffReason);
+  if (const cudaError_t err = sticky(); err != cudaSuccess) return err;
   if (!valid_stream(s)) return fail(cudaErrorInvalidResourceHandle, "cudaMemcpyAsync stream");
   if (bytes == 0) return cudaSuccess;
   if (const std::string bad = check_copy(dst, src, bytes, kind); !bad.empty())
@@ -1041,6 +1074,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
 }
 cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t s) {
   if (!enabled()) return fail(cudaErrorNoDevice, kOffReason);
+  if (const cudaError_t err = sticky(); err != cudaSuccess) return err;
   if (!valid_stream(s)) return fail(cudaErrorInvalidResourceHandle, "cudaMemsetAsync stream");
   if (bytes == 0) return cudaSuccess;
   if (classify(dst, bytes) != Mem::Device)
@@ -1060,19 +1094,17 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
   if (!s) return fail(cudaErrorInvalidValue, "null stream pointer");
   if (!enabled()) return fail(cudaErrorNoDevice, kOffReason);
   *s = new CUstream_st;
-  std::lock_guard<std::mutex> lock(g_streams_mutex);
+  std::lock_guard<std::recursive_mutex> lock(g_exec_mutex);
   g_streams.push_back(*s);
   return cudaSuccess;
 }
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
   if (!s || !valid_stream(s)) return fail(cudaErrorInvalidResourceHandle, "cudaStreamDestroy");
-  run_queue(s);  // pending work completes before the stream's resources go
-  {
-    std::lock_guard<std::mutex> lock(g_streams_mutex);
-    g_streams.erase(std::find(g_streams.begin(), g_streams.end(), s));
-  }
+  std::lock_guard<std::recursive_mutex> lock(g_exec_mutex);
+  const cudaError_t err = run_queue(s);  // pending work completes before the stream goes
+  g_streams.erase(std::find(g_streams.begin(), g_streams.end(), s));
   delete s;
-  return cudaSuccess;
+  return err;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
   if (!valid_stream(s)) return fail(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize");
@@ -1089,17 +1121,26 @@ cudaError_t cudaEventCreate(cudaEvent_t* e) {
   return cudaSuccess;
 }
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
-  delete e;
+  if (!e) return fail(cudaErrorInvalidResourceHandle, "cudaEventDestroy of a null event");
+  std::lock_guard<std::recursive_mutex> lock(g_exec_mutex);
+  if (e->pending > 0)
+    e->destroyed = true;  // CUDA allows it: the resources go once the record has run
+  else
+    delete e;
   return cudaSuccess;
 }
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+  if (const cudaError_t err = sticky(); err != cudaSuccess) return err;
   if (!e) return fail(cudaErrorInvalidResourceHandle, "cudaEventRecord of a null event");
   if (!valid_stream(s)) return fail(cudaErrorInvalidResourceHandle, "cudaEventRecord stream");
+  std::lock_guard<std::recursive_mutex> lock(g_exec_mutex);
   e->recorded = true;
   e->done = false;
+  ++e->pending;
   enqueue(s, [e](std::string&) {
     e->when = Clock::now();
     e->done = true;
+    if (--e->pending == 0 && e->destroyed) delete e;
     return cudaSuccess;
   });
   return cudaSuccess;

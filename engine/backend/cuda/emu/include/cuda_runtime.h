@@ -16,6 +16,8 @@
 //     shared memory): a block starts with what the previous block left, as stale as a device's
 //     uninitialised shared memory (not poisoned). Dynamic shared memory is a per-launch buffer
 //     filled with 0xFF bytes (MOELAB_DYNAMIC_SHARED).
+//   * An execution error (a failed launch) is sticky as on a device: every later call returns
+//     it until cuda_emu::reset_device().
 //   * Streams are queues executed when the host synchronises (cudaStreamSynchronize, a copy to
 //     pageable host memory, cudaFree), never earlier, so results read before a synchronisation
 //     are stale as they may be on a GPU. Asynchronous copies from pinned memory read it when
@@ -153,8 +155,10 @@ namespace moelab::cuda_emu {
 
 /// __syncthreads at `where` (the call site: barriers at different sites are an error).
 void sync_threads(std::source_location where = std::source_location::current());
-/// Warp exchange of up to 8 bytes: returns lane (lane ^ lane_mask)'s `bits`.
-uint64_t shfl_xor(unsigned mask, uint64_t bits, int lane_mask, int width);
+/// Warp exchange of up to 8 bytes: returns lane (lane ^ lane_mask)'s `bits`. The partner must be
+/// at the same call site with the same lane mask in the same round.
+uint64_t shfl_xor(unsigned mask, uint64_t bits, int lane_mask, int width,
+                  std::source_location where);
 /// The running launch's dynamic shared memory (its size was the launch's third argument).
 void* dynamic_shared_memory();
 
@@ -240,6 +244,10 @@ Launcher<P...> launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t s
   return Launcher<P...>{Launch{grid, block, shared_bytes, s, name}, kernel};
 }
 
+/// Clears a failed device (the sticky error of a failed launch, and all queued work), as
+/// cudaDeviceReset does; for tests that provoke execution errors.
+void reset_device();
+
 /// Sets the emulated device memory in bytes (tests of out-of-memory paths); 0 restores the
 /// default (MOELAB_CUDA_EMULATOR_MEMORY, else the host's available memory at first use).
 void set_memory_capacity(size_t bytes);
@@ -257,11 +265,12 @@ inline void __syncthreads(std::source_location where = std::source_location::cur
 }
 
 template <typename T>
-inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32,
+                         std::source_location where = std::source_location::current()) {
   static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>);
   uint64_t bits = 0;
   std::memcpy(&bits, &v, sizeof v);
-  bits = moelab::cuda_emu::shfl_xor(mask, bits, lane_mask, width);
+  bits = moelab::cuda_emu::shfl_xor(mask, bits, lane_mask, width, where);
   T out;
   std::memcpy(&out, &bits, sizeof out);
   return out;
