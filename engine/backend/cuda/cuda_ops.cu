@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "backend/cuda/cuda_ops.h"
@@ -281,6 +282,82 @@ __global__ void k_matvec_q(const uint8_t* w, uint64_t row_bytes, uint64_t expert
     for (int64_t b = lane; b < n_blocks; b += kWarp) s += kel::dot(wr[b], xr[b]);
     s = warp_sum(s);
     if (lane == 0) y[j * n_out + row] = s;
+  }
+}
+
+// 32-element formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) in the CPU's (ggml's x86) order
+// (kernels/cpu/x86_common.h dot32): per row eight F32 lanes, lane l holding the exact int32 sum
+// of elements 4l .. 4l+3 of each block, acc_l = fma(d_w * d_x, float(isum_l), acc_l) block after
+// block; then hsum8_tinyblas's association (= hsum_ps256) and, for Q4_1 / Q5_1, + the
+// sequential sum of m_w * s_x. Eight threads per row, so each thread is one lane.
+template <typename WB>
+__device__ inline int q32_value(const WB& b, int j);
+template <>
+__device__ inline int q32_value(const kel::BlockQ8_0& b, int j) {
+  return b.qs[j];
+}
+template <>
+__device__ inline int q32_value(const kel::BlockQ4_0& b, int j) {
+  return (j < 16 ? (b.qs[j] & 15) : (b.qs[j - 16] >> 4)) - 8;
+}
+template <>
+__device__ inline int q32_value(const kel::BlockQ4_1& b, int j) {
+  return j < 16 ? (b.qs[j] & 15) : (b.qs[j - 16] >> 4);
+}
+__device__ inline int q5_high(const uint8_t* qh, int j) {
+  return ((qh[j >> 3] >> (j & 7)) & 1) << 4;
+}
+template <>
+__device__ inline int q32_value(const kel::BlockQ5_0& b, int j) {
+  return ((j < 16 ? (b.qs[j] & 15) : (b.qs[j - 16] >> 4)) | q5_high(b.qh, j)) - 16;
+}
+template <>
+__device__ inline int q32_value(const kel::BlockQ5_1& b, int j) {
+  return (j < 16 ? (b.qs[j] & 15) : (b.qs[j - 16] >> 4)) | q5_high(b.qh, j);
+}
+
+constexpr int kQ32Rows = 16;  // rows per 128-thread block (8 threads each)
+
+template <typename WB>
+__global__ void k_matvec_q32(const uint8_t* w, uint64_t row_bytes, uint64_t expert_stride,
+                             const int32_t* ids, int64_t n_blocks, int64_t n_out, const uint8_t* a,
+                             uint64_t a_row_bytes, int x_div, int64_t n_rows, float* y) {
+  using AB = typename Fmt<WB>::Act;
+  constexpr bool kMin = std::is_same_v<AB, kel::BlockQ8_1>;
+  const int lane = threadIdx.x % 8;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kQ32Rows + threadIdx.x / 8;
+  const bool valid = row < n_out;  // invalid rows still take part in the shuffles
+  for (int64_t j = blockIdx.y; j < n_rows; j += gridDim.y) {
+    const int32_t e = ids ? ids[j] : 0;  // uniform across the block
+    if (e < 0) {
+      if (valid && lane == 0) y[j * n_out + row] = 0.0f;
+      continue;
+    }
+    const WB* wr = reinterpret_cast<const WB*>(w + static_cast<uint64_t>(e) * expert_stride +
+                                               static_cast<uint64_t>(valid ? row : 0) * row_bytes);
+    const AB* xr = reinterpret_cast<const AB*>(a + static_cast<uint64_t>(j / x_div) * a_row_bytes);
+    float acc = 0.0f;
+    if (valid)
+      for (int64_t b = 0; b < n_blocks; ++b) {
+        int isum = 0;
+        for (int k = 4 * lane; k < 4 * lane + 4; ++k) isum += q32_value(wr[b], k) * xr[b].qs[k];
+        const float d = kel::h2f(wr[b].d) * kel::h2f(xr[b].d);
+        acc = fmaf(d, static_cast<float>(isum), acc);
+      }
+    const float b4 = acc + __shfl_xor_sync(0xffffffffu, acc, 4);
+    const float b2 = b4 + __shfl_xor_sync(0xffffffffu, b4, 2);
+    float s = b2 + __shfl_xor_sync(0xffffffffu, b2, 1);
+    if (valid && lane == 0) {
+      if constexpr (kMin) {
+        float ms = 0.0f;
+        for (int64_t b = 0; b < n_blocks; ++b) {
+          const float m = kel::h2f(wr[b].m) * kel::h2f(xr[b].s);
+          ms = ms + m;
+        }
+        s = s + ms;
+      }
+      y[j * n_out + row] = s;
+    }
   }
 }
 
@@ -960,6 +1037,12 @@ void matvec(WType t, ActMode m, const void* w, uint64_t row_bytes, uint64_t expe
     using WB = decltype(blk);
     constexpr int QK = Fmt<WB>::kQK;
     require_multiple(t, n_in, QK, "matvec");
+    if constexpr (QK == 32) {
+      const dim3 grid32(grid_for(n_out, kQ32Rows), grid_y(n_rows));
+      MOELAB_LAUNCH(grid32, kQ32Rows * 8, 0, s, k_matvec_q32<WB>)
+      (wb, row_bytes, expert_stride, ids, n_in / QK, n_out, ab, arb, x_div, n_rows, y);
+      return;
+    }
     MOELAB_LAUNCH(grid, block, 0, s, k_matvec_q<WB>)
     (wb, row_bytes, expert_stride, ids, n_in / QK, n_out, ab, arb, x_div, n_rows, y);
   });
