@@ -201,30 +201,11 @@ __device__ inline float load_el(const void* p, int64_t i) {
 
 // ---- activation preparation -------------------------------------------------------------------
 
-template <typename AB, int QK>
-__global__ void k_quantize_act(const float* x, int64_t ldx, int64_t n_rows, int64_t n_blocks,
-                               AB* out) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= n_rows * n_blocks) return;
-  const int64_t r = i / n_blocks, b = i % n_blocks;
-  kel::quantize_act(x + r * ldx + b * QK, out[r * n_blocks + b]);
-}
-// F16 / BF16 rounding of activations (Ggml mode for F16 / BF16 weights), or an F32 copy.
-template <int K>
-__global__ void k_convert_act(const float* x, int64_t ldx, int64_t n_rows, int64_t n_in,
-                              void* out) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= n_rows * n_in) return;
-  const int64_t r = i / n_in, c = i % n_in;
-  const float v = x[r * ldx + c];
-  if constexpr (K == kF32) static_cast<float*>(out)[i] = v;
-  if constexpr (K == kF16) static_cast<uint16_t*>(out)[i] = kel::f32_to_f16(v);
-  if constexpr (K == kBF16) static_cast<uint16_t*>(out)[i] = kel::f32_to_bf16(v);
-}
-
-// Activation values as the CPU kernels see them (round_act): quantize a block, decode it again.
-// (Q8_1's s = f16(d * sum q), which the CPU's Q4_1 / Q5_1 dot uses for the min term, is not
-// representable in a plain GEMM: there the min term uses d * sum q unrounded.)
+// Activation values as the CPU kernels see them. kDecode false: the prepared activations matvec
+// reads (Q8 blocks, F16 / BF16 values, or an F32 copy). kDecode true (round_act): the same
+// values decoded again to F32 for a GEMM. (Q8_1's s = f16(d * sum q), which the CPU's Q4_1 /
+// Q5_1 dot uses for the min term, is not representable in a plain GEMM: there the min term
+// uses d * sum q unrounded.)
 __device__ inline void decode_act(const kel::BlockQ8_0& b, float* y) {
   kel::dequant(b, y);
 }
@@ -235,26 +216,35 @@ __device__ inline void decode_act(const kel::BlockQ8_1& b, float* y) {
 __device__ inline void decode_act(const kel::BlockQ8_K& b, float* y) {
   for (int j = 0; j < 256; ++j) y[j] = static_cast<float>(b.qs[j]) * b.d;
 }
-template <typename AB, int QK>
-__global__ void k_round_act_q(const float* x, int64_t ldx, int64_t n_rows, int64_t n_blocks,
-                              float* out) {
+// One thread per block of QK activations.
+template <typename AB, int QK, bool kDecode>
+__global__ void k_act_q(const float* x, int64_t ldx, int64_t n_rows, int64_t n_blocks, void* out) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n_rows * n_blocks) return;
   const int64_t r = i / n_blocks, b = i % n_blocks;
-  AB q;
-  kel::quantize_act(x + r * ldx + b * QK, q);
-  decode_act(q, out + r * n_blocks * QK + b * QK);
+  if constexpr (kDecode) {
+    AB q;
+    kel::quantize_act(x + r * ldx + b * QK, q);
+    decode_act(q, static_cast<float*>(out) + r * n_blocks * QK + b * QK);
+  } else {
+    kel::quantize_act(x + r * ldx + b * QK, static_cast<AB*>(out)[r * n_blocks + b]);
+  }
 }
-template <int K>
-__global__ void k_round_act_f(const float* x, int64_t ldx, int64_t n_rows, int64_t n_in,
-                              float* out) {
+// F16 / BF16 rounding (Ggml mode for F16 / BF16 weights), or an F32 copy; one thread per value.
+template <int K, bool kDecode>
+__global__ void k_act_f(const float* x, int64_t ldx, int64_t n_rows, int64_t n_in, void* out) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n_rows * n_in) return;
   const int64_t r = i / n_in, c = i % n_in;
   const float v = x[r * ldx + c];
-  if constexpr (K == kF32) out[i] = v;
-  if constexpr (K == kF16) out[i] = kel::f16_to_f32(kel::f32_to_f16(v));
-  if constexpr (K == kBF16) out[i] = kel::bf16_to_f32(kel::f32_to_bf16(v));
+  if constexpr (K == kF32) {
+    static_cast<float*>(out)[i] = v;
+  } else if constexpr (kDecode) {
+    static_cast<float*>(out)[i] =
+        K == kF16 ? kel::f16_to_f32(kel::f32_to_f16(v)) : kel::bf16_to_f32(kel::f32_to_bf16(v));
+  } else {
+    static_cast<uint16_t*>(out)[i] = K == kF16 ? kel::f32_to_f16(v) : kel::f32_to_bf16(v);
+  }
 }
 
 // ---- matvec -------------------------------------------------------------------------------------
@@ -932,26 +922,29 @@ size_t act_row_bytes(WType t, ActMode m, int64_t n_in) {
   return bytes;
 }
 
-void prepare_act(WType t, ActMode m, const float* x, int64_t ldx, int64_t n_rows, int64_t n_in,
-                 void* out, Stream s) {
+namespace {
+// prepare_act (kDecode false) and round_act (true): the activations of mode m for weights t.
+template <bool kDecode>
+void launch_act(WType t, ActMode m, const float* x, int64_t ldx, int64_t n_rows, int64_t n_in,
+                void* out, Stream s, const char* op) {
   if (n_rows <= 0) return;
   if (is_float(t)) {
     const int64_t count = n_rows * n_in;
     switch (act_kind(t, m)) {
       case kF32:
-        MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_convert_act<kF32>)
+        MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_act_f<kF32, kDecode>)
         (x, ldx, n_rows, n_in, out);
         break;
       case kF16:
-        MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_convert_act<kF16>)
+        MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_act_f<kF16, kDecode>)
         (x, ldx, n_rows, n_in, out);
         break;
       default:
-        MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_convert_act<kBF16>)
+        MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_act_f<kBF16, kDecode>)
         (x, ldx, n_rows, n_in, out);
         break;
     }
-    check_launch("prepare_act", t);
+    check_launch(op, t);
     return;
   }
   if (m == ActMode::Exact) act_row_bytes(t, m, n_in);  // throws
@@ -959,47 +952,23 @@ void prepare_act(WType t, ActMode m, const float* x, int64_t ldx, int64_t n_rows
     using WB = decltype(wb);
     using AB = typename Fmt<WB>::Act;
     constexpr int QK = Fmt<WB>::kQK;
-    require_multiple(t, n_in, QK, "prepare_act");
+    require_multiple(t, n_in, QK, op);
     const int64_t nb = n_in / QK;
-    MOELAB_LAUNCH(grid_for(n_rows * nb, 128), 128, 0, s, k_quantize_act<AB, QK>)
-    (x, ldx, n_rows, nb, static_cast<AB*>(out));
+    MOELAB_LAUNCH(grid_for(n_rows * nb, 128), 128, 0, s, k_act_q<AB, QK, kDecode>)
+    (x, ldx, n_rows, nb, out);
   });
-  check_launch("prepare_act", t);
+  check_launch(op, t);
+}
+}  // namespace
+
+void prepare_act(WType t, ActMode m, const float* x, int64_t ldx, int64_t n_rows, int64_t n_in,
+                 void* out, Stream s) {
+  launch_act<false>(t, m, x, ldx, n_rows, n_in, out, s, "prepare_act");
 }
 
 void round_act(WType t, ActMode m, const float* x, int64_t ldx, int64_t n_rows, int64_t n_in,
                float* out, Stream s) {
-  if (n_rows <= 0) return;
-  if (is_float(t)) {
-    const int64_t count = n_rows * n_in;
-    switch (act_kind(t, m)) {
-      case kF32:
-        MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_round_act_f<kF32>)
-        (x, ldx, n_rows, n_in, out);
-        break;
-      case kF16:
-        MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_round_act_f<kF16>)
-        (x, ldx, n_rows, n_in, out);
-        break;
-      default:
-        MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_round_act_f<kBF16>)
-        (x, ldx, n_rows, n_in, out);
-        break;
-    }
-    check_launch("round_act", t);
-    return;
-  }
-  if (m == ActMode::Exact) act_row_bytes(t, m, n_in);  // throws
-  with_block(t, [&](auto wb) {
-    using WB = decltype(wb);
-    using AB = typename Fmt<WB>::Act;
-    constexpr int QK = Fmt<WB>::kQK;
-    require_multiple(t, n_in, QK, "round_act");
-    const int64_t nb = n_in / QK;
-    MOELAB_LAUNCH(grid_for(n_rows * nb, 128), 128, 0, s, k_round_act_q<AB, QK>)
-    (x, ldx, n_rows, nb, out);
-  });
-  check_launch("round_act", t);
+  launch_act<true>(t, m, x, ldx, n_rows, n_in, out, s, "round_act");
 }
 
 void matvec(WType t, ActMode m, const void* w, uint64_t row_bytes, uint64_t expert_stride,
