@@ -290,7 +290,6 @@ struct Executor {
   std::vector<uint32_t> slot_line[2];  // call site and lane mask: partners must agree
   std::vector<int> slot_mask[2];
   std::string error;  // set by a fiber: the block is abandoned
-  const char* kernel = "";
 #ifdef MOELAB_EMU_ASAN
   const void* sched_stack_bottom = nullptr;
   size_t sched_stack_size = 0;
@@ -571,7 +570,6 @@ cudaError_t run_kernel(const KernelOp& k, std::string& detail) {
   ex.n = n;
   ex.thread_fn = k.thread;
   ex.closure = k.closure.get();
-  ex.kernel = k.l.kernel;
   ex.error.clear();
   // Dynamic shared memory starts as garbage on a device: 0xFF bytes here.
   ex.dyn_shared.assign(std::max<size_t>(k.l.shared_bytes, 16), 0xFF);
@@ -855,75 +853,44 @@ cudaError_t cudaGetLastError() {
   t_err.last = cudaSuccess;
   return e;
 }
+namespace {
+struct ErrorText {
+  cudaError_t err;
+  const char* name;
+  const char* text;  // the CUDA runtime's wording
+};
+constexpr ErrorText kErrorTexts[] = {
+    {cudaSuccess, "cudaSuccess", "no error"},
+    {cudaErrorInvalidValue, "cudaErrorInvalidValue", "invalid argument"},
+    {cudaErrorMemoryAllocation, "cudaErrorMemoryAllocation", "out of memory"},
+    {cudaErrorInvalidConfiguration, "cudaErrorInvalidConfiguration",
+     "invalid configuration argument"},
+    {cudaErrorInvalidDevicePointer, "cudaErrorInvalidDevicePointer", "invalid device pointer"},
+    {cudaErrorInvalidMemcpyDirection, "cudaErrorInvalidMemcpyDirection",
+     "invalid copy direction for memcpy"},
+    {cudaErrorInsufficientDriver, "cudaErrorInsufficientDriver",
+     "CUDA driver version is insufficient for CUDA runtime version"},
+    {cudaErrorNoDevice, "cudaErrorNoDevice", "no CUDA-capable device is detected"},
+    {cudaErrorInvalidResourceHandle, "cudaErrorInvalidResourceHandle", "invalid resource handle"},
+    {cudaErrorNotReady, "cudaErrorNotReady", "device not ready"},
+    {cudaErrorIllegalAddress, "cudaErrorIllegalAddress",
+     "an illegal memory access was encountered"},
+    {cudaErrorLaunchFailure, "cudaErrorLaunchFailure", "unspecified launch failure"},
+};
+const ErrorText* error_text(cudaError_t err) {
+  for (const ErrorText& e : kErrorTexts)
+    if (e.err == err) return &e;
+  return nullptr;
+}
+}  // namespace
+
 const char* cudaGetErrorName(cudaError_t err) {
-  switch (err) {
-    case cudaSuccess:
-      return "cudaSuccess";
-    case cudaErrorInvalidValue:
-      return "cudaErrorInvalidValue";
-    case cudaErrorMemoryAllocation:
-      return "cudaErrorMemoryAllocation";
-    case cudaErrorInvalidConfiguration:
-      return "cudaErrorInvalidConfiguration";
-    case cudaErrorInvalidDevicePointer:
-      return "cudaErrorInvalidDevicePointer";
-    case cudaErrorInvalidMemcpyDirection:
-      return "cudaErrorInvalidMemcpyDirection";
-    case cudaErrorInsufficientDriver:
-      return "cudaErrorInsufficientDriver";
-    case cudaErrorNoDevice:
-      return "cudaErrorNoDevice";
-    case cudaErrorInvalidResourceHandle:
-      return "cudaErrorInvalidResourceHandle";
-    case cudaErrorNotReady:
-      return "cudaErrorNotReady";
-    case cudaErrorIllegalAddress:
-      return "cudaErrorIllegalAddress";
-    case cudaErrorLaunchFailure:
-      return "cudaErrorLaunchFailure";
-  }
-  return "cudaErrorUnknown";
+  const ErrorText* e = error_text(err);
+  return e ? e->name : "cudaErrorUnknown";
 }
 const char* cudaGetErrorString(cudaError_t err) {
-  const char* base = "unknown error";
-  switch (err) {
-    case cudaSuccess:
-      base = "no error";
-      break;
-    case cudaErrorInvalidValue:
-      base = "invalid argument";
-      break;
-    case cudaErrorMemoryAllocation:
-      base = "out of memory";
-      break;
-    case cudaErrorInvalidConfiguration:
-      base = "invalid configuration argument";
-      break;
-    case cudaErrorInvalidDevicePointer:
-      base = "invalid device pointer";
-      break;
-    case cudaErrorInvalidMemcpyDirection:
-      base = "invalid copy direction for memcpy";
-      break;
-    case cudaErrorInsufficientDriver:
-      base = "CUDA driver version is insufficient for CUDA runtime version";
-      break;
-    case cudaErrorNoDevice:
-      base = "no CUDA-capable device is detected";
-      break;
-    case cudaErrorInvalidResourceHandle:
-      base = "invalid resource handle";
-      break;
-    case cudaErrorNotReady:
-      base = "device not ready";
-      break;
-    case cudaErrorIllegalAddress:
-      base = "an illegal memory access was encountered";
-      break;
-    case cudaErrorLaunchFailure:
-      base = "unspecified launch failure";
-      break;
-  }
+  const ErrorText* e = error_text(err);
+  const char* base = e ? e->text : "unknown error";
   if (err == cudaErrorNoDevice && !enabled()) return kOffReason;
   if (err != cudaSuccess && err == t_err.detail_for && !t_err.detail.empty()) {
     t_err.message = std::string(base) + " (CUDA emulator: " + t_err.detail + ")";
@@ -958,18 +925,30 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
   *p = start;
   return cudaSuccess;
 }
-cudaError_t cudaFree(void* p) {
+namespace {
+// cudaFree / cudaFreeHost: both synchronise the device first; on a failed device the memory is
+// still released and the sticky error returned.
+cudaError_t release(void* p, bool device, const char* api) {
   if (!p) return cudaSuccess;
-  // cudaFree synchronises the device; on a failed device it still releases the memory.
   const cudaError_t err = run_all_queues();
   std::lock_guard<std::mutex> lock(g_mem_mutex);
   auto it = g_allocs.find(reinterpret_cast<uintptr_t>(p));
-  if (it == g_allocs.end() || !it->second.device)
-    return fail(cudaErrorInvalidValue, "cudaFree of " + hex(p) + ", not a device allocation");
-  munmap(it->second.map, it->second.map_bytes);
-  g_device_used -= it->second.bytes;
+  if (it == g_allocs.end() || it->second.device != device)
+    return fail(cudaErrorInvalidValue, std::string(api) + " of " + hex(p) + ", not a " +
+                                           (device ? "device" : "pinned") + " allocation");
+  if (device) {
+    munmap(it->second.map, it->second.map_bytes);
+    g_device_used -= it->second.bytes;
+  } else {
+    std::free(it->second.map);
+  }
   g_allocs.erase(it);
   return err;
+}
+}  // namespace
+
+cudaError_t cudaFree(void* p) {
+  return release(p, true, "cudaFree");
 }
 cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned) {
   if (!p) return fail(cudaErrorInvalidValue, "cudaHostAlloc: null result pointer");
@@ -982,15 +961,7 @@ cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned) {
   return cudaSuccess;
 }
 cudaError_t cudaFreeHost(void* p) {
-  if (!p) return cudaSuccess;
-  const cudaError_t err = run_all_queues();
-  std::lock_guard<std::mutex> lock(g_mem_mutex);
-  auto it = g_allocs.find(reinterpret_cast<uintptr_t>(p));
-  if (it == g_allocs.end() || it->second.device)
-    return fail(cudaErrorInvalidValue, "cudaFreeHost of " + hex(p) + ", not a pinned allocation");
-  std::free(it->second.map);
-  g_allocs.erase(it);
-  return err;
+  return release(p, false, "cudaFreeHost");
 }
 
 namespace {
