@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "moelab/gguf/gguf.h"
 #include "moelab/model/card.h"
+#include "moelab/model/model.h"
 
 namespace moelab::cli {
 
@@ -23,7 +24,11 @@ struct InspectOptions {
 
 int inspect(const InspectOptions& o, Io io) {
   const auto file = gguf::File::open(o.file);
-  const ModelCard card = make_model_card(*file);
+  ModelCard card = make_model_card(*file);
+  // The card's verdict is load's: run every check Model::load makes (configuration, weights,
+  // tokenizer), so "runnable yes" means `run` accepts the file.
+  if (card.problems.empty())
+    if (std::string why = Model::check(*file, card); !why.empty()) card.problems.push_back(why);
   const std::string sha = o.no_hash ? std::string() : sha256_file(o.file);
   const uint64_t n_ctx = o.n_ctx ? o.n_ctx : (card.context_length ? card.context_length : 4096);
   if (o.json) {

@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -213,6 +214,44 @@ void check_tensors(const gguf::File& f, ModelCard& c, const ArchInfo& a) {
   }
 }
 
+// The hyper-parameters every runnable architecture needs (all are RMSNorm + RoPE transformers):
+// values a forward pass cannot use become problems, so the card, `inspect --check` and
+// Model::load give the same verdict (the card still shows the stored value).
+void check_hparams(const gguf::File& f, ModelCard& c) {
+  const std::string a = c.architecture + ".";
+  auto key = [&](const std::string& k) { return "metadata key '" + a + k + "'"; };
+  auto num = [](float x) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%g", static_cast<double>(x));
+    return std::string(b);
+  };
+  if (c.n_head_kv == 0)
+    c.problems.push_back(key("attention.head_count_kv") +
+                         " is 0: attention needs at least one key/value head");
+  if (c.head_dim == 0 || c.head_dim_v == 0)
+    c.problems.push_back(key("attention.key_length") + " / " + key("attention.value_length") +
+                         ": the head size is 0");
+  if (!f.find(a + "attention.layer_norm_rms_epsilon"))
+    c.problems.push_back(key("attention.layer_norm_rms_epsilon") +
+                         " is missing: RMSNorm needs its epsilon");
+  else if (!std::isfinite(c.rms_eps) || c.rms_eps <= 0)
+    c.problems.push_back(key("attention.layer_norm_rms_epsilon") + " is " + num(c.rms_eps) +
+                         ": the RMSNorm epsilon must be a positive finite number");
+  if (!std::isfinite(c.rope_freq_base) || c.rope_freq_base <= 0)
+    c.problems.push_back(key("rope.freq_base") + " is " + num(c.rope_freq_base) +
+                         ": the RoPE base frequency must be a positive finite number");
+  if (c.rope_dims == 0 || c.rope_dims % 2 != 0 || c.rope_dims > c.head_dim)
+    c.problems.push_back(key("rope.dimension_count") + " is " + std::to_string(c.rope_dims) +
+                         ": it must be even, non-zero and at most the head size " +
+                         std::to_string(c.head_dim));
+  if (f.find(a + "rope.scaling.factor") &&
+      (!std::isfinite(c.rope_scaling_factor) || c.rope_scaling_factor < 0))
+    c.problems.push_back(key("rope.scaling.factor") + " is " + num(c.rope_scaling_factor) +
+                         ": a RoPE scaling factor must be a finite number >= 0");
+  if (c.expert_count == 0 && c.n_ff == 0)
+    c.problems.push_back(key("feed_forward_length") + " is missing or 0");
+}
+
 }  // namespace
 
 const std::vector<std::string>& supported_architectures() {
@@ -322,6 +361,7 @@ ModelCard make_model_card(const gguf::File& f) {
     c.problems.push_back("hyper-parameters missing: " + a + "block_count, " + a +
                          "embedding_length and " + a + "attention.head_count are required");
   } else {
+    check_hparams(f, c);
     if (c.n_vocab == 0) c.problems.push_back("the file has no tokenizer (tokenizer.ggml.tokens)");
     check_tensors(f, c, *arch);
   }

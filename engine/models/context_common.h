@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "moelab/gguf/gguf.h"
 #include "moelab/model/card.h"
 #include "moelab/policies/policies.h"
 
@@ -61,5 +62,18 @@ bool evicting_policy(const AttentionPolicy& policy, uint32_t n_ctx);
 /// after an eval of n_batch tokens: i < 0, or the batch's last token, gives the last row; with
 /// all_logits, token i's row. Throws moelab::Error (BadInput) when none was kept.
 int64_t logits_row(int i, int64_t n_logits, int64_t n_batch, bool logits_all);
+
+/// Stops a run whose logits are not finite. `logits` F32 [n_rows, n_vocab] of an eval of the
+/// positions pos0 .. pos0 + n_batch - 1 (n_rows = n_batch with all logits, else 1). When a value
+/// is NaN or ±Inf, throws moelab::Error (BadInput) naming the position and where the non-finite
+/// values come from: the first weight tensor of `file` in forward order (token_embd, blk.0 ..
+/// blk.N-1, output_norm, output) holding a NaN/Inf (row and column given), else "an activation
+/// overflowed" (every weight is finite). The scan of the weights runs only on that error path.
+void check_finite_logits(const float* logits, int64_t n_rows, int64_t n_vocab, uint32_t pos0,
+                         int64_t n_batch, const gguf::File& file);
+
+/// The first weight tensor of `file`, in forward order, holding a NaN or ±Inf, as
+/// "tensor 'NAME' holds NaN at row R, column C"; empty when every weight is finite.
+std::string find_non_finite_weight(const gguf::File& file);
 
 }  // namespace moelab::models

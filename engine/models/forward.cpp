@@ -288,6 +288,7 @@ void CpuContext::eval(std::span<const int32_t> tokens, bool all_logits) {
     for (auto& v : logits_) v = el::softcap(v, cfg_.final_softcap);
   emit(kResultOutput, -1, logits_.data(), n_out, V);
   head_clock.lap(timer_, OpKind::Head, -1, n_past_, n);
+  check_finite_logits(logits_.data(), n_out, V, n_past_, n, model_->file());
 
   if (evicting_)
     for (int64_t t = 0; t < n; ++t) cell_pos_.push_back(pos_[t]);

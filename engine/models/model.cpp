@@ -171,6 +171,52 @@ Weights bind_weights(const gguf::File& f, const ModelCard& c, const ArchConfig& 
 }  // namespace
 }  // namespace models
 
+namespace models {
+namespace {
+// Everything Model::load checks and derives before the model exists: the card's verdict, the
+// architecture's configuration, every weight (presence, type, shape; zero-copy views) and the
+// tokenizer. Model::check runs exactly this, so `inspect --check` and load cannot disagree.
+struct Prepared {
+  ArchConfig config;
+  Weights weights;
+  std::shared_ptr<const Tokenizer> tokenizer;
+};
+
+Prepared prepare(const gguf::File& file, const ModelCard& card, const LoadOptions& opts) {
+  const ArchDef* arch = find_architecture(card.architecture);
+  if (!arch) {
+    std::string list;
+    for (const auto& a : architectures()) list += (list.empty() ? "" : ", ") + std::string(a.name);
+    file.fail("architecture '" + card.architecture + "' is not supported (supported: " + list + ")",
+              "metadata key 'general.architecture'");
+  }
+  if (!card.problems.empty()) {
+    std::string msg = "the model cannot be run: " + card.problems.front();
+    if (card.problems.size() > 1)
+      msg += " (and " + std::to_string(card.problems.size() - 1) + " more problems)";
+    file.fail(msg);
+  }
+  Prepared p;
+  p.config = arch->configure(file, card);
+  p.weights = bind_weights(file, card, p.config, opts);
+#ifdef MOELAB_MODELS_HAVE_TOKENIZER
+  if (file.find("tokenizer.ggml.tokens")) p.tokenizer = Tokenizer::from_gguf(file);
+#endif
+  return p;
+}
+}  // namespace
+}  // namespace models
+
+std::string Model::check(const gguf::File& file, const ModelCard& card) {
+  try {
+    models::prepare(file, card, {});
+    return {};
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::BadInput) throw;
+    return e.where().subject.empty() ? e.detail() : e.where().subject + ": " + e.detail();
+  }
+}
+
 std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& opts) {
   if (opts.backend != "cpu" && opts.backend != "cuda" && opts.backend != "auto")
     throw Error(ErrorKind::BadInput,
@@ -179,32 +225,9 @@ std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
     throw Error(ErrorKind::Cancelled, "loading was cancelled", {.file = path});
   std::unique_ptr<gguf::File> file = gguf::File::open(path);
   ModelCard card = make_model_card(*file);
-  const models::ArchDef* arch = models::find_architecture(card.architecture);
-  if (!arch) {
-    std::string list;
-    for (const auto& a : models::architectures())
-      list += (list.empty() ? "" : ", ") + std::string(a.name);
-    file->fail(
-        "architecture '" + card.architecture + "' is not supported (supported: " + list + ")",
-        "metadata key 'general.architecture'");
-  }
-  if (!card.problems.empty()) {
-    std::string msg = "the model cannot be run: " + card.problems.front();
-    if (card.problems.size() > 1)
-      msg += " (and " + std::to_string(card.problems.size() - 1) + " more problems)";
-    file->fail(msg);
-  }
-  if (card.rms_eps <= 0)
-    file->fail("the RMSNorm epsilon is missing or not positive",
-               "metadata key '" + card.architecture + ".attention.layer_norm_rms_epsilon'");
-  models::ArchConfig config = arch->configure(*file, card);
-  models::Weights weights = models::bind_weights(*file, card, config, opts);
-  std::shared_ptr<const Tokenizer> tok;
-#ifdef MOELAB_MODELS_HAVE_TOKENIZER
-  if (file->find("tokenizer.ggml.tokens")) tok = Tokenizer::from_gguf(*file);
-#endif
-  auto cpu = std::make_shared<models::CpuModel>(std::move(file), std::move(card), config,
-                                                std::move(weights), std::move(tok));
+  models::Prepared prep = models::prepare(*file, card, opts);
+  auto cpu = std::make_shared<models::CpuModel>(std::move(file), std::move(card), prep.config,
+                                                std::move(prep.weights), std::move(prep.tokenizer));
   if (resolve_backend(opts.backend) == "cuda") {
     try {
       auto gpu = backend::make_cuda_model(cpu, opts);

@@ -38,7 +38,7 @@ ops::RopeParams rope_from_card(const gguf::File& file, const ModelCard& card, op
   ops::RopeParams p;
   p.type = type;
   p.n_rot = static_cast<int>(card.rope_dims ? card.rope_dims : card.head_dim);
-  p.freq_base = card.rope_freq_base > 0 ? card.rope_freq_base : 10000.0f;
+  p.freq_base = card.rope_freq_base;  // validated by make_model_card (10000 when absent)
   p.freq_scale = 1.0f;
   const std::string subject = "metadata key '" + card.architecture + ".rope.scaling.type'";
   if (card.rope_scaling == "linear") {

@@ -649,6 +649,7 @@ void CudaContext::eval(std::span<const int32_t> tokens, bool all_logits) {
   cuda::stream_sync(stream_, "eval");
 
   logits_.assign(lh, lh + n_out * V);
+  models::check_finite_logits(logits_.data(), n_out, V, n_past_, n, model_->file());
   if (observer_) deliver_observations();
   if (timer_) deliver_timings();
   if (evicting_)

@@ -42,6 +42,12 @@ class Model {
   /// Throws moelab::Error: BadInput for an invalid or unsupported file (the message lists the
   /// supported architectures), Io, Cancelled.
   static std::shared_ptr<Model> load(const std::string& path, const LoadOptions& opts = {});
+  /// Every check load() makes before it allocates (the card's problems, the architecture's
+  /// configuration, each weight's presence/type/shape, the tokenizer), on an opened file and
+  /// its card: the reason load() would refuse the file, or "" when it would load it. One
+  /// validation for `inspect --check`, the model card and load. Throws moelab::Error for
+  /// anything but a bad file (Io, Internal).
+  static std::string check(const gguf::File& file, const ModelCard& card);
 
   virtual const ModelCard& card() const = 0;
   virtual const gguf::File& file() const = 0;
