@@ -52,10 +52,19 @@ auto with_store_errors(F&& fn) -> decltype(fn()) {
   }
 }
 
-/// Opens an existing database (never creates one: a typo in --db must not make an empty file).
+/// Opens an existing database for the read commands (sessions, compare, report, sweep's
+/// reads); never creates one (a typo in --db must not make an empty file). A database this
+/// user cannot write (read-only file, folder or medium) is opened read-only: reading needs no
+/// write access, it only skips relabelling the runs of dead processes as interrupted.
 inline std::unique_ptr<storage::Store> open_existing_store(const std::string& path) {
   storage::OpenOptions o;
   o.create = false;
+  try {
+    return std::make_unique<storage::Store>(path, o);
+  } catch (const storage::StorageError& e) {
+    if (e.kind() != storage::StorageErrorKind::ReadOnly) throw;
+  }
+  o.read_only = true;
   return std::make_unique<storage::Store>(path, o);
 }
 

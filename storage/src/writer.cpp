@@ -69,7 +69,11 @@ int64_t AsyncWriter::call(std::function<int64_t(Store&)> fn) {
 }
 
 int64_t AsyncWriter::begin_run(const RunBegin& b) {
-  return call([b](Store& s) { return s.begin_run(b); });
+  return call([this, b](Store& s) {
+    const int64_t id = s.begin_run(b);
+    open_runs_.insert(id);  // writer thread only
+    return id;
+  });
 }
 int64_t AsyncWriter::upsert_model(const ModelRecord& m) {
   return call([m](Store& s) { return s.upsert_model(m); });
@@ -159,7 +163,10 @@ void AsyncWriter::commit(Store& store, std::vector<Item>& items, size_t begin, s
   }
   store.write(b);
   // finish_run runs its own transaction right after the records (it needs their aggregates).
-  for (const auto& f : finishes) store.finish_run(f.run, f.status, f.output, f.error);
+  for (const auto& f : finishes) {
+    store.finish_run(f.run, f.status, f.output, f.error);
+    open_runs_.erase(f.run);
+  }
   info.seq_end = items[end - 1].seq + 1;
   std::function<void(const CommitInfo&)> cb;
   {
@@ -171,6 +178,18 @@ void AsyncWriter::commit(Store& store, std::vector<Item>& items, size_t begin, s
   }
   committed_cv_.notify_all();
   if (cb) cb(info);
+}
+
+void AsyncWriter::fail_open_runs(Store& store, const StorageError& cause) {
+  for (const int64_t run : open_runs_) {
+    try {
+      store.finish_run(
+          run, RunStatus::Failed, {},
+          std::string("the experiment store failed while recording this run: ") + cause.what());
+    } catch (const std::exception&) {
+    }
+  }
+  open_runs_.clear();
 }
 
 void AsyncWriter::loop(std::promise<void> opened) {
@@ -217,6 +236,11 @@ void AsyncWriter::loop(std::promise<void> opened) {
       }
       if (start < items.size()) commit(*store, items, start, items.size());
     } catch (const StorageError& e) {
+      // Record the cause on the runs this writer began and did not finish, now, while it is
+      // known: otherwise they stay 'running' until a later open relabels them "interrupted:
+      // process ended" and the real cause (disk full, a damaged table) is lost. Best effort: the
+      // update may fail on the same fault, and then that later relabelling is what remains.
+      fail_open_runs(*store, e);
       std::lock_guard lock(mu_);
       if (!error_) error_ = e;
       // Everything not committed is lost; say how much and fail the calls waiting for results.
@@ -236,8 +260,10 @@ void AsyncWriter::loop(std::promise<void> opened) {
       stats_.lost_records += lost;
       committed_seq_ = next_seq_;
     } catch (const std::exception& e) {
+      const StorageError err(StorageErrorKind::Internal, e.what(), {path_, "writer"});
+      fail_open_runs(*store, err);
       std::lock_guard lock(mu_);
-      if (!error_) error_ = StorageError(StorageErrorKind::Internal, e.what(), {path_, "writer"});
+      if (!error_) error_ = err;
       queue_.clear();
       committed_seq_ = next_seq_;
     }

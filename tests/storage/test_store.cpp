@@ -8,6 +8,7 @@
 
 #include "moelab/storage/codec.h"
 #include "moelab/storage/writer.h"
+#include "store_test_access.h"
 #include "test_support.h"
 
 using namespace moelab::storage;
@@ -132,11 +133,13 @@ class TestStore : public QObject {
     QVERIFY(s.sessions().empty());
     // WAL is on, synchronous is NORMAL (1), foreign keys on.
     sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(s.handle(), "PRAGMA journal_mode", -1, &st, nullptr);
+    sqlite3_prepare_v2(moelab::storage::detail::StoreTestAccess::handle(s), "PRAGMA journal_mode",
+                       -1, &st, nullptr);
     QCOMPARE(sqlite3_step(st), SQLITE_ROW);
     QCOMPARE(QString(reinterpret_cast<const char*>(sqlite3_column_text(st, 0))), QString("wal"));
     sqlite3_finalize(st);
-    sqlite3_prepare_v2(s.handle(), "PRAGMA synchronous", -1, &st, nullptr);
+    sqlite3_prepare_v2(moelab::storage::detail::StoreTestAccess::handle(s), "PRAGMA synchronous",
+                       -1, &st, nullptr);
     QCOMPARE(sqlite3_step(st), SQLITE_ROW);
     QCOMPARE(sqlite3_column_int(st, 0), 1);
     sqlite3_finalize(st);
@@ -354,7 +357,8 @@ class TestStore : public QObject {
     // Rows: per token, layers 0-2 in one row and layer 5 in another.
     {
       sqlite3_stmt* st = nullptr;
-      sqlite3_prepare_v2(r.handle(), "SELECT count(*) FROM routing", -1, &st, nullptr);
+      sqlite3_prepare_v2(moelab::storage::detail::StoreTestAccess::handle(r),
+                         "SELECT count(*) FROM routing", -1, &st, nullptr);
       sqlite3_step(st);
       QCOMPARE(sqlite3_column_int(st, 0), 4);
       sqlite3_finalize(st);
@@ -430,7 +434,9 @@ class TestStore : public QObject {
       const std::string sql =
           "UPDATE runs SET owner_start = owner_start + 1 WHERE id = " + std::to_string(reused) +
           "; UPDATE runs SET owner_boot = 'x' WHERE id = " + std::to_string(rebooted);
-      QCOMPARE(sqlite3_exec(s.handle(), sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+      QCOMPARE(sqlite3_exec(moelab::storage::detail::StoreTestAccess::handle(s), sql.c_str(),
+                            nullptr, nullptr, nullptr),
+               SQLITE_OK);
     }
     Store s(p);
     // Our own live run stays running; same pid but another start time, or another boot: dead.

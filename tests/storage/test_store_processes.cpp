@@ -5,6 +5,7 @@
 
 #include "child_process.h"
 #include "moelab/storage/store.h"
+#include "store_test_access.h"
 #include "test_support.h"
 
 using namespace moelab::storage;
@@ -49,13 +50,16 @@ class TestStoreProcesses : public QObject {
     const auto p = db("busy.db");
     Store holder(p);
     // Hold the write lock for 1.5 s.
-    QCOMPARE(sqlite3_exec(holder.handle(), "BEGIN IMMEDIATE", nullptr, nullptr, nullptr),
+    QCOMPARE(sqlite3_exec(moelab::storage::detail::StoreTestAccess::handle(holder),
+                          "BEGIN IMMEDIATE", nullptr, nullptr, nullptr),
              SQLITE_OK);
     Child patient({MOELAB_STORAGE_CHILD, "writer", p, "patient", "1", "10", "20000"});
     Child hasty({MOELAB_STORAGE_CHILD, "writer", p, "hasty", "1", "10", "200"});
     QVERIFY(hasty.wait_for("\n", 10000));
     QTest::qWait(1300);
-    QCOMPARE(sqlite3_exec(holder.handle(), "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+    QCOMPARE(sqlite3_exec(moelab::storage::detail::StoreTestAccess::handle(holder), "COMMIT",
+                          nullptr, nullptr, nullptr),
+             SQLITE_OK);
     patient.drain();
     hasty.drain();
     QCOMPARE(patient.wait(), 0);

@@ -38,8 +38,9 @@ struct sqlite3;
 namespace moelab::storage {
 
 namespace detail {
+struct StoreTestAccess;
 class Stmt;
-}
+}  // namespace detail
 
 /// The schema version this build writes. History: 1 initial; 2 session tags, run aggregates and
 /// kind, attention snapshots, evaluation results, next-token distributions.
@@ -124,9 +125,9 @@ class Store {
   std::string integrity_check() const;
   /// Moves the WAL content into the main file (PRAGMA wal_checkpoint(TRUNCATE)).
   void checkpoint();
-  sqlite3* handle() const { return db_; }
 
  private:
+  friend struct detail::StoreTestAccess;  // tests only: the raw connection (store_test_access.h)
   void migrate();
   void recover_interrupted();
   void write_tokens(int64_t run, std::span<const TokenRecord> tokens);

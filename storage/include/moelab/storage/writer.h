@@ -7,7 +7,9 @@
 // disk is the bottleneck. Records that cannot be written because the database failed (disk full,
 // read-only, corrupt) are counted in Stats::lost_records and the failure is reported: error()
 // returns it and every later call throws it, so the producer stops cleanly. The transaction that
-// failed is rolled back; what was committed before stays intact.
+// failed is rolled back; what was committed before stays intact, and every run begun through this
+// writer and not yet finished is marked failed at once with the cause in its error text (best
+// effort: when even that update fails, a later open relabels the run interrupted).
 #pragma once
 
 #include <condition_variable>
@@ -18,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <variant>
@@ -104,6 +107,7 @@ class AsyncWriter {
   void loop(std::promise<void> opened);
   void commit(Store& store, std::vector<Item>& items, size_t begin, size_t end);
   void throw_if_failed() const;
+  void fail_open_runs(Store& store, const StorageError& cause);
 
   std::string path_;
   WriterOptions options_;
@@ -116,6 +120,7 @@ class AsyncWriter {
   std::optional<StorageError> error_;
   Stats stats_;
   std::function<void(const CommitInfo&)> on_commit_;
+  std::set<int64_t> open_runs_;  // begun and not finished (writer thread only)
   std::thread thread_;
 };
 
