@@ -5,6 +5,7 @@
 #include <sstream>
 #include <thread>
 
+#include "interrupt.h"
 #include "moelab/core/error.h"
 #include "moelab/policies/policies.h"
 #include "store_cli.h"
@@ -75,15 +76,21 @@ EvalOutcome run_eval(storage::AsyncWriter& writer, const std::string& session_na
     run->metric("chunks_done", done);
     run->metric("running_ppl", ppl);
     if (progress) progress(done, total, ppl);
-    return true;
+    return interrupt::received() == 0;  // Ctrl-C / SIGTERM: stop after this chunk
   };
+  const interrupt::OnInterrupt on_signal([] {});  // received() is set; progress stops the run
   try {
     out.result = perplexity(view, text, pp);
   } catch (const storage::StorageError& e) {
     rethrow_as_moelab(e);
   } catch (const std::exception& e) {
+    const auto* me = dynamic_cast<const Error*>(&e);
+    const bool cancelled = me && me->kind() == ErrorKind::Cancelled;
     try {
-      run->finish(storage::RunStatus::Failed, {}, e.what());
+      run->finish(cancelled ? storage::RunStatus::Cancelled : storage::RunStatus::Failed, {},
+                  cancelled && interrupt::received()
+                      ? std::string("stopped by ") + interrupt::signal_name(interrupt::received())
+                      : std::string(e.what()));
     } catch (...) {
     }
     throw;

@@ -11,6 +11,7 @@
 
 #include "backend_option.h"
 #include "cli.h"
+#include "interrupt.h"
 #include "moelab/runtime/generator.h"
 #include "moelab/session/energy.h"
 #include "moelab/telemetry/power.h"
@@ -87,6 +88,8 @@ int run_cmd(const RunOptions& o, Io io) {
       open_power_meter(cp.backend == "cuda", powercap ? powercap : "/sys/class/powercap"));
   stream = energy.wrap(stream);
   if (stored) stored->recorder().set_energy(&energy);
+  // Ctrl-C / SIGTERM stop the generation: the run ends `cancelled` with the tokens it made.
+  const interrupt::OnInterrupt on_signal([&gen] { gen.request_cancel(); });
   const GenerateResult r = stored ? stored->generate(gp, stream) : gen.generate(gp, stream);
   const nlohmann::json ej = energy.json();
 

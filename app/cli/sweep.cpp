@@ -10,11 +10,13 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <ostream>
 
 #include "cli.h"
 #include "eval_common.h"
+#include "interrupt.h"
 #include "moelab/core/error.h"
 #include "moelab/policies/policies.h"
 #include "moelab/session/group_compare.h"
@@ -115,8 +117,17 @@ int sweep_cmd(const SweepOptions& o, Io io) {
   const int threads = o.spec.threads > 0 ? o.spec.threads : default_cli_threads();
   const size_t total = configs.size() * seeds.size();
   size_t done = 0;
+  // Ctrl-C / SIGTERM: the run in progress ends `cancelled` with what it made, no further run
+  // starts, and the summary covers the runs stored so far.
+  std::mutex current_mu;
+  Generator* current = nullptr;
+  const interrupt::OnInterrupt on_signal([&] {
+    std::lock_guard lock(current_mu);
+    if (current) current->request_cancel();
+  });
 
   for (auto& c : configs) {
+    if (interrupt::received()) break;
     if (eval_mode) {
       const auto r = run_eval(*writer, o.session, model, model_row, o.spec, text, c.routing_spec,
                               c.attention_spec);
@@ -137,7 +148,20 @@ int sweep_cmd(const SweepOptions& o, Io io) {
     cp.routing = RoutingPolicy::parse(c.routing_spec);
     cp.attention = AttentionPolicy::parse(c.attention_spec);
     Generator gen(model, cp);
+    struct Current {  // `current` names gen while it exists
+      std::mutex& mu;
+      Generator*& cur;
+      Current(std::mutex& m, Generator*& c, Generator* g) : mu(m), cur(c) {
+        std::lock_guard lock(mu);
+        cur = g;
+      }
+      ~Current() {
+        std::lock_guard lock(mu);
+        cur = nullptr;
+      }
+    } named(current_mu, current, &gen);
     for (uint64_t seed : seeds) {
+      if (interrupt::received()) break;
       GenerateParams gp;
       gp.prompt = o.prompt;
       gp.chat = o.chat;
