@@ -1,5 +1,5 @@
 // Shared interface of heatmap.vert / heatmap.frag. Mirrors HeatmapUniforms and TilePush in
-// views/src/vulkan_heatmap.cpp (std140 / push-constant layouts).
+// views/src/vulkan_heatmap_impl.h (std140 / push-constant layouts).
 
 layout(std140, set = 0, binding = 0) uniform HeatmapUniforms {
   mat4 data_to_ndc;    // data space (col, row) -> Vulkan clip space
