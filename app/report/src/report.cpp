@@ -3,10 +3,10 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 
 #include "internal.h"
 #include "moelab/core/error.h"
+#include "moelab/core/files.h"
 #include "moelab/storage/error.h"
 
 namespace moelab::report {
@@ -92,12 +92,8 @@ Report load(const storage::Store& store, const Selection& sel, const Options& o,
 void write_file(const fs::path& p, const std::string& bytes) {
   std::error_code ec;
   if (p.has_parent_path()) fs::create_directories(p.parent_path(), ec);
-  std::ofstream f(p, std::ios::binary | std::ios::trunc);
-  if (!f) throw Error(ErrorKind::Io, "cannot write the report", ErrorWhere{p.string()});
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  f.close();
-  if (!f)
-    throw Error(ErrorKind::Io, "cannot write the report (disk full?)", ErrorWhere{p.string()});
+  // Temporary file plus rename; refuses FIFOs, devices and folders (moelab/core/files.h).
+  write_file_atomic(p.string(), bytes);
 }
 
 }  // namespace
