@@ -1,5 +1,6 @@
 // write_report / build_json: selection -> data -> document -> files, with progress.
 #include <QGuiApplication>
+#include <QHashSeed>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -28,6 +29,11 @@ void ensure_gui_application() {
   static char arg0[] = "moelab-report";
   static char* argv[] = {arg0, nullptr};
   qputenv("QT_QPA_PLATFORM", "offscreen");
+  // Qt randomises its hash seed per process, and QPdfWriter emits font objects in hash order:
+  // the deterministic seed makes identical calls write identical PDFs. Set before Qt's first
+  // hash table is built (the QGuiApplication is the first Qt object of a report-writing
+  // process); putting QT_HASH_SEED=0 into the environment from here did not take effect.
+  QHashSeed::setDeterministicGlobalSeed();
   static QGuiApplication* app = new QGuiApplication(argc, argv);
   (void)app;
 }
