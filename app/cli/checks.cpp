@@ -111,6 +111,12 @@ void add_sampling_options(CLI::App* sub, SamplerParams& s, bool penalties) {
       ->capture_default_str();
 }
 
+void warn_top_k(const ModelCard& card, int32_t top_k, Io io) {
+  if (top_k > 0 && card.n_vocab && static_cast<uint32_t>(top_k) >= card.n_vocab)
+    io.err << "warning: --top-k " << top_k << " is not below the vocabulary (" << card.n_vocab
+           << " tokens): it keeps every token, as --top-k 0\n";
+}
+
 std::vector<int32_t> parse_token_ids(std::string_view s, std::string_view option,
                                      uint32_t n_vocab) {
   const int64_t hi = n_vocab ? int64_t{n_vocab} - 1 : int64_t{0x7fffffff};

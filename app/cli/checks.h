@@ -51,6 +51,10 @@ CLI::Validator real_range(double lo, double hi);
 /// --presence-penalty [-100, 100].
 void add_sampling_options(CLI::App* sub, SamplerParams& s, bool penalties);
 
+/// Says on io.err when --top-k is at least the vocabulary (it then keeps every token, as 0) -
+/// the value is used as given, never clamped silently.
+void warn_top_k(const ModelCard& card, int32_t top_k, Io io);
+
 /// Comma-separated token ids ("1,2, 3"; brackets and blanks are separators). Each must be an
 /// integer in [0, n_vocab) when n_vocab > 0, else in [0, 2^31). Throws moelab::Error
 /// (BadInput) naming `option` and the bad piece; an empty list is an error.

@@ -74,6 +74,7 @@ int run_cmd(const RunOptions& o, Io io) {
   gp.max_tokens = o.n_predict;
   gp.sampling = o.sampling;
   if (o.seed_set) gp.sampling.seed = o.seed;
+  if (gp.sampling.temperature > 0) warn_top_k(model->card(), gp.sampling.top_k, io);
   gp.stop = o.stop;
   gp.ignore_eos = o.ignore_eos;
 

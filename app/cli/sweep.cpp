@@ -128,6 +128,7 @@ int sweep_cmd(const SweepOptions& o, Io io) {
     const uint64_t n_ctx = eval_mode || o.spec.n_ctx
                                ? o.spec.n_ctx
                                : (trained ? std::min<uint64_t>(trained, 2048) : 2048);
+    if (!eval_mode && o.sampling.temperature > 0) warn_top_k(model->card(), o.sampling.top_k, io);
     preflight_context(model->card(), n_ctx, o.spec.kv_f16 ? 2 : 4, eval_mode, "cpu", "--ctx", io,
                       true);
   }

@@ -579,6 +579,23 @@ class TestCliHardening : public QObject {
         "error: run: --system needs --chat");
   }
 
+  void top_k_beyond_the_vocabulary_is_said_not_clamped() {
+    MOELAB_REQUIRE_SHARED(kStories);
+    const std::string stories = moelab::test::shared_path(kStories);
+    const auto r = cli_run({"run", "-m", stories, "-p", "Once", "-n", "2", "--temp", "1", "--top-k",
+                            "100000", "--seed", "1", "--threads", "1", "--ctx", "32"});
+    QVERIFY2(r.code == 0, r.err.c_str());
+    QVERIFY2(contains(r.err,
+                      "warning: --top-k 100000 is not below the vocabulary (512 tokens): "
+                      "it keeps every token, as --top-k 0"),
+             r.err.c_str());
+    const auto k0 = cli_run({"run", "-m", stories, "-p", "Once", "-n", "2", "--temp", "1",
+                             "--top-k", "0", "--seed", "1", "--threads", "1", "--ctx", "32"});
+    QCOMPARE(k0.code, 0);
+    QVERIFY(!contains(k0.err, "warning"));
+    QCOMPARE(k0.out, r.out);  // the same tokens as top-k off
+  }
+
   void reports_are_deterministic_and_never_replace_special_files() {
     MOELAB_REQUIRE_SHARED(kStories);
     const std::string stories = moelab::test::shared_path(kStories);
