@@ -48,7 +48,7 @@ CLI::Validator int_range(int64_t lo, int64_t hi) {
         s = std::to_string(v);
         return {};
       },
-      "INT in " + range);
+      std::to_string(lo) + ".." + std::to_string(hi));
 }
 
 CLI::Validator uint_range(uint64_t lo, uint64_t hi) {
@@ -61,12 +61,13 @@ CLI::Validator uint_range(uint64_t lo, uint64_t hi) {
         s = std::to_string(v);
         return {};
       },
-      "UINT in " + range);
+      std::to_string(lo) + ".." + std::to_string(hi));
 }
 
 CLI::Validator real_range(double lo, double hi) {
-  char buf[96];
+  char buf[96], desc[96];
   std::snprintf(buf, sizeof buf, "%g to %g", lo, hi);
+  std::snprintf(desc, sizeof desc, "%g..%g", lo, hi);
   const std::string range = buf;
   return CLI::Validator(
       [lo, hi, range](std::string& s) -> std::string {
@@ -79,7 +80,7 @@ CLI::Validator real_range(double lo, double hi) {
           return "must be a number from " + range + ", not " + shown_value(s);
         return {};
       },
-      "NUMBER in " + range);
+      desc);
 }
 
 void add_sampling_options(CLI::App* sub, SamplerParams& s, bool penalties) {
