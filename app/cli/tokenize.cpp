@@ -57,7 +57,8 @@ int tokenize(const TokenizeOptions& o, Io io) {
     io.out << json_text(j, -1) << '\n';
   } else {
     for (int32_t id : ids)
-      io.out << std::setw(8) << id << " -> '" << tok->display_piece(id) << "'\n";
+      // Control tokens show their vocabulary text: escaped, it cannot drive the terminal.
+      io.out << std::setw(8) << id << " -> '" << printable(tok->display_piece(id)) << "'\n";
     io.out << ids.size() << " tokens\n";
   }
   return kOk;

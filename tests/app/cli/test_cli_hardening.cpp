@@ -573,6 +573,29 @@ class TestCliHardening : public QObject {
              std::string("a\tb\nc\\x7F\\xC2\\x85\xe2\x82\xac\\xFF"));
   }
 
+  void token_text_is_escaped_on_the_terminal() {
+    // A vocabulary whose control token is an escape sequence.
+    const std::string vocab = path("esc-vocab.gguf");
+    {
+      gguf::Writer w;
+      w.set_string("general.architecture", "llama");
+      w.set_string("tokenizer.ggml.model", "llama");
+      w.set_array_string("tokenizer.ggml.tokens", {"<unk>", "<s>", "</s>", "\x1b[31m", "a"});
+      const std::vector<float> scores = {0, 0, 0, 0, -1};
+      w.set_array_f32("tokenizer.ggml.scores", scores);
+      const std::vector<int32_t> types = {2, 3, 3, 3, 1};
+      w.set_array_i32("tokenizer.ggml.token_type", types);
+      w.set_u32("tokenizer.ggml.bos_token_id", 1);
+      w.set_u32("tokenizer.ggml.eos_token_id", 2);
+      w.write(vocab);
+    }
+    const auto r = cli_run({"tokenize", "-m", vocab, "--special", "--no-bos", "-t", "\x1b[31ma"});
+    QVERIFY2(r.code == 0, r.err.c_str());
+    QVERIFY2(!contains(r.out, "\x1b"), r.out.c_str());
+    // display_piece writes control bytes as <0xNN>; nothing raw reaches the terminal.
+    QVERIFY2(contains(r.out, "       3 -> '<0x1B>[31m'\n"), r.out.c_str());
+  }
+
   void system_needs_chat() {
     EXPECT_REFUSED(
         (std::vector<std::string>{"run", "-m", model_, "-p", "x", "--system", "be brief"}),
