@@ -2,6 +2,7 @@
 //                   --format {html,pdf,md,csv,json} -o PATH [--page a4|letter] [--title T]
 // Writes a session report (app/report) and prints the path(s) written.
 #include <CLI/CLI.hpp>
+#include <filesystem>
 #include <memory>
 #include <ostream>
 
@@ -57,7 +58,10 @@ int run_report(const ReportCliOptions& o, Io io) {
       io.err << "[" << done << "/" << total << "] " << what << '\n';
       return true;
     };
-  check_output_target(o.out);  // a FIFO, device or folder is refused before the work
+  // A FIFO, device or folder is refused before the work; a missing folder is created by
+  // write_report (the file is checked again when it is written).
+  const std::filesystem::path parent = std::filesystem::path(o.out).parent_path();
+  if (parent.empty() || std::filesystem::exists(parent)) check_output_target(o.out);
   const auto store = open_existing_store(db_or_default(o.db));
   const report::Written w = report::write_report(*store, sel, o.out, ro);
   for (const auto& f : w.files) io.out << f << '\n';

@@ -634,6 +634,14 @@ class TestCliHardening : public QObject {
                      "error: " + fifo_ + ": is a named pipe (FIFO), not a regular file");
       QCOMPARE(lmode(fifo_), before);
     }
+    // A missing folder of the output is still created.
+    const std::string nested = path("new/sub/r.json");
+    const auto made =
+        cli_run({"report", "--db", db, "--run", "1", "-q", "--format", "json", "-o", nested});
+    QVERIFY2(made.code == 0, made.err.c_str());
+    QCOMPARE(made.out, nested + "\n");
+    QVERIFY(nlohmann::json::parse(read_file(nested)).is_object());
+    QVERIFY(parts_of(nested).isEmpty());
     // Two processes (each with its own Qt hash seed) write the same PDF bytes.
     std::vector<QByteArray> pdfs;
     for (const char* name : {"a.pdf", "b.pdf"}) {
