@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <ostream>
 
+#include "checks.h"
 #include "moelab/core/error.h"
 #include "moelab/core/log.h"
 #include "version.h"
@@ -46,8 +47,10 @@ int run(const std::vector<std::string>& args, Io io) {
 
   // Route engine log lines to the command's error stream.
   set_log_sink([&io](LogLevel l, const std::string& m) {
-    io.err << (l == LogLevel::Warning ? "warning: " : l == LogLevel::Error ? "error: " : "")
-           << m << '\n';
+    io.err << (l == LogLevel::Warning ? "warning: "
+               : l == LogLevel::Error ? "error: "
+                                      : "")
+           << printable(m) << '\n';
   });
   struct ResetSink {
     ~ResetSink() { set_log_sink(nullptr); }
@@ -66,7 +69,8 @@ int run(const std::vector<std::string>& args, Io io) {
     io.out << app.version() << '\n';
     return kOk;
   } catch (const CLI::ParseError& e) {
-    io.err << "error: " << e.what() << "\nTry 'moelab-cli --help' for more information.\n";
+    io.err << "error: " << printable(e.what())
+           << "\nTry 'moelab-cli --help' for more information.\n";
     return kBadInput;
   }
   if (!action) {
@@ -76,13 +80,14 @@ int run(const std::vector<std::string>& args, Io io) {
   try {
     return action();
   } catch (const moelab::Error& e) {
-    io.err << "error: " << e.what() << '\n';
+    // Messages quote file metadata and arguments: control bytes never reach the terminal.
+    io.err << "error: " << printable(e.what()) << '\n';
     return e.kind() == ErrorKind::Internal ? kInternal : kBadInput;
   } catch (const std::bad_alloc&) {
     io.err << "error: out of memory\n";
     return kInternal;
   } catch (const std::exception& e) {
-    io.err << "error: internal failure: " << e.what() << '\n';
+    io.err << "error: internal failure: " << printable(e.what()) << '\n';
     return kInternal;
   }
 }

@@ -12,6 +12,7 @@
 #include <memory>
 #include <ostream>
 
+#include "checks.h"
 #include "cli.h"
 #include "moelab/compare/compare.h"
 #include "moelab/session/group_compare.h"
@@ -66,7 +67,7 @@ int run_group_compare(const CompareCliOptions& o, const compare::CompareOptions&
                       const storage::Store& store, Io io) {
   const auto c = session::compare_groups(store, o.group_a, o.group_b, co);
   if (o.json) {
-    io.out << session::to_json(c).dump(2) << '\n';
+    io.out << json_text(session::to_json(c)) << '\n';
     return kOk;
   }
   auto& out = io.out;
@@ -80,8 +81,8 @@ int run_group_compare(const CompareCliOptions& o, const compare::CompareOptions&
   if (c.config.empty()) out << "  identical\n";
   for (const auto& ch : c.config)
     out << "  " << compare::kind_name(ch.kind) << ' ' << ch.path << ": "
-        << (ch.a.is_null() ? "-" : ch.a.dump()) << " -> " << (ch.b.is_null() ? "-" : ch.b.dump())
-        << '\n';
+        << (ch.a.is_null() ? "-" : printable(json_text(ch.a, -1))) << " -> "
+        << (ch.b.is_null() ? "-" : printable(json_text(ch.b, -1))) << '\n';
   auto varying = [](const std::vector<std::string>& v) {
     std::string s;
     for (const auto& k : v) s += (s.empty() ? "" : ", ") + k;
@@ -134,6 +135,21 @@ int run_compare(const CompareCliOptions& o, Io io) {
   if (!groups && (o.a == 0 || o.b == 0))
     throw Error(ErrorKind::BadInput, "give two run ids A B, or two groups with --a and --b",
                 {.subject = "compare"});
+  // A run compared with itself, or counted twice in a group, fakes "no difference" and seed
+  // stability.
+  if (!groups && o.a == o.b)
+    throw Error(ErrorKind::BadInput,
+                "A and B are the same run (" + std::to_string(o.a) + "); give two different runs",
+                {.subject = "compare"});
+  if (groups) {
+    require_unique(o.group_a, "--a");
+    require_unique(o.group_b, "--b");
+    for (int64_t id : o.group_a)
+      if (std::find(o.group_b.begin(), o.group_b.end(), id) != o.group_b.end())
+        throw Error(ErrorKind::BadInput,
+                    "run " + std::to_string(id) + " is in both groups; a run belongs to one",
+                    {.subject = "--a/--b"});
+  }
   const auto store = open_existing_store(db_or_default(o.db));
   compare::CompareOptions co;
   co.resamples = o.resamples;
@@ -141,7 +157,7 @@ int run_compare(const CompareCliOptions& o, Io io) {
   if (groups) return run_group_compare(o, co, *store, io);
   const auto c = compare::compare_runs(*store, o.a, o.b, co);
   if (o.json) {
-    io.out << compare::to_json(c).dump(2) << '\n';
+    io.out << json_text(compare::to_json(c)) << '\n';
     return kOk;
   }
   auto& out = io.out;
@@ -152,8 +168,8 @@ int run_compare(const CompareCliOptions& o, Io io) {
   if (c.config.empty()) out << "  identical\n";
   for (const auto& ch : c.config)
     out << "  " << compare::kind_name(ch.kind) << ' ' << ch.path << ": "
-        << (ch.a.is_null() ? "-" : ch.a.dump()) << " -> " << (ch.b.is_null() ? "-" : ch.b.dump())
-        << '\n';
+        << (ch.a.is_null() ? "-" : printable(json_text(ch.a, -1))) << " -> "
+        << (ch.b.is_null() ? "-" : printable(json_text(ch.b, -1))) << '\n';
   out << "\nmetrics:\n";
   char line[256];
   std::snprintf(line, sizeof line, "  %-30s %12s %12s %12s %9s\n", "", "A", "B", "B - A", "rel");
@@ -220,20 +236,23 @@ void add_compare(CLI::App& app, Io io, Action& action) {
   auto o = std::make_shared<CompareCliOptions>();
   auto* sub = app.add_subcommand(
       "compare", "Compare two stored runs (A B) or two groups of runs (--a .. --b ..)");
-  auto* pa = sub->add_option("A", o->a, "Run id (baseline)");
-  auto* pb = sub->add_option("B", o->b, "Run id (candidate)");
+  auto* pa = sub->add_option("A", o->a, "Run id (baseline)")->transform(int_range(1, kMaxId));
+  auto* pb = sub->add_option("B", o->b, "Run id (candidate)")->transform(int_range(1, kMaxId));
   auto* ga = sub->add_option("--a", o->group_a, "Group A: run ids, comma-separated")
                  ->delimiter(',')
+                 ->transform(int_range(1, kMaxId))
                  ->excludes(pa, pb);
   sub->add_option("--b", o->group_b, "Group B: run ids, comma-separated")
       ->delimiter(',')
+      ->transform(int_range(1, kMaxId))
       ->excludes(pa, pb)
       ->needs(ga);
   add_db_option(sub, o->db);
   sub->add_flag("--json", o->json, "Print JSON (stable keys)");
   sub->add_option("--resamples", o->resamples, "Bootstrap resamples (default 10000)")
-      ->check(CLI::Range(100, 1000000));
-  sub->add_option("--seed", o->seed, "Bootstrap seed (the same seed gives the same intervals)");
+      ->transform(int_range(100, 1000000));
+  sub->add_option("--seed", o->seed, "Bootstrap seed (the same seed gives the same intervals)")
+      ->transform(uint_range(0, UINT64_MAX));
   sub->callback([o, io, &action] {
     action = [o, io] { return with_store_errors([&] { return run_compare(*o, io); }); };
   });

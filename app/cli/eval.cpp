@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "backend_option.h"
+#include "checks.h"
 #include "cli.h"
 #include "eval_common.h"
 #include "moelab/core/error.h"
@@ -31,10 +32,14 @@ struct EvalCliOptions {
 
 int eval_cmd(const EvalCliOptions& o, Io io) {
   // Contexts follow the model's backend (ContextParams::backend "auto").
-  auto model = load_for_backend(o.spec.model, o.backend);
+  // The text and the context are checked before anything is stored (checks.h).
+  const auto text = read_utf8_text(o.spec.file);
+  std::string backend;
+  auto model = load_for_backend(o.spec.model, o.backend, &backend);
+  preflight_context(model->card(), o.spec.n_ctx, o.spec.kv_f16 ? 2 : 4, true, backend, "--ctx", io,
+                    true);
   auto writer = open_writer(o.spec.db);
   const auto model_row = session::model_record(*model, o.spec.model);
-  const auto text = read_text_file(o.spec.file);
   auto progress = [&io, json = o.json](int done, int total, double ppl) {
     if (!json)
       io.err << "[" << done << "/" << total << "] " << std::fixed << std::setprecision(4) << ppl
@@ -59,7 +64,7 @@ int eval_cmd(const EvalCliOptions& o, Io io) {
     j["routing_policy"] = r.routing_policy;
     j["attention_policy"] = r.attention_policy;
     j["avg_active_experts"] = r.avg_active_experts;
-    io.out << j.dump(2) << '\n';
+    io.out << json_text(j) << '\n';
   } else {
     io.out << "method: " << r.result.method << '\n'
            << "policies: routing " << r.routing_policy << ", attention " << r.attention_policy

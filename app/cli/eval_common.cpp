@@ -1,10 +1,9 @@
 #include "eval_common.h"
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
+#include "checks.h"
 #include "interrupt.h"
 #include "moelab/core/error.h"
 #include "moelab/policies/policies.h"
@@ -14,20 +13,16 @@ namespace moelab::cli {
 
 void add_eval_spec_options(CLI::App* sub, EvalSpec& s, bool file_required) {
   sub->add_option("-m,--model", s.model, "GGUF model file")->required()->check(CLI::ExistingFile);
-  auto* f = sub->add_option("-f,--file", s.file, "UTF-8 text file")->check(CLI::ExistingFile);
+  auto* f = sub->add_option("-f,--file", s.file, "UTF-8 text file (at most 64 MiB)");
   if (file_required) f->required();
-  sub->add_option("-c,--ctx", s.n_ctx, "Tokens per perplexity chunk")->capture_default_str();
-  sub->add_option("-t,--threads", s.threads, "CPU threads (default: cores, at most 8)");
-  sub->add_option("--chunks", s.chunks, "Evaluate at most this many chunks (0: all)");
+  sub->add_option("-c,--ctx", s.n_ctx, "Tokens per perplexity chunk")
+      ->transform(int_range(1, kMaxContext))
+      ->capture_default_str();
+  sub->add_option("-t,--threads", s.threads, "CPU threads (default: cores, at most 8)")
+      ->transform(int_range(1, kMaxThreads));
+  sub->add_option("--chunks", s.chunks, "Evaluate at most this many chunks (0: all)")
+      ->transform(int_range(0, kMaxChunks));
   sub->add_flag("--kv-f16", s.kv_f16, "Store the KV cache in F16 (default F32)");
-}
-
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(ErrorKind::Io, "cannot open the text file", {.file = path});
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 int default_cli_threads() {

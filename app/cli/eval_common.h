@@ -29,9 +29,6 @@ struct EvalSpec {
 /// --model, --file, --ctx, --threads, --chunks, --kv-f16.
 void add_eval_spec_options(CLI::App* sub, EvalSpec& s, bool file_required = true);
 
-/// The whole file (throws moelab::Error Io when it cannot be read).
-std::string read_text_file(const std::string& path);
-
 /// CPU threads by default: hardware threads, at most 8.
 int default_cli_threads();
 

@@ -1,10 +1,12 @@
 // moelab-cli inspect FILE [--json] [--tensors] [--no-hash] [--check] [--ctx N]
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <iomanip>
 #include <memory>
 #include <ostream>
 
 #include "../common/card_format.h"
+#include "checks.h"
 #include "cli.h"
 #include "moelab/gguf/gguf.h"
 #include "moelab/model/card.h"
@@ -30,30 +32,41 @@ int inspect(const InspectOptions& o, Io io) {
   if (card.problems.empty())
     if (std::string why = Model::check(*file, card); !why.empty()) card.problems.push_back(why);
   const std::string sha = o.no_hash ? std::string() : sha256_file(o.file);
-  const uint64_t n_ctx = o.n_ctx ? o.n_ctx : (card.context_length ? card.context_length : 4096);
+  // The default estimate is at the trained length, at most the context moelab allows (metadata
+  // may claim any length).
+  const uint64_t n_ctx =
+      o.n_ctx ? o.n_ctx
+              : (card.context_length
+                     ? std::min<uint64_t>(card.context_length, static_cast<uint64_t>(kMaxContext))
+                     : 4096);
   if (o.json) {
     auto j = card_to_json(card, *file, sha, o.tensors);
     if (o.n_ctx)
       j["memory"] = {{"n_ctx", n_ctx},
                      {"f16_bytes", card.memory_estimate(n_ctx, 2)},
                      {"f32_bytes", card.memory_estimate(n_ctx, 4)}};
-    io.out << j.dump(2) << '\n';
+    // Metadata strings are bytes from the file: invalid UTF-8 becomes U+FFFD, and JSON escapes
+    // control characters, so the output is valid JSON whatever the file holds.
+    io.out << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
   } else {
-    io.out << "model card: " << o.file << '\n';
+    // Text from the file (names, metadata values, tensor names) goes through printable():
+    // escape sequences and NUL bytes in metadata never reach the terminal.
+    io.out << "model card: " << printable(o.file) << '\n';
     for (const auto& [k, v] : card_rows(card, sha, n_ctx))
-      io.out << "  " << std::left << std::setw(18) << k << ' ' << v << '\n';
+      io.out << "  " << std::left << std::setw(18) << printable(k) << ' ' << printable(v) << '\n';
     for (size_t i = 1; i < card.problems.size(); ++i)
-      io.out << "  " << std::setw(18) << "" << ' ' << card.problems[i] << '\n';
+      io.out << "  " << std::setw(18) << "" << ' ' << printable(card.problems[i]) << '\n';
     if (o.tensors) {
       io.out << "tensors:\n";
       for (const auto& t : file->tensors())
-        io.out << "  " << std::left << std::setw(32) << t.name << ' ' << std::setw(6)
+        io.out << "  " << std::left << std::setw(32) << printable(t.name) << ' ' << std::setw(6)
                << gguf::type_name(t.type) << ' ' << std::setw(20) << t.shape_string() << ' '
                << format_bytes(t.nbytes) << '\n';
     }
   }
   if (o.check && !card.problems.empty()) {
-    io.err << "error: " << o.file << ": cannot be run: " << card.problems.front() << '\n';
+    io.err << "error: " << printable(o.file)
+           << ": cannot be run: " << printable(card.problems.front()) << '\n';
     return kBadInput;
   }
   return kOk;
@@ -69,7 +82,8 @@ void add_inspect(CLI::App& app, Io io, Action& action) {
   sub->add_flag("--no-hash", o->no_hash, "Skip the SHA-256 of the file (faster on big files)");
   sub->add_flag("--check", o->check,
                 "Exit 2 unless the engine can run the file (required tensors and shapes)");
-  sub->add_option("--ctx", o->n_ctx, "Context length for the memory estimate (tokens)");
+  sub->add_option("--ctx", o->n_ctx, "Context length for the memory estimate (tokens)")
+      ->transform(int_range(1, kMaxContext));
   sub->callback([o, io, &action] { action = [o, io] { return inspect(*o, io); }; });
 }
 

@@ -3,6 +3,7 @@
 #include <memory>
 #include <ostream>
 
+#include "checks.h"
 #include "cli.h"
 #include "moelab/core/error.h"
 #include "moelab/gguf/types.h"
@@ -49,26 +50,44 @@ void add_make_model(CLI::App& app, Io io, Action& action) {
   sub->add_option("--arch", s.arch, "Architecture")
       ->check(CLI::IsMember({"llama", "mixtral", "qwen2moe", "olmoe"}))
       ->capture_default_str();
-  sub->add_option("--n-embd", s.n_embd, "Embedding width")->capture_default_str();
-  sub->add_option("--n-layer", s.n_layer, "Transformer blocks")->capture_default_str();
-  sub->add_option("--n-head", s.n_head, "Attention heads")->capture_default_str();
+  // Ranges: every size that fits the engine's 32-bit shapes; the file size is checked against
+  // the free space before writing (moelab/core/files.h).
+  sub->add_option("--n-embd", s.n_embd, "Embedding width")
+      ->transform(int_range(1, 1 << 16))
+      ->capture_default_str();
+  sub->add_option("--n-layer", s.n_layer, "Transformer blocks")
+      ->transform(int_range(1, 1024))
+      ->capture_default_str();
+  sub->add_option("--n-head", s.n_head, "Attention heads")
+      ->transform(int_range(1, 1024))
+      ->capture_default_str();
   sub->add_option("--n-head-kv", s.n_head_kv, "Key/value heads (grouped-query attention)")
+      ->transform(int_range(1, 1024))
       ->capture_default_str();
-  sub->add_option("--n-ff", s.n_ff, "FFN width (per expert for MoE models)")->capture_default_str();
-  sub->add_option("--n-ff-shexp", s.n_ff_shexp, "qwen2moe shared-expert width (default 2 n_ff)");
+  sub->add_option("--n-ff", s.n_ff, "FFN width (per expert for MoE models)")
+      ->transform(int_range(1, 1 << 20))
+      ->capture_default_str();
+  sub->add_option("--n-ff-shexp", s.n_ff_shexp, "qwen2moe shared-expert width (default 2 n_ff)")
+      ->transform(int_range(0, 1 << 20));
   sub->add_option("--experts", s.expert_count, "Experts per MoE layer (0 = dense)")
+      ->transform(int_range(0, 1024))
       ->capture_default_str();
-  sub->add_option("--top-k", s.expert_used_count, "Experts used per token (default 2)");
+  sub->add_option("--top-k", s.expert_used_count, "Experts used per token (default 2)")
+      ->transform(int_range(0, 1024));
   sub->add_option("--n-vocab", s.n_vocab, "Vocabulary size without --vocab-from")
+      ->transform(int_range(1, 1 << 22))
       ->capture_default_str();
   sub->add_option("--ctx", s.context_length, "context_length written to the file")
+      ->transform(int_range(1, 1 << 24))
       ->capture_default_str();
   sub->add_option("--vocab-from", s.vocab_from, "Copy the tokenizer.* metadata of this GGUF")
       ->check(CLI::ExistingFile);
   sub->add_option("--type", o->type, "Weight type: F32, F16, Q8_0 or Q4_0")
       ->check(CLI::IsMember({"F32", "F16", "Q8_0", "Q4_0"}, CLI::ignore_case))
       ->capture_default_str();
-  sub->add_option("--seed", s.seed, "Random seed of the weights")->capture_default_str();
+  sub->add_option("--seed", s.seed, "Random seed of the weights")
+      ->transform(uint_range(0, UINT64_MAX))
+      ->capture_default_str();
   sub->add_option("-o,--out", o->out, "Output GGUF file")->required();
   sub->add_flag("-q,--quiet", o->quiet, "No progress on stderr");
   sub->callback([o, io, &action] { action = [o, io] { return make_model(*o, io); }; });

@@ -4,15 +4,14 @@
 // the average active experts per token - a perplexity-vs-active-experts curve in one command.
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <fstream>
 #include <iomanip>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <ostream>
-#include <sstream>
 #include <thread>
 
 #include "backend_option.h"
+#include "checks.h"
 #include "cli.h"
 #include "moelab/core/error.h"
 #include "moelab/policies/policies.h"
@@ -74,7 +73,7 @@ int perplexity_policies(const PerplexityOptions& o, const std::string& text,
     j["threads"] = pp.n_threads;
     j["method"] = method;
     j["runs"] = runs;
-    io.out << j.dump(2) << '\n';
+    io.out << json_text(j) << '\n';
   } else {
     io.out << "method: " << method << "\nattention policy: " << ap.describe() << '\n'
            << table.str();
@@ -83,12 +82,12 @@ int perplexity_policies(const PerplexityOptions& o, const std::string& text,
 }
 
 int perplexity_cmd(const PerplexityOptions& o, Io io) {
-  std::ifstream in(o.file, std::ios::binary);
-  if (!in) throw Error(ErrorKind::Io, "cannot open the text file", {.file = o.file});
-  std::ostringstream ss;
-  ss << in.rdbuf();
+  // A bounded regular file of UTF-8 text; binary input is refused (checks.h).
+  const std::string text = read_utf8_text(o.file);
   // Contexts follow the model's backend (ContextParams::backend "auto").
-  auto model = load_for_backend(o.model, o.backend);
+  std::string backend;
+  auto model = load_for_backend(o.model, o.backend, &backend);
+  preflight_context(model->card(), o.n_ctx, 4, true, backend, "--ctx", io);
   PerplexityParams pp;
   pp.n_ctx = o.n_ctx;
   pp.n_threads = o.threads > 0
@@ -102,8 +101,8 @@ int perplexity_cmd(const PerplexityOptions& o, Io io) {
       return true;
     };
   if (!o.routing.empty() || !o.attention.empty())
-    return perplexity_policies(o, ss.str(), model, pp, io);
-  const PerplexityResult r = perplexity(model, ss.str(), pp);
+    return perplexity_policies(o, text, model, pp, io);
+  const PerplexityResult r = perplexity(model, text, pp);
   if (o.json) {
     nlohmann::json j;
     j["model"] = o.model;
@@ -119,7 +118,7 @@ int perplexity_cmd(const PerplexityOptions& o, Io io) {
     j["seconds"] = r.seconds;
     j["threads"] = pp.n_threads;
     j["method"] = r.method;
-    io.out << j.dump(2) << '\n';
+    io.out << json_text(j) << '\n';
   } else {
     io.out << "method: " << r.method << '\n'
            << "text: " << r.n_text_tokens << " tokens; scored " << r.n_scored << " tokens in "
@@ -135,10 +134,14 @@ void add_perplexity(CLI::App& app, Io io, Action& action) {
   auto* sub = app.add_subcommand(
       "perplexity", "Perplexity of a model over a text file (llama.cpp's chunked method)");
   sub->add_option("-m,--model", o->model, "GGUF model file")->required()->check(CLI::ExistingFile);
-  sub->add_option("-f,--file", o->file, "UTF-8 text file")->required()->check(CLI::ExistingFile);
-  sub->add_option("-c,--ctx", o->n_ctx, "Tokens per chunk")->capture_default_str();
-  sub->add_option("-t,--threads", o->threads, "CPU threads (default: cores, at most 8)");
-  sub->add_option("--chunks", o->chunks, "Evaluate at most this many chunks (0: all)");
+  sub->add_option("-f,--file", o->file, "UTF-8 text file (at most 64 MiB)")->required();
+  sub->add_option("-c,--ctx", o->n_ctx, "Tokens per chunk")
+      ->transform(int_range(4, kMaxContext))
+      ->capture_default_str();
+  sub->add_option("-t,--threads", o->threads, "CPU threads (default: cores, at most 8)")
+      ->transform(int_range(1, kMaxThreads));
+  sub->add_option("--chunks", o->chunks, "Evaluate at most this many chunks (0: all)")
+      ->transform(int_range(0, kMaxChunks));
   sub->add_flag("--json", o->json, "Print the result as one JSON object");
   sub->add_option("--routing-policy", o->routing,
                   "Routing policy (repeat for a table of perplexity vs active experts; specs as "

@@ -2,10 +2,14 @@
 //                   --format {html,pdf,md,csv,json} -o PATH [--page a4|letter] [--title T]
 // Writes a session report (app/report) and prints the path(s) written.
 #include <CLI/CLI.hpp>
+#include <filesystem>
 #include <memory>
 #include <ostream>
 
+#include "checks.h"
 #include "cli.h"
+#include "moelab/core/error.h"
+#include "moelab/core/files.h"
 #include "moelab/report/report.h"
 #include "store_cli.h"
 
@@ -36,6 +40,11 @@ int run_report(const ReportCliOptions& o, Io io) {
     sel = report::Selection::one_run(o.run);
   else if (!o.session.empty())
     sel = report::Selection::whole_session(o.session);
+  else if (o.compare.at(0) == o.compare.at(1))
+    throw Error(
+        ErrorKind::BadInput,
+        "A and B are the same run (" + std::to_string(o.compare[0]) + "); give two different runs",
+        {.subject = "--compare"});
   else
     sel = report::Selection::compare(o.compare.at(0), o.compare.at(1));
   report::Options ro;
@@ -49,6 +58,10 @@ int run_report(const ReportCliOptions& o, Io io) {
       io.err << "[" << done << "/" << total << "] " << what << '\n';
       return true;
     };
+  // A FIFO, device or folder is refused before the work; a missing folder is created by
+  // write_report (the file is checked again when it is written).
+  const std::filesystem::path parent = std::filesystem::path(o.out).parent_path();
+  if (parent.empty() || std::filesystem::exists(parent)) check_output_target(o.out);
   const auto store = open_existing_store(db_or_default(o.db));
   const report::Written w = report::write_report(*store, sel, o.out, ro);
   for (const auto& f : w.files) io.out << f << '\n';
@@ -64,10 +77,12 @@ void add_report(CLI::App& app, Io io, Action& action) {
       "Write a report of a run, a session or an A/B comparison (HTML, PDF, Markdown, "
       "CSV, JSON)");
   add_db_option(sub, o->db);
-  auto* run = sub->add_option("--run", o->run, "Report one run (id)");
+  auto* run =
+      sub->add_option("--run", o->run, "Report one run (id)")->transform(int_range(1, kMaxId));
   auto* ses = sub->add_option("--session", o->session, "Report every run of a session (name)");
   auto* cmp = sub->add_option("--compare", o->compare, "A/B report of runs A (baseline) and B")
-                  ->expected(2);
+                  ->expected(2)
+                  ->transform(int_range(1, kMaxId));
   run->excludes(ses)->excludes(cmp);
   ses->excludes(cmp);
   sub->add_option("-f,--format", o->format, "html, pdf, md, csv or json")
@@ -83,11 +98,12 @@ void add_report(CLI::App& app, Io io, Action& action) {
   sub->add_option("--title", o->title, "Title (default: derived from the selection)");
   sub->add_option("--max-detail-tokens", o->max_detail,
                   "Tokens per run shown in detail; aggregates always use every token")
-      ->check(CLI::PositiveNumber)
+      ->transform(int_range(1, 1 << 24))
       ->capture_default_str();
   sub->add_option("--timestamp", o->timestamp,
                   "Generation time to print, Unix seconds (default: SOURCE_DATE_EPOCH or now); "
-                  "fixes the only varying bytes");
+                  "fixes the only varying bytes")
+      ->transform(int_range(0, 253402300799));  // up to 9999-12-31
   sub->add_flag("-q,--quiet", o->quiet, "No progress lines on stderr");
   sub->callback([o, io, &action] {
     action = [o, io] { return with_store_errors([&] { return run_report(*o, io); }); };

@@ -10,8 +10,10 @@
 #include <thread>
 
 #include "backend_option.h"
+#include "checks.h"
 #include "cli.h"
 #include "interrupt.h"
+#include "moelab/core/error.h"
 #include "moelab/runtime/generator.h"
 #include "moelab/session/energy.h"
 #include "moelab/telemetry/power.h"
@@ -47,11 +49,19 @@ int default_threads() {
 }
 
 int run_cmd(const RunOptions& o, Io io) {
+  if (!o.system.empty() && !o.chat)
+    throw Error(ErrorKind::BadInput,
+                "--system needs --chat (the system message goes into the "
+                "model's chat template)",
+                {.subject = "run"});
   ContextParams cp;
   auto model = load_for_backend(o.model, o.backend, &cp.backend);
   const uint64_t trained = model->card().context_length;
   cp.n_ctx =
       o.n_ctx ? o.n_ctx : static_cast<uint32_t>(trained ? std::min<uint64_t>(trained, 2048) : 2048);
+  // One memory preflight before the KV cache is allocated; a warning beyond the trained length.
+  preflight_context(model->card(), cp.n_ctx, o.kv_f16 ? 2 : 4, false, cp.backend, "--ctx", io,
+                    true);
   cp.n_threads = o.threads > 0 ? o.threads : default_threads();
   cp.kv_type = o.kv_f16 ? KvType::F16 : KvType::F32;
   cp.routing = RoutingPolicy::parse(o.routing_policy);
@@ -65,6 +75,7 @@ int run_cmd(const RunOptions& o, Io io) {
   gp.max_tokens = o.n_predict;
   gp.sampling = o.sampling;
   if (o.seed_set) gp.sampling.seed = o.seed;
+  if (gp.sampling.temperature > 0) warn_top_k(model->card(), gp.sampling.top_k, io);
   gp.stop = o.stop;
   gp.ignore_eos = o.ignore_eos;
 
@@ -152,33 +163,21 @@ void add_run(CLI::App& app, Io io, Action& action) {
   sub->add_option("-p,--prompt", o->prompt, "Prompt text")->required();
   sub->add_option("--system", o->system, "System message (with --chat)");
   sub->add_option("-n,--n-predict", o->n_predict, "Tokens to generate at most")
-      ->check(CLI::PositiveNumber)
+      ->transform(int_range(1, kMaxPredict))
       ->capture_default_str();
-  sub->add_option("--temp", s.temperature, "Temperature (<= 0: greedy)")->capture_default_str();
-  sub->add_option("--top-k", s.top_k, "Top-k (0: off)")->capture_default_str();
-  sub->add_option("--top-p", s.top_p, "Top-p / nucleus (1: off)")
-      ->check(CLI::Range(0.0, 1.0))
-      ->capture_default_str();
-  sub->add_option("--min-p", s.min_p, "Min-p (0: off)")
-      ->check(CLI::Range(0.0, 1.0))
-      ->capture_default_str();
-  sub->add_option("--repeat-penalty", s.repeat_penalty, "Repetition penalty (1: off)")
-      ->capture_default_str();
-  sub->add_option("--repeat-last-n", s.penalty_last_n, "Tokens the penalties look back over")
-      ->capture_default_str();
-  sub->add_option("--frequency-penalty", s.frequency_penalty, "Frequency penalty")
-      ->capture_default_str();
-  sub->add_option("--presence-penalty", s.presence_penalty, "Presence penalty")
-      ->capture_default_str();
+  add_sampling_options(sub, s, true);
   sub->add_option_function<uint64_t>(
-      "--seed",
-      [o](uint64_t v) {
-        o->seed = v;
-        o->seed_set = true;
-      },
-      "Random seed (default: random, and printed so the run can be repeated)");
-  sub->add_option("-t,--threads", o->threads, "CPU threads (default: cores, at most 8)");
-  sub->add_option("-c,--ctx", o->n_ctx, "Context size in tokens (default: min(trained, 2048))");
+         "--seed",
+         [o](uint64_t v) {
+           o->seed = v;
+           o->seed_set = true;
+         },
+         "Random seed (default: random, and printed so the run can be repeated)")
+      ->transform(uint_range(0, UINT64_MAX));
+  sub->add_option("-t,--threads", o->threads, "CPU threads (default: cores, at most 8)")
+      ->transform(int_range(1, kMaxThreads));
+  sub->add_option("-c,--ctx", o->n_ctx, "Context size in tokens (default: min(trained, 2048))")
+      ->transform(int_range(1, kMaxContext));
   sub->add_flag("--chat", o->chat, "Wrap the prompt in the model's chat template");
   sub->add_option("--stop", o->stop, "Stop string (repeatable)");
   sub->add_flag("--ignore-eos", o->ignore_eos, "Do not stop at end-of-generation tokens");

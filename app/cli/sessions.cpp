@@ -1,5 +1,6 @@
 // moelab-cli sessions list|show ID [--json] [--db PATH]: what the experiment store holds.
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <cmath>
 #include <ctime>
 #include <filesystem>
@@ -9,6 +10,7 @@
 #include <ostream>
 #include <sstream>
 
+#include "checks.h"
 #include "cli.h"
 #include "store_cli.h"
 
@@ -60,10 +62,11 @@ nlohmann::json run_json(const storage::RunRecord& r) {
   return j;
 }
 
+// One line of at most n bytes of stored text, control bytes escaped (printable()).
 std::string preview(std::string s, size_t n) {
   for (char& c : s)
     if (c == '\n' || c == '\t' || c == '\r') c = ' ';
-  return s.size() > n ? s.substr(0, n - 3) + "..." : s;
+  return printable(s.size() > n ? s.substr(0, n - 3) + "..." : s);
 }
 
 int list(const SessionsOptions& o, Io io) {
@@ -80,7 +83,7 @@ int list(const SessionsOptions& o, Io io) {
   if (o.json) {
     nlohmann::json j = nlohmann::json::array();
     for (const auto& s : sessions) j.push_back(session_json(s));
-    io.out << j.dump(2) << '\n';
+    io.out << json_text(j) << '\n';
     return kOk;
   }
   if (sessions.empty()) {
@@ -92,7 +95,7 @@ int list(const SessionsOptions& o, Io io) {
          << "tags / notes\n";
   for (const auto& s : sessions) {
     std::string tags;
-    for (const auto& t : s.tags) tags += (tags.empty() ? "[" : ", ") + t;
+    for (const auto& t : s.tags) tags += (tags.empty() ? "[" : ", ") + printable(t);
     if (!tags.empty()) tags += "] ";
     io.out << std::left << std::setw(6) << s.id << std::setw(28) << preview(s.name, 27)
            << std::setw(6) << s.run_count << std::setw(21) << format_time(s.created_at) << tags
@@ -105,8 +108,11 @@ int show(const SessionsOptions& o, Io io) {
   const std::string path = db_or_default(o.db);
   const auto store = open_existing_store(path);
   std::optional<storage::SessionRecord> s;
-  const bool numeric = !o.id.empty() && o.id.find_first_not_of("0123456789") == std::string::npos;
-  if (numeric) s = store->session(std::stoll(o.id));
+  // A number is an id when it fits one (ids are int64); anything else is a name.
+  int64_t id = 0;
+  const auto [end, ec] = std::from_chars(o.id.data(), o.id.data() + o.id.size(), id);
+  if (!o.id.empty() && ec == std::errc() && end == o.id.data() + o.id.size() && id > 0)
+    s = store->session(id);
   if (!s) s = store->session_by_name(o.id);
   if (!s)
     throw Error(ErrorKind::BadInput, "no session with id or name '" + o.id + "'",
@@ -123,16 +129,16 @@ int show(const SessionsOptions& o, Io io) {
       rj["metrics"] = metrics;
       j["runs"].push_back(rj);
     }
-    io.out << j.dump(2) << '\n';
+    io.out << json_text(j) << '\n';
     return kOk;
   }
-  io.out << "session " << s->id << ": " << s->name << '\n';
+  io.out << "session " << s->id << ": " << printable(s->name) << '\n';
   if (!s->tags.empty()) {
     io.out << "  tags:    ";
-    for (size_t i = 0; i < s->tags.size(); ++i) io.out << (i ? ", " : "") << s->tags[i];
+    for (size_t i = 0; i < s->tags.size(); ++i) io.out << (i ? ", " : "") << printable(s->tags[i]);
     io.out << '\n';
   }
-  if (!s->notes.empty()) io.out << "  notes:   " << s->notes << '\n';
+  if (!s->notes.empty()) io.out << "  notes:   " << printable(s->notes) << '\n';
   io.out << "  created: " << format_time(s->created_at) << '\n';
   io.out << "  runs:    " << runs.size() << '\n';
   if (runs.empty()) return kOk;

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 
+#include "checks.h"
 #include "cli.h"
 #include "eval_common.h"
 #include "interrupt.h"
@@ -102,6 +103,18 @@ int sweep_cmd(const SweepOptions& o, Io io) {
     for (const auto& a : attention)
       configs.push_back(
           {RoutingPolicy::parse(r).describe(), AttentionPolicy::parse(a).describe(), r, a, {}});
+  // A configuration or seed given twice would be compared with itself and show a fake
+  // "seed stability" or "no difference".
+  for (size_t i = 0; i < configs.size(); ++i)
+    for (size_t k = 0; k < i; ++k)
+      if (configs[i].routing == configs[k].routing && configs[i].attention == configs[k].attention)
+        throw Error(ErrorKind::BadInput,
+                    "the configuration routing " + configs[i].routing + ", attention " +
+                        configs[i].attention + " is given twice; each must appear once",
+                    {.subject = "--routing-policy/--attention-policy"});
+  require_unique(o.seeds, "--seeds", "seed");
+  if (eval_mode && o.seeds.size() > 1)
+    io.err << "warning: --seeds is ignored with --file (perplexity does not sample)\n";
   std::vector<uint64_t> seeds = o.seeds;
   if (seeds.empty()) {
     SamplerParams s = o.sampling;
@@ -109,11 +122,21 @@ int sweep_cmd(const SweepOptions& o, Io io) {
   }
   if (eval_mode) seeds.resize(1);  // perplexity does not sample
 
+  // The text and the context are checked before anything is stored (checks.h).
+  const std::string text = eval_mode ? read_utf8_text(o.spec.file) : std::string();
   auto model = Model::load(o.spec.model);
+  {
+    const uint64_t trained = model->card().context_length;
+    const uint64_t n_ctx = eval_mode || o.spec.n_ctx
+                               ? o.spec.n_ctx
+                               : (trained ? std::min<uint64_t>(trained, 2048) : 2048);
+    if (!eval_mode && o.sampling.temperature > 0) warn_top_k(model->card(), o.sampling.top_k, io);
+    preflight_context(model->card(), n_ctx, o.spec.kv_f16 ? 2 : 4, eval_mode, "cpu", "--ctx", io,
+                      true);
+  }
   const std::string db = db_or_default(o.spec.db);
   auto writer = open_writer(db);
   const auto model_row = session::model_record(*model, o.spec.model);
-  const std::string text = eval_mode ? read_text_file(o.spec.file) : std::string();
   const int threads = o.spec.threads > 0 ? o.spec.threads : default_cli_threads();
   const size_t total = configs.size() * seeds.size();
   size_t done = 0;
@@ -218,7 +241,7 @@ int sweep_cmd(const SweepOptions& o, Io io) {
     auto jv = nlohmann::json::array();
     for (const auto& c : cmps) jv.push_back(session::to_json(c));
     j["compare_vs_first"] = jv;
-    io.out << j.dump(2) << '\n';
+    io.out << json_text(j) << '\n';
     return kOk;
   }
 
@@ -341,19 +364,13 @@ void add_sweep(CLI::App& app, Io io, Action& action) {
   sub->add_option("--seeds", o->seeds,
                   "Seeds, comma-separated (generation; default: one random "
                   "seed shared by every configuration)")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->transform(uint_range(0, UINT64_MAX));
   sub->add_option("-n,--n-predict", o->n_predict, "Tokens to generate at most per run")
-      ->check(CLI::PositiveNumber)
+      ->transform(int_range(1, kMaxPredict))
       ->capture_default_str();
   auto& s = o->sampling;
-  sub->add_option("--temp", s.temperature, "Temperature (<= 0: greedy)")->capture_default_str();
-  sub->add_option("--top-k", s.top_k, "Top-k (0: off)")->capture_default_str();
-  sub->add_option("--top-p", s.top_p, "Top-p (1: off)")
-      ->check(CLI::Range(0.0, 1.0))
-      ->capture_default_str();
-  sub->add_option("--min-p", s.min_p, "Min-p (0: off)")
-      ->check(CLI::Range(0.0, 1.0))
-      ->capture_default_str();
+  add_sampling_options(sub, s, false);
   sub->add_flag("--chat", o->chat, "Wrap the prompt in the model's chat template");
   sub->add_flag("--ignore-eos", o->ignore_eos, "Do not stop at end-of-generation tokens");
   add_db_option(sub, o->spec.db);
@@ -362,7 +379,7 @@ void add_sweep(CLI::App& app, Io io, Action& action) {
                   "missing)")
       ->required();
   sub->add_option("--resamples", o->resamples, "Bootstrap resamples for the comparisons")
-      ->check(CLI::Range(100, 1000000));
+      ->transform(int_range(100, 1000000));
   sub->add_flag("--json", o->json, "Print the summary and comparisons as JSON");
   sub->callback([o, io, &action] {
     // --ctx means the generation context here unless --file is used (then: perplexity chunk).

@@ -1,15 +1,15 @@
 // moelab-cli tokenize --model FILE (--text STR | --file PATH) [--no-bos] [--special] [--json]
 // moelab-cli detokenize --model FILE --ids 1,2,3 [--special]
 #include <CLI/CLI.hpp>
-#include <fstream>
 #include <iomanip>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <ostream>
-#include <sstream>
 
+#include "checks.h"
 #include "cli.h"
 #include "moelab/core/error.h"
+#include "moelab/core/files.h"
 #include "moelab/gguf/gguf.h"
 #include "moelab/tokenizer/tokenizer.h"
 
@@ -33,11 +33,8 @@ struct TokenizeOptions {
 int tokenize(const TokenizeOptions& o, Io io) {
   std::string text = o.text;
   if (!o.file.empty()) {
-    std::ifstream in(o.file, std::ios::binary);
-    if (!in) throw Error(ErrorKind::Io, "cannot open the text file", {o.file, std::nullopt, ""});
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    text = ss.str();
+    // Any bytes are tokenized, from a bounded regular file (moelab/core/files.h).
+    text = read_text_file(o.file, "text file");
   }
   const auto tok = load_tokenizer(o.model);
   EncodeOptions eo;
@@ -57,10 +54,11 @@ int tokenize(const TokenizeOptions& o, Io io) {
     j["pieces"] = std::move(pieces);
     j["display"] = std::move(display);
     j["n_tokens"] = ids.size();
-    io.out << j.dump() << '\n';
+    io.out << json_text(j, -1) << '\n';
   } else {
     for (int32_t id : ids)
-      io.out << std::setw(8) << id << " -> '" << tok->display_piece(id) << "'\n";
+      // Control tokens show their vocabulary text: escaped, it cannot drive the terminal.
+      io.out << std::setw(8) << id << " -> '" << printable(tok->display_piece(id)) << "'\n";
     io.out << ids.size() << " tokens\n";
   }
   return kOk;
@@ -71,41 +69,10 @@ struct DetokenizeOptions {
   bool special = false;
 };
 
-std::vector<int32_t> parse_ids(const std::string& s) {
-  std::vector<int32_t> ids;
-  std::string cur;
-  auto flush = [&] {
-    if (cur.empty()) return;
-    size_t pos = 0;
-    long long v = 0;
-    try {
-      v = std::stoll(cur, &pos);
-    } catch (const std::exception&) {
-      pos = 0;
-    }
-    if (pos != cur.size() || v < 0 || v > 0x7fffffff)
-      throw Error(ErrorKind::BadInput, "--ids: '" + cur + "' is not a token id");
-    ids.push_back(static_cast<int32_t>(v));
-    cur.clear();
-  };
-  for (char c : s) {
-    if (c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '[' || c == ']')
-      flush();
-    else
-      cur += c;
-  }
-  flush();
-  return ids;
-}
-
 int detokenize(const DetokenizeOptions& o, Io io) {
   const auto tok = load_tokenizer(o.model);
-  const std::vector<int32_t> ids = parse_ids(o.ids);
-  for (int32_t id : ids)
-    if (id >= tok->n_vocab())
-      throw Error(ErrorKind::BadInput, "--ids: token id " + std::to_string(id) +
-                                           " is outside the vocabulary (0.." +
-                                           std::to_string(tok->n_vocab() - 1) + ")");
+  const std::vector<int32_t> ids =
+      parse_token_ids(o.ids, "--ids", static_cast<uint32_t>(tok->n_vocab()));
   DecodeOptions d;
   d.render_special = o.special;
   io.out << tok->decode(ids, d) << '\n';

@@ -9,9 +9,9 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <ostream>
-#include <sstream>
 #include <thread>
 
+#include "checks.h"
 #include "cli.h"
 #include "moelab/core/error.h"
 #include "moelab/model/model.h"
@@ -37,30 +37,12 @@ struct TraceOptions {
   uint32_t n_ctx = 0;
 };
 
-std::vector<int32_t> parse_ids(const std::string& s) {
-  std::vector<int32_t> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      size_t used = 0;
-      const long v = std::stol(item, &used);
-      if (used != item.size()) throw std::invalid_argument(item);
-      out.push_back(static_cast<int32_t>(v));
-    } catch (const std::exception&) {
-      throw Error(ErrorKind::BadInput, "'" + item + "' is not a token id", {.subject = "--tokens"});
-    }
-  }
-  if (out.empty()) throw Error(ErrorKind::BadInput, "no token ids given", {.subject = "--tokens"});
-  return out;
-}
-
 int trace_cmd(const TraceOptions& o, Io io) {
   auto model = Model::load(o.model);
   const ModelCard& c = model->card();
   std::vector<int32_t> prompt;
   if (!o.tokens.empty()) {
-    prompt = parse_ids(o.tokens);
+    prompt = parse_token_ids(o.tokens, "--tokens", c.n_vocab);
   } else {
     if (!model->tokenizer())
       throw Error(ErrorKind::BadInput, "the model has no tokenizer: use --tokens",
@@ -80,7 +62,17 @@ int trace_cmd(const TraceOptions& o, Io io) {
           "head " + std::to_string(h) + " does not exist (n_head " + std::to_string(c.n_head) + ")",
           {.subject = "--attention-heads"});
   ContextParams cp;
-  cp.n_ctx = o.n_ctx ? o.n_ctx : static_cast<uint32_t>(prompt.size() + o.n_predict);
+  // The same cap and memory preflight as run: --ctx is range-checked at parse time, the
+  // default (prompt + n) here.
+  const uint64_t n_ctx = o.n_ctx ? o.n_ctx : prompt.size() + static_cast<uint64_t>(o.n_predict);
+  if (n_ctx > static_cast<uint64_t>(kMaxContext))
+    throw Error(ErrorKind::BadInput,
+                "the prompt (" + std::to_string(prompt.size()) + " tokens) and -n " +
+                    std::to_string(o.n_predict) + " need a context of " + std::to_string(n_ctx) +
+                    " tokens, more than the " + std::to_string(kMaxContext) + " moelab allows",
+                {.subject = "--ctx"});
+  preflight_context(c, n_ctx, 4, false, "cpu", "--ctx", io);
+  cp.n_ctx = static_cast<uint32_t>(n_ctx);
   cp.n_threads = o.threads > 0
                      ? o.threads
                      : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
@@ -213,23 +205,28 @@ void add_trace(CLI::App& app, Io io, Action& action) {
   auto* t = sub->add_option("--tokens", o->tokens, "Prompt token ids, comma-separated");
   p->excludes(t);
   sub->add_option("-n,--n-predict", o->n_predict, "Greedy tokens to generate")
-      ->check(CLI::NonNegativeNumber)
+      ->transform(int_range(0, kMaxPredict))
       ->capture_default_str();
   sub->add_flag("--json", o->json, "Print one JSON object");
   sub->add_option("--attention-layers", o->attention_layers, "Layers whose attention to capture")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->transform(int_range(0, 1 << 20));
   sub->add_option("--attention-heads", o->attention_heads, "Heads to capture (default: all)")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->transform(int_range(0, 1 << 20));
   sub->add_flag("--head-mean", o->head_mean, "Capture the mean over the chosen heads");
   sub->add_option("--max-row-keys", o->max_row_keys,
                   "Rows over more keys are stored as this many summed bins")
+      ->transform(int_range(1, kMaxContext))
       ->capture_default_str();
   sub->add_option("--routing-policy", o->routing, "Routing policy (see 'run --help')")
       ->capture_default_str();
   sub->add_option("--attention-policy", o->attention, "Attention policy (see 'run --help')")
       ->capture_default_str();
-  sub->add_option("-t,--threads", o->threads, "CPU threads (default: cores, at most 8)");
-  sub->add_option("-c,--ctx", o->n_ctx, "KV cache size (default: prompt + n)");
+  sub->add_option("-t,--threads", o->threads, "CPU threads (default: cores, at most 8)")
+      ->transform(int_range(1, kMaxThreads));
+  sub->add_option("-c,--ctx", o->n_ctx, "KV cache size (default: prompt + n)")
+      ->transform(int_range(1, kMaxContext));
   sub->callback([o, io, &action, p, t] {
     if (p->count() == 0 && t->count() == 0)
       throw CLI::ValidationError("trace", "one of --prompt or --tokens is required");

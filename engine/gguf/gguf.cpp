@@ -1,6 +1,8 @@
 // GGUF reader. See moelab/gguf/gguf.h for the validation contract.
 #include "moelab/gguf/gguf.h"
 
+#include "moelab/core/files.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -699,21 +701,13 @@ std::unique_ptr<File> File::open(const std::string& path, const OpenOptions& opt
   auto io_error = [&](const std::string& what) {
     return Error(ErrorKind::Io, what + ": " + std::strerror(errno), {.file = path});
   };
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw io_error("cannot open the file");
+  // Refuses FIFOs, devices and folders without blocking (moelab/core/files.h).
+  const int fd = open_regular_file(path, "model file");
   struct stat st {};
   if (fstat(fd, &st) != 0) {
     const auto e = io_error("cannot read the file's size");
     ::close(fd);
     throw e;
-  }
-  if (S_ISDIR(st.st_mode)) {
-    ::close(fd);
-    throw Error(ErrorKind::BadInput, "this is a folder, not a GGUF file", {.file = path});
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw Error(ErrorKind::BadInput, "this is not a regular file", {.file = path});
   }
   std::unique_ptr<File> f(new File());
   f->path_ = path;

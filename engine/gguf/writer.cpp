@@ -1,6 +1,6 @@
 #include "moelab/gguf/writer.h"
 
-#include <unistd.h>
+#include "moelab/core/files.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -144,26 +144,11 @@ std::vector<uint8_t> Writer::to_bytes() const {
 }
 
 void Writer::write(const std::string& path) const {
+  // Temporary file in the same folder plus rename; refuses non-regular targets, removes the
+  // temporaries of killed writers and checks the free space first (moelab/core/files.h).
   const auto bytes = to_bytes();
-  // Per-process temporary name: two processes writing the same file (e.g. two app instances
-  // creating the demo model) each rename a complete file into place, never a mixed one.
-  const std::string tmp = path + ".part." + std::to_string(::getpid());
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f)
-    throw Error(ErrorKind::Io, std::string("cannot create the file: ") + std::strerror(errno),
-                {.file = tmp});
-  const size_t n = std::fwrite(bytes.data(), 1, bytes.size(), f);
-  const int close_rc = std::fclose(f);
-  if (n != bytes.size() || close_rc != 0) {
-    const std::string why = std::strerror(errno);
-    std::remove(tmp.c_str());
-    throw Error(ErrorKind::Io, "cannot write the file (disk full?): " + why, {.file = tmp});
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = std::strerror(errno);
-    std::remove(tmp.c_str());
-    throw Error(ErrorKind::Io, "cannot move the finished file into place: " + why, {.file = path});
-  }
+  write_file_atomic(path,
+                    std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
 }
 
 }  // namespace moelab::gguf

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "moelab/core/error.h"
+#include "moelab/core/files.h"
 #include "moelab/core/log.h"
 #include "moelab/gguf/gguf.h"
 #include "moelab/gguf/writer.h"
@@ -315,25 +316,15 @@ SyntheticModelInfo write_synthetic_model(const SyntheticModelSpec& spec, const s
   }
   header.resize(align(header.size()), 0);
 
-  // Per-process temporary name: two processes writing the same file (e.g. two app instances
-  // creating the demo model) each rename a complete file into place, never a mixed one.
-  const std::string tmp = path + ".part." + std::to_string(::getpid());
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f)
-    throw Error(ErrorKind::Io, std::string("cannot create the file: ") + std::strerror(errno),
-                {.file = tmp});
-  std::vector<char> iobuf(4 << 20);
-  std::setvbuf(f, iobuf.data(), _IOFBF, iobuf.size());
+  // Temporary file plus rename, free space checked first; a non-regular target is refused
+  // (moelab/core/files.h). Two processes writing the same file each rename a complete file.
+  uint64_t file_bytes = header.size();
+  for (const auto& t : plan.tensors) file_bytes += align(t.bytes);
+  OutputFile out(path, file_bytes);
   auto fail = [&](ErrorKind kind, const std::string& why) {
-    std::fclose(f);
-    std::remove(tmp.c_str());
-    throw Error(kind, why, {.file = tmp});
+    throw Error(kind, why, {.file = path});  // ~OutputFile removes the temporary
   };
-  auto write = [&](const void* p, size_t n) {
-    if (n && std::fwrite(p, 1, n, f) != n)
-      fail(ErrorKind::Io,
-           std::string("cannot write the file (disk full?): ") + std::strerror(errno));
-  };
+  auto write = [&](const void* p, size_t n) { out.write(p, n); };
   write(header.data(), header.size());
 
   NormalStream normal(spec.seed);
@@ -367,19 +358,7 @@ SyntheticModelInfo write_synthetic_model(const SyntheticModelSpec& spec, const s
     params += static_cast<uint64_t>(n_in * n_rows);
     write(zeros.data(), align(t.bytes) - t.bytes);
   }
-  if (std::fflush(f) != 0)
-    fail(ErrorKind::Io, std::string("cannot write the file (disk full?): ") + std::strerror(errno));
-  const long size = std::ftell(f);
-  if (std::fclose(f) != 0) {
-    std::remove(tmp.c_str());
-    throw Error(ErrorKind::Io, std::string("cannot close the file: ") + std::strerror(errno),
-                {.file = tmp});
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = std::strerror(errno);
-    std::remove(tmp.c_str());
-    throw Error(ErrorKind::Io, "cannot move the finished file into place: " + why, {.file = path});
-  }
+  const uint64_t size = out.commit();
   if (progress) progress(1.f);
   return {static_cast<uint64_t>(size), params, plan.n_vocab, plan.architecture};
 }

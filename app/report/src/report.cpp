@@ -1,12 +1,13 @@
 // write_report / build_json: selection -> data -> document -> files, with progress.
 #include <QGuiApplication>
+#include <QHashSeed>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 
 #include "internal.h"
 #include "moelab/core/error.h"
+#include "moelab/core/files.h"
 #include "moelab/storage/error.h"
 
 namespace moelab::report {
@@ -28,6 +29,11 @@ void ensure_gui_application() {
   static char arg0[] = "moelab-report";
   static char* argv[] = {arg0, nullptr};
   qputenv("QT_QPA_PLATFORM", "offscreen");
+  // Qt randomises its hash seed per process, and QPdfWriter emits font objects in hash order:
+  // the deterministic seed makes identical calls write identical PDFs. Set before Qt's first
+  // hash table is built (the QGuiApplication is the first Qt object of a report-writing
+  // process); putting QT_HASH_SEED=0 into the environment from here did not take effect.
+  QHashSeed::setDeterministicGlobalSeed();
   static QGuiApplication* app = new QGuiApplication(argc, argv);
   (void)app;
 }
@@ -92,12 +98,8 @@ Report load(const storage::Store& store, const Selection& sel, const Options& o,
 void write_file(const fs::path& p, const std::string& bytes) {
   std::error_code ec;
   if (p.has_parent_path()) fs::create_directories(p.parent_path(), ec);
-  std::ofstream f(p, std::ios::binary | std::ios::trunc);
-  if (!f) throw Error(ErrorKind::Io, "cannot write the report", ErrorWhere{p.string()});
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  f.close();
-  if (!f)
-    throw Error(ErrorKind::Io, "cannot write the report (disk full?)", ErrorWhere{p.string()});
+  // Temporary file plus rename; refuses FIFOs, devices and folders (moelab/core/files.h).
+  write_file_atomic(p.string(), bytes);
 }
 
 }  // namespace

@@ -37,8 +37,10 @@ class Writer {
 
   /// The complete file.
   std::vector<uint8_t> to_bytes() const;
-  /// Writes the file (to `path + ".part.<pid>"`, then renamed into place, so concurrent
-  /// writers of the same path never leave a mixed file). Throws moelab::Error (Io).
+  /// Writes the file with moelab::write_file_atomic (moelab/core/files.h): to
+  /// `path + ".part.<pid>"`, then renamed into place, so concurrent writers of the same path
+  /// never leave a mixed file and a failed write leaves no partial one. Throws moelab::Error:
+  /// BadInput when `path` is a folder, FIFO, device or socket; Io when the system refuses.
   void write(const std::string& path) const;
 
   /// Byte size of a tensor of this type and shape (throws on a row length that is not a
