@@ -91,7 +91,19 @@ bool owner_alive(const Owner& o) {
   return kill(static_cast<pid_t>(o.pid), 0) == 0 || errno == EPERM;
 }
 
-std::string tags_to_json(const std::vector<std::string>& tags) {
+/// Tags are stored as a JSON array, which holds UTF-8 text only: a tag that is not valid UTF-8
+/// is a BadInput (nlohmann's type_error would otherwise escape as an unknown exception).
+std::string tags_to_json(const std::vector<std::string>& tags, const std::string& path) {
+  for (size_t i = 0; i < tags.size(); ++i) {
+    try {
+      (void)nlohmann::json(tags[i]).dump();
+    } catch (const nlohmann::json::type_error&) {
+      throw StorageError(StorageErrorKind::BadInput,
+                         "session tag " + std::to_string(i + 1) + " of " +
+                             std::to_string(tags.size()) + " is not valid UTF-8",
+                         {path, "session tags"});
+    }
+  }
   return nlohmann::json(tags).dump();
 }
 
@@ -362,7 +374,7 @@ int64_t Store::create_session(const std::string& name, const std::string& notes,
     throw StorageError(StorageErrorKind::BadInput, "a session named '" + name + "' exists",
                        {path_, "create session"});
   Stmt s(db_, "INSERT INTO sessions(name, notes, tags, created_at) VALUES(?1, ?2, ?3, ?4)", path_);
-  s.bind(1, name).bind(2, notes).bind(3, tags_to_json(tags)).bind(4, now_ms());
+  s.bind(1, name).bind(2, notes).bind(3, tags_to_json(tags, path_)).bind(4, now_ms());
   s.run("create session '" + name + "'");
   const int64_t id = sqlite3_last_insert_rowid(db_);
   tx.commit();
@@ -438,8 +450,8 @@ void Store::set_session_notes(int64_t id, const std::string& notes) {
 }
 
 void Store::set_session_tags(int64_t id, const std::vector<std::string>& tags) {
-  update_one(db_, path_, "UPDATE sessions SET tags = ?1 WHERE id = ?2", id, tags_to_json(tags),
-             "set session tags");
+  update_one(db_, path_, "UPDATE sessions SET tags = ?1 WHERE id = ?2", id,
+             tags_to_json(tags, path_), "set session tags");
 }
 
 void Store::delete_session(int64_t id) {
