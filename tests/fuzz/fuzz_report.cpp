@@ -1,7 +1,8 @@
 // Fuzz target for report rendering of stored strings: fuzzed bytes become everything a store
 // holds as text (model card and path, session name/notes/tags, run kind/config/prompt/output/
-// error, token pieces, metric keys and units, evaluation names) plus a few numbers, in a fresh
-// ":memory:" store with two small runs; then one report (picked by the input) is rendered
+// error, token pieces, metric keys and units, evaluation names) plus a few numbers (routing,
+// latencies, an attention snapshot), in a fresh ":memory:" store with two small runs whose
+// configurations differ; then one report (picked by the input) is rendered
 // through write_report, the function `moelab-cli report` calls.
 //
 // Input: byte 0 picks the format (bits 0-2: html, html, md, md, csv, json, json, pdf) and the
@@ -229,6 +230,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       id = store.begin_run(b);
     }
     runs.push_back(id);
+    if (r == 0) {
+      // Run B differs from A in its configuration (the A/B report diffs it): a changed seed
+      // and one key A does not have, named and valued by fuzzed text.
+      json c = json::parse(b.config_json);
+      c["seed"] = num(16);
+      c[F(kKind)] = F(kError);
+      b.config_json = c.dump(-1, ' ', false, json::error_handler_t::replace);
+    }
     const auto pieces = split(F(kPieces), '\x1F', 12);
     std::vector<storage::TokenRecord> toks;
     for (size_t i = 0; i < pieces.size(); ++i) {
@@ -255,6 +264,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         routing.push_back(rr);
       }
     store.append_routing(id, routing);
+    if (num(17) & 1) {
+      // One attention snapshot (drawn as a figure): values from the input, NaN included.
+      storage::AttentionSnapshot a;
+      a.shape = {2, 1 + num(18) % 4};
+      for (int64_t i = 0; i < a.shape[0] * a.shape[1]; ++i)
+        a.data.push_back(num(19 + i) == 255 ? NAN : num(19 + i) / 128.0f - 0.5f);
+      store.append_attention(id, std::vector<storage::AttentionSnapshot>{a});
+    }
     const auto mk = split(F(kMetrics), '\x1F', 8);
     std::vector<storage::MetricRecord> metrics;
     for (size_t i = 0; i < mk.size(); i += 2)
