@@ -148,21 +148,22 @@ bool csv_widths(const std::string& text, std::vector<size_t>& widths) {
   return !in_quotes;
 }
 
-const fs::path& temp_dir() {
-  static const fs::path dir = [] {
+// A private folder for one input's report files, removed when the input is done (a crash
+// leaves it behind with the files that were written).
+struct TempDir {
+  fs::path path;
+  TempDir() {
     std::string t = (fs::temp_directory_path() / "moelab-fuzz-report-XXXXXX").string();
     if (!mkdtemp(t.data())) moelab::fuzz::fail("mkdtemp", t);
-    return fs::path(t);
-  }();
-  return dir;
-}
-
-struct Cleanup {
-  ~Cleanup() {
-    std::error_code ec;
-    fs::remove_all(temp_dir(), ec);
+    path = t;
   }
-} cleanup_at_exit;
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+};
 
 }  // namespace
 
@@ -319,7 +320,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                              : report::Selection::one_run(runs[0]);
 
   const char* ext = report::format_name(o.format);
-  const fs::path dir = temp_dir();
+  const TempDir tmp;
+  const fs::path& dir = tmp.path;
   const fs::path out = dir / (std::string("r.") + ext);
   report::Written w;
   try {
@@ -387,7 +389,5 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       MOELAB_FUZZ_CHECK(doc.rfind("%PDF-", 0) == 0, "pdf");
       break;
   }
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec)) fs::remove_all(e.path(), ec);
   return 0;
 }
