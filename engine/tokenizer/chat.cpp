@@ -123,22 +123,28 @@ std::string render_chat(ChatFamily family, const std::vector<ChatMessage>& messa
       break;
     case ChatFamily::Llama2: {
       // [INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant} </s><s>[INST] ...
+      // System messages go into the next user turn (several are joined by a blank line); system
+      // text with no user turn after it gets a user turn of its own, so no content is dropped.
       std::string sys;
       bool first_user = true;
+      auto user_turn = [&](const std::string& content) {
+        if (!first_user) s += "<s>";
+        s += "[INST] ";
+        if (!sys.empty()) s += "<<SYS>>\n" + sys + "\n<</SYS>>\n\n";
+        sys.clear();
+        s += content + " [/INST]";
+        first_user = false;
+      };
       for (const ChatMessage& m : messages) {
         if (m.role == "system") {
-          sys = m.content;
+          sys += (sys.empty() ? "" : "\n\n") + m.content;
         } else if (m.role == "user") {
-          if (!first_user) s += "<s>";
-          s += "[INST] ";
-          if (!sys.empty()) s += "<<SYS>>\n" + sys + "\n<</SYS>>\n\n";
-          sys.clear();
-          s += m.content + " [/INST]";
-          first_user = false;
+          user_turn(m.content);
         } else {
           s += " " + m.content + " </s>";
         }
       }
+      if (!sys.empty()) user_turn("");
       break;
     }
     case ChatFamily::Mistral: {

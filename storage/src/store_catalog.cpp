@@ -63,7 +63,7 @@ int64_t Store::create_session(const std::string& name, const std::string& notes,
     throw StorageError(StorageErrorKind::BadInput, "a session named '" + name + "' exists",
                        {path_, "create session"});
   Stmt s(db_, "INSERT INTO sessions(name, notes, tags, created_at) VALUES(?1, ?2, ?3, ?4)", path_);
-  s.bind(1, name).bind(2, notes).bind(3, tags_to_json(tags)).bind(4, now_ms());
+  s.bind(1, name).bind(2, notes).bind(3, tags_to_json(tags, path_)).bind(4, now_ms());
   s.run("create session '" + name + "'");
   const int64_t id = sqlite3_last_insert_rowid(db_);
   tx.commit();
@@ -139,8 +139,8 @@ void Store::set_session_notes(int64_t id, const std::string& notes) {
 }
 
 void Store::set_session_tags(int64_t id, const std::vector<std::string>& tags) {
-  update_one(db_, path_, "UPDATE sessions SET tags = ?1 WHERE id = ?2", id, tags_to_json(tags),
-             "set session tags");
+  update_one(db_, path_, "UPDATE sessions SET tags = ?1 WHERE id = ?2", id,
+             tags_to_json(tags, path_), "set session tags");
 }
 
 void Store::delete_session(int64_t id) {

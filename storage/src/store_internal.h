@@ -33,7 +33,19 @@ inline int64_t now_ms() {
       .count();
 }
 
-inline std::string tags_to_json(const std::vector<std::string>& tags) {
+/// Tags are stored as a JSON array, which holds UTF-8 text only: a tag that is not valid UTF-8
+/// is a BadInput (nlohmann's type_error would otherwise escape as an unknown exception).
+inline std::string tags_to_json(const std::vector<std::string>& tags, const std::string& path) {
+  for (size_t i = 0; i < tags.size(); ++i) {
+    try {
+      (void)nlohmann::json(tags[i]).dump();
+    } catch (const nlohmann::json::type_error&) {
+      throw StorageError(StorageErrorKind::BadInput,
+                         "session tag " + std::to_string(i + 1) + " of " +
+                             std::to_string(tags.size()) + " is not valid UTF-8",
+                         {path, "session tags"});
+    }
+  }
   return nlohmann::json(tags).dump();
 }
 

@@ -26,6 +26,6 @@ int main(int argc, char** argv) {
       ++n;
     }
   }
-  std::printf("replayed %zu inputs through the GGUF fuzz target\n", n);
+  std::printf("replayed %zu inputs through the fuzz target\n", n);
   return n > 0 ? 0 : 1;
 }

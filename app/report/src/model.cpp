@@ -231,9 +231,15 @@ void compute_routing(RunData& d, const std::vector<storage::RoutingRecord>& rec,
     for (uint16_t e : x.experts) max_id = std::max<int>(max_id, e);
     if (!x.probs.empty()) max_id = std::max<int>(max_id, static_cast<int>(x.probs.size()) - 1);
   }
+  // The card's expert_count comes from the model file: only a count that expert ids (uint16 in
+  // the store) can address is used, so a crafted value neither overflows int nor sizes the
+  // tables below by billions.
   int ec = 0;
-  if (d.card.is_object() && d.card.contains("expert_count") && d.card["expert_count"].is_number())
-    ec = d.card["expert_count"].get<int>();
+  if (d.card.is_object() && d.card.contains("expert_count") &&
+      d.card["expert_count"].is_number_integer()) {
+    const int64_t v = d.card["expert_count"].get<int64_t>();
+    if (v > 0 && v <= 65536) ec = static_cast<int>(v);
+  }
   r.expert_count = std::max(ec, max_id + 1);
   r.layers.assign(layers.begin(), layers.end());
   r.positions_total = static_cast<int64_t>(positions.size());

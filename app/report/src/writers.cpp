@@ -50,14 +50,24 @@ std::string esc(const std::string& s) {
   return o;
 }
 
-/// Replaces invalid UTF-8 (a token piece may be half a character) by U+FFFD.
+/// Replaces invalid UTF-8 (a token piece may be half a character) by U+FFFD. Valid is RFC 3629:
+/// no overlong forms (C0, C1, E0 80..9F, F0 80..8F), no surrogates (ED A0..BF), nothing above
+/// U+10FFFF (F4 90.., F5..FF).
 std::string valid_utf8(const std::string& s) {
   std::string o;
   size_t i = 0;
   while (i < s.size()) {
     const unsigned char c = static_cast<unsigned char>(s[i]);
     int n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    bool ok = n > 0 && i + n <= s.size();
+    bool ok = n > 0 && i + n <= s.size() && c != 0xC0 && c != 0xC1 && c <= 0xF4;
+    if (ok && n > 1) {  // the second byte's range
+      const unsigned char c1 = static_cast<unsigned char>(s[i + 1]);
+      ok = c == 0xE0   ? c1 >= 0xA0
+           : c == 0xED ? c1 <= 0x9F
+           : c == 0xF0 ? c1 >= 0x90
+           : c == 0xF4 ? c1 <= 0x8F
+                       : true;
+    }
     for (int k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
     if (ok) {
       o.append(s, i, n);
@@ -235,7 +245,8 @@ std::string md_escape(const std::string& s) {
     if (c == '|' || c == '*' || c == '_' || c == '`' || c == '[' || c == ']' || c == '<' ||
         c == '>' || c == '#' || c == '\\')
       o += '\\';
-    o += c == '\n' ? ' ' : c;
+    // A CR ends a line in CommonMark as a LF does: either would split a table row or heading.
+    o += c == '\n' || c == '\r' ? ' ' : c;
   }
   return o;
 }

@@ -80,7 +80,7 @@ class Store {
   std::vector<ModelRecord> models() const;
 
   // ---- sessions
-  /// Throws BadInput when a session with this name exists.
+  /// Throws BadInput when a session with this name exists or a tag is not valid UTF-8.
   int64_t create_session(const std::string& name, const std::string& notes = {},
                          const std::vector<std::string>& tags = {});
   /// Returns the id of the session `name`, creating it when missing.
@@ -90,6 +90,7 @@ class Store {
   std::optional<SessionRecord> session_by_name(const std::string& name) const;
   void rename_session(int64_t id, const std::string& new_name);
   void set_session_notes(int64_t id, const std::string& notes);
+  /// Throws BadInput when a tag is not valid UTF-8 (tags are stored as a JSON array).
   void set_session_tags(int64_t id, const std::vector<std::string>& tags);
   /// Deletes the session with all its runs and their records.
   void delete_session(int64_t id);
