@@ -198,6 +198,21 @@ std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
     file->fail("the RMSNorm epsilon is missing or not positive",
                "metadata key '" + card.architecture + ".attention.layer_norm_rms_epsilon'");
   models::ArchConfig config = arch->configure(*file, card);
+  // Written by moefy (moelab/runtime/moefy.h): unit gating and an ungated shared expert in any
+  // MoE architecture.
+  if (const gguf::Value* g = file->find("moelab.expert_gating")) {
+    const std::string gating =
+        g->type() == gguf::ValueType::STRING ? std::string(g->as_string()) : std::string();
+    if (gating == "unit")
+      config.moe_unit_weights = true;
+    else if (gating != "softmax")
+      file->fail("expert gating '" + gating + "' is not known (expected unit or softmax)",
+                 "metadata key 'moelab.expert_gating'");
+    if (card.expert_count == 0)
+      file->fail("expert gating is set but the model has no experts",
+                 "metadata key 'moelab.expert_gating'");
+  }
+  if (card.expert_count > 0 && card.expert_shared_count > 0) config.shared_expert = true;
   models::Weights weights = models::bind_weights(*file, card, config, opts);
   std::shared_ptr<const Tokenizer> tok;
 #ifdef MOELAB_MODELS_HAVE_TOKENIZER
