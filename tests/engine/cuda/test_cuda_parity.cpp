@@ -863,7 +863,7 @@ class TestCudaParity : public QObject {
     std::vector<int32_t> prompt(40);
     for (int i = 0; i < 40; ++i) prompt[i] = (i * 37 + 11) % 512;
     auto logits_of = [&](const std::shared_ptr<Model>& m, const std::string& backend,
-                         const std::string& rule) {
+                         const std::string& rule) -> std::vector<float> {
       ContextParams cp;
       cp.n_ctx = 64;
       cp.backend = backend;
@@ -880,18 +880,22 @@ class TestCudaParity : public QObject {
         const int32_t next = (step * 7 + 3) % 512;
         ctx->eval({&next, 1});
       }
-      for (float w : weights) QCOMPARE(w, 1.0f);
-      QCOMPARE(weights.empty(), m->card().expert_count == 0);
+      // Every applied weight is 1 (a NaN marks a model that is not unit-gated).
+      if (weights.empty() != (m->card().expert_count == 0)) return {NAN};
+      for (float w : weights)
+        if (w != 1.0f) return {NAN};
       const auto l = ctx->logits();
       return std::vector<float>(l.begin(), l.end());
     };
     const auto gpu = logits_of(model, "cuda", routing.toStdString());
     const auto cpu = logits_of(model, "cpu", routing.toStdString());
+    QVERIFY(gpu.size() > 1 && cpu.size() > 1);
     QVERIFY2(max_diff(gpu, cpu) <= 1e-3, qPrintable(QString::number(max_diff(gpu, cpu))));
     if (routing == "k:3") {
       LoadOptions dl;
       dl.backend = "cpu";
       const auto ref = logits_of(Model::load(dense, dl), "cpu", "default");
+      QVERIFY(ref.size() > 1);
       QVERIFY2(max_diff(gpu, ref) <= 1e-3, qPrintable(QString::number(max_diff(gpu, ref))));
     }
   }
