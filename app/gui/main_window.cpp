@@ -522,6 +522,15 @@ void MainWindow::openDemo(const QString& which) {
       say(tr("Could not write the demo model: %1").arg(err));
       return;
     }
+  } else if (which == "moefied") {
+    path = moelab::lab::demo::findMoefied();
+    if (path.isEmpty()) {
+      say(
+          tr("The moefied SmolLM2 is not built yet (scripts/run.sh writes it with 'moelab-cli "
+             "moefy'); opening the random-weight MoE instead"));
+      openDemo("synthetic");
+      return;
+    }
   } else {
     path = moelab::lab::demo::findSmol();
     if (path.isEmpty()) {
