@@ -3,6 +3,7 @@
 // difference of summing the same neurons in another order; perplexity within 1 %), perplexity
 // falls as k grows, the output is deterministic, metadata records the provenance, and bad input
 // is refused before any work with exit code 2.
+#include <QGuiApplication>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -197,6 +198,33 @@ class TestMoefy : public QObject {
     QVERIFY2(p[0] > p[3] * 1.05, qPrintable(QString("k:1 %1, k:4 %2").arg(p[0]).arg(p[3])));
   }
 
+  // The k = 1..N evaluation stored as one session (sweep over routing policies, plus the dense
+  // model's own evaluation) and its report: the quality-vs-active-parameters table and figure.
+  void eval_over_k_is_stored_and_reported() {
+    MOELAB_REQUIRE_SHARED(kDense);
+    const std::string db = out("eval.db");
+    QFile::remove(QString::fromStdString(db));
+    auto r = cli_run({"sweep", "--model", moe_, "--file", kHeldout, "--ctx", "128",
+                      "--routing-policy", "k:1,k:2,k:3,k:4", "--db", db, "--session", "moefy k"});
+    QVERIFY2(r.code == 0, r.err.c_str());
+    r = cli_run({"eval", "--model", shared_path(kDense), "--file", kHeldout, "--ctx", "128", "--db",
+                 db, "--session", "moefy k"});
+    QVERIFY2(r.code == 0, r.err.c_str());
+    const std::string md = out("eval-report.md");
+    r = cli_run({"report", "--db", db, "--session", "moefy k", "-f", "md", "-o", md, "-q",
+                 "--timestamp", "0"});
+    QVERIFY2(r.code == 0, r.err.c_str());
+    const std::string text = read_file(md);
+    QVERIFY(text.find("Quality vs active parameters") != std::string::npos);
+    QVERIFY(text.find("Perplexity vs active parameters per token") != std::string::npos);
+    // Rows: the four k runs and the dense run; k:4's perplexity equals the dense one (9.135).
+    QVERIFY2(text.find("| k:4 | 4 |") != std::string::npos, text.c_str());
+    QVERIFY(text.find("| dense |") != std::string::npos);
+    QVERIFY(QDir(QString::fromStdString(out("eval-report_files")))
+                .entryList({"*quality-vs-active*"}, QDir::Files)
+                .size() == 1);
+  }
+
   void deterministic_bytes() {
     MOELAB_REQUIRE_SHARED(kDense);
     const std::string o = out("stories-4x43-again.gguf");
@@ -293,5 +321,11 @@ class TestMoefy : public QObject {
   }
 };
 
-QTEST_GUILESS_MAIN(TestMoefy)
+// Reports draw figures (QPainter on QImage): a QGuiApplication, on the offscreen platform that
+// ctest sets.
+int main(int argc, char** argv) {
+  QGuiApplication app(argc, argv);
+  TestMoefy t;
+  return QTest::qExec(&t, argc, argv);
+}
 #include "test_moefy.moc"
