@@ -536,7 +536,7 @@ MoefyResult moefy(const MoefySpec& s,
     r.shared_hit.push_back(P.shared_hit);
     r.routed_hit.push_back(P.routed_hit);
   }
-  report(1.0f, "done");
+  if (progress) progress(1.0f, "done");  // written: too late to cancel
   return r;
 }
 
