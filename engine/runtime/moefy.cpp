@@ -163,6 +163,12 @@ std::vector<std::vector<int32_t>> cluster(const std::vector<int32_t>& routed,
   return out;
 }
 
+// The mixtral layout's router logits are the fitted ones times this: the softmax over them is
+// then nearly uniform, so the renormalised top-K weights are each close to 1/K, and the routed
+// experts' down projections are multiplied by K - the same experts chosen, each applied with a
+// weight close to 1, as the unit gating does.
+constexpr float kMixtralRouterScale = 1.0f / 64.0f;
+
 struct LayerPlan {
   Partition part;
   std::vector<float> router;  // F32 [N rows of n_embd] (ffn_gate_inp)
@@ -467,9 +473,11 @@ MoefyResult moefy(const MoefySpec& s,
         const gguf::TensorInfo* tu = file->find_tensor(p + "ffn_up.weight");
         const gguf::TensorInfo* td = file->find_tensor(p + "ffn_down.weight");
         const auto tdt = static_cast<TensorType>(td->type);
-        // Down: keep F32/F16/BF16 (element-sliceable), else dequantize to F32.
+        // Down: keep F32/F16/BF16 (element-sliceable), else dequantize to F32; the mixtral
+        // layout's routed experts are scaled by K (F32).
         const bool keep =
-            tdt == TensorType::F32 || tdt == TensorType::F16 || tdt == TensorType::BF16;
+            unit && (tdt == TensorType::F32 || tdt == TensorType::F16 || tdt == TensorType::BF16);
+        const float down_scale = unit ? 1.0f : static_cast<float>(K);
         const size_t esz = tdt == TensorType::F32 ? 4 : 2;
         std::vector<float> dfull;
         if (!keep) {
@@ -484,14 +492,17 @@ MoefyResult moefy(const MoefySpec& s,
                 const uint8_t* src = td->data + j * td->row_bytes() + i * esz;
                 out.insert(out.end(), src, src + esz);
               } else {
-                const float v = dfull[j * FF + i];
+                const float v = dfull[j * FF + i] * down_scale;
                 const auto* b = reinterpret_cast<const uint8_t*>(&v);
                 out.insert(out.end(), b, b + 4);
               }
             }
         };
         const TensorType dtype = keep ? tdt : TensorType::F32;
-        w.add_tensor(p + "ffn_gate_inp.weight", TensorType::F32, {E, N}, bytes_of(P.router));
+        std::vector<float> router = P.router;
+        if (!unit)
+          for (float& v : router) v *= kMixtralRouterScale;
+        w.add_tensor(p + "ffn_gate_inp.weight", TensorType::F32, {E, N}, bytes_of(router));
         std::vector<uint8_t> buf;
         for (const auto& ex : P.part.expert) gather_rows(*tg, ex, buf);
         w.add_tensor(p + "ffn_gate_exps.weight", static_cast<TensorType>(tg->type), {E, m, N}, buf);

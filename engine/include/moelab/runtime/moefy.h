@@ -27,7 +27,10 @@
 // ungated, so with every routed expert active (routing policy k:N) the MoE computes what the
 // dense model computes (the same neurons, summed in another order). Layout "mixtral" writes a
 // standard llama-architecture MoE (softmax -> top-k -> renormalised weights, no shared expert,
-// S must be 0) that other engines load; it changes the function (weights < 1).
+// S must be 0) that other engines load. To stay close to the unit gating there, its router
+// logits are scaled by 1/64 (a nearly uniform softmax: each renormalised top-K weight is close to
+// 1/K; the choice of experts is unchanged) and its routed experts' down projections (F32) are
+// multiplied by K, so the top-K experts are applied with weights close to 1.
 //
 // Tensors: ffn_gate_exps / ffn_up_exps keep the source type (their rows are whole neurons);
 // ffn_down_exps, the shared expert's down and every shared-expert tensor are F32 when the source
