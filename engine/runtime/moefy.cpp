@@ -429,6 +429,11 @@ MoefyResult moefy(const MoefySpec& s,
     }
     if (k.rfind("moelab.", 0) == 0) continue;
     if (std::find(replaced.begin(), replaced.end(), k) != replaced.end()) continue;
+    // llama.cpp sizes a llama-architecture MoE's experts by feed_forward_length.
+    if (!unit && k == a + ".feed_forward_length") {
+      w.set_u32(k, static_cast<uint32_t>(m));
+      continue;
+    }
     w.copy_value(k, v);
   }
   const std::string layout_name = std::to_string(N) + "x" + std::to_string(m) +

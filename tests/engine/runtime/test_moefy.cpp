@@ -244,6 +244,7 @@ class TestMoefy : public QObject {
     QVERIFY2(r.code == 0, r.err.c_str());
     const auto f = gguf::File::open(o);
     QVERIFY(!f->find("moelab.expert_gating"));
+    QCOMPARE(f->get_u64("llama.feed_forward_length", 0), uint64_t(43));  // as Mixtral files
     const double mixtral = ppl_of(o, ""), unit = ppl_of(moe_, "k:2");
     qInfo("held-out perplexity at top-2: mixtral layout %.4f, unit gating %.4f", mixtral, unit);
     QVERIFY2(std::abs(mixtral / unit - 1.0) < 0.02,
