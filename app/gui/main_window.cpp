@@ -21,10 +21,10 @@
 #include <QVBoxLayout>
 
 #include "demo.h"
+#include "moefy_dialog.h"
 #include "moelab/core/backends.h"
 #include "moelab/storage/store.h"
 #include "moelab/tokenizer/tokenizer.h"
-#include "moefy_dialog.h"
 #include "report_export.h"
 #include "settings.h"
 #ifdef MOELAB_HAVE_VIEWS_PANEL
