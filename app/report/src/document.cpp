@@ -404,13 +404,19 @@ Document build_document(const Report& r, const std::function<void(const std::str
     const auto quality = quality_points(r);
     if (quality.size() >= 2) {
       b.h3("Quality vs active parameters");
+      const bool any_kl =
+          std::any_of(quality.begin(), quality.end(), [](const auto& q) { return q.kl >= 0; });
       std::vector<std::vector<std::string>> qrows;
-      for (const auto& q : quality)
+      for (const auto& q : quality) {
         qrows.push_back({std::to_string(q.run_id), q.model, q.routing,
                          q.avg_active_experts > 0 ? fmt(q.avg_active_experts) : "dense",
                          fmt(q.active_params / 1e6), fmt(q.ppl)});
-      b.table({"run", "model", "routing", "experts/token", "active params (M)", "perplexity"},
-              qrows, false);
+        if (any_kl) qrows.back().push_back(q.kl >= 0 ? fmt(q.kl) : "-");
+      }
+      std::vector<std::string> header = {
+          "run", "model", "routing", "experts/token", "active params (M)", "perplexity"};
+      if (any_kl) header.push_back("KL vs reference (nats/token)");
+      b.table(header, qrows, false);
       b.figures(make_session_figures(r, fig_counter));
     }
   }

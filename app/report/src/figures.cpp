@@ -433,7 +433,10 @@ std::vector<QualityPoint> quality_points(const Report& r) {
         d.config["routing_policy"].is_string())
       q.routing = d.config["routing_policy"].get<std::string>();
     for (const auto& m : d.metrics)
-      if (m.key == "avg_active_experts") q.avg_active_experts = m.value;
+      if (m.key == "avg_active_experts")
+        q.avg_active_experts = m.value;
+      else if (m.key == "kl_vs_reference")
+        q.kl = m.value;
     q.active_params = num("params_active");
     if (num("expert_count") > 0 && q.avg_active_experts > 0)
       q.active_params += (q.avg_active_experts - num("expert_used_count")) * 3.0 * num("n_embd") *

@@ -139,6 +139,7 @@ struct QualityPoint {
                                   // experts per token (avg - expert_used_count) * 3 n_embd n_ff_exp
                                   // n_layer for MoE models
   double ppl = 0;
+  double kl = -1;  // stored kl_vs_reference (nats/token), -1 when none
 };
 /// The session's runs with a stored perplexity, in run order.
 std::vector<QualityPoint> quality_points(const Report& r);

@@ -205,7 +205,8 @@ class TestMoefy : public QObject {
     const std::string db = out("eval.db");
     QFile::remove(QString::fromStdString(db));
     auto r = cli_run({"sweep", "--model", moe_, "--file", kHeldout, "--ctx", "128",
-                      "--routing-policy", "k:1,k:2,k:3,k:4", "--db", db, "--session", "moefy k"});
+                      "--routing-policy", "k:1,k:2,k:3,k:4", "--reference", shared_path(kDense),
+                      "--db", db, "--session", "moefy k"});
     QVERIFY2(r.code == 0, r.err.c_str());
     r = cli_run({"eval", "--model", shared_path(kDense), "--file", kHeldout, "--ctx", "128", "--db",
                  db, "--session", "moefy k"});
@@ -220,6 +221,19 @@ class TestMoefy : public QObject {
     // Rows: the four k runs and the dense run; k:4's perplexity equals the dense one (9.135).
     QVERIFY2(text.find("| k:4 | 4 |") != std::string::npos, text.c_str());
     QVERIFY(text.find("| dense |") != std::string::npos);
+    // KL to the dense model: 0 with every expert (to float rounding), larger at k:1 than k:2.
+    QVERIFY(text.find("KL vs reference (nats/token)") != std::string::npos);
+    auto kl_of = [&](const std::string& k) {
+      const size_t row = text.find("| " + k + " | ");
+      const size_t end = text.find('\n', row);
+      const std::string line = text.substr(row, end - row);
+      const size_t last = line.rfind('|', line.size() - 2);
+      return std::stod(line.substr(last + 1));
+    };
+    const double kl1 = kl_of("k:1"), kl2 = kl_of("k:2"), kl4 = kl_of("k:4");
+    qInfo("KL(dense || moefied) nats/token: k:1 %.4g k:2 %.4g k:4 %.3g", kl1, kl2, kl4);
+    QVERIFY(kl4 < 1e-6);
+    QVERIFY(kl1 > kl2 && kl2 > kl4);
     QVERIFY(QDir(QString::fromStdString(out("eval-report_files")))
                 .entryList({"*quality-vs-active*"}, QDir::Files)
                 .size() == 1);
