@@ -456,7 +456,11 @@ std::vector<Figure> make_session_figures(const Report& r, int& counter) {
     if (std::find(models.begin(), models.end(), q.model) == models.end()) models.push_back(q.model);
   for (size_t i = 0; i < models.size(); ++i) {
     Series s;
-    s.name = models[i];
+    // The legend is narrow: a moefied model by its conversion ("moefied 14x96 + shared 192").
+    const size_t open = models[i].rfind(" (");
+    s.name = open != std::string::npos && models[i].back() == ')'
+                 ? models[i].substr(open + 2, models[i].size() - open - 3)
+                 : models[i];
     s.color = colors[i % 4];
     s.points = false;  // a line per model; a single run (dense) is drawn as a point
     std::vector<std::pair<double, double>> xy;
