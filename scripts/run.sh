@@ -27,11 +27,11 @@ if [ -z "$model" ] && [ "${MOELAB_DEMO:-1}" = 1 ]; then
     # The real MoE of the demo: SmolLM2 converted once by moefy (deterministic: the same
     # model, text and parameters give the same bytes), cached beside the model. The name must
     # match kMoefiedName in app/gui/demo.h.
-    moe=$(dirname "$smol")/SmolLM2-135M-Instruct.moefied-14x96-s2-top2.gguf
+    moe=$(dirname "$smol")/SmolLM2-135M-Instruct.moefied-14x96-s2-top7.gguf
     if [ ! -f "$moe" ]; then
       echo "run.sh: converting SmolLM2-135M-Instruct to a Mixture-of-Experts model (once)" >&2
       "$bin/moelab-cli" moefy --model "$smol" --calib resources/moefy/calib.txt \
-        --experts 14 --shared 2 --top-k 2 -o "$moe" >&2 || rm -f "$moe"
+        --experts 14 --shared 2 --top-k 7 -o "$moe" >&2 || rm -f "$moe"
     fi
     [ -f "$moe" ] && demo=moefied
   else

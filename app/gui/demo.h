@@ -4,7 +4,7 @@
 //    vocabulary (bytes, ASCII characters and a few words): random weights, so its text is
 //    noise and its file name says so; the offline fallback, the same bytes from every build;
 //  - SmolLM2-135M-Instruct converted to a Mixture-of-Experts model by `moelab-cli moefy`
-//    (moelab/runtime/moefy.h; 14 experts of 96 neurons + a shared expert of 192, top-2, on
+//    (moelab/runtime/moefy.h; 14 experts of 96 neurons + a shared expert of 192, top-7, on
 //    resources/moefy/calib.txt), written by scripts/run.sh beside the fetched model: a real
 //    model's routing on real text;
 //  - SmolLM2-135M-Instruct (a real chat model), fetched by scripts/fetch-demo-model.sh (pip
@@ -27,7 +27,7 @@ inline constexpr const char* kSmolSha256 =
     "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 /// Where scripts/run.sh caches the moefied SmolLM2 (dataDir()/models/, kMoefiedName).
 QString moefiedCachePath();
-inline constexpr const char* kMoefiedName = "SmolLM2-135M-Instruct.moefied-14x96-s2-top2.gguf";
+inline constexpr const char* kMoefiedName = "SmolLM2-135M-Instruct.moefied-14x96-s2-top7.gguf";
 /// An existing moefied SmolLM2: $MOELAB_MOEFIED_GGUF or the cache path; empty when none.
 QString findMoefied();
 QString syntheticPath();
