@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The main job: builds moelab, then
 #  - without arguments, the built-in demo: fetches SmolLM2-135M-Instruct once
-#    (scripts/fetch-demo-model.sh; the demo goes on without it when that fails) and opens the
-#    desktop lab on the synthetic Mixture-of-Experts demo model with a prompt ready to run; with
-#    no display it runs both demo models headless into a session of build/default/demo/demo.db,
+#    (scripts/fetch-demo-model.sh; the demo goes on without it when that fails), converts it
+#    once into a Mixture-of-Experts model (moelab-cli moefy, cached beside it) and opens the
+#    desktop lab on that MoE (offline: on the random-weight synthetic MoE) with a prompt ready
+#    to run; with no display it runs the demo models headless into a session of build/default/demo/demo.db,
 #    writes demo-summary.json and an HTML report of the session next to it, and prints the
 #    report's path as the last line;
 #  - with a model as $1, its model card - in the GUI when a display exists, and headless
@@ -21,10 +22,24 @@ out=build/default/demo
 mkdir -p "$out"
 model=${1:-}
 if [ -z "$model" ] && [ "${MOELAB_DEMO:-1}" = 1 ]; then
-  scripts/fetch-demo-model.sh >/dev/null ||
-    echo "run.sh: SmolLM2-135M-Instruct is not available; the demo uses the synthetic model" >&2
+  demo=synthetic
+  if smol=$(scripts/fetch-demo-model.sh); then
+    # The real MoE of the demo: SmolLM2 converted once by moefy (deterministic: the same
+    # model, text and parameters give the same bytes), cached beside the model. The name must
+    # match kMoefiedName in app/gui/demo.h.
+    moe=$(dirname "$smol")/SmolLM2-135M-Instruct.moefied-14x96-s2-top7.gguf
+    if [ ! -f "$moe" ]; then
+      echo "run.sh: converting SmolLM2-135M-Instruct to a Mixture-of-Experts model (once)" >&2
+      "$bin/moelab-cli" moefy --model "$smol" --calib resources/moefy/calib.txt \
+        --experts 14 --shared 2 --top-k 7 -o "$moe" >&2 || rm -f "$moe"
+    fi
+    [ -f "$moe" ] && demo=moefied
+  else
+    echo "run.sh: SmolLM2-135M-Instruct is not available; the demo uses the random-weight" \
+      "synthetic MoE" >&2
+  fi
   if [ -n "${DISPLAY:-}" ]; then
-    exec "$bin/gui/moelab" --demo synthetic
+    exec "$bin/gui/moelab" --demo "$demo"
   fi
   db=$out/demo.db
   "$bin/gui/moelab" --headless-demo "$out" --db "$db"

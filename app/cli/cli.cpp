@@ -13,23 +13,23 @@ namespace moelab::cli {
 namespace {
 // The subcommands, in --help order. Add new commands here.
 using Adder = void (*)(CLI::App&, Io, Action&);
-const Adder kCommands[] = {
-    add_inspect,
-    add_devices,
-    add_tokenize,
-    add_detokenize,
-    add_make_model,
-    add_sessions,
-    add_compare,
-    add_run,
-    add_perplexity,
-    add_logits,
-    add_trace,
-    add_eval,
-    add_sweep,
-    add_report,
+const Adder kCommands[] = {add_inspect,
+                           add_devices,
+                           add_tokenize,
+                           add_detokenize,
+                           add_make_model,
+                           add_moefy,
+                           add_sessions,
+                           add_compare,
+                           add_run,
+                           add_perplexity,
+                           add_logits,
+                           add_trace,
+                           add_eval,
+                           add_sweep,
+                           add_report,
 #ifdef MOELAB_CLI_EXTRA_COMMANDS
-    MOELAB_CLI_EXTRA_COMMANDS
+                           MOELAB_CLI_EXTRA_COMMANDS
 #endif
 };
 }  // namespace
@@ -40,8 +40,9 @@ int run(const std::vector<std::string>& args, Io io) {
   app.set_version_flag("--version",
                        std::string("moelab-cli ") + kVersion + "\n" + build_description());
   app.require_subcommand(1);
-  app.footer("Exit status: 0 success, 1 internal failure, 2 bad input (invalid file or "
-             "argument).\nReport bugs with the output of 'moelab-cli --version'.");
+  app.footer(
+      "Exit status: 0 success, 1 internal failure, 2 bad input (invalid file or "
+      "argument).\nReport bugs with the output of 'moelab-cli --version'.");
   Action action;
   for (Adder add : kCommands) add(app, io, action);
 

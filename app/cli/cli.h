@@ -37,6 +37,7 @@ void add_devices(CLI::App& app, Io io, Action& action);
 void add_tokenize(CLI::App& app, Io io, Action& action);
 void add_detokenize(CLI::App& app, Io io, Action& action);
 void add_make_model(CLI::App& app, Io io, Action& action);
+void add_moefy(CLI::App& app, Io io, Action& action);
 void add_sessions(CLI::App& app, Io io, Action& action);
 void add_compare(CLI::App& app, Io io, Action& action);
 void add_run(CLI::App& app, Io io, Action& action);

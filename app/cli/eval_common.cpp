@@ -1,12 +1,18 @@
 #include "eval_common.h"
 
 #include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <span>
+#include <sstream>
 #include <thread>
 
 #include "checks.h"
 #include "interrupt.h"
 #include "moelab/core/error.h"
+#include "moelab/model/model.h"
 #include "moelab/policies/policies.h"
+#include "moelab/tokenizer/tokenizer.h"
 #include "store_cli.h"
 
 namespace moelab::cli {
@@ -23,6 +29,68 @@ void add_eval_spec_options(CLI::App* sub, EvalSpec& s, bool file_required) {
   sub->add_option("--chunks", s.chunks, "Evaluate at most this many chunks (0: all)")
       ->transform(int_range(0, kMaxChunks));
   sub->add_flag("--kv-f16", s.kv_f16, "Store the KV cache in F16 (default F32)");
+  sub->add_option("--reference", s.reference,
+                  "Reference model (e.g. the dense source of a moefied model): also store the "
+                  "mean KL(reference || model) per scored token as kl_vs_reference")
+      ->check(CLI::ExistingFile);
+}
+
+double mean_kl_to_reference(std::shared_ptr<const Model> reference,
+                            std::shared_ptr<const Model> model, const std::string& text,
+                            uint32_t n_ctx, int max_chunks, int threads) {
+  const ModelCard& rc = reference->card();
+  const ModelCard& mc = model->card();
+  if (rc.n_vocab != mc.n_vocab)
+    throw Error(ErrorKind::BadInput,
+                "the reference model's vocabulary (" + std::to_string(rc.n_vocab) +
+                    " tokens) differs from the model's (" + std::to_string(mc.n_vocab) + ")",
+                {.subject = "--reference"});
+  if (!model->tokenizer())
+    throw Error(ErrorKind::BadInput, "the model has no tokenizer", {.subject = "--model"});
+  std::vector<int32_t> tokens = model->tokenizer()->encode(text, true, false);
+  if (n_ctx < 4 || tokens.size() < n_ctx)
+    throw Error(ErrorKind::BadInput,
+                "the text has " + std::to_string(tokens.size()) +
+                    " tokens, fewer than one chunk of " + std::to_string(n_ctx),
+                {.subject = "--reference"});
+  const bool bos = model->tokenizer()->add_bos() && mc.bos_id >= 0;
+  ContextParams cp;
+  cp.n_ctx = n_ctx;
+  cp.n_threads = threads;
+  auto rctx = Context::create(reference, cp);
+  auto mctx = Context::create(model, cp);
+  int n_chunks = static_cast<int>(tokens.size() / n_ctx);
+  if (max_chunks > 0) n_chunks = std::min(n_chunks, max_chunks);
+  double sum = 0;
+  int64_t n = 0;
+  const int64_t V = mc.n_vocab;
+  std::vector<double> p(V), q(V);
+  auto log_softmax = [V](std::span<const float> l, std::vector<double>& out) {
+    double mx = l[0];
+    for (int64_t i = 1; i < V; ++i) mx = std::max(mx, static_cast<double>(l[i]));
+    double s = 0;
+    for (int64_t i = 0; i < V; ++i) s += std::exp(static_cast<double>(l[i]) - mx);
+    const double lse = mx + std::log(s);
+    for (int64_t i = 0; i < V; ++i) out[i] = static_cast<double>(l[i]) - lse;
+  };
+  for (int c = 0; c < n_chunks; ++c) {
+    std::vector<int32_t> chunk(tokens.begin() + static_cast<int64_t>(c) * n_ctx,
+                               tokens.begin() + static_cast<int64_t>(c + 1) * n_ctx);
+    if (bos) chunk[0] = static_cast<int32_t>(mc.bos_id);
+    rctx->truncate(0);
+    mctx->truncate(0);
+    rctx->eval(chunk, true);
+    mctx->eval(chunk, true);
+    for (uint32_t i = n_ctx / 2; i + 1 < n_ctx; ++i) {
+      log_softmax(rctx->logits(static_cast<int>(i)), p);
+      log_softmax(mctx->logits(static_cast<int>(i)), q);
+      double kl = 0;
+      for (int64_t v = 0; v < V; ++v) kl += std::exp(p[v]) * (p[v] - q[v]);
+      sum += kl;
+      ++n;
+    }
+  }
+  return n ? sum / static_cast<double>(n) : 0.0;
 }
 
 int default_cli_threads() {
@@ -91,9 +159,25 @@ EvalOutcome run_eval(storage::AsyncWriter& writer, const std::string& session_na
     throw;
   }
   out.avg_active_experts = stats->avg_active_experts();
+  if (!spec.reference.empty()) {
+    try {
+      LoadOptions lo;
+      lo.backend = "cpu";
+      out.kl_vs_reference = mean_kl_to_reference(Model::load(spec.reference, lo),
+                                                 with_policies(model, rp, ap, nullptr), text,
+                                                 spec.n_ctx, spec.chunks, c.threads);
+    } catch (const std::exception& e) {
+      try {
+        run->finish(storage::RunStatus::Failed, {}, e.what());
+      } catch (...) {
+      }
+      throw;
+    }
+  }
   with_store_errors([&] {
     session::record_perplexity(*run, out.result, c.text_sha256);
     if (out.avg_active_experts > 0) run->metric("avg_active_experts", out.avg_active_experts);
+    if (out.kl_vs_reference >= 0) run->metric("kl_vs_reference", out.kl_vs_reference, "nats");
     run->finish(storage::RunStatus::Complete, {});
     return 0;
   });

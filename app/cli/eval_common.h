@@ -24,9 +24,12 @@ struct EvalSpec {
   bool kv_f16 = false;
   std::string routing_policy = "default";
   std::string attention_policy = "full";
+  /// Optional reference model (e.g. the dense model a moefied one came from): each evaluation
+  /// also stores kl_vs_reference, see mean_kl_to_reference.
+  std::string reference;
 };
 
-/// --model, --file, --ctx, --threads, --chunks, --kv-f16.
+/// --model, --file, --ctx, --threads, --chunks, --kv-f16, --reference.
 void add_eval_spec_options(CLI::App* sub, EvalSpec& s, bool file_required = true);
 
 /// CPU threads by default: hardware threads, at most 8.
@@ -38,11 +41,21 @@ int default_cli_threads();
 /// argument may itself be a list; empty pieces are dropped.
 std::vector<std::string> split_policy_list(const std::vector<std::string>& args);
 
+/// Mean KL(reference || model) in nats per token over the positions llama.cpp's perplexity
+/// method scores (non-overlapping chunks of n_ctx tokens, the first token of each chunk replaced
+/// by BOS when the vocabulary adds one, positions n_ctx/2 .. n_ctx-2 predicting the next token),
+/// both models' next-token distributions as softmax of their logits, summed in double. Throws
+/// moelab::Error (BadInput) when the vocabularies differ or the text is shorter than one chunk.
+double mean_kl_to_reference(std::shared_ptr<const Model> reference,
+                            std::shared_ptr<const Model> model, const std::string& text,
+                            uint32_t n_ctx, int max_chunks, int threads);
+
 struct EvalOutcome {
   int64_t run_id = 0;
   PerplexityResult result;
   std::string routing_policy, attention_policy;  // canonical specs
   double avg_active_experts = 0;                 // 0 for a dense model
+  double kl_vs_reference = -1;                   // nats/token; -1 without a reference
 };
 
 /// Runs and stores one evaluation. `progress(done, total, running_ppl)` after every chunk (the

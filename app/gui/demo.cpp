@@ -36,8 +36,22 @@ QString findSmol() {
   return QFileInfo(p).isFile() ? p : QString();
 }
 
+QString moefiedCachePath() {
+  return dataDir() + "/models/" + kMoefiedName;
+}
+
+QString findMoefied() {
+  const QByteArray env = qgetenv("MOELAB_MOEFIED_GGUF");
+  QStringList c;
+  if (!env.isEmpty()) c << QString::fromLocal8Bit(env);
+  c << moefiedCachePath();
+  for (const QString& p : c)
+    if (QFileInfo(p).isFile()) return p;
+  return {};
+}
+
 QString syntheticPath() {
-  return dataDir() + "/models/moelab-demo-moe.Q8_0.gguf";
+  return dataDir() + "/models/moelab-demo-moe-random-weights.Q8_0.gguf";
 }
 
 namespace {
@@ -145,6 +159,13 @@ int runHeadless(const QString& outDir, const QString& db) {
     return 1;
   }
   models << synth;
+  const QString moefied = findMoefied();
+  if (!moefied.isEmpty())
+    models << moefied;
+  else
+    std::fprintf(stderr,
+                 "moelab: the moefied SmolLM2 is not cached (scripts/run.sh writes it); the "
+                 "random-weight MoE is the only MoE of this demo\n");
   const QString smol = findSmol();
   if (!smol.isEmpty())
     models << smol;

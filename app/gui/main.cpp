@@ -1,5 +1,5 @@
 // moelab: the desktop lab.
-// Usage: moelab [FILE.gguf] [--demo [synthetic|smollm2]] [--db PATH] [--screenshot PNG]
+// Usage: moelab [FILE.gguf] [--demo [synthetic|moefied|smollm2]] [--db PATH] [--screenshot PNG]
 //        moelab --headless-demo DIR [--db PATH]   (no display needed)
 #include <QApplication>
 #include <QCommandLineParser>
@@ -53,7 +53,8 @@ int main(int argc, char** argv) {
                           "(and hashed), then quit.",
                           "png");
   QCommandLineOption demo("demo",
-                          "Open a demo model with a prompt ready: synthetic (default) or smollm2.",
+                          "Open a demo model with a prompt ready: synthetic (random-weight MoE, "
+                          "default), moefied (SmolLM2 converted to MoE) or smollm2.",
                           "which", "synthetic");
   QCommandLineOption db("db", "Run database for this start.", "path");
   QCommandLineOption headless(

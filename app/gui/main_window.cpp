@@ -21,6 +21,7 @@
 #include <QVBoxLayout>
 
 #include "demo.h"
+#include "moefy_dialog.h"
 #include "moelab/core/backends.h"
 #include "moelab/storage/store.h"
 #include "moelab/tokenizer/tokenizer.h"
@@ -134,6 +135,7 @@ void MainWindow::build(const Options& options) {
   });
   file->addSeparator();
   auto* exportAct = file->addAction(tr("&Export Report…"), this, &MainWindow::exportReportDialog);
+  file->addAction(tr("Convert to &Mixture-of-Experts…"), this, &MainWindow::moefyDialog);
   exportAct->setObjectName("exportReportAction");
   exportAct->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_E));
   file->addSeparator();
@@ -522,6 +524,15 @@ void MainWindow::openDemo(const QString& which) {
       say(tr("Could not write the demo model: %1").arg(err));
       return;
     }
+  } else if (which == "moefied") {
+    path = moelab::lab::demo::findMoefied();
+    if (path.isEmpty()) {
+      say(
+          tr("The moefied SmolLM2 is not built yet (scripts/run.sh writes it with 'moelab-cli "
+             "moefy'); opening the random-weight MoE instead"));
+      openDemo("synthetic");
+      return;
+    }
   } else {
     path = moelab::lab::demo::findSmol();
     if (path.isEmpty()) {
@@ -722,6 +733,18 @@ QStringList MainWindow::exportReport(const QString& what, const QString& path) {
   }
   say(tr("Report of %1 written to %2").arg(label, r.files.value(0)));
   return r.files;
+}
+
+void MainWindow::moefyDialog() {
+  auto* d = new moelab::lab::MoefyDialog(current_, this);
+  d->setAttribute(Qt::WA_DeleteOnClose);
+  connect(d, &moelab::lab::MoefyDialog::finished, this, [this, d](bool ok, const QString& out) {
+    if (!ok) return;
+    say(tr("Converted to a Mixture-of-Experts model: %1").arg(out));
+    d->accept();
+    openModel(out);
+  });
+  d->open();
 }
 
 void MainWindow::exportReportDialog() {

@@ -107,6 +107,9 @@ class MainWindow : public QMainWindow {
   /// File -> Export report…: asks what to report (run / session / comparison A-B) and where
   /// (the format follows the suffix), then writes it with a progress dialog.
   void exportReportDialog();
+  /// File -> Convert to Mixture-of-Experts…: the moefy dialog (MoefyDialog) on the current
+  /// model; a finished conversion is opened.
+  void moefyDialog();
 
  public:
   /// Writes a report without asking (what the dialog does after its questions): `what` is

@@ -83,6 +83,71 @@ void Writer::set_array_u32(std::string_view k, std::span<const uint32_t> v) {
   put<uint64_t>(kv_, v.size());
   for (uint32_t x : v) put(kv_, x);
 }
+namespace {
+void put_scalar(std::vector<uint8_t>& out, ValueType t, const Value& v) {
+  switch (t) {
+    case ValueType::UINT8:
+      put<uint8_t>(out, static_cast<uint8_t>(v.as_u64()));
+      break;
+    case ValueType::INT8:
+      put<int8_t>(out, static_cast<int8_t>(v.as_i64()));
+      break;
+    case ValueType::UINT16:
+      put<uint16_t>(out, static_cast<uint16_t>(v.as_u64()));
+      break;
+    case ValueType::INT16:
+      put<int16_t>(out, static_cast<int16_t>(v.as_i64()));
+      break;
+    case ValueType::UINT32:
+      put<uint32_t>(out, static_cast<uint32_t>(v.as_u64()));
+      break;
+    case ValueType::INT32:
+      put<int32_t>(out, static_cast<int32_t>(v.as_i64()));
+      break;
+    case ValueType::FLOAT32:
+      put<float>(out, static_cast<float>(v.as_f64()));
+      break;
+    case ValueType::BOOL:
+      put<uint8_t>(out, v.as_bool() ? 1 : 0);
+      break;
+    case ValueType::UINT64:
+      put<uint64_t>(out, v.as_u64());
+      break;
+    case ValueType::INT64:
+      put<int64_t>(out, v.as_i64());
+      break;
+    case ValueType::FLOAT64:
+      put<double>(out, v.as_f64());
+      break;
+    case ValueType::STRING:
+      put_str(out, v.as_string());
+      break;
+    case ValueType::ARRAY:
+      break;
+  }
+}
+void put_array(std::vector<uint8_t>& out, const Value& v) {
+  put<uint32_t>(out, static_cast<uint32_t>(v.elem_type()));
+  put<uint64_t>(out, v.size());
+  if (v.elem_type() == ValueType::STRING) {
+    for (const auto& s : v.strings()) put_str(out, s);
+  } else if (v.elem_type() == ValueType::ARRAY) {
+    for (const auto& a : v.arrays()) put_array(out, a);
+  } else {
+    const auto raw = v.raw();
+    out.insert(out.end(), raw.begin(), raw.end());
+  }
+}
+}  // namespace
+
+void Writer::copy_value(std::string_view k, const Value& v) {
+  key_header(k, v.type());
+  if (v.type() == ValueType::ARRAY)
+    put_array(kv_, v);
+  else
+    put_scalar(kv_, v.type(), v);
+}
+
 void Writer::set_alignment(uint32_t a) {
   if (a == 0 || (a & (a - 1)))
     throw Error(ErrorKind::BadInput, "alignment must be a power of two",

@@ -41,7 +41,10 @@ struct ArchConfig {
   uint32_t swa_period = 0;
   FfnAct ffn_act = FfnAct::SiluGated;
   bool moe_renormalise = false;  // divide the top-k probabilities by their sum
-  bool shared_expert = false;    // ffn_{gate,up,down}_shexp (+ optional sigmoid gate)
+  /// Apply each selected expert with weight 1 (metadata moelab.expert_gating = "unit", written
+  /// by moefy: CMoE's training-free gating, arXiv:2502.04416). Set by Model::load for any arch.
+  bool moe_unit_weights = false;
+  bool shared_expert = false;  // ffn_{gate,up,down}_shexp (+ optional sigmoid gate)
 };
 
 /// A weight tensor in the mapped file (type and shape as stored).

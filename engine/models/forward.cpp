@@ -106,7 +106,7 @@ class CpuContext final : public Context {
         routing_(p.routing),
         attention_policy_(p.attention),
         shared_stats_(std::move(shared_stats)) {
-    init_router(router_, routing_, card_, cfg_.moe_renormalise);
+    init_router(router_, routing_, card_, cfg_.moe_renormalise, cfg_.moe_unit_weights);
     evicting_ = evicting_policy(attention_policy_, n_ctx_);
     stats_.failovers.assign(card_.n_layer, 0);
     stats_.overflows.assign(card_.n_layer, 0);
@@ -452,7 +452,7 @@ void CpuContext::moe_ffn(int il, int64_t n) {
     for (int64_t t = 0; t < n; ++t)
       ops::route_top_k(moe_logits_.data() + t * nx, nx, k, cfg_.moe_renormalise,
                        moe_probs_.data() + t * nx, moe_ids_.data() + t * k, moe_w_.data() + t * k,
-                       moe_applied_.data() + t * k);
+                       moe_applied_.data() + t * k, cfg_.moe_unit_weights);
     stats_.routed += static_cast<uint64_t>(n);
     stats_.active += static_cast<uint64_t>(n * k);
   }
@@ -465,7 +465,8 @@ void CpuContext::moe_ffn(int il, int64_t n) {
     emit(kMoeTopk, il, tmp_.data(), n, k);
   }
   emit(kMoeWeights, il, moe_w_.data(), n, k);
-  if (cfg_.moe_renormalise) emit(kMoeWeightsNorm, il, moe_applied_.data(), n, k);
+  if (cfg_.moe_renormalise || cfg_.moe_unit_weights)
+    emit(kMoeWeightsNorm, il, moe_applied_.data(), n, k);
 
   // Group the (token, slot) pairs by expert; one product per expert over its tokens.
   moe_res_.resize(n * k * E);

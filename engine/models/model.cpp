@@ -198,6 +198,21 @@ Prepared prepare(const gguf::File& file, const ModelCard& card, const LoadOption
   }
   Prepared p;
   p.config = arch->configure(file, card);
+  // Written by moefy (moelab/runtime/moefy.h): unit gating and an ungated shared expert in any
+  // MoE architecture.
+  if (const gguf::Value* g = file.find("moelab.expert_gating")) {
+    const std::string gating =
+        g->type() == gguf::ValueType::STRING ? std::string(g->as_string()) : std::string();
+    if (gating == "unit")
+      p.config.moe_unit_weights = true;
+    else if (gating != "softmax")
+      file.fail("expert gating '" + gating + "' is not known (expected unit or softmax)",
+                "metadata key 'moelab.expert_gating'");
+    if (card.expert_count == 0)
+      file.fail("expert gating is set but the model has no experts",
+                "metadata key 'moelab.expert_gating'");
+  }
+  if (card.expert_count > 0 && card.expert_shared_count > 0) p.config.shared_expert = true;
   p.weights = bind_weights(file, card, p.config, opts);
 #ifdef MOELAB_MODELS_HAVE_TOKENIZER
   if (file.find("tokenizer.ggml.tokens")) p.tokenizer = Tokenizer::from_gguf(file);

@@ -39,8 +39,8 @@ void attention(const float* q, const int32_t* pos, int64_t n_tokens, const KvLay
 }
 
 void route_top_k(const float* logits, int n_expert, int k, bool renormalise, float* probs,
-                 int32_t* ids, float* weights, float* applied) {
-  el::route_token(logits, n_expert, k, renormalise, probs, ids, weights, applied);
+                 int32_t* ids, float* weights, float* applied, bool unit_weights) {
+  el::route_token(logits, n_expert, k, renormalise, probs, ids, weights, applied, unit_weights);
 }
 
 }  // namespace moelab::ops

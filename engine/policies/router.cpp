@@ -9,12 +9,13 @@
 namespace moelab::policies {
 
 Router::Router(const RoutingPolicy& policy, int n_layer, int expert_count, int expert_used_count,
-               bool renormalise)
+               bool renormalise, bool unit_weights)
     : policy_(policy),
       n_layer_(n_layer),
       n_expert_(expert_count),
       k_model_(expert_used_count),
-      renormalise_(renormalise) {
+      renormalise_(renormalise),
+      unit_weights_(unit_weights) {
   const std::string subject = "routing policy '" + policy.describe() + "'";
   auto bad = [&](const std::string& why) {
     throw Error(ErrorKind::BadInput, why, {.subject = subject});
@@ -137,7 +138,7 @@ void Router::route(int layer, int64_t n, const float* logits, float* probs, int3
       w[j] = pr[id[j]];
       sum += w[j];
     }
-    for (int j = 0; j < got; ++j) a[j] = renormalise_ ? w[j] / sum : w[j];
+    for (int j = 0; j < got; ++j) a[j] = unit_weights_ ? 1.0f : renormalise_ ? w[j] / sum : w[j];
     for (int j = got; j < K; ++j) {
       id[j] = -1;
       w[j] = 0;

@@ -383,6 +383,7 @@ Document build_document(const Report& r, const std::function<void(const std::str
     b.h2("About this report");
     for (const auto& n : r.notes) b.note(n);
   }
+  int fig_counter = 0;
   // Overview.
   if (r.selection.kind == Selection::Kind::Session) {
     b.h2("Session " + r.session->name);
@@ -400,6 +401,24 @@ Document build_document(const Report& r, const std::function<void(const std::str
     b.table(
         {"run", "status", "kind", "tokens", "TTFT (ms)", "TPOT p50 (ms)", "tokens/s", "J/token"},
         rows, false);
+    const auto quality = quality_points(r);
+    if (quality.size() >= 2) {
+      b.h3("Quality vs active parameters");
+      const bool any_kl =
+          std::any_of(quality.begin(), quality.end(), [](const auto& q) { return q.kl >= 0; });
+      std::vector<std::vector<std::string>> qrows;
+      for (const auto& q : quality) {
+        qrows.push_back({std::to_string(q.run_id), q.model, q.routing,
+                         q.avg_active_experts > 0 ? fmt(q.avg_active_experts) : "dense",
+                         fmt(q.active_params / 1e6), fmt(q.ppl)});
+        if (any_kl) qrows.back().push_back(q.kl >= 0 ? fmt(q.kl) : "-");
+      }
+      std::vector<std::string> header = {
+          "run", "model", "routing", "experts/token", "active params (M)", "perplexity"};
+      if (any_kl) header.push_back("KL vs reference (nats/token)");
+      b.table(header, qrows, false);
+      b.figures(make_session_figures(r, fig_counter));
+    }
   }
   b.h2("Machine and software");
   b.table({"report generated on", ""},
@@ -423,7 +442,6 @@ Document build_document(const Report& r, const std::function<void(const std::str
       model_section(b, d);
     }
   }
-  int fig_counter = 0;
   if (r.comparison) compare_section(b, r, fig_counter);
   for (const auto& d : r.runs) run_section(b, r, d, fig_counter, step);
   return doc;

@@ -411,6 +411,80 @@ std::string fig_id(int n, const std::string& what, const std::string& label) {
 
 }  // namespace
 
+std::vector<QualityPoint> quality_points(const Report& r) {
+  std::vector<QualityPoint> out;
+  for (const auto& d : r.runs) {
+    const storage::EvalResult* ev = nullptr;
+    for (const auto& e : d.evals)
+      if (e.metric == "perplexity") ev = &e;
+    if (!ev) continue;
+    QualityPoint q;
+    q.run_id = d.run.id;
+    q.ppl = ev->value;
+    const auto& c = d.card;
+    auto num = [&](const char* k) {
+      return c.is_object() && c.contains(k) && c[k].is_number() ? c[k].get<double>() : 0.0;
+    };
+    q.model = c.is_object() && c.contains("name") && c["name"].is_string()
+                  ? c["name"].get<std::string>()
+                  : "run " + std::to_string(d.run.id);
+    q.routing = "default";
+    if (d.config.is_object() && d.config.contains("routing_policy") &&
+        d.config["routing_policy"].is_string())
+      q.routing = d.config["routing_policy"].get<std::string>();
+    for (const auto& m : d.metrics)
+      if (m.key == "avg_active_experts")
+        q.avg_active_experts = m.value;
+      else if (m.key == "kl_vs_reference")
+        q.kl = m.value;
+    q.active_params = num("params_active");
+    if (num("expert_count") > 0 && q.avg_active_experts > 0)
+      q.active_params += (q.avg_active_experts - num("expert_used_count")) * 3.0 * num("n_embd") *
+                         num("n_ff_exp") * num("n_layer");
+    out.push_back(q);
+  }
+  return out;
+}
+
+std::vector<Figure> make_session_figures(const Report& r, int& counter) {
+  const auto pts = quality_points(r);
+  if (pts.size() < 2) return {};
+  std::vector<Series> series;
+  const QColor colors[] = {kLineA, kLineB, kAccent, kInk};
+  std::vector<std::string> models;
+  for (const auto& q : pts)
+    if (std::find(models.begin(), models.end(), q.model) == models.end()) models.push_back(q.model);
+  for (size_t i = 0; i < models.size(); ++i) {
+    Series s;
+    // The legend is narrow: a moefied model by its conversion ("moefied 14x96 + shared 192").
+    const size_t open = models[i].rfind(" (");
+    s.name = open != std::string::npos && models[i].back() == ')'
+                 ? models[i].substr(open + 2, models[i].size() - open - 3)
+                 : models[i];
+    s.color = colors[i % 4];
+    s.points = false;  // a line per model; a single run (dense) is drawn as a point
+    std::vector<std::pair<double, double>> xy;
+    for (const auto& q : pts)
+      if (q.model == models[i]) xy.push_back({q.active_params / 1e6, q.ppl});
+    std::sort(xy.begin(), xy.end());
+    for (const auto& [x, y] : xy) {
+      s.x.push_back(x);
+      s.y.push_back(y);
+    }
+    series.push_back(std::move(s));
+  }
+  Figure f;
+  f.id = fig_id(++counter, "quality-vs-active", r.session ? r.session->name : "");
+  f.title = "Perplexity vs active parameters per token";
+  f.caption =
+      "Each point is one perplexity run of the session; x: parameters used per token (MoE: the "
+      "experts each token actually ran, as measured), y: perplexity on the run's text (lower is "
+      "better). One line per model.";
+  f.image = chart(f.title, "perplexity runs of this session", "active parameters per token (M)",
+                  "perplexity", series, {}, {}, false, 0, false);
+  return {std::move(f)};
+}
+
 std::vector<Figure> make_run_figures(const Report& r, const RunData& d, int& counter) {
   std::vector<Figure> out;
   const std::string& L = d.label;

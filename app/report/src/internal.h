@@ -129,6 +129,24 @@ std::vector<Figure> make_run_figures(const Report& r, const RunData& run, int& c
 std::vector<Figure> make_compare_figures(const Report& r, int& counter,
                                          std::vector<std::string>& notes);
 
+/// One evaluation run of a session on the quality-vs-active-parameters curve.
+struct QualityPoint {
+  int64_t run_id = 0;
+  std::string model;              // card name
+  std::string routing;            // the run's routing policy ("default" when none stored)
+  double avg_active_experts = 0;  // 0 for a dense model
+  double active_params = 0;       // per token: the card's params_active, moved by the measured
+                                  // experts per token (avg - expert_used_count) * 3 n_embd n_ff_exp
+                                  // n_layer for MoE models
+  double ppl = 0;
+  double kl = -1;  // stored kl_vs_reference (nats/token), -1 when none
+};
+/// The session's runs with a stored perplexity, in run order.
+std::vector<QualityPoint> quality_points(const Report& r);
+/// Perplexity vs active parameters per token, one series per model (empty unless two or more
+/// runs have a perplexity).
+std::vector<Figure> make_session_figures(const Report& r, int& counter);
+
 // document (document.cpp)
 Document build_document(const Report& r, const std::function<void(const std::string&)>& step);
 

@@ -306,7 +306,7 @@ class CudaContext final : public Context {
         attention_policy_(p.attention),
         shared_stats_(std::move(shared_stats)),
         gemm_min_(gemm_min_from_env()) {
-    models::init_router(router_, routing_, card_, cfg_.moe_renormalise);
+    models::init_router(router_, routing_, card_, cfg_.moe_renormalise, cfg_.moe_unit_weights);
     evicting_ = models::evicting_policy(attention_policy_, n_ctx_);
     stats_.failovers.assign(card_.n_layer, 0);
     stats_.overflows.assign(card_.n_layer, 0);
@@ -812,7 +812,8 @@ void CudaContext::moe_ffn(int il, int64_t n) {
     cuda::h2d(wts, moe_w_h_.data(), n * k * sizeof(float), s);
     cuda::h2d(applied, moe_applied_h_.data(), n * k * sizeof(float), s);
   } else {
-    cuda::route_top_k(logits, n, nx, k, cfg_.moe_renormalise, probs, ids, wts, applied, s);
+    cuda::route_top_k(logits, n, nx, k, cfg_.moe_renormalise, probs, ids, wts, applied, s,
+                      cfg_.moe_unit_weights);
     stats_.routed += static_cast<uint64_t>(n);
     stats_.active += static_cast<uint64_t>(n * k);
   }
@@ -825,7 +826,7 @@ void CudaContext::moe_ffn(int il, int64_t n) {
     emit(kMoeTopk, il, f, n, k);
   }
   emit(kMoeWeights, il, wts, n, k);
-  if (cfg_.moe_renormalise) emit(kMoeWeightsNorm, il, applied, n, k);
+  if (cfg_.moe_renormalise || cfg_.moe_unit_weights) emit(kMoeWeightsNorm, il, applied, n, k);
 
   const int64_t ff = L.gate_exps.n_out;
   const int64_t slots = n * k;

@@ -683,11 +683,11 @@ __global__ void k_attention(AttnArgs a, const float* q, int64_t t0, int64_t n_ch
 // ------------------------------------------------------------------------------------------
 
 __global__ void k_route(const float* logits, int64_t n, int n_expert, int k, bool renorm,
-                        float* probs, int32_t* ids, float* weights, float* applied) {
+                        float* probs, int32_t* ids, float* weights, float* applied, bool unit) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= n) return;
   oel::route_token(logits + t * n_expert, n_expert, k, renorm, probs + t * n_expert, ids + t * k,
-                   weights + t * k, applied + t * k);
+                   weights + t * k, applied + t * k, unit);
 }
 __global__ void k_moe_sum(const float* res, const int32_t* ids, const float* applied, int64_t n,
                           int k, int64_t E, float* out) {
@@ -1230,11 +1230,12 @@ void attention(const AttnArgs& a, const float* q, int64_t n_tok, int64_t t0, int
 }
 
 void route_top_k(const float* logits, int64_t n, int n_expert, int k, bool renormalise,
-                 float* probs, int32_t* ids, float* weights, float* applied, Stream s) {
+                 float* probs, int32_t* ids, float* weights, float* applied, Stream s,
+                 bool unit_weights) {
   if (n <= 0) return;
   if (k < 1 || k > n_expert) throw Error(ErrorKind::Internal, "route_top_k: bad k");
   MOELAB_LAUNCH(grid_for(n, 64), 64, 0, s, k_route)
-  (logits, n, n_expert, k, renormalise, probs, ids, weights, applied);
+  (logits, n, n_expert, k, renormalise, probs, ids, weights, applied, unit_weights);
   check_launch("route_top_k");
 }
 void moe_weighted_sum(const float* res, const int32_t* ids, const float* applied, int64_t n, int k,

@@ -190,9 +190,10 @@ void attention(const AttnArgs& a, const float* q, int64_t n_tok, int64_t t0, int
                int64_t n_kv, float* out, float* scores, Stream s);
 
 /// MoE routing of n tokens (el::route_token, one thread per token): logits F32 [n, n_expert]
-/// -> probs [n, n_expert], ids int32 [n, k], weights, applied F32 [n, k].
+/// -> probs [n, n_expert], ids int32 [n, k], weights, applied F32 [n, k] (1 with unit_weights).
 void route_top_k(const float* logits, int64_t n, int n_expert, int k, bool renormalise,
-                 float* probs, int32_t* ids, float* weights, float* applied, Stream s);
+                 float* probs, int32_t* ids, float* weights, float* applied, Stream s,
+                 bool unit_weights = false);
 /// out[t] = sum_j applied[t, j] * res[t*k + j] over slots with ids >= 0, in slot order.
 /// res F32 [n*k, E]; out F32 [n, E] (overwritten).
 void moe_weighted_sum(const float* res, const int32_t* ids, const float* applied, int64_t n, int k,

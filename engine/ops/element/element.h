@@ -138,10 +138,12 @@ MOELAB_HD inline void top_k(const float* p, int n, int k, int32_t* ids) {
 
 /// MoE routing of one token (Shazeer et al. 2017; Mixtral renormalises): probs = softmax(logits)
 /// over n experts; ids = top_k(probs) (ties: lower id); weights[j] = probs[ids[j]]; applied =
-/// weights / sum(weights) when renormalise, else weights. Shared by ops::route_top_k and the
-/// CUDA routing kernel. logits, probs F32 [n]; ids int32 [k]; weights, applied F32 [k].
+/// weights / sum(weights) when renormalise, else weights; with unit, 1 for every selected expert
+/// (unit gating of training-free MoE conversions, CMoE arXiv:2502.04416). Shared by
+/// ops::route_top_k and the CUDA routing kernel. logits, probs F32 [n]; ids int32 [k]; weights,
+/// applied F32 [k].
 MOELAB_HD inline void route_token(const float* logits, int n, int k, bool renormalise, float* probs,
-                                  int32_t* ids, float* weights, float* applied) {
+                                  int32_t* ids, float* weights, float* applied, bool unit = false) {
   for (int e = 0; e < n; ++e) probs[e] = logits[e];
   softmax_row(probs, n);
   top_k(probs, n, k, ids);
@@ -150,7 +152,8 @@ MOELAB_HD inline void route_token(const float* logits, int n, int k, bool renorm
     weights[j] = probs[ids[j]];
     sum += weights[j];
   }
-  for (int j = 0; j < k; ++j) applied[j] = renormalise ? weights[j] / sum : weights[j];
+  for (int j = 0; j < k; ++j)
+    applied[j] = unit ? 1.0f : renormalise ? weights[j] / sum : weights[j];
 }
 
 // ---- attention masks -----------------------------------------------------------------------

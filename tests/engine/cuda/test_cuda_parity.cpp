@@ -44,6 +44,7 @@
 #include "moelab/model/model.h"
 #include "moelab/ops/ops.h"
 #include "moelab/policies/policies.h"
+#include "moelab/runtime/moefy.h"
 #include "ops/attention_kernel.h"
 #include "ops/element/element.h"
 #include "test_support.h"
@@ -605,12 +606,15 @@ class TestCudaParity : public QObject {
     for (int e = 0; e < nx; ++e) logits[0 * nx + e] = e % 2 ? 1.5f : -1.0f;
     for (int e = 0; e < nx; ++e) logits[1 * nx + e] = 0.25f;
     logits[2 * nx + 3] = 4.0f, logits[2 * nx + 6] = 3.0f, logits[2 * nx + 1] = 3.0f;
-    for (bool renorm : {true, false}) {
+    // Softmax weights renormalised, as they are, and unit gating (moefied models).
+    for (int mode : {0, 1, 2}) {
+      const bool renorm = mode == 0, unit = mode == 2;
       std::vector<float> probs(n * nx), w(n * k), ap(n * k);
       std::vector<int32_t> ids(n * k);
       for (int64_t t = 0; t < n; ++t)
         ops::route_top_k(logits.data() + t * nx, nx, k, renorm, probs.data() + t * nx,
-                         ids.data() + t * k, w.data() + t * k, ap.data() + t * k);
+                         ids.data() + t * k, w.data() + t * k, ap.data() + t * k, unit);
+      if (unit) QCOMPARE(ap, std::vector<float>(n * k, 1.0f));
       QCOMPARE(ids[0], 1);
       QCOMPARE(ids[1], 3);  // ties: lower id first
       QCOMPARE(ids[2], 0);
@@ -618,7 +622,8 @@ class TestCudaParity : public QObject {
       QCOMPARE(ids[5], 1);  // 3.0 at experts 1 and 6: 1 first
       Dev<float> dl(logits, s_), dp(probs.size()), dw(w.size()), da(ap.size());
       Dev<int32_t> di(ids.size());
-      cuda::route_top_k(dl.get(), n, nx, k, renorm, dp.get(), di.get(), dw.get(), da.get(), s_);
+      cuda::route_top_k(dl.get(), n, nx, k, renorm, dp.get(), di.get(), dw.get(), da.get(), s_,
+                        unit);
       QCOMPARE(di.download(s_), ids);
       QVERIFY(max_diff(dp.download(s_), probs) <= 1e-6);
       QVERIFY(max_diff(dw.download(s_), w) <= 1e-6);
@@ -827,6 +832,71 @@ class TestCudaParity : public QObject {
         for (int i = 0; i < n_vocab; ++i) d = std::max(d, double(std::fabs(a[i] - b[i])));
         QVERIFY2(d <= (f.is_float() ? 1e-3 : 0.25), qPrintable(QString::number(d)));
       }
+    }
+  }
+
+  // A moefied model (moelab/runtime/moefy.h: unit gating, ungated shared expert) on the device
+  // against the CPU context: the device's own top-k (default) and the host router (k:N, where
+  // the model reproduces the dense one) both apply weight 1.
+  void moefied_unit_gating_matches_cpu_data() {
+    QTest::addColumn<QString>("routing");
+    QTest::newRow("default") << "default";
+    QTest::newRow("k:3") << "k:3";
+  }
+  void moefied_unit_gating_matches_cpu() {
+    MOELAB_REQUIRE_SHARED("fixtures/models/stories260K/stories260K.F32.gguf");
+    QFETCH(QString, routing);
+    const std::string dense = test::shared_path("fixtures/models/stories260K/stories260K.F32.gguf");
+    const std::string path = (test::temp_dir("test_cuda_parity") + "/moefied.gguf").toStdString();
+    MoefySpec spec;
+    spec.model_path = dense;
+    spec.calib_path = std::string(MOELAB_SOURCE_DIR) + "/resources/moefy/calib.txt";
+    spec.out_path = path;
+    spec.experts = 3;
+    spec.shared = 1;
+    spec.top_k = 2;
+    spec.calib_tokens = 256;
+    moefy(spec);
+    LoadOptions lo;
+    lo.backend = "cuda";
+    auto model = Model::load(path, lo);
+    std::vector<int32_t> prompt(40);
+    for (int i = 0; i < 40; ++i) prompt[i] = (i * 37 + 11) % 512;
+    auto logits_of = [&](const std::shared_ptr<Model>& m, const std::string& backend,
+                         const std::string& rule) -> std::vector<float> {
+      ContextParams cp;
+      cp.n_ctx = 64;
+      cp.backend = backend;
+      cp.routing = RoutingPolicy::parse(rule);
+      auto ctx = Context::create(m, cp);
+      std::vector<float> weights;
+      ctx->set_observer(
+          [&](const Observation& o) {
+            weights.insert(weights.end(), o.data.begin(), o.data.end());
+          },
+          {"ffn_moe_weights_norm"});
+      ctx->eval(prompt, true);
+      for (int step = 0; step < 3; ++step) {
+        const int32_t next = (step * 7 + 3) % 512;
+        ctx->eval({&next, 1});
+      }
+      // Every applied weight is 1 (a NaN marks a model that is not unit-gated).
+      if (weights.empty() != (m->card().expert_count == 0)) return {NAN};
+      for (float w : weights)
+        if (w != 1.0f) return {NAN};
+      const auto l = ctx->logits();
+      return std::vector<float>(l.begin(), l.end());
+    };
+    const auto gpu = logits_of(model, "cuda", routing.toStdString());
+    const auto cpu = logits_of(model, "cpu", routing.toStdString());
+    QVERIFY(gpu.size() > 1 && cpu.size() > 1);
+    QVERIFY2(max_diff(gpu, cpu) <= 1e-3, qPrintable(QString::number(max_diff(gpu, cpu))));
+    if (routing == "k:3") {
+      LoadOptions dl;
+      dl.backend = "cpu";
+      const auto ref = logits_of(Model::load(dense, dl), "cpu", "default");
+      QVERIFY(ref.size() > 1);
+      QVERIFY2(max_diff(gpu, ref) <= 1e-3, qPrintable(QString::number(max_diff(gpu, ref))));
     }
   }
 

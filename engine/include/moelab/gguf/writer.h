@@ -27,6 +27,8 @@ class Writer {
   void set_array_f32(std::string_view key, std::span<const float> v);
   void set_array_i32(std::string_view key, std::span<const int32_t> v);
   void set_array_u32(std::string_view key, std::span<const uint32_t> v);
+  /// Writes `v` (any type, arrays of numbers, strings, bools or arrays) under `key`, as stored.
+  void copy_value(std::string_view key, const Value& v);
   /// Sets general.alignment (UINT32, power of two); default 32.
   void set_alignment(uint32_t alignment);
 

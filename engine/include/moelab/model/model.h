@@ -155,9 +155,10 @@ class Context {
   ///              ffn_norm [n, n_embd]; ffn_moe_logits, ffn_moe_probs [n, expert_count];
   ///              ffn_moe_topk [n, k] (descending probability); ffn_moe_weights [n, k]
   ///              (un-normalised probabilities); ffn_moe_weights_norm [n, k] (renormalising
-  ///              architectures only: the weights applied); ffn_moe_out [n, n_embd] (routed
-  ///              experts' weighted sum); ffn_shexp [n, n_embd] (gated shared expert);
-  ///              ffn_out [n, n_embd] (FFN result incl. post-FFN norm); layer_out [n, n_embd].
+  ///              architectures and unit-gated moefied models only: the weights applied);
+  ///              ffn_moe_out [n, n_embd] (routed experts' weighted sum); ffn_shexp [n, n_embd]
+  ///              (gated shared expert); ffn_out [n, n_embd] (FFN result incl. post-FFN norm);
+  ///              layer_out [n, n_embd].
   /// Throws moelab::Error (BadInput) for a name not in observable_names().
   virtual void set_observer(Observer observer, std::vector<std::string> names) = 0;
   static const std::vector<std::string>& observable_names();

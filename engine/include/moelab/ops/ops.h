@@ -77,9 +77,10 @@ void softmax(float* x, int64_t n_rows, int64_t n);
 
 /// MoE routing for one token: probs = softmax(logits) over n_expert; ids = the k most probable
 /// experts in descending order (ties: lower id); weights = their probabilities; applied =
-/// weights / sum(weights) when renormalise, else weights.
+/// weights / sum(weights) when renormalise, else weights; with unit_weights 1 for each selected
+/// expert (the unit gating of a moefied model, see moelab/runtime/moefy.h).
 /// logits, probs: F32 [n_expert]; ids: int32 [k]; weights, applied: F32 [k].
 void route_top_k(const float* logits, int n_expert, int k, bool renormalise, float* probs,
-                 int32_t* ids, float* weights, float* applied);
+                 int32_t* ids, float* weights, float* applied, bool unit_weights = false);
 
 }  // namespace moelab::ops

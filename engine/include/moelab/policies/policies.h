@@ -123,11 +123,13 @@ namespace policies {
 /// The routing decision for one layer and batch (stateful for capacity; not thread-safe).
 class Router {
  public:
-  /// expert_count and expert_used_count from the card; renormalise as the architecture does.
+  /// expert_count and expert_used_count from the card; renormalise as the architecture does;
+  /// unit_weights: every selected expert's output is applied with weight 1 (the unit gating of
+  /// a moefied model, moelab/runtime/moefy.h), whatever the policy selects.
   /// Throws moelab::Error (BadInput) when the policy does not fit the model (k out of range,
   /// expert id or layer out of range).
   Router(const RoutingPolicy& policy, int n_layer, int expert_count, int expert_used_count,
-         bool renormalise);
+         bool renormalise, bool unit_weights = false);
   /// Slots per token in the outputs below (the largest number of experts one token can get).
   int max_k() const { return max_k_; }
   /// Routes n tokens of layer `layer`. logits F32 [n, expert_count] -> probs F32
@@ -142,6 +144,7 @@ class Router {
   RoutingPolicy policy_;
   int n_layer_, n_expert_, k_model_, max_k_;
   bool renormalise_;
+  bool unit_weights_;
   std::vector<uint8_t> unavailable_;  // [n_layer][n_expert]: masked or failed
   std::vector<uint8_t> failed_;       // [n_expert]
   std::vector<int> load_;             // [n_expert] tokens this batch (capacity)
