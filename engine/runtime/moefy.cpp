@@ -12,6 +12,7 @@
 #include <tuple>
 
 #include "moelab/core/error.h"
+#include "moelab/core/files.h"
 #include "moelab/core/thread_pool.h"
 #include "moelab/gguf/gguf.h"
 #include "moelab/gguf/writer.h"
@@ -31,16 +32,8 @@ using gguf::TensorType;
   throw Error(ErrorKind::BadInput, why, std::move(where));
 }
 
-std::string read_text(const std::string& path) {
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec))
-    bad("the calibration text does not exist or is not a regular file", {.file = path});
-  std::ifstream in(path, std::ios::binary);
-  if (!in) bad("cannot open the calibration text", {.file = path});
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+// Bounded, non-blocking, regular files only (moelab/core/files.h), as every text input.
+std::string read_text(const std::string& path) { return read_text_file(path, "calibration text"); }
 
 // All tensor bytes of a tensor in the mapped file.
 std::span<const uint8_t> tensor_bytes(const gguf::TensorInfo& t) {
@@ -207,9 +200,7 @@ MoefyResult moefy(const MoefySpec& s,
         {.subject = "--calib-tokens"});
   std::error_code ec;
   if (s.out_path.empty()) bad("no output file given", {.subject = "-o"});
-  if (fs::exists(fs::symlink_status(s.out_path, ec)) && !fs::is_regular_file(s.out_path, ec))
-    bad("the output exists and is not a regular file; refusing to replace it",
-        {.file = s.out_path});
+  check_output_target(s.out_path);  // the writers' rule: regular files only, never renamed over
   if (fs::exists(s.out_path, ec) && fs::equivalent(s.out_path, s.model_path, ec))
     bad("the output is the input model; choose another output file", {.file = s.out_path});
 
