@@ -16,6 +16,9 @@
 #include <vector>
 
 #include "compare_panel.h"
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+#include "run_feed.h"
+#endif
 #include "model_loader.h"
 #include "model_panel.h"
 #include "moelab/telemetry/power.h"
@@ -96,6 +99,23 @@ class MainWindow : public QMainWindow {
   /// and prompt attention via publish(), B's via publishBaseline(), so the Expert load and
   /// Attention pages' "A − B" mode shows A minus B. Null before the first comparison.
   std::shared_ptr<const moelab::lab::CompareViews> comparedViews() const { return comparedViews_; }
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+  /// Shows stored run `runId` in every view (routing, expert load, co-activation, prompt
+  /// attention, latency, power) as the store holds it, with its label above the tabs. False
+  /// (and the views unchanged) during a run or for an unknown run.
+  bool openRunInViews(qint64 runId);
+  /// The run the views show (0: none; the live run's id while it runs).
+  qint64 viewsRun() const {
+    return viewsRun_;
+  }
+  /// The data behind the views (the live run's, or the opened stored run's).
+  const moelab::lab::RunViewData* viewData() const {
+    return feed_ ? &*feed_ : nullptr;
+  }
+  moelab::views::ViewsPanel* viewsPanel() const {
+    return views_;
+  }
+#endif
 
   /// Asks the user a yes/no question (tests replace it). Default: QMessageBox.
   std::function<bool(const QString& title, const QString& text)> confirm;
@@ -114,7 +134,9 @@ class MainWindow : public QMainWindow {
   /// session) or "compare" (the Compare panel's A and B). Returns the written files (document
   /// first); empty on failure or cancel, with the reason in lastMessage().
   QStringList exportReport(const QString& what, const QString& path);
-  qint64 lastRunId() const { return lastRun_; }
+  qint64 lastRunId() const {
+    return lastRun_;
+  }
 
  signals:
   /// The window is idle after a load: card shown and hash done/cancelled, or loading failed.
@@ -147,6 +169,11 @@ class MainWindow : public QMainWindow {
   void powerFinish(int nTokens);
   void publishPower();
   void publishCompareViews();
+  /// Publishes feed_ to every view page (the pickers' layer and unit).
+  void publishFeed();
+  QString runLabel(qint64 runId) const;
+  /// Restores the model that was loaded before a load that failed or was cancelled.
+  void restoreLoadedModel(const QString& why);
   /// The Run panel's "running on: ..." line and the status bar's backend field, from the choice
   /// and the loaded model; returns that line ("CPU (reference) — CUDA unavailable: ...").
   QString updateBackendState();
@@ -172,6 +199,16 @@ class MainWindow : public QMainWindow {
   QString modelName_;
   QString cardJson_;
   std::shared_ptr<const moelab::ModelCard> card_;
+  // The model the runner holds while another file loads: restored when that load fails.
+  struct Loaded {
+    QString path, name, backend;
+    std::shared_ptr<const moelab::ModelCard> card;
+  } loaded_;
+  bool refreshingSessions_ = false;  // Sessions refreshes re-select: not a user's choice
+  qint64 viewsRun_ = 0;
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+  std::optional<moelab::lab::RunViewData> feed_;
+#endif
   QTimer drain_;
   QMenu* recentMenu_ = nullptr;
   QString lastMessage_;
@@ -179,11 +216,7 @@ class MainWindow : public QMainWindow {
   QMap<QString, QDockWidget*> docks_;
   qint64 liveRun_ = 0;
   qint64 lastRun_ = 0;  // last finished run
-  struct LiveRun {
-    std::vector<std::vector<int32_t>> top, active;  // [layer][token]
-    std::vector<std::string> text;
-    std::vector<double> latency_ms;
-  } live_;
+  int liveTokens_ = 0;  // tokens of the live run shown so far
   bool restoreLayout_ = true;
   std::unique_ptr<moelab::PowerMeter> meter_;
   std::shared_ptr<const moelab::lab::CompareViews> comparedViews_;

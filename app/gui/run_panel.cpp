@@ -5,6 +5,9 @@
 #include <QThread>
 #include <QVBoxLayout>
 
+#include "drop_zone.h"
+#include "moelab/policies/policies.h"
+
 RunPanel::RunPanel(QWidget* parent) : QWidget(parent) {
   auto* lay = new QVBoxLayout(this);
   lay->setContentsMargins(6, 6, 6, 6);
@@ -113,9 +116,16 @@ RunPanel::RunPanel(QWidget* parent) : QWidget(parent) {
   attention_->setToolTip(
       tr("Attention policy (spec): which keys each query sees - full, "
          "window:W, local-global:W,S,G, evict:S,W (tokens)"));
+  policyProblem_ = new QLabel(this);
+  policyProblem_->setObjectName("policyProblem");
+  policyProblem_->setWordWrap(true);
+  policyProblem_->hide();
   if (moelab::lab::policies_available()) {
     form->addRow(tr("Routing"), routing_);
     form->addRow(tr("Attention"), attention_);
+    form->addRow(policyProblem_);
+    connect(routing_, &QComboBox::currentTextChanged, this, [this] { checkPolicies(); });
+    connect(attention_, &QComboBox::currentTextChanged, this, [this] { checkPolicies(); });
   } else {
     routing_->hide();
     attention_->hide();
@@ -263,4 +273,39 @@ void RunPanel::setBackendState(const QString& line, bool loaded) {
   backendState_->setText((loaded ? tr("running on: %1") : tr("will run on: %1")).arg(line));
   backendState_->setToolTip(loaded ? tr("The backend the loaded model's runs compute on")
                                    : tr("The backend runs will compute on once a model is loaded"));
+}
+
+void RunPanel::setModelShape(int nLayer, int expertCount, int expertUsedCount) {
+  nLayer_ = nLayer;
+  expertCount_ = expertCount;
+  expertUsed_ = expertUsedCount;
+  checkPolicies();
+}
+
+QString RunPanel::policyProblem() const {
+  return policyProblem_->isHidden() ? QString() : policyProblem_->text();
+}
+
+void RunPanel::checkPolicies() {
+  QString problem;
+  const std::string r = routing_->currentText().trimmed().toStdString();
+  const std::string a = attention_->currentText().trimmed().toStdString();
+  try {
+    const auto policy = moelab::RoutingPolicy::parse(r.empty() ? "default" : r);
+    // The router checks k, expert ids and layers against the model, as a run would.
+    if (expertCount_ > 0)
+      const moelab::policies::Router check(policy, nLayer_, expertCount_, expertUsed_, false);
+  } catch (const std::exception& e) {
+    problem = tr("Routing policy \"%1\" cannot run on this model: %2")
+                  .arg(QString::fromStdString(r), QString::fromStdString(e.what()));
+  }
+  if (problem.isEmpty()) try {
+      moelab::AttentionPolicy::parse(a.empty() ? "full" : a);
+    } catch (const std::exception& e) {
+      problem = tr("Attention policy \"%1\": %2")
+                    .arg(QString::fromStdString(a), QString::fromStdString(e.what()));
+    }
+  policyProblem_->setStyleSheet(QString("color:%1").arg(DropZone::errorColor(palette()).name()));
+  policyProblem_->setText(problem);
+  policyProblem_->setVisible(!problem.isEmpty());
 }

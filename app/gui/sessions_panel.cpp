@@ -201,6 +201,22 @@ QString SessionsPanel::runStatusText(qint64 runId) const {
   return {};
 }
 
+bool SessionsPanel::selectRun(qint64 runId) {
+  for (int i = 0; i < tree_->topLevelItemCount(); ++i) {
+    auto* s = tree_->topLevelItem(i);
+    for (int j = 0; j < s->childCount(); ++j)
+      if (s->child(j)->data(0, kIdRole).toLongLong() == runId &&
+          s->child(j)->data(0, kKindRole).toInt() == 1) {
+        if (tree_->currentItem() == s->child(j))
+          showSelection();
+        else
+          tree_->setCurrentItem(s->child(j));
+        return true;
+      }
+  }
+  return false;
+}
+
 void SessionsPanel::showSelection() {
   auto* it = tree_->currentItem();
   const qint64 sid = selectedSession();

@@ -43,6 +43,9 @@ class SessionsPanel : public QWidget {
   void setNotes(qint64 id, const QString& notes, const QString& tags);
   /// "interrupted", "complete" ... of the run's tree item (empty when not shown).
   QString runStatusText(qint64 runId) const;
+  /// Makes run `runId` the current item of the list, as a click on it does (emits runSelected);
+  /// false when the list does not show it.
+  bool selectRun(qint64 runId);
 
  signals:
   void runSelected(qint64 runId);

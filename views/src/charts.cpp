@@ -408,6 +408,7 @@ QRect CpuHeatmapWidget::plot_rect() const {
 
 void CpuHeatmapWidget::resizeEvent(QResizeEvent*) {
   if (!user_moved_) fit_pending_ = true;
+  update();
 }
 
 void CpuHeatmapWidget::paintEvent(QPaintEvent*) {
@@ -578,6 +579,8 @@ void CpuHeatmapWidget::wheelEvent(QWheelEvent* e) {
 
 void CpuHeatmapWidget::leaveEvent(QEvent*) {
   hover_text_.clear();
+  QToolTip::hideText();
+  update();
 }
 
 }  // namespace moelab::views

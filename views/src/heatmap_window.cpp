@@ -451,8 +451,21 @@ void HeatmapWindow::wheelEvent(QWheelEvent* e) {
   view_moved();
 }
 
+bool HeatmapWindow::event(QEvent* e) {
+  if (e->type() == QEvent::Leave) {
+    mouse_ = {-1, -1};
+    hover_text_.clear();
+    dragging_ = false;
+    requestUpdate();
+  }
+  return QVulkanWindow::event(e);
+}
+
 void HeatmapWindow::resizeEvent(QResizeEvent* e) {
   QVulkanWindow::resizeEvent(e);
+  // Every resize (window, dock or splitter) refits the whole map unless the user zoomed or
+  // panned: a fit made at a smaller size showed only the first columns after growing.
+  if (!user_moved_) fit_pending_ = true;
   requestUpdate();
 }
 

@@ -93,6 +93,10 @@ struct ViewsPanel::Impl {
   QCheckBox* attn_diff = nullptr;
   QCheckBox* attn_log = nullptr;
   QComboBox* routing_mode = nullptr;
+  QCheckBox* load_counts = nullptr;
+  QSpinBox* coact_layer = nullptr;
+  QSpinBox* attn_layer = nullptr;
+  QLabel* run_label = nullptr;
   QTimer timer;
 
   std::unique_ptr<QVulkanInstance> inst;
@@ -360,6 +364,17 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
   top->setContentsMargins(0, 0, 0, 0);
   top->setSpacing(2);
 
+  d_->run_label = new QLabel("no run on screen", this);
+  d_->run_label->setObjectName("views_run_label");
+  d_->run_label->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  d_->run_label->setContentsMargins(6, 2, 6, 0);
+  d_->run_label->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Preferred);
+  {
+    QFont f = d_->run_label->font();
+    f.setBold(true);
+    d_->run_label->setFont(f);
+  }
+  top->addWidget(d_->run_label);
   d_->tabs = new QTabBar(this);
   for (const char* name : kPageNames) d_->tabs->addTab(name);
   d_->tabs->setExpanding(false);
@@ -367,7 +382,9 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
 
   // Per-page controls.
   d_->controls = new QStackedWidget(this);
-  d_->controls->setSizePolicy(QSizePolicy::Preferred, QSizePolicy::Fixed);
+  // The controls of the widest page must not set the window's minimum width (they are cut at
+  // the right on a narrow central area instead of widening the window).
+  d_->controls->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Fixed);
   auto row = [&](std::initializer_list<QWidget*> ws) {
     auto* w = new QWidget;
     auto* l = new QHBoxLayout(w);
@@ -380,15 +397,27 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
   d_->routing_mode->addItems({"colour: top expert", "colour: number of active experts"});
   row({new QLabel("token x layer grid,"), d_->routing_mode});
   d_->load_diff = new QCheckBox("A - B (baseline run)");
-  row({new QLabel("layer x expert share of routed tokens"), d_->load_diff});
+  d_->load_counts = new QCheckBox("raw counts");
+  d_->load_counts->setObjectName("views_load_counts");
+  d_->load_counts->setToolTip(
+      "off: share of the layer's expert selections (a row sums to 1); "
+      "on: tokens routed to the expert");
+  row({new QLabel("layer x expert load,"), d_->load_counts, d_->load_diff});
   auto* layer_box = new QSpinBox;
+  layer_box->setObjectName("views_coact_layer");
   layer_box->setRange(0, 4096);
   layer_box->setPrefix("layer ");
+  d_->coact_layer = layer_box;
   row({new QLabel("experts chosen together for the same token, for"), layer_box});
+  d_->attn_layer = new QSpinBox;
+  d_->attn_layer->setObjectName("views_attention_layer");
+  d_->attn_layer->setRange(0, 4096);
+  d_->attn_layer->setPrefix("layer ");
+  d_->attn_layer->setToolTip("prompt attention of this layer, mean over heads");
   d_->attn_log = new QCheckBox("log colour scale");
   d_->attn_diff = new QCheckBox("A - B (baseline run)");
   d_->query_label = new QLabel("selected query: none (click a row)");
-  row({d_->attn_log, d_->attn_diff, d_->query_label});
+  row({d_->attn_layer, d_->attn_log, d_->attn_diff, d_->query_label});
   row({new QLabel("wall time per generated token; breakdown per layer and op")});
   row({new QLabel("power draw of the device running the model")});
   top->addWidget(d_->controls);
@@ -412,6 +441,8 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
   top->addWidget(d_->body, 1);
   d_->status = new QLabel(this);
   d_->status->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  // Long lines (backend reason, run names) are cut, never widen the window.
+  d_->status->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Preferred);
   top->addWidget(d_->status);
 
   connect(d_->tabs, &QTabBar::currentChanged, this,
@@ -423,6 +454,10 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
   connect(d_->attn_log, &QCheckBox::toggled, this, [this](bool on) { setAttentionLogScale(on); });
   connect(layer_box, &QSpinBox::valueChanged, this,
           [this](int l) { emit coActivationLayerRequested(l); });
+  connect(d_->attn_layer, &QSpinBox::valueChanged, this,
+          [this](int l) { emit attentionLayerRequested(l); });
+  connect(d_->load_counts, &QCheckBox::toggled, this,
+          [this](bool on) { emit expertLoadCountsRequested(on); });
   connect(&d_->timer, &QTimer::timeout, this, [this] { d_->refresh(); });
   d_->timer.start(1000 / std::max(1, d_->opt.fps));
   setPage(Page::kRouting);
@@ -488,6 +523,66 @@ void ViewsPanel::clear() {
   d_->latency_chart->set_series({});
   d_->power_chart->set_series({});
   d_->refresh();
+}
+
+std::optional<RoutingGrid> ViewsPanel::routingSnapshot() const {
+  std::lock_guard lock(d_->m);
+  return d_->routing.value;
+}
+std::optional<ExpertLoad> ViewsPanel::expertLoadSnapshot() const {
+  std::lock_guard lock(d_->m);
+  return d_->load.value;
+}
+std::optional<CoActivation> ViewsPanel::coActivationSnapshot() const {
+  std::lock_guard lock(d_->m);
+  return d_->coact.value;
+}
+std::optional<AttentionMap> ViewsPanel::attentionSnapshot() const {
+  std::lock_guard lock(d_->m);
+  return d_->attn.value;
+}
+std::optional<LatencySeries> ViewsPanel::latencySnapshot() const {
+  std::lock_guard lock(d_->m);
+  return d_->latency.value;
+}
+std::optional<PowerSeries> ViewsPanel::powerSnapshot() const {
+  std::lock_guard lock(d_->m);
+  return d_->power.value;
+}
+
+void ViewsPanel::setRunLabel(const QString& text) {
+  d_->run_label->setText(text.isEmpty() ? QString("no run on screen") : text);
+  d_->run_label->setToolTip(d_->run_label->text());
+}
+QString ViewsPanel::runLabel() const {
+  return d_->run_label->text();
+}
+void ViewsPanel::setLayerRange(int n_layer) {
+  const int hi = std::max(0, n_layer - 1);
+  const QSignalBlocker b1(d_->coact_layer), b2(d_->attn_layer);
+  d_->coact_layer->setRange(0, hi);
+  d_->attn_layer->setRange(0, hi);
+}
+void ViewsPanel::setCoActivationLayer(int layer) {
+  const QSignalBlocker b(d_->coact_layer);
+  d_->coact_layer->setValue(layer);
+}
+void ViewsPanel::setAttentionLayer(int layer) {
+  const QSignalBlocker b(d_->attn_layer);
+  d_->attn_layer->setValue(layer);
+}
+int ViewsPanel::coActivationLayer() const {
+  return d_->coact_layer->value();
+}
+int ViewsPanel::attentionLayer() const {
+  return d_->attn_layer->value();
+}
+bool ViewsPanel::expertLoadCounts() const {
+  return d_->load_counts->isChecked();
+}
+void ViewsPanel::setExpertLoadCounts(bool on) {
+  const QSignalBlocker b(d_->load_counts);
+  d_->load_counts->setChecked(on);
 }
 
 void ViewsPanel::setPage(Page page) {
