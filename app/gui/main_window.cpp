@@ -112,7 +112,7 @@ void MainWindow::build(const Options& options) {
       scroll->setObjectName(name + "Scroll");
       scroll->setWidgetResizable(true);
       scroll->setFrameShape(QFrame::NoFrame);
-      scroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+      scroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAsNeeded);
       scroll->setWidget(w);
       d->setWidget(scroll);
     } else {
@@ -131,7 +131,8 @@ void MainWindow::build(const Options& options) {
   auto* dCompare = addDock("compare", tr("Compare"), compare_, Qt::RightDockWidgetArea);
   tabifyDockWidget(dSessions, dCompare);
   dSessions->raise();
-  resizeDocks({dModel, dSessions}, {420, 420}, Qt::Horizontal);
+  // Side docks leave the views at least half of a 1280-pixel window.
+  resizeDocks({dModel, dSessions}, {380, 330}, Qt::Horizontal);
   resizeDocks({docks_["output"]}, {260}, Qt::Vertical);
 
   // Menus.

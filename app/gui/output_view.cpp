@@ -235,6 +235,13 @@ void OutputView::appendOne(int i) {
   flow_->append(i, QString::fromStdString(tokens_[size_t(i)].piece), tokenColor(i));
 }
 
+void OutputView::changeEvent(QEvent* e) {
+  if ((e->type() == QEvent::PaletteChange || e->type() == QEvent::ApplicationPaletteChange) &&
+      flow_ && legend_)
+    rebuild();
+  QWidget::changeEvent(e);
+}
+
 void OutputView::rebuild() {
   flow_->clear();
   if (!prompt_.isEmpty()) flow_->append(-1, prompt_, {});

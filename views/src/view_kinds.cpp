@@ -88,7 +88,9 @@ HeatmapView expert_load_view(const ExpertLoad& l) {
   v.scale.min = 0.0f;
   v.scale.max = std::max(max_finite(l.load), 1e-30f);
   v.title = "Expert load per layer";
-  v.subtitle = "share of the routed tokens whose top-k experts include the expert";
+  v.subtitle = l.unit == "tokens"
+                   ? "tokens whose chosen experts include the expert"
+                   : "share of the layer's expert selections (a routed row sums to 1)";
   v.x_label = "expert";
   v.y_label = "layer";
   v.value_unit = l.unit;

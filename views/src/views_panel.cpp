@@ -274,6 +274,8 @@ struct ViewsPanel::Impl {
           default:
             break;
         }
+        // The per-head strip takes room only when a per-head summary was published.
+        if (page == Page::kAttention) strip->setVisible(heads.value.has_value());
         if (page == Page::kAttention && heads.seq != heads_shown && heads.value) {
           strip->set_heads(*heads.value);
           heads_shown = heads.seq;
