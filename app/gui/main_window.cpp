@@ -9,6 +9,7 @@
 #include <QElapsedTimer>
 #include <QFileDialog>
 #include <QFileInfo>
+#include <QImage>
 #include <QInputDialog>
 #include <QLineEdit>
 #include <QMenuBar>
@@ -173,6 +174,13 @@ void MainWindow::build(const Options& options) {
   auto* view = menuBar()->addMenu(tr("&View"));
   for (auto* d : docks_) view->addAction(d->toggleViewAction());
   view->addSeparator();
+  auto* saveView = view->addAction(tr("Save View as &Image…"), this, [this] {
+    const QString path = QFileDialog::getSaveFileName(this, tr("Save view"),
+                                                      QDir::home().filePath("moelab-view.png"),
+                                                      tr("PNG image (*.png);;JPEG image (*.jpg)"));
+    if (!path.isEmpty()) saveViewImage(path);
+  });
+  saveView->setObjectName("saveViewAction");
   view->addAction(tr("Reset &Layout"), this, [this] {
     QSettings().remove("window/state");
     for (auto* d : docks_) d->show();
@@ -445,6 +453,7 @@ void MainWindow::build(const Options& options) {
           [this](bool) { publishFeed(); });
 #endif
   connect(sessions_, &SessionsPanel::sessionChosen, this, &MainWindow::setCurrentSession);
+  connect(sessions_, &SessionsPanel::runActionRequested, this, &MainWindow::runAction);
   connect(sessions_, &SessionsPanel::sessionRenamed, this,
           [this](const QString& o, const QString& n) {
             if (o == session_) setCurrentSession(n);
@@ -849,6 +858,61 @@ void MainWindow::exportReportDialog() {
     if (star >= 0) path += selected.mid(star + 1, selected.indexOf(')', star) - star - 1);
   }
   exportReport(what, path);
+}
+
+void MainWindow::runAction(qint64 runId, const QString& action) {
+  if (!store_ || !store_->run(runId)) {
+    say(tr("Run #%1 is not in the database").arg(runId));
+    return;
+  }
+  if (action == "open") {
+    sessions_->selectRun(runId);
+  } else if (action == "compare") {
+    compare_->refreshRuns();
+    if (const int i = compare_->runA()->findData(runId); i >= 0)
+      compare_->runA()->setCurrentIndex(i);
+    docks_["compare"]->show();
+    docks_["compare"]->raise();
+    say(tr("Run #%1 is A: choose the baseline B and press Compare").arg(runId));
+  } else if (action == "report") {
+    sessions_->selectRun(runId);
+    exportReportDialog();
+  } else if (action == "rerun") {
+    if (runner_->running()) {
+      say(tr("Re-run: wait until the current run has finished"));
+      return;
+    }
+    const auto r = store_->run(runId);
+    const QString skipped = run_->applyConfig(QString::fromStdString(r->prompt), r->config_json);
+    docks_["run"]->raise();
+    if (!skipped.isEmpty()) say(tr("Re-run of #%1: not taken over: %2").arg(runId).arg(skipped));
+    if (!runner_->hasModel()) {
+      say(tr("Re-run of #%1: its configuration is in the Run panel; load its model first")
+              .arg(runId));
+      return;
+    }
+    startRun();
+  }
+}
+
+bool MainWindow::saveViewImage(const QString& path) {
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+  const QImage img = views_->grabPage();
+  if (img.isNull()) {
+    say(tr("Save view: nothing on screen"));
+    return false;
+  }
+  if (!img.save(path)) {
+    say(tr("Save view: cannot write %1").arg(path));
+    return false;
+  }
+  say(tr("View saved to %1").arg(path));
+  return true;
+#else
+  Q_UNUSED(path);
+  say(tr("Save view: this build has no views"));
+  return false;
+#endif
 }
 
 void MainWindow::compareLatest() {

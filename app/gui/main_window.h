@@ -127,6 +127,13 @@ class MainWindow : public QMainWindow {
   /// File -> Export report…: asks what to report (run / session / comparison A-B) and where
   /// (the format follows the suffix), then writes it with a progress dialog.
   void exportReportDialog();
+  /// A run's right-click action from Sessions: "open" (Output and every view), "compare" (run
+  /// A of the Compare panel; the user picks the baseline B), "report" (export its report),
+  /// "rerun" (the Run panel takes its prompt and configuration and runs it).
+  void runAction(qint64 runId, const QString& action);
+  /// Saves the visible view as on screen (PNG; the format follows the suffix). False with the
+  /// reason in lastMessage() when there is nothing to save or the file cannot be written.
+  bool saveViewImage(const QString& path);
 
  public:
   /// Writes a report without asking (what the dialog does after its questions): `what` is

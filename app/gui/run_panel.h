@@ -58,6 +58,11 @@ class RunPanel : public QWidget {
   /// Why the chosen policies cannot run on the loaded model ("" when they can); shown in red
   /// under the policy boxes (QLabel "policyProblem").
   QString policyProblem() const;
+  /// Fills the panel from a stored run's configuration (runs.config_json of a generation):
+  /// prompt, chat, system, max_tokens, sampling, seed (fixed), threads, n_ctx, KV type, policies,
+  /// ignore_eos. Keys that are missing keep their value. Returns what it could not set (a seed
+  /// beyond the box's range, ...) or an empty string.
+  QString applyConfig(const QString& prompt, const std::string& configJson);
 
  signals:
   void runRequested();

@@ -6,7 +6,10 @@
 // the same database; the Output pane keeps the run that ran (finished or stopped) until the user
 // selects another; a file that fails to load leaves the loaded model usable. Offscreen platform
 // (the views draw on the CPU; the data checked is what the Vulkan path draws as well).
+#include <QAction>
 #include <QDropEvent>
+#include <QImage>
+#include <QMenu>
 #include <QMimeData>
 #include <QSettings>
 #include <QSignalSpy>
@@ -464,6 +467,39 @@ class TestGuiViews : public QObject {
                cell.c_str());
     }
     QVERIFY(anyNonZero);  // top-2 vs k:1 routes differently
+
+    // The right-click menu of a stored run.
+    QMenu* menu = w.sessionsPanel()->runMenu(a);
+    QStringList names;
+    for (QAction* x : menu->actions()) names << x->objectName();
+    QCOMPARE(names, QStringList({"run_open", "run_compare", "run_report", "run_rerun"}));
+    menu->findChild<QAction*>("run_open")->trigger();
+    QCOMPARE(w.viewsRun(), a);
+    checkViewsShowStoredRun(w, *w.store(), a);
+    menu->findChild<QAction*>("run_compare")->trigger();
+    QCOMPARE(w.comparePanel()->runA()->currentData().toLongLong(), a);
+    // Re-run with A's configuration (the Run panel still holds B's k:1): same policy, seed and
+    // length, so the same tokens on the same model and threads.
+    menu->findChild<QAction*>("run_rerun")->trigger();
+    QVERIFY(finished.wait(60000));
+    const qint64 re = finished.at(2).at(0).toLongLong();
+    const auto ca = nlohmann::json::parse(w.store()->run(a)->config_json);
+    const auto cr = nlohmann::json::parse(w.store()->run(re)->config_json);
+    QCOMPARE(cr["routing_policy"], ca["routing_policy"]);
+    QCOMPARE(cr["seed"], ca["seed"]);
+    QCOMPARE(cr["max_tokens"], ca["max_tokens"]);
+    QCOMPARE(cr["sampling"], ca["sampling"]);
+    std::vector<int32_t> ida, idr;
+    for (const auto& t : w.store()->tokens(a)) ida.push_back(t.id);
+    for (const auto& t : w.store()->tokens(re)) idr.push_back(t.id);
+    QCOMPARE(idr, ida);
+    delete menu;
+    // Save the visible view as an image.
+    const QString png = dir_ + "/view.png";
+    QVERIFY2(w.saveViewImage(png), qPrintable(w.lastMessage()));
+    const QImage img(png);
+    QVERIFY(!img.isNull());
+    QVERIFY(img.width() >= 320 && img.height() >= 200);
 
     // Identical runs compare to exactly 0.
     std::ostringstream out2, err2;
