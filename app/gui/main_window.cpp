@@ -225,27 +225,22 @@ void MainWindow::build(const Options& options) {
   addField("ttft", tr("TTFT –"),
            tr("Time to first token of the last run: prompt prefill plus first "
               "sampling (ms)"));
-  {
-    const QString root = powercapRoot(options);
-    meter_ = moelab::open_power_meter(false, root.toStdString());
-  }
-  if (meter_->available())
+  power_ = new PowerMonitor(powercapRoot(options).toStdString(), this);
+  if (power_->meter().available())
     addField("power", tr("power: – W"),
              tr("Power draw during generation (W) and energy per generated token of the last "
                 "run: J/token as stored (decode energy / decode tokens, the j_per_token every "
                 "report and Compare show), else the run's joules; sensor %1: %2")
-                 .arg(QString::fromStdString(meter_->name()),
-                      QString::fromStdString(meter_->resolution())));
+                 .arg(QString::fromStdString(power_->meter().name()),
+                      QString::fromStdString(power_->meter().resolution())));
   else
     addField("power", tr("power: no sensor"),
              tr("No power or energy is shown: %1")
-                 .arg(QString::fromStdString(meter_->unavailable_reason())));
-  if (!meter_->available()) publishPower();  // the Power page says why from the start
-  powerTimer_.setInterval(100);
-  connect(&powerTimer_, &QTimer::timeout, this, [this] {
-    powerSample();
-    publishPower();
-  });
+                 .arg(QString::fromStdString(power_->meter().unavailable_reason())));
+  if (!power_->available()) publishPower();  // the Power page says why from the start
+  connect(power_, &PowerMonitor::sampled, this,
+          [this](double w) { status_["power"]->setText(tr("power: %1 W").arg(w, 0, 'f', 1)); });
+  connect(power_, &PowerMonitor::traceChanged, this, &MainWindow::publishPower);
   connect(run_->threadsBox(), &QSpinBox::valueChanged, this,
           [this](int n) { status_["threads"]->setText(tr("%1 threads").arg(n)); });
 
@@ -371,7 +366,10 @@ void MainWindow::build(const Options& options) {
             drainFeed();
             drain_.stop();
             if (r->run_id > 0) lastRun_ = r->run_id;
-            powerFinish(int(r->result.tokens.size()));
+            power_->finish(int(r->result.tokens.size()));
+            // The run's total; the stored decode J/token replaces it once the run is stored.
+            if (const auto& pt = power_->trace(); pt.joules)
+              status_["power"]->setText(tr("power: %1 J this run").arg(*pt.joules, 0, 'g', 3));
             run_->setRunning(false);
             const quint64 dropped = runner_->feed().dropped();
             if (dropped > 0 && store_)
@@ -404,14 +402,14 @@ void MainWindow::build(const Options& options) {
 #ifdef MOELAB_HAVE_VIEWS_PANEL
               openRunInViews(r->run_id);
               // The run just made keeps the power the meter sampled while it ran.
-              if (meter_->available() && !power_.watts.empty()) publishPower();
+              if (power_->available() && !power_->trace().watts.empty()) publishPower();
 #endif
             }
             emit runFinished(r->run_id);
           });
   connect(runner_, &RunController::failed, this, [this](const QString& msg) {
     drain_.stop();
-    powerTimer_.stop();
+    power_->stop();
     run_->setRunning(false);
     say(tr("The run could not start: %1").arg(msg));
     emit runFinished(0);
@@ -700,7 +698,8 @@ void MainWindow::startRun() {
                     nLayer);
   docks_["output"]->raise();
   if (!runner_->start(s, session_)) return;
-  powerStart();
+  power_->start();
+  if (power_->available()) status_["power"]->setText(tr("power: – W"));
   run_->setRunning(true);
   status_["tps"]->setText(tr("– tok/s"));
   status_["ttft"]->setText(tr("TTFT –"));
@@ -709,77 +708,20 @@ void MainWindow::startRun() {
 }
 
 // ---------------------------------------------------------------- power
-// Watts come from the meter's power reading when it has one (NVML), else from differences of its
-// energy counter between samples (RAPL). Without a sensor nothing is sampled and every view
-// shows the meter's reason instead of a number.
-
-void MainWindow::powerStart() {
-  power_ = {};
-  powerE0_.reset();
-  powerLastE_.reset();
-  powerIntegral_ = 0;
-  powerTimer_.stop();
-  if (meter_->available()) {
-    powerClock_.start();
-    powerLastT_ = 0;
-    powerE0_ = powerLastE_ = meter_->energy_j();
-    powerTimer_.start();
-    status_["power"]->setText(tr("power: – W"));
-  }
-  publishPower();
-}
-
-void MainWindow::powerSample() {
-  if (!meter_->available() || !powerClock_.isValid()) return;
-  const double t = powerClock_.nsecsElapsed() * 1e-9;
-  const double dt = t - powerLastT_;
-  std::optional<double> w = meter_->power_w();
-  if (w) {
-    if (!power_.watts.empty()) powerIntegral_ += 0.5 * (power_.watts.back() + *w) * dt;
-  } else if (const auto e = meter_->energy_j(); e && powerLastE_ && dt > 0) {
-    w = (*e - *powerLastE_) / dt;
-    powerLastE_ = e;
-  } else if (e) {
-    powerLastE_ = e;
-  }
-  powerLastT_ = t;
-  if (!w) return;
-  power_.t_s.push_back(t);
-  power_.watts.push_back(*w);
-  power_.n_tokens = liveTokens_;
-  status_["power"]->setText(tr("power: %1 W").arg(*w, 0, 'f', 1));
-}
-
-void MainWindow::powerFinish(int nTokens) {
-  if (!meter_->available()) {
-    publishPower();
-    return;
-  }
-  powerSample();
-  powerTimer_.stop();
-  power_.n_tokens = nTokens;
-  const auto e = meter_->energy_j();
-  if (e && powerE0_)
-    power_.joules = *e - *powerE0_;
-  else if (power_.watts.size() >= 2)
-    power_.joules = powerIntegral_;
-  if (power_.joules && nTokens > 0) power_.joules_per_token = *power_.joules / nTokens;
-  if (power_.joules_per_token)
-    // The run's total; the stored decode J/token replaces it once the run is stored.
-    status_["power"]->setText(tr("power: %1 J this run").arg(*power_.joules, 0, 'g', 3));
-  publishPower();
-}
+// PowerMonitor samples the meter; the Power page shows its trace, or the meter's reason when
+// there is no sensor.
 
 void MainWindow::publishPower() {
 #ifdef MOELAB_HAVE_VIEWS_PANEL
   moelab::views::PowerSeries ps;
-  if (meter_->available()) {
-    ps.t_s = power_.t_s;
-    ps.watts = power_.watts;
-    ps.sensor = meter_->name();
-    ps.n_tokens = power_.n_tokens;
+  if (power_->meter().available()) {
+    ps.t_s = power_->trace().t_s;
+    ps.watts = power_->trace().watts;
+    ps.sensor = power_->meter().name();
+    ps.n_tokens = power_->trace().n_tokens;
   } else {
-    ps.sensor = meter_->unavailable_reason();  // the page shows "no sensor on this machine: ..."
+    ps.sensor =
+        power_->meter().unavailable_reason();  // the page shows "no sensor on this machine: ..."
   }
   views_->publish(std::move(ps));
 #endif
@@ -926,6 +868,7 @@ void MainWindow::publishViews(const std::vector<moelab::lab::LiveToken>& items) 
   // (RunViewData), so the views show the same values live and after a restart.
   for (const auto& t : items)
     if (t.index >= 0) ++liveTokens_;
+  power_->setTokens(liveTokens_);
 #ifdef MOELAB_HAVE_VIEWS_PANEL
   if (!feed_) return;
   bool any = false;
@@ -1026,9 +969,9 @@ bool MainWindow::openRunInViews(qint64 runId) {
     views_->setAttentionLayer(layers.back());
   publishFeed();
   // Without a sensor the page says why, as it does while a run streams.
-  views_->publish(feed_->power(meter_->available()
+  views_->publish(feed_->power(power_->meter().available()
                                    ? tr("this run has no energy measurements").toStdString()
-                                   : meter_->unavailable_reason()));
+                                   : power_->meter().unavailable_reason()));
   views_->setRunLabel(runLabel(runId));
   if (feed_->expert_count() == 0 && views_->page() != moelab::views::ViewsPanel::Page::kPower)
     views_->setPage(moelab::views::ViewsPanel::Page::kLatency);

@@ -23,6 +23,7 @@
 #include "model_panel.h"
 #include "moelab/telemetry/power.h"
 #include "output_view.h"
+#include "power_monitor.h"
 #include "run_controller.h"
 #include "run_panel.h"
 #include "sessions_panel.h"
@@ -85,16 +86,11 @@ class MainWindow : public QMainWindow {
   QString lastMessage() const { return lastMessage_; }
   QLabel* statusField(const QString& name) const;
   /// The power meter (engine/telemetry) behind the status bar's power field and the Power page.
-  const moelab::PowerMeter& powerMeter() const { return *meter_; }
-  /// Power samples of the current / last run: seconds since its start and watts (empty without
-  /// a sensor), the tokens generated, and its energy (J) and J/token once it finished (nullopt
-  /// without a sensor or while running).
-  struct PowerTrace {
-    std::vector<double> t_s, watts;
-    int n_tokens = 0;
-    std::optional<double> joules, joules_per_token;
-  };
-  const PowerTrace& powerTrace() const { return power_; }
+  const moelab::PowerMeter& powerMeter() const { return power_->meter(); }
+  /// Power samples of the current / last run (PowerMonitor::Trace).
+  using PowerTrace = PowerMonitor::Trace;
+  const PowerTrace& powerTrace() const { return power_->trace(); }
+  PowerMonitor* powerMonitor() const { return power_; }
   /// What the last comparison put into the views panel, read from the store: A's expert load
   /// and prompt attention via publish(), B's via publishBaseline(), so the Expert load and
   /// Attention pages' "A − B" mode shows A minus B. Null before the first comparison.
@@ -171,9 +167,6 @@ class MainWindow : public QMainWindow {
   void updateRecentMenu();
   void openStore();
   void saveLayout();
-  void powerStart();
-  void powerSample();
-  void powerFinish(int nTokens);
   void publishPower();
   void publishCompareViews();
   /// Publishes feed_ to every view page (the pickers' layer and unit).
@@ -225,12 +218,6 @@ class MainWindow : public QMainWindow {
   qint64 lastRun_ = 0;  // last finished run
   int liveTokens_ = 0;  // tokens of the live run shown so far
   bool restoreLayout_ = true;
-  std::unique_ptr<moelab::PowerMeter> meter_;
+  PowerMonitor* power_ = nullptr;
   std::shared_ptr<const moelab::lab::CompareViews> comparedViews_;
-  QTimer powerTimer_;
-  QElapsedTimer powerClock_;
-  PowerTrace power_;
-  std::optional<double> powerE0_, powerLastE_;  // counter at the run start / last sample (J)
-  double powerLastT_ = 0;
-  double powerIntegral_ = 0;  // power-only meters: trapezoid integral over the samples (J)
 };
