@@ -185,6 +185,17 @@ void ComparePanel::refreshRuns() {
   if (int i = b_->findData(kb); i >= 0) b_->setCurrentIndex(i);
 }
 
+ComparePanel::Selection ComparePanel::selection() const {
+  return {a_->currentData().toLongLong(), b_->currentData().toLongLong()};
+}
+
+bool ComparePanel::setRunA(qint64 a) {
+  const int i = a_->findData(a);
+  if (i < 0) return false;
+  a_->setCurrentIndex(i);
+  return true;
+}
+
 void ComparePanel::compareLatestTwo() {
   refreshRuns();
   if (a_->count() < 2) {

@@ -447,6 +447,26 @@ void MainWindow::build(const Options& options) {
     else
       say(tr("Attention: run #%1 has no stored attention for layer %2").arg(viewsRun_).arg(layer));
   });
+  // Expert load: a click lists the tokens routed to that layer's expert.
+  connect(views_, &moelab::views::ViewsPanel::cellActivated, this,
+          [this](int page, int layer, int expert) {
+            if (page != int(moelab::views::ViewsPanel::Page::kExpertLoad) || !feed_) return;
+            const auto pos = feed_->tokens_of_expert(layer, expert);
+            QStringList shown;
+            for (size_t i = 0; i < pos.size() && i < 40; ++i)
+              shown << QString("#%1 '%2'")
+                           .arg(pos[i])
+                           .arg(QString::fromStdString(feed_->token_text()[size_t(pos[i])])
+                                    .simplified());
+            views_->setExpertTokens(
+                tr("run #%1, layer %2, expert %3: %n token(s)%4", "", int(pos.size()))
+                    .arg(viewsRun_)
+                    .arg(layer)
+                    .arg(expert)
+                    .arg(shown.isEmpty() ? QString()
+                                         : ": " + shown.join(", ") +
+                                               (pos.size() > 40 ? QString(", …") : QString())));
+          });
   connect(views_, &moelab::views::ViewsPanel::expertLoadCountsRequested, this,
           [this](bool) { publishFeed(); });
 #endif
@@ -754,8 +774,7 @@ QStringList MainWindow::exportReport(const QString& what, const QString& path) {
     sel = rp::Selection::whole_session(session_.toStdString());
     label = tr("session \"%1\"").arg(session_);
   } else if (what == "compare") {
-    const qint64 a = compare_->runA()->currentData().toLongLong();
-    const qint64 b = compare_->runB()->currentData().toLongLong();
+    const auto [a, b] = compare_->selection();
     if (a <= 0 || b <= 0) {
       say(tr("Export report: choose runs A and B in the Compare panel first"));
       return {};
@@ -811,8 +830,7 @@ void MainWindow::runAction(qint64 runId, const QString& action) {
     sessions_->selectRun(runId);
   } else if (action == "compare") {
     compare_->refreshRuns();
-    if (const int i = compare_->runA()->findData(runId); i >= 0)
-      compare_->runA()->setCurrentIndex(i);
+    compare_->setRunA(runId);
     docks_["compare"]->show();
     docks_["compare"]->raise();
     say(tr("Run #%1 is A: choose the baseline B and press Compare").arg(runId));

@@ -148,6 +148,16 @@ views::CoActivation RunViewData::co_activation(int layer) const {
   return c;
 }
 
+std::vector<int64_t> RunViewData::tokens_of_expert(int layer, int expert) const {
+  std::vector<int64_t> out;
+  if (layer < 0 || layer >= n_layer_ || expert < 0 || expert >= expert_count_) return out;
+  const auto& row = experts_[static_cast<size_t>(layer)];
+  for (size_t t = 0; t < row.size(); ++t)
+    if (std::find(row[t].begin(), row[t].end(), static_cast<uint16_t>(expert)) != row[t].end())
+      out.push_back(static_cast<int64_t>(t));
+  return out;
+}
+
 std::vector<int> RunViewData::attention_layers() const {
   std::vector<int> out;
   for (const auto& a : attention_)

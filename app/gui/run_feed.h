@@ -78,6 +78,11 @@ class RunViewData {
   /// Co-activation of `layer`: tokens whose chosen experts include both i and j (diagonal: tokens
   /// routed to i). Throws moelab::Error (BadInput) for a layer outside [0, n_layer).
   views::CoActivation co_activation(int layer) const;
+  /// Positions (ascending) of the generated tokens whose chosen experts at `layer` include
+  /// `expert` ("which tokens went to expert 3 at layer 1"); empty outside the run's shape.
+  std::vector<int64_t> tokens_of_expert(int layer, int expert) const;
+  /// The generated tokens' text, by position.
+  const std::vector<std::string>& token_text() const { return text_; }
   /// Layers with a stored prompt attention snapshot (ascending).
   std::vector<int> attention_layers() const;
   /// The prompt attention of `layer` (head mean) with the causal mask as NaN and token text on

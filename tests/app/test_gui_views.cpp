@@ -302,6 +302,22 @@ class TestGuiViews : public QObject {
                    std::to_string(vp->attentionSnapshot()->n_key - 1),
                "attention axes show positions instead of token text");
 
+      // Which tokens went to an expert: a click on the expert-load cell lists them.
+      {
+        const auto routing = s->routing(complete);
+        const int e = int(routing[1].experts.front());  // position 0, layer 1
+        int want = 0;
+        for (const auto& r : routing)
+          if (r.layer == 1 && std::find(r.experts.begin(), r.experts.end(), e) != r.experts.end())
+            ++want;
+        vp->setPage(moelab::views::ViewsPanel::Page::kExpertLoad);
+        vp->activateCell(1, e);
+        const QString text = vp->expertTokensText();
+        QVERIFY2(text.contains(QString("layer 1, expert %1: %2 token").arg(e).arg(want)),
+                 qPrintable(text));
+        QVERIFY2(text.contains("#0 '"), qPrintable(text));
+      }
+
       // 3. Selecting the stopped run shows it in the Output pane and in every view.
       QVERIFY(w.sessionsPanel()->selectRun(stopped));
       QCOMPARE(w.outputView()->text(), QString::fromStdString(s->run(stopped)->output));

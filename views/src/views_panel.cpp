@@ -97,6 +97,7 @@ struct ViewsPanel::Impl {
   QSpinBox* coact_layer = nullptr;
   QSpinBox* attn_layer = nullptr;
   QLabel* run_label = nullptr;
+  QLabel* expert_tokens = nullptr;
   QTimer timer;
 
   std::unique_ptr<QVulkanInstance> inst;
@@ -146,13 +147,13 @@ struct ViewsPanel::Impl {
       container->setMinimumSize(320, 200);
       container->setFocusPolicy(Qt::StrongFocus);
       QObject::connect(win, &HeatmapWindow::cellClicked, q,
-                       [this](int row, int) { on_cell_clicked(row); });
+                       [this](int row, int col) { on_cell_clicked(row, col); });
       backend = "Vulkan: " + device_name +
                 (inst->layers().isEmpty() ? QString() : QString(" (validation layer on)"));
     } else {
       cpu = new CpuHeatmapWidget(heat_page);
       QObject::connect(cpu, &CpuHeatmapWidget::cellClicked, q,
-                       [this](int row, int) { on_cell_clicked(row); });
+                       [this](int row, int col) { on_cell_clicked(row, col); });
       backend = "no Vulkan device: views drawn on the CPU (" + why + ")";
     }
     log_info("views panel: " + backend.toStdString());
@@ -173,8 +174,9 @@ struct ViewsPanel::Impl {
       cpu->set_selected_row(row);
   }
 
-  void on_cell_clicked(int row) {
+  void on_cell_clicked(int row, int col) {
     if (page == Page::kAttention) q->selectQuery(row);
+    emit q->cellActivated(static_cast<int>(page), row, col);
   }
 
   void mark_shown(Page p, uint64_t seq) {
@@ -404,7 +406,10 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
   d_->load_counts->setToolTip(
       "off: share of the layer's expert selections (a row sums to 1); "
       "on: tokens routed to the expert");
-  row({new QLabel("layer x expert load,"), d_->load_counts, d_->load_diff});
+  d_->expert_tokens = new QLabel("click a cell: the tokens routed to that expert");
+  d_->expert_tokens->setObjectName("views_expert_tokens");
+  d_->expert_tokens->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  row({new QLabel("layer x expert load,"), d_->load_counts, d_->load_diff, d_->expert_tokens});
   auto* layer_box = new QSpinBox;
   layer_box->setObjectName("views_coact_layer");
   layer_box->setRange(0, 4096);
@@ -550,6 +555,17 @@ std::optional<LatencySeries> ViewsPanel::latencySnapshot() const {
 std::optional<PowerSeries> ViewsPanel::powerSnapshot() const {
   std::lock_guard lock(d_->m);
   return d_->power.value;
+}
+
+void ViewsPanel::activateCell(int row, int col) {
+  d_->on_cell_clicked(row, col);
+}
+void ViewsPanel::setExpertTokens(const QString& text) {
+  d_->expert_tokens->setText(text);
+  d_->expert_tokens->setToolTip(text);
+}
+QString ViewsPanel::expertTokensText() const {
+  return d_->expert_tokens->text();
 }
 
 void ViewsPanel::setRunLabel(const QString& text) {

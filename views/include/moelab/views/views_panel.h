@@ -102,6 +102,11 @@ class ViewsPanel : public QWidget {
   int attentionLayer() const;
   /// Expert load page: true when the "raw counts" box is on (the app publishes counts).
   bool expertLoadCounts() const;
+  /// Acts as a click on cell (row, col) of the visible heatmap page (emits cellActivated).
+  void activateCell(int row, int col);
+  /// The Expert load page's line about the clicked cell (the app lists its tokens there).
+  void setExpertTokens(const QString& text);
+  QString expertTokensText() const;
   void setExpertLoadCounts(bool on);
 
   /// True when heatmaps are drawn with Vulkan; false for the CPU fallback.
@@ -133,6 +138,9 @@ class ViewsPanel : public QWidget {
   /// The "raw counts" box of the Expert load page changed; answer with publish(ExpertLoad) in
   /// that unit.
   void expertLoadCountsRequested(bool counts);
+  /// A heatmap cell was clicked (page as Page, row and column of the map): on Expert load the
+  /// app answers with setExpertTokens (which tokens went to that layer's expert).
+  void cellActivated(int page, int row, int col);
 
  private:
   struct Impl;
