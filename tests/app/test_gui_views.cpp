@@ -14,6 +14,7 @@
 #include <QSettings>
 #include <QSignalSpy>
 #include <QStandardPaths>
+#include <QTableWidget>
 #include <QtTest>
 #include <cmath>
 #include <fstream>
@@ -316,6 +317,16 @@ class TestGuiViews : public QObject {
         QVERIFY2(text.contains(QString("layer 1, expert %1: %2 token").arg(e).arg(want)),
                  qPrintable(text));
         QVERIFY2(text.contains("#0 '"), qPrintable(text));
+        // The same load as a sortable layer x expert table.
+        vp->findChild<QCheckBox*>("views_load_table")->setChecked(true);
+        auto* table = vp->findChild<QTableWidget*>("views_load_table_widget");
+        QVERIFY(table && table->isVisible());
+        const auto load = vp->expertLoadSnapshot();
+        QCOMPARE(table->rowCount(), load->n_layer * load->expert_count);
+        table->sortItems(2, Qt::DescendingOrder);
+        QCOMPARE(table->item(0, 2)->data(Qt::DisplayRole).toDouble(),
+                 double(*std::max_element(load->load.begin(), load->load.end())));
+        vp->findChild<QCheckBox*>("views_load_table")->setChecked(false);
       }
 
       // 3. Selecting the stopped run shows it in the Output pane and in every view.

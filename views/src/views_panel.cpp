@@ -6,12 +6,14 @@
 #include <QComboBox>
 #include <QGuiApplication>
 #include <QHBoxLayout>
+#include <QHeaderView>
 #include <QImage>
 #include <QLabel>
 #include <QPainter>
 #include <QSpinBox>
 #include <QStackedWidget>
 #include <QTabBar>
+#include <QTableWidget>
 #include <QTimer>
 #include <QVBoxLayout>
 #include <QVulkanFunctions>
@@ -98,6 +100,49 @@ struct ViewsPanel::Impl {
   QSpinBox* attn_layer = nullptr;
   QLabel* run_label = nullptr;
   QLabel* expert_tokens = nullptr;
+  QCheckBox* load_table_box = nullptr;
+  QTableWidget* load_table = nullptr;
+  uint64_t load_table_seq = 0;
+
+  // The Expert load page as a sortable layer x expert table (click a header to sort).
+  void fill_load_table() {
+    std::optional<ExpertLoad> l;
+    uint64_t seq = 0;
+    {
+      std::lock_guard lock(m);
+      l = load.value;
+      seq = load.seq;
+    }
+    if (seq == load_table_seq && load_table->rowCount() > 0) return;
+    load_table_seq = seq;
+    load_table->setSortingEnabled(false);
+    load_table->setRowCount(0);
+    if (!l) return;
+    load_table->setHorizontalHeaderLabels({"layer", "expert", QString::fromStdString(l->unit)});
+    load_table->setRowCount(l->n_layer * l->expert_count);
+    int r = 0;
+    for (int layer = 0; layer < l->n_layer; ++layer)
+      for (int e = 0; e < l->expert_count; ++e, ++r) {
+        auto cell = [](double v) {
+          auto* it = new QTableWidgetItem;
+          it->setData(Qt::DisplayRole, v);
+          it->setFlags(Qt::ItemIsSelectable | Qt::ItemIsEnabled);
+          return it;
+        };
+        load_table->setItem(r, 0, cell(layer));
+        load_table->setItem(r, 1, cell(e));
+        load_table->setItem(
+            r, 2,
+            cell(l->load[static_cast<size_t>(layer) * static_cast<size_t>(l->expert_count) +
+                         static_cast<size_t>(e)]));
+      }
+    load_table->setSortingEnabled(true);
+  }
+  void show_body() {
+    const bool table = page == Page::kExpertLoad && load_table_box->isChecked();
+    body->setCurrentIndex(table ? 3 : is_heat_page(page) ? 0 : page == Page::kLatency ? 1 : 2);
+    if (table) fill_load_table();
+  }
   QTimer timer;
 
   std::unique_ptr<QVulkanInstance> inst;
@@ -329,7 +374,12 @@ struct ViewsPanel::Impl {
         mark_shown(page, seq);
       }
     }
+    refresh_table();
     update_status();
+  }
+
+  void refresh_table() {
+    if (page == Page::kExpertLoad && load_table_box->isChecked()) fill_load_table();
   }
 
   void update_status() {
@@ -409,7 +459,11 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
   d_->expert_tokens = new QLabel("click a cell: the tokens routed to that expert");
   d_->expert_tokens->setObjectName("views_expert_tokens");
   d_->expert_tokens->setTextInteractionFlags(Qt::TextSelectableByMouse);
-  row({new QLabel("layer x expert load,"), d_->load_counts, d_->load_diff, d_->expert_tokens});
+  d_->load_table_box = new QCheckBox("table");
+  d_->load_table_box->setObjectName("views_load_table");
+  d_->load_table_box->setToolTip("a sortable layer x expert table instead of the heatmap");
+  row({new QLabel("layer x expert load,"), d_->load_counts, d_->load_diff, d_->load_table_box,
+       d_->expert_tokens});
   auto* layer_box = new QSpinBox;
   layer_box->setObjectName("views_coact_layer");
   layer_box->setRange(0, 4096);
@@ -445,6 +499,11 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
   d_->power_chart = new PowerChart;
   d_->body->addWidget(d_->latency_chart);
   d_->body->addWidget(d_->power_chart);
+  d_->load_table = new QTableWidget(0, 3);
+  d_->load_table->setObjectName("views_load_table_widget");
+  d_->load_table->verticalHeader()->hide();
+  d_->load_table->horizontalHeader()->setStretchLastSection(true);
+  d_->body->addWidget(d_->load_table);
   top->addWidget(d_->body, 1);
   d_->status = new QLabel(this);
   d_->status->setTextInteractionFlags(Qt::TextSelectableByMouse);
@@ -465,6 +524,7 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
           [this](int l) { emit attentionLayerRequested(l); });
   connect(d_->load_counts, &QCheckBox::toggled, this,
           [this](bool on) { emit expertLoadCountsRequested(on); });
+  connect(d_->load_table_box, &QCheckBox::toggled, this, [this] { d_->show_body(); });
   connect(&d_->timer, &QTimer::timeout, this, [this] { d_->refresh(); });
   d_->timer.start(1000 / std::max(1, d_->opt.fps));
   setPage(Page::kRouting);
@@ -612,7 +672,7 @@ void ViewsPanel::setPage(Page page) {
     d_->tabs->setCurrentIndex(i);
   }
   d_->controls->setCurrentIndex(i);
-  d_->body->setCurrentIndex(is_heat_page(page) ? 0 : page == Page::kLatency ? 1 : 2);
+  d_->show_body();
   d_->strip->setVisible(page == Page::kAttention);
   d_->refresh();
   if (changed) emit pageChanged(i);
