@@ -450,20 +450,20 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
   d_->routing_mode = new QComboBox;
   d_->routing_mode->addItems({"colour: top expert", "colour: number of active experts"});
   row({new QLabel("token x layer grid,"), d_->routing_mode});
-  d_->load_diff = new QCheckBox("A - B (baseline run)");
+  d_->load_diff = new QCheckBox("A - B");
+  d_->load_diff->setToolTip("this run (A) minus the baseline run B of the last comparison");
   d_->load_counts = new QCheckBox("raw counts");
   d_->load_counts->setObjectName("views_load_counts");
   d_->load_counts->setToolTip(
       "off: share of the layer's expert selections (a row sums to 1); "
       "on: tokens routed to the expert");
-  d_->expert_tokens = new QLabel("click a cell: the tokens routed to that expert");
+  d_->expert_tokens = new QLabel("click a cell: its tokens");
   d_->expert_tokens->setObjectName("views_expert_tokens");
   d_->expert_tokens->setTextInteractionFlags(Qt::TextSelectableByMouse);
   d_->load_table_box = new QCheckBox("table");
   d_->load_table_box->setObjectName("views_load_table");
   d_->load_table_box->setToolTip("a sortable layer x expert table instead of the heatmap");
-  row({new QLabel("layer x expert load,"), d_->load_counts, d_->load_diff, d_->load_table_box,
-       d_->expert_tokens});
+  row({new QLabel("load:"), d_->load_counts, d_->load_diff, d_->load_table_box, d_->expert_tokens});
   auto* layer_box = new QSpinBox;
   layer_box->setObjectName("views_coact_layer");
   layer_box->setRange(0, 4096);
