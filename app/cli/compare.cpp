@@ -45,7 +45,7 @@ std::string pct(double rel) {
 void print_ci(std::ostream& out, const char* what, const char* unit,
               const compare::BootstrapCI& ci) {
   out << "  " << what << ": A " << fmt(ci.mean_a) << ' ' << unit << ", B " << fmt(ci.mean_b) << ' '
-      << unit << ", B - A " << fmt(ci.diff, "%+.4g") << ' ' << unit << ", "
+      << unit << ", A - B " << fmt(ci.diff, "%+.4g") << ' ' << unit << ", "
       << fmt(100 * ci.level, "%.0f") << "% CI [" << fmt(ci.lo, "%+.4g") << ", "
       << fmt(ci.hi, "%+.4g") << "]" << ((ci.lo > 0 || ci.hi < 0) ? " (significant)" : "") << "  (n "
       << ci.n_a << " / " << ci.n_b << ", " << ci.resamples << " resamples, seed " << ci.seed
@@ -92,7 +92,7 @@ int run_group_compare(const CompareCliOptions& o, const compare::CompareOptions&
       << '\n';
   out << "\nmetrics (mean over the runs of each group, sd in brackets):\n";
   char line[256];
-  std::snprintf(line, sizeof line, "  %-30s %20s %20s %12s %9s\n", "", "A", "B", "B - A", "rel");
+  std::snprintf(line, sizeof line, "  %-30s %20s %20s %12s %9s\n", "", "A", "B", "A - B", "rel");
   out << line;
   for (const auto& m : c.metrics) {
     const std::string key = m.unit.empty() ? m.key : m.key + " (" + m.unit + ")";
@@ -172,7 +172,7 @@ int run_compare(const CompareCliOptions& o, Io io) {
         << (ch.b.is_null() ? "-" : printable(json_text(ch.b, -1))) << '\n';
   out << "\nmetrics:\n";
   char line[256];
-  std::snprintf(line, sizeof line, "  %-30s %12s %12s %12s %9s\n", "", "A", "B", "B - A", "rel");
+  std::snprintf(line, sizeof line, "  %-30s %12s %12s %12s %9s\n", "", "A", "B", "A - B", "rel");
   out << line;
   for (const auto& m : c.metrics) {
     const std::string key = m.unit.empty() ? m.key : m.key + " (" + m.unit + ")";
@@ -236,8 +236,10 @@ void add_compare(CLI::App& app, Io io, Action& action) {
   auto o = std::make_shared<CompareCliOptions>();
   auto* sub = app.add_subcommand(
       "compare", "Compare two stored runs (A B) or two groups of runs (--a .. --b ..)");
-  auto* pa = sub->add_option("A", o->a, "Run id (baseline)")->transform(int_range(1, kMaxId));
-  auto* pb = sub->add_option("B", o->b, "Run id (candidate)")->transform(int_range(1, kMaxId));
+  auto* pa = sub->add_option("A", o->a, "Run id (compared with the baseline B)")
+                 ->transform(int_range(1, kMaxId));
+  auto* pb = sub->add_option("B", o->b, "Run id (the baseline; deltas are A - B)")
+                 ->transform(int_range(1, kMaxId));
   auto* ga = sub->add_option("--a", o->group_a, "Group A: run ids, comma-separated")
                  ->delimiter(',')
                  ->transform(int_range(1, kMaxId))

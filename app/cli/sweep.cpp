@@ -210,10 +210,11 @@ int sweep_cmd(const SweepOptions& o, Io io) {
   const auto store = with_store_errors([&] { return open_existing_store(db); });
   compare::CompareOptions co;
   co.resamples = o.resamples;
+  // Each configuration (A) against the first one (B, the baseline): deltas are A - B.
   std::vector<session::GroupComparison> cmps;
   for (size_t i = 1; i < configs.size(); ++i)
     cmps.push_back(with_store_errors(
-        [&] { return session::compare_groups(*store, configs[0].runs, configs[i].runs, co); }));
+        [&] { return session::compare_groups(*store, configs[i].runs, configs[0].runs, co); }));
   const auto sess = store->session_by_name(o.session);
 
   if (o.json) {
@@ -292,17 +293,17 @@ int sweep_cmd(const SweepOptions& o, Io io) {
     out << "  routing " << configs[i + 1].routing << ", attention " << configs[i + 1].attention
         << ":\n";
     if (c.perplexity_mean)
-      out << "    perplexity " << fmt(c.perplexity_mean->a, "%.4f") << " -> "
-          << fmt(c.perplexity_mean->b, "%.4f") << " (" << fmt(100 * c.perplexity_mean->rel, "%+.2f")
+      out << "    perplexity " << fmt(c.perplexity_mean->b, "%.4f") << " -> "
+          << fmt(c.perplexity_mean->a, "%.4f") << " (" << fmt(100 * c.perplexity_mean->rel, "%+.2f")
           << "%)\n";
     if (c.tpot_ms)
-      out << "    TPOT " << fmt(c.tpot_ms->mean_a, "%.3f") << " -> "
-          << fmt(c.tpot_ms->mean_b, "%.3f") << " ms, diff " << fmt(c.tpot_ms->diff, "%+.3f")
+      out << "    TPOT " << fmt(c.tpot_ms->mean_b, "%.3f") << " -> "
+          << fmt(c.tpot_ms->mean_a, "%.3f") << " ms, diff " << fmt(c.tpot_ms->diff, "%+.3f")
           << " ms, " << fmt(100 * c.tpot_ms->level, "%.0f") << "% CI ["
           << fmt(c.tpot_ms->lo, "%+.3f") << ", " << fmt(c.tpot_ms->hi, "%+.3f") << "]\n";
     for (const auto& r : c.metrics)
       if ((r.key == "avg_active_experts" || r.key == "tokens_per_s") && r.a.n && r.b.n)
-        out << "    " << r.key << " " << fmt(r.a.mean) << " -> " << fmt(r.b.mean) << " ("
+        out << "    " << r.key << " " << fmt(r.b.mean) << " -> " << fmt(r.a.mean) << " ("
             << fmt(100 * r.delta.rel, "%+.1f") << "%)\n";
     if (!c.routing.empty()) {
       double js = 0;
@@ -332,9 +333,9 @@ int sweep_cmd(const SweepOptions& o, Io io) {
     for (size_t i = 0; i < configs.size(); ++i) {
       const auto& s = i == 0 ? (cmps.empty() ? session::compare_groups(*store, configs[0].runs,
                                                                        configs[0].runs, co)
-                                                   .stability_a
-                                             : cmps[0].stability_a)
-                             : cmps[i - 1].stability_b;
+                                                   .stability_b
+                                             : cmps[0].stability_b)
+                             : cmps[i - 1].stability_a;
       double cv = NAN;
       for (const auto& m : s.metrics)
         if (m.key == "tokens_per_s") cv = m.cv;

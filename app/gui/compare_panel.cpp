@@ -1,5 +1,7 @@
 #include "compare_panel.h"
 
+#include <QFileInfo>
+
 #include <QFormLayout>
 #include <QHBoxLayout>
 #include <QHeaderView>
@@ -75,8 +77,14 @@ ComparePanel::ComparePanel(QWidget* parent) : QWidget(parent) {
   a_->setObjectName("compareA");
   b_ = new QComboBox(this);
   b_->setObjectName("compareB");
-  a_->setToolTip(tr("Run A (baseline)"));
-  b_->setToolTip(tr("Run B (compared with A: deltas are B - A)"));
+  // Long run descriptions must not widen the dock (and with it the window).
+  for (QComboBox* c : {a_, b_}) {
+    c->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
+    c->setMinimumContentsLength(8);
+    c->setSizePolicy(QSizePolicy::Expanding, QSizePolicy::Fixed);
+  }
+  a_->setToolTip(tr("Run A (compared with the baseline B: deltas are A − B)"));
+  b_->setToolTip(tr("Run B (the baseline)"));
   go_ = new QPushButton(tr("Compare"), this);
   go_->setToolTip(tr("Compare A and B (Ctrl+D compares the two newest runs)"));
   pick->addWidget(new QLabel("A", this));
@@ -91,13 +99,13 @@ ComparePanel::ComparePanel(QWidget* parent) : QWidget(parent) {
   lay->addWidget(summary_);
   auto* tabs = new QTabWidget(this);
   metrics_ = makeTable(
-      tabs, {tr("Metric"), tr("Unit"), "A", "B", tr("Δ (B−A)"), tr("Δ %"), tr("95% CI of Δ")},
+      tabs, {tr("Metric"), tr("Unit"), "A", "B", tr("Δ (A−B)"), tr("Δ %"), tr("95% CI of Δ")},
       "compareMetrics");
   config_ = makeTable(tabs, {tr("Setting"), tr("Change"), "A", "B"}, "compareConfig");
-  routing_ = makeTable(
-      tabs,
-      {tr("Layer"), tr("JS divergence"), tr("Tokens A"), tr("Tokens B"), tr("Largest load change")},
-      "compareRouting");
+  routing_ = makeTable(tabs,
+                       {tr("Layer"), tr("JS divergence"), tr("Tokens A"), tr("Tokens B"),
+                        tr("Largest share change (A−B)")},
+                       "compareRouting");
   routing_->setToolTip(
       tr("Jensen-Shannon divergence (bits, 0-1) between the expert load "
          "distributions of A and B at each layer"));
@@ -139,16 +147,33 @@ void ComparePanel::refreshRuns() {
     st::Store store(db_.toStdString(), o);
     std::vector<std::pair<qint64, QString>> items;
     for (const auto& s : store.sessions())
-      for (const auto& r : store.runs(s.id))
-        items.push_back({r.id, QString("#%1 · %2 · %3 · %4 tokens")
-                                   .arg(r.id)
-                                   .arg(QString::fromStdString(s.name))
-                                   .arg(QString::fromLatin1(st::status_name(r.status)))
-                                   .arg(r.n_tokens)});
+      for (const auto& r : store.runs(s.id)) {
+        // Model and policies first: what a researcher picks runs by.
+        QString model = tr("model ?"), policies;
+        try {
+          const auto j = nlohmann::json::parse(r.config_json);
+          if (j.contains("model") && j["model"].is_object())
+            model = QFileInfo(QString::fromStdString(j["model"].value("path", std::string())))
+                        .fileName();
+          policies =
+              tr("routing %1, attention %2")
+                  .arg(QString::fromStdString(j.value("routing_policy", std::string("?"))),
+                       QString::fromStdString(j.value("attention_policy", std::string("?"))));
+        } catch (const std::exception&) {
+        }
+        items.push_back(
+            {r.id, QString("#%1 · %2 · %3 · %4 · %5 tokens · %6")
+                       .arg(r.id)
+                       .arg(model, policies, QString::fromLatin1(st::status_name(r.status)))
+                       .arg(r.n_tokens)
+                       .arg(QString::fromStdString(s.name))});
+      }
     std::sort(items.begin(), items.end(), [](auto& x, auto& y) { return x.first > y.first; });
     for (const auto& [id, label] : items) {
       a_->addItem(label, id);
       b_->addItem(label, id);
+      a_->setItemData(a_->count() - 1, label, Qt::ToolTipRole);
+      b_->setItemData(b_->count() - 1, label, Qt::ToolTipRole);
     }
   } catch (const std::exception&) {
     // No database yet: nothing to compare.
@@ -158,6 +183,17 @@ void ComparePanel::refreshRuns() {
   else if (a_->count() > 1)
     a_->setCurrentIndex(1);
   if (int i = b_->findData(kb); i >= 0) b_->setCurrentIndex(i);
+}
+
+ComparePanel::Selection ComparePanel::selection() const {
+  return {a_->currentData().toLongLong(), b_->currentData().toLongLong()};
+}
+
+bool ComparePanel::setRunA(qint64 a) {
+  const int i = a_->findData(a);
+  if (i < 0) return false;
+  a_->setCurrentIndex(i);
+  return true;
 }
 
 void ComparePanel::compareLatestTwo() {
@@ -209,16 +245,17 @@ void ComparePanel::show(const std::shared_ptr<Result>& r) {
   }
   views_ = r->views;
   const auto& c = r->c;
-  summary_->setText(tr("<b>A</b> = run #%1 (%2, %3 tokens) · <b>B</b> = run #%4 (%5, %6 tokens) · "
-                       "outputs %7% similar, first %8 tokens identical")
-                        .arg(c.a.id)
-                        .arg(st::status_name(c.a.status))
-                        .arg(c.a.n_tokens)
-                        .arg(c.b.id)
-                        .arg(st::status_name(c.b.status))
-                        .arg(c.b.n_tokens)
-                        .arg(100.0 * c.diff_summary.similarity, 0, 'f', 1)
-                        .arg(c.diff_summary.common_prefix));
+  summary_->setText(
+      tr("<b>A</b> = run #%1 (%2, %3 tokens) · <b>B</b> = run #%4 (baseline; %5, %6 tokens) · "
+         "outputs %7% similar, first %8 tokens identical")
+          .arg(c.a.id)
+          .arg(st::status_name(c.a.status))
+          .arg(c.a.n_tokens)
+          .arg(c.b.id)
+          .arg(st::status_name(c.b.status))
+          .arg(c.b.n_tokens)
+          .arg(100.0 * c.diff_summary.similarity, 0, 'f', 1)
+          .arg(c.diff_summary.common_prefix));
   // Metrics.
   metrics_->setRowCount(0);
   for (const auto& m : c.metrics) {
@@ -241,7 +278,7 @@ void ComparePanel::show(const std::shared_ptr<Result>& r) {
     if (m.key == "j_per_token" && c.j_per_token) ci = &*c.j_per_token;
     auto* cell = new QTableWidgetItem(ci ? QString("[%1, %2]").arg(num(ci->lo), num(ci->hi)) : "");
     if (ci)
-      cell->setToolTip(tr("Percentile bootstrap (%1 resamples, seed %2) of mean(B) − mean(A) over "
+      cell->setToolTip(tr("Percentile bootstrap (%1 resamples, seed %2) of mean(A) − mean(B) over "
                           "per-token values; an interval containing 0 means no clear difference")
                            .arg(ci->resamples)
                            .arg(ci->seed));

@@ -35,6 +35,13 @@ class ComparePanel : public QWidget {
   QTableWidget* routingTable() const { return routing_; }
   QTextBrowser* diffView() const { return diff_; }
   QString summaryText() const { return summary_->text(); }
+  /// The runs chosen in the pickers: A and the baseline B (0: none).
+  struct Selection {
+    qint64 a = 0, b = 0;
+  };
+  Selection selection() const;
+  /// Chooses run `a` as A (the baseline B stays); false when the picker does not list it.
+  bool setRunA(qint64 a);
   QComboBox* runA() const { return a_; }
   QComboBox* runB() const { return b_; }
   /// The expert load and prompt attention of A and B of the last comparison, read from the

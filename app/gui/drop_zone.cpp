@@ -13,7 +13,7 @@ DropZone::DropZone(QWidget* parent) : QWidget(parent) {
   hint_ = new QLabel(tr("<div style='font-size:15pt'><b>Drop a GGUF model here</b></div>"
                         "<div style='margin-top:8px'>or click to choose a file "
                         "(File \u2192 Open, Ctrl+O)</div>"
-                        "<div style='margin-top:8px;color:#555'>The file is validated "
+                        "<div style='margin-top:8px'>The file is validated "
                         "before anything is loaded: you see its model card first.</div>"),
                      this);
   hint_->setAlignment(Qt::AlignCenter);
@@ -23,12 +23,33 @@ DropZone::DropZone(QWidget* parent) : QWidget(parent) {
   error_->setAlignment(Qt::AlignCenter);
   error_->setWordWrap(true);
   error_->setTextInteractionFlags(Qt::TextSelectableByMouse);
-  error_->setStyleSheet("color:#b00020; margin:12px;");
+  applyColors();
   error_->setObjectName("dropError");
   error_->hide();
   lay->addWidget(error_);
   lay->addStretch(1);
   setMinimumSize(360, 240);
+}
+
+bool DropZone::darkPalette(const QPalette& p) {
+  return p.color(QPalette::Window).lightness() < 128;
+}
+
+QColor DropZone::errorColor(const QPalette& p) {
+  // Contrast of at least 4.5:1 on the theme's window colour (WCAG AA for text).
+  return darkPalette(p) ? QColor(255, 138, 128) : QColor(176, 0, 32);
+}
+
+void DropZone::applyColors() {
+  error_->setStyleSheet(QString("color:%1; margin:12px;").arg(errorColor(palette()).name()));
+}
+
+void DropZone::changeEvent(QEvent* e) {
+  if (e->type() == QEvent::PaletteChange || e->type() == QEvent::ApplicationPaletteChange) {
+    applyColors();
+    update();
+  }
+  QWidget::changeEvent(e);
 }
 
 void DropZone::setError(const QString& message) {
@@ -53,7 +74,10 @@ void DropZone::paintEvent(QPaintEvent*) {
   p.setRenderHint(QPainter::Antialiasing);
   QPen pen(hover_ ? palette().highlight().color() : palette().mid().color(), 2, Qt::DashLine);
   p.setPen(pen);
-  p.setBrush(hover_ ? QBrush(palette().highlight().color().lighter(190)) : QBrush(Qt::NoBrush));
+  // A translucent tint of the highlight keeps the hint text readable in light and dark themes.
+  QColor tint = palette().highlight().color();
+  tint.setAlpha(48);
+  p.setBrush(hover_ ? QBrush(tint) : QBrush(Qt::NoBrush));
   p.drawRoundedRect(rect().adjusted(12, 12, -12, -12), 12, 12);
 }
 

@@ -1,7 +1,9 @@
 // The empty state of the window: a large target that accepts a dropped .gguf file.
 #pragma once
 
+#include <QColor>
 #include <QLabel>
+#include <QPalette>
 #include <QUrl>
 #include <QWidget>
 
@@ -17,16 +19,24 @@ class DropZone : public QWidget {
   /// spaces, '#', '%25', non-ASCII). Empty when none is local.
   static QString localFileFromUrls(const QList<QUrl>& urls, int* count = nullptr);
 
+  /// The error text colour for palette `p`: dark red on light themes, light red on dark ones.
+  static QColor errorColor(const QPalette& p);
+  static bool darkPalette(const QPalette& p);
+
  signals:
   void fileDropped(const QString& path, int filesInDrop);
   void openRequested();
 
  protected:
   void paintEvent(QPaintEvent*) override;
+  void changeEvent(QEvent* e) override;
   void dragEnterEvent(QDragEnterEvent* e) override;
   void dragLeaveEvent(QDragLeaveEvent* e) override;
   void dropEvent(QDropEvent* e) override;
   void mouseReleaseEvent(QMouseEvent* e) override;
+
+ private:
+  void applyColors();
 
  private:
   QLabel* hint_;

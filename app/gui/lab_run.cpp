@@ -9,6 +9,8 @@
 #include "moelab/session/energy.h"
 #include "moelab/session/session.h"
 #include "moelab/telemetry/power.h"
+#include "moelab/tokenizer/chat.h"
+#include "moelab/tokenizer/tokenizer.h"
 
 #ifndef MOELAB_VERSION
 #define MOELAB_VERSION "dev"
@@ -80,6 +82,32 @@ bool policies_available() {
   return true;
 }
 
+std::vector<std::string> prompt_token_text(const Model& model, const std::string& prompt, bool chat,
+                                           const std::string& system) {
+  const Tokenizer* tok = model.tokenizer();
+  if (!tok) return {};
+  try {
+    std::vector<int32_t> ids;
+    if (!chat) {
+      ids = tok->encode(prompt, /*add_special=*/true, /*parse_special=*/true);
+    } else {
+      // As Generator::tokenize renders a chat prompt.
+      const ChatFamily family = detect_chat_family(tok->chat_template());
+      if (family == ChatFamily::Unknown) return {};
+      std::vector<ChatMessage> messages;
+      if (!system.empty()) messages.push_back({"system", system});
+      messages.push_back({"user", prompt});
+      ids = tok->encode(render_chat(family, messages, /*add_generation_prompt=*/true), true, true);
+    }
+    std::vector<std::string> out;
+    out.reserve(ids.size());
+    for (int32_t id : ids) out.push_back(tok->token_to_piece(id));
+    return out;
+  } catch (const std::exception&) {
+    return {};
+  }
+}
+
 RecordedRun record_generation(Generator& gen, const RunSettings& settings_in,
                               storage::AsyncWriter& writer, const std::string& session_name,
                               const ModelIdentity& model_id,
@@ -128,6 +156,27 @@ RecordedRun record_generation(Generator& gen, const RunSettings& settings_in,
   gp.sampling = settings.sampling;
   gp.ignore_eos = settings.ignore_eos;
 
+  // Per layer / op wall time of the decode steps (single-token evaluations) for the Latency
+  // view's breakdown; the op timer runs on this thread, inside the evaluations.
+  const int n_layer = static_cast<int>(model.card().n_layer);
+  std::vector<double> op_us(static_cast<size_t>(n_layer + 1) * kOpKindCount, 0.0);
+  int64_t decode_steps = 0;
+  uint32_t last_decode_pos = UINT32_MAX;
+  if (on_token)
+    gen.context().set_op_timer([&](const OpTime& t) {
+      if (t.n_tokens != 1) return;
+      const int row = t.layer >= 0 && t.layer < n_layer ? t.layer : n_layer;
+      op_us[static_cast<size_t>(row) * kOpKindCount + static_cast<size_t>(t.op)] +=
+          static_cast<double>(t.ns) / 1000.0;
+      if (t.pos0 != last_decode_pos) {
+        last_decode_pos = t.pos0;
+        ++decode_steps;
+      }
+    });
+  struct TimerOff {
+    Generator& g;
+    ~TimerOff() { g.context().set_op_timer(nullptr); }
+  } timer_off{gen};
   auto live = [&](const TokenEvent& ev) -> bool {
     if (!on_token) return true;
     LiveToken lt;
@@ -143,6 +192,12 @@ RecordedRun record_generation(Generator& gen, const RunSettings& settings_in,
     lt.logprob = ev.logprob;
     lt.latency_us = ev.latency_us;
     lt.entropy = rec.last_entropy();
+    if (ev.index == 0) {
+      lt.attention = rec.last_attention();
+      lt.prompt_text = prompt_token_text(model, settings.prompt, settings.chat, settings.system);
+    }
+    lt.op_us = op_us;
+    lt.decode_steps = decode_steps;
     for (const auto& r : rec.last_routing()) {
       if (r.layer < 0) continue;
       const size_t l = static_cast<size_t>(r.layer);

@@ -56,7 +56,21 @@ struct LiveToken {
   /// [n_layer] experts of the producing step, as stored (empty: dense layer / no MoE).
   std::vector<std::vector<uint16_t>> experts;
   std::vector<std::vector<float>> weights;  // [n_layer][k] router weights as stored
+  /// Token 0 only: the prompt's attention snapshots as stored (head mean per layer) and the
+  /// prompt's token texts (prompt_token_text); empty for later tokens.
+  std::vector<storage::AttentionSnapshot> attention;
+  std::vector<std::string> prompt_text;
+  /// Wall time of the decode steps so far per [layer][op] (µs, summed; rows 0..n_layer-1 then
+  /// one for the layer-less ops; ops in OpKind order) and how many decode steps they cover.
+  std::vector<double> op_us;
+  int64_t decode_steps = 0;
 };
+
+/// The texts of the prompt's tokens as the run evaluates them (chat template applied when
+/// `chat`), one per token; empty when the model has no tokenizer or the prompt cannot be
+/// tokenized (e.g. no known chat template).
+std::vector<std::string> prompt_token_text(const Model& model, const std::string& prompt, bool chat,
+                                           const std::string& system);
 
 struct RecordedRun {
   int64_t run_id = 0;

@@ -9,17 +9,20 @@
 #include <QElapsedTimer>
 #include <QFileDialog>
 #include <QFileInfo>
+#include <QImage>
 #include <QInputDialog>
 #include <QLineEdit>
 #include <QMenuBar>
 #include <QMessageBox>
 #include <QMimeData>
 #include <QProcess>
+#include <QScrollArea>
 #include <QSettings>
 #include <QShortcut>
 #include <QStatusBar>
 #include <QVBoxLayout>
 
+#include <nlohmann/json.hpp>
 #include "demo.h"
 #include "moefy_dialog.h"
 #include "moelab/core/backends.h"
@@ -104,7 +107,18 @@ void MainWindow::build(const Options& options) {
                         Qt::DockWidgetArea area) {
     auto* d = new QDockWidget(title, this);
     d->setObjectName(name + "Dock");
-    d->setWidget(w);
+    // Tall panels scroll inside their dock instead of raising the window's minimum height.
+    if (name == "run" || name == "model") {
+      auto* scroll = new QScrollArea(d);
+      scroll->setObjectName(name + "Scroll");
+      scroll->setWidgetResizable(true);
+      scroll->setFrameShape(QFrame::NoFrame);
+      scroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAsNeeded);
+      scroll->setWidget(w);
+      d->setWidget(scroll);
+    } else {
+      d->setWidget(w);
+    }
     addDockWidget(area, d);
     docks_[name] = d;
     return d;
@@ -118,7 +132,8 @@ void MainWindow::build(const Options& options) {
   auto* dCompare = addDock("compare", tr("Compare"), compare_, Qt::RightDockWidgetArea);
   tabifyDockWidget(dSessions, dCompare);
   dSessions->raise();
-  resizeDocks({dModel, dSessions}, {420, 420}, Qt::Horizontal);
+  // Side docks leave the views at least half of a 1280-pixel window.
+  resizeDocks({dModel, dSessions}, {380, 330}, Qt::Horizontal);
   resizeDocks({docks_["output"]}, {260}, Qt::Vertical);
 
   // Menus.
@@ -160,6 +175,13 @@ void MainWindow::build(const Options& options) {
   auto* view = menuBar()->addMenu(tr("&View"));
   for (auto* d : docks_) view->addAction(d->toggleViewAction());
   view->addSeparator();
+  auto* saveView = view->addAction(tr("Save View as &Image…"), this, [this] {
+    const QString path = QFileDialog::getSaveFileName(this, tr("Save view"),
+                                                      QDir::home().filePath("moelab-view.png"),
+                                                      tr("PNG image (*.png);;JPEG image (*.jpg)"));
+    if (!path.isEmpty()) saveViewImage(path);
+  });
+  saveView->setObjectName("saveViewAction");
   view->addAction(tr("Reset &Layout"), this, [this] {
     QSettings().remove("window/state");
     for (auto* d : docks_) d->show();
@@ -204,26 +226,22 @@ void MainWindow::build(const Options& options) {
   addField("ttft", tr("TTFT –"),
            tr("Time to first token of the last run: prompt prefill plus first "
               "sampling (ms)"));
-  {
-    const QString root = powercapRoot(options);
-    meter_ = moelab::open_power_meter(false, root.toStdString());
-  }
-  if (meter_->available())
+  power_ = new PowerMonitor(powercapRoot(options).toStdString(), this);
+  if (power_->meter().available())
     addField("power", tr("power: – W"),
              tr("Power draw during generation (W) and energy per generated token of the last "
-                "run (J/token, whole run: prefill + decode); sensor %1: %2")
-                 .arg(QString::fromStdString(meter_->name()),
-                      QString::fromStdString(meter_->resolution())));
+                "run: J/token as stored (decode energy / decode tokens, the j_per_token every "
+                "report and Compare show), else the run's joules; sensor %1: %2")
+                 .arg(QString::fromStdString(power_->meter().name()),
+                      QString::fromStdString(power_->meter().resolution())));
   else
     addField("power", tr("power: no sensor"),
              tr("No power or energy is shown: %1")
-                 .arg(QString::fromStdString(meter_->unavailable_reason())));
-  if (!meter_->available()) publishPower();  // the Power page says why from the start
-  powerTimer_.setInterval(100);
-  connect(&powerTimer_, &QTimer::timeout, this, [this] {
-    powerSample();
-    publishPower();
-  });
+                 .arg(QString::fromStdString(power_->meter().unavailable_reason())));
+  if (!power_->available()) publishPower();  // the Power page says why from the start
+  connect(power_, &PowerMonitor::sampled, this,
+          [this](double w) { status_["power"]->setText(tr("power: %1 W").arg(w, 0, 'f', 1)); });
+  connect(power_, &PowerMonitor::traceChanged, this, &MainWindow::publishPower);
   connect(run_->threadsBox(), &QSpinBox::valueChanged, this,
           [this](int n) { status_["threads"]->setText(tr("%1 threads").arg(n)); });
 
@@ -255,6 +273,8 @@ void MainWindow::build(const Options& options) {
               model_->setLoadState(tr("Loading %1…").arg(QFileInfo(path).fileName()));
             } else {
               model_->setLoadState(tr("This file cannot be run (see the card)."));
+              if (runner_->hasModel())
+                run_->setCanRun(true, {});  // the model loaded before stays usable
             }
             say(tr("Opened %1").arg(QFileInfo(path).fileName()));
           });
@@ -272,11 +292,13 @@ void MainWindow::build(const Options& options) {
         modelBackend_ = QString::fromStdString(moelab::model_backend(*m));
         updateBackendState();
         modelName_ = QFileInfo(path).fileName();
+        loaded_ = {path, modelName_, modelBackend_, card_};
         const auto& c = m->card();
         const uint64_t n_ctx = run_->settings().context_for(c.context_length);
         status_["memory"]->setText(
             tr("model %1 MiB").arg(double(c.memory_estimate(n_ctx, 4)) / 1048576.0, 0, 'f', 1));
         run_->setChatAvailable(m->tokenizer() && !m->tokenizer()->chat_template().empty());
+        run_->setModelShape(int(c.n_layer), int(c.expert_count), int(c.expert_used_count));
         run_->setCanRun(m->tokenizer() != nullptr,
                         m->tokenizer()
                             ? QString()
@@ -293,6 +315,7 @@ void MainWindow::build(const Options& options) {
     model_->setLoadProgress(-1);
     model_->setLoadState(tr("Loading cancelled."));
     say(tr("Loading %1 cancelled").arg(QFileInfo(path).fileName()));
+    restoreLoadedModel(tr("Loading %1 cancelled.").arg(QFileInfo(path).fileName()));
     emit idle();
   });
   connect(loader_, &ModelLoader::loadFailed, this, [this](const QString& path, const QString& msg) {
@@ -300,6 +323,7 @@ void MainWindow::build(const Options& options) {
     model_->setLoadProgress(-1);
     model_->setLoadState(tr("Could not load: %1").arg(msg));
     say(tr("Could not load %1: %2").arg(QFileInfo(path).fileName(), msg));
+    restoreLoadedModel(tr("Could not load %1: %2").arg(QFileInfo(path).fileName(), msg));
     emit idle();
   });
   connect(loader_, &ModelLoader::hashProgress, model_->cardView(), &ModelCardView::setHashProgress);
@@ -322,6 +346,7 @@ void MainWindow::build(const Options& options) {
     model_->dropZone()->setError(tr("Could not open %1:\n%2").arg(QFileInfo(path).fileName(), msg));
     model_->showDrop();
     say(tr("Not a usable model file: %1").arg(msg));
+    restoreLoadedModel(tr("Could not open %1: %2").arg(QFileInfo(path).fileName(), msg));
     emit idle();
   });
 
@@ -330,6 +355,11 @@ void MainWindow::build(const Options& options) {
   connect(run_, &RunPanel::stopRequested, this, &MainWindow::stopRun);
   connect(runner_, &RunController::started, this, [this](qint64 id) {
     liveRun_ = id;
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+    if (feed_) feed_->set_run_id(id);
+    viewsRun_ = id;
+    views_->setRunLabel(tr("Views: run #%1 · %2 · running (live)").arg(id).arg(modelName_));
+#endif
     emit runStarted(id);
   });
   connect(runner_, &RunController::finished, this,
@@ -337,7 +367,10 @@ void MainWindow::build(const Options& options) {
             drainFeed();
             drain_.stop();
             if (r->run_id > 0) lastRun_ = r->run_id;
-            powerFinish(int(r->result.tokens.size()));
+            power_->finish(int(r->result.tokens.size()));
+            // The run's total; the stored decode J/token replaces it once the run is stored.
+            if (const auto& pt = power_->trace(); pt.joules)
+              status_["power"]->setText(tr("power: %1 J this run").arg(*pt.joules, 0, 'g', 3));
             run_->setRunning(false);
             const quint64 dropped = runner_->feed().dropped();
             if (dropped > 0 && store_)
@@ -355,13 +388,29 @@ void MainWindow::build(const Options& options) {
                       .arg(r->result.tokens.size())
                       .arg(r->result.tokens_per_s, 0, 'f', 1)
                       .arg(session_));
+            // The Sessions list re-selects its run while refreshing: that is not the user
+            // choosing another run, so the Output pane keeps the run that just ended.
+            refreshingSessions_ = true;
             sessions_->refresh();
+            refreshingSessions_ = false;
             compare_->refreshRuns();
+            if (r->run_id > 0 && store_) {
+              // One figure under one label: the stored j_per_token (decode energy / decode
+              // tokens), as reports and Compare show it.
+              for (const auto& m : store_->metrics(r->run_id))
+                if (m.key == "j_per_token")
+                  status_["power"]->setText(tr("power: %1 J/token").arg(m.value, 0, 'g', 3));
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+              openRunInViews(r->run_id);
+              // The run just made keeps the power the meter sampled while it ran.
+              if (power_->available() && !power_->trace().watts.empty()) publishPower();
+#endif
+            }
             emit runFinished(r->run_id);
           });
   connect(runner_, &RunController::failed, this, [this](const QString& msg) {
     drain_.stop();
-    powerTimer_.stop();
+    power_->stop();
     run_->setRunning(false);
     say(tr("The run could not start: %1").arg(msg));
     emit runFinished(0);
@@ -371,11 +420,59 @@ void MainWindow::build(const Options& options) {
 
   // Sessions and compare.
   connect(sessions_, &SessionsPanel::runSelected, this, [this](qint64 id) {
-    if (runner_->running() || !store_) return;
-    output_->showStoredRun(*store_, id, 0);
+    if (runner_->running() || !store_ || refreshingSessions_) return;
+    int experts = 0;
+    try {
+      const auto r = store_->run(id);
+      if (r) {
+        const auto j = nlohmann::json::parse(r->config_json);
+        if (j.contains("model") && j["model"].is_object())
+          experts = j["model"].value("expert_count", 0);
+      }
+    } catch (const std::exception&) {
+    }
+    output_->showStoredRun(*store_, id, experts);
     docks_["output"]->raise();
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+    openRunInViews(id);
+#endif
   });
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+  // The pickers ask for another slice of the run on screen.
+  connect(views_, &moelab::views::ViewsPanel::coActivationLayerRequested, this,
+          [this](int) { publishFeed(); });
+  connect(views_, &moelab::views::ViewsPanel::attentionLayerRequested, this, [this](int layer) {
+    if (!feed_) return;
+    if (auto a = feed_->attention(layer))
+      views_->publish(std::move(*a));
+    else
+      say(tr("Attention: run #%1 has no stored attention for layer %2").arg(viewsRun_).arg(layer));
+  });
+  // Expert load: a click lists the tokens routed to that layer's expert.
+  connect(views_, &moelab::views::ViewsPanel::cellActivated, this,
+          [this](int page, int layer, int expert) {
+            if (page != int(moelab::views::ViewsPanel::Page::kExpertLoad) || !feed_) return;
+            const auto pos = feed_->tokens_of_expert(layer, expert);
+            QStringList shown;
+            for (size_t i = 0; i < pos.size() && i < 40; ++i)
+              shown << QString("#%1 '%2'")
+                           .arg(pos[i])
+                           .arg(QString::fromStdString(feed_->token_text()[size_t(pos[i])])
+                                    .simplified());
+            views_->setExpertTokens(
+                tr("run #%1, layer %2, expert %3: %n token(s)%4", "", int(pos.size()))
+                    .arg(viewsRun_)
+                    .arg(layer)
+                    .arg(expert)
+                    .arg(shown.isEmpty() ? QString()
+                                         : ": " + shown.join(", ") +
+                                               (pos.size() > 40 ? QString(", …") : QString())));
+          });
+  connect(views_, &moelab::views::ViewsPanel::expertLoadCountsRequested, this,
+          [this](bool) { publishFeed(); });
+#endif
   connect(sessions_, &SessionsPanel::sessionChosen, this, &MainWindow::setCurrentSession);
+  connect(sessions_, &SessionsPanel::runActionRequested, this, &MainWindow::runAction);
   connect(sessions_, &SessionsPanel::sessionRenamed, this,
           [this](const QString& o, const QString& n) {
             if (o == session_) setCurrentSession(n);
@@ -463,17 +560,40 @@ void MainWindow::openModel(const QString& path) {
     runner_->wait();
   }
   current_ = path;
-  modelName_.clear();
-  run_->setCanRun(false, tr("Loading the model…"));
-  runner_->setModel(nullptr, {});
+  // The model loaded so far stays in the runner (and named in the title) until the new one is
+  // ready: a file that fails to load leaves it usable (restoreLoadedModel).
+  run_->setCanRun(false, runner_->hasModel() ? tr("Loading %1… (%2 stays loaded if it fails)")
+                                                   .arg(QFileInfo(path).fileName(), loaded_.name)
+                                             : tr("Loading the model…"));
   // The weights go where the Run panel's backend choice needs them: the GPU for CUDA (and for
   // Auto with a usable GPU), else the CPU. A model on the GPU also runs CPU contexts.
   loadBackend_ =
       QString::fromStdString(moelab::lab::load_backend_for(run_->backend().toStdString()));
-  modelBackend_.clear();
   updateBackendState();
   say(tr("Opening %1…").arg(QFileInfo(path).fileName()));
   loader_->load(path, loadBackend_);
+}
+
+void MainWindow::restoreLoadedModel(const QString& why) {
+  if (!runner_->hasModel() || loaded_.path.isEmpty()) return;  // nothing was loaded before
+  current_ = loaded_.path;
+  modelName_ = loaded_.name;
+  modelBackend_ = loaded_.backend;
+  loadBackend_ = loaded_.backend;
+  card_ = loaded_.card;
+  if (card_) {
+    model_->showCard(loaded_.path, card_);
+    run_->setModelShape(int(card_->n_layer), int(card_->expert_count),
+                        int(card_->expert_used_count));
+  }
+  const auto m = runner_->model();
+  run_->setCanRun(
+      m->tokenizer() != nullptr,
+      m->tokenizer() ? QString() : tr("This model has no tokenizer: text prompts cannot be run."));
+  model_->setLoadState(tr("%1 %2 is still loaded and runs.").arg(why, modelName_));
+  updateBackendState();
+  updateTitle();
+  say(tr("%1 — %2 is still loaded").arg(why, modelName_));
 }
 
 QString MainWindow::updateBackendState() {
@@ -580,15 +700,24 @@ void MainWindow::startRun() {
     say(tr("Load a model first (drop a .gguf file on the window)"));
     return;
   }
+  if (const QString p = run_->policyProblem(); !p.isEmpty()) {
+    say(p);
+    return;
+  }
   const auto s = run_->settings();
   if (s.prompt.empty()) {
     say(tr("Write a prompt first"));
     return;
   }
   const int nLayer = card_ ? int(card_->n_layer) : 0;
-  live_ = {};
+  liveTokens_ = 0;
 #ifdef MOELAB_HAVE_VIEWS_PANEL
+  feed_.emplace(0, nLayer, card_ ? int(card_->expert_count) : 0);
+  viewsRun_ = 0;
   views_->clear();
+  views_->setDiffMode(false);
+  views_->setLayerRange(nLayer);
+  views_->setRunLabel(tr("Views: the new run (starting) · %1").arg(modelName_));
   // A dense model has no routing to show: open on the latency page.
   if (!card_ || card_->expert_count == 0)
     views_->setPage(moelab::views::ViewsPanel::Page::kLatency);
@@ -599,7 +728,8 @@ void MainWindow::startRun() {
                     nLayer);
   docks_["output"]->raise();
   if (!runner_->start(s, session_)) return;
-  powerStart();
+  power_->start();
+  if (power_->available()) status_["power"]->setText(tr("power: – W"));
   run_->setRunning(true);
   status_["tps"]->setText(tr("– tok/s"));
   status_["ttft"]->setText(tr("TTFT –"));
@@ -608,76 +738,20 @@ void MainWindow::startRun() {
 }
 
 // ---------------------------------------------------------------- power
-// Watts come from the meter's power reading when it has one (NVML), else from differences of its
-// energy counter between samples (RAPL). Without a sensor nothing is sampled and every view
-// shows the meter's reason instead of a number.
-
-void MainWindow::powerStart() {
-  power_ = {};
-  powerE0_.reset();
-  powerLastE_.reset();
-  powerIntegral_ = 0;
-  powerTimer_.stop();
-  if (meter_->available()) {
-    powerClock_.start();
-    powerLastT_ = 0;
-    powerE0_ = powerLastE_ = meter_->energy_j();
-    powerTimer_.start();
-    status_["power"]->setText(tr("power: – W"));
-  }
-  publishPower();
-}
-
-void MainWindow::powerSample() {
-  if (!meter_->available() || !powerClock_.isValid()) return;
-  const double t = powerClock_.nsecsElapsed() * 1e-9;
-  const double dt = t - powerLastT_;
-  std::optional<double> w = meter_->power_w();
-  if (w) {
-    if (!power_.watts.empty()) powerIntegral_ += 0.5 * (power_.watts.back() + *w) * dt;
-  } else if (const auto e = meter_->energy_j(); e && powerLastE_ && dt > 0) {
-    w = (*e - *powerLastE_) / dt;
-    powerLastE_ = e;
-  } else if (e) {
-    powerLastE_ = e;
-  }
-  powerLastT_ = t;
-  if (!w) return;
-  power_.t_s.push_back(t);
-  power_.watts.push_back(*w);
-  power_.n_tokens = int(live_.text.size());
-  status_["power"]->setText(tr("power: %1 W").arg(*w, 0, 'f', 1));
-}
-
-void MainWindow::powerFinish(int nTokens) {
-  if (!meter_->available()) {
-    publishPower();
-    return;
-  }
-  powerSample();
-  powerTimer_.stop();
-  power_.n_tokens = nTokens;
-  const auto e = meter_->energy_j();
-  if (e && powerE0_)
-    power_.joules = *e - *powerE0_;
-  else if (power_.watts.size() >= 2)
-    power_.joules = powerIntegral_;
-  if (power_.joules && nTokens > 0) power_.joules_per_token = *power_.joules / nTokens;
-  if (power_.joules_per_token)
-    status_["power"]->setText(tr("power: %1 J/token").arg(*power_.joules_per_token, 0, 'g', 3));
-  publishPower();
-}
+// PowerMonitor samples the meter; the Power page shows its trace, or the meter's reason when
+// there is no sensor.
 
 void MainWindow::publishPower() {
 #ifdef MOELAB_HAVE_VIEWS_PANEL
   moelab::views::PowerSeries ps;
-  if (meter_->available()) {
-    ps.t_s = power_.t_s;
-    ps.watts = power_.watts;
-    ps.sensor = meter_->name();
-    ps.n_tokens = power_.n_tokens;
+  if (power_->meter().available()) {
+    ps.t_s = power_->trace().t_s;
+    ps.watts = power_->trace().watts;
+    ps.sensor = power_->meter().name();
+    ps.n_tokens = power_->trace().n_tokens;
   } else {
-    ps.sensor = meter_->unavailable_reason();  // the page shows "no sensor on this machine: ..."
+    ps.sensor =
+        power_->meter().unavailable_reason();  // the page shows "no sensor on this machine: ..."
   }
   views_->publish(std::move(ps));
 #endif
@@ -710,8 +784,7 @@ QStringList MainWindow::exportReport(const QString& what, const QString& path) {
     sel = rp::Selection::whole_session(session_.toStdString());
     label = tr("session \"%1\"").arg(session_);
   } else if (what == "compare") {
-    const qint64 a = compare_->runA()->currentData().toLongLong();
-    const qint64 b = compare_->runB()->currentData().toLongLong();
+    const auto [a, b] = compare_->selection();
     if (a <= 0 || b <= 0) {
       say(tr("Export report: choose runs A and B in the Compare panel first"));
       return {};
@@ -770,6 +843,60 @@ void MainWindow::exportReportDialog() {
   exportReport(what, path);
 }
 
+void MainWindow::runAction(qint64 runId, const QString& action) {
+  if (!store_ || !store_->run(runId)) {
+    say(tr("Run #%1 is not in the database").arg(runId));
+    return;
+  }
+  if (action == "open") {
+    sessions_->selectRun(runId);
+  } else if (action == "compare") {
+    compare_->refreshRuns();
+    compare_->setRunA(runId);
+    docks_["compare"]->show();
+    docks_["compare"]->raise();
+    say(tr("Run #%1 is A: choose the baseline B and press Compare").arg(runId));
+  } else if (action == "report") {
+    sessions_->selectRun(runId);
+    exportReportDialog();
+  } else if (action == "rerun") {
+    if (runner_->running()) {
+      say(tr("Re-run: wait until the current run has finished"));
+      return;
+    }
+    const auto r = store_->run(runId);
+    const QString skipped = run_->applyConfig(QString::fromStdString(r->prompt), r->config_json);
+    docks_["run"]->raise();
+    if (!skipped.isEmpty()) say(tr("Re-run of #%1: not taken over: %2").arg(runId).arg(skipped));
+    if (!runner_->hasModel()) {
+      say(tr("Re-run of #%1: its configuration is in the Run panel; load its model first")
+              .arg(runId));
+      return;
+    }
+    startRun();
+  }
+}
+
+bool MainWindow::saveViewImage(const QString& path) {
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+  const QImage img = views_->grabPage();
+  if (img.isNull()) {
+    say(tr("Save view: nothing on screen"));
+    return false;
+  }
+  if (!img.save(path)) {
+    say(tr("Save view: cannot write %1").arg(path));
+    return false;
+  }
+  say(tr("View saved to %1").arg(path));
+  return true;
+#else
+  Q_UNUSED(path);
+  say(tr("Save view: this build has no views"));
+  return false;
+#endif
+}
+
 void MainWindow::compareLatest() {
   docks_["compare"]->show();
   docks_["compare"]->raise();
@@ -777,48 +904,120 @@ void MainWindow::compareLatest() {
 }
 
 void MainWindow::publishViews(const std::vector<moelab::lab::LiveToken>& items) {
-  // Accumulate the run's routing and latency; the views panel takes snapshots by value and
-  // shows the newest one at its own frame rate.
+  // The live run's records go into the same accumulation a stored run is read into
+  // (RunViewData), so the views show the same values live and after a restart.
+  for (const auto& t : items)
+    if (t.index >= 0) ++liveTokens_;
+  power_->setTokens(liveTokens_);
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+  if (!feed_) return;
+  bool any = false;
   for (const auto& t : items) {
     if (t.index < 0) continue;
-    live_.latency_ms.push_back(double(t.latency_us) / 1000.0);
-    live_.text.push_back(t.piece);
-    if (live_.top.size() < t.experts.size()) {
-      live_.top.resize(t.experts.size(), std::vector<int32_t>(live_.text.size() - 1, -1));
-      live_.active.resize(t.experts.size(), std::vector<int32_t>(live_.text.size() - 1, 0));
+    any = true;
+    feed_->add_token(t.index, t.piece, t.latency_us);
+    for (size_t l = 0; l < t.experts.size(); ++l) {
+      if (t.experts[l].empty()) continue;
+      moelab::storage::RoutingRecord r;
+      r.position = t.index;
+      r.layer = int32_t(l);
+      r.experts = t.experts[l];
+      r.weights = l < t.weights.size() ? t.weights[l] : std::vector<float>{};
+      feed_->add_routing(r);
     }
-    for (size_t l = 0; l < live_.top.size(); ++l) {
-      const bool has = l < t.experts.size() && !t.experts[l].empty();
-      live_.top[l].push_back(has ? int32_t(t.experts[l][0]) : -1);
-      live_.active[l].push_back(has ? int32_t(t.experts[l].size()) : 0);
+    if (!t.attention.empty()) {
+      feed_->set_attention(t.attention, t.prompt_text);
+      // Open on the deepest layer with a snapshot (the one Compare shows too).
+      const auto layers = feed_->attention_layers();
+      if (!layers.empty()) views_->setAttentionLayer(layers.back());
     }
+    if (!t.op_us.empty()) feed_->set_op_breakdown({feed_->n_layer(), t.decode_steps, t.op_us});
   }
-#ifdef MOELAB_HAVE_VIEWS_PANEL
-  const int n = int(live_.text.size());
-  if (!live_.top.empty() && card_ && card_->expert_count > 0) {
-    moelab::views::RoutingGrid g;
-    g.n_layer = int(live_.top.size());
-    g.n_tokens = n;
-    g.expert_count = int(card_->expert_count);
-    g.top_expert.reserve(size_t(g.n_layer) * size_t(n));
-    g.active_count.reserve(size_t(g.n_layer) * size_t(n));
-    for (int l = 0; l < g.n_layer; ++l) {
-      g.top_expert.insert(g.top_expert.end(), live_.top[size_t(l)].begin(),
-                          live_.top[size_t(l)].end());
-      g.active_count.insert(g.active_count.end(), live_.active[size_t(l)].begin(),
-                            live_.active[size_t(l)].end());
-    }
-    g.token_text = live_.text;
-    views_->publish(std::move(g));
-  }
-  if (n > 0) {
-    moelab::views::LatencySeries ls;
-    ls.ms = live_.latency_ms;
-    ls.ttft_ms = live_.latency_ms.front();
-    views_->publish(std::move(ls));
-  }
+  if (any) publishFeed();
 #endif
 }
+
+void MainWindow::publishFeed() {
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+  if (!feed_) return;
+  const auto& f = *feed_;
+  if (f.expert_count() > 0 && f.n_layer() > 0) {
+    views_->publish(f.routing_grid());
+    views_->publish(f.expert_load(views_->expertLoadCounts()));
+    const int cl = std::clamp(views_->coActivationLayer(), 0, f.n_layer() - 1);
+    views_->publish(f.co_activation(cl));
+  }
+  if (auto a = f.attention(views_->attentionLayer())) views_->publish(std::move(*a));
+  if (f.n_tokens() > 0) views_->publish(f.latency());
+#endif
+}
+
+QString MainWindow::runLabel(qint64 runId) const {
+  if (!store_) return tr("run #%1").arg(runId);
+  const auto r = store_->run(runId);
+  if (!r) return tr("run #%1").arg(runId);
+  QString model;
+  try {
+    const auto j = nlohmann::json::parse(r->config_json);
+    if (j.contains("model") && j["model"].is_object())
+      model = QFileInfo(QString::fromStdString(j["model"].value("path", std::string()))).fileName();
+    QString policy = QString::fromStdString(j.value("routing_policy", std::string()));
+    if (!policy.isEmpty() && policy != "default") model += tr(" · routing %1").arg(policy);
+  } catch (const std::exception&) {
+  }
+  QString session;
+  if (const auto s = store_->session(r->session_id)) session = QString::fromStdString(s->name);
+  return tr("Views: run #%1 · %2 · %3 · %n token(s) · %4", "", int(r->n_tokens))
+      .arg(runId)
+      .arg(model.isEmpty() ? tr("model unknown") : model)
+      .arg(QString::fromLatin1(st::status_name(r->status)))
+      .arg(session);
+}
+
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+bool MainWindow::openRunInViews(qint64 runId) {
+  if (runner_->running() || !store_ || runId <= 0) return false;
+  const auto r = store_->run(runId);
+  if (!r) return false;
+  // The prompt's token texts for the attention axes, when the loaded model is the run's model.
+  std::vector<std::string> promptText;
+  try {
+    const auto j = nlohmann::json::parse(r->config_json);
+    const auto m = runner_->model();
+    if (m && j.contains("model") && j["model"].is_object() &&
+        j["model"].value("path", std::string()) == current_.toStdString())
+      promptText = moelab::lab::prompt_token_text(*m, r->prompt, j.value("chat", false),
+                                                  j.value("system", std::string()));
+  } catch (const std::exception&) {
+  }
+  std::optional<moelab::lab::RunViewData::OpBreakdown> ops;
+  if (feed_ && feed_->run_id() == runId && feed_->op_breakdown().decode_steps > 0)
+    ops = feed_->op_breakdown();  // the live run's breakdown (not stored)
+  try {
+    feed_ = moelab::lab::RunViewData::from_store(*store_, runId, std::move(promptText));
+  } catch (const std::exception& e) {
+    say(tr("Cannot show run #%1: %2").arg(runId).arg(QString::fromStdString(e.what())));
+    return false;
+  }
+  if (ops) feed_->set_op_breakdown(*ops);
+  viewsRun_ = runId;
+  views_->clear();
+  views_->setDiffMode(false);
+  views_->setLayerRange(feed_->n_layer());
+  const auto layers = feed_->attention_layers();
+  if (!layers.empty() && !feed_->attention(views_->attentionLayer()))
+    views_->setAttentionLayer(layers.back());
+  publishFeed();
+  // Without a sensor the page says why, as it does while a run streams.
+  views_->publish(feed_->power(power_->meter().available()
+                                   ? tr("this run has no energy measurements").toStdString()
+                                   : power_->meter().unavailable_reason()));
+  views_->setRunLabel(runLabel(runId));
+  if (feed_->expert_count() == 0 && views_->page() != moelab::views::ViewsPanel::Page::kPower)
+    views_->setPage(moelab::views::ViewsPanel::Page::kLatency);
+  return true;
+}
+#endif
 
 void MainWindow::publishCompareViews() {
 #ifdef MOELAB_HAVE_VIEWS_PANEL
@@ -826,6 +1025,8 @@ void MainWindow::publishCompareViews() {
   comparedViews_ = v;
   if (!v || runner_->running()) return;  // a live run owns the views until it ends
   using Page = moelab::views::ViewsPanel::Page;
+  // Every page shows run A (from the store); the baseline pages add B.
+  openRunInViews(v->a);
   const bool load = v->load_a.n_layer > 0 && v->load_a.expert_count > 0;
   const bool attention = v->attention_a && v->attention_b;
   if (load) {
@@ -837,6 +1038,11 @@ void MainWindow::publishCompareViews() {
     views_->publishBaseline(*v->attention_b);
   }
   if (!load && !attention) return;
+  if (attention) views_->setAttentionLayer(v->attention_a->layer);
+  views_->setRunLabel(tr("Views: run #%1 (A) − run #%2 (B = baseline) · %3")
+                          .arg(v->a)
+                          .arg(v->b)
+                          .arg(runLabel(v->a).section(" · ", 1)));
   views_->setDiffMode(true);
   views_->setPage(load ? Page::kExpertLoad : Page::kAttention);
   say(tr("Views: %1 of run #%2 − run #%3 (the \"A − B\" box switches back to A alone)")

@@ -16,10 +16,14 @@
 #include <vector>
 
 #include "compare_panel.h"
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+#include "run_feed.h"
+#endif
 #include "model_loader.h"
 #include "model_panel.h"
 #include "moelab/telemetry/power.h"
 #include "output_view.h"
+#include "power_monitor.h"
 #include "run_controller.h"
 #include "run_panel.h"
 #include "sessions_panel.h"
@@ -82,20 +86,32 @@ class MainWindow : public QMainWindow {
   QString lastMessage() const { return lastMessage_; }
   QLabel* statusField(const QString& name) const;
   /// The power meter (engine/telemetry) behind the status bar's power field and the Power page.
-  const moelab::PowerMeter& powerMeter() const { return *meter_; }
-  /// Power samples of the current / last run: seconds since its start and watts (empty without
-  /// a sensor), the tokens generated, and its energy (J) and J/token once it finished (nullopt
-  /// without a sensor or while running).
-  struct PowerTrace {
-    std::vector<double> t_s, watts;
-    int n_tokens = 0;
-    std::optional<double> joules, joules_per_token;
-  };
-  const PowerTrace& powerTrace() const { return power_; }
+  const moelab::PowerMeter& powerMeter() const { return power_->meter(); }
+  /// Power samples of the current / last run (PowerMonitor::Trace).
+  using PowerTrace = PowerMonitor::Trace;
+  const PowerTrace& powerTrace() const { return power_->trace(); }
+  PowerMonitor* powerMonitor() const { return power_; }
   /// What the last comparison put into the views panel, read from the store: A's expert load
   /// and prompt attention via publish(), B's via publishBaseline(), so the Expert load and
   /// Attention pages' "A − B" mode shows A minus B. Null before the first comparison.
   std::shared_ptr<const moelab::lab::CompareViews> comparedViews() const { return comparedViews_; }
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+  /// Shows stored run `runId` in every view (routing, expert load, co-activation, prompt
+  /// attention, latency, power) as the store holds it, with its label above the tabs. False
+  /// (and the views unchanged) during a run or for an unknown run.
+  bool openRunInViews(qint64 runId);
+  /// The run the views show (0: none; the live run's id while it runs).
+  qint64 viewsRun() const {
+    return viewsRun_;
+  }
+  /// The data behind the views (the live run's, or the opened stored run's).
+  const moelab::lab::RunViewData* viewData() const {
+    return feed_ ? &*feed_ : nullptr;
+  }
+  moelab::views::ViewsPanel* viewsPanel() const {
+    return views_;
+  }
+#endif
 
   /// Asks the user a yes/no question (tests replace it). Default: QMessageBox.
   std::function<bool(const QString& title, const QString& text)> confirm;
@@ -110,6 +126,13 @@ class MainWindow : public QMainWindow {
   /// File -> Convert to Mixture-of-Experts…: the moefy dialog (MoefyDialog) on the current
   /// model; a finished conversion is opened.
   void moefyDialog();
+  /// A run's right-click action from Sessions: "open" (Output and every view), "compare" (run
+  /// A of the Compare panel; the user picks the baseline B), "report" (export its report),
+  /// "rerun" (the Run panel takes its prompt and configuration and runs it).
+  void runAction(qint64 runId, const QString& action);
+  /// Saves the visible view as on screen (PNG; the format follows the suffix). False with the
+  /// reason in lastMessage() when there is nothing to save or the file cannot be written.
+  bool saveViewImage(const QString& path);
 
  public:
   /// Writes a report without asking (what the dialog does after its questions): `what` is
@@ -117,7 +140,9 @@ class MainWindow : public QMainWindow {
   /// session) or "compare" (the Compare panel's A and B). Returns the written files (document
   /// first); empty on failure or cancel, with the reason in lastMessage().
   QStringList exportReport(const QString& what, const QString& path);
-  qint64 lastRunId() const { return lastRun_; }
+  qint64 lastRunId() const {
+    return lastRun_;
+  }
 
  signals:
   /// The window is idle after a load: card shown and hash done/cancelled, or loading failed.
@@ -145,11 +170,13 @@ class MainWindow : public QMainWindow {
   void updateRecentMenu();
   void openStore();
   void saveLayout();
-  void powerStart();
-  void powerSample();
-  void powerFinish(int nTokens);
   void publishPower();
   void publishCompareViews();
+  /// Publishes feed_ to every view page (the pickers' layer and unit).
+  void publishFeed();
+  QString runLabel(qint64 runId) const;
+  /// Restores the model that was loaded before a load that failed or was cancelled.
+  void restoreLoadedModel(const QString& why);
   /// The Run panel's "running on: ..." line and the status bar's backend field, from the choice
   /// and the loaded model; returns that line ("CPU (reference) — CUDA unavailable: ...").
   QString updateBackendState();
@@ -175,6 +202,16 @@ class MainWindow : public QMainWindow {
   QString modelName_;
   QString cardJson_;
   std::shared_ptr<const moelab::ModelCard> card_;
+  // The model the runner holds while another file loads: restored when that load fails.
+  struct Loaded {
+    QString path, name, backend;
+    std::shared_ptr<const moelab::ModelCard> card;
+  } loaded_;
+  bool refreshingSessions_ = false;  // Sessions refreshes re-select: not a user's choice
+  qint64 viewsRun_ = 0;
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+  std::optional<moelab::lab::RunViewData> feed_;
+#endif
   QTimer drain_;
   QMenu* recentMenu_ = nullptr;
   QString lastMessage_;
@@ -182,18 +219,8 @@ class MainWindow : public QMainWindow {
   QMap<QString, QDockWidget*> docks_;
   qint64 liveRun_ = 0;
   qint64 lastRun_ = 0;  // last finished run
-  struct LiveRun {
-    std::vector<std::vector<int32_t>> top, active;  // [layer][token]
-    std::vector<std::string> text;
-    std::vector<double> latency_ms;
-  } live_;
+  int liveTokens_ = 0;  // tokens of the live run shown so far
   bool restoreLayout_ = true;
-  std::unique_ptr<moelab::PowerMeter> meter_;
+  PowerMonitor* power_ = nullptr;
   std::shared_ptr<const moelab::lab::CompareViews> comparedViews_;
-  QTimer powerTimer_;
-  QElapsedTimer powerClock_;
-  PowerTrace power_;
-  std::optional<double> powerE0_, powerLastE_;  // counter at the run start / last sample (J)
-  double powerLastT_ = 0;
-  double powerIntegral_ = 0;  // power-only meters: trapezoid integral over the samples (J)
 };

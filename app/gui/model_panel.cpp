@@ -91,7 +91,8 @@ void ModelPanel::showCard(const QString& path, std::shared_ptr<const moelab::Mod
   if (avail > 0) {
     t += tr(" · available RAM %1 MiB").arg(avail, 0, 'f', 0);
     if (need > avail)
-      t = "<span style='color:#b00020'><b>" + t + tr("</b> — this model may not fit</span>");
+      t = QString("<span style='color:%1'><b>").arg(DropZone::errorColor(palette()).name()) + t +
+          tr("</b> — this model may not fit</span>");
   }
   memory_->setText(t);
   card_->setCard(path, std::move(card));

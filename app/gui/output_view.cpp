@@ -1,5 +1,7 @@
 #include "output_view.h"
 
+#include "moelab/tokenizer/tokenizer.h"
+
 #include <QApplication>
 #include <QHBoxLayout>
 #include <QHelpEvent>
@@ -233,6 +235,13 @@ void OutputView::appendOne(int i) {
   flow_->append(i, QString::fromStdString(tokens_[size_t(i)].piece), tokenColor(i));
 }
 
+void OutputView::changeEvent(QEvent* e) {
+  if ((e->type() == QEvent::PaletteChange || e->type() == QEvent::ApplicationPaletteChange) &&
+      flow_ && legend_)
+    rebuild();
+  QWidget::changeEvent(e);
+}
+
 void OutputView::rebuild() {
   flow_->clear();
   if (!prompt_.isEmpty()) flow_->append(-1, prompt_, {});
@@ -325,12 +334,16 @@ void OutputView::showStoredRun(const moelab::storage::Store& store, qint64 runId
   if (expertCount <= 0) expertCount = routing.empty() ? 0 : maxExpert + 1;
   std::vector<moelab::lab::LiveToken> live;
   std::string joined;
+  // The stored pieces are each token's raw bytes; the stream showed (and the run stored as its
+  // output) complete UTF-8 text: a character split across tokens appears with the token that
+  // completes it, bytes that can never be valid as U+FFFD - as the generation's StreamDecoder.
+  std::string pending;
   for (const auto& t : toks) {
     moelab::lab::LiveToken lt;
     lt.run_id = runId;
     lt.index = int32_t(t.position);
     lt.id = t.id;
-    lt.piece = t.piece;
+    lt.piece = moelab::utf8_take_complete(pending + t.piece, true, &pending);
     lt.logprob = t.logprob;
     lt.entropy = t.entropy;
     lt.latency_us = t.latency_us;
@@ -342,7 +355,7 @@ void OutputView::showStoredRun(const moelab::storage::Store& store, qint64 runId
       lt.experts[size_t(l)] = it->second->experts;
       lt.weights[size_t(l)] = it->second->weights;
     }
-    joined += t.piece;
+    joined += lt.piece;
     live.push_back(std::move(lt));
   }
   // Text released only at the end (held back for stop strings) is in the output, not in pieces.
@@ -351,6 +364,16 @@ void OutputView::showStoredRun(const moelab::storage::Store& store, qint64 runId
     tail.index = -1;
     tail.piece = run->output.substr(joined.size());
     live.push_back(tail);
+  }
+  // Text held back for a stop string and never released: the output ends before it.
+  if (joined.size() > run->output.size() &&
+      joined.compare(0, run->output.size(), run->output) == 0) {
+    size_t keep = run->output.size(), at = 0;
+    for (auto& lt : live) {
+      const size_t n = std::min(lt.piece.size(), keep - std::min(keep, at));
+      at += lt.piece.size();
+      lt.piece.resize(n);
+    }
   }
   startRun(runId, QString::fromStdString(run->prompt), expertCount, nLayer);
   appendTokens(live);

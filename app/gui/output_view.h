@@ -86,14 +86,16 @@ class OutputView : public QWidget {
 
  protected:
   bool eventFilter(QObject* o, QEvent* e) override;
+  /// A theme switch re-tints the tokens for the new background (readable text in both themes).
+  void changeEvent(QEvent* e) override;
 
  private:
   void rebuild();
   void appendOne(int i);
   QScrollArea* scroll_;
-  TokenFlow* flow_;
+  TokenFlow* flow_ = nullptr;
   QSpinBox* layerBox_;
-  QLabel* legend_;
+  QLabel* legend_ = nullptr;
   QLabel* note_;
   std::vector<moelab::lab::LiveToken> tokens_;
   qint64 runId_ = 0;

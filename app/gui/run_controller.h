@@ -32,6 +32,8 @@ class RunController : public QObject {
   /// The RAPL powercap sysfs root runs measure their energy under (stored as run metrics).
   void setPowercapRoot(const QString& root) { powercap_ = root.toStdString(); }
   bool hasModel() const { return model_ != nullptr; }
+  /// The model runs use (null: none).
+  std::shared_ptr<const moelab::Model> model() const { return model_; }
 
   /// Starts a run in `session`; false (and nothing happens) when one is running or no model.
   bool start(const moelab::lab::RunSettings& settings, const QString& session);

@@ -5,6 +5,11 @@
 #include <QThread>
 #include <QVBoxLayout>
 
+#include <nlohmann/json.hpp>
+
+#include "drop_zone.h"
+#include "moelab/policies/policies.h"
+
 RunPanel::RunPanel(QWidget* parent) : QWidget(parent) {
   auto* lay = new QVBoxLayout(this);
   lay->setContentsMargins(6, 6, 6, 6);
@@ -113,9 +118,16 @@ RunPanel::RunPanel(QWidget* parent) : QWidget(parent) {
   attention_->setToolTip(
       tr("Attention policy (spec): which keys each query sees - full, "
          "window:W, local-global:W,S,G, evict:S,W (tokens)"));
+  policyProblem_ = new QLabel(this);
+  policyProblem_->setObjectName("policyProblem");
+  policyProblem_->setWordWrap(true);
+  policyProblem_->hide();
   if (moelab::lab::policies_available()) {
     form->addRow(tr("Routing"), routing_);
     form->addRow(tr("Attention"), attention_);
+    form->addRow(policyProblem_);
+    connect(routing_, &QComboBox::currentTextChanged, this, [this] { checkPolicies(); });
+    connect(attention_, &QComboBox::currentTextChanged, this, [this] { checkPolicies(); });
   } else {
     routing_->hide();
     attention_->hide();
@@ -263,4 +275,85 @@ void RunPanel::setBackendState(const QString& line, bool loaded) {
   backendState_->setText((loaded ? tr("running on: %1") : tr("will run on: %1")).arg(line));
   backendState_->setToolTip(loaded ? tr("The backend the loaded model's runs compute on")
                                    : tr("The backend runs will compute on once a model is loaded"));
+}
+
+void RunPanel::setModelShape(int nLayer, int expertCount, int expertUsedCount) {
+  nLayer_ = nLayer;
+  expertCount_ = expertCount;
+  expertUsed_ = expertUsedCount;
+  checkPolicies();
+}
+
+QString RunPanel::policyProblem() const {
+  return policyProblem_->isHidden() ? QString() : policyProblem_->text();
+}
+
+void RunPanel::checkPolicies() {
+  QString problem;
+  const std::string r = routing_->currentText().trimmed().toStdString();
+  const std::string a = attention_->currentText().trimmed().toStdString();
+  try {
+    const auto policy = moelab::RoutingPolicy::parse(r.empty() ? "default" : r);
+    // The router checks k, expert ids and layers against the model, as a run would.
+    if (expertCount_ > 0)
+      const moelab::policies::Router check(policy, nLayer_, expertCount_, expertUsed_, false);
+  } catch (const std::exception& e) {
+    problem = tr("Routing policy \"%1\" cannot run on this model: %2")
+                  .arg(QString::fromStdString(r), QString::fromStdString(e.what()));
+  }
+  if (problem.isEmpty()) try {
+      moelab::AttentionPolicy::parse(a.empty() ? "full" : a);
+    } catch (const std::exception& e) {
+      problem = tr("Attention policy \"%1\": %2")
+                    .arg(QString::fromStdString(a), QString::fromStdString(e.what()));
+    }
+  policyProblem_->setStyleSheet(QString("color:%1").arg(DropZone::errorColor(palette()).name()));
+  policyProblem_->setText(problem);
+  policyProblem_->setVisible(!problem.isEmpty());
+}
+
+QString RunPanel::applyConfig(const QString& prompt, const std::string& configJson) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(configJson);
+  } catch (const std::exception& e) {
+    return tr("the stored configuration is not JSON: %1").arg(QString::fromStdString(e.what()));
+  }
+  if (!j.is_object()) return tr("the stored configuration is not a JSON object");
+  QStringList skipped;
+  setPrompt(prompt, j.value("chat", false) && chatAvailable_);
+  if (j.contains("max_tokens") && j["max_tokens"].is_number())
+    maxTokens_->setValue(j["max_tokens"].get<int>());
+  if (j.contains("sampling") && j["sampling"].is_object()) {
+    const auto& sp = j["sampling"];
+    auto num = [&](const char* k, QDoubleSpinBox* box) {
+      if (sp.contains(k) && sp[k].is_number()) box->setValue(sp[k].get<double>());
+    };
+    num("temperature", temp_);
+    num("top_p", topP_);
+    num("min_p", minP_);
+    num("repeat_penalty", repeat_);
+    if (sp.contains("top_k") && sp["top_k"].is_number()) topK_->setValue(sp["top_k"].get<int>());
+  }
+  if (j.contains("seed") && j["seed"].is_number()) {
+    const auto seed = j["seed"].get<uint64_t>();
+    if (seed <= uint64_t(seed_->maximum())) {
+      fixedSeed_->setChecked(true);
+      seed_->setValue(int(seed));
+    } else {
+      skipped << tr("seed %1 (beyond the box)").arg(seed);
+    }
+  }
+  if (j.contains("system") && j["system"].is_string())
+    system_->setText(QString::fromStdString(j["system"].get<std::string>()));
+  if (j.contains("threads") && j["threads"].is_number())
+    threads_->setValue(j["threads"].get<int>());
+  if (j.contains("n_ctx") && j["n_ctx"].is_number()) ctx_->setValue(j["n_ctx"].get<int>());
+  if (j.contains("ignore_eos") && j["ignore_eos"].is_boolean())
+    ignoreEos_->setChecked(j["ignore_eos"].get<bool>());
+  if (j.contains("routing_policy") && j["routing_policy"].is_string())
+    routing_->setCurrentText(QString::fromStdString(j["routing_policy"].get<std::string>()));
+  if (j.contains("attention_policy") && j["attention_policy"].is_string())
+    attention_->setCurrentText(QString::fromStdString(j["attention_policy"].get<std::string>()));
+  return skipped.join(", ");
 }

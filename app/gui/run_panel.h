@@ -52,6 +52,17 @@ class RunPanel : public QWidget {
   QLabel* backendStateLabel() const { return backendState_; }
   QPushButton* runButton() const { return run_; }
   QPushButton* stopButton() const { return stop_; }
+  /// The loaded model's shape (0s: none). The routing and attention policy specs are checked
+  /// against it whenever the model or a spec changes - at selection, not at run.
+  void setModelShape(int nLayer, int expertCount, int expertUsedCount);
+  /// Why the chosen policies cannot run on the loaded model ("" when they can); shown in red
+  /// under the policy boxes (QLabel "policyProblem").
+  QString policyProblem() const;
+  /// Fills the panel from a stored run's configuration (runs.config_json of a generation):
+  /// prompt, chat, system, max_tokens, sampling, seed (fixed), threads, n_ctx, KV type, policies,
+  /// ignore_eos. Keys that are missing keep their value. Returns what it could not set (a seed
+  /// beyond the box's range, ...) or an empty string.
+  QString applyConfig(const QString& prompt, const std::string& configJson);
 
  signals:
   void runRequested();
@@ -81,6 +92,9 @@ class RunPanel : public QWidget {
   QPushButton* run_;
   QPushButton* stop_;
   QLabel* why_;
+  QLabel* policyProblem_;
+  int nLayer_ = 0, expertCount_ = 0, expertUsed_ = 0;
+  void checkPolicies();
   bool running_ = false;
   bool canRun_ = false;
   bool chatAvailable_ = true;

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <limits>
 #include <nlohmann/json.hpp>
-#include <set>
 
 #include "moelab/core/error.h"
 #include "moelab/storage/store.h"
@@ -12,22 +11,23 @@ namespace moelab::lab {
 
 views::ExpertLoad expert_load_of(const std::vector<storage::RoutingRecord>& routing, int n_layer,
                                  int expert_count) {
+  // The one definition of expert share (as compare::routing_divergence's load).
   views::ExpertLoad l;
   l.n_layer = std::max(0, n_layer);
   l.expert_count = std::max(0, expert_count);
   l.unit = "share of tokens";
   l.load.assign(static_cast<size_t>(l.n_layer) * static_cast<size_t>(l.expert_count), 0.f);
-  std::vector<std::set<int64_t>> positions(static_cast<size_t>(l.n_layer));
-  std::vector<double> count(l.load.size(), 0.0);
+  std::vector<double> count(l.load.size(), 0.0), total(static_cast<size_t>(l.n_layer), 0.0);
   for (const auto& r : routing) {
     if (r.layer < 0 || r.layer >= l.n_layer) continue;
-    positions[static_cast<size_t>(r.layer)].insert(r.position);
     for (uint16_t e : r.experts)
-      if (e < l.expert_count)
+      if (e < l.expert_count) {
         count[static_cast<size_t>(r.layer) * static_cast<size_t>(l.expert_count) + e] += 1.0;
+        total[static_cast<size_t>(r.layer)] += 1.0;
+      }
   }
   for (int layer = 0; layer < l.n_layer; ++layer) {
-    const double n = static_cast<double>(positions[static_cast<size_t>(layer)].size());
+    const double n = total[static_cast<size_t>(layer)];
     if (n <= 0) continue;
     for (int e = 0; e < l.expert_count; ++e) {
       const size_t i =

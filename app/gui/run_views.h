@@ -17,8 +17,9 @@ class Store;
 
 namespace moelab::lab {
 
-/// Expert load of stored routing: load(l, e) = share of the routed tokens at layer l whose
-/// selected experts include e (0..1; a row sums to the experts per token, e.g. top-k).
+/// Expert share of stored routing: load(l, e) = count(l, e) / sum_e' count(l, e'), count(l, e)
+/// = tokens at layer l whose selected experts include e - the fraction of layer l's (token, slot)
+/// selections, as compare::routing_divergence defines the load (a routed row sums to 1).
 /// F32 [n_layer, expert_count]; rows without routing are 0. Expert ids >= expert_count are
 /// ignored.
 views::ExpertLoad expert_load_of(const std::vector<storage::RoutingRecord>& routing, int n_layer,

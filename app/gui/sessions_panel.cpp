@@ -1,5 +1,8 @@
 #include "sessions_panel.h"
 
+#include <QAction>
+#include <QMenu>
+
 #include <QDateTime>
 #include <QHBoxLayout>
 #include <QHeaderView>
@@ -90,6 +93,14 @@ SessionsPanel::SessionsPanel(QWidget* parent) : QWidget(parent) {
   lay->addLayout(tagRow);
 
   connect(tree_, &QTreeWidget::currentItemChanged, this, [this] { showSelection(); });
+  tree_->setContextMenuPolicy(Qt::CustomContextMenu);
+  connect(tree_, &QTreeWidget::customContextMenuRequested, this, [this](const QPoint& pos) {
+    QTreeWidgetItem* it = tree_->itemAt(pos);
+    if (!it || it->data(0, kKindRole).toInt() != 1) return;
+    QMenu* menu = runMenu(it->data(0, kIdRole).toLongLong());
+    menu->exec(tree_->viewport()->mapToGlobal(pos));
+    menu->deleteLater();
+  });
   connect(tree_, &QTreeWidget::itemDoubleClicked, this, [this](QTreeWidgetItem* it) {
     if (it && it->data(0, kKindRole).toInt() == 0)
       emit sessionChosen(it->data(0, Qt::UserRole + 2).toString());
@@ -199,6 +210,39 @@ QString SessionsPanel::runStatusText(qint64 runId) const {
       if (s->child(j)->data(0, kIdRole).toLongLong() == runId) return s->child(j)->text(1);
   }
   return {};
+}
+
+QMenu* SessionsPanel::runMenu(qint64 runId) {
+  auto* menu = new QMenu(this);
+  menu->setObjectName("runMenu");
+  const std::pair<const char*, QString> items[] = {{"open", tr("Open in views")},
+                                                   {"compare", tr("Compare with…")},
+                                                   {"report", tr("Export report…")},
+                                                   {"rerun", tr("Re-run with this config")}};
+  for (const auto& [name, text] : items) {
+    QAction* a = menu->addAction(text);
+    a->setObjectName(QString("run_") + name);
+    const QString action = QString::fromLatin1(name);
+    connect(a, &QAction::triggered, this,
+            [this, runId, action] { emit runActionRequested(runId, action); });
+  }
+  return menu;
+}
+
+bool SessionsPanel::selectRun(qint64 runId) {
+  for (int i = 0; i < tree_->topLevelItemCount(); ++i) {
+    auto* s = tree_->topLevelItem(i);
+    for (int j = 0; j < s->childCount(); ++j)
+      if (s->child(j)->data(0, kIdRole).toLongLong() == runId &&
+          s->child(j)->data(0, kKindRole).toInt() == 1) {
+        if (tree_->currentItem() == s->child(j))
+          showSelection();
+        else
+          tree_->setCurrentItem(s->child(j));
+        return true;
+      }
+  }
+  return false;
 }
 
 void SessionsPanel::showSelection() {

@@ -17,6 +17,8 @@ namespace moelab::storage {
 class Store;
 }
 
+class QMenu;
+
 class SessionsPanel : public QWidget {
   Q_OBJECT
  public:
@@ -43,9 +45,18 @@ class SessionsPanel : public QWidget {
   void setNotes(qint64 id, const QString& notes, const QString& tags);
   /// "interrupted", "complete" ... of the run's tree item (empty when not shown).
   QString runStatusText(qint64 runId) const;
+  /// Makes run `runId` the current item of the list, as a click on it does (emits runSelected);
+  /// false when the list does not show it.
+  bool selectRun(qint64 runId);
+  /// The right-click menu of a run (parented to the panel; the caller deletes or execs it):
+  /// "Open in views", "Compare with…", "Export report…", "Re-run with this config". Each
+  /// action emits runActionRequested(runId, name) with name "open", "compare", "report",
+  /// "rerun".
+  QMenu* runMenu(qint64 runId);
 
  signals:
   void runSelected(qint64 runId);
+  void runActionRequested(qint64 runId, const QString& action);
   void sessionChosen(const QString& name);  // double click: make it the current session
   void sessionRenamed(const QString& oldName, const QString& newName);
   void errorMessage(const QString& message);

@@ -42,21 +42,25 @@ Group load(const storage::Store& store, const std::vector<int64_t>& ids, const c
     g.runs.push_back(*r);
     const auto tokens = store.tokens(id);
     std::vector<int32_t> out;
-    double lat = 0;
     for (const auto& t : tokens) {
       out.push_back(t.id);
-      g.tpot_ms.push_back(static_cast<double>(t.latency_us) / 1000.0);
-      lat += static_cast<double>(t.latency_us) / 1000.0;
       if (t.energy_uj) g.energy_j.push_back(*t.energy_uj * 1e-6);
     }
+    // TPOT: the decode tokens of each run (compare::latency_figures, the one definition).
+    const auto fig = compare::latency_figures(tokens);
+    g.tpot_ms.insert(g.tpot_ms.end(), fig.tpot_ms.begin(), fig.tpot_ms.end());
     g.outputs.push_back(std::move(out));
     auto m = store.metrics(id);
     for (const auto& x : m) g.units[x.key] = x.unit;
     m.push_back({"n_tokens", static_cast<double>(tokens.size()), "tokens"});
     g.units["n_tokens"] = "tokens";
-    if (!tokens.empty()) {
-      m.push_back({"tpot_ms_mean", lat / static_cast<double>(tokens.size()), "ms"});
+    if (fig.tpot_ms_mean) {
+      m.push_back({"tpot_ms_mean", *fig.tpot_ms_mean, "ms"});
       g.units["tpot_ms_mean"] = "ms";
+    }
+    if (fig.decode_tokens_per_s) {
+      m.push_back({"decode_tokens_per_s", *fig.decode_tokens_per_s, "tokens/s"});
+      g.units["decode_tokens_per_s"] = "tokens/s";
     }
     g.metrics.push_back(std::move(m));
     auto routing = store.routing(id);

@@ -285,8 +285,12 @@ TokenCallback GenerationRecorder::wrap(TokenCallback inner) {
       last_entropy_ = t.entropy;
       last_routing_.clear();
       if (routing_) {
-        if (ev.index == 0)
-          for (auto& a : routing_->take_attention()) run_.attention(std::move(a));
+        if (ev.index == 0) {
+          last_attention_ = routing_->take_attention();
+          for (const auto& a : last_attention_) run_.attention(a);
+        } else {
+          last_attention_.clear();
+        }
         if (route_) last_routing_ = routing_->take(ev.index);
       }
       for (const auto& r : last_routing_) run_.routing(r);

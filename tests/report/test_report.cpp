@@ -188,7 +188,7 @@ class TestReport : public QObject {
     for (const char* s :
          {kModelName, "TTFT", "TPOT p99", "tokens/s", "J/token", "no sensor",
           "Expert load difference", "routing_policy", "&quot;k:1&quot;", "<del>", "<ins>",
-          "95% CI of B - A", "Café", "日本語", "Test CPU", "0123456789abcdef"})
+          "95% CI of A - B", "Café", "日本語", "Test CPU", "0123456789abcdef"})
       QVERIFY2(html.find(s) != std::string::npos, s);
   }
 
@@ -237,7 +237,7 @@ class TestReport : public QObject {
     for (const char* s :
          {kModelName, "TTFT", "TPOT p50", "TPOT p90", "TPOT p99", "tokens/s", "J/token",
           "no sensor", "perplexity", "Café", "crème brûlée", "naïve", "日本語のテキスト",
-          "A/B comparison", "Confidence intervals", "CI of B - A"})
+          "A/B comparison", "Confidence intervals", "CI of A - B"})
       QVERIFY2(t.find(s) != std::string::npos, s);
     const QString prefix = dir_.filePath("page");
     QCOMPARE(test::run_tool("pdftoppm", {"-r", "72", "-png", QString::fromStdString(out), prefix}),

@@ -9,6 +9,7 @@
 using namespace moelab::compare;
 using moelab::storage::NextTokenDist;
 using moelab::storage::RoutingRecord;
+using moelab::storage::TokenRecord;
 
 namespace {
 
@@ -61,7 +62,7 @@ std::pair<double, double> reference_bootstrap(const std::vector<double>& a,
     double sa = 0, sb = 0;
     for (size_t i = 0; i < a.size(); ++i) sa += a[rng() % a.size()];
     for (size_t i = 0; i < b.size(); ++i) sb += b[rng() % b.size()];
-    d.push_back(sb / double(b.size()) - sa / double(a.size()));
+    d.push_back(sa / double(a.size()) - sb / double(b.size()));  // A - B
   }
   std::sort(d.begin(), d.end());
   auto q = [&](double p) {
@@ -103,12 +104,14 @@ class TestCompare : public QObject {
   }
 
   void deltas() {
-    const auto d = delta(10, 12);
+    // A - B relative to the baseline B.
+    const auto d = delta(12, 10);
     QCOMPARE(d.abs, 2.0);
     QCOMPARE(d.rel, 0.2);
-    QCOMPARE(delta(-4, -2).rel, 0.5);
-    QVERIFY(std::isnan(delta(0, 1).rel));
-    QCOMPARE(delta(0, 1).abs, 1.0);
+    QCOMPARE(delta(-2, -4).rel, 0.5);
+    QVERIFY(std::isnan(delta(1, 0).rel));
+    QCOMPARE(delta(1, 0).abs, 1.0);
+    QCOMPARE(delta(10, 12).abs, -2.0);
     const std::vector<double> x{2, 4, 4, 4, 5, 5, 7, 9};
     QCOMPARE(mean(x), 5.0);
     QVERIFY(close(stddev(x), std::sqrt(32.0 / 7)));
@@ -127,7 +130,7 @@ class TestCompare : public QObject {
     const auto [lo, hi] = reference_bootstrap(a, b, 4000, 1234);
     QCOMPARE(ci.lo, lo);
     QCOMPARE(ci.hi, hi);
-    QVERIFY(close(ci.diff, mean(b) - mean(a)));
+    QVERIFY(close(ci.diff, mean(a) - mean(b)));
     QVERIFY(ci.lo < ci.diff && ci.diff < ci.hi);
     const auto other = bootstrap_mean_diff(a, b, 4000, 99);
     QVERIFY(other.lo != ci.lo);
@@ -157,8 +160,8 @@ class TestCompare : public QObject {
     y.value = 7.0;
     const auto d = perplexity_delta({x}, {y});
     QVERIFY(d.comparable);
-    QCOMPARE(d.value.abs, -1.0);
-    QCOMPARE(d.value.rel, -0.125);
+    QCOMPARE(d.value.abs, 1.0);  // A 8 - B 7
+    QCOMPARE(d.value.rel, 1.0 / 7.0);
     const auto n = perplexity_delta({x}, {z});
     QVERIFY(!n.comparable);
     QVERIFY(n.reason.find("different texts") != std::string::npos);
@@ -205,6 +208,33 @@ class TestCompare : public QObject {
     QVERIFY(close(want, 0.31127812445913283, 1e-12));
   }
 
+  void one_definition_of_each_figure() {
+    // TPOT excludes token 0 (prefill + first sampling, the TTFT); decode t/s = 1000 / TPOT.
+    std::vector<TokenRecord> t(4);
+    const int64_t us[4] = {9000, 2000, 3000, 1000};
+    for (int i = 0; i < 4; ++i) t[size_t(i)].position = i, t[size_t(i)].latency_us = us[i];
+    const auto f = latency_figures(t);
+    QCOMPARE(*f.ttft_ms, 9.0);
+    QCOMPARE(f.tpot_ms, (std::vector<double>{2.0, 3.0, 1.0}));
+    QCOMPARE(*f.tpot_ms_mean, 2.0);
+    QCOMPARE(*f.decode_tokens_per_s, 500.0);
+    QVERIFY(!latency_figures(std::span<const TokenRecord>(t.data(), 1)).tpot_ms_mean);
+    QVERIFY(!latency_figures({}).ttft_ms);
+    // Expert share: counts normalised per layer.
+    const std::vector<double> counts{1, 3, 0, 4};
+    QCOMPARE(expert_share(counts), (std::vector<double>{0.125, 0.375, 0, 0.5}));
+    QCOMPARE(expert_share(std::vector<double>{0, 0}), (std::vector<double>{0, 0}));
+    // Identical runs compare to exactly 0: a sparse distribution whose unlisted tail is below
+    // the 1e-12 floor used to give a small negative KL.
+    NextTokenDist p{0, 32000, {5, 9}, {0.6f, 0.4f - 1e-9f}};
+    QCOMPARE(kl_divergence(p, p), 0.0);
+    NextTokenDist dense{0, 3, {}, {0.5f, 0.5f, 0.f}};
+    QCOMPARE(kl_divergence(dense, dense), 0.0);
+    QVERIFY(kl_divergence(p, NextTokenDist{0, 32000, {5, 9}, {0.4f, 0.6f - 1e-9f}}) > 0);
+    const std::vector<double> x{1, 2, 3};
+    QCOMPARE(js_divergence(x, x), 0.0);
+  }
+
   void routing_loads() {
     auto rec = [](int64_t pos, int32_t layer, std::vector<uint16_t> e) {
       RoutingRecord r;
@@ -222,7 +252,7 @@ class TestCompare : public QObject {
     QCOMPARE(r[0].layer, 0);
     QCOMPARE(r[0].load_a, (std::vector<double>{0.5, 0.25, 0.25, 0}));
     QCOMPARE(r[0].load_b, (std::vector<double>{0.5, 0.5, 0, 0}));
-    QCOMPARE(r[0].diff, (std::vector<double>{0, 0.25, -0.25, 0}));
+    QCOMPARE(r[0].diff, (std::vector<double>{0, -0.25, 0.25, 0}));  // A - B
     // JS by hand: M = {0.5, 0.375, 0.125, 0}.
     const double want = 0.5 * (0.25 * std::log2(0.25 / 0.375) + 0.25 * std::log2(0.25 / 0.125)) +
                         0.5 * (0.5 * std::log2(0.5 / 0.375));
@@ -345,19 +375,22 @@ class TestCompare : public QObject {
       return MetricRow{};
     };
     QCOMPARE(*row("ttft_ms").a, 100.0);
-    QCOMPARE(row("ttft_ms").delta.abs, -20.0);
-    QCOMPARE(row("ttft_ms").delta.rel, -0.2);
-    QCOMPARE(row("n_tokens").delta.abs, 1.0);
-    QVERIFY(close(*row("tpot_ms_mean").a, mean(lat_a)));
-    QVERIFY(close(*row("decode_tokens_per_s").b, 7 / (mean(lat_b) * 7 / 1000), 1e-9));
+    QCOMPARE(row("ttft_ms").delta.abs, 20.0);  // A 100 - B 80
+    QCOMPARE(row("ttft_ms").delta.rel, 0.25);
+    QCOMPARE(row("n_tokens").delta.abs, -1.0);
+    // TPOT and decode rate over the decode tokens only (the first token is the TTFT).
+    const std::vector<double> da(lat_a.begin() + 1, lat_a.end()),
+        db(lat_b.begin() + 1, lat_b.end());
+    QVERIFY(close(*row("tpot_ms_mean").a, mean(da)));
+    QVERIFY(close(*row("decode_tokens_per_s").b, 1000.0 / mean(db), 1e-9));
     QVERIFY(close(*row("j_per_token").b, mean(e_b), 1e-15));
     QVERIFY(c.tpot_ms);
-    const auto [lo, hi] = reference_bootstrap(lat_a, lat_b, 2000, 77);
+    const auto [lo, hi] = reference_bootstrap(da, db, 2000, 77);
     QCOMPARE(c.tpot_ms->lo, lo);
     QCOMPARE(c.tpot_ms->hi, hi);
     QVERIFY(c.j_per_token);
     QVERIFY(c.perplexity.comparable);
-    QVERIFY(close(c.perplexity.value.abs, 0.9, 1e-12));
+    QVERIFY(close(c.perplexity.value.abs, -0.9, 1e-12));
     QVERIFY(c.kl);
     QVERIFY(close(c.kl->mean, 0.25 * std::log(2.0), 1e-7));
     QCOMPARE(c.routing.size(), size_t{1});

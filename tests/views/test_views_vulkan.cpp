@@ -141,7 +141,12 @@ class ViewsVulkanTest : public QObject {
     g.expert_count = 128;
     for (int l = 0; l < 2; ++l)
       for (int t = 0; t < n; ++t) g.top_expert.push_back(l == 0 ? t : (t == 0 ? -1 : t + 64));
+    // A 128-expert grid is drawn on a labelled sequential scale (no repeated colours); the
+    // renderer's categorical lookup itself still wraps ids past the palette, checked here.
+    QCOMPARE(routing_top_expert_view(g).scale.map, Colormap::kSequential);
+    g.expert_count = kCategoricalSize;
     const HeatmapView v = routing_top_expert_view(g);
+    QCOMPARE(v.scale.map, Colormap::kCategorical);
     r_->set_data(v.map);
     const QImage img = r_->render(v.scale, ViewTransform::fit(2, n, n * 8, 16), n * 8, 16);
     maybe_save(img, "gpu_categorical");

@@ -71,7 +71,8 @@ class ViewsWindowTest : public QObject {
     w.show();
     QTRY_VERIFY_WITH_TIMEOUT(w.frames_drawn() >= 4, 20000);
     const QRect plot = w.plot_rect();
-    QCOMPARE(plot, QRect(70, 40, 800 - 70 - 190, 500 - 40 - 46));
+    // Top margin 76: title and subtitle, then the axis label and legend header (no overlap).
+    QCOMPARE(plot, QRect(70, 76, 800 - 70 - 190, 500 - 76 - 46));
     QCOMPARE(w.token_labels_drawn(), 0);  // 13.5 px per key column: indices, not token text
 
     // Pixels: cell (query 10, key 5) = 1/11; (query 5, key 10) is masked.

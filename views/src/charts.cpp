@@ -12,7 +12,9 @@ namespace moelab::views {
 namespace {
 
 // Same margins as HeatmapWindow: title on top, ticks + axis labels left/bottom, legend right.
-constexpr int kLeft = 70, kTop = 40, kRight = 190, kBottom = 46;
+// Heatmap margins as HeatmapWindow's: title and subtitle in y 4..38 across the whole width, the
+// y-axis label and the legend's header in y 40..70, then the plot.
+constexpr int kLeft = 70, kTop = 76, kRight = 190, kBottom = 46;
 const QColor kText(230, 230, 230), kDim(170, 170, 170), kGrid(60, 60, 66);
 
 QColor qc(Rgba8 c) {
@@ -56,16 +58,20 @@ void y_axis(QPainter& p, const QRect& r, double max, const QString& label) {
 }
 
 void title(QPainter& p, const QRect& area, const QString& t, const QString& sub = {}) {
+  // Elided to the area: a long title never runs under the legend or the axis labels.
   QFont f = p.font();
   f.setPointSize(11);
   f.setBold(true);
   p.setFont(f);
   p.setPen(kText);
-  p.drawText(QRect(area.left(), 4, area.width(), 20), Qt::AlignCenter, t);
+  p.drawText(QRect(area.left(), 4, area.width(), 20), Qt::AlignCenter,
+             QFontMetrics(f).elidedText(t, Qt::ElideRight, area.width()));
   if (!sub.isEmpty()) {
-    p.setFont(QFont(f.family(), 9));
+    const QFont s(f.family(), 9);
+    p.setFont(s);
     p.setPen(kDim);
-    p.drawText(QRect(area.left(), 22, area.width(), 16), Qt::AlignCenter, sub);
+    p.drawText(QRect(area.left(), 22, area.width(), 16), Qt::AlignCenter,
+               QFontMetrics(s).elidedText(sub, Qt::ElideRight, area.width()));
   }
   p.setFont(QFont(f.family(), 9));
 }
@@ -408,6 +414,7 @@ QRect CpuHeatmapWidget::plot_rect() const {
 
 void CpuHeatmapWidget::resizeEvent(QResizeEvent*) {
   if (!user_moved_) fit_pending_ = true;
+  update();
 }
 
 void CpuHeatmapWidget::paintEvent(QPaintEvent*) {
@@ -421,7 +428,7 @@ void CpuHeatmapWidget::paintEvent(QPaintEvent*) {
     user_moved_ = false;
   }
   ++frames_;
-  title(p, rect().adjusted(kLeft, 0, -kRight, 0), qs(v.title), qs(v.subtitle));
+  title(p, rect().adjusted(4, 0, -4, 0), qs(v.title), qs(v.subtitle));
   if (v.map.rows == 0 || plot.width() <= 0 || plot.height() <= 0) return;
   p.drawImage(plot.topLeft(), render_heatmap_cpu(v.map, v.scale, transform_, plot.width(),
                                                  plot.height(), &pyramid_));
@@ -578,6 +585,8 @@ void CpuHeatmapWidget::wheelEvent(QWheelEvent* e) {
 
 void CpuHeatmapWidget::leaveEvent(QEvent*) {
   hover_text_.clear();
+  QToolTip::hideText();
+  update();
 }
 
 }  // namespace moelab::views

@@ -18,8 +18,10 @@
 namespace moelab::views {
 namespace {
 
-// Margins of the plot area (pixels): room for title, ticks, axis labels and the legend.
-constexpr int kLeft = 70, kTop = 40, kRight = 190, kBottom = 46;
+// Margins of the plot area (pixels): room for title, ticks, axis labels and the legend. The top
+// margin has two bands that never overlap: title and subtitle (y 4..38, across the whole
+// width), then the y-axis label and the legend's header (y 42..70).
+constexpr int kLeft = 70, kTop = 76, kRight = 190, kBottom = 46;
 // Pixels per column needed before tick labels show token text instead of indices.
 constexpr float kTokenTextZoom = 36.0f;
 
@@ -196,13 +198,14 @@ class HeatmapWindowRenderer : public QVulkanWindowRenderer {
     const float px0 = static_cast<float>(plot.x()), py0 = static_cast<float>(plot.y());
     const float px1 = px0 + static_cast<float>(plot.width());
     const float py1 = py0 + static_cast<float>(plot.height());
-    // Title.
-    const ImVec2 ts = ImGui::CalcTextSize(v.title.c_str());
-    dl->AddText(ImVec2((px0 + px1 - ts.x) / 2, v.subtitle.empty() ? 8 : 2), text, v.title.c_str());
-    if (!v.subtitle.empty()) {
-      const ImVec2 ss = ImGui::CalcTextSize(v.subtitle.c_str());
-      dl->AddText(ImVec2((px0 + px1 - ss.x) / 2, 18), dim, v.subtitle.c_str());
-    }
+    // Title and subtitle: centred on the whole width, left-aligned when wider than it.
+    const float width = static_cast<float>(w_->swapChainImageSize().width());
+    auto centred = [&](const std::string& s, float y, ImU32 colour) {
+      const ImVec2 sz = ImGui::CalcTextSize(s.c_str());
+      dl->AddText(ImVec2(std::max(4.0f, (width - sz.x) / 2), y), colour, s.c_str());
+    };
+    centred(v.title, v.subtitle.empty() ? 10.0f : 4.0f, text);
+    if (!v.subtitle.empty()) centred(v.subtitle, 22.0f, dim);
     // Selected row (attention query): outline across the plot.
     if (w_->selected_row_ >= 0 && w_->selected_row_ < v.map.rows) {
       const float y = py0 + (static_cast<float>(w_->selected_row_) - t.origin.y) * t.zoom.y;
@@ -451,8 +454,21 @@ void HeatmapWindow::wheelEvent(QWheelEvent* e) {
   view_moved();
 }
 
+bool HeatmapWindow::event(QEvent* e) {
+  if (e->type() == QEvent::Leave) {
+    mouse_ = {-1, -1};
+    hover_text_.clear();
+    dragging_ = false;
+    requestUpdate();
+  }
+  return QVulkanWindow::event(e);
+}
+
 void HeatmapWindow::resizeEvent(QResizeEvent* e) {
   QVulkanWindow::resizeEvent(e);
+  // Every resize (window, dock or splitter) refits the whole map unless the user zoomed or
+  // panned: a fit made at a smaller size showed only the first columns after growing.
+  if (!user_moved_) fit_pending_ = true;
   requestUpdate();
 }
 

@@ -37,10 +37,20 @@ HeatmapView routing_top_expert_view(const RoutingGrid& g) {
   v.map.values.resize(g.top_expert.size());
   for (size_t i = 0; i < g.top_expert.size(); ++i)
     v.map.values[i] = g.top_expert[i] < 0 ? kNaN : static_cast<float>(g.top_expert[i]);
-  v.scale.map = Colormap::kCategorical;
-  v.categories = g.expert_count;
   v.title = "Top expert per token and layer";
-  v.subtitle = "colour = the expert with the highest router weight; hover a cell for the token";
+  if (g.expert_count > kCategoricalSize) {
+    // More experts than distinguishable categorical colours (64): a labelled sequential scale
+    // over the expert ids instead of colours that repeat (id % 64 would alias 0 and 64).
+    v.scale.map = Colormap::kSequential;
+    v.scale.min = 0.0f;
+    v.scale.max = static_cast<float>(g.expert_count - 1);
+    v.subtitle = "colour = expert id on a sequential scale (" + std::to_string(g.expert_count) +
+                 " experts: more than 64 categorical colours); hover a cell for the expert";
+  } else {
+    v.scale.map = Colormap::kCategorical;
+    v.categories = g.expert_count;
+    v.subtitle = "colour = the expert with the highest router weight; hover a cell for the token";
+  }
   v.x_label = "token";
   v.y_label = "layer";
   v.value_unit = "expert id";
@@ -78,7 +88,9 @@ HeatmapView expert_load_view(const ExpertLoad& l) {
   v.scale.min = 0.0f;
   v.scale.max = std::max(max_finite(l.load), 1e-30f);
   v.title = "Expert load per layer";
-  v.subtitle = "share of the routed tokens whose top-k experts include the expert";
+  v.subtitle = l.unit == "tokens"
+                   ? "tokens whose chosen experts include the expert"
+                   : "share of the layer's expert selections (a routed row sums to 1)";
   v.x_label = "expert";
   v.y_label = "layer";
   v.value_unit = l.unit;
@@ -116,11 +128,13 @@ HeatmapView expert_load_diff_view(const ExpertLoad& a, const ExpertLoad& b) {
   v.map.cols = a.expert_count;
   v.map.values.resize(a.load.size());
   for (size_t i = 0; i < a.load.size(); ++i) v.map.values[i] = a.load[i] - b.load[i];
-  const float m = std::max(max_finite(v.map.values), 1e-30f);
+  // Identical runs: every cell is exactly 0; the scale stays +-1 (a +-1e-30 bar reads like noise).
+  const float found = max_finite(v.map.values);
+  const float m = found > 0 ? found : 1.0f;
   v.scale.map = Colormap::kDiverging;
   v.scale.min = -m;
   v.scale.max = m;
-  v.title = "Expert load A - B";
+  v.title = found > 0 ? "Expert load A - B" : "Expert load A - B: identical (0 everywhere)";
   v.x_label = "expert";
   v.y_label = "layer";
   v.value_unit = a.unit + " (A - B)";
@@ -137,11 +151,12 @@ HeatmapView attention_diff_view(const AttentionMap& a, const AttentionMap& b) {
   v.map.cols = a.n_key;
   v.map.values.resize(a.weight.size());
   for (size_t i = 0; i < a.weight.size(); ++i) v.map.values[i] = a.weight[i] - b.weight[i];
-  const float m = std::max(max_finite(v.map.values), 1e-30f);
+  const float found = max_finite(v.map.values);
+  const float m = found > 0 ? found : 1.0f;
   v.scale.map = Colormap::kDiverging;
   v.scale.min = -m;
   v.scale.max = m;
-  v.title = "Attention A - B";
+  v.title = found > 0 ? "Attention A - B" : "Attention A - B: identical (0 everywhere)";
   v.x_label = "key token";
   v.y_label = "query token";
   v.value_unit = "attention probability (A - B)";

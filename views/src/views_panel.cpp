@@ -6,12 +6,14 @@
 #include <QComboBox>
 #include <QGuiApplication>
 #include <QHBoxLayout>
+#include <QHeaderView>
 #include <QImage>
 #include <QLabel>
 #include <QPainter>
 #include <QSpinBox>
 #include <QStackedWidget>
 #include <QTabBar>
+#include <QTableWidget>
 #include <QTimer>
 #include <QVBoxLayout>
 #include <QVulkanFunctions>
@@ -93,6 +95,54 @@ struct ViewsPanel::Impl {
   QCheckBox* attn_diff = nullptr;
   QCheckBox* attn_log = nullptr;
   QComboBox* routing_mode = nullptr;
+  QCheckBox* load_counts = nullptr;
+  QSpinBox* coact_layer = nullptr;
+  QSpinBox* attn_layer = nullptr;
+  QLabel* run_label = nullptr;
+  QLabel* expert_tokens = nullptr;
+  QCheckBox* load_table_box = nullptr;
+  QTableWidget* load_table = nullptr;
+  uint64_t load_table_seq = 0;
+
+  // The Expert load page as a sortable layer x expert table (click a header to sort).
+  void fill_load_table() {
+    std::optional<ExpertLoad> l;
+    uint64_t seq = 0;
+    {
+      std::lock_guard lock(m);
+      l = load.value;
+      seq = load.seq;
+    }
+    if (seq == load_table_seq && load_table->rowCount() > 0) return;
+    load_table_seq = seq;
+    load_table->setSortingEnabled(false);
+    load_table->setRowCount(0);
+    if (!l) return;
+    load_table->setHorizontalHeaderLabels({"layer", "expert", QString::fromStdString(l->unit)});
+    load_table->setRowCount(l->n_layer * l->expert_count);
+    int r = 0;
+    for (int layer = 0; layer < l->n_layer; ++layer)
+      for (int e = 0; e < l->expert_count; ++e, ++r) {
+        auto cell = [](double v) {
+          auto* it = new QTableWidgetItem;
+          it->setData(Qt::DisplayRole, v);
+          it->setFlags(Qt::ItemIsSelectable | Qt::ItemIsEnabled);
+          return it;
+        };
+        load_table->setItem(r, 0, cell(layer));
+        load_table->setItem(r, 1, cell(e));
+        load_table->setItem(
+            r, 2,
+            cell(l->load[static_cast<size_t>(layer) * static_cast<size_t>(l->expert_count) +
+                         static_cast<size_t>(e)]));
+      }
+    load_table->setSortingEnabled(true);
+  }
+  void show_body() {
+    const bool table = page == Page::kExpertLoad && load_table_box->isChecked();
+    body->setCurrentIndex(table ? 3 : is_heat_page(page) ? 0 : page == Page::kLatency ? 1 : 2);
+    if (table) fill_load_table();
+  }
   QTimer timer;
 
   std::unique_ptr<QVulkanInstance> inst;
@@ -142,13 +192,13 @@ struct ViewsPanel::Impl {
       container->setMinimumSize(320, 200);
       container->setFocusPolicy(Qt::StrongFocus);
       QObject::connect(win, &HeatmapWindow::cellClicked, q,
-                       [this](int row, int) { on_cell_clicked(row); });
+                       [this](int row, int col) { on_cell_clicked(row, col); });
       backend = "Vulkan: " + device_name +
                 (inst->layers().isEmpty() ? QString() : QString(" (validation layer on)"));
     } else {
       cpu = new CpuHeatmapWidget(heat_page);
       QObject::connect(cpu, &CpuHeatmapWidget::cellClicked, q,
-                       [this](int row, int) { on_cell_clicked(row); });
+                       [this](int row, int col) { on_cell_clicked(row, col); });
       backend = "no Vulkan device: views drawn on the CPU (" + why + ")";
     }
     log_info("views panel: " + backend.toStdString());
@@ -169,8 +219,9 @@ struct ViewsPanel::Impl {
       cpu->set_selected_row(row);
   }
 
-  void on_cell_clicked(int row) {
+  void on_cell_clicked(int row, int col) {
     if (page == Page::kAttention) q->selectQuery(row);
+    emit q->cellActivated(static_cast<int>(page), row, col);
   }
 
   void mark_shown(Page p, uint64_t seq) {
@@ -270,6 +321,8 @@ struct ViewsPanel::Impl {
           default:
             break;
         }
+        // The per-head strip takes room only when a per-head summary was published.
+        if (page == Page::kAttention) strip->setVisible(heads.value.has_value());
         if (page == Page::kAttention && heads.seq != heads_shown && heads.value) {
           strip->set_heads(*heads.value);
           heads_shown = heads.seq;
@@ -321,7 +374,12 @@ struct ViewsPanel::Impl {
         mark_shown(page, seq);
       }
     }
+    refresh_table();
     update_status();
+  }
+
+  void refresh_table() {
+    if (page == Page::kExpertLoad && load_table_box->isChecked()) fill_load_table();
   }
 
   void update_status() {
@@ -360,6 +418,17 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
   top->setContentsMargins(0, 0, 0, 0);
   top->setSpacing(2);
 
+  d_->run_label = new QLabel("no run on screen", this);
+  d_->run_label->setObjectName("views_run_label");
+  d_->run_label->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  d_->run_label->setContentsMargins(6, 2, 6, 0);
+  d_->run_label->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Preferred);
+  {
+    QFont f = d_->run_label->font();
+    f.setBold(true);
+    d_->run_label->setFont(f);
+  }
+  top->addWidget(d_->run_label);
   d_->tabs = new QTabBar(this);
   for (const char* name : kPageNames) d_->tabs->addTab(name);
   d_->tabs->setExpanding(false);
@@ -367,7 +436,9 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
 
   // Per-page controls.
   d_->controls = new QStackedWidget(this);
-  d_->controls->setSizePolicy(QSizePolicy::Preferred, QSizePolicy::Fixed);
+  // The controls of the widest page must not set the window's minimum width (they are cut at
+  // the right on a narrow central area instead of widening the window).
+  d_->controls->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Fixed);
   auto row = [&](std::initializer_list<QWidget*> ws) {
     auto* w = new QWidget;
     auto* l = new QHBoxLayout(w);
@@ -379,16 +450,35 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
   d_->routing_mode = new QComboBox;
   d_->routing_mode->addItems({"colour: top expert", "colour: number of active experts"});
   row({new QLabel("token x layer grid,"), d_->routing_mode});
-  d_->load_diff = new QCheckBox("A - B (baseline run)");
-  row({new QLabel("layer x expert share of routed tokens"), d_->load_diff});
+  d_->load_diff = new QCheckBox("A - B");
+  d_->load_diff->setToolTip("this run (A) minus the baseline run B of the last comparison");
+  d_->load_counts = new QCheckBox("raw counts");
+  d_->load_counts->setObjectName("views_load_counts");
+  d_->load_counts->setToolTip(
+      "off: share of the layer's expert selections (a row sums to 1); "
+      "on: tokens routed to the expert");
+  d_->expert_tokens = new QLabel("click a cell: its tokens");
+  d_->expert_tokens->setObjectName("views_expert_tokens");
+  d_->expert_tokens->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  d_->load_table_box = new QCheckBox("table");
+  d_->load_table_box->setObjectName("views_load_table");
+  d_->load_table_box->setToolTip("a sortable layer x expert table instead of the heatmap");
+  row({new QLabel("load:"), d_->load_counts, d_->load_diff, d_->load_table_box, d_->expert_tokens});
   auto* layer_box = new QSpinBox;
+  layer_box->setObjectName("views_coact_layer");
   layer_box->setRange(0, 4096);
   layer_box->setPrefix("layer ");
+  d_->coact_layer = layer_box;
   row({new QLabel("experts chosen together for the same token, for"), layer_box});
+  d_->attn_layer = new QSpinBox;
+  d_->attn_layer->setObjectName("views_attention_layer");
+  d_->attn_layer->setRange(0, 4096);
+  d_->attn_layer->setPrefix("layer ");
+  d_->attn_layer->setToolTip("prompt attention of this layer, mean over heads");
   d_->attn_log = new QCheckBox("log colour scale");
   d_->attn_diff = new QCheckBox("A - B (baseline run)");
   d_->query_label = new QLabel("selected query: none (click a row)");
-  row({d_->attn_log, d_->attn_diff, d_->query_label});
+  row({d_->attn_layer, d_->attn_log, d_->attn_diff, d_->query_label});
   row({new QLabel("wall time per generated token; breakdown per layer and op")});
   row({new QLabel("power draw of the device running the model")});
   top->addWidget(d_->controls);
@@ -409,9 +499,16 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
   d_->power_chart = new PowerChart;
   d_->body->addWidget(d_->latency_chart);
   d_->body->addWidget(d_->power_chart);
+  d_->load_table = new QTableWidget(0, 3);
+  d_->load_table->setObjectName("views_load_table_widget");
+  d_->load_table->verticalHeader()->hide();
+  d_->load_table->horizontalHeader()->setStretchLastSection(true);
+  d_->body->addWidget(d_->load_table);
   top->addWidget(d_->body, 1);
   d_->status = new QLabel(this);
   d_->status->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  // Long lines (backend reason, run names) are cut, never widen the window.
+  d_->status->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Preferred);
   top->addWidget(d_->status);
 
   connect(d_->tabs, &QTabBar::currentChanged, this,
@@ -423,6 +520,11 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
   connect(d_->attn_log, &QCheckBox::toggled, this, [this](bool on) { setAttentionLogScale(on); });
   connect(layer_box, &QSpinBox::valueChanged, this,
           [this](int l) { emit coActivationLayerRequested(l); });
+  connect(d_->attn_layer, &QSpinBox::valueChanged, this,
+          [this](int l) { emit attentionLayerRequested(l); });
+  connect(d_->load_counts, &QCheckBox::toggled, this,
+          [this](bool on) { emit expertLoadCountsRequested(on); });
+  connect(d_->load_table_box, &QCheckBox::toggled, this, [this] { d_->show_body(); });
   connect(&d_->timer, &QTimer::timeout, this, [this] { d_->refresh(); });
   d_->timer.start(1000 / std::max(1, d_->opt.fps));
   setPage(Page::kRouting);
@@ -490,6 +592,77 @@ void ViewsPanel::clear() {
   d_->refresh();
 }
 
+std::optional<RoutingGrid> ViewsPanel::routingSnapshot() const {
+  std::lock_guard lock(d_->m);
+  return d_->routing.value;
+}
+std::optional<ExpertLoad> ViewsPanel::expertLoadSnapshot() const {
+  std::lock_guard lock(d_->m);
+  return d_->load.value;
+}
+std::optional<CoActivation> ViewsPanel::coActivationSnapshot() const {
+  std::lock_guard lock(d_->m);
+  return d_->coact.value;
+}
+std::optional<AttentionMap> ViewsPanel::attentionSnapshot() const {
+  std::lock_guard lock(d_->m);
+  return d_->attn.value;
+}
+std::optional<LatencySeries> ViewsPanel::latencySnapshot() const {
+  std::lock_guard lock(d_->m);
+  return d_->latency.value;
+}
+std::optional<PowerSeries> ViewsPanel::powerSnapshot() const {
+  std::lock_guard lock(d_->m);
+  return d_->power.value;
+}
+
+void ViewsPanel::activateCell(int row, int col) {
+  d_->on_cell_clicked(row, col);
+}
+void ViewsPanel::setExpertTokens(const QString& text) {
+  d_->expert_tokens->setText(text);
+  d_->expert_tokens->setToolTip(text);
+}
+QString ViewsPanel::expertTokensText() const {
+  return d_->expert_tokens->text();
+}
+
+void ViewsPanel::setRunLabel(const QString& text) {
+  d_->run_label->setText(text.isEmpty() ? QString("no run on screen") : text);
+  d_->run_label->setToolTip(d_->run_label->text());
+}
+QString ViewsPanel::runLabel() const {
+  return d_->run_label->text();
+}
+void ViewsPanel::setLayerRange(int n_layer) {
+  const int hi = std::max(0, n_layer - 1);
+  const QSignalBlocker b1(d_->coact_layer), b2(d_->attn_layer);
+  d_->coact_layer->setRange(0, hi);
+  d_->attn_layer->setRange(0, hi);
+}
+void ViewsPanel::setCoActivationLayer(int layer) {
+  const QSignalBlocker b(d_->coact_layer);
+  d_->coact_layer->setValue(layer);
+}
+void ViewsPanel::setAttentionLayer(int layer) {
+  const QSignalBlocker b(d_->attn_layer);
+  d_->attn_layer->setValue(layer);
+}
+int ViewsPanel::coActivationLayer() const {
+  return d_->coact_layer->value();
+}
+int ViewsPanel::attentionLayer() const {
+  return d_->attn_layer->value();
+}
+bool ViewsPanel::expertLoadCounts() const {
+  return d_->load_counts->isChecked();
+}
+void ViewsPanel::setExpertLoadCounts(bool on) {
+  const QSignalBlocker b(d_->load_counts);
+  d_->load_counts->setChecked(on);
+}
+
 void ViewsPanel::setPage(Page page) {
   const bool changed = d_->page != page;
   d_->page = page;
@@ -499,7 +672,7 @@ void ViewsPanel::setPage(Page page) {
     d_->tabs->setCurrentIndex(i);
   }
   d_->controls->setCurrentIndex(i);
-  d_->body->setCurrentIndex(is_heat_page(page) ? 0 : page == Page::kLatency ? 1 : 2);
+  d_->show_body();
   d_->strip->setVisible(page == Page::kAttention);
   d_->refresh();
   if (changed) emit pageChanged(i);

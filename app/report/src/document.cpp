@@ -257,10 +257,8 @@ void compare_section(Builder& b, const Report& r, int& fig_counter) {
   const RunData& A = r.runs[0];
   const RunData& B = r.runs[1];
   b.h2("A/B comparison");
-  b.para("A = run " + std::to_string(A.run.id) + " (baseline), B = run " +
-         std::to_string(B.run.id) +
-         " (candidate). Every delta is B - A; the relative delta is "
-         "(B - A) / |A|.");
+  b.para("A = run " + std::to_string(A.run.id) + ", B = run " + std::to_string(B.run.id) +
+         " (the baseline). Every delta is A - B; the relative delta is (A - B) / |B|.");
   // Headline: what changed.
   b.h3("What differs between A and B (configuration)");
   if (c.config.empty()) {
@@ -279,7 +277,7 @@ void compare_section(Builder& b, const Report& r, int& fig_counter) {
     rows.push_back({m.key, m.unit, fmt(m.a), fmt(m.b), both ? signed_fmt(m.delta.abs) : "-",
                     both ? pct(m.delta.rel) : "-"});
   }
-  b.table({"metric", "unit", "A", "B", "B - A", "relative"}, rows);
+  b.table({"metric", "unit", "A", "B", "A - B", "relative"}, rows);
   std::vector<std::vector<std::string>> ci_rows;
   std::string ci_level = "95%";
   auto ci_row = [&](const char* what, const char* unit, const compare::BootstrapCI& ci) {
@@ -293,10 +291,10 @@ void compare_section(Builder& b, const Report& r, int& fig_counter) {
                        std::to_string(ci.n_a) + " / " + std::to_string(ci.n_b)});
     ci_level = lvl;
   };
-  if (c.tpot_ms) ci_row("TPOT mean", "ms", *c.tpot_ms);
+  if (c.tpot_ms) ci_row("TPOT mean (decode tokens)", "ms", *c.tpot_ms);
   if (c.j_per_token) ci_row("energy per token", "J", *c.j_per_token);
   if (!ci_rows.empty()) {
-    b.table({"per-token mean", "A", "B", "B - A", ci_level + " CI of B - A", "real difference?",
+    b.table({"per-token mean", "A", "B", "A - B", ci_level + " CI of A - B", "real difference?",
              "tokens A / B"},
             ci_rows);
     const auto& ci = c.tpot_ms ? *c.tpot_ms : *c.j_per_token;

@@ -636,21 +636,21 @@ std::vector<Figure> make_compare_figures(const Report& r, int& counter,
   const RunData& B = r.runs[1];
   if (A.routing.present && B.routing.present && A.routing.layers == B.routing.layers &&
       A.routing.expert_count == B.routing.expert_count) {
-    // B - A: positive (red) = the candidate uses the expert more.
-    views::HeatmapView v = views::expert_load_diff_view(load_of(B.routing), load_of(A.routing));
+    // A - B (B = baseline): positive (red) = A uses the expert more.
+    views::HeatmapView v = views::expert_load_diff_view(load_of(A.routing), load_of(B.routing));
     v.x_label = "expert id";
     v.y_label = "MoE layer";
-    v.value_unit = "share B - share A";
+    v.value_unit = "share A - share B";
     std::vector<std::string> en;
     for (int e = 0; e < A.routing.expert_count; ++e) en.push_back(std::to_string(e));
     Figure f;
     f.id = fig_id(++counter, "load-diff", "");
-    f.title = "Expert load difference B - A";
-    f.caption = "Change in each expert's share of the top-k selections, B (run " +
-                std::to_string(B.run.id) + ") minus A (run " + std::to_string(A.run.id) +
-                "): red = chosen more often in B, blue = more often in A, grey = no change.";
+    f.title = "Expert load difference A - B";
+    f.caption = "Each expert's share of the top-k selections, A (run " + std::to_string(A.run.id) +
+                ") minus the baseline B (run " + std::to_string(B.run.id) +
+                "): red = chosen more often in A, blue = more often in B, grey = no change.";
     f.image =
-        heatmap_figure(v, "Expert load difference (B - A)", "red = more in B, blue = more in A", en,
+        heatmap_figure(v, "Expert load difference (A - B)", "red = more in A, blue = more in B", en,
                        layer_names(A.routing.layers), 520, 260);
     out.push_back(std::move(f));
   }
@@ -662,7 +662,7 @@ std::vector<Figure> make_compare_figures(const Report& r, int& counter,
       if (a.position != b.position || a.layer != b.layer || a.head != b.head ||
           a.shape != b.shape || a.shape.size() < 2)
         continue;
-      views::HeatmapView v = views::attention_diff_view(attention_map(b), attention_map(a));
+      views::HeatmapView v = views::attention_diff_view(attention_map(a), attention_map(b));
       float max_abs = 0;
       for (float x : v.map.values)
         if (std::isfinite(x)) max_abs = std::max(max_abs, std::fabs(x));
@@ -670,25 +670,25 @@ std::vector<Figure> make_compare_figures(const Report& r, int& counter,
         // A diverging map of zeros (with a +-1e-30 colour bar) reads like a rendering fault.
         notes.push_back("Attention of layer " + std::to_string(a.layer) + ", head " +
                         std::to_string(a.head) + " at token " + std::to_string(a.position) +
-                        " is identical in A and B (max |B - A| = 0), so no difference map is "
+                        " is identical in A and B (max |A - B| = 0), so no difference map is "
                         "drawn.");
         break;
       }
       v.x_label = "key position";
       v.y_label = "query position";
-      v.value_unit = "probability B - A";
+      v.value_unit = "probability A - B";
       Figure f;
       f.id = fig_id(++counter, "attention-diff-",
                     "l" + std::to_string(a.layer) + "h" + std::to_string(a.head));
-      f.title = "Attention difference B - A: layer " + std::to_string(a.layer) + ", head " +
+      f.title = "Attention difference A - B: layer " + std::to_string(a.layer) + ", head " +
                 std::to_string(a.head) + " at token " + std::to_string(a.position);
       f.caption =
-          "Red: key attended more in B; blue: more in A; grey: no change (largest "
-          "|B - A| = " +
+          "Red: key attended more in A; blue: more in B (the baseline); grey: no change (largest "
+          "|A - B| = " +
           format_number(max_abs, 3) +
           "). Cells right of the diagonal "
           "are masked (causal attention).";
-      f.image = heatmap_figure(v, "Attention difference (B - A)",
+      f.image = heatmap_figure(v, "Attention difference (A - B)",
                                "layer " + std::to_string(a.layer) + ", head " +
                                    std::to_string(a.head) + ", token " + std::to_string(a.position),
                                {}, {}, 480, 320);

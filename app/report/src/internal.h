@@ -43,11 +43,13 @@ struct RunRouting {
   std::vector<int64_t> grid_positions;  // columns
   std::vector<int32_t> grid_top;        // [layers, grid_positions]; -1 = not routed
   int64_t positions_total = 0;
-  /// Fraction of layer li's (token, slot) selections that went to expert e (0..1).
+  /// Fraction of layer li's (token, slot) selections that went to expert e (0..1):
+  /// compare::expert_share, the definition every surface uses.
   double share(size_t li, int e) const {
-    int64_t sel = 0;
-    for (int x = 0; x < expert_count; ++x) sel += selections[li * expert_count + x];
-    return sel > 0 ? static_cast<double>(selections[li * expert_count + e]) / sel : 0.0;
+    std::vector<double> c(static_cast<size_t>(expert_count));
+    for (int x = 0; x < expert_count; ++x)
+      c[static_cast<size_t>(x)] = static_cast<double>(selections[li * expert_count + x]);
+    return compare::expert_share(c)[static_cast<size_t>(e)];
   }
 };
 
@@ -120,7 +122,7 @@ nlohmann::json to_json(const Report& r);
 std::string iso8601_utc(int64_t unix_ms);
 std::string version_string();
 std::string build_string();
-std::string format_number(double v, int significant = 4);
+std::string format_number(double v, int significant = 4);  // report.h documents it
 std::string format_bytes(uint64_t b);
 
 // figures (figures.cpp)

@@ -180,8 +180,8 @@ void compute_stats(RunData& d) {
     s.ttft_ms = t[0].latency_us / 1000.0;
     s.ttft_source = "latency of token 0 (prefill + first token)";
   }
-  std::vector<double> tpot;
-  for (size_t i = 1; i < t.size(); ++i) tpot.push_back(t[i].latency_us / 1000.0);
+  // TPOT over the decode tokens (1..n-1): compare::latency_figures, as Compare and the views.
+  std::vector<double> tpot = compare::latency_figures(t).tpot_ms;
   s.tpot_n = tpot.size();
   if (!tpot.empty()) {
     s.tpot_mean = compare::mean(tpot);
@@ -344,11 +344,8 @@ compare::RunComparison assemble(const storage::Store& store, const RunData& A, c
     if (a && b) r.delta = compare::delta(*a, *b);
     c.metrics.push_back(r);
   };
-  auto tpot = [](const RunData& d) {
-    std::vector<double> v;
-    for (size_t i = 1; i < d.tokens.size(); ++i) v.push_back(d.tokens[i].latency_us / 1000.0);
-    return v;
-  };
+  // The one definition of TPOT and decode tokens/s (compare::latency_figures): decode tokens.
+  const auto fa = compare::latency_figures(A.tokens), fb = compare::latency_figures(B.tokens);
   auto energy = [](const RunData& d) {
     std::vector<double> v;
     for (const auto& t : d.tokens)
@@ -360,6 +357,7 @@ compare::RunComparison assemble(const storage::Store& store, const RunData& A, c
   auto opt = [](bool has, double v) { return has ? std::optional<double>(v) : std::nullopt; };
   derived("tpot_ms_mean", "ms", opt(A.stats.tpot_n > 0, A.stats.tpot_mean),
           opt(B.stats.tpot_n > 0, B.stats.tpot_mean));
+  derived("decode_tokens_per_s", "tokens/s", fa.decode_tokens_per_s, fb.decode_tokens_per_s);
   derived("tpot_ms_p50", "ms", opt(A.stats.tpot_n > 0, A.stats.tpot_p50),
           opt(B.stats.tpot_n > 0, B.stats.tpot_p50));
   derived("tpot_ms_p90", "ms", opt(A.stats.tpot_n > 0, A.stats.tpot_p90),
@@ -368,7 +366,7 @@ compare::RunComparison assemble(const storage::Store& store, const RunData& A, c
           opt(B.stats.tpot_n > 0, B.stats.tpot_p99));
   if (A.stats.j_per_token || B.stats.j_per_token)
     derived("j_per_token", "J", A.stats.j_per_token, B.stats.j_per_token);
-  const auto la = tpot(A), lb = tpot(B);
+  const auto &la = fa.tpot_ms, &lb = fb.tpot_ms;
   if (la.size() >= 2 && lb.size() >= 2)
     c.tpot_ms = compare::bootstrap_mean_diff(la, lb, o.bootstrap_resamples, o.bootstrap_seed);
   const auto ea = energy(A), eb = energy(B);
@@ -731,6 +729,10 @@ nlohmann::json to_json(const Report& r) {
 }  // namespace moelab::report::detail
 
 namespace moelab::report {
+
+std::string format_number(double v, int significant) {
+  return detail::format_number(v, significant);
+}
 
 MachineInfo probe_machine() {
   using detail::read_first_line_value;

@@ -83,8 +83,8 @@ const char* kind_name(ConfigChange::Kind k) noexcept {
 // ---------------------------------------------------------------- scalars
 
 Delta delta(double a, double b) noexcept {
-  Delta d{a, b, b - a, NAN};
-  if (a != 0 && !std::isnan(a) && !std::isnan(b)) d.rel = (b - a) / std::fabs(a);
+  Delta d{a, b, a - b, NAN};
+  if (b != 0 && !std::isnan(a) && !std::isnan(b)) d.rel = (a - b) / std::fabs(b);
   return d;
 }
 
@@ -123,7 +123,7 @@ BootstrapCI bootstrap_mean_diff(std::span<const double> a, std::span<const doubl
   ci.n_b = b.size();
   ci.mean_a = mean(a);
   ci.mean_b = mean(b);
-  ci.diff = ci.mean_b - ci.mean_a;
+  ci.diff = ci.mean_a - ci.mean_b;
   ci.resamples = resamples;
   ci.seed = seed;
   ci.level = level;
@@ -133,7 +133,7 @@ BootstrapCI bootstrap_mean_diff(std::span<const double> a, std::span<const doubl
     double sa = 0, sb = 0;
     for (size_t i = 0; i < a.size(); ++i) sa += a[rng() % a.size()];
     for (size_t i = 0; i < b.size(); ++i) sb += b[rng() % b.size()];
-    d = sb / static_cast<double>(b.size()) - sa / static_cast<double>(a.size());
+    d = sa / static_cast<double>(a.size()) - sb / static_cast<double>(b.size());
   }
   std::sort(diffs.begin(), diffs.end());
   ci.lo = quantile_sorted(diffs, (1 - level) / 2);
@@ -190,7 +190,7 @@ struct DistView {
   }
 };
 double kl_term(double p, double q) {
-  if (p <= 0) return 0;
+  if (p <= 0 || p == q) return 0;
   return p * std::log(p / std::max(q, 1e-12));
 }
 }  // namespace
@@ -203,7 +203,7 @@ double kl_divergence(const NextTokenDist& p, const NextTokenDist& q) {
   double kl = 0;
   if (P.dense() || Q.dense()) {
     for (int32_t i = 0; i < n; ++i) kl += kl_term(P.prob(i), Q.prob(i));
-    return kl;
+    return std::max(0.0, kl);
   }
   // Both sparse: the listed ids one by one, the ids neither lists in one term.
   std::vector<int32_t> ids(p.ids);
@@ -213,7 +213,7 @@ double kl_divergence(const NextTokenDist& p, const NextTokenDist& q) {
   for (int32_t id : ids) kl += kl_term(P.prob(id), Q.prob(id));
   const double rest = static_cast<double>(n) - static_cast<double>(ids.size());
   if (rest > 0) kl += rest * kl_term(P.tail, Q.tail);
-  return kl;
+  return std::max(0.0, kl);
 }
 
 std::optional<KlSummary> next_token_kl(const std::vector<NextTokenDist>& a,
@@ -256,6 +256,30 @@ double js_divergence(std::span<const double> p, std::span<const double> q) {
   return std::clamp(js, 0.0, 1.0);
 }
 
+std::vector<double> expert_share(std::span<const double> counts) {
+  double s = 0;
+  for (double v : counts) s += v;
+  std::vector<double> shares(counts.size(), 0.0);
+  if (s > 0)
+    for (size_t i = 0; i < counts.size(); ++i) shares[i] = counts[i] / s;
+  return shares;
+}
+
+LatencyFigures latency_figures(std::span<const storage::TokenRecord> tokens) {
+  LatencyFigures f;
+  if (tokens.empty()) return f;
+  f.ttft_ms = static_cast<double>(tokens.front().latency_us) / 1000.0;
+  double sum = 0;
+  for (size_t i = 1; i < tokens.size(); ++i) {
+    f.tpot_ms.push_back(static_cast<double>(tokens[i].latency_us) / 1000.0);
+    sum += f.tpot_ms.back();
+  }
+  if (f.tpot_ms.empty()) return f;
+  f.tpot_ms_mean = mean(f.tpot_ms);
+  if (sum > 0) f.decode_tokens_per_s = static_cast<double>(f.tpot_ms.size()) / (sum / 1000.0);
+  return f;
+}
+
 std::vector<LayerRouting> routing_divergence(const std::vector<RoutingRecord>& a,
                                              const std::vector<RoutingRecord>& b,
                                              int expert_count) {
@@ -288,18 +312,10 @@ std::vector<LayerRouting> routing_divergence(const std::vector<RoutingRecord>& a
     l.layer = layer;
     l.tokens_a = acc_a.tokens;
     l.tokens_b = it->second.tokens;
-    auto load = [](const std::vector<double>& c) {
-      double s = 0;
-      for (double v : c) s += v;
-      std::vector<double> shares(c.size(), 0.0);
-      if (s > 0)
-        for (size_t i = 0; i < c.size(); ++i) shares[i] = c[i] / s;
-      return shares;
-    };
-    l.load_a = load(acc_a.count);
-    l.load_b = load(it->second.count);
+    l.load_a = expert_share(acc_a.count);
+    l.load_b = expert_share(it->second.count);
     l.diff.resize(l.load_a.size());
-    for (size_t i = 0; i < l.diff.size(); ++i) l.diff[i] = l.load_b[i] - l.load_a[i];
+    for (size_t i = 0; i < l.diff.size(); ++i) l.diff[i] = l.load_a[i] - l.load_b[i];
     l.js = js_divergence(acc_a.count, it->second.count);
     out.push_back(std::move(l));
   }
@@ -483,11 +499,6 @@ RunComparison compare_runs(const storage::Store& store, int64_t ia, int64_t ib,
     if (r.a && r.b) r.delta = delta(*r.a, *r.b);
     c.metrics.push_back(r);
   }
-  auto latency_ms = [](const std::vector<storage::TokenRecord>& t) {
-    std::vector<double> v;
-    for (const auto& x : t) v.push_back(static_cast<double>(x.latency_us) / 1000.0);
-    return v;
-  };
   auto energy_j = [](const std::vector<storage::TokenRecord>& t) {
     std::vector<double> v;
     for (const auto& x : t)
@@ -500,19 +511,14 @@ RunComparison compare_runs(const storage::Store& store, int64_t ia, int64_t ib,
     if (a && b) r.delta = delta(*a, *b);
     c.metrics.push_back(r);
   };
-  const auto la = latency_ms(ta), lb = latency_ms(tb);
+  const auto fa = latency_figures(ta), fb = latency_figures(tb);
+  const auto &la = fa.tpot_ms, &lb = fb.tpot_ms;
   derived("n_tokens", "tokens", static_cast<double>(ta.size()), static_cast<double>(tb.size()));
   auto opt_mean = [](const std::vector<double>& v) {
     return v.empty() ? std::nullopt : std::optional<double>(mean(v));
   };
-  auto tps = [](const std::vector<double>& ms) -> std::optional<double> {
-    double s = 0;
-    for (double v : ms) s += v;
-    if (ms.empty() || s <= 0) return std::nullopt;
-    return static_cast<double>(ms.size()) / (s / 1000.0);
-  };
-  derived("tpot_ms_mean", "ms", opt_mean(la), opt_mean(lb));
-  derived("decode_tokens_per_s", "tokens/s", tps(la), tps(lb));
+  derived("tpot_ms_mean", "ms", fa.tpot_ms_mean, fb.tpot_ms_mean);
+  derived("decode_tokens_per_s", "tokens/s", fa.decode_tokens_per_s, fb.decode_tokens_per_s);
   const auto ea = energy_j(ta), eb = energy_j(tb);
   if (!ea.empty() || !eb.empty()) derived("j_per_token", "J", opt_mean(ea), opt_mean(eb));
   if (la.size() >= 2 && lb.size() >= 2)
@@ -560,6 +566,7 @@ nlohmann::json to_json(const RunComparison& c) {
   nlohmann::json j;
   j["a"] = run_json(c.a);
   j["b"] = run_json(c.b);
+  j["sign"] = "A - B (B = baseline)";
   j["config_diff"] = nlohmann::json::array();
   for (const auto& ch : c.config)
     j["config_diff"].push_back(

@@ -62,7 +62,7 @@ std::pair<double, double> bootstrap(const std::vector<double>& a, const std::vec
     double sa = 0, sb = 0;
     for (size_t i = 0; i < a.size(); ++i) sa += a[rng() % a.size()];
     for (size_t i = 0; i < b.size(); ++i) sb += b[rng() % b.size()];
-    d.push_back(sb / static_cast<double>(b.size()) - sa / static_cast<double>(a.size()));
+    d.push_back(sa / static_cast<double>(a.size()) - sb / static_cast<double>(b.size()));  // A - B
   }
   std::sort(d.begin(), d.end());
   return {q7(d, 0.025), q7(d, 0.975)};
@@ -320,10 +320,13 @@ class TestSessionCli : public QObject {
                            "--session", "cmp"}))["run_id"]
               .get<int64_t>());
     storage::Store store(db_);
-    auto latencies = [&](std::vector<int64_t> runs) {
+    auto latencies = [&](std::vector<int64_t> runs) {  // decode tokens: all but token 0
       std::vector<double> v;
-      for (int64_t id : runs)
-        for (const auto& t : store.tokens(id)) v.push_back(static_cast<double>(t.latency_us) / 1e3);
+      for (int64_t id : runs) {
+        const auto toks = store.tokens(id);
+        for (size_t i = 1; i < toks.size(); ++i)
+          v.push_back(static_cast<double>(toks[i].latency_us) / 1e3);
+      }
       return v;
     };
     auto load = [&](std::vector<int64_t> runs, int layer) {
@@ -499,8 +502,9 @@ class TestSessionCli : public QObject {
     QVERIFY(ev1.at(0).value != ev0.at(0).value);  // top-1 routing changes the model
     const auto& cmp = j["compare_vs_first"][0];
     QVERIFY(cmp["perplexity"]["comparable"].get<bool>());
-    QCOMPARE(cmp["perplexity"]["mean"]["a"].get<double>(), ev0[0].value);
-    QCOMPARE(cmp["perplexity"]["mean"]["b"].get<double>(), ev1[0].value);
+    // Each configuration (A) against the first (B, the baseline): A - B.
+    QCOMPARE(cmp["perplexity"]["mean"]["a"].get<double>(), ev1[0].value);
+    QCOMPARE(cmp["perplexity"]["mean"]["b"].get<double>(), ev0[0].value);
   }
 
   void killed_run_keeps_a_prefix_and_is_interrupted() {

@@ -64,6 +64,8 @@ class HeatmapWindow : public QVulkanWindow {
   void mouseReleaseEvent(QMouseEvent* e) override;
   void wheelEvent(QWheelEvent* e) override;
   void resizeEvent(QResizeEvent* e) override;
+  /// Leave: the hover tooltip goes when the mouse leaves the window.
+  bool event(QEvent* e) override;
 
  private:
   friend class HeatmapWindowRenderer;

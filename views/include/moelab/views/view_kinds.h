@@ -19,7 +19,10 @@ struct HeatmapView {
   int categories = 0;                // kCategorical: ids listed in the legend (0: palette size)
 };
 
-/// Rows = layers, columns = tokens, value = top expert id (categorical; -1 -> masked).
+/// Rows = layers, columns = tokens, value = top expert id (-1 -> masked). Up to 64 experts the
+/// categorical palette (every pair of its 64 colours differs by >= 18 CIE76 Delta-E); above 64
+/// a labelled sequential scale over the ids 0..expert_count-1, since a categorical palette would
+/// have to repeat colours (the documented choice for 128-expert models such as Qwen3-MoE).
 HeatmapView routing_top_expert_view(const RoutingGrid& g);
 /// Rows = layers, columns = tokens, value = active experts (sequential, 0..expert_count).
 /// Throws moelab::Error when the grid has no active-count channel.

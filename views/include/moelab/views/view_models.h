@@ -24,8 +24,9 @@ struct RoutingGrid {
   std::vector<std::string> token_text;  // n_tokens labels (may be empty)
 };
 
-/// Expert load: F32 [n_layer, expert_count], share of routed tokens per expert (0..1) or raw
-/// counts; `unit` names which ("share of tokens", "tokens").
+/// Expert load: F32 [n_layer, expert_count], either the share of the layer's expert selections
+/// (0..1, a routed row sums to 1: compare::expert_share) or raw counts of tokens routed to the
+/// expert; `unit` names which ("share of tokens", "tokens").
 struct ExpertLoad {
   int n_layer = 0;
   int expert_count = 0;

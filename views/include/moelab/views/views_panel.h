@@ -32,6 +32,7 @@
 #include <QWidget>
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "moelab/views/view_models.h"
 
@@ -69,6 +70,15 @@ class ViewsPanel : public QWidget {
   /// Drops every snapshot (new run); pages show "waiting for data".
   void clear();
 
+  // ---- The latest published snapshot of each kind (any thread; nullopt: none since clear()).
+  // What the pages show (or will show at the next frame); tests compare them with the store.
+  std::optional<RoutingGrid> routingSnapshot() const;
+  std::optional<ExpertLoad> expertLoadSnapshot() const;
+  std::optional<CoActivation> coActivationSnapshot() const;
+  std::optional<AttentionMap> attentionSnapshot() const;
+  std::optional<LatencySeries> latencySnapshot() const;
+  std::optional<PowerSeries> powerSnapshot() const;
+
   // ---- GUI thread.
   void setPage(Page page);
   Page page() const;
@@ -79,6 +89,25 @@ class ViewsPanel : public QWidget {
   void setRoutingShowsActiveCount(bool on);
   /// Attention page: log colour scale (1e-4 .. 1) instead of linear 0 .. 1.
   void setAttentionLogScale(bool on);
+  /// Which run the pages show, in a line above the tabs ("run #12 · model · complete"); empty:
+  /// "no run on screen".
+  void setRunLabel(const QString& text);
+  QString runLabel() const;
+  /// The layer pickers (Co-activation, Attention) offer layers 0..n_layer-1 and show `layer`
+  /// without emitting their request signals.
+  void setLayerRange(int n_layer);
+  void setCoActivationLayer(int layer);
+  void setAttentionLayer(int layer);
+  int coActivationLayer() const;
+  int attentionLayer() const;
+  /// Expert load page: true when the "raw counts" box is on (the app publishes counts).
+  bool expertLoadCounts() const;
+  /// Acts as a click on cell (row, col) of the visible heatmap page (emits cellActivated).
+  void activateCell(int row, int col);
+  /// The Expert load page's line about the clicked cell (the app lists its tokens there).
+  void setExpertTokens(const QString& text);
+  QString expertTokensText() const;
+  void setExpertLoadCounts(bool on);
 
   /// True when heatmaps are drawn with Vulkan; false for the CPU fallback.
   bool usesVulkan() const;
@@ -104,6 +133,14 @@ class ViewsPanel : public QWidget {
   /// The researcher chose another layer on the Co-activation page; answer with
   /// publish(CoActivation) for that layer (co_activation_from_topk in view_kinds.h).
   void coActivationLayerRequested(int layer);
+  /// The researcher chose another layer on the Attention page; answer with publish(AttentionMap).
+  void attentionLayerRequested(int layer);
+  /// The "raw counts" box of the Expert load page changed; answer with publish(ExpertLoad) in
+  /// that unit.
+  void expertLoadCountsRequested(bool counts);
+  /// A heatmap cell was clicked (page as Page, row and column of the map): on Expert load the
+  /// app answers with setExpertTokens (which tokens went to that layer's expert).
+  void cellActivated(int page, int row, int col);
 
  private:
   struct Impl;

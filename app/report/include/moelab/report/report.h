@@ -49,7 +49,7 @@ struct Selection {
   Kind kind = Kind::Run;
   int64_t run = 0;       // Kind::Run
   std::string session;   // Kind::Session: the session's name
-  int64_t a = 0, b = 0;  // Kind::Compare: baseline A, candidate B
+  int64_t a = 0, b = 0;  // Kind::Compare: run A and the baseline B (deltas are A - B)
   static Selection one_run(int64_t id) { return {Kind::Run, id, {}, 0, 0}; }
   static Selection whole_session(std::string name) {
     return {Kind::Session, 0, std::move(name), 0, 0};
@@ -109,6 +109,11 @@ Written write_report(const storage::Store& store, const Selection& selection,
 /// The JSON document (what Format::Json writes), without writing anything.
 nlohmann::json build_json(const storage::Store& store, const Selection& selection,
                           const Options& options = {});
+
+/// How every report writes a number: "-" when not finite, integers without decimals,
+/// `significant` significant digits otherwise (%e below 1e-4 and from 1e7). Tests use it to find
+/// the figures of a report in its text.
+std::string format_number(double v, int significant = 4);
 
 /// The JSON Schema (draft 2020-12) the JSON document follows, as committed in
 /// app/report/report.schema.json.

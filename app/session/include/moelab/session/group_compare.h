@@ -1,10 +1,12 @@
 // A/B comparison of two GROUPS of stored runs (e.g. one config over several seeds against
 // another), built from storage/compare's maths:
-//  - per-token samples (TPOT, energy per token) of all runs of a group are pooled and compared
-//    with compare::bootstrap_mean_diff (percentile bootstrap of the difference of means);
-//  - per-run scalars (stored metrics plus n_tokens and tpot_ms_mean) are summarised per group
+//  - per-token samples (TPOT over each run's decode tokens as compare::latency_figures defines
+//    it, energy per token) of all runs of a group are pooled and compared with
+//    compare::bootstrap_mean_diff (percentile bootstrap of the difference of means, A - B);
+//  - per-run scalars (stored metrics plus n_tokens, tpot_ms_mean and decode_tokens_per_s) are
+//    summarised per group
 //    with compare::seed_stability (mean, sample stddev, min, max, CV) and compared by their means
-//    (compare::delta);
+//    (compare::delta: A - B, B = the baseline group);
 //  - routing: compare::routing_divergence over the pooled routing records of each group;
 //  - perplexity: compare::perplexity_delta on the first run of each group that has a comparable
 //    result (same method and text), and the mean over each group's comparable results;

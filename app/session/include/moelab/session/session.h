@@ -205,6 +205,9 @@ class GenerationRecorder {
   /// token most recently recorded - valid inside wrap()'s inner callback.
   const std::vector<storage::RoutingRecord>& last_routing() const { return last_routing_; }
   float last_entropy() const { return last_entropy_; }
+  /// The prompt's attention snapshots as stored (see RoutingRecorder::take_attention) - inside
+  /// wrap()'s inner callback of token 0; empty for later tokens and without attention.
+  const std::vector<storage::AttentionSnapshot>& last_attention() const { return last_attention_; }
   /// Energy of this run (energy.h), owned by the caller and alive until finish(): finish()
   /// stores its measured metrics (energy_j, j_per_token, ...; none without a sensor).
   void set_energy(RunEnergy* energy) { energy_ = energy; }
@@ -217,6 +220,7 @@ class GenerationRecorder {
   std::unique_ptr<RoutingRecorder> routing_;
   std::shared_ptr<const PolicyStats> stats_;
   std::vector<storage::RoutingRecord> last_routing_;
+  std::vector<storage::AttentionSnapshot> last_attention_;
   float last_entropy_ = 0.f;
   int64_t n_tokens_ = 0;
   int64_t n_routing_ = 0;

@@ -1,5 +1,11 @@
 // A/B comparison of stored runs: pure functions over storage records (no Qt, no engine).
 //
+// One sign convention everywhere: differences are A - B, B being the baseline (a positive
+// delta means A has more: more latency, more share of an expert...). The Compare panel, the
+// views' "A - B" modes, `moelab-cli compare` and the reports all take their figures from the
+// functions below: latency_figures (TTFT, TPOT, decode tokens/s), expert_share, kl_divergence,
+// js_divergence - one definition each.
+//
 // Sources of the methods:
 //  - bootstrap CI: percentile bootstrap of the difference of two independent means
 //    (Efron & Tibshirani, "An Introduction to the Bootstrap", 1993, ch. 13); quantiles are
@@ -42,7 +48,8 @@ const char* kind_name(ConfigChange::Kind k) noexcept;
 
 // ---------------------------------------------------------------- scalar deltas
 
-/// abs = b - a; rel = (b - a) / |a| (NaN when a == 0 or either side is NaN).
+/// abs = a - b; rel = (a - b) / |b| (NaN when b == 0 or either side is NaN): A relative to the
+/// baseline B.
 struct Delta {
   double a = 0, b = 0, abs = 0, rel = 0;
 };
@@ -59,7 +66,7 @@ double quantile_sorted(std::span<const double> sorted, double p) noexcept;
 /// Percentile bootstrap confidence interval of mean(b) - mean(a) for two independent samples
 /// (per-token TPOT in ms, energy per token in J ...). Each of `resamples` rounds draws n_a
 /// values from a and n_b from b with replacement, using std::mt19937_64(seed) and index
-/// = draw % n (a first, then b), and records mean(b*) - mean(a*); lo / hi are the type-7
+/// = draw % n (a first, then b), and records mean(a*) - mean(b*) (A - B); lo / hi are the type-7
 /// quantiles (1 - level) / 2 and (1 + level) / 2 of those differences. The same inputs and seed
 /// give the same interval on every platform. Throws std::invalid_argument for an empty sample.
 struct BootstrapCI {
@@ -89,7 +96,8 @@ PerplexityDelta perplexity_delta(const std::vector<EvalResult>& a,
 
 /// D(P||Q) in nats between two next-token distributions over the same vocabulary. Sparse
 /// distributions (top-N ids) spread their missing mass 1 - sum(probs) uniformly over the ids
-/// they do not list. q is floored at 1e-12 so that D stays finite; terms with p = 0 add 0.
+/// they do not list. q is floored at 1e-12 so that D stays finite; terms with p = 0 or p = q add
+/// exactly 0 (identical distributions give 0, not a rounding residue), and D is never below 0.
 /// Throws std::invalid_argument when the vocabulary sizes differ.
 double kl_divergence(const NextTokenDist& p, const NextTokenDist& q);
 
@@ -108,12 +116,17 @@ std::optional<KlSummary> next_token_kl(const std::vector<NextTokenDist>& a,
 /// normalised to sum 1 first; an all-zero side is treated as uniform).
 double js_divergence(std::span<const double> p, std::span<const double> q);
 
-/// Expert load of one layer: the fraction of all (token, slot) selections that went to each
-/// expert, i.e. count(expert e in top-k) / sum over tokens of k.
+/// Expert share of one layer - THE definition every surface uses: the fraction of all (token,
+/// slot) selections of the layer that went to each expert, share(e) = count(e) / sum_e' count(e')
+/// with count(e) = tokens whose chosen experts include e. A row of shares sums to 1 (all zeros
+/// stay zeros).
+std::vector<double> expert_share(std::span<const double> counts);
+
+/// Expert load of one layer (shares as expert_share) of both runs.
 struct LayerRouting {
   int32_t layer = 0;
   std::vector<double> load_a, load_b;  // [expert_count]
-  std::vector<double> diff;            // load_b - load_a
+  std::vector<double> diff;            // load_a - load_b (A - B)
   double js = 0;                       // JS(load_a, load_b), base 2
   size_t tokens_a = 0, tokens_b = 0;
 };
@@ -121,6 +134,19 @@ struct LayerRouting {
 std::vector<LayerRouting> routing_divergence(const std::vector<RoutingRecord>& a,
                                              const std::vector<RoutingRecord>& b,
                                              int expert_count = 0);
+
+// ---------------------------------------------------------------- latency
+
+/// Latency figures of one run from its tokens' latency_us (token 0 = prompt prefill plus the
+/// first sampling): ttft_ms = token 0; tpot_ms = tokens 1..n-1 (the decode steps; the first
+/// token is excluded); tpot_ms_mean = their mean; decode_tokens_per_s = 1000 / tpot_ms_mean
+/// (= decode tokens / decode seconds). Unset where undefined (no tokens / no decode token / zero
+/// time).
+struct LatencyFigures {
+  std::optional<double> ttft_ms, tpot_ms_mean, decode_tokens_per_s;
+  std::vector<double> tpot_ms;
+};
+LatencyFigures latency_figures(std::span<const storage::TokenRecord> tokens);
 
 // ---------------------------------------------------------------- outputs
 
@@ -170,10 +196,11 @@ struct MetricRow {
 struct RunComparison {
   storage::RunRecord a, b;
   std::vector<ConfigChange> config;
-  /// Stored metrics (ttft_ms, tokens_per_s ...) plus derived ones: n_tokens, tpot_ms_mean,
-  /// decode_tokens_per_s (n / sum latency), j_per_token (when energy was measured).
+  /// Stored metrics (ttft_ms, tokens_per_s ...) plus derived ones: n_tokens, tpot_ms_mean and
+  /// decode_tokens_per_s (latency_figures: decode tokens only), j_per_token (when energy was
+  /// measured). Deltas are A - B.
   std::vector<MetricRow> metrics;
-  std::optional<BootstrapCI> tpot_ms;      // per-token latency, ms
+  std::optional<BootstrapCI> tpot_ms;      // per decode token latency (tokens 1..n-1), ms
   std::optional<BootstrapCI> j_per_token;  // per-token energy, J
   PerplexityDelta perplexity;
   std::optional<KlSummary> kl;

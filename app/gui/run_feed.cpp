@@ -1,0 +1,223 @@
+#include "run_feed.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "moelab/core/error.h"
+#include "moelab/model/model.h"
+#include "moelab/storage/store.h"
+#include "run_views.h"
+
+namespace moelab::lab {
+
+namespace {
+size_t idx(int a, int b, int n) {
+  return static_cast<size_t>(a) * static_cast<size_t>(n) + static_cast<size_t>(b);
+}
+}  // namespace
+
+RunViewData::RunViewData(int64_t run_id, int n_layer, int expert_count)
+    : run_(run_id),
+      n_layer_(std::max(0, n_layer)),
+      expert_count_(std::max(0, expert_count)),
+      experts_(static_cast<size_t>(std::max(0, n_layer))) {}
+
+RunViewData RunViewData::from_store(const storage::Store& store, int64_t run,
+                                    std::vector<std::string> prompt_text) {
+  const auto rec = store.run(run);
+  if (!rec)
+    throw storage::StorageError(storage::StorageErrorKind::BadInput,
+                                "run #" + std::to_string(run) + " is not in the store");
+  int n_layer = 0, experts = 0;
+  try {
+    const auto j = nlohmann::json::parse(rec->config_json);
+    if (j.contains("model") && j["model"].is_object()) {
+      n_layer = j["model"].value("n_layer", 0);
+      experts = j["model"].value("expert_count", 0);
+    }
+  } catch (const std::exception&) {
+    // A config without a model object: the records say how many layers and experts there are.
+  }
+  const auto routing = store.routing(run);
+  for (const auto& r : routing) {
+    n_layer = std::max(n_layer, r.layer + 1);
+    for (uint16_t e : r.experts) experts = std::max(experts, int(e) + 1);
+  }
+  auto attention = store.attention(run);
+  for (const auto& a : attention) n_layer = std::max(n_layer, a.layer + 1);
+  RunViewData d(run, n_layer, experts);
+  for (const auto& t : store.tokens(run))
+    d.add_token(t.position, t.piece, t.latency_us, t.energy_uj);
+  for (const auto& r : routing) d.add_routing(r);
+  d.set_attention(std::move(attention), std::move(prompt_text));
+  return d;
+}
+
+void RunViewData::add_token(int64_t position, std::string piece, int64_t latency_us,
+                            std::optional<double> energy_uj) {
+  if (position < 0) return;
+  const size_t p = static_cast<size_t>(position);
+  if (p >= text_.size()) {
+    text_.resize(p + 1);
+    latency_us_.resize(p + 1, 0);
+    energy_uj_.resize(p + 1);
+  }
+  text_[p] = std::move(piece);
+  latency_us_[p] = latency_us;
+  energy_uj_[p] = energy_uj;
+}
+
+void RunViewData::add_routing(const storage::RoutingRecord& r) {
+  if (r.layer < 0 || r.layer >= n_layer_ || r.position < 0) return;
+  auto& row = experts_[static_cast<size_t>(r.layer)];
+  const size_t p = static_cast<size_t>(r.position);
+  if (p >= row.size()) row.resize(p + 1);
+  auto& dst = row[p];
+  dst.clear();
+  for (uint16_t e : r.experts)
+    if (e < expert_count_) dst.push_back(e);
+}
+
+void RunViewData::set_attention(std::vector<storage::AttentionSnapshot> snapshots,
+                                std::vector<std::string> prompt_text) {
+  attention_.clear();
+  for (auto& a : snapshots)
+    if (a.head == -1 && a.position == 0 && a.shape.size() == 2) attention_.push_back(std::move(a));
+  std::sort(attention_.begin(), attention_.end(),
+            [](const auto& x, const auto& y) { return x.layer < y.layer; });
+  prompt_text_ = std::move(prompt_text);
+}
+
+views::RoutingGrid RunViewData::routing_grid() const {
+  views::RoutingGrid g;
+  g.n_layer = n_layer_;
+  g.n_tokens = n_tokens();
+  g.expert_count = expert_count_;
+  g.token_text = text_;
+  g.top_expert.assign(static_cast<size_t>(g.n_layer) * static_cast<size_t>(g.n_tokens), -1);
+  g.active_count.assign(g.top_expert.size(), 0);
+  for (int l = 0; l < n_layer_; ++l) {
+    const auto& row = experts_[static_cast<size_t>(l)];
+    for (int t = 0; t < g.n_tokens && static_cast<size_t>(t) < row.size(); ++t) {
+      const auto& e = row[static_cast<size_t>(t)];
+      if (e.empty()) continue;
+      g.top_expert[idx(l, t, g.n_tokens)] = e.front();
+      g.active_count[idx(l, t, g.n_tokens)] = static_cast<int32_t>(e.size());
+    }
+  }
+  return g;
+}
+
+views::ExpertLoad RunViewData::expert_load(bool counts) const {
+  views::ExpertLoad l;
+  l.n_layer = n_layer_;
+  l.expert_count = expert_count_;
+  l.unit = counts ? "tokens" : "share of tokens";
+  l.load.assign(static_cast<size_t>(n_layer_) * static_cast<size_t>(expert_count_), 0.f);
+  std::vector<double> c(l.load.size(), 0.0);
+  for (int layer = 0; layer < n_layer_; ++layer)
+    for (const auto& e : experts_[static_cast<size_t>(layer)])
+      for (uint16_t x : e) c[idx(layer, x, expert_count_)] += 1.0;
+  for (int layer = 0; layer < n_layer_; ++layer) {
+    double total = 0;
+    for (int e = 0; e < expert_count_; ++e) total += c[idx(layer, e, expert_count_)];
+    for (int e = 0; e < expert_count_; ++e) {
+      const double v = c[idx(layer, e, expert_count_)];
+      l.load[idx(layer, e, expert_count_)] =
+          static_cast<float>(counts ? v : (total > 0 ? v / total : 0.0));
+    }
+  }
+  return l;
+}
+
+views::CoActivation RunViewData::co_activation(int layer) const {
+  if (layer < 0 || layer >= n_layer_)
+    throw Error(ErrorKind::BadInput, "co-activation: layer " + std::to_string(layer) +
+                                         " is not in [0, " + std::to_string(n_layer_) + ")");
+  views::CoActivation c;
+  c.layer = layer;
+  c.expert_count = expert_count_;
+  c.count.assign(static_cast<size_t>(expert_count_) * static_cast<size_t>(expert_count_), 0.f);
+  for (const auto& e : experts_[static_cast<size_t>(layer)]) {
+    std::vector<uint16_t> u = e;
+    std::sort(u.begin(), u.end());
+    u.erase(std::unique(u.begin(), u.end()), u.end());
+    for (uint16_t i : u)
+      for (uint16_t j : u) c.count[idx(i, j, expert_count_)] += 1.f;
+  }
+  return c;
+}
+
+std::vector<int64_t> RunViewData::tokens_of_expert(int layer, int expert) const {
+  std::vector<int64_t> out;
+  if (layer < 0 || layer >= n_layer_ || expert < 0 || expert >= expert_count_) return out;
+  const auto& row = experts_[static_cast<size_t>(layer)];
+  for (size_t t = 0; t < row.size(); ++t)
+    if (std::find(row[t].begin(), row[t].end(), static_cast<uint16_t>(expert)) != row[t].end())
+      out.push_back(static_cast<int64_t>(t));
+  return out;
+}
+
+std::vector<int> RunViewData::attention_layers() const {
+  std::vector<int> out;
+  for (const auto& a : attention_)
+    if (out.empty() || out.back() != a.layer) out.push_back(a.layer);
+  return out;
+}
+
+std::optional<views::AttentionMap> RunViewData::attention(int layer) const {
+  for (const auto& a : attention_) {
+    if (a.layer != layer) continue;
+    views::AttentionMap m = attention_map_of(a);
+    // Keys are prompt positions 0..n_key-1; the queries are the last n_query of them.
+    const int offset = m.n_key - m.n_query;
+    auto label = [this](int pos) {
+      return static_cast<size_t>(pos) < prompt_text_.size() ? prompt_text_[static_cast<size_t>(pos)]
+                                                            : std::to_string(pos);
+    };
+    for (int k = 0; k < m.n_key; ++k) m.key_text.push_back(label(k));
+    for (int q = 0; q < m.n_query; ++q) m.query_text.push_back(label(q + offset));
+    return m;
+  }
+  return std::nullopt;
+}
+
+views::LatencySeries RunViewData::latency() const {
+  views::LatencySeries s;
+  s.ms.reserve(latency_us_.size());
+  for (int64_t us : latency_us_) s.ms.push_back(static_cast<double>(us) / 1000.0);
+  s.ttft_ms = s.ms.empty() ? 0.0 : s.ms.front();
+  const int rows = ops_.n_layer + 1;
+  if (ops_.decode_steps > 0 &&
+      ops_.us.size() == static_cast<size_t>(rows) * static_cast<size_t>(OpBreakdown::kOps)) {
+    for (int k = 0; k < OpBreakdown::kOps; ++k)
+      s.parts.push_back(op_kind_name(static_cast<OpKind>(k)));
+    for (int r = 0; r < rows; ++r) {
+      s.rows.push_back(r < ops_.n_layer ? "layer " + std::to_string(r) : "embed + head");
+      for (int k = 0; k < OpBreakdown::kOps; ++k)
+        s.part_ms.push_back(ops_.us[idx(r, k, OpBreakdown::kOps)] / 1000.0 /
+                            static_cast<double>(ops_.decode_steps));
+    }
+  }
+  return s;
+}
+
+views::PowerSeries RunViewData::power(const std::string& no_sensor_reason) const {
+  views::PowerSeries p;
+  double t_us = 0;
+  for (size_t i = 0; i < latency_us_.size(); ++i) {
+    t_us += static_cast<double>(latency_us_[i]);
+    if (!energy_uj_[i] || latency_us_[i] <= 0) continue;
+    p.t_s.push_back(t_us * 1e-6);
+    p.watts.push_back(*energy_uj_[i] / static_cast<double>(latency_us_[i]));
+  }
+  if (p.watts.empty())
+    p.sensor = no_sensor_reason;
+  else {
+    p.sensor = "energy per token as stored";
+    p.n_tokens = n_tokens();
+  }
+  return p;
+}
+
+}  // namespace moelab::lab

@@ -1,0 +1,113 @@
+// RunViewData: the one home of "a run -> every view". It accumulates one run's records - the
+// same plain storage records whether they arrive live from the generation (LiveToken, converted
+// by the main window) or are read back from the store - and builds each view's data from them:
+// routing grid, expert load (normalised share or raw count), co-activation per layer, prompt
+// attention per layer (head mean, token text on both axes), latency per token with the per
+// layer / op breakdown, and power from the per-token energy. Because a live run and the same
+// run read from the store go through the same accumulation, the views show identical values for
+// both. No Qt; built with the views panel (MOELAB_HAVE_VIEWS_PANEL).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "moelab/storage/records.h"
+#include "moelab/views/view_models.h"
+
+namespace moelab::storage {
+class Store;
+}
+
+namespace moelab::lab {
+
+class RunViewData {
+ public:
+  /// Per layer / op wall time of the decode steps (single-token evaluations): summed µs per
+  /// [row][op] with rows = layers 0..n_layer-1 then one row for the layer-less ops (embedding,
+  /// output head); ops in moelab::OpKind order (embed, attention, router, experts, ffn, head).
+  struct OpBreakdown {
+    int n_layer = 0;
+    int64_t decode_steps = 0;  // single-token evaluations summed
+    std::vector<double> us;    // [(n_layer + 1) * kOps]
+    static constexpr int kOps = 6;
+  };
+
+  RunViewData() = default;
+  /// Starts an empty run: `n_layer` layers, `expert_count` experts (0: dense model).
+  RunViewData(int64_t run_id, int n_layer, int expert_count);
+
+  /// Reads run `run` from `store`: tokens (text, latency µs, energy µJ), routing records and
+  /// prompt attention snapshots; n_layer / expert_count from the run's config ("model" object),
+  /// widened to what the routing records hold. `prompt_text` (optional): the prompt's token
+  /// texts for the attention axes (the store keeps the prompt as one string). Throws
+  /// storage::StorageError for an unknown run.
+  static RunViewData from_store(const storage::Store& store, int64_t run,
+                                std::vector<std::string> prompt_text = {});
+
+  int64_t run_id() const { return run_; }
+  void set_run_id(int64_t id) { run_ = id; }
+  int n_layer() const { return n_layer_; }
+  int expert_count() const { return expert_count_; }
+  int n_tokens() const { return static_cast<int>(text_.size()); }
+
+  /// One generated token at `position` (0-based, in order): its text, wall time (µs) and energy
+  /// (µJ, when measured). Positions past the end grow the run; an earlier position overwrites.
+  void add_token(int64_t position, std::string piece, int64_t latency_us,
+                 std::optional<double> energy_uj = std::nullopt);
+  /// The routing of token `r.position` at layer `r.layer` (the experts chosen, in order).
+  /// Records outside [0, n_layer) are ignored; expert ids >= expert_count are ignored.
+  void add_routing(const storage::RoutingRecord& r);
+  /// The prompt's attention snapshots (head mean per layer, as GenerationRecorder stores them)
+  /// and the prompt's token texts for the axes (may be empty: positions are shown).
+  void set_attention(std::vector<storage::AttentionSnapshot> snapshots,
+                     std::vector<std::string> prompt_text = {});
+  void set_op_breakdown(OpBreakdown b) { ops_ = std::move(b); }
+  const OpBreakdown& op_breakdown() const { return ops_; }
+
+  /// Routing grid: top (first chosen) expert and number of experts per (layer, token); -1 / 0
+  /// where a token has no routing record for the layer.
+  views::RoutingGrid routing_grid() const;
+  /// Expert load per (layer, expert): with counts = false the normalised share
+  /// count(l, e) / sum_e count(l, e) (a routed layer's row sums to 1; the same definition as
+  /// compare::routing_divergence's load), with counts = true the raw number of tokens whose
+  /// chosen experts include e ("tokens").
+  views::ExpertLoad expert_load(bool counts = false) const;
+  /// Co-activation of `layer`: tokens whose chosen experts include both i and j (diagonal: tokens
+  /// routed to i). Throws moelab::Error (BadInput) for a layer outside [0, n_layer).
+  views::CoActivation co_activation(int layer) const;
+  /// Positions (ascending) of the generated tokens whose chosen experts at `layer` include
+  /// `expert` ("which tokens went to expert 3 at layer 1"); empty outside the run's shape.
+  std::vector<int64_t> tokens_of_expert(int layer, int expert) const;
+  /// The generated tokens' text, by position.
+  const std::vector<std::string>& token_text() const { return text_; }
+  /// Layers with a stored prompt attention snapshot (ascending).
+  std::vector<int> attention_layers() const;
+  /// The prompt attention of `layer` (head mean) with the causal mask as NaN and token text on
+  /// both axes; nullopt when the run has no snapshot of that layer.
+  std::optional<views::AttentionMap> attention(int layer) const;
+  /// Latency per generated token (ms; token 0 includes the prompt: TTFT) and, when an op
+  /// breakdown was recorded, mean ms per decode step per layer and op.
+  views::LatencySeries latency() const;
+  /// Power per generated token from its energy: watts = energy_uj / latency_us at t = the end of
+  /// the token (s since the run started); empty with `sensor` = `no_sensor_reason` when no token
+  /// has an energy value.
+  views::PowerSeries power(const std::string& no_sensor_reason) const;
+
+ private:
+  int64_t run_ = 0;
+  int n_layer_ = 0;
+  int expert_count_ = 0;
+  std::vector<std::string> text_;
+  std::vector<int64_t> latency_us_;
+  std::vector<std::optional<double>> energy_uj_;
+  // [layer][token] chosen experts of that token at that layer (empty: not routed).
+  std::vector<std::vector<std::vector<uint16_t>>> experts_;
+  std::vector<storage::AttentionSnapshot> attention_;
+  std::vector<std::string> prompt_text_;
+  OpBreakdown ops_;
+};
+
+}  // namespace moelab::lab

@@ -1,0 +1,726 @@
+// The lab end to end (issue 16): a run made in the Run panel reaches every view (routing grid,
+// expert load as share and as count, co-activation, prompt attention with token text, latency per
+// token and per layer / op, power) while it streams and after it ends; the values on the pages
+// equal what the store holds for that run (computed here independently from the store's
+// records); a stored run opens in every view on selection, also after the app is reopened on
+// the same database; the Output pane keeps the run that ran (finished or stopped) until the user
+// selects another; a file that fails to load leaves the loaded model usable. Offscreen platform
+// (the views draw on the CPU; the data checked is what the Vulkan path draws as well).
+#include <QAction>
+#include <QDropEvent>
+#include <QImage>
+#include <QMenu>
+#include <QMimeData>
+#include <QSettings>
+#include <QSignalSpy>
+#include <QStandardPaths>
+#include <QTableWidget>
+#include <QtTest>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "cli.h"
+#include "drop_zone.h"
+#include "main_window.h"
+#include "moelab/compare/compare.h"
+#include "moelab/report/report.h"
+#include "moelab/storage/store.h"
+#include "settings.h"
+#include "test_support.h"
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+#include "moelab/views/view_kinds.h"
+#include "moelab/views/views_panel.h"
+#include "run_feed.h"
+#include "run_views.h"
+#endif
+
+namespace st = moelab::storage;
+
+namespace {
+const char* kMoe = "fixtures/models/mixtral-moe/mixtral-moe.F32.gguf";
+const char* kBad = "cases/gguf/g02_bad_magic_html.gguf";
+
+QString fixture(const char* rel) {
+  return QString::fromStdString(moelab::test::shared_path(rel));
+}
+
+void drop(QWidget* target, const QString& path) {
+  QMimeData mime;
+  mime.setUrls({QUrl::fromLocalFile(path)});
+  const QPoint pos = target->rect().center();
+  QDragEnterEvent enter(pos, Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
+  QApplication::sendEvent(target, &enter);
+  QDropEvent ev(QPointF(pos), Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
+  QApplication::sendEvent(target, &ev);
+}
+
+// WCAG 2 contrast ratio of two colours (relative luminance of sRGB).
+double contrast(const QColor& x, const QColor& y) {
+  auto lum = [](const QColor& c) {
+    auto ch = [](double v) {
+      return v <= 0.03928 ? v / 12.92 : std::pow((v + 0.055) / 1.055, 2.4);
+    };
+    return 0.2126 * ch(c.redF()) + 0.7152 * ch(c.greenF()) + 0.0722 * ch(c.blueF());
+  };
+  const double a = lum(x), b = lum(y);
+  return (std::max(a, b) + 0.05) / (std::min(a, b) + 0.05);
+}
+
+size_t at(int row, int col, int cols) {
+  return size_t(row) * size_t(cols) + size_t(col);
+}
+}  // namespace
+
+class TestGuiViews : public QObject {
+  Q_OBJECT
+  QString dir_;
+
+  MainWindow::Options opts(const QString& name, bool fresh) {
+    MainWindow::Options o;
+    o.dbPath = dir_ + "/" + name + ".db";
+    if (fresh) QFile::remove(o.dbPath);
+    o.restoreLayout = false;
+    o.session = "views " + name;
+    return o;
+  }
+  bool loadMoe(MainWindow& w) {
+    QSignalSpy ready(&w, &MainWindow::modelReady);
+    drop(&w, fixture(kMoe));
+    return ready.wait(20000) && w.modelLoaded();
+  }
+  void setRun(MainWindow& w, const QString& prompt, int maxTokens) {
+    const bool longRun = maxTokens > 1000;
+    w.runPanel()->ignoreEosBox()->setChecked(longRun);
+    w.runPanel()->contextBox()->setValue(longRun ? 65536 : 0);
+    w.runPanel()->promptEdit()->setPlainText(prompt);
+    w.runPanel()->maxTokensBox()->setValue(maxTokens);
+    w.runPanel()->temperatureBox()->setValue(0.8);
+    w.runPanel()->fixedSeedBox()->setChecked(true);
+    w.runPanel()->seedBox()->setValue(11);
+    w.runPanel()->threadsBox()->setValue(1);
+  }
+
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+  // Every view of `w` holds run `id` as `store` has it. Expected values are computed here from
+  // the store's records, not through RunViewData.
+  void checkViewsShowStoredRun(MainWindow& w, const st::Store& store, qint64 id) {
+    using moelab::views::ViewsPanel;
+    ViewsPanel* vp = w.viewsPanel();
+    QVERIFY(vp);
+    QCOMPARE(w.viewsRun(), id);
+    QVERIFY2(vp->runLabel().contains(QString("run #%1").arg(id)), qPrintable(vp->runLabel()));
+    const auto run = store.run(id);
+    QVERIFY(run);
+    const auto cfg = nlohmann::json::parse(run->config_json);
+    const int nLayer = cfg["model"]["n_layer"].get<int>();
+    const int nExp = cfg["model"]["expert_count"].get<int>();
+    const auto toks = store.tokens(id);
+    const auto routing = store.routing(id);
+    const int n = int(toks.size());
+    QVERIFY(n > 0);
+    QCOMPARE(routing.size(), size_t(n) * size_t(nLayer));
+
+    // Routing grid: top expert and active count per (layer, token), token text.
+    const auto g = vp->routingSnapshot();
+    QVERIFY2(g, "Routing: waiting for data");
+    QCOMPARE(g->n_layer, nLayer);
+    QCOMPARE(g->n_tokens, n);
+    QCOMPARE(g->expert_count, nExp);
+    for (const auto& r : routing) {
+      QCOMPARE(g->top_expert[at(r.layer, int(r.position), n)], int32_t(r.experts.front()));
+      QCOMPARE(g->active_count[at(r.layer, int(r.position), n)], int32_t(r.experts.size()));
+    }
+    for (int t = 0; t < n; ++t) QCOMPARE(g->token_text[size_t(t)], toks[size_t(t)].piece);
+
+    // Expert load: counts and shares of each layer's selections (a row sums to 1).
+    std::vector<double> count(size_t(nLayer) * size_t(nExp), 0.0), total(size_t(nLayer), 0.0);
+    for (const auto& r : routing)
+      for (uint16_t e : r.experts) count[at(r.layer, e, nExp)] += 1, total[size_t(r.layer)] += 1;
+    const bool counts = vp->expertLoadCounts();
+    const auto l = vp->expertLoadSnapshot();
+    QVERIFY2(l, "Expert load: waiting for data");
+    QCOMPARE(l->n_layer, nLayer);
+    QCOMPARE(l->expert_count, nExp);
+    QCOMPARE(l->unit, std::string(counts ? "tokens" : "share of tokens"));
+    for (int layer = 0; layer < nLayer; ++layer)
+      for (int e = 0; e < nExp; ++e) {
+        const double want =
+            counts ? count[at(layer, e, nExp)] : count[at(layer, e, nExp)] / total[size_t(layer)];
+        QCOMPARE(l->load[at(layer, e, nExp)], float(want));
+      }
+
+    // Co-activation of the layer the picker shows.
+    const auto c = vp->coActivationSnapshot();
+    QVERIFY2(c, "Co-activation: waiting for data");
+    QCOMPARE(c->layer, vp->coActivationLayer());
+    QCOMPARE(c->expert_count, nExp);
+    std::vector<float> co(size_t(nExp) * size_t(nExp), 0.f);
+    for (const auto& r : routing) {
+      if (r.layer != c->layer) continue;
+      const std::set<uint16_t> u(r.experts.begin(), r.experts.end());
+      for (uint16_t i : u)
+        for (uint16_t j : u) co[at(i, j, nExp)] += 1;
+    }
+    QCOMPARE(c->count, co);
+
+    // Attention: the stored head-mean prompt attention of the picked layer, masked above the
+    // diagonal, with token text on both axes.
+    const auto a = vp->attentionSnapshot();
+    QVERIFY2(a, "Attention: waiting for data");
+    QCOMPARE(a->layer, vp->attentionLayer());
+    const st::AttentionSnapshot* snap = nullptr;
+    const auto snaps = store.attention(id);
+    for (const auto& s : snaps)
+      if (s.layer == a->layer && s.head == -1) snap = &s;
+    QVERIFY(snap);
+    QCOMPARE(int64_t(a->n_query), snap->shape[0]);
+    QCOMPARE(int64_t(a->n_key), snap->shape[1]);
+    QCOMPARE(a->key_text.size(), size_t(a->n_key));
+    QCOMPARE(a->query_text.size(), size_t(a->n_query));
+    const int off = a->n_key - a->n_query;
+    for (int q = 0; q < a->n_query; ++q)
+      for (int k = 0; k < a->n_key; ++k) {
+        const float got = a->weight[at(q, k, a->n_key)];
+        if (k > q + off)
+          QVERIFY(std::isnan(got));
+        else
+          QCOMPARE(got, snap->data[at(q, k, a->n_key)]);
+      }
+
+    // Latency per token (ms) as stored; TTFT = token 0.
+    const auto lat = vp->latencySnapshot();
+    QVERIFY2(lat, "Latency: waiting for data");
+    QCOMPARE(lat->ms.size(), size_t(n));
+    for (int t = 0; t < n; ++t)
+      QCOMPARE(lat->ms[size_t(t)], double(toks[size_t(t)].latency_us) / 1000.0);
+    QCOMPARE(lat->ttft_ms, lat->ms.front());
+
+    // Power: this machine's meter is replaced by no sensor or a still counter; the page names
+    // why there is no curve, or shows the stored per-token energy.
+    const auto p = vp->powerSnapshot();
+    QVERIFY2(p, "Power: waiting for data");
+    bool anyEnergy = false;
+    for (const auto& t : toks) anyEnergy |= t.energy_uj.has_value() && t.latency_us > 0;
+    QCOMPARE(!p->watts.empty(), anyEnergy);
+    if (!anyEnergy) QVERIFY(!p->sensor.empty());
+  }
+#endif
+
+ private slots:
+  void initTestCase() {
+    QStandardPaths::setTestModeEnabled(true);
+    dir_ = moelab::test::temp_dir("gui_views");
+    qputenv("XDG_DATA_HOME", (dir_ + "/xdg").toUtf8());
+    qputenv("MOELAB_POWERCAP_ROOT", (dir_ + "/no-powercap").toUtf8());
+    QCoreApplication::setOrganizationName("moelab-test");
+    QCoreApplication::setApplicationName("moelab-test-views");
+    QSettings().clear();
+  }
+
+  void runFeedsEveryViewLiveAndStored() {
+#ifndef MOELAB_HAVE_VIEWS_PANEL
+    QSKIP("this build has no views panel");
+#else
+    MOELAB_REQUIRE_SHARED(kMoe);
+    qint64 stopped = 0, complete = 0;
+    {
+      MainWindow w(opts("e2e", true));
+      w.show();
+      QVERIFY(loadMoe(w));
+      auto* vp = w.viewsPanel();
+      // A routing policy that does not fit the model is flagged when chosen, not at run.
+      w.runPanel()->routingBox()->setCurrentText("k:99");
+      QVERIFY2(w.runPanel()->policyProblem().contains("k:99"),
+               qPrintable(w.runPanel()->policyProblem()));
+      w.runPanel()->routingBox()->setCurrentText("default");
+      QVERIFY(w.runPanel()->policyProblem().isEmpty());
+
+      // 1. A long run: while it streams, every routing view and the latency page have the live
+      // run's data and the label says which run that is; then Stop.
+      setRun(w, "Once upon a time there was", 100000);
+      QSignalSpy finished(&w, &MainWindow::runFinished);
+      QTest::mouseClick(w.runPanel()->runButton(), Qt::LeftButton);
+      QTRY_VERIFY_WITH_TIMEOUT(
+          !w.runController()->running() ||
+              (w.viewsRun() > 0 && vp->routingSnapshot() && vp->routingSnapshot()->n_tokens >= 8),
+          60000);
+      QVERIFY2(w.runController()->running(), "the run ended before the live check");
+      const qint64 live = w.viewsRun();
+      QVERIFY2(
+          vp->runLabel().contains(QString("run #%1").arg(live)) && vp->runLabel().contains("live"),
+          qPrintable(vp->runLabel()));
+      QVERIFY(vp->expertLoadSnapshot() && vp->expertLoadSnapshot()->n_layer > 0);
+      QVERIFY(vp->coActivationSnapshot() && vp->coActivationSnapshot()->expert_count > 0);
+      QVERIFY2(vp->attentionSnapshot(), "the prompt attention is not shown while running");
+      QVERIFY(vp->latencySnapshot() && vp->latencySnapshot()->ms.size() >= 8);
+      // The live latency has the per layer / op breakdown the header promises.
+      QTRY_VERIFY_WITH_TIMEOUT(!vp->latencySnapshot()->rows.empty(), 20000);
+      QTest::mouseClick(w.runPanel()->stopButton(), Qt::LeftButton);
+      QVERIFY(finished.wait(30000));
+      stopped = finished.at(0).at(0).toLongLong();
+      QCOMPARE(stopped, live);
+      st::Store* s = w.store();
+      QCOMPARE(s->run(stopped)->status, st::RunStatus::Cancelled);
+      checkViewsShowStoredRun(w, *s, stopped);
+      const auto lat = vp->latencySnapshot();
+      const int nLayer = vp->routingSnapshot()->n_layer;
+      QCOMPARE(lat->rows.size(), size_t(nLayer + 1));
+      QCOMPARE(lat->parts.size(), size_t(6));
+      QCOMPARE(lat->part_ms.size(), lat->rows.size() * lat->parts.size());
+      double layerMs = 0;
+      for (double v : lat->part_ms) {
+        QVERIFY(v >= 0);
+        layerMs += v;
+      }
+      QVERIFY(layerMs > 0);
+      // Output after Stop: the stopped run's text, as stored.
+      QCOMPARE(w.outputView()->text(), QString::fromStdString(s->run(stopped)->output));
+
+      // 2. A run that completes; the raw-count switch and the layer pickers answer from it.
+      setRun(w, "The expert of the day", 24);
+      QTest::mouseClick(w.runPanel()->runButton(), Qt::LeftButton);
+      QVERIFY(finished.wait(60000));
+      complete = finished.at(1).at(0).toLongLong();
+      QVERIFY(complete > stopped);
+      QCOMPARE(s->run(complete)->status, st::RunStatus::Complete);
+      QCOMPARE(w.outputView()->text(), QString::fromStdString(s->run(complete)->output));
+      checkViewsShowStoredRun(w, *s, complete);
+      vp->findChild<QCheckBox*>("views_load_counts")->click();
+      QVERIFY(vp->expertLoadCounts());
+      checkViewsShowStoredRun(w, *s, complete);
+      vp->findChild<QSpinBox*>("views_coact_layer")->setValue(nLayer - 1);
+      QCOMPARE(vp->coActivationSnapshot()->layer, nLayer - 1);
+      vp->findChild<QSpinBox*>("views_attention_layer")->setValue(0);
+      QCOMPARE(vp->attentionSnapshot()->layer, 0);
+      checkViewsShowStoredRun(w, *s, complete);
+      // The attention axes carry the prompt's token text (not positions).
+      QVERIFY(!vp->attentionSnapshot()->key_text.empty());
+      QVERIFY2(vp->attentionSnapshot()->key_text.back() !=
+                   std::to_string(vp->attentionSnapshot()->n_key - 1),
+               "attention axes show positions instead of token text");
+
+      // Which tokens went to an expert: a click on the expert-load cell lists them.
+      {
+        const auto routing = s->routing(complete);
+        const int e = int(routing[1].experts.front());  // position 0, layer 1
+        int want = 0;
+        for (const auto& r : routing)
+          if (r.layer == 1 && std::find(r.experts.begin(), r.experts.end(), e) != r.experts.end())
+            ++want;
+        vp->setPage(moelab::views::ViewsPanel::Page::kExpertLoad);
+        vp->activateCell(1, e);
+        const QString text = vp->expertTokensText();
+        QVERIFY2(text.contains(QString("layer 1, expert %1: %2 token").arg(e).arg(want)),
+                 qPrintable(text));
+        QVERIFY2(text.contains("#0 '"), qPrintable(text));
+        // The same load as a sortable layer x expert table.
+        vp->findChild<QCheckBox*>("views_load_table")->setChecked(true);
+        auto* table = vp->findChild<QTableWidget*>("views_load_table_widget");
+        QVERIFY(table && table->isVisible());
+        const auto load = vp->expertLoadSnapshot();
+        QCOMPARE(table->rowCount(), load->n_layer * load->expert_count);
+        table->sortItems(2, Qt::DescendingOrder);
+        QCOMPARE(table->item(0, 2)->data(Qt::DisplayRole).toDouble(),
+                 double(*std::max_element(load->load.begin(), load->load.end())));
+        vp->findChild<QCheckBox*>("views_load_table")->setChecked(false);
+      }
+
+      // 3. Selecting the stopped run shows it in the Output pane and in every view.
+      QVERIFY(w.sessionsPanel()->selectRun(stopped));
+      QCOMPARE(w.outputView()->text(), QString::fromStdString(s->run(stopped)->output));
+      checkViewsShowStoredRun(w, *s, stopped);
+
+      // 4. A file that fails to load leaves the loaded model usable, named and runnable.
+      QSignalSpy idle(&w, &MainWindow::idle);
+      drop(&w, fixture(kBad));
+      QVERIFY(idle.wait(10000));
+      QVERIFY(w.modelLoaded());
+      QVERIFY(w.windowTitle().contains("mixtral-moe.F32.gguf"));
+      QVERIFY(w.runPanel()->runButton()->isEnabled());
+      QVERIFY2(w.lastMessage().contains("still loaded"), qPrintable(w.lastMessage()));
+      setRun(w, "Still here", 4);
+      QTest::mouseClick(w.runPanel()->runButton(), Qt::LeftButton);
+      QVERIFY(finished.wait(60000));
+      QCOMPARE(s->run(finished.at(2).at(0).toLongLong())->status, st::RunStatus::Complete);
+    }
+
+    // 5. After a restart on the same database: selecting a stored run shows it in every view.
+    {
+      MainWindow w(opts("e2e", false));
+      w.show();
+      QCOMPARE(w.viewsRun(), qint64(0));
+      QVERIFY(w.sessionsPanel()->selectRun(complete));
+      QCOMPARE(w.outputView()->text(), QString::fromStdString(w.store()->run(complete)->output));
+      checkViewsShowStoredRun(w, *w.store(), complete);
+      QVERIFY(w.sessionsPanel()->selectRun(stopped));
+      checkViewsShowStoredRun(w, *w.store(), stopped);
+      // Without the model loaded the attention axes name positions.
+      QCOMPARE(w.viewsPanel()->attentionSnapshot()->key_text.front(), std::string("0"));
+    }
+#endif
+  }
+
+  // One definition of every figure and one sign (A - B, B = baseline): the Compare panel,
+  // `moelab-cli compare --json`, the HTML report and the views' "A - B" map give the same
+  // numbers for the same pair.
+  void compareCliReportAndViewsAgree() {
+#ifndef MOELAB_HAVE_VIEWS_PANEL
+    QSKIP("this build has no views panel");
+#else
+    MOELAB_REQUIRE_SHARED(kMoe);
+    const auto o = opts("agree", true);
+    MainWindow w(o);
+    w.show();
+    QVERIFY(loadMoe(w));
+    QSignalSpy finished(&w, &MainWindow::runFinished);
+    setRun(w, "Once upon a time", 16);
+    w.startRun();
+    QVERIFY(finished.wait(60000));
+    w.runPanel()->routingBox()->setCurrentText("k:1");
+    w.startRun();
+    QVERIFY(finished.wait(60000));
+    const qint64 a = finished.at(0).at(0).toLongLong(), b = finished.at(1).at(0).toLongLong();
+    QSignalSpy compared(w.comparePanel(), &ComparePanel::compared);
+    w.comparePanel()->compare(a, b);
+    QVERIFY(compared.wait(30000));
+
+    // CLI.
+    std::ostringstream out, err;
+    const int rc = moelab::cli::run({"moelab-cli", "compare", std::to_string(a), std::to_string(b),
+                                     "--db", o.dbPath.toStdString(), "--json"},
+                                    {out, err});
+    QVERIFY2(rc == 0, err.str().c_str());
+    const auto j = nlohmann::json::parse(out.str());
+    QCOMPARE(j["sign"].get<std::string>(), std::string("A - B (B = baseline)"));
+    auto metric = [&](const std::string& key) {
+      for (const auto& m : j["metrics"])
+        if (m["key"] == key) return m;
+      return nlohmann::json();
+    };
+    // The library's one definition, from the store's tokens.
+    const auto fa = moelab::compare::latency_figures(w.store()->tokens(a));
+    const auto fb = moelab::compare::latency_figures(w.store()->tokens(b));
+
+    // HTML report of the same pair.
+    const std::string html_path = (dir_ + "/agree.html").toStdString();
+    moelab::report::write_report(*w.store(), moelab::report::Selection::compare(a, b), html_path);
+    std::stringstream hs;
+    hs << std::ifstream(html_path).rdbuf();
+    const std::string html = hs.str();
+    QVERIFY(html.find("Every delta is A - B") != std::string::npos);
+    using moelab::report::format_number;
+    auto signedText = [](double v) {
+      std::string t = v > 0 ? "+" : "";
+      t += format_number(v);
+      return t;
+    };
+
+    auto* mt = w.comparePanel()->metricsTable();
+    auto panelRow = [&](const QString& key) {
+      for (int r = 0; r < mt->rowCount(); ++r)
+        if (mt->item(r, 0) && mt->item(r, 0)->text() == key) return r;
+      return -1;
+    };
+    const struct {
+      const char* key;
+      double a, b;
+    } figures[] = {{"tpot_ms_mean", *fa.tpot_ms_mean, *fb.tpot_ms_mean},
+                   {"decode_tokens_per_s", *fa.decode_tokens_per_s, *fb.decode_tokens_per_s}};
+    for (const auto& f : figures) {
+      const auto m = metric(f.key);
+      QVERIFY2(!m.is_null(), f.key);
+      QCOMPARE(m["a"].get<double>(), f.a);
+      QCOMPARE(m["b"].get<double>(), f.b);
+      QCOMPARE(m["abs_delta"].get<double>(), f.a - f.b);  // A - B
+      const int r = panelRow(f.key);
+      QVERIFY2(r >= 0, f.key);
+      QCOMPARE(mt->item(r, 2)->text(), QString::number(f.a, 'g', 5));
+      QCOMPARE(mt->item(r, 3)->text(), QString::number(f.b, 'g', 5));
+      QCOMPARE(mt->item(r, 4)->text(), QString::number(f.a - f.b, 'g', 5));
+      // The report's metrics table row: key, unit, A, B, A - B.
+      const std::string row = std::string(f.key) + "</td><td>" + m["unit"].get<std::string>() +
+                              "</td><td>" + format_number(f.a) + "</td><td>" + format_number(f.b) +
+                              "</td><td>" + signedText(f.a - f.b) + "</td>";
+      QVERIFY2(html.find(row) != std::string::npos, row.c_str());
+    }
+    // TPOT excludes the first token: the per-token CI in every surface has n - 1 samples.
+    QCOMPARE(j["tpot_ms_ci"]["n_a"].get<size_t>(), fa.tpot_ms.size());
+    QCOMPARE(j["tpot_ms_ci"]["diff"].get<double>(), *fa.tpot_ms_mean - *fb.tpot_ms_mean);
+
+    // KL D(A||B): CLI, panel and report.
+    const double kl = j["kl_next_token"]["mean_nats"].get<double>();
+    QVERIFY(kl >= 0);
+    const int kr = panelRow("next_token_kl_mean");
+    QVERIFY(kr >= 0);
+    QCOMPARE(mt->item(kr, 4)->text(), QString::number(kl, 'g', 5));
+    QVERIFY(html.find("KL(A || B) of the next-token distributions: mean " + format_number(kl)) !=
+            std::string::npos);
+
+    // Expert share delta per (layer, expert): CLI load_diff = views' A - B map = report shares.
+    const auto v = w.comparedViews();
+    QVERIFY(v);
+    const auto diff = moelab::views::expert_load_diff_view(v->load_a, v->load_b).map;
+    const auto& routing = j["routing"];
+    QCOMPARE(int(routing.size()), diff.rows);
+    bool anyNonZero = false;
+    for (const auto& l : routing) {
+      const int layer = l["layer"].get<int>();
+      const auto la = l["load_a"].get<std::vector<double> >();
+      const auto lb = l["load_b"].get<std::vector<double> >();
+      const auto d = l["load_diff"].get<std::vector<double> >();
+      QCOMPARE(int(d.size()), diff.cols);
+      for (int e = 0; e < diff.cols; ++e) {
+        QCOMPARE(d[size_t(e)], la[size_t(e)] - lb[size_t(e)]);
+        QCOMPARE(v->load_a.load[at(layer, e, diff.cols)], float(la[size_t(e)]));
+        QCOMPARE(v->load_b.load[at(layer, e, diff.cols)], float(lb[size_t(e)]));
+        QCOMPARE(diff.at(layer, e), float(la[size_t(e)]) - float(lb[size_t(e)]));
+        anyNonZero |= d[size_t(e)] != 0;
+      }
+      // The report's routing row names the expert that moved most, A's share -> B's.
+      size_t worst = 0;
+      for (size_t e = 1; e < d.size(); ++e)
+        if (std::fabs(d[e]) > std::fabs(d[worst])) worst = e;
+      const std::string cell = "expert " + std::to_string(worst) + ": " +
+                               format_number(100 * la[worst], 3) + "% -&gt; " +
+                               format_number(100 * lb[worst], 3) + "%";
+      const std::string raw = "expert " + std::to_string(worst) + ": " +
+                              format_number(100 * la[worst], 3) + "% -> " +
+                              format_number(100 * lb[worst], 3) + "%";
+      QVERIFY2(html.find(cell) != std::string::npos || html.find(raw) != std::string::npos,
+               cell.c_str());
+    }
+    QVERIFY(anyNonZero);  // top-2 vs k:1 routes differently
+
+    // The right-click menu of a stored run.
+    QMenu* menu = w.sessionsPanel()->runMenu(a);
+    QStringList names;
+    for (QAction* x : menu->actions()) names << x->objectName();
+    QCOMPARE(names, QStringList({"run_open", "run_compare", "run_report", "run_rerun"}));
+    menu->findChild<QAction*>("run_open")->trigger();
+    QCOMPARE(w.viewsRun(), a);
+    checkViewsShowStoredRun(w, *w.store(), a);
+    menu->findChild<QAction*>("run_compare")->trigger();
+    QCOMPARE(w.comparePanel()->runA()->currentData().toLongLong(), a);
+    // Re-run with A's configuration (the Run panel still holds B's k:1): same policy, seed and
+    // length, so the same tokens on the same model and threads.
+    menu->findChild<QAction*>("run_rerun")->trigger();
+    QVERIFY(finished.wait(60000));
+    const qint64 re = finished.at(2).at(0).toLongLong();
+    const auto ca = nlohmann::json::parse(w.store()->run(a)->config_json);
+    const auto cr = nlohmann::json::parse(w.store()->run(re)->config_json);
+    QCOMPARE(cr["routing_policy"], ca["routing_policy"]);
+    QCOMPARE(cr["seed"], ca["seed"]);
+    QCOMPARE(cr["max_tokens"], ca["max_tokens"]);
+    QCOMPARE(cr["sampling"], ca["sampling"]);
+    std::vector<int32_t> ida, idr;
+    for (const auto& t : w.store()->tokens(a)) ida.push_back(t.id);
+    for (const auto& t : w.store()->tokens(re)) idr.push_back(t.id);
+    QCOMPARE(idr, ida);
+    delete menu;
+    // Save the visible view as an image.
+    const QString png = dir_ + "/view.png";
+    QVERIFY2(w.saveViewImage(png), qPrintable(w.lastMessage()));
+    const QImage img(png);
+    QVERIFY(!img.isNull());
+    QVERIFY(img.width() >= 320 && img.height() >= 200);
+
+    // Identical runs compare to exactly 0.
+    std::ostringstream out2, err2;
+    QCOMPARE(moelab::cli::run({"moelab-cli", "compare", std::to_string(a), std::to_string(a),
+                               "--db", o.dbPath.toStdString(), "--json"},
+                              {out2, err2}),
+             0);
+    const auto same = nlohmann::json::parse(out2.str());
+    QCOMPARE(same["kl_next_token"]["mean_nats"].get<double>(), 0.0);
+    QCOMPARE(same["kl_next_token"]["max_nats"].get<double>(), 0.0);
+    for (const auto& l : same["routing"]) {
+      QCOMPARE(l["js_divergence"].get<double>(), 0.0);
+      for (double x : l["load_diff"].get<std::vector<double> >()) QCOMPARE(x, 0.0);
+    }
+    const auto self = moelab::views::expert_load_diff_view(v->load_a, v->load_a);
+    QCOMPARE(self.scale.max, 1.0f);  // not a +-1e-30 colour bar
+#endif
+  }
+
+  // The window keeps the size it was given through runs, a comparison, theme switches and dock
+  // toggles (long run labels, backend lines and Compare pickers used to widen it).
+  void windowNeverGrowsByItself() {
+    MOELAB_REQUIRE_SHARED(kMoe);
+    MainWindow w(opts("size", true));
+    w.resize(1280, 800);
+    w.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&w));
+    QCoreApplication::processEvents();
+    const QSize before = w.size();
+    QCOMPARE(before, QSize(1280, 800));
+    QVERIFY(loadMoe(w));
+    QSignalSpy finished(&w, &MainWindow::runFinished);
+    setRun(w, "A long prompt about experts, routers and the tokens they see in a mixture", 12);
+    w.startRun();
+    QVERIFY(finished.wait(60000));
+    w.runPanel()->routingBox()->setCurrentText("k:1");
+    w.startRun();
+    QVERIFY(finished.wait(60000));
+    QSignalSpy compared(w.comparePanel(), &ComparePanel::compared);
+    w.compareLatest();
+    QVERIFY(compared.wait(30000));
+    moelab::lab::applyTheme("dark");
+    for (const char* d : {"compare", "output", "sessions", "model", "run"}) {
+      w.dock(d)->hide();
+      QCoreApplication::processEvents();
+      w.dock(d)->show();
+      w.dock(d)->raise();
+      QCoreApplication::processEvents();
+    }
+    moelab::lab::applyTheme("light");
+    QCoreApplication::processEvents();
+    QCOMPARE(w.size(), before);
+    QVERIFY2(w.minimumSizeHint().width() <= 1280,
+             qPrintable(QString::number(w.minimumSizeHint().width())));
+    moelab::lab::applyTheme("system");
+  }
+
+  // Error text stays readable (WCAG AA, 4.5:1) on the window colour of both themes, also on a
+  // drop zone that existed before the switch.
+  void errorTextReadableInBothThemes() {
+    DropZone z;
+    z.setError("Could not open x.gguf: not a GGUF file");
+    for (const char* theme : {"dark", "light"}) {
+      moelab::lab::applyTheme(theme);
+      QCoreApplication::processEvents();
+      const QPalette p = QApplication::palette();
+      const QColor err = DropZone::errorColor(p);
+      const double c = contrast(err, p.color(QPalette::Window));
+      QVERIFY2(c >= 4.5, qPrintable(QString("%1: contrast %2").arg(theme).arg(c)));
+      QVERIFY2(z.findChild<QLabel*>("dropError")->styleSheet().contains(err.name()),
+               qPrintable(z.findChild<QLabel*>("dropError")->styleSheet()));
+    }
+    moelab::lab::applyTheme("system");
+  }
+
+  // Screenshots of every view after a real run, at 1280x800 and 1920x1080, light and dark
+  // (resources/screenshots/lab-<w>x<h>-<theme>-<page>.png). Only with MOELAB_SCREENSHOT_DIR.
+  void screenshots() {
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+    const QByteArray out = qgetenv("MOELAB_SCREENSHOT_DIR");
+    if (out.isEmpty()) {
+      qInfo("set MOELAB_SCREENSHOT_DIR to write the views' screenshots");
+      return;
+    }
+    MOELAB_REQUIRE_SHARED(kMoe);
+    const QString dir = QString::fromLocal8Bit(out);
+    QDir().mkpath(dir);
+    qputenv("MOELAB_VIEWS_CPU", "1");  // QWidget::grab() does not capture a Vulkan surface
+    MainWindow w(opts("screens", true));
+    w.resize(1280, 800);
+    w.show();
+    QVERIFY(loadMoe(w));
+    QSignalSpy finished(&w, &MainWindow::runFinished);
+    setRun(w, "Once upon a time, the router sent each token to", 40);
+    w.startRun();
+    QVERIFY(finished.wait(60000));
+    using Page = moelab::views::ViewsPanel::Page;
+    const char* names[] = {"routing", "load", "coactivation", "attention", "latency", "power"};
+    for (const QSize size : {QSize(1280, 800), QSize(1920, 1080)})
+      for (const char* theme : {"light", "dark"}) {
+        moelab::lab::applyTheme(theme);
+        w.resize(size);
+        QTest::qWait(200);
+        for (int p = 0; p < moelab::views::ViewsPanel::kPageCount; ++p) {
+          w.viewsPanel()->setPage(Page(p));
+          QTest::qWait(150);
+          QVERIFY(w.grab().save(QString("%1/lab-%2x%3-%4-%5.png")
+                                    .arg(dir)
+                                    .arg(size.width())
+                                    .arg(size.height())
+                                    .arg(theme, names[p])));
+        }
+      }
+    moelab::lab::applyTheme("system");
+#endif
+  }
+
+  void runViewDataDefinitions() {
+#ifndef MOELAB_HAVE_VIEWS_PANEL
+    QSKIP("this build has no views panel");
+#else
+    // Two layers, three experts, three tokens; token 1 is routed to {2, 2} (a repeat counts
+    // once in co-activation but twice in the load, as the engine never repeats an expert).
+    moelab::lab::RunViewData d(5, 2, 3);
+    d.add_token(0, "a", 2000, 4000.0);  // 2 ms, 4 mJ -> 2 W
+    d.add_token(1, "b", 1000);
+    d.add_token(2, "c", 1000, 1000.0);
+    auto route = [&](int pos, int layer, std::vector<uint16_t> e) {
+      st::RoutingRecord r;
+      r.position = pos;
+      r.layer = layer;
+      r.experts = std::move(e);
+      d.add_routing(r);
+    };
+    route(0, 0, {0, 1});
+    route(1, 0, {1, 2});
+    route(2, 0, {1});
+    route(0, 1, {2});
+    route(1, 1, {7});  // outside expert_count: ignored
+    const auto g = d.routing_grid();
+    QCOMPARE(g.top_expert, (std::vector<int32_t>{0, 1, 1, 2, -1, -1}));
+    QCOMPARE(g.active_count, (std::vector<int32_t>{2, 2, 1, 1, 0, 0}));
+    const auto share = d.expert_load(false);
+    QCOMPARE(share.load, (std::vector<float>{0.2f, 0.6f, 0.2f, 0.f, 0.f, 1.f}));
+    QCOMPARE(d.expert_load(true).load, (std::vector<float>{1, 3, 1, 0, 0, 1}));
+    QCOMPARE(d.co_activation(0).count, (std::vector<float>{1, 1, 0, 1, 3, 1, 0, 1, 1}));
+    bool threw = false;
+    try {
+      d.co_activation(2);
+    } catch (const std::exception&) {
+      threw = true;
+    }
+    QVERIFY(threw);
+    const auto lat = d.latency();
+    QCOMPARE(lat.ms, (std::vector<double>{2.0, 1.0, 1.0}));
+    QCOMPARE(lat.ttft_ms, 2.0);
+    QVERIFY(lat.rows.empty());
+    const auto p = d.power("none");
+    QCOMPARE(p.t_s, (std::vector<double>{0.002, 0.004}));
+    QCOMPARE(p.watts, (std::vector<double>{2.0, 1.0}));
+    QCOMPARE(d.power("none").n_tokens, 3);
+    QVERIFY(!d.attention(0));
+    st::AttentionSnapshot a;
+    a.layer = 1;
+    a.head = -1;
+    a.shape = {2, 2};
+    a.data = {1.f, 0.f, 0.25f, 0.75f};
+    d.set_attention({a}, {"<s>", "Hi"});
+    QCOMPARE(d.attention_layers(), (std::vector<int>{1}));
+    const auto m = d.attention(1);
+    QVERIFY(m);
+    QVERIFY(std::isnan(m->weight[1]));
+    QCOMPARE(m->weight[3], 0.75f);
+    QCOMPARE(m->key_text, (std::vector<std::string>{"<s>", "Hi"}));
+    QCOMPARE(m->query_text, (std::vector<std::string>{"<s>", "Hi"}));
+
+    // Palette: categorical up to 64 experts, a labelled sequential scale beyond (no aliasing of
+    // expert 0 and 64).
+    moelab::views::RoutingGrid big;
+    big.n_layer = 1;
+    big.n_tokens = 2;
+    big.top_expert = {0, 64};
+    big.expert_count = 64;
+    QCOMPARE(moelab::views::routing_top_expert_view(big).scale.map,
+             moelab::views::Colormap::kCategorical);
+    big.top_expert = {0, 127};
+    big.expert_count = 128;
+    const auto seq = moelab::views::routing_top_expert_view(big);
+    QCOMPARE(seq.scale.map, moelab::views::Colormap::kSequential);
+    QCOMPARE(seq.scale.max, 127.0f);
+    QVERIFY(moelab::views::color_of(seq.scale, 0.f) != moelab::views::color_of(seq.scale, 64.f));
+#endif
+  }
+};
+
+QTEST_MAIN(TestGuiViews)
+#include "test_gui_views.moc"
