@@ -297,7 +297,7 @@ class TestMoefy : public QObject {
                                 << "tokens; at least 64 are needed";
     QTest::newRow("missing calib")
         << d << QStringList{"--experts", "4", "--top-k", "2"} << "missing"
-        << "does not exist";
+        << "cannot open the calibration text";
     QTest::newRow("bad method") << d
                                 << QStringList{"--experts", "4", "--top-k", "2", "--method", "x"}
                                 << "calib"
