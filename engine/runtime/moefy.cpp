@@ -33,7 +33,9 @@ using gguf::TensorType;
 }
 
 // Bounded, non-blocking, regular files only (moelab/core/files.h), as every text input.
-std::string read_text(const std::string& path) { return read_text_file(path, "calibration text"); }
+std::string read_text(const std::string& path) {
+  return read_text_file(path, "calibration text");
+}
 
 // All tensor bytes of a tensor in the mapped file.
 std::span<const uint8_t> tensor_bytes(const gguf::TensorInfo& t) {

@@ -87,9 +87,9 @@ class TestProbes : public QObject {
   Q_OBJECT
  private slots:
   void policy_specs() {
-    for (const char* s : {"default", "k:3", "top-p:0.5,1,8", "top-p:0.7", "top-p:0.6,2,0",
-                          "entropy:1,4", "mask:*:1,2+mask:0:3",
-                          "top-p:0.9,2,4+fail:3,5+capacity:4", "k:2+fail:0"}) {
+    for (const char* s :
+         {"default", "k:3", "top-p:0.5,1,8", "top-p:0.7", "top-p:0.6,2,0", "entropy:1,4",
+          "mask:*:1,2+mask:0:3", "top-p:0.9,2,4+fail:3,5+capacity:4", "k:2+fail:0"}) {
       const auto p = RoutingPolicy::parse(s);
       QCOMPARE(RoutingPolicy::parse(p.describe()), p);
     }
