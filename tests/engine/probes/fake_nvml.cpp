@@ -1,13 +1,16 @@
 // Fake NVML for test_power: the entry points moelab's NVML meter dlopens, with values the test
 // sets through fake_nvml_set (found with dlsym on the same library handle).
+#include <atomic>
 #include <cstring>
 
 namespace {
-unsigned long long g_energy_mj = 0;
-unsigned g_power_mw = 0;
-int g_init_rc = 0;
-bool g_has_energy = true;
-int g_inits = 0;
+// Atomics: the test thread sets them while the energy sampler's thread reads them (as the real
+// NVML, whose entry points are thread-safe).
+std::atomic<unsigned long long> g_energy_mj{0};
+std::atomic<unsigned> g_power_mw{0};
+std::atomic<int> g_init_rc{0};
+std::atomic<bool> g_has_energy{true};
+std::atomic<int> g_inits{0};
 }  // namespace
 
 extern "C" {
@@ -30,7 +33,7 @@ int nvmlShutdown() {
 }
 int nvmlDeviceGetHandleByIndex_v2(unsigned index, void** dev) {
   if (index != 0) return 2;  // NVML_ERROR_INVALID_ARGUMENT
-  *dev = &g_energy_mj;
+  *dev = reinterpret_cast<void*>(&g_energy_mj);
   return 0;
 }
 int nvmlDeviceGetPowerUsage(void*, unsigned* mw) {
