@@ -81,7 +81,7 @@ int run_group_compare(const CompareCliOptions& o, const compare::CompareOptions&
   if (c.config.empty()) out << "  identical\n";
   for (const auto& ch : c.config)
     out << "  " << compare::kind_name(ch.kind) << ' ' << ch.path << ": "
-        << (ch.a.is_null() ? "-" : printable(json_text(ch.a, -1))) << " -> "
+        << "A " << (ch.a.is_null() ? "-" : printable(json_text(ch.a, -1))) << ", B "
         << (ch.b.is_null() ? "-" : printable(json_text(ch.b, -1))) << '\n';
   auto varying = [](const std::vector<std::string>& v) {
     std::string s;
@@ -111,8 +111,8 @@ int run_group_compare(const CompareCliOptions& o, const compare::CompareOptions&
   if (c.j_per_token) print_ci(out, "energy", "J/token", *c.j_per_token);
   out << "\nquality:\n";
   if (c.perplexity_mean)
-    out << "  perplexity (group means): " << fmt(c.perplexity_mean->a) << " -> "
-        << fmt(c.perplexity_mean->b) << " (" << fmt(c.perplexity_mean->abs, "%+.4g") << ", "
+    out << "  perplexity (group means): A " << fmt(c.perplexity_mean->a) << ", B "
+        << fmt(c.perplexity_mean->b) << " (A - B " << fmt(c.perplexity_mean->abs, "%+.4g") << ", "
         << pct(c.perplexity_mean->rel) << ") [" << c.perplexity.method << "]\n";
   else
     out << "  perplexity: not compared: " << c.perplexity.reason << '\n';
@@ -168,7 +168,7 @@ int run_compare(const CompareCliOptions& o, Io io) {
   if (c.config.empty()) out << "  identical\n";
   for (const auto& ch : c.config)
     out << "  " << compare::kind_name(ch.kind) << ' ' << ch.path << ": "
-        << (ch.a.is_null() ? "-" : printable(json_text(ch.a, -1))) << " -> "
+        << "A " << (ch.a.is_null() ? "-" : printable(json_text(ch.a, -1))) << ", B "
         << (ch.b.is_null() ? "-" : printable(json_text(ch.b, -1))) << '\n';
   out << "\nmetrics:\n";
   char line[256];
@@ -189,14 +189,16 @@ int run_compare(const CompareCliOptions& o, Io io) {
   if (c.j_per_token) print_ci(out, "energy", "J/token", *c.j_per_token);
   out << "\nquality:\n";
   if (c.perplexity.comparable)
-    out << "  perplexity: " << fmt(c.perplexity.value.a) << " -> " << fmt(c.perplexity.value.b)
-        << " (" << fmt(c.perplexity.value.abs, "%+.4g") << ", " << pct(c.perplexity.value.rel)
+    out << "  perplexity: A " << fmt(c.perplexity.value.a) << ", B " << fmt(c.perplexity.value.b)
+        << " (A - B " << fmt(c.perplexity.value.abs, "%+.4g") << ", " << pct(c.perplexity.value.rel)
         << ") [" << c.perplexity.method << "]\n";
   else
     out << "  perplexity: not compared: " << c.perplexity.reason << '\n';
   if (c.kl)
     out << "  KL(A||B) of next-token distributions: mean " << fmt(c.kl->mean) << " nats, max "
         << fmt(c.kl->max) << " over " << c.kl->n_positions << " positions\n";
+  else if (!c.kl_reason.empty())
+    out << "  KL(A||B): " << c.kl_reason << '\n';
   else
     out << "  KL: not compared: next-token distributions were not stored in both runs\n";
   out << "\nrouting (Jensen-Shannon divergence of expert load per layer, base 2, 0..1):\n";
@@ -207,8 +209,9 @@ int run_compare(const CompareCliOptions& o, Io io) {
       if (std::fabs(l.diff[e]) > std::fabs(l.diff[worst])) worst = e;
     out << "  layer " << l.layer << ": JS " << fmt(l.js, "%.4f");
     if (!l.diff.empty())
-      out << ", largest load change: expert " << worst << ' ' << fmt(100 * l.load_a[worst], "%.1f")
-          << "% -> " << fmt(100 * l.load_b[worst], "%.1f") << '%';
+      out << ", largest load change: expert " << worst << " A "
+          << fmt(100 * l.load_a[worst], "%.1f") << "%, B " << fmt(100 * l.load_b[worst], "%.1f")
+          << '%';
     out << '\n';
   }
   const auto& d = c.diff_summary;

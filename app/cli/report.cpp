@@ -80,7 +80,8 @@ void add_report(CLI::App& app, Io io, Action& action) {
   auto* run =
       sub->add_option("--run", o->run, "Report one run (id)")->transform(int_range(1, kMaxId));
   auto* ses = sub->add_option("--session", o->session, "Report every run of a session (name)");
-  auto* cmp = sub->add_option("--compare", o->compare, "A/B report of runs A (baseline) and B")
+  auto* cmp = sub->add_option("--compare", o->compare,
+                              "A/B report of runs A and B (B is the baseline: deltas are A - B)")
                   ->expected(2)
                   ->transform(int_range(1, kMaxId));
   run->excludes(ses)->excludes(cmp);

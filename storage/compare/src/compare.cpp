@@ -217,13 +217,23 @@ double kl_divergence(const NextTokenDist& p, const NextTokenDist& q) {
 }
 
 std::optional<KlSummary> next_token_kl(const std::vector<NextTokenDist>& a,
-                                       const std::vector<NextTokenDist>& b) {
+                                       const std::vector<NextTokenDist>& b, std::string* why) {
   std::map<int64_t, const NextTokenDist*> by_pos;
   for (const auto& d : b) by_pos[d.position] = &d;
+  auto vocab = [](const NextTokenDist& d) {
+    return d.ids.empty() ? static_cast<int32_t>(d.probs.size()) : d.n_vocab;
+  };
   KlSummary s;
   for (const auto& d : a) {
     auto it = by_pos.find(d.position);
     if (it == by_pos.end()) continue;
+    if (vocab(d) != vocab(*it->second)) {
+      if (why)
+        *why = "the runs' next-token distributions cover different vocabularies (" +
+               std::to_string(vocab(d)) + " vs " + std::to_string(vocab(*it->second)) +
+               " tokens): KL is not comparable";
+      return std::nullopt;
+    }
     const double kl = kl_divergence(d, *it->second);
     s.per_position.push_back(kl);
     s.max = std::max(s.max, kl);
@@ -527,7 +537,7 @@ RunComparison compare_runs(const storage::Store& store, int64_t ia, int64_t ib,
     c.j_per_token = bootstrap_mean_diff(ea, eb, o.resamples, o.seed, o.level);
 
   c.perplexity = perplexity_delta(store.eval_results(ia), store.eval_results(ib));
-  c.kl = next_token_kl(store.next_token_dists(ia), store.next_token_dists(ib));
+  c.kl = next_token_kl(store.next_token_dists(ia), store.next_token_dists(ib), &c.kl_reason);
   c.routing = routing_divergence(store.routing(ia), store.routing(ib));
   std::vector<int32_t> ida, idb;
   for (const auto& t : ta) ida.push_back(t.id);
@@ -596,7 +606,9 @@ nlohmann::json to_json(const RunComparison& c) {
   j["kl_next_token"] = c.kl ? nlohmann::json{{"positions", c.kl->n_positions},
                                              {"mean_nats", num(c.kl->mean)},
                                              {"max_nats", num(c.kl->max)}}
-                            : nlohmann::json();
+                       : c.kl_reason.empty()
+                           ? nlohmann::json()
+                           : nlohmann::json{{"comparable", false}, {"reason", c.kl_reason}};
   j["routing"] = nlohmann::json::array();
   for (const auto& l : c.routing)
     j["routing"].push_back({{"layer", l.layer},

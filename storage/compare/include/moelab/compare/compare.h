@@ -107,8 +107,12 @@ struct KlSummary {
   double mean = 0, max = 0;
   std::vector<double> per_position;
 };
+/// nullopt when no position is stored by both runs, or when the two runs' distributions cover
+/// vocabularies of different sizes (runs of different models: not comparable; `why` then says
+/// so, with both sizes) - never an exception for data a store can legitimately hold.
 std::optional<KlSummary> next_token_kl(const std::vector<NextTokenDist>& a,
-                                       const std::vector<NextTokenDist>& b);
+                                       const std::vector<NextTokenDist>& b,
+                                       std::string* why = nullptr);
 
 // ---------------------------------------------------------------- routing
 
@@ -204,6 +208,7 @@ struct RunComparison {
   std::optional<BootstrapCI> j_per_token;  // per-token energy, J
   PerplexityDelta perplexity;
   std::optional<KlSummary> kl;
+  std::string kl_reason;  // why kl is absent when the runs have distributions (else empty)
   std::vector<LayerRouting> routing;
   std::vector<DiffOp> diff;
   DiffSummary diff_summary;
