@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <exception>
+#include <filesystem>
 #include <numeric>
 #include <random>
 
@@ -77,7 +78,11 @@ storage::ModelRecord model_record(const Model& model, const std::string& path, s
   if (sha256.empty()) sha256 = sha256_file(path);
   storage::ModelRecord m;
   m.sha256 = sha256;
-  m.path = path;
+  // Absolute, so a stored run's model (and its report's reproduce command) can be found from
+  // any working directory.
+  std::error_code ec;
+  const std::filesystem::path abs = std::filesystem::absolute(path, ec);
+  m.path = ec ? path : abs.lexically_normal().string();
   m.architecture = model.card().architecture;
   m.card_json = card_to_json(model.card(), model.file(), sha256, false)
                     .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -332,10 +337,15 @@ GenerateResult GenerationRecorder::generate(const GenerateParams& gp, TokenCallb
 
 void GenerationRecorder::finish(const GenerateResult& r) {
   routing_.reset();
-  run_.metric("ttft_ms", r.ttft_ms, "ms");
-  run_.metric("tokens_per_s", r.tokens_per_s, "tokens/s");
-  run_.metric("prefill_ms", r.prefill_ms, "ms");
-  run_.metric("prefill_tokens_per_s", r.prefill_tokens_per_s, "tokens/s");
+  // Only what was measured: a run stopped during its prefill has no TTFT and no prefill speed,
+  // one with fewer than two tokens no decode speed (absent, not 0 - a 0 would read as a
+  // measurement in compare and group means).
+  if (!r.tokens.empty()) {
+    run_.metric("ttft_ms", r.ttft_ms, "ms");
+    run_.metric("prefill_ms", r.prefill_ms, "ms");
+    run_.metric("prefill_tokens_per_s", r.prefill_tokens_per_s, "tokens/s");
+  }
+  if (r.tokens.size() >= 2) run_.metric("tokens_per_s", r.tokens_per_s, "tokens/s");
   run_.metric("total_ms", r.total_ms, "ms");
   run_.metric("prompt_tokens", static_cast<double>(r.prompt_tokens.size()), "tokens");
   run_.metric("generated_tokens", static_cast<double>(r.tokens.size()), "tokens");
