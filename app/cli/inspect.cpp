@@ -32,13 +32,8 @@ int inspect(const InspectOptions& o, Io io) {
   if (card.problems.empty())
     if (std::string why = Model::check(*file, card); !why.empty()) card.problems.push_back(why);
   const std::string sha = o.no_hash ? std::string() : sha256_file(o.file);
-  // The default estimate is at the trained length, at most the context moelab allows (metadata
-  // may claim any length).
-  const uint64_t n_ctx =
-      o.n_ctx ? o.n_ctx
-              : (card.context_length
-                     ? std::min<uint64_t>(card.context_length, static_cast<uint64_t>(kMaxContext))
-                     : 4096);
+  // The default estimate is at the context a run gets by default (--ctx for another).
+  const uint64_t n_ctx = o.n_ctx ? o.n_ctx : default_n_ctx(card.context_length);
   if (o.json) {
     auto j = card_to_json(card, *file, sha, o.tensors);
     if (o.n_ctx)

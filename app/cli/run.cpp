@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "backend_option.h"
+#include "card_format.h"
 #include "checks.h"
 #include "cli.h"
 #include "interrupt.h"
@@ -57,8 +58,7 @@ int run_cmd(const RunOptions& o, Io io) {
   ContextParams cp;
   auto model = load_for_backend(o.model, o.backend, &cp.backend);
   const uint64_t trained = model->card().context_length;
-  cp.n_ctx =
-      o.n_ctx ? o.n_ctx : static_cast<uint32_t>(trained ? std::min<uint64_t>(trained, 2048) : 2048);
+  cp.n_ctx = o.n_ctx ? o.n_ctx : default_n_ctx(trained);
   // One memory preflight before the KV cache is allocated; a warning beyond the trained length.
   preflight_context(model->card(), cp.n_ctx, o.kv_f16 ? 2 : 4, false, cp.backend, "--ctx", io,
                     true);

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 
+#include "card_format.h"
 #include "checks.h"
 #include "cli.h"
 #include "eval_common.h"
@@ -127,9 +128,7 @@ int sweep_cmd(const SweepOptions& o, Io io) {
   auto model = Model::load(o.spec.model);
   {
     const uint64_t trained = model->card().context_length;
-    const uint64_t n_ctx = eval_mode || o.spec.n_ctx
-                               ? o.spec.n_ctx
-                               : (trained ? std::min<uint64_t>(trained, 2048) : 2048);
+    const uint64_t n_ctx = eval_mode || o.spec.n_ctx ? o.spec.n_ctx : default_n_ctx(trained);
     if (!eval_mode && o.sampling.temperature > 0) warn_top_k(model->card(), o.sampling.top_k, io);
     preflight_context(model->card(), n_ctx, o.spec.kv_f16 ? 2 : 4, eval_mode, "cpu", "--ctx", io,
                       true);
@@ -163,9 +162,7 @@ int sweep_cmd(const SweepOptions& o, Io io) {
     }
     ContextParams cp;
     const uint64_t trained = model->card().context_length;
-    cp.n_ctx = o.spec.n_ctx
-                   ? o.spec.n_ctx
-                   : static_cast<uint32_t>(trained ? std::min<uint64_t>(trained, 2048) : 2048);
+    cp.n_ctx = o.spec.n_ctx ? o.spec.n_ctx : default_n_ctx(trained);
     cp.n_threads = threads;
     cp.kv_type = o.spec.kv_f16 ? KvType::F16 : KvType::F32;
     cp.routing = RoutingPolicy::parse(c.routing_spec);

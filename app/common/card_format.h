@@ -2,6 +2,7 @@
 // (label, value) text for people.
 #pragma once
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
@@ -28,6 +29,14 @@ nlohmann::json value_to_json(const gguf::Value& v, size_t max_array = 64);
 
 /// "1.23 B", "345.2 M", "12.3 K", "812".
 std::string format_count(uint64_t n);
+
+/// The context a run gets when none is asked for: the trained length, at most 2048 tokens (2048
+/// when the file gives none). One rule for `run`, `sweep`, `inspect`'s memory estimate and the
+/// lab's Run panel and model card.
+inline uint32_t default_n_ctx(uint64_t trained_context_length) {
+  return static_cast<uint32_t>(
+      trained_context_length ? std::min<uint64_t>(trained_context_length, 2048) : 2048);
+}
 
 /// Card as (label, value) rows in reading order, for the CLI and the GUI's card panel.
 std::vector<std::pair<std::string, std::string>> card_rows(const ModelCard& card,

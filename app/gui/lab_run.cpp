@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "card_format.h"
 #include "moelab/core/backends.h"
 #include "moelab/core/error.h"
 #include "moelab/model/card.h"
@@ -19,8 +20,7 @@
 namespace moelab::lab {
 
 uint32_t RunSettings::context_for(uint64_t trained) const {
-  if (n_ctx) return n_ctx;
-  return static_cast<uint32_t>(trained ? std::min<uint64_t>(trained, 2048) : 2048);
+  return n_ctx ? n_ctx : default_n_ctx(trained);
 }
 
 ContextParams RunSettings::context_params(uint64_t trained) const {

@@ -81,7 +81,7 @@ void ModelCardView::setHashCancelled() {
 
 void ModelCardView::refill() {
   if (!card_) return;
-  const uint64_t n_ctx = card_->context_length ? card_->context_length : 4096;
+  const uint64_t n_ctx = moelab::default_n_ctx(card_->context_length);  // what a run gets
   const auto rows = moelab::card_rows(*card_, sha_.toStdString(), n_ctx);
   table_->setRowCount(int(rows.size()));
   for (int i = 0; i < int(rows.size()); ++i) {
