@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -209,6 +210,18 @@ void check_tensors(const gguf::File& f, ModelCard& c, const ArchInfo& a) {
     }
     if (c.problems.size() > 40) {
       c.problems.push_back("... (further problems not listed)");
+      return;
+    }
+  }
+  // Tensors of layers past block_count: the layer count is wrong, and a run would silently drop
+  // those layers.
+  for (const auto& t : f.tensors()) {
+    if (t.name.rfind("blk.", 0) != 0) continue;
+    const uint64_t il = std::strtoull(t.name.c_str() + 4, nullptr, 10);
+    if (il >= c.n_layer) {
+      c.problems.push_back("tensor '" + t.name + "' belongs to layer " + std::to_string(il) +
+                           " but " + c.architecture + ".block_count is " +
+                           std::to_string(c.n_layer) + ": the layer count is wrong");
       return;
     }
   }

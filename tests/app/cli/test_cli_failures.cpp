@@ -8,6 +8,7 @@
 //     once; a database this user cannot write is still read by the read commands;
 //   - signals: SIGINT/SIGTERM end a stored `run` (and `sweep`, `eval`) as cancelled with the
 //     tokens made so far and exit 128 + signal; an interrupted run's stored output is its text.
+#include <QDir>
 #include <QProcess>
 #include <cmath>
 #include <cstring>
@@ -204,6 +205,10 @@ class TestCliFailures : public QObject {
                                         << "str"
                                         << "gpt2"
                                         << "tokenizer.ggml.merges";
+    QTest::newRow("block_count too small") << "llama.block_count"
+                                           << "u32"
+                                           << "4"
+                                           << "llama.block_count is 4";
   }
   void checks_agree_with_load() {
     MOELAB_REQUIRE_SHARED(kStories);
@@ -288,6 +293,48 @@ class TestCliFailures : public QObject {
     QCOMPARE(ppl.code, 2);
     QVERIFY2(ppl.err.find(what.toStdString()) != std::string::npos, ppl.err.c_str());
     QVERIFY2(ppl.out.find("nan") == std::string::npos, ppl.out.c_str());
+  }
+
+  // Runs of models with different vocabularies compare (config, metrics, output); only KL is
+  // marked not comparable - no "internal failure" for data the store legitimately holds. The
+  // stored model path is absolute even when the run was given a relative one.
+  void runs_of_different_models_compare() {
+    MOELAB_REQUIRE_SHARED(kStories);
+    const QString other =  // 32000 tokens against stories260K's 512
+        QStringLiteral("fixtures/models/llama-dense-spm/llama-dense-spm.F32.gguf");
+    MOELAB_REQUIRE_SHARED(other);
+    const std::string db = path("two-models.db");
+    const std::string stories = moelab::test::shared_path(kStories);
+    const QString old_cwd = QDir::currentPath();
+    QVERIFY(QDir::setCurrent(
+        QString::fromStdString(std::filesystem::path(stories).parent_path().string())));
+    const auto a = cli_run({"run", "--model", "stories260K.F32.gguf", "--prompt", "Once", "-n", "4",
+                            "--seed", "1", "--threads", "1", "--db", db, "--json"});
+    QDir::setCurrent(old_cwd);
+    QVERIFY2(a.code == 0, a.err.c_str());
+    const auto b = cli_run({"run", "--model", moelab::test::shared_path(other), "--prompt", "Once",
+                            "-n", "4", "--seed", "1", "--threads", "1", "--db", db, "--json"});
+    QVERIFY2(b.code == 0, b.err.c_str());
+    const int64_t ia = nlohmann::json::parse(a.out)["run_id"].get<int64_t>();
+    const int64_t ib = nlohmann::json::parse(b.out)["run_id"].get<int64_t>();
+    {
+      storage::Store s(db);
+      const auto model = s.model(s.run(ia)->model_id);
+      QVERIFY(model.has_value());
+      QVERIFY2(std::filesystem::path(model->path).is_absolute(), model->path.c_str());
+      QVERIFY(std::filesystem::equivalent(model->path, stories));
+    }
+    const auto c =
+        cli_run({"compare", std::to_string(ia), std::to_string(ib), "--db", db, "--json"});
+    QVERIFY2(c.code == 0, c.err.c_str());
+    const auto j = nlohmann::json::parse(c.out);
+    QVERIFY2(j["kl_next_token"].is_object(), c.out.c_str());
+    QCOMPARE(j["kl_next_token"]["comparable"].get<bool>(), false);
+    QVERIFY(j["kl_next_token"]["reason"].get<std::string>().find("vocabularies") !=
+            std::string::npos);
+    const auto t = cli_run({"compare", std::to_string(ia), std::to_string(ib), "--db", db});
+    QVERIFY2(t.code == 0, t.err.c_str());
+    QVERIFY2(t.out.find("KL is not comparable") != std::string::npos, t.out.c_str());
   }
 
   // Kind 5: a failing store write records the failure and its cause on the run at once.
