@@ -873,6 +873,19 @@ void MainWindow::runAction(qint64 runId, const QString& action) {
               .arg(runId));
       return;
     }
+    // Never re-run on another model than the run's own: say which one it needs instead.
+    if (const auto m = r->model_id ? store_->model(r->model_id) : std::nullopt) {
+      const QFileInfo want(QString::fromStdString(m->path)), have(current_);
+      const bool same = want.exists() ? want.canonicalFilePath() == have.canonicalFilePath()
+                                      : want.fileName() == have.fileName();
+      if (!same) {
+        say(tr("Re-run of #%1: it ran on %2, but %3 is loaded; open %2 and press Run (its "
+               "configuration is in the Run panel)")
+                .arg(runId)
+                .arg(QString::fromStdString(m->path), have.fileName()));
+        return;
+      }
+    }
     startRun();
   }
 }

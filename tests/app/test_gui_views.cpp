@@ -544,6 +544,23 @@ class TestGuiViews : public QObject {
     }
     const auto self = moelab::views::expert_load_diff_view(v->load_a, v->load_a);
     QCOMPARE(self.scale.max, 1.0f);  // not a +-1e-30 colour bar
+
+    // Re-run never runs another model than the run's own: with stories260K loaded, re-running
+    // A (a mixtral-moe run) starts nothing and says which model it needs.
+    {
+      QSignalSpy ready(&w, &MainWindow::modelReady);
+      drop(&w, fixture("fixtures/models/stories260K/stories260K.F32.gguf"));
+      QVERIFY(ready.wait(20000));
+      QSignalSpy started(&w, &MainWindow::runStarted);
+      QMenu* again = w.sessionsPanel()->runMenu(a);
+      again->findChild<QAction*>("run_rerun")->trigger();
+      QTest::qWait(200);
+      QCOMPARE(started.count(), 0);
+      QVERIFY2(w.lastMessage().contains("mixtral-moe.F32.gguf") &&
+                   w.lastMessage().contains("stories260K.F32.gguf is loaded"),
+               qPrintable(w.lastMessage()));
+      delete again;
+    }
 #endif
   }
 
