@@ -93,6 +93,12 @@ ComparePanel::ComparePanel(QWidget* parent) : QWidget(parent) {
   pick->addWidget(b_, 1);
   pick->addWidget(go_);
   lay->addLayout(pick);
+  for (QComboBox* box : {a_, b_})
+    connect(box, &QComboBox::currentIndexChanged, this, [this] {
+      if (shownA_ &&
+          (a_->currentData().toLongLong() != shownA_ || b_->currentData().toLongLong() != shownB_))
+        clearResults(tr("Press Compare to compare the selected runs."));
+    });
   summary_ = new QLabel(this);
   summary_->setWordWrap(true);
   summary_->setTextInteractionFlags(Qt::TextSelectableByMouse);
@@ -236,15 +242,25 @@ void ComparePanel::compare(qint64 a, qint64 b) {
   });
 }
 
+void ComparePanel::clearResults(const QString& why) {
+  shownA_ = shownB_ = 0;
+  views_.reset();
+  for (QTableWidget* t : {config_, metrics_, routing_}) t->setRowCount(0);
+  diff_->clear();
+  summary_->setText(why);
+}
+
 void ComparePanel::show(const std::shared_ptr<Result>& r) {
   go_->setEnabled(true);
   if (!r->error.isEmpty()) {
-    summary_->setText(tr("Could not compare: %1").arg(r->error));
+    clearResults(tr("Could not compare: %1").arg(r->error));
     emit failed(r->error);
     return;
   }
   views_ = r->views;
   const auto& c = r->c;
+  shownA_ = c.a.id;
+  shownB_ = c.b.id;
   summary_->setText(
       tr("<b>A</b> = run #%1 (%2, %3 tokens) · <b>B</b> = run #%4 (baseline; %5, %6 tokens) · "
          "outputs %7% similar, first %8 tokens identical")

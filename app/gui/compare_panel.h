@@ -56,6 +56,10 @@ class ComparePanel : public QWidget {
   struct Result;
   void show(const std::shared_ptr<Result>& r);
   void join();
+  // Empties the tables and says why: the pair on screen is no longer the one selected, or the
+  // comparison failed. Never leaves another pair's numbers under new selectors.
+  void clearResults(const QString& why);
+  qint64 shownA_ = 0, shownB_ = 0;  // the pair whose results are on screen (0: none)
   QString db_;
   QComboBox* a_;
   QComboBox* b_;

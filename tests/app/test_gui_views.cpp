@@ -528,6 +528,19 @@ class TestGuiViews : public QObject {
     QVERIFY(!img.isNull());
     QVERIFY(img.width() >= 320 && img.height() >= 200);
 
+    // The Compare panel never shows one pair's numbers under another pair's selectors.
+    {
+      auto* cp = w.comparePanel();
+      cp->refreshRuns();
+      cp->compare(a, b);
+      QTRY_VERIFY_WITH_TIMEOUT(cp->metricsTable()->rowCount() > 0, 20000);
+      const int idx = cp->runB()->findData(QVariant::fromValue<qint64>(re));
+      QVERIFY(idx >= 0);
+      cp->runB()->setCurrentIndex(idx);
+      QCOMPARE(cp->metricsTable()->rowCount(), 0);
+      QCOMPARE(cp->routingTable()->rowCount(), 0);
+    }
+
     // Identical runs (the re-run of A, token for token the same) compare to exactly 0. (One run
     // with itself is refused: a run id given twice is no comparison.)
     std::ostringstream out2, err2;
