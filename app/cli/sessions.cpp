@@ -12,6 +12,7 @@
 
 #include "checks.h"
 #include "cli.h"
+#include "moelab/compare/compare.h"
 #include "store_cli.h"
 
 namespace moelab::cli {
@@ -144,14 +145,15 @@ int show(const SessionsOptions& o, Io io) {
   if (runs.empty()) return kOk;
   io.out << '\n'
          << std::left << std::setw(6) << "run" << std::setw(10) << "kind" << std::setw(12)
-         << "status" << std::right << std::setw(7) << "tokens" << std::setw(11) << "tokens/s"
+         << "status" << std::right << std::setw(7) << "tokens" << std::setw(11) << "decode t/s"
          << "  " << std::left << std::setw(21) << "started"
          << "output\n";
   for (const auto& r : runs) {
+    // Decode tokens/s as compare, the reports and the lab define it (compare::latency_figures:
+    // the decode tokens 1..n-1, without the first token's prefill).
     std::ostringstream tps;
-    if (r.latency_us_total > 0)
-      tps << std::fixed << std::setprecision(2)
-          << static_cast<double>(r.n_tokens) * 1e6 / static_cast<double>(r.latency_us_total);
+    if (const auto f = compare::latency_figures(store->tokens(r.id)); f.decode_tokens_per_s)
+      tps << std::fixed << std::setprecision(2) << *f.decode_tokens_per_s;
     else
       tps << "-";
     io.out << std::left << std::setw(6) << r.id << std::setw(10) << r.kind << std::setw(12)
