@@ -1,6 +1,7 @@
 #include "compare_panel.h"
 
 #include <QFileInfo>
+#include <QSignalBlocker>
 
 #include <QFormLayout>
 #include <QHBoxLayout>
@@ -143,6 +144,9 @@ void ComparePanel::setDatabase(const QString& path) {
 
 void ComparePanel::refreshRuns() {
   const qint64 ka = a_->currentData().toLongLong(), kb = b_->currentData().toLongLong();
+  // Repopulating is not the user picking another pair: the results on screen stay (the
+  // selection is restored below); one check at the end clears them if it was not.
+  const QSignalBlocker block_a(a_), block_b(b_);
   a_->clear();
   b_->clear();
   if (db_.isEmpty()) return;
@@ -189,6 +193,9 @@ void ComparePanel::refreshRuns() {
   else if (a_->count() > 1)
     a_->setCurrentIndex(1);
   if (int i = b_->findData(kb); i >= 0) b_->setCurrentIndex(i);
+  if (shownA_ &&
+      (a_->currentData().toLongLong() != shownA_ || b_->currentData().toLongLong() != shownB_))
+    clearResults(tr("Press Compare to compare the selected runs."));
 }
 
 ComparePanel::Selection ComparePanel::selection() const {

@@ -1107,6 +1107,16 @@ void MainWindow::dropEvent(QDropEvent* e) {
   handleDrop(e->mimeData()->urls());
 }
 
+void MainWindow::changeEvent(QEvent* e) {
+  QMainWindow::changeEvent(e);
+  if (e->type() != QEvent::ActivationChange || !isActiveWindow() || !store_) return;
+  if (runner_->running()) return;  // the run's own end refreshes them
+  refreshingSessions_ = true;      // not the user choosing a run: Output keeps what it shows
+  sessions_->refresh();
+  refreshingSessions_ = false;
+  compare_->refreshRuns();
+}
+
 bool MainWindow::eventFilter(QObject* o, QEvent* e) {
   switch (e->type()) {
     case QEvent::DragEnter:

@@ -157,6 +157,9 @@ class MainWindow : public QMainWindow {
   void dragMoveEvent(QDragMoveEvent* e) override;
   void dropEvent(QDropEvent* e) override;
   void closeEvent(QCloseEvent* e) override;
+  /// Activating the window re-reads Sessions and the Compare pickers: runs another process
+  /// (moelab-cli, a second lab) stored since are listed.
+  void changeEvent(QEvent* e) override;
   bool eventFilter(QObject* o, QEvent* e) override;
 
  private:

@@ -29,6 +29,7 @@
 #include "moelab/compare/compare.h"
 #include "moelab/report/report.h"
 #include "moelab/storage/store.h"
+#include "moelab/storage/writer.h"
 #include "settings.h"
 #include "test_support.h"
 #ifdef MOELAB_HAVE_VIEWS_PANEL
@@ -575,6 +576,33 @@ class TestGuiViews : public QObject {
       delete again;
     }
 #endif
+  }
+
+  // Runs another process stores while the lab is open appear in Sessions when the window is
+  // activated again (the user comes back from a terminal).
+  void sessionsListRunsOfOtherProcesses() {
+    const auto o = opts("external", true);
+    MainWindow w(o);
+    w.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&w));
+    auto names = [&] {
+      QStringList n;
+      auto* t = w.sessionsPanel()->tree();
+      for (int i = 0; i < t->topLevelItemCount(); ++i)
+        n << t->topLevelItem(i)->data(0, Qt::UserRole + 2).toString();
+      return n;
+    };
+    QVERIFY(!names().contains("from-the-cli"));
+    moelab::storage::StoredGeneration g;  // as `moelab-cli run --session` stores one
+    g.session_name = "from-the-cli";
+    g.prompt = "Once";
+    g.output = " upon";
+    moelab::storage::store_generation(o.dbPath.toStdString(), g);
+    w.activateWindow();
+    QVERIFY(QTest::qWaitForWindowActive(&w));
+    QEvent activation(QEvent::ActivationChange);
+    QCoreApplication::sendEvent(&w, &activation);
+    QVERIFY2(names().contains("from-the-cli"), qPrintable(names().join(", ")));
   }
 
   // The window keeps the size it was given through runs, a comparison, theme switches and dock
