@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_run.h"
 #include "moelab/gguf/gguf.h"
 #include "moelab/gguf/writer.h"
 #include "moelab/storage/store.h"
@@ -37,16 +38,8 @@ using namespace moelab;
 namespace {
 const QString kStories = QStringLiteral("fixtures/models/stories260K/stories260K.F32.gguf");
 
-struct CliResult {
-  int code;
-  std::string out, err;
-};
-CliResult cli_run(std::vector<std::string> args) {
-  args.insert(args.begin(), "moelab-cli");
-  std::ostringstream out, err;
-  const int code = cli::run(args, {out, err});
-  return {code, out.str(), err.str()};
-}
+using moelab::test::cli_run;
+using moelab::test::CliResult;
 
 // A metadata override: a new value of the key's type, or std::monostate to drop the key.
 using Override = std::variant<std::monostate, uint32_t, float, std::string>;
@@ -142,18 +135,23 @@ class TestCliFailures : public QObject {
   std::string path(const std::string& name) const { return dir_.toStdString() + "/" + name; }
 
   // Starts moelab-cli; returns the process once `ready` has appeared on its stdout.
-  std::unique_ptr<QProcess> start_cli(const QStringList& args, const QByteArray& ready) {
+  // Starts a long `moelab-cli run --db DB --session SESSION` on the slow model and returns it
+  // once a few tokens have streamed (`out` holds them), still running; null if it could not.
+  std::unique_ptr<QProcess> start_long_run(const std::string& model, const std::string& db,
+                                           const QString& session, const QString& seed,
+                                           QByteArray& out) {
     auto p = std::make_unique<QProcess>();
     p->setProgram(QStringLiteral(MOELAB_CLI_EXE));
-    p->setArguments(args);
+    p->setArguments({"run", "--model", QString::fromStdString(model), "--prompt", "Once", "-n",
+                     "100000", "--ignore-eos", "--ctx", "2048", "--seed", seed, "--threads", "1",
+                     "--db", QString::fromStdString(db), "--session", session});
     p->start();
     if (!p->waitForStarted(10000)) return nullptr;
-    QByteArray seen;
-    while (!seen.contains(ready) && p->state() == QProcess::Running) {
+    while (out.size() < 8 && p->state() == QProcess::Running) {
       p->waitForReadyRead(200);
-      seen += p->readAllStandardOutput();
+      out += p->readAllStandardOutput();
     }
-    return seen.contains(ready) ? std::move(p) : nullptr;
+    return p->state() == QProcess::Running ? std::move(p) : nullptr;
   }
 
  private slots:
@@ -441,18 +439,9 @@ class TestCliFailures : public QObject {
       QVERIFY2(m.code == 0, m.err.c_str());
     }
     const std::string db = path("signals.db");
-    auto p = start_cli({"run", "--model", QString::fromStdString(model), "--prompt", "Once", "-n",
-                        "100000", "--ignore-eos", "--ctx", "2048", "--seed", "5", "--threads", "1",
-                        "--db", QString::fromStdString(db), "--session", "signals"},
-                       QByteArray());
-    QVERIFY(p);
-    // Wait for a few streamed tokens, then interrupt.
-    QByteArray out;
-    while (out.size() < 8 && p->state() == QProcess::Running) {
-      p->waitForReadyRead(200);
-      out += p->readAllStandardOutput();
-    }
-    QVERIFY2(p->state() == QProcess::Running, "the run ended before it could be interrupted");
+    QByteArray out;  // a few streamed tokens, then the signal
+    auto p = start_long_run(model, db, "signals", "5", out);
+    QVERIFY2(p, "the run ended before it could be interrupted");
     ::kill(static_cast<pid_t>(p->processId()), sig);
     QVERIFY(p->waitForFinished(60000));
     out += p->readAllStandardOutput();
@@ -483,16 +472,9 @@ class TestCliFailures : public QObject {
     const std::string model = path("slow.gguf");
     if (!std::filesystem::exists(model)) QSKIP("needs the model of signal_cancels_a_stored_run");
     const std::string db = path("killed.db");
-    auto p = start_cli({"run", "--model", QString::fromStdString(model), "--prompt", "Once", "-n",
-                        "100000", "--ignore-eos", "--ctx", "2048", "--seed", "6", "--threads", "1",
-                        "--db", QString::fromStdString(db), "--session", "k"},
-                       QByteArray());
-    QVERIFY(p);
     QByteArray out;
-    while (out.size() < 8 && p->state() == QProcess::Running) {
-      p->waitForReadyRead(200);
-      out += p->readAllStandardOutput();
-    }
+    auto p = start_long_run(model, db, "k", "6", out);
+    QVERIFY(p);
     QTest::qWait(1500);  // let the writer thread commit a few batches
     ::kill(static_cast<pid_t>(p->processId()), SIGKILL);
     QVERIFY(p->waitForFinished(30000));

@@ -25,6 +25,7 @@
 
 #include "checks.h"
 #include "cli.h"
+#include "cli_run.h"
 #include "moelab/core/files.h"
 #include "moelab/gguf/gguf.h"
 #include "moelab/gguf/writer.h"
@@ -38,16 +39,8 @@ using moelab::cli::printable;
 namespace {
 const QString kStories = QStringLiteral("fixtures/models/stories260K/stories260K.F32.gguf");
 
-struct CliResult {
-  int code;
-  std::string out, err;
-};
-CliResult cli_run(std::vector<std::string> args) {
-  args.insert(args.begin(), "moelab-cli");
-  std::ostringstream out, err;
-  const int code = cli::run(args, {out, err});
-  return {code, out.str(), err.str()};
-}
+using moelab::test::cli_run;
+using moelab::test::CliResult;
 
 bool contains(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "cli.h"
+#include "cli_run.h"
 #include "moelab/model/model.h"
 #include "moelab/runtime/generator.h"
 #include "moelab/storage/store.h"
@@ -23,16 +24,8 @@ namespace {
 const QString kStories = QStringLiteral("fixtures/models/stories260K/stories260K.F32.gguf");
 const QString kMoe = QStringLiteral("fixtures/models/mixtral-moe/mixtral-moe.F32.gguf");
 
-struct CliResult {
-  int code;
-  std::string out, err;
-};
-CliResult cli_run(std::vector<std::string> args) {
-  args.insert(args.begin(), "moelab-cli");
-  std::ostringstream out, err;
-  const int code = cli::run(args, {out, err});
-  return {code, out.str(), err.str()};
-}
+using moelab::test::cli_run;
+using moelab::test::CliResult;
 
 nlohmann::json json_of(const CliResult& r) {
   if (r.code != 0) qWarning("cli failed: %s", r.err.c_str());

@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "cli.h"
+#include "cli_run.h"
 #include "moelab/model/model.h"
 #include "moelab/runtime/perplexity.h"
 #include "test_support.h"
@@ -12,16 +13,8 @@ using namespace moelab;
 namespace {
 const QString kStories = QStringLiteral("fixtures/models/stories260K/stories260K.F32.gguf");
 
-struct CliResult {
-  int code;
-  std::string out, err;
-};
-CliResult cli_run(std::vector<std::string> args) {
-  args.insert(args.begin(), "moelab-cli");
-  std::ostringstream out, err;
-  const int code = cli::run(args, {out, err});
-  return {code, out.str(), err.str()};
-}
+using moelab::test::cli_run;
+using moelab::test::CliResult;
 }  // namespace
 
 class TestCliRuntime : public QObject {

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "cli.h"
+#include "cli_run.h"
 #include "moelab/gguf/gguf.h"
 #include "moelab/kernels/kernels.h"
 #include "moelab/model/card.h"
@@ -21,16 +22,8 @@ bool no_partial_files(const std::string& path) {
   return QDir(fi.absolutePath()).entryList({fi.fileName() + ".part*"}, QDir::Files).isEmpty();
 }
 
-struct CliResult {
-  int code;
-  std::string out, err;
-};
-CliResult cli_run(std::vector<std::string> args) {
-  args.insert(args.begin(), "moelab-cli");
-  std::ostringstream out, err;
-  const int code = cli::run(args, {out, err});
-  return {code, out.str(), err.str()};
-}
+using moelab::test::cli_run;
+using moelab::test::CliResult;
 
 double mean_of(const std::vector<float>& v) {
   double s = 0;

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "cli.h"
+#include "cli_run.h"
 #include "moelab/gguf/gguf.h"
 #include "moelab/model/card.h"
 #include "moelab/model/model.h"
@@ -22,16 +23,8 @@ namespace {
 const QString kDense = "fixtures/models/stories260K/stories260K.F32.gguf";
 const QString kDense16 = "fixtures/models/stories260K/stories260K.F16.gguf";
 
-struct CliResult {
-  int code;
-  std::string out, err;
-};
-CliResult cli_run(std::vector<std::string> args) {
-  args.insert(args.begin(), "moelab-cli");
-  std::ostringstream out, err;
-  const int code = cli::run(args, {out, err});
-  return {code, out.str(), err.str()};
-}
+using moelab::test::cli_run;
+using moelab::test::CliResult;
 
 std::string resource(const char* rel) {
   return std::string(MOELAB_SOURCE_DIR) + "/" + rel;
