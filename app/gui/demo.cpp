@@ -1,5 +1,6 @@
 #include "demo.h"
 #include "demo_model_path.h"
+#include "moelab/core/files.h"
 
 #include <QCoreApplication>
 #include <QDateTime>
@@ -231,8 +232,14 @@ int runHeadless(const QString& outDir, const QString& db) {
     return 1;
   }
   const QString out = outDir + "/demo-summary.json";
-  std::ofstream(out.toStdString())
-      << summary.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  try {  // as every writer: a temporary in the same folder, renamed when complete
+    moelab::write_file_atomic(
+        out.toStdString(),
+        summary.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "moelab: cannot write the demo summary: %s\n", e.what());
+    return 1;
+  }
   std::printf("moelab: stored session \"%s\" in %s\nmoelab: wrote %s\n", session.c_str(),
               qPrintable(db), qPrintable(out));
   return rc;

@@ -4,6 +4,7 @@
 #include <QApplication>
 #include <QCommandLineParser>
 #include <QCoreApplication>
+#include <QHashSeed>
 #include <QSettings>
 #include <QTimer>
 #include <cstring>
@@ -41,6 +42,10 @@ int main(int argc, char** argv) {
     }
   }
 
+  // Deterministic hashing before the first Qt object: PDF exports from the lab are then byte
+  // for byte those of `moelab-cli report` for the same data (QPdfWriter emits font objects in
+  // hash order).
+  QHashSeed::setDeterministicGlobalSeed();
   QApplication app(argc, argv);
   setNames();
   QCommandLineParser cli;

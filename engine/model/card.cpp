@@ -278,8 +278,11 @@ const std::vector<std::string>& supported_architectures() {
 }
 
 uint64_t ModelCard::kv_cache_bytes(uint64_t n_ctx, uint32_t bytes_per_value) const {
-  const uint64_t per_token = static_cast<uint64_t>(n_head_kv) * (head_dim + head_dim_v);
-  return per_token * n_layer * n_ctx * bytes_per_value;
+  // Saturates at UINT64_MAX instead of wrapping (crafted metadata may claim any sizes).
+  uint64_t r = static_cast<uint64_t>(n_head_kv) * (uint64_t{head_dim} + head_dim_v);
+  for (const uint64_t f : {uint64_t{n_layer}, n_ctx, uint64_t{bytes_per_value}})
+    if (__builtin_mul_overflow(r, f, &r)) return UINT64_MAX;
+  return r;
 }
 
 ModelCard make_model_card(const gguf::File& f) {

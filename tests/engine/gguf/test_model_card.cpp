@@ -123,6 +123,11 @@ class TestModelCard : public QObject {
     QCOMPARE(c.memory_estimate(512, 4), c.weight_bytes + uint64_t(2 * 2 * 32 * 512 * 4));
     QCOMPARE(c.rope_type, std::string("norm"));
     QVERIFY(c.problems.empty());
+    // Crafted sizes saturate instead of wrapping to a small number.
+    ModelCard huge = c;
+    huge.n_head_kv = huge.head_dim = huge.head_dim_v = huge.n_layer = UINT32_MAX;
+    QCOMPARE(huge.kv_cache_bytes(1u << 20, 4), UINT64_MAX);
+    QCOMPARE(huge.memory_estimate(1u << 20, 2), UINT64_MAX);
   }
 
   void textCard() {

@@ -70,9 +70,10 @@ struct ModelCard {
   bool is_moe() const { return expert_count > 0; }
   /// KV-cache size in bytes for `n_ctx` tokens with `bytes_per_value` (2 = F16, 4 = F32).
   uint64_t kv_cache_bytes(uint64_t n_ctx, uint32_t bytes_per_value) const;
-  /// Weights plus KV cache at n_ctx, bytes.
+  /// Weights plus KV cache at n_ctx, bytes (both saturate at UINT64_MAX, never wrap).
   uint64_t memory_estimate(uint64_t n_ctx, uint32_t bytes_per_value) const {
-    return weight_bytes + kv_cache_bytes(n_ctx, bytes_per_value);
+    const uint64_t kv = kv_cache_bytes(n_ctx, bytes_per_value);
+    return kv > UINT64_MAX - weight_bytes ? UINT64_MAX : weight_bytes + kv;
   }
 };
 
