@@ -230,57 +230,8 @@ void preflight_context(const ModelCard& card, uint64_t n_ctx, uint32_t kv_bytes,
                     (offer_f16 && kv_bytes > 2 ? " or --kv-f16" : ""));
 }
 
-size_t first_non_text_byte(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c == 0) return i;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    int n = 0;
-    uint32_t cp = 0;
-    if ((c & 0xE0) == 0xC0) {
-      n = 1;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      n = 2;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      n = 3;
-      cp = c & 0x07;
-    } else {
-      return i;
-    }
-    if (i + n >= s.size()) return i;
-    for (int k = 1; k <= n; ++k) {
-      const auto d = static_cast<unsigned char>(s[i + k]);
-      if ((d & 0xC0) != 0x80) return i;
-      cp = (cp << 6) | (d & 0x3F);
-    }
-    // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
-    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-        (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-      return i;
-    i += n + 1;
-  }
-  return std::string_view::npos;
-}
-
 std::string read_utf8_text(const std::string& path) {
-  std::string text = read_text_file(path, "text file");
-  const size_t bad = first_non_text_byte(text);
-  if (bad != std::string_view::npos) {
-    char what[64];
-    std::snprintf(what, sizeof what,
-                  text[bad] == 0 ? "a NUL byte" : "0x%02X does not start valid UTF-8",
-                  static_cast<unsigned char>(text[bad]));
-    throw Error(ErrorKind::BadInput,
-                std::string("is not UTF-8 text: ") + what + "; give a text file, not a binary one",
-                {.file = path, .offset = bad});
-  }
-  return text;
+  return read_utf8_text_file(path, "text file");
 }
 
 std::string json_text(const nlohmann::json& j, int indent) {

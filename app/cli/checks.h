@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "moelab/core/files.h"
 #include "moelab/runtime/sampler.h"
 
 namespace moelab {
@@ -91,9 +92,8 @@ void preflight_context(const ModelCard& card, uint64_t n_ctx, uint32_t kv_bytes,
 /// is refused (BadInput) naming the byte offset of the first bad byte.
 std::string read_utf8_text(const std::string& path);
 
-/// Offset of the first byte that is not part of valid UTF-8 text, or of a NUL byte;
-/// std::string_view::npos when the text is clean.
-size_t first_non_text_byte(std::string_view s);
+/// Offset of the first byte that is not UTF-8 text or is NUL (moelab/core/files.h).
+using moelab::first_non_text_byte;
 
 /// JSON text of `j` (indent as nlohmann::json::dump; -1: one line). Strings from files and the
 /// store are bytes and may be invalid UTF-8: such sequences become U+FFFD instead of an

@@ -8,6 +8,7 @@
 #include <ostream>
 #include <thread>
 
+#include "checks.h"
 #include "cli.h"
 #include "moelab/core/error.h"
 #include "moelab/runtime/moefy.h"
@@ -83,9 +84,15 @@ void add_moefy(CLI::App& app, Io io, Action& action) {
   auto& s = o->spec;
   sub->add_option("-m,--model", s.model_path, "Dense GGUF model (architecture llama)")->required();
   sub->add_option("--calib", s.calib_path, "Calibration text (UTF-8)")->required();
-  sub->add_option("--experts", s.experts, "N routed experts")->required();
-  sub->add_option("--shared", s.shared, "S shared experts (always active)")->capture_default_str();
-  sub->add_option("--top-k", s.top_k, "K routed experts per token")->required();
+  sub->add_option("--experts", s.experts, "N routed experts")
+      ->required()
+      ->transform(uint_range(2, 256));
+  sub->add_option("--shared", s.shared, "S shared experts (always active)")
+      ->transform(uint_range(0, 64))
+      ->capture_default_str();
+  sub->add_option("--top-k", s.top_k, "K routed experts per token (at most N)")
+      ->required()
+      ->transform(uint_range(1, 256));
   sub->add_option("--method", s.method, "Neuron grouping: cluster or contiguous")
       ->capture_default_str();
   sub->add_option("--layout", s.layout,
@@ -93,9 +100,13 @@ void add_moefy(CLI::App& app, Io io, Action& action) {
                   "(softmax gating, loads in other engines; needs --shared 0)")
       ->capture_default_str();
   sub->add_option("--calib-tokens", s.calib_tokens, "Use at most this many calibration tokens")
+      ->transform(uint_range(kMoefyMinCalibTokens, kMoefyMaxCalibTokens))
       ->capture_default_str();
-  sub->add_option("--ctx", s.n_ctx, "Calibration chunk length in tokens")->capture_default_str();
-  sub->add_option("-t,--threads", s.n_threads, "CPU threads (0 = all)");
+  sub->add_option("--ctx", s.n_ctx, "Calibration chunk length in tokens")
+      ->transform(uint_range(kMoefyMinChunk, kMaxContext))
+      ->capture_default_str();
+  sub->add_option("-t,--threads", s.n_threads, "CPU threads (0 = all)")
+      ->transform(int_range(0, kMaxThreads));
   sub->add_option("-o,--out", s.out_path, "Output GGUF file")->required();
   sub->add_flag("-q,--quiet", o->quiet, "No progress on stderr");
   sub->add_flag("--json", o->json, "Print the result as JSON");

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -246,6 +247,59 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
   OutputFile f(path, bytes.size());
   f.write(bytes);
   f.commit();
+}
+
+size_t first_non_text_byte(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c == 0) return i;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    int n = 0;
+    uint32_t cp = 0;
+    if ((c & 0xE0) == 0xC0) {
+      n = 1;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 2;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 3;
+      cp = c & 0x07;
+    } else {
+      return i;
+    }
+    if (i + n >= s.size()) return i;
+    for (int k = 1; k <= n; ++k) {
+      const auto d = static_cast<unsigned char>(s[i + k]);
+      if ((d & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (d & 0x3F);
+    }
+    // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+        (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+      return i;
+    i += n + 1;
+  }
+  return std::string_view::npos;
+}
+
+std::string read_utf8_text_file(const std::string& path, std::string_view what) {
+  std::string text = read_text_file(path, what);
+  const size_t bad = first_non_text_byte(text);
+  if (bad != std::string_view::npos) {
+    char why[64];
+    std::snprintf(why, sizeof why,
+                  text[bad] == 0 ? "a NUL byte" : "0x%02X does not start valid UTF-8",
+                  static_cast<unsigned char>(text[bad]));
+    throw Error(ErrorKind::BadInput,
+                std::string("is not UTF-8 text: ") + why + "; give a text file, not a binary one",
+                {.file = path, .offset = bad});
+  }
+  return text;
 }
 
 }  // namespace moelab

@@ -32,9 +32,9 @@ using gguf::TensorType;
   throw Error(ErrorKind::BadInput, why, std::move(where));
 }
 
-// Bounded, non-blocking, regular files only (moelab/core/files.h), as every text input.
+// Bounded, non-blocking, regular files only, UTF-8 (moelab/core/files.h), as every text input.
 std::string read_text(const std::string& path) {
-  return read_text_file(path, "calibration text");
+  return read_utf8_text_file(path, "calibration text");
 }
 
 // All tensor bytes of a tensor in the mapped file.
@@ -200,6 +200,13 @@ MoefyResult moefy(const MoefySpec& s,
   if (s.calib_tokens < kMoefyMinCalibTokens)
     bad("at least " + std::to_string(kMoefyMinCalibTokens) + " calibration tokens are needed",
         {.subject = "--calib-tokens"});
+  if (s.calib_tokens > kMoefyMaxCalibTokens)
+    bad("at most " + std::to_string(kMoefyMaxCalibTokens) + " calibration tokens are used",
+        {.subject = "--calib-tokens"});
+  if (s.n_ctx < kMoefyMinChunk)
+    bad("the calibration chunk must be at least " + std::to_string(kMoefyMinChunk) +
+            " tokens, got " + std::to_string(s.n_ctx),
+        {.subject = "--ctx"});
   std::error_code ec;
   if (s.out_path.empty()) bad("no output file given", {.subject = "-o"});
   check_output_target(s.out_path);  // the writers' rule: regular files only, never renamed over

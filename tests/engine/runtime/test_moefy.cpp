@@ -300,6 +300,21 @@ class TestMoefy : public QObject {
         << QStringList{"--experts", "3", "--shared", "1", "--top-k", "2", "--layout", "mixtral"}
         << "calib"
         << "the mixtral layout has no shared expert";
+    QTest::newRow("binary calib") << d << QStringList{"--experts", "4", "--top-k", "2"} << "binary"
+                                  << "byte 3: is not UTF-8 text: 0xE9";
+    // Every numeric option has a range, named in the error (CLI11's transform, exit 2).
+    QTest::newRow("ctx 0") << d << QStringList{"--experts", "4", "--top-k", "2", "--ctx", "0"}
+                           << "calib"
+                           << "--ctx: must be an integer from 8 to 1048576, not '0'";
+    QTest::newRow("one expert") << d << QStringList{"--experts", "1", "--top-k", "1"} << "calib"
+                                << "--experts: must be an integer from 2 to 256, not '1'";
+    QTest::newRow("negative threads")
+        << d << QStringList{"--experts", "4", "--top-k", "2", "-t", "-1"} << "calib"
+        << "--threads: must be an integer from 0 to 1024, not '-1'";
+    QTest::newRow("huge calib-tokens")
+        << d << QStringList{"--experts", "4", "--top-k", "2", "--calib-tokens", "99999999999"}
+        << "calib"
+        << "--calib-tokens: must be an integer from 64 to 16777216, not '99999999999'";
   }
   void bad_input_is_refused_before_any_work() {
     QFETCH(QString, model);
@@ -308,11 +323,12 @@ class TestMoefy : public QObject {
     QFETCH(QString, message);
     MOELAB_REQUIRE_SHARED(model);
     std::string calib_path = kCalib;
-    if (calib == "empty" || calib == "tiny") {
+    if (calib == "empty" || calib == "tiny" || calib == "binary") {
       calib_path = (dir_ + "/" + calib + ".txt").toStdString();
       QFile f(QString::fromStdString(calib_path));
       QVERIFY(f.open(QIODevice::WriteOnly));
       if (calib == "tiny") f.write("Once upon a time there was a cat.");
+      if (calib == "binary") f.write("Onc\xe9 upon a time, in Latin-1.");
     } else if (calib == "missing") {
       calib_path = (dir_ + "/no-such-text.txt").toStdString();
     }

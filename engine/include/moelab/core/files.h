@@ -52,6 +52,15 @@ int open_regular_file(const std::string& path, std::string_view what);
 std::string read_text_file(const std::string& path, std::string_view what = "text file",
                            uint64_t max_bytes = kMaxTextFileBytes);
 
+/// Offset of the first byte that is not part of valid UTF-8 text (overlong forms, surrogates,
+/// values past U+10FFFF and cut-short sequences included: RFC 3629), or of a NUL byte;
+/// std::string_view::npos when the text is clean.
+size_t first_non_text_byte(std::string_view s);
+
+/// read_text_file, then refuses (BadInput, naming the byte offset of the first bad byte) text that
+/// is not UTF-8 or holds a NUL byte: binary input given where text is expected.
+std::string read_utf8_text_file(const std::string& path, std::string_view what = "text file");
+
 /// The checks OutputFile makes on its target, without creating anything: lets a command refuse
 /// a bad output path before it does the work. Returns the file the bytes would end up in (the
 /// target of a symbolic link). Throws as OutputFile.

@@ -77,13 +77,18 @@ struct MoefyResult {
 
 /// Checks every argument and input before any work (throws moelab::Error BadInput with the file
 /// or option named: already-MoE file, architecture other than llama, N + S not dividing n_ff,
-/// K outside 1..N, N < 2, calibration text missing, empty or shorter than 64 tokens, output
-/// path the same as the model or not a regular file), then converts. `progress(fraction,
+/// K outside 1..N, N < 2, a chunk length under kMoefyMinChunk, calibration text missing, empty,
+/// not UTF-8 or shorter than 64 tokens, output path the same as the model or not a regular
+/// file), then converts. `progress(fraction,
 /// stage)` may return false to cancel (throws Cancelled; no output file is left).
 MoefyResult moefy(const MoefySpec& spec,
                   const std::function<bool(float, std::string_view)>& progress = {});
 
 /// Minimum calibration tokens moefy accepts.
 inline constexpr uint32_t kMoefyMinCalibTokens = 64;
+/// Most calibration tokens used (16M; the activation statistics are O(tokens x n_ff) time).
+inline constexpr uint32_t kMoefyMaxCalibTokens = 1u << 24;
+/// Shortest calibration chunk (MoefySpec::n_ctx), tokens.
+inline constexpr uint32_t kMoefyMinChunk = 8;
 
 }  // namespace moelab
