@@ -8,6 +8,9 @@
 // numbers, punctuation, newlines and a few CJK / emoji / accented words. Reports tokens/s and
 // MB/s (best of 3), and the ratio to a baseline measured in the same run (splitting the same
 // text at spaces with std::string_view::find), so numbers from different machines compare.
+// Scaling rows: one 20,000- and one 80,000-character word, and 20,000 / 80,000 spaces before a
+// word (the inputs a quadratic merge or pre-tokenizer loop chokes on): the time ratio for 4x the
+// input, ~4 when linear, ~16 when quadratic.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -174,6 +177,27 @@ int main(int argc, char** argv) {
                   tok->kind() == VocabKind::Spm ? "spm" : "bpe",
                   tok->pre().empty() ? "-" : tok->pre().c_str(), n_tokens, n_tokens / sec,
                   text.size() / 1e6 / sec, base / sec);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "%s: %s\n", path.c_str(), e.what());
+    }
+  }
+  std::printf("\nscaling (best of 3, ms; 4x the input: ~4x when linear, ~16x when quadratic)\n");
+  std::printf("%-40s %-22s %10s %10s %8s\n", "tokenizer", "input", "20k ms", "80k ms", "ratio");
+  for (const auto& path : files) {
+    try {
+      auto f = gguf::File::open(path);
+      auto tok = Tokenizer::from_gguf(*f);
+      for (const bool spaces : {false, true}) {
+        auto input = [&](size_t n) {
+          return spaces ? std::string(n, ' ') + "x" : std::string(n, 'x');
+        };
+        const std::string small = input(20000), large = input(80000);
+        const double a = seconds_best_of_3([&] { (void)tok->encode(small, false, false); });
+        const double b = seconds_best_of_3([&] { (void)tok->encode(large, false, false); });
+        std::printf("%-40s %-22s %10.2f %10.2f %8.2f\n",
+                    std::filesystem::path(path).filename().string().c_str(),
+                    spaces ? "spaces before a word" : "one long word", a * 1e3, b * 1e3, b / a);
+      }
     } catch (const Error& e) {
       std::fprintf(stderr, "%s: %s\n", path.c_str(), e.what());
     }

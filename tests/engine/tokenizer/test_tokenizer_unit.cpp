@@ -4,7 +4,6 @@
 // Vocab-file tests use ../shared/fixtures/vocab (skip when absent); synthetic vocabularies are
 // written with gguf::Writer.
 #include <QtTest>
-#include <chrono>
 
 #include "moelab/core/error.h"
 #include "moelab/gguf/gguf.h"
@@ -461,34 +460,22 @@ class TestTokenizerUnit : public QObject {
     QCOMPARE(t->pre(), std::string("default"));
   }
 
-  // ---- Linear time on long inputs ------------------------------------------------------------
-  void longInputsAreNotQuadratic() {
+  // ---- Long inputs ---------------------------------------------------------------------------
+  // One 80,000-character word and 80,000 spaces before a word: both encode, and decoding gives the
+  // text back. How the cost grows with the length is measured in bench/tokenizer (the "scaling"
+  // rows: 4x the input against 4x the time), not asserted here: tests never time.
+  void longInputsRoundTrip() {
     MOELAB_REQUIRE_SHARED("fixtures/vocab/ggml-vocab-gpt-2.gguf");
     auto g = load_shared("fixtures/vocab/ggml-vocab-gpt-2.gguf");
     auto s = load_shared("fixtures/vocab/ggml-vocab-llama-spm.gguf");
-    // Best of three runs (the machine may be shared), in ms.
-    auto time_ms = [](const Tokenizer& t, const std::string& text) {
-      double best = 1e30;
-      for (int rep = 0; rep < 3; ++rep) {
-        const auto t0 = std::chrono::steady_clock::now();
-        const auto ids = t.encode(text, true, false);
-        if (ids.empty()) return -1.0;
-        best = std::min(
-            best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                      .count());
-      }
-      return best;
-    };
     for (const Tokenizer* t : {g.tok.get(), s.tok.get()}) {
-      // One 20,000- and one 80,000-character word: 4x the input must cost far less than 16x.
-      const double a = time_ms(*t, std::string(20000, 'x'));
-      const double b = time_ms(*t, std::string(80000, 'x'));
-      QVERIFY(a >= 0 && b >= 0);
-      QVERIFY2(b < 16 * std::max(a, 5.0), qPrintable(QString("%1 ms vs %2 ms").arg(a).arg(b)));
-      const double c = time_ms(*t, std::string(20000, ' ') + "x");
-      const double d = time_ms(*t, std::string(80000, ' ') + "x");
-      QVERIFY(c >= 0 && d >= 0);
-      QVERIFY2(d < 16 * std::max(c, 5.0), qPrintable(QString("%1 ms vs %2 ms").arg(c).arg(d)));
+      for (const std::string& text : {std::string(80000, 'x'), std::string(80000, ' ') + "x"}) {
+        const auto ids = t->encode(text, false, false);
+        QVERIFY(!ids.empty());
+        QVERIFY(ids.size() <= text.size());
+        // decode(encode(text)) == text (DecodeOptions strips SPM's dummy prefix).
+        QVERIFY(t->decode(ids) == text);
+      }
     }
   }
 };
