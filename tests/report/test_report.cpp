@@ -472,6 +472,35 @@ class TestReport : public QObject {
     QVERIFY(h.find("no energy reading was stored") == std::string::npos);
   }
 
+  // A model's output (or a file's metadata) may hold terminal escape sequences and other control
+  // bytes: no report carries them; they show as Unicode control pictures (ESC as "␛").
+  void control_bytes_show_as_pictures() {
+    const int64_t s = f_.store->create_session("control \x1b[31mbytes");
+    storage::RunBegin rb;
+    rb.session_id = s;
+    rb.prompt = "say \x1b]0;title\x07 red";
+    const int64_t run = f_.store->begin_run(rb);
+    const std::string out = "\x1b[31mred\x1b[0m\x7f\tdone\n";
+    std::vector<storage::TokenRecord> toks(1);
+    toks[0].id = 1;
+    toks[0].piece = out;
+    toks[0].latency_us = 1000;
+    f_.store->append_tokens(run, toks);
+    f_.store->finish_run(run, storage::RunStatus::Complete, out);
+    for (const auto fmt : {report::Format::Markdown, report::Format::Html}) {
+      const auto file = path(fmt == report::Format::Html ? "ctl.html" : "ctl/ctl.md");
+      report::write_report(*f_.store, report::Selection::one_run(run), file, fixed(fmt));
+      const std::string t = test::read_file(file);
+      for (char c : t) {
+        const auto u = static_cast<unsigned char>(c);
+        QVERIFY2(u >= 0x20 || c == '\n' || c == '\t' || c == '\r',
+                 qPrintable(QString("control byte 0x%1 in the report").arg(u, 2, 16, QChar('0'))));
+        QVERIFY(u != 0x7F);
+      }
+      QVERIFY2(t.find("\u241B[31mred\u241B[0m\u2421") != std::string::npos, file.c_str());
+    }
+  }
+
   void large_run_is_bounded() {
     const int n = 100000;
     const int64_t s = f_.store->create_session("big");

@@ -52,7 +52,10 @@ std::string esc(const std::string& s) {
 
 /// Replaces invalid UTF-8 (a token piece may be half a character) by U+FFFD. Valid is RFC 3629:
 /// no overlong forms (C0, C1, E0 80..9F, F0 80..8F), no surrogates (ED A0..BF), nothing above
-/// U+10FFFF (F4 90.., F5..FF).
+/// U+10FFFF (F4 90.., F5..FF). C0 control characters other than tab, LF and CR, and DEL, become
+/// their Unicode control pictures (U+2400..U+241F, U+2421: ESC shows as "␛"): a model's output or
+/// a file's metadata must not send terminal escape sequences to whoever cats a Markdown report,
+/// and HTML/XML forbid them in text.
 std::string valid_utf8(const std::string& s) {
   std::string o;
   size_t i = 0;
@@ -69,7 +72,13 @@ std::string valid_utf8(const std::string& s) {
                        : true;
     }
     for (int k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
-    if (ok) {
+    if (ok && n == 1 && ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7F)) {
+      const unsigned cp = c == 0x7F ? 0x2421u : 0x2400u + c;  // three UTF-8 bytes: E2 90 xx
+      o += static_cast<char>(0xE2);
+      o += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      o += static_cast<char>(0x80 | (cp & 0x3F));
+      ++i;
+    } else if (ok) {
       o.append(s, i, n);
       i += n;
     } else {
