@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "models/context_base.h"
 #include "models/context_common.h"
 #include "models/model_impl.h"
 #include "moelab/core/error.h"
@@ -33,17 +34,11 @@ namespace {
 
 namespace el = ops::element;
 
-// Which arithmetic a product uses. kernels::Precision::GgmlCompatible quantizes the activations
-// like ggml's vec_dot_type. One exception mirrors llama.cpp on x86: a dense product (ggml_mul_mat)
-// with F32 or F16 weights and n_in % 8 == 0 is taken by llamafile's tinyBLAS, which multiplies
-// the weights with the F32 activations unrounded and sums in its own lane order (Exact); expert
-// products (ggml_mul_mat_id) never take that path (F32: ggml_vec_dot_f32's order; F16: rounded
-// activations). Measured on the fixtures: llama-dense-k.F16 agrees to 2e-6 this way and to
-// 3e-3 with rounded activations.
+// Which arithmetic a product uses: exact_activations() (context_common.h) says when llama.cpp
+// multiplies unrounded F32 activations; otherwise they are quantized like ggml's vec_dot_type.
 kernels::Precision precision_for(gguf::TensorType type, int64_t n_in, bool expert) {
-  const bool tinyblas_type = type == gguf::TensorType::F16 || type == gguf::TensorType::F32;
-  if (tinyblas_type && !expert && n_in % 8 == 0) return kernels::Precision::Exact;
-  return kernels::Precision::GgmlCompatible;
+  return exact_activations(type, n_in, expert) ? kernels::Precision::Exact
+                                               : kernels::Precision::GgmlCompatible;
 }
 
 // y[n, n_out] = x[n, n_in] · Wᵀ, W given as a pointer to its first row (for expert slices).
@@ -92,108 +87,42 @@ class OpClock {
   std::chrono::steady_clock::time_point t0_;
 };
 
-class CpuContext final : public Context {
+class CpuContext final : public ContextBase {
  public:
   CpuContext(std::shared_ptr<const CpuModel> model, const ContextParams& p,
              std::shared_ptr<PolicyStats> shared_stats)
-      : model_(std::move(model)),
-        card_(model_->card()),
-        cfg_(model_->config()),
+      : ContextBase(model->card(), model->config(), p, std::move(shared_stats)),
+        model_(std::move(model)),
         w_(model_->weights()),
-        n_ctx_(p.n_ctx),
-        kv_f16_(p.kv_type == KvType::F16),
-        pool_(p.n_threads),
-        routing_(p.routing),
-        attention_policy_(p.attention),
-        shared_stats_(std::move(shared_stats)) {
-    init_router(router_, routing_, card_, cfg_.moe_renormalise, cfg_.moe_unit_weights);
-    evicting_ = evicting_policy(attention_policy_, n_ctx_);
-    stats_.failovers.assign(card_.n_layer, 0);
-    stats_.overflows.assign(card_.n_layer, 0);
-    const size_t elt = kv_f16_ ? 2 : 4;
-    const size_t k_row = static_cast<size_t>(card_.n_head_kv) * card_.head_dim;
-    const size_t v_row = static_cast<size_t>(card_.n_head_kv) * card_.head_dim_v;
+        pool_(p.n_threads) {
     k_cache_.resize(card_.n_layer);
     v_cache_.resize(card_.n_layer);
     for (uint32_t il = 0; il < card_.n_layer; ++il) {
-      k_cache_[il].assign(k_row * n_ctx_ * elt, 0);
-      v_cache_[il].assign(v_row * n_ctx_ * elt, 0);
+      k_cache_[il].assign(k_cell_bytes() * n_ctx_, 0);
+      v_cache_[il].assign(v_cell_bytes() * n_ctx_, 0);
     }
   }
 
   void eval(std::span<const int32_t> tokens, bool all_logits) override;
-
-  std::span<const float> logits(int i) const override {
-    const int64_t row = logits_row(i, n_logits_, n_batch_, logits_all_);
-    return {logits_.data() + row * card_.n_vocab, card_.n_vocab};
-  }
-  uint32_t n_past() const override { return n_past_; }
-  uint32_t n_ctx() const override { return evicting_ ? uint32_t{INT32_MAX} : n_ctx_; }
-  void truncate(uint32_t n) override {
-    if (n >= n_past_) return;
-    n_past_ = n;
-    if (evicting_) {
-      while (!cell_pos_.empty() && static_cast<uint32_t>(cell_pos_.back()) >= n)
-        cell_pos_.pop_back();
-    }
-  }
-  ~CpuContext() override { flush_shared_stats(); }
-  void set_op_timer(OpTimer timer) override { timer_ = std::move(timer); }
-  const RoutingPolicy& routing_policy() const override { return routing_; }
-  const AttentionPolicy& attention_policy() const override { return attention_policy_; }
-  PolicyStats policy_stats() const override { return stats_; }
-  void reset_policy_stats() override {
-    flush_shared_stats();
-    stats_ = PolicyStats{};
-    stats_.failovers.assign(card_.n_layer, 0);
-    stats_.overflows.assign(card_.n_layer, 0);
-    flushed_ = PolicyStats{};
-  }
-  void request_cancel() override { cancel_.store(true); }
   const Model& model() const override { return *model_; }
 
-  void set_observer(Observer observer, std::vector<std::string> names) override {
-    const uint64_t mask = observer_mask(names);
-    observer_ = observer && mask ? std::move(observer) : Observer{};
-    wanted_ = observer_ ? mask : 0;
-  }
-
  private:
-  bool wants(Key k) const { return (wanted_ >> k) & 1u; }
-  void emit(Key k, int layer, const float* data, int64_t d0, int64_t d1, int64_t d2 = 0) {
+  void emit(Key k, int layer, const float* data, int64_t d0, int64_t d1, int64_t d2 = 0,
+            const std::vector<int32_t>* key_pos = nullptr) {
     if (!wants(k)) return;
-    Observation o;
-    o.name = observable_names()[k];
-    o.layer = layer;
-    o.pos0 = n_past_;
-    o.shape[0] = d0;
-    o.shape[1] = d1;
-    o.shape[2] = d2 > 0 ? d2 : 1;
-    o.n_dims = d2 > 0 ? 3 : 2;
+    Observation o = observation(k, layer, d0, d1, d2);
     o.data = {data, static_cast<size_t>(d0 * d1 * (d2 > 0 ? d2 : 1))};
+    if (key_pos) o.key_pos = {key_pos->data(), key_pos->size()};
     observer_(o);
   }
-  // Adds what happened since the last flush to the shared stats of a with_policies() model.
-  void flush_shared_stats() {
-    if (!shared_stats_) return;
-    PolicyStats d = stats_;
-    for (size_t i = 0; i < d.failovers.size() && i < flushed_.failovers.size(); ++i) {
-      d.failovers[i] -= flushed_.failovers[i];
-      d.overflows[i] -= flushed_.overflows[i];
+  void move_cells(size_t dst, size_t src, size_t count) override {
+    const size_t k_row = k_cell_bytes(), v_row = v_cell_bytes();
+    for (uint32_t il = 0; il < card_.n_layer; ++il) {
+      std::memmove(k_cache_[il].data() + dst * k_row, k_cache_[il].data() + src * k_row,
+                   count * k_row);
+      std::memmove(v_cache_[il].data() + dst * v_row, v_cache_[il].data() + src * v_row,
+                   count * v_row);
     }
-    d.routed -= flushed_.routed;
-    d.active -= flushed_.active;
-    d.evicted -= flushed_.evicted;
-    {
-      std::lock_guard<std::mutex> lock(shared_stats_mutex());
-      shared_stats_->merge(d);
-    }
-    flushed_ = stats_;
-  }
-  static std::mutex& shared_stats_mutex() { return backend::shared_stats_mutex(); }
-  void evict_for(int64_t n);
-  void check_cancel() {
-    if (cancel_.exchange(false)) throw Error(ErrorKind::Cancelled, "evaluation was cancelled");
   }
 
   void attention_block(int il, int64_t n);
@@ -203,60 +132,22 @@ class CpuContext final : public Context {
   void moe_ffn(int il, int64_t n);
 
   std::shared_ptr<const CpuModel> model_;
-  const ModelCard& card_;
-  const ArchConfig& cfg_;
   const Weights& w_;
-  uint32_t n_ctx_;
-  bool kv_f16_;
   ThreadPool pool_;
   std::vector<std::vector<uint8_t>> k_cache_, v_cache_;  // per layer, [n_ctx, n_head_kv*hd]
-  uint32_t n_past_ = 0;
-  std::atomic<bool> cancel_{false};
-  Observer observer_;
-  uint64_t wanted_ = 0;
-  OpTimer timer_;
-  RoutingPolicy routing_;
-  AttentionPolicy attention_policy_;
-  std::optional<policies::Router> router_;
-  bool evicting_ = false;
-  std::vector<int32_t> cell_pos_;  // evicting only: position held by each KV cell
-  PolicyStats stats_, flushed_;
-  std::shared_ptr<PolicyStats> shared_stats_;
 
   // Scratch, sized per batch.
-  std::vector<int32_t> pos_;
   std::vector<float> x_, cur_, q_, k_, v_, kqv_, attn_, probs_, ffn_out_, tmp_;
   std::vector<float> h_gate_, h_up_;
   std::vector<float> moe_logits_, moe_probs_, moe_w_, moe_applied_, moe_res_, moe_x_, moe_y_;
   std::vector<int32_t> moe_ids_;
-  std::vector<int32_t> key_pos_;
-  std::vector<float> logits_;
-  int64_t n_logits_ = 0, n_batch_ = 0;
-  bool logits_all_ = false;
 };
 
 void CpuContext::eval(std::span<const int32_t> tokens, bool all_logits) {
+  begin_eval(tokens);
   const int64_t n = static_cast<int64_t>(tokens.size());
-  if (n == 0) throw Error(ErrorKind::BadInput, "eval needs at least one token");
-  for (int64_t t = 0; t < n; ++t)
-    if (tokens[t] < 0 || static_cast<uint32_t>(tokens[t]) >= card_.n_vocab)
-      throw Error(ErrorKind::BadInput, "token id " + std::to_string(tokens[t]) + " (batch index " +
-                                           std::to_string(t) + ") is outside the vocabulary (0.." +
-                                           std::to_string(card_.n_vocab - 1) + ")");
-  if (evicting_) {
-    if (static_cast<uint64_t>(n_past_) + static_cast<uint64_t>(n) > INT32_MAX)
-      throw Error(ErrorKind::BadInput, "positions past INT32_MAX");
-    evict_for(n);
-  } else if (static_cast<uint64_t>(n_past_) + static_cast<uint64_t>(n) > n_ctx_)
-    throw Error(ErrorKind::BadInput,
-                "the batch of " + std::to_string(n) + " tokens does not fit in the KV cache (" +
-                    std::to_string(n_past_) + " of " + std::to_string(n_ctx_) + " positions used)");
-  check_cancel();
   OpClock clock(timer_);
   const int64_t E = card_.n_embd;
-  pos_.resize(n);
-  for (int64_t t = 0; t < n; ++t) pos_[t] = static_cast<int32_t>(n_past_ + t);
-
   x_.resize(n * E);
   for (int64_t t = 0; t < n; ++t) {
     const uint8_t* row =
@@ -288,14 +179,8 @@ void CpuContext::eval(std::span<const int32_t> tokens, bool all_logits) {
     for (auto& v : logits_) v = el::softcap(v, cfg_.final_softcap);
   emit(kResultOutput, -1, logits_.data(), n_out, V);
   head_clock.lap(timer_, OpKind::Head, -1, n_past_, n);
-  check_finite_logits(logits_.data(), n_out, V, n_past_, n, model_->file());
-
-  if (evicting_)
-    for (int64_t t = 0; t < n; ++t) cell_pos_.push_back(pos_[t]);
-  n_past_ += static_cast<uint32_t>(n);
-  n_logits_ = n_out;
-  n_batch_ = n;
-  logits_all_ = all_logits;
+  check_logits(n, n_out);
+  commit_eval(n, n_out, all_logits);
 }
 
 void CpuContext::attention_block(int il, int64_t n) {
@@ -337,7 +222,7 @@ void CpuContext::attention_block(int il, int64_t n) {
   // Append K and V to the cache at their positions (evicting: after the kept cells).
   uint8_t* kc = k_cache_[il].data();
   uint8_t* vc = v_cache_[il].data();
-  const int64_t cell0 = evicting_ ? static_cast<int64_t>(cell_pos_.size()) : n_past_;
+  const int64_t cell0 = kv_cell0();
   for (int64_t t = 0; t < n; ++t) {
     const int64_t p = cell0 + t;
     if (kv_f16_) {
@@ -351,23 +236,17 @@ void CpuContext::attention_block(int il, int64_t n) {
     }
   }
 
+  const AttentionSetup setup = attention_setup(il);
   ops::AttentionParams ap;
   ap.n_head = n_head;
   ap.n_head_kv = n_head_kv;
   ap.head_dim = hd;
   ap.head_dim_v = hdv;
-  ap.scale = cfg_.attn_scale > 0 ? cfg_.attn_scale : 1.0f / std::sqrt(static_cast<float>(hd));
-  if (cfg_.scale_q) {  // Q scaled (one rounding per element), then K·Q unscaled
-    for (auto& v : q_) v *= ap.scale;
-    ap.scale = 1.0f;
-  }
-  ap.softcap = cfg_.attn_softcap;
-  ap.window = (cfg_.swa_period > 0 && il % static_cast<int>(cfg_.swa_period) == 0)
-                  ? cfg_.sliding_window
-                  : 0;
-  if (attention_policy_.rule == AttentionRule::Window)
-    ap.window =
-        ap.window > 0 ? std::min(ap.window, attention_policy_.window) : attention_policy_.window;
+  ap.scale = setup.scale;
+  if (setup.q_scale != 0)
+    for (auto& v : q_) v *= setup.q_scale;
+  ap.softcap = setup.softcap;
+  ap.window = setup.window;
   const int64_t n_kv = cell0 + n;
   float* probs = nullptr;
   if (wants(kKqSoftMax)) {
@@ -376,35 +255,13 @@ void CpuContext::attention_block(int il, int64_t n) {
   }
   kqv_.resize(n * ow);
   ops::KvLayer kv{kc, vc, kv_f16_};
-  const int32_t* cell_pos = nullptr;
-  if (evicting_) {
-    key_pos_.assign(cell_pos_.begin(), cell_pos_.end());
-    for (int64_t t = 0; t < n; ++t) key_pos_.push_back(pos_[t]);
-    cell_pos = key_pos_.data();
-  }
-  if (attention_policy_.rule == AttentionRule::Full ||
-      attention_policy_.rule == AttentionRule::Window)
+  const std::vector<int32_t>* key_pos = evicting_ ? &key_positions(n) : nullptr;
+  if (!policy_masked())
     ops::attention(q_.data(), pos_.data(), n, kv, n_kv, ap, kqv_.data(), probs, &pool_);
   else
-    policies::masked_attention(q_.data(), pos_.data(), n, kv, cell_pos, n_kv, ap, attention_policy_,
-                               kqv_.data(), probs, &pool_);
-  if (probs) {
-    if (evicting_ && wants(kKqSoftMax)) {
-      Observation o;
-      o.name = observable_names()[kKqSoftMax];
-      o.layer = il;
-      o.pos0 = n_past_;
-      o.shape[0] = n_head;
-      o.shape[1] = n;
-      o.shape[2] = n_kv;
-      o.n_dims = 3;
-      o.data = {probs, static_cast<size_t>(n_head * n * n_kv)};
-      o.key_pos = {key_pos_.data(), key_pos_.size()};
-      observer_(o);
-    } else {
-      emit(kKqSoftMax, il, probs, n_head, n, n_kv);
-    }
-  }
+    policies::masked_attention(q_.data(), pos_.data(), n, kv, key_pos ? key_pos->data() : nullptr,
+                               n_kv, ap, attention_policy_, kqv_.data(), probs, &pool_);
+  if (probs) emit(kKqSoftMax, il, probs, n_head, n, n_kv, key_pos);
   emit(kKqvOut, il, kqv_.data(), n, ow);
 
   attn_.resize(n * E);
@@ -453,8 +310,7 @@ void CpuContext::moe_ffn(int il, int64_t n) {
       ops::route_top_k(moe_logits_.data() + t * nx, nx, k, cfg_.moe_renormalise,
                        moe_probs_.data() + t * nx, moe_ids_.data() + t * k, moe_w_.data() + t * k,
                        moe_applied_.data() + t * k, cfg_.moe_unit_weights);
-    stats_.routed += static_cast<uint64_t>(n);
-    stats_.active += static_cast<uint64_t>(n * k);
+    count_routing(n, k);
   }
   clock.lap(timer_, OpKind::Router, il, n_past_, n);
   emit(kMoeLogits, il, moe_logits_.data(), n, nx);
@@ -546,36 +402,6 @@ void CpuContext::ffn_block(int il, int64_t n) {
   emit(kFfnOut, il, ffn_out_.data(), n, E);
   for (int64_t i = 0; i < n * E; ++i) x_[i] += ffn_out_[i];
   emit(kLayerOut, il, x_.data(), n, E);
-}
-
-// StreamingLLM eviction: drop the cells no query at a position >= n_past can see (neither a
-// sink nor within the local window), compacting the cache in position order.
-void CpuContext::evict_for(int64_t n) {
-  if (cell_pos_.size() + static_cast<size_t>(n) <= n_ctx_) return;
-  const size_t elt = kv_f16_ ? 2 : 4;
-  const size_t k_row = static_cast<size_t>(card_.n_head_kv) * card_.head_dim * elt;
-  const size_t v_row = static_cast<size_t>(card_.n_head_kv) * card_.head_dim_v * elt;
-  const int64_t S = attention_policy_.sinks, W = attention_policy_.window;
-  size_t kept = 0;
-  for (size_t i = 0; i < cell_pos_.size(); ++i) {
-    const int64_t p = cell_pos_[i];
-    if (!(p < S || static_cast<int64_t>(n_past_) - p < W)) continue;
-    if (kept != i) {
-      for (uint32_t il = 0; il < card_.n_layer; ++il) {
-        std::memmove(k_cache_[il].data() + kept * k_row, k_cache_[il].data() + i * k_row, k_row);
-        std::memmove(v_cache_[il].data() + kept * v_row, v_cache_[il].data() + i * v_row, v_row);
-      }
-    }
-    cell_pos_[kept++] = static_cast<int32_t>(p);
-  }
-  stats_.evicted += cell_pos_.size() - kept;
-  cell_pos_.resize(kept);
-  if (kept + static_cast<size_t>(n) > n_ctx_)
-    throw Error(ErrorKind::BadInput,
-                "the batch of " + std::to_string(n) + " tokens does not fit in the KV cache (" +
-                    std::to_string(kept) + " of " + std::to_string(n_ctx_) +
-                    " cells kept after eviction)",
-                {.subject = "attention policy '" + attention_policy_.describe() + "'"});
 }
 
 // A model seen through policies (with_policies): forwards everything to the wrapped model;

@@ -33,6 +33,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/cuda_ops.h"
+#include "models/context_base.h"
 #include "models/context_common.h"
 #include "moelab/core/error.h"
 #include "moelab/core/log.h"
@@ -271,16 +272,6 @@ class PinnedBuf {
 using models::Key;
 using enum models::Key;
 
-// ArchConfig::scale_q (Q multiplied by the K·Q scale before the product, as llama.cpp's gemma2
-// graph does) where this tree's ArchConfig has it; false otherwise.
-template <typename Config>
-bool scale_q_of(const Config& c) {
-  if constexpr (requires(const Config& x) { x.scale_q; })
-    return c.scale_q;
-  else
-    return false;
-}
-
 int64_t gemm_min_from_env() {
   const char* e = std::getenv("MOELAB_CUDA_GEMM_MIN");
   if (!e || !*e) return 32;
@@ -293,27 +284,16 @@ int64_t gemm_min_from_env() {
 constexpr int64_t kSlotPathMaxTokens = 4;        // MoE batches up to this run per (token, slot)
 constexpr size_t kScoreChunkFloats = 16u << 20;  // attention score scratch without an observer
 
-class CudaContext final : public Context {
+class CudaContext final : public models::ContextBase {
  public:
   CudaContext(std::shared_ptr<const CudaModel> model, const ContextParams& p,
               std::shared_ptr<PolicyStats> shared_stats)
-      : model_(std::move(model)),
-        card_(model_->card()),
-        cfg_(model_->cpu()->config()),
-        n_ctx_(p.n_ctx),
-        kv_f16_(p.kv_type == KvType::F16),
-        routing_(p.routing),
-        attention_policy_(p.attention),
-        shared_stats_(std::move(shared_stats)),
+      : ContextBase(model->card(), model->cpu()->config(), p, std::move(shared_stats)),
+        model_(std::move(model)),
         gemm_min_(gemm_min_from_env()) {
-    models::init_router(router_, routing_, card_, cfg_.moe_renormalise, cfg_.moe_unit_weights);
-    evicting_ = models::evicting_policy(attention_policy_, n_ctx_);
-    stats_.failovers.assign(card_.n_layer, 0);
-    stats_.overflows.assign(card_.n_layer, 0);
     cuda::use_device();
-    const size_t elt = kv_f16_ ? 2 : 4;
-    k_row_ = static_cast<size_t>(card_.n_head_kv) * card_.head_dim * elt;
-    v_row_ = static_cast<size_t>(card_.n_head_kv) * card_.head_dim_v * elt;
+    k_row_ = k_cell_bytes();
+    v_row_ = v_cell_bytes();
     const size_t layer_k = align_up(k_row_ * n_ctx_), layer_v = align_up(v_row_ * n_ctx_);
     const size_t kv_bytes = (layer_k + layer_v) * card_.n_layer;
     size_t free_b = 0, total_b = 0;
@@ -340,57 +320,14 @@ class CudaContext final : public Context {
       throw;
     }
   }
-  ~CudaContext() override {
-    try {
-      flush_shared_stats();
-    } catch (...) {
-    }
-    release();
-  }
+  ~CudaContext() override { release(); }
 
   void eval(std::span<const int32_t> tokens, bool all_logits) override;
-
-  std::span<const float> logits(int i) const override {
-    const int64_t row = models::logits_row(i, n_logits_, n_batch_, logits_all_);
-    return {logits_.data() + row * card_.n_vocab, card_.n_vocab};
-  }
-  uint32_t n_past() const override { return n_past_; }
-  uint32_t n_ctx() const override { return evicting_ ? uint32_t{INT32_MAX} : n_ctx_; }
-  void truncate(uint32_t n) override {
-    if (n >= n_past_) return;
-    n_past_ = n;
-    if (evicting_) {
-      while (!cell_pos_.empty() && static_cast<uint32_t>(cell_pos_.back()) >= n)
-        cell_pos_.pop_back();
-    }
-  }
-  void request_cancel() override { cancel_.store(true); }
-  void set_op_timer(OpTimer timer) override { timer_ = std::move(timer); }
-  const RoutingPolicy& routing_policy() const override { return routing_; }
-  const AttentionPolicy& attention_policy() const override { return attention_policy_; }
-  PolicyStats policy_stats() const override { return stats_; }
-  void reset_policy_stats() override {
-    flush_shared_stats();
-    stats_ = PolicyStats{};
-    stats_.failovers.assign(card_.n_layer, 0);
-    stats_.overflows.assign(card_.n_layer, 0);
-    flushed_ = PolicyStats{};
-  }
   const Model& model() const override { return *model_; }
-
-  void set_observer(Observer observer, std::vector<std::string> names) override {
-    const uint64_t mask = models::observer_mask(names);
-    observer_ = observer && mask ? std::move(observer) : Observer{};
-    wanted_ = observer_ ? mask : 0;
-  }
 
  private:
   struct Pending {
-    Key key;
-    int layer;
-    uint32_t pos0;
-    int64_t shape[3];
-    int n_dims;
+    Observation obs;  // data and key_pos set on delivery
     size_t count;
     size_t staging;  // index into staging_
     std::vector<int32_t> key_pos;
@@ -419,19 +356,12 @@ class CudaContext final : public Context {
     }
   }
 
-  bool wants(Key k) const { return (wanted_ >> k) & 1u; }
   // Queues the copy of a device tensor for the observer (delivered after the eval's sync).
   void emit(Key k, int layer, const float* dev, int64_t d0, int64_t d1, int64_t d2 = 0,
             const std::vector<int32_t>* key_pos = nullptr) {
     if (!wants(k)) return;
     Pending p;
-    p.key = k;
-    p.layer = layer;
-    p.pos0 = n_past_;
-    p.shape[0] = d0;
-    p.shape[1] = d1;
-    p.shape[2] = d2 > 0 ? d2 : 1;
-    p.n_dims = d2 > 0 ? 3 : 2;
+    p.obs = observation(k, layer, d0, d1, d2);
     p.count = static_cast<size_t>(d0 * d1 * (d2 > 0 ? d2 : 1));
     p.staging = pending_.size();
     if (key_pos) p.key_pos = *key_pos;
@@ -441,16 +371,10 @@ class CudaContext final : public Context {
     pending_.push_back(std::move(p));
   }
   void deliver_observations() {
-    for (const auto& p : pending_) {
-      Observation o;
-      o.name = models::observable_names()[p.key];
-      o.layer = p.layer;
-      o.pos0 = p.pos0;
-      for (int d = 0; d < 3; ++d) o.shape[d] = p.shape[d];
-      o.n_dims = p.n_dims;
-      o.data = {staging_[p.staging].get<float>(p.count), p.count};
-      if (!p.key_pos.empty()) o.key_pos = {p.key_pos.data(), p.key_pos.size()};
-      observer_(o);
+    for (auto& p : pending_) {
+      p.obs.data = {staging_[p.staging].get<float>(p.count), p.count};
+      if (!p.key_pos.empty()) p.obs.key_pos = {p.key_pos.data(), p.key_pos.size()};
+      observer_(p.obs);
     }
     pending_.clear();
   }
@@ -487,26 +411,6 @@ class CudaContext final : public Context {
     ev_used_ = 0;
   }
 
-  void flush_shared_stats() {
-    if (!shared_stats_) return;
-    PolicyStats d = stats_;
-    for (size_t i = 0; i < d.failovers.size() && i < flushed_.failovers.size(); ++i) {
-      d.failovers[i] -= flushed_.failovers[i];
-      d.overflows[i] -= flushed_.overflows[i];
-    }
-    d.routed -= flushed_.routed;
-    d.active -= flushed_.active;
-    d.evicted -= flushed_.evicted;
-    {
-      std::lock_guard<std::mutex> lock(shared_stats_mutex());
-      shared_stats_->merge(d);
-    }
-    flushed_ = stats_;
-  }
-  void check_cancel() {
-    if (cancel_.exchange(false)) throw Error(ErrorKind::Cancelled, "evaluation was cancelled");
-  }
-
   // y[n, n_out] = x[n, n_in] · W_eᵀ (expert e of a merged tensor; 0 for plain matrices).
   void linear(const DWeight& w, int64_t e, const float* x, int64_t n, float* y, bool expert) {
     const uint8_t* base = w.data + static_cast<uint64_t>(e) * w.expert_stride;
@@ -528,12 +432,12 @@ class CudaContext final : public Context {
     cuda::prepare_act(w.type, m, x, w.n_in, n, w.n_in, a, stream_);
     cuda::matvec(w.type, m, base, w.row_bytes, 0, nullptr, w.n_in, w.n_out, a, 1, n, y, stream_);
   }
-  // As forward.cpp's precision_for: dense F16 / F32 products with n_in % 8 == 0 keep F32
-  // activations and sum in tinyBLAS's order (F32) / ggml_vec_dot_f32's (F16 decoded).
+  // The shared precision rule (models::exact_activations): F32 activations summed in
+  // tinyBLAS's order (F32) / ggml_vec_dot_f32's (F16 decoded), else ggml-compatible ones.
   static cuda::ActMode act_mode(const DWeight& w, bool expert) {
-    const bool tinyblas_type = w.type == WType::F16 || w.type == WType::F32;
-    return (tinyblas_type && !expert && w.n_in % 8 == 0) ? cuda::ActMode::Exact
-                                                         : cuda::ActMode::Ggml;
+    return models::exact_activations(static_cast<gguf::TensorType>(w.type), w.n_in, expert)
+               ? cuda::ActMode::Exact
+               : cuda::ActMode::Ggml;
   }
 
   void attention_block(int il, int64_t n);
@@ -541,20 +445,23 @@ class CudaContext final : public Context {
   void dense_ffn(const DWeight& gate, const DWeight& up, const DWeight& down, const float* x,
                  int64_t n, float* out);
   void moe_ffn(int il, int64_t n);
-  void evict_for(int64_t n);
+  // Eviction's compaction, in pieces that never overlap their destination.
+  void move_cells(size_t dst, size_t src, size_t count) override {
+    while (count > 0) {
+      const size_t piece = std::min(count, src - dst);
+      for (uint32_t il = 0; il < card_.n_layer; ++il) {
+        cuda::d2d(k_cache_[il] + dst * k_row_, k_cache_[il] + src * k_row_, piece * k_row_,
+                  stream_);
+        cuda::d2d(v_cache_[il] + dst * v_row_, v_cache_[il] + src * v_row_, piece * v_row_,
+                  stream_);
+      }
+      dst += piece;
+      src += piece;
+      count -= piece;
+    }
+  }
 
   std::shared_ptr<const CudaModel> model_;
-  const ModelCard& card_;
-  const models::ArchConfig& cfg_;
-  uint32_t n_ctx_;
-  bool kv_f16_;
-  RoutingPolicy routing_;
-  AttentionPolicy attention_policy_;
-  std::optional<policies::Router> router_;
-  bool evicting_ = false;
-  std::vector<int32_t> cell_pos_;
-  PolicyStats stats_, flushed_;
-  std::shared_ptr<PolicyStats> shared_stats_;
   int64_t gemm_min_;
 
   cuda::Stream stream_ = nullptr;
@@ -562,11 +469,6 @@ class CudaContext final : public Context {
   uint8_t* kv_ = nullptr;
   size_t k_row_ = 0, v_row_ = 0;  // bytes per cache cell
   std::vector<uint8_t*> k_cache_, v_cache_;
-  uint32_t n_past_ = 0;
-  std::atomic<bool> cancel_{false};
-  Observer observer_;
-  uint64_t wanted_ = 0;
-  OpTimer timer_;
   std::vector<Pending> pending_;
   std::vector<PinnedBuf> staging_;
   std::vector<cuda::Event> events_;
@@ -578,32 +480,15 @@ class CudaContext final : public Context {
       tmp_, h_gate_, h_up_, moe_logits_, moe_probs_, moe_w_, moe_applied_, moe_ids_, moe_res_,
       moe_x_, moe_y_, rows_d_, obs_f_, act_, act_f_, deq_, logits_d_;
   // Host copies.
-  std::vector<int32_t> pos_, key_pos_, moe_ids_h_, rows_h_;
+  std::vector<int32_t> moe_ids_h_, rows_h_;
   std::vector<float> moe_logits_h_, moe_probs_h_, moe_w_h_, moe_applied_h_;
   std::vector<uint8_t> mask_h_;
   PinnedBuf logits_h_;
-  std::vector<float> logits_;
-  int64_t n_logits_ = 0, n_batch_ = 0;
-  bool logits_all_ = false;
 };
 
 void CudaContext::eval(std::span<const int32_t> tokens, bool all_logits) {
+  begin_eval(tokens);
   const int64_t n = static_cast<int64_t>(tokens.size());
-  if (n == 0) throw Error(ErrorKind::BadInput, "eval needs at least one token");
-  for (int64_t t = 0; t < n; ++t)
-    if (tokens[t] < 0 || static_cast<uint32_t>(tokens[t]) >= card_.n_vocab)
-      throw Error(ErrorKind::BadInput, "token id " + std::to_string(tokens[t]) + " (batch index " +
-                                           std::to_string(t) + ") is outside the vocabulary (0.." +
-                                           std::to_string(card_.n_vocab - 1) + ")");
-  if (evicting_) {
-    if (static_cast<uint64_t>(n_past_) + static_cast<uint64_t>(n) > INT32_MAX)
-      throw Error(ErrorKind::BadInput, "positions past INT32_MAX");
-    evict_for(n);
-  } else if (static_cast<uint64_t>(n_past_) + static_cast<uint64_t>(n) > n_ctx_)
-    throw Error(ErrorKind::BadInput,
-                "the batch of " + std::to_string(n) + " tokens does not fit in the KV cache (" +
-                    std::to_string(n_past_) + " of " + std::to_string(n_ctx_) + " positions used)");
-  check_cancel();
   cuda::use_device();
   // An earlier eval that threw (cancelled) may have left work queued: let it finish before its
   // staging buffers are reused.
@@ -613,8 +498,6 @@ void CudaContext::eval(std::span<const int32_t> tokens, bool all_logits) {
   ev_used_ = 0;
   Clock clock(*this);
   const int64_t E = card_.n_embd;
-  pos_.resize(n);
-  for (int64_t t = 0; t < n; ++t) pos_[t] = static_cast<int32_t>(n_past_ + t);
   int32_t* tok_d = tokens_d_.get<int32_t>(n, stream_, "token ids");
   int32_t* pos_d = pos_d_.get<int32_t>(n, stream_, "positions");
   cuda::h2d(tok_d, tokens.data(), n * sizeof(int32_t), stream_);
@@ -649,15 +532,10 @@ void CudaContext::eval(std::span<const int32_t> tokens, bool all_logits) {
   cuda::stream_sync(stream_, "eval");
 
   logits_.assign(lh, lh + n_out * V);
-  models::check_finite_logits(logits_.data(), n_out, V, n_past_, n, model_->file());
+  check_logits(n, n_out);
   if (observer_) deliver_observations();
   if (timer_) deliver_timings();
-  if (evicting_)
-    for (int64_t t = 0; t < n; ++t) cell_pos_.push_back(pos_[t]);
-  n_past_ += static_cast<uint32_t>(n);
-  n_logits_ = n_out;
-  n_batch_ = n;
-  logits_all_ = all_logits;
+  commit_eval(n, n_out, all_logits);
 }
 
 void CudaContext::attention_block(int il, int64_t n) {
@@ -703,7 +581,7 @@ void CudaContext::attention_block(int il, int64_t n) {
   emit(kKcur, il, k, n, kw);
   emit(kVcur, il, v, n, vw);
 
-  const int64_t cell0 = evicting_ ? static_cast<int64_t>(cell_pos_.size()) : n_past_;
+  const int64_t cell0 = kv_cell0();
   cuda::kv_store(k_cache_[il], v_cache_[il], kv_f16_, cell0, k, v, n, kw, vw, s);
 
   cuda::AttnArgs a;
@@ -711,33 +589,24 @@ void CudaContext::attention_block(int il, int64_t n) {
   a.n_head_kv = n_head_kv;
   a.head_dim = hd;
   a.head_dim_v = hdv;
-  a.scale = cfg_.attn_scale > 0 ? cfg_.attn_scale : 1.0f / std::sqrt(static_cast<float>(hd));
-  if (scale_q_of(cfg_)) {  // Q scaled (one rounding per element), then K·Q unscaled
-    cuda::scale(q, a.scale, n * qw, s);
-    a.scale = 1.0f;
-  }
-  a.softcap = cfg_.attn_softcap;
-  a.window = (cfg_.swa_period > 0 && il % static_cast<int>(cfg_.swa_period) == 0)
-                 ? cfg_.sliding_window
-                 : 0;
-  if (attention_policy_.rule == AttentionRule::Window)
-    a.window =
-        a.window > 0 ? std::min(a.window, attention_policy_.window) : attention_policy_.window;
+  const models::AttentionSetup setup = attention_setup(il);
+  a.scale = setup.scale;
+  if (setup.q_scale != 0) cuda::scale(q, setup.q_scale, n * qw, s);
+  a.softcap = setup.softcap;
+  a.window = setup.window;
   a.pos = pos_d;
   a.k = k_cache_[il];
   a.v = v_cache_[il];
   a.f16 = kv_f16_;
   const int64_t n_kv = cell0 + n;
   if (evicting_) {
-    key_pos_.assign(cell_pos_.begin(), cell_pos_.end());
-    for (int64_t t = 0; t < n; ++t) key_pos_.push_back(pos_[t]);
+    key_positions(n);
     // The cells' positions order the attention's sums as the CPU's evicting kernel orders them.
     int32_t* kd = key_d_.get<int32_t>(key_pos_.size(), s, "attention key positions");
     cuda::h2d(kd, key_pos_.data(), key_pos_.size() * sizeof(int32_t), s);
     a.key = kd;
   }
-  if (attention_policy_.rule != AttentionRule::Full &&
-      attention_policy_.rule != AttentionRule::Window) {
+  if (policy_masked()) {
     // Policy masks (local-global, evict) are decided on the host by the policy itself, exactly
     // as policies::masked_attention decides them, and uploaded as a byte mask.
     mask_h_.resize(static_cast<size_t>(n * n_kv));
@@ -814,8 +683,7 @@ void CudaContext::moe_ffn(int il, int64_t n) {
   } else {
     cuda::route_top_k(logits, n, nx, k, cfg_.moe_renormalise, probs, ids, wts, applied, s,
                       cfg_.moe_unit_weights);
-    stats_.routed += static_cast<uint64_t>(n);
-    stats_.active += static_cast<uint64_t>(n * k);
+    count_routing(n, k);
   }
   clock.lap(OpKind::Router, il, n);
   emit(kMoeLogits, il, logits, n, nx);
@@ -919,53 +787,6 @@ void CudaContext::ffn_block(int il, int64_t n) {
   emit(kFfnOut, il, out, n, E);
   cuda::add(x, out, n * E, s);
   emit(kLayerOut, il, x, n, E);
-}
-
-// StreamingLLM eviction as in the CPU context; cells are moved on the device in runs that
-// never overlap their destination.
-void CudaContext::evict_for(int64_t n) {
-  if (cell_pos_.size() + static_cast<size_t>(n) <= n_ctx_) return;
-  const int64_t S = attention_policy_.sinks, W = attention_policy_.window;
-  size_t kept = 0;
-  auto move = [&](size_t dst, size_t src, size_t count) {
-    while (count > 0) {
-      const size_t piece = std::min(count, src - dst);
-      for (uint32_t il = 0; il < card_.n_layer; ++il) {
-        cuda::d2d(k_cache_[il] + dst * k_row_, k_cache_[il] + src * k_row_, piece * k_row_,
-                  stream_);
-        cuda::d2d(v_cache_[il] + dst * v_row_, v_cache_[il] + src * v_row_, piece * v_row_,
-                  stream_);
-      }
-      dst += piece;
-      src += piece;
-      count -= piece;
-    }
-  };
-  size_t run_src = 0, run_dst = 0, run_len = 0;
-  for (size_t i = 0; i < cell_pos_.size(); ++i) {
-    const int64_t p = cell_pos_[i];
-    if (!(p < S || static_cast<int64_t>(n_past_) - p < W)) continue;
-    if (kept != i) {
-      if (run_len > 0 && run_src + run_len == i && run_dst + run_len == kept) {
-        ++run_len;
-      } else {
-        if (run_len > 0) move(run_dst, run_src, run_len);
-        run_src = i;
-        run_dst = kept;
-        run_len = 1;
-      }
-    }
-    cell_pos_[kept++] = static_cast<int32_t>(p);
-  }
-  if (run_len > 0) move(run_dst, run_src, run_len);
-  stats_.evicted += cell_pos_.size() - kept;
-  cell_pos_.resize(kept);
-  if (kept + static_cast<size_t>(n) > n_ctx_)
-    throw Error(ErrorKind::BadInput,
-                "the batch of " + std::to_string(n) + " tokens does not fit in the KV cache (" +
-                    std::to_string(kept) + " of " + std::to_string(n_ctx_) +
-                    " cells kept after eviction)",
-                {.subject = "attention policy '" + attention_policy_.describe() + "'"});
 }
 
 }  // namespace
