@@ -3,7 +3,8 @@
 //
 // Every architecture is the same pre-norm transformer block (Vaswani et al. 2017 with RMSNorm,
 // RoPE and gated FFNs, as LLaMA, arXiv:2302.13971) with variations; each arch_<name>.cpp turns
-// the GGUF metadata into an ArchConfig, and the shared forward pass (forward.cpp) runs it.
+// the GGUF metadata into an ArchConfig, and the shared forward pass (forward.h) runs it on
+// any backend.
 #pragma once
 
 #include <cstdint>
@@ -76,6 +77,25 @@ struct Weights {
   std::vector<float> output_norm;
   std::vector<LayerWeights> layers;
 };
+
+/// Calls on_mat(const Weight&) for every matrix and on_vec(const std::vector<float>&) for every
+/// F32 vector of `w`, absent (empty) ones included: token_embd, output, output_norm, then per
+/// layer its vectors and its matrices.
+template <class OnMat, class OnVec>
+void for_each_weight(const Weights& w, OnMat&& on_mat, OnVec&& on_vec) {
+  on_mat(w.token_embd);
+  on_mat(w.output);
+  on_vec(w.output_norm);
+  for (const auto& L : w.layers) {
+    for (const auto* v : {&L.attn_norm, &L.ffn_norm, &L.post_attn_norm, &L.post_ffw_norm, &L.q_norm,
+                          &L.k_norm, &L.bq, &L.bk, &L.bv, &L.gate_inp_shexp})
+      on_vec(*v);
+    for (const auto* m :
+         {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down, &L.gate_inp,
+          &L.gate_exps, &L.up_exps, &L.down_exps, &L.gate_shexp, &L.up_shexp, &L.down_shexp})
+      on_mat(*m);
+  }
+}
 
 /// One registered architecture.
 struct ArchDef {

@@ -166,18 +166,24 @@ const std::vector<int32_t>& ContextBase::key_positions(int64_t n) {
 
 AttentionSetup ContextBase::attention_setup(int il) const {
   AttentionSetup a;
-  const float hd = static_cast<float>(card_.head_dim);
-  a.scale = cfg_.attn_scale > 0 ? cfg_.attn_scale : 1.0f / std::sqrt(hd);
+  ops::AttentionParams& p = a.params;
+  p.n_head = static_cast<int>(card_.n_head);
+  p.n_head_kv = static_cast<int>(card_.n_head_kv);
+  p.head_dim = static_cast<int>(card_.head_dim);
+  p.head_dim_v = static_cast<int>(card_.head_dim_v);
+  p.scale =
+      cfg_.attn_scale > 0 ? cfg_.attn_scale : 1.0f / std::sqrt(static_cast<float>(card_.head_dim));
   if (cfg_.scale_q) {  // Q scaled (one rounding per element), then K·Q unscaled
-    a.q_scale = a.scale;
-    a.scale = 1.0f;
+    a.q_scale = p.scale;
+    p.scale = 1.0f;
   }
-  a.softcap = cfg_.attn_softcap;
-  a.window = (cfg_.swa_period > 0 && il % static_cast<int>(cfg_.swa_period) == 0)
+  p.softcap = cfg_.attn_softcap;
+  p.window = (cfg_.swa_period > 0 && il % static_cast<int>(cfg_.swa_period) == 0)
                  ? cfg_.sliding_window
                  : 0;
   if (attention_policy_.rule == AttentionRule::Window)
-    a.window = a.window > 0 ? std::min(a.window, attention_policy_.window) : attention_policy_.window;
+    p.window =
+        p.window > 0 ? std::min(p.window, attention_policy_.window) : attention_policy_.window;
   return a;
 }
 

@@ -1,6 +1,6 @@
-// Internal: the backend-neutral half of every Context (CPU: forward.cpp, CUDA:
-// backend/cuda/cuda_context.cpp) - everything that is not arithmetic. A backend derives from
-// ContextBase, implements eval() with the arithmetic on its own memory, and calls:
+// Internal: the backend-neutral half of every Context (CPU: cpu_context.cpp, CUDA:
+// backend/cuda/cuda_context.cpp) - everything that is not arithmetic. The forward pass
+// (ForwardContext, forward.h) derives from it and calls, per eval:
 //
 //   begin_eval(tokens)          batch checks, eviction, cancel, positions pos_
 //   ... the blocks ...          attention_setup(il), kv_cell0(), key_positions(n), wants(k),
@@ -8,7 +8,7 @@
 //   check_logits(n, n_out)      logits_ [n_out, n_vocab] must be finite
 //   commit_eval(n, n_out, all)  positions / KV bookkeeping after a successful eval
 //
-// and implements move_cells() (the KV cache compaction eviction asks for). Observers, op
+// A backend implements move_cells() (the KV cache compaction eviction asks for). Observers, op
 // timers, policy statistics (shared with with_policies() models), truncate and cancel are kept
 // here, so the two backends cannot drift apart on them.
 #pragma once
@@ -28,14 +28,15 @@
 
 namespace moelab::models {
 
-/// The attention parameters of one layer, derived from the architecture and the run's policy.
+/// The attention parameters of one layer, derived from the card, the architecture and the
+/// run's attention policy.
 struct AttentionSetup {
-  float scale = 1.0f;  // K·Q scale (1 when scale_q: Q was scaled instead)
+  /// Heads and head sizes; scale = the K·Q scale (1 when q_scale is set); softcap (0 = none);
+  /// window in tokens (0 = none: the architecture's sliding window and/or the Window policy).
+  ops::AttentionParams params;
   /// Multiply Q by q_scale before K·Q (one rounding per element; gemma2, as llama.cpp does);
   /// 0 = Q not scaled.
   float q_scale = 0.0f;
-  float softcap = 0.0f;  // 0 = none
-  uint32_t window = 0;   // tokens, 0 = none (architecture's sliding window and/or policy)
 };
 
 class ContextBase : public Context {

@@ -1,4 +1,4 @@
-// Internal: what every backend's Context (CPU: forward.cpp, CUDA: backend/cuda/cuda_context.cpp)
+// Internal: what every backend's Context (CPU: cpu_context.cpp, CUDA: backend/cuda/cuda_context.cpp)
 // does the same way - checking the run's policies against the model and picking the logits row
 // that Context::logits(i) returns (contract in moelab/model/model.h).
 #pragma once
