@@ -1,6 +1,6 @@
-// Internal: what every backend's Context (CPU: cpu_context.cpp, CUDA: backend/cuda/cuda_context.cpp)
-// does the same way - checking the run's policies against the model and picking the logits row
-// that Context::logits(i) returns (contract in moelab/model/model.h).
+// Internal: what every backend's Context (CPU: cpu_context.cpp, CUDA:
+// backend/cuda/cuda_context.cpp) does the same way - checking the run's policies against the model
+// and picking the logits row that Context::logits(i) returns (contract in moelab/model/model.h).
 #pragma once
 
 #include <cstdint>

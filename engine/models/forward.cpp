@@ -48,10 +48,10 @@ void ForwardContext::eval(std::span<const int32_t> tokens, bool all_logits) {
   emit(kInpEmbd, -1, x, n, E);
   clock.lap(OpKind::Embed, -1, n);
 
+  const BlockFn block = cfg_.block ? cfg_.block : &standard_block;
   for (uint32_t il = 0; il < card_.n_layer; ++il) {
     check_cancel();
-    attention_block(static_cast<int>(il), n);
-    ffn_block(static_cast<int>(il), n);
+    block(*this, static_cast<int>(il), n);
   }
   Clock head_clock(*this);
 
@@ -72,6 +72,11 @@ void ForwardContext::eval(std::span<const int32_t> tokens, bool all_logits) {
   check_logits(n, n_out);
   deliver();
   commit_eval(n, n_out, all_logits);
+}
+
+void standard_block(ForwardContext& f, int il, int64_t n) {
+  f.attention_block(il, n);
+  f.ffn_block(il, n);
 }
 
 void ForwardContext::attention_block(int il, int64_t n) {

@@ -55,6 +55,15 @@ class ForwardContext : public ContextBase {
   /// commit_eval. Throws moelab::Error as Context::eval documents.
   void eval(std::span<const int32_t> tokens, bool all_logits) final;
 
+  // ---- The pieces an architecture's block (ArchConfig::block) is composed of. ----
+
+  /// x += [post_attn_norm] Wo · attention(RoPE(qk_norm(Wq·norm(x) + bq)), K/V likewise) for
+  /// layer il, with the KV cache append; x = Slot::X F32 [n, n_embd].
+  void attention_block(int il, int64_t n);
+  /// x += [post_ffw_norm] FFN(norm(x)): the dense gated FFN, or (expert_count > 0) the routed
+  /// experts plus the optional gated shared expert.
+  void ffn_block(int il, int64_t n);
+
  protected:
   /// The model's weights, as loaded (host description: types, shapes, names).
   virtual const Weights& weights() const = 0;
@@ -110,8 +119,7 @@ class ForwardContext : public ContextBase {
   virtual void experts(const LayerWeights& L, const float* x, const int32_t* ids,
                        const float* applied, int64_t n, int k, float* out) = 0;
   /// y F32 [n, n_embd] *= sigmoid(gate · x_t) per token (qwen2moe's shared expert gate).
-  virtual void shexp_gate(float* y, const std::vector<float>& gate, const float* x,
-                          int64_t n) = 0;
+  virtual void shexp_gate(float* y, const std::vector<float>& gate, const float* x, int64_t n) = 0;
   /// Hands intermediate k (shape [d0, d1(, d2)], backend memory) to the observer, when wanted.
   virtual void emit(Key k, int layer, const float* data, int64_t d0, int64_t d1, int64_t d2 = 0,
                     const std::vector<int32_t>* key_pos = nullptr) = 0;
@@ -126,11 +134,12 @@ class ForwardContext : public ContextBase {
 
  private:
   class Clock;
-  void attention_block(int il, int64_t n);
-  void ffn_block(int il, int64_t n);
   void dense_ffn(const Weight& gate, const Weight& up, const Weight& down, const float* x,
                  int64_t n, float* out);
   void moe_ffn(int il, int64_t n);
 };
+
+/// The pre-norm transformer block (LLaMA, arXiv:2302.13971): attention_block, then ffn_block.
+void standard_block(ForwardContext& f, int il, int64_t n);
 
 }  // namespace moelab::models
