@@ -10,6 +10,7 @@
 #include "models/context_common.h"
 #include "models/forward.h"
 #include "models/model_impl.h"
+#include "moelab/core/backends.h"
 #include "moelab/core/error.h"
 
 namespace moelab {
@@ -281,11 +282,9 @@ std::unique_ptr<Context> Context::create(std::shared_ptr<const Model> model,
   }
   auto cpu = backend::host_model(model);
   if (!cpu) throw Error(ErrorKind::Internal, "the model was not loaded by Model::load");
-  if (p.backend != "cpu" && p.backend != "cuda" && p.backend != "auto")
-    throw Error(ErrorKind::BadInput,
-                "unknown backend '" + p.backend + "' (expected cpu, cuda or auto)");
+  const Backend requested = parse_backend(p.backend);
   const bool on_gpu = backend::is_cuda_model(*model);
-  if (p.backend == "cuda" && !on_gpu)
+  if (requested == Backend::Cuda && !on_gpu)
     throw Error(ErrorKind::BadInput,
                 "backend 'cuda' needs a model loaded for CUDA (LoadOptions::backend 'cuda' or "
                 "'auto' on a machine with a usable GPU); this model is on the CPU");
@@ -293,7 +292,7 @@ std::unique_ptr<Context> Context::create(std::shared_ptr<const Model> model,
   if (params.n_threads < 1)
     throw Error(ErrorKind::BadInput,
                 "n_threads must be at least 1, got " + std::to_string(params.n_threads));
-  if (on_gpu && p.backend != "cpu")
+  if (on_gpu && requested != Backend::Cpu)
     return backend::make_cuda_context(std::move(model), p, std::move(shared_stats));
   return models::make_cpu_context(std::move(cpu), p, std::move(shared_stats));
 }

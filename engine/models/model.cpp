@@ -246,9 +246,7 @@ std::string Model::check(const gguf::File& file, const ModelCard& card) {
 }
 
 std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& opts) {
-  if (opts.backend != "cpu" && opts.backend != "cuda" && opts.backend != "auto")
-    throw Error(ErrorKind::BadInput,
-                "unknown backend '" + opts.backend + "' (expected cpu, cuda or auto)");
+  const Backend requested = parse_backend(opts.backend);
   if (opts.progress && !opts.progress(0.0f))
     throw Error(ErrorKind::Cancelled, "loading was cancelled", {.file = path});
   std::unique_ptr<gguf::File> file = gguf::File::open(path);
@@ -256,7 +254,7 @@ std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   models::Prepared prep = models::prepare(*file, card, opts);
   auto cpu = std::make_shared<models::CpuModel>(std::move(file), std::move(card), prep.config,
                                                 std::move(prep.weights), std::move(prep.tokenizer));
-  if (resolve_backend(opts.backend) == "cuda") {
+  if (resolve_backend(requested) == Backend::Cuda) {
     try {
       auto gpu = backend::make_cuda_model(cpu, opts);
       if (opts.progress && !opts.progress(1.0f))
@@ -265,7 +263,7 @@ std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
     } catch (const Error& e) {
       // "auto" is the fastest backend that can hold the model: a GPU without the memory (or a
       // failing device) leaves the CPU, with one line saying why. "cuda" reports the error.
-      if (opts.backend != "auto" || e.kind() == ErrorKind::Cancelled) throw;
+      if (requested != Backend::Auto || e.kind() == ErrorKind::Cancelled) throw;
       log(LogLevel::Warning, std::string("CUDA: ") + e.what() + "; loading on the CPU instead");
     }
   }
