@@ -14,7 +14,7 @@ inline void add_backend_option(CLI::App* sub, std::string& backend) {
   sub->add_option("--backend", backend,
                   "Compute backend: cpu, cuda, or auto (the fastest available; without a usable "
                   "GPU the CPU, with a one-line reason)")
-      ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
+      ->check(CLI::IsMember(backend_names()))
       ->capture_default_str();
 }
 

@@ -8,9 +8,9 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <ostream>
-#include <thread>
 
 #include "backend_option.h"
+#include "card_format.h"
 #include "checks.h"
 #include "cli.h"
 #include "moelab/core/error.h"
@@ -90,9 +90,7 @@ int perplexity_cmd(const PerplexityOptions& o, Io io) {
   preflight_context(model->card(), o.n_ctx, 4, true, backend, "--ctx", io);
   PerplexityParams pp;
   pp.n_ctx = o.n_ctx;
-  pp.n_threads = o.threads > 0
-                     ? o.threads
-                     : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
+  pp.n_threads = o.threads > 0 ? o.threads : default_threads();
   pp.max_chunks = o.chunks;
   if (!o.json)
     pp.progress = [&io](int done, int total, double ppl) {

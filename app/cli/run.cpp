@@ -7,7 +7,6 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <ostream>
-#include <thread>
 
 #include "backend_option.h"
 #include "card_format.h"
@@ -43,11 +42,6 @@ struct RunOptions {
   RunStoreOptions store;  // --db / --session
   std::string backend = "auto";
 };
-
-int default_threads() {
-  const unsigned hw = std::thread::hardware_concurrency();
-  return static_cast<int>(std::clamp(hw, 1u, 8u));
-}
 
 int run_cmd(const RunOptions& o, Io io) {
   if (!o.system.empty() && !o.chat)

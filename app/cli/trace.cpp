@@ -9,8 +9,8 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <ostream>
-#include <thread>
 
+#include "card_format.h"
 #include "checks.h"
 #include "cli.h"
 #include "moelab/core/error.h"
@@ -73,9 +73,7 @@ int trace_cmd(const TraceOptions& o, Io io) {
                 {.subject = "--ctx"});
   preflight_context(c, n_ctx, 4, false, "cpu", "--ctx", io);
   cp.n_ctx = static_cast<uint32_t>(n_ctx);
-  cp.n_threads = o.threads > 0
-                     ? o.threads
-                     : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
+  cp.n_threads = o.threads > 0 ? o.threads : default_threads();
   cp.routing = RoutingPolicy::parse(o.routing);
   cp.attention = AttentionPolicy::parse(o.attention);
   auto ctx = Context::create(model, cp);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -36,6 +37,13 @@ std::string format_count(uint64_t n);
 inline uint32_t default_n_ctx(uint64_t trained_context_length) {
   return static_cast<uint32_t>(
       trained_context_length ? std::min<uint64_t>(trained_context_length, 2048) : 2048);
+}
+
+/// The worker threads a command-line run gets when none are asked for: the machine's hardware
+/// threads, 1 to 8 (beyond 8 the matrix products of small models gain little). One rule for
+/// `run`, `trace` and `perplexity`.
+inline int default_threads() {
+  return static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
 }
 
 /// Card as (label, value) rows in reading order, for the CLI and the GUI's card panel.

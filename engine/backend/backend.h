@@ -1,5 +1,5 @@
 // Internal: the backend interface between the model loader / Context::create (engine/models/)
-// and the compute backends. The CPU backend is models::CpuModel + CpuContext (forward.cpp);
+// and the compute backends. The CPU backend is models::CpuModel + CpuContext (cpu_context.cpp);
 // the CUDA backend (backend/cuda/cuda_context.cpp, compiled when nvcc is found) wraps a loaded
 // CpuModel - it keeps the mapped file, card and tokenizer - and adds device copies of the
 // weights. A CUDA model can also run CPU contexts (ContextParams::backend = "cpu") on the host

@@ -1,9 +1,12 @@
 // Internal: what distinguishes one architecture's forward pass from another, the weights of a
 // loaded model, and the registry of architectures (keyed by general.architecture).
 //
-// Every architecture is the same pre-norm transformer block (Vaswani et al. 2017 with RMSNorm,
-// RoPE and gated FFNs, as LLaMA, arXiv:2302.13971) with variations; each arch_<name>.cpp turns
-// the GGUF metadata into an ArchConfig, and the shared forward pass (forward.cpp) runs it.
+// Each arch_<name>.cpp owns one architecture (README "Adding an architecture"): its
+// configuration (GGUF metadata -> ArchConfig), the weights it adds to the common layer
+// (bind_layer), and its block (which pieces of forward.h, in which order). Today's
+// architectures are all the pre-norm transformer block (Vaswani et al. 2017 with RMSNorm, RoPE
+// and gated FFNs, as LLaMA, arXiv:2302.13971) with variations; the forward pass (forward.h)
+// runs a block on any backend.
 #pragma once
 
 #include <cstdint>
@@ -25,12 +28,15 @@ enum class QkNorm {
 
 enum class FfnAct { SiluGated, GeluGated };  // act(gate(x)) * up(x), then down
 
+class ForwardContext;
+/// One transformer block of layer il over a batch of n tokens (forward.h).
+using BlockFn = void (*)(ForwardContext& f, int il, int64_t n);
+
 struct ArchConfig {
+  BlockFn block = nullptr;  // the architecture's block (ArchDef::block, set by Model::load)
   ops::RopeType rope_type = ops::RopeType::Norm;
-  ops::RopeParams rope;   // filled from the card (n_rot, freq_base, freq_scale)
-  bool qkv_bias = false;  // attn_{q,k,v}.bias present
+  ops::RopeParams rope;  // filled from the card (n_rot, freq_base, freq_scale)
   QkNorm qk_norm = QkNorm::None;
-  bool post_norms = false;      // post_attention_norm / post_ffw_norm (Gemma 2)
   float embd_scale = 0;         // token embeddings multiplied by this (0 = not scaled)
   float attn_scale = 0;         // K·Q scale (0 = 1/sqrt(head_dim))
   float attn_softcap = 0;       // 0 = none
@@ -77,26 +83,72 @@ struct Weights {
   std::vector<LayerWeights> layers;
 };
 
-/// One registered architecture.
+/// Calls on_mat(const Weight&) for every matrix and on_vec(const std::vector<float>&) for every
+/// F32 vector of `w`, absent (empty) ones included: token_embd, output, output_norm, then per
+/// layer its vectors and its matrices.
+template <class OnMat, class OnVec>
+void for_each_weight(const Weights& w, OnMat&& on_mat, OnVec&& on_vec) {
+  on_mat(w.token_embd);
+  on_mat(w.output);
+  on_vec(w.output_norm);
+  for (const auto& L : w.layers) {
+    for (const auto* v : {&L.attn_norm, &L.ffn_norm, &L.post_attn_norm, &L.post_ffw_norm, &L.q_norm,
+                          &L.k_norm, &L.bq, &L.bk, &L.bv, &L.gate_inp_shexp})
+      on_vec(*v);
+    for (const auto* m :
+         {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down, &L.gate_inp,
+          &L.gate_exps, &L.up_exps, &L.down_exps, &L.gate_shexp, &L.up_shexp, &L.down_shexp})
+      on_mat(*m);
+  }
+}
+
+/// Binds the tensors of a GGUF file as weights, checking presence, type and shape (errors:
+/// moelab::Error BadInput naming the tensor). Zero-copy views into the mapping; 1-D tensors
+/// (norms, biases) as F32 copies.
+class WeightBinder {
+ public:
+  explicit WeightBinder(const gguf::File& f) : f_(f) {}
+  /// A matrix (2-D or 3-D); an empty Weight when absent and not required.
+  Weight matrix(const std::string& name, bool required = true) const;
+  /// A 1-D tensor of n elements as F32 (empty when absent and not required).
+  std::vector<float> vec(const std::string& name, int64_t n, bool required = true) const;
+  /// Fails unless w has shape [n_in, n_out, n3].
+  void expect_shape(const Weight& w, int64_t n_in, int64_t n_out, int64_t n3 = 1) const;
+
+ private:
+  const gguf::File& f_;
+};
+
+/// One registered architecture (registry.cpp), defined in its arch_<name>.cpp.
 struct ArchDef {
-  const char* name;
+  const char* name;  // general.architecture
   /// Reads the architecture's own metadata; throws moelab::Error (BadInput) when the file
   /// cannot be run (e.g. olmoe with n_head_kv != n_head).
   ArchConfig (*configure)(const gguf::File& file, const ModelCard& card);
+  /// Binds the tensors this architecture adds to layer `prefix` ("blk.N.") after the
+  /// attention projections (null: none). The common ones (norms, Q/K/V/O, FFN or experts and a
+  /// shared expert) are bound by Model::load.
+  void (*bind_layer)(const WeightBinder& b, const ModelCard& card, const std::string& prefix,
+                     LayerWeights& layer);
+  /// The architecture's block (forward.h: standard_block or its own composition of pieces).
+  BlockFn block;
 };
 
 /// All architectures with a forward pass, in the order of supported_architectures().
 const std::vector<ArchDef>& architectures();
 const ArchDef* find_architecture(const std::string& name);
 
-// One per arch_<name>.cpp.
-ArchConfig configure_llama(const gguf::File&, const ModelCard&);
-ArchConfig configure_qwen2(const gguf::File&, const ModelCard&);
-ArchConfig configure_qwen2moe(const gguf::File&, const ModelCard&);
-ArchConfig configure_qwen3(const gguf::File&, const ModelCard&);
-ArchConfig configure_qwen3moe(const gguf::File&, const ModelCard&);
-ArchConfig configure_olmoe(const gguf::File&, const ModelCard&);
-ArchConfig configure_gemma2(const gguf::File&, const ModelCard&);
+// Tensors several architectures add to a layer (for ArchDef::bind_layer).
+/// attn_{q,k,v}.bias, F32 [n_head*head_dim], [n_head_kv*head_dim] x 2.
+void bind_qkv_bias(const WeightBinder& b, const ModelCard& c, const std::string& prefix,
+                   LayerWeights& L);
+/// attn_{q,k}_norm.weight: FullWidth F32 [n_head*head_dim] / [n_head_kv*head_dim], PerHead
+/// F32 [head_dim] each.
+void bind_qk_norm(const WeightBinder& b, const ModelCard& c, const std::string& prefix, QkNorm kind,
+                  LayerWeights& L);
+/// post_attention_norm.weight and post_ffw_norm.weight, F32 [n_embd] each.
+void bind_post_norms(const WeightBinder& b, const ModelCard& c, const std::string& prefix,
+                     LayerWeights& L);
 
 /// Common RoPE settings from the card (n_rot = rope_dims, freq_base, linear scaling). Throws
 /// moelab::Error (BadInput) for a rope scaling type moelab does not implement.

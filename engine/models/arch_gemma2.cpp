@@ -6,14 +6,16 @@
 #include <cmath>
 
 #include "models/arch.h"
+#include "models/forward.h"
 
 namespace moelab::models {
 
-ArchConfig configure_gemma2(const gguf::File& file, const ModelCard& card) {
+namespace {
+
+ArchConfig configure(const gguf::File& file, const ModelCard& card) {
   ArchConfig c;
   c.rope_type = ops::RopeType::Neox;
   c.rope = rope_from_card(file, card, c.rope_type);
-  c.post_norms = true;
   c.embd_scale = std::sqrt(static_cast<float>(card.n_embd));
   c.attn_softcap = arch_float(file, card, "attn_logit_softcapping", 50.0f);
   c.final_softcap = arch_float(file, card, "final_logit_softcapping", 30.0f);
@@ -27,5 +29,14 @@ ArchConfig configure_gemma2(const gguf::File& file, const ModelCard& card) {
     c.attn_scale = 1.0f / std::sqrt(static_cast<float>(card.n_embd) / card.n_head);
   return c;
 }
+
+void bind_layer(const WeightBinder& b, const ModelCard& c, const std::string& prefix,
+                LayerWeights& L) {
+  bind_post_norms(b, c, prefix, L);
+}
+
+}  // namespace
+
+extern const ArchDef kArch_gemma2 = {"gemma2", &configure, &bind_layer, &standard_block};
 
 }  // namespace moelab::models

@@ -2,10 +2,13 @@
 // [n_head*head_dim], not per head) before NEOX RoPE; softmax -> top-k without renormalising.
 // Like llama.cpp, moelab requires n_head_kv == n_head for it.
 #include "models/arch.h"
+#include "models/forward.h"
 
 namespace moelab::models {
 
-ArchConfig configure_olmoe(const gguf::File& file, const ModelCard& card) {
+namespace {
+
+ArchConfig configure(const gguf::File& file, const ModelCard& card) {
   if (card.n_head_kv != card.n_head)
     file.fail(
         "olmoe needs head_count_kv == head_count (its q/k norms span the full width); "
@@ -19,5 +22,14 @@ ArchConfig configure_olmoe(const gguf::File& file, const ModelCard& card) {
   c.moe_renormalise = arch_bool(file, card, "expert_weights_norm", false);
   return c;
 }
+
+void bind_layer(const WeightBinder& b, const ModelCard& c, const std::string& prefix,
+                LayerWeights& L) {
+  bind_qk_norm(b, c, prefix, QkNorm::FullWidth, L);
+}
+
+}  // namespace
+
+extern const ArchDef kArch_olmoe = {"olmoe", &configure, &bind_layer, &standard_block};
 
 }  // namespace moelab::models

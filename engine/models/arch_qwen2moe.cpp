@@ -2,19 +2,30 @@
 // top-k WITHOUT renormalising (norm_topk_prob false); plus a shared expert
 // (ffn_{gate,up,down}_shexp) whose output is scaled by sigmoid(ffn_gate_inp_shexp · x).
 #include "models/arch.h"
+#include "models/forward.h"
 
 namespace moelab::models {
 
-ArchConfig configure_qwen2moe(const gguf::File& file, const ModelCard& card) {
+namespace {
+
+ArchConfig configure(const gguf::File& file, const ModelCard& card) {
   ArchConfig c;
   c.rope_type = ops::RopeType::Neox;
   c.rope = rope_from_card(file, card, c.rope_type);
-  c.qkv_bias = true;
   c.moe_renormalise = arch_bool(file, card, "expert_weights_norm", false);
   c.shared_expert = true;
   if (card.expert_count == 0)
     file.fail("a qwen2moe file must have experts", "metadata key 'qwen2moe.expert_count'");
   return c;
 }
+
+void bind_layer(const WeightBinder& b, const ModelCard& c, const std::string& prefix,
+                LayerWeights& L) {
+  bind_qkv_bias(b, c, prefix, L);
+}
+
+}  // namespace
+
+extern const ArchDef kArch_qwen2moe = {"qwen2moe", &configure, &bind_layer, &standard_block};
 
 }  // namespace moelab::models

@@ -2,10 +2,13 @@
 // experts only; norm_topk_prob is true for the released models (renormalise the top-k
 // probabilities), overridable by qwen3moe.expert_weights_norm.
 #include "models/arch.h"
+#include "models/forward.h"
 
 namespace moelab::models {
 
-ArchConfig configure_qwen3moe(const gguf::File& file, const ModelCard& card) {
+namespace {
+
+ArchConfig configure(const gguf::File& file, const ModelCard& card) {
   ArchConfig c;
   c.rope_type = ops::RopeType::Neox;
   c.rope = rope_from_card(file, card, c.rope_type);
@@ -15,5 +18,14 @@ ArchConfig configure_qwen3moe(const gguf::File& file, const ModelCard& card) {
     file.fail("a qwen3moe file must have experts", "metadata key 'qwen3moe.expert_count'");
   return c;
 }
+
+void bind_layer(const WeightBinder& b, const ModelCard& c, const std::string& prefix,
+                LayerWeights& L) {
+  bind_qk_norm(b, c, prefix, QkNorm::PerHead, L);
+}
+
+}  // namespace
+
+extern const ArchDef kArch_qwen3moe = {"qwen3moe", &configure, &bind_layer, &standard_block};
 
 }  // namespace moelab::models

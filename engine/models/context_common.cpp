@@ -74,6 +74,11 @@ bool evicting_policy(const AttentionPolicy& policy, uint32_t n_ctx) {
   return true;
 }
 
+bool exact_activations(gguf::TensorType type, int64_t n_in, bool expert) {
+  const bool tinyblas_type = type == gguf::TensorType::F16 || type == gguf::TensorType::F32;
+  return tinyblas_type && !expert && n_in % 8 == 0;
+}
+
 int64_t logits_row(int i, int64_t n_logits, int64_t n_batch, bool logits_all) {
   if (n_logits == 0) throw Error(ErrorKind::BadInput, "no logits yet: call eval first");
   if (i < 0 || (!logits_all && i == n_batch - 1)) return n_logits - 1;

@@ -1,6 +1,6 @@
-// Internal: what every backend's Context (CPU: forward.cpp, CUDA: backend/cuda/cuda_context.cpp)
-// does the same way - checking the run's policies against the model and picking the logits row
-// that Context::logits(i) returns (contract in moelab/model/model.h).
+// Internal: what every backend's Context (CPU: cpu_context.cpp, CUDA:
+// backend/cuda/cuda_context.cpp) does the same way - checking the run's policies against the model
+// and picking the logits row that Context::logits(i) returns (contract in moelab/model/model.h).
 #pragma once
 
 #include <cstdint>
@@ -58,6 +58,16 @@ void init_router(std::optional<policies::Router>& router, const RoutingPolicy& p
 /// True when the attention policy evicts KV cells (StreamingLLM-style sinks + window). Throws
 /// moelab::Error (BadInput) when sinks + window exceed n_ctx.
 bool evicting_policy(const AttentionPolicy& policy, uint32_t n_ctx);
+
+/// The precision rule every backend follows for a product with weights of `type` and n_in
+/// inputs: true = the activations stay F32 (kernels::Precision::Exact), false = they are rounded
+/// or quantized like ggml's vec_dot_type (GgmlCompatible). One exception to the rounding mirrors
+/// llama.cpp on x86: a dense product (ggml_mul_mat) with F32 or F16 weights and n_in % 8 == 0 is
+/// taken by llamafile's tinyBLAS, which multiplies the weights with the F32 activations
+/// unrounded and sums in its own lane order; expert products (`expert`, ggml_mul_mat_id) never
+/// take that path (F32: ggml_vec_dot_f32's order; F16: rounded activations). Measured on the
+/// fixtures: llama-dense-k.F16 agrees to 2e-6 this way and to 3e-3 with rounded activations.
+bool exact_activations(gguf::TensorType type, int64_t n_in, bool expert);
 
 /// The row of a context's logits buffer [n_logits, n_vocab] that Context::logits(i) returns
 /// after an eval of n_batch tokens: i < 0, or the batch's last token, gives the last row; with

@@ -1,582 +1,217 @@
-// The CPU forward pass shared by every architecture (see arch.h), and Context::create.
-//
-// One eval = one batch of n tokens at positions n_past .. n_past+n-1:
-//   x = token_embd rows (* embd_scale)
-//   per layer: x += [post_attn_norm] Wo · attention(RoPE(qk_norm(Wq·norm(x) + bq)), ...)
-//              x += [post_ffw_norm] FFN(norm(x))       (dense gated FFN, or routed experts
-//                                                        plus an optional gated shared expert)
-//   logits = [softcap] output · norm(x)
-// Matrix products go through kernels::matmul (n > 1, prefill) or kernels::matvec (n == 1,
-// decode); MoE groups the tokens routed to each expert and runs one product per expert.
-#include <atomic>
-#include <chrono>
+// The forward pass shared by every architecture and backend (forward.h), and Context::create.
+#include <algorithm>
 #include <climits>
 #include <cmath>
-#include <cstring>
-#include <mutex>
-#include <optional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "backend/backend.h"
 #include "models/context_common.h"
+#include "models/forward.h"
 #include "models/model_impl.h"
+#include "moelab/core/backends.h"
 #include "moelab/core/error.h"
-#include "moelab/kernels/kernels.h"
-#include "ops/element/element.h"
-#include "policies/masked_attention.h"
 
 namespace moelab {
 
 namespace models {
-namespace {
 
-namespace el = ops::element;
-
-// Which arithmetic a product uses. kernels::Precision::GgmlCompatible quantizes the activations
-// like ggml's vec_dot_type. One exception mirrors llama.cpp on x86: a dense product (ggml_mul_mat)
-// with F32 or F16 weights and n_in % 8 == 0 is taken by llamafile's tinyBLAS, which multiplies
-// the weights with the F32 activations unrounded and sums in its own lane order (Exact); expert
-// products (ggml_mul_mat_id) never take that path (F32: ggml_vec_dot_f32's order; F16: rounded
-// activations). Measured on the fixtures: llama-dense-k.F16 agrees to 2e-6 this way and to
-// 3e-3 with rounded activations.
-kernels::Precision precision_for(gguf::TensorType type, int64_t n_in, bool expert) {
-  const bool tinyblas_type = type == gguf::TensorType::F16 || type == gguf::TensorType::F32;
-  if (tinyblas_type && !expert && n_in % 8 == 0) return kernels::Precision::Exact;
-  return kernels::Precision::GgmlCompatible;
-}
-
-// y[n, n_out] = x[n, n_in] · Wᵀ, W given as a pointer to its first row (for expert slices).
-void linear_raw(gguf::TensorType type, const uint8_t* w, int64_t n_in, int64_t n_out,
-                const float* x, int64_t n, float* y, ThreadPool* pool, bool expert) {
-  const kernels::Precision prec = precision_for(type, n_in, expert);
-  if (n == 1)
-    kernels::matvec(type, w, n_in, n_out, x, y, pool, prec);
-  else
-    kernels::matmul(type, w, n_in, n_out, x, n, y, pool, prec);
-}
-void linear(const Weight& w, const float* x, int64_t n, float* y, ThreadPool* pool) {
-  linear_raw(w.type, w.data, w.n_in(), w.n_out(), x, n, y, pool, false);
-}
-// Expert e of a merged 3-D tensor [n_in, n_out, n_expert].
-void linear_expert(const Weight& w, int64_t e, const float* x, int64_t n, float* y,
-                   ThreadPool* pool) {
-  const uint8_t* base = w.data + static_cast<uint64_t>(e) * w.ne[1] * w.row_bytes;
-  linear_raw(w.type, base, w.n_in(), w.n_out(), x, n, y, pool, true);
-}
-
-void add_bias(float* x, const std::vector<float>& b, int64_t n) {
-  if (b.empty()) return;
-  const int64_t w = static_cast<int64_t>(b.size());
-  for (int64_t t = 0; t < n; ++t)
-    for (int64_t i = 0; i < w; ++i) x[t * w + i] += b[i];
-}
-
-// Reads the steady clock only when a timer is installed.
-class OpClock {
+// Times the OpKind parts when a timer is installed (marks from the backend).
+class ForwardContext::Clock {
  public:
-  explicit OpClock(const OpTimer& timer) : on_(static_cast<bool>(timer)) {
-    if (on_) t0_ = std::chrono::steady_clock::now();
+  explicit Clock(ForwardContext& c) : c_(c), on_(static_cast<bool>(c.timer_)) {
+    if (on_) mark_ = c_.clock_mark();
   }
   // Reports the time since construction / the previous lap, and restarts.
-  void lap(const OpTimer& timer, OpKind op, int layer, uint32_t pos0, int64_t n) {
+  void lap(OpKind op, int layer, int64_t n) {
     if (!on_) return;
-    const auto t1 = std::chrono::steady_clock::now();
-    timer(OpTime{op, layer, pos0, n,
-                 std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0_).count()});
-    t0_ = t1;
+    const int64_t now = c_.clock_mark();
+    c_.clock_report(op, layer, n, mark_, now);
+    mark_ = now;
   }
 
  private:
+  ForwardContext& c_;
   bool on_;
-  std::chrono::steady_clock::time_point t0_;
+  int64_t mark_ = 0;
 };
 
-class CpuContext final : public Context {
- public:
-  CpuContext(std::shared_ptr<const CpuModel> model, const ContextParams& p,
-             std::shared_ptr<PolicyStats> shared_stats)
-      : model_(std::move(model)),
-        card_(model_->card()),
-        cfg_(model_->config()),
-        w_(model_->weights()),
-        n_ctx_(p.n_ctx),
-        kv_f16_(p.kv_type == KvType::F16),
-        pool_(p.n_threads),
-        routing_(p.routing),
-        attention_policy_(p.attention),
-        shared_stats_(std::move(shared_stats)) {
-    init_router(router_, routing_, card_, cfg_.moe_renormalise, cfg_.moe_unit_weights);
-    evicting_ = evicting_policy(attention_policy_, n_ctx_);
-    stats_.failovers.assign(card_.n_layer, 0);
-    stats_.overflows.assign(card_.n_layer, 0);
-    const size_t elt = kv_f16_ ? 2 : 4;
-    const size_t k_row = static_cast<size_t>(card_.n_head_kv) * card_.head_dim;
-    const size_t v_row = static_cast<size_t>(card_.n_head_kv) * card_.head_dim_v;
-    k_cache_.resize(card_.n_layer);
-    v_cache_.resize(card_.n_layer);
-    for (uint32_t il = 0; il < card_.n_layer; ++il) {
-      k_cache_[il].assign(k_row * n_ctx_ * elt, 0);
-      v_cache_[il].assign(v_row * n_ctx_ * elt, 0);
-    }
-  }
-
-  void eval(std::span<const int32_t> tokens, bool all_logits) override;
-
-  std::span<const float> logits(int i) const override {
-    const int64_t row = logits_row(i, n_logits_, n_batch_, logits_all_);
-    return {logits_.data() + row * card_.n_vocab, card_.n_vocab};
-  }
-  uint32_t n_past() const override { return n_past_; }
-  uint32_t n_ctx() const override { return evicting_ ? uint32_t{INT32_MAX} : n_ctx_; }
-  void truncate(uint32_t n) override {
-    if (n >= n_past_) return;
-    n_past_ = n;
-    if (evicting_) {
-      while (!cell_pos_.empty() && static_cast<uint32_t>(cell_pos_.back()) >= n)
-        cell_pos_.pop_back();
-    }
-  }
-  ~CpuContext() override { flush_shared_stats(); }
-  void set_op_timer(OpTimer timer) override { timer_ = std::move(timer); }
-  const RoutingPolicy& routing_policy() const override { return routing_; }
-  const AttentionPolicy& attention_policy() const override { return attention_policy_; }
-  PolicyStats policy_stats() const override { return stats_; }
-  void reset_policy_stats() override {
-    flush_shared_stats();
-    stats_ = PolicyStats{};
-    stats_.failovers.assign(card_.n_layer, 0);
-    stats_.overflows.assign(card_.n_layer, 0);
-    flushed_ = PolicyStats{};
-  }
-  void request_cancel() override { cancel_.store(true); }
-  const Model& model() const override { return *model_; }
-
-  void set_observer(Observer observer, std::vector<std::string> names) override {
-    const uint64_t mask = observer_mask(names);
-    observer_ = observer && mask ? std::move(observer) : Observer{};
-    wanted_ = observer_ ? mask : 0;
-  }
-
- private:
-  bool wants(Key k) const { return (wanted_ >> k) & 1u; }
-  void emit(Key k, int layer, const float* data, int64_t d0, int64_t d1, int64_t d2 = 0) {
-    if (!wants(k)) return;
-    Observation o;
-    o.name = observable_names()[k];
-    o.layer = layer;
-    o.pos0 = n_past_;
-    o.shape[0] = d0;
-    o.shape[1] = d1;
-    o.shape[2] = d2 > 0 ? d2 : 1;
-    o.n_dims = d2 > 0 ? 3 : 2;
-    o.data = {data, static_cast<size_t>(d0 * d1 * (d2 > 0 ? d2 : 1))};
-    observer_(o);
-  }
-  // Adds what happened since the last flush to the shared stats of a with_policies() model.
-  void flush_shared_stats() {
-    if (!shared_stats_) return;
-    PolicyStats d = stats_;
-    for (size_t i = 0; i < d.failovers.size() && i < flushed_.failovers.size(); ++i) {
-      d.failovers[i] -= flushed_.failovers[i];
-      d.overflows[i] -= flushed_.overflows[i];
-    }
-    d.routed -= flushed_.routed;
-    d.active -= flushed_.active;
-    d.evicted -= flushed_.evicted;
-    {
-      std::lock_guard<std::mutex> lock(shared_stats_mutex());
-      shared_stats_->merge(d);
-    }
-    flushed_ = stats_;
-  }
-  static std::mutex& shared_stats_mutex() { return backend::shared_stats_mutex(); }
-  void evict_for(int64_t n);
-  void check_cancel() {
-    if (cancel_.exchange(false)) throw Error(ErrorKind::Cancelled, "evaluation was cancelled");
-  }
-
-  void attention_block(int il, int64_t n);
-  void ffn_block(int il, int64_t n);
-  void dense_ffn(const Weight& gate, const Weight& up, const Weight& down, const float* x,
-                 int64_t n, float* out);
-  void moe_ffn(int il, int64_t n);
-
-  std::shared_ptr<const CpuModel> model_;
-  const ModelCard& card_;
-  const ArchConfig& cfg_;
-  const Weights& w_;
-  uint32_t n_ctx_;
-  bool kv_f16_;
-  ThreadPool pool_;
-  std::vector<std::vector<uint8_t>> k_cache_, v_cache_;  // per layer, [n_ctx, n_head_kv*hd]
-  uint32_t n_past_ = 0;
-  std::atomic<bool> cancel_{false};
-  Observer observer_;
-  uint64_t wanted_ = 0;
-  OpTimer timer_;
-  RoutingPolicy routing_;
-  AttentionPolicy attention_policy_;
-  std::optional<policies::Router> router_;
-  bool evicting_ = false;
-  std::vector<int32_t> cell_pos_;  // evicting only: position held by each KV cell
-  PolicyStats stats_, flushed_;
-  std::shared_ptr<PolicyStats> shared_stats_;
-
-  // Scratch, sized per batch.
-  std::vector<int32_t> pos_;
-  std::vector<float> x_, cur_, q_, k_, v_, kqv_, attn_, probs_, ffn_out_, tmp_;
-  std::vector<float> h_gate_, h_up_;
-  std::vector<float> moe_logits_, moe_probs_, moe_w_, moe_applied_, moe_res_, moe_x_, moe_y_;
-  std::vector<int32_t> moe_ids_;
-  std::vector<int32_t> key_pos_;
-  std::vector<float> logits_;
-  int64_t n_logits_ = 0, n_batch_ = 0;
-  bool logits_all_ = false;
-};
-
-void CpuContext::eval(std::span<const int32_t> tokens, bool all_logits) {
+void ForwardContext::eval(std::span<const int32_t> tokens, bool all_logits) {
+  begin_eval(tokens);
   const int64_t n = static_cast<int64_t>(tokens.size());
-  if (n == 0) throw Error(ErrorKind::BadInput, "eval needs at least one token");
-  for (int64_t t = 0; t < n; ++t)
-    if (tokens[t] < 0 || static_cast<uint32_t>(tokens[t]) >= card_.n_vocab)
-      throw Error(ErrorKind::BadInput, "token id " + std::to_string(tokens[t]) + " (batch index " +
-                                           std::to_string(t) + ") is outside the vocabulary (0.." +
-                                           std::to_string(card_.n_vocab - 1) + ")");
-  if (evicting_) {
-    if (static_cast<uint64_t>(n_past_) + static_cast<uint64_t>(n) > INT32_MAX)
-      throw Error(ErrorKind::BadInput, "positions past INT32_MAX");
-    evict_for(n);
-  } else if (static_cast<uint64_t>(n_past_) + static_cast<uint64_t>(n) > n_ctx_)
-    throw Error(ErrorKind::BadInput,
-                "the batch of " + std::to_string(n) + " tokens does not fit in the KV cache (" +
-                    std::to_string(n_past_) + " of " + std::to_string(n_ctx_) + " positions used)");
-  check_cancel();
-  OpClock clock(timer_);
+  start_batch(tokens);
+  Clock clock(*this);
   const int64_t E = card_.n_embd;
-  pos_.resize(n);
-  for (int64_t t = 0; t < n; ++t) pos_[t] = static_cast<int32_t>(n_past_ + t);
+  float* x = buf(Slot::X, n * E);
+  embed(tokens, x);
+  if (cfg_.embd_scale > 0) scale(x, cfg_.embd_scale, n * E);
+  emit(kInpEmbd, -1, x, n, E);
+  clock.lap(OpKind::Embed, -1, n);
 
-  x_.resize(n * E);
-  for (int64_t t = 0; t < n; ++t) {
-    const uint8_t* row =
-        w_.token_embd.data + static_cast<uint64_t>(tokens[t]) * w_.token_embd.row_bytes;
-    kernels::dequantize_row(w_.token_embd.type, row, x_.data() + t * E, E);
-  }
-  if (cfg_.embd_scale > 0)
-    for (auto& v : x_) v *= cfg_.embd_scale;
-  emit(kInpEmbd, -1, x_.data(), n, E);
-  clock.lap(timer_, OpKind::Embed, -1, n_past_, n);
-
+  const BlockFn block = cfg_.block ? cfg_.block : &standard_block;
   for (uint32_t il = 0; il < card_.n_layer; ++il) {
     check_cancel();
-    attention_block(static_cast<int>(il), n);
-    ffn_block(static_cast<int>(il), n);
+    block(*this, static_cast<int>(il), n);
   }
-  OpClock head_clock(timer_);
+  Clock head_clock(*this);
 
   // Output norm and head, for the rows whose logits are kept.
+  const Weights& w = weights();
   const int64_t n_out = all_logits ? n : 1;
-  const float* last = x_.data() + (n - n_out) * E;
-  cur_.resize(n_out * E);
-  ops::rms_norm(last, w_.output_norm.data(), cur_.data(), n_out, E, card_.rms_eps);
-  emit(kResultNorm, -1, cur_.data(), n_out, E);
   const int64_t V = card_.n_vocab;
-  logits_.resize(n_out * V);
-  linear(w_.output, cur_.data(), n_out, logits_.data(), &pool_);
-  if (cfg_.final_softcap > 0)
-    for (auto& v : logits_) v = el::softcap(v, cfg_.final_softcap);
-  emit(kResultOutput, -1, logits_.data(), n_out, V);
-  head_clock.lap(timer_, OpKind::Head, -1, n_past_, n);
-  check_finite_logits(logits_.data(), n_out, V, n_past_, n, model_->file());
-
-  if (evicting_)
-    for (int64_t t = 0; t < n; ++t) cell_pos_.push_back(pos_[t]);
-  n_past_ += static_cast<uint32_t>(n);
-  n_logits_ = n_out;
-  n_batch_ = n;
-  logits_all_ = all_logits;
+  x = buf(Slot::X, n * E);
+  float* cur = buf(Slot::Cur, n_out * E);
+  rms_norm(x + (n - n_out) * E, w.output_norm, cur, n_out, E);
+  emit(kResultNorm, -1, cur, n_out, E);
+  float* lg = buf(Slot::Logits, n_out * V);
+  linear(w.output, cur, n_out, lg);
+  if (cfg_.final_softcap > 0) softcap(lg, cfg_.final_softcap, n_out * V);
+  emit(kResultOutput, -1, lg, n_out, V);
+  head_clock.lap(OpKind::Head, -1, n);
+  finish_batch(lg, n_out * V);
+  check_logits(n, n_out);
+  deliver();
+  commit_eval(n, n_out, all_logits);
 }
 
-void CpuContext::attention_block(int il, int64_t n) {
-  const LayerWeights& L = w_.layers[il];
+void standard_block(ForwardContext& f, int il, int64_t n) {
+  f.attention_block(il, n);
+  f.ffn_block(il, n);
+}
+
+void ForwardContext::attention_block(int il, int64_t n) {
+  const LayerWeights& L = weights().layers[il];
   const int64_t E = card_.n_embd;
   const int n_head = static_cast<int>(card_.n_head), n_head_kv = static_cast<int>(card_.n_head_kv);
-  const int hd = static_cast<int>(card_.head_dim), hdv = static_cast<int>(card_.head_dim_v);
-  const int64_t qw = static_cast<int64_t>(n_head) * hd, kw = static_cast<int64_t>(n_head_kv) * hd;
-  const int64_t vw = static_cast<int64_t>(n_head_kv) * hdv, ow = static_cast<int64_t>(n_head) * hdv;
-  const float eps = card_.rms_eps;
-  OpClock clock(timer_);
+  const int64_t hd = card_.head_dim, hdv = card_.head_dim_v;
+  const int64_t qw = n_head * hd, kw = n_head_kv * hd, vw = n_head_kv * hdv, ow = n_head * hdv;
+  Clock clock(*this);
 
-  cur_.resize(n * E);
-  ops::rms_norm(x_.data(), L.attn_norm.data(), cur_.data(), n, E, eps);
-  emit(kAttnNorm, il, cur_.data(), n, E);
+  float* x = buf(Slot::X, n * E);
+  float* cur = buf(Slot::Cur, n * E);
+  rms_norm(x, L.attn_norm, cur, n, E);
+  emit(kAttnNorm, il, cur, n, E);
 
-  q_.resize(n * qw);
-  k_.resize(n * kw);
-  v_.resize(n * vw);
-  linear(L.wq, cur_.data(), n, q_.data(), &pool_);
-  linear(L.wk, cur_.data(), n, k_.data(), &pool_);
-  linear(L.wv, cur_.data(), n, v_.data(), &pool_);
-  add_bias(q_.data(), L.bq, n);
-  add_bias(k_.data(), L.bk, n);
-  add_bias(v_.data(), L.bv, n);
+  float* q = buf(Slot::Q, n * qw);
+  float* k = buf(Slot::K, n * kw);
+  float* v = buf(Slot::V, n * vw);
+  linear(L.wq, cur, n, q);
+  linear(L.wk, cur, n, k);
+  linear(L.wv, cur, n, v);
+  if (!L.bq.empty()) add_bias(q, L.bq, n);
+  if (!L.bk.empty()) add_bias(k, L.bk, n);
+  if (!L.bv.empty()) add_bias(v, L.bv, n);
   if (cfg_.qk_norm == QkNorm::FullWidth) {
-    ops::rms_norm(q_.data(), L.q_norm.data(), q_.data(), n, qw, eps);
-    ops::rms_norm(k_.data(), L.k_norm.data(), k_.data(), n, kw, eps);
+    rms_norm(q, L.q_norm, q, n, qw);
+    rms_norm(k, L.k_norm, k, n, kw);
   } else if (cfg_.qk_norm == QkNorm::PerHead) {
-    ops::rms_norm(q_.data(), L.q_norm.data(), q_.data(), n * n_head, hd, eps);
-    ops::rms_norm(k_.data(), L.k_norm.data(), k_.data(), n * n_head_kv, hd, eps);
+    rms_norm(q, L.q_norm, q, n * n_head, hd);
+    rms_norm(k, L.k_norm, k, n * n_head_kv, hd);
   }
-  ops::rope(q_.data(), n, n_head, hd, pos_.data(), cfg_.rope);
-  ops::rope(k_.data(), n, n_head_kv, hd, pos_.data(), cfg_.rope);
-  emit(kQcur, il, q_.data(), n, qw);
-  emit(kKcur, il, k_.data(), n, kw);
-  emit(kVcur, il, v_.data(), n, vw);
+  rope(q, n, n_head);
+  rope(k, n, n_head_kv);
+  emit(kQcur, il, q, n, qw);
+  emit(kKcur, il, k, n, kw);
+  emit(kVcur, il, v, n, vw);
 
   // Append K and V to the cache at their positions (evicting: after the kept cells).
-  uint8_t* kc = k_cache_[il].data();
-  uint8_t* vc = v_cache_[il].data();
-  const int64_t cell0 = evicting_ ? static_cast<int64_t>(cell_pos_.size()) : n_past_;
-  for (int64_t t = 0; t < n; ++t) {
-    const int64_t p = cell0 + t;
-    if (kv_f16_) {
-      uint16_t* kd = reinterpret_cast<uint16_t*>(kc) + p * kw;
-      uint16_t* vd = reinterpret_cast<uint16_t*>(vc) + p * vw;
-      for (int64_t i = 0; i < kw; ++i) kd[i] = el::f32_to_f16(k_[t * kw + i]);
-      for (int64_t i = 0; i < vw; ++i) vd[i] = el::f32_to_f16(v_[t * vw + i]);
-    } else {
-      std::memcpy(reinterpret_cast<float*>(kc) + p * kw, k_.data() + t * kw, kw * sizeof(float));
-      std::memcpy(reinterpret_cast<float*>(vc) + p * vw, v_.data() + t * vw, vw * sizeof(float));
-    }
-  }
+  const int64_t cell0 = kv_cell0();
+  store_kv(il, cell0, k, v, n);
 
-  ops::AttentionParams ap;
-  ap.n_head = n_head;
-  ap.n_head_kv = n_head_kv;
-  ap.head_dim = hd;
-  ap.head_dim_v = hdv;
-  ap.scale = cfg_.attn_scale > 0 ? cfg_.attn_scale : 1.0f / std::sqrt(static_cast<float>(hd));
-  if (cfg_.scale_q) {  // Q scaled (one rounding per element), then K·Q unscaled
-    for (auto& v : q_) v *= ap.scale;
-    ap.scale = 1.0f;
-  }
-  ap.softcap = cfg_.attn_softcap;
-  ap.window = (cfg_.swa_period > 0 && il % static_cast<int>(cfg_.swa_period) == 0)
-                  ? cfg_.sliding_window
-                  : 0;
-  if (attention_policy_.rule == AttentionRule::Window)
-    ap.window =
-        ap.window > 0 ? std::min(ap.window, attention_policy_.window) : attention_policy_.window;
+  const AttentionSetup setup = attention_setup(il);
+  if (setup.q_scale != 0) scale(q, setup.q_scale, n * qw);
   const int64_t n_kv = cell0 + n;
-  float* probs = nullptr;
-  if (wants(kKqSoftMax)) {
-    probs_.resize(static_cast<size_t>(n_head) * n * n_kv);
-    probs = probs_.data();
-  }
-  kqv_.resize(n * ow);
-  ops::KvLayer kv{kc, vc, kv_f16_};
-  const int32_t* cell_pos = nullptr;
-  if (evicting_) {
-    key_pos_.assign(cell_pos_.begin(), cell_pos_.end());
-    for (int64_t t = 0; t < n; ++t) key_pos_.push_back(pos_[t]);
-    cell_pos = key_pos_.data();
-  }
-  if (attention_policy_.rule == AttentionRule::Full ||
-      attention_policy_.rule == AttentionRule::Window)
-    ops::attention(q_.data(), pos_.data(), n, kv, n_kv, ap, kqv_.data(), probs, &pool_);
-  else
-    policies::masked_attention(q_.data(), pos_.data(), n, kv, cell_pos, n_kv, ap, attention_policy_,
-                               kqv_.data(), probs, &pool_);
-  if (probs) {
-    if (evicting_ && wants(kKqSoftMax)) {
-      Observation o;
-      o.name = observable_names()[kKqSoftMax];
-      o.layer = il;
-      o.pos0 = n_past_;
-      o.shape[0] = n_head;
-      o.shape[1] = n;
-      o.shape[2] = n_kv;
-      o.n_dims = 3;
-      o.data = {probs, static_cast<size_t>(n_head * n * n_kv)};
-      o.key_pos = {key_pos_.data(), key_pos_.size()};
-      observer_(o);
-    } else {
-      emit(kKqSoftMax, il, probs, n_head, n, n_kv);
-    }
-  }
-  emit(kKqvOut, il, kqv_.data(), n, ow);
+  const std::vector<int32_t>* key_pos = evicting_ ? &key_positions(n) : nullptr;
+  float* kqv = buf(Slot::Kqv, n * ow);
+  const float* probs = attention(il, q, n, n_kv, setup, kqv, wants(kKqSoftMax));
+  if (probs) emit(kKqSoftMax, il, probs, n_head, n, n_kv, key_pos);
+  emit(kKqvOut, il, kqv, n, ow);
 
-  attn_.resize(n * E);
-  linear(L.wo, kqv_.data(), n, attn_.data(), &pool_);
-  if (!L.post_attn_norm.empty())
-    ops::rms_norm(attn_.data(), L.post_attn_norm.data(), attn_.data(), n, E, eps);
-  emit(kAttnOut, il, attn_.data(), n, E);
-  for (int64_t i = 0; i < n * E; ++i) x_[i] += attn_[i];
-  emit(kFfnInp, il, x_.data(), n, E);
-  clock.lap(timer_, OpKind::Attention, il, n_past_, n);
+  float* attn = buf(Slot::Attn, n * E);
+  linear(L.wo, kqv, n, attn);
+  if (!L.post_attn_norm.empty()) rms_norm(attn, L.post_attn_norm, attn, n, E);
+  emit(kAttnOut, il, attn, n, E);
+  add(x, attn, n * E);
+  emit(kFfnInp, il, x, n, E);
+  clock.lap(OpKind::Attention, il, n);
 }
 
-void CpuContext::dense_ffn(const Weight& gate, const Weight& up, const Weight& down, const float* x,
-                           int64_t n, float* out) {
+void ForwardContext::dense_ffn(const Weight& gate, const Weight& up, const Weight& down,
+                               const float* x, int64_t n, float* out) {
   const int64_t ff = gate.n_out();
-  h_gate_.resize(n * ff);
-  h_up_.resize(n * ff);
-  linear(gate, x, n, h_gate_.data(), &pool_);
-  linear(up, x, n, h_up_.data(), &pool_);
-  if (cfg_.ffn_act == FfnAct::GeluGated) {
-    for (int64_t i = 0; i < n * ff; ++i) h_gate_[i] = el::gelu_ggml(h_gate_[i]) * h_up_[i];
-  } else {
-    for (int64_t t = 0; t < n; ++t)
-      kernels::swiglu(h_gate_.data() + t * ff, h_up_.data() + t * ff, ff);
-  }
-  linear(down, h_gate_.data(), n, out, &pool_);
+  float* hg = buf(Slot::HGate, n * ff);
+  float* hu = buf(Slot::HUp, n * ff);
+  linear(gate, x, n, hg);
+  linear(up, x, n, hu);
+  glu(hg, hu, n, ff);
+  linear(down, hg, n, out);
 }
 
-void CpuContext::moe_ffn(int il, int64_t n) {
-  const LayerWeights& L = w_.layers[il];
+void ForwardContext::moe_ffn(int il, int64_t n) {
+  const LayerWeights& L = weights().layers[il];
   const int64_t E = card_.n_embd;
   const int nx = static_cast<int>(card_.expert_count),
             k = router_ ? router_->max_k() : static_cast<int>(card_.expert_used_count);
-  OpClock clock(timer_);
-  moe_logits_.resize(n * nx);
-  moe_probs_.resize(n * nx);
-  moe_ids_.resize(n * k);
-  moe_w_.resize(n * k);
-  moe_applied_.resize(n * k);
-  linear(L.gate_inp, cur_.data(), n, moe_logits_.data(), &pool_);
+  Clock clock(*this);
+  const float* cur = buf(Slot::Cur, n * E);
+  float* logits = buf(Slot::MoeLogits, n * nx);
+  float* probs = buf(Slot::MoeProbs, n * nx);
+  int32_t* ids = expert_ids(n * k);
+  float* wts = buf(Slot::MoeWeights, n * k);
+  float* applied = buf(Slot::MoeApplied, n * k);
+  linear(L.gate_inp, cur, n, logits);
   if (router_) {
-    router_->route(il, n, moe_logits_.data(), moe_probs_.data(), moe_ids_.data(), moe_w_.data(),
-                   moe_applied_.data(), stats_);
+    route_policy(il, logits, n, nx, k, probs, ids, wts, applied);
   } else {
-    for (int64_t t = 0; t < n; ++t)
-      ops::route_top_k(moe_logits_.data() + t * nx, nx, k, cfg_.moe_renormalise,
-                       moe_probs_.data() + t * nx, moe_ids_.data() + t * k, moe_w_.data() + t * k,
-                       moe_applied_.data() + t * k, cfg_.moe_unit_weights);
-    stats_.routed += static_cast<uint64_t>(n);
-    stats_.active += static_cast<uint64_t>(n * k);
+    route_top_k(logits, n, nx, k, probs, ids, wts, applied);
+    count_routing(n, k);
   }
-  clock.lap(timer_, OpKind::Router, il, n_past_, n);
-  emit(kMoeLogits, il, moe_logits_.data(), n, nx);
-  emit(kMoeProbs, il, moe_probs_.data(), n, nx);
-  if (wants(kMoeTopk)) {
-    tmp_.resize(n * k);
-    for (int64_t i = 0; i < n * k; ++i) tmp_[i] = static_cast<float>(moe_ids_[i]);
-    emit(kMoeTopk, il, tmp_.data(), n, k);
-  }
-  emit(kMoeWeights, il, moe_w_.data(), n, k);
-  if (cfg_.moe_renormalise || cfg_.moe_unit_weights)
-    emit(kMoeWeightsNorm, il, moe_applied_.data(), n, k);
+  clock.lap(OpKind::Router, il, n);
+  emit(kMoeLogits, il, logits, n, nx);
+  emit(kMoeProbs, il, probs, n, nx);
+  if (wants(kMoeTopk)) emit(kMoeTopk, il, ids_as_floats(ids, n * k), n, k);
+  emit(kMoeWeights, il, wts, n, k);
+  if (cfg_.moe_renormalise || cfg_.moe_unit_weights) emit(kMoeWeightsNorm, il, applied, n, k);
 
-  // Group the (token, slot) pairs by expert; one product per expert over its tokens.
-  moe_res_.resize(n * k * E);
-  std::vector<int64_t> rows;  // (t * k + slot) routed to the current expert
-  for (int e = 0; e < nx; ++e) {
-    rows.clear();
-    for (int64_t i = 0; i < n * k; ++i)
-      if (moe_ids_[i] == e) rows.push_back(i);
-    if (rows.empty()) continue;
-    const int64_t m = static_cast<int64_t>(rows.size());
-    const int64_t ff = L.gate_exps.n_out();
-    moe_x_.resize(m * E);
-    for (int64_t r = 0; r < m; ++r)
-      std::memcpy(moe_x_.data() + r * E, cur_.data() + (rows[r] / k) * E, E * sizeof(float));
-    h_gate_.resize(m * ff);
-    h_up_.resize(m * ff);
-    linear_expert(L.gate_exps, e, moe_x_.data(), m, h_gate_.data(), &pool_);
-    linear_expert(L.up_exps, e, moe_x_.data(), m, h_up_.data(), &pool_);
-    if (cfg_.ffn_act == FfnAct::GeluGated) {
-      for (int64_t i = 0; i < m * ff; ++i) h_gate_[i] = el::gelu_ggml(h_gate_[i]) * h_up_[i];
-    } else {
-      for (int64_t t = 0; t < m; ++t)
-        kernels::swiglu(h_gate_.data() + t * ff, h_up_.data() + t * ff, ff);
-    }
-    moe_y_.resize(m * E);
-    linear_expert(L.down_exps, e, h_gate_.data(), m, moe_y_.data(), &pool_);
-    for (int64_t r = 0; r < m; ++r)
-      std::memcpy(moe_res_.data() + rows[r] * E, moe_y_.data() + r * E, E * sizeof(float));
-  }
-  // Weighted sum over the k slots, in slot order.
-  ffn_out_.assign(n * E, 0.0f);
-  for (int64_t t = 0; t < n; ++t)
-    for (int j = 0; j < k; ++j) {
-      if (moe_ids_[t * k + j] < 0) continue;  // unused slot (variable-k policies)
-      const float wgt = moe_applied_[t * k + j];
-      const float* y = moe_res_.data() + (t * k + j) * E;
-      float* o = ffn_out_.data() + t * E;
-      for (int64_t i = 0; i < E; ++i) o[i] += y[i] * wgt;
-    }
-  emit(kMoeOut, il, ffn_out_.data(), n, E);
+  float* out = buf(Slot::FfnOut, n * E);
+  experts(L, cur, ids, applied, n, k, out);
+  emit(kMoeOut, il, out, n, E);
 
   if (cfg_.shared_expert && L.gate_shexp) {
-    tmp_.resize(n * E);
-    dense_ffn(L.gate_shexp, L.up_shexp, L.down_shexp, cur_.data(), n, tmp_.data());
-    for (int64_t t = 0; t < n; ++t) {
-      float g = 1.0f;
-      if (!L.gate_inp_shexp.empty()) {
-        // As llama.cpp: a one-row F32 product (ggml_vec_dot_f32's order; tinyBLAS does not
-        // take a single output row), then the sigmoid as silu(x) / x.
-        const float dot = kernels::dot_f32(L.gate_inp_shexp.data(), cur_.data() + t * E, E);
-        g = dot != 0.0f ? el::silu(dot) / dot : 0.5f;
-      }
-      for (int64_t i = 0; i < E; ++i) tmp_[t * E + i] *= g;
-    }
-    emit(kShexp, il, tmp_.data(), n, E);
-    for (int64_t i = 0; i < n * E; ++i) ffn_out_[i] += tmp_[i];
+    float* t = buf(Slot::Tmp, n * E);
+    dense_ffn(L.gate_shexp, L.up_shexp, L.down_shexp, cur, n, t);
+    if (!L.gate_inp_shexp.empty()) shexp_gate(t, L.gate_inp_shexp, cur, n);
+    emit(kShexp, il, t, n, E);
+    add(out, t, n * E);
   }
-  clock.lap(timer_, OpKind::Experts, il, n_past_, n);
+  clock.lap(OpKind::Experts, il, n);
 }
 
-void CpuContext::ffn_block(int il, int64_t n) {
-  const LayerWeights& L = w_.layers[il];
+void ForwardContext::ffn_block(int il, int64_t n) {
+  const LayerWeights& L = weights().layers[il];
   const int64_t E = card_.n_embd;
-  OpClock clock(timer_);
-  cur_.resize(n * E);
-  ops::rms_norm(x_.data(), L.ffn_norm.data(), cur_.data(), n, E, card_.rms_eps);
-  emit(kFfnNorm, il, cur_.data(), n, E);
+  Clock clock(*this);
+  float* x = buf(Slot::X, n * E);
+  float* cur = buf(Slot::Cur, n * E);
+  rms_norm(x, L.ffn_norm, cur, n, E);
+  emit(kFfnNorm, il, cur, n, E);
+  float* out = nullptr;
   if (card_.expert_count > 0) {
     moe_ffn(il, n);  // times itself (router, experts)
+    out = buf(Slot::FfnOut, n * E);
   } else {
-    ffn_out_.resize(n * E);
-    dense_ffn(L.ffn_gate, L.ffn_up, L.ffn_down, cur_.data(), n, ffn_out_.data());
-    clock.lap(timer_, OpKind::Ffn, il, n_past_, n);
+    out = buf(Slot::FfnOut, n * E);
+    dense_ffn(L.ffn_gate, L.ffn_up, L.ffn_down, cur, n, out);
+    clock.lap(OpKind::Ffn, il, n);
   }
-  if (!L.post_ffw_norm.empty())
-    ops::rms_norm(ffn_out_.data(), L.post_ffw_norm.data(), ffn_out_.data(), n, E, card_.rms_eps);
-  emit(kFfnOut, il, ffn_out_.data(), n, E);
-  for (int64_t i = 0; i < n * E; ++i) x_[i] += ffn_out_[i];
-  emit(kLayerOut, il, x_.data(), n, E);
+  if (!L.post_ffw_norm.empty()) rms_norm(out, L.post_ffw_norm, out, n, E);
+  emit(kFfnOut, il, out, n, E);
+  add(x, out, n * E);
+  emit(kLayerOut, il, x, n, E);
 }
 
-// StreamingLLM eviction: drop the cells no query at a position >= n_past can see (neither a
-// sink nor within the local window), compacting the cache in position order.
-void CpuContext::evict_for(int64_t n) {
-  if (cell_pos_.size() + static_cast<size_t>(n) <= n_ctx_) return;
-  const size_t elt = kv_f16_ ? 2 : 4;
-  const size_t k_row = static_cast<size_t>(card_.n_head_kv) * card_.head_dim * elt;
-  const size_t v_row = static_cast<size_t>(card_.n_head_kv) * card_.head_dim_v * elt;
-  const int64_t S = attention_policy_.sinks, W = attention_policy_.window;
-  size_t kept = 0;
-  for (size_t i = 0; i < cell_pos_.size(); ++i) {
-    const int64_t p = cell_pos_[i];
-    if (!(p < S || static_cast<int64_t>(n_past_) - p < W)) continue;
-    if (kept != i) {
-      for (uint32_t il = 0; il < card_.n_layer; ++il) {
-        std::memmove(k_cache_[il].data() + kept * k_row, k_cache_[il].data() + i * k_row, k_row);
-        std::memmove(v_cache_[il].data() + kept * v_row, v_cache_[il].data() + i * v_row, v_row);
-      }
-    }
-    cell_pos_[kept++] = static_cast<int32_t>(p);
-  }
-  stats_.evicted += cell_pos_.size() - kept;
-  cell_pos_.resize(kept);
-  if (kept + static_cast<size_t>(n) > n_ctx_)
-    throw Error(ErrorKind::BadInput,
-                "the batch of " + std::to_string(n) + " tokens does not fit in the KV cache (" +
-                    std::to_string(kept) + " of " + std::to_string(n_ctx_) +
-                    " cells kept after eviction)",
-                {.subject = "attention policy '" + attention_policy_.describe() + "'"});
-}
+namespace {
 
 // A model seen through policies (with_policies): forwards everything to the wrapped model;
 // Context::create applies the policies.
@@ -647,11 +282,9 @@ std::unique_ptr<Context> Context::create(std::shared_ptr<const Model> model,
   }
   auto cpu = backend::host_model(model);
   if (!cpu) throw Error(ErrorKind::Internal, "the model was not loaded by Model::load");
-  if (p.backend != "cpu" && p.backend != "cuda" && p.backend != "auto")
-    throw Error(ErrorKind::BadInput,
-                "unknown backend '" + p.backend + "' (expected cpu, cuda or auto)");
+  const Backend requested = parse_backend(p.backend);
   const bool on_gpu = backend::is_cuda_model(*model);
-  if (p.backend == "cuda" && !on_gpu)
+  if (requested == Backend::Cuda && !on_gpu)
     throw Error(ErrorKind::BadInput,
                 "backend 'cuda' needs a model loaded for CUDA (LoadOptions::backend 'cuda' or "
                 "'auto' on a machine with a usable GPU); this model is on the CPU");
@@ -659,9 +292,9 @@ std::unique_ptr<Context> Context::create(std::shared_ptr<const Model> model,
   if (params.n_threads < 1)
     throw Error(ErrorKind::BadInput,
                 "n_threads must be at least 1, got " + std::to_string(params.n_threads));
-  if (on_gpu && p.backend != "cpu")
+  if (on_gpu && requested != Backend::Cpu)
     return backend::make_cuda_context(std::move(model), p, std::move(shared_stats));
-  return std::make_unique<models::CpuContext>(std::move(cpu), p, std::move(shared_stats));
+  return models::make_cpu_context(std::move(cpu), p, std::move(shared_stats));
 }
 
 }  // namespace moelab

@@ -30,66 +30,93 @@ CpuModel::~CpuModel() = default;
 
 namespace {
 
-class Binder {
- public:
-  explicit Binder(const gguf::File& f) : f_(f) {}
+std::string tensor_subject(const std::string& n) {
+  return "tensor '" + n + "'";
+}
 
-  Weight matrix(const std::string& name, bool required = true) const {
-    Weight w;
-    const gguf::TensorInfo* t = f_.find_tensor(name);
-    if (!t) {
-      if (required) f_.fail("the model needs this tensor but the file lacks it", tensor(name));
-      return w;
-    }
-    const auto type = static_cast<gguf::TensorType>(t->type);
-    if (!kernels::supports(type))
-      f_.fail("tensor type " + gguf::type_name(t->type) +
-                  " has no kernels in this moelab (supported: F32, F16, BF16, Q4_0, Q4_1, "
-                  "Q5_0, Q5_1, Q8_0, Q2_K..Q6_K as the kernels provide)",
-              tensor(name), t->header_offset);
-    w.data = t->data;
-    w.type = type;
-    for (int d = 0; d < 4; ++d) w.ne[d] = t->ne[d];
-    w.row_bytes = t->row_bytes();
-    w.name = name;
+}  // namespace
+
+Weight WeightBinder::matrix(const std::string& name, bool required) const {
+  Weight w;
+  const gguf::TensorInfo* t = f_.find_tensor(name);
+  if (!t) {
+    if (required)
+      f_.fail("the model needs this tensor but the file lacks it", tensor_subject(name));
     return w;
   }
+  const auto type = static_cast<gguf::TensorType>(t->type);
+  if (!kernels::supports(type))
+    f_.fail("tensor type " + gguf::type_name(t->type) +
+                " has no kernels in this moelab (supported: F32, F16, BF16, Q4_0, Q4_1, "
+                "Q5_0, Q5_1, Q8_0, Q2_K..Q6_K as the kernels provide)",
+            tensor_subject(name), t->header_offset);
+  w.data = t->data;
+  w.type = type;
+  for (int d = 0; d < 4; ++d) w.ne[d] = t->ne[d];
+  w.row_bytes = t->row_bytes();
+  w.name = name;
+  return w;
+}
 
-  // A 1-D tensor of n elements converted to F32 (empty when optional and absent).
-  std::vector<float> vec(const std::string& name, int64_t n, bool required = true) const {
-    const gguf::TensorInfo* t = f_.find_tensor(name);
-    if (!t) {
-      if (required) f_.fail("the model needs this tensor but the file lacks it", tensor(name));
-      return {};
-    }
-    if (t->n_elements() != n)
-      f_.fail("has " + std::to_string(t->n_elements()) + " elements, expected " + std::to_string(n),
-              tensor(name), t->header_offset);
-    const auto type = static_cast<gguf::TensorType>(t->type);
-    if (!kernels::supports(type))
-      f_.fail("tensor type " + gguf::type_name(t->type) + " has no kernels in this moelab",
-              tensor(name), t->header_offset);
-    std::vector<float> out(static_cast<size_t>(n));
-    kernels::dequantize_row(type, t->data, out.data(), n);
-    return out;
+std::vector<float> WeightBinder::vec(const std::string& name, int64_t n, bool required) const {
+  const gguf::TensorInfo* t = f_.find_tensor(name);
+  if (!t) {
+    if (required)
+      f_.fail("the model needs this tensor but the file lacks it", tensor_subject(name));
+    return {};
   }
+  if (t->n_elements() != n)
+    f_.fail("has " + std::to_string(t->n_elements()) + " elements, expected " + std::to_string(n),
+            tensor_subject(name), t->header_offset);
+  const auto type = static_cast<gguf::TensorType>(t->type);
+  if (!kernels::supports(type))
+    f_.fail("tensor type " + gguf::type_name(t->type) + " has no kernels in this moelab",
+            tensor_subject(name), t->header_offset);
+  std::vector<float> out(static_cast<size_t>(n));
+  kernels::dequantize_row(type, t->data, out.data(), n);
+  return out;
+}
 
-  void expect_shape(const Weight& w, int64_t n_in, int64_t n_out, int64_t n3 = 1) const {
-    if (w.ne[0] != n_in || w.ne[1] != n_out || w.ne[2] != n3 || w.ne[3] != 1)
-      f_.fail("has shape [" + std::to_string(w.ne[0]) + ", " + std::to_string(w.ne[1]) + ", " +
-                  std::to_string(w.ne[2]) + "], expected [" + std::to_string(n_in) + ", " +
-                  std::to_string(n_out) + ", " + std::to_string(n3) + "]",
-              tensor(w.name));
+void WeightBinder::expect_shape(const Weight& w, int64_t n_in, int64_t n_out, int64_t n3) const {
+  if (w.ne[0] != n_in || w.ne[1] != n_out || w.ne[2] != n3 || w.ne[3] != 1)
+    f_.fail("has shape [" + std::to_string(w.ne[0]) + ", " + std::to_string(w.ne[1]) + ", " +
+                std::to_string(w.ne[2]) + "], expected [" + std::to_string(n_in) + ", " +
+                std::to_string(n_out) + ", " + std::to_string(n3) + "]",
+            tensor_subject(w.name));
+}
+
+void bind_qkv_bias(const WeightBinder& b, const ModelCard& c, const std::string& p,
+                   LayerWeights& L) {
+  const int64_t q_width = static_cast<int64_t>(c.n_head) * c.head_dim;
+  const int64_t k_width = static_cast<int64_t>(c.n_head_kv) * c.head_dim;
+  const int64_t v_width = static_cast<int64_t>(c.n_head_kv) * c.head_dim_v;
+  L.bq = b.vec(p + "attn_q.bias", q_width);
+  L.bk = b.vec(p + "attn_k.bias", k_width);
+  L.bv = b.vec(p + "attn_v.bias", v_width);
+}
+
+void bind_qk_norm(const WeightBinder& b, const ModelCard& c, const std::string& p, QkNorm kind,
+                  LayerWeights& L) {
+  if (kind == QkNorm::FullWidth) {
+    L.q_norm = b.vec(p + "attn_q_norm.weight", static_cast<int64_t>(c.n_head) * c.head_dim);
+    L.k_norm = b.vec(p + "attn_k_norm.weight", static_cast<int64_t>(c.n_head_kv) * c.head_dim);
+  } else if (kind == QkNorm::PerHead) {
+    L.q_norm = b.vec(p + "attn_q_norm.weight", c.head_dim);
+    L.k_norm = b.vec(p + "attn_k_norm.weight", c.head_dim);
   }
+}
 
- private:
-  static std::string tensor(const std::string& n) { return "tensor '" + n + "'"; }
-  const gguf::File& f_;
-};
+void bind_post_norms(const WeightBinder& b, const ModelCard& c, const std::string& p,
+                     LayerWeights& L) {
+  L.post_attn_norm = b.vec(p + "post_attention_norm.weight", c.n_embd);
+  L.post_ffw_norm = b.vec(p + "post_ffw_norm.weight", c.n_embd);
+}
 
-Weights bind_weights(const gguf::File& f, const ModelCard& c, const ArchConfig& cfg,
-                     const LoadOptions& opts) {
-  Binder b(f);
+namespace {
+
+Weights bind_weights(const gguf::File& f, const ModelCard& c, const ArchDef& arch,
+                     const ArchConfig& cfg, const LoadOptions& opts) {
+  WeightBinder b(f);
   Weights w;
   const int64_t E = c.n_embd, V = c.n_vocab;
   const int64_t q_width = static_cast<int64_t>(c.n_head) * c.head_dim;
@@ -117,22 +144,7 @@ Weights bind_weights(const gguf::File& f, const ModelCard& c, const ArchConfig& 
     b.expect_shape(L.wk, E, k_width);
     b.expect_shape(L.wv, E, v_width);
     b.expect_shape(L.wo, static_cast<int64_t>(c.n_head) * c.head_dim_v, E);
-    if (cfg.qkv_bias) {
-      L.bq = b.vec(p + "attn_q.bias", q_width);
-      L.bk = b.vec(p + "attn_k.bias", k_width);
-      L.bv = b.vec(p + "attn_v.bias", v_width);
-    }
-    if (cfg.qk_norm == QkNorm::FullWidth) {
-      L.q_norm = b.vec(p + "attn_q_norm.weight", q_width);
-      L.k_norm = b.vec(p + "attn_k_norm.weight", k_width);
-    } else if (cfg.qk_norm == QkNorm::PerHead) {
-      L.q_norm = b.vec(p + "attn_q_norm.weight", c.head_dim);
-      L.k_norm = b.vec(p + "attn_k_norm.weight", c.head_dim);
-    }
-    if (cfg.post_norms) {
-      L.post_attn_norm = b.vec(p + "post_attention_norm.weight", E);
-      L.post_ffw_norm = b.vec(p + "post_ffw_norm.weight", E);
-    }
+    if (arch.bind_layer) arch.bind_layer(b, c, p, L);
     L.ffn_norm = b.vec(p + "ffn_norm.weight", E);
     if (c.expert_count > 0) {
       const int64_t nx = c.expert_count;
@@ -213,7 +225,8 @@ Prepared prepare(const gguf::File& file, const ModelCard& card, const LoadOption
                 "metadata key 'moelab.expert_gating'");
   }
   if (card.expert_count > 0 && card.expert_shared_count > 0) p.config.shared_expert = true;
-  p.weights = bind_weights(file, card, p.config, opts);
+  p.config.block = arch->block;
+  p.weights = bind_weights(file, card, *arch, p.config, opts);
 #ifdef MOELAB_MODELS_HAVE_TOKENIZER
   if (file.find("tokenizer.ggml.tokens")) p.tokenizer = Tokenizer::from_gguf(file);
 #endif
@@ -233,9 +246,7 @@ std::string Model::check(const gguf::File& file, const ModelCard& card) {
 }
 
 std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& opts) {
-  if (opts.backend != "cpu" && opts.backend != "cuda" && opts.backend != "auto")
-    throw Error(ErrorKind::BadInput,
-                "unknown backend '" + opts.backend + "' (expected cpu, cuda or auto)");
+  const Backend requested = parse_backend(opts.backend);
   if (opts.progress && !opts.progress(0.0f))
     throw Error(ErrorKind::Cancelled, "loading was cancelled", {.file = path});
   std::unique_ptr<gguf::File> file = gguf::File::open(path);
@@ -243,7 +254,7 @@ std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   models::Prepared prep = models::prepare(*file, card, opts);
   auto cpu = std::make_shared<models::CpuModel>(std::move(file), std::move(card), prep.config,
                                                 std::move(prep.weights), std::move(prep.tokenizer));
-  if (resolve_backend(opts.backend) == "cuda") {
+  if (resolve_backend(requested) == Backend::Cuda) {
     try {
       auto gpu = backend::make_cuda_model(cpu, opts);
       if (opts.progress && !opts.progress(1.0f))
@@ -252,7 +263,7 @@ std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
     } catch (const Error& e) {
       // "auto" is the fastest backend that can hold the model: a GPU without the memory (or a
       // failing device) leaves the CPU, with one line saying why. "cuda" reports the error.
-      if (opts.backend != "auto" || e.kind() == ErrorKind::Cancelled) throw;
+      if (requested != Backend::Auto || e.kind() == ErrorKind::Cancelled) throw;
       log(LogLevel::Warning, std::string("CUDA: ") + e.what() + "; loading on the CPU instead");
     }
   }

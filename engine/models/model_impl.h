@@ -29,4 +29,10 @@ class CpuModel final : public Model {
   std::shared_ptr<const Tokenizer> tokenizer_;
 };
 
+/// The CPU backend's context (cpu_context.cpp) on `model`; params and shared_stats as
+/// Context::create passes them. Throws moelab::Error as Context::create.
+std::unique_ptr<Context> make_cpu_context(std::shared_ptr<const CpuModel> model,
+                                          const ContextParams& params,
+                                          std::shared_ptr<PolicyStats> shared_stats);
+
 }  // namespace moelab::models

@@ -6,12 +6,14 @@
 
 namespace moelab::models {
 
+// Each defined in its arch_<name>.cpp; a new architecture is named here and listed below.
+extern const ArchDef kArch_llama, kArch_qwen2, kArch_qwen2moe, kArch_qwen3, kArch_qwen3moe,
+    kArch_olmoe, kArch_gemma2;
+
 const std::vector<ArchDef>& architectures() {
   static const std::vector<ArchDef> v = {
-      {"llama", &configure_llama},       {"qwen2", &configure_qwen2},
-      {"qwen2moe", &configure_qwen2moe}, {"qwen3", &configure_qwen3},
-      {"qwen3moe", &configure_qwen3moe}, {"olmoe", &configure_olmoe},
-      {"gemma2", &configure_gemma2},
+      kArch_llama,    kArch_qwen2, kArch_qwen2moe, kArch_qwen3,
+      kArch_qwen3moe, kArch_olmoe, kArch_gemma2,
   };
   return v;
 }

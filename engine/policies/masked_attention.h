@@ -1,4 +1,4 @@
-// Internal (used by engine/models/forward.cpp): grouped-query attention under an attention
+// Internal (used by engine/models/cpu_context.cpp): grouped-query attention under an attention
 // policy, over KV cells that may hold arbitrary (increasing) positions after eviction.
 #pragma once
 

@@ -146,8 +146,8 @@ void reproduce(RunData& d) {
   // The backend the run computed on (`run --backend cpu|cuda|auto`); runs stored before the
   // config had it get no option (`run`'s default, auto, then picks).
   if (const json* b = find(c, {"/backend"}); b && b->is_string()) {
-    static const std::set<std::string> kBackends = {"cpu", "cuda", "auto"};
-    if (kBackends.count(b->get<std::string>())) {
+    const auto& names = backend_names();
+    if (std::find(names.begin(), names.end(), b->get<std::string>()) != names.end()) {
       used.insert("/backend");
       cmd += " --backend " + b->get<std::string>();
     }

@@ -1,6 +1,7 @@
 // The CUDA backend: CudaModel (device copies of a loaded CpuModel's weights) and CudaContext
-// (the forward pass of forward.cpp on the GPU: same architectures, observer names, OpTimer
-// ops, policies and KV-cache semantics). Host C++ only; the device work is in cuda_ops.cu.
+// (the op set of models/forward.h on the GPU; the forward pass itself, the observers, OpTimer
+// ops, policies and KV-cache bookkeeping are models::ForwardContext's and ContextBase's, shared
+// with the CPU). Host C++ only; the device work is in cuda_ops.cu.
 //
 // Numerics (what parity with the CPU reference means, tests/engine/cuda/test_cuda_parity.cpp):
 //   * products of a batch of fewer than gemm_min tokens (decode, short prompts) run the
@@ -23,17 +24,20 @@
 // final synchronisation (in the order the CPU backend emits them). OpTimer times come from
 // CUDA events around the same ops, reported after that synchronisation.
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "backend/backend.h"
 #include "backend/cuda/cuda_ops.h"
 #include "models/context_common.h"
+#include "models/forward.h"
 #include "moelab/core/error.h"
 #include "moelab/core/log.h"
 #include "ops/element/element.h"
@@ -51,14 +55,6 @@ struct DWeight {
   uint64_t row_bytes = 0;
   uint64_t expert_stride = 0;  // bytes between experts of a merged 3-D tensor
   explicit operator bool() const { return data != nullptr; }
-};
-
-struct DLayer {
-  const float *attn_norm = nullptr, *ffn_norm = nullptr, *post_attn_norm = nullptr,
-              *post_ffw_norm = nullptr, *q_norm = nullptr, *k_norm = nullptr, *bq = nullptr,
-              *bk = nullptr, *bv = nullptr, *gate_inp_shexp = nullptr;
-  DWeight wq, wk, wv, wo, ffn_gate, ffn_up, ffn_down, gate_inp, gate_exps, up_exps, down_exps,
-      gate_shexp, up_shexp, down_shexp;
 };
 
 constexpr size_t kAlign = 256;
@@ -100,18 +96,7 @@ class CudaModel final : public Model {
     auto plan_v = [&](const std::vector<float>& v) {
       if (!v.empty()) plan(v.data(), v.size() * sizeof(float));
     };
-    plan_w(w.token_embd);
-    plan_w(w.output);
-    plan_v(w.output_norm);
-    for (const auto& L : w.layers) {
-      for (const auto* v : {&L.attn_norm, &L.ffn_norm, &L.post_attn_norm, &L.post_ffw_norm,
-                            &L.q_norm, &L.k_norm, &L.bq, &L.bk, &L.bv, &L.gate_inp_shexp})
-        plan_v(*v);
-      for (const auto* m :
-           {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down, &L.gate_inp,
-            &L.gate_exps, &L.up_exps, &L.down_exps, &L.gate_shexp, &L.up_shexp, &L.down_shexp})
-        plan_w(*m);
-    }
+    models::for_each_weight(w, plan_w, plan_v);
     size_t free_b = 0, total_b = 0;
     cuda::mem_info(&free_b, &total_b);
     if (total > free_b)
@@ -155,38 +140,13 @@ class CudaModel final : public Model {
     auto dv = [&](const std::vector<float>& v) {
       return v.empty() ? nullptr : reinterpret_cast<const float*>(dev(v.data()));
     };
-    token_embd_ = dw(w.token_embd);
-    output_ = dw(w.output);
-    output_norm_ = dv(w.output_norm);
-    layers_.resize(w.layers.size());
-    for (size_t il = 0; il < w.layers.size(); ++il) {
-      const auto& L = w.layers[il];
-      DLayer& D = layers_[il];
-      D.attn_norm = dv(L.attn_norm);
-      D.ffn_norm = dv(L.ffn_norm);
-      D.post_attn_norm = dv(L.post_attn_norm);
-      D.post_ffw_norm = dv(L.post_ffw_norm);
-      D.q_norm = dv(L.q_norm);
-      D.k_norm = dv(L.k_norm);
-      D.bq = dv(L.bq);
-      D.bk = dv(L.bk);
-      D.bv = dv(L.bv);
-      D.gate_inp_shexp = dv(L.gate_inp_shexp);
-      D.wq = dw(L.wq);
-      D.wk = dw(L.wk);
-      D.wv = dw(L.wv);
-      D.wo = dw(L.wo);
-      D.ffn_gate = dw(L.ffn_gate);
-      D.ffn_up = dw(L.ffn_up);
-      D.ffn_down = dw(L.ffn_down);
-      D.gate_inp = dw(L.gate_inp);
-      D.gate_exps = dw(L.gate_exps);
-      D.up_exps = dw(L.up_exps);
-      D.down_exps = dw(L.down_exps);
-      D.gate_shexp = dw(L.gate_shexp);
-      D.up_shexp = dw(L.up_shexp);
-      D.down_shexp = dw(L.down_shexp);
-    }
+    auto map_w = [&](const models::Weight& m) {
+      if (m) mats_.emplace(m.data, dw(m));
+    };
+    auto map_v = [&](const std::vector<float>& v) {
+      if (!v.empty()) vecs_.emplace(v.data(), dv(v));
+    };
+    models::for_each_weight(w, map_w, map_v);
     log(LogLevel::Info, "CUDA: " + format_bytes(total) + " of weights on " + device_name_);
   }
   ~CudaModel() override { cuda::dfree(arena_); }
@@ -196,10 +156,12 @@ class CudaModel final : public Model {
   const Tokenizer* tokenizer() const override { return cpu_->tokenizer(); }
 
   const std::shared_ptr<const models::CpuModel>& cpu() const { return cpu_; }
-  const DWeight& token_embd() const { return token_embd_; }
-  const DWeight& output() const { return output_; }
-  const float* output_norm() const { return output_norm_; }
-  const DLayer& layer(int il) const { return layers_[il]; }
+  /// The device copy of a weight of cpu()->weights().
+  const DWeight& mat(const models::Weight& m) const { return mats_.at(m.data); }
+  /// The device copy of an F32 vector of cpu()->weights() (null for an empty one).
+  const float* vec(const std::vector<float>& v) const {
+    return v.empty() ? nullptr : vecs_.at(v.data());
+  }
   const std::string& device_name() const { return device_name_; }
 
  private:
@@ -207,9 +169,8 @@ class CudaModel final : public Model {
   std::string device_name_;
   uint8_t* arena_ = nullptr;
   size_t weight_bytes_ = 0;
-  DWeight token_embd_, output_;
-  const float* output_norm_ = nullptr;
-  std::vector<DLayer> layers_;
+  std::unordered_map<const void*, DWeight> mats_;       // by host data
+  std::unordered_map<const void*, const float*> vecs_;  // by host data
 };
 
 // A growable device buffer. Growing waits for the stream (the old memory may still be read).
@@ -271,16 +232,6 @@ class PinnedBuf {
 using models::Key;
 using enum models::Key;
 
-// ArchConfig::scale_q (Q multiplied by the K·Q scale before the product, as llama.cpp's gemma2
-// graph does) where this tree's ArchConfig has it; false otherwise.
-template <typename Config>
-bool scale_q_of(const Config& c) {
-  if constexpr (requires(const Config& x) { x.scale_q; })
-    return c.scale_q;
-  else
-    return false;
-}
-
 int64_t gemm_min_from_env() {
   const char* e = std::getenv("MOELAB_CUDA_GEMM_MIN");
   if (!e || !*e) return 32;
@@ -293,27 +244,16 @@ int64_t gemm_min_from_env() {
 constexpr int64_t kSlotPathMaxTokens = 4;        // MoE batches up to this run per (token, slot)
 constexpr size_t kScoreChunkFloats = 16u << 20;  // attention score scratch without an observer
 
-class CudaContext final : public Context {
+class CudaContext final : public models::ForwardContext {
  public:
   CudaContext(std::shared_ptr<const CudaModel> model, const ContextParams& p,
               std::shared_ptr<PolicyStats> shared_stats)
-      : model_(std::move(model)),
-        card_(model_->card()),
-        cfg_(model_->cpu()->config()),
-        n_ctx_(p.n_ctx),
-        kv_f16_(p.kv_type == KvType::F16),
-        routing_(p.routing),
-        attention_policy_(p.attention),
-        shared_stats_(std::move(shared_stats)),
+      : ForwardContext(model->card(), model->cpu()->config(), p, std::move(shared_stats)),
+        model_(std::move(model)),
         gemm_min_(gemm_min_from_env()) {
-    models::init_router(router_, routing_, card_, cfg_.moe_renormalise, cfg_.moe_unit_weights);
-    evicting_ = models::evicting_policy(attention_policy_, n_ctx_);
-    stats_.failovers.assign(card_.n_layer, 0);
-    stats_.overflows.assign(card_.n_layer, 0);
     cuda::use_device();
-    const size_t elt = kv_f16_ ? 2 : 4;
-    k_row_ = static_cast<size_t>(card_.n_head_kv) * card_.head_dim * elt;
-    v_row_ = static_cast<size_t>(card_.n_head_kv) * card_.head_dim_v * elt;
+    k_row_ = k_cell_bytes();
+    v_row_ = v_cell_bytes();
     const size_t layer_k = align_up(k_row_ * n_ctx_), layer_v = align_up(v_row_ * n_ctx_);
     const size_t kv_bytes = (layer_k + layer_v) * card_.n_layer;
     size_t free_b = 0, total_b = 0;
@@ -340,57 +280,13 @@ class CudaContext final : public Context {
       throw;
     }
   }
-  ~CudaContext() override {
-    try {
-      flush_shared_stats();
-    } catch (...) {
-    }
-    release();
-  }
+  ~CudaContext() override { release(); }
 
-  void eval(std::span<const int32_t> tokens, bool all_logits) override;
-
-  std::span<const float> logits(int i) const override {
-    const int64_t row = models::logits_row(i, n_logits_, n_batch_, logits_all_);
-    return {logits_.data() + row * card_.n_vocab, card_.n_vocab};
-  }
-  uint32_t n_past() const override { return n_past_; }
-  uint32_t n_ctx() const override { return evicting_ ? uint32_t{INT32_MAX} : n_ctx_; }
-  void truncate(uint32_t n) override {
-    if (n >= n_past_) return;
-    n_past_ = n;
-    if (evicting_) {
-      while (!cell_pos_.empty() && static_cast<uint32_t>(cell_pos_.back()) >= n)
-        cell_pos_.pop_back();
-    }
-  }
-  void request_cancel() override { cancel_.store(true); }
-  void set_op_timer(OpTimer timer) override { timer_ = std::move(timer); }
-  const RoutingPolicy& routing_policy() const override { return routing_; }
-  const AttentionPolicy& attention_policy() const override { return attention_policy_; }
-  PolicyStats policy_stats() const override { return stats_; }
-  void reset_policy_stats() override {
-    flush_shared_stats();
-    stats_ = PolicyStats{};
-    stats_.failovers.assign(card_.n_layer, 0);
-    stats_.overflows.assign(card_.n_layer, 0);
-    flushed_ = PolicyStats{};
-  }
   const Model& model() const override { return *model_; }
-
-  void set_observer(Observer observer, std::vector<std::string> names) override {
-    const uint64_t mask = models::observer_mask(names);
-    observer_ = observer && mask ? std::move(observer) : Observer{};
-    wanted_ = observer_ ? mask : 0;
-  }
 
  private:
   struct Pending {
-    Key key;
-    int layer;
-    uint32_t pos0;
-    int64_t shape[3];
-    int n_dims;
+    Observation obs;  // data and key_pos set on delivery
     size_t count;
     size_t staging;  // index into staging_
     std::vector<int32_t> key_pos;
@@ -419,19 +315,12 @@ class CudaContext final : public Context {
     }
   }
 
-  bool wants(Key k) const { return (wanted_ >> k) & 1u; }
   // Queues the copy of a device tensor for the observer (delivered after the eval's sync).
-  void emit(Key k, int layer, const float* dev, int64_t d0, int64_t d1, int64_t d2 = 0,
-            const std::vector<int32_t>* key_pos = nullptr) {
+  void emit(Key k, int layer, const float* dev, int64_t d0, int64_t d1, int64_t d2,
+            const std::vector<int32_t>* key_pos) override {
     if (!wants(k)) return;
     Pending p;
-    p.key = k;
-    p.layer = layer;
-    p.pos0 = n_past_;
-    p.shape[0] = d0;
-    p.shape[1] = d1;
-    p.shape[2] = d2 > 0 ? d2 : 1;
-    p.n_dims = d2 > 0 ? 3 : 2;
+    p.obs = observation(k, layer, d0, d1, d2);
     p.count = static_cast<size_t>(d0 * d1 * (d2 > 0 ? d2 : 1));
     p.staging = pending_.size();
     if (key_pos) p.key_pos = *key_pos;
@@ -441,16 +330,10 @@ class CudaContext final : public Context {
     pending_.push_back(std::move(p));
   }
   void deliver_observations() {
-    for (const auto& p : pending_) {
-      Observation o;
-      o.name = models::observable_names()[p.key];
-      o.layer = p.layer;
-      o.pos0 = p.pos0;
-      for (int d = 0; d < 3; ++d) o.shape[d] = p.shape[d];
-      o.n_dims = p.n_dims;
-      o.data = {staging_[p.staging].get<float>(p.count), p.count};
-      if (!p.key_pos.empty()) o.key_pos = {p.key_pos.data(), p.key_pos.size()};
-      observer_(o);
+    for (auto& p : pending_) {
+      p.obs.data = {staging_[p.staging].get<float>(p.count), p.count};
+      if (!p.key_pos.empty()) p.obs.key_pos = {p.key_pos.data(), p.key_pos.size()};
+      observer_(p.obs);
     }
     pending_.clear();
   }
@@ -461,23 +344,10 @@ class CudaContext final : public Context {
     cuda::event_record(events_[ev_used_], stream_);
     return ev_used_++;
   }
-  class Clock {
-   public:
-    explicit Clock(CudaContext& c) : c_(c), on_(static_cast<bool>(c.timer_)) {
-      if (on_) ev_ = c_.record_event();
-    }
-    void lap(OpKind op, int layer, int64_t n) {
-      if (!on_) return;
-      const int e = c_.record_event();
-      c_.timings_.push_back({op, layer, c_.n_past_, n, ev_, e});
-      ev_ = e;
-    }
-
-   private:
-    CudaContext& c_;
-    bool on_;
-    int ev_ = 0;
-  };
+  int64_t clock_mark() override { return record_event(); }
+  void clock_report(OpKind op, int layer, int64_t n, int64_t a, int64_t b) override {
+    timings_.push_back({op, layer, n_past_, n, static_cast<int>(a), static_cast<int>(b)});
+  }
   void deliver_timings() {
     for (const auto& t : timings_) {
       const float ms = cuda::event_elapsed_ms(events_[t.ev_a], events_[t.ev_b]);
@@ -487,28 +357,8 @@ class CudaContext final : public Context {
     ev_used_ = 0;
   }
 
-  void flush_shared_stats() {
-    if (!shared_stats_) return;
-    PolicyStats d = stats_;
-    for (size_t i = 0; i < d.failovers.size() && i < flushed_.failovers.size(); ++i) {
-      d.failovers[i] -= flushed_.failovers[i];
-      d.overflows[i] -= flushed_.overflows[i];
-    }
-    d.routed -= flushed_.routed;
-    d.active -= flushed_.active;
-    d.evicted -= flushed_.evicted;
-    {
-      std::lock_guard<std::mutex> lock(shared_stats_mutex());
-      shared_stats_->merge(d);
-    }
-    flushed_ = stats_;
-  }
-  void check_cancel() {
-    if (cancel_.exchange(false)) throw Error(ErrorKind::Cancelled, "evaluation was cancelled");
-  }
-
   // y[n, n_out] = x[n, n_in] · W_eᵀ (expert e of a merged tensor; 0 for plain matrices).
-  void linear(const DWeight& w, int64_t e, const float* x, int64_t n, float* y, bool expert) {
+  void linear_e(const DWeight& w, int64_t e, const float* x, int64_t n, float* y, bool expert) {
     const uint8_t* base = w.data + static_cast<uint64_t>(e) * w.expert_stride;
     const cuda::ActMode m = act_mode(w, expert);
     if (n >= gemm_min_) {
@@ -528,33 +378,123 @@ class CudaContext final : public Context {
     cuda::prepare_act(w.type, m, x, w.n_in, n, w.n_in, a, stream_);
     cuda::matvec(w.type, m, base, w.row_bytes, 0, nullptr, w.n_in, w.n_out, a, 1, n, y, stream_);
   }
-  // As forward.cpp's precision_for: dense F16 / F32 products with n_in % 8 == 0 keep F32
-  // activations and sum in tinyBLAS's order (F32) / ggml_vec_dot_f32's (F16 decoded).
+  // The shared precision rule (models::exact_activations): F32 activations summed in
+  // tinyBLAS's order (F32) / ggml_vec_dot_f32's (F16 decoded), else ggml-compatible ones.
   static cuda::ActMode act_mode(const DWeight& w, bool expert) {
-    const bool tinyblas_type = w.type == WType::F16 || w.type == WType::F32;
-    return (tinyblas_type && !expert && w.n_in % 8 == 0) ? cuda::ActMode::Exact
-                                                         : cuda::ActMode::Ggml;
+    return models::exact_activations(static_cast<gguf::TensorType>(w.type), w.n_in, expert)
+               ? cuda::ActMode::Exact
+               : cuda::ActMode::Ggml;
   }
 
-  void attention_block(int il, int64_t n);
-  void ffn_block(int il, int64_t n);
-  void dense_ffn(const DWeight& gate, const DWeight& up, const DWeight& down, const float* x,
-                 int64_t n, float* out);
-  void moe_ffn(int il, int64_t n);
-  void evict_for(int64_t n);
+  // ---- The op set (models/forward.h) on the device. ----
+  const models::Weights& weights() const override { return model_->cpu()->weights(); }
+  float* buf(models::Slot slot, size_t count) override {
+    static constexpr const char* kWhat[] = {"hidden state",
+                                            "normed state",
+                                            "Q",
+                                            "K",
+                                            "V",
+                                            "attention output",
+                                            "attention projection",
+                                            "FFN output",
+                                            "shared expert",
+                                            "FFN gate",
+                                            "FFN up",
+                                            "router logits",
+                                            "router probabilities",
+                                            "expert weights",
+                                            "applied weights",
+                                            "logits"};
+    static_assert(std::size(kWhat) == static_cast<size_t>(models::Slot::Count));
+    const int i = static_cast<int>(slot);
+    return bufs_[i].get<float>(count, stream_, kWhat[i]);
+  }
+  int32_t* expert_ids(size_t count) override {
+    return moe_ids_.get<int32_t>(count, stream_, "expert ids");
+  }
+  void start_batch(std::span<const int32_t> tokens) override;
+  void embed(std::span<const int32_t> tokens, float* x) override {
+    const DWeight& te = model_->mat(weights().token_embd);
+    const int32_t* tok_d = tokens_d_.get<int32_t>(tokens.size(), stream_, "token ids");
+    cuda::dequantize_rows(te.type, te.data, te.row_bytes, card_.n_embd, tok_d,
+                          static_cast<int64_t>(tokens.size()), x, stream_);
+  }
+  void rms_norm(const float* x, const std::vector<float>& w, float* y, int64_t rows,
+                int64_t width) override {
+    cuda::rms_norm(x, model_->vec(w), y, rows, width, card_.rms_eps, stream_);
+  }
+  void linear(const models::Weight& w, const float* x, int64_t n, float* y) override {
+    linear_e(model_->mat(w), 0, x, n, y, false);
+  }
+  void add_bias(float* x, const std::vector<float>& b, int64_t n) override {
+    cuda::add_bias(x, model_->vec(b), n, static_cast<int64_t>(b.size()), stream_);
+  }
+  void rope(float* x, int64_t n, int n_head) override {
+    const int32_t* pos_d = pos_d_.get<int32_t>(n, stream_, "positions");
+    const int rope_type =
+        cfg_.rope.type == ops::RopeType::Neox ? ops::element::kRopeNeox : ops::element::kRopeNorm;
+    cuda::rope(x, n, n_head, static_cast<int>(card_.head_dim), pos_d, cfg_.rope.n_rot,
+               cfg_.rope.freq_base, cfg_.rope.freq_scale, rope_type, stream_);
+  }
+  void scale(float* x, float s, int64_t count) override { cuda::scale(x, s, count, stream_); }
+  void softcap(float* x, float cap, int64_t count) override {
+    cuda::softcap(x, cap, count, stream_);
+  }
+  void add(float* x, const float* y, int64_t count) override { cuda::add(x, y, count, stream_); }
+  void store_kv(int il, int64_t cell0, const float* k, const float* v, int64_t n) override {
+    const int64_t kw = static_cast<int64_t>(card_.n_head_kv) * card_.head_dim;
+    const int64_t vw = static_cast<int64_t>(card_.n_head_kv) * card_.head_dim_v;
+    cuda::kv_store(k_cache_[il], v_cache_[il], kv_f16_, cell0, k, v, n, kw, vw, stream_);
+  }
+  const float* attention(int il, const float* q, int64_t n, int64_t n_kv,
+                         const models::AttentionSetup& setup, float* out, bool want_probs) override;
+  void glu(float* gate, const float* up, int64_t n, int64_t ff) override {
+    cuda::glu(gate, up, n * ff, ff, cfg_.ffn_act == models::FfnAct::GeluGated, stream_);
+  }
+  void route_top_k(const float* logits, int64_t n, int nx, int k, float* probs, int32_t* ids,
+                   float* w, float* applied) override {
+    cuda::route_top_k(logits, n, nx, k, cfg_.moe_renormalise, probs, ids, w, applied, stream_,
+                      cfg_.moe_unit_weights);
+  }
+  void route_policy(int il, const float* logits, int64_t n, int nx, int k, float* probs,
+                    int32_t* ids, float* w, float* applied) override;
+  const float* ids_as_floats(const int32_t* ids, int64_t count) override {
+    float* f = obs_f_.get<float>(count, stream_, "expert ids as floats");
+    cuda::ids_to_float(ids, count, f, stream_);
+    return f;
+  }
+  void experts(const models::LayerWeights& L, const float* x, const int32_t* ids,
+               const float* applied, int64_t n, int k, float* out) override;
+  void shexp_gate(float* y, const std::vector<float>& gate, const float* x, int64_t n) override {
+    cuda::shexp_gate(y, model_->vec(gate), x, n, card_.n_embd, stream_);
+  }
+  void finish_batch(const float* logits, int64_t count) override {
+    float* lh = logits_h_.get<float>(count);
+    cuda::d2h(lh, logits, count * sizeof(float), stream_);
+    cuda::stream_sync(stream_, "eval");
+    logits_.assign(lh, lh + count);
+  }
+  void deliver() override {
+    if (observer_) deliver_observations();
+    if (timer_) deliver_timings();
+  }
+  // Eviction's compaction, in pieces that never overlap their destination.
+  void move_cells(size_t dst, size_t src, size_t count) override {
+    while (count > 0) {
+      const size_t piece = std::min(count, src - dst);
+      for (uint32_t il = 0; il < card_.n_layer; ++il) {
+        cuda::d2d(k_cache_[il] + dst * k_row_, k_cache_[il] + src * k_row_, piece * k_row_,
+                  stream_);
+        cuda::d2d(v_cache_[il] + dst * v_row_, v_cache_[il] + src * v_row_, piece * v_row_,
+                  stream_);
+      }
+      dst += piece;
+      src += piece;
+      count -= piece;
+    }
+  }
 
   std::shared_ptr<const CudaModel> model_;
-  const ModelCard& card_;
-  const models::ArchConfig& cfg_;
-  uint32_t n_ctx_;
-  bool kv_f16_;
-  RoutingPolicy routing_;
-  AttentionPolicy attention_policy_;
-  std::optional<policies::Router> router_;
-  bool evicting_ = false;
-  std::vector<int32_t> cell_pos_;
-  PolicyStats stats_, flushed_;
-  std::shared_ptr<PolicyStats> shared_stats_;
   int64_t gemm_min_;
 
   cuda::Stream stream_ = nullptr;
@@ -562,11 +502,6 @@ class CudaContext final : public Context {
   uint8_t* kv_ = nullptr;
   size_t k_row_ = 0, v_row_ = 0;  // bytes per cache cell
   std::vector<uint8_t*> k_cache_, v_cache_;
-  uint32_t n_past_ = 0;
-  std::atomic<bool> cancel_{false};
-  Observer observer_;
-  uint64_t wanted_ = 0;
-  OpTimer timer_;
   std::vector<Pending> pending_;
   std::vector<PinnedBuf> staging_;
   std::vector<cuda::Event> events_;
@@ -574,36 +509,18 @@ class CudaContext final : public Context {
   std::vector<Timing> timings_;
 
   // Device scratch.
-  DBuf tokens_d_, pos_d_, x_, cur_, q_, k_, v_, kqv_, attn_, scores_, mask_d_, key_d_, ffn_out_,
-      tmp_, h_gate_, h_up_, moe_logits_, moe_probs_, moe_w_, moe_applied_, moe_ids_, moe_res_,
-      moe_x_, moe_y_, rows_d_, obs_f_, act_, act_f_, deq_, logits_d_;
+  std::array<DBuf, static_cast<size_t>(models::Slot::Count)> bufs_;
+  DBuf tokens_d_, pos_d_, scores_, mask_d_, key_d_, moe_ids_, moe_res_, moe_x_, moe_y_, rows_d_,
+      obs_f_, act_, act_f_, deq_;
   // Host copies.
-  std::vector<int32_t> pos_, key_pos_, moe_ids_h_, rows_h_;
+  std::vector<int32_t> moe_ids_h_, rows_h_;
   std::vector<float> moe_logits_h_, moe_probs_h_, moe_w_h_, moe_applied_h_;
   std::vector<uint8_t> mask_h_;
   PinnedBuf logits_h_;
-  std::vector<float> logits_;
-  int64_t n_logits_ = 0, n_batch_ = 0;
-  bool logits_all_ = false;
 };
 
-void CudaContext::eval(std::span<const int32_t> tokens, bool all_logits) {
+void CudaContext::start_batch(std::span<const int32_t> tokens) {
   const int64_t n = static_cast<int64_t>(tokens.size());
-  if (n == 0) throw Error(ErrorKind::BadInput, "eval needs at least one token");
-  for (int64_t t = 0; t < n; ++t)
-    if (tokens[t] < 0 || static_cast<uint32_t>(tokens[t]) >= card_.n_vocab)
-      throw Error(ErrorKind::BadInput, "token id " + std::to_string(tokens[t]) + " (batch index " +
-                                           std::to_string(t) + ") is outside the vocabulary (0.." +
-                                           std::to_string(card_.n_vocab - 1) + ")");
-  if (evicting_) {
-    if (static_cast<uint64_t>(n_past_) + static_cast<uint64_t>(n) > INT32_MAX)
-      throw Error(ErrorKind::BadInput, "positions past INT32_MAX");
-    evict_for(n);
-  } else if (static_cast<uint64_t>(n_past_) + static_cast<uint64_t>(n) > n_ctx_)
-    throw Error(ErrorKind::BadInput,
-                "the batch of " + std::to_string(n) + " tokens does not fit in the KV cache (" +
-                    std::to_string(n_past_) + " of " + std::to_string(n_ctx_) + " positions used)");
-  check_cancel();
   cuda::use_device();
   // An earlier eval that threw (cancelled) may have left work queued: let it finish before its
   // staging buffers are reused.
@@ -611,133 +528,31 @@ void CudaContext::eval(std::span<const int32_t> tokens, bool all_logits) {
   pending_.clear();
   timings_.clear();
   ev_used_ = 0;
-  Clock clock(*this);
-  const int64_t E = card_.n_embd;
-  pos_.resize(n);
-  for (int64_t t = 0; t < n; ++t) pos_[t] = static_cast<int32_t>(n_past_ + t);
   int32_t* tok_d = tokens_d_.get<int32_t>(n, stream_, "token ids");
   int32_t* pos_d = pos_d_.get<int32_t>(n, stream_, "positions");
   cuda::h2d(tok_d, tokens.data(), n * sizeof(int32_t), stream_);
   cuda::h2d(pos_d, pos_.data(), n * sizeof(int32_t), stream_);
-
-  const DWeight& te = model_->token_embd();
-  float* x = x_.get<float>(n * E, stream_, "hidden state");
-  cuda::dequantize_rows(te.type, te.data, te.row_bytes, E, tok_d, n, x, stream_);
-  if (cfg_.embd_scale > 0) cuda::scale(x, cfg_.embd_scale, n * E, stream_);
-  emit(kInpEmbd, -1, x, n, E);
-  clock.lap(OpKind::Embed, -1, n);
-
-  for (uint32_t il = 0; il < card_.n_layer; ++il) {
-    check_cancel();
-    attention_block(static_cast<int>(il), n);
-    ffn_block(static_cast<int>(il), n);
-  }
-  Clock head_clock(*this);
-  const int64_t n_out = all_logits ? n : 1;
-  const int64_t V = card_.n_vocab;
-  x = x_.get<float>(n * E, stream_, "hidden state");
-  float* cur = cur_.get<float>(n_out * E, stream_, "normed state");
-  cuda::rms_norm(x + (n - n_out) * E, model_->output_norm(), cur, n_out, E, card_.rms_eps, stream_);
-  emit(kResultNorm, -1, cur, n_out, E);
-  float* lg = logits_d_.get<float>(n_out * V, stream_, "logits");
-  linear(model_->output(), 0, cur, n_out, lg, false);
-  if (cfg_.final_softcap > 0) cuda::softcap(lg, cfg_.final_softcap, n_out * V, stream_);
-  emit(kResultOutput, -1, lg, n_out, V);
-  head_clock.lap(OpKind::Head, -1, n);
-  float* lh = logits_h_.get<float>(n_out * V);
-  cuda::d2h(lh, lg, n_out * V * sizeof(float), stream_);
-  cuda::stream_sync(stream_, "eval");
-
-  logits_.assign(lh, lh + n_out * V);
-  models::check_finite_logits(logits_.data(), n_out, V, n_past_, n, model_->file());
-  if (observer_) deliver_observations();
-  if (timer_) deliver_timings();
-  if (evicting_)
-    for (int64_t t = 0; t < n; ++t) cell_pos_.push_back(pos_[t]);
-  n_past_ += static_cast<uint32_t>(n);
-  n_logits_ = n_out;
-  n_batch_ = n;
-  logits_all_ = all_logits;
 }
 
-void CudaContext::attention_block(int il, int64_t n) {
-  const DLayer& L = model_->layer(il);
-  const int64_t E = card_.n_embd;
-  const int n_head = static_cast<int>(card_.n_head), n_head_kv = static_cast<int>(card_.n_head_kv);
-  const int hd = static_cast<int>(card_.head_dim), hdv = static_cast<int>(card_.head_dim_v);
-  const int64_t qw = static_cast<int64_t>(n_head) * hd, kw = static_cast<int64_t>(n_head_kv) * hd;
-  const int64_t vw = static_cast<int64_t>(n_head_kv) * hdv, ow = static_cast<int64_t>(n_head) * hdv;
-  const float eps = card_.rms_eps;
+const float* CudaContext::attention(int il, const float* q, int64_t n, int64_t n_kv,
+                                    const models::AttentionSetup& setup, float* out,
+                                    bool want_probs) {
   cuda::Stream s = stream_;
-  Clock clock(*this);
-
-  float* x = x_.get<float>(n * E, s, "hidden state");
-  float* cur = cur_.get<float>(n * E, s, "normed state");
-  cuda::rms_norm(x, L.attn_norm, cur, n, E, eps, s);
-  emit(kAttnNorm, il, cur, n, E);
-
-  float* q = q_.get<float>(n * qw, s, "Q");
-  float* k = k_.get<float>(n * kw, s, "K");
-  float* v = v_.get<float>(n * vw, s, "V");
-  linear(L.wq, 0, cur, n, q, false);
-  linear(L.wk, 0, cur, n, k, false);
-  linear(L.wv, 0, cur, n, v, false);
-  if (L.bq) cuda::add_bias(q, L.bq, n, qw, s);
-  if (L.bk) cuda::add_bias(k, L.bk, n, kw, s);
-  if (L.bv) cuda::add_bias(v, L.bv, n, vw, s);
-  if (cfg_.qk_norm == models::QkNorm::FullWidth) {
-    cuda::rms_norm(q, L.q_norm, q, n, qw, eps, s);
-    cuda::rms_norm(k, L.k_norm, k, n, kw, eps, s);
-  } else if (cfg_.qk_norm == models::QkNorm::PerHead) {
-    cuda::rms_norm(q, L.q_norm, q, n * n_head, hd, eps, s);
-    cuda::rms_norm(k, L.k_norm, k, n * n_head_kv, hd, eps, s);
-  }
-  const int32_t* pos_d = pos_d_.get<int32_t>(n, s, "positions");
-  const int rope_type =
-      cfg_.rope.type == ops::RopeType::Neox ? ops::element::kRopeNeox : ops::element::kRopeNorm;
-  cuda::rope(q, n, n_head, hd, pos_d, cfg_.rope.n_rot, cfg_.rope.freq_base, cfg_.rope.freq_scale,
-             rope_type, s);
-  cuda::rope(k, n, n_head_kv, hd, pos_d, cfg_.rope.n_rot, cfg_.rope.freq_base, cfg_.rope.freq_scale,
-             rope_type, s);
-  emit(kQcur, il, q, n, qw);
-  emit(kKcur, il, k, n, kw);
-  emit(kVcur, il, v, n, vw);
-
-  const int64_t cell0 = evicting_ ? static_cast<int64_t>(cell_pos_.size()) : n_past_;
-  cuda::kv_store(k_cache_[il], v_cache_[il], kv_f16_, cell0, k, v, n, kw, vw, s);
-
-  cuda::AttnArgs a;
-  a.n_head = n_head;
-  a.n_head_kv = n_head_kv;
-  a.head_dim = hd;
-  a.head_dim_v = hdv;
-  a.scale = cfg_.attn_scale > 0 ? cfg_.attn_scale : 1.0f / std::sqrt(static_cast<float>(hd));
-  if (scale_q_of(cfg_)) {  // Q scaled (one rounding per element), then K·Q unscaled
-    cuda::scale(q, a.scale, n * qw, s);
-    a.scale = 1.0f;
-  }
-  a.softcap = cfg_.attn_softcap;
-  a.window = (cfg_.swa_period > 0 && il % static_cast<int>(cfg_.swa_period) == 0)
-                 ? cfg_.sliding_window
-                 : 0;
-  if (attention_policy_.rule == AttentionRule::Window)
-    a.window =
-        a.window > 0 ? std::min(a.window, attention_policy_.window) : attention_policy_.window;
-  a.pos = pos_d;
+  const ops::AttentionParams& p = setup.params;
+  const int n_head = p.n_head;
+  cuda::AttnArgs a{p.n_head, p.n_head_kv, p.head_dim, p.head_dim_v, p.scale, p.softcap, p.window};
+  a.pos = pos_d_.get<int32_t>(n, s, "positions");
   a.k = k_cache_[il];
   a.v = v_cache_[il];
   a.f16 = kv_f16_;
-  const int64_t n_kv = cell0 + n;
   if (evicting_) {
-    key_pos_.assign(cell_pos_.begin(), cell_pos_.end());
-    for (int64_t t = 0; t < n; ++t) key_pos_.push_back(pos_[t]);
-    // The cells' positions order the attention's sums as the CPU's evicting kernel orders them.
+    // The cells' positions (key_pos_) order the attention's sums as the CPU's evicting kernel
+    // orders them.
     int32_t* kd = key_d_.get<int32_t>(key_pos_.size(), s, "attention key positions");
     cuda::h2d(kd, key_pos_.data(), key_pos_.size() * sizeof(int32_t), s);
     a.key = kd;
   }
-  if (attention_policy_.rule != AttentionRule::Full &&
-      attention_policy_.rule != AttentionRule::Window) {
+  if (policy_masked()) {
     // Policy masks (local-global, evict) are decided on the host by the policy itself, exactly
     // as policies::masked_attention decides them, and uploaded as a byte mask.
     mask_h_.resize(static_cast<size_t>(n * n_kv));
@@ -749,8 +564,6 @@ void CudaContext::attention_block(int il, int64_t n) {
     cuda::h2d(md, mask_h_.data(), mask_h_.size(), s);
     a.mask = md;
   }
-  float* kqv = kqv_.get<float>(n * ow, s, "attention output");
-  const bool want_probs = wants(kKqSoftMax);
   int64_t chunk = n;
   if (!want_probs) {
     const int64_t per_token = static_cast<int64_t>(n_head) * n_kv;
@@ -759,83 +572,42 @@ void CudaContext::attention_block(int il, int64_t n) {
   float* scores =
       scores_.get<float>(static_cast<size_t>(n_head) * chunk * n_kv, s, "attention scores");
   for (int64_t t0 = 0; t0 < n; t0 += chunk)
-    cuda::attention(a, q, n, t0, std::min(chunk, n - t0), n_kv, kqv, scores, s);
-  if (want_probs) emit(kKqSoftMax, il, scores, n_head, n, n_kv, evicting_ ? &key_pos_ : nullptr);
-  emit(kKqvOut, il, kqv, n, ow);
-
-  float* attn = attn_.get<float>(n * E, s, "attention projection");
-  linear(L.wo, 0, kqv, n, attn, false);
-  if (L.post_attn_norm) cuda::rms_norm(attn, L.post_attn_norm, attn, n, E, eps, s);
-  emit(kAttnOut, il, attn, n, E);
-  cuda::add(x, attn, n * E, s);
-  emit(kFfnInp, il, x, n, E);
-  clock.lap(OpKind::Attention, il, n);
+    cuda::attention(a, q, n, t0, std::min(chunk, n - t0), n_kv, out, scores, s);
+  return want_probs ? scores : nullptr;
 }
 
-void CudaContext::dense_ffn(const DWeight& gate, const DWeight& up, const DWeight& down,
-                            const float* x, int64_t n, float* out) {
-  const int64_t ff = gate.n_out;
-  float* hg = h_gate_.get<float>(n * ff, stream_, "FFN gate");
-  float* hu = h_up_.get<float>(n * ff, stream_, "FFN up");
-  linear(gate, 0, x, n, hg, false);
-  linear(up, 0, x, n, hu, false);
-  cuda::glu(hg, hu, n * ff, ff, cfg_.ffn_act == models::FfnAct::GeluGated, stream_);
-  linear(down, 0, hg, n, out, false);
-}
-
-void CudaContext::moe_ffn(int il, int64_t n) {
-  const DLayer& L = model_->layer(il);
-  const int64_t E = card_.n_embd;
-  const int nx = static_cast<int>(card_.expert_count),
-            k = router_ ? router_->max_k() : static_cast<int>(card_.expert_used_count);
+void CudaContext::route_policy(int il, const float* logits, int64_t n, int nx, int k, float* probs,
+                               int32_t* ids, float* w, float* applied) {
   cuda::Stream s = stream_;
-  Clock clock(*this);
-  const float* cur = cur_.get<float>(n * E, s, "normed state");
-  float* logits = moe_logits_.get<float>(n * nx, s, "router logits");
-  float* probs = moe_probs_.get<float>(n * nx, s, "router probabilities");
-  int32_t* ids = moe_ids_.get<int32_t>(n * k, s, "expert ids");
-  float* wts = moe_w_.get<float>(n * k, s, "expert weights");
-  float* applied = moe_applied_.get<float>(n * k, s, "applied weights");
-  linear(L.gate_inp, 0, cur, n, logits, false);
-  if (router_) {
-    moe_logits_h_.resize(n * nx);
-    moe_probs_h_.resize(n * nx);
-    moe_ids_h_.resize(n * k);
-    moe_w_h_.resize(n * k);
-    moe_applied_h_.resize(n * k);
-    cuda::d2h(moe_logits_h_.data(), logits, n * nx * sizeof(float), s);
-    cuda::stream_sync(s, "router logits");
-    router_->route(il, n, moe_logits_h_.data(), moe_probs_h_.data(), moe_ids_h_.data(),
-                   moe_w_h_.data(), moe_applied_h_.data(), stats_);
-    cuda::h2d(probs, moe_probs_h_.data(), n * nx * sizeof(float), s);
-    cuda::h2d(ids, moe_ids_h_.data(), n * k * sizeof(int32_t), s);
-    cuda::h2d(wts, moe_w_h_.data(), n * k * sizeof(float), s);
-    cuda::h2d(applied, moe_applied_h_.data(), n * k * sizeof(float), s);
-  } else {
-    cuda::route_top_k(logits, n, nx, k, cfg_.moe_renormalise, probs, ids, wts, applied, s,
-                      cfg_.moe_unit_weights);
-    stats_.routed += static_cast<uint64_t>(n);
-    stats_.active += static_cast<uint64_t>(n * k);
-  }
-  clock.lap(OpKind::Router, il, n);
-  emit(kMoeLogits, il, logits, n, nx);
-  emit(kMoeProbs, il, probs, n, nx);
-  if (wants(kMoeTopk)) {
-    float* f = obs_f_.get<float>(n * k, s, "expert ids as floats");
-    cuda::ids_to_float(ids, n * k, f, s);
-    emit(kMoeTopk, il, f, n, k);
-  }
-  emit(kMoeWeights, il, wts, n, k);
-  if (cfg_.moe_renormalise || cfg_.moe_unit_weights) emit(kMoeWeightsNorm, il, applied, n, k);
+  moe_logits_h_.resize(n * nx);
+  moe_probs_h_.resize(n * nx);
+  moe_ids_h_.resize(n * k);
+  moe_w_h_.resize(n * k);
+  moe_applied_h_.resize(n * k);
+  cuda::d2h(moe_logits_h_.data(), logits, n * nx * sizeof(float), s);
+  cuda::stream_sync(s, "router logits");
+  router_->route(il, n, moe_logits_h_.data(), moe_probs_h_.data(), moe_ids_h_.data(),
+                 moe_w_h_.data(), moe_applied_h_.data(), stats_);
+  cuda::h2d(probs, moe_probs_h_.data(), n * nx * sizeof(float), s);
+  cuda::h2d(ids, moe_ids_h_.data(), n * k * sizeof(int32_t), s);
+  cuda::h2d(w, moe_w_h_.data(), n * k * sizeof(float), s);
+  cuda::h2d(applied, moe_applied_h_.data(), n * k * sizeof(float), s);
+}
 
-  const int64_t ff = L.gate_exps.n_out;
+void CudaContext::experts(const models::LayerWeights& HL, const float* cur, const int32_t* ids,
+                          const float* applied, int64_t n, int k, float* out) {
+  const DWeight &gate_exps = model_->mat(HL.gate_exps), &up_exps = model_->mat(HL.up_exps),
+                &down_exps = model_->mat(HL.down_exps);
+  const int64_t E = card_.n_embd;
+  const int nx = static_cast<int>(card_.expert_count);
+  cuda::Stream s = stream_;
+  const int64_t ff = gate_exps.n_out;
   const int64_t slots = n * k;
   float* res = moe_res_.get<float>(slots * E, s, "expert outputs");
-  const bool gelu = cfg_.ffn_act == models::FfnAct::GeluGated;
   if (n <= kSlotPathMaxTokens) {
     // Every (token, slot) against its expert's rows, ids read on the device.
-    float* hg = h_gate_.get<float>(slots * ff, s, "expert gate");
-    float* hu = h_up_.get<float>(slots * ff, s, "expert up");
+    float* hg = buf(models::Slot::HGate, slots * ff);
+    float* hu = buf(models::Slot::HUp, slots * ff);
     auto slot_product = [&](const DWeight& w, const float* xin, int64_t n_x, int x_div, float* y) {
       const cuda::ActMode m = cuda::ActMode::Ggml;  // expert products: ggml-compatible
       void* act = act_.get<uint8_t>(cuda::act_row_bytes(w.type, m, w.n_in) * n_x, s, "activations");
@@ -843,10 +615,10 @@ void CudaContext::moe_ffn(int il, int64_t n) {
       cuda::matvec(w.type, m, w.data, w.row_bytes, w.expert_stride, ids, w.n_in, w.n_out, act,
                    x_div, slots, y, s);
     };
-    slot_product(L.gate_exps, cur, n, k, hg);
-    slot_product(L.up_exps, cur, n, k, hu);
-    cuda::glu(hg, hu, slots * ff, ff, gelu, s);
-    slot_product(L.down_exps, hg, slots, 1, res);
+    slot_product(gate_exps, cur, n, k, hg);
+    slot_product(up_exps, cur, n, k, hu);
+    glu(hg, hu, slots, ff);
+    slot_product(down_exps, hg, slots, 1, res);
   } else {
     // Group the (token, slot) pairs per expert on the host; one product per expert with tokens.
     moe_ids_h_.resize(slots);
@@ -869,103 +641,21 @@ void CudaContext::moe_ffn(int il, int64_t n) {
     cuda::h2d(rows, rows_h_.data(), rows_h_.size() * sizeof(int32_t), s);
     float* mx = moe_x_.get<float>(max_m * E, s, "expert inputs");
     float* my = moe_y_.get<float>(max_m * E, s, "expert results");
-    float* hg = h_gate_.get<float>(max_m * ff, s, "expert gate");
-    float* hu = h_up_.get<float>(max_m * ff, s, "expert up");
+    float* hg = buf(models::Slot::HGate, max_m * ff);
+    float* hu = buf(models::Slot::HUp, max_m * ff);
     for (int e = 0; e < nx; ++e) {
       const int64_t m = offset[e + 1] - offset[e];
       if (m == 0) continue;  // no tokens: skipped
       const int32_t* r = rows + offset[e];
       cuda::gather_rows(cur, r, k, m, E, mx, s);
-      linear(L.gate_exps, e, mx, m, hg, true);
-      linear(L.up_exps, e, mx, m, hu, true);
-      cuda::glu(hg, hu, m * ff, ff, gelu, s);
-      linear(L.down_exps, e, hg, m, my, true);
+      linear_e(gate_exps, e, mx, m, hg, true);
+      linear_e(up_exps, e, mx, m, hu, true);
+      glu(hg, hu, m, ff);
+      linear_e(down_exps, e, hg, m, my, true);
       cuda::scatter_rows(my, r, m, E, res, s);
     }
   }
-  float* out = ffn_out_.get<float>(n * E, s, "FFN output");
   cuda::moe_weighted_sum(res, ids, applied, n, k, E, out, s);
-  emit(kMoeOut, il, out, n, E);
-
-  if (cfg_.shared_expert && L.gate_shexp) {
-    float* t = tmp_.get<float>(n * E, s, "shared expert");
-    dense_ffn(L.gate_shexp, L.up_shexp, L.down_shexp, cur, n, t);
-    if (L.gate_inp_shexp) cuda::shexp_gate(t, L.gate_inp_shexp, cur, n, E, s);
-    emit(kShexp, il, t, n, E);
-    cuda::add(out, t, n * E, s);
-  }
-  clock.lap(OpKind::Experts, il, n);
-}
-
-void CudaContext::ffn_block(int il, int64_t n) {
-  const DLayer& L = model_->layer(il);
-  const int64_t E = card_.n_embd;
-  cuda::Stream s = stream_;
-  Clock clock(*this);
-  float* x = x_.get<float>(n * E, s, "hidden state");
-  float* cur = cur_.get<float>(n * E, s, "normed state");
-  cuda::rms_norm(x, L.ffn_norm, cur, n, E, card_.rms_eps, s);
-  emit(kFfnNorm, il, cur, n, E);
-  float* out;
-  if (card_.expert_count > 0) {
-    moe_ffn(il, n);  // times itself (router, experts)
-    out = ffn_out_.get<float>(n * E, s, "FFN output");
-  } else {
-    out = ffn_out_.get<float>(n * E, s, "FFN output");
-    dense_ffn(L.ffn_gate, L.ffn_up, L.ffn_down, cur, n, out);
-    clock.lap(OpKind::Ffn, il, n);
-  }
-  if (L.post_ffw_norm) cuda::rms_norm(out, L.post_ffw_norm, out, n, E, card_.rms_eps, s);
-  emit(kFfnOut, il, out, n, E);
-  cuda::add(x, out, n * E, s);
-  emit(kLayerOut, il, x, n, E);
-}
-
-// StreamingLLM eviction as in the CPU context; cells are moved on the device in runs that
-// never overlap their destination.
-void CudaContext::evict_for(int64_t n) {
-  if (cell_pos_.size() + static_cast<size_t>(n) <= n_ctx_) return;
-  const int64_t S = attention_policy_.sinks, W = attention_policy_.window;
-  size_t kept = 0;
-  auto move = [&](size_t dst, size_t src, size_t count) {
-    while (count > 0) {
-      const size_t piece = std::min(count, src - dst);
-      for (uint32_t il = 0; il < card_.n_layer; ++il) {
-        cuda::d2d(k_cache_[il] + dst * k_row_, k_cache_[il] + src * k_row_, piece * k_row_,
-                  stream_);
-        cuda::d2d(v_cache_[il] + dst * v_row_, v_cache_[il] + src * v_row_, piece * v_row_,
-                  stream_);
-      }
-      dst += piece;
-      src += piece;
-      count -= piece;
-    }
-  };
-  size_t run_src = 0, run_dst = 0, run_len = 0;
-  for (size_t i = 0; i < cell_pos_.size(); ++i) {
-    const int64_t p = cell_pos_[i];
-    if (!(p < S || static_cast<int64_t>(n_past_) - p < W)) continue;
-    if (kept != i) {
-      if (run_len > 0 && run_src + run_len == i && run_dst + run_len == kept) {
-        ++run_len;
-      } else {
-        if (run_len > 0) move(run_dst, run_src, run_len);
-        run_src = i;
-        run_dst = kept;
-        run_len = 1;
-      }
-    }
-    cell_pos_[kept++] = static_cast<int32_t>(p);
-  }
-  if (run_len > 0) move(run_dst, run_src, run_len);
-  stats_.evicted += cell_pos_.size() - kept;
-  cell_pos_.resize(kept);
-  if (kept + static_cast<size_t>(n) > n_ctx_)
-    throw Error(ErrorKind::BadInput,
-                "the batch of " + std::to_string(n) + " tokens does not fit in the KV cache (" +
-                    std::to_string(kept) + " of " + std::to_string(n_ctx_) +
-                    " cells kept after eviction)",
-                {.subject = "attention policy '" + attention_policy_.describe() + "'"});
 }
 
 }  // namespace

@@ -80,6 +80,23 @@ class TestCudaElement : public QObject {
     QVERIFY(!el::key_visible(3, 4, 0));  // causal
   }
 
+  // Backend names are parsed in one place (parse_backend): the three names round-trip, anything
+  // else is refused naming the input and the choices.
+  void backend_names_parse_once() {
+    QCOMPARE(backend_names(), (std::vector<std::string>{"cpu", "cuda", "auto"}));
+    for (const auto& n : backend_names()) QCOMPARE(backend_name(parse_backend(n)), n);
+    QCOMPARE(parse_backend("cuda"), Backend::Cuda);
+    try {
+      parse_backend("CPU");
+      QFAIL("parse_backend accepted 'CPU'");
+    } catch (const Error& e) {
+      QCOMPARE(e.kind(), ErrorKind::BadInput);
+      QCOMPARE(std::string(e.detail()),
+               std::string("unknown backend 'CPU' (expected cpu, cuda or auto)"));
+    }
+    QCOMPARE(resolve_backend(Backend::Cpu), Backend::Cpu);
+  }
+
   // Backend selection without a device: "auto" falls back to the CPU, "cuda" is refused for a
   // CPU model at context creation, unknown names are refused with the list.
   void backend_selection_without_device() {

@@ -1,10 +1,24 @@
 // Which compute backends this build has and which of them can run on this machine.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace moelab {
+
+/// A compute backend as a user names it (--backend, LoadOptions::backend,
+/// ContextParams::backend): the CPU, CUDA, or auto (the fastest available).
+enum class Backend : uint8_t { Cpu, Cuda, Auto };
+
+/// "cpu", "cuda", "auto".
+const char* backend_name(Backend b);
+/// The names parse_backend accepts: cpu, cuda, auto (for option checks and help texts).
+const std::vector<std::string>& backend_names();
+/// Parses a backend name. Throws moelab::Error (BadInput): "unknown backend 'NAME' (expected
+/// cpu, cuda or auto)".
+Backend parse_backend(std::string_view name);
 
 struct BackendStatus {
   std::string name;        // "cpu", "cuda"
@@ -18,8 +32,11 @@ struct BackendStatus {
 /// Probes every backend (cheap; the CUDA probe runs once per process and is cached).
 std::vector<BackendStatus> probe_backends();
 
-/// The backend a run gets when the user asks for `requested` ("auto", "cpu", "cuda"): falls
-/// back to "cpu" when CUDA is unavailable and logs one line saying why.
+/// The backend a run gets when the user asks for `requested`: Cpu or Cuda; falls back to Cpu
+/// when CUDA is unavailable and logs one line saying why (auto never picks the emulator).
+Backend resolve_backend(Backend requested);
+/// resolve_backend on a name ("auto", "cpu", "cuda"), as "cpu" / "cuda"; an unknown name
+/// resolves to "cpu" (callers validate names with parse_backend first).
 std::string resolve_backend(const std::string& requested);
 
 }  // namespace moelab

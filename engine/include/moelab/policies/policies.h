@@ -1,8 +1,9 @@
 // Routing and attention policies: rules that replace the model's own MoE routing or attention
 // mask, so a researcher can trade quality against cost. A policy is a value (parsed from and
 // printed as a spec string, so every run records exactly what it used) carried in
-// ContextParams; the forward pass (engine/models/forward.cpp) asks the policy at its two
-// decision points: which experts each token goes to, and which keys each query may see.
+// ContextParams; the forward pass (engine/models/forward.cpp, written once for every backend) asks
+// the policy at its two decision points: which experts each token goes to, and which keys each
+// query may see.
 //
 // Routing specs (one base rule, optionally followed by constraints joined with '+', e.g.
 // "top-p:0.9,1,4+fail:3"):
