@@ -304,7 +304,8 @@ json usage_json(const GenerateResult& r) {
 json final_choice(const Job& job, const Outcome& out) {
   json c = {{"index", 0}, {"finish_reason", finish_reason(out.r.stop_reason)}};
   if (!out.routing.empty())
-    add_routed(c, job.req, routed_of(out.routing, static_cast<int64_t>(out.r.prompt_tokens.size())));
+    add_routed(c, job.req,
+               routed_of(out.routing, static_cast<int64_t>(out.r.prompt_tokens.size())));
   return c;
 }
 
@@ -318,8 +319,7 @@ json envelope(const Server& s, const Job& job, bool chunk, uint64_t seed) {
           {"seed", seed}};
 }
 
-void handle_completion(Server& s, const httplib::Request& hreq, httplib::Response& res,
-                       bool chat) {
+void handle_completion(Server& s, const httplib::Request& hreq, httplib::Response& res, bool chat) {
   if (!s.o.api_key.empty() && hreq.get_header_value("Authorization") != "Bearer " + s.o.api_key)
     return send_error(res, {401, "missing or wrong API key (Authorization: Bearer <key>)", ""});
   auto parsed = remote::parse_completion_request(hreq.body, chat, s.limits);
@@ -363,8 +363,7 @@ void handle_completion(Server& s, const httplib::Request& hreq, httplib::Respons
   }
 
   res.set_chunked_content_provider(
-      "text/event-stream",
-      [&s, job, ticket, seed, chat](size_t, httplib::DataSink& sink) {
+      "text/event-stream", [&s, job, ticket, seed, chat](size_t, httplib::DataSink& sink) {
         const auto send = [&sink](const json& j) {
           const std::string line =
               "data: " + j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
@@ -503,8 +502,9 @@ int serve_cmd(const ServeOptions& o, Io io) {
   else if (!svr.bind_to_port(o.host, port))
     port = -1;
   if (port < 0)
-    throw Error(ErrorKind::Io, "cannot listen on " + o.host + ":" + std::to_string(o.port) +
-                                   " (address in use, or not an address of this machine)",
+    throw Error(ErrorKind::Io,
+                "cannot listen on " + o.host + ":" + std::to_string(o.port) +
+                    " (address in use, or not an address of this machine)",
                 {.subject = "serve"});
   if (!o.port_file.empty()) write_file_atomic(o.port_file, std::to_string(port) + "\n");
   io.err << "moelab serve: '" << s.id << "' on http://" << o.host << ":" << port

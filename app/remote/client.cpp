@@ -68,7 +68,9 @@ json request_body(const RemoteRequest& r) {
 namespace {
 using Clock = std::chrono::steady_clock;
 
-std::string where_of(size_t event) { return "stream event " + std::to_string(event); }
+std::string where_of(size_t event) {
+  return "stream event " + std::to_string(event);
+}
 
 // One parsed JSON object of the response (an SSE event, or the whole non-streamed body).
 // Returns an error text, empty when fine.
@@ -156,8 +158,10 @@ std::string http_error_text(httplib::Error e, const std::string& origin, double 
     case httplib::Error::Connection:
       return "cannot connect to " + origin + " (refused, unreachable or timed out)";
     case httplib::Error::Read:
-      return "reading the response from " + origin + " failed (the connection closed, or no "
-             "data for " + std::to_string(static_cast<int>(read_timeout)) + " s)";
+      return "reading the response from " + origin +
+             " failed (the connection closed, or no "
+             "data for " +
+             std::to_string(static_cast<int>(read_timeout)) + " s)";
     case httplib::Error::Write:
       return "sending the request to " + origin + " failed";
     case httplib::Error::ConnectionTimeout:
@@ -233,8 +237,7 @@ RemoteResult stream_completion(const Endpoint& ep, const RemoteRequest& req,
       }
       const json j = json::parse(ev, nullptr, false);
       if (j.is_discarded()) {
-        stream_error = "malformed JSON in " + where_of(events) + ": " +
-                       ev.substr(0, 120);
+        stream_error = "malformed JSON in " + where_of(events) + ": " + ev.substr(0, 120);
         return false;
       }
       stream_error = take_object(j, r, now_ms(), where_of(events), on_chunk);
@@ -294,9 +297,8 @@ json list_models(const Endpoint& ep) {
   auto res = cli.Get(url.prefix + "/v1/models", h);
   if (!res) throw Error(ErrorKind::Io, http_error_text(res.error(), url.origin, ep.read_timeout_s));
   if (res->status != 200)
-    throw Error(ErrorKind::BadInput, "GET /v1/models answered HTTP " +
-                                         std::to_string(res->status) + ": " +
-                                         res->body.substr(0, 200));
+    throw Error(ErrorKind::BadInput, "GET /v1/models answered HTTP " + std::to_string(res->status) +
+                                         ": " + res->body.substr(0, 200));
   if (res->body.size() > ep.max_response_bytes)
     throw Error(ErrorKind::BadInput, "GET /v1/models answered more than " +
                                          std::to_string(ep.max_response_bytes) + " bytes");

@@ -118,8 +118,9 @@ std::string content_text(const json& c, const std::string& where) {
 
 CompletionRequest parse(std::string_view body, bool chat, const RequestLimits& lim) {
   if (body.size() > lim.max_body_bytes)
-    fail("", "request body is " + std::to_string(body.size()) + " bytes; at most " +
-                 std::to_string(lim.max_body_bytes) + " are accepted",
+    fail("",
+         "request body is " + std::to_string(body.size()) + " bytes; at most " +
+             std::to_string(lim.max_body_bytes) + " are accepted",
          413);
   if (nesting_depth(body) > lim.max_depth)
     fail("", "request body nests JSON deeper than " + std::to_string(lim.max_depth) + " levels");
@@ -202,8 +203,8 @@ CompletionRequest parse(std::string_view body, bool chat, const RequestLimits& l
       fail("stop", "must be a string or an array of strings");
     }
     if (v.size() > lim.max_stop)
-      fail("stop", "has " + std::to_string(v.size()) + " strings; at most " +
-                       std::to_string(lim.max_stop));
+      fail("stop",
+           "has " + std::to_string(v.size()) + " strings; at most " + std::to_string(lim.max_stop));
     for (const auto& x : v)
       if (x.size() > lim.max_stop_bytes)
         fail("stop", "strings must be at most " + std::to_string(lim.max_stop_bytes) + " bytes");

@@ -89,8 +89,7 @@ nlohmann::json encode_vllm(const RoutedExperts& r) {
   return rows;
 }
 
-RoutedExperts decode_sglang(std::string_view b64, int64_t n_tokens, int64_t top_k,
-                            int64_t start) {
+RoutedExperts decode_sglang(std::string_view b64, int64_t n_tokens, int64_t top_k, int64_t start) {
   const auto bytes = base64_decode(b64);
   if (!bytes) bad("SGLang routed_experts is not valid base64");
   if (bytes->size() % 4 != 0)
@@ -112,7 +111,8 @@ RoutedExperts decode_sglang(std::string_view b64, int64_t n_tokens, int64_t top_
     for (int b = 0; b < 4; ++b)
       u |= uint32_t(uint8_t((*bytes)[static_cast<size_t>(i * 4 + b)])) << (8 * b);
     const auto id = static_cast<int32_t>(u);
-    if (id < 0) bad("SGLang routed_experts holds a negative expert id (" + std::to_string(id) + ")");
+    if (id < 0)
+      bad("SGLang routed_experts holds a negative expert id (" + std::to_string(id) + ")");
     r.ids[static_cast<size_t>(i)] = id;
   }
   return r;

@@ -21,8 +21,8 @@
 namespace moelab::remote {
 
 struct Endpoint {
-  std::string url;       // http://host:port, optionally ending in /v1
-  std::string api_key;   // sent as "Authorization: Bearer <key>" when not empty
+  std::string url;      // http://host:port, optionally ending in /v1
+  std::string api_key;  // sent as "Authorization: Bearer <key>" when not empty
   double connect_timeout_s = 10;
   double read_timeout_s = 120;  // longest silence between two reads
   size_t max_response_bytes = size_t(64) << 20;
@@ -61,8 +61,8 @@ struct RemoteResult {
   std::string error;  // empty on success
   int http_status = 0;
   std::string text;
-  std::vector<RemoteChunk> chunks;  // content-bearing chunks, in order
-  bool token_ids_reported = false;  // every content chunk carried token_ids
+  std::vector<RemoteChunk> chunks;                          // content-bearing chunks, in order
+  bool token_ids_reported = false;                          // every content chunk carried token_ids
   std::optional<int64_t> prompt_tokens, completion_tokens;  // usage, when reported
   std::string finish_reason;
   std::string served_model;  // "model" of the response

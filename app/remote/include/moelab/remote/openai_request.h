@@ -33,8 +33,8 @@ const char* routed_format_name(RoutedFormat f);
 std::optional<RoutedFormat> routed_format_from_name(std::string_view name);
 
 struct CompletionRequest {
-  bool chat = false;  // /v1/chat/completions
-  std::string model;  // empty when the request names none
+  bool chat = false;                  // /v1/chat/completions
+  std::string model;                  // empty when the request names none
   std::string prompt;                 // /v1/completions
   std::vector<ChatMessage> messages;  // /v1/chat/completions (roles system/user/assistant)
   int32_t max_tokens = 16;            // OpenAI's default for completions; chat: limits.max_tokens
