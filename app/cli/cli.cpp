@@ -29,6 +29,7 @@ const Adder kCommands[] = {add_inspect,
                            add_sweep,
                            add_report,
                            add_serve,
+                           add_bench_serve,
 #ifdef MOELAB_CLI_EXTRA_COMMANDS
                            MOELAB_CLI_EXTRA_COMMANDS
 #endif

@@ -21,9 +21,9 @@ namespace {
 using json = nlohmann::json;
 
 // What a remote engine does not report, stored with the run and printed: never invented.
-const std::vector<std::string> kNotAvailable = {
-    "logprobs", "next_token_distribution", "routing_weights", "attention", "per_layer_timing",
-    "power"};
+const std::vector<std::string> kNotAvailable = {"logprobs",         "next_token_distribution",
+                                                "routing_weights",  "attention",
+                                                "per_layer_timing", "power"};
 
 [[noreturn]] void bad(const std::string& what) {
   throw Error(ErrorKind::BadInput, what, {.subject = "run --remote"});
@@ -70,8 +70,8 @@ int remote_run_cmd(const RemoteRunOptions& ro, const RemoteRunArgs& a, Io io) {
   session::ensure_seed(req.sampling);  // the seed is known (and stored) before the run
   req.stop = a.stop;
   req.ignore_eos = a.ignore_eos;
-  const auto wanted = remote::routed_format_from_name(ro.routed_format == "auto" ? "sglang"
-                                                                                  : ro.routed_format);
+  const auto wanted =
+      remote::routed_format_from_name(ro.routed_format == "auto" ? "sglang" : ro.routed_format);
   req.routed = wanted.value_or(remote::RoutedFormat::None);
 
   // Experts per token for SGLang's flat array: given, or what the server's /v1/models says.
@@ -197,7 +197,8 @@ int remote_run_cmd(const RemoteRunOptions& ro, const RemoteRunArgs& a, Io io) {
         rr.position = static_cast<int64_t>(i);
         rr.layer = static_cast<int32_t>(l);
         for (int64_t k = 0; k < routed_k; ++k)
-          rr.experts.push_back(static_cast<uint16_t>(routed[i][static_cast<size_t>(l * routed_k + k)]));
+          rr.experts.push_back(
+              static_cast<uint16_t>(routed[i][static_cast<size_t>(l * routed_k + k)]));
         rr.weights.assign(rr.experts.size(), std::numeric_limits<float>::quiet_NaN());
         run->routing(std::move(rr));
       }
@@ -219,9 +220,9 @@ int remote_run_cmd(const RemoteRunOptions& ro, const RemoteRunArgs& a, Io io) {
                                       : storage::RunStatus::Complete;
     with_store_errors([&] {
       run->finish(st, res.text,
-                  res.error.empty() ? std::string()
-                                    : res.error + " (remote " + ro.url + ", reported " +
-                                          reported.dump() + ")");
+                  res.error.empty()
+                      ? std::string()
+                      : res.error + " (remote " + ro.url + ", reported " + reported.dump() + ")");
       return 0;
     });
   }
@@ -265,8 +266,8 @@ int remote_run_cmd(const RemoteRunOptions& ro, const RemoteRunArgs& a, Io io) {
     io.err << std::fixed << std::setprecision(1) << "[remote " << printable(ro.url) << " model "
            << printable(res.served_model.empty() ? ro.model : res.served_model) << ": "
            << (res.prompt_tokens ? std::to_string(*res.prompt_tokens) : std::string("?"))
-           << " prompt tokens, " << n_tokens << " generated; ttft " << res.ttft_ms
-           << " ms; tpot " << tpot_ms << " ms (client-side); finish: "
+           << " prompt tokens, " << n_tokens << " generated; ttft " << res.ttft_ms << " ms; tpot "
+           << tpot_ms << " ms (client-side); finish: "
            << (res.error == "cancelled" ? "cancelled" : printable(res.finish_reason)) << "; seed "
            << *req.sampling.seed << "]\n"
            << "[routed experts: "
