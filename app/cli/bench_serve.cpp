@@ -128,27 +128,32 @@ int bench_cmd(const BenchOptions& o, Io io) {
       s.error = r.error;
       s.e2e_ms = r.total_ms;
       s.ttft_ms = r.ttft_ms;
-      for (const auto& c : r.chunks) s.tokens += std::max<int64_t>(1, static_cast<int64_t>(c.token_ids.size()));
+      for (const auto& c : r.chunks)
+        s.tokens += std::max<int64_t>(1, static_cast<int64_t>(c.token_ids.size()));
       if (r.completion_tokens) s.tokens = *r.completion_tokens;
       if (r.chunks.size() > 1 && s.tokens > 1) {
-        s.tpot_ms = (r.chunks.back().t_ms - r.chunks.front().t_ms) /
-                    static_cast<double>(s.tokens - 1);
+        s.tpot_ms =
+            (r.chunks.back().t_ms - r.chunks.front().t_ms) / static_cast<double>(s.tokens - 1);
         s.tokens_per_s = s.tpot_ms > 0 ? 1000.0 / s.tpot_ms : 0;
       }
       if (!writer) continue;
       try {
-        json config = {{"kind", "bench-serve"},
-                       {"engine", "remote"},
-                       {"backend", "remote"},
-                       {"sampling", session::sampling_json(rq.sampling)},
-                       {"seed", *rq.sampling.seed},
-                       {"max_tokens", o.max_tokens},
-                       {"ignore_eos", o.ignore_eos},
-                       {"build", build_version_string()},
-                       {"remote", {{"url", o.url}, {"requested_model", o.model},
-                                   {"served_model", r.served_model}}},
-                       {"bench", {{"request", i}, {"requests", o.n},
-                                  {"concurrency", o.concurrency}, {"prompts", o.prompts}}}};
+        json config = {
+            {"kind", "bench-serve"},
+            {"engine", "remote"},
+            {"backend", "remote"},
+            {"sampling", session::sampling_json(rq.sampling)},
+            {"seed", *rq.sampling.seed},
+            {"max_tokens", o.max_tokens},
+            {"ignore_eos", o.ignore_eos},
+            {"build", build_version_string()},
+            {"remote",
+             {{"url", o.url}, {"requested_model", o.model}, {"served_model", r.served_model}}},
+            {"bench",
+             {{"request", i},
+              {"requests", o.n},
+              {"concurrency", o.concurrency},
+              {"prompts", o.prompts}}}};
         storage::RunWriter run(*writer, session, std::nullopt, config.dump(), rq.prompt,
                                "bench-serve");
         s.run_id = run.id();
@@ -176,7 +181,8 @@ int bench_cmd(const BenchOptions& o, Io io) {
   for (auto& t : threads) t.join();
   const double wall_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (!store_error.empty()) throw Error(ErrorKind::Io, "storing the bench runs failed: " + store_error);
+  if (!store_error.empty())
+    throw Error(ErrorKind::Io, "storing the bench runs failed: " + store_error);
 
   std::vector<double> ttft, tpot, e2e, tps;
   int failed = 0, sent = 0;
@@ -220,8 +226,8 @@ int bench_cmd(const BenchOptions& o, Io io) {
     io.out << json_text(j, -1) << '\n';
   } else {
     io.out << std::fixed << std::setprecision(2) << "bench-serve " << printable(o.url) << " model "
-           << printable(o.model) << ": " << sent << " requests (" << failed << " failed), concurrency "
-           << o.concurrency << ", " << wall_s << " s\n"
+           << printable(o.model) << ": " << sent << " requests (" << failed
+           << " failed), concurrency " << o.concurrency << ", " << wall_s << " s\n"
            << "  throughput: " << j["requests_per_s"].get<double>() << " requests/s, "
            << j["output_tokens_per_s"].get<double>() << " output tokens/s\n";
     for (const char* k : {"ttft_ms", "tpot_ms", "e2e_ms", "request_tokens_per_s"}) {

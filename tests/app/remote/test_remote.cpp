@@ -87,7 +87,7 @@ class TestRemote : public QObject {
     QVERIFY_THROWS_EXCEPTION(Error, remote::decode_sglang(b64, 5, 2, 0));  // 12 ids != 5 rows
     QVERIFY_THROWS_EXCEPTION(Error, remote::decode_sglang(b64, 3, 5, 0));  // width 4 / top-5
     QVERIFY_THROWS_EXCEPTION(Error, remote::decode_sglang("AQAAAA=!", 1, 1, 0));
-    QVERIFY_THROWS_EXCEPTION(Error, remote::decode_sglang("AQAA", 1, 1, 0));  // 3 bytes
+    QVERIFY_THROWS_EXCEPTION(Error, remote::decode_sglang("AQAA", 1, 1, 0));      // 3 bytes
     QVERIFY_THROWS_EXCEPTION(Error, remote::decode_sglang("/////w==", 1, 1, 0));  // id -1
     QVERIFY_THROWS_EXCEPTION(Error, remote::generated_rows(r, 3, 2));  // 3 rows != [0, 4)
     try {
@@ -109,7 +109,8 @@ class TestRemote : public QObject {
     QCOMPARE(remote::encode_vllm(r), v);
     QVERIFY_THROWS_EXCEPTION(Error, remote::decode_vllm(v, 4, 0));  // row count
     QVERIFY_THROWS_EXCEPTION(Error, remote::decode_vllm(json::parse("[[[1,2],[3]]]"), 1, 0));
-    QVERIFY_THROWS_EXCEPTION(Error, remote::decode_vllm(json::parse("[[[1,2]],[[3,4],[5,6]]]"), 2, 0));
+    QVERIFY_THROWS_EXCEPTION(Error,
+                             remote::decode_vllm(json::parse("[[[1,2]],[[3,4],[5,6]]]"), 2, 0));
     QVERIFY_THROWS_EXCEPTION(Error, remote::decode_vllm(json::parse("[[[1,-2]]]"), 1, 0));
     QVERIFY_THROWS_EXCEPTION(Error, remote::decode_vllm(json::parse("[[[1,\"2\"]]]"), 1, 0));
     QVERIFY_THROWS_EXCEPTION(Error, remote::decode_vllm(json::parse("{\"a\":1}"), 1, 0));
@@ -188,8 +189,8 @@ class TestRemote : public QObject {
         "{\"prompt\":\"" + std::string(100, 'a') + "\"}", false, small);
     QCOMPARE(big.error.status, 413);
     const auto deep = remote::parse_completion_request(
-        "{\"prompt\":\"a\",\"x\":" + std::string(10000, '[') + std::string(10000, ']') + "}",
-        false, lim);
+        "{\"prompt\":\"a\",\"x\":" + std::string(10000, '[') + std::string(10000, ']') + "}", false,
+        lim);
     QVERIFY(!deep.ok());
     QVERIFY(json::parse(remote::error_body(deep.error))["error"]["message"].is_string());
   }
@@ -238,8 +239,7 @@ class TestRemote : public QObject {
     QVERIFY(srv.waitForStarted(10000));
     while (!QFile::exists(port_file) && srv.state() == QProcess::Running) srv.waitForFinished(50);
     QVERIFY2(QFile::exists(port_file), srv.readAllStandardError().constData());
-    const std::string url =
-        "http://127.0.0.1:" + test::read_all(port_file).trimmed().toStdString();
+    const std::string url = "http://127.0.0.1:" + test::read_all(port_file).trimmed().toStdString();
 
     // No key, wrong model: refused with the reason.
     auto r = cli_run({"run", "--remote", url, "--remote-model", "moe", "-p", "x"});
@@ -249,8 +249,8 @@ class TestRemote : public QObject {
     QCOMPARE(r.code, 2);
     QVERIFY2(r.err.find("HTTP 404") != std::string::npos, r.err.c_str());
 
-    const std::vector<std::string> common = {"-p", "Once upon a time", "-n", "12", "--seed", "5",
-                                             "--json", "--db", db, "--session"};
+    const std::vector<std::string> common = {"-p", "Once upon a time", "-n",   "12", "--seed",
+                                             "5",  "--json",           "--db", db,   "--session"};
     auto with = [&](std::vector<std::string> head, std::vector<std::string> tail) {
       head.insert(head.end(), common.begin(), common.end());
       head.insert(head.end(), tail.begin(), tail.end());
@@ -261,8 +261,8 @@ class TestRemote : public QObject {
     const json lj = json::parse(local.out);
     storage::Store store(db);
     for (const char* fmt : {"sglang", "vllm"}) {
-      const auto rem = cli_run(with({"run", "--remote", url, "--remote-model", "moe",
-                                     "--api-key", "k3y", "--routed-experts-format", fmt},
+      const auto rem = cli_run(with({"run", "--remote", url, "--remote-model", "moe", "--api-key",
+                                     "k3y", "--routed-experts-format", fmt},
                                     {std::string("remote-") + fmt}));
       QVERIFY2(rem.code == 0, rem.err.c_str());
       const json rj = json::parse(rem.out);
@@ -302,8 +302,8 @@ class TestRemote : public QObject {
       QCOMPARE(m["generated_tokens"], 12.0);
     }
     // Chat through the model's template: the same tokens as run --chat locally.
-    const auto lc = cli_run({"run", "--model", model, "--threads", "1", "--chat", "-p", "Hi",
-                             "-n", "6", "--seed", "3", "--json"});
+    const auto lc = cli_run({"run", "--model", model, "--threads", "1", "--chat", "-p", "Hi", "-n",
+                             "6", "--seed", "3", "--json"});
     const auto rc = cli_run({"run", "--remote", url, "--remote-model", "moe", "--api-key", "k3y",
                              "--chat", "-p", "Hi", "-n", "6", "--seed", "3", "--json"});
     QCOMPARE(rc.code, lc.code);
@@ -373,10 +373,10 @@ class TestRemote : public QObject {
     fs.svr.Post("/shape/v1/completions", [](const httplib::Request&, httplib::Response& res) {
       json last = json::parse(chunk("", 9, "stop"));
       last["choices"][0]["routed_experts"] = json::parse("[[[1,2]],[[3]],[[4,5]]]");
-      res.set_content(sse_of({chunk("Hel", 7), last.dump(),
-                              R"({"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":2}})",
-                              "[DONE]"}),
-                      "text/event-stream");
+      res.set_content(
+          sse_of({chunk("Hel", 7), last.dump(),
+                  R"({"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":2}})", "[DONE]"}),
+          "text/event-stream");
     });
     fs.svr.Post("/big/v1/completions", [](const httplib::Request&, httplib::Response& res) {
       // A response that never ends: the client stops at its bound (64 MiB), not at our 96 MiB.
@@ -391,26 +391,30 @@ class TestRemote : public QObject {
       });
     });
     fs.svr.Post("/slow/v1/completions", [](const httplib::Request&, httplib::Response& res) {
-      res.set_chunked_content_provider("text/event-stream",
-                                       [](size_t, httplib::DataSink& sink) {
-                                         const std::string s = sse_of({chunk("Hel", 7)});
-                                         sink.write(s.data(), s.size());
-                                         std::this_thread::sleep_for(std::chrono::seconds(3));
-                                         sink.done();
-                                         return true;
-                                       });
+      res.set_chunked_content_provider("text/event-stream", [](size_t, httplib::DataSink& sink) {
+        const std::string s = sse_of({chunk("Hel", 7)});
+        sink.write(s.data(), s.size());
+        std::this_thread::sleep_for(std::chrono::seconds(3));
+        sink.done();
+        return true;
+      });
     });
     fs.svr.Post("/llama/v1/completions", [](const httplib::Request&, httplib::Response& res) {
       // llama-server-like: no token ids, no routed experts.
-      const std::string a = json({{"choices", {{{"index", 0}, {"text", "Hi"}, {"finish_reason", nullptr}}}}}).dump();
-      const std::string b = json({{"model", "ll"}, {"choices", {{{"index", 0}, {"text", "!"}, {"finish_reason", "stop"}}}},
-                                  {"usage", {{"prompt_tokens", 3}, {"completion_tokens", 2}}}}).dump();
+      const std::string a =
+          json({{"choices", {{{"index", 0}, {"text", "Hi"}, {"finish_reason", nullptr}}}}}).dump();
+      const std::string b =
+          json({{"model", "ll"},
+                {"choices", {{{"index", 0}, {"text", "!"}, {"finish_reason", "stop"}}}},
+                {"usage", {{"prompt_tokens", 3}, {"completion_tokens", 2}}}})
+              .dump();
       res.set_content(sse_of({a, b, "[DONE]"}), "text/event-stream");
     });
     fs.start();
     const auto run = [&](const std::string& path, std::vector<std::string> extra = {}) {
-      std::vector<std::string> a = {"run", "--remote", fs.url() + path, "--remote-model", "m",
-                                    "-p", "x", "--db", db, "--session", "faults"};
+      std::vector<std::string> a = {
+          "run",  "--remote", fs.url() + path, "--remote-model", "m", "-p", "x",
+          "--db", db,         "--session",     "faults"};
       a.insert(a.end(), extra.begin(), extra.end());
       return cli_run(a);
     };
@@ -444,8 +448,8 @@ class TestRemote : public QObject {
       QCOMPARE(store.tokens(rec.id).size(), c.tokens);
     }
     // A server that is down.
-    const auto down = cli_run({"run", "--remote", "http://127.0.0.1:1", "--remote-model", "m",
-                               "-p", "x"});
+    const auto down =
+        cli_run({"run", "--remote", "http://127.0.0.1:1", "--remote-model", "m", "-p", "x"});
     QCOMPARE(down.code, 2);
     QVERIFY2(down.err.find("cannot connect") != std::string::npos, down.err.c_str());
     // llama-server-like: works; what it does not report is stored and shown as unavailable.
