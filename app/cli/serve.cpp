@@ -19,6 +19,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -435,8 +436,22 @@ int serve_cmd(const ServeOptions& o, Io io) {
   s.cp.n_ctx = o.n_ctx ? o.n_ctx : default_n_ctx(card.context_length);
   const int hw = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
   s.cp.n_threads = o.threads > 0 ? o.threads : std::max(1, hw / o.parallel);
-  for (int i = 0; i < o.parallel; ++i)  // one KV cache per generator
-    preflight_context(card, s.cp.n_ctx, 4, false, s.cp.backend, "--ctx", io);
+  preflight_context(card, s.cp.n_ctx, 4, false, s.cp.backend, "--ctx", io);
+  // One KV cache per generator: the preflight above checks one, the product is checked here.
+  const uint64_t per = context_bytes(card, s.cp.n_ctx, 4, false);
+  const uint64_t avail = memory_available();
+  const auto mib = [](uint64_t b) {
+    char t[32];
+    std::snprintf(t, sizeof t, "%.1f MiB", static_cast<double>(b) / 1048576.0);
+    return std::string(t);
+  };
+  if (o.parallel > 1 && s.cp.backend == "cpu" && avail > 0 &&
+      per > avail / static_cast<uint64_t>(o.parallel))
+    throw Error(ErrorKind::BadInput,
+                "--parallel " + std::to_string(o.parallel) + " needs " +
+                    std::to_string(o.parallel) + " KV caches of " + mib(per) + "; " + mib(avail) +
+                    " of memory is available (lower --parallel or --ctx)",
+                {.subject = "serve"});
   std::vector<std::unique_ptr<Generator>> gens;
   for (int i = 0; i < o.parallel; ++i) gens.push_back(std::make_unique<Generator>(s.model, s.cp));
   Pool pool(std::move(gens), static_cast<size_t>(o.queue));

@@ -221,6 +221,17 @@ class TestRemote : public QObject {
     QVERIFY2(r.err.find("needs --api-key") != std::string::npos, r.err.c_str());
   }
 
+  // --parallel N allocates N KV caches: refused up front when they do not fit.
+  void serve_parallel_memory() {
+    MOELAB_REQUIRE_SHARED(kMoe);
+    qputenv("MOELAB_MEMORY_AVAILABLE", "600000");
+    const auto r =
+        cli_run({"serve", "--model", test::shared_path(kMoe), "--parallel", "8", "--port", "0"});
+    qunsetenv("MOELAB_MEMORY_AVAILABLE");
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.find("--parallel 8 needs 8 KV caches") != std::string::npos, r.err.c_str());
+  }
+
   // The acceptance round trip: serve a fixture MoE, run --remote against it (SGLang and vLLM
   // shapes, streamed), run locally at the same seed and threads; tokens and routed experts
   // equal, read back from the store.
