@@ -312,6 +312,41 @@ class TestRemote : public QObject {
       QVERIFY(m.count("tpot_ms") && m["tpot_ms"] > 0);
       QCOMPARE(m["generated_tokens"], 12.0);
     }
+    // Not streamed: one JSON answer with the same tokens, usage and routed experts (vLLM shape).
+    {
+      httplib::Client nc(url);
+      const json body = {{"model", "moe"},
+                         {"prompt", "Once upon a time"},
+                         {"max_tokens", 12},
+                         {"temperature", 0.8},
+                         {"top_k", 40},
+                         {"top_p", 0.95},
+                         {"min_p", 0.05},
+                         {"seed", 5},
+                         {"return_token_ids", true},
+                         {"routed_experts_format", "vllm"}};
+      auto res = nc.Post("/v1/completions", {{"Authorization", "Bearer k3y"}}, body.dump(),
+                         "application/json");
+      QVERIFY(res);
+      QCOMPARE(res->status, 200);
+      const json j = json::parse(res->body);
+      const json& c = j["choices"][0];
+      QCOMPARE(c["token_ids"], lj["tokens"]);
+      QCOMPARE(c["text"], lj["text"]);
+      QCOMPARE(j["usage"]["completion_tokens"], json(12));
+      QCOMPARE(j["seed"], json(5));
+      const auto lr = store.routing(lj["run_id"].get<int64_t>());
+      const int64_t p = j["usage"]["prompt_tokens"].get<int64_t>();
+      const auto rows =
+          remote::generated_rows(remote::decode_vllm(c["routed_experts"], 12,
+                                                     c["routed_experts_start_len"].get<int64_t>()),
+                                 p, 12);
+      for (const auto& rec : lr)
+        for (size_t k = 0; k < rec.experts.size(); ++k)
+          QCOMPARE(rows[static_cast<size_t>(rec.position)]
+                       [static_cast<size_t>(rec.layer) * rec.experts.size() + k],
+                   static_cast<int32_t>(rec.experts[k]));
+    }
     // Chat through the model's template: the same tokens as run --chat locally.
     const auto lc = cli_run({"run", "--model", model, "--threads", "1", "--chat", "-p", "Hi", "-n",
                              "6", "--seed", "3", "--json"});
