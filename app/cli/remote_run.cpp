@@ -53,6 +53,8 @@ void add_remote_options(CLI::App* sub, RemoteRunOptions& o) {
 
 int remote_run_cmd(const RemoteRunOptions& ro, const RemoteRunArgs& a, Io io) {
   if (ro.model.empty()) bad("--remote needs --remote-model NAME (the served model id)");
+  if (!a.system.empty() && !a.chat)
+    bad("--system needs --chat (the system message is sent as a chat message)");
   remote::Endpoint ep;
   ep.url = ro.url;
   ep.api_key = ro.api_key;

@@ -21,6 +21,11 @@ struct RemoteRunOptions {
   int top_k = 0;                       // --remote-top-k: experts per token (SGLang decoding)
   double timeout_s = 120;
   bool enabled() const { return !url.empty(); }
+  /// An option that only means something with --remote was given (checked without --remote).
+  bool any_given() const {
+    return !model.empty() || !api_key.empty() || routed_format != "auto" || top_k != 0 ||
+           timeout_s != 120;
+  }
 };
 
 /// Adds --remote, --remote-model, --api-key, --routed-experts-format, --remote-top-k,

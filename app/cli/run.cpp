@@ -67,6 +67,11 @@ int run_cmd(const RunOptions& o, Io io) {
   if (o.model.empty())
     throw Error(ErrorKind::BadInput, "run needs --model FILE (or --remote URL)",
                 {.subject = "run"});
+  if (o.remote.any_given())
+    throw Error(ErrorKind::BadInput,
+                "--remote-model, --api-key, --routed-experts-format, --remote-top-k and "
+                "--remote-timeout need --remote URL",
+                {.subject = "run"});
   if (!o.system.empty() && !o.chat)
     throw Error(ErrorKind::BadInput,
                 "--system needs --chat (the system message goes into the "
