@@ -183,9 +183,12 @@ int remote_run_cmd(const RemoteRunOptions& ro, const RemoteRunArgs& a, Io io) {
     routed_note = "not available from this engine";
   }
 
-  const double tpot_ms = token_ms.size() > 1 ? (token_ms.back() - token_ms.front()) /
-                                                   static_cast<double>(token_ms.size() - 1)
-                                             : 0.0;
+  // TPOT over the tokens the server says it generated (a chunk may carry several, e.g. the
+  // bytes of one character), between the first and the last chunk's arrival.
+  const double tpot_ms =
+      token_ms.size() > 1 && completion > 1
+          ? (token_ms.back() - token_ms.front()) / static_cast<double>(completion - 1)
+          : 0.0;
   const std::string fmt = res.routed_raw ? routed_format_name(res.routed_format) : "none";
   json reported = {{"served_model", res.served_model},
                    {"token_ids", res.token_ids_reported},
@@ -206,13 +209,13 @@ int remote_run_cmd(const RemoteRunOptions& ro, const RemoteRunArgs& a, Io io) {
       }
     if (!res.chunks.empty()) {
       run->metric("ttft_ms", res.ttft_ms, "ms");
-      if (token_ms.size() > 1) {
+      if (tpot_ms > 0) {
         run->metric("tpot_ms", tpot_ms, "ms");
         run->metric("tokens_per_s", 1000.0 / tpot_ms, "tokens/s");
       }
     }
     run->metric("total_ms", res.total_ms, "ms");
-    run->metric("generated_tokens", static_cast<double>(n_tokens));
+    run->metric("generated_tokens", static_cast<double>(completion));
     if (res.prompt_tokens) run->metric("prompt_tokens", static_cast<double>(*res.prompt_tokens));
     // What the server reported, next to the config the run began with (metrics keep numbers;
     // the run's error text names a failure).
@@ -246,7 +249,8 @@ int remote_run_cmd(const RemoteRunOptions& ro, const RemoteRunArgs& a, Io io) {
     j["text"] = res.text;
     j["seed"] = *req.sampling.seed;
     j["prompt_tokens"] = res.prompt_tokens ? json(*res.prompt_tokens) : json();
-    j["generated_tokens"] = n_tokens;
+    j["generated_tokens"] = completion;  // usage.completion_tokens when reported
+    j["chunks"] = res.chunks.size();
     j["ttft_ms"] = res.ttft_ms;
     j["tpot_ms"] = tpot_ms;
     j["tokens_per_s"] = tpot_ms > 0 ? json(1000.0 / tpot_ms) : json();
@@ -268,7 +272,7 @@ int remote_run_cmd(const RemoteRunOptions& ro, const RemoteRunArgs& a, Io io) {
     io.err << std::fixed << std::setprecision(1) << "[remote " << printable(ro.url) << " model "
            << printable(res.served_model.empty() ? ro.model : res.served_model) << ": "
            << (res.prompt_tokens ? std::to_string(*res.prompt_tokens) : std::string("?"))
-           << " prompt tokens, " << n_tokens << " generated; ttft " << res.ttft_ms << " ms; tpot "
+           << " prompt tokens, " << completion << " generated; ttft " << res.ttft_ms << " ms; tpot "
            << tpot_ms << " ms (client-side); finish: "
            << (res.error == "cancelled" ? "cancelled" : printable(res.finish_reason)) << "; seed "
            << *req.sampling.seed << "]\n"

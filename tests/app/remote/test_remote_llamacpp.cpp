@@ -78,6 +78,7 @@ class TestRemoteLlamacpp : public QObject {
     const json j = json::parse(r.out);
     QVERIFY(!j["text"].get<std::string>().empty());
     QVERIFY(j["routed_experts"].is_null());
+    QCOMPARE(j["generated_tokens"], json(8));  // usage.completion_tokens, not the chunk count
     QCOMPARE(j["routed_experts_unavailable"], json("not available from this engine"));
     moelab::storage::Store store(db);
     const auto run = store.run(j["run_id"].get<int64_t>());
