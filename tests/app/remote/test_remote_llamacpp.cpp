@@ -71,9 +71,9 @@ class TestRemoteLlamacpp : public QObject {
     QVERIFY2(ready, srv.readAll().constData());
 
     const std::string db = dir.filePath("l.db").toStdString();
-    const auto r =
-        cli_run({"run", "--remote", url, "--remote-model", "fixture", "-p", "Once upon a time",
-                 "-n", "8", "--seed", "1", "--json", "--db", db, "--session", "llama"});
+    const auto r = cli_run({"run", "--remote", url, "--remote-model", "fixture", "-p",
+                            "Once upon a time", "-n", "8", "--ignore-eos", "--seed", "1", "--json",
+                            "--db", db, "--session", "llama"});
     QVERIFY2(r.code == 0, r.err.c_str());
     const json j = json::parse(r.out);
     QVERIFY(!j["text"].get<std::string>().empty());
