@@ -8,6 +8,7 @@ PACKAGES=(
   qt6-base-dev qt6-base-dev-tools qt6-svg-dev qt6-charts-dev qt6-tools-dev libgl-dev
   libvulkan-dev mesa-vulkan-drivers vulkan-tools vulkan-validationlayers glslc libglm-dev libimgui-dev
   libsqlite3-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libzstd-dev libssl-dev
+  libcpp-httplib-dev
   xvfb xauth clang-14 clang-format-14 libclang-rt-14-dev
   help2man desktop-file-utils appstream dpkg-dev shared-mime-info
   chromium poppler-utils fonts-wqy-microhei

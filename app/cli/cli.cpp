@@ -28,6 +28,8 @@ const Adder kCommands[] = {add_inspect,
                            add_eval,
                            add_sweep,
                            add_report,
+                           add_serve,
+                           add_bench_serve,
 #ifdef MOELAB_CLI_EXTRA_COMMANDS
                            MOELAB_CLI_EXTRA_COMMANDS
 #endif

@@ -47,6 +47,8 @@ void add_trace(CLI::App& app, Io io, Action& action);
 void add_eval(CLI::App& app, Io io, Action& action);
 void add_sweep(CLI::App& app, Io io, Action& action);
 void add_report(CLI::App& app, Io io, Action& action);
+void add_serve(CLI::App& app, Io io, Action& action);        // serve.cpp
+void add_bench_serve(CLI::App& app, Io io, Action& action);  // bench_serve.cpp
 // Later commands (tokenize, run, logits, ...) follow the same pattern; see cli.cpp.
 
 }  // namespace moelab::cli

@@ -17,6 +17,7 @@
 #include "moelab/runtime/generator.h"
 #include "moelab/session/energy.h"
 #include "moelab/telemetry/power.h"
+#include "remote_run.h"
 #include "run_store.h"
 
 namespace moelab::cli {
@@ -41,9 +42,30 @@ struct RunOptions {
   std::string attention_policy = "full";
   RunStoreOptions store;  // --db / --session
   std::string backend = "auto";
+  RemoteRunOptions remote;  // --remote URL: run on a server instead (remote_run.cpp)
 };
 
 int run_cmd(const RunOptions& o, Io io) {
+  if (o.remote.enabled()) {
+    if (!o.model.empty() || o.threads || o.n_ctx || o.kv_f16 || o.backend != "auto" ||
+        o.routing_policy != "default" || o.attention_policy != "full")
+      throw Error(ErrorKind::BadInput,
+                  "--remote runs on the server: --model, --threads, --ctx, --kv-f16, --backend "
+                  "and the policies apply to local runs only",
+                  {.subject = "run"});
+    RemoteRunArgs a{o.prompt, o.system,     o.chat, o.n_predict, o.sampling,
+                    o.stop,   o.ignore_eos, o.json, o.store};
+    if (o.seed_set) a.sampling.seed = o.seed;
+    return remote_run_cmd(o.remote, a, io);
+  }
+  if (o.model.empty())
+    throw Error(ErrorKind::BadInput, "run needs --model FILE (or --remote URL)",
+                {.subject = "run"});
+  if (o.remote.any_given())
+    throw Error(ErrorKind::BadInput,
+                "--remote-model, --api-key, --routed-experts-format, --remote-top-k and "
+                "--remote-timeout need --remote URL",
+                {.subject = "run"});
   if (!o.system.empty() && !o.chat)
     throw Error(ErrorKind::BadInput,
                 "--system needs --chat (the system message goes into the "
@@ -153,7 +175,7 @@ void add_run(CLI::App& app, Io io, Action& action) {
   auto o = std::make_shared<RunOptions>();
   auto* sub = app.add_subcommand("run", "Generate text from a prompt (streams the text)");
   auto& s = o->sampling;
-  sub->add_option("-m,--model", o->model, "GGUF model file")->required()->check(CLI::ExistingFile);
+  sub->add_option("-m,--model", o->model, "GGUF model file")->check(CLI::ExistingFile);
   sub->add_option("-p,--prompt", o->prompt, "Prompt text")->required();
   sub->add_option("--system", o->system, "System message (with --chat)");
   sub->add_option("-n,--n-predict", o->n_predict, "Tokens to generate at most")
@@ -189,6 +211,7 @@ void add_run(CLI::App& app, Io io, Action& action) {
                 "instead of streaming");
   add_backend_option(sub, o->backend);
   add_run_store_options(sub, o->store);
+  add_remote_options(sub, o->remote);
   sub->callback([o, io, &action] { action = [o, io] { return run_cmd(*o, io); }; });
 }
 
