@@ -394,6 +394,25 @@ CpuHeatmapWidget::CpuHeatmapWidget(QWidget* parent) : QWidget(parent) {
   setMinimumSize(320, 200);
 }
 
+bool CpuHeatmapWidget::update_rows(int first_row, int n_rows, const float* values) {
+  if (first_row < 0 || n_rows <= 0 || first_row + n_rows > view_.map.rows) return false;
+  const size_t cols = static_cast<size_t>(view_.map.cols);
+  std::copy(values, values + static_cast<size_t>(n_rows) * cols,
+            view_.map.values.begin() + static_cast<ptrdiff_t>(first_row * cols));
+  update_pyramid_rows(pyramid_, view_.map, first_row, n_rows);
+  update();
+  return true;
+}
+
+void CpuHeatmapWidget::set_tick_labels(int col, const std::string& col_label, int row,
+                                       const std::string& row_label) {
+  if (col >= 0 && static_cast<size_t>(col) < view_.x_ticks.size())
+    view_.x_ticks[static_cast<size_t>(col)] = col_label;
+  if (row >= 0 && static_cast<size_t>(row) < view_.y_ticks.size())
+    view_.y_ticks[static_cast<size_t>(row)] = row_label;
+  update();
+}
+
 void CpuHeatmapWidget::set_view(HeatmapView view, bool keep_transform) {
   const bool same_shape = view.map.rows == view_.map.rows && view.map.cols == view_.map.cols;
   view_ = std::move(view);

@@ -67,6 +67,10 @@ struct ViewsPanel::Impl {
   Slot<CoActivation> coact;
   Slot<AttentionMap> attn, attn_b;
   Slot<AttentionHeads> heads;
+  // Live rows written into attn.value since the heatmap last took them ([lo, hi), -1: none),
+  // and the seq of the last whole map (a new whole map replaces the pending rows).
+  int attn_rows_lo = -1, attn_rows_hi = -1;
+  uint64_t attn_full_seq = 0;
   Slot<LatencySeries> latency;
   Slot<PowerSeries> power;
   std::array<uint64_t, kPageCount> published{};  // snapshots published per page
@@ -246,6 +250,7 @@ struct ViewsPanel::Impl {
           (diff ? 1u : 0u) | (active_count ? 2u : 0u) | (log_scale ? 4u : 0u)};
       std::optional<HeatmapView> view;
       uint64_t seq = 0;
+      uint64_t rows_shown = 0;  // live attention rows put on screen (no whole view)
       bool keep = true;
       try {
         std::unique_lock lock(m);
@@ -298,6 +303,35 @@ struct ViewsPanel::Impl {
             key[1] = attn.seq;
             key[2] = diff ? attn_b.seq : 0;
             if (key == heat_key) break;
+            // Only live rows changed since the whole map on screen: put just those rows up.
+            if (!diff && attn.value && attn_rows_lo >= 0 && heat_key[0] == key[0] &&
+                heat_key[5] == key[5] && heat_key[2] == 0 && attn_full_seq <= heat_key[1]) {
+              const AttentionMap& a = *attn.value;
+              const int lo = attn_rows_lo, n = attn_rows_hi - attn_rows_lo;
+              const float* rows = a.weight.data() + static_cast<size_t>(lo) * a.n_key;
+              if (win)
+                win->update_rows(lo, n, rows);
+              else
+                cpu->update_rows(lo, n, rows);
+              std::copy(rows, rows + static_cast<size_t>(n) * a.n_key,
+                        attn_shown.weight.begin() + static_cast<ptrdiff_t>(lo) * a.n_key);
+              for (int r = lo; r < lo + n; ++r) {
+                const size_t i = static_cast<size_t>(r);
+                const std::string& q = i < a.query_text.size() ? a.query_text[i] : std::string();
+                const std::string& k = i < a.key_text.size() ? a.key_text[i] : std::string();
+                if (win)
+                  win->set_tick_labels(r, k, r, q);
+                else
+                  cpu->set_tick_labels(r, k, r, q);
+                if (i < attn_shown.query_text.size()) attn_shown.query_text[i] = q;
+                if (i < attn_shown.key_text.size()) attn_shown.key_text[i] = k;
+              }
+              attn_rows_lo = attn_rows_hi = -1;
+              heat_key = key;
+              rows_shown = attn.seq;
+              break;
+            }
+            attn_rows_lo = attn_rows_hi = -1;
             if (!attn.value) {
               view = waiting_view("Attention");
               break;
@@ -333,6 +367,7 @@ struct ViewsPanel::Impl {
         view->title = std::string(kPageNames[pi]) + ": cannot show this snapshot";
         view->subtitle = e.what();
       }
+      if (rows_shown) mark_shown(page, rows_shown);
       if (view) {
         keep = heat_key[0] == key[0] && (heat_key[5] == key[5]);
         heat_key = key;
@@ -549,7 +584,33 @@ uint64_t ViewsPanel::publish(CoActivation v) {
   return d_->put(d_->coact, std::move(v), Page::kCoActivation);
 }
 uint64_t ViewsPanel::publish(AttentionMap v) {
-  return d_->put(d_->attn, std::move(v), Page::kAttention);
+  const uint64_t seq = d_->put(d_->attn, std::move(v), Page::kAttention);
+  std::lock_guard lock(d_->m);
+  d_->attn_full_seq = std::max(d_->attn_full_seq, seq);
+  return seq;
+}
+uint64_t ViewsPanel::publish(AttentionRows v) {
+  Impl& d = *d_;
+  std::lock_guard lock(d.m);
+  if (!d.attn.value) return 0;
+  AttentionMap& a = *d.attn.value;
+  const int n = v.n_key > 0 ? static_cast<int>(v.weight.size() / static_cast<size_t>(v.n_key)) : 0;
+  if (v.layer != a.layer || v.head != a.head || v.n_key != a.n_key || n <= 0 ||
+      v.weight.size() != static_cast<size_t>(n) * static_cast<size_t>(v.n_key) ||
+      v.first_query < 0 || v.first_query + n > a.n_query)
+    return 0;
+  std::copy(v.weight.begin(), v.weight.end(),
+            a.weight.begin() + static_cast<ptrdiff_t>(v.first_query) * a.n_key);
+  for (size_t i = 0; i < v.token_text.size() && i < static_cast<size_t>(n); ++i) {
+    const size_t t = static_cast<size_t>(v.first_query) + i;
+    if (t < a.query_text.size()) a.query_text[t] = v.token_text[i];
+    if (t < a.key_text.size()) a.key_text[t] = v.token_text[i];
+  }
+  d.attn_rows_lo = d.attn_rows_lo < 0 ? v.first_query : std::min(d.attn_rows_lo, v.first_query);
+  d.attn_rows_hi = std::max(d.attn_rows_hi, v.first_query + n);
+  d.attn.seq = d.take_seq();
+  ++d.published[static_cast<size_t>(Page::kAttention)];
+  return d.attn.seq;
 }
 uint64_t ViewsPanel::publish(AttentionHeads v) {
   return d_->put(d_->heads, std::move(v), Page::kAttention);
@@ -576,6 +637,8 @@ void ViewsPanel::clear() {
     d_->coact = {};
     d_->attn = {};
     d_->attn_b = {};
+    d_->attn_rows_lo = d_->attn_rows_hi = -1;
+    d_->attn_full_seq = 0;
     d_->heads = {};
     d_->latency = {};
     d_->power = {};

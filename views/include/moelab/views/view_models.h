@@ -46,6 +46,21 @@ struct AttentionMap {
   int head = -1;                        // -1: mean over heads
 };
 
+/// Live attention of newly generated tokens: query rows [first_query, first_query + n) of the
+/// AttentionMap last published (same layer and head, same n_key), weight F32 [n, n_key] (NaN:
+/// masked). token_text: text of tokens first_query .. first_query + n - 1, the labels of those
+/// query rows and of the key columns with the same index (may be empty). The map keeps its
+/// shape: a live map is published once with room for every token the run may make (rows of
+/// tokens not made yet are NaN), then filled row by row (ViewsPanel::publish(AttentionRows)).
+struct AttentionRows {
+  int layer = -1;
+  int head = -1;  // -1: mean over heads
+  int first_query = 0;
+  int n_key = 0;
+  std::vector<float> weight;
+  std::vector<std::string> token_text;
+};
+
 /// Co-activation of experts in one MoE layer: F32 [expert_count, expert_count], symmetric;
 /// entry (i, j) = number of tokens whose top-k set contains both expert i and expert j; the
 /// diagonal (i, i) = tokens routed to expert i. Build with co_activation_from_topk (view_kinds.h).

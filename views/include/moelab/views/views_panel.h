@@ -58,11 +58,17 @@ class ViewsPanel : public QWidget {
 
   // ---- Snapshot API: thread-safe, non-blocking. Returns the snapshot's sequence number
   // (increasing over all kinds), which shownSequence() reports once it is on screen.
-  uint64_t publish(RoutingGrid routing);          // Routing page (top expert / active count)
-  uint64_t publish(ExpertLoad load);              // Expert load page (run A)
-  uint64_t publish(CoActivation coactivation);    // Co-activation page
-  uint64_t publish(AttentionMap attention);       // Attention page: the chosen layer/head/mean
-  uint64_t publish(AttentionHeads heads);         // Attention page: per-head summary strip
+  uint64_t publish(RoutingGrid routing);        // Routing page (top expert / active count)
+  uint64_t publish(ExpertLoad load);            // Expert load page (run A)
+  uint64_t publish(CoActivation coactivation);  // Co-activation page
+  uint64_t publish(AttentionMap attention);     // Attention page: the chosen layer/head/mean
+  uint64_t publish(AttentionHeads heads);       // Attention page: per-head summary strip
+  /// Attention page, live: writes the rows into the map last published with
+  /// publish(AttentionMap) in place (O(rows x n_key), never a copy of the map) and puts only
+  /// those rows on screen at the next frame (the heatmap uploads just them:
+  /// VulkanHeatmapRenderer::update_rows). Returns 0 and changes nothing when they do not fit
+  /// that map (none published, other layer/head/n_key, rows outside it): publish a whole map.
+  uint64_t publish(AttentionRows rows);
   uint64_t publish(LatencySeries latency);        // Latency page
   uint64_t publish(PowerSeries power);            // Power page
   uint64_t publishBaseline(ExpertLoad load_b);    // run B for the expert-load diff
