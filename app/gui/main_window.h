@@ -178,6 +178,8 @@ class MainWindow : public QMainWindow {
   /// Publishes feed_ to every view page (the pickers' layer and unit).
   void publishFeed();
   QString runLabel(qint64 runId) const;
+  /// Shows stored run `runId` in the Output pane (its text, tokens coloured by routing).
+  void showStoredOutput(qint64 runId);
   /// Restores the model that was loaded before a load that failed or was cancelled.
   void restoreLoadedModel(const QString& why);
   /// The Run panel's "running on: ..." line and the status bar's backend field, from the choice

@@ -155,6 +155,41 @@ class ViewsCpuTest : public QObject {
     QCOMPARE(pixel(shifted, 40, 5), seq[0]);
   }
 
+  void router_confidence_and_its_view() {
+    const auto c = router_confidence({0.2f, 0.5f, kNaN, 0.3f});
+    QCOMPARE(c.top_prob, 0.5f);
+    QCOMPARE(c.margin, 0.5f - 0.3f);
+    const double h = -(0.2 * std::log(0.2f) + 0.5 * std::log(0.5f) + 0.3 * std::log(0.3f));
+    QVERIFY(std::fabs(c.entropy - h) < 1e-6);
+    const auto one = router_confidence({1.0f, 0.0f});
+    QCOMPARE(one.top_prob, 1.0f);
+    QCOMPARE(one.margin, 1.0f);
+    QCOMPARE(one.entropy, 0.0f);  // 0 ln 0 = 0
+    QVERIFY(std::isnan(router_confidence({}).top_prob));
+
+    RoutingGrid g;
+    g.n_layer = 2;
+    g.n_tokens = 2;
+    g.expert_count = 4;
+    g.top_expert = {0, 1, 2, 3};
+    QVERIFY_THROWS_EXCEPTION(moelab::Error, routing_confidence_view(g, RoutingColour::kMargin));
+    g.top_prob = {0.9f, 0.5f, kNaN, 0.3f};
+    g.margin = {0.8f, 0.1f, kNaN, 0.0f};
+    g.entropy = {0.2f, 1.0f, kNaN, 1.386f};
+    const HeatmapView m = routing_confidence_view(g, RoutingColour::kMargin);
+    QCOMPARE(m.map.values[1], 0.1f);
+    QCOMPARE(m.scale.min, 0.0f);
+    QCOMPARE(m.scale.max, 1.0f);
+    QCOMPARE(m.value_unit, std::string("top1 - top2 probability"));
+    const HeatmapView e = routing_confidence_view(g, RoutingColour::kEntropy);
+    QCOMPARE(e.scale.max, std::log(4.0f));  // uniform over 4 experts
+    QCOMPARE(e.value_unit, std::string("entropy (nats)"));
+    QVERIFY(std::isnan(e.map.values[2]));  // not routed: masked
+    QCOMPARE(routing_confidence_view(g, RoutingColour::kTopProb).map.values[0], 0.9f);
+    QVERIFY_THROWS_EXCEPTION(moelab::Error,
+                             routing_confidence_view(g, RoutingColour::kActiveCount));
+  }
+
   void pyramid_row_update_equals_rebuild() {
     // Odd sizes (clipped blocks at the edges), NaN cells, and row ranges at the start, the end,
     // one row, and straddling block boundaries: the updated pyramid equals a rebuilt one.

@@ -77,7 +77,8 @@ struct ViewsPanel::Impl {
 
   // ---- GUI state.
   Page page = Page::kRouting;
-  bool diff = false, active_count = false, log_scale = false;
+  bool diff = false, log_scale = false;
+  RoutingColour routing_colour = RoutingColour::kTopExpert;
   int selected_query = -1;
   std::array<uint64_t, kPageCount> shown{};        // seq shown per page
   std::array<uint64_t, kPageCount> shown_count{};  // snapshots put on screen per page
@@ -247,7 +248,7 @@ struct ViewsPanel::Impl {
           0,
           0,
           0,
-          (diff ? 1u : 0u) | (active_count ? 2u : 0u) | (log_scale ? 4u : 0u)};
+          (diff ? 1u : 0u) | (log_scale ? 4u : 0u) | (static_cast<uint64_t>(routing_colour) << 3)};
       std::optional<HeatmapView> view;
       uint64_t seq = 0;
       uint64_t rows_shown = 0;  // live attention rows put on screen (no whole view)
@@ -263,11 +264,27 @@ struct ViewsPanel::Impl {
               break;
             }
             seq = routing.seq;
-            view = active_count && !routing.value->active_count.empty()
-                       ? routing_active_count_view(*routing.value)
-                       : routing_top_expert_view(*routing.value);
-            if (active_count && routing.value->active_count.empty())
-              view->subtitle = "no active-expert counts recorded: showing the top expert";
+            {
+              const RoutingGrid& g = *routing.value;
+              const RoutingColour c = routing_colour;
+              const bool confidence = c == RoutingColour::kTopProb || c == RoutingColour::kMargin ||
+                                      c == RoutingColour::kEntropy;
+              const std::vector<float>& ch = c == RoutingColour::kTopProb  ? g.top_prob
+                                             : c == RoutingColour::kMargin ? g.margin
+                                                                           : g.entropy;
+              if (c == RoutingColour::kActiveCount && !g.active_count.empty()) {
+                view = routing_active_count_view(g);
+              } else if (confidence && !ch.empty()) {
+                view = routing_confidence_view(g, c);
+              } else {
+                view = routing_top_expert_view(g);
+                if (c == RoutingColour::kActiveCount)
+                  view->subtitle = "no active-expert counts recorded: showing the top expert";
+                else if (confidence)
+                  view->subtitle =
+                      "no router probabilities recorded for this run: showing the top expert";
+              }
+            }
             break;
           case Page::kExpertLoad:
             key[1] = load.seq;
@@ -458,6 +475,7 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
   d_->run_label->setTextInteractionFlags(Qt::TextSelectableByMouse);
   d_->run_label->setContentsMargins(6, 2, 6, 0);
   d_->run_label->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Preferred);
+  d_->run_label->setWordWrap(true);  // a long run label wraps, never cut or widening the window
   {
     QFont f = d_->run_label->font();
     f.setBold(true);
@@ -483,7 +501,10 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
     d_->controls->addWidget(w);
   };
   d_->routing_mode = new QComboBox;
-  d_->routing_mode->addItems({"colour: top expert", "colour: number of active experts"});
+  d_->routing_mode->setObjectName("views_routing_colour");
+  d_->routing_mode->addItems({"colour: top expert", "colour: number of active experts",
+                              "colour: router probability (top expert)",
+                              "colour: margin top1 - top2", "colour: router entropy"});
   row({new QLabel("token x layer grid,"), d_->routing_mode});
   d_->load_diff = new QCheckBox("A - B");
   d_->load_diff->setToolTip("this run (A) minus the baseline run B of the last comparison");
@@ -544,12 +565,13 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
   d_->status->setTextInteractionFlags(Qt::TextSelectableByMouse);
   // Long lines (backend reason, run names) are cut, never widen the window.
   d_->status->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Preferred);
+  d_->status->setWordWrap(true);  // wraps instead of being cut at 1280 x 800
   top->addWidget(d_->status);
 
   connect(d_->tabs, &QTabBar::currentChanged, this,
           [this](int i) { setPage(static_cast<Page>(i)); });
   connect(d_->routing_mode, &QComboBox::currentIndexChanged, this,
-          [this](int i) { setRoutingShowsActiveCount(i == 1); });
+          [this](int i) { setRoutingColour(static_cast<RoutingColour>(i)); });
   connect(d_->load_diff, &QCheckBox::toggled, this, [this](bool on) { setDiffMode(on); });
   connect(d_->attn_diff, &QCheckBox::toggled, this, [this](bool on) { setDiffMode(on); });
   connect(d_->attn_log, &QCheckBox::toggled, this, [this](bool on) { setAttentionLogScale(on); });
@@ -758,10 +780,18 @@ bool ViewsPanel::diffMode() const {
 }
 
 void ViewsPanel::setRoutingShowsActiveCount(bool on) {
-  d_->active_count = on;
+  setRoutingColour(on ? RoutingColour::kActiveCount : RoutingColour::kTopExpert);
+}
+
+void ViewsPanel::setRoutingColour(RoutingColour c) {
+  d_->routing_colour = c;
   const QSignalBlocker b(d_->routing_mode);
-  d_->routing_mode->setCurrentIndex(on ? 1 : 0);
+  d_->routing_mode->setCurrentIndex(static_cast<int>(c));
   d_->refresh();
+}
+
+RoutingColour ViewsPanel::routingColour() const {
+  return d_->routing_colour;
 }
 
 void ViewsPanel::setAttentionLogScale(bool on) {

@@ -34,6 +34,7 @@
 #include <memory>
 #include <optional>
 
+#include "moelab/views/view_kinds.h"
 #include "moelab/views/view_models.h"
 
 class QImage;
@@ -93,6 +94,11 @@ class ViewsPanel : public QWidget {
   bool diffMode() const;
   /// Routing page: false = top expert per (layer, token), true = active experts per (layer, token).
   void setRoutingShowsActiveCount(bool on);
+  /// Routing page colour (the "colour:" box): top expert, active experts, or the router's
+  /// confidence - top expert probability, margin top1 - top2, entropy (RoutingGrid::top_prob,
+  /// margin, entropy). A channel the grid lacks shows the top expert and says why.
+  void setRoutingColour(RoutingColour c);
+  RoutingColour routingColour() const;
   /// Attention page: log colour scale (1e-4 .. 1) instead of linear 0 .. 1.
   void setAttentionLogScale(bool on);
   /// Which run the pages show, in a line above the tabs ("run #12 · model · complete"); empty:
