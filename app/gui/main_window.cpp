@@ -2,6 +2,7 @@
 
 #include <QAction>
 #include <QApplication>
+#include <QClipboard>
 #include <QCloseEvent>
 #include <QDateTime>
 #include <QDir>
@@ -179,10 +180,14 @@ void MainWindow::build(const Options& options) {
   auto* saveView = view->addAction(tr("Save View as &Image…"), this, [this] {
     const QString path = QFileDialog::getSaveFileName(this, tr("Save view"),
                                                       QDir::home().filePath("moelab-view.png"),
-                                                      tr("PNG image (*.png);;JPEG image (*.jpg)"));
+                                                      tr("PNG image (*.png);;SVG drawing (*.svg);;"
+                                                         "JPEG image (*.jpg)"));
     if (!path.isEmpty()) saveViewImage(path);
   });
   saveView->setObjectName("saveViewAction");
+  auto* copyView = view->addAction(tr("&Copy View"), this, [this] { copyViewImage(); });
+  copyView->setObjectName("copyViewAction");
+  copyView->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_C));
   view->addAction(tr("Reset &Layout"), this, [this] {
     QSettings().remove("window/state");
     for (auto* d : docks_) d->show();
@@ -913,8 +918,33 @@ void MainWindow::runAction(qint64 runId, const QString& action) {
   }
 }
 
+bool MainWindow::copyViewImage() {
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+  const QImage img = views_->grabPage();
+  if (img.isNull()) {
+    say(tr("Copy view: nothing on screen"));
+    return false;
+  }
+  QGuiApplication::clipboard()->setImage(img);
+  say(tr("View copied to the clipboard (%1 x %2)").arg(img.width()).arg(img.height()));
+  return true;
+#else
+  say(tr("Copy view: this build has no views"));
+  return false;
+#endif
+}
+
 bool MainWindow::saveViewImage(const QString& path) {
 #ifdef MOELAB_HAVE_VIEWS_PANEL
+  if (path.endsWith(".svg", Qt::CaseInsensitive)) {
+    QString why;
+    if (!views_->savePageSvg(path, &why)) {
+      say(tr("Save view: %1").arg(why));
+      return false;
+    }
+    say(tr("View saved to %1").arg(path));
+    return true;
+  }
   const QImage img = views_->grabPage();
   if (img.isNull()) {
     say(tr("Save view: nothing on screen"));

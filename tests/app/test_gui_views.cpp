@@ -7,6 +7,7 @@
 // selects another; a file that fails to load leaves the loaded model usable. Offscreen platform
 // (the views draw on the CPU; the data checked is what the Vulkan path draws as well).
 #include <QAction>
+#include <QClipboard>
 #include <QDropEvent>
 #include <QImage>
 #include <QMenu>
@@ -575,6 +576,26 @@ class TestGuiViews : public QObject {
     const QImage img(png);
     QVERIFY(!img.isNull());
     QVERIFY(img.width() >= 320 && img.height() >= 200);
+    // Copy: the clipboard holds the page's picture.
+    QVERIFY2(w.copyViewImage(), qPrintable(w.lastMessage()));
+    QCOMPARE(QGuiApplication::clipboard()->image().size(), w.viewsPanel()->grabPage().size());
+    // SVG: the Latency chart as vectors (its text is SVG text), a heatmap page as the picture.
+    auto svgText = [&](const QString& path) {
+      QFile f(path);
+      return f.open(QIODevice::ReadOnly) ? QString::fromUtf8(f.readAll()) : QString();
+    };
+    w.viewsPanel()->setPage(moelab::views::ViewsPanel::Page::kLatency);
+    QVERIFY2(w.saveViewImage(dir_ + "/latency.svg"), qPrintable(w.lastMessage()));
+    const QString lsvg = svgText(dir_ + "/latency.svg");
+    QVERIFY(lsvg.contains("<svg"));
+    QVERIFY2(lsvg.contains("Per-token latency"), "the chart's title is not SVG text");
+    w.viewsPanel()->setPage(moelab::views::ViewsPanel::Page::kRouting);
+    QTest::qWait(150);
+    QVERIFY2(w.saveViewImage(dir_ + "/routing.svg"), qPrintable(w.lastMessage()));
+    const QString rsvg = svgText(dir_ + "/routing.svg");
+    QVERIFY(rsvg.contains("<svg") && rsvg.contains("<image"));
+    QVERIFY(!w.saveViewImage(dir_ + "/no-such-dir/x.svg"));
+    QVERIFY2(w.lastMessage().contains("cannot write"), qPrintable(w.lastMessage()));
 
     // The Compare panel never shows one pair's numbers under another pair's selectors.
     {

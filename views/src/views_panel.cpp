@@ -18,6 +18,10 @@
 #include <QVBoxLayout>
 #include <QVulkanFunctions>
 #include <QVulkanInstance>
+#ifdef MOELAB_VIEWS_SVG
+#include <QFile>
+#include <QSvgGenerator>
+#endif
 #include <array>
 #include <atomic>
 #include <mutex>
@@ -829,6 +833,44 @@ void ViewsPanel::selectQuery(int query) {
     label += " '" + QString::fromStdString(a.query_text[static_cast<size_t>(query)]) + "'";
   d_->query_label->setText(label);
   emit querySelected(query, w);
+}
+
+bool ViewsPanel::savePageSvg(const QString& path, QString* why) {
+#ifdef MOELAB_VIEWS_SVG
+  QWidget* chart = is_heat_page(d_->page) ? nullptr : d_->body->currentWidget();
+  const QImage shot = chart ? QImage() : grabPage();
+  const QSize size = chart ? chart->size() : shot.size();
+  if (size.isEmpty()) {
+    if (why) *why = "nothing on screen";
+    return false;
+  }
+  QSvgGenerator svg;
+  svg.setFileName(path);
+  svg.setSize(size);
+  svg.setViewBox(QRect(QPoint(0, 0), size));
+  svg.setTitle(QString("moelab - ") + kPageNames[static_cast<int>(d_->page)]);
+  svg.setDescription(d_->run_label->text());
+  {
+    QPainter p;
+    if (!p.begin(&svg)) {
+      if (why) *why = "cannot write " + path;
+      return false;
+    }
+    if (chart)
+      chart->render(&p);
+    else
+      p.drawImage(0, 0, shot);
+  }
+  if (!QFile::exists(path) || QFile(path).size() == 0) {
+    if (why) *why = "cannot write " + path;
+    return false;
+  }
+  return true;
+#else
+  Q_UNUSED(path);
+  if (why) *why = "this build has no Qt SVG module";
+  return false;
+#endif
 }
 
 QImage ViewsPanel::grabPage() {

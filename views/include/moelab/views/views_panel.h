@@ -133,6 +133,11 @@ class ViewsPanel : public QWidget {
   void selectQuery(int query);
   /// A picture of the visible page as on screen (for tests, screenshots, reports).
   QImage grabPage();
+  /// Writes the visible page as SVG to `path`. The Latency and Power charts are vector drawings
+  /// (text stays text); a heatmap page is the picture on screen embedded as an image (one SVG
+  /// element per cell would be millions for a long run). False with *why set when the build has
+  /// no Qt SVG module, nothing is on screen or the file cannot be written.
+  bool savePageSvg(const QString& path, QString* why);
 
  signals:
   /// A query row was clicked on the Attention page. key_weights: F32 [n_key], the attention of
