@@ -537,7 +537,9 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
   d_->attn_layer->setToolTip("prompt attention of this layer, mean over heads");
   d_->attn_log = new QCheckBox("log colour scale");
   d_->attn_diff = new QCheckBox("A - B (baseline run)");
-  d_->query_label = new QLabel("selected query: none (click a row)");
+  // Short enough for the controls row at 1280 x 800 (the hint went to the tooltip).
+  d_->query_label = new QLabel("query: none");
+  d_->query_label->setToolTip("click a query row of the map to select it");
   row({d_->attn_layer, d_->attn_log, d_->attn_diff, d_->query_label});
   row({new QLabel("wall time per generated token; breakdown per layer and op")});
   row({new QLabel("power draw of the device running the model")});
@@ -828,7 +830,7 @@ void ViewsPanel::selectQuery(int query) {
   d_->set_selected_row(d_->page == Page::kAttention ? query : -1);
   QList<float> w(a.weight.begin() + static_cast<ptrdiff_t>(query) * a.n_key,
                  a.weight.begin() + static_cast<ptrdiff_t>(query + 1) * a.n_key);
-  QString label = QString("selected query: %1").arg(query);
+  QString label = QString("query: %1").arg(query);
   if (static_cast<size_t>(query) < a.query_text.size())
     label += " '" + QString::fromStdString(a.query_text[static_cast<size_t>(query)]) + "'";
   d_->query_label->setText(label);
