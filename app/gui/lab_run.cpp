@@ -143,7 +143,10 @@ RecordedRun record_generation(Generator& gen, const RunSettings& settings_in,
   out.config = session::generate_config_json(c);
   if (mrec) out.config["model"] = session::model_json(*mrec, model);
 
-  session::GenerationRecorder rec(writer, session_name, mrec, out.config, settings.prompt, gen);
+  // Router probabilities are recorded (F16, expert_count per MoE layer and token): the Routing
+  // view colours by them (probability, margin, entropy), live and from the store.
+  session::GenerationRecorder rec(writer, session_name, mrec, out.config, settings.prompt, gen,
+                                  /*routing=*/true, /*routing_probs=*/true);
   out.run_id = rec.id();
   session::RunEnergy energy(open_power_meter(c.backend == "cuda", powercap_root));
   rec.set_energy(&energy);
@@ -204,9 +207,11 @@ RecordedRun record_generation(Generator& gen, const RunSettings& settings_in,
       if (lt.experts.size() <= l) {
         lt.experts.resize(l + 1);
         lt.weights.resize(l + 1);
+        lt.probs.resize(l + 1);
       }
       lt.experts[l] = r.experts;
       lt.weights[l] = r.weights;
+      lt.probs[l] = r.probs;
     }
     return on_token(lt);
   };

@@ -56,6 +56,8 @@ struct LiveToken {
   /// [n_layer] experts of the producing step, as stored (empty: dense layer / no MoE).
   std::vector<std::vector<uint16_t>> experts;
   std::vector<std::vector<float>> weights;  // [n_layer][k] router weights as stored
+  /// [n_layer][expert_count] router probabilities as stored (empty where none were recorded).
+  std::vector<std::vector<float>> probs;
   /// Token 0 only: the prompt's attention snapshots as stored (head mean per layer) and the
   /// prompt's token texts (prompt_token_text); empty for later tokens.
   std::vector<storage::AttentionSnapshot> attention;

@@ -2,6 +2,7 @@
 
 #include <QAction>
 #include <QApplication>
+#include <QClipboard>
 #include <QCloseEvent>
 #include <QDateTime>
 #include <QDir>
@@ -25,6 +26,7 @@
 #include <nlohmann/json.hpp>
 #include "demo.h"
 #include "moefy_dialog.h"
+#include "moelab/compare/compare.h"
 #include "moelab/core/backends.h"
 #include "moelab/storage/store.h"
 #include "moelab/tokenizer/tokenizer.h"
@@ -178,10 +180,14 @@ void MainWindow::build(const Options& options) {
   auto* saveView = view->addAction(tr("Save View as &Image…"), this, [this] {
     const QString path = QFileDialog::getSaveFileName(this, tr("Save view"),
                                                       QDir::home().filePath("moelab-view.png"),
-                                                      tr("PNG image (*.png);;JPEG image (*.jpg)"));
+                                                      tr("PNG image (*.png);;SVG drawing (*.svg);;"
+                                                         "JPEG image (*.jpg)"));
     if (!path.isEmpty()) saveViewImage(path);
   });
   saveView->setObjectName("saveViewAction");
+  auto* copyView = view->addAction(tr("&Copy View"), this, [this] { copyViewImage(); });
+  copyView->setObjectName("copyViewAction");
+  copyView->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_C));
   view->addAction(tr("Reset &Layout"), this, [this] {
     QSettings().remove("window/state");
     for (auto* d : docks_) d->show();
@@ -376,8 +382,19 @@ void MainWindow::build(const Options& options) {
             if (dropped > 0 && store_)
               output_->showStoredRun(*store_, r->run_id, card_ ? int(card_->expert_count) : 0);
             output_->setDropped(dropped);
-            status_["tps"]->setText(tr("%1 tok/s").arg(r->result.tokens_per_s, 0, 'f', 1));
-            status_["ttft"]->setText(tr("TTFT %1 ms").arg(r->result.ttft_ms, 0, 'f', 1));
+            // TTFT and decode tokens/s: one definition (compare::latency_figures of the stored
+            // tokens), the figures of the Latency view, Compare and the reports.
+            double ttft = r->result.ttft_ms, tps = r->result.tokens_per_s;
+            if (r->run_id > 0 && store_) {
+              try {
+                const auto f = moelab::compare::latency_figures(store_->tokens(r->run_id));
+                ttft = f.ttft_ms.value_or(0.0);
+                tps = f.decode_tokens_per_s.value_or(0.0);
+              } catch (const std::exception&) {
+              }
+            }
+            status_["tps"]->setText(tr("%1 tok/s").arg(tps, 0, 'f', 1));
+            status_["ttft"]->setText(tr("TTFT %1 ms").arg(ttft, 0, 'f', 1));
             const QString how = QString::fromLatin1(st::status_name(r->status));
             if (r->status == st::RunStatus::Failed)
               say(tr("Run #%1 failed: %2").arg(r->run_id).arg(QString::fromStdString(r->error)));
@@ -386,7 +403,7 @@ void MainWindow::build(const Options& options) {
                       .arg(r->run_id)
                       .arg(how)
                       .arg(r->result.tokens.size())
-                      .arg(r->result.tokens_per_s, 0, 'f', 1)
+                      .arg(tps, 0, 'f', 1)
                       .arg(session_));
             // The Sessions list re-selects its run while refreshing: that is not the user
             // choosing another run, so the Output pane keeps the run that just ended.
@@ -421,17 +438,7 @@ void MainWindow::build(const Options& options) {
   // Sessions and compare.
   connect(sessions_, &SessionsPanel::runSelected, this, [this](qint64 id) {
     if (runner_->running() || !store_ || refreshingSessions_) return;
-    int experts = 0;
-    try {
-      const auto r = store_->run(id);
-      if (r) {
-        const auto j = nlohmann::json::parse(r->config_json);
-        if (j.contains("model") && j["model"].is_object())
-          experts = j["model"].value("expert_count", 0);
-      }
-    } catch (const std::exception&) {
-    }
-    output_->showStoredRun(*store_, id, experts);
+    showStoredOutput(id);
     docks_["output"]->raise();
 #ifdef MOELAB_HAVE_VIEWS_PANEL
     openRunInViews(id);
@@ -473,6 +480,25 @@ void MainWindow::build(const Options& options) {
 #endif
   connect(sessions_, &SessionsPanel::sessionChosen, this, &MainWindow::setCurrentSession);
   connect(sessions_, &SessionsPanel::runActionRequested, this, &MainWindow::runAction);
+  // A deleted run leaves no trace on screen: views, Output pane and Compare pickers.
+  connect(sessions_, &SessionsPanel::runDeleted, this, [this](qint64 id) {
+    if (output_->runId() == id) output_->startRun(0, {}, 0, 0);  // empties the pane
+    if (lastRun_ == id) lastRun_ = 0;
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+    if (viewsRun_ == id) {
+      viewsRun_ = 0;
+      feed_.reset();
+      views_->clear();
+      views_->setRunLabel({});
+    }
+    if (comparedViews_ && (comparedViews_->a == id || comparedViews_->b == id)) {
+      comparedViews_.reset();
+      views_->clear();
+      views_->setRunLabel({});
+    }
+#endif
+    compare_->refreshRuns();
+  });
   connect(sessions_, &SessionsPanel::sessionRenamed, this,
           [this](const QString& o, const QString& n) {
             if (o == session_) setCurrentSession(n);
@@ -859,6 +885,8 @@ void MainWindow::runAction(qint64 runId, const QString& action) {
   } else if (action == "report") {
     sessions_->selectRun(runId);
     exportReportDialog();
+  } else if (action == "delete") {
+    if (sessions_->deleteRun(runId)) say(tr("Run #%1 deleted").arg(runId));
   } else if (action == "rerun") {
     if (runner_->running()) {
       say(tr("Re-run: wait until the current run has finished"));
@@ -890,8 +918,33 @@ void MainWindow::runAction(qint64 runId, const QString& action) {
   }
 }
 
+bool MainWindow::copyViewImage() {
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+  const QImage img = views_->grabPage();
+  if (img.isNull()) {
+    say(tr("Copy view: nothing on screen"));
+    return false;
+  }
+  QGuiApplication::clipboard()->setImage(img);
+  say(tr("View copied to the clipboard (%1 x %2)").arg(img.width()).arg(img.height()));
+  return true;
+#else
+  say(tr("Copy view: this build has no views"));
+  return false;
+#endif
+}
+
 bool MainWindow::saveViewImage(const QString& path) {
 #ifdef MOELAB_HAVE_VIEWS_PANEL
+  if (path.endsWith(".svg", Qt::CaseInsensitive)) {
+    QString why;
+    if (!views_->savePageSvg(path, &why)) {
+      say(tr("Save view: %1").arg(why));
+      return false;
+    }
+    say(tr("View saved to %1").arg(path));
+    return true;
+  }
   const QImage img = views_->grabPage();
   if (img.isNull()) {
     say(tr("Save view: nothing on screen"));
@@ -936,6 +989,7 @@ void MainWindow::publishViews(const std::vector<moelab::lab::LiveToken>& items) 
       r.layer = int32_t(l);
       r.experts = t.experts[l];
       r.weights = l < t.weights.size() ? t.weights[l] : std::vector<float>{};
+      r.probs = l < t.probs.size() ? t.probs[l] : std::vector<float>{};
       feed_->add_routing(r);
     }
     if (!t.attention.empty()) {
@@ -1032,14 +1086,31 @@ bool MainWindow::openRunInViews(qint64 runId) {
 }
 #endif
 
+void MainWindow::showStoredOutput(qint64 id) {
+  if (!store_) return;
+  int experts = 0;
+  try {
+    const auto r = store_->run(id);
+    if (r) {
+      const auto j = nlohmann::json::parse(r->config_json);
+      if (j.contains("model") && j["model"].is_object())
+        experts = j["model"].value("expert_count", 0);
+    }
+  } catch (const std::exception&) {
+  }
+  output_->showStoredRun(*store_, id, experts);
+}
+
 void MainWindow::publishCompareViews() {
 #ifdef MOELAB_HAVE_VIEWS_PANEL
   auto v = compare_->views();
   comparedViews_ = v;
   if (!v || runner_->running()) return;  // a live run owns the views until it ends
   using Page = moelab::views::ViewsPanel::Page;
-  // Every page shows run A (from the store); the baseline pages add B.
+  // Every page shows run A (from the store); the baseline pages add B. The Output pane shows A
+  // too (it kept the run selected before, under views naming A).
   openRunInViews(v->a);
+  showStoredOutput(v->a);
   const bool load = v->load_a.n_layer > 0 && v->load_a.expert_count > 0;
   const bool attention = v->attention_a && v->attention_b;
   if (load) {

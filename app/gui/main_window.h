@@ -128,11 +128,16 @@ class MainWindow : public QMainWindow {
   void moefyDialog();
   /// A run's right-click action from Sessions: "open" (Output and every view), "compare" (run
   /// A of the Compare panel; the user picks the baseline B), "report" (export its report),
-  /// "rerun" (the Run panel takes its prompt and configuration and runs it).
+  /// "rerun" (the Run panel takes its prompt and configuration and runs it), "delete" (after a
+  /// confirmation, SessionsPanel::deleteRun).
   void runAction(qint64 runId, const QString& action);
-  /// Saves the visible view as on screen (PNG; the format follows the suffix). False with the
-  /// reason in lastMessage() when there is nothing to save or the file cannot be written.
+  /// Saves the visible view: .svg through ViewsPanel::savePageSvg (charts as vectors, heatmaps
+  /// as the picture on screen embedded), else the picture on screen in the suffix's format
+  /// (PNG, JPEG). False with the reason in lastMessage() when there is nothing to save or the
+  /// file cannot be written.
   bool saveViewImage(const QString& path);
+  /// Puts the visible view's picture on the clipboard (View -> Copy View, Ctrl+Shift+C).
+  bool copyViewImage();
 
  public:
   /// Writes a report without asking (what the dialog does after its questions): `what` is
@@ -178,6 +183,8 @@ class MainWindow : public QMainWindow {
   /// Publishes feed_ to every view page (the pickers' layer and unit).
   void publishFeed();
   QString runLabel(qint64 runId) const;
+  /// Shows stored run `runId` in the Output pane (its text, tokens coloured by routing).
+  void showStoredOutput(qint64 runId);
   /// Restores the model that was loaded before a load that failed or was cancelled.
   void restoreLoadedModel(const QString& why);
   /// The Run panel's "running on: ..." line and the status bar's backend field, from the choice

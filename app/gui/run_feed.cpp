@@ -1,6 +1,7 @@
 #include "run_feed.h"
 
 #include <algorithm>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "moelab/core/error.h"
@@ -76,6 +77,12 @@ void RunViewData::add_routing(const storage::RoutingRecord& r) {
   dst.clear();
   for (uint16_t e : r.experts)
     if (e < expert_count_) dst.push_back(e);
+  if (confidence_.size() < experts_.size()) confidence_.resize(experts_.size());
+  auto& conf = confidence_[static_cast<size_t>(r.layer)];
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  if (p >= conf.size()) conf.resize(p + 1, views::RouterConfidence{nan, nan, nan});
+  conf[p] = views::router_confidence(r.probs);
+  any_probs_ = any_probs_ || !r.probs.empty();
 }
 
 void RunViewData::set_attention(std::vector<storage::AttentionSnapshot> snapshots,
@@ -104,6 +111,19 @@ views::RoutingGrid RunViewData::routing_grid() const {
       g.top_expert[idx(l, t, g.n_tokens)] = e.front();
       g.active_count[idx(l, t, g.n_tokens)] = static_cast<int32_t>(e.size());
     }
+  }
+  if (any_probs_) {
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    g.top_prob.assign(g.top_expert.size(), nan);
+    g.margin.assign(g.top_expert.size(), nan);
+    g.entropy.assign(g.top_expert.size(), nan);
+    for (size_t l = 0; l < confidence_.size() && static_cast<int>(l) < n_layer_; ++l)
+      for (size_t t = 0; t < confidence_[l].size() && static_cast<int>(t) < g.n_tokens; ++t) {
+        const size_t i = idx(static_cast<int>(l), static_cast<int>(t), g.n_tokens);
+        g.top_prob[i] = confidence_[l][t].top_prob;
+        g.margin[i] = confidence_[l][t].margin;
+        g.entropy[i] = confidence_[l][t].entropy;
+      }
   }
   return g;
 }

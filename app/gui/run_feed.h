@@ -57,7 +57,8 @@ class RunViewData {
   /// (µJ, when measured). Positions past the end grow the run; an earlier position overwrites.
   void add_token(int64_t position, std::string piece, int64_t latency_us,
                  std::optional<double> energy_uj = std::nullopt);
-  /// The routing of token `r.position` at layer `r.layer` (the experts chosen, in order).
+  /// The routing of token `r.position` at layer `r.layer` (the experts chosen, in order) and,
+  /// when the record has router probabilities, their confidence (views::router_confidence).
   /// Records outside [0, n_layer) are ignored; expert ids >= expert_count are ignored.
   void add_routing(const storage::RoutingRecord& r);
   /// The prompt's attention snapshots (head mean per layer, as GenerationRecorder stores them)
@@ -68,7 +69,8 @@ class RunViewData {
   const OpBreakdown& op_breakdown() const { return ops_; }
 
   /// Routing grid: top (first chosen) expert and number of experts per (layer, token); -1 / 0
-  /// where a token has no routing record for the layer.
+  /// where a token has no routing record for the layer. When any record had router
+  /// probabilities: top_prob, margin and entropy per (layer, token), NaN where none.
   views::RoutingGrid routing_grid() const;
   /// Expert load per (layer, expert): with counts = false the normalised share
   /// count(l, e) / sum_e count(l, e) (a routed layer's row sums to 1; the same definition as
@@ -105,6 +107,9 @@ class RunViewData {
   std::vector<std::optional<double>> energy_uj_;
   // [layer][token] chosen experts of that token at that layer (empty: not routed).
   std::vector<std::vector<std::vector<uint16_t>>> experts_;
+  // [layer][token] router confidence (NaN: no probabilities); any_probs_: some record had them.
+  std::vector<std::vector<views::RouterConfidence>> confidence_;
+  bool any_probs_ = false;
   std::vector<storage::AttentionSnapshot> attention_;
   std::vector<std::string> prompt_text_;
   OpBreakdown ops_;

@@ -218,7 +218,8 @@ QMenu* SessionsPanel::runMenu(qint64 runId) {
   const std::pair<const char*, QString> items[] = {{"open", tr("Open in views")},
                                                    {"compare", tr("Compare with…")},
                                                    {"report", tr("Export report…")},
-                                                   {"rerun", tr("Re-run with this config")}};
+                                                   {"rerun", tr("Re-run with this config")},
+                                                   {"delete", tr("Delete run…")}};
   for (const auto& [name, text] : items) {
     QAction* a = menu->addAction(text);
     a->setObjectName(QString("run_") + name);
@@ -227,6 +228,27 @@ QMenu* SessionsPanel::runMenu(qint64 runId) {
             [this, runId, action] { emit runActionRequested(runId, action); });
   }
   return menu;
+}
+
+bool SessionsPanel::deleteRun(qint64 runId) {
+  if (!store_) return false;
+  const auto r = store_->run(runId);
+  if (!r) return false;
+  if (!confirm(tr("Delete run"),
+               tr("Delete run #%1 (%2 token(s)) and everything it recorded? This cannot be undone.")
+                   .arg(runId)
+                   .arg(store_->token_count(runId))))
+    return false;
+  try {
+    store_->delete_run(runId);
+  } catch (const std::exception& e) {
+    emit errorMessage(
+        tr("Could not delete run #%1: %2").arg(runId).arg(QString::fromStdString(e.what())));
+    return false;
+  }
+  refresh();
+  emit runDeleted(runId);
+  return true;
 }
 
 bool SessionsPanel::selectRun(qint64 runId) {

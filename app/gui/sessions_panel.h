@@ -49,14 +49,19 @@ class SessionsPanel : public QWidget {
   /// false when the list does not show it.
   bool selectRun(qint64 runId);
   /// The right-click menu of a run (parented to the panel; the caller deletes or execs it):
-  /// "Open in views", "Compare with…", "Export report…", "Re-run with this config". Each
-  /// action emits runActionRequested(runId, name) with name "open", "compare", "report",
-  /// "rerun".
+  /// "Open in views", "Compare with…", "Export report…", "Re-run with this config",
+  /// "Delete run…". Each action emits runActionRequested(runId, name) with name "open",
+  /// "compare", "report", "rerun", "delete".
   QMenu* runMenu(qint64 runId);
+  /// Deletes run `runId` and everything it recorded (storage::Store::delete_run) after asking
+  /// `confirm`; no undo. Emits runDeleted on success, errorMessage when the store refuses (e.g.
+  /// the run is still being written). False when not deleted.
+  bool deleteRun(qint64 runId);
 
  signals:
   void runSelected(qint64 runId);
   void runActionRequested(qint64 runId, const QString& action);
+  void runDeleted(qint64 runId);
   void sessionChosen(const QString& name);  // double click: make it the current session
   void sessionRenamed(const QString& oldName, const QString& newName);
   void errorMessage(const QString& message);

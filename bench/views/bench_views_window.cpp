@@ -9,11 +9,16 @@
 //   hover              the mouse moves over a still map: only the tooltip changes, the
 //                      heatmap comes from the window's cache (VulkanHeatmapRenderer::prepare);
 //   live re-publish    the map is set again every frame (upload + pyramid), as during
-//                      generation when the data changes every frame.
+//                      generation when the data changes every frame;
+//   live rows          the live attention path: one query row changes per frame
+//                      (HeatmapWindow::update_rows: that row and the pyramid cells above it
+//                      are uploaded), next to "re-published, still view" (the same still view
+//                      with the whole map set every frame, the path before update_rows).
 // Counted: frames that reached QVulkanWindow::frameReady (queued for present) after a warm-up
 // of one full zoom cycle (pipelines built), over `seconds`; the median of `rounds` runs.
 // Needs a display (run under xvfb-run) and a Vulkan ICD.
-// Usage: bench_views_window [seconds per round, default 2] [rounds, default 3]
+// Usage: bench_views_window [seconds per round, default 2] [rounds, default 3] [live]
+// (live: only the two live attention cases)
 #include <vulkan/vulkan.h>  // before Qt headers
 
 #include <sys/resource.h>
@@ -47,7 +52,7 @@ HeatmapView expert_grid(int layers, int experts) {
   return expert_load_view(l);
 }
 
-enum class Mode { kMoving, kExact, kNearest, kRepublish, kHover };
+enum class Mode { kMoving, kExact, kNearest, kRepublish, kHover, kRepublishStill, kLiveRows };
 
 // CPU seconds used by this process, all threads (GUI, lavapipe rasterizer threads, ...). On a
 // shared machine the CPU time per frame moves much less than frames per second do.
@@ -76,9 +81,21 @@ Result measure_once(HeatmapWindow& w, const HeatmapView& v, double budget, Mode 
   const ViewTransform fit = w.transform();
   int i = 0;
   QObject conn;
+  std::vector<float> row(static_cast<size_t>(view.map.cols));
   QObject::connect(&w, &HeatmapWindow::frameDrawn, &conn, [&] {
     ++i;
-    if (mode == Mode::kRepublish) w.set_view(view, /*keep_transform=*/true);
+    if (mode == Mode::kRepublish || mode == Mode::kRepublishStill)
+      w.set_view(view, /*keep_transform=*/true);
+    if (mode == Mode::kLiveRows) {  // a new token's row: rows of the lower half in turn
+      const int r = view.map.rows / 2 + i % (view.map.rows / 2);
+      const float f = (i / (view.map.rows / 2)) % 2 ? 0.5f : 1.0f;  // the picture changes
+      for (int c = 0; c < view.map.cols; ++c) row[static_cast<size_t>(c)] = f * view.map.at(r, c);
+      w.update_rows(r, 1, row.data());
+    }
+    if (mode == Mode::kRepublishStill || mode == Mode::kLiveRows) {
+      w.requestUpdate();
+      return;
+    }
     const QRect p = w.plot_rect();
     if (mode == Mode::kHover) {  // the mouse moves over a still map: tooltip changes only
       const QPointF at(p.x() + (i * 37) % p.width(), p.y() + (i * 23) % p.height());
@@ -160,16 +177,27 @@ int main(int argc, char** argv) {
   const HeatmapView grid = expert_grid(64, 128);
   const int rounds = argc > 2 ? std::max(1, std::atoi(argv[2])) : 3;
   std::printf("median of %d rounds of %.1f s, frames queued for present:\n", rounds, budget);
-  std::printf("attention 8192 x 8192, pan/zoom, moving (coarse pool): %s\n",
-              measure(w, att, budget, rounds, Mode::kMoving).c_str());
-  std::printf("attention 8192 x 8192, pan/zoom, exact max pool:      %s\n",
-              measure(w, att, budget, rounds, Mode::kExact).c_str());
-  std::printf("attention 8192 x 8192, pan/zoom, nearest cell:        %s\n",
-              measure(w, att, budget, rounds, Mode::kNearest).c_str());
-  std::printf("attention 8192 x 8192, hover over a still map:       %s\n",
-              measure(w, att, budget, rounds, Mode::kHover).c_str());
-  std::printf("attention 8192 x 8192, re-published every frame:      %s\n",
-              measure(w, att, budget, 1, Mode::kRepublish).c_str());
+  const bool live_only = argc > 3 && std::string(argv[3]) == "live";
+  if (!live_only) {
+    std::printf("attention 8192 x 8192, pan/zoom, moving (coarse pool): %s\n",
+                measure(w, att, budget, rounds, Mode::kMoving).c_str());
+    std::printf("attention 8192 x 8192, pan/zoom, exact max pool:      %s\n",
+                measure(w, att, budget, rounds, Mode::kExact).c_str());
+    std::printf("attention 8192 x 8192, pan/zoom, nearest cell:        %s\n",
+                measure(w, att, budget, rounds, Mode::kNearest).c_str());
+    std::printf("attention 8192 x 8192, hover over a still map:       %s\n",
+                measure(w, att, budget, rounds, Mode::kHover).c_str());
+    std::printf("attention 8192 x 8192, re-published every frame:      %s\n",
+                measure(w, att, budget, 1, Mode::kRepublish).c_str());
+  }
+  std::printf("attention 8192 x 8192, re-published, still view:     %s\n",
+              measure(w, att, budget, 1, Mode::kRepublishStill).c_str());
+  const int bands0 = w.band_redraws();
+  std::printf("attention 8192 x 8192, one row updated per frame:     %s\n",
+              measure(w, att, budget, rounds, Mode::kLiveRows).c_str());
+  std::printf("  (%d of those frames redrew a band of the cached picture)\n",
+              w.band_redraws() - bands0);
+  if (live_only) return 0;
   HeatmapView tiny = grid;
   tiny.map = Heatmap{1, 1, {0.5f}};
   std::printf("1 x 1 map (clear + overlays + present):              %s\n",

@@ -232,6 +232,27 @@ void Store::recover_interrupted() {
   tx.commit();
 }
 
+void Store::delete_run(int64_t id) {
+  detail::Transaction tx(db_, path_, "delete run " + std::to_string(id));
+  {
+    Stmt s(db_, "SELECT status, owner_pid, owner_boot, owner_start FROM runs WHERE id = ?1", path_);
+    s.bind(1, id);
+    if (!s.step("find run " + std::to_string(id)))
+      throw StorageError(StorageErrorKind::BadInput, "no run with id " + std::to_string(id),
+                         {path_, "delete run"});
+    const detail::Owner owner{s.i64(1), s.text(2), s.i64(3)};
+    if (s.text(0) == "running" && detail::owner_alive(owner))
+      throw StorageError(StorageErrorKind::BadInput,
+                         "run " + std::to_string(id) + " is still running (process " +
+                             std::to_string(owner.pid) + "): stop it before deleting it",
+                         {path_, "delete run"});
+  }
+  Stmt d(db_, "DELETE FROM runs WHERE id = ?1", path_);
+  d.bind(1, id);
+  d.run("delete run " + std::to_string(id));
+  tx.commit();
+}
+
 std::string Store::integrity_check() const {
   Stmt s(db_, "PRAGMA integrity_check", path_);
   std::string out;

@@ -7,6 +7,7 @@
 // selects another; a file that fails to load leaves the loaded model usable. Offscreen platform
 // (the views draw on the CPU; the data checked is what the Vulkan path draws as well).
 #include <QAction>
+#include <QClipboard>
 #include <QDropEvent>
 #include <QImage>
 #include <QMenu>
@@ -136,6 +137,20 @@ class TestGuiViews : public QObject {
       QCOMPARE(g->active_count[at(r.layer, int(r.position), n)], int32_t(r.experts.size()));
     }
     for (int t = 0; t < n; ++t) QCOMPARE(g->token_text[size_t(t)], toks[size_t(t)].piece);
+    // Router confidence (probability, margin top1 - top2, entropy) from the stored router
+    // probabilities, the colours of the Routing page's "colour:" box.
+    bool probs = false;
+    for (const auto& r : routing) probs = probs || !r.probs.empty();
+    QCOMPARE(g->top_prob.size(), probs ? size_t(n) * size_t(nLayer) : size_t(0));
+    for (const auto& r : routing) {
+      if (r.probs.empty()) continue;
+      const auto c = moelab::views::router_confidence(r.probs);
+      const size_t i = at(r.layer, int(r.position), n);
+      QCOMPARE(g->top_prob[i], c.top_prob);
+      QCOMPARE(g->margin[i], c.margin);
+      QCOMPARE(g->entropy[i], c.entropy);
+      QVERIFY(c.top_prob > 0 && c.top_prob <= 1 && c.margin >= 0 && c.entropy >= 0);
+    }
 
     // Expert load: counts and shares of each layer's selections (a row sums to 1).
     std::vector<double> count(size_t(nLayer) * size_t(nExp), 0.0), total(size_t(nLayer), 0.0);
@@ -289,6 +304,29 @@ class TestGuiViews : public QObject {
       QVERIFY(complete > stopped);
       QCOMPARE(s->run(complete)->status, st::RunStatus::Complete);
       QCOMPARE(w.outputView()->text(), QString::fromStdString(s->run(complete)->output));
+      // The lab records router probabilities (expert_count per layer and token): the Routing
+      // page colours by the router's confidence; a run without them says so and shows experts.
+      {
+        const auto rr = s->routing(complete);
+        QVERIFY(!rr.empty());
+        for (const auto& r : rr)
+          QCOMPARE(r.probs.size(), size_t(vp->routingSnapshot()->expert_count));
+        auto* colour = vp->findChild<QComboBox*>("views_routing_colour");
+        QVERIFY(colour);
+        QCOMPARE(colour->count(), 5);
+        colour->setCurrentIndex(int(moelab::views::RoutingColour::kMargin));
+        QCOMPARE(vp->routingColour(), moelab::views::RoutingColour::kMargin);
+        vp->setRoutingColour(moelab::views::RoutingColour::kTopExpert);
+      }
+      // The status bar's TTFT and tok/s: the one definition (latency_figures of the stored
+      // tokens) the Latency view, Compare and the reports use.
+      {
+        const auto f = moelab::compare::latency_figures(s->tokens(complete));
+        QVERIFY(f.ttft_ms && f.decode_tokens_per_s);
+        QCOMPARE(w.statusField("ttft")->text(), QString("TTFT %1 ms").arg(*f.ttft_ms, 0, 'f', 1));
+        QCOMPARE(w.statusField("tps")->text(),
+                 QString("%1 tok/s").arg(*f.decode_tokens_per_s, 0, 'f', 1));
+      }
       checkViewsShowStoredRun(w, *s, complete);
       vp->findChild<QCheckBox*>("views_load_counts")->click();
       QVERIFY(vp->expertLoadCounts());
@@ -386,8 +424,16 @@ class TestGuiViews : public QObject {
     QVERIFY(finished.wait(60000));
     const qint64 a = finished.at(0).at(0).toLongLong(), b = finished.at(1).at(0).toLongLong();
     QSignalSpy compared(w.comparePanel(), &ComparePanel::compared);
+    // The run that just finished.
+    QCOMPARE(w.outputView()->text(), QString::fromStdString(w.store()->run(b)->output));
+    QVERIFY(w.store()->run(a)->output != w.store()->run(b)->output);
     w.comparePanel()->compare(a, b);
     QVERIFY(compared.wait(30000));
+    // The views name A (B the baseline): the Output pane shows A's text, not the run it showed.
+    QVERIFY2(w.viewsPanel()->runLabel().contains(QString("run #%1 (A)").arg(a)),
+             qPrintable(w.viewsPanel()->runLabel()));
+    QCOMPARE(w.outputView()->runId(), a);
+    QCOMPARE(w.outputView()->text(), QString::fromStdString(w.store()->run(a)->output));
 
     // CLI.
     std::ostringstream out, err;
@@ -429,7 +475,8 @@ class TestGuiViews : public QObject {
     const struct {
       const char* key;
       double a, b;
-    } figures[] = {{"tpot_ms_mean", *fa.tpot_ms_mean, *fb.tpot_ms_mean},
+    } figures[] = {{"ttft_ms", *fa.ttft_ms, *fb.ttft_ms},
+                   {"tpot_ms_mean", *fa.tpot_ms_mean, *fb.tpot_ms_mean},
                    {"decode_tokens_per_s", *fa.decode_tokens_per_s, *fb.decode_tokens_per_s}};
     for (const auto& f : figures) {
       const auto m = metric(f.key);
@@ -500,7 +547,8 @@ class TestGuiViews : public QObject {
     QMenu* menu = w.sessionsPanel()->runMenu(a);
     QStringList names;
     for (QAction* x : menu->actions()) names << x->objectName();
-    QCOMPARE(names, QStringList({"run_open", "run_compare", "run_report", "run_rerun"}));
+    QCOMPARE(names,
+             QStringList({"run_open", "run_compare", "run_report", "run_rerun", "run_delete"}));
     menu->findChild<QAction*>("run_open")->trigger();
     QCOMPARE(w.viewsRun(), a);
     checkViewsShowStoredRun(w, *w.store(), a);
@@ -528,6 +576,26 @@ class TestGuiViews : public QObject {
     const QImage img(png);
     QVERIFY(!img.isNull());
     QVERIFY(img.width() >= 320 && img.height() >= 200);
+    // Copy: the clipboard holds the page's picture.
+    QVERIFY2(w.copyViewImage(), qPrintable(w.lastMessage()));
+    QCOMPARE(QGuiApplication::clipboard()->image().size(), w.viewsPanel()->grabPage().size());
+    // SVG: the Latency chart as vectors (its text is SVG text), a heatmap page as the picture.
+    auto svgText = [&](const QString& path) {
+      QFile f(path);
+      return f.open(QIODevice::ReadOnly) ? QString::fromUtf8(f.readAll()) : QString();
+    };
+    w.viewsPanel()->setPage(moelab::views::ViewsPanel::Page::kLatency);
+    QVERIFY2(w.saveViewImage(dir_ + "/latency.svg"), qPrintable(w.lastMessage()));
+    const QString lsvg = svgText(dir_ + "/latency.svg");
+    QVERIFY(lsvg.contains("<svg"));
+    QVERIFY2(lsvg.contains("Per-token latency"), "the chart's title is not SVG text");
+    w.viewsPanel()->setPage(moelab::views::ViewsPanel::Page::kRouting);
+    QTest::qWait(150);
+    QVERIFY2(w.saveViewImage(dir_ + "/routing.svg"), qPrintable(w.lastMessage()));
+    const QString rsvg = svgText(dir_ + "/routing.svg");
+    QVERIFY(rsvg.contains("<svg") && rsvg.contains("<image"));
+    QVERIFY(!w.saveViewImage(dir_ + "/no-such-dir/x.svg"));
+    QVERIFY2(w.lastMessage().contains("cannot write"), qPrintable(w.lastMessage()));
 
     // The Compare panel never shows one pair's numbers under another pair's selectors.
     {
@@ -574,6 +642,39 @@ class TestGuiViews : public QObject {
                    w.lastMessage().contains("stories260K.F32.gguf is loaded"),
                qPrintable(w.lastMessage()));
       delete again;
+    }
+
+    // "Delete run…" asks first; cancelled nothing changes, confirmed the run and its records
+    // leave the store, the Sessions list, the views, the Output pane and the Compare pickers.
+    {
+      QMenu* m = w.sessionsPanel()->runMenu(re);
+      m->findChild<QAction*>("run_open")->trigger();
+      QCOMPARE(w.viewsRun(), re);
+      QCOMPARE(w.outputView()->runId(), re);
+      QStringList asked;
+      w.confirm = [&](const QString&, const QString& text) {
+        asked << text;
+        return false;
+      };
+      m->findChild<QAction*>("run_delete")->trigger();
+      QCOMPARE(asked.size(), 1);
+      QVERIFY2(asked[0].contains(QString("run #%1").arg(re)), qPrintable(asked[0]));
+      QVERIFY(w.store()->run(re));
+      w.confirm = [&](const QString&, const QString&) { return true; };
+      m->findChild<QAction*>("run_delete")->trigger();
+      QVERIFY(!w.store()->run(re));
+      QVERIFY(w.store()->tokens(re).empty());
+      QVERIFY(w.store()->routing(re).empty());
+      QVERIFY(w.store()->run(a) && w.store()->run(b));  // the others stay
+      QVERIFY(w.sessionsPanel()->runStatusText(re).isEmpty());
+      QCOMPARE(w.viewsRun(), 0);
+      QVERIFY(!w.viewsPanel()->routingSnapshot());
+      QVERIFY2(!w.viewsPanel()->runLabel().contains(QString("#%1").arg(re)),
+               qPrintable(w.viewsPanel()->runLabel()));
+      QVERIFY(w.outputView()->runId() != re);
+      QCOMPARE(w.comparePanel()->runB()->findData(QVariant::fromValue<qint64>(re)), -1);
+      QCOMPARE(w.lastMessage(), QString("Run #%1 deleted").arg(re));
+      delete m;
     }
 #endif
   }
@@ -698,6 +799,16 @@ class TestGuiViews : public QObject {
                                     .arg(size.height())
                                     .arg(theme, names[p])));
         }
+        // The routing grid coloured by the router's margin top1 - top2.
+        w.viewsPanel()->setRoutingColour(moelab::views::RoutingColour::kMargin);
+        w.viewsPanel()->setPage(Page::kRouting);
+        QTest::qWait(150);
+        QVERIFY(w.grab().save(QString("%1/lab-%2x%3-%4-routing-margin.png")
+                                  .arg(dir)
+                                  .arg(size.width())
+                                  .arg(size.height())
+                                  .arg(theme)));
+        w.viewsPanel()->setRoutingColour(moelab::views::RoutingColour::kTopExpert);
       }
     moelab::lab::applyTheme("system");
 #endif

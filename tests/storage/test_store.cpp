@@ -446,6 +446,69 @@ class TestStore : public QObject {
     QCOMPARE(s.interrupted_on_open(), (std::vector<int64_t>{reused, rebooted}));
   }
 
+  void delete_run_removes_its_records_only() {
+    Store s(db_path("delete_run.db"));
+    const int64_t sid = s.ensure_session("d");
+    auto fill = [&](int64_t run) {
+      s.append_tokens(run, std::vector<TokenRecord>{tok(0, 1, "a", 10), tok(1, 2, "b", 20)});
+      RoutingRecord r;
+      r.position = 0;
+      r.layer = 0;
+      r.experts = {1, 2};
+      r.weights = {0.5f, 0.5f};
+      s.append_routing(run, std::vector<RoutingRecord>{r});
+      AttentionSnapshot a;
+      a.layer = 0;
+      a.head = -1;
+      a.shape = {1, 2};
+      a.data = {0.25f, 0.75f};
+      s.append_attention(run, std::vector<AttentionSnapshot>{a});
+      s.append_metrics(run, std::vector<MetricRecord>{{"ttft_ms", 1, "ms"}});
+      s.append_next_token_dists(run, std::vector<NextTokenDist>{{0, 2, {}, {0.5f, 0.5f}}});
+      EvalResult e;
+      e.method = "ppl";
+      e.text_sha256 = "h";
+      e.value = 3;
+      s.add_eval_result(run, e);
+    };
+    const int64_t keep = s.begin_run({sid}), gone = s.begin_run({sid}), live = s.begin_run({sid});
+    fill(keep);
+    fill(gone);
+    s.finish_run(keep, RunStatus::Complete, "kept");
+    s.finish_run(gone, RunStatus::Complete, "gone");
+    s.delete_run(gone);
+    QVERIFY(!s.run(gone));
+    QCOMPARE(s.token_count(gone), int64_t{0});
+    QVERIFY(s.routing(gone).empty());
+    QVERIFY(s.attention(gone).empty());
+    QVERIFY(s.metrics(gone).empty());
+    QVERIFY(s.next_token_dists(gone).empty());
+    QVERIFY(s.eval_results(gone).empty());
+    // The other run of the session and the session itself stay whole.
+    QCOMPARE(s.run(keep)->output, std::string("kept"));
+    QCOMPARE(s.token_count(keep), int64_t{2});
+    QCOMPARE(s.routing(keep).size(), size_t{1});
+    QCOMPARE(s.attention(keep).size(), size_t{1});
+    QCOMPARE(s.metrics(keep).size(), size_t{1});
+    QCOMPARE(s.next_token_dists(keep).size(), size_t{1});
+    QCOMPARE(s.eval_results(keep).size(), size_t{1});
+    QCOMPARE(s.runs(sid).size(), size_t{2});
+    // Unknown ids and a run this live process is still writing are refused, with the reason.
+    auto e = expect_error([&] { s.delete_run(gone); });
+    QCOMPARE(e.kind(), StorageErrorKind::BadInput);
+    QVERIFY2(
+        std::string(e.what()).find("no run with id " + std::to_string(gone)) != std::string::npos,
+        e.what());
+    e = expect_error([&] { s.delete_run(live); });
+    QCOMPARE(e.kind(), StorageErrorKind::BadInput);
+    QVERIFY2(std::string(e.what()).find("still running") != std::string::npos, e.what());
+    QCOMPARE(s.run(live)->status, RunStatus::Running);
+    s.finish_run(live, RunStatus::Cancelled);
+    s.delete_run(live);
+    QVERIFY(!s.run(live));
+    QCOMPARE(QString::fromStdString(s.integrity_check()), QString("ok"));
+  }
+
   void disk_full_keeps_what_was_committed() {
     const auto p = db_path("full.db");
     int64_t run = 0, committed = 0;

@@ -3,6 +3,8 @@
 #include <array>
 #include <cmath>
 #include <limits>
+#include <random>
+#include <utility>
 
 #include "moelab/core/error.h"
 #include "moelab/views/heatmap.h"
@@ -151,6 +153,85 @@ class ViewsCpuTest : public QObject {
     const QImage shifted = render_heatmap_cpu(m, s, v, 64, 64);
     QCOMPARE(pixel(shifted, 5, 5), s.background);
     QCOMPARE(pixel(shifted, 40, 5), seq[0]);
+  }
+
+  void router_confidence_and_its_view() {
+    const auto c = router_confidence({0.2f, 0.5f, kNaN, 0.3f});
+    QCOMPARE(c.top_prob, 0.5f);
+    QCOMPARE(c.margin, 0.5f - 0.3f);
+    const double h = -(0.2 * std::log(0.2f) + 0.5 * std::log(0.5f) + 0.3 * std::log(0.3f));
+    QVERIFY(std::fabs(c.entropy - h) < 1e-6);
+    const auto one = router_confidence({1.0f, 0.0f});
+    QCOMPARE(one.top_prob, 1.0f);
+    QCOMPARE(one.margin, 1.0f);
+    QCOMPARE(one.entropy, 0.0f);  // 0 ln 0 = 0
+    QVERIFY(std::isnan(router_confidence({}).top_prob));
+
+    RoutingGrid g;
+    g.n_layer = 2;
+    g.n_tokens = 2;
+    g.expert_count = 4;
+    g.top_expert = {0, 1, 2, 3};
+    QVERIFY_THROWS_EXCEPTION(moelab::Error, routing_confidence_view(g, RoutingColour::kMargin));
+    g.top_prob = {0.9f, 0.5f, kNaN, 0.3f};
+    g.margin = {0.8f, 0.1f, kNaN, 0.0f};
+    g.entropy = {0.2f, 1.0f, kNaN, 1.386f};
+    const HeatmapView m = routing_confidence_view(g, RoutingColour::kMargin);
+    QCOMPARE(m.map.values[1], 0.1f);
+    QCOMPARE(m.scale.min, 0.0f);
+    QCOMPARE(m.scale.max, 1.0f);
+    QCOMPARE(m.value_unit, std::string("top1 - top2 probability"));
+    const HeatmapView e = routing_confidence_view(g, RoutingColour::kEntropy);
+    QCOMPARE(e.scale.max, std::log(4.0f));  // uniform over 4 experts
+    QCOMPARE(e.value_unit, std::string("entropy (nats)"));
+    QVERIFY(std::isnan(e.map.values[2]));  // not routed: masked
+    QCOMPARE(routing_confidence_view(g, RoutingColour::kTopProb).map.values[0], 0.9f);
+    QVERIFY_THROWS_EXCEPTION(moelab::Error,
+                             routing_confidence_view(g, RoutingColour::kActiveCount));
+  }
+
+  void pyramid_row_update_equals_rebuild() {
+    // Odd sizes (clipped blocks at the edges), NaN cells, and row ranges at the start, the end,
+    // one row, and straddling block boundaries: the updated pyramid equals a rebuilt one.
+    std::mt19937 rng(11);
+    std::uniform_real_distribution<float> val(-1.0f, 1.0f), u01(0.0f, 1.0f);
+    for (const auto& [rows, cols] : {std::pair{37, 53}, std::pair{64, 64}, std::pair{1, 9}}) {
+      Heatmap m{rows, cols, std::vector<float>(static_cast<size_t>(rows) * cols)};
+      for (float& v : m.values) v = u01(rng) < 0.2f ? kNaN : val(rng);
+      HeatmapPyramid p = build_pyramid(m);
+      for (const auto& [first, n] : {std::pair{0, 1}, std::pair{rows - 1, 1}, std::pair{0, rows},
+                                     std::pair{rows / 3, rows / 2 + 1}}) {
+        if (first < 0 || n <= 0 || first + n > rows) continue;
+        for (int r = first; r < first + n; ++r)
+          for (int c = 0; c < cols; ++c)
+            m.values[static_cast<size_t>(r) * cols + c] = u01(rng) < 0.3f ? kNaN : val(rng);
+        update_pyramid_rows(p, m, first, n);
+        const HeatmapPyramid want = build_pyramid(m);
+        QCOMPARE(p.levels.size(), want.levels.size());
+        for (size_t k = 0; k < want.levels.size(); ++k) {
+          const auto& a = p.levels[k].max_min;
+          const auto& b = want.levels[k].max_min;
+          QCOMPARE(a.size(), b.size());
+          for (size_t i = 0; i < a.size(); ++i)
+            QVERIFY2((std::isnan(a[i]) && std::isnan(b[i])) || a[i] == b[i],
+                     qPrintable(QString("%1 x %2, rows %3+%4: level %5 value %6: %7 vs %8")
+                                    .arg(rows)
+                                    .arg(cols)
+                                    .arg(first)
+                                    .arg(n)
+                                    .arg(k + 1)
+                                    .arg(i)
+                                    .arg(a[i])
+                                    .arg(b[i])));
+        }
+      }
+    }
+    // Rows outside the map, or a pyramid of another map, are refused with the reason.
+    Heatmap m{4, 4, std::vector<float>(16, 0.5f)};
+    HeatmapPyramid p = build_pyramid(m);
+    QVERIFY_THROWS_EXCEPTION(moelab::Error, update_pyramid_rows(p, m, 3, 2));
+    Heatmap other{8, 4, std::vector<float>(32, 0.5f)};
+    QVERIFY_THROWS_EXCEPTION(moelab::Error, update_pyramid_rows(p, other, 0, 1));
   }
 
   void pyramid_max_min_and_levels() {

@@ -9,6 +9,7 @@
 #include <QListWidget>
 #include <QSignalSpy>
 #include <QtTest>
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <limits>
@@ -21,6 +22,8 @@
 #include "view_test_util.h"
 
 using namespace moelab::views;
+using moelab::test::compare;
+using moelab::test::ImageDiff;
 using moelab::test::maybe_save;
 using moelab::test::pixel;
 
@@ -259,6 +262,81 @@ class ViewsPanelTest : public QObject {
     }
     QTest::qWait(150);
     maybe_save(panel.grabPage(), "panel_attention_selected_" + tag());
+  }
+
+  void live_attention_rows() {
+    // A live map published once with room for every token (rows not made yet are NaN), then
+    // one row per generated token: the page shows the rows in place (no whole-map upload), with
+    // the tokens' text, and the picture equals that of the whole map published at once.
+    ViewsPanel::Options o;
+    o.validation = true;
+    ViewsPanel panel(o);
+    panel.resize(900, 640);
+    panel.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&panel));
+    panel.setPage(ViewsPanel::Page::kAttention);
+    const int n = 40, prompt = 10;
+    const AttentionMap full = synthetic_attention(n, 3);
+    AttentionMap live = full;
+    live.layer = 2;
+    live.head = 1;
+    for (int q = prompt; q < n; ++q) {
+      std::fill_n(live.weight.begin() + q * n, n, std::numeric_limits<float>::quiet_NaN());
+      live.query_text[static_cast<size_t>(q)] = live.key_text[static_cast<size_t>(q)] = "";
+    }
+    const uint64_t first = panel.publish(live);
+    QTRY_COMPARE_WITH_TIMEOUT(panel.shownSequence(ViewsPanel::Page::kAttention), first, 5000);
+    uint64_t last = 0;
+    for (int q = prompt; q < n; ++q) {
+      AttentionRows r;
+      r.layer = 2;
+      r.head = 1;
+      r.first_query = q;
+      r.n_key = n;
+      r.weight.assign(full.weight.begin() + q * n, full.weight.begin() + (q + 1) * n);
+      r.token_text = {full.query_text[static_cast<size_t>(q)]};
+      last = panel.publish(std::move(r));
+      QVERIFY(last > 0);
+      if (q % 7 == 0) QTest::qWait(40);  // some rows on screen one by one, some merged
+    }
+    QTRY_COMPARE_WITH_TIMEOUT(panel.shownSequence(ViewsPanel::Page::kAttention), last, 5000);
+    const auto snap = panel.attentionSnapshot();
+    QVERIFY(snap.has_value());
+    QCOMPARE(snap->n_query, n);
+    for (size_t i = 0; i < full.weight.size(); ++i)
+      QVERIFY((std::isnan(snap->weight[i]) && std::isnan(full.weight[i])) ||
+              snap->weight[i] == full.weight[i]);
+    QCOMPARE(snap->query_text, full.query_text);
+    QCOMPARE(snap->key_text, full.key_text);
+    // Selecting a live row gives its weights (the shown map was updated in place too).
+    QSignalSpy sel(&panel, &ViewsPanel::querySelected);
+    panel.selectQuery(30);
+    QCOMPARE(sel.count(), 1);
+    const auto w = sel.at(0).at(1).value<QList<float>>();
+    QCOMPARE(w[5], full.weight[30 * n + 5]);
+    if (auto* cpu = panel.findChild<CpuHeatmapWidget*>()) {
+      QCOMPARE(cpu->view().y_ticks[30], full.query_text[30]);
+      QCOMPARE(cpu->view().x_ticks[30], full.key_text[30]);
+    }
+    QTest::qWait(150);
+    const QImage rows_shot = panel.grabPage();
+    // Rows that do not fit the map on screen are refused (the caller publishes a whole map).
+    AttentionRows other{3, 1, 0, n, std::vector<float>(static_cast<size_t>(n), 0.5f), {}};
+    QCOMPARE(panel.publish(std::move(other)), 0u);
+    AttentionRows past{2, 1, n - 1, n, std::vector<float>(2 * static_cast<size_t>(n), 0.5f), {}};
+    QCOMPARE(panel.publish(std::move(past)), 0u);
+    // The same map published whole draws the same picture.
+    AttentionMap whole = full;
+    whole.layer = 2;
+    whole.head = 1;
+    const uint64_t w_seq = panel.publish(std::move(whole));
+    QTRY_COMPARE_WITH_TIMEOUT(panel.shownSequence(ViewsPanel::Page::kAttention), w_seq, 5000);
+    QTest::qWait(150);
+    const QImage whole_shot = panel.grabPage();
+    maybe_save(rows_shot, "panel_attention_rows_" + tag());
+    QCOMPARE(rows_shot.size(), whole_shot.size());
+    const ImageDiff d = compare(rows_shot, whole_shot);
+    QVERIFY2(d.max_diff == 0, qPrintable(QString("%1 pixels differ").arg(d.differing)));
   }
 
   void gallery_renders_every_page() {

@@ -7,6 +7,7 @@
 #include <limits>
 #include <random>
 
+#include "moelab/core/error.h"
 #include "moelab/views/renderer.h"
 #include "moelab/views/view_kinds.h"
 #include "moelab/views/vulkan_heatmap.h"
@@ -239,6 +240,59 @@ class ViewsVulkanTest : public QObject {
       QVERIFY2(tvu.max_diff == 0, qPrintable("tiled vs untiled: " + diff_text(tvu)));
       QVERIFY2(tvc.max_diff <= 1, qPrintable("tiled vs cpu: " + diff_text(tvc)));
     }
+  }
+
+  void row_updates_equal_a_full_upload() {
+    // Live attention: rows change in place (update_rows uploads only them and the pyramid cells
+    // above them). The picture must be the one a full set_data of the same map draws, tiled
+    // (halo rows shared by two tiles) and untiled, zoomed out (pooled levels) and in.
+    REQUIRE_VULKAN(r_);
+    auto tiled = make_renderer(64);
+    QVERIFY(tiled);
+    auto fresh = make_renderer(64);
+    Heatmap m = random_map(150, 150, 21, 0.0f, 1.0f, 0.0f);
+    for (int r = 60; r < 150; ++r)  // rows of tokens not made yet: masked
+      for (int c = 0; c < 150; ++c) m.values[static_cast<size_t>(r) * 150 + c] = kNaN;
+    r_->set_data(m);
+    tiled->set_data(m);
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<float> val(0.0f, 1.0f);
+    ColorScale s;
+    s.scale = Scale::kLog;
+    s.min = 1e-4f;
+    ViewTransform in;
+    in.zoom = {7.3f, 7.3f};
+    in.origin = {40.2f, 55.7f};
+    const std::vector<ViewTransform> views{ViewTransform::fit(150, 150, 41, 37),
+                                           ViewTransform::fit(150, 150, 150, 150), in};
+    for (int row : {60, 61, 63, 64, 65, 127, 128, 149}) {  // across tile and block edges
+      for (int c = 0; c <= row; ++c) m.values[static_cast<size_t>(row) * 150 + c] = val(rng);
+      r_->update_rows(m, row, 1);
+      tiled->update_rows(m, row, 1);
+      QCOMPARE(tiled->tile_count(), 9);
+      fresh->set_data(m);
+      for (size_t i = 0; i < views.size(); ++i) {
+        const QImage want = fresh->render(s, views[i], 120, 100);
+        const ImageDiff a = compare(r_->render(s, views[i], 120, 100), want);
+        const ImageDiff b = compare(tiled->render(s, views[i], 120, 100), want);
+        QVERIFY2(a.max_diff == 0,
+                 qPrintable(QString("row %1 view %2 untiled: ").arg(row).arg(i) + diff_text(a)));
+        QVERIFY2(b.max_diff == 0,
+                 qPrintable(QString("row %1 view %2 tiled: ").arg(row).arg(i) + diff_text(b)));
+      }
+    }
+    // Two rows at once, and a map of another shape falls back to a full upload.
+    for (int c = 0; c < 150; ++c) m.values[10 * 150 + c] = m.values[11 * 150 + c] = 0.25f;
+    tiled->update_rows(m, 10, 2);
+    fresh->set_data(m);
+    const ImageDiff two =
+        compare(tiled->render(s, views[1], 150, 150), fresh->render(s, views[1], 150, 150));
+    QVERIFY2(two.max_diff == 0, qPrintable(diff_text(two)));
+    const Heatmap small = random_map(20, 30, 8, 0.0f, 1.0f, 0.0f);
+    tiled->update_rows(small, 0, 1);
+    QCOMPARE(tiled->tile_count(), 1);
+    QVERIFY_THROWS_EXCEPTION(moelab::Error, tiled->update_rows(small, 19, 2));
+    QCOMPARE(r_->validation().errors, 0);
   }
 
   void map_wider_than_max_texture() {

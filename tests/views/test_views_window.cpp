@@ -6,6 +6,7 @@
 #include <QGuiApplication>
 #include <QVulkanInstance>
 #include <QtTest>
+#include <algorithm>
 #include <cmath>
 
 #include "moelab/views/heatmap_window.h"
@@ -126,6 +127,52 @@ class ViewsWindowTest : public QObject {
     const int idle0 = w.frames_drawn();
     QTest::qWait(600);
     QCOMPARE(w.frames_drawn(), idle0);
+  }
+
+  void live_rows_redraw_a_band() {
+    // Live attention: rows arrive one per frame into a map larger than the plot (pooled: 3.7
+    // and 5.3 cells per pixel, pyramid level 1). Each frame redraws only a band of the cached
+    // picture; afterwards the window shows exactly what a whole upload of the same map shows.
+    const int n = 2000, made = 1000;
+    AttentionMap full = synthetic_attention(n);
+    for (int q = 0; q < n; ++q)  // some structure that pooling must keep: a hot key per row
+      full.weight[static_cast<size_t>(q) * n + static_cast<size_t>(q * 7 % (q + 1))] = 1.0f;
+    HeatmapView whole = attention_view(full, /*log_scale=*/true);
+    HeatmapView live = whole;
+    std::fill(live.map.values.begin() + made * n, live.map.values.end(), std::nanf(""));
+    HeatmapWindow w;
+    w.setVulkanInstance(&inst_);
+    w.resize(800, 500);
+    w.set_view(live);
+    w.show();
+    QTRY_VERIFY_WITH_TIMEOUT(w.frames_drawn() >= 4, 20000);
+    QTest::qWait(300);  // still: the picture is cached
+    const int bands0 = w.band_redraws();
+    int updates = 0;
+    HeatmapView expect = live;  // the live map with the rows sent so far
+    for (int q = made; q < n; q += q < made + 40 ? 1 : 37) {  // one by one, then lone rows
+      const int before = w.frames_drawn();
+      const float* row = whole.map.values.data() + static_cast<size_t>(q) * n;
+      QVERIFY(w.update_rows(q, 1, row));
+      std::copy(row, row + n, expect.map.values.begin() + static_cast<ptrdiff_t>(q) * n);
+      QTRY_VERIFY_WITH_TIMEOUT(w.frames_drawn() > before, 5000);
+      ++updates;
+    }
+    QVERIFY2(
+        w.band_redraws() - bands0 >= updates,
+        qPrintable(
+            QString("%1 band redraws for %2 updates").arg(w.band_redraws() - bands0).arg(updates)));
+    QVERIFY(!w.update_rows(n - 1, 2, whole.map.values.data()));  // past the last row
+    QTest::qWait(200);
+    const QImage rows_shot = w.grab();
+    w.set_view(expect, /*keep_transform=*/true);
+    const int f1 = w.frames_drawn();
+    QTRY_VERIFY_WITH_TIMEOUT(w.frames_drawn() > f1, 5000);
+    QTest::qWait(200);
+    const QImage whole_shot = w.grab();
+    moelab::test::maybe_save(rows_shot, "window_live_rows");
+    const moelab::test::ImageDiff d = moelab::test::compare(rows_shot, whole_shot);
+    QVERIFY2(d.max_diff == 0, qPrintable(QString("%1 pixels differ").arg(d.differing)));
   }
 
   void cleanupTestCase() {

@@ -108,7 +108,15 @@ QString LatencyChart::summary_text() const {
 void LatencyChart::paintEvent(QPaintEvent*) {
   QPainter p(this);
   p.fillRect(rect(), qc(kChartBackground));
-  title(p, rect(), "Per-token latency", summary_text());
+  // The summary in two lines (TTFT, then the decode figures): one line was cut at 1280 x 800.
+  const QString summary = summary_text();
+  const int cut = summary.indexOf(" | ");
+  title(p, rect(), "Per-token latency", cut < 0 ? summary : summary.left(cut));
+  if (cut >= 0) {
+    p.setPen(kDim);
+    p.drawText(QRect(4, 38, width() - 8, 16), Qt::AlignCenter,
+               p.fontMetrics().elidedText(summary.mid(cut + 3), Qt::ElideRight, width() - 8));
+  }
   const bool breakdown = !s_.rows.empty() && !s_.parts.empty() &&
                          s_.part_ms.size() == s_.rows.size() * s_.parts.size();
   const int h = height() - kTop;
@@ -144,12 +152,17 @@ void LatencyChart::paintEvent(QPaintEvent*) {
              QString("TTFT %1 ms (token 0, bar cut)").arg(st.ttft_ms, 0, 'f', 1));
   // Mean decode line.
   if (n > 1) {
+    // A mean above the axis (a few far slower tokens) is named inside the plot, below the TTFT
+    // label, never drawn over the summary lines above the plot.
+    const bool above = st.decode_mean_ms > ymax;
     const int ym =
-        tl.bottom() - static_cast<int>(std::lround(st.decode_mean_ms / ymax * tl.height()));
+        above ? tl.top()
+              : tl.bottom() - static_cast<int>(std::lround(st.decode_mean_ms / ymax * tl.height()));
     p.setPen(QPen(QColor(250, 235, 90), 1, Qt::DashLine));
-    p.drawLine(tl.left(), ym, tl.right(), ym);
-    p.drawText(QRect(tl.right() - 220, ym - 16, 218, 14), Qt::AlignRight,
-               QString("mean decode %1 ms").arg(st.decode_mean_ms, 0, 'f', 2));
+    if (!above) p.drawLine(tl.left(), ym, tl.right(), ym);
+    p.drawText(QRect(tl.right() - 260, above ? ym + 18 : ym - 16, 258, 14), Qt::AlignRight,
+               QString(above ? "mean decode %1 ms (above the axis)" : "mean decode %1 ms")
+                   .arg(st.decode_mean_ms, 0, 'f', 2));
   }
   // X ticks: token indices.
   p.setPen(kText);
@@ -175,9 +188,13 @@ void LatencyChart::paintEvent(QPaintEvent*) {
     xmax = std::max(xmax, sum);
   }
   if (!(xmax > 0.0)) xmax = 1.0;
+  // The breakdown's title: from the left edge to the legend (the bars alone were too narrow for
+  // it at 1280 x 800 and it was cut on both sides), elided if still too long.
+  const int lx = br.right() + 16;
   p.setPen(kText);
-  p.drawText(QRect(br.left(), br.top() - 20, br.width(), 16), Qt::AlignCenter,
-             "Breakdown per layer and op (mean over decode tokens)");
+  const QString bt = "Per layer and op: mean ms per decode token";
+  p.drawText(QRect(4, br.top() - 20, lx - 12, 16), Qt::AlignCenter,
+             p.fontMetrics().elidedText(bt, Qt::ElideRight, lx - 12));
   const double rh = static_cast<double>(br.height()) / nr;
   const double xs = nice_step(xmax, 6);
   for (double v = 0; v <= xmax * 1.0001; v += xs) {
@@ -208,7 +225,6 @@ void LatencyChart::paintEvent(QPaintEvent*) {
     }
   }
   // Legend (parts).
-  const int lx = br.right() + 16;
   p.setPen(kText);
   p.drawText(QRect(lx, br.top() - 20, kRight - 20, 16), Qt::AlignLeft, "op (colour):");
   for (int k = 0; k < np; ++k) {
@@ -392,6 +408,25 @@ void HeadStrip::paintEvent(QPaintEvent*) {
 CpuHeatmapWidget::CpuHeatmapWidget(QWidget* parent) : QWidget(parent) {
   setMouseTracking(true);
   setMinimumSize(320, 200);
+}
+
+bool CpuHeatmapWidget::update_rows(int first_row, int n_rows, const float* values) {
+  if (first_row < 0 || n_rows <= 0 || first_row + n_rows > view_.map.rows) return false;
+  const size_t cols = static_cast<size_t>(view_.map.cols);
+  std::copy(values, values + static_cast<size_t>(n_rows) * cols,
+            view_.map.values.begin() + static_cast<ptrdiff_t>(first_row * cols));
+  update_pyramid_rows(pyramid_, view_.map, first_row, n_rows);
+  update();
+  return true;
+}
+
+void CpuHeatmapWidget::set_tick_labels(int col, const std::string& col_label, int row,
+                                       const std::string& row_label) {
+  if (col >= 0 && static_cast<size_t>(col) < view_.x_ticks.size())
+    view_.x_ticks[static_cast<size_t>(col)] = col_label;
+  if (row >= 0 && static_cast<size_t>(row) < view_.y_ticks.size())
+    view_.y_ticks[static_cast<size_t>(row)] = row_label;
+  update();
 }
 
 void CpuHeatmapWidget::set_view(HeatmapView view, bool keep_transform) {

@@ -5,6 +5,9 @@
 #include <cmath>
 #include <glm/gtc/matrix_transform.hpp>
 #include <limits>
+#include <string>
+
+#include "moelab/core/error.h"
 
 namespace moelab::views {
 
@@ -55,11 +58,40 @@ inline float min_skip_nan(float a, float b) {
 }
 }  // namespace
 
+namespace {
+// Level-k row r of a pyramid from the level below (prev: level k-1, or the map when k = 1):
+// cell (r, c) = max/min over the 2 x 2 block of the level below (clipped to it).
+void reduce_row(HeatmapPyramid::Level& l, int r, const float* prev, int prev_rows, int prev_cols,
+                bool prev_is_map) {
+  const int cols = l.cols;
+  const int r0 = 2 * r, r1 = std::min(2 * r + 1, prev_rows - 1);
+  float* out = l.max_min.data() + static_cast<size_t>(r) * cols * 2;
+  for (int c = 0; c < cols; ++c) {
+    const int c0 = 2 * c, c1 = std::min(2 * c + 1, prev_cols - 1);
+    float hi, lo;
+    if (prev_is_map) {
+      const float* a = prev + static_cast<size_t>(r0) * prev_cols;
+      const float* b = prev + static_cast<size_t>(r1) * prev_cols;
+      hi = max_skip_nan(max_skip_nan(a[c0], a[c1]), max_skip_nan(b[c0], b[c1]));
+      lo = min_skip_nan(min_skip_nan(a[c0], a[c1]), min_skip_nan(b[c0], b[c1]));
+    } else {
+      const float* a = prev + static_cast<size_t>(r0) * prev_cols * 2;
+      const float* b = prev + static_cast<size_t>(r1) * prev_cols * 2;
+      hi = max_skip_nan(max_skip_nan(a[2 * c0], a[2 * c1]), max_skip_nan(b[2 * c0], b[2 * c1]));
+      lo = min_skip_nan(min_skip_nan(a[2 * c0 + 1], a[2 * c1 + 1]),
+                        min_skip_nan(b[2 * c0 + 1], b[2 * c1 + 1]));
+    }
+    out[2 * c] = hi;
+    out[2 * c + 1] = lo;
+  }
+}
+}  // namespace
+
 HeatmapPyramid build_pyramid(const Heatmap& map) {
   HeatmapPyramid p;
   int rows = map.rows, cols = map.cols;
-  // src(r, c) -> (max, min) of the level below; level 0 is the map itself (max = min = value).
-  const float* prev = nullptr;
+  // Level 0 is the map itself (max = min = value).
+  const float* prev = map.values.data();
   int prev_rows = rows, prev_cols = cols;
   while (rows > 1 || cols > 1) {
     rows = (rows + 1) / 2;
@@ -68,34 +100,37 @@ HeatmapPyramid build_pyramid(const Heatmap& map) {
     l.rows = rows;
     l.cols = cols;
     l.max_min.resize(static_cast<size_t>(rows) * cols * 2);
-    for (int r = 0; r < rows; ++r) {
-      const int r0 = 2 * r, r1 = std::min(2 * r + 1, prev_rows - 1);
-      float* out = l.max_min.data() + static_cast<size_t>(r) * cols * 2;
-      for (int c = 0; c < cols; ++c) {
-        const int c0 = 2 * c, c1 = std::min(2 * c + 1, prev_cols - 1);
-        float hi, lo;
-        if (!prev) {
-          const float* a = map.values.data() + static_cast<size_t>(r0) * prev_cols;
-          const float* b = map.values.data() + static_cast<size_t>(r1) * prev_cols;
-          hi = max_skip_nan(max_skip_nan(a[c0], a[c1]), max_skip_nan(b[c0], b[c1]));
-          lo = min_skip_nan(min_skip_nan(a[c0], a[c1]), min_skip_nan(b[c0], b[c1]));
-        } else {
-          const float* a = prev + static_cast<size_t>(r0) * prev_cols * 2;
-          const float* b = prev + static_cast<size_t>(r1) * prev_cols * 2;
-          hi = max_skip_nan(max_skip_nan(a[2 * c0], a[2 * c1]), max_skip_nan(b[2 * c0], b[2 * c1]));
-          lo = min_skip_nan(min_skip_nan(a[2 * c0 + 1], a[2 * c1 + 1]),
-                            min_skip_nan(b[2 * c0 + 1], b[2 * c1 + 1]));
-        }
-        out[2 * c] = hi;
-        out[2 * c + 1] = lo;
-      }
-    }
+    for (int r = 0; r < rows; ++r) reduce_row(l, r, prev, prev_rows, prev_cols, p.levels.empty());
     p.levels.push_back(std::move(l));
     prev = p.levels.back().max_min.data();
     prev_rows = rows;
     prev_cols = cols;
   }
   return p;
+}
+
+void update_pyramid_rows(HeatmapPyramid& p, const Heatmap& map, int first_row, int n_rows) {
+  if (first_row < 0 || n_rows < 0 || first_row + n_rows > map.rows)
+    throw Error(ErrorKind::BadInput, "heatmap pyramid: rows " + std::to_string(first_row) + ".." +
+                                         std::to_string(first_row + n_rows) +
+                                         " lie outside a map of " + std::to_string(map.rows) +
+                                         " rows");
+  if (!p.levels.empty() &&
+      (p.levels[0].rows != (map.rows + 1) / 2 || p.levels[0].cols != (map.cols + 1) / 2))
+    throw Error(ErrorKind::BadInput, "heatmap pyramid: built for a map of another shape");
+  if (n_rows == 0) return;
+  int lo = first_row, hi = first_row + n_rows - 1;  // changed rows of the level below
+  const float* prev = map.values.data();
+  int prev_rows = map.rows, prev_cols = map.cols;
+  for (size_t k = 0; k < p.levels.size(); ++k) {
+    HeatmapPyramid::Level& l = p.levels[k];
+    lo /= 2;
+    hi /= 2;
+    for (int r = lo; r <= hi; ++r) reduce_row(l, r, prev, prev_rows, prev_cols, k == 0);
+    prev = l.max_min.data();
+    prev_rows = l.rows;
+    prev_cols = l.cols;
+  }
 }
 
 int pool_level(const ViewTransform& view, int max_level) {

@@ -112,7 +112,10 @@ class HeatmapWindowRenderer : public QVulkanWindowRenderer {
     if (heatmap_ && w_->data_dirty_) {
       heatmap_->set_data(v.map);
       w_->data_dirty_ = false;
+    } else if (heatmap_ && w_->rows_dirty_lo_ >= 0) {
+      heatmap_->update_rows(v.map, w_->rows_dirty_lo_, w_->rows_dirty_hi_ - w_->rows_dirty_lo_);
     }
+    w_->rows_dirty_lo_ = w_->rows_dirty_hi_ = -1;
     if (w_->fit_pending_ && plot.width() > 0 && plot.height() > 0) {
       w_->transform_ = ViewTransform::fit(v.map.rows, v.map.cols, plot.width(), plot.height());
       w_->fit_pending_ = false;
@@ -141,6 +144,7 @@ class HeatmapWindowRenderer : public QVulkanWindowRenderer {
     scale.coarse_pool = w_->moving_;  // exact pooling once the view settles
     if (heatmap_ && plot.width() > 0 && plot.height() > 0)
       heatmap_->prepare(cb, w_->currentFrame(), plot.width(), plot.height(), scale, w_->transform_);
+    if (heatmap_) w_->band_redraws_ = heatmap_->band_redraws();
     VkClearValue clear[2]{};
     clear[0].color = {{0.11f, 0.11f, 0.12f, 1.0f}};
     clear[1].depthStencil = {1.0f, 0};
@@ -383,6 +387,28 @@ void HeatmapWindow::set_view(HeatmapView view, bool keep_transform) {
   view_ = std::move(view);
   data_dirty_ = true;
   if (!keep_transform || (!same_shape && !user_moved_)) fit_pending_ = true;
+  requestUpdate();
+}
+
+bool HeatmapWindow::update_rows(int first_row, int n_rows, const float* values) {
+  if (first_row < 0 || n_rows <= 0 || first_row + n_rows > view_.map.rows) return false;
+  const size_t cols = static_cast<size_t>(view_.map.cols);
+  std::copy(values, values + static_cast<size_t>(n_rows) * cols,
+            view_.map.values.begin() + static_cast<ptrdiff_t>(first_row * cols));
+  if (!data_dirty_) {
+    rows_dirty_lo_ = rows_dirty_lo_ < 0 ? first_row : std::min(rows_dirty_lo_, first_row);
+    rows_dirty_hi_ = std::max(rows_dirty_hi_, first_row + n_rows);
+  }
+  requestUpdate();
+  return true;
+}
+
+void HeatmapWindow::set_tick_labels(int col, const std::string& col_label, int row,
+                                    const std::string& row_label) {
+  if (col >= 0 && static_cast<size_t>(col) < view_.x_ticks.size())
+    view_.x_ticks[static_cast<size_t>(col)] = col_label;
+  if (row >= 0 && static_cast<size_t>(row) < view_.y_ticks.size())
+    view_.y_ticks[static_cast<size_t>(row)] = row_label;
   requestUpdate();
 }
 

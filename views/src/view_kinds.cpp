@@ -78,6 +78,63 @@ HeatmapView routing_active_count_view(const RoutingGrid& g) {
   return v;
 }
 
+HeatmapView routing_confidence_view(const RoutingGrid& g, RoutingColour c) {
+  const std::vector<float>* ch = c == RoutingColour::kTopProb   ? &g.top_prob
+                                 : c == RoutingColour::kMargin  ? &g.margin
+                                 : c == RoutingColour::kEntropy ? &g.entropy
+                                                                : nullptr;
+  if (!ch) throw Error(ErrorKind::BadInput, "routing grid: not a router-confidence colour");
+  if (ch->empty())
+    throw Error(ErrorKind::BadInput, "routing grid: no router probabilities recorded");
+  check_size(ch->size(), g.n_layer, g.n_tokens, "routing grid router confidence");
+  HeatmapView v;
+  v.map.rows = g.n_layer;
+  v.map.cols = g.n_tokens;
+  v.map.values = *ch;
+  v.scale.map = Colormap::kSequential;
+  v.scale.min = 0.0f;
+  v.scale.max = 1.0f;
+  v.x_label = "token";
+  v.y_label = "layer";
+  v.x_ticks = g.token_text;
+  if (c == RoutingColour::kTopProb) {
+    v.title = "Router probability of the top expert";
+    v.subtitle = "softmax probability the router gave the expert it ranked first";
+    v.value_unit = "probability";
+  } else if (c == RoutingColour::kMargin) {
+    v.title = "Router margin: top1 - top2 probability";
+    v.subtitle = "small: the router nearly chose another expert";
+    v.value_unit = "top1 - top2 probability";
+  } else {
+    v.title = "Router entropy per token and layer";
+    v.scale.max = std::log(static_cast<float>(std::max(2, g.expert_count)));
+    v.subtitle = "0: one expert takes all; ln " + std::to_string(std::max(2, g.expert_count)) +
+                 " = " + format_value(v.scale.max) + ": uniform over the experts";
+    v.value_unit = "entropy (nats)";
+  }
+  return v;
+}
+
+RouterConfidence router_confidence(const std::vector<float>& probs) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  float top1 = -1.0f, top2 = -1.0f;
+  double h = 0.0;
+  bool any = false;
+  for (float p : probs) {
+    if (std::isnan(p)) continue;
+    any = true;
+    if (p > top1) {
+      top2 = top1;
+      top1 = p;
+    } else if (p > top2) {
+      top2 = p;
+    }
+    if (p > 0.0f) h -= static_cast<double>(p) * std::log(static_cast<double>(p));
+  }
+  if (!any) return {nan, nan, nan};
+  return {top1, top2 < 0.0f ? top1 : top1 - top2, static_cast<float>(h)};
+}
+
 HeatmapView expert_load_view(const ExpertLoad& l) {
   check_size(l.load.size(), l.n_layer, l.expert_count, "expert load");
   HeatmapView v;

@@ -18,6 +18,10 @@
 #include <QVBoxLayout>
 #include <QVulkanFunctions>
 #include <QVulkanInstance>
+#ifdef MOELAB_VIEWS_SVG
+#include <QFile>
+#include <QSvgGenerator>
+#endif
 #include <array>
 #include <atomic>
 #include <mutex>
@@ -67,13 +71,18 @@ struct ViewsPanel::Impl {
   Slot<CoActivation> coact;
   Slot<AttentionMap> attn, attn_b;
   Slot<AttentionHeads> heads;
+  // Live rows written into attn.value since the heatmap last took them ([lo, hi), -1: none),
+  // and the seq of the last whole map (a new whole map replaces the pending rows).
+  int attn_rows_lo = -1, attn_rows_hi = -1;
+  uint64_t attn_full_seq = 0;
   Slot<LatencySeries> latency;
   Slot<PowerSeries> power;
   std::array<uint64_t, kPageCount> published{};  // snapshots published per page
 
   // ---- GUI state.
   Page page = Page::kRouting;
-  bool diff = false, active_count = false, log_scale = false;
+  bool diff = false, log_scale = false;
+  RoutingColour routing_colour = RoutingColour::kTopExpert;
   int selected_query = -1;
   std::array<uint64_t, kPageCount> shown{};        // seq shown per page
   std::array<uint64_t, kPageCount> shown_count{};  // snapshots put on screen per page
@@ -243,9 +252,10 @@ struct ViewsPanel::Impl {
           0,
           0,
           0,
-          (diff ? 1u : 0u) | (active_count ? 2u : 0u) | (log_scale ? 4u : 0u)};
+          (diff ? 1u : 0u) | (log_scale ? 4u : 0u) | (static_cast<uint64_t>(routing_colour) << 3)};
       std::optional<HeatmapView> view;
       uint64_t seq = 0;
+      uint64_t rows_shown = 0;  // live attention rows put on screen (no whole view)
       bool keep = true;
       try {
         std::unique_lock lock(m);
@@ -258,11 +268,27 @@ struct ViewsPanel::Impl {
               break;
             }
             seq = routing.seq;
-            view = active_count && !routing.value->active_count.empty()
-                       ? routing_active_count_view(*routing.value)
-                       : routing_top_expert_view(*routing.value);
-            if (active_count && routing.value->active_count.empty())
-              view->subtitle = "no active-expert counts recorded: showing the top expert";
+            {
+              const RoutingGrid& g = *routing.value;
+              const RoutingColour c = routing_colour;
+              const bool confidence = c == RoutingColour::kTopProb || c == RoutingColour::kMargin ||
+                                      c == RoutingColour::kEntropy;
+              const std::vector<float>& ch = c == RoutingColour::kTopProb  ? g.top_prob
+                                             : c == RoutingColour::kMargin ? g.margin
+                                                                           : g.entropy;
+              if (c == RoutingColour::kActiveCount && !g.active_count.empty()) {
+                view = routing_active_count_view(g);
+              } else if (confidence && !ch.empty()) {
+                view = routing_confidence_view(g, c);
+              } else {
+                view = routing_top_expert_view(g);
+                if (c == RoutingColour::kActiveCount)
+                  view->subtitle = "no active-expert counts recorded: showing the top expert";
+                else if (confidence)
+                  view->subtitle =
+                      "no router probabilities recorded for this run: showing the top expert";
+              }
+            }
             break;
           case Page::kExpertLoad:
             key[1] = load.seq;
@@ -298,6 +324,35 @@ struct ViewsPanel::Impl {
             key[1] = attn.seq;
             key[2] = diff ? attn_b.seq : 0;
             if (key == heat_key) break;
+            // Only live rows changed since the whole map on screen: put just those rows up.
+            if (!diff && attn.value && attn_rows_lo >= 0 && heat_key[0] == key[0] &&
+                heat_key[5] == key[5] && heat_key[2] == 0 && attn_full_seq <= heat_key[1]) {
+              const AttentionMap& a = *attn.value;
+              const int lo = attn_rows_lo, n = attn_rows_hi - attn_rows_lo;
+              const float* rows = a.weight.data() + static_cast<size_t>(lo) * a.n_key;
+              if (win)
+                win->update_rows(lo, n, rows);
+              else
+                cpu->update_rows(lo, n, rows);
+              std::copy(rows, rows + static_cast<size_t>(n) * a.n_key,
+                        attn_shown.weight.begin() + static_cast<ptrdiff_t>(lo) * a.n_key);
+              for (int r = lo; r < lo + n; ++r) {
+                const size_t i = static_cast<size_t>(r);
+                const std::string& q = i < a.query_text.size() ? a.query_text[i] : std::string();
+                const std::string& k = i < a.key_text.size() ? a.key_text[i] : std::string();
+                if (win)
+                  win->set_tick_labels(r, k, r, q);
+                else
+                  cpu->set_tick_labels(r, k, r, q);
+                if (i < attn_shown.query_text.size()) attn_shown.query_text[i] = q;
+                if (i < attn_shown.key_text.size()) attn_shown.key_text[i] = k;
+              }
+              attn_rows_lo = attn_rows_hi = -1;
+              heat_key = key;
+              rows_shown = attn.seq;
+              break;
+            }
+            attn_rows_lo = attn_rows_hi = -1;
             if (!attn.value) {
               view = waiting_view("Attention");
               break;
@@ -333,6 +388,7 @@ struct ViewsPanel::Impl {
         view->title = std::string(kPageNames[pi]) + ": cannot show this snapshot";
         view->subtitle = e.what();
       }
+      if (rows_shown) mark_shown(page, rows_shown);
       if (view) {
         keep = heat_key[0] == key[0] && (heat_key[5] == key[5]);
         heat_key = key;
@@ -423,6 +479,7 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
   d_->run_label->setTextInteractionFlags(Qt::TextSelectableByMouse);
   d_->run_label->setContentsMargins(6, 2, 6, 0);
   d_->run_label->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Preferred);
+  d_->run_label->setWordWrap(true);  // a long run label wraps, never cut or widening the window
   {
     QFont f = d_->run_label->font();
     f.setBold(true);
@@ -448,7 +505,10 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
     d_->controls->addWidget(w);
   };
   d_->routing_mode = new QComboBox;
-  d_->routing_mode->addItems({"colour: top expert", "colour: number of active experts"});
+  d_->routing_mode->setObjectName("views_routing_colour");
+  d_->routing_mode->addItems({"colour: top expert", "colour: number of active experts",
+                              "colour: router probability (top expert)",
+                              "colour: margin top1 - top2", "colour: router entropy"});
   row({new QLabel("token x layer grid,"), d_->routing_mode});
   d_->load_diff = new QCheckBox("A - B");
   d_->load_diff->setToolTip("this run (A) minus the baseline run B of the last comparison");
@@ -477,7 +537,9 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
   d_->attn_layer->setToolTip("prompt attention of this layer, mean over heads");
   d_->attn_log = new QCheckBox("log colour scale");
   d_->attn_diff = new QCheckBox("A - B (baseline run)");
-  d_->query_label = new QLabel("selected query: none (click a row)");
+  // Short enough for the controls row at 1280 x 800 (the hint went to the tooltip).
+  d_->query_label = new QLabel("query: none");
+  d_->query_label->setToolTip("click a query row of the map to select it");
   row({d_->attn_layer, d_->attn_log, d_->attn_diff, d_->query_label});
   row({new QLabel("wall time per generated token; breakdown per layer and op")});
   row({new QLabel("power draw of the device running the model")});
@@ -509,12 +571,13 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
   d_->status->setTextInteractionFlags(Qt::TextSelectableByMouse);
   // Long lines (backend reason, run names) are cut, never widen the window.
   d_->status->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Preferred);
+  d_->status->setWordWrap(true);  // wraps instead of being cut at 1280 x 800
   top->addWidget(d_->status);
 
   connect(d_->tabs, &QTabBar::currentChanged, this,
           [this](int i) { setPage(static_cast<Page>(i)); });
   connect(d_->routing_mode, &QComboBox::currentIndexChanged, this,
-          [this](int i) { setRoutingShowsActiveCount(i == 1); });
+          [this](int i) { setRoutingColour(static_cast<RoutingColour>(i)); });
   connect(d_->load_diff, &QCheckBox::toggled, this, [this](bool on) { setDiffMode(on); });
   connect(d_->attn_diff, &QCheckBox::toggled, this, [this](bool on) { setDiffMode(on); });
   connect(d_->attn_log, &QCheckBox::toggled, this, [this](bool on) { setAttentionLogScale(on); });
@@ -549,7 +612,33 @@ uint64_t ViewsPanel::publish(CoActivation v) {
   return d_->put(d_->coact, std::move(v), Page::kCoActivation);
 }
 uint64_t ViewsPanel::publish(AttentionMap v) {
-  return d_->put(d_->attn, std::move(v), Page::kAttention);
+  const uint64_t seq = d_->put(d_->attn, std::move(v), Page::kAttention);
+  std::lock_guard lock(d_->m);
+  d_->attn_full_seq = std::max(d_->attn_full_seq, seq);
+  return seq;
+}
+uint64_t ViewsPanel::publish(AttentionRows v) {
+  Impl& d = *d_;
+  std::lock_guard lock(d.m);
+  if (!d.attn.value) return 0;
+  AttentionMap& a = *d.attn.value;
+  const int n = v.n_key > 0 ? static_cast<int>(v.weight.size() / static_cast<size_t>(v.n_key)) : 0;
+  if (v.layer != a.layer || v.head != a.head || v.n_key != a.n_key || n <= 0 ||
+      v.weight.size() != static_cast<size_t>(n) * static_cast<size_t>(v.n_key) ||
+      v.first_query < 0 || v.first_query + n > a.n_query)
+    return 0;
+  std::copy(v.weight.begin(), v.weight.end(),
+            a.weight.begin() + static_cast<ptrdiff_t>(v.first_query) * a.n_key);
+  for (size_t i = 0; i < v.token_text.size() && i < static_cast<size_t>(n); ++i) {
+    const size_t t = static_cast<size_t>(v.first_query) + i;
+    if (t < a.query_text.size()) a.query_text[t] = v.token_text[i];
+    if (t < a.key_text.size()) a.key_text[t] = v.token_text[i];
+  }
+  d.attn_rows_lo = d.attn_rows_lo < 0 ? v.first_query : std::min(d.attn_rows_lo, v.first_query);
+  d.attn_rows_hi = std::max(d.attn_rows_hi, v.first_query + n);
+  d.attn.seq = d.take_seq();
+  ++d.published[static_cast<size_t>(Page::kAttention)];
+  return d.attn.seq;
 }
 uint64_t ViewsPanel::publish(AttentionHeads v) {
   return d_->put(d_->heads, std::move(v), Page::kAttention);
@@ -576,6 +665,8 @@ void ViewsPanel::clear() {
     d_->coact = {};
     d_->attn = {};
     d_->attn_b = {};
+    d_->attn_rows_lo = d_->attn_rows_hi = -1;
+    d_->attn_full_seq = 0;
     d_->heads = {};
     d_->latency = {};
     d_->power = {};
@@ -695,10 +786,18 @@ bool ViewsPanel::diffMode() const {
 }
 
 void ViewsPanel::setRoutingShowsActiveCount(bool on) {
-  d_->active_count = on;
+  setRoutingColour(on ? RoutingColour::kActiveCount : RoutingColour::kTopExpert);
+}
+
+void ViewsPanel::setRoutingColour(RoutingColour c) {
+  d_->routing_colour = c;
   const QSignalBlocker b(d_->routing_mode);
-  d_->routing_mode->setCurrentIndex(on ? 1 : 0);
+  d_->routing_mode->setCurrentIndex(static_cast<int>(c));
   d_->refresh();
+}
+
+RoutingColour ViewsPanel::routingColour() const {
+  return d_->routing_colour;
 }
 
 void ViewsPanel::setAttentionLogScale(bool on) {
@@ -731,11 +830,49 @@ void ViewsPanel::selectQuery(int query) {
   d_->set_selected_row(d_->page == Page::kAttention ? query : -1);
   QList<float> w(a.weight.begin() + static_cast<ptrdiff_t>(query) * a.n_key,
                  a.weight.begin() + static_cast<ptrdiff_t>(query + 1) * a.n_key);
-  QString label = QString("selected query: %1").arg(query);
+  QString label = QString("query: %1").arg(query);
   if (static_cast<size_t>(query) < a.query_text.size())
     label += " '" + QString::fromStdString(a.query_text[static_cast<size_t>(query)]) + "'";
   d_->query_label->setText(label);
   emit querySelected(query, w);
+}
+
+bool ViewsPanel::savePageSvg(const QString& path, QString* why) {
+#ifdef MOELAB_VIEWS_SVG
+  QWidget* chart = is_heat_page(d_->page) ? nullptr : d_->body->currentWidget();
+  const QImage shot = chart ? QImage() : grabPage();
+  const QSize size = chart ? chart->size() : shot.size();
+  if (size.isEmpty()) {
+    if (why) *why = "nothing on screen";
+    return false;
+  }
+  QSvgGenerator svg;
+  svg.setFileName(path);
+  svg.setSize(size);
+  svg.setViewBox(QRect(QPoint(0, 0), size));
+  svg.setTitle(QString("moelab - ") + kPageNames[static_cast<int>(d_->page)]);
+  svg.setDescription(d_->run_label->text());
+  {
+    QPainter p;
+    if (!p.begin(&svg)) {
+      if (why) *why = "cannot write " + path;
+      return false;
+    }
+    if (chart)
+      chart->render(&p);
+    else
+      p.drawImage(0, 0, shot);
+  }
+  if (!QFile::exists(path) || QFile(path).size() == 0) {
+    if (why) *why = "cannot write " + path;
+    return false;
+  }
+  return true;
+#else
+  Q_UNUSED(path);
+  if (why) *why = "this build has no Qt SVG module";
+  return false;
+#endif
 }
 
 QImage ViewsPanel::grabPage() {

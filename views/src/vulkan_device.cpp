@@ -165,6 +165,7 @@ void VulkanHeatmapRenderer::Impl::destroy() {
     free_cache();
     if (cache_pool) vkDestroyDescriptorPool(device, cache_pool, nullptr);
     if (cache_pass) vkDestroyRenderPass(device, cache_pass, nullptr);
+    if (cache_load_pass) vkDestroyRenderPass(device, cache_load_pass, nullptr);
     if (render_pass) vkDestroyRenderPass(device, render_pass, nullptr);
     if (pipeline_layout) vkDestroyPipelineLayout(device, pipeline_layout, nullptr);
     if (tile_layout) vkDestroyDescriptorSetLayout(device, tile_layout, nullptr);

@@ -6,6 +6,7 @@
 #include <QImage>
 #include <algorithm>
 #include <cstring>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -43,6 +44,7 @@ void VulkanHeatmapRenderer::set_data(const Heatmap& map) {
   vkDeviceWaitIdle(d.device);
   d.free_tiles();
   ++d.data_version;
+  d.rows_lo = d.rows_hi = -1;
   d.cache_ready = false;
   d.use_cache = false;
   d.rows = map.rows;
@@ -58,7 +60,8 @@ void VulkanHeatmapRenderer::set_data(const Heatmap& map) {
   d.tile_edge = edge;
   // The max-pooled pyramid of the whole map (host side, once per data update); each tile gets
   // the level-k cells covering its texture, so tiled and untiled pooling agree.
-  const HeatmapPyramid pyramid = build_pyramid(map);
+  d.pyramid = build_pyramid(map);
+  const HeatmapPyramid& pyramid = d.pyramid;
   d.levels = static_cast<int>(pyramid.levels.size());
   const int tx = (map.cols + edge - 1) / edge, ty = (map.rows + edge - 1) / edge;
   const uint32_t n = static_cast<uint32_t>(tx * ty * (d.levels + 1));
@@ -124,6 +127,50 @@ void VulkanHeatmapRenderer::set_data(const Heatmap& map) {
     }
   }
   d.upload_all(regions);
+}
+
+void VulkanHeatmapRenderer::update_rows(const Heatmap& map, int first_row, int n_rows) {
+  Impl& d = *impl_;
+  if (map.rows != d.rows || map.cols != d.cols || d.tiles.empty() ||
+      map.values.size() != static_cast<size_t>(map.rows) * static_cast<size_t>(map.cols)) {
+    set_data(map);
+    return;
+  }
+  if (first_row < 0 || n_rows < 0 || first_row + n_rows > map.rows)
+    throw Error(ErrorKind::BadInput, "heatmap: rows " + std::to_string(first_row) + ".." +
+                                         std::to_string(first_row + n_rows) +
+                                         " lie outside a map of " + std::to_string(map.rows) +
+                                         " rows");
+  if (n_rows == 0) return;
+  update_pyramid_rows(d.pyramid, map, first_row, n_rows);
+  const int last_row = first_row + n_rows - 1;
+  std::vector<Impl::Region> regions;
+  for (const Tile& t : d.tiles) {
+    // Level 0: the changed rows this texture holds (owned rows and halo).
+    const int r0 = std::max(first_row, t.ty), r1 = std::min(last_row, t.ty + t.th - 1);
+    if (r0 > r1) continue;
+    regions.push_back({t.image.image, t.tw, r1 - r0 + 1,
+                       reinterpret_cast<const uint8_t*>(map.values.data() +
+                                                        static_cast<size_t>(r0) * map.cols + t.tx),
+                       sizeof(float), static_cast<size_t>(map.cols), 0, r0 - t.ty});
+    // Level k: the level-k rows above the changed rows, within this texture's level-k cells.
+    for (int k = 1; k <= d.levels; ++k) {
+      const HeatmapPyramid::Level& l = d.pyramid.level(k);
+      const glm::ivec4 r = t.level_tex(k);
+      const int k0 = std::max(first_row >> k, r.y), k1 = std::min(last_row >> k, r.y + r.w - 1);
+      if (k0 > k1) continue;
+      regions.push_back({t.pyr[static_cast<size_t>(k - 1)].image, r.z, k1 - k0 + 1,
+                         reinterpret_cast<const uint8_t*>(
+                             l.max_min.data() + (static_cast<size_t>(k0) * l.cols + r.x) * 2),
+                         2 * sizeof(float), static_cast<size_t>(l.cols), 0, k0 - r.y});
+    }
+  }
+  vkDeviceWaitIdle(d.device);  // frames in flight may still sample these images
+  ++d.data_version;
+  // The window's cached picture stays: prepare() redraws only the band showing these rows.
+  d.rows_lo = d.rows_lo < 0 ? first_row : std::min(d.rows_lo, first_row);
+  d.rows_hi = std::max(d.rows_hi, last_row);
+  d.upload_all(regions, /*keep=*/true);
 }
 
 QImage VulkanHeatmapRenderer::render(const ColorScale& scale, const ViewTransform& view, int width,
@@ -246,6 +293,9 @@ int VulkanHeatmapRenderer::max_image_dimension() const {
 }
 int VulkanHeatmapRenderer::tile_size() const {
   return impl_->tile_edge;
+}
+int VulkanHeatmapRenderer::band_redraws() const {
+  return impl_->partial_draws;
 }
 int VulkanHeatmapRenderer::tile_count() const {
   return static_cast<int>(impl_->tiles.size());

@@ -138,6 +138,12 @@ struct VulkanHeatmapRenderer::Impl {
     bool operator==(const CacheKey&) const = default;
   };
   VkRenderPass cache_pass = VK_NULL_HANDLE;
+  // The same pass loading the cache's contents: update_rows redraws only the band of plot
+  // pixels whose cells changed (rows_lo..rows_hi), clipped by `scissor`.
+  VkRenderPass cache_load_pass = VK_NULL_HANDLE;
+  int rows_lo = -1, rows_hi = -1;  // data rows changed since the cache was drawn (inclusive)
+  VkRect2D scissor{};              // when extent.width > 0: draws are clipped to it
+  int partial_draws = 0;           // cache band redraws so far (tests, benchmarks)
   VkPipeline blit_pipeline = VK_NULL_HANDLE;
   Image cache;
   VkFramebuffer cache_fb = VK_NULL_HANDLE;
@@ -150,6 +156,9 @@ struct VulkanHeatmapRenderer::Impl {
   bool use_cache = false;  // this frame's record() copies the cache
   uint64_t data_version = 0;
   int levels = 0;  // pyramid levels above 0 of the current map
+  // Host copy of the current map's pyramid (update_rows recomputes the rows above the changed
+  // ones from it instead of rebuilding the whole pyramid; about 2/3 of the map's size).
+  HeatmapPyramid pyramid;
   bool owns_device = true;
   VkDeviceSize slot_stride = 256;
   VkDescriptorPool global_pool = VK_NULL_HANDLE;
@@ -205,19 +214,22 @@ struct VulkanHeatmapRenderer::Impl {
               size_t src_row_texels);
 
   // One texture's cells for upload_all: w x h texels of texel_bytes, source rows row_texels
-  // texels apart.
+  // texels apart, written at texel (x, y) of the image.
   struct Region {
     VkImage image;
     int w, h;
     const uint8_t* src;
     size_t texel_bytes, row_texels;
+    int x = 0, y = 0;
   };
   Buffer staging;  // kept between set_data calls up to kKeepStagingBytes (no page-fault churn)
   static constexpr VkDeviceSize kKeepStagingBytes = VkDeviceSize{64} << 20;
 
-  // Copies every region into its (new) image through one staging buffer, one command buffer
-  // and one wait; images end in SHADER_READ_ONLY_OPTIMAL.
-  void upload_all(const std::vector<Region>& regions);
+  // Copies every region into its image through one staging buffer, one command buffer and one
+  // wait; images end in SHADER_READ_ONLY_OPTIMAL. New images (keep = false) start UNDEFINED;
+  // keep = true updates part of images that are in SHADER_READ_ONLY_OPTIMAL (the rest of their
+  // texels is preserved).
+  void upload_all(const std::vector<Region>& regions, bool keep = false);
 
   // --- vulkan_pipelines.cpp: shader modules, layouts, render passes, pipeline variants.
 
@@ -268,6 +280,10 @@ struct VulkanHeatmapRenderer::Impl {
 
   // (Re)creates the cache image for a w x h plot; waits for the device (a resize).
   void ensure_cache(int w, int h);
+
+  // The band of plot pixel rows (a w x h plot) that can show data rows [lo, hi] under `view`
+  // at pyramid level `level`: the changed level cells plus the pooling footprint's reach.
+  VkRect2D row_band(const ViewTransform& view, int level, int lo, int hi, int w, int h) const;
 
   // Draws the plot into the cache when anything it shows changed (outside any render pass).
   void prepare(VkCommandBuffer c, int slot, int w, int h, const ColorScale& scale,

@@ -130,7 +130,7 @@ void VulkanHeatmapRenderer::Impl::upload(const Image& im, int w, int h, const vo
   free_buffer(staging);
 }
 
-void VulkanHeatmapRenderer::Impl::upload_all(const std::vector<Region>& regions) {
+void VulkanHeatmapRenderer::Impl::upload_all(const std::vector<Region>& regions, bool keep) {
   if (regions.empty()) return;
   VkDeviceSize total = 0;
   std::vector<VkDeviceSize> offsets;
@@ -157,16 +157,22 @@ void VulkanHeatmapRenderer::Impl::upload_all(const std::vector<Region>& regions)
     b.srcQueueFamilyIndex = b.dstQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED;
     b.image = regions[i].image;
     b.subresourceRange = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 1, 0, 1};
-    b.oldLayout = VK_IMAGE_LAYOUT_UNDEFINED;
+    b.oldLayout = keep ? VK_IMAGE_LAYOUT_SHADER_READ_ONLY_OPTIMAL : VK_IMAGE_LAYOUT_UNDEFINED;
     b.newLayout = VK_IMAGE_LAYOUT_TRANSFER_DST_OPTIMAL;
+    b.srcAccessMask = keep ? VK_ACCESS_SHADER_READ_BIT : 0;
     b.dstAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
   }
-  vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 0,
-                       nullptr, 0, nullptr, static_cast<uint32_t>(bs.size()), bs.data());
+  vkCmdPipelineBarrier(
+      cmd,
+      keep ? VK_PIPELINE_STAGE_VERTEX_SHADER_BIT | VK_PIPELINE_STAGE_FRAGMENT_SHADER_BIT
+           : VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT,
+      VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 0, nullptr, 0, nullptr, static_cast<uint32_t>(bs.size()),
+      bs.data());
   for (size_t i = 0; i < regions.size(); ++i) {
     VkBufferImageCopy region{};
     region.bufferOffset = offsets[i];
     region.imageSubresource = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 0, 1};
+    region.imageOffset = {regions[i].x, regions[i].y, 0};
     region.imageExtent = {static_cast<uint32_t>(regions[i].w), static_cast<uint32_t>(regions[i].h),
                           1};
     vkCmdCopyBufferToImage(cmd, staging.buffer, regions[i].image,

@@ -80,7 +80,9 @@ void VulkanHeatmapRenderer::Impl::create_pipeline() {
   deps[0].srcStageMask = VK_PIPELINE_STAGE_TRANSFER_BIT | VK_PIPELINE_STAGE_FRAGMENT_SHADER_BIT;
   deps[0].dstStageMask = VK_PIPELINE_STAGE_COLOR_ATTACHMENT_OUTPUT_BIT;
   deps[0].srcAccessMask = VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_SHADER_READ_BIT;
-  deps[0].dstAccessMask = VK_ACCESS_COLOR_ATTACHMENT_WRITE_BIT;
+  // (READ: the cache's partial pass loads the attachment; the passes must stay identical.)
+  deps[0].dstAccessMask =
+      VK_ACCESS_COLOR_ATTACHMENT_READ_BIT | VK_ACCESS_COLOR_ATTACHMENT_WRITE_BIT;
   deps[1].srcSubpass = 0;  // this frame's writes -> readback copy
   deps[1].dstSubpass = VK_SUBPASS_EXTERNAL;
   deps[1].srcStageMask = VK_PIPELINE_STAGE_COLOR_ATTACHMENT_OUTPUT_BIT;
@@ -99,6 +101,11 @@ void VulkanHeatmapRenderer::Impl::create_pipeline() {
   // dependencies order its writes after the previous frame's reads and before this frame's.
   att.finalLayout = VK_IMAGE_LAYOUT_SHADER_READ_ONLY_OPTIMAL;
   check(vkCreateRenderPass(device, &rpi, nullptr, &cache_pass), "vkCreateRenderPass(cache)");
+  // The cache's partial redraw (live rows): keeps the picture and redraws a band of it.
+  att.loadOp = VK_ATTACHMENT_LOAD_OP_LOAD;
+  att.initialLayout = VK_IMAGE_LAYOUT_SHADER_READ_ONLY_OPTIMAL;
+  check(vkCreateRenderPass(device, &rpi, nullptr, &cache_load_pass),
+        "vkCreateRenderPass(cache, load)");
 }
 
 VkPipeline VulkanHeatmapRenderer::Impl::pipeline_for(bool window, int pool, int mapping,

@@ -102,7 +102,7 @@ bool VulkanHeatmapRenderer::Impl::record_flat(VkCommandBuffer c, bool window, in
                 0,
                 1};
   vkCmdSetViewport(c, 0, 1, &vp);
-  vkCmdSetScissor(c, 0, 1, &area);
+  vkCmdSetScissor(c, 0, 1, scissor.extent.width > 0 ? &scissor : &area);
   const uint32_t dyn = static_cast<uint32_t>(slot * slot_stride);
   vkCmdBindDescriptorSets(c, VK_PIPELINE_BIND_POINT_GRAPHICS, pipeline_layout, 0, 1,
                           &global_sets[static_cast<int>(scale.map)], 1, &dyn);
@@ -186,11 +186,42 @@ void VulkanHeatmapRenderer::Impl::prepare(VkCommandBuffer c, int slot, int w, in
   k.masked[1] = scale.masked.g;
   k.masked[2] = scale.masked.b;
   k.masked[3] = scale.masked.a;
-  // A hit: copy. The same picture as the previous frame (the view stopped changing): fill the
-  // cache once, then copy. Else (moving, live data) draw directly: a cache that changes
-  // every frame would only add the copy.
+  // A hit: copy. Only rows of the data changed since the cache was drawn, same view: redraw
+  // the band of pixels showing them into the cache (live attention rows), then copy. The same
+  // picture as the previous frame apart from the data (the view stopped changing): fill the
+  // cache once, then copy. Else (moving) draw directly: a cache that changes every frame
+  // would only add the copy.
+  CacheKey same_data = k;
+  same_data.data_version = cache_key.data_version;
+  if (cache_ready && k != cache_key && same_data == cache_key && rows_lo >= 0) {
+    const Variant var = variant(scale, view);
+    scissor = row_band(view, var.level, rows_lo, rows_hi, w, h);
+    if (scissor.extent.height > 0) {
+      VkRenderPassBeginInfo rb{VK_STRUCTURE_TYPE_RENDER_PASS_BEGIN_INFO};
+      rb.renderPass = cache_load_pass;
+      rb.framebuffer = cache_fb;
+      rb.renderArea = scissor;
+      vkCmdBeginRenderPass(c, &rb, VK_SUBPASS_CONTENTS_INLINE);
+      const VkRect2D whole{{0, 0}, {static_cast<uint32_t>(w), static_cast<uint32_t>(h)}};
+      // The band is cleared to transparent first (cells may have become masked), then drawn.
+      VkClearAttachment ca{VK_IMAGE_ASPECT_COLOR_BIT, 0, {}};
+      VkClearRect cr{scissor, 0, 1};
+      vkCmdClearAttachments(c, 1, &ca, 1, &cr);
+      draw(c, /*window=*/false, /*allow_flat=*/true, slot, scale, view, whole);
+      vkCmdEndRenderPass(c);
+      ++partial_draws;
+    }
+    scissor = {};
+    rows_lo = rows_hi = -1;
+    cache_key = k;
+    last_key = k;
+    use_cache = true;
+    return;
+  }
   use_cache = cache_ready && k == cache_key;
-  const bool still = k == last_key;
+  CacheKey view_only = k;  // the view as the previous frame had it, whatever the data did
+  view_only.data_version = last_key.data_version;
+  const bool still = view_only == last_key;
   last_key = k;
   if (use_cache || !still) return;
   use_cache = true;
@@ -204,8 +235,24 @@ void VulkanHeatmapRenderer::Impl::prepare(VkCommandBuffer c, int slot, int w, in
   vkCmdBeginRenderPass(c, &rb, VK_SUBPASS_CONTENTS_INLINE);
   draw(c, /*window=*/false, /*allow_flat=*/true, slot, scale, view, rb.renderArea);
   vkCmdEndRenderPass(c);
+  rows_lo = rows_hi = -1;
   cache_key = k;
   cache_ready = true;
+}
+
+VkRect2D VulkanHeatmapRenderer::Impl::row_band(const ViewTransform& view, int level, int lo, int hi,
+                                               int w, int h) const {
+  // Level-k cells above the changed rows cover data rows [lo0, hi0); a pixel reads the level
+  // cells its footprint touches (plus one either side at most: heatmap.frag's ranges), so
+  // grow by two level cells and two pixels.
+  const int block = 1 << level;
+  const float lo0 = static_cast<float>((lo / block) * block - 2 * block);
+  const float hi0 = static_cast<float>((hi / block + 1) * block + 2 * block);
+  const float y0 = (lo0 - view.origin.y) * view.zoom.y - 2.0f;
+  const float y1 = (hi0 - view.origin.y) * view.zoom.y + 2.0f;
+  const int a = std::clamp(static_cast<int>(std::floor(y0)), 0, h);
+  const int b = std::clamp(static_cast<int>(std::ceil(y1)), 0, h);
+  return {{0, a}, {static_cast<uint32_t>(w), static_cast<uint32_t>(b - a)}};
 }
 
 void VulkanHeatmapRenderer::Impl::record_blit(VkCommandBuffer c, VkRect2D area) {
@@ -218,7 +265,7 @@ void VulkanHeatmapRenderer::Impl::record_blit(VkCommandBuffer c, VkRect2D area) 
                 0,
                 1};
   vkCmdSetViewport(c, 0, 1, &vp);
-  vkCmdSetScissor(c, 0, 1, &area);
+  vkCmdSetScissor(c, 0, 1, scissor.extent.width > 0 ? &scissor : &area);
   vkCmdBindDescriptorSets(c, VK_PIPELINE_BIND_POINT_GRAPHICS, pipeline_layout, 1, 1, &cache_set, 0,
                           nullptr);
   TilePush push{{0.0f, 0.0f, 0.0f, 0.0f}, {area.offset.x, area.offset.y, 0, 0}, {0, 0, 0, 0}};
@@ -238,7 +285,7 @@ void VulkanHeatmapRenderer::Impl::record_draws(VkCommandBuffer c, VkPipeline pip
                 0,
                 1};
   vkCmdSetViewport(c, 0, 1, &vp);
-  vkCmdSetScissor(c, 0, 1, &area);
+  vkCmdSetScissor(c, 0, 1, scissor.extent.width > 0 ? &scissor : &area);
   const uint32_t dyn = static_cast<uint32_t>(slot * slot_stride);
   vkCmdBindDescriptorSets(c, VK_PIPELINE_BIND_POINT_GRAPHICS, pipeline_layout, 0, 1,
                           &global_sets[static_cast<int>(scale.map)], 1, &dyn);
@@ -304,6 +351,7 @@ void VulkanHeatmapRenderer::Impl::free_tiles() {
   }
   tiles.clear();
   levels = 0;
+  pyramid = {};
   if (tile_pool) vkDestroyDescriptorPool(device, tile_pool, nullptr);
   tile_pool = VK_NULL_HANDLE;
 }

@@ -173,11 +173,9 @@ void compute_stats(RunData& d) {
   s.n_tokens = static_cast<int64_t>(t.size());
   std::map<std::string, double> m;
   for (const auto& x : d.metrics) m[x.key] = x.value;
-  if (m.count("ttft_ms")) {
-    s.ttft_ms = m["ttft_ms"];
-    s.ttft_source = "stored metric ttft_ms";
-  } else if (!t.empty()) {
-    s.ttft_ms = t[0].latency_us / 1000.0;
+  // TTFT: one definition (compare::latency_figures, token 0's latency), as Compare and the views.
+  if (const auto ttft = compare::latency_figures(t).ttft_ms) {
+    s.ttft_ms = *ttft;
     s.ttft_source = "latency of token 0 (prefill + first token)";
   }
   // TPOT over the decode tokens (1..n-1): compare::latency_figures, as Compare and the views.
@@ -327,8 +325,12 @@ compare::RunComparison assemble(const storage::Store& store, const RunData& A, c
   c.b = B.run;
   c.config = compare::config_diff(A.config, B.config);
   std::map<std::string, compare::MetricRow> rows;
-  for (const auto& m : A.metrics) rows[m.key] = {m.key, m.unit, m.value, std::nullopt, {}};
+  // TTFT: compare::latency_figures (token 0's latency) replaces the stored ttft_ms metric, as
+  // compare::compare_runs does.
+  for (const auto& m : A.metrics)
+    if (m.key != "ttft_ms") rows[m.key] = {m.key, m.unit, m.value, std::nullopt, {}};
   for (const auto& m : B.metrics) {
+    if (m.key == "ttft_ms") continue;
     auto& r = rows[m.key];
     r.key = m.key;
     if (r.unit.empty()) r.unit = m.unit;
@@ -352,6 +354,7 @@ compare::RunComparison assemble(const storage::Store& store, const RunData& A, c
       if (t.energy_uj) v.push_back(*t.energy_uj * 1e-6);
     return v;
   };
+  if (fa.ttft_ms || fb.ttft_ms) derived("ttft_ms", "ms", fa.ttft_ms, fb.ttft_ms);
   derived("n_tokens", "tokens", static_cast<double>(A.tokens.size()),
           static_cast<double>(B.tokens.size()));
   auto opt = [](bool has, double v) { return has ? std::optional<double>(v) : std::nullopt; };

@@ -498,8 +498,13 @@ RunComparison compare_runs(const storage::Store& store, int64_t ia, int64_t ib,
   const auto ta = store.tokens(ia), tb = store.tokens(ib);
   const auto ma = store.metrics(ia), mb = store.metrics(ib);
   std::map<std::string, MetricRow> rows;
-  for (const auto& m : ma) rows[m.key] = {m.key, m.unit, m.value, std::nullopt, {}};
+  // TTFT has one definition (latency_figures: token 0's latency), as in the views and the
+  // reports; the stored ttft_ms metric (the generator's clock, not truncated to whole µs) is
+  // replaced by it below.
+  for (const auto& m : ma)
+    if (m.key != "ttft_ms") rows[m.key] = {m.key, m.unit, m.value, std::nullopt, {}};
   for (const auto& m : mb) {
+    if (m.key == "ttft_ms") continue;
     auto& r = rows[m.key];
     r.key = m.key;
     if (r.unit.empty()) r.unit = m.unit;
@@ -523,6 +528,7 @@ RunComparison compare_runs(const storage::Store& store, int64_t ia, int64_t ib,
   };
   const auto fa = latency_figures(ta), fb = latency_figures(tb);
   const auto &la = fa.tpot_ms, &lb = fb.tpot_ms;
+  if (fa.ttft_ms || fb.ttft_ms) derived("ttft_ms", "ms", fa.ttft_ms, fb.ttft_ms);
   derived("n_tokens", "tokens", static_cast<double>(ta.size()), static_cast<double>(tb.size()));
   auto opt_mean = [](const std::vector<double>& v) {
     return v.empty() ? std::nullopt : std::optional<double>(mean(v));

@@ -112,6 +112,11 @@ class Store {
   void finish_run(int64_t run, RunStatus status, const std::string& output = {},
                   const std::string& error = {});
 
+  /// Deletes run `id` with all its records (tokens, routing, attention, metrics, next-token
+  /// distributions, evaluations); its session stays. Throws StorageError BadInput when there is
+  /// no such run, or when the run is still running in a live process (pid named: stop it first;
+  /// a run whose writer died is deleted).
+  void delete_run(int64_t id);
   std::optional<RunRecord> run(int64_t id) const;
   std::vector<RunRecord> runs(int64_t session_id) const;  // oldest first
   std::vector<TokenRecord> tokens(int64_t run) const;     // by position

@@ -80,6 +80,12 @@ class CpuHeatmapWidget : public QWidget {
  public:
   explicit CpuHeatmapWidget(QWidget* parent = nullptr);
   void set_view(HeatmapView view, bool keep_transform = false);
+  /// As HeatmapWindow::update_rows: rows [first_row, first_row + n_rows) become `values` (F32
+  /// [n_rows, cols]); the pyramid is brought up to date for those rows only.
+  bool update_rows(int first_row, int n_rows, const float* values);
+  /// As HeatmapWindow::set_tick_labels.
+  void set_tick_labels(int col, const std::string& col_label, int row,
+                       const std::string& row_label);
   const HeatmapView& view() const { return view_; }
   void set_selected_row(int row);
   int selected_row() const { return selected_row_; }

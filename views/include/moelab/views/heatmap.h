@@ -67,6 +67,13 @@ struct HeatmapPyramid {
 };
 /// Builds levels 1.. of `map` (empty for a map of at most one cell). O(rows x cols).
 HeatmapPyramid build_pyramid(const Heatmap& map);
+/// Brings `pyramid` (build_pyramid of a map of the same shape) up to date after rows
+/// [first_row, first_row + n_rows) of `map` changed: recomputes, level by level from the one
+/// below, only the level-k rows above them ((first_row >> k) .. ((last_row) >> k)), so the result
+/// equals build_pyramid(map) cell for cell. O(n_rows x cols + cols x levels); the live attention
+/// view calls it once per generated token. Throws moelab::Error when the pyramid does not match
+/// the map's shape or the rows lie outside the map.
+void update_pyramid_rows(HeatmapPyramid& pyramid, const Heatmap& map, int first_row, int n_rows);
 
 /// The pyramid level a pooled draw reads: the largest k <= max_level with 2^k <= the cells per
 /// pixel along the axis with fewer cells per pixel (so a pixel covers at most 2-3 level-k cells

@@ -28,6 +28,14 @@ class HeatmapWindow : public QVulkanWindow {
   /// Shows `view` (uploaded on the next frame); resets pan/zoom to fit the plot area unless
   /// keep_transform (live updates of a map the researcher has zoomed into).
   void set_view(HeatmapView view, bool keep_transform = false);
+  /// Live update of the map on screen: rows [first_row, first_row + n_rows) become `values`
+  /// (F32 [n_rows, cols] of the current map), every other cell stays. The next frame uploads
+  /// only those rows (VulkanHeatmapRenderer::update_rows); pan/zoom stay. Rows outside the map
+  /// are ignored (returns false).
+  bool update_rows(int first_row, int n_rows, const float* values);
+  /// Replaces the tick label of column `col` / row `row` (token text of a new token; -1: none).
+  void set_tick_labels(int col, const std::string& col_label, int row,
+                       const std::string& row_label);
   /// Outlines row `row` (the selected attention query; -1: none).
   void set_selected_row(int row);
   int selected_row() const { return selected_row_; }
@@ -50,6 +58,9 @@ class HeatmapWindow : public QVulkanWindow {
   /// too small for token text and indices are shown instead).
   int token_labels_drawn() const { return token_labels_; }
   int frames_drawn() const { return frames_; }
+  /// Frames that redrew only the band of the map's cached picture showing rows changed by
+  /// update_rows (VulkanHeatmapRenderer::band_redraws).
+  int band_redraws() const { return band_redraws_; }
 
   QVulkanWindowRenderer* createRenderer() override;
 
@@ -72,6 +83,7 @@ class HeatmapWindow : public QVulkanWindow {
   HeatmapView view_;
   ViewTransform transform_;
   bool data_dirty_ = true;
+  int rows_dirty_lo_ = -1, rows_dirty_hi_ = -1;  // rows changed since the last upload ([lo, hi))
   bool fit_pending_ = true;
   QPointF mouse_{-1, -1};
   bool mouse_down_[3] = {false, false, false};
@@ -84,6 +96,7 @@ class HeatmapWindow : public QVulkanWindow {
   QString hover_text_;
   int token_labels_ = 0;
   int frames_ = 0;
+  int band_redraws_ = 0;
   bool moving_ = false;
   QTimer settle_;
 };

@@ -27,6 +27,20 @@ HeatmapView routing_top_expert_view(const RoutingGrid& g);
 /// Rows = layers, columns = tokens, value = active experts (sequential, 0..expert_count).
 /// Throws moelab::Error when the grid has no active-count channel.
 HeatmapView routing_active_count_view(const RoutingGrid& g);
+/// What the routing grid's colour shows.
+enum class RoutingColour {
+  kTopExpert = 0,  // routing_top_expert_view
+  kActiveCount,    // routing_active_count_view
+  kTopProb,        // router probability of the top expert, 0..1
+  kMargin,         // top1 - top2 router probability, 0..1 (small: the router hesitated)
+  kEntropy,        // router entropy, nats, 0..ln expert_count
+};
+/// Rows = layers, columns = tokens, value = the router-confidence channel `c` (kTopProb,
+/// kMargin or kEntropy) on a sequential scale with its unit in the legend; NaN -> masked.
+/// Throws moelab::Error when the grid has no such channel (no router probabilities recorded)
+/// or `c` is not a confidence channel.
+HeatmapView routing_confidence_view(const RoutingGrid& g, RoutingColour c);
+
 /// Rows = layers, columns = experts, value = load (sequential, 0..max load).
 HeatmapView expert_load_view(const ExpertLoad& l);
 /// Rows = queries, columns = keys, value = attention probability (sequential 0..1, or log

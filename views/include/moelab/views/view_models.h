@@ -22,7 +22,26 @@ struct RoutingGrid {
   std::vector<int32_t> top_expert;
   std::vector<int32_t> active_count;
   std::vector<std::string> token_text;  // n_tokens labels (may be empty)
+  /// How sure the router was, from its softmax probabilities over all expert_count experts
+  /// (router_confidence in view_kinds.h): F32 [n_layer, n_tokens] each; NaN where the layer is
+  /// dense, the token was not routed or no probabilities were recorded for it. Empty: the run
+  /// recorded no router probabilities.
+  /// top_prob: probability of the most probable expert; margin: top1 - top2 probability;
+  /// entropy: -sum_e p_e ln p_e in nats (0 .. ln expert_count).
+  std::vector<float> top_prob;
+  std::vector<float> margin;
+  std::vector<float> entropy;
 };
+
+/// The confidence of one routing decision from the router's probabilities over all experts
+/// (softmax output, any order; NaN entries ignored): the top expert's probability, the margin
+/// top1 - top2 (top1 when there is one expert), and the entropy -sum p ln p in nats (0 ln 0 =
+/// 0). The probabilities are used as given (not renormalised). All NaN for an empty input.
+/// (Defined in view_kinds.cpp.)
+struct RouterConfidence {
+  float top_prob, margin, entropy;
+};
+RouterConfidence router_confidence(const std::vector<float>& probs);
 
 /// Expert load: F32 [n_layer, expert_count], either the share of the layer's expert selections
 /// (0..1, a routed row sums to 1: compare::expert_share) or raw counts of tokens routed to the
@@ -44,6 +63,21 @@ struct AttentionMap {
   std::vector<std::string> key_text;    // n_key labels (may be empty)
   int layer = -1;                       // -1: not specified
   int head = -1;                        // -1: mean over heads
+};
+
+/// Live attention of newly generated tokens: query rows [first_query, first_query + n) of the
+/// AttentionMap last published (same layer and head, same n_key), weight F32 [n, n_key] (NaN:
+/// masked). token_text: text of tokens first_query .. first_query + n - 1, the labels of those
+/// query rows and of the key columns with the same index (may be empty). The map keeps its
+/// shape: a live map is published once with room for every token the run may make (rows of
+/// tokens not made yet are NaN), then filled row by row (ViewsPanel::publish(AttentionRows)).
+struct AttentionRows {
+  int layer = -1;
+  int head = -1;  // -1: mean over heads
+  int first_query = 0;
+  int n_key = 0;
+  std::vector<float> weight;
+  std::vector<std::string> token_text;
 };
 
 /// Co-activation of experts in one MoE layer: F32 [expert_count, expert_count], symmetric;

@@ -34,6 +34,7 @@
 #include <memory>
 #include <optional>
 
+#include "moelab/views/view_kinds.h"
 #include "moelab/views/view_models.h"
 
 class QImage;
@@ -58,11 +59,17 @@ class ViewsPanel : public QWidget {
 
   // ---- Snapshot API: thread-safe, non-blocking. Returns the snapshot's sequence number
   // (increasing over all kinds), which shownSequence() reports once it is on screen.
-  uint64_t publish(RoutingGrid routing);          // Routing page (top expert / active count)
-  uint64_t publish(ExpertLoad load);              // Expert load page (run A)
-  uint64_t publish(CoActivation coactivation);    // Co-activation page
-  uint64_t publish(AttentionMap attention);       // Attention page: the chosen layer/head/mean
-  uint64_t publish(AttentionHeads heads);         // Attention page: per-head summary strip
+  uint64_t publish(RoutingGrid routing);        // Routing page (top expert / active count)
+  uint64_t publish(ExpertLoad load);            // Expert load page (run A)
+  uint64_t publish(CoActivation coactivation);  // Co-activation page
+  uint64_t publish(AttentionMap attention);     // Attention page: the chosen layer/head/mean
+  uint64_t publish(AttentionHeads heads);       // Attention page: per-head summary strip
+  /// Attention page, live: writes the rows into the map last published with
+  /// publish(AttentionMap) in place (O(rows x n_key), never a copy of the map) and puts only
+  /// those rows on screen at the next frame (the heatmap uploads just them:
+  /// VulkanHeatmapRenderer::update_rows). Returns 0 and changes nothing when they do not fit
+  /// that map (none published, other layer/head/n_key, rows outside it): publish a whole map.
+  uint64_t publish(AttentionRows rows);
   uint64_t publish(LatencySeries latency);        // Latency page
   uint64_t publish(PowerSeries power);            // Power page
   uint64_t publishBaseline(ExpertLoad load_b);    // run B for the expert-load diff
@@ -87,6 +94,11 @@ class ViewsPanel : public QWidget {
   bool diffMode() const;
   /// Routing page: false = top expert per (layer, token), true = active experts per (layer, token).
   void setRoutingShowsActiveCount(bool on);
+  /// Routing page colour (the "colour:" box): top expert, active experts, or the router's
+  /// confidence - top expert probability, margin top1 - top2, entropy (RoutingGrid::top_prob,
+  /// margin, entropy). A channel the grid lacks shows the top expert and says why.
+  void setRoutingColour(RoutingColour c);
+  RoutingColour routingColour() const;
   /// Attention page: log colour scale (1e-4 .. 1) instead of linear 0 .. 1.
   void setAttentionLogScale(bool on);
   /// Which run the pages show, in a line above the tabs ("run #12 · model · complete"); empty:
@@ -121,6 +133,11 @@ class ViewsPanel : public QWidget {
   void selectQuery(int query);
   /// A picture of the visible page as on screen (for tests, screenshots, reports).
   QImage grabPage();
+  /// Writes the visible page as SVG to `path`. The Latency and Power charts are vector drawings
+  /// (text stays text); a heatmap page is the picture on screen embedded as an image (one SVG
+  /// element per cell would be millions for a long run). False with *why set when the build has
+  /// no Qt SVG module, nothing is on screen or the file cannot be written.
+  bool savePageSvg(const QString& path, QString* why);
 
  signals:
   /// A query row was clicked on the Attention page. key_weights: F32 [n_key], the attention of

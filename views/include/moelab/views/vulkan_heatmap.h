@@ -60,6 +60,14 @@ class VulkanHeatmapRenderer {
 
   /// Uploads the map (replacing any previous one). Throws moelab::Error on Vulkan failure.
   void set_data(const Heatmap& map);
+  /// Live update: rows [first_row, first_row + n_rows) of `map` changed, every other cell equals
+  /// the map last uploaded (same rows x cols). Uploads only those rows into the existing
+  /// textures (each tile's copy, halo included) and the pyramid cells above them (recomputed
+  /// from the host copy of the pyramid: update_pyramid_rows), so one generated token's
+  /// attention row costs O(cols) uploads instead of a whole map (set_data: O(rows x cols) and
+  /// new textures). A map of another shape falls back to set_data. Throws moelab::Error for
+  /// rows outside the map or on Vulkan failure.
+  void update_rows(const Heatmap& map, int first_row, int n_rows);
   /// Draws the current map into a width x height image and reads it back (Format_RGBA8888).
   QImage render(const ColorScale& scale, const ViewTransform& view, int width, int height);
 
@@ -68,10 +76,12 @@ class VulkanHeatmapRenderer {
   void attach_render_pass(void* render_pass);
   /// Optional, each frame before the window's render pass begins (same slot and size as the
   /// record() that follows): keeps a cached picture of the plot. When this frame shows what the
-  /// previous one showed (data, scale, view and size unchanged) the picture is drawn into the
-  /// cache once and record() copies it from then on, so frames that only change overlays (hover
-  /// tooltip, selection) skip the heatmap shaders; while the view or the data changes every
-  /// frame, record() draws directly (no copy overhead).
+  /// previous one showed (scale, view and size unchanged) the picture is drawn into the cache
+  /// once and record() copies it from then on, so frames that only change overlays (hover
+  /// tooltip, selection) skip the heatmap shaders; rows changed by update_rows are redrawn into
+  /// the cache as a band of pixel rows (the changed cells and the pooling footprint around
+  /// them), not the whole plot; while the view changes every frame, record() draws directly
+  /// (no copy overhead).
   void prepare(void* command_buffer, int slot, int width, int height, const ColorScale& scale,
                const ViewTransform& view);
   /// Records the map into `command_buffer` (a VkCommandBuffer inside that render pass), in the
@@ -84,6 +94,9 @@ class VulkanHeatmapRenderer {
   int max_image_dimension() const;
   int tile_size() const;   // tile edge used by the last set_data
   int tile_count() const;  // textures used by the last set_data
+  /// Times prepare() redrew only the band of the cached picture that shows rows changed by
+  /// update_rows (instead of the whole plot).
+  int band_redraws() const;
   ValidationCounts validation() const;
 
   /// Raw handles for tests that provoke the validation layer on purpose. VkInstance/VkDevice.

@@ -200,9 +200,10 @@ struct MetricRow {
 struct RunComparison {
   storage::RunRecord a, b;
   std::vector<ConfigChange> config;
-  /// Stored metrics (ttft_ms, tokens_per_s ...) plus derived ones: n_tokens, tpot_ms_mean and
-  /// decode_tokens_per_s (latency_figures: decode tokens only), j_per_token (when energy was
-  /// measured). Deltas are A - B.
+  /// Stored metrics (tokens_per_s ...) plus derived ones: ttft_ms (latency_figures: token 0's
+  /// latency, the one TTFT of the views and reports; it replaces the stored ttft_ms metric),
+  /// n_tokens, tpot_ms_mean and decode_tokens_per_s (latency_figures: decode tokens only),
+  /// j_per_token (when energy was measured). Deltas are A - B.
   std::vector<MetricRow> metrics;
   std::optional<BootstrapCI> tpot_ms;      // per decode token latency (tokens 1..n-1), ms
   std::optional<BootstrapCI> j_per_token;  // per-token energy, J
