@@ -29,13 +29,13 @@ const std::vector<ArchInfo>& arch_table() {
       {"qwen3moe", "neox", true, {"attn_q_norm.weight", "attn_k_norm.weight"}},
       {"olmoe", "neox", true, {"attn_q_norm.weight", "attn_k_norm.weight"}},
       {"gemma2", "neox", true, {"post_attention_norm.weight", "post_ffw_norm.weight"}},
+      {"granitemoe", "norm", true, {}},
       // Known to the card but not (yet) runnable.
       {"phi3", "neox", false, {}},
       {"gemma", "neox", false, {}},
       {"gemma3", "neox", false, {}},
       {"deepseek2", "norm", false, {}},
       {"mistral3", "norm", false, {}},
-      {"granitemoe", "norm", false, {}},
       {"falcon", "neox", false, {}},
       {"gpt2", "none", false, {}},
   };
@@ -263,6 +263,13 @@ void check_hparams(const gguf::File& f, ModelCard& c) {
                          ": a RoPE scaling factor must be a finite number >= 0");
   if (c.expert_count == 0 && c.n_ff == 0)
     c.problems.push_back(key("feed_forward_length") + " is missing or 0");
+  for (const auto& [k, v] : {std::pair<const char*, float>{"embedding_scale", c.embedding_scale},
+                             {"residual_scale", c.residual_scale},
+                             {"attention.scale", c.attention_scale},
+                             {"logit_scale", c.logit_scale}})
+    if (f.find(a + k) && (!std::isfinite(v) || v <= 0))
+      c.problems.push_back(key(k) + " is " + num(v) +
+                           ": a multiplier must be a positive finite number");
 }
 
 }  // namespace
@@ -332,6 +339,10 @@ ModelCard make_model_card(const gguf::File& f) {
   c.rope_scaling_factor = get_f32(f, a + "rope.scaling.factor", 0);
   c.rope_dims = get_u32(f, a + "rope.dimension_count", c.head_dim);
   c.sliding_window = get_u32(f, a + "attention.sliding_window", 0);
+  c.embedding_scale = get_f32(f, a + "embedding_scale", 0);
+  c.residual_scale = get_f32(f, a + "residual_scale", 0);
+  c.attention_scale = get_f32(f, a + "attention.scale", 0);
+  c.logit_scale = get_f32(f, a + "logit_scale", 0);
 
   const ArchInfo* arch = find_arch(c.architecture);
   c.rope_type = arch ? arch->rope_type : "";

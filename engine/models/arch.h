@@ -39,6 +39,8 @@ struct ArchConfig {
   QkNorm qk_norm = QkNorm::None;
   float embd_scale = 0;         // token embeddings multiplied by this (0 = not scaled)
   float attn_scale = 0;         // K·Q scale (0 = 1/sqrt(head_dim))
+  float residual_scale = 0;     // attention and FFN outputs x this before the residual add (0 = 1)
+  float logit_scale = 0;        // logits divided by this (0 = not scaled)
   float attn_softcap = 0;       // 0 = none
   bool scale_q = false;         // multiply Q by the scale before K·Q (gemma2, as llama.cpp does)
   float final_softcap = 0;      // 0 = none

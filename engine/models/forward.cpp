@@ -67,6 +67,7 @@ void ForwardContext::eval(std::span<const int32_t> tokens, bool all_logits) {
   float* lg = buf(Slot::Logits, n_out * V);
   linear(w.output, cur, n_out, lg);
   if (cfg_.final_softcap > 0) softcap(lg, cfg_.final_softcap, n_out * V);
+  if (cfg_.logit_scale > 0) scale(lg, 1.0f / cfg_.logit_scale, n_out * V);
   emit(kResultOutput, -1, lg, n_out, V);
   head_clock.lap(OpKind::Head, -1, n);
   finish_batch(lg, n_out * V);
@@ -132,6 +133,7 @@ void ForwardContext::attention_block(int il, int64_t n) {
   linear(L.wo, kqv, n, attn);
   if (!L.post_attn_norm.empty()) rms_norm(attn, L.post_attn_norm, attn, n, E);
   emit(kAttnOut, il, attn, n, E);
+  if (cfg_.residual_scale > 0) scale(attn, cfg_.residual_scale, n * E);
   add(x, attn, n * E);
   emit(kFfnInp, il, x, n, E);
   clock.lap(OpKind::Attention, il, n);
@@ -207,6 +209,7 @@ void ForwardContext::ffn_block(int il, int64_t n) {
   }
   if (!L.post_ffw_norm.empty()) rms_norm(out, L.post_ffw_norm, out, n, E);
   emit(kFfnOut, il, out, n, E);
+  if (cfg_.residual_scale > 0) scale(out, cfg_.residual_scale, n * E);
   add(x, out, n * E);
   emit(kLayerOut, il, x, n, E);
 }

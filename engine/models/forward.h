@@ -3,10 +3,11 @@
 //
 // One eval = one batch of n tokens at positions n_past .. n_past+n-1:
 //   x = token_embd rows (* embd_scale)
-//   per layer: x += [post_attn_norm] Wo · attention(RoPE(qk_norm(Wq·norm(x) + bq)), ...)
-//              x += [post_ffw_norm] FFN(norm(x))       (dense gated FFN, or routed experts
+//   per layer: x += [rs] [post_attn_norm] Wo · attention(RoPE(qk_norm(Wq·norm(x) + bq)), ...)
+//              x += [rs] [post_ffw_norm] FFN(norm(x))  (dense gated FFN, or routed experts
 //                                                        plus an optional gated shared expert)
-//   logits = [softcap] output · norm(x)
+//   logits = [softcap] output · norm(x) [/ logit_scale]
+// ([rs]: times residual_scale, Granite.)
 // Every architecture is this pre-norm block (arch.h) with the variations its ArchConfig turns
 // on; the block emits the observable intermediates (models::Key) and times the OpKind parts.
 //

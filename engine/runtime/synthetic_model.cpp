@@ -153,9 +153,10 @@ Plan make_plan(const SyntheticModelSpec& s, uint32_t n_vocab) {
   };
   Plan p;
   const std::string& a = s.arch;
-  const bool moe_arch = a == "mixtral" || a == "qwen2moe" || a == "olmoe";
+  const bool moe_arch = a == "mixtral" || a == "qwen2moe" || a == "olmoe" || a == "granitemoe";
   if (a != "llama" && !moe_arch)
-    bad("unknown architecture '" + a + "' (make-model writes llama, mixtral, qwen2moe, olmoe)",
+    bad("unknown architecture '" + a +
+            "' (make-model writes llama, mixtral, qwen2moe, olmoe, granitemoe)",
         "--arch");
   p.architecture = a == "mixtral" ? "llama" : a;
   if (moe_arch && s.expert_count == 0)
@@ -260,6 +261,16 @@ void write_metadata(gguf::Writer& w, const SyntheticModelSpec& s, const Plan& p,
   if (s.expert_count) {
     w.set_u32(a + "expert_count", s.expert_count);
     w.set_u32(a + "expert_used_count", p.expert_used_count);
+  }
+  if (p.architecture == "granitemoe") {
+    // Granite 3.x MoE's multipliers (granite-3.0-1b-a400m: embedding 12, residual 0.22,
+    // attention 1/head_dim, logits / 6); feed_forward_length is the expert width.
+    const uint32_t hd = s.n_embd / s.n_head;
+    w.set_u32(a + "rope.dimension_count", hd);
+    w.set_f32(a + "embedding_scale", 12.f);
+    w.set_f32(a + "residual_scale", 0.22f);
+    w.set_f32(a + "attention.scale", 1.f / static_cast<float>(hd));
+    w.set_f32(a + "logit_scale", 6.f);
   }
   if (p.architecture == "qwen2moe") {
     w.set_u32(a + "expert_feed_forward_length", s.n_ff);

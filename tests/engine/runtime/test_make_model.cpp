@@ -57,7 +57,7 @@ class TestMakeModel : public QObject {
   void card_reports_the_requested_shape_data() {
     QTest::addColumn<QString>("arch");
     QTest::addColumn<QString>("type");
-    for (const char* a : {"llama", "mixtral", "qwen2moe", "olmoe"})
+    for (const char* a : {"llama", "mixtral", "qwen2moe", "olmoe", "granitemoe"})
       for (const char* t : {"F32", "F16", "Q8_0", "Q4_0"})
         QTest::newRow(qPrintable(QString("%1-%2").arg(a, t))) << QString(a) << QString(t);
   }
@@ -98,6 +98,15 @@ class TestMakeModel : public QObject {
       QCOMPARE(c.n_ff_shexp, 192u);
     } else {
       QCOMPARE(c.n_ff, 96u);
+    }
+    if (arch == "granitemoe") {  // granite-3.x MoE's multipliers
+      QCOMPARE(c.embedding_scale, 12.f);
+      QCOMPARE(c.residual_scale, 0.22f);
+      QCOMPARE(c.attention_scale, 1.f / 16);
+      QCOMPARE(c.logit_scale, 6.f);
+    } else {
+      QCOMPARE(c.embedding_scale, 0.f);
+      QCOMPARE(c.logit_scale, 0.f);
     }
     QCOMPARE(c.rms_eps, 1e-5f);
     QCOMPARE(c.context_length, uint64_t(2048));

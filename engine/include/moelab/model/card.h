@@ -44,6 +44,12 @@ struct ModelCard {
   uint32_t rope_dims = 0;         // <arch>.rope.dimension_count or head_dim
   uint32_t sliding_window = 0;    // <arch>.attention.sliding_window, tokens (0 = none)
 
+  // Granite's multipliers (0 = the key is absent, nothing applied):
+  float embedding_scale = 0;  // <arch>.embedding_scale: token embeddings x this
+  float residual_scale = 0;   // <arch>.residual_scale: attention / FFN outputs x this
+  float attention_scale = 0;  // <arch>.attention.scale: K·Q scale instead of 1/sqrt(head_dim)
+  float logit_scale = 0;      // <arch>.logit_scale: logits divided by this
+
   std::string vocab_type;            // tokenizer.ggml.model: "llama" (SPM), "gpt2" (BPE), ...
   std::string vocab_pre;             // tokenizer.ggml.pre
   uint32_t n_vocab = 0;              // length of tokenizer.ggml.tokens (or token_embd rows)
