@@ -100,6 +100,12 @@ json card_to_json(const ModelCard& c, const gguf::File& f, const std::string& sh
                {"scaling_factor", c.rope_scaling_factor},
                {"dims", c.rope_dims}};
   j["sliding_window"] = c.sliding_window;
+  j["router"] = {{"gating", c.expert_gating_func == 2   ? "sigmoid"
+                            : c.expert_gating_func == 1 ? "softmax"
+                                                        : ""},
+                 {"weights_norm", c.expert_weights_norm},
+                 {"weights_scale", c.expert_weights_scale},
+                 {"leading_dense_layers", c.n_layer_dense_lead}};
   j["multipliers"] = {{"embedding_scale", c.embedding_scale},
                       {"residual_scale", c.residual_scale},
                       {"attention_scale", c.attention_scale},
@@ -172,8 +178,25 @@ std::vector<std::pair<std::string, std::string>> card_rows(const ModelCard& c,
                       std::to_string(c.n_ff_exp ? c.n_ff_exp : c.n_ff);
       if (c.expert_shared_count)
         e += "; " + std::to_string(c.expert_shared_count) + " shared expert (n_ff " +
-             std::to_string(c.n_ff_shexp) + ")";
+             std::to_string(c.n_ff_shexp ? c.n_ff_shexp
+                            : c.n_ff_exp ? c.n_ff_exp
+                                         : c.n_ff) +
+             ")";
       add("experts", e);
+      if (c.expert_gating_func || c.expert_weights_scale > 0 || c.n_layer_dense_lead) {
+        std::string g = c.expert_gating_func == 2   ? "sigmoid scores (not probabilities)"
+                        : c.expert_gating_func == 1 ? "softmax probabilities"
+                                                    : "the architecture's default";
+        if (c.expert_weights_norm) g += ", top-k weights normalised";
+        if (c.expert_weights_scale > 0) {
+          std::snprintf(buf, sizeof buf, ", x%g", c.expert_weights_scale);
+          g += buf;
+        }
+        add("gating", g);
+        if (c.n_layer_dense_lead)
+          add("dense layers", "the first " + std::to_string(c.n_layer_dense_lead) +
+                                  " (dense FFN, n_ff " + std::to_string(c.n_ff) + ")");
+      }
     } else {
       add("FFN (n_ff)", std::to_string(c.n_ff) + " (dense)");
     }

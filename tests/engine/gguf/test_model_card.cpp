@@ -198,6 +198,33 @@ class TestModelCard : public QObject {
     QVERIFY(o.out.find("attention scale") == std::string::npos);
   }
 
+  // glm4moe's router (fixtures README: sigmoid gating, expert_weights_norm, scale 2.5, one
+  // leading dense layer, one shared expert of width 32) as JSON and as card rows.
+  void glmRouter() {
+    const QString rel = "fixtures/models-0c1e570/glm4-moe/glm4-moe.F32.gguf";
+    MOELAB_REQUIRE_SHARED(rel);
+    const std::string path = moelab::test::shared_path(rel);
+    const auto r = run_cli({"inspect", "--json", "--no-hash", path});
+    QVERIFY2(r.rc == 0, r.err.c_str());
+    const auto j = QJsonDocument::fromJson(QByteArray::fromStdString(r.out)).object();
+    QCOMPARE(j["architecture"].toString(), QString("glm4moe"));
+    QVERIFY2(j["runnable"].toBool(), qPrintable(QJsonDocument(j["problems"].toArray()).toJson()));
+    const auto g = j["router"].toObject();
+    QCOMPARE(g["gating"].toString(), QString("sigmoid"));
+    QCOMPARE(g["weights_norm"].toBool(), true);
+    QCOMPARE(g["weights_scale"].toDouble(), 2.5);
+    QCOMPARE(g["leading_dense_layers"].toInt(), 1);
+    QCOMPARE(j["expert_shared_count"].toInt(), 1);
+    const auto t = run_cli({"inspect", "--no-hash", path});
+    QCOMPARE(t.rc, 0);
+    for (const char* row :
+         {"experts            16 experts, top-4, expert n_ff 32; 1 shared expert (n_ff 32)",
+          "gating             sigmoid scores (not probabilities), top-k weights normalised, x2.5",
+          "dense layers       the first 1 (dense FFN, n_ff 128)"})
+      QVERIFY2(t.out.find(row) != std::string::npos,
+               qPrintable(QString(row) + "\n" + t.out.c_str()));
+  }
+
   void exitCodes() {
     auto h = run_cli({"--help"});
     QCOMPARE(h.rc, 0);
