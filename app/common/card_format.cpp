@@ -1,5 +1,6 @@
 #include "card_format.h"
 
+#include <cmath>
 #include <cstdio>
 
 namespace moelab {
@@ -99,6 +100,16 @@ json card_to_json(const ModelCard& c, const gguf::File& f, const std::string& sh
                {"scaling_factor", c.rope_scaling_factor},
                {"dims", c.rope_dims}};
   j["sliding_window"] = c.sliding_window;
+  j["router"] = {{"gating", c.expert_gating_func == 2   ? "sigmoid"
+                            : c.expert_gating_func == 1 ? "softmax"
+                                                        : ""},
+                 {"weights_norm", c.expert_weights_norm},
+                 {"weights_scale", c.expert_weights_scale},
+                 {"leading_dense_layers", c.n_layer_dense_lead}};
+  j["multipliers"] = {{"embedding_scale", c.embedding_scale},
+                      {"residual_scale", c.residual_scale},
+                      {"attention_scale", c.attention_scale},
+                      {"logit_scale", c.logit_scale}};
   j["vocab_type"] = c.vocab_type;
   j["vocab_pre"] = c.vocab_pre;
   j["bos_id"] = c.bos_id;
@@ -167,8 +178,25 @@ std::vector<std::pair<std::string, std::string>> card_rows(const ModelCard& c,
                       std::to_string(c.n_ff_exp ? c.n_ff_exp : c.n_ff);
       if (c.expert_shared_count)
         e += "; " + std::to_string(c.expert_shared_count) + " shared expert (n_ff " +
-             std::to_string(c.n_ff_shexp) + ")";
+             std::to_string(c.n_ff_shexp ? c.n_ff_shexp
+                            : c.n_ff_exp ? c.n_ff_exp
+                                         : c.n_ff) +
+             ")";
       add("experts", e);
+      if (c.expert_gating_func || c.expert_weights_scale > 0 || c.n_layer_dense_lead) {
+        std::string g = c.expert_gating_func == 2   ? "sigmoid scores (not probabilities)"
+                        : c.expert_gating_func == 1 ? "softmax probabilities"
+                                                    : "the architecture's default";
+        if (c.expert_weights_norm) g += ", top-k weights normalised";
+        if (c.expert_weights_scale > 0) {
+          std::snprintf(buf, sizeof buf, ", x%g", c.expert_weights_scale);
+          g += buf;
+        }
+        add("gating", g);
+        if (c.n_layer_dense_lead)
+          add("dense layers", "the first " + std::to_string(c.n_layer_dense_lead) +
+                                  " (dense FFN, n_ff " + std::to_string(c.n_ff) + ")");
+      }
     } else {
       add("FFN (n_ff)", std::to_string(c.n_ff) + " (dense)");
     }
@@ -177,6 +205,18 @@ std::vector<std::pair<std::string, std::string>> card_rows(const ModelCard& c,
                   c.rope_freq_base, c.rope_dims, c.rope_scaling.c_str());
     add("RoPE", buf);
     if (c.sliding_window) add("sliding window", std::to_string(c.sliding_window) + " tokens");
+    if (c.embedding_scale > 0 || c.residual_scale > 0 || c.logit_scale > 0) {
+      std::snprintf(buf, sizeof buf, "embeddings x%g, residual branches x%g, logits /%g",
+                    c.embedding_scale > 0 ? c.embedding_scale : 1.0,
+                    c.residual_scale > 0 ? c.residual_scale : 1.0,
+                    c.logit_scale > 0 ? c.logit_scale : 1.0);
+      add("multipliers", buf);
+    }
+    if (c.attention_scale > 0) {
+      std::snprintf(buf, sizeof buf, "%g (instead of 1/sqrt(head_dim) = %.4g)", c.attention_scale,
+                    c.head_dim ? 1.0 / std::sqrt(static_cast<double>(c.head_dim)) : 0.0);
+      add("attention scale", buf);
+    }
   }
   if (c.n_vocab) {
     std::string v = (c.vocab_type.empty() ? "?" : c.vocab_type) +

@@ -16,7 +16,10 @@ namespace moelab {
 
 /// Stable JSON keys: architecture, name, n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff,
 /// n_ff_exp, expert_count, expert_used_count, expert_shared_count, n_vocab, context_length,
-/// rope {type, freq_base, scaling, dims}, sliding_window, vocab_type, bos_id, eos_id,
+/// rope {type, freq_base, scaling, dims}, sliding_window, multipliers {embedding_scale,
+/// residual_scale, attention_scale, logit_scale} (Granite; 0 = absent), router {gating
+/// ("softmax", "sigmoid" or "" when the file does not say), weights_norm, weights_scale,
+/// leading_dense_layers}, vocab_type, bos_id, eos_id,
 /// chat_template, params_total, params_active, tensor_types {type: count},
 /// tensor_bytes {type: bytes}, file_size, weight_bytes, memory {n_ctx, f16_bytes, f32_bytes},
 /// runnable, problems [..], sha256 (null when not computed), metadata {key: value}

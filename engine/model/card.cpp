@@ -29,13 +29,17 @@ const std::vector<ArchInfo>& arch_table() {
       {"qwen3moe", "neox", true, {"attn_q_norm.weight", "attn_k_norm.weight"}},
       {"olmoe", "neox", true, {"attn_q_norm.weight", "attn_k_norm.weight"}},
       {"gemma2", "neox", true, {"post_attention_norm.weight", "post_ffw_norm.weight"}},
+      {"granitemoe", "norm", true, {}},
+      {"glm4moe",
+       "neox",
+       true,
+       {"attn_q.bias", "attn_k.bias", "attn_v.bias", "attn_q_norm.weight", "attn_k_norm.weight"}},
       // Known to the card but not (yet) runnable.
       {"phi3", "neox", false, {}},
       {"gemma", "neox", false, {}},
       {"gemma3", "neox", false, {}},
       {"deepseek2", "norm", false, {}},
       {"mistral3", "norm", false, {}},
-      {"granitemoe", "norm", false, {}},
       {"falcon", "neox", false, {}},
       {"gpt2", "none", false, {}},
   };
@@ -176,7 +180,9 @@ void check_tensors(const gguf::File& f, ModelCard& c, const ArchInfo& a) {
     check_shape(f, c, p + "attn_k.weight", {E, c.n_head_kv * hd});
     check_shape(f, c, p + "attn_v.weight", {E, c.n_head_kv * hdv});
     check_shape(f, c, p + "attn_output.weight", {c.n_head * hdv, E});
-    check_shape(f, c, p + "ffn_norm.weight", {E});
+    // GLM-4.5 names its pre-FFN norm post_attention_norm (llama.cpp's glm4moe).
+    check_shape(f, c, p + (arch == "glm4moe" ? "post_attention_norm.weight" : "ffn_norm.weight"),
+                {E});
     for (const char* x : a.extra) {
       const std::string n = x;
       if (n == "attn_q.bias")
@@ -190,9 +196,10 @@ void check_tensors(const gguf::File& f, ModelCard& c, const ArchInfo& a) {
       else
         check_shape(f, c, p + n, {E});
     }
-    if (c.expert_count > 0) {
+    if (c.expert_count > 0 && il >= c.n_layer_dense_lead) {
       const int64_t nx = c.expert_count, ff = c.n_ff_exp ? c.n_ff_exp : c.n_ff;
       check_shape(f, c, p + "ffn_gate_inp.weight", {E, nx});
+      check_shape(f, c, p + "exp_probs_b.bias", {nx}, false);
       check_shape(f, c, p + "ffn_gate_exps.weight", {E, ff, nx});
       check_shape(f, c, p + "ffn_up_exps.weight", {E, ff, nx});
       check_shape(f, c, p + "ffn_down_exps.weight", {ff, E, nx});
@@ -263,6 +270,24 @@ void check_hparams(const gguf::File& f, ModelCard& c) {
                          ": a RoPE scaling factor must be a finite number >= 0");
   if (c.expert_count == 0 && c.n_ff == 0)
     c.problems.push_back(key("feed_forward_length") + " is missing or 0");
+  for (const auto& [k, v] : {std::pair<const char*, float>{"embedding_scale", c.embedding_scale},
+                             {"residual_scale", c.residual_scale},
+                             {"attention.scale", c.attention_scale},
+                             {"logit_scale", c.logit_scale}})
+    if (f.find(a + k) && (!std::isfinite(v) || v <= 0))
+      c.problems.push_back(key(k) + " is " + num(v) +
+                           ": a multiplier must be a positive finite number");
+  if (c.n_layer_dense_lead > c.n_layer)
+    c.problems.push_back(key("leading_dense_block_count") + " is " +
+                         std::to_string(c.n_layer_dense_lead) + ", more than the " +
+                         std::to_string(c.n_layer) + " layers");
+  if (c.expert_gating_func > 2)
+    c.problems.push_back(key("expert_gating_func") + " is " + std::to_string(c.expert_gating_func) +
+                         ": known are 1 (softmax) and 2 (sigmoid)");
+  if (f.find(a + "expert_weights_scale") &&
+      (!std::isfinite(c.expert_weights_scale) || c.expert_weights_scale <= 0))
+    c.problems.push_back(key("expert_weights_scale") + " is " + num(c.expert_weights_scale) +
+                         ": the routed scale must be a positive finite number");
 }
 
 }  // namespace
@@ -332,6 +357,14 @@ ModelCard make_model_card(const gguf::File& f) {
   c.rope_scaling_factor = get_f32(f, a + "rope.scaling.factor", 0);
   c.rope_dims = get_u32(f, a + "rope.dimension_count", c.head_dim);
   c.sliding_window = get_u32(f, a + "attention.sliding_window", 0);
+  c.embedding_scale = get_f32(f, a + "embedding_scale", 0);
+  c.residual_scale = get_f32(f, a + "residual_scale", 0);
+  c.attention_scale = get_f32(f, a + "attention.scale", 0);
+  c.logit_scale = get_f32(f, a + "logit_scale", 0);
+  c.n_layer_dense_lead = get_u32(f, a + "leading_dense_block_count", 0);
+  c.expert_gating_func = get_u32(f, a + "expert_gating_func", 0);
+  c.expert_weights_scale = get_f32(f, a + "expert_weights_scale", 0);
+  c.expert_weights_norm = f.get_bool(a + "expert_weights_norm", false);
 
   const ArchInfo* arch = find_arch(c.architecture);
   c.rope_type = arch ? arch->rope_type : "";

@@ -39,6 +39,8 @@ struct ArchConfig {
   QkNorm qk_norm = QkNorm::None;
   float embd_scale = 0;         // token embeddings multiplied by this (0 = not scaled)
   float attn_scale = 0;         // K·Q scale (0 = 1/sqrt(head_dim))
+  float residual_scale = 0;     // attention and FFN outputs x this before the residual add (0 = 1)
+  float logit_scale = 0;        // logits divided by this (0 = not scaled)
   float attn_softcap = 0;       // 0 = none
   bool scale_q = false;         // multiply Q by the scale before K·Q (gemma2, as llama.cpp does)
   float final_softcap = 0;      // 0 = none
@@ -47,6 +49,8 @@ struct ArchConfig {
   uint32_t swa_period = 0;
   FfnAct ffn_act = FfnAct::SiluGated;
   bool moe_renormalise = false;  // divide the top-k probabilities by their sum
+  bool moe_sigmoid = false;      // sigmoid gating (scores), else softmax (ops/element RouteSpec)
+  float moe_weights_scale = 0;   // applied weights x this after renormalising (0 = none)
   /// Apply each selected expert with weight 1 (metadata moelab.expert_gating = "unit", written
   /// by moefy: CMoE's training-free gating, arXiv:2502.04416). Set by Model::load for any arch.
   bool moe_unit_weights = false;
@@ -74,6 +78,7 @@ struct LayerWeights {
   Weight gate_inp, gate_exps, up_exps, down_exps;  // MoE: router [n_embd, n_expert], 3-D experts
   Weight gate_shexp, up_shexp, down_shexp;         // shared expert
   std::vector<float> gate_inp_shexp;               // F32 [n_embd] (empty: ungated)
+  std::vector<float> exp_probs_b;  // F32 [expert_count] selection-only router bias (or empty)
 };
 
 struct Weights {
@@ -93,7 +98,7 @@ void for_each_weight(const Weights& w, OnMat&& on_mat, OnVec&& on_vec) {
   on_vec(w.output_norm);
   for (const auto& L : w.layers) {
     for (const auto* v : {&L.attn_norm, &L.ffn_norm, &L.post_attn_norm, &L.post_ffw_norm, &L.q_norm,
-                          &L.k_norm, &L.bq, &L.bk, &L.bv, &L.gate_inp_shexp})
+                          &L.k_norm, &L.bq, &L.bk, &L.bv, &L.gate_inp_shexp, &L.exp_probs_b})
       on_vec(*v);
     for (const auto* m :
          {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down, &L.gate_inp,
@@ -127,7 +132,8 @@ struct ArchDef {
   ArchConfig (*configure)(const gguf::File& file, const ModelCard& card);
   /// Binds the tensors this architecture adds to layer `prefix` ("blk.N.") after the
   /// attention projections (null: none). The common ones (norms, Q/K/V/O, FFN or experts and a
-  /// shared expert) are bound by Model::load.
+  /// shared expert) are bound by Model::load; a pre-FFN norm bound here (ffn_norm under another
+  /// name) replaces ffn_norm.weight.
   void (*bind_layer)(const WeightBinder& b, const ModelCard& card, const std::string& prefix,
                      LayerWeights& layer);
   /// The architecture's block (forward.h: standard_block or its own composition of pieces).

@@ -33,7 +33,9 @@ const std::vector<std::string>& observable_names() {
                                              "ffn_out",
                                              "layer_out",
                                              "result_norm",
-                                             "result_output"};
+                                             "result_output",
+                                             "ffn_moe_probs_biased",
+                                             "ffn_moe_weights_scaled"};
   return v;
 }
 

@@ -38,6 +38,8 @@ enum Key : int {
   kLayerOut,
   kResultNorm,
   kResultOutput,
+  kMoeProbsBiased,    // selection scores (probs + selection bias)
+  kMoeWeightsScaled,  // applied weights after the routed scale
   kKeyCount
 };
 

@@ -117,10 +117,19 @@ class CpuContext final : public ForwardContext {
     }
   }
   void route_top_k(const float* logits, int64_t n, int nx, int k, float* probs, int32_t* ids,
-                   float* w, float* applied) override {
+                   float* w, float* applied, const std::vector<float>& sel_bias,
+                   float* selection) override {
+    if (!cfg_.moe_sigmoid && cfg_.moe_weights_scale == 0 && sel_bias.empty()) {
+      for (int64_t t = 0; t < n; ++t)
+        ops::route_top_k(logits + t * nx, nx, k, cfg_.moe_renormalise, probs + t * nx, ids + t * k,
+                         w + t * k, applied + t * k, cfg_.moe_unit_weights);
+      return;
+    }
+    const el::RouteSpec r = models::route_spec(cfg_);
     for (int64_t t = 0; t < n; ++t)
-      ops::route_top_k(logits + t * nx, nx, k, cfg_.moe_renormalise, probs + t * nx, ids + t * k,
-                       w + t * k, applied + t * k, cfg_.moe_unit_weights);
+      el::route_token_gated(logits + t * nx, nx, k, r, sel_bias.empty() ? nullptr : sel_bias.data(),
+                            probs + t * nx, selection ? selection + t * nx : nullptr, ids + t * k,
+                            w + t * k, applied + t * k);
   }
   void route_policy(int il, const float* logits, int64_t n, int, int, float* probs, int32_t* ids,
                     float* w, float* applied) override {

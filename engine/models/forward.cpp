@@ -67,6 +67,7 @@ void ForwardContext::eval(std::span<const int32_t> tokens, bool all_logits) {
   float* lg = buf(Slot::Logits, n_out * V);
   linear(w.output, cur, n_out, lg);
   if (cfg_.final_softcap > 0) softcap(lg, cfg_.final_softcap, n_out * V);
+  if (cfg_.logit_scale > 0) scale(lg, 1.0f / cfg_.logit_scale, n_out * V);
   emit(kResultOutput, -1, lg, n_out, V);
   head_clock.lap(OpKind::Head, -1, n);
   finish_batch(lg, n_out * V);
@@ -132,6 +133,7 @@ void ForwardContext::attention_block(int il, int64_t n) {
   linear(L.wo, kqv, n, attn);
   if (!L.post_attn_norm.empty()) rms_norm(attn, L.post_attn_norm, attn, n, E);
   emit(kAttnOut, il, attn, n, E);
+  if (cfg_.residual_scale > 0) scale(attn, cfg_.residual_scale, n * E);
   add(x, attn, n * E);
   emit(kFfnInp, il, x, n, E);
   clock.lap(OpKind::Attention, il, n);
@@ -161,18 +163,23 @@ void ForwardContext::moe_ffn(int il, int64_t n) {
   float* wts = buf(Slot::MoeWeights, n * k);
   float* applied = buf(Slot::MoeApplied, n * k);
   linear(L.gate_inp, cur, n, logits);
+  float* selection = L.exp_probs_b.empty() ? nullptr : buf(Slot::MoeSelection, n * nx);
   if (router_) {
     route_policy(il, logits, n, nx, k, probs, ids, wts, applied);
   } else {
-    route_top_k(logits, n, nx, k, probs, ids, wts, applied);
+    route_top_k(logits, n, nx, k, probs, ids, wts, applied, L.exp_probs_b, selection);
     count_routing(n, k);
   }
   clock.lap(OpKind::Router, il, n);
   emit(kMoeLogits, il, logits, n, nx);
   emit(kMoeProbs, il, probs, n, nx);
+  if (selection) emit(kMoeProbsBiased, il, selection, n, nx);
   if (wants(kMoeTopk)) emit(kMoeTopk, il, ids_as_floats(ids, n * k), n, k);
   emit(kMoeWeights, il, wts, n, k);
-  if (cfg_.moe_renormalise || cfg_.moe_unit_weights) emit(kMoeWeightsNorm, il, applied, n, k);
+  if (cfg_.moe_weights_scale > 0)
+    emit(kMoeWeightsScaled, il, applied, n, k);
+  else if (cfg_.moe_renormalise || cfg_.moe_unit_weights)
+    emit(kMoeWeightsNorm, il, applied, n, k);
 
   float* out = buf(Slot::FfnOut, n * E);
   experts(L, cur, ids, applied, n, k, out);
@@ -197,7 +204,7 @@ void ForwardContext::ffn_block(int il, int64_t n) {
   rms_norm(x, L.ffn_norm, cur, n, E);
   emit(kFfnNorm, il, cur, n, E);
   float* out = nullptr;
-  if (card_.expert_count > 0) {
+  if (L.gate_inp) {  // a MoE layer (leading dense layers have a dense FFN)
     moe_ffn(il, n);  // times itself (router, experts)
     out = buf(Slot::FfnOut, n * E);
   } else {
@@ -207,6 +214,7 @@ void ForwardContext::ffn_block(int il, int64_t n) {
   }
   if (!L.post_ffw_norm.empty()) rms_norm(out, L.post_ffw_norm, out, n, E);
   emit(kFfnOut, il, out, n, E);
+  if (cfg_.residual_scale > 0) scale(out, cfg_.residual_scale, n * E);
   add(x, out, n * E);
   emit(kLayerOut, il, x, n, E);
 }

@@ -3,10 +3,11 @@
 //
 // One eval = one batch of n tokens at positions n_past .. n_past+n-1:
 //   x = token_embd rows (* embd_scale)
-//   per layer: x += [post_attn_norm] Wo · attention(RoPE(qk_norm(Wq·norm(x) + bq)), ...)
-//              x += [post_ffw_norm] FFN(norm(x))       (dense gated FFN, or routed experts
+//   per layer: x += [rs] [post_attn_norm] Wo · attention(RoPE(qk_norm(Wq·norm(x) + bq)), ...)
+//              x += [rs] [post_ffw_norm] FFN(norm(x))  (dense gated FFN, or routed experts
 //                                                        plus an optional gated shared expert)
-//   logits = [softcap] output · norm(x)
+//   logits = [softcap] output · norm(x) [/ logit_scale]
+// ([rs]: times residual_scale, Granite.)
 // Every architecture is this pre-norm block (arch.h) with the variations its ArchConfig turns
 // on; the block emits the observable intermediates (models::Key) and times the OpKind parts.
 //
@@ -23,28 +24,30 @@
 #include <vector>
 
 #include "models/context_base.h"
+#include "ops/element/element.h"
 
 namespace moelab::models {
 
 /// The scratch buffers of a forward pass, one per role (grown, never shrunk below what an eval
 /// of the same batch size asked for before).
 enum class Slot : int {
-  X,           // F32 [n, n_embd] hidden state (the residual stream)
-  Cur,         // F32 [n, n_embd] normed state
-  Q,           // F32 [n, n_head * head_dim]
-  K,           // F32 [n, n_head_kv * head_dim]
-  V,           // F32 [n, n_head_kv * head_dim_v]
-  Kqv,         // F32 [n, n_head * head_dim_v] attention output before Wo
-  Attn,        // F32 [n, n_embd] attention projection
-  FfnOut,      // F32 [n, n_embd]
-  Tmp,         // F32 [n, n_embd] shared expert output
-  HGate,       // F32 [n, n_ff] gated FFN: gate, then act(gate) * up
-  HUp,         // F32 [n, n_ff]
-  MoeLogits,   // F32 [n, expert_count] router logits
-  MoeProbs,    // F32 [n, expert_count]
-  MoeWeights,  // F32 [n, k] top-k probabilities
-  MoeApplied,  // F32 [n, k] weights applied to the experts' outputs
-  Logits,      // F32 [n_out, n_vocab]
+  X,             // F32 [n, n_embd] hidden state (the residual stream)
+  Cur,           // F32 [n, n_embd] normed state
+  Q,             // F32 [n, n_head * head_dim]
+  K,             // F32 [n, n_head_kv * head_dim]
+  V,             // F32 [n, n_head_kv * head_dim_v]
+  Kqv,           // F32 [n, n_head * head_dim_v] attention output before Wo
+  Attn,          // F32 [n, n_embd] attention projection
+  FfnOut,        // F32 [n, n_embd]
+  Tmp,           // F32 [n, n_embd] shared expert output
+  HGate,         // F32 [n, n_ff] gated FFN: gate, then act(gate) * up
+  HUp,           // F32 [n, n_ff]
+  MoeLogits,     // F32 [n, expert_count] router logits
+  MoeProbs,      // F32 [n, expert_count]
+  MoeWeights,    // F32 [n, k] top-k probabilities
+  MoeApplied,    // F32 [n, k] weights applied to the experts' outputs
+  MoeSelection,  // F32 [n, expert_count] selection scores (probs + selection bias)
+  Logits,        // F32 [n_out, n_vocab]
   Count
 };
 
@@ -105,10 +108,12 @@ class ForwardContext : public ContextBase {
                                  const AttentionSetup& setup, float* out, bool want_probs) = 0;
   /// gate F32 [n, ff] = act(gate) * up (cfg_.ffn_act: SiLU as kernels::swiglu, GELU tanh).
   virtual void glu(float* gate, const float* up, int64_t n, int64_t ff) = 0;
-  /// Top-k routing without a policy (ops::route_top_k per token): probs F32 [n, nx], ids, w,
-  /// applied [n, k].
+  /// Top-k routing without a policy (el::route_token_gated per token, RouteSpec from cfg_):
+  /// probs F32 [n, nx], ids, w, applied [n, k]; with sel_bias F32 [nx] non-empty, selection
+  /// F32 [n, nx] receives probs + sel_bias (the scores the choice is made on).
   virtual void route_top_k(const float* logits, int64_t n, int nx, int k, float* probs,
-                           int32_t* ids, float* w, float* applied) = 0;
+                           int32_t* ids, float* w, float* applied,
+                           const std::vector<float>& sel_bias, float* selection) = 0;
   /// Routing by the policy router_ (runs on the host; same outputs as route_top_k).
   virtual void route_policy(int il, const float* logits, int64_t n, int nx, int k, float* probs,
                             int32_t* ids, float* w, float* applied) = 0;
@@ -138,6 +143,11 @@ class ForwardContext : public ContextBase {
                  int64_t n, float* out);
   void moe_ffn(int il, int64_t n);
 };
+
+/// The routing an architecture's configuration asks for (el::route_token_gated).
+inline ops::element::RouteSpec route_spec(const ArchConfig& c) {
+  return {c.moe_sigmoid, c.moe_renormalise, c.moe_unit_weights, c.moe_weights_scale};
+}
 
 /// The pre-norm transformer block (LLaMA, arXiv:2302.13971): attention_block, then ffn_block.
 void standard_block(ForwardContext& f, int il, int64_t n);

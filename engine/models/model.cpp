@@ -145,8 +145,9 @@ Weights bind_weights(const gguf::File& f, const ModelCard& c, const ArchDef& arc
     b.expect_shape(L.wv, E, v_width);
     b.expect_shape(L.wo, static_cast<int64_t>(c.n_head) * c.head_dim_v, E);
     if (arch.bind_layer) arch.bind_layer(b, c, p, L);
-    L.ffn_norm = b.vec(p + "ffn_norm.weight", E);
-    if (c.expert_count > 0) {
+    // An architecture may bind the pre-FFN norm under its own name (glm4moe).
+    if (L.ffn_norm.empty()) L.ffn_norm = b.vec(p + "ffn_norm.weight", E);
+    if (c.expert_count > 0 && il >= c.n_layer_dense_lead) {  // a MoE layer
       const int64_t nx = c.expert_count;
       L.gate_inp = b.matrix(p + "ffn_gate_inp.weight");
       b.expect_shape(L.gate_inp, E, nx);

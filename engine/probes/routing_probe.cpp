@@ -31,10 +31,10 @@ void RoutingProbe::clear() {
 Subscription RoutingProbe::subscription() const {
   // ffn_moe_out arrives after every routing tensor of the layer: it closes the batch (it is
   // handed over by pointer, not copied).
-  return {
-      {"ffn_moe_probs", "ffn_moe_topk", "ffn_moe_weights", "ffn_moe_weights_norm", "ffn_moe_out"},
-      {},
-      false};
+  return {{"ffn_moe_probs", "ffn_moe_topk", "ffn_moe_weights", "ffn_moe_weights_norm",
+           "ffn_moe_weights_scaled", "ffn_moe_out"},
+          {},
+          false};
 }
 
 void RoutingProbe::on_observation(const Observation& o) {
@@ -51,7 +51,8 @@ void RoutingProbe::on_observation(const Observation& o) {
     grab(b_ids_);
   } else if (o.name == "ffn_moe_weights") {
     grab(b_w_);
-  } else if (o.name == "ffn_moe_weights_norm") {
+  } else if (o.name == "ffn_moe_weights_norm" || o.name == "ffn_moe_weights_scaled") {
+    // The weights applied: renormalised, or (routed scale) renormalised and scaled.
     grab(b_wn_);
     have_wn_ = true;
   } else if (o.name == "ffn_moe_out") {

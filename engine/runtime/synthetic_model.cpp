@@ -147,15 +147,21 @@ struct Plan {
   uint32_t expert_used_count = 0;
 };
 
+uint32_t glm_dense_lead(const SyntheticModelSpec& s) {
+  return s.n_layer > 1 ? 1 : 0;
+}
+
 Plan make_plan(const SyntheticModelSpec& s, uint32_t n_vocab) {
   auto bad = [](const std::string& m, const std::string& subject = {}) {
     throw Error(ErrorKind::BadInput, m, {.subject = subject});
   };
   Plan p;
   const std::string& a = s.arch;
-  const bool moe_arch = a == "mixtral" || a == "qwen2moe" || a == "olmoe";
+  const bool moe_arch =
+      a == "mixtral" || a == "qwen2moe" || a == "olmoe" || a == "granitemoe" || a == "glm4moe";
   if (a != "llama" && !moe_arch)
-    bad("unknown architecture '" + a + "' (make-model writes llama, mixtral, qwen2moe, olmoe)",
+    bad("unknown architecture '" + a +
+            "' (make-model writes llama, mixtral, qwen2moe, olmoe, granitemoe, glm4moe)",
         "--arch");
   p.architecture = a == "mixtral" ? "llama" : a;
   if (moe_arch && s.expert_count == 0)
@@ -174,6 +180,9 @@ Plan make_plan(const SyntheticModelSpec& s, uint32_t n_vocab) {
     bad("olmoe normalises K over its full width, so n_head_kv must equal n_head", "--n-head-kv");
   const uint32_t hd = s.n_embd / s.n_head;
   if (hd % 2) bad("head_dim (n_embd / n_head) must be even for RoPE", "--n-head");
+  if (a == "glm4moe" && hd % 4)
+    bad("glm4moe rotates half of each head: head_dim (n_embd / n_head) must be a multiple of 4",
+        "--n-head");
   const uint32_t nx = s.expert_count;
   p.expert_used_count = s.expert_used_count ? s.expert_used_count : std::min(2u, nx);
   if (nx && p.expert_used_count > nx) bad("--top-k exceeds --experts", "--top-k");
@@ -194,7 +203,7 @@ Plan make_plan(const SyntheticModelSpec& s, uint32_t n_vocab) {
     add(b + "attn_q.weight", W, {E, qd}, Init::Linear);
     add(b + "attn_k.weight", W, {E, kvd}, Init::Linear);
     add(b + "attn_v.weight", W, {E, kvd}, Init::Linear);
-    if (a == "qwen2moe") {
+    if (a == "qwen2moe" || a == "glm4moe") {
       add(b + "attn_q.bias", F, {qd}, Init::Bias);
       add(b + "attn_k.bias", F, {kvd}, Init::Bias);
       add(b + "attn_v.bias", F, {kvd}, Init::Bias);
@@ -204,12 +213,26 @@ Plan make_plan(const SyntheticModelSpec& s, uint32_t n_vocab) {
       add(b + "attn_q_norm.weight", F, {qd}, Init::Norm);
       add(b + "attn_k_norm.weight", F, {kvd}, Init::Norm);
     }
-    add(b + "ffn_norm.weight", F, {E}, Init::Norm);
-    if (nx) {
+    if (a == "glm4moe") {  // per-head q/k norms; the pre-FFN norm is post_attention_norm
+      add(b + "attn_q_norm.weight", F, {hd}, Init::Norm);
+      add(b + "attn_k_norm.weight", F, {hd}, Init::Norm);
+      add(b + "post_attention_norm.weight", F, {E}, Init::Norm);
+    } else {
+      add(b + "ffn_norm.weight", F, {E}, Init::Norm);
+    }
+    // glm4moe: the first layer is dense (leading_dense_block_count 1) when there are several.
+    const bool dense_lead = a == "glm4moe" && il < glm_dense_lead(s);
+    if (nx && !dense_lead) {
       add(b + "ffn_gate_inp.weight", F, {E, X}, Init::Linear, 2.f);
       add(b + "ffn_gate_exps.weight", W, {E, ff, X}, Init::Linear);
       add(b + "ffn_up_exps.weight", W, {E, ff, X}, Init::Linear);
       add(b + "ffn_down_exps.weight", W, {ff, E, X}, Init::Linear);
+      if (a == "glm4moe") {  // selection-only router bias, ungated shared expert of width n_ff
+        add(b + "exp_probs_b.bias", F, {X}, Init::Bias);
+        add(b + "ffn_gate_shexp.weight", W, {E, ff}, Init::Linear);
+        add(b + "ffn_up_shexp.weight", W, {E, ff}, Init::Linear);
+        add(b + "ffn_down_shexp.weight", W, {ff, E}, Init::Linear);
+      }
       if (a == "qwen2moe") {
         add(b + "ffn_gate_inp_shexp.weight", F, {E}, Init::Linear, 2.f);
         add(b + "ffn_gate_shexp.weight", W, {E, sff}, Init::Linear);
@@ -260,6 +283,28 @@ void write_metadata(gguf::Writer& w, const SyntheticModelSpec& s, const Plan& p,
   if (s.expert_count) {
     w.set_u32(a + "expert_count", s.expert_count);
     w.set_u32(a + "expert_used_count", p.expert_used_count);
+  }
+  if (p.architecture == "granitemoe") {
+    // Granite 3.x MoE's multipliers (granite-3.0-1b-a400m: embedding 12, residual 0.22,
+    // attention 1/head_dim, logits / 6); feed_forward_length is the expert width.
+    const uint32_t hd = s.n_embd / s.n_head;
+    w.set_u32(a + "rope.dimension_count", hd);
+    w.set_f32(a + "embedding_scale", 12.f);
+    w.set_f32(a + "residual_scale", 0.22f);
+    w.set_f32(a + "attention.scale", 1.f / static_cast<float>(hd));
+    w.set_f32(a + "logit_scale", 6.f);
+  }
+  if (p.architecture == "glm4moe") {
+    // GLM-4.5's router and layout: sigmoid scores + selection bias, normalised x2.5, one
+    // shared expert, the first layer dense, NEOX RoPE on half of each head.
+    const uint32_t hd = s.n_embd / s.n_head;
+    w.set_u32(a + "rope.dimension_count", hd / 2);
+    w.set_u32(a + "expert_feed_forward_length", s.n_ff);
+    w.set_u32(a + "expert_shared_count", 1);
+    w.set_u32(a + "leading_dense_block_count", glm_dense_lead(s));
+    w.set_u32(a + "expert_gating_func", 2);
+    w.set_f32(a + "expert_weights_scale", 2.5f);
+    w.set_bool(a + "expert_weights_norm", true);
   }
   if (p.architecture == "qwen2moe") {
     w.set_u32(a + "expert_feed_forward_length", s.n_ff);

@@ -404,6 +404,7 @@ class CudaContext final : public models::ForwardContext {
                                             "router probabilities",
                                             "expert weights",
                                             "applied weights",
+                                            "router selection scores",
                                             "logits"};
     static_assert(std::size(kWhat) == static_cast<size_t>(models::Slot::Count));
     const int i = static_cast<int>(slot);
@@ -452,9 +453,17 @@ class CudaContext final : public models::ForwardContext {
     cuda::glu(gate, up, n * ff, ff, cfg_.ffn_act == models::FfnAct::GeluGated, stream_);
   }
   void route_top_k(const float* logits, int64_t n, int nx, int k, float* probs, int32_t* ids,
-                   float* w, float* applied) override {
-    cuda::route_top_k(logits, n, nx, k, cfg_.moe_renormalise, probs, ids, w, applied, stream_,
-                      cfg_.moe_unit_weights);
+                   float* w, float* applied, const std::vector<float>& sel_bias,
+                   float* selection) override {
+    if (!cfg_.moe_sigmoid && cfg_.moe_weights_scale == 0 && sel_bias.empty()) {
+      cuda::route_top_k(logits, n, nx, k, cfg_.moe_renormalise, probs, ids, w, applied, stream_,
+                        cfg_.moe_unit_weights);
+      return;
+    }
+    cuda::route_gated(logits, n, nx, k, cfg_.moe_sigmoid, cfg_.moe_renormalise,
+                      cfg_.moe_unit_weights, cfg_.moe_weights_scale,
+                      sel_bias.empty() ? nullptr : model_->vec(sel_bias), probs, selection, ids, w,
+                      applied, stream_);
   }
   void route_policy(int il, const float* logits, int64_t n, int nx, int k, float* probs,
                     int32_t* ids, float* w, float* applied) override;

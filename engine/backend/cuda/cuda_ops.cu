@@ -689,6 +689,15 @@ __global__ void k_route(const float* logits, int64_t n, int n_expert, int k, boo
   oel::route_token(logits + t * n_expert, n_expert, k, renorm, probs + t * n_expert, ids + t * k,
                    weights + t * k, applied + t * k, unit);
 }
+__global__ void k_route_gated(const float* logits, int64_t n, int n_expert, int k, oel::RouteSpec r,
+                              const float* sel_bias, float* probs, float* selection, int32_t* ids,
+                              float* weights, float* applied) {
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= n) return;
+  oel::route_token_gated(logits + t * n_expert, n_expert, k, r, sel_bias, probs + t * n_expert,
+                         sel_bias ? selection + t * n_expert : nullptr, ids + t * k,
+                         weights + t * k, applied + t * k);
+}
 __global__ void k_moe_sum(const float* res, const int32_t* ids, const float* applied, int64_t n,
                           int k, int64_t E, float* out) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -1237,6 +1246,18 @@ void route_top_k(const float* logits, int64_t n, int n_expert, int k, bool renor
   MOELAB_LAUNCH(grid_for(n, 64), 64, 0, s, k_route)
   (logits, n, n_expert, k, renormalise, probs, ids, weights, applied, unit_weights);
   check_launch("route_top_k");
+}
+void route_gated(const float* logits, int64_t n, int n_expert, int k, bool sigmoid,
+                 bool renormalise, bool unit, float scale, const float* sel_bias, float* probs,
+                 float* selection, int32_t* ids, float* weights, float* applied, Stream s) {
+  if (n <= 0) return;
+  if (k < 1 || k > n_expert) throw Error(ErrorKind::Internal, "route_gated: bad k");
+  if (sel_bias && !selection)
+    throw Error(ErrorKind::Internal, "route_gated: a selection bias needs a selection buffer");
+  const oel::RouteSpec r{sigmoid, renormalise, unit, scale};
+  MOELAB_LAUNCH(grid_for(n, 64), 64, 0, s, k_route_gated)
+  (logits, n, n_expert, k, r, sel_bias, probs, selection, ids, weights, applied);
+  check_launch("route_gated");
 }
 void moe_weighted_sum(const float* res, const int32_t* ids, const float* applied, int64_t n, int k,
                       int64_t E, float* out, Stream s) {

@@ -194,6 +194,13 @@ void attention(const AttnArgs& a, const float* q, int64_t n_tok, int64_t t0, int
 void route_top_k(const float* logits, int64_t n, int n_expert, int k, bool renormalise,
                  float* probs, int32_t* ids, float* weights, float* applied, Stream s,
                  bool unit_weights = false);
+/// MoE routing with a gating function, selection-only bias and routed scale
+/// (el::route_token_gated, one thread per token): as route_top_k, plus sel_bias F32 [n_expert]
+/// (device, may be null) and selection F32 [n, n_expert] (probs + sel_bias; used when sel_bias
+/// is given). sigmoid / renormalise / unit / scale as el::RouteSpec.
+void route_gated(const float* logits, int64_t n, int n_expert, int k, bool sigmoid,
+                 bool renormalise, bool unit, float scale, const float* sel_bias, float* probs,
+                 float* selection, int32_t* ids, float* weights, float* applied, Stream s);
 /// out[t] = sum_j applied[t, j] * res[t*k + j] over slots with ids >= 0, in slot order.
 /// res F32 [n*k, E]; out F32 [n, E] (overwritten).
 void moe_weighted_sum(const float* res, const int32_t* ids, const float* applied, int64_t n, int k,

@@ -156,6 +156,49 @@ MOELAB_HD inline void route_token(const float* logits, int n, int k, bool renorm
     applied[j] = unit ? 1.0f : renormalise ? weights[j] / sum : weights[j];
 }
 
+/// How a router turns logits into the weights applied to its experts (route_token_gated).
+struct RouteSpec {
+  /// false: softmax over all experts (probabilities); true: sigmoid of each logit, scores in
+  /// (0, 1) that need not sum to 1 (DeepSeek-V3, arXiv:2412.19437; GLM-4.5, arXiv:2508.06471).
+  bool sigmoid = false;
+  bool renormalise = false;  // divide the k selected scores by their sum
+  bool unit = false;         // weight 1 for each selected expert
+  float scale = 0;           // then multiply by this (routed scaling factor; 0 = none)
+};
+
+/// MoE routing of one token with a gating function, an optional selection-only bias and a
+/// routed scale (llama.cpp 0c1e570's build_moe_ffn, fixtures README "Turn-2 architectures"):
+/// probs = softmax(logits) or sigmoid(logits) [n]; selection = probs + sel_bias [n] (only when
+/// sel_bias is given; it decides the choice, never the weight: DeepSeek-V3's aux-loss-free
+/// balancing bias); ids = top_k(selection) (ties: lower id); weights[j] = probs[ids[j]];
+/// applied = weights (/ their sum when renormalise) (x scale). With sigmoid false, no bias and
+/// scale 0 it is route_token, operation for operation.
+MOELAB_HD inline void route_token_gated(const float* logits, int n, int k, const RouteSpec& r,
+                                        const float* sel_bias, float* probs, float* selection,
+                                        int32_t* ids, float* weights, float* applied) {
+  for (int e = 0; e < n; ++e) probs[e] = logits[e];
+  if (r.sigmoid) {
+    for (int e = 0; e < n; ++e) probs[e] = 1.0f / (1.0f + expf(-probs[e]));  // ggml_vec_sigmoid
+  } else {
+    softmax_row(probs, n);
+  }
+  const float* sel = probs;
+  if (sel_bias) {
+    for (int e = 0; e < n; ++e) selection[e] = probs[e] + sel_bias[e];
+    sel = selection;
+  }
+  top_k(sel, n, k, ids);
+  float sum = 0;
+  for (int j = 0; j < k; ++j) {
+    weights[j] = probs[ids[j]];
+    sum += weights[j];
+  }
+  for (int j = 0; j < k; ++j) {
+    applied[j] = r.unit ? 1.0f : r.renormalise ? weights[j] / sum : weights[j];
+    if (r.scale > 0) applied[j] *= r.scale;
+  }
+}
+
 // ---- attention masks -----------------------------------------------------------------------
 
 /// Causal, optionally sliding-window visibility (Mistral 7B, arXiv:2310.06825): a query at

@@ -29,6 +29,7 @@
 //   end to end .................................... as test_model_fixtures (F32/F16 1e-3,
 //                                                   quantized max 0.25 / rms 0.02) vs llama.cpp
 #include <QtTest>
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -40,7 +41,9 @@
 #include "kernels/element/fp16.h"
 #include "moelab/core/backends.h"
 #include "moelab/core/error.h"
+#include "moelab/gguf/gguf.h"
 #include "moelab/kernels/kernels.h"
+#include "moelab/model/card.h"
 #include "moelab/model/model.h"
 #include "moelab/ops/ops.h"
 #include "moelab/policies/policies.h"
@@ -230,17 +233,25 @@ struct Fixture {
   QString base, name, type;
   bool is_float() const { return type == "F32" || type == "F16"; }
 };
+// The fixture models of fixtures/models and fixtures/models-0c1e570 whose architecture moelab
+// runs (test_model_fixtures names the others).
 std::vector<Fixture> fixtures() {
   std::vector<Fixture> out;
-  QDir models(test::shared_dir() + "/fixtures/models");
-  for (const QString& d : models.entryList(QDir::Dirs | QDir::NoDotAndDotDot, QDir::Name)) {
-    QDir sub(models.filePath(d));
-    for (const QString& f : sub.entryList({"*.gguf"}, QDir::Files, QDir::Name)) {
-      Fixture fx;
-      fx.base = sub.filePath(f.left(f.size() - 5));
-      fx.name = f.left(f.size() - 5);
-      fx.type = fx.name.section('.', -1);
-      out.push_back(fx);
+  const auto& supported = supported_architectures();
+  for (const char* dir : {"/fixtures/models", "/fixtures/models-0c1e570"}) {
+    QDir models(test::shared_dir() + dir);
+    for (const QString& d : models.entryList(QDir::Dirs | QDir::NoDotAndDotDot, QDir::Name)) {
+      QDir sub(models.filePath(d));
+      for (const QString& f : sub.entryList({"*.gguf"}, QDir::Files, QDir::Name)) {
+        Fixture fx;
+        fx.base = sub.filePath(f.left(f.size() - 5));
+        fx.name = f.left(f.size() - 5);
+        fx.type = fx.name.section('.', -1);
+        const std::string arch =
+            gguf::File::open((fx.base + ".gguf").toStdString())->get_string("general.architecture");
+        if (std::find(supported.begin(), supported.end(), arch) != supported.end())
+          out.push_back(fx);
+      }
     }
   }
   return out;
@@ -626,6 +637,62 @@ class TestCudaParity : public QObject {
                         unit);
       QCOMPARE(di.download(s_), ids);
       QVERIFY(max_diff(dp.download(s_), probs) <= 1e-6);
+      QVERIFY(max_diff(dw.download(s_), w) <= 1e-6);
+      QVERIFY(max_diff(da.download(s_), ap) <= 1e-6);
+    }
+  }
+
+  // Sigmoid gating with a selection-only bias, renormalised and scaled (glm4moe / DeepSeek-V3):
+  // the CPU element function against a float64 reference written from the fixtures README, and
+  // the CUDA kernel against the CPU. Also softmax with a bias and a scale, without renorm.
+  void routing_gated_with_selection_bias() {
+    const int nx = 16, k = 4;
+    const int64_t n = 7;
+    const std::vector<float> logits = randn(static_cast<size_t>(n * nx), 51, 2.0f);
+    std::vector<float> bias = randn(nx, 52, 0.3f);
+    bias[5] = 2.0f;  // expert 5 is chosen for its bias, whatever its score
+    for (bool sigmoid : {true, false}) {
+      const ops::element::RouteSpec r{sigmoid, sigmoid, false, 2.5f};
+      std::vector<float> probs(n * nx), sel(n * nx), w(n * k), ap(n * k);
+      std::vector<int32_t> ids(n * k);
+      for (int64_t t = 0; t < n; ++t) {
+        ops::element::route_token_gated(logits.data() + t * nx, nx, k, r, bias.data(),
+                                        probs.data() + t * nx, sel.data() + t * nx,
+                                        ids.data() + t * k, w.data() + t * k, ap.data() + t * k);
+        // Reference: scores, selection = scores + bias, top-k on selection, weights unbiased.
+        std::vector<double> sc(nx), s2(nx);
+        double z = 0, mx = -1e30;
+        for (int e = 0; e < nx; ++e) mx = std::max(mx, double(logits[t * nx + e]));
+        for (int e = 0; e < nx; ++e) z += std::exp(double(logits[t * nx + e]) - mx);
+        for (int e = 0; e < nx; ++e) {
+          const double x = logits[t * nx + e];
+          sc[e] = sigmoid ? 1 / (1 + std::exp(-x)) : std::exp(x - mx) / z;
+          s2[e] = sc[e] + bias[e];
+        }
+        std::vector<int> order(nx);
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return s2[a] > s2[b]; });
+        double sum = 0;
+        for (int j = 0; j < k; ++j) sum += sc[order[j]];
+        bool has5 = false;
+        for (int j = 0; j < k; ++j) {
+          QCOMPARE(ids[t * k + j], order[j]);
+          has5 = has5 || order[j] == 5;
+          QVERIFY(std::fabs(w[t * k + j] - sc[order[j]]) <= 1e-6);
+          const double want = (sigmoid ? sc[order[j]] / sum : sc[order[j]]) * 2.5;
+          QVERIFY(std::fabs(ap[t * k + j] - want) <= 1e-5);
+        }
+        QVERIFY(has5);
+        for (int e = 0; e < nx; ++e) QVERIFY(std::fabs(sel[t * nx + e] - s2[e]) <= 1e-6);
+      }
+      Dev<float> dl(logits, s_), db(bias, s_), dp(probs.size()), ds(sel.size()), dw(w.size()),
+          da(ap.size());
+      Dev<int32_t> di(ids.size());
+      cuda::route_gated(dl.get(), n, nx, k, r.sigmoid, r.renormalise, r.unit, r.scale, db.get(),
+                        dp.get(), ds.get(), di.get(), dw.get(), da.get(), s_);
+      QCOMPARE(di.download(s_), ids);
+      QVERIFY(max_diff(dp.download(s_), probs) <= 1e-6);
+      QVERIFY(max_diff(ds.download(s_), sel) <= 1e-6);
       QVERIFY(max_diff(dw.download(s_), w) <= 1e-6);
       QVERIFY(max_diff(da.download(s_), ap) <= 1e-6);
     }

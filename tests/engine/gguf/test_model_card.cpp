@@ -4,6 +4,7 @@
 #include <QJsonArray>
 #include <QJsonObject>
 #include <QtTest>
+#include <cstring>
 #include <sstream>
 
 #include "cli.h"
@@ -141,6 +142,87 @@ class TestModelCard : public QObject {
     QVERIFY(r.out.find("Q8_0: 22 tensors") != std::string::npos);
     QVERIFY(r.out.find("blk.1.ffn_down_exps.weight") != std::string::npos);
     QVERIFY(r.out.find("runnable           yes") != std::string::npos);
+  }
+
+  // granitemoe's multipliers (fixtures README "Turn-2 architectures": embedding_scale 12,
+  // residual_scale 0.22, attention.scale 0.0625, logit_scale 6) as JSON and as card rows.
+  void graniteMultipliers() {
+    const QString rel = "fixtures/models-0c1e570/granite-moe/granite-moe.F32.gguf";
+    MOELAB_REQUIRE_SHARED(rel);
+    const std::string path = moelab::test::shared_path(rel);
+    const auto r = run_cli({"inspect", "--json", "--no-hash", path});
+    QVERIFY2(r.rc == 0, r.err.c_str());
+    const auto j = QJsonDocument::fromJson(QByteArray::fromStdString(r.out)).object();
+    QCOMPARE(j["architecture"].toString(), QString("granitemoe"));
+    QVERIFY2(j["runnable"].toBool(), qPrintable(QJsonDocument(j["problems"].toArray()).toJson()));
+    const auto m = j["multipliers"].toObject();
+    QCOMPARE(m["embedding_scale"].toDouble(), 12.0);
+    QCOMPARE(static_cast<float>(m["residual_scale"].toDouble()), 0.22f);
+    QCOMPARE(m["attention_scale"].toDouble(), 0.0625);
+    QCOMPARE(m["logit_scale"].toDouble(), 6.0);
+    const auto t = run_cli({"inspect", "--no-hash", path});
+    QCOMPARE(t.rc, 0);
+    QVERIFY2(t.out.find("multipliers        embeddings x12, residual branches x0.22, logits /6") !=
+                 std::string::npos,
+             t.out.c_str());
+    QVERIFY2(t.out.find("attention scale    0.0625 (instead of 1/sqrt(head_dim) = 0.25)") !=
+                 std::string::npos,
+             t.out.c_str());
+    // A multiplier of 0 (here logit_scale, patched in a copy) keeps the file from running, named.
+    QByteArray bytes = moelab::test::read_all(QString::fromStdString(path));
+    const QByteArray key = "granitemoe.logit_scale";
+    const qsizetype at = bytes.indexOf(key);
+    QVERIFY(at > 0);
+    const qsizetype value_at = at + key.size() + 4;  // after the u32 value type (6 = F32)
+    float six = 0;
+    std::memcpy(&six, bytes.constData() + value_at, 4);
+    QCOMPARE(six, 6.f);
+    const float zero = 0;
+    std::memcpy(bytes.data() + value_at, &zero, 4);
+    const QString bad = moelab::test::temp_dir("test_model_card") + "/granite-logit0.gguf";
+    QFile out(bad);
+    QVERIFY(out.open(QIODevice::WriteOnly));
+    out.write(bytes);
+    out.close();
+    const auto c = run_cli({"inspect", "--check", "--no-hash", bad.toStdString()});
+    QCOMPARE(c.rc, 2);
+    QVERIFY2(c.err.find("'granitemoe.logit_scale' is 0: a multiplier must be a positive finite "
+                        "number") != std::string::npos,
+             c.err.c_str());
+    // A model without them reports zeros and no rows.
+    MOELAB_REQUIRE_SHARED("fixtures/models/olmoe/olmoe.F32.gguf");
+    const auto o = run_cli({"inspect", "--no-hash",
+                            moelab::test::shared_path("fixtures/models/olmoe/olmoe.F32.gguf")});
+    QCOMPARE(o.rc, 0);
+    QVERIFY(o.out.find("multipliers") == std::string::npos);
+    QVERIFY(o.out.find("attention scale") == std::string::npos);
+  }
+
+  // glm4moe's router (fixtures README: sigmoid gating, expert_weights_norm, scale 2.5, one
+  // leading dense layer, one shared expert of width 32) as JSON and as card rows.
+  void glmRouter() {
+    const QString rel = "fixtures/models-0c1e570/glm4-moe/glm4-moe.F32.gguf";
+    MOELAB_REQUIRE_SHARED(rel);
+    const std::string path = moelab::test::shared_path(rel);
+    const auto r = run_cli({"inspect", "--json", "--no-hash", path});
+    QVERIFY2(r.rc == 0, r.err.c_str());
+    const auto j = QJsonDocument::fromJson(QByteArray::fromStdString(r.out)).object();
+    QCOMPARE(j["architecture"].toString(), QString("glm4moe"));
+    QVERIFY2(j["runnable"].toBool(), qPrintable(QJsonDocument(j["problems"].toArray()).toJson()));
+    const auto g = j["router"].toObject();
+    QCOMPARE(g["gating"].toString(), QString("sigmoid"));
+    QCOMPARE(g["weights_norm"].toBool(), true);
+    QCOMPARE(g["weights_scale"].toDouble(), 2.5);
+    QCOMPARE(g["leading_dense_layers"].toInt(), 1);
+    QCOMPARE(j["expert_shared_count"].toInt(), 1);
+    const auto t = run_cli({"inspect", "--no-hash", path});
+    QCOMPARE(t.rc, 0);
+    for (const char* row :
+         {"experts            16 experts, top-4, expert n_ff 32; 1 shared expert (n_ff 32)",
+          "gating             sigmoid scores (not probabilities), top-k weights normalised, x2.5",
+          "dense layers       the first 1 (dense FFN, n_ff 128)"})
+      QVERIFY2(t.out.find(row) != std::string::npos,
+               qPrintable(QString(row) + "\n" + t.out.c_str()));
   }
 
   void exitCodes() {

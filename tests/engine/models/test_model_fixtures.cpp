@@ -1,6 +1,10 @@
 // The forward pass against llama.cpp's reference outputs (../shared/fixtures, README there):
 // logits at every prompt position for every model file, greedy continuations with the KV cache,
 // MoE routing and attention probabilities, and a deliberately broken quantized file.
+// Covers fixtures/models (oracle c392e50) and fixtures/models-0c1e570 (the "Turn-2
+// architectures", oracle 0c1e570); a file whose architecture moelab cannot run yet is skipped
+// with "skipped: architecture X not supported yet" (a qInfo line, not QSKIP: a QSKIP marks the
+// whole test skipped in ctest, SKIP_REGULAR_EXPRESSION in tests/CMakeLists.txt).
 //
 // Tolerances (max |Δ logit| against the SAME file's reference):
 //  * F32 and F16 files: 1e-3 (the issue's bound). moelab reproduces llama.cpp's arithmetic
@@ -18,13 +22,18 @@
 #include <QJsonArray>
 #include <QJsonObject>
 #include <QtTest>
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <set>
 
+#include "moelab/core/error.h"
 #include "moelab/gguf/gguf.h"
+#include "moelab/model/card.h"
 #include "moelab/model/model.h"
+#include "moelab/policies/policies.h"
 #include "test_support.h"
 
 using namespace moelab;
@@ -38,26 +47,63 @@ constexpr double kTolRoutingWeight = 1e-4;
 constexpr double kTolAttention = 5e-4;
 
 struct Fixture {
-  QString base;  // path without ".gguf"
-  QString name;  // "mixtral-moe.F32"
-  QString type;  // "F32"
+  QString base;      // path without ".gguf"
+  QString name;      // "mixtral-moe.F32"
+  QString type;      // "F32"
+  std::string arch;  // general.architecture
   bool is_float() const { return type == "F32" || type == "F16"; }
 };
 
+// The folders of fixture models: the first set (oracle c392e50) and the Turn-2 architectures
+// (oracle 0c1e570, README section "Turn-2 architectures").
+const char* const kFixtureDirs[] = {"fixtures/models", "fixtures/models-0c1e570"};
+
 std::vector<Fixture> fixtures() {
   std::vector<Fixture> out;
-  QDir models(test::shared_dir() + "/fixtures/models");
-  for (const QString& d : models.entryList(QDir::Dirs | QDir::NoDotAndDotDot, QDir::Name)) {
-    QDir sub(models.filePath(d));
-    for (const QString& f : sub.entryList({"*.gguf"}, QDir::Files, QDir::Name)) {
-      Fixture fx;
-      fx.base = sub.filePath(f.left(f.size() - 5));
-      fx.name = f.left(f.size() - 5);
-      fx.type = fx.name.section('.', -1);
-      out.push_back(fx);
+  for (const char* dir : kFixtureDirs) {
+    QDir models(test::shared_dir() + "/" + dir);
+    for (const QString& d : models.entryList(QDir::Dirs | QDir::NoDotAndDotDot, QDir::Name)) {
+      QDir sub(models.filePath(d));
+      for (const QString& f : sub.entryList({"*.gguf"}, QDir::Files, QDir::Name)) {
+        Fixture fx;
+        fx.base = sub.filePath(f.left(f.size() - 5));
+        fx.name = f.left(f.size() - 5);
+        fx.type = fx.name.section('.', -1);
+        fx.arch =
+            gguf::File::open((fx.base + ".gguf").toStdString())->get_string("general.architecture");
+        out.push_back(fx);
+      }
     }
   }
   return out;
+}
+
+bool arch_supported(const Fixture& f) {
+  const auto& s = supported_architectures();
+  return std::find(s.begin(), s.end(), f.arch) != s.end();
+}
+
+// The fixtures whose architecture moelab runs (the data rows of every test below).
+std::vector<Fixture> runnable_fixtures() {
+  std::vector<Fixture> out;
+  for (const auto& f : fixtures())
+    if (arch_supported(f)) out.push_back(f);
+  return out;
+}
+
+Fixture fixture(const QString& base) {
+  for (const auto& x : fixtures())
+    if (x.base == base) return x;
+  qFatal("no fixture %s", qPrintable(base));
+}
+
+// The MoE tensor that holds the weights actually multiplied into the experts' outputs
+// (fixtures README, "oracle.json differences"): the last weight stage the oracle dumped.
+QString applied_weights_tensor(const QJsonObject& moe) {
+  for (const char* t :
+       {"ffn_moe_weights_scaled", "ffn_moe_weights_softmax", "ffn_moe_weights_norm"})
+    if (moe.contains(t)) return t;
+  return "ffn_moe_weights";
 }
 
 std::vector<float> read_f32(const QString& path) {
@@ -138,20 +184,33 @@ bool chaotic_float_file(const Fixture& f) {
 class TestModelFixtures : public QObject {
   Q_OBJECT
  private slots:
+  // Names every fixture file left out because moelab does not run its architecture yet, and
+  // checks that both fixture folders were found.
+  void unsupported_architectures() {
+    MOELAB_REQUIRE_SHARED("fixtures/models");
+    int n_new = 0, n_skipped = 0;
+    for (const auto& f : fixtures()) {
+      if (f.base.contains("/models-0c1e570/")) ++n_new;
+      if (arch_supported(f)) continue;
+      ++n_skipped;
+      qInfo("%s: skipped: architecture %s not supported yet", qPrintable(f.name), f.arch.c_str());
+    }
+    qInfo("%d fixture files in models-0c1e570, %d skipped", n_new, n_skipped);
+    if (test::have_shared("fixtures/models-0c1e570")) QVERIFY(n_new > 0);
+  }
+
   void logits_data() {
     QTest::addColumn<QString>("base");
     if (!test::have_shared("fixtures/models")) {
       QTest::newRow("none") << QString();
       return;
     }
-    for (const auto& f : fixtures()) QTest::newRow(qPrintable(f.name)) << f.base;
+    for (const auto& f : runnable_fixtures()) QTest::newRow(qPrintable(f.name)) << f.base;
   }
   void logits() {
     MOELAB_REQUIRE_SHARED("fixtures/models");
     QFETCH(QString, base);
-    Fixture f;
-    for (const auto& x : fixtures())
-      if (x.base == base) f = x;
+    const Fixture f = fixture(base);
     const QJsonObject o = test::read_json(base + ".oracle.json").object();
     auto model = Model::load((base + ".gguf").toStdString());
     const int n_vocab = o["n_vocab"].toInt();
@@ -196,7 +255,7 @@ class TestModelFixtures : public QObject {
       QTest::newRow("none") << QString();
       return;
     }
-    for (const auto& f : fixtures())
+    for (const auto& f : runnable_fixtures())
       if (f.is_float() && !reference_is_broken(f)) QTest::newRow(qPrintable(f.name)) << f.base;
   }
   // 24 greedy tokens with single-token decodes through the KV cache (the reference token is fed
@@ -243,13 +302,15 @@ class TestModelFixtures : public QObject {
       QTest::newRow("none") << QString();
       return;
     }
-    for (const auto& f : fixtures())
+    for (const auto& f : runnable_fixtures())
       if (test::read_json(f.base + ".oracle.json").object().contains("moe"))
         QTest::newRow(qPrintable(f.name)) << f.base;
   }
-  // ffn_moe_topk / ffn_moe_weights per layer and position (17 prompt + 23 decode positions).
-  // F32 files: identical sets (and order), weights within 1e-4. Quantized files: the share of
-  // identical sets is reported (routing may legitimately flip on near-ties there).
+  // ffn_moe_topk, ffn_moe_weights (the probabilities of the selected experts) and, where the
+  // oracle dumped a later stage, the applied weights (applied_weights_tensor) per layer and
+  // position (17 prompt + 23 decode positions; layers without MoE have none). F32 files:
+  // identical sets (and order), weights within 1e-4. Quantized files: the share of identical
+  // sets is reported (routing may legitimately flip on near-ties there).
   void moe_routing() {
     MOELAB_REQUIRE_SHARED("fixtures/models");
     QFETCH(QString, base);
@@ -257,57 +318,74 @@ class TestModelFixtures : public QObject {
     const QJsonObject o = test::read_json(base + ".oracle.json").object();
     const QJsonObject moe = o["moe"].toObject();
     const QJsonArray ref_topk = moe["ffn_moe_topk"].toArray();
-    const QJsonArray ref_w = moe["ffn_moe_weights"].toArray();
+    std::vector<std::string> w_names = {"ffn_moe_weights"};
+    if (applied_weights_tensor(moe) != "ffn_moe_weights")
+      w_names.push_back(applied_weights_tensor(moe).toStdString());
+    // The router's scores over all experts (softmax probabilities or sigmoid scores) and, with a
+    // selection bias, the scores the choice is made on.
+    for (const char* s : {"ffn_moe_probs", "ffn_moe_probs_biased"})
+      if (moe.contains(s)) w_names.push_back(s);
     auto model = Model::load((base + ".gguf").toStdString());
-    const int k = static_cast<int>(model->card().expert_used_count);
     const int n_layer = static_cast<int>(model->card().n_layer);
-    // got[layer][pos] = (ids, weights)
-    std::vector<std::vector<std::pair<std::vector<int>, std::vector<float>>>> got(n_layer);
+    // ids[layer][pos], w[name][layer][pos]
+    using PerLayer = std::vector<std::vector<std::vector<float>>>;
+    PerLayer got_ids(n_layer);
+    std::map<std::string, PerLayer> got_w;
+    for (const auto& nm : w_names) got_w[nm] = PerLayer(n_layer);
     ContextParams cp;
     cp.n_ctx = 64;
     cp.n_threads = 2;
     auto ctx = Context::create(model, cp);
+    std::vector<std::string> observed = w_names;
+    observed.push_back("ffn_moe_topk");
     ctx->set_observer(
         [&](const Observation& ob) {
           const int n = static_cast<int>(ob.shape[0]);
-          auto& L = got[ob.layer];
+          auto& L =
+              ob.name == "ffn_moe_topk" ? got_ids[ob.layer] : got_w[std::string(ob.name)][ob.layer];
           if (L.size() < ob.pos0 + n) L.resize(ob.pos0 + n);
+          const int w = static_cast<int>(ob.shape[1]);
           for (int t = 0; t < n; ++t)
-            for (int j = 0; j < k; ++j) {
-              const float v = ob.data[t * k + j];
-              if (ob.name == "ffn_moe_topk")
-                L[ob.pos0 + t].first.push_back(static_cast<int>(v));
-              else
-                L[ob.pos0 + t].second.push_back(v);
-            }
+            for (int j = 0; j < w; ++j) L[ob.pos0 + t].push_back(ob.data[t * w + j]);
         },
-        {"ffn_moe_topk", "ffn_moe_weights"});
+        observed);
     ctx->eval(ints(o["prompt_tokens"]), true);
     const auto greedy = ints(o["greedy_tokens"]);
     for (int s = 0; s < 23; ++s) ctx->eval({&greedy[s], 1});
     int same = 0, total = 0;
-    double max_dw = 0;
+    std::map<std::string, double> max_dw;
     for (int il = 0; il < n_layer; ++il) {
-      const QJsonArray rl = ref_topk[il].toArray(), wl = ref_w[il].toArray();
-      QCOMPARE(static_cast<int>(got[il].size()), rl.size());
+      const QJsonArray rl = ref_topk[il].toArray();
+      QCOMPARE(static_cast<int>(got_ids[il].size()), rl.size());
       for (int p = 0; p < rl.size(); ++p) {
         const auto want = ints(rl[p]);
-        const auto& [ids, w] = got[il][p];
+        std::vector<int> ids(got_ids[il][p].begin(), got_ids[il][p].end());
         ++total;
         const bool equal_set =
             std::set<int>(ids.begin(), ids.end()) == std::set<int>(want.begin(), want.end());
         same += equal_set;
         if (!f32) continue;
         QVERIFY2(ids == want, qPrintable(QString("layer %1 pos %2").arg(il).arg(p)));
-        const QJsonArray ww = wl[p].toArray();
-        for (int j = 0; j < k; ++j) max_dw = std::max(max_dw, std::fabs(w[j] - ww[j].toDouble()));
+        for (const auto& nm : w_names) {
+          const QJsonArray ww =
+              moe[QString::fromStdString(nm)].toArray()[il].toArray()[p].toArray();
+          const auto& w = got_w[nm][il][p];
+          QCOMPARE(static_cast<int>(w.size()), ww.size());
+          for (int j = 0; j < ww.size(); ++j)
+            max_dw[nm] = std::max(max_dw[nm], std::fabs(w[j] - ww[j].toDouble()));
+        }
       }
     }
-    qInfo("%s: %d/%d (layer, position) expert sets identical, max |dweight| %.2g",
-          qPrintable(QFileInfo(base).fileName()), same, total, max_dw);
+    QString dws;
+    for (const auto& nm : w_names)
+      if (f32)
+        dws +=
+            QString(", max |d %1| %2").arg(QString::fromStdString(nm)).arg(max_dw[nm], 0, 'g', 2);
+    qInfo("%s: %d/%d (layer, position) expert sets identical%s",
+          qPrintable(QFileInfo(base).fileName()), same, total, qPrintable(dws));
     if (f32) {
       QCOMPARE(same, total);
-      QVERIFY(max_dw <= kTolRoutingWeight);
+      for (const auto& nm : w_names) QVERIFY2(max_dw[nm] <= kTolRoutingWeight, nm.c_str());
     }
   }
 
@@ -317,7 +395,7 @@ class TestModelFixtures : public QObject {
       QTest::newRow("none") << QString();
       return;
     }
-    for (const auto& f : fixtures())
+    for (const auto& f : runnable_fixtures())
       if (f.type == "F32") QTest::newRow(qPrintable(f.name)) << f.base;
   }
   // kq_soft_max of the prompt batch against attention_prompt (causal; gemma2's even layers see
@@ -353,6 +431,25 @@ class TestModelFixtures : public QObject {
     qInfo("%s: attention probabilities max |d| %.2g", qPrintable(QFileInfo(base).fileName()),
           max_d);
     QVERIFY(max_d <= kTolAttention);
+  }
+
+  // Routing policies have no defined meaning for sigmoid-gated routers yet: a context asking
+  // for one on glm4-moe is refused with a message naming the policy, not run silently.
+  void sigmoid_router_refuses_routing_policies() {
+    const QString rel = "fixtures/models-0c1e570/glm4-moe/glm4-moe.F32.gguf";
+    MOELAB_REQUIRE_SHARED(rel);
+    auto model = Model::load(test::shared_path(rel));
+    ContextParams cp;
+    cp.n_ctx = 32;
+    cp.routing = RoutingPolicy::parse("k:2");
+    try {
+      Context::create(model, cp);
+      QFAIL("a routing policy was accepted for a sigmoid-gated router");
+    } catch (const Error& e) {
+      QCOMPARE(e.kind(), ErrorKind::BadInput);
+      QVERIFY2(std::string(e.what()).find("sigmoid") != std::string::npos, e.what());
+      QVERIFY2(std::string(e.what()).find("k:2") != std::string::npos, e.what());
+    }
   }
 
   // Breaking the block layout or the scales of one Q8_0 tensor must push the logits far outside

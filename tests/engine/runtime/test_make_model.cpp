@@ -57,7 +57,7 @@ class TestMakeModel : public QObject {
   void card_reports_the_requested_shape_data() {
     QTest::addColumn<QString>("arch");
     QTest::addColumn<QString>("type");
-    for (const char* a : {"llama", "mixtral", "qwen2moe", "olmoe"})
+    for (const char* a : {"llama", "mixtral", "qwen2moe", "olmoe", "granitemoe", "glm4moe"})
       for (const char* t : {"F32", "F16", "Q8_0", "Q4_0"})
         QTest::newRow(qPrintable(QString("%1-%2").arg(a, t))) << QString(a) << QString(t);
   }
@@ -92,12 +92,26 @@ class TestMakeModel : public QObject {
     QCOMPARE(c.n_vocab, 300u);
     QCOMPARE(c.expert_count, moe ? 6u : 0u);
     QCOMPARE(c.expert_used_count, moe ? 3u : 0u);
-    QCOMPARE(c.expert_shared_count, arch == "qwen2moe" ? 1u : 0u);
+    const bool glm = arch == "glm4moe";
+    QCOMPARE(c.expert_shared_count, arch == "qwen2moe" || glm ? 1u : 0u);
+    QCOMPARE(c.n_layer_dense_lead, glm ? 1u : 0u);
+    QCOMPARE(c.expert_gating_func, glm ? 2u : 0u);
+    QCOMPARE(c.expert_weights_scale, glm ? 2.5f : 0.f);
+    QCOMPARE(c.expert_weights_norm, glm);
     if (arch == "qwen2moe") {
       QCOMPARE(c.n_ff_exp, 96u);
       QCOMPARE(c.n_ff_shexp, 192u);
     } else {
       QCOMPARE(c.n_ff, 96u);
+    }
+    if (arch == "granitemoe") {  // granite-3.x MoE's multipliers
+      QCOMPARE(c.embedding_scale, 12.f);
+      QCOMPARE(c.residual_scale, 0.22f);
+      QCOMPARE(c.attention_scale, 1.f / 16);
+      QCOMPARE(c.logit_scale, 6.f);
+    } else {
+      QCOMPARE(c.embedding_scale, 0.f);
+      QCOMPARE(c.logit_scale, 0.f);
     }
     QCOMPARE(c.rms_eps, 1e-5f);
     QCOMPARE(c.context_length, uint64_t(2048));
@@ -112,7 +126,14 @@ class TestMakeModel : public QObject {
       per_layer += 3 * E * ff;
     if (arch == "qwen2moe") per_layer += qd + 2 * kvd + E + 3 * E * 192;
     if (arch == "olmoe") per_layer += qd + kvd;
-    QCOMPARE(c.params_total, 2 * E * V + E + L * per_layer);
+    uint64_t total = 2 * E * V + E + L * per_layer;
+    if (glm) {  // + biases, per-head q/k norms; layer 0 dense; exp_probs_b and a shared expert
+      total += L * (qd + 2 * kvd + 2 * 16);
+      total -= E * 6 + 3 * E * ff * 6;  // layer 0: dense FFN instead of router and experts
+      total += 3 * E * ff;
+      total += 2 * (6 + 3 * E * ff);
+    }
+    QCOMPARE(c.params_total, total);
 
     // Types: matrices in the requested type, vectors and routers in F32.
     for (const auto& t : f->tensors()) {

@@ -44,6 +44,18 @@ struct ModelCard {
   uint32_t rope_dims = 0;         // <arch>.rope.dimension_count or head_dim
   uint32_t sliding_window = 0;    // <arch>.attention.sliding_window, tokens (0 = none)
 
+  // Granite's multipliers (0 = the key is absent, nothing applied):
+  float embedding_scale = 0;  // <arch>.embedding_scale: token embeddings x this
+  float residual_scale = 0;   // <arch>.residual_scale: attention / FFN outputs x this
+  float attention_scale = 0;  // <arch>.attention.scale: K·Q scale instead of 1/sqrt(head_dim)
+  float logit_scale = 0;      // <arch>.logit_scale: logits divided by this
+
+  // Router variants (DeepSeek-V3 / GLM-4.5 style; 0 = the key is absent):
+  uint32_t n_layer_dense_lead = 0;   // <arch>.leading_dense_block_count: first layers dense
+  uint32_t expert_gating_func = 0;   // <arch>.expert_gating_func: 1 softmax, 2 sigmoid
+  float expert_weights_scale = 0;    // <arch>.expert_weights_scale: routed scaling factor
+  bool expert_weights_norm = false;  // <arch>.expert_weights_norm: top-k weights / their sum
+
   std::string vocab_type;            // tokenizer.ggml.model: "llama" (SPM), "gpt2" (BPE), ...
   std::string vocab_pre;             // tokenizer.ggml.pre
   uint32_t n_vocab = 0;              // length of tokenizer.ggml.tokens (or token_embd rows)

@@ -88,9 +88,12 @@ struct RoutingRecordView {
   int layer = 0;
   std::span<const int32_t> experts;  // selected, descending probability (variable-k: no -1s)
   std::span<const float> weights;    // applied to the experts' outputs
-  std::span<const float> probs;      // router softmax over all experts [expert_count]
-  float entropy = 0;                 // nats
-  float top1_margin = 0;             // p(top-1) - p(top-2)
+  /// The router's scores over all experts [expert_count]: softmax probabilities, or for
+  /// sigmoid-gated routers (glm4moe) sigmoid scores that need not sum to 1 (then entropy and
+  /// top1_margin are computed on those scores as they are, not as a distribution).
+  std::span<const float> probs;
+  float entropy = 0;      // nats
+  float top1_margin = 0;  // p(top-1) - p(top-2)
 };
 
 struct RoutingLayerStats {

@@ -21,7 +21,9 @@
 namespace moelab {
 
 struct SyntheticModelSpec {
-  /// "llama" (dense), "mixtral" (general.architecture llama with experts), "qwen2moe", "olmoe".
+  /// "llama" (dense), "mixtral" (general.architecture llama with experts), "qwen2moe", "olmoe",
+  /// "granitemoe" (with granite-3.x MoE's multipliers), "glm4moe" (GLM-4.5's router: sigmoid +
+  /// selection bias, one shared expert, the first layer dense when n_layer > 1).
   std::string arch = "llama";
   uint32_t n_embd = 64;
   uint32_t n_layer = 2;
@@ -29,7 +31,7 @@ struct SyntheticModelSpec {
   uint32_t n_head_kv = 2;
   uint32_t n_ff = 128;             // dense FFN width, or each expert's width for MoE
   uint32_t n_ff_shexp = 0;         // qwen2moe shared expert width (0: 2 * n_ff)
-  uint32_t expert_count = 0;       // required > 0 for mixtral, qwen2moe, olmoe
+  uint32_t expert_count = 0;       // required > 0 for every arch but llama
   uint32_t expert_used_count = 0;  // top-k (0: 2, capped at expert_count)
   uint32_t n_vocab = 512;          // ignored when vocab_from is set (its vocabulary size wins)
   uint32_t context_length = 2048;

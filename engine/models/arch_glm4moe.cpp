@@ -1,0 +1,54 @@
+// glm4moe: GLM-4.5 / GLM-4.5-Air (arXiv:2508.06471) as llama.cpp 0c1e570 computes it (fixtures
+// README "Turn-2 architectures"):
+//   attention: q/k/v biases, RMSNorm of each q and k head (attn_{q,k}_norm [head_dim]) before
+//     NEOX RoPE on the first rope.dimension_count dims of each head (the rest unrotated);
+//   FFN: the first leading_dense_block_count layers dense; then sigmoid router scores, top-k on
+//     scores + exp_probs_b (the selection-only bias), weights = the unbiased scores of the
+//     chosen experts / their sum (expert_weights_norm) x expert_weights_scale, plus one ungated
+//     shared expert.
+// Not supported yet: the MTP block (nextn_predict_layers > 0) of full GLM-4.5 conversions, and
+// expert groups (expert_group_count > 1).
+#include "models/arch.h"
+#include "models/forward.h"
+
+namespace moelab::models {
+
+namespace {
+
+ArchConfig configure(const gguf::File& file, const ModelCard& card) {
+  const std::string a = "glm4moe.";
+  if (card.expert_count == 0)
+    file.fail("a glm4moe file must have experts", "metadata key 'glm4moe.expert_count'");
+  if (const gguf::Value* v = file.find(a + "nextn_predict_layers");
+      v && v->is_integer() && v->as_u64() > 0)
+    file.fail("the multi-token-prediction block (nextn_predict_layers > 0) is not supported yet",
+              "metadata key 'glm4moe.nextn_predict_layers'");
+  if (const gguf::Value* v = file.find(a + "expert_group_count");
+      v && v->is_integer() && v->as_u64() > 1)
+    file.fail("group-limited routing (expert_group_count > 1) is not supported yet",
+              "metadata key 'glm4moe.expert_group_count'");
+  ArchConfig c;
+  c.rope_type = ops::RopeType::Neox;
+  c.rope = rope_from_card(file, card, c.rope_type);
+  c.qk_norm = QkNorm::PerHead;
+  // llama.cpp's glm4moe default is sigmoid (LLAMA_EXPERT_GATING_FUNC_TYPE_SIGMOID).
+  c.moe_sigmoid = card.expert_gating_func != 1;
+  c.moe_renormalise = card.expert_weights_norm;
+  c.moe_weights_scale = card.expert_weights_scale;
+  return c;
+}
+
+void bind_layer(const WeightBinder& b, const ModelCard& c, const std::string& prefix,
+                LayerWeights& L) {
+  bind_qkv_bias(b, c, prefix, L);
+  bind_qk_norm(b, c, prefix, QkNorm::PerHead, L);
+  // The pre-FFN norm (llama.cpp's name for GLM's post-attention layernorm).
+  L.ffn_norm = b.vec(prefix + "post_attention_norm.weight", c.n_embd);
+  L.exp_probs_b = b.vec(prefix + "exp_probs_b.bias", c.expert_count, false);
+}
+
+}  // namespace
+
+extern const ArchDef kArch_glm4moe = {"glm4moe", &configure, &bind_layer, &standard_block};
+
+}  // namespace moelab::models
