@@ -60,13 +60,13 @@ if [ "$sanitizers" = 1 ]; then
   ctest --preset asan -j "$jobs" -L 'unit|model' --label-exclude 'fuzz|slow|ui|gpu'
   stage "tsan preset"
   # ThreadSanitizer where threads meet: the engine's thread pool (kernels, every fixture model),
-  # the generator's cancel, probes, the store's writer thread and processes, and the CLI's signal
-  # handling. Only those tests (and what they start) are built. The CUDA emulator is left out: it
+  # the generator's cancel, probes, the store's writer thread and processes, the CLI's signal
+  # handling, and the OpenAI-compatible server with its clients (serve, run --remote, bench-serve). Only those tests (and what they start) are built. The CUDA emulator is left out: it
   # runs every CUDA thread as a fiber on one OS thread (nothing for TSan to see), and TSan does
   # not follow fiber stack switches.
   tsan_tests=(test_kernels test_model_fixtures test_generator test_probes test_store
               test_store_processes test_store_crash test_session_cli test_cli_failures
-              test_cli_runtime test_smollm2_reference)
+              test_cli_runtime test_smollm2_reference test_remote)
   cmake --preset tsan -DMOELAB_SHARED_DIR="$shared"
   cmake --build --preset tsan -j "$jobs" --target "${tsan_tests[@]}"
   tsan_regex="^($(IFS='|'; echo "${tsan_tests[*]}"))\$"
