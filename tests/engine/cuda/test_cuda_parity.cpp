@@ -37,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include "fixture_models.h"
 #include "kernels/element/blocks.h"
 #include "kernels/element/fp16.h"
 #include "moelab/core/backends.h"
@@ -229,32 +230,10 @@ const Shape kShapes[] = {
     {"olmoe.ffn_down_exps", 1024, 2048},    {"deepseek2lite.ffn_gate_inp", 2048, 64},
 };
 
-struct Fixture {
-  QString base, name, type;
-  bool is_float() const { return type == "F32" || type == "F16"; }
-};
-// The fixture models of fixtures/models and fixtures/models-0c1e570 whose architecture moelab
-// runs (test_model_fixtures names the others).
+using Fixture = test::FixtureModel;
+// The fixture models whose architecture moelab runs (test_model_fixtures names the others).
 std::vector<Fixture> fixtures() {
-  std::vector<Fixture> out;
-  const auto& supported = supported_architectures();
-  for (const char* dir : {"/fixtures/models", "/fixtures/models-0c1e570"}) {
-    QDir models(test::shared_dir() + dir);
-    for (const QString& d : models.entryList(QDir::Dirs | QDir::NoDotAndDotDot, QDir::Name)) {
-      QDir sub(models.filePath(d));
-      for (const QString& f : sub.entryList({"*.gguf"}, QDir::Files, QDir::Name)) {
-        Fixture fx;
-        fx.base = sub.filePath(f.left(f.size() - 5));
-        fx.name = f.left(f.size() - 5);
-        fx.type = fx.name.section('.', -1);
-        const std::string arch =
-            gguf::File::open((fx.base + ".gguf").toStdString())->get_string("general.architecture");
-        if (std::find(supported.begin(), supported.end(), arch) != supported.end())
-          out.push_back(fx);
-      }
-    }
-  }
-  return out;
+  return test::runnable_fixture_models();
 }
 std::vector<int32_t> ints(const QJsonValue& v) {
   std::vector<int32_t> out;

@@ -29,6 +29,7 @@
 #include <map>
 #include <set>
 
+#include "fixture_models.h"
 #include "moelab/core/error.h"
 #include "moelab/gguf/gguf.h"
 #include "moelab/model/card.h"
@@ -46,49 +47,16 @@ constexpr double kTolQuantRms = 0.02;
 constexpr double kTolRoutingWeight = 1e-4;
 constexpr double kTolAttention = 5e-4;
 
-struct Fixture {
-  QString base;      // path without ".gguf"
-  QString name;      // "mixtral-moe.F32"
-  QString type;      // "F32"
-  std::string arch;  // general.architecture
-  bool is_float() const { return type == "F32" || type == "F16"; }
-};
-
-// The folders of fixture models: the first set (oracle c392e50) and the Turn-2 architectures
-// (oracle 0c1e570, README section "Turn-2 architectures").
-const char* const kFixtureDirs[] = {"fixtures/models", "fixtures/models-0c1e570"};
-
+using Fixture = test::FixtureModel;
 std::vector<Fixture> fixtures() {
-  std::vector<Fixture> out;
-  for (const char* dir : kFixtureDirs) {
-    QDir models(test::shared_dir() + "/" + dir);
-    for (const QString& d : models.entryList(QDir::Dirs | QDir::NoDotAndDotDot, QDir::Name)) {
-      QDir sub(models.filePath(d));
-      for (const QString& f : sub.entryList({"*.gguf"}, QDir::Files, QDir::Name)) {
-        Fixture fx;
-        fx.base = sub.filePath(f.left(f.size() - 5));
-        fx.name = f.left(f.size() - 5);
-        fx.type = fx.name.section('.', -1);
-        fx.arch =
-            gguf::File::open((fx.base + ".gguf").toStdString())->get_string("general.architecture");
-        out.push_back(fx);
-      }
-    }
-  }
-  return out;
+  return test::fixture_models();
 }
-
 bool arch_supported(const Fixture& f) {
-  const auto& s = supported_architectures();
-  return std::find(s.begin(), s.end(), f.arch) != s.end();
+  return f.supported();
 }
-
 // The fixtures whose architecture moelab runs (the data rows of every test below).
 std::vector<Fixture> runnable_fixtures() {
-  std::vector<Fixture> out;
-  for (const auto& f : fixtures())
-    if (arch_supported(f)) out.push_back(f);
-  return out;
+  return test::runnable_fixture_models();
 }
 
 Fixture fixture(const QString& base) {
