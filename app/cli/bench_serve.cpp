@@ -240,9 +240,16 @@ int bench_cmd(const BenchOptions& o, Io io) {
              << j[k]["p99"].get<double>() << "\n";
     }
     if (!first_error.empty()) io.out << "  first error: " << printable(first_error) << '\n';
-    if (!ids.empty())
-      io.out << "  stored runs " << ids.front().get<int64_t>() << ".." << ids.back().get<int64_t>()
-             << " in session '" << printable(session) << "' (compare --a ... --b ...)\n";
+    if (!ids.empty()) {
+      // Requests finish out of order: the lowest and the highest id, not the first and last.
+      int64_t lo = ids.front().get<int64_t>(), hi = lo;
+      for (const auto& id : ids) {
+        lo = std::min(lo, id.get<int64_t>());
+        hi = std::max(hi, id.get<int64_t>());
+      }
+      io.out << "  stored " << ids.size() << " runs, ids " << lo << ".." << hi << " in session '"
+             << printable(session) << "' (compare --a ... --b ...)\n";
+    }
   }
   if (sent > 0 && failed == sent)
     throw Error(ErrorKind::BadInput, "every request failed; the first: " + first_error,

@@ -54,10 +54,15 @@ void print_ci(std::ostream& out, const char* what, const char* unit,
 
 void print_stability(std::ostream& out, const char* which, const std::vector<int64_t>& ids,
                      const compare::SeedStability& s) {
-  out << "  " << which << " (" << ids.size() << " runs): " << s.distinct_outputs
-      << " distinct outputs, identical pairs " << fmt(100 * s.identical_pairs, "%.0f")
-      << "%, mean similarity " << fmt(s.mean_similarity, "%.3f") << ", mean common prefix "
-      << fmt(s.mean_common_prefix, "%.1f") << " tokens\n";
+  out << "  " << which << " (" << ids.size() << " runs): ";
+  if (s.n_runs < 2)
+    out << s.n_runs << " of them stored output tokens: no outputs to compare\n";
+  else
+    out << s.distinct_outputs << " distinct outputs"
+        << (s.n_runs < ids.size() ? " among the " + std::to_string(s.n_runs) + " with tokens" : "")
+        << ", identical pairs " << fmt(100 * s.identical_pairs, "%.0f") << "%, mean similarity "
+        << fmt(s.mean_similarity, "%.3f") << ", mean common prefix "
+        << fmt(s.mean_common_prefix, "%.1f") << " tokens\n";
   for (const auto& m : s.metrics)
     out << "    " << m.key << ": mean " << fmt(m.mean) << ", sd " << fmt(m.stddev) << ", range ["
         << fmt(m.min) << ", " << fmt(m.max) << "], CV " << pct(m.cv) << '\n';

@@ -175,7 +175,8 @@ int remote_run_cmd(const RemoteRunOptions& ro, const RemoteRunArgs& a, Io io) {
         for (const int32_t id : row)
           if (id > 0xffff) bad("routed expert id " + std::to_string(id) + " is out of range");
     } catch (const Error& e) {
-      res.error = e.what();
+      // The detail only: bad() below names "run --remote" once.
+      res.error = e.where().subject == "run --remote" ? e.detail() : e.what();
     }
   } else if (req.routed == remote::RoutedFormat::None) {
     routed_note = "not requested";

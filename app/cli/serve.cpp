@@ -501,9 +501,11 @@ int serve_cmd(const ServeOptions& o, Io io) {
   });
   svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
-    std::string what = res.status == 404   ? "no such endpoint: " + req.method + " " + req.path
-                       : res.status == 413 ? "request body too large"
-                                           : "request failed";
+    std::string what = res.status == 404 ? "no such endpoint: " + req.method + " " + req.path
+                       : res.status == 413
+                           ? "request body too large (over --max-body, or a form-encoded body over "
+                             "8192 bytes: send Content-Type: application/json)"
+                           : "request failed";
     send_error(res, {res.status, what, ""});
   });
   svr.set_exception_handler(

@@ -49,12 +49,17 @@ Group load(const storage::Store& store, const std::vector<int64_t>& ids, const c
     // TPOT: the decode tokens of each run (compare::latency_figures, the one definition).
     const auto fig = compare::latency_figures(tokens);
     g.tpot_ms.insert(g.tpot_ms.end(), fig.tpot_ms.begin(), fig.tpot_ms.end());
-    g.outputs.push_back(std::move(out));
+    // Seed stability compares outputs: runs that stored no tokens (bench-serve's requests keep
+    // only their metrics) have none to compare, and would otherwise count as identical.
+    if (!out.empty()) g.outputs.push_back(std::move(out));
     // TTFT is token 0's latency (latency_figures) here as in compare_runs, the views and the
-    // reports, not the stored ttft_ms metric (the generator's own clock).
+    // reports, not the stored ttft_ms metric (the generator's own clock). A run without stored
+    // tokens (bench-serve's requests) keeps the ttft_ms it stored.
     auto m = store.metrics(id);
-    std::erase_if(m, [](const storage::MetricRecord& x) { return x.key == "ttft_ms"; });
-    if (fig.ttft_ms) m.push_back({"ttft_ms", *fig.ttft_ms, "ms"});
+    if (fig.ttft_ms) {
+      std::erase_if(m, [](const storage::MetricRecord& x) { return x.key == "ttft_ms"; });
+      m.push_back({"ttft_ms", *fig.ttft_ms, "ms"});
+    }
     for (const auto& x : m) g.units[x.key] = x.unit;
     m.push_back({"n_tokens", static_cast<double>(tokens.size()), "tokens"});
     g.units["n_tokens"] = "tokens";

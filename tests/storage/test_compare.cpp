@@ -310,6 +310,12 @@ class TestCompare : public QObject {
     QCOMPARE(s.metrics[0].min, 10.0);
     QCOMPARE(s.metrics[0].max, 14.0);
     QVERIFY(close(s.metrics[0].cv, 1.0 / 6));
+    // One output (the other runs stored no tokens): nothing to compare, not "100 % identical";
+    // the metrics still spread over every run.
+    const auto one = seed_stability({{1, 2, 3}}, m);
+    QCOMPARE(one.n_runs, size_t{1});
+    QVERIFY(std::isnan(one.identical_pairs) && std::isnan(one.mean_similarity));
+    QCOMPARE(one.metrics.size(), size_t{1});
   }
 
   void compare_two_stored_runs() {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <random>
 #include <stdexcept>
@@ -450,8 +451,9 @@ SeedStability seed_stability(const std::vector<std::vector<int32_t>>& outputs,
     s.identical_pairs = static_cast<double>(identical) / static_cast<double>(pairs);
     s.mean_similarity = sim / static_cast<double>(pairs);
     s.mean_common_prefix = prefix / static_cast<double>(pairs);
-  } else {
-    s.identical_pairs = s.mean_similarity = 1;
+  } else {  // fewer than two outputs: nothing to compare
+    s.identical_pairs = s.mean_similarity = s.mean_common_prefix =
+        std::numeric_limits<double>::quiet_NaN();
   }
   std::map<std::string, std::vector<double>> values;
   for (const auto& run : metrics)

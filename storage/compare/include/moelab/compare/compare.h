@@ -178,6 +178,8 @@ struct MetricSpread {
   double mean = 0, stddev = 0, min = 0, max = 0;
   double cv = 0;  // stddev / |mean|, NaN when mean == 0
 };
+/// Output agreement over the runs of a group that stored output tokens (n_runs of them); with fewer
+/// than two there is nothing to compare and the pair figures are NaN (null in JSON).
 struct SeedStability {
   size_t n_runs = 0;
   size_t distinct_outputs = 0;
