@@ -402,6 +402,28 @@ class TestReport : public QObject {
     QVERIFY2(c_odd.find("--backend") == std::string::npos, c_odd.c_str());
     QCOMPARE(d_odd["command_notes"].size(), size_t(1));
     QCOMPARE(d_odd["command_notes"][0].get<std::string>(), std::string("backend = \"vulkan\""));
+    // A run streamed from a server (run --remote) is reproduced with --remote, not --model.
+    const int64_t remote = add_run(s, sess, model, 2, false, 4, 0, false, [](nlohmann::json& c) {
+      c["engine"] = "remote";
+      c["backend"] = "remote";
+      c["remote"] = {{"url", "http://10.0.0.7:30000"},
+                     {"requested_model", "deepseek-v3"},
+                     {"routed_experts_requested", "vllm"}};
+      c.erase("model");
+      c.erase("threads");
+      c.erase("n_ctx");
+      c.erase("kv_type");
+      c.erase("routing_policy");
+      c.erase("attention_policy");
+    });
+    const auto d_remote = run_doc(remote);
+    const std::string c_remote = d_remote["command_line"];
+    QVERIFY2(c_remote.rfind("moelab-cli run --remote http://10.0.0.7:30000 --remote-model "
+                            "deepseek-v3 --routed-experts-format vllm --prompt ",
+                            0) == 0,
+             c_remote.c_str());
+    QVERIFY2(c_remote.find("--model") == std::string::npos, c_remote.c_str());
+    QCOMPARE(d_remote["command_notes"].size(), size_t(0));
   }
 
   void markdown_with_images_beside_it() {

@@ -104,12 +104,26 @@ void reproduce(RunData& d) {
     }
     cmd += std::string(" ") + flag + " " + shell_quote(scalar_text(*v));
   };
-  std::string model = d.model ? d.model->path : std::string();
-  if (const json* m = find(c, {"/model/path", "/model", "/model_path"}); m && m->is_string())
-    model = m->get<std::string>();
-  used.insert("/model");
-  used.insert("/model_path");
-  cmd += " --model " + shell_quote(model.empty() ? "MODEL.gguf" : model);
+  const json* engine = find(c, {"/engine"});
+  if (engine && engine->is_string() && engine->get<std::string>() == "remote") {
+    // A run streamed from an OpenAI-compatible server: `run --remote URL --remote-model NAME`.
+    const json* url = find(c, {"/remote/url"});
+    const json* name = find(c, {"/remote/requested_model"});
+    cmd += " --remote " + shell_quote(url && url->is_string() ? url->get<std::string>() : "URL");
+    cmd += " --remote-model " +
+           shell_quote(name && name->is_string() ? name->get<std::string>() : "NAME");
+    const json* routed = find(c, {"/remote/routed_experts_requested"});
+    if (routed && routed->is_string() && routed->get<std::string>() != "auto")
+      cmd += " --routed-experts-format " + shell_quote(routed->get<std::string>());
+    for (const char* k : {"/engine", "/backend", "/remote"}) used.insert(k);
+  } else {
+    std::string model = d.model ? d.model->path : std::string();
+    if (const json* m = find(c, {"/model/path", "/model", "/model_path"}); m && m->is_string())
+      model = m->get<std::string>();
+    used.insert("/model");
+    used.insert("/model_path");
+    cmd += " --model " + shell_quote(model.empty() ? "MODEL.gguf" : model);
+  }
   cmd += " --prompt " + shell_quote(d.run.prompt);
   opt("--system", {"/system"});
   opt("--chat", {"/chat"});
