@@ -144,7 +144,7 @@ int show(const SessionsOptions& o, Io io) {
   io.out << "  runs:    " << runs.size() << '\n';
   if (runs.empty()) return kOk;
   io.out << '\n'
-         << std::left << std::setw(6) << "run" << std::setw(10) << "kind" << std::setw(12)
+         << std::left << std::setw(6) << "run" << std::setw(13) << "kind" << std::setw(12)
          << "status" << std::right << std::setw(7) << "tokens" << std::setw(11) << "decode t/s"
          << "  " << std::left << std::setw(21) << "started"
          << "output\n";
@@ -156,9 +156,9 @@ int show(const SessionsOptions& o, Io io) {
       tps << std::fixed << std::setprecision(2) << *f.decode_tokens_per_s;
     else
       tps << "-";
-    io.out << std::left << std::setw(6) << r.id << std::setw(10) << r.kind << std::setw(12)
-           << storage::status_name(r.status) << std::right << std::setw(7) << r.n_tokens
-           << std::setw(11) << tps.str() << "  " << std::left << std::setw(21)
+    io.out << std::left << std::setw(6) << r.id << std::setw(13) << preview(r.kind, 12)
+           << std::setw(12) << storage::status_name(r.status) << std::right << std::setw(7)
+           << r.n_tokens << std::setw(11) << tps.str() << "  " << std::left << std::setw(21)
            << format_time(r.started_at) << preview(r.output, 40) << '\n';
   }
   return kOk;
