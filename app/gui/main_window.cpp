@@ -386,6 +386,8 @@ void MainWindow::build(const Options& options) {
             if (dropped > 0 && store_)
               output_->showStoredRun(*store_, r->run_id, card_ ? int(card_->expert_count) : 0);
             output_->setDropped(dropped);
+            // A remote run's routed experts came with its end: tint its tokens from the store.
+            if (remoteRun_ && r->run_id > 0 && store_) showStoredOutput(r->run_id);
             // TTFT and decode tokens/s: one definition (compare::latency_figures of the stored
             // tokens), the figures of the Latency view, Compare and the reports.
             double ttft = r->result.ttft_ms, tps = r->result.tokens_per_s;
@@ -1127,6 +1129,10 @@ void MainWindow::showStoredOutput(qint64 id) {
       if (j.contains("model") && j["model"].is_object())
         experts = j["model"].value("expert_count", 0);
     }
+    // A run without a model row (a remote run): as many experts as its routing names.
+    if (experts == 0)
+      for (const auto& rr : store_->routing(id))
+        for (const uint16_t e : rr.experts) experts = std::max(experts, int(e) + 1);
   } catch (const std::exception&) {
   }
   output_->showStoredRun(*store_, id, experts);

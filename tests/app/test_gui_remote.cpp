@@ -11,6 +11,7 @@
 // dialog and of a remote run's views at 1280x800, light and dark.
 #include <QComboBox>
 #include <QDir>
+#include <QDockWidget>
 #include <QLineEdit>
 #include <QListWidget>
 #include <QProcess>
@@ -281,6 +282,15 @@ class TestGuiRemote : public QObject {
       QCOMPARE(rr[i].layer, localRouting[i].layer);
       QCOMPARE(rr[i].experts, localRouting[i].experts);
     }
+    // The Output tokens are tinted by the routed experts (layer 0's top expert); what the
+    // server does not report is said in the hover text, not shown as a number.
+    const auto* ov = w.outputView();
+    QCOMPARE(ov->layer(), 0);
+    QCOMPARE(ov->topExpert(0), int(rr[0].experts[0]));  // position 0, layer 0 (sorted records)
+    QVERIFY(ov->tokenColor(0).isValid());
+    QVERIFY2(ov->tokenTooltip(0).contains("logprob not available from this engine"),
+             qPrintable(ov->tokenTooltip(0)));
+    QVERIFY(!ov->tokenTooltip(0).contains("nan"));
     // The run is in Sessions.
     QVERIFY(w.sessionsPanel()->selectRun(id));
 
@@ -404,6 +414,8 @@ class TestGuiRemote : public QObject {
     w.startRun();
     QVERIFY(finished.wait(60000));
     using Page = moelab::views::ViewsPanel::Page;
+    for (QWidget* p = w.runPanel(); p; p = p->parentWidget())
+      if (auto* dock = qobject_cast<QDockWidget*>(p)) dock->raise();  // the Run panel, remote
     for (const char* theme : {"light", "dark"}) {
       moelab::lab::applyTheme(theme);
       QTest::qWait(200);
