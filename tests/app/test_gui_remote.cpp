@@ -19,6 +19,7 @@
 #include <QSettings>
 #include <QSignalSpy>
 #include <QStandardPaths>
+#include <QTableWidget>
 #include <QtTest>
 #include <cmath>
 #include <nlohmann/json.hpp>
@@ -187,8 +188,10 @@ class TestGuiRemote : public QObject {
     MOELAB_REQUIRE_SHARED(kMoe);
     QSettings().clear();
     const QString prompt = "Once upon a time";
-    // The local reference: the same model, seed and sampling, run by moelab-cli.
-    const std::string localDb = (dir_ + "/local.db").toStdString();
+    // The local reference: the same model, seed and sampling, run by moelab-cli into the
+    // database the lab opens (so Compare can put the two side by side).
+    const MainWindow::Options o = opts("e2e");
+    const std::string localDb = o.dbPath.toStdString();
     const auto local = moelab::test::cli_run({"run",
                                               "--model",
                                               moelab::test::shared_path(kMoe),
@@ -217,11 +220,15 @@ class TestGuiRemote : public QObject {
                                               "local"});
     QVERIFY2(local.code == 0, local.err.c_str());
     const json lj = json::parse(local.out);
-    st::Store localStore(localDb);
-    const auto localRouting = localStore.routing(lj["run_id"].get<int64_t>());
+    const qint64 localId = lj["run_id"].get<int64_t>();
+    std::vector<st::RoutingRecord> localRouting;
+    {
+      st::Store localStore(localDb);
+      localRouting = localStore.routing(localId);
+    }
     QVERIFY(!localRouting.empty());
 
-    MainWindow w(opts("e2e"));
+    MainWindow w(o);
     w.resize(1280, 800);
     w.show();
     QVERIFY(!w.modelLoaded());
@@ -293,6 +300,18 @@ class TestGuiRemote : public QObject {
     QVERIFY(!ov->tokenTooltip(0).contains("nan"));
     // The run is in Sessions.
     QVERIFY(w.sessionsPanel()->selectRun(id));
+
+    // Compare: the remote run (A) against the local one (B): the same routing in every layer.
+    {
+      QSignalSpy compared(w.comparePanel(), &ComparePanel::compared);
+      w.comparePanel()->refreshRuns();
+      w.comparePanel()->compare(id, localId);
+      QVERIFY(compared.wait(30000));
+      const QTableWidget* rt2 = w.comparePanel()->routingTable();
+      QVERIFY(rt2->rowCount() > 0);
+      for (int r = 0; r < rt2->rowCount(); ++r)
+        QCOMPARE(rt2->item(r, 1)->text(), QString("0.0000"));  // Jensen-Shannon divergence
+    }
 
 #ifdef MOELAB_HAVE_VIEWS_PANEL
     auto checkViews = [&] {
@@ -386,6 +405,14 @@ class TestGuiRemote : public QObject {
     QTest::mouseClick(w.runPanel()->runButton(), Qt::LeftButton);
     QVERIFY(finished.wait(30000));
     QVERIFY(w.runPanel()->runError().contains("cannot connect"));
+    // A wrong API key (when the fixture server runs): the server's 401, in the client's words.
+    if (!url_.isEmpty()) {
+      const QString err401 = addEndpoint(w, "wrong-key", url_, "nope", /*fetch=*/false);
+      QVERIFY2(err401.isEmpty(), qPrintable(err401));
+      QTest::mouseClick(w.runPanel()->runButton(), Qt::LeftButton);
+      QVERIFY(finished.wait(30000));
+      QVERIFY2(w.runPanel()->runError().contains("HTTP 401"), qPrintable(w.runPanel()->runError()));
+    }
     w.runPanel()->setBackend("cpu");
     QVERIFY(!w.runPanel()->remoteEndpoint());
     QVERIFY(w.runPanel()->threadsBox()->isEnabled());
