@@ -927,6 +927,7 @@ void MainWindow::runAction(qint64 runId, const QString& action) {
     const QString skipped = run_->applyConfig(QString::fromStdString(r->prompt), r->config_json);
     docks_["run"]->raise();
     if (!skipped.isEmpty()) say(tr("Re-run of #%1: not taken over: %2").arg(runId).arg(skipped));
+    if (rerunRemote(runId, r->config_json)) return;  // a remote run goes to its endpoint
     if (!runner_->hasModel()) {
       say(tr("Re-run of #%1: its configuration is in the Run panel; load its model first")
               .arg(runId));

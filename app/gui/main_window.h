@@ -199,6 +199,10 @@ class MainWindow : public QMainWindow {
   /// Whether stored run `runId` ran on a remote endpoint (config engine "remote"); marks the
   /// views as markRemoteViews when it did.
   bool markIfRemote(qint64 runId);
+  /// Re-run of a stored run, remote side: a remote run's config goes to the saved endpoint of
+  /// its URL and model (and runs), or says which endpoint to add; a local run while a remote
+  /// endpoint is chosen says to choose a local backend. False: a local run, local backend.
+  bool rerunRemote(qint64 runId, const std::string& configJson);
   /// "remote <model> @ <url>" for a remote run's config, else "".
   static QString remoteLabel(const std::string& configJson);
 

@@ -104,3 +104,34 @@ QString MainWindow::remoteLabel(const std::string& configJson) {
     return {};
   }
 }
+
+bool MainWindow::rerunRemote(qint64 runId, const std::string& configJson) {
+  std::string url, model;
+  try {
+    const auto j = nlohmann::json::parse(configJson);
+    if (j.value("engine", std::string()) == "remote" && j.contains("remote") &&
+        j["remote"].is_object()) {
+      url = j["remote"].value("url", std::string());
+      model = j["remote"].value("requested_model", std::string());
+    }
+  } catch (const std::exception&) {
+  }
+  if (url.empty()) {
+    if (!run_->remoteEndpoint()) return false;
+    say(tr("Re-run of #%1: it ran on a local model; choose a local backend in the Run panel "
+           "(its configuration is there)")
+            .arg(runId));
+    return true;
+  }
+  for (const auto& e : moelab::lab::loadRemoteEndpoints())
+    if (e.url.trimmed().toStdString() == url && e.model.trimmed().toStdString() == model) {
+      run_->setRemoteEndpoint(e);
+      startRun();
+      return true;
+    }
+  say(tr("Re-run of #%1: it ran on %2 at %3; add that endpoint (Backend → Remote endpoint…) "
+         "and press Run (its configuration is in the Run panel)")
+          .arg(runId)
+          .arg(QString::fromStdString(model), QString::fromStdString(url)));
+  return true;
+}

@@ -300,6 +300,16 @@ class TestGuiRemote : public QObject {
     QVERIFY(!ov->tokenTooltip(0).contains("nan"));
     // The run is in Sessions.
     QVERIFY(w.sessionsPanel()->selectRun(id));
+    // Re-run from Sessions: the same endpoint, the same seed, the same tokens.
+    finished.clear();
+    w.runAction(id, "rerun");
+    QVERIFY(finished.wait(60000));
+    const qint64 again = finished.first().first().toLongLong();
+    QVERIFY(again != id);
+    const auto at = w.store()->tokens(again);
+    QCOMPARE(at.size(), rt.size());
+    for (size_t i = 0; i < at.size(); ++i) QCOMPARE(at[i].id, rt[i].id);
+    QVERIFY(w.openRunInViews(id));
 
     // Compare: the remote run (A) against the local one (B): the same routing in every layer.
     {
