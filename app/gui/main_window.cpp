@@ -642,8 +642,11 @@ QString MainWindow::updateBackendState() {
       field->setText(tr("remote: %1").arg(ep->name));
       field->setToolTip(tr("Runs go to %1").arg(line));
     }
+    if (QLabel* t = status_.value("threads")) t->setText(tr("threads: the server's"));
     return line;
   }
+  if (QLabel* t = status_.value("threads"))
+    t->setText(tr("%1 threads").arg(run_->threadsBox()->value()));
   const std::string requested = run_->backend().toStdString();
   const bool loaded = runner_->hasModel() && !modelBackend_.isEmpty();
   const std::string used = loaded ? moelab::lab::run_backend(requested, modelBackend_.toStdString())

@@ -248,6 +248,8 @@ class TestGuiRemote : public QObject {
     }
     QVERIFY2(rp->backendStateLabel()->text().contains(url_),
              qPrintable(rp->backendStateLabel()->text()));
+    QCOMPARE(w.statusField("backend")->text(), QString("remote: loopback"));
+    QCOMPARE(w.statusField("threads")->text(), QString("threads: the server's"));
 
     setRun(w, prompt, 12);
     QSignalSpy finished(&w, &MainWindow::runFinished);
@@ -426,6 +428,8 @@ class TestGuiRemote : public QObject {
     w.runPanel()->setBackend("cpu");
     QVERIFY(!w.runPanel()->remoteEndpoint());
     QVERIFY(w.runPanel()->threadsBox()->isEnabled());
+    QCOMPARE(w.statusField("threads")->text(),
+             QString("%1 threads").arg(w.runPanel()->threadsBox()->value()));
     QVERIFY(!w.runPanel()->runButton()->isEnabled());  // local again: no model loaded
   }
 
