@@ -364,7 +364,11 @@ void MainWindow::build(const Options& options) {
 #ifdef MOELAB_HAVE_VIEWS_PANEL
     if (feed_) feed_->set_run_id(id);
     viewsRun_ = id;
-    views_->setRunLabel(tr("Views: run #%1 · %2 · running (live)").arg(id).arg(modelName_));
+    views_->setRunLabel(tr("Views: run #%1 · %2 · running (live)")
+                            .arg(id)
+                            .arg(remoteRun_ && run_->remoteEndpoint()
+                                     ? tr("remote %1").arg(run_->remoteEndpoint()->describe())
+                                     : modelName_));
 #endif
     emit runStarted(id);
   });
@@ -373,15 +377,17 @@ void MainWindow::build(const Options& options) {
             drainFeed();
             drain_.stop();
             if (r->run_id > 0) lastRun_ = r->run_id;
-            power_->finish(int(r->result.tokens.size()));
+            if (!remoteRun_) power_->finish(int(r->result.tokens.size()));
             // The run's total; the stored decode J/token replaces it once the run is stored.
-            if (const auto& pt = power_->trace(); pt.joules)
+            if (const auto& pt = power_->trace(); pt.joules && !remoteRun_)
               status_["power"]->setText(tr("power: %1 J this run").arg(*pt.joules, 0, 'g', 3));
             run_->setRunning(false);
             const quint64 dropped = runner_->feed().dropped();
             if (dropped > 0 && store_)
               output_->showStoredRun(*store_, r->run_id, card_ ? int(card_->expert_count) : 0);
             output_->setDropped(dropped);
+            // A remote run's routed experts came with its end: tint its tokens from the store.
+            if (remoteRun_ && r->run_id > 0 && store_) showStoredOutput(r->run_id);
             // TTFT and decode tokens/s: one definition (compare::latency_figures of the stored
             // tokens), the figures of the Latency view, Compare and the reports.
             double ttft = r->result.ttft_ms, tps = r->result.tokens_per_s;
@@ -396,6 +402,10 @@ void MainWindow::build(const Options& options) {
             status_["tps"]->setText(tr("%1 tok/s").arg(tps, 0, 'f', 1));
             status_["ttft"]->setText(tr("TTFT %1 ms").arg(ttft, 0, 'f', 1));
             const QString how = QString::fromLatin1(st::status_name(r->status));
+            run_->setRunError(
+                r->status == st::RunStatus::Failed
+                    ? tr("Run #%1 failed: %2").arg(r->run_id).arg(QString::fromStdString(r->error))
+                    : QString());
             if (r->status == st::RunStatus::Failed)
               say(tr("Run #%1 failed: %2").arg(r->run_id).arg(QString::fromStdString(r->error)));
             else
@@ -420,7 +430,8 @@ void MainWindow::build(const Options& options) {
 #ifdef MOELAB_HAVE_VIEWS_PANEL
               openRunInViews(r->run_id);
               // The run just made keeps the power the meter sampled while it ran.
-              if (power_->available() && !power_->trace().watts.empty()) publishPower();
+              if (!remoteRun_ && power_->available() && !power_->trace().watts.empty())
+                publishPower();
 #endif
             }
             emit runFinished(r->run_id);
@@ -429,6 +440,7 @@ void MainWindow::build(const Options& options) {
     drain_.stop();
     power_->stop();
     run_->setRunning(false);
+    run_->setRunError(tr("The run could not start: %1").arg(msg));
     say(tr("The run could not start: %1").arg(msg));
     emit runFinished(0);
   });
@@ -623,6 +635,18 @@ void MainWindow::restoreLoadedModel(const QString& why) {
 }
 
 QString MainWindow::updateBackendState() {
+  if (const auto ep = run_->remoteEndpoint()) {
+    const QString line = tr("remote endpoint %1").arg(ep->describe());
+    run_->setBackendState(line, false);
+    if (QLabel* field = status_.value("backend")) {
+      field->setText(tr("remote: %1").arg(ep->name));
+      field->setToolTip(tr("Runs go to %1").arg(line));
+    }
+    if (QLabel* t = status_.value("threads")) t->setText(tr("threads: the server's"));
+    return line;
+  }
+  if (QLabel* t = status_.value("threads"))
+    t->setText(tr("%1 threads").arg(run_->threadsBox()->value()));
   const std::string requested = run_->backend().toStdString();
   const bool loaded = runner_->hasModel() && !modelBackend_.isEmpty();
   const std::string used = loaded ? moelab::lab::run_backend(requested, modelBackend_.toStdString())
@@ -642,6 +666,10 @@ QString MainWindow::updateBackendState() {
 }
 
 void MainWindow::onBackendChanged(const QString& name) {
+  if (name == "remote") {  // no model to (re)load: runs go to the server
+    say(tr("Runs go to %1").arg(updateBackendState()));
+    return;
+  }
   const QString need = QString::fromStdString(moelab::lab::load_backend_for(name.toStdString()));
   const bool runnable = card_ && card_->problems.empty();
   // CUDA needs the weights on the GPU: a model loaded for the CPU is loaded again. A model on
@@ -722,6 +750,12 @@ void MainWindow::chooseFile() {
 
 void MainWindow::startRun() {
   if (runner_->running()) return;
+  if (run_->remoteEndpoint()) {
+    startRemoteRun();
+    return;
+  }
+  remoteRun_ = false;
+  run_->setRunError({});
   if (!runner_->hasModel()) {
     say(tr("Load a model first (drop a .gguf file on the window)"));
     return;
@@ -896,6 +930,7 @@ void MainWindow::runAction(qint64 runId, const QString& action) {
     const QString skipped = run_->applyConfig(QString::fromStdString(r->prompt), r->config_json);
     docks_["run"]->raise();
     if (!skipped.isEmpty()) say(tr("Re-run of #%1: not taken over: %2").arg(runId).arg(skipped));
+    if (rerunRemote(runId, r->config_json)) return;  // a remote run goes to its endpoint
     if (!runner_->hasModel()) {
       say(tr("Re-run of #%1: its configuration is in the Run panel; load its model first")
               .arg(runId));
@@ -1028,6 +1063,7 @@ QString MainWindow::runLabel(qint64 runId) const {
     const auto j = nlohmann::json::parse(r->config_json);
     if (j.contains("model") && j["model"].is_object())
       model = QFileInfo(QString::fromStdString(j["model"].value("path", std::string()))).fileName();
+    if (model.isEmpty()) model = remoteLabel(r->config_json);
     QString policy = QString::fromStdString(j.value("routing_policy", std::string()));
     if (!policy.isEmpty() && policy != "default") model += tr(" · routing %1").arg(policy);
   } catch (const std::exception&) {
@@ -1079,6 +1115,7 @@ bool MainWindow::openRunInViews(qint64 runId) {
   views_->publish(feed_->power(power_->meter().available()
                                    ? tr("this run has no energy measurements").toStdString()
                                    : power_->meter().unavailable_reason()));
+  markIfRemote(runId);
   views_->setRunLabel(runLabel(runId));
   if (feed_->expert_count() == 0 && views_->page() != moelab::views::ViewsPanel::Page::kPower)
     views_->setPage(moelab::views::ViewsPanel::Page::kLatency);
@@ -1096,6 +1133,10 @@ void MainWindow::showStoredOutput(qint64 id) {
       if (j.contains("model") && j["model"].is_object())
         experts = j["model"].value("expert_count", 0);
     }
+    // A run without a model row (a remote run): as many experts as its routing names.
+    if (experts == 0)
+      for (const auto& rr : store_->routing(id))
+        for (const uint16_t e : rr.experts) experts = std::max(experts, int(e) + 1);
   } catch (const std::exception&) {
   }
   output_->showStoredRun(*store_, id, experts);

@@ -191,6 +191,20 @@ class MainWindow : public QMainWindow {
   /// and the loaded model; returns that line ("CPU (reference) — CUDA unavailable: ...").
   QString updateBackendState();
   void onBackendChanged(const QString& name);
+  /// A run on the Run panel's remote endpoint (main_window_remote.cpp).
+  void startRemoteRun();
+  /// The views of a remote run: what the server does not report (attention, per-layer timing,
+  /// power; routing when it returned no routed experts) shows "not available from this engine".
+  void markRemoteViews(bool routed);
+  /// Whether stored run `runId` ran on a remote endpoint (config engine "remote"); marks the
+  /// views as markRemoteViews when it did.
+  bool markIfRemote(qint64 runId);
+  /// Re-run of a stored run, remote side: a remote run's config goes to the saved endpoint of
+  /// its URL and model (and runs), or says which endpoint to add; a local run while a remote
+  /// endpoint is chosen says to choose a local backend. False: a local run, local backend.
+  bool rerunRemote(qint64 runId, const std::string& configJson);
+  /// "remote <model> @ <url>" for a remote run's config, else "".
+  static QString remoteLabel(const std::string& configJson);
 
   ModelPanel* model_;
   RunPanel* run_;
@@ -228,8 +242,9 @@ class MainWindow : public QMainWindow {
   QMap<QString, QLabel*> status_;
   QMap<QString, QDockWidget*> docks_;
   qint64 liveRun_ = 0;
-  qint64 lastRun_ = 0;  // last finished run
-  int liveTokens_ = 0;  // tokens of the live run shown so far
+  qint64 lastRun_ = 0;      // last finished run
+  int liveTokens_ = 0;      // tokens of the live run shown so far
+  bool remoteRun_ = false;  // the live (or last) run went to a remote endpoint
   bool restoreLayout_ = true;
   PowerMonitor* power_ = nullptr;
   std::shared_ptr<const moelab::lab::CompareViews> comparedViews_;

@@ -276,14 +276,19 @@ QString OutputView::tokenTooltip(int i) const {
   if (i < 0 || i >= int(tokens_.size())) return {};
   const auto& t = tokens_[size_t(i)];
   if (t.index < 0) return tr("text released at the end of the run");
-  QString s = tr("<b>token %1</b> · id %2 · %3<br>logprob %4 nats (p = %5) · entropy %6 nats"
-                 "<br>latency %7 ms")
+  // A remote engine reports no logprob or entropy (stored NaN): said, never shown as a number.
+  const QString lp = std::isnan(t.logprob) ? tr("logprob not available from this engine")
+                                           : tr("logprob %1 nats (p = %2)")
+                                                 .arg(double(t.logprob), 0, 'f', 3)
+                                                 .arg(std::exp(double(t.logprob)), 0, 'f', 3);
+  const QString ent = std::isnan(t.entropy)
+                          ? tr("entropy not available from this engine")
+                          : tr("entropy %1 nats").arg(double(t.entropy), 0, 'f', 3);
+  QString s = tr("<b>token %1</b> · id %2 · %3<br>%4 · %5<br>latency %6 ms")
                   .arg(t.index)
                   .arg(t.id)
                   .arg(QString::fromStdString(t.piece).toHtmlEscaped().replace(' ', "&#9251;"))
-                  .arg(double(t.logprob), 0, 'f', 3)
-                  .arg(std::exp(double(t.logprob)), 0, 'f', 3)
-                  .arg(double(t.entropy), 0, 'f', 3)
+                  .arg(lp, ent)
                   .arg(double(t.latency_us) / 1000.0, 0, 'f', 2);
   if (!t.experts.empty()) {
     s += tr("<br><b>experts per layer</b> (weight):");
@@ -294,7 +299,9 @@ QString OutputView::tokenTooltip(int i) const {
         e += QString("%1%2 (%3)")
                  .arg(k ? ", " : "")
                  .arg(t.experts[l][k])
-                 .arg(k < t.weights[l].size() ? double(t.weights[l][k]) : 0.0, 0, 'f', 2);
+                 .arg(k < t.weights[l].size() && !std::isnan(t.weights[l][k])
+                          ? QString::number(double(t.weights[l][k]), 'f', 2)
+                          : tr("weight n/a"));
       s += QString("<br>%1L%2: %3").arg(int(l) == layer_ ? "▶ " : "").arg(l).arg(e);
     }
   }

@@ -16,6 +16,9 @@
 namespace moelab::storage {
 class AsyncWriter;
 }
+namespace moelab::remote {
+struct RemoteRunSpec;
+}
 
 class RunController : public QObject {
   Q_OBJECT
@@ -37,6 +40,12 @@ class RunController : public QObject {
 
   /// Starts a run in `session`; false (and nothing happens) when one is running or no model.
   bool start(const moelab::lab::RunSettings& settings, const QString& session);
+  /// Starts a run on a remote endpoint (run_controller_remote.cpp): no local model needed. The
+  /// tokens stream into feed() as they arrive (no routing or attention live: routed experts
+  /// come with the last chunk and are in the store when finished() is emitted); stop() cancels
+  /// (stored as cancelled with what arrived); a server fault ends the run as Failed with the
+  /// client's message in RecordedRun::error. False when a run is running.
+  bool startRemote(const moelab::remote::RemoteRunSpec& spec, const QString& session);
   /// Asks the running generation to stop (it ends as Cancelled, and is stored as such).
   void stop();
   bool running() const { return running_; }

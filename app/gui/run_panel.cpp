@@ -167,16 +167,32 @@ RunPanel::RunPanel(QWidget* parent) : QWidget(parent) {
                             Qt::ToolTipRole);
     }
   }
+  backend_->addItem(tr("Remote endpoint…"), "remote");
+  backend_->setItemData(backend_->count() - 1,
+                        tr("Send runs to an OpenAI-compatible server (moelab-cli serve, vLLM, "
+                           "SGLang, llama-server): pick, add or edit saved endpoints"),
+                        Qt::ToolTipRole);
   backend_->setToolTip(
       tr("Compute backend of the runs: Auto = CUDA when usable, else the CPU. Choosing CUDA "
-         "(re)loads the model onto the GPU."));
+         "(re)loads the model onto the GPU. Remote endpoint… sends runs to a server."));
   form->addRow(tr("Backend"), backend_);
   backendState_ = new QLabel(this);
   backendState_->setObjectName("backendState");
   backendState_->setWordWrap(true);
   backendState_->setTextInteractionFlags(Qt::TextSelectableByMouse);
-  connect(backend_, &QComboBox::activated, this,
-          [this](int i) { emit backendChanged(backend_->itemData(i).toString()); });
+  connect(backend_, &QComboBox::activated, this, [this](int i) {
+    const QString name = backend_->itemData(i).toString();
+    if (name == "remote") {
+      chooseRemoteEndpoint();
+      return;
+    }
+    localBackend_ = i;
+    if (remote_) {
+      remote_.reset();
+      applyRemoteMode();
+    }
+    emit backendChanged(name);
+  });
   {
     const std::string line =
         moelab::lab::backend_line(moelab::lab::load_backend_for("auto"), "auto");
@@ -199,6 +215,12 @@ RunPanel::RunPanel(QWidget* parent) : QWidget(parent) {
   why_ = new QLabel(this);
   why_->setWordWrap(true);
   lay->addWidget(why_);
+  runError_ = new QLabel(this);
+  runError_->setObjectName("runError");
+  runError_->setWordWrap(true);
+  runError_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  runError_->hide();
+  lay->addWidget(runError_);
   connect(run_, &QPushButton::clicked, this, &RunPanel::runRequested);
   connect(stop_, &QPushButton::clicked, this, &RunPanel::stopRequested);
   setRunning(false);
@@ -233,7 +255,9 @@ void RunPanel::setPrompt(const QString& prompt, bool chat) {
 
 void RunPanel::setRunning(bool running) {
   running_ = running;
-  run_->setEnabled(!running && canRun_);
+  // A remote run needs no local model.
+  run_->setEnabled(!running && (canRun_ || remote_.has_value()));
+  why_->setVisible(!remote_ && !why_->text().isEmpty());
   stop_->setEnabled(running);
   backend_->setEnabled(!running);  // a run keeps the backend it started on
 }
@@ -241,7 +265,60 @@ void RunPanel::setRunning(bool running) {
 void RunPanel::setCanRun(bool can, const QString& why) {
   canRun_ = can;
   why_->setText(why);
-  why_->setVisible(!why.isEmpty());
+  setRunning(running_);
+}
+
+void RunPanel::setRunError(const QString& text) {
+  runError_->setStyleSheet(QString("color:%1").arg(DropZone::errorColor(palette()).name()));
+  runError_->setText(text);
+  runError_->setToolTip(text);
+  runError_->setVisible(!text.isEmpty());
+}
+
+QString RunPanel::runError() const {
+  return runError_->isHidden() ? QString() : runError_->text();
+}
+
+void RunPanel::chooseRemoteEndpoint() {
+  if (dialog_) {
+    dialog_->raise();
+    return;
+  }
+  auto* d = new moelab::lab::RemoteEndpointsDialog(this, remote_ ? remote_->name : QString());
+  d->setAttribute(Qt::WA_DeleteOnClose);
+  dialog_ = d;
+  connect(d, &QDialog::accepted, this, [this, d] {
+    if (const auto e = d->chosen()) setRemoteEndpoint(*e);
+  });
+  connect(d, &QDialog::rejected, this, [this] {
+    // Cancel keeps what was chosen before: the remote endpoint, or the local backend.
+    backend_->setCurrentIndex(remote_ ? backend_->findData("remote") : localBackend_);
+  });
+  d->open();
+}
+
+void RunPanel::setRemoteEndpoint(const moelab::lab::RemoteEndpoint& e) {
+  remote_ = e;
+  backend_->setCurrentIndex(backend_->findData("remote"));
+  applyRemoteMode();
+  emit backendChanged("remote");
+}
+
+void RunPanel::applyRemoteMode() {
+  const bool remote = remote_.has_value();
+  const QString why =
+      tr("Not used by a remote endpoint: the server's own configuration decides its threads, "
+         "context size, KV cache and routing/attention policies");
+  for (QWidget* w : {static_cast<QWidget*>(threads_), static_cast<QWidget*>(ctx_),
+                     static_cast<QWidget*>(routing_), static_cast<QWidget*>(attention_)}) {
+    if (!localTips_.contains(w)) localTips_.insert(w, w->toolTip());
+    w->setEnabled(!remote);
+    w->setToolTip(remote ? why : localTips_.value(w));
+  }
+  // The server applies its own chat template.
+  mode_->setItemData(1, remote || chatAvailable_ ? QVariant() : QVariant(0), Qt::UserRole - 1);
+  if (!remote && !chatAvailable_ && mode_->currentIndex() == 1) mode_->setCurrentIndex(0);
+  if (remote) setBackendState(tr("remote endpoint %1").arg(remote_->describe()), false);
   setRunning(running_);
 }
 
@@ -251,6 +328,7 @@ void RunPanel::setDefaultThreads(int n) {
 
 void RunPanel::setChatAvailable(bool available) {
   chatAvailable_ = available;
+  if (remote_) return;  // the server's template applies (applyRemoteMode on leaving remote)
   if (!available && mode_->currentIndex() == 1) mode_->setCurrentIndex(0);
   mode_->setItemData(1, available ? QVariant() : QVariant(0), Qt::UserRole - 1);
   mode_->setToolTip(available ? tr("Raw: tokenized as written. Chat: a user turn in the model's "
@@ -259,11 +337,20 @@ void RunPanel::setChatAvailable(bool available) {
 }
 
 void RunPanel::setBackend(const QString& name) {
+  if (name == "remote") {
+    chooseRemoteEndpoint();
+    return;
+  }
   const int i = backend_->findData(name);
   if (i < 0 || !(backend_->model()->flags(backend_->model()->index(i, 0)) & Qt::ItemIsEnabled))
     return;
   if (i == backend_->currentIndex()) return;
   backend_->setCurrentIndex(i);
+  localBackend_ = i;
+  if (remote_) {
+    remote_.reset();
+    applyRemoteMode();
+  }
   emit backendChanged(name);
 }
 
@@ -272,6 +359,13 @@ QString RunPanel::backend() const {
 }
 
 void RunPanel::setBackendState(const QString& line, bool loaded) {
+  if (remote_) {
+    backendState_->setText(tr("runs go to: remote endpoint %1").arg(remote_->describe()));
+    backendState_->setToolTip(
+        tr("Runs are sent to this server; no local model is needed. Attention, per-layer "
+           "timing and power are not available from a remote engine."));
+    return;
+  }
   backendState_->setText((loaded ? tr("running on: %1") : tr("will run on: %1")).arg(line));
   backendState_->setToolTip(loaded ? tr("The backend the loaded model's runs compute on")
                                    : tr("The backend runs will compute on once a model is loaded"));

@@ -6,14 +6,18 @@
 #include <QCheckBox>
 #include <QComboBox>
 #include <QDoubleSpinBox>
+#include <QHash>
 #include <QLabel>
 #include <QLineEdit>
 #include <QPlainTextEdit>
+#include <QPointer>
 #include <QPushButton>
 #include <QSpinBox>
 #include <QWidget>
+#include <optional>
 
 #include "lab_run.h"
+#include "remote_endpoints.h"
 
 class RunPanel : public QWidget {
   Q_OBJECT
@@ -58,6 +62,20 @@ class RunPanel : public QWidget {
   /// Why the chosen policies cannot run on the loaded model ("" when they can); shown in red
   /// under the policy boxes (QLabel "policyProblem").
   QString policyProblem() const;
+  /// The remote endpoint runs go to (backend "remote"); nullopt for a local backend.
+  std::optional<moelab::lab::RemoteEndpoint> remoteEndpoint() const { return remote_; }
+  /// Chooses backend "Remote endpoint…" with `e` as the user would in its dialog: the controls
+  /// a server does not take (threads, context, policies) are disabled with a tooltip saying why,
+  /// and Run needs no local model. Emits backendChanged("remote").
+  void setRemoteEndpoint(const moelab::lab::RemoteEndpoint& e);
+  /// Opens the endpoints dialog (non-modal; "Use endpoint" chooses one, Cancel keeps the
+  /// previous backend). What choosing "Remote endpoint…" in the backend box does.
+  void chooseRemoteEndpoint();
+  /// The endpoints dialog while it is open (null otherwise).
+  moelab::lab::RemoteEndpointsDialog* remoteDialog() const { return dialog_; }
+  /// Shows why the last run failed under the Run button (QLabel "runError"); empty hides it.
+  void setRunError(const QString& text);
+  QString runError() const;
   /// Fills the panel from a stored run's configuration (runs.config_json of a generation):
   /// prompt, chat, system, max_tokens, sampling, seed (fixed), threads, n_ctx, KV type, policies,
   /// ignore_eos. Keys that are missing keep their value. Returns what it could not set (a seed
@@ -95,6 +113,12 @@ class RunPanel : public QWidget {
   QLabel* policyProblem_;
   int nLayer_ = 0, expertCount_ = 0, expertUsed_ = 0;
   void checkPolicies();
+  void applyRemoteMode();
+  std::optional<moelab::lab::RemoteEndpoint> remote_;
+  int localBackend_ = 0;  // the backend box's local entry to return to
+  QPointer<moelab::lab::RemoteEndpointsDialog> dialog_;
+  QLabel* runError_ = nullptr;
+  QHash<QWidget*, QString> localTips_;  // tooltips of the controls a remote run disables
   bool running_ = false;
   bool canRun_ = false;
   bool chatAvailable_ = true;

@@ -380,7 +380,9 @@ class TestGuiLab : public QObject {
     QComboBox* box = w.runPanel()->backendBox();
     QVERIFY(box);
     QCOMPARE(box->objectName(), QString("backendBox"));
-    QCOMPARE(box->count(), 3);
+    QCOMPARE(box->count(), 4);  // auto, cpu, cuda and "Remote endpoint…" (test_gui_remote)
+    QCOMPARE(box->itemData(3).toString(), QString("remote"));
+    QCOMPARE(box->itemText(3), QString("Remote endpoint…"));
     QCOMPARE(box->itemData(0).toString(), QString("auto"));
     QCOMPARE(box->itemData(1).toString(), QString("cpu"));
     QCOMPARE(box->itemData(2).toString(), QString("cuda"));

@@ -105,6 +105,11 @@ QString LatencyChart::summary_text() const {
   return t;
 }
 
+void LatencyChart::set_breakdown_unavailable(const QString& why) {
+  breakdown_unavailable_ = why;
+  update();
+}
+
 void LatencyChart::paintEvent(QPaintEvent*) {
   QPainter p(this);
   p.fillRect(rect(), qc(kChartBackground));
@@ -175,7 +180,14 @@ void LatencyChart::paintEvent(QPaintEvent*) {
   p.drawText(QRect(tl.left(), tl.bottom() + 20, tl.width(), 16), Qt::AlignCenter,
              "generated token index ->");
 
-  if (!breakdown) return;
+  if (!breakdown) {
+    if (!breakdown_unavailable_.isEmpty()) {
+      p.setPen(kDim);
+      p.drawText(QRect(4, tl.bottom() + 40, width() - 8, 16), Qt::AlignCenter,
+                 "Per layer and op: " + breakdown_unavailable_);
+    }
+    return;
+  }
   // Breakdown: one horizontal stacked bar per row (layer), parts left to right.
   const int nr = static_cast<int>(s_.rows.size()), np = static_cast<int>(s_.parts.size());
   const QRect br(kLeft + 40, tl.bottom() + 60, width() - kLeft - 40 - kRight,
@@ -264,9 +276,22 @@ QString PowerChart::summary_text() const {
   return t;
 }
 
+void PowerChart::set_unavailable(const QString& why) {
+  unavailable_ = why;
+  update();
+}
+
 void PowerChart::paintEvent(QPaintEvent*) {
   QPainter p(this);
   p.fillRect(rect(), qc(kChartBackground));
+  if (!unavailable_.isEmpty() && s_.watts.empty()) {
+    title(p, rect(), "Power");
+    p.setPen(kDim);
+    p.drawText(
+        rect().adjusted(20, 20, -20, -20), Qt::AlignCenter | Qt::TextWordWrap,
+        "Power: " + unavailable_ + "\n\nNo watts, energy or J/token can be shown for this run.");
+    return;
+  }
   if (!set_) {
     title(p, rect(), "Power");
     p.setPen(kDim);

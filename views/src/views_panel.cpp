@@ -57,6 +57,13 @@ HeatmapView waiting_view(const char* what) {
   return v;
 }
 
+// A page whose data the run's engine cannot give (e.g. attention from a remote server).
+HeatmapView unavailable_view(const char* what, const QString& reason) {
+  HeatmapView v;
+  v.title = std::string(what) + ": " + reason.toStdString();
+  return v;
+}
+
 }  // namespace
 
 struct ViewsPanel::Impl {
@@ -112,6 +119,15 @@ struct ViewsPanel::Impl {
   QCheckBox* load_table_box = nullptr;
   QTableWidget* load_table = nullptr;
   uint64_t load_table_seq = 0;
+  // Per page: why this run can have no data there ("" = it can; setUnavailable), and the title
+  // of the heatmap on screen.
+  std::array<QString, kPageCount> unavailable{};
+  QString heat_title;
+  HeatmapView waiting_or_unavailable(Page p) const {
+    const QString& why = unavailable[static_cast<size_t>(p)];
+    return why.isEmpty() ? waiting_view(kPageNames[static_cast<int>(p)])
+                         : unavailable_view(kPageNames[static_cast<int>(p)], why);
+  }
 
   // The Expert load page as a sortable layer x expert table (click a header to sort).
   void fill_load_table() {
@@ -216,6 +232,7 @@ struct ViewsPanel::Impl {
   QWidget* heat_widget() const { return container ? container : static_cast<QWidget*>(cpu); }
 
   void set_heat_view(HeatmapView v, bool keep) {
+    heat_title = QString::fromStdString(v.title);
     if (win)
       win->set_view(std::move(v), keep);
     else
@@ -264,7 +281,7 @@ struct ViewsPanel::Impl {
             key[1] = routing.seq;
             if (key == heat_key) break;
             if (!routing.value) {
-              view = waiting_view("Routing");
+              view = waiting_or_unavailable(Page::kRouting);
               break;
             }
             seq = routing.seq;
@@ -295,7 +312,7 @@ struct ViewsPanel::Impl {
             key[2] = diff ? load_b.seq : 0;
             if (key == heat_key) break;
             if (!load.value) {
-              view = waiting_view("Expert load");
+              view = waiting_or_unavailable(Page::kExpertLoad);
               break;
             }
             seq = std::max(load.seq, key[2]);
@@ -312,7 +329,7 @@ struct ViewsPanel::Impl {
             key[1] = coact.seq;
             if (key == heat_key) break;
             if (!coact.value) {
-              view = waiting_view("Co-activation");
+              view = waiting_or_unavailable(Page::kCoActivation);
               break;
             }
             seq = coact.seq;
@@ -354,7 +371,7 @@ struct ViewsPanel::Impl {
             }
             attn_rows_lo = attn_rows_hi = -1;
             if (!attn.value) {
-              view = waiting_view("Attention");
+              view = waiting_or_unavailable(Page::kAttention);
               break;
             }
             seq = std::max(attn.seq, key[2]);
@@ -680,7 +697,26 @@ void ViewsPanel::clear() {
   d_->strip->set_heads({});
   d_->latency_chart->set_series({});
   d_->power_chart->set_series({});
+  d_->unavailable = {};
+  d_->latency_chart->set_breakdown_unavailable({});
+  d_->power_chart->set_unavailable({});
   d_->refresh();
+}
+
+void ViewsPanel::setUnavailable(Page page, const QString& reason) {
+  d_->unavailable[static_cast<size_t>(page)] = reason;
+  if (page == Page::kLatency) d_->latency_chart->set_breakdown_unavailable(reason);
+  if (page == Page::kPower) d_->power_chart->set_unavailable(reason);
+  d_->heat_key = {~0ull, 0, 0, 0, 0, 0};  // the heatmap page is drawn again
+  d_->refresh();
+}
+
+QString ViewsPanel::unavailableText(Page page) const {
+  return d_->unavailable[static_cast<size_t>(page)];
+}
+
+QString ViewsPanel::heatmapTitle() const {
+  return d_->heat_title;
 }
 
 std::optional<RoutingGrid> ViewsPanel::routingSnapshot() const {

@@ -22,6 +22,9 @@ class LatencyChart : public QWidget {
   explicit LatencyChart(QWidget* parent = nullptr);
   void set_series(LatencySeries s);
   const LatencySeries& series() const { return s_; }
+  /// Why the run has no per layer/op breakdown (e.g. "not available from this engine"); shown
+  /// where the breakdown would be. Empty: nothing is said.
+  void set_breakdown_unavailable(const QString& why);
   /// The annotation line drawn above the timeline (tests read it).
   QString summary_text() const;
   QSize sizeHint() const override { return {900, 560}; }
@@ -33,6 +36,7 @@ class LatencyChart : public QWidget {
 
  private:
   LatencySeries s_;
+  QString breakdown_unavailable_;
 };
 
 /// Watts over time with the energy (trapezoid integral), mean/peak watts and J/token, or a panel
@@ -43,6 +47,9 @@ class PowerChart : public QWidget {
   explicit PowerChart(QWidget* parent = nullptr);
   void set_series(PowerSeries s);
   bool has_sensor() const { return !s_.watts.empty(); }
+  /// Why the run can have no power figures at all (e.g. "not available from this engine": a
+  /// remote server reports none); shown instead of samples or the sensor panel. Empty: off.
+  void set_unavailable(const QString& why);
   QString summary_text() const;
   QSize sizeHint() const override { return {900, 480}; }
 
@@ -52,6 +59,7 @@ class PowerChart : public QWidget {
  private:
   PowerSeries s_;
   bool set_ = false;
+  QString unavailable_;
 };
 
 /// One column per head: stacked shares of attention on sink / local / distant keys (0..1), and

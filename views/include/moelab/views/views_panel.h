@@ -74,8 +74,17 @@ class ViewsPanel : public QWidget {
   uint64_t publish(PowerSeries power);            // Power page
   uint64_t publishBaseline(ExpertLoad load_b);    // run B for the expert-load diff
   uint64_t publishBaseline(AttentionMap attn_b);  // run B for the attention diff
-  /// Drops every snapshot (new run); pages show "waiting for data".
+  /// Drops every snapshot (new run) and every setUnavailable reason; pages show "waiting for
+  /// data".
   void clear();
+  /// GUI thread. The run on screen cannot have data for `page` (e.g. a remote engine reports no
+  /// attention, per-layer timing or power): while no snapshot of it is published the page says
+  /// "<page>: <reason>" instead of "waiting for data" (Latency: in place of the per layer/op
+  /// breakdown; Power: in place of the sensor panel). An empty reason undoes it.
+  void setUnavailable(Page page, const QString& reason);
+  QString unavailableText(Page page) const;
+  /// The title of the heatmap last put on screen (e.g. "Attention: waiting for data").
+  QString heatmapTitle() const;
 
   // ---- The latest published snapshot of each kind (any thread; nullopt: none since clear()).
   // What the pages show (or will show at the next frame); tests compare them with the store.
