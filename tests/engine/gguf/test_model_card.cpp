@@ -131,6 +131,35 @@ class TestModelCard : public QObject {
     QCOMPARE(huge.memory_estimate(1u << 20, 2), UINT64_MAX);
   }
 
+  // An MXFP4 file (gptoss-moe.MXFP4_MOE, fixtures README "Quantized variants": F32 49, MXFP4 12,
+  // Q8_0 18): the card counts MXFP4 like any type, with 17 bytes per 32 weights, and the memory
+  // estimate holds the file's weight bytes. (Whether the architecture runs is not asserted here.)
+  void mxfp4FileCard() {
+    const QString rel = "fixtures/models-0c1e570/gptoss-moe/gptoss-moe.MXFP4_MOE.gguf";
+    MOELAB_REQUIRE_SHARED(rel);
+    const std::string path = moelab::test::shared_path(rel);
+    const auto r = run_cli({"inspect", "--json", "--no-hash", path});
+    QVERIFY2(r.rc == 0, r.err.c_str());
+    const auto j = QJsonDocument::fromJson(QByteArray::fromStdString(r.out)).object();
+    QCOMPARE(j["tensor_types"].toObject()["MXFP4"].toInt(), 12);
+    QCOMPARE(j["tensor_types"].toObject()["Q8_0"].toInt(), 18);
+    QCOMPARE(j["tensor_types"].toObject()["F32"].toInt(), 49);
+    auto f = gguf::File::open(path);
+    int64_t mx_params = 0;
+    uint64_t all_bytes = 0;
+    for (const auto& t : f->tensors()) {
+      all_bytes += t.nbytes;
+      if (t.type == static_cast<uint32_t>(gguf::TensorType::MXFP4)) mx_params += t.n_elements();
+    }
+    QVERIFY(mx_params > 0);
+    QCOMPARE(j["tensor_bytes"].toObject()["MXFP4"].toInteger(), mx_params / 32 * 17);
+    QCOMPARE(j["weight_bytes"].toInteger(), static_cast<qint64>(all_bytes));
+    const ModelCard c = make_model_card(*f);
+    QCOMPARE(c.memory_estimate(512, 2), c.weight_bytes + c.kv_cache_bytes(512, 2));
+    const auto text = run_cli({"inspect", "--no-hash", path});
+    QVERIFY2(text.out.find("MXFP4: 12 tensors") != std::string::npos, text.out.c_str());
+  }
+
   void textCard() {
     MOELAB_REQUIRE_SHARED("fixtures/models/qwen2moe/qwen2moe.Q8_0.gguf");
     const auto r =
