@@ -141,16 +141,15 @@ inline void dq_mxfp4(const void* src, float* dst, int64_t n) {
     const __m256i codes = nibbles_32(b[i].qs);
     const __m256i mags = _mm256_shuffle_epi8(mag_lut, codes);
     const __m256 d = _mm256_set1_ps(el::e8m0_half(b[i].e));
-    alignas(32) uint8_t m8[32], c8[32];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(m8), mags);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(c8), codes);
+    // sign bit of each code moved to bit 7 of its byte (codes < 16: bit 3 << 4 stays in-byte)
+    const __m256i signs = _mm256_slli_epi16(_mm256_and_si256(codes, _mm256_set1_epi8(8)), 4);
+    const __m128i m[2] = {_mm256_castsi256_si128(mags), _mm256_extracti128_si256(mags, 1)};
+    const __m128i s[2] = {_mm256_castsi256_si128(signs), _mm256_extracti128_si256(signs, 1)};
     for (int k = 0; k < 4; ++k) {
-      const __m256i mi =
-          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<__m128i*>(m8 + 8 * k)));
-      const __m256i ci =
-          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<__m128i*>(c8 + 8 * k)));
-      const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(ci, _mm256_set1_epi32(8)), 28);
-      const __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(mi), d);
+      const __m128i mk = k & 1 ? _mm_srli_si128(m[k / 2], 8) : m[k / 2];
+      const __m128i sk = k & 1 ? _mm_srli_si128(s[k / 2], 8) : s[k / 2];
+      const __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mk)), d);
+      const __m256i sign = _mm256_slli_epi32(_mm256_cvtepu8_epi32(sk), 24);  // -> bit 31
       _mm256_storeu_ps(dst + i * el::QK + 8 * k, _mm256_xor_ps(v, _mm256_castsi256_ps(sign)));
     }
   }

@@ -168,14 +168,15 @@ MOELAB_HD inline void dequant(const BlockQ8_0& b, float* y) {
 // E2M1 code c: sign bit 3, exponent bits 2..1 (bias 1), mantissa bit 0; magnitudes
 // {0, 0.5, 1, 1.5, 2, 3, 4, 6}. Kept in integers as twice the magnitude, {0, 1, 2, 3, 4, 6, 8,
 // 12}, so the integer dot products stay exact; the scale is halved to match (as ggml does).
-/// Twice the E2M1 magnitude of the low 3 bits of c: 0, 1 (subnormals), (2 + m) << (exp - 1).
+/// Twice the E2M1 magnitude of the low 3 bits of c - 0, 1 (subnormals), (2 + m) << (exp - 1) -
+/// read from the nibbles of one constant (no table in memory, so the same on the device).
 MOELAB_HD inline int e2m1_mag2(int c) {
-  const int m = c & 1, ex = (c >> 1) & 3;
-  return ex == 0 ? m : (2 + m) << (ex - 1);
+  return static_cast<int>((0xC8643210u >> (4 * (c & 7))) & 15u);
 }
 /// Twice the signed E2M1 value of code c (0..15): -12..12 (code 8, negative zero, gives 0).
 MOELAB_HD inline int e2m1_x2(int c) {
-  return (c & 8) ? -e2m1_mag2(c) : e2m1_mag2(c);
+  const int neg = (c >> 3) & 1;
+  return (e2m1_mag2(c) ^ -neg) + neg;  // two's complement negation when the sign bit is set
 }
 /// Half the E8M0 scale, 2^(e - 128), exact in F32 for e = 0..254 (e = 0, 1 are the F32
 /// subnormals 2^-128 and 2^-127). e = 255 is the E8M0 NaN (OCP MX 5.4.1): NaN, so a block with
@@ -194,10 +195,12 @@ MOELAB_HD inline int mxfp4_code(const BlockMXFP4& b, int j) {
 /// and up), NaN for e = 255. Code 8 decodes to -0.0f (the format's negative zero).
 MOELAB_HD inline void dequant(const BlockMXFP4& b, float* y) {
   const float d = e8m0_half(b.e);
-  for (int j = 0; j < 32; ++j) {
-    const int c = mxfp4_code(b, j);
-    const float v = static_cast<float>(e2m1_mag2(c)) * d;
-    y[j] = (c & 8) ? -v : v;
+  for (int j = 0; j < 16; ++j) {
+    const int lo = b.qs[j] & 0x0f, hi = b.qs[j] >> 4;
+    const float vl = static_cast<float>(e2m1_mag2(lo)) * d,
+                vh = static_cast<float>(e2m1_mag2(hi)) * d;
+    y[j] = (lo & 8) ? -vl : vl;
+    y[j + 16] = (hi & 8) ? -vh : vh;
   }
 }
 
@@ -488,7 +491,8 @@ MOELAB_HD inline float dot(const BlockQ8_0& w, const BlockQ8_0& x) {
 /// MXFP4 against Q8_0 (ggml's pairing): exact int32 sum of 2 fp4 * q8, times 2^(e-128) * d_x.
 MOELAB_HD inline float dot(const BlockMXFP4& w, const BlockQ8_0& x) {
   int s = 0;
-  for (int j = 0; j < 32; ++j) s += e2m1_x2(mxfp4_code(w, j)) * x.qs[j];
+  for (int j = 0; j < 16; ++j)
+    s += e2m1_x2(w.qs[j] & 0x0f) * x.qs[j] + e2m1_x2(w.qs[j] >> 4) * x.qs[j + 16];
   return static_cast<float>(s) * (e8m0_half(w.e) * h2f(x.d));
 }
 
