@@ -83,8 +83,8 @@ void add_make_model(CLI::App& app, Io io, Action& action) {
       ->capture_default_str();
   sub->add_option("--vocab-from", s.vocab_from, "Copy the tokenizer.* metadata of this GGUF")
       ->check(CLI::ExistingFile);
-  sub->add_option("--type", o->type, "Weight type: F32, F16, Q8_0 or Q4_0")
-      ->check(CLI::IsMember({"F32", "F16", "Q8_0", "Q4_0"}, CLI::ignore_case))
+  sub->add_option("--type", o->type, "Weight type of the matrices: F32, F16, Q8_0, Q4_0 or MXFP4")
+      ->check(CLI::IsMember({"F32", "F16", "Q8_0", "Q4_0", "MXFP4"}, CLI::ignore_case))
       ->capture_default_str();
   sub->add_option("--seed", s.seed, "Random seed of the weights")
       ->transform(uint_range(0, UINT64_MAX))

@@ -81,6 +81,8 @@ std::vector<uint8_t> make_weights(TensorType t, int64_t n_in, int64_t n_out, std
   const uint16_t h = 0x2000;  // 0.0078125
   for (size_t b = 0; b < w.size() / tr.type_size; ++b)
     for (int off : f16_fields(t)) std::memcpy(w.data() + b * tr.type_size + off, &h, 2);
+  if (t == TensorType::MXFP4)  // E8M0 byte 120: scale 2^-7
+    for (size_t b = 0; b < w.size() / tr.type_size; ++b) w[b * tr.type_size] = 120;
   return w;
 }
 
@@ -112,7 +114,7 @@ int main(int argc, char** argv) {
   std::vector<TensorType> types = {
       TensorType::F32,  TensorType::F16,  TensorType::BF16, TensorType::Q8_0, TensorType::Q4_0,
       TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::Q2_K, TensorType::Q3_K,
-      TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K};
+      TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K, TensorType::MXFP4};
   if (!types_arg.empty()) {
     types.clear();
     size_t p = 0;

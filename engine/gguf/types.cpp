@@ -41,7 +41,7 @@ constexpr std::array kTypes = {
     TypeTraits{T::BF16, "BF16", 1, 2, true},
     TypeTraits{T::TQ1_0, "TQ1_0", 256, 54, false},
     TypeTraits{T::TQ2_0, "TQ2_0", 256, 66, false},
-    TypeTraits{T::MXFP4, "MXFP4", 32, 17, false},
+    TypeTraits{T::MXFP4, "MXFP4", 32, 17, true},
 };
 
 std::string_view removed_name(uint32_t id) {

@@ -38,6 +38,7 @@ bool is_supported(TensorType t) {
     case TensorType::Q4_K:
     case TensorType::Q5_K:
     case TensorType::Q6_K:
+    case TensorType::MXFP4:
       return true;
     default:
       return false;
@@ -53,7 +54,7 @@ void require(TensorType t, const char* op) {
     throw Error(ErrorKind::BadInput,
                 "moelab has no " + std::string(op) + " kernel for tensor type " + tname(t) +
                     " (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, "
-                    "Q4_K, Q5_K, Q6_K)",
+                    "Q4_K, Q5_K, Q6_K, MXFP4)",
                 {.subject = op});
 }
 
@@ -266,6 +267,7 @@ TensorType vec_dot_type(TensorType t) {
     case TensorType::Q4_0:
     case TensorType::Q5_0:
     case TensorType::Q8_0:
+    case TensorType::MXFP4:
       return TensorType::Q8_0;
     case TensorType::Q4_1:
     case TensorType::Q5_1:
@@ -326,12 +328,15 @@ void quantize_row(TensorType type, const float* src, void* dst, int64_t n) {
     case TensorType::Q5_1:
       blocks(static_cast<el::BlockQ5_1*>(dst), el::QK);
       return;
+    case TensorType::MXFP4:
+      blocks(static_cast<el::BlockMXFP4*>(dst), el::QK);
+      return;
     default:
       break;
   }
   throw Error(ErrorKind::BadInput,
               "moelab has no quantizer for " + tname(type) +
-                  " (available: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1)",
+                  " (available: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, MXFP4)",
               {.subject = "quantize_row"});
 }
 

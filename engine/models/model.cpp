@@ -48,7 +48,7 @@ Weight WeightBinder::matrix(const std::string& name, bool required) const {
   if (!kernels::supports(type))
     f_.fail("tensor type " + gguf::type_name(t->type) +
                 " has no kernels in this moelab (supported: F32, F16, BF16, Q4_0, Q4_1, "
-                "Q5_0, Q5_1, Q8_0, Q2_K..Q6_K as the kernels provide)",
+                "Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, MXFP4 as the kernels provide)",
             tensor_subject(name), t->header_offset);
   w.data = t->data;
   w.type = type;

@@ -67,7 +67,8 @@ void put(std::vector<uint8_t>& out, T v) {
 }
 
 uint32_t file_type_code(TensorType t) {
-  // llama_ftype values (llama.h): ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7.
+  // llama_ftype values (llama.h): ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7,
+  // MOSTLY_MXFP4_MOE 38 (llama.cpp's only MXFP4 file type; make-model writes every matrix MXFP4).
   switch (t) {
     case TensorType::F32:
       return 0;
@@ -77,6 +78,8 @@ uint32_t file_type_code(TensorType t) {
       return 2;
     case TensorType::Q8_0:
       return 7;
+    case TensorType::MXFP4:
+      return 38;
     default:
       return 0;
   }
@@ -167,8 +170,8 @@ Plan make_plan(const SyntheticModelSpec& s, uint32_t n_vocab) {
   if (moe_arch && s.expert_count == 0)
     bad("architecture '" + a + "' needs --experts > 0", "--experts");
   if (s.type != TensorType::F32 && s.type != TensorType::F16 && s.type != TensorType::Q8_0 &&
-      s.type != TensorType::Q4_0)
-    bad("make-model writes F32, F16, Q8_0 or Q4_0 weights, not " +
+      s.type != TensorType::Q4_0 && s.type != TensorType::MXFP4)
+    bad("make-model writes F32, F16, Q8_0, Q4_0 or MXFP4 weights, not " +
             gguf::type_name(static_cast<uint32_t>(s.type)),
         "--type");
   if (s.n_embd == 0 || s.n_layer == 0 || s.n_head == 0 || s.n_head_kv == 0 || s.n_ff == 0 ||

@@ -126,6 +126,11 @@ struct Fmt<kel::BlockQ8_0> {
   static constexpr int kQK = 32;
 };
 template <>
+struct Fmt<kel::BlockMXFP4> {
+  using Act = kel::BlockQ8_0;
+  static constexpr int kQK = 32;
+};
+template <>
 struct Fmt<kel::BlockQ2_K> {
   using Act = kel::BlockQ8_K;
   static constexpr int kQK = 256;
@@ -169,6 +174,9 @@ bool with_block(WType t, F&& f) {
       return true;
     case WType::Q8_0:
       f(kel::BlockQ8_0{});
+      return true;
+    case WType::MXFP4:
+      f(kel::BlockMXFP4{});
       return true;
     case WType::Q2_K:
       f(kel::BlockQ2_K{});
@@ -275,9 +283,10 @@ __global__ void k_matvec_q(const uint8_t* w, uint64_t row_bytes, uint64_t expert
   }
 }
 
-// 32-element formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) in the CPU's (ggml's x86) order
+// 32-element formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, MXFP4) in the CPU's (ggml's x86) order
 // (kernels/cpu/x86_common.h dot32): per row eight F32 lanes, lane l holding the exact int32 sum
 // of elements 4l .. 4l+3 of each block, acc_l = fma(d_w * d_x, float(isum_l), acc_l) block after
+// (d_w = kel::w_scale: binary16 d, or MXFP4's 2^(e - 128) against its doubled E2M1 values)
 // block; then hsum8_tinyblas's association (= hsum_ps256) and, for Q4_1 / Q5_1, + the
 // sequential sum of m_w * s_x. Eight threads per row, so each thread is one lane.
 template <typename WB>
@@ -305,6 +314,10 @@ template <>
 __device__ inline int q32_value(const kel::BlockQ5_1& b, int j) {
   return (j < 16 ? (b.qs[j] & 15) : (b.qs[j - 16] >> 4)) | q5_high(b.qh, j);
 }
+template <>
+__device__ inline int q32_value(const kel::BlockMXFP4& b, int j) {
+  return kel::e2m1_x2(kel::mxfp4_code(b, j));  // twice the E2M1 value; scale 2^(e - 128)
+}
 
 constexpr int kQ32Rows = 16;  // rows per 128-thread block (8 threads each)
 
@@ -331,7 +344,7 @@ __global__ void k_matvec_q32(const uint8_t* w, uint64_t row_bytes, uint64_t expe
       for (int64_t b = 0; b < n_blocks; ++b) {
         int isum = 0;
         for (int k = 4 * lane; k < 4 * lane + 4; ++k) isum += q32_value(wr[b], k) * xr[b].qs[k];
-        const float d = kel::h2f(wr[b].d) * kel::h2f(xr[b].d);
+        const float d = kel::w_scale(wr[b]) * kel::h2f(xr[b].d);
         acc = fmaf(d, static_cast<float>(isum), acc);
       }
     const float b4 = acc + __shfl_xor_sync(0xffffffffu, acc, 4);
@@ -861,6 +874,7 @@ bool supported(int t) {
     case WType::Q4_K:
     case WType::Q5_K:
     case WType::Q6_K:
+    case WType::MXFP4:
       return true;
   }
   return false;
@@ -894,6 +908,8 @@ const char* wtype_name(WType t) {
       return "Q5_K";
     case WType::Q6_K:
       return "Q6_K";
+    case WType::MXFP4:
+      return "MXFP4";
   }
   return "?";
 }

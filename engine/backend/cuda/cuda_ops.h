@@ -75,6 +75,7 @@ enum class WType : int {
   Q5_K = 13,
   Q6_K = 14,
   BF16 = 30,
+  MXFP4 = 39,
 };
 bool supported(int ggml_type);
 const char* wtype_name(WType t);

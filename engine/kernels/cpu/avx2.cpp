@@ -246,6 +246,7 @@ void fill_avx2(Table& t) {
   set(TensorType::BF16, dot_half<load_bf16x8, bf16_to_f32>, dq_bf16);
   set(TensorType::Q8_0, dot32<DecQ8_0, IdotMaddubs>, dq_blocks<BlockQ8_0, QK>);
   set(TensorType::Q4_0, dot32<DecQ4_0, IdotMaddubs>, dq_blocks<BlockQ4_0, QK>);
+  set(TensorType::MXFP4, dot32<DecMXFP4, IdotMaddubs>, dq_mxfp4);
   set(TensorType::Q4_1, dot32<DecQ4_1, IdotMaddubs>, dq_blocks<BlockQ4_1, QK>);
   set(TensorType::Q5_0, dot32<DecQ5_0, IdotMaddubs>, dq_blocks<BlockQ5_0, QK>);
   set(TensorType::Q5_1, dot32<DecQ5_1, IdotMaddubs>, dq_blocks<BlockQ5_1, QK>);
@@ -256,11 +257,13 @@ void fill_avx2(Table& t) {
   set(TensorType::Q6_K, dot_q6_k, dq_blocks<BlockQ6_K, QK_K>);
   t.dot_tok[static_cast<int>(TensorType::Q8_0)] = dot32_tok<DecQ8_0, IdotMaddubs>;
   t.dot_tok[static_cast<int>(TensorType::Q4_0)] = dot32_tok<DecQ4_0, IdotMaddubs>;
+  t.dot_tok[static_cast<int>(TensorType::MXFP4)] = dot32_tok<DecMXFP4, IdotMaddubs>;
   t.dot_tok[static_cast<int>(TensorType::Q5_0)] = dot32_tok<DecQ5_0, IdotMaddubs>;
   t.dot_tok[static_cast<int>(TensorType::Q4_1)] = dot32_tok<DecQ4_1, IdotMaddubs>;
   t.dot_tok[static_cast<int>(TensorType::Q5_1)] = dot32_tok<DecQ5_1, IdotMaddubs>;
   t.dot_rows[static_cast<int>(TensorType::Q8_0)] = dot32_rows<DecQ8_0, IdotMaddubs>;
   t.dot_rows[static_cast<int>(TensorType::Q4_0)] = dot32_rows<DecQ4_0, IdotMaddubs>;
+  t.dot_rows[static_cast<int>(TensorType::MXFP4)] = dot32_rows<DecMXFP4, IdotMaddubs>;
   t.dot_rows[static_cast<int>(TensorType::Q5_0)] = dot32_rows<DecQ5_0, IdotMaddubs>;
   t.dot_rows[static_cast<int>(TensorType::Q4_1)] = dot32_rows<DecQ4_1, IdotMaddubs>;
   t.dot_rows[static_cast<int>(TensorType::Q5_1)] = dot32_rows<DecQ5_1, IdotMaddubs>;

@@ -211,16 +211,19 @@ template <class I>
 void set_32(Table& t) {
   t.dot[static_cast<int>(TensorType::Q8_0)] = dot32<DecQ8_0, I>;
   t.dot[static_cast<int>(TensorType::Q4_0)] = dot32<DecQ4_0, I>;
+  t.dot[static_cast<int>(TensorType::MXFP4)] = dot32<DecMXFP4, I>;
   t.dot[static_cast<int>(TensorType::Q5_0)] = dot32<DecQ5_0, I>;
   t.dot[static_cast<int>(TensorType::Q4_1)] = dot32<DecQ4_1, I>;
   t.dot[static_cast<int>(TensorType::Q5_1)] = dot32<DecQ5_1, I>;
   t.dot_tok[static_cast<int>(TensorType::Q8_0)] = dot32_tok<DecQ8_0, I>;
   t.dot_tok[static_cast<int>(TensorType::Q4_0)] = dot32_tok<DecQ4_0, I>;
+  t.dot_tok[static_cast<int>(TensorType::MXFP4)] = dot32_tok<DecMXFP4, I>;
   t.dot_tok[static_cast<int>(TensorType::Q5_0)] = dot32_tok<DecQ5_0, I>;
   t.dot_tok[static_cast<int>(TensorType::Q4_1)] = dot32_tok<DecQ4_1, I>;
   t.dot_tok[static_cast<int>(TensorType::Q5_1)] = dot32_tok<DecQ5_1, I>;
   t.dot_rows[static_cast<int>(TensorType::Q8_0)] = dot32_rows<DecQ8_0, I>;
   t.dot_rows[static_cast<int>(TensorType::Q4_0)] = dot32_rows<DecQ4_0, I>;
+  t.dot_rows[static_cast<int>(TensorType::MXFP4)] = dot32_rows<DecMXFP4, I>;
   t.dot_rows[static_cast<int>(TensorType::Q5_0)] = dot32_rows<DecQ5_0, I>;
   t.dot_rows[static_cast<int>(TensorType::Q4_1)] = dot32_rows<DecQ4_1, I>;
   t.dot_rows[static_cast<int>(TensorType::Q5_1)] = dot32_rows<DecQ5_1, I>;
@@ -242,6 +245,7 @@ void fill_avx512(Table& t, bool vnni) {
     set_32<IdotMaddubs>(t);
   t.dequant[static_cast<int>(TensorType::Q8_0)] = dq_blocks<BlockQ8_0, QK>;
   t.dequant[static_cast<int>(TensorType::Q4_0)] = dq_blocks<BlockQ4_0, QK>;
+  t.dequant[static_cast<int>(TensorType::MXFP4)] = dq_mxfp4;
   t.dequant[static_cast<int>(TensorType::Q5_0)] = dq_blocks<BlockQ5_0, QK>;
   t.dequant[static_cast<int>(TensorType::Q4_1)] = dq_blocks<BlockQ4_1, QK>;
   t.dequant[static_cast<int>(TensorType::Q5_1)] = dq_blocks<BlockQ5_1, QK>;

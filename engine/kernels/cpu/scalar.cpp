@@ -97,6 +97,7 @@ void fill_scalar(Table& t) {
   set<BlockQ5_0, BlockQ8_0, QK>(t, TensorType::Q5_0);
   set<BlockQ5_1, BlockQ8_1, QK>(t, TensorType::Q5_1);
   set<BlockQ8_0, BlockQ8_0, QK>(t, TensorType::Q8_0);
+  set<BlockMXFP4, BlockQ8_0, QK>(t, TensorType::MXFP4);
   set<BlockQ2_K, BlockQ8_K, QK_K>(t, TensorType::Q2_K);
   set<BlockQ3_K, BlockQ8_K, QK_K>(t, TensorType::Q3_K);
   set<BlockQ4_K, BlockQ8_K, QK_K>(t, TensorType::Q4_K);

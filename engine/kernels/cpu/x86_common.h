@@ -103,6 +103,18 @@ struct DecQ5_0 {
                            _mm256_set1_epi8(16));
   }
 };
+/// MXFP4: the nibbles index a 16-entry table of twice the E2M1 values (-12..12), so the block
+/// is a signed int8 vector like Q4_0's; its scale (el::w_scale) is 2^(e - 128).
+struct DecMXFP4 {
+  using B = el::BlockMXFP4;
+  using XB = el::BlockQ8_0;
+  static constexpr bool kMin = false, kUnsigned = false;
+  static __m256i dec(const B& b) {
+    const __m256i lut = _mm256_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12, 0,
+                                         1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+    return _mm256_shuffle_epi8(lut, nibbles_32(b.qs));
+  }
+};
 struct DecQ4_1 {
   using B = el::BlockQ4_1;
   using XB = el::BlockQ8_1;
@@ -117,6 +129,31 @@ struct DecQ5_1 {
     return _mm256_or_si256(nibbles_32(b.qs), bit4_from_bits_32(b.qh));
   }
 };
+
+/// MXFP4 blocks to F32 with the element code's exact arithmetic (el::dequant): |value| =
+/// float(2 |fp4|) * 2^(e - 128) (exact), then the code's sign bit - so code 8 gives -0.0f and a
+/// NaN scale gives the same NaN bits as the scalar negation.
+inline void dq_mxfp4(const void* src, float* dst, int64_t n) {
+  const auto* b = static_cast<const el::BlockMXFP4*>(src);
+  const __m256i mag_lut = _mm256_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, 1, 2, 3, 4, 6, 8, 12, 0, 1,
+                                           2, 3, 4, 6, 8, 12, 0, 1, 2, 3, 4, 6, 8, 12);
+  for (int64_t i = 0; i < n / el::QK; ++i) {
+    const __m256i codes = nibbles_32(b[i].qs);
+    const __m256i mags = _mm256_shuffle_epi8(mag_lut, codes);
+    const __m256 d = _mm256_set1_ps(el::e8m0_half(b[i].e));
+    // sign bit of each code moved to bit 7 of its byte (codes < 16: bit 3 << 4 stays in-byte)
+    const __m256i signs = _mm256_slli_epi16(_mm256_and_si256(codes, _mm256_set1_epi8(8)), 4);
+    const __m128i m[2] = {_mm256_castsi256_si128(mags), _mm256_extracti128_si256(mags, 1)};
+    const __m128i s[2] = {_mm256_castsi256_si128(signs), _mm256_extracti128_si256(signs, 1)};
+    for (int k = 0; k < 4; ++k) {
+      const __m128i mk = k & 1 ? _mm_srli_si128(m[k / 2], 8) : m[k / 2];
+      const __m128i sk = k & 1 ? _mm_srli_si128(s[k / 2], 8) : s[k / 2];
+      const __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mk)), d);
+      const __m256i sign = _mm256_slli_epi32(_mm256_cvtepu8_epi32(sk), 24);  // -> bit 31
+      _mm256_storeu_ps(dst + i * el::QK + 8 * k, _mm256_xor_ps(v, _mm256_castsi256_ps(sign)));
+    }
+  }
+}
 
 template <class D, class I>
 inline __m256i idot(__m256i q, __m256i y) {
@@ -133,7 +170,7 @@ float dot32(const void* wp, const void* xp, int64_t n) {
   __m256 acc = _mm256_setzero_ps();
   float ms = 0;
   for (int64_t i = 0; i < n / el::QK; ++i) {
-    const __m256 d = _mm256_set1_ps(el::h2f(w[i].d) * el::h2f(x[i].d));
+    const __m256 d = _mm256_set1_ps(el::w_scale(w[i]) * el::h2f(x[i].d));
     acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(idot<D, I>(D::dec(w[i]), loadu256(x[i].qs))), acc);
     if constexpr (D::kMin) ms += el::h2f(w[i].m) * el::h2f(x[i].s);
   }
@@ -155,7 +192,7 @@ void dot32_tok_n(const void* wp, const uint8_t* xp, uint64_t xs, int64_t n, floa
   for (int t = 0; t < kT; ++t) acc[t] = _mm256_setzero_ps(), ms[t] = 0;
   for (int64_t i = 0; i < n / el::QK; ++i) {
     const __m256i q = D::dec(w[i]);
-    const float dw = el::h2f(w[i].d);
+    const float dw = el::w_scale(w[i]);
     for (int t = 0; t < kT; ++t) {
       const __m256 d = _mm256_set1_ps(dw * el::h2f(x[t][i].d));
       acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(idot<D, I>(q, loadu256(x[t][i].qs))), acc[t]);
@@ -198,7 +235,7 @@ void dot32_rows_n(const uint8_t* wp, uint64_t ws, const void* xp, int64_t n, flo
     const __m256i y = loadu256(x[i].qs);
     const float dx = el::h2f(x[i].d);
     for (int r = 0; r < kR; ++r) {
-      const __m256 d = _mm256_set1_ps(el::h2f(w[r][i].d) * dx);
+      const __m256 d = _mm256_set1_ps(el::w_scale(w[r][i]) * dx);
       acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(idot<D, I>(D::dec(w[r][i]), y)), acc[r]);
       if constexpr (D::kMin) ms[r] += el::h2f(w[r][i].m) * el::h2f(x[i].s);
     }

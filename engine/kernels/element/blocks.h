@@ -83,9 +83,18 @@ struct BlockQ8_K {
   int8_t qs[256];
   int16_t bsums[16];
 };  // bsums: sums of 16 qs
+// MXFP4 (OCP Microscaling Formats (MX) v1.0, section 5 "MXFP4"): 32 FP4 E2M1 elements sharing
+// one E8M0 scale, x = 2^(e - 127) * fp4(q). GGUF stores the scale byte first, then the nibbles
+// in the order of the other 32-element formats: low nibble of qs[j] = element j, high nibble
+// = element j + 16.
+struct BlockMXFP4 {
+  uint8_t e;
+  uint8_t qs[16];
+};
 
 static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 &&
               sizeof(BlockQ5_1) == 24 && sizeof(BlockQ8_0) == 34 && sizeof(BlockQ8_1) == 36);
+static_assert(sizeof(BlockMXFP4) == 17);
 static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 &&
               sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 && sizeof(BlockQ8_K) == 292);
 
@@ -153,6 +162,46 @@ MOELAB_HD inline void dequant(const BlockQ5_1& b, float* y) {
 MOELAB_HD inline void dequant(const BlockQ8_0& b, float* y) {
   const float d = h2f(b.d);
   for (int j = 0; j < 32; ++j) y[j] = static_cast<float>(b.qs[j]) * d;
+}
+
+// MXFP4 element and scale decoding (OCP MX v1.0, 5.3.3 "FP4 (E2M1)" and 5.4.1 "E8M0").
+// E2M1 code c: sign bit 3, exponent bits 2..1 (bias 1), mantissa bit 0; magnitudes
+// {0, 0.5, 1, 1.5, 2, 3, 4, 6}. Kept in integers as twice the magnitude, {0, 1, 2, 3, 4, 6, 8,
+// 12}, so the integer dot products stay exact; the scale is halved to match (as ggml does).
+/// Twice the E2M1 magnitude of the low 3 bits of c - 0, 1 (subnormals), (2 + m) << (exp - 1) -
+/// read from the nibbles of one constant (no table in memory, so the same on the device).
+MOELAB_HD inline int e2m1_mag2(int c) {
+  return static_cast<int>((0xC8643210u >> (4 * (c & 7))) & 15u);
+}
+/// Twice the signed E2M1 value of code c (0..15): -12..12 (code 8, negative zero, gives 0).
+MOELAB_HD inline int e2m1_x2(int c) {
+  const int neg = (c >> 3) & 1;
+  return (e2m1_mag2(c) ^ -neg) + neg;  // two's complement negation when the sign bit is set
+}
+/// Half the E8M0 scale, 2^(e - 128), exact in F32 for e = 0..254 (e = 0, 1 are the F32
+/// subnormals 2^-128 and 2^-127). e = 255 is the E8M0 NaN (OCP MX 5.4.1): NaN, so a block with
+/// that scale decodes to NaN everywhere. (ggml reads 255 as 2^127 instead; its quantizer never
+/// writes 255: the largest finite F32 block gives e = 252.)
+MOELAB_HD inline float e8m0_half(uint8_t e) {
+  if (e == 255) return bits_f32(0x7fc00000u);
+  return e < 2 ? bits_f32(0x00200000u << e) : bits_f32(static_cast<uint32_t>(e - 1) << 23);
+}
+/// Element j (0..31) code of an MXFP4 block.
+MOELAB_HD inline int mxfp4_code(const BlockMXFP4& b, int j) {
+  return j < 16 ? (b.qs[j] & 0x0f) : (b.qs[j - 16] >> 4);
+}
+/// x = sign * mag2 * 2^(e - 128): exact (every product of an E2M1 magnitude and a power of two
+/// in range is a float), +-inf where the true value exceeds F32 (e = 254 with |fp4| >= 4: 2^129
+/// and up), NaN for e = 255. Code 8 decodes to -0.0f (the format's negative zero).
+MOELAB_HD inline void dequant(const BlockMXFP4& b, float* y) {
+  const float d = e8m0_half(b.e);
+  for (int j = 0; j < 16; ++j) {
+    const int lo = b.qs[j] & 0x0f, hi = b.qs[j] >> 4;
+    const float vl = static_cast<float>(e2m1_mag2(lo)) * d,
+                vh = static_cast<float>(e2m1_mag2(hi)) * d;
+    y[j] = (lo & 8) ? -vl : vl;
+    y[j + 16] = (hi & 8) ? -vh : vh;
+  }
 }
 
 // Q2_K / Q3_K element order: two halves of 128; in half h the 32 bytes qs[32h..32h+31] hold
@@ -327,6 +376,39 @@ MOELAB_HD inline void quantize(const float* x, BlockQ5_1& b) {
   for (int k = 0; k < 4; ++k) b.qh[k] = static_cast<uint8_t>(qh >> (8 * k));
 }
 
+/// MXFP4 (OCP MX v1.0, 6.3 "Conversion from vector of scalar elements"): shared exponent
+/// floor(log2(amax)) - 2 (2 = the largest E2M1 exponent), so amax / scale lies in [4, 8); each
+/// x / scale is rounded to the nearest E2M1 value, ties to the even code, and values above 6
+/// saturate to +-6 (normal values up to 8 do: the format's clamp). An all-zero block gets
+/// e = 0. The exponent comes from frexpf, exact at powers of two (where log2f may round).
+MOELAB_HD inline void quantize(const float* x, BlockMXFP4& b) {
+  float amax = 0;
+  for (int j = 0; j < 32; ++j) amax = fabs_(x[j]) > amax ? fabs_(x[j]) : amax;
+  int e = 0;
+  if (amax > 0) {
+    int ex = 0;
+    frexpf(amax, &ex);  // amax = m 2^ex, m in [0.5, 1): floor(log2(amax)) = ex - 1
+    e = ex - 1 - 2 + 127;
+    e = e < 0 ? 0 : (e > 254 ? 254 : e);
+  }
+  b.e = static_cast<uint8_t>(e);
+  const float inv = 1.0f / (2.0f * e8m0_half(b.e));  // 1 / 2^(e - 127): a power of two
+  // midpoints between neighbouring magnitudes {0, .5, 1, 1.5, 2, 3, 4, 6}
+  const float mid[7] = {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f};
+  for (int j = 0; j < 16; ++j) {
+    int c[2];
+    for (int h = 0; h < 2; ++h) {
+      const float v = x[j + 16 * h];
+      const float a = fabs_(v) * inv;
+      int k = 0;
+      for (int i = 0; i < 7; ++i)
+        if (a > mid[i] || (a == mid[i] && ((i + 1) & 1) == 0)) k = i + 1;
+      c[h] = k | (v < 0 ? 8 : 0);
+    }
+    b.qs[j] = static_cast<uint8_t>(c[0] | (c[1] << 4));
+  }
+}
+
 // Activation quantizers (the vec_dot_type side). They follow what ggml's CPU backend does on
 // an x86 AVX2 host (where the shared fixtures were made): Q8_0 / Q8_1 scale by 127 / amax and
 // round half to even; Q8_K uses the value of largest magnitude m, iscale = -127 / m,
@@ -405,6 +487,34 @@ MOELAB_HD inline float dot(const BlockQ8_0& w, const BlockQ8_0& x) {
   int s = 0;
   for (int j = 0; j < 32; ++j) s += w.qs[j] * x.qs[j];
   return static_cast<float>(s) * (h2f(w.d) * h2f(x.d));
+}
+/// MXFP4 against Q8_0 (ggml's pairing): exact int32 sum of 2 fp4 * q8, times 2^(e-128) * d_x.
+MOELAB_HD inline float dot(const BlockMXFP4& w, const BlockQ8_0& x) {
+  int s = 0;
+  for (int j = 0; j < 16; ++j)
+    s += e2m1_x2(w.qs[j] & 0x0f) * x.qs[j] + e2m1_x2(w.qs[j] >> 4) * x.qs[j + 16];
+  return static_cast<float>(s) * (e8m0_half(w.e) * h2f(x.d));
+}
+
+/// The float scale of a 32-element weight block as the dot products above use it (d_w, or half
+/// the E8M0 scale of MXFP4), for the SIMD and CUDA kernels that sum in ggml's x86 order.
+MOELAB_HD inline float w_scale(const BlockQ4_0& b) {
+  return h2f(b.d);
+}
+MOELAB_HD inline float w_scale(const BlockQ4_1& b) {
+  return h2f(b.d);
+}
+MOELAB_HD inline float w_scale(const BlockQ5_0& b) {
+  return h2f(b.d);
+}
+MOELAB_HD inline float w_scale(const BlockQ5_1& b) {
+  return h2f(b.d);
+}
+MOELAB_HD inline float w_scale(const BlockQ8_0& b) {
+  return h2f(b.d);
+}
+MOELAB_HD inline float w_scale(const BlockMXFP4& b) {
+  return e8m0_half(b.e);
 }
 
 // K-quants: sumi = sum over sub-blocks of scale * sum(q * y) (exact int32), summ = sum over

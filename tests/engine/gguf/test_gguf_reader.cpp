@@ -275,6 +275,10 @@ class TestGgufReader : public QObject {
     // Q8_0 with rows of 4 elements: not a multiple of the block size 32.
     EXPECT_REJECT(make([](auto& b, size_t p) { put_u32(b, p + 4 + 16, 8); }),
                   "not a multiple of the Q8_0 block size 32");
+    // MXFP4 (type 39) likewise: the error names the tensor and the type's block.
+    EXPECT_REJECT(make([](auto& b, size_t p) { put_u32(b, p + 4 + 16, 39); }),
+                  "not a multiple of the MXFP4 block size 32");
+    EXPECT_REJECT(make([](auto& b, size_t p) { put_u32(b, p + 4 + 16, 39); }), "t.weight");
     EXPECT_REJECT(make([](auto& b, size_t p) { put_u64(b, p + 4 + 16 + 4, 8); }),
                   "not a multiple of the alignment");
     EXPECT_REJECT(make([](auto& b, size_t p) { put_u64(b, p + 4 + 16 + 4, 1ull << 20); }),
@@ -388,6 +392,11 @@ class TestGgufReader : public QObject {
     QCOMPARE(type_traits(8)->type_size, 34u);
     QCOMPARE(type_traits(2)->type_size, 18u);
     QCOMPARE(type_traits(30)->type_size, 2u);
+    QCOMPARE(type_traits(39)->type_size, 17u);  // MXFP4: E8M0 byte + 16 bytes of E2M1 nibbles
+    QCOMPARE(type_traits(39)->block_size, 32u);
+    QVERIFY(type_traits(39)->computable);
+    QCOMPARE(type_name(39), std::string("MXFP4"));
+    QCOMPARE(type_from_name("mxfp4").value(), TensorType::MXFP4);
     QVERIFY(!type_traits(4));
     QVERIFY(type_name(4).find("removed") != std::string::npos);
     QVERIFY(type_name(200).find("unknown") != std::string::npos);

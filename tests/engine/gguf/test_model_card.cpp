@@ -1,14 +1,17 @@
 // `moelab-cli inspect --json` on every fixture model agrees with ../shared/fixtures/README.md
 // and summary.json (architecture, widths, experts, vocab, tensor types, size, sha256), and the
 // CLI's exit codes and messages follow the contract.
+#include <QFile>
 #include <QJsonArray>
 #include <QJsonObject>
 #include <QtTest>
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 
 #include "cli.h"
 #include "moelab/gguf/gguf.h"
+#include "moelab/gguf/writer.h"
 #include "moelab/model/card.h"
 #include "test_support.h"
 
@@ -129,6 +132,61 @@ class TestModelCard : public QObject {
     huge.n_head_kv = huge.head_dim = huge.head_dim_v = huge.n_layer = UINT32_MAX;
     QCOMPARE(huge.kv_cache_bytes(1u << 20, 4), UINT64_MAX);
     QCOMPARE(huge.memory_estimate(1u << 20, 2), UINT64_MAX);
+  }
+
+  // An MXFP4 file (gptoss-moe.MXFP4_MOE, fixtures README "Quantized variants": F32 49, MXFP4 12,
+  // Q8_0 18): the card counts MXFP4 like any type, with 17 bytes per 32 weights, and the memory
+  // estimate holds the file's weight bytes. (Whether the architecture runs is not asserted here.)
+  void mxfp4FileCard() {
+    const QString rel = "fixtures/models-0c1e570/gptoss-moe/gptoss-moe.MXFP4_MOE.gguf";
+    MOELAB_REQUIRE_SHARED(rel);
+    const std::string path = moelab::test::shared_path(rel);
+    const auto r = run_cli({"inspect", "--json", "--no-hash", path});
+    QVERIFY2(r.rc == 0, r.err.c_str());
+    const auto j = QJsonDocument::fromJson(QByteArray::fromStdString(r.out)).object();
+    QCOMPARE(j["tensor_types"].toObject()["MXFP4"].toInt(), 12);
+    QCOMPARE(j["tensor_types"].toObject()["Q8_0"].toInt(), 18);
+    QCOMPARE(j["tensor_types"].toObject()["F32"].toInt(), 49);
+    auto f = gguf::File::open(path);
+    int64_t mx_params = 0;
+    uint64_t all_bytes = 0;
+    for (const auto& t : f->tensors()) {
+      all_bytes += t.nbytes;
+      if (t.type == static_cast<uint32_t>(gguf::TensorType::MXFP4)) mx_params += t.n_elements();
+    }
+    QVERIFY(mx_params > 0);
+    QCOMPARE(j["tensor_bytes"].toObject()["MXFP4"].toInteger(), mx_params / 32 * 17);
+    QCOMPARE(j["weight_bytes"].toInteger(), static_cast<qint64>(all_bytes));
+    const ModelCard c = make_model_card(*f);
+    QCOMPARE(c.memory_estimate(512, 2), c.weight_bytes + c.kv_cache_bytes(512, 2));
+    const auto text = run_cli({"inspect", "--no-hash", path});
+    QVERIFY2(text.out.find("MXFP4: 12 tensors") != std::string::npos, text.out.c_str());
+  }
+
+  // An MXFP4 tensor whose rows (48 elements) are not whole 32-element blocks: inspect exits 2
+  // and the message names the tensor and the block size.
+  void mxfp4BadRowLengthIsRefused() {
+    gguf::Writer w;
+    w.set_string("general.architecture", "llama");
+    std::vector<uint8_t> data(48 * 2 * 4, 0);
+    w.add_tensor("blk.0.ffn_down_exps.weight", gguf::TensorType::F32, {48, 2}, data);
+    auto bytes = w.to_bytes();
+    const std::string name = "blk.0.ffn_down_exps.weight";
+    const auto at = std::search(bytes.begin(), bytes.end(), name.begin(), name.end());
+    QVERIFY(at != bytes.end());
+    const size_t type_at = static_cast<size_t>(at - bytes.begin()) + name.size() + 4 + 2 * 8;
+    const uint32_t mxfp4 = static_cast<uint32_t>(gguf::TensorType::MXFP4);
+    std::memcpy(bytes.data() + type_at, &mxfp4, 4);  // n_dims u32, ne u64 x2, then the type
+    const QString path = moelab::test::temp_dir("test_model_card") + "/mxfp4_row48.gguf";
+    QFile f(path);
+    QVERIFY(f.open(QIODevice::WriteOnly));
+    f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<qint64>(bytes.size()));
+    f.close();
+    const auto r = run_cli({"inspect", "--no-hash", path.toStdString()});
+    QCOMPARE(r.rc, 2);
+    QVERIFY2(r.err.find("blk.0.ffn_down_exps.weight") != std::string::npos, r.err.c_str());
+    QVERIFY2(r.err.find("not a multiple of the MXFP4 block size 32") != std::string::npos,
+             r.err.c_str());
   }
 
   void textCard() {

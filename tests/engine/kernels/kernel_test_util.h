@@ -19,7 +19,7 @@ inline const std::vector<TensorType>& all_weight_types() {
   static const std::vector<TensorType> v = {
       TensorType::F32,  TensorType::F16,  TensorType::BF16, TensorType::Q8_0, TensorType::Q4_0,
       TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::Q2_K, TensorType::Q3_K,
-      TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K};
+      TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K, TensorType::MXFP4};
   return v;
 }
 
@@ -55,7 +55,8 @@ inline std::vector<int> f16_fields(TensorType t) {
 
 /// n_rows rows of n random weights: quantized types get random bytes (every bit pattern of
 /// the quants and scales is exercised) with their binary16 scales replaced by values in
-/// [0.005, 0.02) (random signs for d of Q4_1/Q5_1 mins); float types get N(0, 1) values.
+/// [0.005, 0.02) (random signs for d of Q4_1/Q5_1 mins), MXFP4's E8M0 byte by 118..122 (scales
+/// 2^-9..2^-5, values up to 0.19 like the others'); float types get N(0, 1) values.
 inline std::vector<uint8_t> random_rows(TensorType t, int64_t n, int64_t n_rows, uint32_t seed) {
   std::mt19937 rng(seed);
   const uint64_t rb = kernels::row_bytes(t, n);
@@ -75,6 +76,9 @@ inline std::vector<uint8_t> random_rows(TensorType t, int64_t n, int64_t n_rows,
   const auto tr = *gguf::type_traits(static_cast<uint32_t>(t));
   const int64_t n_blocks = n * n_rows / tr.block_size;
   const auto fields = f16_fields(t);
+  if (t == TensorType::MXFP4)
+    for (int64_t i = 0; i < n_blocks; ++i)
+      out[i * tr.type_size] = static_cast<uint8_t>(118 + rng() % 5);
   for (int64_t i = 0; i < n_blocks; ++i)
     for (size_t k = 0; k < fields.size(); ++k) {
       float v = ud(rng);

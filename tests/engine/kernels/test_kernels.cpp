@@ -257,6 +257,169 @@ class TestKernels : public QObject {
     QVERIFY(rel < 0.10);  // step ~ 2.2 sigma / 8 -> RMS ~ 0.08 sigma
   }
 
+  // MXFP4 known answers on hand-built blocks (OCP MX v1.0, 5.3.3 / 5.4.1): element j < 16 is
+  // the low nibble of qs[j], element j >= 16 the high nibble of qs[j - 16]; E2M1 codes 0..15
+  // are {0, .5, 1, 1.5, 2, 3, 4, 6, -0, -.5, ..., -6}; the E8M0 byte e scales by 2^(e - 127)
+  // (e = 0: 2^-127, an F32 subnormal; e = 254: 2^127; e = 255: NaN). Every code appears in
+  // both nibble positions; values beyond F32 (6 * 2^127) are +-inf.
+  void mxfp4KnownAnswers() {
+    const double fp4[16] = {0, .5, 1, 1.5, 2, 3, 4, 6, -0.0, -.5, -1, -1.5, -2, -3, -4, -6};
+    int codes[32];
+    for (int j = 0; j < 16; ++j) codes[j] = j, codes[16 + j] = 15 - j;
+    auto make = [&](uint8_t e) {
+      el::BlockMXFP4 b;
+      b.e = e;
+      for (int j = 0; j < 16; ++j) b.qs[j] = static_cast<uint8_t>(codes[j] | (codes[16 + j] << 4));
+      return b;
+    };
+    for (int e : {0, 1, 2, 100, 126, 127, 128, 200, 253, 254, 255}) {
+      const el::BlockMXFP4 b = make(static_cast<uint8_t>(e));
+      for (Simd s : levels()) {
+        const auto got = dequant(TensorType::MXFP4, &b, 32, s);
+        for (int j = 0; j < 32; ++j) {
+          const QString where = QString("e %1 element %2 code %3 at %4")
+                                    .arg(e)
+                                    .arg(j)
+                                    .arg(codes[j])
+                                    .arg(kernels::simd_name(s));
+          if (e == 255) {
+            QVERIFY2(std::isnan(got[j]), qPrintable(where));
+            continue;
+          }
+          // exact in double; the cast to float rounds only where F32 overflows (-> inf)
+          const float want = static_cast<float>(std::ldexp(fp4[codes[j]], e - 127));
+          QVERIFY2(got[j] == want && std::signbit(got[j]) == std::signbit(want),
+                   qPrintable(where + QString(": %1, want %2").arg(got[j]).arg(want)));
+        }
+      }
+    }
+    // a few values spelled out
+    auto at = [&](int e, int j) {
+      const el::BlockMXFP4 blk = make(static_cast<uint8_t>(e));
+      return dequant(TensorType::MXFP4, &blk, 32)[j];
+    };
+    QCOMPARE(at(127, 7), 6.0f);
+    QCOMPARE(at(127, 16), -6.0f);                // element 16 = high nibble of qs[0] = code 15
+    QCOMPARE(at(127, 31), 0.0f);                 // element 31 = high nibble of qs[15] = code 0
+    QCOMPARE(at(128, 1), 1.0f);                  // 0.5 * 2
+    QCOMPARE(at(0, 1), std::ldexp(1.0f, -128));  // 0.5 * 2^-127: a subnormal, exact
+    QCOMPARE(at(0, 15), -6 * std::ldexp(1.0f, -127));
+    QCOMPARE(at(254, 1), std::ldexp(1.0f, 126));
+    QCOMPARE(at(254, 3), 1.5f * std::ldexp(1.0f, 127));  // the largest finite value of e = 254
+    QVERIFY(std::isinf(at(254, 4)) && at(254, 4) > 0);   // 2 * 2^127 = 2^128 > FLT_MAX
+    QVERIFY(std::isinf(at(254, 12)) && at(254, 12) < 0);
+    const float nz = at(127, 8);  // code 8: the format's negative zero
+    QVERIFY(nz == 0.0f && std::signbit(nz));
+    // the half-scale convention of the integer path: 2^(e - 128) with doubled values
+    QCOMPARE(el::e8m0_half(127), 0.5f);
+    QCOMPARE(el::e8m0_half(0), std::ldexp(1.0f, -128));
+    QCOMPARE(el::e8m0_half(1), std::ldexp(1.0f, -127));
+    QCOMPARE(el::e8m0_half(254), std::ldexp(1.0f, 126));
+    for (int c = 0; c < 16; ++c) QCOMPARE(double(el::e2m1_x2(c)), 2 * fp4[c]);
+
+    // dot products against a hand-built Q8_0 activation: exact integer sum times the scales
+    el::BlockQ8_0 x;
+    x.d = el::f32_to_f16(0.25f);
+    for (int j = 0; j < 32; ++j) x.qs[j] = static_cast<int8_t>(3 * j - 50);
+    for (int e : {100, 120, 127, 130}) {
+      const el::BlockMXFP4 b = make(static_cast<uint8_t>(e));
+      double want = 0;
+      for (int j = 0; j < 32; ++j) want += fp4[codes[j]] * x.qs[j];
+      want = std::ldexp(want, e - 127) * 0.25;
+      for (Simd s : levels()) {
+        const float got = kernels::dot_row(TensorType::MXFP4, &b, &x, 32, s);
+        QVERIFY2(got == static_cast<float>(want), qPrintable(QString("dot e %1 at %2: %3, want %4")
+                                                                 .arg(e)
+                                                                 .arg(kernels::simd_name(s))
+                                                                 .arg(got, 0, 'g', 9)
+                                                                 .arg(want, 0, 'g', 9)));
+      }
+    }
+    QCOMPARE(kernels::vec_dot_type(TensorType::MXFP4), TensorType::Q8_0);
+    QCOMPARE(kernels::row_bytes(TensorType::MXFP4, 64), uint64_t{34});
+    QVERIFY_THROWS_EXCEPTION(Error, kernels::row_bytes(TensorType::MXFP4, 48));
+  }
+
+  // MXFP4 quantizer (OCP MX v1.0, 6.3): per block e = floor(log2 amax) - 2 + 127, so with
+  // s = 2^(e - 127) the block's values lie in |x| / s < 8; each element becomes the nearest of
+  // s * {0, .5, 1, 1.5, 2, 3, 4, 6} (ties to the even code), saturating at 6 s. Hence the error
+  // of an element is at most half the gap around it - s/4 below 2 s, s/2 below 4 s, s up to
+  // 6 s - and |x| - 6 s above (< 2 s): in all cases <= 2 s <= amax / 2, and <= s for all but
+  // the saturated elements. Checked element by element, plus the ties and the saturation.
+  void mxfp4QuantizerNearest() {
+    const int64_t n = 8192;
+    auto x = random_floats(n, 17);
+    for (int j = 0; j < 32; ++j) x[64 + j] = 0;        // an all-zero block
+    for (int j = 0; j < 32; ++j) x[96 + j] *= 1e-20f;  // tiny and
+    for (int j = 0; j < 32; ++j) x[128 + j] *= 1e20f;  // huge magnitudes
+    std::vector<uint8_t> q(kernels::row_bytes(TensorType::MXFP4, n));
+    kernels::quantize_row(TensorType::MXFP4, x.data(), q.data(), n);
+    const auto y = dequant(TensorType::MXFP4, q.data(), n);
+    const auto* b = reinterpret_cast<const el::BlockMXFP4*>(q.data());
+    const double grid[8] = {0, .5, 1, 1.5, 2, 3, 4, 6};
+    double se = 0, sx = 0;
+    int saturated = 0;
+    for (int64_t i = 0; i < n / 32; ++i) {
+      double amax = 0;
+      for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(double(x[32 * i + j])));
+      if (amax == 0) {
+        QCOMPARE(int(b[i].e), 0);
+      } else {
+        QCOMPARE(int(b[i].e), int(std::floor(std::log2(amax))) - 2 + 127);
+      }
+      const double s = std::ldexp(1.0, int(b[i].e) - 127);
+      if (amax > 0) QVERIFY(amax / s >= 4 && amax / s < 8);
+      for (int j = 0; j < 32; ++j) {
+        const double v = x[32 * i + j], a = std::fabs(v), got = y[32 * i + j];
+        double best = 1e300;
+        for (double g : grid) best = std::min(best, std::fabs(g * s - a));
+        const double err = std::fabs(got - v);
+        QVERIFY2(err == best,
+                 qPrintable(QString("block %1 element %2: %3 -> %4, nearest is %5 away")
+                                .arg(i)
+                                .arg(j)
+                                .arg(v)
+                                .arg(got)
+                                .arg(best)));
+        QVERIFY(got == 0 || std::signbit(got) == std::signbit(v));
+        QVERIFY(err <= 2 * s && err <= amax / 2);
+        if (err > s) {
+          ++saturated;
+          QVERIFY(a > 6 * s);
+        }
+        if (i == 2 || i == 3 || i == 4) continue;  // keep the RMS to the N(0, 1) blocks
+        se += err * err;
+        sx += v * v;
+      }
+    }
+    const double rel = std::sqrt(se / sx);
+    qInfo("MXFP4 round trip: relative RMS error %.4f, %d saturated of %lld", rel, saturated,
+          static_cast<long long>(n));
+    // s = amax / 4..8 ~ 0.26..0.52 sigma for 32 N(0, 1) values; most elements sit where the gap
+    // is s/2..s, so the RMS error is ~ gap / sqrt(12) ~ 0.1..0.15 sigma
+    QVERIFY(rel < 0.16);
+
+    // ties go to the even code; beyond 6 s the value saturates
+    std::vector<float> t(32, 0.0f);
+    t[0] = 7.9f;   // amax: e = 2 - 2 + 127 = 127, s = 1
+    t[1] = 0.25f;  // 0 | 0.5 -> 0
+    t[2] = 0.75f;  // 0.5 | 1 -> 1
+    t[3] = 1.25f;  // 1 | 1.5 -> 1
+    t[4] = 1.75f;  // 1.5 | 2 -> 2
+    t[5] = 2.5f;   // 2 | 3 -> 2
+    t[6] = 3.5f;   // 3 | 4 -> 4
+    t[7] = 5.0f;   // 4 | 6 -> 4
+    t[8] = -5.0f;
+    t[9] = -7.0f;  // saturates to -6
+    t[10] = -0.1f;
+    const float want[11] = {6, 0, 1, 1, 2, 2, 4, 4, -4, -6, -0.0f};
+    el::BlockMXFP4 tb;
+    kernels::quantize_row(TensorType::MXFP4, t.data(), &tb, 32);
+    QCOMPARE(int(tb.e), 127);
+    const auto ty = dequant(TensorType::MXFP4, &tb, 32);
+    for (int j = 0; j < 11; ++j) QCOMPARE(ty[j], want[j]);
+  }
+
   void otherQuantizersRoundTrip() {
     const int64_t n = 4096;
     const auto x = random_floats(n, 13);
@@ -345,6 +508,8 @@ class TestKernels : public QObject {
           const auto* b = reinterpret_cast<const el::BlockQ5_0*>(blk);
           return el::q5_value(b->qs, el::load_u32(b->qh), j) - 16;
         }
+        case TensorType::MXFP4:
+          return el::e2m1_x2(el::mxfp4_code(*reinterpret_cast<const el::BlockMXFP4*>(blk), j));
         default: {
           const auto* b = reinterpret_cast<const el::BlockQ5_1*>(blk);
           return el::q5_value(b->qs, el::load_u32(b->qh), j);
@@ -352,7 +517,7 @@ class TestKernels : public QObject {
       }
     };
     const TensorType types[] = {TensorType::Q8_0, TensorType::Q4_0, TensorType::Q5_0,
-                                TensorType::Q4_1, TensorType::Q5_1};
+                                TensorType::Q4_1, TensorType::Q5_1, TensorType::MXFP4};
     for (auto t : types) {
       const bool with_min = t == TensorType::Q4_1 || t == TensorType::Q5_1;
       const uint64_t wbs = kernels::row_bytes(t, 32);
@@ -373,7 +538,10 @@ class TestKernels : public QObject {
             std::memcpy(&wd, wb, 2);
             std::memcpy(&xd, xb, 2);
             const int8_t* xqs = reinterpret_cast<const int8_t*>(xb + (with_min ? 4 : 2));
-            const float d = el::f16_to_f32(wd) * el::f16_to_f32(xd);
+            // MXFP4: half its E8M0 scale (the weights are doubled E2M1 values)
+            const float dw =
+                t == TensorType::MXFP4 ? std::ldexp(1.0f, int(wb[0]) - 128) : el::f16_to_f32(wd);
+            const float d = dw * el::f16_to_f32(xd);
             for (int l = 0; l < 8; ++l) {
               int p = 0;
               for (int j = 4 * l; j < 4 * l + 4; ++j) p += wq(t, wb, j) * xqs[j];

@@ -84,6 +84,28 @@ void wrong_q4_0(const uint8_t* src, float* y, int64_t n) {
     }
   }
 }
+// MXFP4 decoders with a wrong nibble order (element 2j = low nibble of byte j, the order of the
+// original gpt-oss checkpoints, which GGUF conversion rearranges) or the full E8M0 scale applied
+// to the doubled integer values (a factor 2 off).
+void wrong_mxfp4_order(const uint8_t* src, float* y, int64_t n) {
+  for (int64_t i = 0; i < n / 32; ++i) {
+    el::BlockMXFP4 b;
+    std::memcpy(&b, src + i * 17, 17);
+    const float d = el::e8m0_half(b.e);
+    for (int j = 0; j < 16; ++j) {
+      y[32 * i + 2 * j] = el::e2m1_x2(b.qs[j] & 15) * d;
+      y[32 * i + 2 * j + 1] = el::e2m1_x2(b.qs[j] >> 4) * d;
+    }
+  }
+}
+void wrong_mxfp4_scale(const uint8_t* src, float* y, int64_t n) {
+  for (int64_t i = 0; i < n / 32; ++i) {
+    el::BlockMXFP4 b;
+    std::memcpy(&b, src + i * 17, 17);
+    for (int j = 0; j < 32; ++j)
+      y[32 * i + j] = el::e2m1_x2(el::mxfp4_code(b, j)) * std::ldexp(1.0f, b.e - 127);
+  }
+}
 // A Q8_0 decoder with a wrong scale (reads d as bfloat16 instead of binary16).
 void wrong_q8_0(const uint8_t* src, float* y, int64_t n) {
   for (int64_t i = 0; i < n / 32; ++i) {
@@ -101,6 +123,10 @@ void wrong_q8_0(const uint8_t* src, float* y, int64_t n) {
 //   Q5_K: 32 levels over an optimised [min, max] of 32 values -> ~0.03 (bound 0.045)
 //   Q4_0: step = amax/8 -> ~0.075 plus clamping at the far end (bound 0.10)
 //   Q4_K: 16 levels over an optimised range of 32 values -> ~0.07 (bound 0.085)
+//   Q5_0: step = amax/16 -> ~0.04 (bound 0.05)
+//   MXFP4: s = 2^(floor(log2 amax) - 2) = amax/8..amax/4; most of 32 N(0,1) values lie where
+//     the E2M1 gap is s/2..s, RMS ~ gap/sqrt(12) ~ 0.1-0.15 sigma (synthetic N(0,1): 0.114,
+//     test_kernels); bound 0.16. (Element by element the stronger check is mxfp4ExpertsVsF32.)
 // Measured on the fixtures (test output): F16 2.1e-4, Q8_0 0.0054, Q6_K 0.0177, Q4_K 0.071,
 // Q4_0 0.086. A wrong scale or block layout gives errors of 0.4-1.4 (measured below).
 double rel_bound(TensorType t) {
@@ -117,6 +143,10 @@ double rel_bound(TensorType t) {
       return 0.10;
     case TensorType::Q4_K:
       return 0.085;
+    case TensorType::Q5_0:
+      return 0.05;
+    case TensorType::MXFP4:
+      return 0.16;
     default:
       return 0.10;
   }
@@ -247,21 +277,26 @@ class TestKernelsFixtures : public QObject {
   // model's F32 file: relative RMS error per ggml type within the format's bound, and the
   // deliberately broken decoders far outside it.
   void fixtureWeightsVsF32_data() {
+    QTest::addColumn<QString>("folder");
     QTest::addColumn<QString>("model");
     QTest::addColumn<QString>("variant");
+    const QString m1 = "fixtures/models", m2 = "fixtures/models-0c1e570";
     for (const char* v : {"F16", "Q8_0", "Q4_0", "Q4_K_M", "Q6_K"})
-      QTest::newRow(qPrintable(QString("llama-dense-k.") + v)) << "llama-dense-k" << v;
+      QTest::newRow(qPrintable(QString("llama-dense-k.") + v)) << m1 << "llama-dense-k" << v;
     for (const char* v : {"Q8_0", "Q4_0"})
-      QTest::newRow(qPrintable(QString("llama-dense-spm.") + v)) << "llama-dense-spm" << v;
+      QTest::newRow(qPrintable(QString("llama-dense-spm.") + v)) << m1 << "llama-dense-spm" << v;
     for (const char* v : {"F16", "Q8_0", "Q4_0"})
-      QTest::newRow(qPrintable(QString("mixtral-moe.") + v)) << "mixtral-moe" << v;
-    QTest::newRow("stories260K.F16") << "stories260K"
+      QTest::newRow(qPrintable(QString("mixtral-moe.") + v)) << m1 << "mixtral-moe" << v;
+    QTest::newRow("stories260K.F16") << m1 << "stories260K"
                                      << "F16";
+    for (const char* v : {"MXFP4_MOE", "Q8_0"})
+      QTest::newRow(qPrintable(QString("gptoss-moe.") + v)) << m2 << "gptoss-moe" << v;
   }
   void fixtureWeightsVsF32() {
+    QFETCH(QString, folder);
     QFETCH(QString, model);
     QFETCH(QString, variant);
-    const QString dir = "fixtures/models/" + model + "/" + model;
+    const QString dir = folder + "/" + model + "/" + model;
     MOELAB_REQUIRE_SHARED(dir + ".F32.gguf");
     MOELAB_REQUIRE_SHARED(dir + "." + variant + ".gguf");
     const auto ref = gguf::File::open(shared_path(dir + ".F32.gguf"));
@@ -288,6 +323,7 @@ class TestKernelsFixtures : public QObject {
       if (type == TensorType::Q6_K) bad = wrong_q6k;
       if (type == TensorType::Q4_0) bad = wrong_q4_0;
       if (type == TensorType::Q8_0) bad = wrong_q8_0;
+      if (type == TensorType::MXFP4) bad = wrong_mxfp4_order;
       if (bad) {
         bad(t.data, v.data(), t.n_elements());
         Err& b = broken[type];
@@ -309,6 +345,101 @@ class TestKernelsFixtures : public QObject {
       QVERIFY2(e.rel() <= bound, gguf::type_name(uint32_t(type)).c_str());
       if (broken.count(type)) QVERIFY(broken.at(type).rel() > 3 * bound);
     }
+  }
+
+  // The MXFP4 expert tensors of gptoss-moe.MXFP4_MOE (llama-quantize from the F32 file, no
+  // imatrix) against the F32 file, block by block, with the bounds the format gives
+  // (OCP MX v1.0, 6.3; kernels/element/blocks.h): the E8M0 byte is floor(log2 amax) - 2 + 127,
+  // so with s = 2^(e - 127) the block's amax / s lies in [4, 8); every element decodes to the
+  // nearest of s * {0, .5, 1, 1.5, 2, 3, 4, 6} with its sign (saturating at 6 s), so its error
+  // is at most half the E2M1 gap at |x| (s/4, s/2, s) or |x| - 6 s when saturated - at most
+  // 2 s <= amax / 2 always. llama.cpp picks the nearest value in float arithmetic, so a
+  // near-tie may go either way: the nearest check allows 2^-20 s. Both deliberately wrong
+  // decoders (nibble order, full scale) must fail these checks.
+  void mxfp4ExpertsVsF32() {
+    const QString dir = "fixtures/models-0c1e570/gptoss-moe/gptoss-moe";
+    MOELAB_REQUIRE_SHARED(dir + ".F32.gguf");
+    MOELAB_REQUIRE_SHARED(dir + ".MXFP4_MOE.gguf");
+    const auto ref = gguf::File::open(shared_path(dir + ".F32.gguf"));
+    const auto q = gguf::File::open(shared_path(dir + ".MXFP4_MOE.gguf"));
+    const double grid[8] = {0, .5, 1, 1.5, 2, 3, 4, 6};
+    int tensors = 0;
+    int64_t blocks = 0, elements = 0, saturated = 0;
+    double se = 0, sx = 0, worst_rel_amax = 0;
+    int64_t wrong_order_fail = 0, wrong_scale_fail = 0;
+    for (const auto& t : q->tensors()) {
+      if (static_cast<TensorType>(t.type) != TensorType::MXFP4) continue;
+      ++tensors;
+      QVERIFY2(t.name.find("_exps.weight") != std::string::npos, t.name.c_str());
+      QCOMPARE(t.n_dims, 3);
+      const auto* r = ref->find_tensor(t.name);
+      QVERIFY2(r && static_cast<TensorType>(r->type) == TensorType::F32, t.name.c_str());
+      QCOMPARE(r->n_elements(), t.n_elements());
+      QCOMPARE(t.nbytes, uint64_t(t.n_elements() / 32 * 17));
+      const auto* rv = reinterpret_cast<const float*>(r->data);
+      std::vector<float> v(t.n_elements()), bo(t.n_elements()), bs(t.n_elements());
+      for (Simd s : levels()) {  // every level decodes the file identically
+        for (int64_t row = 0; row < t.n_rows(); ++row)
+          kernels::dequantize_row(TensorType::MXFP4, t.data + row * t.row_bytes(),
+                                  v.data() + row * t.ne[0], t.ne[0], s);
+        if (s == Simd::Scalar) {
+          bo = v;
+          continue;
+        }
+        QVERIFY2(std::memcmp(v.data(), bo.data(), v.size() * 4) == 0, kernels::simd_name(s));
+      }
+      wrong_mxfp4_order(t.data, bo.data(), t.n_elements());
+      wrong_mxfp4_scale(t.data, bs.data(), t.n_elements());
+      const auto* b = reinterpret_cast<const el::BlockMXFP4*>(t.data);
+      for (int64_t i = 0; i < t.n_elements() / 32; ++i, ++blocks) {
+        double amax = 0;
+        for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(double(rv[32 * i + j])));
+        QVERIFY(amax > 0);
+        const double s = std::ldexp(1.0, int(b[i].e) - 127);
+        QVERIFY2(amax / s >= 4 && amax / s < 8, qPrintable(QString("%1 block %2: e %3, amax %4")
+                                                               .arg(t.name.c_str())
+                                                               .arg(i)
+                                                               .arg(b[i].e)
+                                                               .arg(amax)));
+        bool order_ok = true, scale_ok = true;
+        for (int j = 0; j < 32; ++j, ++elements) {
+          const double x = rv[32 * i + j], a = std::fabs(x);
+          double best = 1e300;
+          for (double g : grid) best = std::min(best, std::fabs(g * s - a));
+          const double err = std::fabs(double(v[32 * i + j]) - x);
+          QVERIFY2(
+              err <= best + 0x1p-20 * s,
+              qPrintable(QString("%1 block %2 element %3: %4 decodes to %5, nearest is %6 away")
+                             .arg(t.name.c_str())
+                             .arg(i)
+                             .arg(j)
+                             .arg(x)
+                             .arg(v[32 * i + j])
+                             .arg(best)));
+          QVERIFY(err <= 2 * s && err <= amax / 2);
+          if (err > s) ++saturated;
+          worst_rel_amax = std::max(worst_rel_amax, err / amax);
+          se += err * err;
+          sx += x * x;
+          order_ok &= std::fabs(double(bo[32 * i + j]) - x) <= best + 0x1p-20 * s;
+          scale_ok &= std::fabs(double(bs[32 * i + j]) - x) <= best + 0x1p-20 * s;
+        }
+        wrong_order_fail += !order_ok;
+        wrong_scale_fail += !scale_ok;
+      }
+    }
+    QCOMPARE(tensors, 12);  // ffn_{gate,up,down}_exps of the 4 layers (fixtures README)
+    const double rel = std::sqrt(se / sx);
+    qInfo(
+        "gptoss-moe.MXFP4_MOE: %d expert tensors, %lld blocks: every element the nearest "
+        "E2M1 value (%lld of %lld saturated), worst |err| = %.3f amax, relative RMS %.4f; "
+        "wrong nibble order fails %lld blocks, full scale %lld",
+        tensors, static_cast<long long>(blocks), static_cast<long long>(saturated),
+        static_cast<long long>(elements), worst_rel_amax, rel,
+        static_cast<long long>(wrong_order_fail), static_cast<long long>(wrong_scale_fail));
+    QVERIFY(rel <= rel_bound(TensorType::MXFP4));
+    QVERIFY(wrong_order_fail > blocks / 2);
+    QVERIFY(wrong_scale_fail > blocks / 2);
   }
 };
 

@@ -58,7 +58,7 @@ class TestMakeModel : public QObject {
     QTest::addColumn<QString>("arch");
     QTest::addColumn<QString>("type");
     for (const char* a : {"llama", "mixtral", "qwen2moe", "olmoe", "granitemoe", "glm4moe"})
-      for (const char* t : {"F32", "F16", "Q8_0", "Q4_0"})
+      for (const char* t : {"F32", "F16", "Q8_0", "Q4_0", "MXFP4"})
         QTest::newRow(qPrintable(QString("%1-%2").arg(a, t))) << QString(a) << QString(t);
   }
   void card_reports_the_requested_shape() {
@@ -142,7 +142,8 @@ class TestMakeModel : public QObject {
     }
 
     // Weight distributions: token_embd N(0, 1), linear N(0, 1/fan_in), norms 1 + N(0, 0.01).
-    const double tol = type == "Q4_0" ? 0.15 : 0.05;  // Q4_0 adds ~10% rounding noise
+    // Q4_0 and MXFP4 add ~10% rounding noise
+    const double tol = type == "Q4_0" || type == "MXFP4" ? 0.15 : 0.05;
     const auto embd = tensor_values(*f, "token_embd.weight");
     QVERIFY(std::abs(mean_of(embd)) < 0.02);
     QVERIFY2(std::abs(std_of(embd) - 1.0) < tol, qPrintable(QString::number(std_of(embd))));
@@ -208,6 +209,12 @@ class TestMakeModel : public QObject {
     QCOMPARE(r.code, 2);
     QVERIFY2(r.err.find("token_embd.weight") != std::string::npos &&
                  r.err.find("block size") != std::string::npos,
+             r.err.c_str());
+    r = cli_run(
+        {"make-model", "--n-embd", "48", "--n-head", "4", "--type", "MXFP4", "-q", "-o", path});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.find("token_embd.weight") != std::string::npos &&
+                 r.err.find("MXFP4 block size 32") != std::string::npos,
              r.err.c_str());
     r = cli_run(
         {"make-model", "--arch", "olmoe", "--experts", "4", "--n-head-kv", "2", "-q", "-o", path});

@@ -5,7 +5,7 @@
 // contiguous elements; row r starts at byte r * row_bytes(type, n_in).
 //
 // Numerics: dot products against quantized weights follow ggml's "vec_dot_type": the F32
-// activation row is first quantized to Q8_0 (weights Q4_0, Q5_0, Q8_0), Q8_1 (Q4_1, Q5_1) or
+// activation row is first quantized to Q8_0 (weights Q4_0, Q5_0, Q8_0, MXFP4), Q8_1 (Q4_1, Q5_1) or
 // Q8_K (all K-quants), and F16 weights use an F16-rounded activation, so that moelab's logits
 // agree with llama.cpp's within a small tolerance. `Precision::Exact` instead dequantizes the
 // weights to F32 and keeps the activation in F32 (the reference the fast paths are tested
@@ -39,7 +39,8 @@ uint64_t row_bytes(gguf::TensorType type, int64_t n);
 /// Decodes n elements (a multiple of the block size) starting at src into dst (F32 [n]).
 void dequantize_row(gguf::TensorType type, const void* src, float* dst, int64_t n);
 
-/// Encodes n F32 values into type (F32, F16, BF16, Q8_0, Q4_0 at least) - used by make-model.
+/// Encodes n F32 values into type (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, MXFP4) - used by
+/// make-model. MXFP4 follows the OCP MX v1.0 conversion (kernels/element/blocks.h).
 /// Throws moelab::Error for a type without a quantizer.
 void quantize_row(gguf::TensorType type, const float* src, void* dst, int64_t n);
 
@@ -69,7 +70,7 @@ Simd set_simd(Simd level);
 const char* simd_name(Simd level);
 
 /// The activation format ggml's CPU backend pairs with a weight type (its "vec_dot_type"):
-/// F32 -> F32, F16 -> F16, BF16 -> BF16, Q4_0/Q5_0/Q8_0 -> Q8_0, Q4_1/Q5_1 -> Q8_1,
+/// F32 -> F32, F16 -> F16, BF16 -> BF16, Q4_0/Q5_0/Q8_0/MXFP4 -> Q8_0, Q4_1/Q5_1 -> Q8_1,
 /// K-quants -> Q8_K. Throws moelab::Error for an unsupported type.
 gguf::TensorType vec_dot_type(gguf::TensorType weight_type);
 

@@ -35,7 +35,7 @@ struct SyntheticModelSpec {
   uint32_t expert_used_count = 0;  // top-k (0: 2, capped at expert_count)
   uint32_t n_vocab = 512;          // ignored when vocab_from is set (its vocabulary size wins)
   uint32_t context_length = 2048;
-  gguf::TensorType type = gguf::TensorType::F32;  // F32, F16, Q8_0 or Q4_0
+  gguf::TensorType type = gguf::TensorType::F32;  // F32, F16, Q8_0, Q4_0 or MXFP4
   uint64_t seed = 1;
   /// Optional GGUF whose tokenizer.* metadata is copied (vocab-only files work).
   std::string vocab_from;
