@@ -34,6 +34,10 @@ const std::vector<ArchInfo>& arch_table() {
        "neox",
        true,
        {"attn_q.bias", "attn_k.bias", "attn_v.bias", "attn_q_norm.weight", "attn_k_norm.weight"}},
+      {"gpt-oss",
+       "neox",
+       true,
+       {"attn_q.bias", "attn_k.bias", "attn_v.bias", "attn_output.bias", "attn_sinks.weight"}},
       // Known to the card but not (yet) runnable.
       {"phi3", "neox", false, {}},
       {"gemma", "neox", false, {}},
@@ -180,8 +184,10 @@ void check_tensors(const gguf::File& f, ModelCard& c, const ArchInfo& a) {
     check_shape(f, c, p + "attn_k.weight", {E, c.n_head_kv * hd});
     check_shape(f, c, p + "attn_v.weight", {E, c.n_head_kv * hdv});
     check_shape(f, c, p + "attn_output.weight", {c.n_head * hdv, E});
-    // GLM-4.5 names its pre-FFN norm post_attention_norm (llama.cpp's glm4moe).
-    check_shape(f, c, p + (arch == "glm4moe" ? "post_attention_norm.weight" : "ffn_norm.weight"),
+    // GLM-4.5 and gpt-oss name their pre-FFN norm post_attention_norm (llama.cpp).
+    check_shape(f, c,
+                p + (arch == "glm4moe" || arch == "gpt-oss" ? "post_attention_norm.weight"
+                                                            : "ffn_norm.weight"),
                 {E});
     for (const char* x : a.extra) {
       const std::string n = x;
@@ -189,6 +195,8 @@ void check_tensors(const gguf::File& f, ModelCard& c, const ArchInfo& a) {
         check_shape(f, c, p + n, {c.n_head * hd});
       else if (n == "attn_k.bias" || n == "attn_v.bias")
         check_shape(f, c, p + n, {c.n_head_kv * hd});
+      else if (n == "attn_sinks.weight")
+        check_shape(f, c, p + n, {c.n_head});
       else if (n == "attn_q_norm.weight")
         check_shape(f, c, p + n, {arch == "olmoe" ? c.n_head * hd : hd});
       else if (n == "attn_k_norm.weight")

@@ -8,12 +8,12 @@ namespace moelab::models {
 
 // Each defined in its arch_<name>.cpp; a new architecture is named here and listed below.
 extern const ArchDef kArch_llama, kArch_qwen2, kArch_qwen2moe, kArch_qwen3, kArch_qwen3moe,
-    kArch_olmoe, kArch_gemma2, kArch_granitemoe, kArch_glm4moe;
+    kArch_olmoe, kArch_gemma2, kArch_granitemoe, kArch_glm4moe, kArch_gptoss;
 
 const std::vector<ArchDef>& architectures() {
   static const std::vector<ArchDef> v = {
       kArch_llama, kArch_qwen2,  kArch_qwen2moe,   kArch_qwen3,   kArch_qwen3moe,
-      kArch_olmoe, kArch_gemma2, kArch_granitemoe, kArch_glm4moe,
+      kArch_olmoe, kArch_gemma2, kArch_granitemoe, kArch_glm4moe, kArch_gptoss,
   };
   return v;
 }

@@ -166,6 +166,12 @@ struct RopeYarnArgs {
   float mscale = 1;                   // magnitude multiplied into cos and sin
   float corr_low = 0, corr_high = 0;  // ramp ends (ops::rope_yarn_corr_dims)
 };
+/// gate[i] = el::swiglu_oai(gate[i], up[i], alpha, limit) (gpt-oss's clamped SwiGLU), i < count.
+void glu_oai(float* gate, const float* up, int64_t count, float alpha, float limit, Stream s);
+/// x[r, i] += b[ids[r], i] for x F32 [n_rows, n], b F32 [n_expert, n] (device), ids device int32
+/// [n_rows]; rows with ids[r] < 0 are left alone (expert biases of routed slots).
+void add_bias_ids(float* x, const float* b, const int32_t* ids, int64_t n_rows, int64_t n,
+                  Stream s);
 /// RoPE in place on x F32 [n_tok, n_head * head_dim] with pos (device int32 [n_tok]);
 /// rope_type: el::kRopeNorm / kRopeNeox; yarn: YaRN scaling (default none). One thread per
 /// (token, head): el::rope_head.
@@ -188,6 +194,7 @@ struct AttnArgs {
   const void* k = nullptr;        // KV cache layer (device), F32 or F16
   const void* v = nullptr;
   bool f16 = false;
+  const float* sinks = nullptr;  // device F32 [n_head]: attention sinks (ops::AttentionParams)
 };
 /// Grouped-query attention of queries t0 .. t0+n_chunk-1 (of n_tok) over n_kv cells; without a
 /// mask cell i holds position i and is visible when ops::key_visible(pos[t], i, window).
@@ -206,10 +213,11 @@ void route_top_k(const float* logits, int64_t n, int n_expert, int k, bool renor
 /// MoE routing with a gating function, selection-only bias and routed scale
 /// (el::route_token_gated, one thread per token): as route_top_k, plus sel_bias F32 [n_expert]
 /// (device, may be null) and selection F32 [n, n_expert] (probs + sel_bias; used when sel_bias
-/// is given). sigmoid / renormalise / unit / scale as el::RouteSpec.
+/// is given). sigmoid / renormalise / unit / scale / softmax_selected as el::RouteSpec.
 void route_gated(const float* logits, int64_t n, int n_expert, int k, bool sigmoid,
                  bool renormalise, bool unit, float scale, const float* sel_bias, float* probs,
-                 float* selection, int32_t* ids, float* weights, float* applied, Stream s);
+                 float* selection, int32_t* ids, float* weights, float* applied, Stream s,
+                 bool softmax_selected = false);
 /// out[t] = sum_j applied[t, j] * res[t*k + j] over slots with ids >= 0, in slot order.
 /// res F32 [n*k, E]; out F32 [n, E] (overwritten).
 void moe_weighted_sum(const float* res, const int32_t* ids, const float* applied, int64_t n, int k,

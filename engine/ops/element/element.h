@@ -67,6 +67,19 @@ MOELAB_HD inline float gelu_ggml(float x) {
   return round_f16(0.5f * v * (1.0f + tanhf(kSqrt2OverPi * v * inner)));
 }
 
+/// gpt-oss's clamped SwiGLU (OpenAI gpt-oss model card 2025; ggml's swiglu_oai): with
+/// g = min(gate, limit) and u = clamp(up, -limit, limit), g * sigmoid(alpha g) * (u + 1),
+/// evaluated as ggml's CPU kernel: g / (1 + expf(alpha * -g)) * (u + 1). gpt-oss: alpha 1.702,
+/// limit 7.
+MOELAB_HD inline float swiglu_oai(float gate, float up, float alpha, float limit) {
+  const float g = gate < limit ? gate : limit;
+  const float u = up < -limit ? -limit : (up > limit ? limit : up);
+  const float glu = g / (1.0f + expf(alpha * (-g)));
+  return glu * (u + 1.0f);
+}
+constexpr float kSwigluOaiAlpha = 1.702f;
+constexpr float kSwigluOaiLimit = 7.0f;
+
 /// Logit soft-capping: cap * tanh(x / cap) (cap > 0), evaluated as llama.cpp's graph does it:
 /// x * (1/cap) with 1/cap rounded to float, tanhf, then * cap (three roundings).
 MOELAB_HD inline float softcap(float x, float cap) {
@@ -208,6 +221,11 @@ struct RouteSpec {
   bool renormalise = false;  // divide the k selected scores by their sum
   bool unit = false;         // weight 1 for each selected expert
   float scale = 0;           // then multiply by this (routed scaling factor; 0 = none)
+  /// Softmax over the selected (gpt-oss; llama.cpp's SOFTMAX_WEIGHT gating): probs are the
+  /// logits themselves (scores, not probabilities; a router bias is added to the logits
+  /// before), top-k on them, weights = the k selected logits, applied = softmax(weights)
+  /// (then renormalise / scale as above). Overrides sigmoid.
+  bool softmax_selected = false;
 };
 
 /// MoE routing of one token with a gating function, an optional selection-only bias and a
@@ -221,7 +239,9 @@ MOELAB_HD inline void route_token_gated(const float* logits, int n, int k, const
                                         const float* sel_bias, float* probs, float* selection,
                                         int32_t* ids, float* weights, float* applied) {
   for (int e = 0; e < n; ++e) probs[e] = logits[e];
-  if (r.sigmoid) {
+  if (r.softmax_selected) {
+    // the logits are the scores
+  } else if (r.sigmoid) {
     for (int e = 0; e < n; ++e) probs[e] = 1.0f / (1.0f + expf(-probs[e]));  // ggml_vec_sigmoid
   } else {
     softmax_row(probs, n);
@@ -236,6 +256,20 @@ MOELAB_HD inline void route_token_gated(const float* logits, int n, int k, const
   for (int j = 0; j < k; ++j) {
     weights[j] = probs[ids[j]];
     sum += weights[j];
+  }
+  if (r.softmax_selected) {
+    for (int j = 0; j < k; ++j) applied[j] = weights[j];
+    softmax_row(applied, k);
+    sum = 0;
+    for (int j = 0; j < k; ++j) sum += applied[j];
+    for (int j = 0; j < k; ++j) {
+      if (r.unit)
+        applied[j] = 1.0f;
+      else if (r.renormalise)
+        applied[j] = applied[j] / sum;
+      if (r.scale > 0) applied[j] *= r.scale;
+    }
+    return;
   }
   for (int j = 0; j < k; ++j) {
     applied[j] = r.unit ? 1.0f : r.renormalise ? weights[j] / sum : weights[j];

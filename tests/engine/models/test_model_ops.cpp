@@ -32,7 +32,8 @@ class TestModelOps : public QObject {
     std::vector<std::string> reg;
     for (const auto& a : models::architectures()) reg.emplace_back(a.name);
     QCOMPARE(reg, supported_architectures());
-    for (const char* a : {"llama", "qwen2moe", "olmoe", "gemma2", "qwen2", "qwen3", "qwen3moe"})
+    for (const char* a :
+         {"llama", "qwen2moe", "olmoe", "gemma2", "qwen2", "qwen3", "qwen3moe", "gpt-oss"})
       QVERIFY2(models::find_architecture(a), a);
   }
 
@@ -336,6 +337,56 @@ class TestModelOps : public QObject {
     ops::attention(q.data(), &pos, 1, ops::KvLayer{k.data(), v.data(), false}, n_kv_cells, p,
                    out.data(), probs2.data(), nullptr);
     QVERIFY(probs2[5] < probs[5]);
+  }
+
+  // Attention sinks (gpt-oss, fixtures README): p_j = exp(s_j - M) / (sum_k exp(s_k - M) +
+  // exp(sink - M)), M = max(max_k s_k, sink), per head; checked against that formula in double
+  // with one head's sink below every score and one far above it. A sink changes nothing but the
+  // denominator: out = sum_j p_j v_j with the smaller p_j.
+  void attention_sinks() {
+    const int hd = 2, n_kv = 4;
+    std::vector<float> k(n_kv * hd), v(n_kv * hd);
+    for (int i = 0; i < n_kv; ++i) {
+      k[i * hd] = 0.5f * static_cast<float>(i);
+      k[i * hd + 1] = 0;
+      v[i * hd] = 1;
+      v[i * hd + 1] = static_cast<float>(i);
+    }
+    const std::vector<float> q = {1, 0, 1, 0};  // one token, 2 heads, 1 KV head
+    const std::vector<float> sinks = {-5.0f, 9.0f};
+    const int32_t pos = 3;
+    ops::AttentionParams p;
+    p.n_head = 2;
+    p.n_head_kv = 1;
+    p.head_dim = p.head_dim_v = hd;
+    p.scale = 1.0f;
+    p.sinks = sinks.data();
+    std::vector<float> out(2 * hd), probs(2 * n_kv);
+    ops::attention(q.data(), &pos, 1, ops::KvLayer{k.data(), v.data(), false}, n_kv, p, out.data(),
+                   probs.data(), nullptr);
+    for (int h = 0; h < 2; ++h) {
+      double m = sinks[h], z = 0;
+      for (int i = 0; i < n_kv; ++i) m = std::max(m, 0.5 * i);
+      for (int i = 0; i < n_kv; ++i) z += std::exp(0.5 * i - m);
+      z += std::exp(sinks[h] - m);
+      double sum = 0, o1 = 0;
+      for (int i = 0; i < n_kv; ++i) {
+        const double want = std::exp(0.5 * i - m) / z;
+        QVERIFY2(std::fabs(probs[h * n_kv + i] - want) < 1e-6, qPrintable(QString::number(h)));
+        sum += want;
+        o1 += want * i;
+      }
+      QVERIFY(sum < 1.0);
+      QVERIFY(std::fabs(out[h * hd] - sum) < 1e-6);  // v[0] = 1 everywhere: out = row sum
+      QVERIFY(std::fabs(out[h * hd + 1] - o1) < 1e-6);
+    }
+    QVERIFY(probs[0] + probs[1] + probs[2] + probs[3] > 0.99);  // sink -5: almost no share
+    QVERIFY(probs[4] + probs[5] + probs[6] + probs[7] < 0.01);  // sink 9 takes almost all
+    // No sinks: rows sum to 1 again.
+    p.sinks = nullptr;
+    ops::attention(q.data(), &pos, 1, ops::KvLayer{k.data(), v.data(), false}, n_kv, p, out.data(),
+                   probs.data(), nullptr);
+    QVERIFY(std::fabs(probs[4] + probs[5] + probs[6] + probs[7] - 1.0f) < 1e-6f);
   }
 
   void element_functions() {

@@ -76,6 +76,12 @@ struct AttentionParams {
   float scale = 1;      // applied to K·Q (usually 1/sqrt(head_dim))
   float softcap = 0;    // > 0: scores = softcap * tanh(scores / softcap) before the softmax
   uint32_t window = 0;  // sliding window in tokens, 0 = none
+  /// Attention sinks (gpt-oss; Xiao et al. 2023, arXiv:2309.17453, as a learned per-head
+  /// logit): F32 [n_head] or null. Head h's softmax gets one virtual key with score sinks[h]
+  /// and no value: p_i = exp(s_i - M) / (sum_j exp(s_j - M) + exp(sink - M)),
+  /// M = max(max_j s_j, sink), so a row sums to less than 1 (ggml_soft_max_add_sinks). The sink
+  /// is not scaled or soft-capped and is never masked or evicted.
+  const float* sinks = nullptr;
 };
 
 /// Causal (optionally sliding-window) grouped-query attention of n_tokens queries over the
