@@ -365,6 +365,13 @@ ModelCard make_model_card(const gguf::File& f) {
   c.rope_scaling_factor = get_f32(f, a + "rope.scaling.factor", 0);
   c.rope_dims = get_u32(f, a + "rope.dimension_count", c.head_dim);
   c.sliding_window = get_u32(f, a + "attention.sliding_window", 0);
+  c.rope_orig_ctx = get_u32(f, a + "rope.scaling.original_context_length", 0);
+  c.attn_sinks = f.find_tensor("blk.0.attn_sinks.weight") != nullptr;
+  // Fixed by the architecture in llama.cpp (no metadata key): gemma2 and gpt-oss window their
+  // even layers; gpt-oss gates with a softmax over the top-k.
+  if ((c.architecture == "gemma2" || c.architecture == "gpt-oss") && c.sliding_window > 0)
+    c.swa_period = 2;
+  c.gating_softmax_selected = c.architecture == "gpt-oss";
   c.embedding_scale = get_f32(f, a + "embedding_scale", 0);
   c.residual_scale = get_f32(f, a + "residual_scale", 0);
   c.attention_scale = get_f32(f, a + "attention.scale", 0);

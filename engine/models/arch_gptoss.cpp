@@ -28,9 +28,9 @@ ArchConfig configure(const gguf::File& file, const ModelCard& card) {
   c.rope_type = ops::RopeType::Neox;
   c.rope = rope_from_card(file, card, c.rope_type);
   c.sliding_window = card.sliding_window;
-  c.swa_period = card.sliding_window > 0 ? 2 : 0;  // even layers windowed, odd layers full
+  c.swa_period = card.swa_period;  // 2: even layers windowed, odd layers full
   c.ffn_act = FfnAct::SwigluOai;
-  c.moe_softmax_selected = true;
+  c.moe_softmax_selected = card.gating_softmax_selected;
   return c;
 }
 

@@ -17,10 +17,10 @@
 //    rounding boundary (one quantization step of one element) and, in the 26-layer gemma2, a
 //    GELU input across a binary16 boundary. Measured: <= 3e-6 for 2-layer files, max 0.08 and
 //    rms 0.0094 for gemma2-swa.Q8_0, 0 (bit for bit) for gptoss-moe.Q8_0 (whose expert
-//    activations are large on purpose, so a Q8 boundary crossing would show at once). Quantization itself moves llama.cpp's logits by 0.15-3.5
-//    (quant_vs_f32.txt) and a wrong scale or block layout moves them by whole units
-//    (broken_quant_file_is_caught proves it on a file with one tensor's scales doubled and one with
-//    nibbles swapped).
+//    activations are large on purpose, so a Q8 boundary crossing would show at once). Quantization
+//    itself moves llama.cpp's logits by 0.15-3.5 (quant_vs_f32.txt) and a wrong scale or block
+//    layout moves them by whole units (broken_quant_file_is_caught proves it on a file with one
+//    tensor's scales doubled and one with nibbles swapped).
 #include <QJsonArray>
 #include <QJsonObject>
 #include <QtTest>
