@@ -277,7 +277,8 @@ class TestModelFixtures : public QObject {
         QTest::newRow(qPrintable(f.name)) << f.base;
   }
   // ffn_moe_topk, ffn_moe_weights (the probabilities of the selected experts) and, where the
-  // oracle dumped a later stage, the applied weights (applied_weights_tensor) per layer and
+  // oracle dumped them, the router logits, probs / biased selection scores and a later stage,
+  // the applied weights (applied_weights_tensor) per layer and
   // position (17 prompt + 23 decode positions; layers without MoE have none). F32 files:
   // identical sets (and order), weights within 1e-4. Quantized files: the share of identical
   // sets is reported (routing may legitimately flip on near-ties there).
@@ -293,7 +294,8 @@ class TestModelFixtures : public QObject {
       w_names.push_back(applied_weights_tensor(moe).toStdString());
     // The router's scores over all experts (softmax probabilities or sigmoid scores) and, with a
     // selection bias, the scores the choice is made on.
-    for (const char* s : {"ffn_moe_probs", "ffn_moe_probs_biased"})
+    // The router logits too (oracle3 dumps them; gpt-oss: before its router bias).
+    for (const char* s : {"ffn_moe_probs", "ffn_moe_probs_biased", "ffn_moe_logits"})
       if (moe.contains(s)) w_names.push_back(s);
     auto model = Model::load((base + ".gguf").toStdString());
     const int n_layer = static_cast<int>(model->card().n_layer);
