@@ -1,4 +1,5 @@
-// moelab-cli make-model --arch {llama,mixtral,qwen2moe,olmoe,granitemoe,glm4moe} --n-embd N ... -o
+// moelab-cli make-model --arch {llama,mixtral,qwen2moe,olmoe,granitemoe,glm4moe,gpt-oss} --n-embd N
+// ... -o
 // FILE
 #include <CLI/CLI.hpp>
 #include <memory>
@@ -49,7 +50,8 @@ void add_make_model(CLI::App& app, Io io, Action& action) {
       "make-model", "Write a synthetic random-weight GGUF model (benchmarks, demos, tests)");
   auto& s = o->spec;
   sub->add_option("--arch", s.arch, "Architecture")
-      ->check(CLI::IsMember({"llama", "mixtral", "qwen2moe", "olmoe", "granitemoe", "glm4moe"}))
+      ->check(CLI::IsMember(
+          {"llama", "mixtral", "qwen2moe", "olmoe", "granitemoe", "glm4moe", "gpt-oss"}))
       ->capture_default_str();
   // Ranges: every size that fits the engine's 32-bit shapes; the file size is checked against
   // the free space before writing (moelab/core/files.h).

@@ -98,9 +98,13 @@ json card_to_json(const ModelCard& c, const gguf::File& f, const std::string& sh
                {"freq_base", c.rope_freq_base},
                {"scaling", c.rope_scaling},
                {"scaling_factor", c.rope_scaling_factor},
+               {"original_context_length", c.rope_orig_ctx},
                {"dims", c.rope_dims}};
   j["sliding_window"] = c.sliding_window;
-  j["router"] = {{"gating", c.expert_gating_func == 2   ? "sigmoid"
+  j["swa_period"] = c.swa_period;
+  j["attention_sinks"] = c.attn_sinks;
+  j["router"] = {{"gating", c.gating_softmax_selected   ? "softmax_over_topk"
+                            : c.expert_gating_func == 2 ? "sigmoid"
                             : c.expert_gating_func == 1 ? "softmax"
                                                         : ""},
                  {"weights_norm", c.expert_weights_norm},
@@ -183,8 +187,12 @@ std::vector<std::pair<std::string, std::string>> card_rows(const ModelCard& c,
                                          : c.n_ff) +
              ")";
       add("experts", e);
-      if (c.expert_gating_func || c.expert_weights_scale > 0 || c.n_layer_dense_lead) {
-        std::string g = c.expert_gating_func == 2   ? "sigmoid scores (not probabilities)"
+      if (c.expert_gating_func || c.expert_weights_scale > 0 || c.n_layer_dense_lead ||
+          c.gating_softmax_selected) {
+        std::string g = c.gating_softmax_selected
+                            ? "softmax over the top-k (selected on router logits + bias: scores, "
+                              "not probabilities)"
+                        : c.expert_gating_func == 2 ? "sigmoid scores (not probabilities)"
                         : c.expert_gating_func == 1 ? "softmax probabilities"
                                                     : "the architecture's default";
         if (c.expert_weights_norm) g += ", top-k weights normalised";
@@ -203,8 +211,22 @@ std::vector<std::pair<std::string, std::string>> card_rows(const ModelCard& c,
     add("context length", std::to_string(c.context_length) + " tokens");
     std::snprintf(buf, sizeof buf, "%s, freq_base %g, %u dims, scaling %s", c.rope_type.c_str(),
                   c.rope_freq_base, c.rope_dims, c.rope_scaling.c_str());
-    add("RoPE", buf);
-    if (c.sliding_window) add("sliding window", std::to_string(c.sliding_window) + " tokens");
+    std::string rope = buf;
+    if (c.rope_scaling == "yarn") {
+      std::snprintf(buf, sizeof buf, " (YaRN x%g, original context %u)", c.rope_scaling_factor,
+                    c.rope_orig_ctx);
+      rope += buf;
+    }
+    add("RoPE", rope);
+    if (c.sliding_window) {
+      std::string w = std::to_string(c.sliding_window) + " tokens";
+      if (c.swa_period == 2)
+        w += " on even layers (0, 2, ...); odd layers full";
+      else if (c.swa_period > 2)
+        w += " on layers 0, " + std::to_string(c.swa_period) + ", ...; the others full";
+      add("sliding window", w);
+    }
+    if (c.attn_sinks) add("attention sinks", "learned, one logit per head (softmax denominator)");
     if (c.embedding_scale > 0 || c.residual_scale > 0 || c.logit_scale > 0) {
       std::snprintf(buf, sizeof buf, "embeddings x%g, residual branches x%g, logits /%g",
                     c.embedding_scale > 0 ? c.embedding_scale : 1.0,

@@ -34,6 +34,10 @@ const std::vector<ArchInfo>& arch_table() {
        "neox",
        true,
        {"attn_q.bias", "attn_k.bias", "attn_v.bias", "attn_q_norm.weight", "attn_k_norm.weight"}},
+      {"gpt-oss",
+       "neox",
+       true,
+       {"attn_q.bias", "attn_k.bias", "attn_v.bias", "attn_output.bias", "attn_sinks.weight"}},
       // Known to the card but not (yet) runnable.
       {"phi3", "neox", false, {}},
       {"gemma", "neox", false, {}},
@@ -180,8 +184,10 @@ void check_tensors(const gguf::File& f, ModelCard& c, const ArchInfo& a) {
     check_shape(f, c, p + "attn_k.weight", {E, c.n_head_kv * hd});
     check_shape(f, c, p + "attn_v.weight", {E, c.n_head_kv * hdv});
     check_shape(f, c, p + "attn_output.weight", {c.n_head * hdv, E});
-    // GLM-4.5 names its pre-FFN norm post_attention_norm (llama.cpp's glm4moe).
-    check_shape(f, c, p + (arch == "glm4moe" ? "post_attention_norm.weight" : "ffn_norm.weight"),
+    // GLM-4.5 and gpt-oss name their pre-FFN norm post_attention_norm (llama.cpp).
+    check_shape(f, c,
+                p + (arch == "glm4moe" || arch == "gpt-oss" ? "post_attention_norm.weight"
+                                                            : "ffn_norm.weight"),
                 {E});
     for (const char* x : a.extra) {
       const std::string n = x;
@@ -189,6 +195,8 @@ void check_tensors(const gguf::File& f, ModelCard& c, const ArchInfo& a) {
         check_shape(f, c, p + n, {c.n_head * hd});
       else if (n == "attn_k.bias" || n == "attn_v.bias")
         check_shape(f, c, p + n, {c.n_head_kv * hd});
+      else if (n == "attn_sinks.weight")
+        check_shape(f, c, p + n, {c.n_head});
       else if (n == "attn_q_norm.weight")
         check_shape(f, c, p + n, {arch == "olmoe" ? c.n_head * hd : hd});
       else if (n == "attn_k_norm.weight")
@@ -357,6 +365,13 @@ ModelCard make_model_card(const gguf::File& f) {
   c.rope_scaling_factor = get_f32(f, a + "rope.scaling.factor", 0);
   c.rope_dims = get_u32(f, a + "rope.dimension_count", c.head_dim);
   c.sliding_window = get_u32(f, a + "attention.sliding_window", 0);
+  c.rope_orig_ctx = get_u32(f, a + "rope.scaling.original_context_length", 0);
+  c.attn_sinks = f.find_tensor("blk.0.attn_sinks.weight") != nullptr;
+  // Fixed by the architecture in llama.cpp (no metadata key): gemma2 and gpt-oss window their
+  // even layers; gpt-oss gates with a softmax over the top-k.
+  if ((c.architecture == "gemma2" || c.architecture == "gpt-oss") && c.sliding_window > 0)
+    c.swa_period = 2;
+  c.gating_softmax_selected = c.architecture == "gpt-oss";
   c.embedding_scale = get_f32(f, a + "embedding_scale", 0);
   c.residual_scale = get_f32(f, a + "residual_scale", 0);
   c.attention_scale = get_f32(f, a + "attention.scale", 0);

@@ -26,7 +26,9 @@ enum class QkNorm {
   PerHead,    // RMSNorm of each head vector (Qwen3): weight [head_dim]
 };
 
-enum class FfnAct { SiluGated, GeluGated };  // act(gate(x)) * up(x), then down
+// act(gate(x)) * up(x), then down; SwigluOai: gpt-oss's clamped SwiGLU (el::swiglu_oai,
+// alpha 1.702, limit 7).
+enum class FfnAct { SiluGated, GeluGated, SwigluOai };
 
 class ForwardContext;
 /// One transformer block of layer il over a batch of n tokens (forward.h).
@@ -45,12 +47,16 @@ struct ArchConfig {
   bool scale_q = false;         // multiply Q by the scale before K·Q (gemma2, as llama.cpp does)
   float final_softcap = 0;      // 0 = none
   uint32_t sliding_window = 0;  // tokens, 0 = none
-  /// Layer il uses the sliding window when swa_period > 0 and il % swa_period == 0.
+  /// Layer il uses the sliding window when swa_period > 0 and il % swa_period == 0 (gemma2,
+  /// gpt-oss: 2 = even layers windowed, odd layers full; llama.cpp's swa pattern 2).
   uint32_t swa_period = 0;
   FfnAct ffn_act = FfnAct::SiluGated;
   bool moe_renormalise = false;  // divide the top-k probabilities by their sum
   bool moe_sigmoid = false;      // sigmoid gating (scores), else softmax (ops/element RouteSpec)
-  float moe_weights_scale = 0;   // applied weights x this after renormalising (0 = none)
+  /// gpt-oss: top-k on the (router-biased) logits, softmax over the k selected
+  /// (RouteSpec::softmax_selected); the "probs" are the biased logits (scores).
+  bool moe_softmax_selected = false;
+  float moe_weights_scale = 0;  // applied weights x this after renormalising (0 = none)
   /// Apply each selected expert with weight 1 (metadata moelab.expert_gating = "unit", written
   /// by moefy: CMoE's training-free gating, arXiv:2502.04416). Set by Model::load for any arch.
   bool moe_unit_weights = false;
@@ -79,6 +85,13 @@ struct LayerWeights {
   Weight gate_shexp, up_shexp, down_shexp;         // shared expert
   std::vector<float> gate_inp_shexp;               // F32 [n_embd] (empty: ungated)
   std::vector<float> exp_probs_b;  // F32 [expert_count] selection-only router bias (or empty)
+  // gpt-oss (each empty when absent):
+  std::vector<float> bo;          // attn_output.bias F32 [n_embd]
+  std::vector<float> attn_sinks;  // attn_sinks.weight F32 [n_head]: one sink logit per head
+  std::vector<float> gate_inp_b;  // ffn_gate_inp.bias F32 [expert_count], added to the logits
+  /// Expert biases, F32 [expert_count, n_ff] (gate, up) and [expert_count, n_embd] (down): row e
+  /// is added to expert e's product.
+  std::vector<float> gate_exps_b, up_exps_b, down_exps_b;
 };
 
 struct Weights {
@@ -97,8 +110,10 @@ void for_each_weight(const Weights& w, OnMat&& on_mat, OnVec&& on_vec) {
   on_mat(w.output);
   on_vec(w.output_norm);
   for (const auto& L : w.layers) {
-    for (const auto* v : {&L.attn_norm, &L.ffn_norm, &L.post_attn_norm, &L.post_ffw_norm, &L.q_norm,
-                          &L.k_norm, &L.bq, &L.bk, &L.bv, &L.gate_inp_shexp, &L.exp_probs_b})
+    for (const auto* v :
+         {&L.attn_norm, &L.ffn_norm, &L.post_attn_norm, &L.post_ffw_norm, &L.q_norm, &L.k_norm,
+          &L.bq, &L.bk, &L.bv, &L.gate_inp_shexp, &L.exp_probs_b, &L.bo, &L.attn_sinks,
+          &L.gate_inp_b, &L.gate_exps_b, &L.up_exps_b, &L.down_exps_b})
       on_vec(*v);
     for (const auto* m :
          {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down, &L.gate_inp,

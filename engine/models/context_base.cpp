@@ -21,11 +21,13 @@ ContextBase::ContextBase(const ModelCard& card, const ArchConfig& cfg, const Con
       attention_policy_(p.attention),
       shared_stats_(std::move(shared_stats)) {
   init_router(router_, routing_, card_, cfg_.moe_renormalise, cfg_.moe_unit_weights);
-  if (router_ && (cfg_.moe_sigmoid || cfg_.moe_weights_scale > 0))
+  if (router_ && (cfg_.moe_sigmoid || cfg_.moe_weights_scale > 0 || cfg_.moe_softmax_selected))
     throw Error(ErrorKind::BadInput,
                 "routing policies are defined for softmax routers without a routed scale; " +
                     card_.architecture + " gates its experts with " +
-                    (cfg_.moe_sigmoid ? "sigmoid scores" : "a routed scale") +
+                    (cfg_.moe_softmax_selected ? "a softmax over the selected logits"
+                     : cfg_.moe_sigmoid        ? "sigmoid scores"
+                                               : "a routed scale") +
                     " (not supported yet)",
                 {.subject = "routing policy '" + routing_.describe() + "'"});
   evicting_ = evicting_policy(attention_policy_, n_ctx_);

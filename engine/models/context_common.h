@@ -38,8 +38,9 @@ enum Key : int {
   kLayerOut,
   kResultNorm,
   kResultOutput,
-  kMoeProbsBiased,    // selection scores (probs + selection bias)
-  kMoeWeightsScaled,  // applied weights after the routed scale
+  kMoeProbsBiased,     // selection scores (probs + selection bias)
+  kMoeWeightsScaled,   // applied weights after the routed scale
+  kMoeWeightsSoftmax,  // applied weights of a softmax-over-selected router (gpt-oss)
   kKeyCount
 };
 

@@ -38,6 +38,13 @@ void linear_raw(gguf::TensorType type, const uint8_t* w, int64_t n_in, int64_t n
   else
     kernels::matmul(type, w, n_in, n_out, x, n, y, pool, prec);
 }
+// y[r] += row e of b (F32 [n_expert, width]) for m rows of width floats; b empty: nothing.
+void add_expert_bias(const std::vector<float>& b, int e, float* y, int64_t m, int64_t width) {
+  if (b.empty()) return;
+  const float* row = b.data() + static_cast<int64_t>(e) * width;
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t i = 0; i < width; ++i) y[r * width + i] += row[i];
+}
 // Expert e of a merged 3-D tensor [n_in, n_out, n_expert].
 void linear_expert(const Weight& w, int64_t e, const float* x, int64_t n, float* y,
                    ThreadPool* pool) {
@@ -112,6 +119,9 @@ class CpuContext final : public ForwardContext {
   void glu(float* gate, const float* up, int64_t n, int64_t ff) override {
     if (cfg_.ffn_act == FfnAct::GeluGated) {
       for (int64_t i = 0; i < n * ff; ++i) gate[i] = el::gelu_ggml(gate[i]) * up[i];
+    } else if (cfg_.ffn_act == FfnAct::SwigluOai) {
+      for (int64_t i = 0; i < n * ff; ++i)
+        gate[i] = el::swiglu_oai(gate[i], up[i], el::kSwigluOaiAlpha, el::kSwigluOaiLimit);
     } else {
       for (int64_t t = 0; t < n; ++t) kernels::swiglu(gate + t * ff, up + t * ff, ff);
     }
@@ -119,7 +129,8 @@ class CpuContext final : public ForwardContext {
   void route_top_k(const float* logits, int64_t n, int nx, int k, float* probs, int32_t* ids,
                    float* w, float* applied, const std::vector<float>& sel_bias,
                    float* selection) override {
-    if (!cfg_.moe_sigmoid && cfg_.moe_weights_scale == 0 && sel_bias.empty()) {
+    if (!cfg_.moe_sigmoid && !cfg_.moe_softmax_selected && cfg_.moe_weights_scale == 0 &&
+        sel_bias.empty()) {
       for (int64_t t = 0; t < n; ++t)
         ops::route_top_k(logits + t * nx, nx, k, cfg_.moe_renormalise, probs + t * nx, ids + t * k,
                          w + t * k, applied + t * k, cfg_.moe_unit_weights);
@@ -208,7 +219,9 @@ void CpuContext::store_kv(int il, int64_t cell0, const float* k, const float* v,
 
 const float* CpuContext::attention(int il, const float* q, int64_t n, int64_t n_kv,
                                    const AttentionSetup& setup, float* out, bool want_probs) {
-  const ops::AttentionParams& ap = setup.params;
+  ops::AttentionParams ap = setup.params;
+  const std::vector<float>& sinks = model_->weights().layers[il].attn_sinks;
+  if (!sinks.empty()) ap.sinks = sinks.data();
   float* probs = nullptr;
   if (want_probs) {
     probs_.resize(static_cast<size_t>(ap.n_head) * n * n_kv);
@@ -244,9 +257,12 @@ void CpuContext::experts(const LayerWeights& L, const float* x, const int32_t* i
     float* hu = buf(Slot::HUp, m * ff);
     linear_expert(L.gate_exps, e, moe_x_.data(), m, hg, &pool_);
     linear_expert(L.up_exps, e, moe_x_.data(), m, hu, &pool_);
+    add_expert_bias(L.gate_exps_b, e, hg, m, ff);
+    add_expert_bias(L.up_exps_b, e, hu, m, ff);
     glu(hg, hu, m, ff);
     moe_y_.resize(m * E);
     linear_expert(L.down_exps, e, hg, m, moe_y_.data(), &pool_);
+    add_expert_bias(L.down_exps_b, e, moe_y_.data(), m, E);
     for (int64_t r = 0; r < m; ++r)
       std::memcpy(moe_res_.data() + rows[r] * E, moe_y_.data() + r * E, E * sizeof(float));
   }

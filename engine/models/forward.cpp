@@ -131,6 +131,7 @@ void ForwardContext::attention_block(int il, int64_t n) {
 
   float* attn = buf(Slot::Attn, n * E);
   linear(L.wo, kqv, n, attn);
+  if (!L.bo.empty()) add_bias(attn, L.bo, n);
   if (!L.post_attn_norm.empty()) rms_norm(attn, L.post_attn_norm, attn, n, E);
   emit(kAttnOut, il, attn, n, E);
   if (cfg_.residual_scale > 0) scale(attn, cfg_.residual_scale, n * E);
@@ -163,6 +164,12 @@ void ForwardContext::moe_ffn(int il, int64_t n) {
   float* wts = buf(Slot::MoeWeights, n * k);
   float* applied = buf(Slot::MoeApplied, n * k);
   linear(L.gate_inp, cur, n, logits);
+  if (!L.gate_inp_b.empty()) {
+    // A router bias (gpt-oss): ffn_moe_logits are the logits before it, the routing works on
+    // the biased logits (its "probs", oracle ffn_moe_probs).
+    emit(kMoeLogits, il, logits, n, nx);
+    add_bias(logits, L.gate_inp_b, n);
+  }
   float* selection = L.exp_probs_b.empty() ? nullptr : buf(Slot::MoeSelection, n * nx);
   if (router_) {
     route_policy(il, logits, n, nx, k, probs, ids, wts, applied);
@@ -171,13 +178,15 @@ void ForwardContext::moe_ffn(int il, int64_t n) {
     count_routing(n, k);
   }
   clock.lap(OpKind::Router, il, n);
-  emit(kMoeLogits, il, logits, n, nx);
+  if (L.gate_inp_b.empty()) emit(kMoeLogits, il, logits, n, nx);
   emit(kMoeProbs, il, probs, n, nx);
   if (selection) emit(kMoeProbsBiased, il, selection, n, nx);
   if (wants(kMoeTopk)) emit(kMoeTopk, il, ids_as_floats(ids, n * k), n, k);
   emit(kMoeWeights, il, wts, n, k);
   if (cfg_.moe_weights_scale > 0)
     emit(kMoeWeightsScaled, il, applied, n, k);
+  else if (cfg_.moe_softmax_selected && !router_)
+    emit(kMoeWeightsSoftmax, il, applied, n, k);
   else if (cfg_.moe_renormalise || cfg_.moe_unit_weights)
     emit(kMoeWeightsNorm, il, applied, n, k);
 

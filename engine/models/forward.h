@@ -146,7 +146,8 @@ class ForwardContext : public ContextBase {
 
 /// The routing an architecture's configuration asks for (el::route_token_gated).
 inline ops::element::RouteSpec route_spec(const ArchConfig& c) {
-  return {c.moe_sigmoid, c.moe_renormalise, c.moe_unit_weights, c.moe_weights_scale};
+  return {c.moe_sigmoid, c.moe_renormalise, c.moe_unit_weights, c.moe_weights_scale,
+          c.moe_softmax_selected};
 }
 
 /// The pre-norm transformer block (LLaMA, arXiv:2302.13971): attention_block, then ffn_block.

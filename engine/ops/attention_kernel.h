@@ -17,11 +17,15 @@
 namespace moelab::ops::detail {
 
 /// el::softmax_row over cells whose logical indices key(i) ascend (blocks of 8 by key >> 3,
-/// lane key & 7); with key(i) = i the two are identical bit for bit.
+/// lane key & 7); with key(i) = i the two are identical bit for bit. With a finite `sink` (an
+/// attention sink's logit, AttentionParams::sinks) the maximum includes it and
+/// expf(sink - max) joins the sum after the keys, as ggml's soft_max with sinks.
 template <typename Key>
-void softmax_keyed(float* x, int64_t n, const Key& key) {
+void softmax_keyed(float* x, int64_t n, const Key& key, float sink = -INFINITY) {
   float mx = -INFINITY;
   for (int64_t i = 0; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
+  const bool has_sink = sink != -INFINITY;
+  if (has_sink) mx = sink > mx ? sink : mx;
   if (mx == -INFINITY) {
     std::fill(x, x + n, 0.0f);
     return;
@@ -41,6 +45,7 @@ void softmax_keyed(float* x, int64_t n, const Key& key) {
     lanes[k & 7] = x[i];
   }
   sum += static_cast<double>(kernels::el::hsum8_tinyblas(lanes));
+  if (has_sink) sum += static_cast<double>(expf(sink - mx));
   const float inv = static_cast<float>(1.0 / sum);
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
@@ -101,7 +106,7 @@ void attention_kernel(const float* q, int64_t n_tokens, const KvLayer& kv, int64
         if (p.softcap > 0) x = el::softcap(x, p.softcap);
         s[i] = x;
       }
-      softmax_keyed(s.data(), n_kv, key);
+      softmax_keyed(s.data(), n_kv, key, p.sinks ? p.sinks[h] : -INFINITY);
       if (probs) {
         float* pr = probs + (static_cast<int64_t>(h) * n_tokens + t) * n_kv;
         for (int64_t i = 0; i < n_kv; ++i) pr[i] = s[i];

@@ -32,7 +32,7 @@ Subscription RoutingProbe::subscription() const {
   // ffn_moe_out arrives after every routing tensor of the layer: it closes the batch (it is
   // handed over by pointer, not copied).
   return {{"ffn_moe_probs", "ffn_moe_topk", "ffn_moe_weights", "ffn_moe_weights_norm",
-           "ffn_moe_weights_scaled", "ffn_moe_out"},
+           "ffn_moe_weights_scaled", "ffn_moe_weights_softmax", "ffn_moe_out"},
           {},
           false};
 }
@@ -51,8 +51,10 @@ void RoutingProbe::on_observation(const Observation& o) {
     grab(b_ids_);
   } else if (o.name == "ffn_moe_weights") {
     grab(b_w_);
-  } else if (o.name == "ffn_moe_weights_norm" || o.name == "ffn_moe_weights_scaled") {
-    // The weights applied: renormalised, or (routed scale) renormalised and scaled.
+  } else if (o.name == "ffn_moe_weights_norm" || o.name == "ffn_moe_weights_scaled" ||
+             o.name == "ffn_moe_weights_softmax") {
+    // The weights applied: renormalised, (routed scale) renormalised and scaled, or (gpt-oss)
+    // the softmax over the selected logits.
     grab(b_wn_);
     have_wn_ = true;
   } else if (o.name == "ffn_moe_out") {

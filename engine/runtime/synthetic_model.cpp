@@ -160,11 +160,11 @@ Plan make_plan(const SyntheticModelSpec& s, uint32_t n_vocab) {
   };
   Plan p;
   const std::string& a = s.arch;
-  const bool moe_arch =
-      a == "mixtral" || a == "qwen2moe" || a == "olmoe" || a == "granitemoe" || a == "glm4moe";
+  const bool moe_arch = a == "mixtral" || a == "qwen2moe" || a == "olmoe" || a == "granitemoe" ||
+                        a == "glm4moe" || a == "gpt-oss";
   if (a != "llama" && !moe_arch)
     bad("unknown architecture '" + a +
-            "' (make-model writes llama, mixtral, qwen2moe, olmoe, granitemoe, glm4moe)",
+            "' (make-model writes llama, mixtral, qwen2moe, olmoe, granitemoe, glm4moe, gpt-oss)",
         "--arch");
   p.architecture = a == "mixtral" ? "llama" : a;
   if (moe_arch && s.expert_count == 0)
@@ -206,12 +206,16 @@ Plan make_plan(const SyntheticModelSpec& s, uint32_t n_vocab) {
     add(b + "attn_q.weight", W, {E, qd}, Init::Linear);
     add(b + "attn_k.weight", W, {E, kvd}, Init::Linear);
     add(b + "attn_v.weight", W, {E, kvd}, Init::Linear);
-    if (a == "qwen2moe" || a == "glm4moe") {
+    if (a == "qwen2moe" || a == "glm4moe" || a == "gpt-oss") {
       add(b + "attn_q.bias", F, {qd}, Init::Bias);
       add(b + "attn_k.bias", F, {kvd}, Init::Bias);
       add(b + "attn_v.bias", F, {kvd}, Init::Bias);
     }
     add(b + "attn_output.weight", W, {qd, E}, Init::Linear);
+    if (a == "gpt-oss") {  // output bias, one sink logit per head
+      add(b + "attn_output.bias", F, {E}, Init::Bias);
+      add(b + "attn_sinks.weight", F, {int64_t(s.n_head)}, Init::Bias);
+    }
     if (a == "olmoe") {
       add(b + "attn_q_norm.weight", F, {qd}, Init::Norm);
       add(b + "attn_k_norm.weight", F, {kvd}, Init::Norm);
@@ -220,6 +224,8 @@ Plan make_plan(const SyntheticModelSpec& s, uint32_t n_vocab) {
       add(b + "attn_q_norm.weight", F, {hd}, Init::Norm);
       add(b + "attn_k_norm.weight", F, {hd}, Init::Norm);
       add(b + "post_attention_norm.weight", F, {E}, Init::Norm);
+    } else if (a == "gpt-oss") {  // the pre-FFN norm is post_attention_norm
+      add(b + "post_attention_norm.weight", F, {E}, Init::Norm);
     } else {
       add(b + "ffn_norm.weight", F, {E}, Init::Norm);
     }
@@ -227,9 +233,13 @@ Plan make_plan(const SyntheticModelSpec& s, uint32_t n_vocab) {
     const bool dense_lead = a == "glm4moe" && il < glm_dense_lead(s);
     if (nx && !dense_lead) {
       add(b + "ffn_gate_inp.weight", F, {E, X}, Init::Linear, 2.f);
+      if (a == "gpt-oss") add(b + "ffn_gate_inp.bias", F, {X}, Init::Bias);
       add(b + "ffn_gate_exps.weight", W, {E, ff, X}, Init::Linear);
+      if (a == "gpt-oss") add(b + "ffn_gate_exps.bias", F, {ff, X}, Init::Bias);
       add(b + "ffn_up_exps.weight", W, {E, ff, X}, Init::Linear);
+      if (a == "gpt-oss") add(b + "ffn_up_exps.bias", F, {ff, X}, Init::Bias);
       add(b + "ffn_down_exps.weight", W, {ff, E, X}, Init::Linear);
+      if (a == "gpt-oss") add(b + "ffn_down_exps.bias", F, {E, X}, Init::Bias);
       if (a == "glm4moe") {  // selection-only router bias, ungated shared expert of width n_ff
         add(b + "exp_probs_b.bias", F, {X}, Init::Bias);
         add(b + "ffn_gate_shexp.weight", W, {E, ff}, Init::Linear);
@@ -281,7 +291,7 @@ void write_metadata(gguf::Writer& w, const SyntheticModelSpec& s, const Plan& p,
   w.set_u32(a + "attention.head_count", s.n_head);
   w.set_u32(a + "attention.head_count_kv", s.n_head_kv);
   w.set_f32(a + "attention.layer_norm_rms_epsilon", 1e-5f);
-  w.set_f32(a + "rope.freq_base", 10000.f);
+  w.set_f32(a + "rope.freq_base", p.architecture == "gpt-oss" ? 150000.f : 10000.f);
   if (p.architecture == "llama") w.set_u32(a + "rope.dimension_count", s.n_embd / s.n_head);
   if (s.expert_count) {
     w.set_u32(a + "expert_count", s.expert_count);
@@ -308,6 +318,19 @@ void write_metadata(gguf::Writer& w, const SyntheticModelSpec& s, const Plan& p,
     w.set_u32(a + "expert_gating_func", 2);
     w.set_f32(a + "expert_weights_scale", 2.5f);
     w.set_bool(a + "expert_weights_norm", true);
+  }
+  if (p.architecture == "gpt-oss") {
+    // gpt-oss-20b's layout at any size: a sliding window of 128 on even layers (llama.cpp's
+    // fixed pattern), attention sinks, YaRN x32 from 4096 (base 150000), the router bias and
+    // softmax over the top-k, expert biases, the clamped SwiGLU.
+    const uint32_t hd = s.n_embd / s.n_head;
+    w.set_u32(a + "attention.key_length", hd);
+    w.set_u32(a + "attention.value_length", hd);
+    w.set_u32(a + "attention.sliding_window", 128);
+    w.set_u32(a + "expert_feed_forward_length", s.n_ff);
+    w.set_string(a + "rope.scaling.type", "yarn");
+    w.set_f32(a + "rope.scaling.factor", 32.f);
+    w.set_u32(a + "rope.scaling.original_context_length", 4096);
   }
   if (p.architecture == "qwen2moe") {
     w.set_u32(a + "expert_feed_forward_length", s.n_ff);

@@ -434,8 +434,12 @@ class CudaContext final : public models::ForwardContext {
     const int32_t* pos_d = pos_d_.get<int32_t>(n, stream_, "positions");
     const int rope_type =
         cfg_.rope.type == ops::RopeType::Neox ? ops::element::kRopeNeox : ops::element::kRopeNorm;
+    cuda::RopeYarnArgs yarn;
+    yarn.ext_factor = cfg_.rope.ext_factor;
+    yarn.mscale = cfg_.rope.attn_factor;
+    ops::rope_yarn_corr_dims(cfg_.rope, &yarn.corr_low, &yarn.corr_high);
     cuda::rope(x, n, n_head, static_cast<int>(card_.head_dim), pos_d, cfg_.rope.n_rot,
-               cfg_.rope.freq_base, cfg_.rope.freq_scale, rope_type, stream_);
+               cfg_.rope.freq_base, cfg_.rope.freq_scale, rope_type, stream_, yarn);
   }
   void scale(float* x, float s, int64_t count) override { cuda::scale(x, s, count, stream_); }
   void softcap(float* x, float cap, int64_t count) override {
@@ -450,12 +454,17 @@ class CudaContext final : public models::ForwardContext {
   const float* attention(int il, const float* q, int64_t n, int64_t n_kv,
                          const models::AttentionSetup& setup, float* out, bool want_probs) override;
   void glu(float* gate, const float* up, int64_t n, int64_t ff) override {
-    cuda::glu(gate, up, n * ff, ff, cfg_.ffn_act == models::FfnAct::GeluGated, stream_);
+    if (cfg_.ffn_act == models::FfnAct::SwigluOai)
+      cuda::glu_oai(gate, up, n * ff, ops::element::kSwigluOaiAlpha, ops::element::kSwigluOaiLimit,
+                    stream_);
+    else
+      cuda::glu(gate, up, n * ff, ff, cfg_.ffn_act == models::FfnAct::GeluGated, stream_);
   }
   void route_top_k(const float* logits, int64_t n, int nx, int k, float* probs, int32_t* ids,
                    float* w, float* applied, const std::vector<float>& sel_bias,
                    float* selection) override {
-    if (!cfg_.moe_sigmoid && cfg_.moe_weights_scale == 0 && sel_bias.empty()) {
+    if (!cfg_.moe_sigmoid && !cfg_.moe_softmax_selected && cfg_.moe_weights_scale == 0 &&
+        sel_bias.empty()) {
       cuda::route_top_k(logits, n, nx, k, cfg_.moe_renormalise, probs, ids, w, applied, stream_,
                         cfg_.moe_unit_weights);
       return;
@@ -463,7 +472,7 @@ class CudaContext final : public models::ForwardContext {
     cuda::route_gated(logits, n, nx, k, cfg_.moe_sigmoid, cfg_.moe_renormalise,
                       cfg_.moe_unit_weights, cfg_.moe_weights_scale,
                       sel_bias.empty() ? nullptr : model_->vec(sel_bias), probs, selection, ids, w,
-                      applied, stream_);
+                      applied, stream_, cfg_.moe_softmax_selected);
   }
   void route_policy(int il, const float* logits, int64_t n, int nx, int k, float* probs,
                     int32_t* ids, float* w, float* applied) override;
@@ -554,6 +563,8 @@ const float* CudaContext::attention(int il, const float* q, int64_t n, int64_t n
   a.k = k_cache_[il];
   a.v = v_cache_[il];
   a.f16 = kv_f16_;
+  const std::vector<float>& sinks = model_->cpu()->weights().layers[il].attn_sinks;
+  if (!sinks.empty()) a.sinks = model_->vec(sinks);
   if (evicting_) {
     // The cells' positions (key_pos_) order the attention's sums as the CPU's evicting kernel
     // orders them.
@@ -626,8 +637,13 @@ void CudaContext::experts(const models::LayerWeights& HL, const float* cur, cons
     };
     slot_product(gate_exps, cur, n, k, hg);
     slot_product(up_exps, cur, n, k, hu);
+    if (!HL.gate_exps_b.empty())
+      cuda::add_bias_ids(hg, model_->vec(HL.gate_exps_b), ids, slots, ff, s);
+    if (!HL.up_exps_b.empty()) cuda::add_bias_ids(hu, model_->vec(HL.up_exps_b), ids, slots, ff, s);
     glu(hg, hu, slots, ff);
     slot_product(down_exps, hg, slots, 1, res);
+    if (!HL.down_exps_b.empty())
+      cuda::add_bias_ids(res, model_->vec(HL.down_exps_b), ids, slots, E, s);
   } else {
     // Group the (token, slot) pairs per expert on the host; one product per expert with tokens.
     moe_ids_h_.resize(slots);
@@ -659,8 +675,12 @@ void CudaContext::experts(const models::LayerWeights& HL, const float* cur, cons
       cuda::gather_rows(cur, r, k, m, E, mx, s);
       linear_e(gate_exps, e, mx, m, hg, true);
       linear_e(up_exps, e, mx, m, hu, true);
+      if (!HL.gate_exps_b.empty())
+        cuda::add_bias(hg, model_->vec(HL.gate_exps_b) + e * ff, m, ff, s);
+      if (!HL.up_exps_b.empty()) cuda::add_bias(hu, model_->vec(HL.up_exps_b) + e * ff, m, ff, s);
       glu(hg, hu, m, ff);
       linear_e(down_exps, e, hg, m, my, true);
+      if (!HL.down_exps_b.empty()) cuda::add_bias(my, model_->vec(HL.down_exps_b) + e * E, m, E, s);
       cuda::scatter_rows(my, r, m, E, res, s);
     }
   }

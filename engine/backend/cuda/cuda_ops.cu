@@ -526,6 +526,17 @@ __global__ void k_add_bias(float* x, const float* b, int64_t n_rows, int64_t n) 
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n_rows * n) x[i] += b[i % n];
 }
+__global__ void k_add_bias_ids(float* x, const float* b, const int32_t* ids, int64_t n_rows,
+                               int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n_rows * n) return;
+  const int32_t e = ids[i / n];
+  if (e >= 0) x[i] += b[static_cast<int64_t>(e) * n + i % n];
+}
+__global__ void k_glu_oai(float* gate, const float* up, int64_t count, float alpha, float limit) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < count) gate[i] = oel::swiglu_oai(gate[i], up[i], alpha, limit);
+}
 __global__ void k_add(float* x, const float* y, int64_t count) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < count) x[i] += y[i];
@@ -547,12 +558,13 @@ __global__ void k_glu(float* gate, const float* up, int64_t count, int64_t row, 
       up[i];
 }
 __global__ void k_rope(float* x, int64_t n_tok, int n_head, int head_dim, const int32_t* pos,
-                       int n_rot, float freq_base, float freq_scale, int rope_type) {
+                       int n_rot, float freq_base, float freq_scale, int rope_type,
+                       oel::RopeYarn yarn) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n_tok * n_head) return;
   const int64_t t = i / n_head;
   oel::rope_head(x + i * head_dim, n_rot, static_cast<float>(pos[t]), freq_base, freq_scale,
-                 rope_type);
+                 rope_type, yarn);
 }
 __global__ void k_kv_store(void* kc, void* vc, bool f16, int64_t cell0, const float* k,
                            const float* v, int64_t n, int64_t kw, int64_t vw) {
@@ -610,6 +622,7 @@ __global__ void k_attention(AttnArgs a, const float* q, int64_t t0, int64_t n_ch
   float* s = scores + (static_cast<int64_t>(h) * n_chunk + tc) * n_kv;
   const int64_t pos_q = a.pos[t];
   float mx = -INFINITY;
+  const float sink = a.sinks ? a.sinks[h] : -INFINITY;  // ops::AttentionParams::sinks
   for (int64_t i = threadIdx.x; i < n_kv; i += blockDim.x) {
     const bool vis = a.mask ? a.mask[t * n_kv + i] != 0 : oel::key_visible(pos_q, i, a.window);
     if (!vis) {
@@ -637,6 +650,7 @@ __global__ void k_attention(AttnArgs a, const float* q, int64_t t0, int64_t n_ch
     mx = x > mx ? x : mx;
   }
   mx = block_reduce(mx, MaxOp{}, shf);  // exact in any order
+  if (a.sinks) mx = sink > mx ? sink : mx;
   if (mx == -INFINITY) {
     for (int64_t i = threadIdx.x; i < n_kv; i += blockDim.x) s[i] = 0.0f;
   } else {
@@ -661,6 +675,7 @@ __global__ void k_attention(AttnArgs a, const float* q, int64_t t0, int64_t n_ch
         lanes[k & 7] = e;
       }
       sum += static_cast<double>(kel::hsum8_tinyblas(lanes));
+      if (a.sinks) sum += static_cast<double>(expf(sink - mx));  // the sink's share
       inv_shared = static_cast<float>(1.0 / sum);
     }
     __syncthreads();
@@ -1225,12 +1240,28 @@ void glu(float* gate, const float* up, int64_t count, int64_t row, bool gelu, St
   MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_glu)(gate, up, count, row, gelu);
   check_launch(gelu ? "geglu" : "swiglu");
 }
+void glu_oai(float* gate, const float* up, int64_t count, float alpha, float limit, Stream s) {
+  if (count <= 0) return;
+  MOELAB_LAUNCH(grid_for(count, kEw), kEw, 0, s, k_glu_oai)(gate, up, count, alpha, limit);
+  check_launch("swiglu_oai");
+}
+void add_bias_ids(float* x, const float* b, const int32_t* ids, int64_t n_rows, int64_t n,
+                  Stream s) {
+  if (n_rows * n <= 0) return;
+  MOELAB_LAUNCH(grid_for(n_rows * n, kEw), kEw, 0, s, k_add_bias_ids)(x, b, ids, n_rows, n);
+  check_launch("add_bias_ids");
+}
 void rope(float* x, int64_t n_tok, int n_head, int head_dim, const int32_t* pos, int n_rot,
-          float freq_base, float freq_scale, int rope_type, Stream s) {
+          float freq_base, float freq_scale, int rope_type, Stream s, const RopeYarnArgs& yarn) {
   const int64_t count = n_tok * n_head;
   if (count <= 0) return;
+  oel::RopeYarn y;
+  y.ext_factor = yarn.ext_factor;
+  y.mscale = yarn.mscale;
+  y.corr_low = yarn.corr_low;
+  y.corr_high = yarn.corr_high;
   MOELAB_LAUNCH(grid_for(count, 128), 128, 0, s, k_rope)
-  (x, n_tok, n_head, head_dim, pos, n_rot, freq_base, freq_scale, rope_type);
+  (x, n_tok, n_head, head_dim, pos, n_rot, freq_base, freq_scale, rope_type, y);
   check_launch("rope");
 }
 void kv_store(void* k_cache, void* v_cache, bool f16, int64_t cell0, const float* k, const float* v,
@@ -1265,12 +1296,13 @@ void route_top_k(const float* logits, int64_t n, int n_expert, int k, bool renor
 }
 void route_gated(const float* logits, int64_t n, int n_expert, int k, bool sigmoid,
                  bool renormalise, bool unit, float scale, const float* sel_bias, float* probs,
-                 float* selection, int32_t* ids, float* weights, float* applied, Stream s) {
+                 float* selection, int32_t* ids, float* weights, float* applied, Stream s,
+                 bool softmax_selected) {
   if (n <= 0) return;
   if (k < 1 || k > n_expert) throw Error(ErrorKind::Internal, "route_gated: bad k");
   if (sel_bias && !selection)
     throw Error(ErrorKind::Internal, "route_gated: a selection bias needs a selection buffer");
-  const oel::RouteSpec r{sigmoid, renormalise, unit, scale};
+  const oel::RouteSpec r{sigmoid, renormalise, unit, scale, softmax_selected};
   MOELAB_LAUNCH(grid_for(n, 64), 64, 0, s, k_route_gated)
   (logits, n, n_expert, k, r, sel_bias, probs, selection, ids, weights, applied);
   check_launch("route_gated");

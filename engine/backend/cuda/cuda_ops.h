@@ -160,10 +160,25 @@ void softmax_rows(float* x, int64_t n_rows, int64_t n, Stream s);
 /// ggml's (el::gelu_ggml); SiLU is el::swiglu_row's (llama.cpp's: silu_ggml on whole blocks of
 /// 8 of each row, libm expf on the row's last row % 8 elements).
 void glu(float* gate, const float* up, int64_t count, int64_t row, bool gelu, Stream s);
+/// YaRN settings of a RoPE (el::RopeYarn; ops::RopeParams documents them): the defaults are
+/// plain RoPE.
+struct RopeYarnArgs {
+  float ext_factor = 0;               // 0 = no YaRN ramp
+  float mscale = 1;                   // magnitude multiplied into cos and sin
+  float corr_low = 0, corr_high = 0;  // ramp ends (ops::rope_yarn_corr_dims)
+};
+/// gate[i] = el::swiglu_oai(gate[i], up[i], alpha, limit) (gpt-oss's clamped SwiGLU), i < count.
+void glu_oai(float* gate, const float* up, int64_t count, float alpha, float limit, Stream s);
+/// x[r, i] += b[ids[r], i] for x F32 [n_rows, n], b F32 [n_expert, n] (device), ids device int32
+/// [n_rows]; rows with ids[r] < 0 are left alone (expert biases of routed slots).
+void add_bias_ids(float* x, const float* b, const int32_t* ids, int64_t n_rows, int64_t n,
+                  Stream s);
 /// RoPE in place on x F32 [n_tok, n_head * head_dim] with pos (device int32 [n_tok]);
-/// rope_type: el::kRopeNorm / kRopeNeox. One thread per (token, head): el::rope_head.
+/// rope_type: el::kRopeNorm / kRopeNeox; yarn: YaRN scaling (default none). One thread per
+/// (token, head): el::rope_head.
 void rope(float* x, int64_t n_tok, int n_head, int head_dim, const int32_t* pos, int n_rot,
-          float freq_base, float freq_scale, int rope_type, Stream s);
+          float freq_base, float freq_scale, int rope_type, Stream s,
+          const RopeYarnArgs& yarn = RopeYarnArgs());
 /// Writes K [n, kw] and V [n, vw] (device F32) into cache cells cell0 .. cell0+n-1 (F32 or
 /// F16 caches, [n_cells, kw] / [n_cells, vw]).
 void kv_store(void* k_cache, void* v_cache, bool f16, int64_t cell0, const float* k, const float* v,
@@ -180,6 +195,7 @@ struct AttnArgs {
   const void* k = nullptr;        // KV cache layer (device), F32 or F16
   const void* v = nullptr;
   bool f16 = false;
+  const float* sinks = nullptr;  // device F32 [n_head]: attention sinks (ops::AttentionParams)
 };
 /// Grouped-query attention of queries t0 .. t0+n_chunk-1 (of n_tok) over n_kv cells; without a
 /// mask cell i holds position i and is visible when ops::key_visible(pos[t], i, window).
@@ -198,10 +214,11 @@ void route_top_k(const float* logits, int64_t n, int n_expert, int k, bool renor
 /// MoE routing with a gating function, selection-only bias and routed scale
 /// (el::route_token_gated, one thread per token): as route_top_k, plus sel_bias F32 [n_expert]
 /// (device, may be null) and selection F32 [n, n_expert] (probs + sel_bias; used when sel_bias
-/// is given). sigmoid / renormalise / unit / scale as el::RouteSpec.
+/// is given). sigmoid / renormalise / unit / scale / softmax_selected as el::RouteSpec.
 void route_gated(const float* logits, int64_t n, int n_expert, int k, bool sigmoid,
                  bool renormalise, bool unit, float scale, const float* sel_bias, float* probs,
-                 float* selection, int32_t* ids, float* weights, float* applied, Stream s);
+                 float* selection, int32_t* ids, float* weights, float* applied, Stream s,
+                 bool softmax_selected = false);
 /// out[t] = sum_j applied[t, j] * res[t*k + j] over slots with ids >= 0, in slot order.
 /// res F32 [n*k, E]; out F32 [n, E] (overwritten).
 void moe_weighted_sum(const float* res, const int32_t* ids, const float* applied, int64_t n, int k,

@@ -16,10 +16,12 @@
 //                                                   summed in another order; gemm vs CPU Exact
 //                                                   matmul
 //   rms_norm, softmax ............................. 1e-6 relative (double sums)
-//   rope .......................................... 2e-5 absolute (device cosf/sinf/powf vs glibc:
+//   rope, YaRN rope ............................... 2e-5 absolute (device cosf/sinf/powf vs glibc:
 //                                                   a few ulps at angles up to 4096 rad)
 //   swiglu / geglu ................................ 1e-6 (SiLU), one binary16 step (ggml GELU
 //                                                   rounds its input and output to F16)
+//   swiglu_oai (gpt-oss) .......................... 1e-6 relative (expf ulps)
+//   attention sinks ............................... as attention (one more expf in the sum)
 //   routing ....................................... ids identical (ties: lower id), probs 1e-6
 //   attention ..................................... probs 5e-6, out 2e-5 x max|out|: same
 //                                                   exponential (el::expf_ggml), but K·Q summed
@@ -423,6 +425,40 @@ class TestCudaParity : public QObject {
     }
   }
 
+  // YaRN (gpt-oss's settings: factor 32, original context 4096, base 150000, m = 1 + 0.1 ln 32;
+  // and deepseek2's NORM pairing with m = 1 and a partial rotary): same tolerance as plain RoPE
+  // (the ramp and magnitude are a few float operations per pair, shared element code).
+  void rope_yarn() {
+    for (auto type : {ops::RopeType::Neox, ops::RopeType::Norm}) {
+      const int n_head = 8, hd = 16;
+      const int64_t n_tok = 6;
+      std::vector<int32_t> pos = {0, 1, 7, 39, 511, 4095};
+      auto x = randn(static_cast<size_t>(n_tok * n_head * hd), 31);
+      Dev<float> dx(x, s_);
+      Dev<int32_t> dp(pos, s_);
+      ops::RopeParams rp;
+      rp.type = type;
+      rp.n_rot = type == ops::RopeType::Neox ? 16 : 8;
+      rp.freq_base = type == ops::RopeType::Neox ? 150000.0f : 10000.0f;
+      rp.freq_scale = type == ops::RopeType::Neox ? 1.0f / 32 : 1.0f / 40;
+      rp.ext_factor = 1;
+      rp.n_ctx_orig = 4096;
+      rp.attn_factor = type == ops::RopeType::Neox ? 1.0f + 0.1f * std::log(32.0f) : 1.0f;
+      const auto x0 = x;
+      ops::rope(x.data(), n_tok, n_head, hd, pos.data(), rp);
+      cuda::RopeYarnArgs y;
+      y.ext_factor = rp.ext_factor;
+      y.mscale = rp.attn_factor;
+      ops::rope_yarn_corr_dims(rp, &y.corr_low, &y.corr_high);
+      cuda::rope(dx.get(), n_tok, n_head, hd, dp.get(), rp.n_rot, rp.freq_base, rp.freq_scale,
+                 type == ops::RopeType::Neox ? ops::element::kRopeNeox : ops::element::kRopeNorm,
+                 s_, y);
+      const auto got = dx.download(s_);
+      QVERIFY2(max_diff(got, x) <= 2e-5, qPrintable(QString::number(max_diff(got, x))));
+      QVERIFY(max_diff(x, x0) > 0.1);  // the rotation did something
+    }
+  }
+
   void softmax_rows_with_masked_entries() {
     const int64_t rows = 4, n = 1000;
     auto x = randn(static_cast<size_t>(rows * n), 4, 5.0f);
@@ -458,6 +494,54 @@ class TestCudaParity : public QObject {
       }
       QVERIFY2(off == 0, qPrintable(QString("%1 elements off").arg(off)));
     }
+  }
+
+  // gpt-oss's clamped SwiGLU: the element function against a float64 reference of the README
+  // formula (a = min(g, 7) sigmoid(1.702 min(g, 7)) (clamp(u, -7, 7) + 1)), the CUDA kernel
+  // against the CPU (same element code: expf ulps only). Gate/up std 4 as the fixture's expert
+  // products, so both clamps are active on a good share of the elements.
+  void swiglu_oai() {
+    const auto g = randn(50000, 7, 4.0f), u = randn(50000, 8, 4.0f);
+    std::vector<float> want(g.size());
+    int clamped_g = 0, clamped_u = 0;
+    for (size_t i = 0; i < g.size(); ++i) {
+      want[i] = ops::element::swiglu_oai(g[i], u[i], ops::element::kSwigluOaiAlpha,
+                                         ops::element::kSwigluOaiLimit);
+      const double x = std::min(double(g[i]), 7.0);
+      const double y = std::clamp(double(u[i]), -7.0, 7.0);
+      const double ref = x / (1 + std::exp(-1.702 * x)) * (y + 1);
+      QVERIFY2(std::fabs(want[i] - ref) <= 1e-6 * std::fabs(ref) + 1e-6,
+               qPrintable(QString("%1 %2").arg(g[i]).arg(u[i])));
+      clamped_g += g[i] > 7;
+      clamped_u += std::fabs(u[i]) > 7;
+    }
+    QVERIFY(clamped_g > 100 && clamped_u > 100);
+    QCOMPARE(ops::element::swiglu_oai(20.0f, 30.0f, 1.702f, 7.0f),
+             ops::element::swiglu_oai(7.0f, 7.0f, 1.702f, 7.0f));
+    QCOMPARE(ops::element::swiglu_oai(1.0f, -30.0f, 1.702f, 7.0f),
+             ops::element::swiglu_oai(1.0f, -7.0f, 1.702f, 7.0f));
+    Dev<float> dg(g, s_), du(u, s_);
+    cuda::glu_oai(dg.get(), du.get(), static_cast<int64_t>(g.size()), 1.702f, 7.0f, s_);
+    const auto got = dg.download(s_);
+    int off = 0;
+    for (size_t i = 0; i < g.size(); ++i)
+      if (std::fabs(got[i] - want[i]) > 1e-6 * std::fabs(want[i]) + 1e-7) ++off;
+    QVERIFY2(off == 0, qPrintable(QString("%1 elements off").arg(off)));
+  }
+
+  // Expert biases of routed slots: x[r] += b[ids[r]] (unused slots, id -1, untouched).
+  void add_bias_by_expert_id() {
+    const int64_t rows = 9, width = 24, nx = 4;
+    const auto x = randn(static_cast<size_t>(rows * width), 9), b = randn(nx * width, 10);
+    const std::vector<int32_t> ids = {0, 3, 1, -1, 2, 2, 3, 0, -1};
+    std::vector<float> want = x;
+    for (int64_t r = 0; r < rows; ++r)
+      if (ids[r] >= 0)
+        for (int64_t i = 0; i < width; ++i) want[r * width + i] += b[ids[r] * width + i];
+    Dev<float> dx(x, s_), db(b, s_);
+    Dev<int32_t> di(ids, s_);
+    cuda::add_bias_ids(dx.get(), db.get(), di.get(), rows, width, s_);
+    QCOMPARE(dx.download(s_), want);
   }
 
   void kv_store_f32_and_f16() {
@@ -507,14 +591,20 @@ class TestCudaParity : public QObject {
     QTest::addColumn<int>("window");
     QTest::addColumn<float>("softcap");
     QTest::addColumn<bool>("mask");
-    QTest::newRow("prefill causal f32") << 7 << 0 << false << 0 << 0.0f << false;
-    QTest::newRow("prefill causal f16") << 7 << 0 << true << 0 << 0.0f << false;
-    QTest::newRow("prefill window 4 softcap 50") << 19 << 0 << false << 4 << 50.0f << false;
-    QTest::newRow("decode f32") << 1 << 40 << false << 0 << 0.0f << false;
-    QTest::newRow("decode f16 window 8") << 1 << 40 << true << 8 << 0.0f << false;
-    QTest::newRow("decode softcap 50") << 1 << 300 << false << 0 << 50.0f << false;
-    QTest::newRow("prefill after past, policy mask") << 6 << 10 << false << 0 << 0.0f << true;
-    QTest::newRow("decode f16, policy mask") << 1 << 33 << true << 0 << 0.0f << true;
+    QTest::addColumn<bool>("sinks");  // gpt-oss attention sinks (one logit per head)
+    QTest::newRow("prefill causal f32") << 7 << 0 << false << 0 << 0.0f << false << false;
+    QTest::newRow("prefill causal f16") << 7 << 0 << true << 0 << 0.0f << false << false;
+    QTest::newRow("prefill window 4 softcap 50")
+        << 19 << 0 << false << 4 << 50.0f << false << false;
+    QTest::newRow("decode f32") << 1 << 40 << false << 0 << 0.0f << false << false;
+    QTest::newRow("decode f16 window 8") << 1 << 40 << true << 8 << 0.0f << false << false;
+    QTest::newRow("decode softcap 50") << 1 << 300 << false << 0 << 50.0f << false << false;
+    QTest::newRow("prefill after past, policy mask")
+        << 6 << 10 << false << 0 << 0.0f << true << false;
+    QTest::newRow("decode f16, policy mask") << 1 << 33 << true << 0 << 0.0f << true << false;
+    QTest::newRow("prefill window 8, sinks") << 17 << 0 << false << 8 << 0.0f << false << true;
+    QTest::newRow("decode f16, sinks") << 1 << 40 << true << 0 << 0.0f << false << true;
+    QTest::newRow("prefill policy mask, sinks") << 6 << 10 << false << 0 << 0.0f << true << true;
   }
   void attention() {
     QFETCH(int, n_tok);
@@ -523,6 +613,7 @@ class TestCudaParity : public QObject {
     QFETCH(int, window);
     QFETCH(float, softcap);
     QFETCH(bool, mask);
+    QFETCH(bool, sinks);
     ops::AttentionParams p;
     p.n_head = 8;  // GQA 8 / 2 (Mixtral shape: 32 / 8)
     p.n_head_kv = 2;
@@ -530,6 +621,10 @@ class TestCudaParity : public QObject {
     p.scale = 1.0f / std::sqrt(128.0f);
     p.softcap = softcap;
     p.window = static_cast<uint32_t>(window);
+    // Sink logits N(0, 1) as the gptoss-moe fixture, one large enough to dominate its head.
+    std::vector<float> sink = randn(static_cast<size_t>(p.n_head), 43);
+    sink[3] = 6.0f;
+    if (sinks) p.sinks = sink.data();
     const int64_t n_kv = n_past + n_tok;
     const int64_t kw = p.n_head_kv * p.head_dim, vw = p.n_head_kv * p.head_dim_v;
     const auto q = randn(static_cast<size_t>(n_tok * p.n_head * p.head_dim), 40, 1.5f);
@@ -576,9 +671,20 @@ class TestCudaParity : public QObject {
     a.k = dk.get();
     a.v = dv.get();
     a.f16 = f16;
+    Dev<float> dsink(sink, s_);
+    if (sinks) a.sinks = dsink.get();
     cuda::attention(a, dq.get(), n_tok, 0, n_tok, n_kv, dout.get(), dscores.get(), s_);
     const auto got = dout.download(s_), got_p = dscores.download(s_);
     QVERIFY2(max_diff(got_p, want_p) <= 5e-6, qPrintable(QString::number(max_diff(got_p, want_p))));
+    if (sinks) {
+      // With a sink every visible row sums to less than 1 (the sink takes its share).
+      for (int h = 0; h < p.n_head; ++h)
+        for (int t = 0; t < n_tok; ++t) {
+          double sum = 0;
+          for (int64_t i = 0; i < n_kv; ++i) sum += want_p[(h * n_tok + t) * n_kv + i];
+          QVERIFY(sum < 1.0);
+        }
+    }
     QVERIFY2(max_diff(got, want) <= 2e-5 * std::max(1.0, max_abs(want)),
              qPrintable(QString::number(max_diff(got, want))));
     // Chunked over queries (what the context does for long prompts without an observer).
@@ -680,6 +786,50 @@ class TestCudaParity : public QObject {
       QVERIFY(max_diff(dw.download(s_), w) <= 1e-6);
       QVERIFY(max_diff(da.download(s_), ap) <= 1e-6);
     }
+  }
+
+  // Softmax over the selected logits (gpt-oss): probs = the (router-biased) logits, top-k on
+  // them, weights = the selected logits, applied = their softmax. Element function against a
+  // float64 reference, CUDA against the CPU.
+  void routing_softmax_over_selected() {
+    const int nx = 8, k = 4;
+    const int64_t n = 9;
+    std::vector<float> logits = randn(static_cast<size_t>(n * nx), 53, 2.0f);
+    for (int e = 0; e < nx; ++e) logits[2 * nx + e] = e == 6 ? 1.0f : 0.5f;  // ties below the top
+    ops::element::RouteSpec r;
+    r.softmax_selected = true;
+    std::vector<float> probs(n * nx), w(n * k), ap(n * k);
+    std::vector<int32_t> ids(n * k);
+    for (int64_t t = 0; t < n; ++t) {
+      ops::element::route_token_gated(logits.data() + t * nx, nx, k, r, nullptr,
+                                      probs.data() + t * nx, nullptr, ids.data() + t * k,
+                                      w.data() + t * k, ap.data() + t * k);
+      std::vector<int> order(nx);
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int a, int b) { return logits[t * nx + a] > logits[t * nx + b]; });
+      double z = 0;
+      for (int j = 0; j < k; ++j) z += std::exp(double(logits[t * nx + order[j]]));
+      double sum = 0;
+      for (int j = 0; j < k; ++j) {
+        QCOMPARE(ids[t * k + j], order[j]);
+        QCOMPARE(w[t * k + j], logits[t * nx + order[j]]);
+        QVERIFY(std::fabs(ap[t * k + j] - std::exp(double(logits[t * nx + order[j]])) / z) <= 1e-6);
+        sum += ap[t * k + j];
+      }
+      QVERIFY(std::fabs(sum - 1) <= 1e-6);
+      for (int e = 0; e < nx; ++e) QCOMPARE(probs[t * nx + e], logits[t * nx + e]);
+    }
+    QCOMPARE(ids[2 * k + 0], 6);
+    QCOMPARE(ids[2 * k + 1], 0);  // ties: lower id first
+    Dev<float> dl(logits, s_), dp(probs.size()), dw(w.size()), da(ap.size());
+    Dev<int32_t> di(ids.size());
+    cuda::route_gated(dl.get(), n, nx, k, false, false, false, 0, nullptr, dp.get(), nullptr,
+                      di.get(), dw.get(), da.get(), s_, true);
+    QCOMPARE(di.download(s_), ids);
+    QVERIFY(max_diff(dp.download(s_), probs) <= 1e-6);
+    QVERIFY(max_diff(dw.download(s_), w) <= 1e-6);
+    QVERIFY(max_diff(da.download(s_), ap) <= 1e-6);
   }
 
   void moe_experts_slot_and_grouped_data() {

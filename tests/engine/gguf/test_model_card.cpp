@@ -283,6 +283,39 @@ class TestModelCard : public QObject {
                qPrintable(QString(row) + "\n" + t.out.c_str()));
   }
 
+  // gpt-oss (fixtures README): YaRN x32 from 4096, a window of 8 on even layers, attention
+  // sinks, softmax over the top-4 of 8, as JSON and as card rows.
+  void gptossCard() {
+    const QString rel = "fixtures/models-0c1e570/gptoss-moe/gptoss-moe.F32.gguf";
+    MOELAB_REQUIRE_SHARED(rel);
+    const std::string path = moelab::test::shared_path(rel);
+    const auto r = run_cli({"inspect", "--json", "--no-hash", path});
+    QVERIFY2(r.rc == 0, r.err.c_str());
+    const auto j = QJsonDocument::fromJson(QByteArray::fromStdString(r.out)).object();
+    QCOMPARE(j["architecture"].toString(), QString("gpt-oss"));
+    QVERIFY2(j["runnable"].toBool(), qPrintable(QJsonDocument(j["problems"].toArray()).toJson()));
+    QCOMPARE(j["router"].toObject()["gating"].toString(), QString("softmax_over_topk"));
+    QCOMPARE(j["attention_sinks"].toBool(), true);
+    QCOMPARE(j["sliding_window"].toInt(), 8);
+    QCOMPARE(j["swa_period"].toInt(), 2);
+    const auto rope = j["rope"].toObject();
+    QCOMPARE(rope["scaling"].toString(), QString("yarn"));
+    QCOMPARE(rope["scaling_factor"].toDouble(), 32.0);
+    QCOMPARE(rope["original_context_length"].toInt(), 4096);
+    const auto t = run_cli({"inspect", "--no-hash", path});
+    QCOMPARE(t.rc, 0);
+    for (const char* row :
+         {"experts            8 experts, top-4, expert n_ff 64",
+          "gating             softmax over the top-k (selected on router logits + bias: scores, "
+          "not probabilities)",
+          "RoPE               neox, freq_base 150000, 16 dims, scaling yarn (YaRN x32, original "
+          "context 4096)",
+          "sliding window     8 tokens on even layers (0, 2, ...); odd layers full",
+          "attention sinks    learned, one logit per head (softmax denominator)"})
+      QVERIFY2(t.out.find(row) != std::string::npos,
+               qPrintable(QString(row) + "\n" + t.out.c_str()));
+  }
+
   void exitCodes() {
     auto h = run_cli({"--help"});
     QCOMPARE(h.rc, 0);

@@ -3,7 +3,8 @@
 // MoE routing and attention probabilities, and a deliberately broken quantized file.
 // Covers fixtures/models (oracle c392e50) and fixtures/models-0c1e570 (the "Turn-2
 // architectures", oracle 0c1e570); a file whose architecture moelab cannot run yet is skipped
-// with "skipped: architecture X not supported yet" (a qInfo line, not QSKIP: a QSKIP marks the
+// with "skipped: architecture X not supported yet" or "skipped: weight type T not supported
+// yet" (a qInfo line, not QSKIP: a QSKIP marks the
 // whole test skipped in ctest, SKIP_REGULAR_EXPRESSION in tests/CMakeLists.txt).
 //
 // Tolerances (max |Δ logit| against the SAME file's reference):
@@ -15,10 +16,11 @@
 //    differs is F32 summation order, which now and then moves an activation across a Q8
 //    rounding boundary (one quantization step of one element) and, in the 26-layer gemma2, a
 //    GELU input across a binary16 boundary. Measured: <= 3e-6 for 2-layer files, max 0.08 and
-//    rms 0.0094 for gemma2-swa.Q8_0. Quantization itself moves llama.cpp's logits by 0.15-3.5
-//    (quant_vs_f32.txt) and a wrong scale or block layout moves them by whole units
-//    (broken_quant_file_is_caught proves it on a file with one tensor's scales doubled and one with
-//    nibbles swapped).
+//    rms 0.0094 for gemma2-swa.Q8_0, 0 (bit for bit) for gptoss-moe.Q8_0 (whose expert
+//    activations are large on purpose, so a Q8 boundary crossing would show at once). Quantization
+//    itself moves llama.cpp's logits by 0.15-3.5 (quant_vs_f32.txt) and a wrong scale or block
+//    layout moves them by whole units (broken_quant_file_is_caught proves it on a file with one
+//    tensor's scales doubled and one with nibbles swapped).
 #include <QJsonArray>
 #include <QJsonObject>
 #include <QtTest>
@@ -161,7 +163,7 @@ class TestModelFixtures : public QObject {
       if (f.base.contains("/models-0c1e570/")) ++n_new;
       if (arch_supported(f)) continue;
       ++n_skipped;
-      qInfo("%s: skipped: architecture %s not supported yet", qPrintable(f.name), f.arch.c_str());
+      qInfo("%s: skipped: %s", qPrintable(f.name), f.skip_reason().c_str());
     }
     qInfo("%d fixture files in models-0c1e570, %d skipped", n_new, n_skipped);
     if (test::have_shared("fixtures/models-0c1e570")) QVERIFY(n_new > 0);
@@ -275,7 +277,8 @@ class TestModelFixtures : public QObject {
         QTest::newRow(qPrintable(f.name)) << f.base;
   }
   // ffn_moe_topk, ffn_moe_weights (the probabilities of the selected experts) and, where the
-  // oracle dumped a later stage, the applied weights (applied_weights_tensor) per layer and
+  // oracle dumped them, the router logits, probs / biased selection scores and a later stage,
+  // the applied weights (applied_weights_tensor) per layer and
   // position (17 prompt + 23 decode positions; layers without MoE have none). F32 files:
   // identical sets (and order), weights within 1e-4. Quantized files: the share of identical
   // sets is reported (routing may legitimately flip on near-ties there).
@@ -291,7 +294,8 @@ class TestModelFixtures : public QObject {
       w_names.push_back(applied_weights_tensor(moe).toStdString());
     // The router's scores over all experts (softmax probabilities or sigmoid scores) and, with a
     // selection bias, the scores the choice is made on.
-    for (const char* s : {"ffn_moe_probs", "ffn_moe_probs_biased"})
+    // The router logits too (oracle3 dumps them; gpt-oss: before its router bias).
+    for (const char* s : {"ffn_moe_probs", "ffn_moe_probs_biased", "ffn_moe_logits"})
       if (moe.contains(s)) w_names.push_back(s);
     auto model = Model::load((base + ".gguf").toStdString());
     const int n_layer = static_cast<int>(model->card().n_layer);

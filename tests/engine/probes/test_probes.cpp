@@ -8,6 +8,7 @@
 #include <cstring>
 #include <set>
 
+#include "fixture_models.h"
 #include "moelab/gguf/gguf.h"
 #include "moelab/model/card.h"
 #include "moelab/model/model.h"
@@ -119,22 +120,10 @@ class TestProbes : public QObject {
       QTest::newRow("none") << QString();
       return;
     }
-    // Both fixture sets; of models-0c1e570 the files whose architecture moelab runs.
-    for (const char* dir : {"/fixtures/models", "/fixtures/models-0c1e570"}) {
-      QDir models(test::shared_dir() + dir);
-      for (const QString& d : models.entryList(QDir::Dirs | QDir::NoDotAndDotDot, QDir::Name)) {
-        QDir sub(models.filePath(d));
-        for (const QString& f : sub.entryList({"*.gguf"}, QDir::Files, QDir::Name)) {
-          const QString base = sub.filePath(f.left(f.size() - 5));
-          const auto& sup = supported_architectures();
-          const std::string arch =
-              gguf::File::open((base + ".gguf").toStdString())->get_string("general.architecture");
-          if (std::find(sup.begin(), sup.end(), arch) == sup.end()) continue;
-          if (test::read_json(base + ".oracle.json").object().contains("moe"))
-            QTest::newRow(qPrintable(f)) << base;
-        }
-      }
-    }
+    // Both fixture sets: the files moelab runs (architecture and weight types supported).
+    for (const auto& f : test::runnable_fixture_models())
+      if (test::read_json(f.base + ".oracle.json").object().contains("moe"))
+        QTest::newRow(qPrintable(f.name + ".gguf")) << f.base;
   }
   // Through RoutingProbe: selected experts, applied weights (ffn_moe_weights_norm where the
   // architecture renormalises, else ffn_moe_weights) and router probabilities (ffn_moe_probs)
@@ -151,10 +140,14 @@ class TestProbes : public QObject {
     const QJsonObject moe = o["moe"].toObject();
     const QJsonArray ref_ids = moe["ffn_moe_topk"].toArray();
     // The applied weights: the last weight stage the oracle dumped (fixtures README).
-    const QJsonArray ref_w = (moe.contains("ffn_moe_weights_scaled") ? moe["ffn_moe_weights_scaled"]
-                              : moe.contains("ffn_moe_weights_norm") ? moe["ffn_moe_weights_norm"]
-                                                                     : moe["ffn_moe_weights"])
-                                 .toArray();
+    const QJsonArray ref_w =
+        (moe.contains("ffn_moe_weights_scaled")    ? moe["ffn_moe_weights_scaled"]
+         : moe.contains("ffn_moe_weights_softmax") ? moe["ffn_moe_weights_softmax"]
+         : moe.contains("ffn_moe_weights_norm")    ? moe["ffn_moe_weights_norm"]
+                                                   : moe["ffn_moe_weights"])
+            .toArray();
+    // gpt-oss's probs are the biased router logits (scores of any sign, not a distribution).
+    const bool scores_not_probs = moe.contains("ffn_moe_weights_softmax");
     // Layers with a router (models-0c1e570 lists them; leading dense layers have none).
     int n_moe_layers = 0;
     const QJsonArray moe_layers = moe["moe_layers"].toArray();
@@ -168,7 +161,7 @@ class TestProbes : public QObject {
     ProbeHub hub(*ctx);
     auto probe = std::make_shared<RoutingProbe>(c.n_layer, c.expert_count);
     hub.add(probe);
-    QCOMPARE(hub.keys().size(), size_t{6});  // only what the routing probe asked for
+    QCOMPARE(hub.keys().size(), size_t{7});  // only what the routing probe asked for
     hub.eval(ints(o["prompt_tokens"]));
     const auto greedy = ints(o["greedy_tokens"]);
     for (int s = 0; s < 23; ++s) hub.eval({&greedy[s], 1});
@@ -215,7 +208,7 @@ class TestProbes : public QObject {
       QCOMPARE(s.avg_active, static_cast<double>(k));
       QVERIFY(s.coverage >= 1 && s.coverage <= static_cast<int>(c.expert_count));
       // Over a distribution only (sigmoid scores need not sum to 1).
-      if (c.expert_gating_func != 2)
+      if (c.expert_gating_func != 2 && !scores_not_probs)
         QVERIFY(s.mean_entropy > 0 && s.mean_entropy < std::log(double(c.expert_count)) + 1e-9);
       uint64_t co = 0;
       for (auto v : s.coactivation) co += v;
@@ -585,6 +578,68 @@ class TestProbes : public QObject {
     QVERIFY_THROWS_EXCEPTION(Error, Context::create(model, bad));
     bad.routing = RoutingPolicy::parse("fail:8");
     QVERIFY_THROWS_EXCEPTION(Error, Context::create(model, bad));
+  }
+
+  // gpt-oss (attention sinks, even layers a sliding window of 8) under evict:S,W: the learned
+  // sink is a virtual key of the softmax, not a KV cell, so eviction never drops it - the
+  // evicting context gives bit for bit the logits of local-global:W,S,0 over a full cache, and
+  // every attention row still leaves the sink its share (sums below 1). On the windowed layers
+  // the model's window of 8 still applies (policies restrict, never widen).
+  void eviction_with_attention_sinks_gptoss() {
+    const QString f = test::shared_dir() + "/fixtures/models-0c1e570/gptoss-moe/gptoss-moe.F32";
+    MOELAB_REQUIRE_SHARED("fixtures/models-0c1e570/gptoss-moe/gptoss-moe.F32.gguf");
+    std::vector<int32_t> prompt(10);
+    for (int i = 0; i < 10; ++i) prompt[i] = 2 + 37 * i;
+    auto model = Model::load(f.toStdString() + ".gguf");
+    ContextParams cp;
+    cp.n_ctx = 32;
+    cp.attention = AttentionPolicy::parse("evict:4,20");
+    auto ctx = Context::create(model, cp);
+    ContextParams ref_cp;
+    ref_cp.n_ctx = 128;
+    ref_cp.attention = AttentionPolicy::parse("local-global:20,4,0");
+    auto ref = Context::create(model, ref_cp);
+    ProbeHub hub(*ctx);
+    AttentionProbeOptions ao;
+    ao.layers = {0, 1};
+    ao.heads = {0};
+    auto ap = std::make_shared<AttentionProbe>(4, 8, ao);
+    hub.add(ap);
+    hub.eval(prompt);
+    ref->eval(prompt);
+    int32_t tok = 5;
+    for (int s = 0; s < 50; ++s) {
+      const auto a = ctx->logits(), b = ref->logits();
+      QVERIFY2(std::memcmp(a.data(), b.data(), a.size() * 4) == 0, qPrintable(QString::number(s)));
+      tok = static_cast<int32_t>(std::max_element(a.begin(), a.end()) - a.begin());
+      hub.eval({&tok, 1});
+      ref->eval({&tok, 1});
+    }
+    QVERIFY(ctx->policy_stats().evicted > 0);
+    int rows_after_eviction = 0;
+    for (const AttentionRow& r : ap->rows()) {
+      double sum = 0;
+      for (float p : r.probs) sum += p;
+      QVERIFY2(sum > 0 && sum < 1,
+               qPrintable(QString("layer %1 pos %2 sum %3").arg(r.layer).arg(r.pos).arg(sum)));
+      if (r.pos >= 32) ++rows_after_eviction;
+      if (r.layer == 0 && !r.key_pos.empty())  // the model's window of 8 on layer 0
+        for (size_t i = 0; i < r.key_pos.size(); ++i)
+          if (static_cast<int64_t>(r.pos) - r.key_pos[i] >= 8) QCOMPARE(r.probs[i], 0.0f);
+    }
+    QVERIFY(rows_after_eviction > 0);
+    // Routing policies have no defined meaning for a softmax-over-selected router: refused.
+    ContextParams bad;
+    bad.n_ctx = 32;
+    bad.routing = RoutingPolicy::parse("k:2");
+    try {
+      Context::create(model, bad);
+      QFAIL("a routing policy was accepted for gpt-oss");
+    } catch (const Error& e) {
+      QCOMPARE(e.kind(), ErrorKind::BadInput);
+      QVERIFY2(std::string(e.what()).find("softmax over the selected logits") != std::string::npos,
+               e.what());
+    }
   }
 
   // with_policies: contexts created by other code (here: a plain Context::create) pick the

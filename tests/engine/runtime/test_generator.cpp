@@ -91,7 +91,8 @@ class TestGenerator : public QObject {
   void model_load_accepts_every_make_model_arch_data() {
     QTest::addColumn<QString>("arch");
     QTest::addColumn<QString>("type");
-    for (const char* a : {"llama", "mixtral", "qwen2moe", "olmoe", "granitemoe", "glm4moe"})
+    for (const char* a :
+         {"llama", "mixtral", "qwen2moe", "olmoe", "granitemoe", "glm4moe", "gpt-oss"})
       for (const char* t : {"F32", "F16", "Q8_0", "Q4_0"})
         QTest::newRow(qPrintable(QString("%1-%2").arg(a, t))) << QString(a) << QString(t);
   }

@@ -57,7 +57,8 @@ class TestMakeModel : public QObject {
   void card_reports_the_requested_shape_data() {
     QTest::addColumn<QString>("arch");
     QTest::addColumn<QString>("type");
-    for (const char* a : {"llama", "mixtral", "qwen2moe", "olmoe", "granitemoe", "glm4moe"})
+    for (const char* a :
+         {"llama", "mixtral", "qwen2moe", "olmoe", "granitemoe", "glm4moe", "gpt-oss"})
       for (const char* t : {"F32", "F16", "Q8_0", "Q4_0", "MXFP4"})
         QTest::newRow(qPrintable(QString("%1-%2").arg(a, t))) << QString(a) << QString(t);
   }
@@ -133,11 +134,20 @@ class TestMakeModel : public QObject {
       total += 3 * E * ff;
       total += 2 * (6 + 3 * E * ff);
     }
+    if (arch == "gpt-oss") {  // q/k/v/o biases, sinks, router bias, expert biases
+      total += L * (qd + 2 * kvd + E + 4 + 6 + 2 * ff * 6 + E * 6);
+      QCOMPARE(c.sliding_window, 128u);
+      QCOMPARE(c.swa_period, 2u);
+      QVERIFY(c.attn_sinks && c.gating_softmax_selected);
+      QCOMPARE(c.rope_scaling, std::string("yarn"));
+      QCOMPARE(c.rope_orig_ctx, 4096u);
+    }
     QCOMPARE(c.params_total, total);
 
     // Types: matrices in the requested type, vectors and routers in F32.
     for (const auto& t : f->tensors()) {
-      const bool keep_f32 = t.n_dims == 1 || t.name.find("ffn_gate_inp") != std::string::npos;
+      const bool keep_f32 = t.n_dims == 1 || t.name.find("ffn_gate_inp") != std::string::npos ||
+                            t.name.find(".bias") != std::string::npos;  // gpt-oss expert biases
       QCOMPARE(gguf::type_name(t.type), keep_f32 ? std::string("F32") : type.toStdString());
     }
 

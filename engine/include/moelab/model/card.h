@@ -43,6 +43,14 @@ struct ModelCard {
   float rope_scaling_factor = 0;  // <arch>.rope.scaling.factor
   uint32_t rope_dims = 0;         // <arch>.rope.dimension_count or head_dim
   uint32_t sliding_window = 0;    // <arch>.attention.sliding_window, tokens (0 = none)
+  /// Which layers use sliding_window: il % swa_period == 0 (gemma2, gpt-oss: 2, even layers;
+  /// the others attend to the full causal context, as llama.cpp's swa pattern). 0 = every
+  /// layer (or no window).
+  uint32_t swa_period = 0;
+  uint32_t rope_orig_ctx = 0;  // <arch>.rope.scaling.original_context_length (YaRN), tokens
+  /// attn_sinks.weight in the layers (gpt-oss): one learned sink logit per head that joins each
+  /// softmax's denominator (ops::AttentionParams::sinks).
+  bool attn_sinks = false;
 
   // Granite's multipliers (0 = the key is absent, nothing applied):
   float embedding_scale = 0;  // <arch>.embedding_scale: token embeddings x this
@@ -55,6 +63,9 @@ struct ModelCard {
   uint32_t expert_gating_func = 0;   // <arch>.expert_gating_func: 1 softmax, 2 sigmoid
   float expert_weights_scale = 0;    // <arch>.expert_weights_scale: routed scaling factor
   bool expert_weights_norm = false;  // <arch>.expert_weights_norm: top-k weights / their sum
+  /// The router's gating is a softmax over the top-k (gpt-oss, llama.cpp's SOFTMAX_WEIGHT):
+  /// top-k on the router logits plus the router bias, weights = softmax of the k selected.
+  bool gating_softmax_selected = false;
 
   std::string vocab_type;            // tokenizer.ggml.model: "llama" (SPM), "gpt2" (BPE), ...
   std::string vocab_pre;             // tokenizer.ggml.pre

@@ -153,13 +153,16 @@ class Context {
   ///              kqv_out [n, n_head*head_dim_v]; attn_out [n, n_embd] (after attn_output and
   ///              any post-attention norm); ffn_inp [n, n_embd] (residual after attention);
   ///              ffn_norm [n, n_embd]; ffn_moe_logits, ffn_moe_probs [n, expert_count]
-  ///              (softmax probabilities, or sigmoid scores for sigmoid-gated routers);
+  ///              (softmax probabilities, or sigmoid scores for sigmoid-gated routers; gpt-oss:
+  ///              logits before its router bias, probs = the biased logits, scores);
   ///              ffn_moe_probs_biased [n, expert_count] (routers with a selection-only bias:
   ///              the scores the choice is made on); ffn_moe_topk [n, k] (descending
   ///              selection score); ffn_moe_weights [n, k] (un-normalised scores);
   ///              ffn_moe_weights_norm [n, k] (renormalising architectures and unit-gated
   ///              moefied models only: the weights applied); ffn_moe_weights_scaled [n, k]
   ///              (routers with a routed scale, e.g. glm4moe: the weights applied);
+  ///              ffn_moe_weights_softmax [n, k] (gpt-oss: the softmax over the k selected
+  ///              scores, the weights applied);
   ///              MoE layers only (leading dense layers emit none of the ffn_moe_* tensors);
   ///              ffn_moe_out [n, n_embd] (routed experts' weighted sum); ffn_shexp [n, n_embd]
   ///              (gated shared expert); ffn_out [n, n_embd] (FFN result incl. post-FFN norm);

@@ -45,7 +45,13 @@
 //                     (positions keep counting; RoPE uses the true positions). Needs
 //                     S + W <= n_ctx.
 // Policies restrict, never widen: on layers with the model's own sliding window that window
-// still applies.
+// still applies (gpt-oss: its even layers keep their window of 8 under any policy).
+// Learned attention sinks (gpt-oss's per-head attn_sinks logit, ops::AttentionParams::sinks) are
+// a virtual key of the softmax, not a KV cell: no policy masks them and evict:S,W never drops
+// them (S counts the first real tokens kept, separately); they always take their share of each
+// row, so the probabilities of a row sum to less than 1 under every policy.
+// Routing policies are defined for softmax routers only: a sigmoid-gated router, a routed scale
+// or a softmax over the selected logits (gpt-oss) makes Context::create refuse them.
 #pragma once
 
 #include <cstdint>

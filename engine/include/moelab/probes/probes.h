@@ -89,8 +89,11 @@ struct RoutingRecordView {
   std::span<const int32_t> experts;  // selected, descending probability (variable-k: no -1s)
   std::span<const float> weights;    // applied to the experts' outputs
   /// The router's scores over all experts [expert_count]: softmax probabilities, or for
-  /// sigmoid-gated routers (glm4moe) sigmoid scores that need not sum to 1 (then entropy and
-  /// top1_margin are computed on those scores as they are, not as a distribution).
+  /// sigmoid-gated routers (glm4moe) sigmoid scores that need not sum to 1, or for a
+  /// softmax-over-selected router (gpt-oss) the router logits plus the router bias (llama.cpp's
+  /// ffn_moe_probs: scores, not probabilities - any sign; the weights are the softmax over the
+  /// k selected ones). For the last two, entropy and top1_margin are computed on those scores
+  /// as they are (positive entries only), not as a distribution.
   std::span<const float> probs;
   float entropy = 0;      // nats
   float top1_margin = 0;  // p(top-1) - p(top-2)

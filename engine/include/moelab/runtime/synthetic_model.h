@@ -23,7 +23,9 @@ namespace moelab {
 struct SyntheticModelSpec {
   /// "llama" (dense), "mixtral" (general.architecture llama with experts), "qwen2moe", "olmoe",
   /// "granitemoe" (with granite-3.x MoE's multipliers), "glm4moe" (GLM-4.5's router: sigmoid +
-  /// selection bias, one shared expert, the first layer dense when n_layer > 1).
+  /// selection bias, one shared expert, the first layer dense when n_layer > 1), "gpt-oss"
+  /// (biases everywhere, attention sinks, window 128 on even layers, YaRN x32, router bias and
+  /// softmax over the top-k, expert biases).
   std::string arch = "llama";
   uint32_t n_embd = 64;
   uint32_t n_layer = 2;
