@@ -45,10 +45,30 @@ ops::RopeParams rope_from_card(const gguf::File& file, const ModelCard& card, op
   const std::string subject = "metadata key '" + card.architecture + ".rope.scaling.type'";
   if (card.rope_scaling == "linear") {
     if (card.rope_scaling_factor > 0) p.freq_scale = 1.0f / card.rope_scaling_factor;
+  } else if (card.rope_scaling == "yarn") {
+    // YaRN (arXiv:2309.00071) as llama.cpp 0c1e570 sets it up: freq_scale = 1 / factor, the ramp
+    // between the correction dims of beta_fast 32 / beta_slow 1 (its defaults: the
+    // yarn_beta_* keys are not read), and ggml's magnitude 1 + 0.1 ln(factor) on cos / sin
+    // (contracted as ggml's compiled rope_yarn computes it). An architecture that scales
+    // attention otherwise (deepseek2: mscale² in the K·Q scale) sets attn_factor back to 1.
+    const std::string fkey = "metadata key '" + card.architecture + ".rope.scaling.factor'";
+    if (!(card.rope_scaling_factor >= 1.0f))
+      file.fail("YaRN scaling needs a factor of at least 1, got " +
+                    std::to_string(card.rope_scaling_factor),
+                fkey);
+    const std::string okey = card.architecture + ".rope.scaling.original_context_length";
+    const gguf::Value* orig = file.find(okey);
+    if (!orig || !orig->is_number() || orig->as_f64() < 1 || orig->as_f64() > (1 << 30))
+      file.fail("YaRN scaling needs the original context length (a positive integer)",
+                "metadata key '" + okey + "'");
+    p.freq_scale = 1.0f / card.rope_scaling_factor;
+    p.ext_factor = 1.0f;
+    p.n_ctx_orig = static_cast<int>(orig->as_f64());
+    p.attn_factor = std::fma(0.1f, std::log(1.0f / p.freq_scale), 1.0f);
   } else if (card.rope_scaling != "none" && !card.rope_scaling.empty()) {
-    file.fail(
-        "RoPE scaling '" + card.rope_scaling + "' is not implemented (supported: none, linear)",
-        subject);
+    file.fail("RoPE scaling '" + card.rope_scaling +
+                  "' is not implemented (supported: none, linear, yarn)",
+              subject);
   } else if (card.rope_scaling_factor > 0 && card.rope_scaling_factor != 1.0f &&
              !file.find(card.architecture + ".rope.scaling.type")) {
     // Older files give only a factor, which llama.cpp treats as linear scaling.

@@ -17,13 +17,24 @@ void rms_norm(const float* x, const float* w, float* y, int64_t n_rows, int64_t 
     el::rms_norm_row(x + r * n, w, y + r * n, static_cast<int>(n), eps);
 }
 
+void rope_yarn_corr_dims(const RopeParams& p, float* low, float* high) {
+  *low = *high = 0;
+  if (p.ext_factor != 0)
+    el::rope_yarn_corr_dims(p.n_rot, p.n_ctx_orig, p.freq_base, p.beta_fast, p.beta_slow, low,
+                            high);
+}
+
 void rope(float* x, int64_t n_tokens, int n_head, int head_dim, const int32_t* pos,
           const RopeParams& p) {
   const int type = p.type == RopeType::Neox ? el::kRopeNeox : el::kRopeNorm;
+  el::RopeYarn y;
+  y.ext_factor = p.ext_factor;
+  y.mscale = p.attn_factor;
+  rope_yarn_corr_dims(p, &y.corr_low, &y.corr_high);
   for (int64_t t = 0; t < n_tokens; ++t)
     for (int h = 0; h < n_head; ++h)
       el::rope_head(x + (t * n_head + h) * head_dim, p.n_rot, static_cast<float>(pos[t]),
-                    p.freq_base, p.freq_scale, type);
+                    p.freq_base, p.freq_scale, type, y);
 }
 
 void softmax(float* x, int64_t n_rows, int64_t n) {

@@ -534,12 +534,13 @@ __global__ void k_glu(float* gate, const float* up, int64_t count, int64_t row, 
       up[i];
 }
 __global__ void k_rope(float* x, int64_t n_tok, int n_head, int head_dim, const int32_t* pos,
-                       int n_rot, float freq_base, float freq_scale, int rope_type) {
+                       int n_rot, float freq_base, float freq_scale, int rope_type,
+                       oel::RopeYarn yarn) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n_tok * n_head) return;
   const int64_t t = i / n_head;
   oel::rope_head(x + i * head_dim, n_rot, static_cast<float>(pos[t]), freq_base, freq_scale,
-                 rope_type);
+                 rope_type, yarn);
 }
 __global__ void k_kv_store(void* kc, void* vc, bool f16, int64_t cell0, const float* k,
                            const float* v, int64_t n, int64_t kw, int64_t vw) {
@@ -1210,11 +1211,16 @@ void glu(float* gate, const float* up, int64_t count, int64_t row, bool gelu, St
   check_launch(gelu ? "geglu" : "swiglu");
 }
 void rope(float* x, int64_t n_tok, int n_head, int head_dim, const int32_t* pos, int n_rot,
-          float freq_base, float freq_scale, int rope_type, Stream s) {
+          float freq_base, float freq_scale, int rope_type, Stream s, const RopeYarnArgs& yarn) {
   const int64_t count = n_tok * n_head;
   if (count <= 0) return;
+  oel::RopeYarn y;
+  y.ext_factor = yarn.ext_factor;
+  y.mscale = yarn.mscale;
+  y.corr_low = yarn.corr_low;
+  y.corr_high = yarn.corr_high;
   MOELAB_LAUNCH(grid_for(count, 128), 128, 0, s, k_rope)
-  (x, n_tok, n_head, head_dim, pos, n_rot, freq_base, freq_scale, rope_type);
+  (x, n_tok, n_head, head_dim, pos, n_rot, freq_base, freq_scale, rope_type, y);
   check_launch("rope");
 }
 void kv_store(void* k_cache, void* v_cache, bool f16, int64_t cell0, const float* k, const float* v,

@@ -159,10 +159,19 @@ void softmax_rows(float* x, int64_t n_rows, int64_t n, Stream s);
 /// ggml's (el::gelu_ggml); SiLU is el::swiglu_row's (llama.cpp's: silu_ggml on whole blocks of
 /// 8 of each row, libm expf on the row's last row % 8 elements).
 void glu(float* gate, const float* up, int64_t count, int64_t row, bool gelu, Stream s);
+/// YaRN settings of a RoPE (el::RopeYarn; ops::RopeParams documents them): the defaults are
+/// plain RoPE.
+struct RopeYarnArgs {
+  float ext_factor = 0;               // 0 = no YaRN ramp
+  float mscale = 1;                   // magnitude multiplied into cos and sin
+  float corr_low = 0, corr_high = 0;  // ramp ends (ops::rope_yarn_corr_dims)
+};
 /// RoPE in place on x F32 [n_tok, n_head * head_dim] with pos (device int32 [n_tok]);
-/// rope_type: el::kRopeNorm / kRopeNeox. One thread per (token, head): el::rope_head.
+/// rope_type: el::kRopeNorm / kRopeNeox; yarn: YaRN scaling (default none). One thread per
+/// (token, head): el::rope_head.
 void rope(float* x, int64_t n_tok, int n_head, int head_dim, const int32_t* pos, int n_rot,
-          float freq_base, float freq_scale, int rope_type, Stream s);
+          float freq_base, float freq_scale, int rope_type, Stream s,
+          const RopeYarnArgs& yarn = RopeYarnArgs());
 /// Writes K [n, kw] and V [n, vw] (device F32) into cache cells cell0 .. cell0+n-1 (F32 or
 /// F16 caches, [n_cells, kw] / [n_cells, vw]).
 void kv_store(void* k_cache, void* v_cache, bool f16, int64_t cell0, const float* k, const float* v,

@@ -95,20 +95,64 @@ MOELAB_HD inline void rms_norm_row(const float* x, const float* w, float* y, int
 
 enum RopeType : int { kRopeNorm = 0, kRopeNeox = 2 };  // ggml's GGML_ROPE_TYPE_* values
 
+/// YaRN's correction dimension for a rotation count beta (Peng et al. 2023, "YaRN: Efficient
+/// Context Window Extension of Large Language Models", arXiv:2309.00071, eq. 17 solved for the
+/// dimension): the rotary dimension whose wavelength fits `beta` times into the original
+/// context, n_rot * ln(n_ctx_orig / (2 pi beta)) / (2 ln base). Float arithmetic as ggml's
+/// ggml_rope_yarn_corr_dim.
+MOELAB_HD inline float rope_yarn_corr_dim(int n_rot, int n_ctx_orig, float beta, float freq_base) {
+  const float kPi = 3.14159265358979323846f;
+  return static_cast<float>(n_rot) * logf(static_cast<float>(n_ctx_orig) / (beta * 2.0f * kPi)) /
+         (2.0f * logf(freq_base));
+}
+
+/// The YaRN ramp's ends over the rotated pairs: low = max(0, floor(corr_dim(beta_fast))),
+/// high = min(n_rot - 1, ceil(corr_dim(beta_slow))) (ggml_rope_yarn_corr_dims).
+MOELAB_HD inline void rope_yarn_corr_dims(int n_rot, int n_ctx_orig, float freq_base,
+                                          float beta_fast, float beta_slow, float* low,
+                                          float* high) {
+  const float start = floorf(rope_yarn_corr_dim(n_rot, n_ctx_orig, beta_fast, freq_base));
+  const float end = ceilf(rope_yarn_corr_dim(n_rot, n_ctx_orig, beta_slow, freq_base));
+  *low = start > 0.0f ? start : 0.0f;
+  *high = end < static_cast<float>(n_rot - 1) ? end : static_cast<float>(n_rot - 1);
+}
+
+/// YaRN's extrapolation share of rotated pair i: 1 - clamp((i - low) / max(0.001, high - low),
+/// 0, 1) (1: keep the unscaled frequency, 0: fully interpolated; ggml's rope_yarn_ramp).
+MOELAB_HD inline float rope_yarn_ramp(float low, float high, int i) {
+  const float d = high - low;
+  const float y = (static_cast<float>(i) - low) / (d > 0.001f ? d : 0.001f);
+  const float c = y < 0.0f ? 0.0f : (y > 1.0f ? 1.0f : y);
+  return 1.0f - c;
+}
+
+/// YaRN settings of one RoPE (ops::RopeParams; all zero/one = plain RoPE).
+struct RopeYarn {
+  float ext_factor = 0;  // 0: no YaRN ramp (theta = freq_scale * theta_ext); 1: YaRN
+  float mscale = 1;      // magnitude m multiplied into cos and sin (YaRN's attention factor)
+  float corr_low = 0, corr_high = 0;  // rope_yarn_corr_dims
+};
+
 /// Rotates the first n_rot dimensions of one head vector x[head_dim] in place for position pos.
-/// theta_i = pos * freq_scale * base^(-2i/n_rot), i in [0, n_rot/2); computed iteratively in
-/// float like ggml (cosf/sinf of theta * freq_scale; each rotated value as one fused
-/// multiply-add over one rounded product, as ggml's CPU build computes it). NORM rotates pairs (2i,
-/// 2i+1); NEOX rotates (i, i + n_rot/2). Dimensions n_rot .. head_dim-1 pass through (partial
-/// rotary embedding).
+/// theta_ext_i = pos * base^(-2i/n_rot), i in [0, n_rot/2), computed iteratively in float like
+/// ggml; theta_i = freq_scale * theta_ext_i, or with YaRN (y.ext_factor != 0, arXiv:2309.00071)
+/// theta_int (1 - mix) + theta_ext mix with mix = rope_yarn_ramp(low, high, i) * ext_factor
+/// (the first product fused, as ggml's compiled rope_yarn); cos and sin are multiplied by
+/// y.mscale (exact no-op for 1). Each rotated value is one fused multiply-add over one rounded
+/// product, as ggml's CPU build computes it. NORM rotates pairs (2i, 2i+1); NEOX rotates
+/// (i, i + n_rot/2). Dimensions n_rot .. head_dim-1 pass through (partial rotary embedding).
 MOELAB_HD inline void rope_head(float* x, int n_rot, float pos, float freq_base, float freq_scale,
-                                int rope_type) {
+                                int rope_type, const RopeYarn& y = RopeYarn()) {
   const float theta_scale = powf(freq_base, -2.0f / static_cast<float>(n_rot));
   float theta = pos;
   const int half = n_rot / 2;
   for (int i = 0; i < half; ++i) {
-    const float t = theta * freq_scale;
-    const float c = cosf(t), s = sinf(t);
+    float t = theta * freq_scale;
+    if (y.ext_factor != 0.0f) {
+      const float mix = rope_yarn_ramp(y.corr_low, y.corr_high, i) * y.ext_factor;
+      t = fmaf(t, 1.0f - mix, theta * mix);
+    }
+    const float c = cosf(t) * y.mscale, s = sinf(t) * y.mscale;
     const int a = rope_type == kRopeNeox ? i : 2 * i;
     const int b = rope_type == kRopeNeox ? i + half : 2 * i + 1;
     const float x0 = x[a], x1 = x[b];

@@ -16,7 +16,7 @@
 //                                                   summed in another order; gemm vs CPU Exact
 //                                                   matmul
 //   rms_norm, softmax ............................. 1e-6 relative (double sums)
-//   rope .......................................... 2e-5 absolute (device cosf/sinf/powf vs glibc:
+//   rope, YaRN rope ............................... 2e-5 absolute (device cosf/sinf/powf vs glibc:
 //                                                   a few ulps at angles up to 4096 rad)
 //   swiglu / geglu ................................ 1e-6 (SiLU), one binary16 step (ggml GELU
 //                                                   rounds its input and output to F16)
@@ -415,6 +415,40 @@ class TestCudaParity : public QObject {
                  s_);
       const auto got = dx.download(s_);
       QVERIFY2(max_diff(got, x) <= 2e-5, qPrintable(QString::number(max_diff(got, x))));
+    }
+  }
+
+  // YaRN (gpt-oss's settings: factor 32, original context 4096, base 150000, m = 1 + 0.1 ln 32;
+  // and deepseek2's NORM pairing with m = 1 and a partial rotary): same tolerance as plain RoPE
+  // (the ramp and magnitude are a few float operations per pair, shared element code).
+  void rope_yarn() {
+    for (auto type : {ops::RopeType::Neox, ops::RopeType::Norm}) {
+      const int n_head = 8, hd = 16;
+      const int64_t n_tok = 6;
+      std::vector<int32_t> pos = {0, 1, 7, 39, 511, 4095};
+      auto x = randn(static_cast<size_t>(n_tok * n_head * hd), 31);
+      Dev<float> dx(x, s_);
+      Dev<int32_t> dp(pos, s_);
+      ops::RopeParams rp;
+      rp.type = type;
+      rp.n_rot = type == ops::RopeType::Neox ? 16 : 8;
+      rp.freq_base = type == ops::RopeType::Neox ? 150000.0f : 10000.0f;
+      rp.freq_scale = type == ops::RopeType::Neox ? 1.0f / 32 : 1.0f / 40;
+      rp.ext_factor = 1;
+      rp.n_ctx_orig = 4096;
+      rp.attn_factor = type == ops::RopeType::Neox ? 1.0f + 0.1f * std::log(32.0f) : 1.0f;
+      const auto x0 = x;
+      ops::rope(x.data(), n_tok, n_head, hd, pos.data(), rp);
+      cuda::RopeYarnArgs y;
+      y.ext_factor = rp.ext_factor;
+      y.mscale = rp.attn_factor;
+      ops::rope_yarn_corr_dims(rp, &y.corr_low, &y.corr_high);
+      cuda::rope(dx.get(), n_tok, n_head, hd, dp.get(), rp.n_rot, rp.freq_base, rp.freq_scale,
+                 type == ops::RopeType::Neox ? ops::element::kRopeNeox : ops::element::kRopeNorm,
+                 s_, y);
+      const auto got = dx.download(s_);
+      QVERIFY2(max_diff(got, x) <= 2e-5, qPrintable(QString::number(max_diff(got, x))));
+      QVERIFY(max_diff(x, x0) > 0.1);  // the rotation did something
     }
   }
 

@@ -3,6 +3,7 @@
 #include <QJsonArray>
 #include <QJsonObject>
 #include <QtTest>
+#include <algorithm>
 #include <cmath>
 
 #include "models/arch.h"
@@ -148,6 +149,131 @@ class TestModelOps : public QObject {
     ops::rope(y.data(), 1, 1, hd, &pos, ops::RopeParams{ops::RopeType::Neox, 4, 1e4f, 1.0f});
     for (int i = 4; i < hd; ++i) QCOMPARE(y[i], x[i]);
     QVERIFY(y[0] != x[0]);
+  }
+
+  // YaRN RoPE against the fixtures README formula ("Turn-2 architectures"), evaluated here in
+  // double: theta_ext = p base^(-2i/n_rot), theta_int = theta_ext / factor, corr(b) = n_rot
+  // ln(orig / (2 pi b)) / (2 ln base), low = max(0, floor(corr(32))), high = min(n_rot - 1,
+  // ceil(corr(1))), mix = 1 - clamp((i - low) / max(0.001, high - low), 0, 1), theta =
+  // theta_int (1 - mix) + theta_ext mix, cos / sin times m. gpt-oss: low 2, high 5,
+  // m = 1 + 0.1 ln 32 = 1.346574.
+  void rope_yarn_formula() {
+    ops::RopeParams p;
+    p.type = ops::RopeType::Neox;
+    p.n_rot = 16;
+    p.freq_base = 150000;
+    p.freq_scale = 1.0f / 32;
+    p.ext_factor = 1;
+    p.n_ctx_orig = 4096;
+    p.attn_factor = 1.0f + 0.1f * std::log(32.0f);
+    QVERIFY(std::fabs(p.attn_factor - 1.346574f) < 1e-6f);
+    float low = -1, high = -1;
+    ops::rope_yarn_corr_dims(p, &low, &high);
+    QCOMPARE(low, 2.0f);
+    QCOMPARE(high, 5.0f);
+    // deepseek2-lite (n_rot 8, base 1e4, x40): low 1, high 3; deepseek3-moe (n_rot 16): 2, 6.
+    ops::RopeParams d = p;
+    d.n_rot = 8;
+    d.freq_base = 10000;
+    ops::rope_yarn_corr_dims(d, &low, &high);
+    QCOMPARE(low, 1.0f);
+    QCOMPARE(high, 3.0f);
+    d.n_rot = 16;
+    ops::rope_yarn_corr_dims(d, &low, &high);
+    QCOMPARE(low, 2.0f);
+    QCOMPARE(high, 6.0f);
+    // Without YaRN the ramp ends are (0, 0).
+    ops::RopeParams plain;
+    plain.n_rot = 16;
+    ops::rope_yarn_corr_dims(plain, &low, &high);
+    QCOMPARE(low, 0.0f);
+    QCOMPARE(high, 0.0f);
+
+    // Rotate unit vectors (1 in dim i, 0 in dim i + 8): NEOX gives (m cos theta_i, m sin theta_i).
+    const double kPi = 3.14159265358979323846;
+    const double corr_lo =
+        std::max(0.0, std::floor(16 * std::log(4096 / (2 * kPi * 32)) / (2 * std::log(150000.0))));
+    const double corr_hi =
+        std::min(15.0, std::ceil(16 * std::log(4096 / (2 * kPi * 1)) / (2 * std::log(150000.0))));
+    for (int32_t pos : {1, 9, 100, 4000}) {
+      std::vector<float> x(16 * 8, 0.0f);
+      for (int i = 0; i < 8; ++i) x[i * 16 + i] = 1.0f;  // head i: unit vector in dim i
+      ops::rope(x.data(), 1, 8, 16, &pos, p);
+      for (int i = 0; i < 8; ++i) {
+        const double t_ext = pos * std::pow(150000.0, -2.0 * i / 16);
+        const double t_int = t_ext / 32;
+        const double mix =
+            1 - std::clamp((i - corr_lo) / std::max(0.001, corr_hi - corr_lo), 0.0, 1.0);
+        const double theta = t_int * (1 - mix) + t_ext * mix;
+        const double m = 1 + 0.1 * std::log(32.0);
+        // Float theta through an iterated power: a few ulps of theta (<= 4000 rad) in the angle.
+        const double tol = 4e-6 * std::max(1.0, theta);
+        QVERIFY2(std::fabs(x[i * 16 + i] - m * std::cos(theta)) < tol,
+                 qPrintable(QString::number(i)));
+        QVERIFY2(std::fabs(x[i * 16 + i + 8] - m * std::sin(theta)) < tol,
+                 qPrintable(QString::number(i)));
+      }
+    }
+    // ext_factor 0 is linear scaling exactly (same as freq_scale alone, magnitude 1).
+    ops::RopeParams lin;
+    lin.type = ops::RopeType::Neox;
+    lin.n_rot = 16;
+    lin.freq_base = 150000;
+    lin.freq_scale = 1.0f / 32;
+    ops::RopeParams lin2 = lin;
+    lin2.n_ctx_orig = 4096;  // ignored without ext_factor
+    auto a = std::vector<float>(16, 0.5f), b = a;
+    const int32_t pos = 77;
+    ops::rope(a.data(), 1, 1, 16, &pos, lin);
+    ops::rope(b.data(), 1, 1, 16, &pos, lin2);
+    QCOMPARE(a, b);
+  }
+
+  // rope_from_card reads rope.scaling.type "yarn": freq_scale 1/factor, the original context,
+  // ggml's magnitude 1 + 0.1 ln(factor); a YaRN file without the original context is refused.
+  void rope_from_card_yarn() {
+    auto write = [](const QString& name, bool with_orig) {
+      gguf::Writer w;
+      w.set_string("general.architecture", "llama");
+      w.set_u32("llama.block_count", 1);
+      w.set_u32("llama.embedding_length", 32);
+      w.set_u32("llama.attention.head_count", 2);
+      w.set_f32("llama.rope.freq_base", 150000.0f);
+      w.set_string("llama.rope.scaling.type", "yarn");
+      w.set_f32("llama.rope.scaling.factor", 32.0f);
+      if (with_orig) w.set_u32("llama.rope.scaling.original_context_length", 4096);
+      w.set_array_string("tokenizer.ggml.tokens", {"a", "b"});
+      std::vector<uint8_t> data(32 * 2 * 4, 0);
+      w.add_tensor("token_embd.weight", gguf::TensorType::F32, {32, 2}, data);
+      const std::string path = (test::temp_dir("test_model_ops") + "/" + name).toStdString();
+      w.write(path);
+      return gguf::File::open(path);
+    };
+    {
+      auto f = write("yarn.gguf", true);
+      const ModelCard card = make_model_card(*f);
+      const ops::RopeParams p = models::rope_from_card(*f, card, ops::RopeType::Neox);
+      QCOMPARE(p.freq_scale, 1.0f / 32);
+      QCOMPARE(p.ext_factor, 1.0f);
+      QCOMPARE(p.n_ctx_orig, 4096);
+      QCOMPARE(p.beta_fast, 32.0f);
+      QCOMPARE(p.beta_slow, 1.0f);
+      QVERIFY(std::fabs(p.attn_factor - 1.346574f) < 1e-6f);
+      QCOMPARE(p.n_rot, 16);
+    }
+    {
+      auto f = write("yarn_no_orig.gguf", false);
+      const ModelCard card = make_model_card(*f);
+      try {
+        models::rope_from_card(*f, card, ops::RopeType::Neox);
+        QFAIL("YaRN without original_context_length was accepted");
+      } catch (const Error& e) {
+        QCOMPARE(e.kind(), ErrorKind::BadInput);
+        const std::string m = e.what();
+        QVERIFY2(m.find("llama.rope.scaling.original_context_length") != std::string::npos,
+                 m.c_str());
+      }
+    }
   }
 
   void sliding_window_and_gqa() {

@@ -29,8 +29,23 @@ struct RopeParams {
   RopeType type = RopeType::Norm;
   int n_rot = 0;            // rotated dimensions per head (<= head_dim, even)
   float freq_base = 10000;  // <arch>.rope.freq_base
-  float freq_scale = 1;     // 1 / <arch>.rope.scaling.factor for "linear" scaling
+  float freq_scale = 1;     // 1 / <arch>.rope.scaling.factor ("linear" and "yarn" scaling)
+  // YaRN (Peng et al. 2023, arXiv:2309.00071; ggml's rope_yarn): with ext_factor != 0 the
+  // rotated pair i turns by theta_int (1 - mix) + theta_ext mix, theta_ext = pos base^(-2i/n_rot),
+  // theta_int = freq_scale theta_ext, mix = ext_factor (1 - clamp((i - low) / max(0.001,
+  // high - low), 0, 1)), low = max(0, floor(corr(beta_fast))), high = min(n_rot - 1,
+  // ceil(corr(beta_slow))), corr(b) = n_rot ln(n_ctx_orig / (2 pi b)) / (2 ln base).
+  float ext_factor = 0;  // 0 = no YaRN ramp, 1 = YaRN
+  /// Magnitude m multiplied into cos and sin (so into q and k; K·Q grows by m²). The
+  /// architecture chooses it: gpt-oss 1 + 0.1 ln(factor) (ggml's own YaRN factor), deepseek2 1
+  /// (its mscale goes into the attention scale instead). 1 = none.
+  float attn_factor = 1;
+  float beta_fast = 32, beta_slow = 1;  // YaRN's rotation counts (llama.cpp's defaults)
+  int n_ctx_orig = 0;                   // <arch>.rope.scaling.original_context_length (YaRN only)
 };
+
+/// The YaRN ramp ends (low, high) of p (ggml_rope_yarn_corr_dims); (0, 0) without YaRN.
+void rope_yarn_corr_dims(const RopeParams& p, float* low, float* high);
 
 /// Rotates every head of x in place: x F32 [n_tokens, n_head * head_dim], pos int32 [n_tokens].
 void rope(float* x, int64_t n_tokens, int n_head, int head_dim, const int32_t* pos,
