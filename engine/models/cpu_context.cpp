@@ -97,6 +97,18 @@ class CpuContext final : public ForwardContext {
   void rope(float* x, int64_t n, int n_head) override {
     ops::rope(x, n, n_head, static_cast<int>(card_.head_dim), pos_.data(), cfg_.rope);
   }
+  void rope_hd(float* x, int64_t n, int n_head, int head_dim) override {
+    ops::rope(x, n, n_head, head_dim, pos_.data(), cfg_.rope);
+  }
+  void copy_2d(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows,
+               int64_t width) override {
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(dst + r * dst_stride, src + r * src_stride, width * sizeof(float));
+  }
+  void linear_slice(const Weight& w, int64_t j, const float* x, int64_t n, float* y) override {
+    const uint8_t* base = w.data + static_cast<uint64_t>(j) * w.ne[1] * w.row_bytes;
+    linear_raw(w.type, base, w.n_in(), w.n_out(), x, n, y, &pool_, false);
+  }
   void scale(float* x, float s, int64_t count) override {
     for (int64_t i = 0; i < count; ++i) x[i] *= s;
   }
@@ -119,7 +131,8 @@ class CpuContext final : public ForwardContext {
   void route_top_k(const float* logits, int64_t n, int nx, int k, float* probs, int32_t* ids,
                    float* w, float* applied, const std::vector<float>& sel_bias,
                    float* selection) override {
-    if (!cfg_.moe_sigmoid && cfg_.moe_weights_scale == 0 && sel_bias.empty()) {
+    if (!cfg_.moe_sigmoid && cfg_.moe_weights_scale == 0 && sel_bias.empty() &&
+        cfg_.expert_groups <= 1) {
       for (int64_t t = 0; t < n; ++t)
         ops::route_top_k(logits + t * nx, nx, k, cfg_.moe_renormalise, probs + t * nx, ids + t * k,
                          w + t * k, applied + t * k, cfg_.moe_unit_weights);

@@ -405,6 +405,14 @@ class CudaContext final : public models::ForwardContext {
                                             "expert weights",
                                             "applied weights",
                                             "router selection scores",
+                                            "MLA compressed query",
+                                            "MLA KV row",
+                                            "MLA c_kv",
+                                            "MLA rope part",
+                                            "MLA absorbed query",
+                                            "MLA head input",
+                                            "MLA head output",
+                                            "MLA values",
                                             "logits"};
     static_assert(std::size(kWhat) == static_cast<size_t>(models::Slot::Count));
     const int i = static_cast<int>(slot);
@@ -459,7 +467,8 @@ class CudaContext final : public models::ForwardContext {
   void route_top_k(const float* logits, int64_t n, int nx, int k, float* probs, int32_t* ids,
                    float* w, float* applied, const std::vector<float>& sel_bias,
                    float* selection) override {
-    if (!cfg_.moe_sigmoid && cfg_.moe_weights_scale == 0 && sel_bias.empty()) {
+    if (!cfg_.moe_sigmoid && cfg_.moe_weights_scale == 0 && sel_bias.empty() &&
+        cfg_.expert_groups <= 1) {
       cuda::route_top_k(logits, n, nx, k, cfg_.moe_renormalise, probs, ids, w, applied, stream_,
                         cfg_.moe_unit_weights);
       return;
@@ -467,7 +476,26 @@ class CudaContext final : public models::ForwardContext {
     cuda::route_gated(logits, n, nx, k, cfg_.moe_sigmoid, cfg_.moe_renormalise,
                       cfg_.moe_unit_weights, cfg_.moe_weights_scale,
                       sel_bias.empty() ? nullptr : model_->vec(sel_bias), probs, selection, ids, w,
-                      applied, stream_);
+                      applied, stream_, cfg_.expert_groups, cfg_.expert_groups_used);
+  }
+  void rope_hd(float* x, int64_t n, int n_head, int head_dim) override {
+    const int32_t* pos_d = pos_d_.get<int32_t>(n, stream_, "positions");
+    const int rope_type =
+        cfg_.rope.type == ops::RopeType::Neox ? ops::element::kRopeNeox : ops::element::kRopeNorm;
+    cuda::RopeYarnArgs yarn;
+    yarn.ext_factor = cfg_.rope.ext_factor;
+    yarn.mscale = cfg_.rope.attn_factor;
+    ops::rope_yarn_corr_dims(cfg_.rope, &yarn.corr_low, &yarn.corr_high);
+    cuda::rope(x, n, n_head, head_dim, pos_d, cfg_.rope.n_rot, cfg_.rope.freq_base,
+               cfg_.rope.freq_scale, rope_type, stream_, yarn);
+  }
+  void copy_2d(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows,
+               int64_t width) override {
+    cuda::copy_2d(src, src_stride, dst, dst_stride, rows, width, stream_);
+  }
+  void linear_slice(const models::Weight& w, int64_t j, const float* x, int64_t n,
+                    float* y) override {
+    linear_e(model_->mat(w), j, x, n, y, false);
   }
   void route_policy(int il, const float* logits, int64_t n, int nx, int k, float* probs,
                     int32_t* ids, float* w, float* applied) override;

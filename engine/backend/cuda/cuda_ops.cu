@@ -692,12 +692,20 @@ __global__ void k_route(const float* logits, int64_t n, int n_expert, int k, boo
 }
 __global__ void k_route_gated(const float* logits, int64_t n, int n_expert, int k, oel::RouteSpec r,
                               const float* sel_bias, float* probs, float* selection, int32_t* ids,
-                              float* weights, float* applied) {
+                              float* weights, float* applied, int32_t* groups) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= n) return;
   oel::route_token_gated(logits + t * n_expert, n_expert, k, r, sel_bias, probs + t * n_expert,
                          sel_bias ? selection + t * n_expert : nullptr, ids + t * k,
-                         weights + t * k, applied + t * k);
+                         weights + t * k, applied + t * k,
+                         groups ? groups + t * r.n_group_used : nullptr);
+}
+__global__ void k_copy_2d(const float* src, int64_t ss, float* dst, int64_t ds, int64_t rows,
+                          int64_t width) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= rows * width) return;
+  const int64_t r = i / width, c = i % width;
+  dst[r * ds + c] = src[r * ss + c];
 }
 __global__ void k_moe_sum(const float* res, const int32_t* ids, const float* applied, int64_t n,
                           int k, int64_t E, float* out) {
@@ -1255,15 +1263,28 @@ void route_top_k(const float* logits, int64_t n, int n_expert, int k, bool renor
 }
 void route_gated(const float* logits, int64_t n, int n_expert, int k, bool sigmoid,
                  bool renormalise, bool unit, float scale, const float* sel_bias, float* probs,
-                 float* selection, int32_t* ids, float* weights, float* applied, Stream s) {
+                 float* selection, int32_t* ids, float* weights, float* applied, Stream s,
+                 int n_group, int n_group_used, int32_t* groups) {
   if (n <= 0) return;
   if (k < 1 || k > n_expert) throw Error(ErrorKind::Internal, "route_gated: bad k");
   if (sel_bias && !selection)
     throw Error(ErrorKind::Internal, "route_gated: a selection bias needs a selection buffer");
-  const oel::RouteSpec r{sigmoid, renormalise, unit, scale};
+  if (n_group > 1 &&
+      (n_group > oel::kMaxExpertGroups || n_expert % n_group != 0 || n_group_used < 1 ||
+       n_group_used > n_group || k > n_group_used * (n_expert / n_group)))
+    throw Error(ErrorKind::Internal, "route_gated: bad expert groups");
+  const oel::RouteSpec r{sigmoid, renormalise, unit, scale, n_group, n_group_used};
   MOELAB_LAUNCH(grid_for(n, 64), 64, 0, s, k_route_gated)
-  (logits, n, n_expert, k, r, sel_bias, probs, selection, ids, weights, applied);
+  (logits, n, n_expert, k, r, sel_bias, probs, selection, ids, weights, applied,
+   n_group > 1 ? groups : nullptr);
   check_launch("route_gated");
+}
+void copy_2d(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows,
+             int64_t width, Stream s) {
+  if (rows * width <= 0) return;
+  MOELAB_LAUNCH(grid_for(rows * width, kEw), kEw, 0, s, k_copy_2d)
+  (src, src_stride, dst, dst_stride, rows, width);
+  check_launch("copy_2d");
 }
 void moe_weighted_sum(const float* res, const int32_t* ids, const float* applied, int64_t n, int k,
                       int64_t E, float* out, Stream s) {

@@ -206,10 +206,16 @@ void route_top_k(const float* logits, int64_t n, int n_expert, int k, bool renor
 /// MoE routing with a gating function, selection-only bias and routed scale
 /// (el::route_token_gated, one thread per token): as route_top_k, plus sel_bias F32 [n_expert]
 /// (device, may be null) and selection F32 [n, n_expert] (probs + sel_bias; used when sel_bias
-/// is given). sigmoid / renormalise / unit / scale as el::RouteSpec.
+/// is given). sigmoid / renormalise / unit / scale / n_group / n_group_used as el::RouteSpec;
+/// with a group limit, groups int32 [n, n_group_used] (device, may be null) receives the kept
+/// groups per token.
 void route_gated(const float* logits, int64_t n, int n_expert, int k, bool sigmoid,
                  bool renormalise, bool unit, float scale, const float* sel_bias, float* probs,
-                 float* selection, int32_t* ids, float* weights, float* applied, Stream s);
+                 float* selection, int32_t* ids, float* weights, float* applied, Stream s,
+                 int n_group = 0, int n_group_used = 0, int32_t* groups = nullptr);
+/// dst[r * dst_stride + i] = src[r * src_stride + i] for r < rows, i < width (device F32).
+void copy_2d(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows,
+             int64_t width, Stream s);
 /// out[t] = sum_j applied[t, j] * res[t*k + j] over slots with ids >= 0, in slot order.
 /// res F32 [n*k, E]; out F32 [n, E] (overwritten).
 void moe_weighted_sum(const float* res, const int32_t* ids, const float* applied, int64_t n, int k,

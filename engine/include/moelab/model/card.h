@@ -51,10 +51,21 @@ struct ModelCard {
   float logit_scale = 0;      // <arch>.logit_scale: logits divided by this
 
   // Router variants (DeepSeek-V3 / GLM-4.5 style; 0 = the key is absent):
-  uint32_t n_layer_dense_lead = 0;   // <arch>.leading_dense_block_count: first layers dense
-  uint32_t expert_gating_func = 0;   // <arch>.expert_gating_func: 1 softmax, 2 sigmoid
-  float expert_weights_scale = 0;    // <arch>.expert_weights_scale: routed scaling factor
-  bool expert_weights_norm = false;  // <arch>.expert_weights_norm: top-k weights / their sum
+  uint32_t n_layer_dense_lead = 0;       // <arch>.leading_dense_block_count: first layers dense
+  uint32_t expert_gating_func = 0;       // <arch>.expert_gating_func: 1 softmax, 2 sigmoid
+  float expert_weights_scale = 0;        // <arch>.expert_weights_scale: routed scaling factor
+  bool expert_weights_norm = false;      // <arch>.expert_weights_norm: top-k weights / their sum
+  uint32_t expert_group_count = 0;       // <arch>.expert_group_count: expert groups (DeepSeek-V3)
+  uint32_t expert_group_used_count = 0;  // <arch>.expert_group_used_count: groups kept per token
+
+  // Multi-head latent attention (DeepSeek-V2, arXiv:2405.04434; 0 = not MLA). The metadata
+  // describes the absorbed view: one KV head of key_length = kv_lora_rank + rope_dims and
+  // value_length = kv_lora_rank; the per-head sizes are head_dim_mla / head_dim_v_mla.
+  uint32_t q_lora_rank = 0;     // <arch>.attention.q_lora_rank (0: plain attn_q)
+  uint32_t kv_lora_rank = 0;    // <arch>.attention.kv_lora_rank
+  uint32_t head_dim_mla = 0;    // <arch>.attention.key_length_mla = qk_nope + qk_rope
+  uint32_t head_dim_v_mla = 0;  // <arch>.attention.value_length_mla = v_head
+  bool is_mla() const { return kv_lora_rank > 0; }
 
   std::string vocab_type;            // tokenizer.ggml.model: "llama" (SPM), "gpt2" (BPE), ...
   std::string vocab_pre;             // tokenizer.ggml.pre
@@ -81,7 +92,15 @@ struct ModelCard {
 
   bool is_moe() const { return expert_count > 0; }
   /// KV-cache size in bytes for `n_ctx` tokens with `bytes_per_value` (2 = F16, 4 = F32).
+  /// MLA: the absorbed cache moelab keeps, n_layer x (K row kv_lora + rope, V row kv_lora).
   uint64_t kv_cache_bytes(uint64_t n_ctx, uint32_t bytes_per_value) const;
+  /// Bytes of KV cache per token (all layers) as kv_cache_bytes stores them.
+  uint64_t kv_bytes_per_token(uint32_t bytes_per_value) const {
+    return kv_cache_bytes(1, bytes_per_value);
+  }
+  /// MLA only: what a GQA/MHA cache of the same heads would hold per token (all layers):
+  /// n_layer x n_head x (head_dim_mla + head_dim_v_mla) values; 0 for other models.
+  uint64_t kv_bytes_per_token_gqa_equivalent(uint32_t bytes_per_value) const;
   /// Weights plus KV cache at n_ctx, bytes (both saturate at UINT64_MAX, never wrap).
   uint64_t memory_estimate(uint64_t n_ctx, uint32_t bytes_per_value) const {
     const uint64_t kv = kv_cache_bytes(n_ctx, bytes_per_value);
