@@ -40,6 +40,7 @@ enum Key : int {
   kResultOutput,
   kMoeProbsBiased,    // selection scores (probs + selection bias)
   kMoeWeightsScaled,  // applied weights after the routed scale
+  kMoeGroupTopk,      // group-limited routers: the kept expert groups per token
   kKeyCount
 };
 

@@ -144,6 +144,14 @@ class CpuContext final : public ForwardContext {
                             probs + t * nx, selection ? selection + t * nx : nullptr, ids + t * k,
                             w + t * k, applied + t * k);
   }
+  void kept_groups(const float* sel, int64_t n, int nx, float* out) override {
+    const int ng = cfg_.expert_groups, nu = cfg_.expert_groups_used;
+    int32_t g[el::kMaxExpertGroups];
+    for (int64_t t = 0; t < n; ++t) {
+      el::top_groups(sel + t * nx, nx, ng, nu, g);
+      for (int j = 0; j < nu; ++j) out[t * nu + j] = static_cast<float>(g[j]);
+    }
+  }
   void route_policy(int il, const float* logits, int64_t n, int, int, float* probs, int32_t* ids,
                     float* w, float* applied) override {
     router_->route(il, n, logits, probs, ids, w, applied, stats_);

@@ -259,6 +259,12 @@ void ForwardContext::moe_ffn(int il, int64_t n) {
     emit(kMoeWeightsScaled, il, applied, n, k);
   else if (cfg_.moe_renormalise || cfg_.moe_unit_weights)
     emit(kMoeWeightsNorm, il, applied, n, k);
+  if (cfg_.expert_groups > 1 && !router_ && wants(kMoeGroupTopk)) {
+    const int nu = cfg_.expert_groups_used;
+    float* groups = buf(Slot::MoeGroups, n * nu);
+    kept_groups(selection ? selection : probs, n, nx, groups);
+    emit(kMoeGroupTopk, il, groups, n, nu);
+  }
 
   float* out = buf(Slot::FfnOut, n * E);
   experts(L, cur, ids, applied, n, k, out);

@@ -47,6 +47,7 @@ enum class Slot : int {
   MoeWeights,    // F32 [n, k] top-k probabilities
   MoeApplied,    // F32 [n, k] weights applied to the experts' outputs
   MoeSelection,  // F32 [n, expert_count] selection scores (probs + selection bias)
+  MoeGroups,     // F32 [n, expert_groups_used] kept expert groups (group-limited routers)
   // MLA (mla_attention_block; r = qk_rope, c = kv_lora_rank, H = n_head):
   MlaLora,     // F32 [n, q_lora_rank] compressed query
   MlaKv,       // F32 [n, c + r] the KV cache row: rmsnorm(c_kv) | roped k_pe
@@ -139,6 +140,9 @@ class ForwardContext : public ContextBase {
   virtual void route_top_k(const float* logits, int64_t n, int nx, int k, float* probs,
                            int32_t* ids, float* w, float* applied,
                            const std::vector<float>& sel_bias, float* selection) = 0;
+  /// out F32 [n, expert_groups_used] = the expert groups kept for each token (el::top_groups on
+  /// sel F32 [n, nx], the scores the choice was made on), as floats; for the observer only.
+  virtual void kept_groups(const float* sel, int64_t n, int nx, float* out) = 0;
   /// Routing by the policy router_ (runs on the host; same outputs as route_top_k).
   virtual void route_policy(int il, const float* logits, int64_t n, int nx, int k, float* probs,
                             int32_t* ids, float* w, float* applied) = 0;

@@ -405,6 +405,7 @@ class CudaContext final : public models::ForwardContext {
                                             "expert weights",
                                             "applied weights",
                                             "router selection scores",
+                                            "kept expert groups",
                                             "MLA compressed query",
                                             "MLA KV row",
                                             "MLA c_kv",
@@ -477,6 +478,9 @@ class CudaContext final : public models::ForwardContext {
                       cfg_.moe_unit_weights, cfg_.moe_weights_scale,
                       sel_bias.empty() ? nullptr : model_->vec(sel_bias), probs, selection, ids, w,
                       applied, stream_, cfg_.expert_groups, cfg_.expert_groups_used);
+  }
+  void kept_groups(const float* sel, int64_t n, int nx, float* out) override {
+    cuda::kept_groups(sel, n, nx, cfg_.expert_groups, cfg_.expert_groups_used, out, stream_);
   }
   void rope_hd(float* x, int64_t n, int n_head, int head_dim) override {
     const int32_t* pos_d = pos_d_.get<int32_t>(n, stream_, "positions");

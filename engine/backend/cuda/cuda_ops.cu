@@ -700,6 +700,14 @@ __global__ void k_route_gated(const float* logits, int64_t n, int n_expert, int 
                          weights + t * k, applied + t * k,
                          groups ? groups + t * r.n_group_used : nullptr);
 }
+__global__ void k_kept_groups(const float* sel, int64_t n, int n_expert, int n_group,
+                              int n_group_used, float* out) {
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= n) return;
+  int32_t g[oel::kMaxExpertGroups];
+  oel::top_groups(sel + t * n_expert, n_expert, n_group, n_group_used, g);
+  for (int j = 0; j < n_group_used; ++j) out[t * n_group_used + j] = static_cast<float>(g[j]);
+}
 __global__ void k_copy_2d(const float* src, int64_t ss, float* dst, int64_t ds, int64_t rows,
                           int64_t width) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -1278,6 +1286,16 @@ void route_gated(const float* logits, int64_t n, int n_expert, int k, bool sigmo
   (logits, n, n_expert, k, r, sel_bias, probs, selection, ids, weights, applied,
    n_group > 1 ? groups : nullptr);
   check_launch("route_gated");
+}
+void kept_groups(const float* sel, int64_t n, int n_expert, int n_group, int n_group_used,
+                 float* out, Stream s) {
+  if (n <= 0) return;
+  if (n_group < 2 || n_group > oel::kMaxExpertGroups || n_expert % n_group != 0 ||
+      n_group_used < 1 || n_group_used > n_group)
+    throw Error(ErrorKind::Internal, "kept_groups: bad expert groups");
+  MOELAB_LAUNCH(grid_for(n, 64), 64, 0, s, k_kept_groups)
+  (sel, n, n_expert, n_group, n_group_used, out);
+  check_launch("kept_groups");
 }
 void copy_2d(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows,
              int64_t width, Stream s) {

@@ -213,6 +213,10 @@ void route_gated(const float* logits, int64_t n, int n_expert, int k, bool sigmo
                  bool renormalise, bool unit, float scale, const float* sel_bias, float* probs,
                  float* selection, int32_t* ids, float* weights, float* applied, Stream s,
                  int n_group = 0, int n_group_used = 0, int32_t* groups = nullptr);
+/// out F32 [n, n_group_used] = the kept groups of each token (el::top_groups on sel F32
+/// [n, n_expert]), as floats (one thread per token).
+void kept_groups(const float* sel, int64_t n, int n_expert, int n_group, int n_group_used,
+                 float* out, Stream s);
 /// dst[r * dst_stride + i] = src[r * src_stride + i] for r < rows, i < width (device F32).
 void copy_2d(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows,
              int64_t width, Stream s);

@@ -762,6 +762,11 @@ class TestCudaParity : public QObject {
                       dp.get(), ds.get(), di.get(), dw.get(), da.get(), s_, ng, nu, dg.get());
     QCOMPARE(di.download(s_), ids);
     QCOMPARE(dg.download(s_), groups);
+    // The observer's copy of the kept groups (ffn_moe_group_topk), from the selection scores.
+    Dev<float> dgf(groups.size());
+    cuda::kept_groups(ds.get(), n, nx, ng, nu, dgf.get(), s_);
+    const auto gf = dgf.download(s_);
+    for (size_t i = 0; i < groups.size(); ++i) QCOMPARE(gf[i], static_cast<float>(groups[i]));
     QVERIFY(max_diff(dp.download(s_), probs) <= 1e-6);
     QVERIFY(max_diff(ds.download(s_), sel) <= 1e-6);
     QVERIFY(max_diff(dw.download(s_), w) <= 1e-6);
