@@ -193,8 +193,8 @@ std::vector<std::pair<std::string, std::string>> card_rows(const ModelCard& c,
           ", kv_lora " + std::to_string(c.kv_lora_rank) + ", qk_nope " +
           std::to_string(c.head_dim_mla > c.rope_dims ? c.head_dim_mla - c.rope_dims : 0) +
           " + qk_rope " + std::to_string(c.rope_dims) + ", v " + std::to_string(c.head_dim_v_mla) +
-          "; cached per token: c_kv | k_pe (" + std::to_string(c.head_dim) + ") and V = c_kv (" +
-          std::to_string(c.head_dim_v) + ")";
+          "; cached per token and layer: one row c_kv | k_pe (" + std::to_string(c.head_dim) +
+          "), V = its first " + std::to_string(c.head_dim_v);
       add("attention kind", m);
     }
     if (c.n_layer && c.n_head_kv) {

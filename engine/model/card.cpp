@@ -322,7 +322,9 @@ const std::vector<std::string>& supported_architectures() {
 
 uint64_t ModelCard::kv_cache_bytes(uint64_t n_ctx, uint32_t bytes_per_value) const {
   // Saturates at UINT64_MAX instead of wrapping (crafted metadata may claim any sizes).
-  uint64_t r = static_cast<uint64_t>(n_head_kv) * (uint64_t{head_dim} + head_dim_v);
+  // MLA's absorbed cache holds one row per token and layer, V being the start of it.
+  uint64_t r =
+      static_cast<uint64_t>(n_head_kv) * (uint64_t{head_dim} + (is_mla() ? 0 : head_dim_v));
   for (const uint64_t f : {uint64_t{n_layer}, n_ctx, uint64_t{bytes_per_value}})
     if (__builtin_mul_overflow(r, f, &r)) return UINT64_MAX;
   return r;

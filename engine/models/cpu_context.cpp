@@ -210,7 +210,8 @@ class CpuContext final : public ForwardContext {
 
 void CpuContext::store_kv(int il, int64_t cell0, const float* k, const float* v, int64_t n) {
   const int64_t kw = static_cast<int64_t>(card_.n_head_kv) * card_.head_dim;
-  const int64_t vw = static_cast<int64_t>(card_.n_head_kv) * card_.head_dim_v;
+  // MLA keeps V inside the K rows (v_cell_bytes() 0): nothing to store for V.
+  const int64_t vw = v_cell_bytes() ? static_cast<int64_t>(card_.n_head_kv) * card_.head_dim_v : 0;
   uint8_t* kc = k_cache_[il].data();
   uint8_t* vc = v_cache_[il].data();
   for (int64_t t = 0; t < n; ++t) {
@@ -222,7 +223,7 @@ void CpuContext::store_kv(int il, int64_t cell0, const float* k, const float* v,
       for (int64_t i = 0; i < vw; ++i) vd[i] = el::f32_to_f16(v[t * vw + i]);
     } else {
       std::memcpy(reinterpret_cast<float*>(kc) + p * kw, k + t * kw, kw * sizeof(float));
-      std::memcpy(reinterpret_cast<float*>(vc) + p * vw, v + t * vw, vw * sizeof(float));
+      if (vw) std::memcpy(reinterpret_cast<float*>(vc) + p * vw, v + t * vw, vw * sizeof(float));
     }
   }
 }
@@ -236,6 +237,10 @@ const float* CpuContext::attention(int il, const float* q, int64_t n, int64_t n_
     probs = probs_.data();
   }
   ops::KvLayer kv{k_cache_[il].data(), v_cache_[il].data(), kv_f16_};
+  if (v_cell_bytes() == 0) {  // MLA: V = the first head_dim_v values of each K row
+    kv.v = kv.k;
+    kv.v_row = static_cast<int64_t>(card_.n_head_kv) * card_.head_dim;
+  }
   if (!policy_masked())
     ops::attention(q, pos_.data(), n, kv, n_kv, ap, out, probs, &pool_);
   else

@@ -457,7 +457,8 @@ class CudaContext final : public models::ForwardContext {
   void add(float* x, const float* y, int64_t count) override { cuda::add(x, y, count, stream_); }
   void store_kv(int il, int64_t cell0, const float* k, const float* v, int64_t n) override {
     const int64_t kw = static_cast<int64_t>(card_.n_head_kv) * card_.head_dim;
-    const int64_t vw = static_cast<int64_t>(card_.n_head_kv) * card_.head_dim_v;
+    // MLA keeps V inside the K rows (v_cell_bytes() 0): nothing to store for V.
+    const int64_t vw = v_row_ ? static_cast<int64_t>(card_.n_head_kv) * card_.head_dim_v : 0;
     cuda::kv_store(k_cache_[il], v_cache_[il], kv_f16_, cell0, k, v, n, kw, vw, stream_);
   }
   const float* attention(int il, const float* q, int64_t n, int64_t n_kv,
@@ -530,8 +531,9 @@ class CudaContext final : public models::ForwardContext {
       for (uint32_t il = 0; il < card_.n_layer; ++il) {
         cuda::d2d(k_cache_[il] + dst * k_row_, k_cache_[il] + src * k_row_, piece * k_row_,
                   stream_);
-        cuda::d2d(v_cache_[il] + dst * v_row_, v_cache_[il] + src * v_row_, piece * v_row_,
-                  stream_);
+        if (v_row_)
+          cuda::d2d(v_cache_[il] + dst * v_row_, v_cache_[il] + src * v_row_, piece * v_row_,
+                    stream_);
       }
       dst += piece;
       src += piece;
@@ -590,6 +592,10 @@ const float* CudaContext::attention(int il, const float* q, int64_t n, int64_t n
   a.k = k_cache_[il];
   a.v = v_cache_[il];
   a.f16 = kv_f16_;
+  if (v_row_ == 0) {  // MLA: V = the first head_dim_v values of each K row
+    a.v = a.k;
+    a.v_row = static_cast<int64_t>(card_.n_head_kv) * card_.head_dim;
+  }
   if (evicting_) {
     // The cells' positions (key_pos_) order the attention's sums as the CPU's evicting kernel
     // orders them.

@@ -589,7 +589,7 @@ __global__ void k_attention(AttnArgs a, const float* q, int64_t t0, int64_t n_ch
   const int h = blockIdx.y;
   const int hk = h / (a.n_head / a.n_head_kv);
   const int64_t k_stride = static_cast<int64_t>(a.n_head_kv) * a.head_dim;
-  const int64_t v_stride = static_cast<int64_t>(a.n_head_kv) * a.head_dim_v;
+  const int64_t v_stride = a.v_row > 0 ? a.v_row : static_cast<int64_t>(a.n_head_kv) * a.head_dim_v;
   const float* qv =
       q + t * static_cast<int64_t>(a.n_head) * a.head_dim + static_cast<int64_t>(h) * a.head_dim;
   for (int d = threadIdx.x; d < a.head_dim; d += blockDim.x)

@@ -188,6 +188,7 @@ struct AttnArgs {
   const void* k = nullptr;        // KV cache layer (device), F32 or F16
   const void* v = nullptr;
   bool f16 = false;
+  int64_t v_row = 0;  // values per V cell (0: n_head_kv*head_dim_v); as ops::KvLayer::v_row
 };
 /// Grouped-query attention of queries t0 .. t0+n_chunk-1 (of n_tok) over n_kv cells; without a
 /// mask cell i holds position i and is visible when ops::key_visible(pos[t], i, window).

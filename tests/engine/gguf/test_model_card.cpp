@@ -245,9 +245,10 @@ class TestModelCard : public QObject {
       QCOMPARE(m["qk_rope"].toInt(), 8);
       QCOMPARE(m["v_head"].toInt(), 16);
       const auto kv = j["kv_bytes_per_token"].toObject();
-      // 3 layers x (K row 32 + 8, V row 32) x 2 bytes; MHA: 3 x 4 heads x (24 + 16) x 2.
-      QCOMPARE(kv["f16"].toInteger(), 3 * (40 + 32) * 2);
-      QCOMPARE(kv["f32"].toInteger(), 3 * (40 + 32) * 4);
+      // 3 layers x one row (c_kv 32 + k_pe 8; V = its first 32) x 2 bytes; MHA: 3 x 4 heads x
+      // (24 + 16) x 2.
+      QCOMPARE(kv["f16"].toInteger(), 3 * 40 * 2);
+      QCOMPARE(kv["f32"].toInteger(), 3 * 40 * 4);
       QCOMPARE(kv["gqa_equivalent_f16"].toInteger(), 3 * 4 * (24 + 16) * 2);
       QCOMPARE(j["router"].toObject()["shared_experts"].toInt(), 2);
       QCOMPARE(j["router"].toObject()["expert_groups"].toInt(), 1);
@@ -255,9 +256,9 @@ class TestModelCard : public QObject {
       QCOMPARE(t.rc, 0);
       for (const char* row :
            {"attention kind     MLA: 4 heads, q_lora 0 (plain Q), kv_lora 32, qk_nope 16 + qk_rope "
-            "8, v 16; cached per token: c_kv | k_pe (40) and V = c_kv (32)",
-            "KV bytes/token     432 B F16 / 864 B F32, all layers as MLA stores it; the same heads "
-            "as MHA would cache 960 B F16 (MLA: 0.45x of that)",
+            "8, v 16; cached per token and layer: one row c_kv | k_pe (40), V = its first 32",
+            "KV bytes/token     240 B F16 / 480 B F32, all layers as MLA stores it; the same heads "
+            "as MHA would cache 960 B F16 (MLA: 0.25x of that)",
             "experts            8 experts, top-3, expert n_ff 32; 2 shared experts, always on (one "
             "FFN of n_ff 64)",
             "gating             softmax probabilities, x1.5",
@@ -270,7 +271,7 @@ class TestModelCard : public QObject {
       QCOMPARE(t.rc, 0);
       for (const char* row :
            {"attention kind     MLA: 4 heads, q_lora 256, kv_lora 256, qk_nope 32 + qk_rope 16, v "
-            "64; cached per token: c_kv | k_pe (272) and V = c_kv (256)",
+            "64; cached per token and layer: one row c_kv | k_pe (272), V = its first 256",
             "expert groups      4 groups of 4, the best 2 kept per token (group-limited top-k)",
             "gating             sigmoid scores (not probabilities), top-k weights normalised, "
             "x2.5"})

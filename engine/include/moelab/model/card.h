@@ -92,7 +92,8 @@ struct ModelCard {
 
   bool is_moe() const { return expert_count > 0; }
   /// KV-cache size in bytes for `n_ctx` tokens with `bytes_per_value` (2 = F16, 4 = F32).
-  /// MLA: the absorbed cache moelab keeps, n_layer x (K row kv_lora + rope, V row kv_lora).
+  /// MLA: the absorbed cache moelab keeps, n_layer x one row of kv_lora + rope per token (V is
+  /// read from the first kv_lora values of that row).
   uint64_t kv_cache_bytes(uint64_t n_ctx, uint32_t bytes_per_value) const;
   /// Bytes of KV cache per token (all layers) as kv_cache_bytes stores them.
   uint64_t kv_bytes_per_token(uint32_t bytes_per_value) const {
