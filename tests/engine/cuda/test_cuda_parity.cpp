@@ -1116,6 +1116,69 @@ class TestCudaParity : public QObject {
   // the uploaded policy masks (window, local-global, eviction past n_ctx): same experts, same
   // policy statistics, same logits; prefills of 40 tokens take the GEMM and grouped-expert
   // paths, decode steps the slot path.
+  // MLA (deepseek3-moe: one cached row per token, V read inside it) under the attention
+  // policies and an F16 KV cache, CUDA against CPU: the same experts and logits, and eviction
+  // (its cell compaction moves only the K rows) past n_ctx.
+  void mla_attention_policies_match_cpu_data() {
+    QTest::addColumn<QString>("attention");
+    QTest::addColumn<bool>("f16");
+    QTest::newRow("full f16") << "full" << true;
+    QTest::newRow("window") << "window:5" << false;
+    QTest::newRow("local-global") << "local-global:4,2,7" << false;
+    QTest::newRow("evict") << "evict:2,10" << false;
+    QTest::newRow("evict f16") << "evict:2,10" << true;
+  }
+  void mla_attention_policies_match_cpu() {
+    const QString rel = "fixtures/models-0c1e570/deepseek3-moe/deepseek3-moe.F32.gguf";
+    MOELAB_REQUIRE_SHARED(rel);
+    QFETCH(QString, attention);
+    QFETCH(bool, f16);
+    LoadOptions lo;
+    lo.backend = "cuda";
+    auto model = Model::load(test::shared_path(rel), lo);
+    const bool evict = attention.startsWith("evict");
+    auto run = [&](const std::string& backend, PolicyStats* stats) {
+      std::vector<std::vector<float>> out;  // logits, then ffn_moe_topk records
+      ContextParams cp;
+      cp.n_ctx = evict ? 32 : 64;
+      cp.backend = backend;
+      cp.kv_type = f16 ? KvType::F16 : KvType::F32;
+      cp.attention = AttentionPolicy::parse(attention.toStdString());
+      auto ctx = Context::create(model, cp);
+      std::vector<std::vector<float>> topk;
+      ctx->set_observer(
+          [&](const Observation& o) { topk.emplace_back(o.data.begin(), o.data.end()); },
+          {"ffn_moe_topk"});
+      std::vector<int32_t> prompt(24);
+      for (int i = 0; i < 24; ++i) prompt[i] = (i * 37 + 11) % 512;
+      ctx->eval(prompt, true);
+      for (int i = 0; i < 24; i += 7) {
+        const auto l = ctx->logits(i);
+        out.emplace_back(l.begin(), l.end());
+      }
+      for (int step = 0; step < (evict ? 20 : 6); ++step) {
+        const int32_t t = (step * 53 + 7) % 512;
+        ctx->eval({&t, 1});
+        const auto l = ctx->logits();
+        out.emplace_back(l.begin(), l.end());
+      }
+      *stats = ctx->policy_stats();
+      out.insert(out.end(), topk.begin(), topk.end());
+      return out;
+    };
+    PolicyStats gs, cs;
+    const auto g = run("cuda", &gs);
+    const auto c = run("cpu", &cs);
+    QCOMPARE(g.size(), c.size());
+    double worst = 0;
+    for (size_t i = 0; i < g.size(); ++i) worst = std::max(worst, max_diff(g[i], c[i]));
+    qInfo("deepseek3-moe %s%s: max|d| %.3g, evicted %llu", qPrintable(attention),
+          f16 ? " (F16 KV)" : "", worst, static_cast<unsigned long long>(gs.evicted));
+    QVERIFY2(worst <= 1e-4, qPrintable(QString::number(worst)));
+    QCOMPARE(gs.evicted, cs.evicted);
+    if (evict) QVERIFY(gs.evicted > 0);
+  }
+
   void policies_match_cpu_data() {
     QTest::addColumn<QString>("routing");
     QTest::addColumn<QString>("attention");
