@@ -206,8 +206,10 @@ uint64_t memory_available() {
 
 uint64_t context_bytes(const ModelCard& c, uint64_t n_ctx, uint32_t kv_bytes, bool all_logits) {
   // long double: crafted metadata or a huge n_ctx must saturate, never wrap.
+  // As ModelCard::kv_cache_bytes (MLA: one row per token and layer, V inside it).
   long double b = static_cast<long double>(c.n_layer) * n_ctx * c.n_head_kv *
-                  (static_cast<long double>(c.head_dim) + c.head_dim_v) * kv_bytes;
+                  (static_cast<long double>(c.head_dim) + (c.is_mla() ? 0 : c.head_dim_v)) *
+                  kv_bytes;
   if (all_logits) b += static_cast<long double>(n_ctx) * c.n_vocab * sizeof(float);
   constexpr long double kMax = static_cast<long double>(std::numeric_limits<uint64_t>::max());
   return b >= kMax ? std::numeric_limits<uint64_t>::max() : static_cast<uint64_t>(b);

@@ -109,7 +109,19 @@ json card_to_json(const ModelCard& c, const gguf::File& f, const std::string& sh
                                                         : ""},
                  {"weights_norm", c.expert_weights_norm},
                  {"weights_scale", c.expert_weights_scale},
-                 {"leading_dense_layers", c.n_layer_dense_lead}};
+                 {"leading_dense_layers", c.n_layer_dense_lead},
+                 {"expert_groups", c.expert_group_count},
+                 {"expert_groups_used", c.expert_group_used_count},
+                 {"shared_experts", c.expert_shared_count}};
+  if (c.is_mla())
+    j["mla"] = {{"q_lora_rank", c.q_lora_rank},
+                {"kv_lora_rank", c.kv_lora_rank},
+                {"qk_nope", c.head_dim_mla > c.rope_dims ? c.head_dim_mla - c.rope_dims : 0},
+                {"qk_rope", c.rope_dims},
+                {"v_head", c.head_dim_v_mla}};
+  j["kv_bytes_per_token"] = {{"f16", c.kv_bytes_per_token(2)},
+                             {"f32", c.kv_bytes_per_token(4)},
+                             {"gqa_equivalent_f16", c.kv_bytes_per_token_gqa_equivalent(2)}};
   j["multipliers"] = {{"embedding_scale", c.embedding_scale},
                       {"residual_scale", c.residual_scale},
                       {"attention_scale", c.attention_scale},
@@ -171,20 +183,53 @@ std::vector<std::pair<std::string, std::string>> card_rows(const ModelCard& c,
     add("layers (n_layer)", std::to_string(c.n_layer));
     add("width (n_embd)", std::to_string(c.n_embd));
     std::snprintf(buf, sizeof buf, "%u heads, %u KV heads%s, head_dim %u", c.n_head, c.n_head_kv,
-                  c.n_head_kv && c.n_head_kv != c.n_head
+                  c.is_mla() ? " (MLA's absorbed view: one latent KV row)"
+                  : c.n_head_kv && c.n_head_kv != c.n_head
                       ? (" (GQA " + std::to_string(c.n_head / c.n_head_kv) + ":1)").c_str()
                       : "",
                   c.head_dim);
     add("attention", buf);
+    if (c.is_mla()) {
+      // Multi-head latent attention: the metadata's KV head is the absorbed view (above).
+      std::string m =
+          "MLA: " + std::to_string(c.n_head) + " heads, q_lora " +
+          (c.q_lora_rank ? std::to_string(c.q_lora_rank) : std::string("0 (plain Q)")) +
+          ", kv_lora " + std::to_string(c.kv_lora_rank) + ", qk_nope " +
+          std::to_string(c.head_dim_mla > c.rope_dims ? c.head_dim_mla - c.rope_dims : 0) +
+          " + qk_rope " + std::to_string(c.rope_dims) + ", v " + std::to_string(c.head_dim_v_mla) +
+          "; cached per token and layer: one row c_kv | k_pe (" + std::to_string(c.head_dim) +
+          "), V = its first " + std::to_string(c.head_dim_v);
+      add("attention kind", m);
+    }
+    if (c.n_layer && c.n_head_kv) {
+      std::string kv = format_bytes(c.kv_bytes_per_token(2)) + " F16 / " +
+                       format_bytes(c.kv_bytes_per_token(4)) + " F32, all layers";
+      if (c.is_mla()) {
+        const uint64_t g = c.kv_bytes_per_token_gqa_equivalent(2), m = c.kv_bytes_per_token(2);
+        std::snprintf(buf, sizeof buf,
+                      " as MLA stores it; the same heads as MHA would cache %s F16 (MLA: %.2fx "
+                      "of that)",
+                      format_bytes(g).c_str(), g ? static_cast<double>(m) / g : 0.0);
+        kv += buf;
+      }
+      add("KV bytes/token", kv);
+    }
     if (c.is_moe()) {
       std::string e = std::to_string(c.expert_count) + " experts, top-" +
                       std::to_string(c.expert_used_count) + ", expert n_ff " +
                       std::to_string(c.n_ff_exp ? c.n_ff_exp : c.n_ff);
-      if (c.expert_shared_count)
-        e += "; " + std::to_string(c.expert_shared_count) + " shared expert (n_ff " +
+      if (c.expert_shared_count == 1)
+        e += "; 1 shared expert (n_ff " +
              std::to_string(c.n_ff_shexp ? c.n_ff_shexp
                             : c.n_ff_exp ? c.n_ff_exp
                                          : c.n_ff) +
+             ")";
+      else if (c.expert_shared_count > 1)
+        e += "; " + std::to_string(c.expert_shared_count) +
+             " shared experts, always on (one FFN of n_ff " +
+             std::to_string(c.n_ff_shexp
+                                ? c.n_ff_shexp
+                                : c.expert_shared_count * (c.n_ff_exp ? c.n_ff_exp : c.n_ff)) +
              ")";
       add("experts", e);
       if (c.expert_gating_func || c.expert_weights_scale > 0 || c.n_layer_dense_lead ||
@@ -201,6 +246,11 @@ std::vector<std::pair<std::string, std::string>> card_rows(const ModelCard& c,
           g += buf;
         }
         add("gating", g);
+        if (c.expert_group_count > 1)
+          add("expert groups", std::to_string(c.expert_group_count) + " groups of " +
+                                   std::to_string(c.expert_count / c.expert_group_count) +
+                                   ", the best " + std::to_string(c.expert_group_used_count) +
+                                   " kept per token (group-limited top-k)");
         if (c.n_layer_dense_lead)
           add("dense layers", "the first " + std::to_string(c.n_layer_dense_lead) +
                                   " (dense FFN, n_ff " + std::to_string(c.n_ff) + ")");

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -38,11 +39,11 @@ const std::vector<ArchInfo>& arch_table() {
        "neox",
        true,
        {"attn_q.bias", "attn_k.bias", "attn_v.bias", "attn_output.bias", "attn_sinks.weight"}},
+      {"deepseek2", "norm", true, {}},  // MLA: its attention tensors are checked in check_tensors
       // Known to the card but not (yet) runnable.
       {"phi3", "neox", false, {}},
       {"gemma", "neox", false, {}},
       {"gemma3", "neox", false, {}},
-      {"deepseek2", "norm", false, {}},
       {"mistral3", "norm", false, {}},
       {"falcon", "neox", false, {}},
       {"gpt2", "none", false, {}},
@@ -180,10 +181,26 @@ void check_tensors(const gguf::File& f, ModelCard& c, const ArchInfo& a) {
   for (uint32_t il = 0; il < c.n_layer; ++il) {
     const std::string p = "blk." + std::to_string(il) + ".";
     check_shape(f, c, p + "attn_norm.weight", {E});
-    check_shape(f, c, p + "attn_q.weight", {E, c.n_head * hd});
-    check_shape(f, c, p + "attn_k.weight", {E, c.n_head_kv * hd});
-    check_shape(f, c, p + "attn_v.weight", {E, c.n_head_kv * hdv});
-    check_shape(f, c, p + "attn_output.weight", {c.n_head * hdv, E});
+    if (c.is_mla()) {  // MLA, absorbed layout (deepseek2)
+      const int64_t H = c.n_head, r = c.rope_dims, kvl = c.kv_lora_rank, qh = c.head_dim_mla;
+      if (c.q_lora_rank > 0) {
+        check_shape(f, c, p + "attn_q_a.weight", {E, c.q_lora_rank});
+        check_shape(f, c, p + "attn_q_a_norm.weight", {c.q_lora_rank});
+        check_shape(f, c, p + "attn_q_b.weight", {c.q_lora_rank, H * qh});
+      } else {
+        check_shape(f, c, p + "attn_q.weight", {E, H * qh});
+      }
+      check_shape(f, c, p + "attn_kv_a_mqa.weight", {E, kvl + r});
+      check_shape(f, c, p + "attn_kv_a_norm.weight", {kvl});
+      check_shape(f, c, p + "attn_k_b.weight", {qh - r, kvl, H});
+      check_shape(f, c, p + "attn_v_b.weight", {kvl, c.head_dim_v_mla, H});
+      check_shape(f, c, p + "attn_output.weight", {H * c.head_dim_v_mla, E});
+    } else {
+      check_shape(f, c, p + "attn_q.weight", {E, c.n_head * hd});
+      check_shape(f, c, p + "attn_k.weight", {E, c.n_head_kv * hd});
+      check_shape(f, c, p + "attn_v.weight", {E, c.n_head_kv * hdv});
+      check_shape(f, c, p + "attn_output.weight", {c.n_head * hdv, E});
+    }
     // GLM-4.5 and gpt-oss name their pre-FFN norm post_attention_norm (llama.cpp).
     check_shape(f, c,
                 p + (arch == "glm4moe" || arch == "gpt-oss" ? "post_attention_norm.weight"
@@ -212,7 +229,8 @@ void check_tensors(const gguf::File& f, ModelCard& c, const ArchInfo& a) {
       check_shape(f, c, p + "ffn_up_exps.weight", {E, ff, nx});
       check_shape(f, c, p + "ffn_down_exps.weight", {ff, E, nx});
       if (c.expert_shared_count > 0) {
-        const int64_t sff = c.n_ff_shexp ? c.n_ff_shexp : ff;
+        // Several shared experts are stored as one FFN of count x the expert width.
+        const int64_t sff = c.n_ff_shexp ? c.n_ff_shexp : ff * c.expert_shared_count;
         check_shape(f, c, p + "ffn_gate_shexp.weight", {E, sff});
         check_shape(f, c, p + "ffn_up_shexp.weight", {E, sff});
         check_shape(f, c, p + "ffn_down_shexp.weight", {sff, E});
@@ -312,8 +330,18 @@ const std::vector<std::string>& supported_architectures() {
 
 uint64_t ModelCard::kv_cache_bytes(uint64_t n_ctx, uint32_t bytes_per_value) const {
   // Saturates at UINT64_MAX instead of wrapping (crafted metadata may claim any sizes).
-  uint64_t r = static_cast<uint64_t>(n_head_kv) * (uint64_t{head_dim} + head_dim_v);
+  // MLA's absorbed cache holds one row per token and layer, V being the start of it.
+  uint64_t r =
+      static_cast<uint64_t>(n_head_kv) * (uint64_t{head_dim} + (is_mla() ? 0 : head_dim_v));
   for (const uint64_t f : {uint64_t{n_layer}, n_ctx, uint64_t{bytes_per_value}})
+    if (__builtin_mul_overflow(r, f, &r)) return UINT64_MAX;
+  return r;
+}
+
+uint64_t ModelCard::kv_bytes_per_token_gqa_equivalent(uint32_t bytes_per_value) const {
+  if (!is_mla()) return 0;
+  uint64_t r = static_cast<uint64_t>(n_head) * (uint64_t{head_dim_mla} + head_dim_v_mla);
+  for (const uint64_t f : {uint64_t{n_layer}, uint64_t{bytes_per_value}})
     if (__builtin_mul_overflow(r, f, &r)) return UINT64_MAX;
   return r;
 }
@@ -380,6 +408,12 @@ ModelCard make_model_card(const gguf::File& f) {
   c.expert_gating_func = get_u32(f, a + "expert_gating_func", 0);
   c.expert_weights_scale = get_f32(f, a + "expert_weights_scale", 0);
   c.expert_weights_norm = f.get_bool(a + "expert_weights_norm", false);
+  c.expert_group_count = get_u32(f, a + "expert_group_count", 0);
+  c.expert_group_used_count = get_u32(f, a + "expert_group_used_count", 0);
+  c.q_lora_rank = get_u32(f, a + "attention.q_lora_rank", 0);
+  c.kv_lora_rank = get_u32(f, a + "attention.kv_lora_rank", 0);
+  c.head_dim_mla = get_u32(f, a + "attention.key_length_mla", 0);
+  c.head_dim_v_mla = get_u32(f, a + "attention.value_length_mla", 0);
 
   const ArchInfo* arch = find_arch(c.architecture);
   c.rope_type = arch ? arch->rope_type : "";
@@ -409,7 +443,8 @@ ModelCard make_model_card(const gguf::File& f) {
     c.params_active += active;
   }
   c.n_tensors = f.tensors().size();
-  if (has_shexp) c.expert_shared_count = 1;
+  if (has_shexp)
+    c.expert_shared_count = std::max<uint32_t>(1, get_u32(f, a + "expert_shared_count", 1));
   if (c.n_vocab == 0)
     if (const gguf::TensorInfo* e = f.find_tensor("token_embd.weight"); e && e->n_dims >= 2)
       c.n_vocab = static_cast<uint32_t>(e->ne[1]);

@@ -61,6 +61,15 @@ struct ArchConfig {
   /// by moefy: CMoE's training-free gating, arXiv:2502.04416). Set by Model::load for any arch.
   bool moe_unit_weights = false;
   bool shared_expert = false;  // ffn_{gate,up,down}_shexp (+ optional sigmoid gate)
+  /// Group-limited routing (DeepSeek-V3, arXiv:2412.19437): experts in expert_groups equal
+  /// groups, the choice limited to the expert_groups_used best groups (ops/element RouteSpec).
+  /// 0 or 1 = no group limit.
+  int expert_groups = 0;
+  int expert_groups_used = 0;
+  /// Multi-head latent attention (DeepSeek-V2, arXiv:2405.04434) in the absorbed form
+  /// (mla_attention_block, forward.h); widths in elements: q_lora_rank 0 = plain attn_q.
+  bool mla = false;
+  int64_t q_lora_rank = 0, kv_lora_rank = 0, qk_nope = 0, qk_rope = 0, v_head = 0;
 };
 
 /// A weight tensor in the mapped file (type and shape as stored).
@@ -92,6 +101,12 @@ struct LayerWeights {
   /// Expert biases, F32 [expert_count, n_ff] (gate, up) and [expert_count, n_embd] (down): row e
   /// is added to expert e's product.
   std::vector<float> gate_exps_b, up_exps_b, down_exps_b;
+  // MLA (ArchConfig::mla; shapes as ggml ne[]): attn_q_a [n_embd, q_lora], attn_q_b
+  // [q_lora, n_head*(qk_nope+qk_rope)] (or wq when q_lora_rank is 0), attn_kv_a_mqa
+  // [n_embd, kv_lora+qk_rope], attn_k_b [qk_nope, kv_lora, n_head], attn_v_b
+  // [kv_lora, v_head, n_head]; norms F32 [q_lora] / [kv_lora].
+  Weight wq_a, wq_b, wkv_a_mqa, wk_b, wv_b;
+  std::vector<float> q_a_norm, kv_a_norm;
 };
 
 struct Weights {
@@ -113,11 +128,12 @@ void for_each_weight(const Weights& w, OnMat&& on_mat, OnVec&& on_vec) {
     for (const auto* v :
          {&L.attn_norm, &L.ffn_norm, &L.post_attn_norm, &L.post_ffw_norm, &L.q_norm, &L.k_norm,
           &L.bq, &L.bk, &L.bv, &L.gate_inp_shexp, &L.exp_probs_b, &L.bo, &L.attn_sinks,
-          &L.gate_inp_b, &L.gate_exps_b, &L.up_exps_b, &L.down_exps_b})
+          &L.gate_inp_b, &L.gate_exps_b, &L.up_exps_b, &L.down_exps_b, &L.q_a_norm, &L.kv_a_norm})
       on_vec(*v);
     for (const auto* m :
          {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down, &L.gate_inp,
-          &L.gate_exps, &L.up_exps, &L.down_exps, &L.gate_shexp, &L.up_shexp, &L.down_shexp})
+          &L.gate_exps, &L.up_exps, &L.down_exps, &L.gate_shexp, &L.up_shexp, &L.down_shexp,
+          &L.wq_a, &L.wq_b, &L.wkv_a_mqa, &L.wk_b, &L.wv_b})
       on_mat(*m);
   }
 }
@@ -174,6 +190,11 @@ void bind_post_norms(const WeightBinder& b, const ModelCard& c, const std::strin
 /// Common RoPE settings from the card (n_rot = rope_dims, freq_base, linear scaling). Throws
 /// moelab::Error (BadInput) for a rope scaling type moelab does not implement.
 ops::RopeParams rope_from_card(const gguf::File& file, const ModelCard& card, ops::RopeType type);
+
+/// Group-limited routing from expert_group_count / expert_group_used_count (nothing when the
+/// count is 0 or 1). Throws moelab::Error (BadInput) naming the key when the groups do not
+/// divide the experts, exceed ops::element::kMaxExpertGroups, or cannot hold top-k experts.
+void expert_groups_from_card(const gguf::File& file, const ModelCard& card, ArchConfig& c);
 
 /// Optional float metadata `<arch>.<key>`, `def` when absent.
 float arch_float(const gguf::File& file, const ModelCard& card, const std::string& key, float def);

@@ -6,8 +6,8 @@
 //     scores + exp_probs_b (the selection-only bias), weights = the unbiased scores of the
 //     chosen experts / their sum (expert_weights_norm) x expert_weights_scale, plus one ungated
 //     shared expert.
-// Not supported yet: the MTP block (nextn_predict_layers > 0) of full GLM-4.5 conversions, and
-// expert groups (expert_group_count > 1).
+//   expert groups (expert_group_count > 1) limit the choice as DeepSeek-V3's (ops/element).
+// Not supported yet: the MTP block (nextn_predict_layers > 0) of full GLM-4.5 conversions.
 #include "models/arch.h"
 #include "models/forward.h"
 
@@ -23,10 +23,6 @@ ArchConfig configure(const gguf::File& file, const ModelCard& card) {
       v && v->is_integer() && v->as_u64() > 0)
     file.fail("the multi-token-prediction block (nextn_predict_layers > 0) is not supported yet",
               "metadata key 'glm4moe.nextn_predict_layers'");
-  if (const gguf::Value* v = file.find(a + "expert_group_count");
-      v && v->is_integer() && v->as_u64() > 1)
-    file.fail("group-limited routing (expert_group_count > 1) is not supported yet",
-              "metadata key 'glm4moe.expert_group_count'");
   ArchConfig c;
   c.rope_type = ops::RopeType::Neox;
   c.rope = rope_from_card(file, card, c.rope_type);
@@ -35,6 +31,7 @@ ArchConfig configure(const gguf::File& file, const ModelCard& card) {
   c.moe_sigmoid = card.expert_gating_func != 1;
   c.moe_renormalise = card.expert_weights_norm;
   c.moe_weights_scale = card.expert_weights_scale;
+  expert_groups_from_card(file, card, c);  // group-limited top-k (GLM-4.5 files use 1 group)
   return c;
 }
 

@@ -206,6 +206,7 @@ size_t ContextBase::k_cell_bytes() const {
 }
 
 size_t ContextBase::v_cell_bytes() const {
+  if (cfg_.mla) return 0;  // V is read from the K rows (absorbed MLA: V = c_kv)
   return static_cast<size_t>(card_.n_head_kv) * card_.head_dim_v * (kv_f16_ ? 2 : 4);
 }
 

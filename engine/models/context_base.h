@@ -89,7 +89,8 @@ class ContextBase : public Context {
   /// Whether the attention policy masks keys beyond the causal / window rule (local-global,
   /// evict): those run the policy's own visibility test.
   bool policy_masked() const;
-  /// Bytes of one KV cell of one layer: K, V.
+  /// Bytes of one KV cell of one layer: K, V (V 0 for MLA, whose V is the start of each K row:
+  /// the attention reads it there, with KvLayer::v_row = the K row width).
   size_t k_cell_bytes() const;
   size_t v_cell_bytes() const;
 

@@ -36,7 +36,8 @@ const std::vector<std::string>& observable_names() {
                                              "result_output",
                                              "ffn_moe_probs_biased",
                                              "ffn_moe_weights_scaled",
-                                             "ffn_moe_weights_softmax"};
+                                             "ffn_moe_weights_softmax",
+                                             "ffn_moe_group_topk"};
   return v;
 }
 

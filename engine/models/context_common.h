@@ -41,6 +41,7 @@ enum Key : int {
   kMoeProbsBiased,     // selection scores (probs + selection bias)
   kMoeWeightsScaled,   // applied weights after the routed scale
   kMoeWeightsSoftmax,  // applied weights of a softmax-over-selected router (gpt-oss)
+  kMoeGroupTopk,       // group-limited routers: the kept expert groups per token
   kKeyCount
 };
 

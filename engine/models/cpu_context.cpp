@@ -104,6 +104,18 @@ class CpuContext final : public ForwardContext {
   void rope(float* x, int64_t n, int n_head) override {
     ops::rope(x, n, n_head, static_cast<int>(card_.head_dim), pos_.data(), cfg_.rope);
   }
+  void rope_hd(float* x, int64_t n, int n_head, int head_dim) override {
+    ops::rope(x, n, n_head, head_dim, pos_.data(), cfg_.rope);
+  }
+  void copy_2d(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows,
+               int64_t width) override {
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(dst + r * dst_stride, src + r * src_stride, width * sizeof(float));
+  }
+  void linear_slice(const Weight& w, int64_t j, const float* x, int64_t n, float* y) override {
+    const uint8_t* base = w.data + static_cast<uint64_t>(j) * w.ne[1] * w.row_bytes;
+    linear_raw(w.type, base, w.n_in(), w.n_out(), x, n, y, &pool_, false);
+  }
   void scale(float* x, float s, int64_t count) override {
     for (int64_t i = 0; i < count; ++i) x[i] *= s;
   }
@@ -130,7 +142,7 @@ class CpuContext final : public ForwardContext {
                    float* w, float* applied, const std::vector<float>& sel_bias,
                    float* selection) override {
     if (!cfg_.moe_sigmoid && !cfg_.moe_softmax_selected && cfg_.moe_weights_scale == 0 &&
-        sel_bias.empty()) {
+        sel_bias.empty() && cfg_.expert_groups <= 1) {
       for (int64_t t = 0; t < n; ++t)
         ops::route_top_k(logits + t * nx, nx, k, cfg_.moe_renormalise, probs + t * nx, ids + t * k,
                          w + t * k, applied + t * k, cfg_.moe_unit_weights);
@@ -141,6 +153,14 @@ class CpuContext final : public ForwardContext {
       el::route_token_gated(logits + t * nx, nx, k, r, sel_bias.empty() ? nullptr : sel_bias.data(),
                             probs + t * nx, selection ? selection + t * nx : nullptr, ids + t * k,
                             w + t * k, applied + t * k);
+  }
+  void kept_groups(const float* sel, int64_t n, int nx, float* out) override {
+    const int ng = cfg_.expert_groups, nu = cfg_.expert_groups_used;
+    int32_t g[el::kMaxExpertGroups];
+    for (int64_t t = 0; t < n; ++t) {
+      el::top_groups(sel + t * nx, nx, ng, nu, g);
+      for (int j = 0; j < nu; ++j) out[t * nu + j] = static_cast<float>(g[j]);
+    }
   }
   void route_policy(int il, const float* logits, int64_t n, int, int, float* probs, int32_t* ids,
                     float* w, float* applied) override {
@@ -200,7 +220,8 @@ class CpuContext final : public ForwardContext {
 
 void CpuContext::store_kv(int il, int64_t cell0, const float* k, const float* v, int64_t n) {
   const int64_t kw = static_cast<int64_t>(card_.n_head_kv) * card_.head_dim;
-  const int64_t vw = static_cast<int64_t>(card_.n_head_kv) * card_.head_dim_v;
+  // MLA keeps V inside the K rows (v_cell_bytes() 0): nothing to store for V.
+  const int64_t vw = v_cell_bytes() ? static_cast<int64_t>(card_.n_head_kv) * card_.head_dim_v : 0;
   uint8_t* kc = k_cache_[il].data();
   uint8_t* vc = v_cache_[il].data();
   for (int64_t t = 0; t < n; ++t) {
@@ -212,7 +233,7 @@ void CpuContext::store_kv(int il, int64_t cell0, const float* k, const float* v,
       for (int64_t i = 0; i < vw; ++i) vd[i] = el::f32_to_f16(v[t * vw + i]);
     } else {
       std::memcpy(reinterpret_cast<float*>(kc) + p * kw, k + t * kw, kw * sizeof(float));
-      std::memcpy(reinterpret_cast<float*>(vc) + p * vw, v + t * vw, vw * sizeof(float));
+      if (vw) std::memcpy(reinterpret_cast<float*>(vc) + p * vw, v + t * vw, vw * sizeof(float));
     }
   }
 }
@@ -228,6 +249,10 @@ const float* CpuContext::attention(int il, const float* q, int64_t n, int64_t n_
     probs = probs_.data();
   }
   ops::KvLayer kv{k_cache_[il].data(), v_cache_[il].data(), kv_f16_};
+  if (v_cell_bytes() == 0) {  // MLA: V = the first head_dim_v values of each K row
+    kv.v = kv.k;
+    kv.v_row = static_cast<int64_t>(card_.n_head_kv) * card_.head_dim;
+  }
   if (!policy_masked())
     ops::attention(q, pos_.data(), n, kv, n_kv, ap, out, probs, &pool_);
   else

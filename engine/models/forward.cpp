@@ -140,6 +140,85 @@ void ForwardContext::attention_block(int il, int64_t n) {
   clock.lap(OpKind::Attention, il, n);
 }
 
+void ForwardContext::mla_attention_block(int il, int64_t n) {
+  const LayerWeights& L = weights().layers[il];
+  const int64_t E = card_.n_embd;
+  const int H = static_cast<int>(card_.n_head);
+  const int64_t nope = cfg_.qk_nope, r = cfg_.qk_rope, c = cfg_.kv_lora_rank, dv = cfg_.v_head;
+  const int64_t qh = nope + r;  // one head of q
+  const int64_t kvw = c + r;    // the cached row (= card head_dim, one KV head)
+  Clock clock(*this);
+
+  float* x = buf(Slot::X, n * E);
+  float* cur = buf(Slot::Cur, n * E);
+  rms_norm(x, L.attn_norm, cur, n, E);
+  emit(kAttnNorm, il, cur, n, E);
+
+  // q F32 [n, H, qk_nope + qk_rope]
+  float* q = buf(Slot::Q, n * H * qh);
+  if (L.wq) {
+    linear(L.wq, cur, n, q);
+  } else {
+    float* ql = buf(Slot::MlaLora, n * cfg_.q_lora_rank);
+    linear(L.wq_a, cur, n, ql);
+    rms_norm(ql, L.q_a_norm, ql, n, cfg_.q_lora_rank);
+    linear(L.wq_b, ql, n, q);
+  }
+  // c_kv | k_pe F32 [n, kv_lora + qk_rope]; c_kv normed, k_pe roped (one head), in place.
+  float* kv = buf(Slot::MlaKv, n * kvw);
+  linear(L.wkv_a_mqa, cur, n, kv);
+  float* ckv = buf(Slot::MlaCkv, n * c);
+  copy_2d(kv, kvw, ckv, c, n, c);
+  rms_norm(ckv, L.kv_a_norm, ckv, n, c);
+  copy_2d(ckv, c, kv, kvw, n, c);
+  float* pe = buf(Slot::MlaPe, n * H * r);
+  copy_2d(kv + c, kvw, pe, r, n, r);
+  rope_hd(pe, n, 1, static_cast<int>(r));
+  copy_2d(pe, r, kv + c, kvw, n, r);
+
+  // The absorbed query F32 [n, H, kv_lora + qk_rope]: q_nope · attn_k_b[j] | roped q_pe.
+  float* qa = buf(Slot::MlaQ, n * H * kvw);
+  float* hin = buf(Slot::MlaHeadIn, n * std::max(nope, c));
+  float* hout = buf(Slot::MlaHeadOut, n * std::max(c, dv));
+  for (int j = 0; j < H; ++j) {
+    copy_2d(q + j * qh, H * qh, hin, nope, n, nope);
+    linear_slice(L.wk_b, j, hin, n, hout);
+    copy_2d(hout, c, qa + j * kvw, H * kvw, n, c);
+  }
+  copy_2d(q + nope, qh, pe, r, n * H, r);
+  rope_hd(pe, n, H, static_cast<int>(r));
+  copy_2d(pe, r, qa + c, kvw, n * H, r);
+  emit(kQcur, il, qa, n, H * kvw);
+  emit(kKcur, il, kv, n, kvw);
+  emit(kVcur, il, ckv, n, c);
+
+  const int64_t cell0 = kv_cell0();
+  store_kv(il, cell0, kv, ckv, n);
+  const AttentionSetup setup = attention_setup(il);
+  if (setup.q_scale != 0) scale(qa, setup.q_scale, n * H * kvw);
+  const int64_t n_kv = cell0 + n;
+  const std::vector<int32_t>* key_pos = evicting_ ? &key_positions(n) : nullptr;
+  float* kqv = buf(Slot::Kqv, n * H * c);
+  const float* probs = attention(il, qa, n, n_kv, setup, kqv, wants(kKqSoftMax));
+  if (probs) emit(kKqSoftMax, il, probs, H, n, n_kv, key_pos);
+
+  // Per head: the kv_lora-wide output through attn_v_b[j] -> F32 [n, H, v_head].
+  float* o = buf(Slot::MlaOut, n * H * dv);
+  for (int j = 0; j < H; ++j) {
+    copy_2d(kqv + j * c, H * c, hin, c, n, c);
+    linear_slice(L.wv_b, j, hin, n, hout);
+    copy_2d(hout, dv, o + j * dv, H * dv, n, dv);
+  }
+  emit(kKqvOut, il, o, n, H * dv);
+
+  float* attn = buf(Slot::Attn, n * E);
+  linear(L.wo, o, n, attn);
+  emit(kAttnOut, il, attn, n, E);
+  add(x, attn, n * E);
+  emit(kFfnInp, il, x, n, E);
+  clock.lap(OpKind::Attention, il, n);
+}
+
 void ForwardContext::dense_ffn(const Weight& gate, const Weight& up, const Weight& down,
                                const float* x, int64_t n, float* out) {
   const int64_t ff = gate.n_out();
@@ -189,6 +268,12 @@ void ForwardContext::moe_ffn(int il, int64_t n) {
     emit(kMoeWeightsSoftmax, il, applied, n, k);
   else if (cfg_.moe_renormalise || cfg_.moe_unit_weights)
     emit(kMoeWeightsNorm, il, applied, n, k);
+  if (cfg_.expert_groups > 1 && !router_ && wants(kMoeGroupTopk)) {
+    const int nu = cfg_.expert_groups_used;
+    float* groups = buf(Slot::MoeGroups, n * nu);
+    kept_groups(selection ? selection : probs, n, nx, groups);
+    emit(kMoeGroupTopk, il, groups, n, nu);
+  }
 
   float* out = buf(Slot::FfnOut, n * E);
   experts(L, cur, ids, applied, n, k, out);

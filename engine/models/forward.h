@@ -47,7 +47,17 @@ enum class Slot : int {
   MoeWeights,    // F32 [n, k] top-k probabilities
   MoeApplied,    // F32 [n, k] weights applied to the experts' outputs
   MoeSelection,  // F32 [n, expert_count] selection scores (probs + selection bias)
-  Logits,        // F32 [n_out, n_vocab]
+  MoeGroups,     // F32 [n, expert_groups_used] kept expert groups (group-limited routers)
+  // MLA (mla_attention_block; r = qk_rope, c = kv_lora_rank, H = n_head):
+  MlaLora,     // F32 [n, q_lora_rank] compressed query
+  MlaKv,       // F32 [n, c + r] the KV cache row: rmsnorm(c_kv) | roped k_pe
+  MlaCkv,      // F32 [n, c] normed c_kv (also the value row)
+  MlaPe,       // F32 [n, H, r] roped q_pe (k_pe: [n, r])
+  MlaQ,        // F32 [n, H, c + r] absorbed query
+  MlaHeadIn,   // F32 [n, max(qk_nope, c)] one head's input to a per-head product
+  MlaHeadOut,  // F32 [n, max(c, v_head)] its output
+  MlaOut,      // F32 [n, H * v_head] per-head values before attn_output
+  Logits,      // F32 [n_out, n_vocab]
   Count
 };
 
@@ -66,6 +76,13 @@ class ForwardContext : public ContextBase {
   /// x += [post_ffw_norm] FFN(norm(x)): the dense gated FFN, or (expert_count > 0) the routed
   /// experts plus the optional gated shared expert.
   void ffn_block(int il, int64_t n);
+  /// Multi-head latent attention (DeepSeek-V2, arXiv:2405.04434) in the absorbed form, as
+  /// llama.cpp 0c1e570 evaluates it (fixtures README "Turn-2 architectures"): q = attn_q(h) or
+  /// attn_q_b(rmsnorm(attn_q_a(h))), per head q_nope | q_pe; attn_kv_a_mqa(h) = c_kv | k_pe,
+  /// c_kv = rmsnorm(c_kv); RoPE on q_pe and k_pe; the KV cache holds one row per token
+  /// [c_kv | k_pe] (one KV head) and V = c_kv; per head the query is [q_nope · attn_k_b[j] |
+  /// q_pe], the output (kv_lora wide) goes through attn_v_b[j], then attn_output. x += that.
+  void mla_attention_block(int il, int64_t n);
 
  protected:
   /// The model's weights, as loaded (host description: types, shapes, names).
@@ -91,6 +108,15 @@ class ForwardContext : public ContextBase {
   /// RoPE (Su et al. 2021, arXiv:2104.09864) with cfg_.rope at the batch's positions, in place
   /// on x F32 [n, n_head, head_dim].
   virtual void rope(float* x, int64_t n, int n_head) = 0;
+  /// RoPE as rope() on x F32 [n, n_head, head_dim] with the given head size (MLA's rope part).
+  virtual void rope_hd(float* x, int64_t n, int n_head, int head_dim) = 0;
+  /// dst[r * dst_stride + i] = src[r * src_stride + i] for r < rows, i < width (strided copy of
+  /// F32 rows; the ranges must not overlap).
+  virtual void copy_2d(const float* src, int64_t src_stride, float* dst, int64_t dst_stride,
+                       int64_t rows, int64_t width) = 0;
+  /// y F32 [n, n_out] = x F32 [n, n_in] · W[j]ᵀ for slice j of a 3-D weight [n_in, n_out, *]
+  /// (MLA's per-head attn_k_b / attn_v_b; a dense product, precision as linear()).
+  virtual void linear_slice(const Weight& w, int64_t j, const float* x, int64_t n, float* y) = 0;
   /// x[i] *= s for count floats.
   virtual void scale(float* x, float s, int64_t count) = 0;
   /// x[i] = cap * tanh(x[i] / cap) for count floats.
@@ -114,6 +140,9 @@ class ForwardContext : public ContextBase {
   virtual void route_top_k(const float* logits, int64_t n, int nx, int k, float* probs,
                            int32_t* ids, float* w, float* applied,
                            const std::vector<float>& sel_bias, float* selection) = 0;
+  /// out F32 [n, expert_groups_used] = the expert groups kept for each token (el::top_groups on
+  /// sel F32 [n, nx], the scores the choice was made on), as floats; for the observer only.
+  virtual void kept_groups(const float* sel, int64_t n, int nx, float* out) = 0;
   /// Routing by the policy router_ (runs on the host; same outputs as route_top_k).
   virtual void route_policy(int il, const float* logits, int64_t n, int nx, int k, float* probs,
                             int32_t* ids, float* w, float* applied) = 0;
@@ -146,8 +175,15 @@ class ForwardContext : public ContextBase {
 
 /// The routing an architecture's configuration asks for (el::route_token_gated).
 inline ops::element::RouteSpec route_spec(const ArchConfig& c) {
-  return {c.moe_sigmoid, c.moe_renormalise, c.moe_unit_weights, c.moe_weights_scale,
-          c.moe_softmax_selected};
+  ops::element::RouteSpec r;
+  r.sigmoid = c.moe_sigmoid;
+  r.renormalise = c.moe_renormalise;
+  r.unit = c.moe_unit_weights;
+  r.scale = c.moe_weights_scale;
+  r.softmax_selected = c.moe_softmax_selected;
+  r.n_group = c.expert_groups;
+  r.n_group_used = c.expert_groups_used;
+  return r;
 }
 
 /// The pre-norm transformer block (LLaMA, arXiv:2302.13971): attention_block, then ffn_block.

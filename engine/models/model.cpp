@@ -136,14 +136,16 @@ Weights bind_weights(const gguf::File& f, const ModelCard& c, const ArchDef& arc
     const std::string p = "blk." + std::to_string(il) + ".";
     LayerWeights& L = w.layers[il];
     L.attn_norm = b.vec(p + "attn_norm.weight", E);
-    L.wq = b.matrix(p + "attn_q.weight");
-    L.wk = b.matrix(p + "attn_k.weight");
-    L.wv = b.matrix(p + "attn_v.weight");
     L.wo = b.matrix(p + "attn_output.weight");
-    b.expect_shape(L.wq, E, q_width);
-    b.expect_shape(L.wk, E, k_width);
-    b.expect_shape(L.wv, E, v_width);
-    b.expect_shape(L.wo, static_cast<int64_t>(c.n_head) * c.head_dim_v, E);
+    if (!cfg.mla) {  // MLA binds its own projections (arch_deepseek2.cpp)
+      L.wq = b.matrix(p + "attn_q.weight");
+      L.wk = b.matrix(p + "attn_k.weight");
+      L.wv = b.matrix(p + "attn_v.weight");
+      b.expect_shape(L.wq, E, q_width);
+      b.expect_shape(L.wk, E, k_width);
+      b.expect_shape(L.wv, E, v_width);
+      b.expect_shape(L.wo, static_cast<int64_t>(c.n_head) * c.head_dim_v, E);
+    }
     if (arch.bind_layer) arch.bind_layer(b, c, p, L);
     // An architecture may bind the pre-FFN norm under its own name (glm4moe).
     if (L.ffn_norm.empty()) L.ffn_norm = b.vec(p + "ffn_norm.weight", E);

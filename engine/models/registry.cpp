@@ -3,17 +3,18 @@
 #include <cmath>
 
 #include "models/arch.h"
+#include "ops/element/element.h"
 
 namespace moelab::models {
 
 // Each defined in its arch_<name>.cpp; a new architecture is named here and listed below.
 extern const ArchDef kArch_llama, kArch_qwen2, kArch_qwen2moe, kArch_qwen3, kArch_qwen3moe,
-    kArch_olmoe, kArch_gemma2, kArch_granitemoe, kArch_glm4moe, kArch_gptoss;
+    kArch_olmoe, kArch_gemma2, kArch_granitemoe, kArch_glm4moe, kArch_gptoss, kArch_deepseek2;
 
 const std::vector<ArchDef>& architectures() {
   static const std::vector<ArchDef> v = {
-      kArch_llama, kArch_qwen2,  kArch_qwen2moe,   kArch_qwen3,   kArch_qwen3moe,
-      kArch_olmoe, kArch_gemma2, kArch_granitemoe, kArch_glm4moe, kArch_gptoss,
+      kArch_llama,  kArch_qwen2,      kArch_qwen2moe, kArch_qwen3,  kArch_qwen3moe,  kArch_olmoe,
+      kArch_gemma2, kArch_granitemoe, kArch_glm4moe,  kArch_gptoss, kArch_deepseek2,
   };
   return v;
 }
@@ -79,6 +80,24 @@ ops::RopeParams rope_from_card(const gguf::File& file, const ModelCard& card, op
                   " must be even and at most the head size " + std::to_string(card.head_dim),
               "metadata key '" + card.architecture + ".rope.dimension_count'");
   return p;
+}
+
+void expert_groups_from_card(const gguf::File& file, const ModelCard& card, ArchConfig& c) {
+  const uint32_t ng = card.expert_group_count, nu = card.expert_group_used_count;
+  if (ng <= 1) return;
+  const std::string a = card.architecture + ".";
+  if (ng > static_cast<uint32_t>(ops::element::kMaxExpertGroups) || card.expert_count % ng != 0)
+    file.fail("expert_group_count " + std::to_string(ng) + " must divide expert_count " +
+                  std::to_string(card.expert_count) + " and be at most " +
+                  std::to_string(ops::element::kMaxExpertGroups),
+              "metadata key '" + a + "expert_group_count'");
+  if (nu < 1 || nu > ng || card.expert_used_count > nu * (card.expert_count / ng))
+    file.fail("expert_group_used_count " + std::to_string(nu) +
+                  " must be 1..expert_group_count, and the kept groups must hold at least "
+                  "expert_used_count experts",
+              "metadata key '" + a + "expert_group_used_count'");
+  c.expert_groups = static_cast<int>(ng);
+  c.expert_groups_used = static_cast<int>(nu);
 }
 
 }  // namespace moelab::models

@@ -66,7 +66,8 @@ void attention_kernel(const float* q, int64_t n_tokens, const KvLayer& kv, int64
                       const Visible& visible, const Key& key) {
   namespace el = element;
   const int64_t k_stride = static_cast<int64_t>(p.n_head_kv) * p.head_dim;
-  const int64_t v_stride = static_cast<int64_t>(p.n_head_kv) * p.head_dim_v;
+  const int64_t v_stride =
+      kv.v_row > 0 ? kv.v_row : static_cast<int64_t>(p.n_head_kv) * p.head_dim_v;
   const int64_t q_stride = static_cast<int64_t>(p.n_head) * p.head_dim;
   const int64_t o_stride = static_cast<int64_t>(p.n_head) * p.head_dim_v;
   const int64_t n_jobs = static_cast<int64_t>(p.n_head) * n_tokens;

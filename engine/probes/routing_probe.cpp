@@ -20,6 +20,10 @@ void RoutingProbe::clear() {
   probs_.clear();
   entropy_.clear();
   margin_.clear();
+  selection_.clear();
+  groups_.clear();
+  gcount_ = 0;
+  sel_ok_ = groups_ok_ = true;
   tokens_.assign(n_layer_, 0);
   active_.assign(n_layer_, 0);
   load_.assign(n_layer_, std::vector<uint64_t>(nx_, 0));
@@ -32,7 +36,8 @@ Subscription RoutingProbe::subscription() const {
   // ffn_moe_out arrives after every routing tensor of the layer: it closes the batch (it is
   // handed over by pointer, not copied).
   return {{"ffn_moe_probs", "ffn_moe_topk", "ffn_moe_weights", "ffn_moe_weights_norm",
-           "ffn_moe_weights_scaled", "ffn_moe_weights_softmax", "ffn_moe_out"},
+           "ffn_moe_weights_scaled", "ffn_moe_weights_softmax", "ffn_moe_probs_biased",
+           "ffn_moe_group_topk", "ffn_moe_out"},
           {},
           false};
 }
@@ -45,6 +50,9 @@ void RoutingProbe::on_observation(const Observation& o) {
     cur_pos0_ = o.pos0;
     cur_n_ = n;
     have_wn_ = false;
+    b_sel_.clear();
+    b_groups_.clear();
+    b_gcount_ = 0;
     grab(b_probs_);
   } else if (o.name == "ffn_moe_topk") {
     cur_k_ = static_cast<int>(o.shape[1]);
@@ -57,6 +65,11 @@ void RoutingProbe::on_observation(const Observation& o) {
     // the softmax over the selected logits.
     grab(b_wn_);
     have_wn_ = true;
+  } else if (o.name == "ffn_moe_probs_biased") {
+    grab(b_sel_);
+  } else if (o.name == "ffn_moe_group_topk") {
+    b_gcount_ = static_cast<int>(o.shape[1]);
+    grab(b_groups_);
   } else if (o.name == "ffn_moe_out") {
     if (cur_layer_ == o.layer && cur_pos0_ == o.pos0) finish_batch();
     cur_layer_ = -1;
@@ -131,6 +144,21 @@ void RoutingProbe::finish_batch() {
       ++s;
     }
     probs_.insert(probs_.end(), pr, pr + nx_);
+    // Selection scores and kept groups: kept while every record so far has them.
+    const size_t nrec = pos_.size() - 1;
+    const bool has_sel = b_sel_.size() == static_cast<size_t>(cur_n_) * nx_;
+    if (sel_ok_ && has_sel && selection_.size() == nrec * nx_)
+      selection_.insert(selection_.end(), b_sel_.begin() + t * nx_, b_sel_.begin() + (t + 1) * nx_);
+    else
+      sel_ok_ = false;
+    const bool has_g = b_gcount_ > 0 && b_groups_.size() == static_cast<size_t>(cur_n_) * b_gcount_;
+    if (groups_ok_ && has_g && (nrec == 0 || gcount_ == b_gcount_)) {
+      gcount_ = b_gcount_;
+      for (int j = 0; j < b_gcount_; ++j)
+        groups_.push_back(static_cast<int32_t>(b_groups_[t * b_gcount_ + j]));
+    } else {
+      groups_ok_ = false;
+    }
     entropy_.push_back(static_cast<float>(h));
     margin_.push_back(p1 - p2);
   }
@@ -143,6 +171,10 @@ RoutingRecordView RoutingProbe::record(size_t i) const {
   v.experts = {experts_.data() + i * kmax_, n_sel_[i]};
   v.weights = {weights_.data() + i * kmax_, n_sel_[i]};
   v.probs = {probs_.data() + i * nx_, static_cast<size_t>(nx_)};
+  if (sel_ok_ && selection_.size() == pos_.size() * nx_)
+    v.selection = {selection_.data() + i * nx_, static_cast<size_t>(nx_)};
+  if (groups_ok_ && gcount_ > 0 && groups_.size() == pos_.size() * gcount_)
+    v.groups = {groups_.data() + i * gcount_, static_cast<size_t>(gcount_)};
   v.entropy = entropy_[i];
   v.top1_margin = margin_[i];
   return v;

@@ -334,9 +334,9 @@ class TestGuiRemote : public QObject {
       QVERIFY(g.has_value());
       int checked = 0;
       for (const auto& r : rr) {
-        const size_t at = size_t(r.layer) * size_t(g->n_tokens) + size_t(r.position);
-        QVERIFY(at < g->top_expert.size());
-        QCOMPARE(g->top_expert[at], int(r.experts[0]));
+        const size_t cell = size_t(r.layer) * size_t(g->n_tokens) + size_t(r.position);
+        QVERIFY(cell < g->top_expert.size());
+        QCOMPARE(g->top_expert[cell], int(r.experts[0]));
         ++checked;
       }
       QVERIFY(checked > 0);

@@ -405,6 +405,15 @@ class CudaContext final : public models::ForwardContext {
                                             "expert weights",
                                             "applied weights",
                                             "router selection scores",
+                                            "kept expert groups",
+                                            "MLA compressed query",
+                                            "MLA KV row",
+                                            "MLA c_kv",
+                                            "MLA rope part",
+                                            "MLA absorbed query",
+                                            "MLA head input",
+                                            "MLA head output",
+                                            "MLA values",
                                             "logits"};
     static_assert(std::size(kWhat) == static_cast<size_t>(models::Slot::Count));
     const int i = static_cast<int>(slot);
@@ -448,7 +457,8 @@ class CudaContext final : public models::ForwardContext {
   void add(float* x, const float* y, int64_t count) override { cuda::add(x, y, count, stream_); }
   void store_kv(int il, int64_t cell0, const float* k, const float* v, int64_t n) override {
     const int64_t kw = static_cast<int64_t>(card_.n_head_kv) * card_.head_dim;
-    const int64_t vw = static_cast<int64_t>(card_.n_head_kv) * card_.head_dim_v;
+    // MLA keeps V inside the K rows (v_cell_bytes() 0): nothing to store for V.
+    const int64_t vw = v_row_ ? static_cast<int64_t>(card_.n_head_kv) * card_.head_dim_v : 0;
     cuda::kv_store(k_cache_[il], v_cache_[il], kv_f16_, cell0, k, v, n, kw, vw, stream_);
   }
   const float* attention(int il, const float* q, int64_t n, int64_t n_kv,
@@ -464,15 +474,36 @@ class CudaContext final : public models::ForwardContext {
                    float* w, float* applied, const std::vector<float>& sel_bias,
                    float* selection) override {
     if (!cfg_.moe_sigmoid && !cfg_.moe_softmax_selected && cfg_.moe_weights_scale == 0 &&
-        sel_bias.empty()) {
+        sel_bias.empty() && cfg_.expert_groups <= 1) {
       cuda::route_top_k(logits, n, nx, k, cfg_.moe_renormalise, probs, ids, w, applied, stream_,
                         cfg_.moe_unit_weights);
       return;
     }
-    cuda::route_gated(logits, n, nx, k, cfg_.moe_sigmoid, cfg_.moe_renormalise,
-                      cfg_.moe_unit_weights, cfg_.moe_weights_scale,
+    cuda::route_gated(logits, n, nx, k, models::route_spec(cfg_),
                       sel_bias.empty() ? nullptr : model_->vec(sel_bias), probs, selection, ids, w,
-                      applied, stream_, cfg_.moe_softmax_selected);
+                      applied, stream_);
+  }
+  void kept_groups(const float* sel, int64_t n, int nx, float* out) override {
+    cuda::kept_groups(sel, n, nx, cfg_.expert_groups, cfg_.expert_groups_used, out, stream_);
+  }
+  void rope_hd(float* x, int64_t n, int n_head, int head_dim) override {
+    const int32_t* pos_d = pos_d_.get<int32_t>(n, stream_, "positions");
+    const int rope_type =
+        cfg_.rope.type == ops::RopeType::Neox ? ops::element::kRopeNeox : ops::element::kRopeNorm;
+    cuda::RopeYarnArgs yarn;
+    yarn.ext_factor = cfg_.rope.ext_factor;
+    yarn.mscale = cfg_.rope.attn_factor;
+    ops::rope_yarn_corr_dims(cfg_.rope, &yarn.corr_low, &yarn.corr_high);
+    cuda::rope(x, n, n_head, head_dim, pos_d, cfg_.rope.n_rot, cfg_.rope.freq_base,
+               cfg_.rope.freq_scale, rope_type, stream_, yarn);
+  }
+  void copy_2d(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows,
+               int64_t width) override {
+    cuda::copy_2d(src, src_stride, dst, dst_stride, rows, width, stream_);
+  }
+  void linear_slice(const models::Weight& w, int64_t j, const float* x, int64_t n,
+                    float* y) override {
+    linear_e(model_->mat(w), j, x, n, y, false);
   }
   void route_policy(int il, const float* logits, int64_t n, int nx, int k, float* probs,
                     int32_t* ids, float* w, float* applied) override;
@@ -503,8 +534,9 @@ class CudaContext final : public models::ForwardContext {
       for (uint32_t il = 0; il < card_.n_layer; ++il) {
         cuda::d2d(k_cache_[il] + dst * k_row_, k_cache_[il] + src * k_row_, piece * k_row_,
                   stream_);
-        cuda::d2d(v_cache_[il] + dst * v_row_, v_cache_[il] + src * v_row_, piece * v_row_,
-                  stream_);
+        if (v_row_)
+          cuda::d2d(v_cache_[il] + dst * v_row_, v_cache_[il] + src * v_row_, piece * v_row_,
+                    stream_);
       }
       dst += piece;
       src += piece;
@@ -565,6 +597,10 @@ const float* CudaContext::attention(int il, const float* q, int64_t n, int64_t n
   a.f16 = kv_f16_;
   const std::vector<float>& sinks = model_->cpu()->weights().layers[il].attn_sinks;
   if (!sinks.empty()) a.sinks = model_->vec(sinks);
+  if (v_row_ == 0) {  // MLA: V = the first head_dim_v values of each K row
+    a.v = a.k;
+    a.v_row = static_cast<int64_t>(card_.n_head_kv) * card_.head_dim;
+  }
   if (evicting_) {
     // The cells' positions (key_pos_) order the attention's sums as the CPU's evicting kernel
     // orders them.

@@ -613,7 +613,7 @@ __global__ void k_attention(AttnArgs a, const float* q, int64_t t0, int64_t n_ch
   const int h = blockIdx.y;
   const int hk = h / (a.n_head / a.n_head_kv);
   const int64_t k_stride = static_cast<int64_t>(a.n_head_kv) * a.head_dim;
-  const int64_t v_stride = static_cast<int64_t>(a.n_head_kv) * a.head_dim_v;
+  const int64_t v_stride = a.v_row > 0 ? a.v_row : static_cast<int64_t>(a.n_head_kv) * a.head_dim_v;
   const float* qv =
       q + t * static_cast<int64_t>(a.n_head) * a.head_dim + static_cast<int64_t>(h) * a.head_dim;
   for (int d = threadIdx.x; d < a.head_dim; d += blockDim.x)
@@ -719,12 +719,28 @@ __global__ void k_route(const float* logits, int64_t n, int n_expert, int k, boo
 }
 __global__ void k_route_gated(const float* logits, int64_t n, int n_expert, int k, oel::RouteSpec r,
                               const float* sel_bias, float* probs, float* selection, int32_t* ids,
-                              float* weights, float* applied) {
+                              float* weights, float* applied, int32_t* groups) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= n) return;
   oel::route_token_gated(logits + t * n_expert, n_expert, k, r, sel_bias, probs + t * n_expert,
                          sel_bias ? selection + t * n_expert : nullptr, ids + t * k,
-                         weights + t * k, applied + t * k);
+                         weights + t * k, applied + t * k,
+                         groups ? groups + t * r.n_group_used : nullptr);
+}
+__global__ void k_kept_groups(const float* sel, int64_t n, int n_expert, int n_group,
+                              int n_group_used, float* out) {
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= n) return;
+  int32_t g[oel::kMaxExpertGroups];
+  oel::top_groups(sel + t * n_expert, n_expert, n_group, n_group_used, g);
+  for (int j = 0; j < n_group_used; ++j) out[t * n_group_used + j] = static_cast<float>(g[j]);
+}
+__global__ void k_copy_2d(const float* src, int64_t ss, float* dst, int64_t ds, int64_t rows,
+                          int64_t width) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= rows * width) return;
+  const int64_t r = i / width, c = i % width;
+  dst[r * ds + c] = src[r * ss + c];
 }
 __global__ void k_moe_sum(const float* res, const int32_t* ids, const float* applied, int64_t n,
                           int k, int64_t E, float* out) {
@@ -1294,18 +1310,38 @@ void route_top_k(const float* logits, int64_t n, int n_expert, int k, bool renor
   (logits, n, n_expert, k, renormalise, probs, ids, weights, applied, unit_weights);
   check_launch("route_top_k");
 }
-void route_gated(const float* logits, int64_t n, int n_expert, int k, bool sigmoid,
-                 bool renormalise, bool unit, float scale, const float* sel_bias, float* probs,
-                 float* selection, int32_t* ids, float* weights, float* applied, Stream s,
-                 bool softmax_selected) {
+void route_gated(const float* logits, int64_t n, int n_expert, int k, const oel::RouteSpec& r,
+                 const float* sel_bias, float* probs, float* selection, int32_t* ids,
+                 float* weights, float* applied, Stream s, int32_t* groups) {
   if (n <= 0) return;
   if (k < 1 || k > n_expert) throw Error(ErrorKind::Internal, "route_gated: bad k");
   if (sel_bias && !selection)
     throw Error(ErrorKind::Internal, "route_gated: a selection bias needs a selection buffer");
-  const oel::RouteSpec r{sigmoid, renormalise, unit, scale, softmax_selected};
+  if (r.n_group > 1 &&
+      (r.n_group > oel::kMaxExpertGroups || n_expert % r.n_group != 0 || r.n_group_used < 1 ||
+       r.n_group_used > r.n_group || k > r.n_group_used * (n_expert / r.n_group)))
+    throw Error(ErrorKind::Internal, "route_gated: bad expert groups");
   MOELAB_LAUNCH(grid_for(n, 64), 64, 0, s, k_route_gated)
-  (logits, n, n_expert, k, r, sel_bias, probs, selection, ids, weights, applied);
+  (logits, n, n_expert, k, r, sel_bias, probs, selection, ids, weights, applied,
+   r.n_group > 1 ? groups : nullptr);
   check_launch("route_gated");
+}
+void kept_groups(const float* sel, int64_t n, int n_expert, int n_group, int n_group_used,
+                 float* out, Stream s) {
+  if (n <= 0) return;
+  if (n_group < 2 || n_group > oel::kMaxExpertGroups || n_expert % n_group != 0 ||
+      n_group_used < 1 || n_group_used > n_group)
+    throw Error(ErrorKind::Internal, "kept_groups: bad expert groups");
+  MOELAB_LAUNCH(grid_for(n, 64), 64, 0, s, k_kept_groups)
+  (sel, n, n_expert, n_group, n_group_used, out);
+  check_launch("kept_groups");
+}
+void copy_2d(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows,
+             int64_t width, Stream s) {
+  if (rows * width <= 0) return;
+  MOELAB_LAUNCH(grid_for(rows * width, kEw), kEw, 0, s, k_copy_2d)
+  (src, src_stride, dst, dst_stride, rows, width);
+  check_launch("copy_2d");
 }
 void moe_weighted_sum(const float* res, const int32_t* ids, const float* applied, int64_t n, int k,
                       int64_t E, float* out, Stream s) {

@@ -24,6 +24,10 @@
 struct CUstream_st;  // cudaStream_t is CUstream_st*
 struct CUevent_st;   // cudaEvent_t is CUevent_st*
 
+namespace moelab::ops::element {
+struct RouteSpec;  // ops/element/element.h
+}
+
 namespace moelab::cuda {
 
 using Stream = CUstream_st*;
@@ -196,6 +200,7 @@ struct AttnArgs {
   const void* v = nullptr;
   bool f16 = false;
   const float* sinks = nullptr;  // device F32 [n_head]: attention sinks (ops::AttentionParams)
+  int64_t v_row = 0;  // values per V cell (0: n_head_kv*head_dim_v); as ops::KvLayer::v_row
 };
 /// Grouped-query attention of queries t0 .. t0+n_chunk-1 (of n_tok) over n_kv cells; without a
 /// mask cell i holds position i and is visible when ops::key_visible(pos[t], i, window).
@@ -214,11 +219,20 @@ void route_top_k(const float* logits, int64_t n, int n_expert, int k, bool renor
 /// MoE routing with a gating function, selection-only bias and routed scale
 /// (el::route_token_gated, one thread per token): as route_top_k, plus sel_bias F32 [n_expert]
 /// (device, may be null) and selection F32 [n, n_expert] (probs + sel_bias; used when sel_bias
-/// is given). sigmoid / renormalise / unit / scale / softmax_selected as el::RouteSpec.
-void route_gated(const float* logits, int64_t n, int n_expert, int k, bool sigmoid,
-                 bool renormalise, bool unit, float scale, const float* sel_bias, float* probs,
+/// is given), the gating r (sigmoid, renormalise, unit, scale, softmax_selected, group limit)
+/// as el::route_token_gated; with a group limit, groups int32 [n, n_group_used] (device, may
+/// be null) receives the kept groups per token.
+void route_gated(const float* logits, int64_t n, int n_expert, int k,
+                 const ops::element::RouteSpec& r, const float* sel_bias, float* probs,
                  float* selection, int32_t* ids, float* weights, float* applied, Stream s,
-                 bool softmax_selected = false);
+                 int32_t* groups = nullptr);
+/// out F32 [n, n_group_used] = the kept groups of each token (el::top_groups on sel F32
+/// [n, n_expert]), as floats (one thread per token).
+void kept_groups(const float* sel, int64_t n, int n_expert, int n_group, int n_group_used,
+                 float* out, Stream s);
+/// dst[r * dst_stride + i] = src[r * src_stride + i] for r < rows, i < width (device F32).
+void copy_2d(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows,
+             int64_t width, Stream s);
 /// out[t] = sum_j applied[t, j] * res[t*k + j] over slots with ids >= 0, in slot order.
 /// res F32 [n*k, E]; out F32 [n, E] (overwritten).
 void moe_weighted_sum(const float* res, const int32_t* ids, const float* applied, int64_t n, int k,

@@ -226,18 +226,48 @@ struct RouteSpec {
   /// before), top-k on them, weights = the k selected logits, applied = softmax(weights)
   /// (then renormalise / scale as above). Overrides sigmoid.
   bool softmax_selected = false;
+  /// Group-limited routing (DeepSeek-V3, arXiv:2412.19437, "node-limited routing"): the experts
+  /// form n_group equal groups of consecutive ids; only the n_group_used groups with the largest
+  /// group scores (sum of the 2 largest selection scores in the group) may be chosen. n_group
+  /// <= 1: no limit. At most kMaxExpertGroups groups.
+  int n_group = 0;
+  int n_group_used = 0;
 };
+
+constexpr int kMaxExpertGroups = 64;
+
+/// The group limit of route_token_gated: writes the n_group_used kept groups (descending group
+/// score, ties: lower group) into groups, from the selection scores sel[n].
+MOELAB_HD inline void top_groups(const float* sel, int n, int n_group, int n_group_used,
+                                 int32_t* groups) {
+  float gs[kMaxExpertGroups];
+  const int per = n / n_group;
+  for (int g = 0; g < n_group; ++g) {
+    // llama.cpp 0c1e570 build_moe_ffn: sum of the top-2 scores of each group (top-1 when a
+    // group has a single expert).
+    int32_t best[2] = {-1, -1};
+    const int m = per < 2 ? per : 2;
+    top_k(sel + g * per, per, m, best);
+    float sum = 0;
+    for (int j = 0; j < m; ++j) sum += sel[g * per + best[j]];
+    gs[g] = sum;
+  }
+  top_k(gs, n_group, n_group_used, groups);
+}
 
 /// MoE routing of one token with a gating function, an optional selection-only bias and a
 /// routed scale (llama.cpp 0c1e570's build_moe_ffn, fixtures README "Turn-2 architectures"):
 /// probs = softmax(logits) or sigmoid(logits) [n]; selection = probs + sel_bias [n] (only when
 /// sel_bias is given; it decides the choice, never the weight: DeepSeek-V3's aux-loss-free
 /// balancing bias); ids = top_k(selection) (ties: lower id); weights[j] = probs[ids[j]];
-/// applied = weights (/ their sum when renormalise) (x scale). With sigmoid false, no bias and
-/// scale 0 it is route_token, operation for operation.
+/// applied = weights (/ their sum when renormalise) (x scale). With a group limit (r.n_group > 1,
+/// n divisible by it, k <= n_group_used * n / n_group) top_k runs over the kept groups' experts
+/// only, and groups int32 [n_group_used] (when given) receives the kept groups (top_groups).
+/// With sigmoid false, no bias, no groups and scale 0 it is route_token, operation for operation.
 MOELAB_HD inline void route_token_gated(const float* logits, int n, int k, const RouteSpec& r,
                                         const float* sel_bias, float* probs, float* selection,
-                                        int32_t* ids, float* weights, float* applied) {
+                                        int32_t* ids, float* weights, float* applied,
+                                        int32_t* groups = nullptr) {
   for (int e = 0; e < n; ++e) probs[e] = logits[e];
   if (r.softmax_selected) {
     // the logits are the scores
@@ -251,7 +281,29 @@ MOELAB_HD inline void route_token_gated(const float* logits, int n, int k, const
     for (int e = 0; e < n; ++e) selection[e] = probs[e] + sel_bias[e];
     sel = selection;
   }
-  top_k(sel, n, k, ids);
+  if (r.n_group > 1) {
+    int32_t kept[kMaxExpertGroups];
+    top_groups(sel, n, r.n_group, r.n_group_used, kept);
+    if (groups)
+      for (int g = 0; g < r.n_group_used; ++g) groups[g] = kept[g];
+    // top_k over the experts of the kept groups only (the others are -inf in llama.cpp).
+    const int per = n / r.n_group;
+    for (int j = 0; j < k; ++j) {
+      int best = -1;
+      for (int i = 0; i < n; ++i) {
+        bool allowed = false;
+        for (int g = 0; g < r.n_group_used; ++g) allowed = allowed || kept[g] == i / per;
+        if (!allowed) continue;
+        bool taken = false;
+        for (int q = 0; q < j; ++q) taken = taken || ids[q] == i;
+        if (taken) continue;
+        if (best < 0 || sel[i] > sel[best]) best = i;
+      }
+      ids[j] = best;
+    }
+  } else {
+    top_k(sel, n, k, ids);
+  }
   float sum = 0;
   for (int j = 0; j < k; ++j) {
     weights[j] = probs[ids[j]];

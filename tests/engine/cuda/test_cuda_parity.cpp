@@ -778,8 +778,8 @@ class TestCudaParity : public QObject {
       Dev<float> dl(logits, s_), db(bias, s_), dp(probs.size()), ds(sel.size()), dw(w.size()),
           da(ap.size());
       Dev<int32_t> di(ids.size());
-      cuda::route_gated(dl.get(), n, nx, k, r.sigmoid, r.renormalise, r.unit, r.scale, db.get(),
-                        dp.get(), ds.get(), di.get(), dw.get(), da.get(), s_);
+      cuda::route_gated(dl.get(), n, nx, k, r, db.get(), dp.get(), ds.get(), di.get(), dw.get(),
+                        da.get(), s_);
       QCOMPARE(di.download(s_), ids);
       QVERIFY(max_diff(dp.download(s_), probs) <= 1e-6);
       QVERIFY(max_diff(ds.download(s_), sel) <= 1e-6);
@@ -824,12 +824,90 @@ class TestCudaParity : public QObject {
     QCOMPARE(ids[2 * k + 1], 0);  // ties: lower id first
     Dev<float> dl(logits, s_), dp(probs.size()), dw(w.size()), da(ap.size());
     Dev<int32_t> di(ids.size());
-    cuda::route_gated(dl.get(), n, nx, k, false, false, false, 0, nullptr, dp.get(), nullptr,
-                      di.get(), dw.get(), da.get(), s_, true);
+    ops::element::RouteSpec rs;
+    rs.softmax_selected = true;
+    cuda::route_gated(dl.get(), n, nx, k, rs, nullptr, dp.get(), nullptr, di.get(), dw.get(),
+                      da.get(), s_);
     QCOMPARE(di.download(s_), ids);
     QVERIFY(max_diff(dp.download(s_), probs) <= 1e-6);
     QVERIFY(max_diff(dw.download(s_), w) <= 1e-6);
     QVERIFY(max_diff(da.download(s_), ap) <= 1e-6);
+  }
+
+  // Group-limited routing (DeepSeek-V3): the kernel against the shared routing function on the
+  // host, and that function against a reference written from the definition (group score =
+  // sum of the 2 largest selection scores, n_group_used groups kept, top-k inside them).
+  void routing_gated_group_limited() {
+    const int nx = 16, k = 4, ng = 4, nu = 2;
+    const int64_t n = 9;
+    const std::vector<float> logits = randn(static_cast<size_t>(n * nx), 61, 2.0f);
+    const std::vector<float> bias = randn(nx, 62, 0.3f);
+    ops::element::RouteSpec r{true, true, false, 2.5f};
+    r.n_group = ng;
+    r.n_group_used = nu;
+    std::vector<float> probs(n * nx), sel(n * nx), w(n * k), ap(n * k);
+    std::vector<int32_t> ids(n * k), groups(n * nu);
+    int limited = 0;  // tokens whose choice differs from plain top-k
+    for (int64_t t = 0; t < n; ++t) {
+      ops::element::route_token_gated(
+          logits.data() + t * nx, nx, k, r, bias.data(), probs.data() + t * nx, sel.data() + t * nx,
+          ids.data() + t * k, w.data() + t * k, ap.data() + t * k, groups.data() + t * nu);
+      std::vector<double> s2(nx);
+      for (int e = 0; e < nx; ++e)
+        s2[e] = 1 / (1 + std::exp(-double(logits[t * nx + e]))) + bias[e];
+      std::vector<double> gs(ng);
+      for (int g = 0; g < ng; ++g) {
+        std::vector<double> v(s2.begin() + g * 4, s2.begin() + g * 4 + 4);
+        std::sort(v.rbegin(), v.rend());
+        gs[g] = v[0] + v[1];
+      }
+      std::vector<int> gord(ng);
+      std::iota(gord.begin(), gord.end(), 0);
+      std::stable_sort(gord.begin(), gord.end(), [&](int a, int b) { return gs[a] > gs[b]; });
+      for (int j = 0; j < nu; ++j) QCOMPARE(groups[t * nu + j], gord[j]);
+      std::vector<int> order;
+      for (int e = 0; e < nx; ++e)
+        if (e / 4 == gord[0] || e / 4 == gord[1]) order.push_back(e);
+      std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return s2[a] > s2[b]; });
+      std::vector<int> plain(nx);
+      std::iota(plain.begin(), plain.end(), 0);
+      std::stable_sort(plain.begin(), plain.end(), [&](int a, int b) { return s2[a] > s2[b]; });
+      bool differs = false;
+      for (int j = 0; j < k; ++j) {
+        QCOMPARE(ids[t * k + j], order[j]);
+        differs = differs || plain[j] != order[j];
+      }
+      limited += differs;
+    }
+    QVERIFY(limited > 0);  // the group limit changed the choice of some token
+    Dev<float> dl(logits, s_), db(bias, s_), dp(probs.size()), ds(sel.size()), dw(w.size()),
+        da(ap.size());
+    Dev<int32_t> di(ids.size()), dg(groups.size());
+    cuda::route_gated(dl.get(), n, nx, k, r, db.get(), dp.get(), ds.get(), di.get(), dw.get(),
+                      da.get(), s_, dg.get());
+    QCOMPARE(di.download(s_), ids);
+    QCOMPARE(dg.download(s_), groups);
+    // The observer's copy of the kept groups (ffn_moe_group_topk), from the selection scores.
+    Dev<float> dgf(groups.size());
+    cuda::kept_groups(ds.get(), n, nx, ng, nu, dgf.get(), s_);
+    const auto gf = dgf.download(s_);
+    for (size_t i = 0; i < groups.size(); ++i) QCOMPARE(gf[i], static_cast<float>(groups[i]));
+    QVERIFY(max_diff(dp.download(s_), probs) <= 1e-6);
+    QVERIFY(max_diff(ds.download(s_), sel) <= 1e-6);
+    QVERIFY(max_diff(dw.download(s_), w) <= 1e-6);
+    QVERIFY(max_diff(da.download(s_), ap) <= 1e-6);
+  }
+
+  // The strided row copy MLA uses to split / assemble heads.
+  void copy_2d_strided() {
+    const int64_t rows = 11, width = 5, ss = 13, ds = 7;
+    const std::vector<float> src = randn(static_cast<size_t>(rows * ss), 71);
+    std::vector<float> want(static_cast<size_t>(rows * ds), -3.0f);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t i = 0; i < width; ++i) want[r * ds + 1 + i] = src[r * ss + 2 + i];
+    Dev<float> dsrc(src, s_), ddst(std::vector<float>(want.size(), -3.0f), s_);
+    cuda::copy_2d(dsrc.get() + 2, ss, ddst.get() + 1, ds, rows, width, s_);
+    QCOMPARE(ddst.download(s_), want);
   }
 
   void moe_experts_slot_and_grouped_data() {
@@ -1223,6 +1301,69 @@ class TestCudaParity : public QObject {
   // the uploaded policy masks (window, local-global, eviction past n_ctx): same experts, same
   // policy statistics, same logits; prefills of 40 tokens take the GEMM and grouped-expert
   // paths, decode steps the slot path.
+  // MLA (deepseek3-moe: one cached row per token, V read inside it) under the attention
+  // policies and an F16 KV cache, CUDA against CPU: the same experts and logits, and eviction
+  // (its cell compaction moves only the K rows) past n_ctx.
+  void mla_attention_policies_match_cpu_data() {
+    QTest::addColumn<QString>("attention");
+    QTest::addColumn<bool>("f16");
+    QTest::newRow("full f16") << "full" << true;
+    QTest::newRow("window") << "window:5" << false;
+    QTest::newRow("local-global") << "local-global:4,2,7" << false;
+    QTest::newRow("evict") << "evict:2,10" << false;
+    QTest::newRow("evict f16") << "evict:2,10" << true;
+  }
+  void mla_attention_policies_match_cpu() {
+    const QString rel = "fixtures/models-0c1e570/deepseek3-moe/deepseek3-moe.F32.gguf";
+    MOELAB_REQUIRE_SHARED(rel);
+    QFETCH(QString, attention);
+    QFETCH(bool, f16);
+    LoadOptions lo;
+    lo.backend = "cuda";
+    auto model = Model::load(test::shared_path(rel), lo);
+    const bool evict = attention.startsWith("evict");
+    auto run = [&](const std::string& backend, PolicyStats* stats) {
+      std::vector<std::vector<float>> out;  // logits, then ffn_moe_topk records
+      ContextParams cp;
+      cp.n_ctx = evict ? 32 : 64;
+      cp.backend = backend;
+      cp.kv_type = f16 ? KvType::F16 : KvType::F32;
+      cp.attention = AttentionPolicy::parse(attention.toStdString());
+      auto ctx = Context::create(model, cp);
+      std::vector<std::vector<float>> topk;
+      ctx->set_observer(
+          [&](const Observation& o) { topk.emplace_back(o.data.begin(), o.data.end()); },
+          {"ffn_moe_topk"});
+      std::vector<int32_t> prompt(24);
+      for (int i = 0; i < 24; ++i) prompt[i] = (i * 37 + 11) % 512;
+      ctx->eval(prompt, true);
+      for (int i = 0; i < 24; i += 7) {
+        const auto l = ctx->logits(i);
+        out.emplace_back(l.begin(), l.end());
+      }
+      for (int step = 0; step < (evict ? 20 : 6); ++step) {
+        const int32_t t = (step * 53 + 7) % 512;
+        ctx->eval({&t, 1});
+        const auto l = ctx->logits();
+        out.emplace_back(l.begin(), l.end());
+      }
+      *stats = ctx->policy_stats();
+      out.insert(out.end(), topk.begin(), topk.end());
+      return out;
+    };
+    PolicyStats gs, cs;
+    const auto g = run("cuda", &gs);
+    const auto c = run("cpu", &cs);
+    QCOMPARE(g.size(), c.size());
+    double worst = 0;
+    for (size_t i = 0; i < g.size(); ++i) worst = std::max(worst, max_diff(g[i], c[i]));
+    qInfo("deepseek3-moe %s%s: max|d| %.3g, evicted %llu", qPrintable(attention),
+          f16 ? " (F16 KV)" : "", worst, static_cast<unsigned long long>(gs.evicted));
+    QVERIFY2(worst <= 1e-4, qPrintable(QString::number(worst)));
+    QCOMPARE(gs.evicted, cs.evicted);
+    if (evict) QVERIFY(gs.evicted > 0);
+  }
+
   void policies_match_cpu_data() {
     QTest::addColumn<QString>("routing");
     QTest::addColumn<QString>("attention");

@@ -316,6 +316,61 @@ class TestModelCard : public QObject {
                qPrintable(QString(row) + "\n" + t.out.c_str()));
   }
 
+  // deepseek2 (fixtures README "Turn-2 architectures"): MLA ranks and head sizes, the KV bytes
+  // per token as the absorbed cache stores them (one row c_kv | k_pe plus V = c_kv, per layer)
+  // beside the MHA figure for the same heads, groups, shared experts and dense layers.
+  void deepseekRows() {
+    const QString lite = "fixtures/models-0c1e570/deepseek2-lite/deepseek2-lite.F32.gguf";
+    const QString v3 = "fixtures/models-0c1e570/deepseek3-moe/deepseek3-moe.F32.gguf";
+    MOELAB_REQUIRE_SHARED(lite);
+    MOELAB_REQUIRE_SHARED(v3);
+    {
+      const auto r = run_cli({"inspect", "--json", "--no-hash", moelab::test::shared_path(lite)});
+      QVERIFY2(r.rc == 0, r.err.c_str());
+      const auto j = QJsonDocument::fromJson(QByteArray::fromStdString(r.out)).object();
+      QVERIFY2(j["runnable"].toBool(), qPrintable(QJsonDocument(j["problems"].toArray()).toJson()));
+      const auto m = j["mla"].toObject();
+      QCOMPARE(m["q_lora_rank"].toInt(), 0);
+      QCOMPARE(m["kv_lora_rank"].toInt(), 32);
+      QCOMPARE(m["qk_nope"].toInt(), 16);
+      QCOMPARE(m["qk_rope"].toInt(), 8);
+      QCOMPARE(m["v_head"].toInt(), 16);
+      const auto kv = j["kv_bytes_per_token"].toObject();
+      // 3 layers x one row (c_kv 32 + k_pe 8; V = its first 32) x 2 bytes; MHA: 3 x 4 heads x
+      // (24 + 16) x 2.
+      QCOMPARE(kv["f16"].toInteger(), 3 * 40 * 2);
+      QCOMPARE(kv["f32"].toInteger(), 3 * 40 * 4);
+      QCOMPARE(kv["gqa_equivalent_f16"].toInteger(), 3 * 4 * (24 + 16) * 2);
+      QCOMPARE(j["router"].toObject()["shared_experts"].toInt(), 2);
+      QCOMPARE(j["router"].toObject()["expert_groups"].toInt(), 1);
+      const auto t = run_cli({"inspect", "--no-hash", moelab::test::shared_path(lite)});
+      QCOMPARE(t.rc, 0);
+      for (const char* row :
+           {"attention kind     MLA: 4 heads, q_lora 0 (plain Q), kv_lora 32, qk_nope 16 + qk_rope "
+            "8, v 16; cached per token and layer: one row c_kv | k_pe (40), V = its first 32",
+            "KV bytes/token     240 B F16 / 480 B F32, all layers as MLA stores it; the same heads "
+            "as MHA would cache 960 B F16 (MLA: 0.25x of that)",
+            "experts            8 experts, top-3, expert n_ff 32; 2 shared experts, always on (one "
+            "FFN of n_ff 64)",
+            "gating             softmax probabilities, x1.5",
+            "dense layers       the first 1 (dense FFN, n_ff 128)"})
+        QVERIFY2(t.out.find(row) != std::string::npos,
+                 qPrintable(QString(row) + "\n" + t.out.c_str()));
+    }
+    {
+      const auto t = run_cli({"inspect", "--no-hash", moelab::test::shared_path(v3)});
+      QCOMPARE(t.rc, 0);
+      for (const char* row :
+           {"attention kind     MLA: 4 heads, q_lora 256, kv_lora 256, qk_nope 32 + qk_rope 16, v "
+            "64; cached per token and layer: one row c_kv | k_pe (272), V = its first 256",
+            "expert groups      4 groups of 4, the best 2 kept per token (group-limited top-k)",
+            "gating             sigmoid scores (not probabilities), top-k weights normalised, "
+            "x2.5"})
+        QVERIFY2(t.out.find(row) != std::string::npos,
+                 qPrintable(QString(row) + "\n" + t.out.c_str()));
+    }
+  }
+
   void exitCodes() {
     auto h = run_cli({"--help"});
     QCOMPARE(h.rc, 0);

@@ -297,6 +297,9 @@ class TestModelFixtures : public QObject {
     // The router logits too (oracle3 dumps them; gpt-oss: before its router bias).
     for (const char* s : {"ffn_moe_probs", "ffn_moe_probs_biased", "ffn_moe_logits"})
       if (moe.contains(s)) w_names.push_back(s);
+    // Group-limited routers: the kept groups (ints, descending group score; compared exactly).
+    const bool grouped = moe.contains("ffn_moe_group_topk");
+    if (grouped) w_names.push_back("ffn_moe_group_topk");
     auto model = Model::load((base + ".gguf").toStdString());
     const int n_layer = static_cast<int>(model->card().n_layer);
     // ids[layer][pos], w[name][layer][pos]

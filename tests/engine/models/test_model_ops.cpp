@@ -23,6 +23,11 @@ std::vector<float> floats(const QJsonValue& v) {
   for (const auto& x : v.toArray()) out.push_back(static_cast<float>(x.toDouble()));
   return out;
 }
+std::vector<int32_t> ints(const QJsonValue& v) {
+  std::vector<int32_t> out;
+  for (const auto& x : v.toArray()) out.push_back(x.toInt());
+  return out;
+}
 }  // namespace
 
 class TestModelOps : public QObject {
@@ -72,7 +77,45 @@ class TestModelOps : public QObject {
       const QJsonObject c = cv.toObject();
       const QString id = c["id"].toString();
       if (c.contains("e_score_correction_bias") || c.contains("n_group")) {
-        // Sigmoid / group-limited routing (DeepSeek-V3): no supported architecture uses it.
+        // Sigmoid + selection-only bias, group-limited routing (DeepSeek-V3: deepseek2 files
+        // with expert_gating_func 2), through the routing function both backends share.
+        const auto logits = floats(c["logits"]);
+        const auto bias = floats(c["e_score_correction_bias"]);
+        const int n = static_cast<int>(logits.size()), k = c["k"].toInt();
+        ops::element::RouteSpec r;
+        r.sigmoid = true;
+        r.renormalise = c["norm_topk_prob"].toBool(true);
+        r.scale = static_cast<float>(c["routed_scaling_factor"].toDouble(0));
+        r.n_group = c["n_group"].toInt(0);
+        r.n_group_used = c["topk_group"].toInt(0);
+        std::vector<float> probs(n), sel(n), weights(k), applied(k);
+        std::vector<int32_t> ids(k), groups(std::max(1, r.n_group_used), -1);
+        ops::element::route_token_gated(logits.data(), n, k, r, bias.data(), probs.data(),
+                                        sel.data(), ids.data(), weights.data(), applied.data(),
+                                        groups.data());
+        const QJsonArray experts = c["experts"].toArray();
+        for (int j = 0; j < k; ++j) QCOMPARE(ids[j], experts[j].toInt());
+        if (c.contains("groups_kept")) {
+          std::vector<int32_t> got(groups), want = ints(c["groups_kept"]);
+          std::sort(got.begin(), got.end());
+          std::sort(want.begin(), want.end());
+          QCOMPARE(got, want);
+        }
+        if (c.contains("wrong_if_mask_is_zero")) QVERIFY(ids != ints(c["wrong_if_mask_is_zero"]));
+        if (c.contains("wrong_if_no_bias")) QVERIFY(ids != ints(c["wrong_if_no_bias"]));
+        for (const char* key : {"wrong_if_bias_in_weights", "wrong_if"})
+          if (c.contains(key)) {
+            const auto wrong = floats(c[key]);
+            float d = 0;
+            for (int j = 0; j < k; ++j) d = std::max(d, std::fabs(applied[j] - wrong[j]));
+            QVERIFY2(d > 1e-3f, qPrintable(id));
+          }
+        if (c.contains("weights")) {
+          const auto want = floats(c["weights"]);
+          for (int j = 0; j < k; ++j)
+            QVERIFY2(std::fabs(applied[j] - want[j]) < 1e-6f, qPrintable(id));
+        }
+        ++ran;
         continue;
       }
       if (id == "qwen2moe_shared_expert_gate") {
@@ -273,6 +316,50 @@ class TestModelOps : public QObject {
         const std::string m = e.what();
         QVERIFY2(m.find("llama.rope.scaling.original_context_length") != std::string::npos,
                  m.c_str());
+      }
+    }
+  }
+
+  // deepseek2 files the engine cannot run are refused at load with the metadata key named:
+  // expert groups that do not divide the experts, too few kept groups for top-k, and a
+  // conversion without the absorbed-MLA keys (key_length_mla / value_length_mla).
+  void deepseek2_bad_metadata_is_refused() {
+    const QString rel = "fixtures/models-0c1e570/deepseek3-moe/deepseek3-moe.F32.gguf";
+    MOELAB_REQUIRE_SHARED(rel);
+    auto src = gguf::File::open(test::shared_path(rel));
+    struct Case {
+      const char* name;
+      const char* key;  // overridden (u32) or, with value < 0, dropped
+      int64_t value;
+      const char* expect;
+    } cases[] = {
+        {"groups3", "deepseek2.expert_group_count", 3, "deepseek2.expert_group_count"},
+        {"used1", "deepseek2.expert_group_used_count", 0, "deepseek2.expert_group_used_count"},
+        {"nomla", "deepseek2.attention.key_length_mla", -1, "deepseek2.attention.key_length_mla"},
+    };
+    for (const Case& c : cases) {
+      gguf::Writer w;
+      for (const auto& v : src->metadata()) {
+        if (v.key() == c.key) {
+          if (c.value >= 0) w.set_u32(c.key, static_cast<uint32_t>(c.value));
+          continue;
+        }
+        if (v.key() == "general.alignment") continue;
+        w.copy_value(v.key(), v);
+      }
+      for (const auto& t : src->tensors())
+        w.add_tensor(t.name, static_cast<gguf::TensorType>(t.type),
+                     std::vector<int64_t>(t.ne, t.ne + t.n_dims), {t.data, t.nbytes});
+      const std::string path =
+          (test::temp_dir("test_model_ops") + "/ds_" + c.name + ".gguf").toStdString();
+      w.write(path);
+      try {
+        Model::load(path);
+        QFAIL(qPrintable(QString("accepted: ") + c.name));
+      } catch (const Error& e) {
+        QCOMPARE(e.kind(), ErrorKind::BadInput);
+        const std::string m = e.what();
+        QVERIFY2(m.find(c.expect) != std::string::npos, m.c_str());
       }
     }
   }

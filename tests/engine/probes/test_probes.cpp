@@ -161,7 +161,7 @@ class TestProbes : public QObject {
     ProbeHub hub(*ctx);
     auto probe = std::make_shared<RoutingProbe>(c.n_layer, c.expert_count);
     hub.add(probe);
-    QCOMPARE(hub.keys().size(), size_t{7});  // only what the routing probe asked for
+    QCOMPARE(hub.keys().size(), size_t{9});  // only what the routing probe asked for
     hub.eval(ints(o["prompt_tokens"]));
     const auto greedy = ints(o["greedy_tokens"]);
     for (int s = 0; s < 23; ++s) hub.eval({&greedy[s], 1});
@@ -169,7 +169,7 @@ class TestProbes : public QObject {
     const int n_pos = ref_ids[moe_layers.isEmpty() ? 0 : moe_layers[0].toInt()].toArray().size();
     QCOMPARE(static_cast<int>(probe->size()), n_pos * n_moe_layers);
     const int k = static_cast<int>(c.expert_used_count);
-    int checked = 0, decided = 0, same = 0;
+    int checked = 0, decided = 0, same = 0, groups_checked = 0;
     double max_dw = 0, max_dp = 0;
     for (size_t i = 0; i < probe->size(); ++i) {
       const RoutingRecordView r = probe->record(i);
@@ -190,7 +190,23 @@ class TestProbes : public QObject {
         max_dw = std::max(max_dw, std::fabs(r.weights[j] - ww[j].toDouble()));
       for (int e = 0; e < static_cast<int>(c.expert_count); ++e)
         max_dp = std::max(max_dp, std::fabs(r.probs[e] - pp[e].toDouble()));
+      // Selection scores (probs + selection bias) and, for group-limited routers, the kept
+      // groups (deepseek3-moe: 4 groups of 4, 2 kept) as the oracle dumped them.
+      QCOMPARE(r.selection.empty(), !moe.contains("ffn_moe_probs_biased"));
+      for (size_t e = 0; e < r.selection.size(); ++e)
+        max_dp = std::max(max_dp, std::fabs(r.selection[e] - moe["ffn_moe_probs_biased"]
+                                                                 .toArray()[r.layer]
+                                                                 .toArray()[r.pos]
+                                                                 .toArray()[int(e)]
+                                                                 .toDouble()));
+      QCOMPARE(r.groups.empty(), !moe.contains("ffn_moe_group_topk"));
+      if (!r.groups.empty()) {
+        const auto wg = ints(moe["ffn_moe_group_topk"].toArray()[r.layer].toArray()[r.pos]);
+        QCOMPARE(std::vector<int32_t>(r.groups.begin(), r.groups.end()), wg);
+        ++groups_checked;
+      }
     }
+    if (moe.contains("ffn_moe_group_topk")) QCOMPARE(groups_checked, n_pos * n_moe_layers);
     qInfo(
         "%s: %d/%d records identical (%d with a top-k gap > 0.02); max |dweight| %.2g, max |dprob| "
         "%.2g",

@@ -66,6 +66,17 @@ struct ModelCard {
   /// The router's gating is a softmax over the top-k (gpt-oss, llama.cpp's SOFTMAX_WEIGHT):
   /// top-k on the router logits plus the router bias, weights = softmax of the k selected.
   bool gating_softmax_selected = false;
+  uint32_t expert_group_count = 0;       // <arch>.expert_group_count: expert groups (DeepSeek-V3)
+  uint32_t expert_group_used_count = 0;  // <arch>.expert_group_used_count: groups kept per token
+
+  // Multi-head latent attention (DeepSeek-V2, arXiv:2405.04434; 0 = not MLA). The metadata
+  // describes the absorbed view: one KV head of key_length = kv_lora_rank + rope_dims and
+  // value_length = kv_lora_rank; the per-head sizes are head_dim_mla / head_dim_v_mla.
+  uint32_t q_lora_rank = 0;     // <arch>.attention.q_lora_rank (0: plain attn_q)
+  uint32_t kv_lora_rank = 0;    // <arch>.attention.kv_lora_rank
+  uint32_t head_dim_mla = 0;    // <arch>.attention.key_length_mla = qk_nope + qk_rope
+  uint32_t head_dim_v_mla = 0;  // <arch>.attention.value_length_mla = v_head
+  bool is_mla() const { return kv_lora_rank > 0; }
 
   std::string vocab_type;            // tokenizer.ggml.model: "llama" (SPM), "gpt2" (BPE), ...
   std::string vocab_pre;             // tokenizer.ggml.pre
@@ -92,7 +103,16 @@ struct ModelCard {
 
   bool is_moe() const { return expert_count > 0; }
   /// KV-cache size in bytes for `n_ctx` tokens with `bytes_per_value` (2 = F16, 4 = F32).
+  /// MLA: the absorbed cache moelab keeps, n_layer x one row of kv_lora + rope per token (V is
+  /// read from the first kv_lora values of that row).
   uint64_t kv_cache_bytes(uint64_t n_ctx, uint32_t bytes_per_value) const;
+  /// Bytes of KV cache per token (all layers) as kv_cache_bytes stores them.
+  uint64_t kv_bytes_per_token(uint32_t bytes_per_value) const {
+    return kv_cache_bytes(1, bytes_per_value);
+  }
+  /// MLA only: what a GQA/MHA cache of the same heads would hold per token (all layers):
+  /// n_layer x n_head x (head_dim_mla + head_dim_v_mla) values; 0 for other models.
+  uint64_t kv_bytes_per_token_gqa_equivalent(uint32_t bytes_per_value) const;
   /// Weights plus KV cache at n_ctx, bytes (both saturate at UINT64_MAX, never wrap).
   uint64_t memory_estimate(uint64_t n_ctx, uint32_t bytes_per_value) const {
     const uint64_t kv = kv_cache_bytes(n_ctx, bytes_per_value);

@@ -163,6 +163,12 @@ class Context {
   ///              (routers with a routed scale, e.g. glm4moe: the weights applied);
   ///              ffn_moe_weights_softmax [n, k] (gpt-oss: the softmax over the k selected
   ///              scores, the weights applied);
+  ///              ffn_moe_group_topk [n, expert_group_used_count] (group-limited routers,
+  ///              deepseek2 V3-style: the kept expert groups as floats, descending group
+  ///              score; only without a routing policy);
+  ///              For MLA (deepseek2) Qcur is the absorbed query [n, n_head*(kv_lora+rope)],
+  ///              Kcur the cached row [n, kv_lora+rope], Vcur c_kv [n, kv_lora] and kqv_out
+  ///              the per-head values after attn_v_b [n, n_head*v_head];
   ///              MoE layers only (leading dense layers emit none of the ffn_moe_* tensors);
   ///              ffn_moe_out [n, n_embd] (routed experts' weighted sum); ffn_shexp [n, n_embd]
   ///              (gated shared expert); ffn_out [n, n_embd] (FFN result incl. post-FFN norm);

@@ -69,6 +69,9 @@ struct KvLayer {
   const void* k = nullptr;
   const void* v = nullptr;
   bool f16 = false;
+  /// Values per V cell (0: n_head_kv * head_dim_v). MLA's absorbed cache keeps V inside the K
+  /// rows (v = k, v_row = the K row width: V = the first head_dim_v values of each row).
+  int64_t v_row = 0;
 };
 
 struct AttentionParams {

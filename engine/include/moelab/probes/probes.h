@@ -95,6 +95,12 @@ struct RoutingRecordView {
   /// k selected ones). For the last two, entropy and top1_margin are computed on those scores
   /// as they are (positive entries only), not as a distribution.
   std::span<const float> probs;
+  /// Routers with a selection-only bias (deepseek2 V3-style, glm4moe): the scores the choice
+  /// was made on, probs + bias [expert_count]; empty otherwise.
+  std::span<const float> selection;
+  /// Group-limited routers: the expert groups kept for this token (descending group score;
+  /// group g = experts g*expert_count/n_group ..); empty otherwise.
+  std::span<const int32_t> groups;
   float entropy = 0;      // nats
   float top1_margin = 0;  // p(top-1) - p(top-2)
 };
@@ -135,12 +141,19 @@ class RoutingProbe final : public Subscriber {
   std::vector<uint8_t> n_sel_;
   std::vector<int32_t> experts_;
   std::vector<float> weights_, probs_, entropy_, margin_;
+  // Per record: selection scores (expert_count each) and kept groups (gcount_ each), stored
+  // only while every record has them (sel_ok_ / groups_ok_).
+  std::vector<float> selection_;
+  std::vector<int32_t> groups_;
+  int gcount_ = 0;
+  bool sel_ok_ = true, groups_ok_ = true;
   // Current batch of the current layer.
   int cur_layer_ = -1;
   uint32_t cur_pos0_ = 0;
   int64_t cur_n_ = 0;
   int cur_k_ = 0;
-  std::vector<float> b_probs_, b_ids_, b_w_, b_wn_;
+  std::vector<float> b_probs_, b_ids_, b_w_, b_wn_, b_sel_, b_groups_;
+  int b_gcount_ = 0;
   std::vector<int32_t> sel_;
   bool have_wn_ = false;
   // Aggregates [layer].
