@@ -76,8 +76,8 @@ int run_cmd(const RunOptions& o, Io io) {
   const uint64_t trained = model->card().context_length;
   cp.n_ctx = o.n_ctx ? o.n_ctx : default_n_ctx(trained);
   // One memory preflight before the KV cache is allocated; a warning beyond the trained length.
-  preflight_context(model->card(), cp.n_ctx, o.kv_f16 ? 2 : 4, false, cp.backend, "--ctx", io,
-                    true);
+  preflight_context(model->card(), cp.n_ctx, o.kv_f16 ? 2 : 4, false, backend_name(cp.backend),
+                    "--ctx", io, true);
   cp.n_threads = o.threads > 0 ? o.threads : default_threads();
   cp.kv_type = o.kv_f16 ? KvType::F16 : KvType::F32;
   cp.routing = RoutingPolicy::parse(o.routing_policy);
@@ -112,7 +112,7 @@ int run_cmd(const RunOptions& o, Io io) {
   // reported, never a number.
   const char* powercap = std::getenv("MOELAB_POWERCAP_ROOT");
   session::RunEnergy energy(
-      open_power_meter(cp.backend == "cuda", powercap ? powercap : "/sys/class/powercap"));
+      open_power_meter(cp.backend == Backend::Cuda, powercap ? powercap : "/sys/class/powercap"));
   stream = energy.wrap(stream);
   if (stored) stored->recorder().set_energy(&energy);
   // Ctrl-C / SIGTERM stop the generation: the run ends `cancelled` with the tokens it made.
@@ -135,7 +135,7 @@ int run_cmd(const RunOptions& o, Io io) {
     if (!r.stop_string.empty()) j["stop_string"] = r.stop_string;
     j["n_ctx"] = cp.n_ctx;
     j["threads"] = cp.n_threads;
-    j["backend"] = cp.backend;
+    j["backend"] = backend_name(cp.backend);
     j["sampling"] = gp.sampling.describe();
     const PolicyStats ps = gen.context().policy_stats();
     j["routing_policy"] = cp.routing.describe();

@@ -38,7 +38,7 @@ RunStore::RunStore(storage::AsyncWriter& writer, const std::string& session,
   c.routing_policy = cp.routing.describe();
   c.attention_policy = cp.attention.describe();
   c.threads = cp.n_threads;
-  c.backend = cp.backend;
+  c.backend = backend_name(cp.backend);
   c.n_ctx = cp.n_ctx;
   c.kv_type = cp.kv_type == KvType::F16 ? "f16" : "f32";
   c.max_tokens = gp.max_tokens;

@@ -136,7 +136,7 @@ int sweep_cmd(const SweepOptions& o, Io io) {
   const std::string db = db_or_default(o.spec.db);
   auto writer = open_writer(db);
   const auto model_row = session::model_record(*model, o.spec.model);
-  const int threads = o.spec.threads > 0 ? o.spec.threads : default_cli_threads();
+  const int threads = o.spec.threads > 0 ? o.spec.threads : default_threads();
   const size_t total = configs.size() * seeds.size();
   size_t done = 0;
   // Ctrl-C / SIGTERM: the run in progress ends `cancelled` with what it made, no further run

@@ -28,7 +28,7 @@ ContextParams RunSettings::context_params(uint64_t trained) const {
   cp.n_ctx = context_for(trained);
   cp.n_threads = std::max(1, threads);
   cp.kv_type = kv_f16 ? KvType::F16 : KvType::F32;
-  cp.backend = backend;
+  cp.backend = parse_backend(backend);
   cp.routing = RoutingPolicy::parse(routing_policy.empty() ? "default" : routing_policy);
   cp.attention = AttentionPolicy::parse(attention_policy.empty() ? "full" : attention_policy);
   return cp;
@@ -132,7 +132,7 @@ RecordedRun record_generation(Generator& gen, const RunSettings& settings_in,
   c.attention_policy = cp.attention.describe();
   c.threads = cp.n_threads;
   // The backend the forward pass actually runs on ("cpu"/"cuda"), as `moelab-cli run` stores it.
-  c.backend = run_backend(cp.backend, model_backend(model));
+  c.backend = run_backend(backend_name(cp.backend), model_backend(model));
   c.n_ctx = cp.n_ctx;
   c.kv_type = settings.kv_f16 ? "f16" : "f32";
   c.max_tokens = settings.max_tokens;

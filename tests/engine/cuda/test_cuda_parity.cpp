@@ -823,12 +823,12 @@ class TestCudaParity : public QObject {
     const QJsonObject o = test::read_json(base + ".oracle.json").object();
     if (gemm) qputenv("MOELAB_CUDA_GEMM_MIN", "1");
     LoadOptions lo;
-    lo.backend = "cuda";
+    lo.backend = Backend::Cuda;
     auto model = Model::load(test::shared_path(base + ".gguf"), lo);
     QCOMPARE(QString::fromStdString(model_backend(*model)), QString("cuda"));
     ContextParams cp;
     cp.n_ctx = 64;
-    cp.backend = "cuda";
+    cp.backend = Backend::Cuda;
     auto ctx = Context::create(model, cp);
     qunsetenv("MOELAB_CUDA_GEMM_MIN");
     const auto toks = ints(o["prompt_tokens"]);
@@ -866,7 +866,7 @@ class TestCudaParity : public QObject {
     // Decode steps on the device KV cache against the CPU context on the same file.
     if (!gemm) {
       ContextParams cc = cp;
-      cc.backend = "cpu";
+      cc.backend = Backend::Cpu;
       auto cpu = Context::create(model, cc);
       cpu->eval(toks, false);
       for (int step = 0; step < 4; ++step) {
@@ -904,7 +904,7 @@ class TestCudaParity : public QObject {
     spec.calib_tokens = 256;
     moefy(spec);
     LoadOptions lo;
-    lo.backend = "cuda";
+    lo.backend = Backend::Cuda;
     auto model = Model::load(path, lo);
     std::vector<int32_t> prompt(40);
     for (int i = 0; i < 40; ++i) prompt[i] = (i * 37 + 11) % 512;
@@ -912,7 +912,7 @@ class TestCudaParity : public QObject {
                          const std::string& rule) -> std::vector<float> {
       ContextParams cp;
       cp.n_ctx = 64;
-      cp.backend = backend;
+      cp.backend = parse_backend(backend);
       cp.routing = RoutingPolicy::parse(rule);
       auto ctx = Context::create(m, cp);
       std::vector<float> weights;
@@ -939,7 +939,7 @@ class TestCudaParity : public QObject {
     QVERIFY2(max_diff(gpu, cpu) <= 1e-3, qPrintable(QString::number(max_diff(gpu, cpu))));
     if (routing == "k:3") {
       LoadOptions dl;
-      dl.backend = "cpu";
+      dl.backend = Backend::Cpu;
       const auto ref = logits_of(Model::load(dense, dl), "cpu", "default");
       QVERIFY(ref.size() > 1);
       QVERIFY2(max_diff(gpu, ref) <= 1e-3, qPrintable(QString::number(max_diff(gpu, ref))));
@@ -952,7 +952,7 @@ class TestCudaParity : public QObject {
     MOELAB_REQUIRE_SHARED("fixtures/models/mixtral-moe");
     const std::string path = test::shared_path("fixtures/models/mixtral-moe/mixtral-moe.F32.gguf");
     LoadOptions lo;
-    lo.backend = "cuda";
+    lo.backend = Backend::Cuda;
     auto model = Model::load(path, lo);
     struct Seen {
       std::string name;
@@ -964,7 +964,7 @@ class TestCudaParity : public QObject {
                    std::vector<std::pair<int, int>>& ops) {
       ContextParams cp;
       cp.n_ctx = 64;
-      cp.backend = backend;
+      cp.backend = parse_backend(backend);
       auto ctx = Context::create(model, cp);
       ctx->set_observer(
           [&](const Observation& o) {
@@ -1038,7 +1038,7 @@ class TestCudaParity : public QObject {
     QFETCH(QString, attention);
     const std::string path = test::shared_path("fixtures/models/mixtral-moe/mixtral-moe.F32.gguf");
     LoadOptions lo;
-    lo.backend = "cuda";
+    lo.backend = Backend::Cuda;
     auto model = Model::load(path, lo);
     const bool evict = attention.startsWith("evict");
     struct Run {
@@ -1050,7 +1050,7 @@ class TestCudaParity : public QObject {
       Run r;
       ContextParams cp;
       cp.n_ctx = evict ? 48 : 128;
-      cp.backend = backend;
+      cp.backend = parse_backend(backend);
       cp.routing = RoutingPolicy::parse(routing.toStdString());
       cp.attention = AttentionPolicy::parse(attention.toStdString());
       auto ctx = Context::create(model, cp);
@@ -1122,15 +1122,15 @@ class TestCudaParity : public QObject {
     QFETCH(bool, f16);
     const std::string path = test::shared_path("fixtures/models/" + file + ".gguf");
     LoadOptions lo;
-    lo.backend = "cuda";
+    lo.backend = Backend::Cuda;
     auto model = Model::load(path, lo);
     const int n_vocab = static_cast<int>(model->card().n_vocab);
     ContextParams cp;
     cp.n_ctx = 24;
     cp.kv_type = f16 ? KvType::F16 : KvType::F32;
-    cp.backend = "cuda";
+    cp.backend = Backend::Cuda;
     auto g = Context::create(model, cp);
-    cp.backend = "cpu";
+    cp.backend = Backend::Cpu;
     auto c = Context::create(model, cp);
     double worst = 0;
     auto same = [&](const char* what) {
@@ -1184,10 +1184,10 @@ class TestCudaParity : public QObject {
     MOELAB_REQUIRE_SHARED("fixtures/models/mixtral-moe");
     const std::string path = test::shared_path("fixtures/models/mixtral-moe/mixtral-moe.Q8_0.gguf");
     LoadOptions lo;
-    lo.backend = "cuda";
+    lo.backend = Backend::Cuda;
     auto model = Model::load(path, lo);
     ContextParams cp;
-    cp.backend = "cpu";
+    cp.backend = Backend::Cpu;
     auto cpu = Context::create(model, cp);
     const std::vector<int32_t> toks = {1, 2, 3};
     cpu->eval(toks);
@@ -1196,10 +1196,9 @@ class TestCudaParity : public QObject {
     cpu2->eval(toks);
     QCOMPARE(std::vector<float>(cpu->logits().begin(), cpu->logits().end()),
              std::vector<float>(cpu2->logits().begin(), cpu2->logits().end()));
-    cp.backend = "cuda";
+    cp.backend = Backend::Cuda;
     QVERIFY_THROWS_EXCEPTION(Error, Context::create(ref, cp));
-    cp.backend = "metal";
-    QVERIFY_THROWS_EXCEPTION(Error, Context::create(model, cp));
+    QVERIFY_THROWS_EXCEPTION(Error, parse_backend("metal"));
   }
 };
 

@@ -182,8 +182,8 @@ class GenerationRecorder {
   /// finish(). When generation throws, the run is stored as failed (fail()) and the exception is
   /// rethrown; a storage::StorageError is rethrown without touching the run.
   GenerateResult generate(const GenerateParams& gp, TokenCallback inner = {});
-  /// Policy statistics to store instead of the context's (e.g. stats shared through
-  /// with_policies); not reset by generate().
+  /// Policy statistics to store instead of the context's (e.g. stats several contexts share
+  /// through ContextParams::policy_stats); not reset by generate().
   void set_policy_stats(std::shared_ptr<const PolicyStats> stats) { stats_ = std::move(stats); }
   /// Stores the metrics (ttft_ms, tokens_per_s, prefill_ms, prefill_tokens_per_s, total_ms,
   /// prompt_tokens, generated_tokens, model_memory_mib = weights + KV cache of the context, and
