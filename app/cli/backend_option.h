@@ -18,15 +18,16 @@ inline void add_backend_option(CLI::App* sub, std::string& backend) {
       ->capture_default_str();
 }
 
-/// Loads `path` for the backend `requested` resolves to (resolve_backend logs why CUDA is not
-/// used, once) and returns it; *resolved is "cpu" or "cuda" (for ContextParams::backend).
+/// Loads `path` for the backend `requested` (an --backend value, checked by
+/// add_backend_option; parsed here, once) resolves to (resolve_backend logs why CUDA is not
+/// used, once) and returns it; *resolved is Cpu or Cuda (for ContextParams::backend).
 inline std::shared_ptr<Model> load_for_backend(const std::string& path,
                                                const std::string& requested,
-                                               std::string* resolved = nullptr) {
+                                               Backend* resolved = nullptr) {
   LoadOptions lo;
-  lo.backend = resolve_backend(requested);
+  lo.backend = resolve_backend(parse_backend(requested));
   auto model = Model::load(path, lo);
-  if (resolved) *resolved = model_backend(*model);
+  if (resolved) *resolved = parse_backend(model_backend(*model));
   return model;
 }
 

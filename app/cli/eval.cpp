@@ -31,13 +31,13 @@ struct EvalCliOptions {
 };
 
 int eval_cmd(const EvalCliOptions& o, Io io) {
-  // Contexts follow the model's backend (ContextParams::backend "auto").
+  // Contexts follow the model's backend (ContextParams::backend Auto).
   // The text and the context are checked before anything is stored (checks.h).
   const auto text = read_utf8_text(o.spec.file);
-  std::string backend;
+  Backend backend = Backend::Auto;
   auto model = load_for_backend(o.spec.model, o.backend, &backend);
-  preflight_context(model->card(), o.spec.n_ctx, o.spec.kv_f16 ? 2 : 4, true, backend, "--ctx", io,
-                    true);
+  preflight_context(model->card(), o.spec.n_ctx, o.spec.kv_f16 ? 2 : 4, true, backend_name(backend),
+                    "--ctx", io, true);
   auto writer = open_writer(o.spec.db);
   const auto model_row = session::model_record(*model, o.spec.model);
   auto progress = [&io, json = o.json](int done, int total, double ppl) {

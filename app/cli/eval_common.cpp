@@ -5,8 +5,8 @@
 #include <fstream>
 #include <span>
 #include <sstream>
-#include <thread>
 
+#include "card_format.h"
 #include "checks.h"
 #include "interrupt.h"
 #include "moelab/core/error.h"
@@ -37,7 +37,8 @@ void add_eval_spec_options(CLI::App* sub, EvalSpec& s, bool file_required) {
 
 double mean_kl_to_reference(std::shared_ptr<const Model> reference,
                             std::shared_ptr<const Model> model, const std::string& text,
-                            uint32_t n_ctx, int max_chunks, int threads) {
+                            uint32_t n_ctx, int max_chunks, int threads,
+                            const RoutingPolicy& routing, const AttentionPolicy& attention) {
   const ModelCard& rc = reference->card();
   const ModelCard& mc = model->card();
   if (rc.n_vocab != mc.n_vocab)
@@ -58,6 +59,8 @@ double mean_kl_to_reference(std::shared_ptr<const Model> reference,
   cp.n_ctx = n_ctx;
   cp.n_threads = threads;
   auto rctx = Context::create(reference, cp);
+  cp.routing = routing;
+  cp.attention = attention;
   auto mctx = Context::create(model, cp);
   int n_chunks = static_cast<int>(tokens.size() / n_ctx);
   if (max_chunks > 0) n_chunks = std::min(n_chunks, max_chunks);
@@ -93,10 +96,6 @@ double mean_kl_to_reference(std::shared_ptr<const Model> reference,
   return n ? sum / static_cast<double>(n) : 0.0;
 }
 
-int default_cli_threads() {
-  return static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
-}
-
 EvalOutcome run_eval(storage::AsyncWriter& writer, const std::string& session_name,
                      std::shared_ptr<const Model> model, const storage::ModelRecord& model_row,
                      const EvalSpec& spec, const std::string& text, const std::string& routing,
@@ -105,11 +104,10 @@ EvalOutcome run_eval(storage::AsyncWriter& writer, const std::string& session_na
   const auto rp = RoutingPolicy::parse(routing);
   const auto ap = AttentionPolicy::parse(attention);
   auto stats = std::make_shared<PolicyStats>();
-  auto view = with_policies(model, rp, ap, stats);
 
   session::EvalConfig c;
   c.n_ctx = spec.n_ctx;
-  c.threads = spec.threads > 0 ? spec.threads : default_cli_threads();
+  c.threads = spec.threads > 0 ? spec.threads : default_threads();
   c.max_chunks = spec.chunks;
   c.kv_type = spec.kv_f16 ? "f16" : "f32";
   c.routing_policy = rp.describe();
@@ -135,6 +133,9 @@ EvalOutcome run_eval(storage::AsyncWriter& writer, const std::string& session_na
   pp.n_threads = c.threads;
   pp.kv_type = spec.kv_f16 ? KvType::F16 : KvType::F32;
   pp.max_chunks = spec.chunks;
+  pp.routing = rp;
+  pp.attention = ap;
+  pp.policy_stats = stats;
   pp.progress = [&](int done, int total, double ppl) {
     run->metric("chunks_done", done);
     run->metric("running_ppl", ppl);
@@ -143,7 +144,7 @@ EvalOutcome run_eval(storage::AsyncWriter& writer, const std::string& session_na
   };
   const interrupt::OnInterrupt on_signal([] {});  // received() is set; progress stops the run
   try {
-    out.result = perplexity(view, text, pp);
+    out.result = perplexity(model, text, pp);
   } catch (const storage::StorageError& e) {
     rethrow_as_moelab(e);
   } catch (const std::exception& e) {
@@ -162,10 +163,9 @@ EvalOutcome run_eval(storage::AsyncWriter& writer, const std::string& session_na
   if (!spec.reference.empty()) {
     try {
       LoadOptions lo;
-      lo.backend = "cpu";
-      out.kl_vs_reference = mean_kl_to_reference(Model::load(spec.reference, lo),
-                                                 with_policies(model, rp, ap, nullptr), text,
-                                                 spec.n_ctx, spec.chunks, c.threads);
+      lo.backend = Backend::Cpu;
+      out.kl_vs_reference = mean_kl_to_reference(Model::load(spec.reference, lo), model, text,
+                                                 spec.n_ctx, spec.chunks, c.threads, rp, ap);
     } catch (const std::exception& e) {
       try {
         run->finish(storage::RunStatus::Failed, {}, e.what());

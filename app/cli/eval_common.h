@@ -32,9 +32,6 @@ struct EvalSpec {
 /// --model, --file, --ctx, --threads, --chunks, --kv-f16, --reference.
 void add_eval_spec_options(CLI::App* sub, EvalSpec& s, bool file_required = true);
 
-/// CPU threads by default: hardware threads, at most 8.
-int default_cli_threads();
-
 /// Splits policy lists: "k:1,k:2,top-p:0.9,1,4" -> {"k:1", "k:2", "top-p:0.9,1,4"}. A comma
 /// piece that starts with a digit, '.', '-' or '*' continues the previous spec (the parameters
 /// of top-p, entropy, mask, fail, local-global and evict are comma-separated numbers). Each
@@ -44,11 +41,13 @@ std::vector<std::string> split_policy_list(const std::vector<std::string>& args)
 /// Mean KL(reference || model) in nats per token over the positions llama.cpp's perplexity
 /// method scores (non-overlapping chunks of n_ctx tokens, the first token of each chunk replaced
 /// by BOS when the vocabulary adds one, positions n_ctx/2 .. n_ctx-2 predicting the next token),
-/// both models' next-token distributions as softmax of their logits, summed in double. Throws
+/// both models' next-token distributions as softmax of their logits, summed in double; the
+/// model runs under `routing` and `attention`, the reference without policies. Throws
 /// moelab::Error (BadInput) when the vocabularies differ or the text is shorter than one chunk.
 double mean_kl_to_reference(std::shared_ptr<const Model> reference,
                             std::shared_ptr<const Model> model, const std::string& text,
-                            uint32_t n_ctx, int max_chunks, int threads);
+                            uint32_t n_ctx, int max_chunks, int threads,
+                            const RoutingPolicy& routing, const AttentionPolicy& attention);
 
 struct EvalOutcome {
   int64_t run_id = 0;

@@ -28,7 +28,7 @@ int logits(const LogitsOptions& o, Io io) {
   ContextParams cp;
   auto model = load_for_backend(o.model, o.backend, &cp.backend);
   const auto ids = parse_token_ids(o.tokens, "--tokens", model->card().n_vocab);
-  preflight_context(model->card(), ids.size(), 4, true, cp.backend, "--tokens", io);
+  preflight_context(model->card(), ids.size(), 4, true, backend_name(cp.backend), "--tokens", io);
   cp.n_ctx = static_cast<uint32_t>(ids.size());
   cp.n_threads = o.threads;
   auto ctx = Context::create(model, cp);

@@ -47,7 +47,10 @@ int perplexity_policies(const PerplexityOptions& o, const std::string& text,
   for (const auto& spec : specs) {
     const RoutingPolicy rp = RoutingPolicy::parse(spec);
     auto stats = std::make_shared<PolicyStats>();
-    const PerplexityResult r = perplexity(with_policies(model, rp, ap, stats), text, pp);
+    pp.routing = rp;
+    pp.attention = ap;
+    pp.policy_stats = stats;
+    const PerplexityResult r = perplexity(model, text, pp);
     method = r.method;
     uint64_t failovers = 0;
     for (auto f : stats->failovers) failovers += f;
@@ -84,10 +87,10 @@ int perplexity_policies(const PerplexityOptions& o, const std::string& text,
 int perplexity_cmd(const PerplexityOptions& o, Io io) {
   // A bounded regular file of UTF-8 text; binary input is refused (checks.h).
   const std::string text = read_utf8_text(o.file);
-  // Contexts follow the model's backend (ContextParams::backend "auto").
-  std::string backend;
+  // Contexts follow the model's backend (ContextParams::backend Auto).
+  Backend backend = Backend::Auto;
   auto model = load_for_backend(o.model, o.backend, &backend);
-  preflight_context(model->card(), o.n_ctx, 4, true, backend, "--ctx", io);
+  preflight_context(model->card(), o.n_ctx, 4, true, backend_name(backend), "--ctx", io);
   PerplexityParams pp;
   pp.n_ctx = o.n_ctx;
   pp.n_threads = o.threads > 0 ? o.threads : default_threads();

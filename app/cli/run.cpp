@@ -71,29 +71,29 @@ int run_cmd(const RunOptions& o, Io io) {
                 "--system needs --chat (the system message goes into the "
                 "model's chat template)",
                 {.subject = "run"});
-  ContextParams cp;
-  auto model = load_for_backend(o.model, o.backend, &cp.backend);
-  const uint64_t trained = model->card().context_length;
-  cp.n_ctx = o.n_ctx ? o.n_ctx : default_n_ctx(trained);
+  session::RunRecipe recipe;
+  recipe.prompt = o.prompt;
+  recipe.system = o.system;
+  recipe.chat = o.chat;
+  recipe.max_tokens = o.n_predict;
+  recipe.sampling = o.sampling;
+  if (o.seed_set) recipe.sampling.seed = o.seed;
+  recipe.stop = o.stop;
+  recipe.ignore_eos = o.ignore_eos;
+  recipe.threads = o.threads;
+  recipe.n_ctx = o.n_ctx;
+  recipe.kv_f16 = o.kv_f16;
+  recipe.routing_policy = o.routing_policy;
+  recipe.attention_policy = o.attention_policy;
+  auto model = load_for_backend(o.model, o.backend, &recipe.backend);
+  const ContextParams cp = recipe.context_params(model->card().context_length);
   // One memory preflight before the KV cache is allocated; a warning beyond the trained length.
-  preflight_context(model->card(), cp.n_ctx, o.kv_f16 ? 2 : 4, false, cp.backend, "--ctx", io,
-                    true);
-  cp.n_threads = o.threads > 0 ? o.threads : default_threads();
-  cp.kv_type = o.kv_f16 ? KvType::F16 : KvType::F32;
-  cp.routing = RoutingPolicy::parse(o.routing_policy);
-  cp.attention = AttentionPolicy::parse(o.attention_policy);
+  preflight_context(model->card(), cp.n_ctx, o.kv_f16 ? 2 : 4, false, backend_name(cp.backend),
+                    "--ctx", io, true);
   Generator gen(model, cp);
 
-  GenerateParams gp;
-  gp.prompt = o.prompt;
-  gp.system = o.system;
-  gp.chat = o.chat;
-  gp.max_tokens = o.n_predict;
-  gp.sampling = o.sampling;
-  if (o.seed_set) gp.sampling.seed = o.seed;
+  GenerateParams gp = recipe.generate_params();
   if (gp.sampling.temperature > 0) warn_top_k(model->card(), gp.sampling.top_k, io);
-  gp.stop = o.stop;
-  gp.ignore_eos = o.ignore_eos;
 
   TokenCallback stream;
   if (!o.json)
@@ -112,7 +112,7 @@ int run_cmd(const RunOptions& o, Io io) {
   // reported, never a number.
   const char* powercap = std::getenv("MOELAB_POWERCAP_ROOT");
   session::RunEnergy energy(
-      open_power_meter(cp.backend == "cuda", powercap ? powercap : "/sys/class/powercap"));
+      open_power_meter(cp.backend == Backend::Cuda, powercap ? powercap : "/sys/class/powercap"));
   stream = energy.wrap(stream);
   if (stored) stored->recorder().set_energy(&energy);
   // Ctrl-C / SIGTERM stop the generation: the run ends `cancelled` with the tokens it made.
@@ -135,7 +135,7 @@ int run_cmd(const RunOptions& o, Io io) {
     if (!r.stop_string.empty()) j["stop_string"] = r.stop_string;
     j["n_ctx"] = cp.n_ctx;
     j["threads"] = cp.n_threads;
-    j["backend"] = cp.backend;
+    j["backend"] = backend_name(cp.backend);
     j["sampling"] = gp.sampling.describe();
     const PolicyStats ps = gen.context().policy_stats();
     j["routing_policy"] = cp.routing.describe();

@@ -33,21 +33,9 @@ RunStore::RunStore(storage::AsyncWriter& writer, const std::string& session,
   session::ensure_seed(gp.sampling);
   const storage::ModelRecord m =
       model_row ? *model_row : session::model_record(gen.model(), model_path);
-  session::GenerateConfig c;
-  c.sampling = gp.sampling;
-  c.routing_policy = cp.routing.describe();
-  c.attention_policy = cp.attention.describe();
-  c.threads = cp.n_threads;
-  c.backend = cp.backend;
-  c.n_ctx = cp.n_ctx;
-  c.kv_type = cp.kv_type == KvType::F16 ? "f16" : "f32";
-  c.max_tokens = gp.max_tokens;
-  c.chat = gp.chat;
-  c.system = gp.system;
-  c.stop = gp.stop;
-  c.ignore_eos = gp.ignore_eos;
-  c.build_version = build_version_string();
-  auto config = session::generate_config_json(c);
+  // cp.backend is the resolved one (load_for_backend): what the forward pass runs on.
+  auto config = session::generate_config_json(
+      session::generate_config(cp, gp, backend_name(cp.backend), build_version_string()));
   config["model"] = session::model_json(m, gen.model());
   rec_ = with_store_errors([&] {
     return std::make_unique<session::GenerationRecorder>(

@@ -434,9 +434,8 @@ int serve_cmd(const ServeOptions& o, Io io) {
   s.model = load_for_backend(o.model, o.backend, &s.cp.backend);
   const ModelCard& card = s.model->card();
   s.cp.n_ctx = o.n_ctx ? o.n_ctx : default_n_ctx(card.context_length);
-  const int hw = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
-  s.cp.n_threads = o.threads > 0 ? o.threads : std::max(1, hw / o.parallel);
-  preflight_context(card, s.cp.n_ctx, 4, false, s.cp.backend, "--ctx", io);
+  s.cp.n_threads = o.threads > 0 ? o.threads : std::max(1, default_threads() / o.parallel);
+  preflight_context(card, s.cp.n_ctx, 4, false, backend_name(s.cp.backend), "--ctx", io);
   // One KV cache per generator: the preflight above checks one, the product is checked here.
   const uint64_t per = context_bytes(card, s.cp.n_ctx, 4, false);
   const uint64_t avail = memory_available();
@@ -445,7 +444,7 @@ int serve_cmd(const ServeOptions& o, Io io) {
     std::snprintf(t, sizeof t, "%.1f MiB", static_cast<double>(b) / 1048576.0);
     return std::string(t);
   };
-  if (o.parallel > 1 && s.cp.backend == "cpu" && avail > 0 &&
+  if (o.parallel > 1 && s.cp.backend == Backend::Cpu && avail > 0 &&
       per > avail / static_cast<uint64_t>(o.parallel))
     throw Error(ErrorKind::BadInput,
                 "--parallel " + std::to_string(o.parallel) + " needs " +

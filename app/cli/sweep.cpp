@@ -136,7 +136,7 @@ int sweep_cmd(const SweepOptions& o, Io io) {
   const std::string db = db_or_default(o.spec.db);
   auto writer = open_writer(db);
   const auto model_row = session::model_record(*model, o.spec.model);
-  const int threads = o.spec.threads > 0 ? o.spec.threads : default_cli_threads();
+  const int threads = o.spec.threads > 0 ? o.spec.threads : default_threads();
   const size_t total = configs.size() * seeds.size();
   size_t done = 0;
   // Ctrl-C / SIGTERM: the run in progress ends `cancelled` with what it made, no further run
@@ -160,13 +160,18 @@ int sweep_cmd(const SweepOptions& o, Io io) {
                << r.run_id << ")\n";
       continue;
     }
-    ContextParams cp;
-    const uint64_t trained = model->card().context_length;
-    cp.n_ctx = o.spec.n_ctx ? o.spec.n_ctx : default_n_ctx(trained);
-    cp.n_threads = threads;
-    cp.kv_type = o.spec.kv_f16 ? KvType::F16 : KvType::F32;
-    cp.routing = RoutingPolicy::parse(c.routing_spec);
-    cp.attention = AttentionPolicy::parse(c.attention_spec);
+    session::RunRecipe recipe;  // as `run` derives its parameters
+    recipe.prompt = o.prompt;
+    recipe.chat = o.chat;
+    recipe.max_tokens = o.n_predict;
+    recipe.sampling = o.sampling;
+    recipe.ignore_eos = o.ignore_eos;
+    recipe.threads = threads;
+    recipe.n_ctx = o.spec.n_ctx;
+    recipe.kv_f16 = o.spec.kv_f16;
+    recipe.routing_policy = c.routing_spec;
+    recipe.attention_policy = c.attention_spec;
+    const ContextParams cp = recipe.context_params(model->card().context_length);
     Generator gen(model, cp);
     struct Current {  // `current` names gen while it exists
       std::mutex& mu;
@@ -182,13 +187,8 @@ int sweep_cmd(const SweepOptions& o, Io io) {
     } named(current_mu, current, &gen);
     for (uint64_t seed : seeds) {
       if (interrupt::received()) break;
-      GenerateParams gp;
-      gp.prompt = o.prompt;
-      gp.chat = o.chat;
-      gp.max_tokens = o.n_predict;
-      gp.sampling = o.sampling;
-      gp.sampling.seed = seed;
-      gp.ignore_eos = o.ignore_eos;
+      recipe.sampling.seed = seed;
+      GenerateParams gp = recipe.generate_params();
       RunStore stored(*writer, o.session, o.spec.model, gen, gp, cp, model_row);
       const auto r = stored.generate(gp, {});
       c.runs.push_back(stored.id());

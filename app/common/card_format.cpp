@@ -143,7 +143,7 @@ json card_to_json(const ModelCard& c, const gguf::File& f, const std::string& sh
   j["tensor_bytes"] = bytes;
   j["file_size"] = c.file_size;
   j["weight_bytes"] = c.weight_bytes;
-  const uint64_t n_ctx = c.context_length ? c.context_length : 4096;
+  const uint64_t n_ctx = default_n_ctx(c.context_length);
   j["memory"] = {{"n_ctx", n_ctx},
                  {"f16_bytes", c.memory_estimate(n_ctx, 2)},
                  {"f32_bytes", c.memory_estimate(n_ctx, 4)}};

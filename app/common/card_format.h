@@ -35,16 +35,18 @@ nlohmann::json value_to_json(const gguf::Value& v, size_t max_array = 64);
 std::string format_count(uint64_t n);
 
 /// The context a run gets when none is asked for: the trained length, at most 2048 tokens (2048
-/// when the file gives none). One rule for `run`, `sweep`, `inspect`'s memory estimate and the
-/// lab's Run panel and model card.
+/// when the file gives none). The one rule for every run and estimate: `run`, `serve`, `sweep`,
+/// `inspect` (text and JSON memory estimates, card_json), the lab's Run panel (its "auto"
+/// label shows the value), model card and model panel.
 inline uint32_t default_n_ctx(uint64_t trained_context_length) {
   return static_cast<uint32_t>(
       trained_context_length ? std::min<uint64_t>(trained_context_length, 2048) : 2048);
 }
 
-/// The worker threads a command-line run gets when none are asked for: the machine's hardware
-/// threads, 1 to 8 (beyond 8 the matrix products of small models gain little). One rule for
-/// `run`, `trace` and `perplexity`.
+/// The worker threads a run gets when none are asked for: the machine's hardware threads, 1 to
+/// 8 (beyond 8 the matrix products of small models gain little). The one rule for `run`,
+/// `trace`, `perplexity`, `eval`, `sweep`, `serve` (divided among --parallel generators) and
+/// the lab (Settings' "auto", the Run panel's starting value, the demo).
 inline int default_threads() {
   return static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
 }

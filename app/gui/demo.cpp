@@ -192,9 +192,10 @@ int runHeadless(const QString& outDir, const QString& db) {
       s.max_tokens = 48;
       s.sampling.temperature = 0;
       s.sampling.seed = 42;
-      s.threads = std::max(1, std::min(4, QThread::idealThreadCount()));
+      s.threads = default_threads();
       LoadOptions lo;
-      lo.backend = load_backend_for(s.backend);  // auto: the GPU when usable, as the lab
+      // auto: the GPU when usable, as the lab
+      lo.backend = parse_backend(load_backend_for(s.backend));
       auto model = Model::load(m.toStdString(), lo);
       Generator gen(model, s.context_params(model->card().context_length));
       ModelIdentity id;

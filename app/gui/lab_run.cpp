@@ -23,15 +23,25 @@ uint32_t RunSettings::context_for(uint64_t trained) const {
   return n_ctx ? n_ctx : default_n_ctx(trained);
 }
 
+session::RunRecipe RunSettings::recipe() const {
+  session::RunRecipe r;
+  r.prompt = prompt;
+  r.system = system;
+  r.chat = chat;
+  r.max_tokens = max_tokens;
+  r.sampling = sampling;
+  r.ignore_eos = ignore_eos;
+  r.threads = std::max(1, threads);
+  r.n_ctx = n_ctx;
+  r.kv_f16 = kv_f16;
+  r.backend = parse_backend(backend);
+  r.routing_policy = routing_policy;
+  r.attention_policy = attention_policy;
+  return r;
+}
+
 ContextParams RunSettings::context_params(uint64_t trained) const {
-  ContextParams cp;
-  cp.n_ctx = context_for(trained);
-  cp.n_threads = std::max(1, threads);
-  cp.kv_type = kv_f16 ? KvType::F16 : KvType::F32;
-  cp.backend = backend;
-  cp.routing = RoutingPolicy::parse(routing_policy.empty() ? "default" : routing_policy);
-  cp.attention = AttentionPolicy::parse(attention_policy.empty() ? "full" : attention_policy);
-  return cp;
+  return recipe().context_params(trained);
 }
 
 std::vector<BackendChoice> backend_choices() {
@@ -125,22 +135,13 @@ RecordedRun record_generation(Generator& gen, const RunSettings& settings_in,
     mrec = session::model_record(model, model_id.path,
                                  model_id.sha256.size() == 64 ? model_id.sha256 : std::string());
 
-  const ContextParams cp = settings.context_params(model.card().context_length);
-  session::GenerateConfig c;
-  c.sampling = settings.sampling;
-  c.routing_policy = cp.routing.describe();
-  c.attention_policy = cp.attention.describe();
-  c.threads = cp.n_threads;
+  const session::RunRecipe recipe = settings.recipe();
+  const ContextParams cp = recipe.context_params(model.card().context_length);
+  const GenerateParams gp = recipe.generate_params();
   // The backend the forward pass actually runs on ("cpu"/"cuda"), as `moelab-cli run` stores it.
-  c.backend = run_backend(cp.backend, model_backend(model));
-  c.n_ctx = cp.n_ctx;
-  c.kv_type = settings.kv_f16 ? "f16" : "f32";
-  c.max_tokens = settings.max_tokens;
-  c.chat = settings.chat;
-  c.system = settings.chat ? settings.system : std::string();
-  c.ignore_eos = settings.ignore_eos;
-  c.build_version = std::string("moelab ") + MOELAB_VERSION + " (desktop lab)";
-  out.config = session::generate_config_json(c);
+  const std::string backend_used = run_backend(backend_name(cp.backend), model_backend(model));
+  out.config = session::generate_config_json(session::generate_config(
+      cp, gp, backend_used, std::string("moelab ") + MOELAB_VERSION + " (desktop lab)"));
   if (mrec) out.config["model"] = session::model_json(*mrec, model);
 
   // Router probabilities are recorded (F16, expert_count per MoE layer and token): the Routing
@@ -148,16 +149,8 @@ RecordedRun record_generation(Generator& gen, const RunSettings& settings_in,
   session::GenerationRecorder rec(writer, session_name, mrec, out.config, settings.prompt, gen,
                                   /*routing=*/true, /*routing_probs=*/true);
   out.run_id = rec.id();
-  session::RunEnergy energy(open_power_meter(c.backend == "cuda", powercap_root));
+  session::RunEnergy energy(open_power_meter(backend_used == "cuda", powercap_root));
   rec.set_energy(&energy);
-
-  GenerateParams gp;
-  gp.prompt = settings.prompt;
-  gp.chat = settings.chat;
-  gp.system = settings.system;
-  gp.max_tokens = settings.max_tokens;
-  gp.sampling = settings.sampling;
-  gp.ignore_eos = settings.ignore_eos;
 
   // Per layer / op wall time of the decode steps (single-token evaluations) for the Latency
   // view's breakdown; the op timer runs on this thread, inside the evaluations.

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "moelab/runtime/generator.h"
+#include "moelab/session/session.h"
 #include "moelab/storage/writer.h"
 
 namespace moelab::lab {
@@ -40,7 +41,10 @@ struct RunSettings {
 
   /// n_ctx actually used for a model with `trained` context length.
   uint32_t context_for(uint64_t trained) const;
-  /// The context parameters, policies parsed (throws moelab::Error BadInput for a bad spec).
+  /// These settings as the run recipe the CLI's `run` uses too (session::RunRecipe), from
+  /// which the context, generation and stored parameters are derived.
+  session::RunRecipe recipe() const;
+  /// recipe().context_params: policies parsed (throws moelab::Error BadInput for a bad spec).
   ContextParams context_params(uint64_t trained) const;
 };
 

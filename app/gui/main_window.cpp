@@ -305,6 +305,7 @@ void MainWindow::build(const Options& options) {
             tr("model %1 MiB").arg(double(c.memory_estimate(n_ctx, 4)) / 1048576.0, 0, 'f', 1));
         run_->setChatAvailable(m->tokenizer() && !m->tokenizer()->chat_template().empty());
         run_->setModelShape(int(c.n_layer), int(c.expert_count), int(c.expert_used_count));
+        run_->setAutoContext(c.context_length);
         run_->setCanRun(m->tokenizer() != nullptr,
                         m->tokenizer()
                             ? QString()
@@ -623,6 +624,7 @@ void MainWindow::restoreLoadedModel(const QString& why) {
     model_->showCard(loaded_.path, card_);
     run_->setModelShape(int(card_->n_layer), int(card_->expert_count),
                         int(card_->expert_used_count));
+    run_->setAutoContext(card_->context_length);
   }
   const auto m = runner_->model();
   run_->setCanRun(

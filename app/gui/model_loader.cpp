@@ -45,7 +45,7 @@ void ModelLoader::load(const QString& path, const QString& backend) {
       if (card->problems.empty()) {
         loading = true;
         moelab::LoadOptions opts;
-        opts.backend = backend.toStdString();
+        opts.backend = moelab::parse_backend(backend.toStdString());
         auto last = std::chrono::steady_clock::now() - std::chrono::seconds(1);
         opts.progress = [&](float f) {
           if (hook_) hook_(f);

@@ -6,6 +6,8 @@
 #include <QHBoxLayout>
 #include <QVBoxLayout>
 
+#include "card_format.h"
+
 ModelPanel::ModelPanel(QWidget* parent) : QWidget(parent) {
   auto* lay = new QVBoxLayout(this);
   lay->setContentsMargins(4, 4, 4, 4);
@@ -80,8 +82,7 @@ void ModelPanel::showDrop() {
 }
 
 void ModelPanel::showCard(const QString& path, std::shared_ptr<const moelab::ModelCard> card) {
-  const uint64_t n_ctx =
-      card->context_length ? std::min<uint64_t>(card->context_length, 2048) : 2048;
+  const uint64_t n_ctx = moelab::default_n_ctx(card->context_length);  // what a run gets
   const double need = double(card->memory_estimate(n_ctx, 4)) / (1024.0 * 1024.0);
   const double avail = double(availableRam()) / (1024.0 * 1024.0);
   QString t = tr("Memory: needs ≈ %1 MiB (weights %2 MiB + KV cache at %3 tokens)")

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "card_format.h"
 #include "drop_zone.h"
 #include "moelab/policies/policies.h"
 
@@ -135,7 +136,7 @@ RunPanel::RunPanel(QWidget* parent) : QWidget(parent) {
 
   threads_ = new QSpinBox(this);
   threads_->setRange(1, std::max(1, QThread::idealThreadCount()));
-  threads_->setValue(std::max(1, std::min(4, QThread::idealThreadCount())));
+  threads_->setValue(std::max(1, std::min(moelab::default_threads(), threads_->maximum())));
   threads_->setToolTip(tr("CPU threads for the forward pass (threads)"));
   form->addRow(tr("Threads"), threads_);
   ctx_ = new QSpinBox(this);
@@ -369,6 +370,11 @@ void RunPanel::setBackendState(const QString& line, bool loaded) {
   backendState_->setText((loaded ? tr("running on: %1") : tr("will run on: %1")).arg(line));
   backendState_->setToolTip(loaded ? tr("The backend the loaded model's runs compute on")
                                    : tr("The backend runs will compute on once a model is loaded"));
+}
+
+void RunPanel::setAutoContext(uint64_t trainedContextLength) {
+  ctx_->setSpecialValueText(
+      tr("auto (%1)").arg(moelab::default_n_ctx(trainedContextLength)));  // what a run gets
 }
 
 void RunPanel::setModelShape(int nLayer, int expertCount, int expertUsedCount) {

@@ -59,6 +59,9 @@ class RunPanel : public QWidget {
   /// The loaded model's shape (0s: none). The routing and attention policy specs are checked
   /// against it whenever the model or a spec changes - at selection, not at run.
   void setModelShape(int nLayer, int expertCount, int expertUsedCount);
+  /// The Context box's "auto" text shows the context a run gets (default_n_ctx) for a model
+  /// trained on `trainedContextLength` tokens (0: unknown).
+  void setAutoContext(uint64_t trainedContextLength);
   /// Why the chosen policies cannot run on the loaded model ("" when they can); shown in red
   /// under the policy boxes (QLabel "policyProblem").
   QString policyProblem() const;

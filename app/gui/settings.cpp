@@ -13,6 +13,7 @@
 #include <QStyleFactory>
 #include <QThread>
 
+#include "card_format.h"
 #include "moelab/storage/store.h"
 
 namespace moelab::lab {
@@ -38,8 +39,7 @@ QString AppSettings::effectiveDbPath() const {
 }
 
 int AppSettings::effectiveThreads() const {
-  return defaultThreads > 0 ? defaultThreads
-                            : std::max(1, std::min(4, QThread::idealThreadCount()));
+  return defaultThreads > 0 ? defaultThreads : moelab::default_threads();
 }
 
 QStringList recentFiles() {
@@ -99,9 +99,11 @@ SettingsDialog::SettingsDialog(QWidget* parent) : QDialog(parent) {
   form->addRow(tr("Theme"), theme);
   auto* threads = new QSpinBox(this);
   threads->setRange(0, std::max(1, QThread::idealThreadCount()));
-  threads->setSpecialValueText(tr("auto"));
+  threads->setSpecialValueText(tr("auto (%1)").arg(moelab::default_threads()));
   threads->setValue(a.defaultThreads);
-  threads->setToolTip(tr("CPU threads new runs start with (threads; auto = min(4, cores))"));
+  threads->setToolTip(
+      tr("CPU threads new runs start with (threads; auto = hardware threads, at most 8, as "
+         "moelab-cli)"));
   form->addRow(tr("Default threads"), threads);
   auto* bb = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel, this);
   form->addRow(bb);

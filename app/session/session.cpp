@@ -35,6 +35,48 @@ nlohmann::json sampling_json(const SamplerParams& s) {
   return j;
 }
 
+ContextParams RunRecipe::context_params(uint64_t trained_context_length) const {
+  ContextParams cp;
+  cp.n_ctx = n_ctx ? n_ctx : default_n_ctx(trained_context_length);
+  cp.n_threads = threads > 0 ? threads : default_threads();
+  cp.kv_type = kv_f16 ? KvType::F16 : KvType::F32;
+  cp.backend = backend;
+  cp.routing = RoutingPolicy::parse(routing_policy.empty() ? "default" : routing_policy);
+  cp.attention = AttentionPolicy::parse(attention_policy.empty() ? "full" : attention_policy);
+  return cp;
+}
+
+GenerateParams RunRecipe::generate_params() const {
+  GenerateParams gp;
+  gp.prompt = prompt;
+  gp.system = system;
+  gp.chat = chat;
+  gp.max_tokens = max_tokens;
+  gp.sampling = sampling;
+  gp.stop = stop;
+  gp.ignore_eos = ignore_eos;
+  return gp;
+}
+
+GenerateConfig generate_config(const ContextParams& cp, const GenerateParams& gp,
+                               const std::string& backend_used, const std::string& build_version) {
+  GenerateConfig c;
+  c.sampling = gp.sampling;
+  c.routing_policy = cp.routing.describe();
+  c.attention_policy = cp.attention.describe();
+  c.threads = cp.n_threads;
+  c.backend = backend_used;
+  c.n_ctx = cp.n_ctx;
+  c.kv_type = cp.kv_type == KvType::F16 ? "f16" : "f32";
+  c.max_tokens = gp.max_tokens;
+  c.chat = gp.chat;
+  c.system = gp.chat ? gp.system : std::string();
+  c.stop = gp.stop;
+  c.ignore_eos = gp.ignore_eos;
+  c.build_version = build_version;
+  return c;
+}
+
 nlohmann::json generate_config_json(const GenerateConfig& c) {
   nlohmann::json j;
   j["kind"] = "generate";

@@ -25,17 +25,17 @@ std::shared_ptr<Model> make_cuda_model(std::shared_ptr<const models::CpuModel> c
 /// null for other Model implementations.
 std::shared_ptr<const models::CpuModel> host_model(const std::shared_ptr<const Model>& model);
 
-/// True when `model` (not a policy view: unwrap first) holds device weights.
+/// True when `model` holds device weights.
 bool is_cuda_model(const Model& model);
 
 /// A CUDA context on a CUDA model (the caller checked is_cuda_model). `shared_stats` as for the
-/// CPU context (with_policies). Throws moelab::Error as Context::create, and Io when the KV
-/// cache does not fit in device memory.
+/// CPU context (ContextParams::policy_stats). Throws moelab::Error as Context::create, and Io when
+/// the KV cache does not fit in device memory.
 std::unique_ptr<Context> make_cuda_context(std::shared_ptr<const Model> model,
                                            const ContextParams& params,
                                            std::shared_ptr<PolicyStats> shared_stats);
 
-/// Guards the shared PolicyStats of with_policies() models across all backends' contexts.
+/// Guards the shared PolicyStats (ContextParams::policy_stats) across all backends' contexts.
 std::mutex& shared_stats_mutex();
 
 }  // namespace moelab::backend

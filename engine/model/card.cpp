@@ -9,52 +9,37 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
+
+#include "models/arch.h"
 
 namespace moelab {
 
 namespace {
 
+// What the card knows of an architecture: the registered ones (models::architectures(), one
+// arch_<name>.cpp each) are runnable; the ones below are recognised but have no forward pass.
 struct ArchInfo {
-  const char* name;
-  const char* rope_type;
-  bool runnable;                   // the engine has a forward pass for it
-  std::vector<const char*> extra;  // per-layer tensors besides the llama-family core
+  const char* name = nullptr;
+  const models::ArchCard* card = nullptr;  // null: known to the card, not runnable
+  const char* rope_type = "";
 };
 
-const std::vector<ArchInfo>& arch_table() {
-  static const std::vector<ArchInfo> t = {
-      {"llama", "norm", true, {}},
-      {"qwen2", "neox", true, {"attn_q.bias", "attn_k.bias", "attn_v.bias"}},
-      {"qwen2moe", "neox", true, {"attn_q.bias", "attn_k.bias", "attn_v.bias"}},
-      {"qwen3", "neox", true, {"attn_q_norm.weight", "attn_k_norm.weight"}},
-      {"qwen3moe", "neox", true, {"attn_q_norm.weight", "attn_k_norm.weight"}},
-      {"olmoe", "neox", true, {"attn_q_norm.weight", "attn_k_norm.weight"}},
-      {"gemma2", "neox", true, {"post_attention_norm.weight", "post_ffw_norm.weight"}},
-      {"granitemoe", "norm", true, {}},
-      {"glm4moe",
-       "neox",
-       true,
-       {"attn_q.bias", "attn_k.bias", "attn_v.bias", "attn_q_norm.weight", "attn_k_norm.weight"}},
-      {"gpt-oss",
-       "neox",
-       true,
-       {"attn_q.bias", "attn_k.bias", "attn_v.bias", "attn_output.bias", "attn_sinks.weight"}},
-      {"deepseek2", "norm", true, {}},  // MLA: its attention tensors are checked in check_tensors
-      // Known to the card but not (yet) runnable.
-      {"phi3", "neox", false, {}},
-      {"gemma", "neox", false, {}},
-      {"gemma3", "neox", false, {}},
-      {"mistral3", "norm", false, {}},
-      {"falcon", "neox", false, {}},
-      {"gpt2", "none", false, {}},
-  };
-  return t;
-}
+struct KnownArch {
+  const char* name;
+  const char* rope_type;
+};
+constexpr KnownArch kKnownNotRunnable[] = {
+    {"phi3", "neox"},     {"gemma", "neox"},  {"gemma3", "neox"},
+    {"mistral3", "norm"}, {"falcon", "neox"}, {"gpt2", "none"},
+};
 
-const ArchInfo* find_arch(const std::string& a) {
-  for (const auto& i : arch_table())
-    if (a == i.name) return &i;
-  return nullptr;
+std::optional<ArchInfo> find_arch(const std::string& a) {
+  if (const models::ArchDef* d = models::find_architecture(a))
+    return ArchInfo{d->name, &d->card, d->card.rope_type};
+  for (const auto& k : kKnownNotRunnable)
+    if (a == k.name) return ArchInfo{k.name, nullptr, k.rope_type};
+  return std::nullopt;
 }
 
 uint32_t get_u32(const gguf::File& f, const std::string& key, uint32_t def) {
@@ -172,12 +157,26 @@ void check_shape(const gguf::File& f, ModelCard& c, const std::string& name,
   }
 }
 
-void check_tensors(const gguf::File& f, ModelCard& c, const ArchInfo& a) {
+void check_tensors(const gguf::File& f, ModelCard& c, const models::ArchCard& a) {
   const int64_t E = c.n_embd, V = c.n_vocab, hd = c.head_dim, hdv = c.head_dim_v;
   check_shape(f, c, "token_embd.weight", {E, V});
   check_shape(f, c, "output_norm.weight", {E});
   check_shape(f, c, "output.weight", {E, V}, /*required=*/false);  // absent = tied embeddings
-  const std::string arch = a.name;
+  auto width = [&](models::CardWidth w) -> int64_t {
+    switch (w) {
+      case models::CardWidth::Embd:
+        return E;
+      case models::CardWidth::QHeads:
+        return int64_t{c.n_head} * hd;
+      case models::CardWidth::KvHeads:
+        return int64_t{c.n_head_kv} * hd;
+      case models::CardWidth::HeadDim:
+        return hd;
+      case models::CardWidth::Heads:
+        return int64_t{c.n_head};
+    }
+    return 0;
+  };
   for (uint32_t il = 0; il < c.n_layer; ++il) {
     const std::string p = "blk." + std::to_string(il) + ".";
     check_shape(f, c, p + "attn_norm.weight", {E});
@@ -201,26 +200,8 @@ void check_tensors(const gguf::File& f, ModelCard& c, const ArchInfo& a) {
       check_shape(f, c, p + "attn_v.weight", {E, c.n_head_kv * hdv});
       check_shape(f, c, p + "attn_output.weight", {c.n_head * hdv, E});
     }
-    // GLM-4.5 and gpt-oss name their pre-FFN norm post_attention_norm (llama.cpp).
-    check_shape(f, c,
-                p + (arch == "glm4moe" || arch == "gpt-oss" ? "post_attention_norm.weight"
-                                                            : "ffn_norm.weight"),
-                {E});
-    for (const char* x : a.extra) {
-      const std::string n = x;
-      if (n == "attn_q.bias")
-        check_shape(f, c, p + n, {c.n_head * hd});
-      else if (n == "attn_k.bias" || n == "attn_v.bias")
-        check_shape(f, c, p + n, {c.n_head_kv * hd});
-      else if (n == "attn_sinks.weight")
-        check_shape(f, c, p + n, {c.n_head});
-      else if (n == "attn_q_norm.weight")
-        check_shape(f, c, p + n, {arch == "olmoe" ? c.n_head * hd : hd});
-      else if (n == "attn_k_norm.weight")
-        check_shape(f, c, p + n, {arch == "olmoe" ? c.n_head_kv * hd : hd});
-      else
-        check_shape(f, c, p + n, {E});
-    }
+    check_shape(f, c, p + a.ffn_norm, {E});
+    for (const auto& t : a.layer_tensors) check_shape(f, c, p + t.name, {width(t.width)});
     if (c.expert_count > 0 && il >= c.n_layer_dense_lead) {
       const int64_t nx = c.expert_count, ff = c.n_ff_exp ? c.n_ff_exp : c.n_ff;
       check_shape(f, c, p + "ffn_gate_inp.weight", {E, nx});
@@ -318,14 +299,10 @@ void check_hparams(const gguf::File& f, ModelCard& c) {
 
 }  // namespace
 
-const std::vector<std::string>& supported_architectures() {
-  static const std::vector<std::string> v = [] {
-    std::vector<std::string> out;
-    for (const auto& a : arch_table())
-      if (a.runnable) out.emplace_back(a.name);
-    return out;
-  }();
-  return v;
+std::vector<std::string> supported_architectures() {
+  std::vector<std::string> out;
+  for (const auto& a : models::architectures()) out.emplace_back(a.name);
+  return out;
 }
 
 uint64_t ModelCard::kv_cache_bytes(uint64_t n_ctx, uint32_t bytes_per_value) const {
@@ -415,7 +392,7 @@ ModelCard make_model_card(const gguf::File& f) {
   c.head_dim_mla = get_u32(f, a + "attention.key_length_mla", 0);
   c.head_dim_v_mla = get_u32(f, a + "attention.value_length_mla", 0);
 
-  const ArchInfo* arch = find_arch(c.architecture);
+  const std::optional<ArchInfo> arch = find_arch(c.architecture);
   c.rope_type = arch ? arch->rope_type : "";
 
   c.vocab_type = f.get_string("tokenizer.ggml.model", "");
@@ -451,7 +428,7 @@ ModelCard make_model_card(const gguf::File& f) {
 
   if (c.architecture.empty()) {
     c.problems.push_back("the file names no architecture (general.architecture is missing)");
-  } else if (!arch || !arch->runnable) {
+  } else if (!arch || !arch->card) {
     std::string list;
     for (const auto& s : supported_architectures()) list += (list.empty() ? "" : ", ") + s;
     c.problems.push_back("architecture '" + c.architecture +
@@ -462,7 +439,7 @@ ModelCard make_model_card(const gguf::File& f) {
   } else {
     check_hparams(f, c);
     if (c.n_vocab == 0) c.problems.push_back("the file has no tokenizer (tokenizer.ggml.tokens)");
-    check_tensors(f, c, *arch);
+    check_tensors(f, c, *arch->card);
   }
   return c;
 }

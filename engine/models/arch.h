@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -155,9 +156,35 @@ class WeightBinder {
   const gguf::File& f_;
 };
 
+/// The width of a per-layer tensor the model card checks (engine/model/card.cpp), 1-D F32.
+enum class CardWidth {
+  Embd,     // [n_embd]
+  QHeads,   // [n_head * head_dim]
+  KvHeads,  // [n_head_kv * head_dim]
+  HeadDim,  // [head_dim]
+  Heads,    // [n_head] (one value per query head: gpt-oss's attention sinks)
+};
+struct CardTensor {
+  const char* name;  // per-layer suffix, e.g. "attn_q.bias" (checked as "blk.N.attn_q.bias")
+  CardWidth width;
+};
+
+/// What the model card (make_model_card, `inspect`, the GUI) shows and checks for an
+/// architecture beyond the llama-family core every architecture has (token_embd, output_norm,
+/// output; per layer attn_norm, attn_{q,k,v,output}, the pre-FFN norm and the dense FFN or the
+/// experts, router and shared expert).
+struct ArchCard {
+  const char* rope_type;  // "norm" (adjacent pairs) or "neox" (halves), shown on the card
+  /// Per-layer tensors besides the core (a static array in the arch file; empty: none).
+  std::span<const CardTensor> layer_tensors = {};
+  /// The name of the pre-FFN norm within a layer (GLM-4.5: "post_attention_norm.weight").
+  const char* ffn_norm = "ffn_norm.weight";
+};
+
 /// One registered architecture (registry.cpp), defined in its arch_<name>.cpp.
 struct ArchDef {
   const char* name;  // general.architecture
+  ArchCard card;     // what the model card shows and checks
   /// Reads the architecture's own metadata; throws moelab::Error (BadInput) when the file
   /// cannot be run (e.g. olmoe with n_head_kv != n_head).
   ArchConfig (*configure)(const gguf::File& file, const ModelCard& card);
@@ -171,9 +198,14 @@ struct ArchDef {
   BlockFn block;
 };
 
-/// All architectures with a forward pass, in the order of supported_architectures().
+/// All architectures with a forward pass, in the order of supported_architectures(): the
+/// registry is what Model::load, the model card (make_model_card) and `inspect` read.
 const std::vector<ArchDef>& architectures();
 const ArchDef* find_architecture(const std::string& name);
+/// Adds an architecture defined outside registry.cpp's list (a test's own variant, say). Call
+/// before loading or describing files of it, not while other threads do; throws
+/// moelab::Error (BadInput) when the name is already registered or a function is missing.
+void register_architecture(const ArchDef& def);
 
 // Tensors several architectures add to a layer (for ArchDef::bind_layer).
 /// attn_{q,k,v}.bias, F32 [n_head*head_dim], [n_head_kv*head_dim] x 2.

@@ -104,10 +104,11 @@ void bind_layer(const WeightBinder& b, const ModelCard& c, const std::string& p,
 
 }  // namespace
 
-extern const ArchDef kArch_deepseek2 = {"deepseek2", &configure, &bind_layer,
-                                        [](ForwardContext& f, int il, int64_t n) {
-                                          f.mla_attention_block(il, n);
-                                          f.ffn_block(il, n);
-                                        }};
+// MLA: the attention tensors are checked by the card's MLA branch (engine/model/card.cpp).
+extern const ArchDef kArch_deepseek2 = {
+    "deepseek2", {"norm"}, &configure, &bind_layer, [](ForwardContext& f, int il, int64_t n) {
+      f.mla_attention_block(il, n);
+      f.ffn_block(il, n);
+    }};
 
 }  // namespace moelab::models

@@ -12,6 +12,10 @@ namespace moelab::models {
 
 namespace {
 
+// Checked by the model card besides the llama core.
+constexpr CardTensor kPostNorms[] = {{"post_attention_norm.weight", CardWidth::Embd},
+                                     {"post_ffw_norm.weight", CardWidth::Embd}};
+
 ArchConfig configure(const gguf::File& file, const ModelCard& card) {
   ArchConfig c;
   c.rope_type = ops::RopeType::Neox;
@@ -37,6 +41,7 @@ void bind_layer(const WeightBinder& b, const ModelCard& c, const std::string& pr
 
 }  // namespace
 
-extern const ArchDef kArch_gemma2 = {"gemma2", &configure, &bind_layer, &standard_block};
+extern const ArchDef kArch_gemma2 = {
+    "gemma2", {"neox", kPostNorms}, &configure, &bind_layer, &standard_block};
 
 }  // namespace moelab::models

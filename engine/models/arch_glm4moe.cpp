@@ -15,6 +15,13 @@ namespace moelab::models {
 
 namespace {
 
+// Checked by the model card besides the llama core.
+constexpr CardTensor kLayerTensors[] = {{"attn_q.bias", CardWidth::QHeads},
+                                        {"attn_k.bias", CardWidth::KvHeads},
+                                        {"attn_v.bias", CardWidth::KvHeads},
+                                        {"attn_q_norm.weight", CardWidth::HeadDim},
+                                        {"attn_k_norm.weight", CardWidth::HeadDim}};
+
 ArchConfig configure(const gguf::File& file, const ModelCard& card) {
   const std::string a = "glm4moe.";
   if (card.expert_count == 0)
@@ -46,6 +53,10 @@ void bind_layer(const WeightBinder& b, const ModelCard& c, const std::string& pr
 
 }  // namespace
 
-extern const ArchDef kArch_glm4moe = {"glm4moe", &configure, &bind_layer, &standard_block};
+extern const ArchDef kArch_glm4moe = {"glm4moe",
+                                      {"neox", kLayerTensors, "post_attention_norm.weight"},
+                                      &configure,
+                                      &bind_layer,
+                                      &standard_block};
 
 }  // namespace moelab::models

@@ -51,6 +51,16 @@ void bind_layer(const WeightBinder& b, const ModelCard& c, const std::string& pr
 
 }  // namespace
 
-extern const ArchDef kArch_gptoss = {"gpt-oss", &configure, &bind_layer, &standard_block};
+constexpr CardTensor kLayerTensors[] = {
+    {"attn_q.bias", CardWidth::QHeads},      {"attn_k.bias", CardWidth::KvHeads},
+    {"attn_v.bias", CardWidth::KvHeads},     {"attn_output.bias", CardWidth::Embd},
+    {"attn_sinks.weight", CardWidth::Heads},
+};
+
+extern const ArchDef kArch_gptoss = {"gpt-oss",
+                                     {"neox", kLayerTensors, "post_attention_norm.weight"},
+                                     &configure,
+                                     &bind_layer,
+                                     &standard_block};
 
 }  // namespace moelab::models

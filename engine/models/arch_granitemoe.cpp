@@ -32,6 +32,7 @@ ArchConfig configure(const gguf::File& file, const ModelCard& card) {
 
 }  // namespace
 
-extern const ArchDef kArch_granitemoe = {"granitemoe", &configure, nullptr, &standard_block};
+extern const ArchDef kArch_granitemoe = {
+    "granitemoe", {"norm"}, &configure, nullptr, &standard_block};
 
 }  // namespace moelab::models

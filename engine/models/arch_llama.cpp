@@ -19,6 +19,6 @@ ArchConfig configure(const gguf::File& file, const ModelCard& card) {
 
 }  // namespace
 
-extern const ArchDef kArch_llama = {"llama", &configure, nullptr, &standard_block};
+extern const ArchDef kArch_llama = {"llama", {"norm"}, &configure, nullptr, &standard_block};
 
 }  // namespace moelab::models

@@ -8,6 +8,10 @@ namespace moelab::models {
 
 namespace {
 
+// Checked by the model card besides the llama core.
+constexpr CardTensor kQkNorm[] = {{"attn_q_norm.weight", CardWidth::QHeads},
+                                  {"attn_k_norm.weight", CardWidth::KvHeads}};
+
 ArchConfig configure(const gguf::File& file, const ModelCard& card) {
   if (card.n_head_kv != card.n_head)
     file.fail(
@@ -30,6 +34,7 @@ void bind_layer(const WeightBinder& b, const ModelCard& c, const std::string& pr
 
 }  // namespace
 
-extern const ArchDef kArch_olmoe = {"olmoe", &configure, &bind_layer, &standard_block};
+extern const ArchDef kArch_olmoe = {
+    "olmoe", {"neox", kQkNorm}, &configure, &bind_layer, &standard_block};
 
 }  // namespace moelab::models

@@ -7,6 +7,11 @@ namespace moelab::models {
 
 namespace {
 
+// Checked by the model card besides the llama core.
+constexpr CardTensor kQkvBias[] = {{"attn_q.bias", CardWidth::QHeads},
+                                   {"attn_k.bias", CardWidth::KvHeads},
+                                   {"attn_v.bias", CardWidth::KvHeads}};
+
 ArchConfig configure(const gguf::File& file, const ModelCard& card) {
   ArchConfig c;
   c.rope_type = ops::RopeType::Neox;
@@ -21,6 +26,7 @@ void bind_layer(const WeightBinder& b, const ModelCard& c, const std::string& pr
 
 }  // namespace
 
-extern const ArchDef kArch_qwen2 = {"qwen2", &configure, &bind_layer, &standard_block};
+extern const ArchDef kArch_qwen2 = {
+    "qwen2", {"neox", kQkvBias}, &configure, &bind_layer, &standard_block};
 
 }  // namespace moelab::models

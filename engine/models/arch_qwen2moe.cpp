@@ -8,6 +8,11 @@ namespace moelab::models {
 
 namespace {
 
+// Checked by the model card besides the llama core.
+constexpr CardTensor kQkvBias[] = {{"attn_q.bias", CardWidth::QHeads},
+                                   {"attn_k.bias", CardWidth::KvHeads},
+                                   {"attn_v.bias", CardWidth::KvHeads}};
+
 ArchConfig configure(const gguf::File& file, const ModelCard& card) {
   ArchConfig c;
   c.rope_type = ops::RopeType::Neox;
@@ -26,6 +31,7 @@ void bind_layer(const WeightBinder& b, const ModelCard& c, const std::string& pr
 
 }  // namespace
 
-extern const ArchDef kArch_qwen2moe = {"qwen2moe", &configure, &bind_layer, &standard_block};
+extern const ArchDef kArch_qwen2moe = {
+    "qwen2moe", {"neox", kQkvBias}, &configure, &bind_layer, &standard_block};
 
 }  // namespace moelab::models

@@ -7,6 +7,10 @@ namespace moelab::models {
 
 namespace {
 
+// Checked by the model card besides the llama core.
+constexpr CardTensor kQkNorm[] = {{"attn_q_norm.weight", CardWidth::HeadDim},
+                                  {"attn_k_norm.weight", CardWidth::HeadDim}};
+
 ArchConfig configure(const gguf::File& file, const ModelCard& card) {
   ArchConfig c;
   c.rope_type = ops::RopeType::Neox;
@@ -22,6 +26,7 @@ void bind_layer(const WeightBinder& b, const ModelCard& c, const std::string& pr
 
 }  // namespace
 
-extern const ArchDef kArch_qwen3 = {"qwen3", &configure, &bind_layer, &standard_block};
+extern const ArchDef kArch_qwen3 = {
+    "qwen3", {"neox", kQkNorm}, &configure, &bind_layer, &standard_block};
 
 }  // namespace moelab::models

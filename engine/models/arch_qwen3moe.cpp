@@ -8,6 +8,10 @@ namespace moelab::models {
 
 namespace {
 
+// Checked by the model card besides the llama core.
+constexpr CardTensor kQkNorm[] = {{"attn_q_norm.weight", CardWidth::HeadDim},
+                                  {"attn_k_norm.weight", CardWidth::HeadDim}};
+
 ArchConfig configure(const gguf::File& file, const ModelCard& card) {
   ArchConfig c;
   c.rope_type = ops::RopeType::Neox;
@@ -26,6 +30,7 @@ void bind_layer(const WeightBinder& b, const ModelCard& c, const std::string& pr
 
 }  // namespace
 
-extern const ArchDef kArch_qwen3moe = {"qwen3moe", &configure, &bind_layer, &standard_block};
+extern const ArchDef kArch_qwen3moe = {
+    "qwen3moe", {"neox", kQkNorm}, &configure, &bind_layer, &standard_block};
 
 }  // namespace moelab::models

@@ -73,7 +73,7 @@ void ContextBase::reset_policy_stats() {
   flushed_ = PolicyStats{};
 }
 
-// Adds what happened since the last flush to the shared stats of a with_policies() model.
+// Adds what happened since the last flush to the shared stats (ContextParams::policy_stats).
 void ContextBase::flush_shared_stats() {
   if (!shared_stats_) return;
   PolicyStats d = stats_;

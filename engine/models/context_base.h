@@ -9,8 +9,8 @@
 //   commit_eval(n, n_out, all)  positions / KV bookkeeping after a successful eval
 //
 // A backend implements move_cells() (the KV cache compaction eviction asks for). Observers, op
-// timers, policy statistics (shared with with_policies() models), truncate and cancel are kept
-// here, so the two backends cannot drift apart on them.
+// timers, policy statistics (shared through ContextParams::policy_stats), truncate and cancel are
+// kept here, so the two backends cannot drift apart on them.
 #pragma once
 
 #include <atomic>
@@ -46,7 +46,7 @@ class ContextBase : public Context {
   /// evicting_policy).
   ContextBase(const ModelCard& card, const ArchConfig& cfg, const ContextParams& p,
               std::shared_ptr<PolicyStats> shared_stats);
-  /// Adds this context's statistics to the shared ones of a with_policies() model.
+  /// Adds this context's statistics to the shared ones (ContextParams::policy_stats).
   ~ContextBase() override;
 
   std::span<const float> logits(int i) const override;

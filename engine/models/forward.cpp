@@ -313,26 +313,6 @@ void ForwardContext::ffn_block(int il, int64_t n) {
   emit(kLayerOut, il, x, n, E);
 }
 
-namespace {
-
-// A model seen through policies (with_policies): forwards everything to the wrapped model;
-// Context::create applies the policies.
-class PolicyModel final : public Model {
- public:
-  PolicyModel(std::shared_ptr<const Model> base, RoutingPolicy r, AttentionPolicy a,
-              std::shared_ptr<PolicyStats> stats)
-      : base_(std::move(base)), routing_(std::move(r)), attention_(a), stats_(std::move(stats)) {}
-  const ModelCard& card() const override { return base_->card(); }
-  const gguf::File& file() const override { return base_->file(); }
-  const Tokenizer* tokenizer() const override { return base_->tokenizer(); }
-
-  std::shared_ptr<const Model> base_;
-  RoutingPolicy routing_;
-  AttentionPolicy attention_;
-  std::shared_ptr<PolicyStats> stats_;
-};
-
-}  // namespace
 }  // namespace models
 
 const char* op_kind_name(OpKind k) {
@@ -353,18 +333,8 @@ const char* op_kind_name(OpKind k) {
   return "?";
 }
 
-std::shared_ptr<const Model> with_policies(std::shared_ptr<const Model> model,
-                                           RoutingPolicy routing, AttentionPolicy attention,
-                                           std::shared_ptr<PolicyStats> stats) {
-  if (!model) throw Error(ErrorKind::BadInput, "no model given");
-  return std::make_shared<models::PolicyModel>(std::move(model), std::move(routing), attention,
-                                               std::move(stats));
-}
-
 std::string model_backend(const Model& model) {
-  const Model* m = &model;
-  if (auto pm = dynamic_cast<const models::PolicyModel*>(m)) m = pm->base_.get();
-  return backend::is_cuda_model(*m) ? "cuda" : "cpu";
+  return backend::is_cuda_model(model) ? "cuda" : "cpu";
 }
 
 const std::vector<std::string>& Context::observable_names() {
@@ -374,17 +344,11 @@ const std::vector<std::string>& Context::observable_names() {
 std::unique_ptr<Context> Context::create(std::shared_ptr<const Model> model,
                                          const ContextParams& params) {
   if (!model) throw Error(ErrorKind::BadInput, "no model given");
-  ContextParams p = params;
-  std::shared_ptr<PolicyStats> shared_stats;
-  if (auto pm = std::dynamic_pointer_cast<const models::PolicyModel>(model)) {
-    if (p.routing.is_default()) p.routing = pm->routing_;
-    if (p.attention.is_full()) p.attention = pm->attention_;
-    shared_stats = pm->stats_;
-    model = pm->base_;
-  }
+  const ContextParams& p = params;
+  std::shared_ptr<PolicyStats> shared_stats = p.policy_stats;
   auto cpu = backend::host_model(model);
   if (!cpu) throw Error(ErrorKind::Internal, "the model was not loaded by Model::load");
-  const Backend requested = parse_backend(p.backend);
+  const Backend requested = p.backend;
   const bool on_gpu = backend::is_cuda_model(*model);
   if (requested == Backend::Cuda && !on_gpu)
     throw Error(ErrorKind::BadInput,

@@ -249,7 +249,7 @@ std::string Model::check(const gguf::File& file, const ModelCard& card) {
 }
 
 std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& opts) {
-  const Backend requested = parse_backend(opts.backend);
+  const Backend requested = opts.backend;
   if (opts.progress && !opts.progress(0.0f))
     throw Error(ErrorKind::Cancelled, "loading was cancelled", {.file = path});
   std::unique_ptr<gguf::File> file = gguf::File::open(path);

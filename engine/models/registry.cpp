@@ -1,8 +1,10 @@
 // The architecture registry and the metadata helpers the arch_<name>.cpp files share.
-// Keep this list and supported_architectures() (engine/model/card.cpp) the same; a test checks.
+// The one list of architectures: Model::load, the model card (engine/model/card.cpp:
+// supported_architectures, make_model_card) and `inspect` read it.
 #include <cmath>
 
 #include "models/arch.h"
+#include "moelab/core/error.h"
 #include "ops/element/element.h"
 
 namespace moelab::models {
@@ -11,12 +13,30 @@ namespace moelab::models {
 extern const ArchDef kArch_llama, kArch_qwen2, kArch_qwen2moe, kArch_qwen3, kArch_qwen3moe,
     kArch_olmoe, kArch_gemma2, kArch_granitemoe, kArch_glm4moe, kArch_gptoss, kArch_deepseek2;
 
-const std::vector<ArchDef>& architectures() {
-  static const std::vector<ArchDef> v = {
+namespace {
+
+std::vector<ArchDef>& registry() {
+  static std::vector<ArchDef> v = {
       kArch_llama,  kArch_qwen2,      kArch_qwen2moe, kArch_qwen3,  kArch_qwen3moe,  kArch_olmoe,
       kArch_gemma2, kArch_granitemoe, kArch_glm4moe,  kArch_gptoss, kArch_deepseek2,
   };
   return v;
+}
+
+}  // namespace
+
+const std::vector<ArchDef>& architectures() {
+  return registry();
+}
+
+void register_architecture(const ArchDef& def) {
+  if (!def.name || !*def.name || !def.configure || !def.block || !def.card.rope_type)
+    throw Error(ErrorKind::BadInput,
+                "an architecture needs a name, a rope type, configure and block functions");
+  if (find_architecture(def.name))
+    throw Error(ErrorKind::BadInput,
+                "architecture '" + std::string(def.name) + "' is already registered");
+  registry().push_back(def);
 }
 
 const ArchDef* find_architecture(const std::string& name) {

@@ -233,7 +233,7 @@ MoefyResult moefy(const MoefySpec& s,
   if (text.empty()) bad("the calibration text is empty", {.file = s.calib_path});
 
   LoadOptions lo;
-  lo.backend = "cpu";
+  lo.backend = Backend::Cpu;
   std::shared_ptr<Model> model = Model::load(s.model_path, lo);
   if (!model->tokenizer()) bad("the model has no tokenizer", {.file = s.model_path});
   std::vector<int32_t> tokens = model->tokenizer()->encode(text, true, false);
@@ -259,7 +259,7 @@ MoefyResult moefy(const MoefySpec& s,
     const uint32_t model_ctx = card.context_length ? card.context_length : s.n_ctx;
     cp.n_ctx = std::max<uint32_t>(1, std::min(s.n_ctx, model_ctx));
     cp.n_threads = s.n_threads;
-    cp.backend = "cpu";
+    cp.backend = Backend::Cpu;
     auto ctx = Context::create(model, cp);
     int64_t base = 0;
     ctx->set_observer(

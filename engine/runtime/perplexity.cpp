@@ -54,6 +54,9 @@ PerplexityResult perplexity(std::shared_ptr<const Model> model, std::span<const 
   cp.n_ctx = n_ctx;
   cp.n_threads = params.n_threads;
   cp.kv_type = params.kv_type;
+  cp.routing = params.routing;
+  cp.attention = params.attention;
+  cp.policy_stats = params.policy_stats;
   auto ctx = Context::create(model, cp);
 
   // NLL mean and variance by Welford's algorithm (a sum of squares would cancel).

@@ -506,10 +506,12 @@ class TestGuiLab : public QObject {
     auto o = opts("same_as_cli");
     o.powercapRoot = rapl;
     int64_t guiRun = 0;
+    QString autoCtx;
     {
       MainWindow w(o);
       w.show();
       QVERIFY(loadMoe(w));
+      autoCtx = w.runPanel()->contextBox()->specialValueText();
       setRun(w, "Once upon a time", 6, 0.0, 1);
       QSignalSpy finished(&w, &MainWindow::runFinished);
       w.startRun();
@@ -593,6 +595,15 @@ class TestGuiLab : public QObject {
       QVERIFY2(cg[k] == cc[k], k);
     QVERIFY(cg["sampling"] == cc["sampling"]);
     QVERIFY(cg["model"]["sha256"] == cc["model"]["sha256"]);
+    // One default context (default_n_ctx): the Run panel's "auto" label, the runs and
+    // `inspect --json`'s memory estimate show the same number.
+    QCOMPARE(autoCtx, QString("auto (%1)").arg(cg["n_ctx"].get<int>()));
+    std::ostringstream iout, ierr;
+    QCOMPARE(moelab::cli::run(
+                 {"moelab-cli", "inspect", moelab::test::shared_path(kMoe), "--json", "--no-hash"},
+                 {iout, ierr}),
+             0);
+    QVERIFY(nlohmann::json::parse(iout.str())["memory"]["n_ctx"] == cg["n_ctx"]);
   }
 
   void invalidFileShowsMessageAndStaysAlive() {

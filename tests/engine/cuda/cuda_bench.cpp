@@ -85,13 +85,13 @@ int main(int argc, char** argv) {
   }
   try {
     LoadOptions lo;
-    lo.backend = resolve_backend(backend);
+    lo.backend = resolve_backend(parse_backend(backend));
     auto model = Model::load(path, lo);
     const std::string used = model_backend(*model);
     ContextParams cp;
     cp.n_ctx = static_cast<uint32_t>(prefill + decode + 8);
     cp.n_threads = threads;
-    cp.backend = used;
+    cp.backend = parse_backend(used);
     auto ctx = Context::create(model, cp);
     const uint32_t V = model->card().n_vocab;
     std::vector<int32_t> prompt(static_cast<size_t>(prefill));

@@ -395,7 +395,7 @@ class TestCudaEmu : public QObject {
     MOELAB_REQUIRE_SHARED("fixtures/models/mixtral-moe");
     const std::string path = test::shared_path("fixtures/models/mixtral-moe/mixtral-moe.F32.gguf");
     LoadOptions lo;
-    lo.backend = "cuda";
+    lo.backend = Backend::Cuda;
     try {
       Model::load(path, lo);
       QFAIL("no error");
@@ -405,15 +405,15 @@ class TestCudaEmu : public QObject {
                    m.find("MiB") != std::string::npos,
                m.c_str());
     }
-    lo.backend = "cpu";
+    lo.backend = Backend::Cpu;
     QVERIFY(Model::load(path, lo));
     // Room for the weights (1.8 MiB) but not for a KV cache of 1M tokens.
     cuda_emu::set_memory_capacity(size_t{64} << 20);
-    lo.backend = "cuda";
+    lo.backend = Backend::Cuda;
     auto model = Model::load(path, lo);
     QCOMPARE(QString::fromStdString(model_backend(*model)), QString("cuda"));
     ContextParams cp;
-    cp.backend = "cuda";
+    cp.backend = Backend::Cuda;
     cp.n_ctx = 1 << 20;
     try {
       Context::create(model, cp);
@@ -424,7 +424,7 @@ class TestCudaEmu : public QObject {
     }
     cp.n_ctx = 64;
     auto gpu = Context::create(model, cp);
-    cp.backend = "cpu";
+    cp.backend = Backend::Cpu;
     auto cpu = Context::create(model, cp);
     const std::vector<int32_t> toks = {1, 5, 9, 2};
     gpu->eval(toks);

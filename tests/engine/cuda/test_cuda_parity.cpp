@@ -1056,12 +1056,12 @@ class TestCudaParity : public QObject {
     const QJsonObject o = test::read_json(base + ".oracle.json").object();
     if (gemm) qputenv("MOELAB_CUDA_GEMM_MIN", "1");
     LoadOptions lo;
-    lo.backend = "cuda";
+    lo.backend = Backend::Cuda;
     auto model = Model::load(test::shared_path(base + ".gguf"), lo);
     QCOMPARE(QString::fromStdString(model_backend(*model)), QString("cuda"));
     ContextParams cp;
     cp.n_ctx = 64;
-    cp.backend = "cuda";
+    cp.backend = Backend::Cuda;
     auto ctx = Context::create(model, cp);
     qunsetenv("MOELAB_CUDA_GEMM_MIN");
     const auto toks = ints(o["prompt_tokens"]);
@@ -1099,7 +1099,7 @@ class TestCudaParity : public QObject {
     // Decode steps on the device KV cache against the CPU context on the same file.
     if (!gemm) {
       ContextParams cc = cp;
-      cc.backend = "cpu";
+      cc.backend = Backend::Cpu;
       auto cpu = Context::create(model, cc);
       cpu->eval(toks, false);
       for (int step = 0; step < 4; ++step) {
@@ -1137,7 +1137,7 @@ class TestCudaParity : public QObject {
     spec.calib_tokens = 256;
     moefy(spec);
     LoadOptions lo;
-    lo.backend = "cuda";
+    lo.backend = Backend::Cuda;
     auto model = Model::load(path, lo);
     std::vector<int32_t> prompt(40);
     for (int i = 0; i < 40; ++i) prompt[i] = (i * 37 + 11) % 512;
@@ -1145,7 +1145,7 @@ class TestCudaParity : public QObject {
                          const std::string& rule) -> std::vector<float> {
       ContextParams cp;
       cp.n_ctx = 64;
-      cp.backend = backend;
+      cp.backend = parse_backend(backend);
       cp.routing = RoutingPolicy::parse(rule);
       auto ctx = Context::create(m, cp);
       std::vector<float> weights;
@@ -1172,7 +1172,7 @@ class TestCudaParity : public QObject {
     QVERIFY2(max_diff(gpu, cpu) <= 1e-3, qPrintable(QString::number(max_diff(gpu, cpu))));
     if (routing == "k:3") {
       LoadOptions dl;
-      dl.backend = "cpu";
+      dl.backend = Backend::Cpu;
       const auto ref = logits_of(Model::load(dense, dl), "cpu", "default");
       QVERIFY(ref.size() > 1);
       QVERIFY2(max_diff(gpu, ref) <= 1e-3, qPrintable(QString::number(max_diff(gpu, ref))));
@@ -1199,18 +1199,18 @@ class TestCudaParity : public QObject {
     const std::string path = (test::temp_dir("test_cuda_parity") + "/mxfp4.gguf").toStdString();
     write_synthetic_model(s, path);
     LoadOptions lo;
-    lo.backend = "cuda";
+    lo.backend = Backend::Cuda;
     auto model = Model::load(path, lo);
     QCOMPARE(QString::fromStdString(model_backend(*model)), QString("cuda"));
     std::vector<int32_t> prompt(24);
     for (int i = 0; i < 24; ++i) prompt[i] = (i * 37 + 11) % 512;
     ContextParams cp;
     cp.n_ctx = 64;
-    cp.backend = "cuda";
+    cp.backend = Backend::Cuda;
     if (gemm) qputenv("MOELAB_CUDA_GEMM_MIN", "1");
     auto gpu = Context::create(model, cp);
     qunsetenv("MOELAB_CUDA_GEMM_MIN");
-    cp.backend = "cpu";
+    cp.backend = Backend::Cpu;
     auto cpu = Context::create(model, cp);
     gpu->eval(prompt, true);
     cpu->eval(prompt, true);
@@ -1245,7 +1245,7 @@ class TestCudaParity : public QObject {
     MOELAB_REQUIRE_SHARED("fixtures/models/mixtral-moe");
     const std::string path = test::shared_path("fixtures/models/mixtral-moe/mixtral-moe.F32.gguf");
     LoadOptions lo;
-    lo.backend = "cuda";
+    lo.backend = Backend::Cuda;
     auto model = Model::load(path, lo);
     struct Seen {
       std::string name;
@@ -1257,7 +1257,7 @@ class TestCudaParity : public QObject {
                    std::vector<std::pair<int, int>>& ops) {
       ContextParams cp;
       cp.n_ctx = 64;
-      cp.backend = backend;
+      cp.backend = parse_backend(backend);
       auto ctx = Context::create(model, cp);
       ctx->set_observer(
           [&](const Observation& o) {
@@ -1319,14 +1319,14 @@ class TestCudaParity : public QObject {
     QFETCH(QString, attention);
     QFETCH(bool, f16);
     LoadOptions lo;
-    lo.backend = "cuda";
+    lo.backend = Backend::Cuda;
     auto model = Model::load(test::shared_path(rel), lo);
     const bool evict = attention.startsWith("evict");
     auto run = [&](const std::string& backend, PolicyStats* stats) {
       std::vector<std::vector<float>> out;  // logits, then ffn_moe_topk records
       ContextParams cp;
       cp.n_ctx = evict ? 32 : 64;
-      cp.backend = backend;
+      cp.backend = parse_backend(backend);
       cp.kv_type = f16 ? KvType::F16 : KvType::F32;
       cp.attention = AttentionPolicy::parse(attention.toStdString());
       auto ctx = Context::create(model, cp);
@@ -1394,7 +1394,7 @@ class TestCudaParity : public QObject {
     QFETCH(QString, attention);
     const std::string path = test::shared_path("fixtures/models/mixtral-moe/mixtral-moe.F32.gguf");
     LoadOptions lo;
-    lo.backend = "cuda";
+    lo.backend = Backend::Cuda;
     auto model = Model::load(path, lo);
     const bool evict = attention.startsWith("evict");
     struct Run {
@@ -1406,7 +1406,7 @@ class TestCudaParity : public QObject {
       Run r;
       ContextParams cp;
       cp.n_ctx = evict ? 48 : 128;
-      cp.backend = backend;
+      cp.backend = parse_backend(backend);
       cp.routing = RoutingPolicy::parse(routing.toStdString());
       cp.attention = AttentionPolicy::parse(attention.toStdString());
       auto ctx = Context::create(model, cp);
@@ -1478,15 +1478,15 @@ class TestCudaParity : public QObject {
     QFETCH(bool, f16);
     const std::string path = test::shared_path("fixtures/models/" + file + ".gguf");
     LoadOptions lo;
-    lo.backend = "cuda";
+    lo.backend = Backend::Cuda;
     auto model = Model::load(path, lo);
     const int n_vocab = static_cast<int>(model->card().n_vocab);
     ContextParams cp;
     cp.n_ctx = 24;
     cp.kv_type = f16 ? KvType::F16 : KvType::F32;
-    cp.backend = "cuda";
+    cp.backend = Backend::Cuda;
     auto g = Context::create(model, cp);
-    cp.backend = "cpu";
+    cp.backend = Backend::Cpu;
     auto c = Context::create(model, cp);
     double worst = 0;
     auto same = [&](const char* what) {
@@ -1540,10 +1540,10 @@ class TestCudaParity : public QObject {
     MOELAB_REQUIRE_SHARED("fixtures/models/mixtral-moe");
     const std::string path = test::shared_path("fixtures/models/mixtral-moe/mixtral-moe.Q8_0.gguf");
     LoadOptions lo;
-    lo.backend = "cuda";
+    lo.backend = Backend::Cuda;
     auto model = Model::load(path, lo);
     ContextParams cp;
-    cp.backend = "cpu";
+    cp.backend = Backend::Cpu;
     auto cpu = Context::create(model, cp);
     const std::vector<int32_t> toks = {1, 2, 3};
     cpu->eval(toks);
@@ -1552,10 +1552,9 @@ class TestCudaParity : public QObject {
     cpu2->eval(toks);
     QCOMPARE(std::vector<float>(cpu->logits().begin(), cpu->logits().end()),
              std::vector<float>(cpu2->logits().begin(), cpu2->logits().end()));
-    cp.backend = "cuda";
+    cp.backend = Backend::Cuda;
     QVERIFY_THROWS_EXCEPTION(Error, Context::create(ref, cp));
-    cp.backend = "metal";
-    QVERIFY_THROWS_EXCEPTION(Error, Context::create(model, cp));
+    QVERIFY_THROWS_EXCEPTION(Error, parse_backend("metal"));
   }
 };
 

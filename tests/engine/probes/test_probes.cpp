@@ -14,6 +14,7 @@
 #include "moelab/model/model.h"
 #include "moelab/policies/policies.h"
 #include "moelab/probes/probes.h"
+#include "moelab/runtime/perplexity.h"
 #include "test_support.h"
 
 using namespace moelab;
@@ -658,23 +659,41 @@ class TestProbes : public QObject {
     }
   }
 
-  // with_policies: contexts created by other code (here: a plain Context::create) pick the
-  // policies up and report into the shared stats.
-  void policy_model_view() {
+  // ContextParams::policy_stats: contexts report what their policies did into one shared
+  // object (perplexity and eval create their contexts themselves and read it afterwards).
+  void shared_policy_stats() {
     MOELAB_REQUIRE_SHARED("fixtures/models/mixtral-moe/mixtral-moe.F32.gguf");
     auto model = Model::load(fixture("mixtral-moe.F32").toStdString() + ".gguf");
     auto stats = std::make_shared<PolicyStats>();
-    auto view = with_policies(model, RoutingPolicy::parse("k:1"), {}, stats);
-    QCOMPARE(view->card().expert_count, model->card().expert_count);
-    {
+    for (int i = 0; i < 2; ++i) {
       ContextParams cp;
       cp.n_ctx = 16;
-      auto ctx = Context::create(view, cp);
+      cp.routing = RoutingPolicy::parse("k:1");
+      cp.policy_stats = stats;
+      auto ctx = Context::create(model, cp);
       QCOMPARE(ctx->routing_policy().describe(), std::string("k:1"));
       ctx->eval(std::vector<int32_t>{1, 2, 3});
     }
-    QCOMPARE(stats->routed, uint64_t{6});
+    QCOMPARE(stats->routed, uint64_t{12});  // 2 contexts x 3 tokens x 2 MoE layers
     QCOMPARE(stats->avg_active_experts(), 1.0);
+  }
+
+  // perplexity() runs under PerplexityParams' policies and reports into its stats.
+  void perplexity_under_a_policy() {
+    MOELAB_REQUIRE_SHARED("fixtures/models/mixtral-moe/mixtral-moe.F32.gguf");
+    auto model = Model::load(fixture("mixtral-moe.F32").toStdString() + ".gguf");
+    std::vector<int32_t> tokens(16);
+    for (int i = 0; i < 16; ++i) tokens[i] = 1 + (i * 7) % 50;
+    PerplexityParams pp;
+    pp.n_ctx = 8;
+    const PerplexityResult plain = perplexity(model, tokens, pp);
+    auto stats = std::make_shared<PolicyStats>();
+    pp.routing = RoutingPolicy::parse("k:1");
+    pp.policy_stats = stats;
+    const PerplexityResult k1 = perplexity(model, tokens, pp);
+    QCOMPARE(stats->routed, uint64_t{2 * 8 * 2});  // 2 chunks x 8 tokens x 2 MoE layers
+    QCOMPARE(stats->avg_active_experts(), 1.0);
+    QVERIFY(k1.ppl != plain.ppl);
   }
 };
 

@@ -120,8 +120,9 @@ struct ModelCard {
   }
 };
 
-/// Architectures the engine can run (general.architecture values).
-const std::vector<std::string>& supported_architectures();
+/// Architectures the engine can run (general.architecture values), in the order of the
+/// architecture registry (engine/models/registry.cpp; a registered test architecture included).
+std::vector<std::string> supported_architectures();
 
 /// Builds the card. Throws moelab::Error (BadInput) when metadata the card depends on is
 /// inconsistent: tokenizer arrays of the wrong element type or different lengths, special

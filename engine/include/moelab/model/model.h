@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "moelab/core/backends.h"
 #include "moelab/gguf/gguf.h"
 #include "moelab/model/card.h"
 #include "moelab/policies/policies.h"
@@ -23,14 +24,14 @@ struct LoadOptions {
   /// Called with the fraction done in [0, 1]; return false to cancel (load throws
   /// moelab::Error with kind Cancelled).
   std::function<bool(float)> progress;
-  /// Where the weights are prepared: "cpu" (the reference; default), "cuda" (the weights are
-  /// also uploaded to the GPU, see engine/backend/cuda) or "auto" (the fastest available).
-  /// "cuda" and "auto" go through resolve_backend (moelab/core/backends.h): without a usable
-  /// device the model is loaded for the CPU and one log line says why; "auto" also falls back
-  /// to the CPU (one warning line) when the GPU lacks the memory for the weights. Throws
-  /// moelab::Error: BadInput for another name; with "cuda", Io when the GPU lacks the memory
-  /// for the weights (the message gives the bytes needed and free).
-  std::string backend = "cpu";
+  /// Where the weights are prepared: Cpu (the reference; default), Cuda (the weights are also
+  /// uploaded to the GPU, see engine/backend/cuda) or Auto (the fastest available). Cuda and
+  /// Auto go through resolve_backend (moelab/core/backends.h): without a usable device the
+  /// model is loaded for the CPU and one log line says why; Auto also falls back to the CPU
+  /// (one warning line) when the GPU lacks the memory for the weights. Throws moelab::Error:
+  /// with Cuda, Io when the GPU lacks the memory for the weights (the message gives the bytes
+  /// needed and free). A user's name for it is parsed once, at the edge (parse_backend).
+  Backend backend = Backend::Cpu;
 };
 
 /// Weights (memory-mapped, never copied for types the kernels read directly), hyper-parameters
@@ -55,8 +56,7 @@ class Model {
   virtual const Tokenizer* tokenizer() const = 0;
 };
 
-/// The backend a loaded model's weights live on: "cpu" or "cuda" (policy views report the
-/// model they wrap).
+/// The backend a loaded model's weights live on: "cpu" or "cuda".
 std::string model_backend(const Model& model);
 
 enum class KvType { F32, F16 };
@@ -105,15 +105,18 @@ struct ContextParams {
   uint32_t n_ctx = 512;  // tokens the KV cache holds
   KvType kv_type = KvType::F32;
   int n_threads = 1;
-  /// "auto" (default): the backend the model was loaded for (model_backend). "cpu": the CPU
-  /// reference (on any model; a CUDA model keeps its host weights). "cuda": the GPU, for a
-  /// model loaded with LoadOptions::backend "cuda" or "auto" on a machine with a usable GPU
-  /// (BadInput otherwise).
-  std::string backend = "auto";
+  /// Auto (default): the backend the model was loaded for (model_backend). Cpu: the CPU
+  /// reference (on any model; a CUDA model keeps its host weights). Cuda: the GPU, for a model
+  /// loaded with LoadOptions::backend Cuda or Auto on a machine with a usable GPU (BadInput
+  /// otherwise).
+  Backend backend = Backend::Auto;
   /// Decision rules at the MoE routing and attention-mask points (moelab/policies/policies.h).
   /// Throws at Context::create (BadInput) when a policy does not fit the model.
   RoutingPolicy routing;
   AttentionPolicy attention;
+  /// Where the context also adds what its policies did (null: only Context::policy_stats).
+  /// Guarded: several contexts, on any backend, may report into one object.
+  std::shared_ptr<PolicyStats> policy_stats;
 };
 
 /// One sequence's state: KV cache and the logits of the last evaluation. Not thread-safe; one

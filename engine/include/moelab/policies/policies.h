@@ -117,14 +117,6 @@ struct PolicyStats {
   void merge(const PolicyStats& o);
 };
 
-/// A view of `model` whose contexts default to the given policies (Context::create replaces
-/// ContextParams' default policies with these) and add what they did to `stats` (if not null;
-/// the stats object is shared and guarded, so several contexts may report into it). Lets code
-/// that creates its own contexts (perplexity, Generator) run under a policy.
-std::shared_ptr<const Model> with_policies(std::shared_ptr<const Model> model,
-                                           RoutingPolicy routing, AttentionPolicy attention,
-                                           std::shared_ptr<PolicyStats> stats = nullptr);
-
 namespace policies {
 
 /// The routing decision for one layer and batch (stateful for capacity; not thread-safe).

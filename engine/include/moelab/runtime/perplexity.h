@@ -33,6 +33,10 @@ struct PerplexityParams {
   int n_threads = 1;
   KvType kv_type = KvType::F32;
   int max_chunks = 0;  // > 0: stop after this many chunks
+  /// The policies the context runs under, and where it adds what they did (ContextParams).
+  RoutingPolicy routing;
+  AttentionPolicy attention;
+  std::shared_ptr<PolicyStats> policy_stats;
   /// Called after each chunk with (chunks done, n_chunks, running PPL); return false to cancel
   /// (throws moelab::Error, Cancelled).
   std::function<bool(int, int, double)> progress;

@@ -58,6 +58,38 @@ struct GenerateConfig {
 /// run already names the seed the run uses. Returns the seed.
 uint64_t ensure_seed(SamplerParams& s);
 
+/// What a user asks of one generation run (`moelab-cli run`'s options, the lab's Run panel),
+/// and the one derivation of what the engine (ContextParams), the generator (GenerateParams)
+/// and the store (GenerateConfig, via generate_config) get from it. Defaults come from the
+/// model card and the machine through default_n_ctx and default_threads
+/// (app/common/card_format.h), the same rules `inspect` and the lab's labels show.
+struct RunRecipe {
+  std::string prompt;
+  std::string system;  // the chat template's system message (chat only)
+  bool chat = false;
+  int32_t max_tokens = 64;
+  SamplerParams sampling;
+  std::vector<std::string> stop;
+  bool ignore_eos = false;
+  int threads = 0;                         // 0: default_threads()
+  uint32_t n_ctx = 0;                      // tokens; 0: default_n_ctx(trained context length)
+  bool kv_f16 = false;                     // F16 KV cache, else F32
+  Backend backend = Backend::Auto;         // ContextParams::backend
+  std::string routing_policy = "default";  // RoutingPolicy spec ("" = default)
+  std::string attention_policy = "full";   // AttentionPolicy spec ("" = full)
+
+  /// For a model trained on `trained_context_length` tokens (0: unknown). Throws
+  /// moelab::Error (BadInput) for a bad policy spec.
+  ContextParams context_params(uint64_t trained_context_length) const;
+  GenerateParams generate_params() const;
+};
+
+/// The stored config of a generation run with these parameters: policies as canonical specs,
+/// `backend_used` the backend the forward pass runs on ("cpu" or "cuda"), the system message
+/// only for a chat. One assembly for the CLI's stored runs and the lab's.
+GenerateConfig generate_config(const ContextParams& cp, const GenerateParams& gp,
+                               const std::string& backend_used, const std::string& build_version);
+
 /// The sampling parameters as JSON: temperature, top_k, top_p, min_p, repeat_penalty,
 /// frequency_penalty, presence_penalty, penalty_last_n (and seed when set).
 nlohmann::json sampling_json(const SamplerParams& s);
@@ -182,8 +214,8 @@ class GenerationRecorder {
   /// finish(). When generation throws, the run is stored as failed (fail()) and the exception is
   /// rethrown; a storage::StorageError is rethrown without touching the run.
   GenerateResult generate(const GenerateParams& gp, TokenCallback inner = {});
-  /// Policy statistics to store instead of the context's (e.g. stats shared through
-  /// with_policies); not reset by generate().
+  /// Policy statistics to store instead of the context's (e.g. stats several contexts share
+  /// through ContextParams::policy_stats); not reset by generate().
   void set_policy_stats(std::shared_ptr<const PolicyStats> stats) { stats_ = std::move(stats); }
   /// Stores the metrics (ttft_ms, tokens_per_s, prefill_ms, prefill_tokens_per_s, total_ms,
   /// prompt_tokens, generated_tokens, model_memory_mib = weights + KV cache of the context, and
