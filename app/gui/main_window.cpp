@@ -1131,7 +1131,10 @@ bool MainWindow::openRunInViews(qint64 runId) {
   views_->publish(feed_->power(power_->meter().available()
                                    ? tr("this run has no energy measurements").toStdString()
                                    : power_->meter().unavailable_reason()));
-  markIfRemote(runId);
+  if (!markIfRemote(runId) && feed_->op_breakdown().decode_steps == 0)
+    views_->setUnavailable(moelab::views::ViewsPanel::Page::kLatency,
+                           tr("not recorded for this run (only the lab's own runs store their "
+                              "op times)"));
   views_->setRunLabel(runLabel(runId));
   if (feed_->expert_count() == 0 && views_->page() != moelab::views::ViewsPanel::Page::kPower)
     views_->setPage(moelab::views::ViewsPanel::Page::kLatency);

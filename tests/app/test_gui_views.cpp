@@ -747,12 +747,18 @@ class TestGuiViews : public QObject {
     g.session_name = "from-the-cli";
     g.prompt = "Once";
     g.output = " upon";
-    moelab::storage::store_generation(o.dbPath.toStdString(), g);
+    const int64_t cliRun = moelab::storage::store_generation(o.dbPath.toStdString(), g);
     w.activateWindow();
     QVERIFY(QTest::qWaitForWindowActive(&w));
     QEvent activation(QEvent::ActivationChange);
     QCoreApplication::sendEvent(&w, &activation);
     QVERIFY2(names().contains("from-the-cli"), qPrintable(names().join(", ")));
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+    // Opened in the views, the CLI's run has no per layer / op times: the Latency page says so.
+    QVERIFY(w.openRunInViews(cliRun));
+    QCOMPARE(w.viewsPanel()->unavailableText(moelab::views::ViewsPanel::Page::kLatency),
+             QString("not recorded for this run (only the lab's own runs store their op times)"));
+#endif
   }
 
   // The window keeps the size it was given through runs, a comparison, theme switches and dock
