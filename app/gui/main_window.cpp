@@ -1133,8 +1133,7 @@ bool MainWindow::openRunInViews(qint64 runId) {
                                    : power_->meter().unavailable_reason()));
   if (!markIfRemote(runId) && feed_->op_breakdown().decode_steps == 0)
     views_->setUnavailable(moelab::views::ViewsPanel::Page::kLatency,
-                           tr("not recorded for this run (only the lab's own runs store their "
-                              "op times)"));
+                           tr("not recorded (runs from moelab-cli have none)"));
   views_->setRunLabel(runLabel(runId));
   if (feed_->expert_count() == 0 && views_->page() != moelab::views::ViewsPanel::Page::kPower)
     views_->setPage(moelab::views::ViewsPanel::Page::kLatency);

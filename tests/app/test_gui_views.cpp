@@ -757,7 +757,7 @@ class TestGuiViews : public QObject {
     // Opened in the views, the CLI's run has no per layer / op times: the Latency page says so.
     QVERIFY(w.openRunInViews(cliRun));
     QCOMPARE(w.viewsPanel()->unavailableText(moelab::views::ViewsPanel::Page::kLatency),
-             QString("not recorded for this run (only the lab's own runs store their op times)"));
+             QString("not recorded (runs from moelab-cli have none)"));
 #endif
   }
 

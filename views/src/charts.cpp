@@ -184,7 +184,8 @@ void LatencyChart::paintEvent(QPaintEvent*) {
     if (!breakdown_unavailable_.isEmpty()) {
       p.setPen(kDim);
       p.drawText(QRect(4, tl.bottom() + 40, width() - 8, 16), Qt::AlignCenter,
-                 "Per layer and op: " + breakdown_unavailable_);
+                 p.fontMetrics().elidedText("Per layer and op: " + breakdown_unavailable_,
+                                            Qt::ElideRight, width() - 8));
     }
     return;
   }
