@@ -429,6 +429,7 @@ void MainWindow::build(const Options& options) {
                 if (m.key == "j_per_token")
                   status_["power"]->setText(tr("power: %1 J/token").arg(m.value, 0, 'g', 3));
 #ifdef MOELAB_HAVE_VIEWS_PANEL
+              storeOpBreakdown(r->run_id);
               openRunInViews(r->run_id);
               // The run just made keeps the power the meter sampled while it ran.
               if (!remoteRun_ && power_->available() && !power_->trace().watts.empty())
@@ -1080,6 +1081,19 @@ QString MainWindow::runLabel(qint64 runId) const {
 }
 
 #ifdef MOELAB_HAVE_VIEWS_PANEL
+void MainWindow::storeOpBreakdown(qint64 runId) {
+  if (!store_ || !feed_ || feed_->run_id() != runId) return;
+  const auto metrics = moelab::lab::RunViewData::op_breakdown_metrics(feed_->op_breakdown());
+  if (metrics.empty()) return;  // a remote run, or no decode step: nothing timed
+  try {
+    store_->append_metrics(runId, metrics);
+  } catch (const std::exception& e) {
+    say(tr("Run #%1: the per layer / op times could not be stored: %2")
+            .arg(runId)
+            .arg(QString::fromStdString(e.what())));
+  }
+}
+
 bool MainWindow::openRunInViews(qint64 runId) {
   if (runner_->running() || !store_ || runId <= 0) return false;
   const auto r = store_->run(runId);
@@ -1095,16 +1109,18 @@ bool MainWindow::openRunInViews(qint64 runId) {
                                                   j.value("system", std::string()));
   } catch (const std::exception&) {
   }
+  // The per layer / op breakdown comes from the store (storeOpBreakdown); the live run's one
+  // stays on screen only when storing it failed.
   std::optional<moelab::lab::RunViewData::OpBreakdown> ops;
   if (feed_ && feed_->run_id() == runId && feed_->op_breakdown().decode_steps > 0)
-    ops = feed_->op_breakdown();  // the live run's breakdown (not stored)
+    ops = feed_->op_breakdown();
   try {
     feed_ = moelab::lab::RunViewData::from_store(*store_, runId, std::move(promptText));
   } catch (const std::exception& e) {
     say(tr("Cannot show run #%1: %2").arg(runId).arg(QString::fromStdString(e.what())));
     return false;
   }
-  if (ops) feed_->set_op_breakdown(*ops);
+  if (ops && feed_->op_breakdown().decode_steps == 0) feed_->set_op_breakdown(*ops);
   viewsRun_ = runId;
   views_->clear();
   views_->setDiffMode(false);
@@ -1117,7 +1133,9 @@ bool MainWindow::openRunInViews(qint64 runId) {
   views_->publish(feed_->power(power_->meter().available()
                                    ? tr("this run has no energy measurements").toStdString()
                                    : power_->meter().unavailable_reason()));
-  markIfRemote(runId);
+  if (!markIfRemote(runId) && feed_->op_breakdown().decode_steps == 0)
+    views_->setUnavailable(moelab::views::ViewsPanel::Page::kLatency,
+                           tr("not recorded (runs from moelab-cli have none)"));
   views_->setRunLabel(runLabel(runId));
   if (feed_->expert_count() == 0 && views_->page() != moelab::views::ViewsPanel::Page::kPower)
     views_->setPage(moelab::views::ViewsPanel::Page::kLatency);

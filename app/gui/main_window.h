@@ -182,6 +182,12 @@ class MainWindow : public QMainWindow {
   void publishCompareViews();
   /// Publishes feed_ to every view page (the pickers' layer and unit).
   void publishFeed();
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+  /// Stores the finished local run `runId`'s per layer / op decode times (the live feed's
+  /// breakdown) as its metrics (RunViewData::op_breakdown_metrics), so the Latency view shows
+  /// them when the run is opened from the store; a failure is said in the status bar.
+  void storeOpBreakdown(qint64 runId);
+#endif
   QString runLabel(qint64 runId) const;
   /// Shows stored run `runId` in the Output pane (its text, tokens coloured by routing).
   void showStoredOutput(qint64 runId);

@@ -1,9 +1,12 @@
 #include "run_feed.h"
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "moelab/compare/compare.h"
 #include "moelab/core/error.h"
 #include "moelab/model/model.h"
 #include "moelab/storage/store.h"
@@ -51,7 +54,60 @@ RunViewData RunViewData::from_store(const storage::Store& store, int64_t run,
     d.add_token(t.position, t.piece, t.latency_us, t.energy_uj);
   for (const auto& r : routing) d.add_routing(r);
   d.set_attention(std::move(attention), std::move(prompt_text));
+  if (auto ops = op_breakdown_of(store.metrics(run), n_layer)) d.set_op_breakdown(std::move(*ops));
   return d;
+}
+
+std::vector<storage::MetricRecord> RunViewData::op_breakdown_metrics(const OpBreakdown& b) {
+  std::vector<storage::MetricRecord> m;
+  const int rows = b.n_layer + 1;
+  if (b.decode_steps <= 0 || b.n_layer < 0 ||
+      b.us.size() != static_cast<size_t>(rows) * static_cast<size_t>(OpBreakdown::kOps))
+    return m;
+  const std::string prefix(compare::kOpTimeMetricPrefix);
+  for (int r = 0; r < rows; ++r)
+    for (int k = 0; k < OpBreakdown::kOps; ++k) {
+      const double us = b.us[idx(r, k, OpBreakdown::kOps)];
+      if (us == 0.0) continue;
+      const std::string row = r < b.n_layer ? "L" + std::to_string(r) : std::string("other");
+      m.push_back({prefix + row + "." + op_kind_name(static_cast<OpKind>(k)), us, "µs"});
+    }
+  m.push_back({prefix + "steps", static_cast<double>(b.decode_steps), "steps"});
+  return m;
+}
+
+std::optional<RunViewData::OpBreakdown> RunViewData::op_breakdown_of(
+    const std::vector<storage::MetricRecord>& metrics, int n_layer) {
+  if (n_layer < 0) return std::nullopt;
+  OpBreakdown b;
+  b.n_layer = n_layer;
+  b.us.assign(static_cast<size_t>(n_layer + 1) * OpBreakdown::kOps, 0.0);
+  const std::string_view prefix = compare::kOpTimeMetricPrefix;
+  for (const auto& m : metrics) {
+    std::string_view key = m.key;
+    if (!key.starts_with(prefix)) continue;
+    key.remove_prefix(prefix.size());
+    if (key == "steps") {
+      if (std::isfinite(m.value) && m.value > 0) b.decode_steps = static_cast<int64_t>(m.value);
+      continue;
+    }
+    const size_t dot = key.find('.');
+    if (dot == std::string_view::npos || !std::isfinite(m.value) || m.value < 0) continue;
+    const std::string_view row = key.substr(0, dot), op = key.substr(dot + 1);
+    int r = -1;
+    if (row == "other") {
+      r = n_layer;
+    } else if (row.size() > 1 && row.front() == 'L') {
+      int l = 0;
+      const auto [end, ec] = std::from_chars(row.data() + 1, row.data() + row.size(), l);
+      if (ec == std::errc() && end == row.data() + row.size() && l >= 0 && l < n_layer) r = l;
+    }
+    if (r < 0) continue;
+    for (int k = 0; k < OpBreakdown::kOps; ++k)
+      if (op == op_kind_name(static_cast<OpKind>(k))) b.us[idx(r, k, OpBreakdown::kOps)] = m.value;
+  }
+  if (b.decode_steps <= 0) return std::nullopt;
+  return b;
 }
 
 void RunViewData::add_token(int64_t position, std::string piece, int64_t latency_us,

@@ -39,11 +39,11 @@ class RunViewData {
   /// Starts an empty run: `n_layer` layers, `expert_count` experts (0: dense model).
   RunViewData(int64_t run_id, int n_layer, int expert_count);
 
-  /// Reads run `run` from `store`: tokens (text, latency µs, energy µJ), routing records and
-  /// prompt attention snapshots; n_layer / expert_count from the run's config ("model" object),
-  /// widened to what the routing records hold. `prompt_text` (optional): the prompt's token
-  /// texts for the attention axes (the store keeps the prompt as one string). Throws
-  /// storage::StorageError for an unknown run.
+  /// Reads run `run` from `store`: tokens (text, latency µs, energy µJ), routing records,
+  /// prompt attention snapshots and the per layer / op breakdown (op_breakdown_of its metrics);
+  /// n_layer / expert_count from the run's config ("model" object), widened to what the routing
+  /// records hold. `prompt_text` (optional): the prompt's token texts for the attention axes (the
+  /// store keeps the prompt as one string). Throws storage::StorageError for an unknown run.
   static RunViewData from_store(const storage::Store& store, int64_t run,
                                 std::vector<std::string> prompt_text = {});
 
@@ -67,6 +67,17 @@ class RunViewData {
                      std::vector<std::string> prompt_text = {});
   void set_op_breakdown(OpBreakdown b) { ops_ = std::move(b); }
   const OpBreakdown& op_breakdown() const { return ops_; }
+  /// `b` as the run's stored metrics (compare::kOpTimeMetricPrefix): one
+  /// "decode_op_us.<row>.<op>" per non-zero cell (row "L<layer>" or "other", op an
+  /// op_kind_name; µs summed over the decode steps) and "decode_op_us.steps" (steps). Empty when
+  /// `b` has no decode step or its `us` is not [(n_layer + 1) * kOps]. At most
+  /// (n_layer + 1) * 6 + 1 metrics per run.
+  static std::vector<storage::MetricRecord> op_breakdown_metrics(const OpBreakdown& b);
+  /// The breakdown of a run's stored `metrics` for a model of `n_layer` layers (the inverse of
+  /// op_breakdown_metrics; absent cells are 0, rows >= n_layer and unknown ops ignored); nullopt
+  /// when the metrics hold no "decode_op_us.steps" > 0.
+  static std::optional<OpBreakdown> op_breakdown_of(
+      const std::vector<storage::MetricRecord>& metrics, int n_layer);
 
   /// Routing grid: top (first chosen) expert and number of experts per (layer, token); -1 / 0
   /// where a token has no routing record for the layer. When any record had router

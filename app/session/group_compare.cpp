@@ -56,6 +56,9 @@ Group load(const storage::Store& store, const std::vector<int64_t>& ids, const c
     // reports, not the stored ttft_ms metric (the generator's own clock). A run without stored
     // tokens (bench-serve's requests) keeps the ttft_ms it stored.
     auto m = store.metrics(id);
+    // The per layer / op time breakdown is detail of one run, not a figure to compare.
+    std::erase_if(m,
+                  [](const storage::MetricRecord& x) { return compare::is_op_time_metric(x.key); });
     if (fig.ttft_ms) {
       std::erase_if(m, [](const storage::MetricRecord& x) { return x.key == "ttft_ms"; });
       m.push_back({"ttft_ms", *fig.ttft_ms, "ms"});

@@ -28,6 +28,7 @@
 #include "drop_zone.h"
 #include "main_window.h"
 #include "moelab/compare/compare.h"
+#include "moelab/model/model.h"
 #include "moelab/report/report.h"
 #include "moelab/storage/store.h"
 #include "moelab/storage/writer.h"
@@ -214,6 +215,33 @@ class TestGuiViews : public QObject {
     for (int t = 0; t < n; ++t)
       QCOMPARE(lat->ms[size_t(t)], double(toks[size_t(t)].latency_us) / 1000.0);
     QCOMPARE(lat->ttft_ms, lat->ms.front());
+    // Per layer / op breakdown (mean ms per decode step) from the run's stored
+    // "decode_op_us.*" metrics: every cell equals the stored µs / 1000 / steps, absent cells 0.
+    {
+      std::map<std::string, double> us;
+      double steps = 0;
+      for (const auto& m : store.metrics(id))
+        if (m.key == "decode_op_us.steps")
+          steps = m.value;
+        else if (m.key.starts_with("decode_op_us."))
+          us[m.key.substr(13)] = m.value;
+      if (steps > 0) {
+        QCOMPARE(lat->rows.size(), size_t(nLayer + 1));
+        QCOMPARE(lat->parts.size(), size_t(6));
+        QCOMPARE(lat->part_ms.size(), lat->rows.size() * lat->parts.size());
+        QVERIFY(!us.empty());
+        for (int r = 0; r <= nLayer; ++r)
+          for (int k = 0; k < 6; ++k) {
+            const std::string row = r < nLayer ? "L" + std::to_string(r) : std::string("other");
+            QCOMPARE(lat->parts[size_t(k)], std::string(moelab::op_kind_name(moelab::OpKind(k))));
+            const auto it = us.find(row + "." + lat->parts[size_t(k)]);
+            const double want = it == us.end() ? 0.0 : it->second / 1000.0 / steps;
+            QCOMPARE(lat->part_ms[at(r, k, 6)], want);
+          }
+      } else {
+        QVERIFY(us.empty());
+      }
+    }
 
     // Power: this machine's meter is replaced by no sensor or a still counter; the page names
     // why there is no curve, or shows the stored per-token energy.
@@ -392,7 +420,16 @@ class TestGuiViews : public QObject {
       MainWindow w(opts("e2e", false));
       w.show();
       QCOMPARE(w.viewsRun(), qint64(0));
+      // The lab stored each local run's per layer / op decode times with the run, so the
+      // Latency breakdown survives the restart (checkViewsShowStoredRun compares every cell).
+      for (qint64 id : {stopped, complete}) {
+        bool steps = false;
+        for (const auto& m : w.store()->metrics(id))
+          steps = steps || (m.key == "decode_op_us.steps" && m.value > 0 && m.unit == "steps");
+        QVERIFY2(steps, qPrintable(QString("run #%1 has no stored op breakdown").arg(id)));
+      }
       QVERIFY(w.sessionsPanel()->selectRun(complete));
+      QVERIFY(!w.viewsPanel()->latencySnapshot()->rows.empty());
       QCOMPARE(w.outputView()->text(), QString::fromStdString(w.store()->run(complete)->output));
       checkViewsShowStoredRun(w, *w.store(), complete);
       QVERIFY(w.sessionsPanel()->selectRun(stopped));
@@ -472,6 +509,18 @@ class TestGuiViews : public QObject {
         if (mt->item(r, 0) && mt->item(r, 0)->text() == key) return r;
       return -1;
     };
+    // Both runs stored their per layer / op decode times; that detail of one run stays out of
+    // the metric tables of the panel, the CLI and the report.
+    for (qint64 id : {a, b}) {
+      bool stored = false;
+      for (const auto& m : w.store()->metrics(id)) stored = stored || m.key == "decode_op_us.steps";
+      QVERIFY(stored);
+    }
+    for (const auto& m : j["metrics"])
+      QVERIFY2(!m["key"].get<std::string>().starts_with("decode_op_us."), m.dump().c_str());
+    for (int r = 0; r < mt->rowCount(); ++r)
+      QVERIFY(!mt->item(r, 0) || !mt->item(r, 0)->text().startsWith("decode_op_us."));
+    QVERIFY(html.find("decode_op_us.") == std::string::npos);
     const struct {
       const char* key;
       double a, b;
@@ -698,12 +747,18 @@ class TestGuiViews : public QObject {
     g.session_name = "from-the-cli";
     g.prompt = "Once";
     g.output = " upon";
-    moelab::storage::store_generation(o.dbPath.toStdString(), g);
+    const int64_t cliRun = moelab::storage::store_generation(o.dbPath.toStdString(), g);
     w.activateWindow();
     QVERIFY(QTest::qWaitForWindowActive(&w));
     QEvent activation(QEvent::ActivationChange);
     QCoreApplication::sendEvent(&w, &activation);
     QVERIFY2(names().contains("from-the-cli"), qPrintable(names().join(", ")));
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+    // Opened in the views, the CLI's run has no per layer / op times: the Latency page says so.
+    QVERIFY(w.openRunInViews(cliRun));
+    QCOMPARE(w.viewsPanel()->unavailableText(moelab::views::ViewsPanel::Page::kLatency),
+             QString("not recorded (runs from moelab-cli have none)"));
+#endif
   }
 
   // The window keeps the size it was given through runs, a comparison, theme switches and dock
@@ -872,6 +927,51 @@ class TestGuiViews : public QObject {
     QCOMPARE(m->weight[3], 0.75f);
     QCOMPARE(m->key_text, (std::vector<std::string>{"<s>", "Hi"}));
     QCOMPARE(m->query_text, (std::vector<std::string>{"<s>", "Hi"}));
+
+    // The per layer / op breakdown as stored metrics and back: 2 layers + the layer-less row,
+    // 4 decode steps; zero cells are not stored, the latency shows mean ms per decode step.
+    {
+      using RVD = moelab::lab::RunViewData;
+      RVD::OpBreakdown b;
+      b.n_layer = 2;
+      b.decode_steps = 4;
+      b.us.assign(3 * RVD::OpBreakdown::kOps, 0.0);
+      b.us[0 * 6 + 1] = 800.0;   // layer 0 attention
+      b.us[1 * 6 + 3] = 1200.0;  // layer 1 experts
+      b.us[2 * 6 + 5] = 400.0;   // output head
+      const auto ms = RVD::op_breakdown_metrics(b);
+      std::map<std::string, std::pair<double, std::string> > got;
+      for (const auto& x : ms) got[x.key] = {x.value, x.unit};
+      QCOMPARE(got.size(), size_t(4));
+      QCOMPARE(got["decode_op_us.L0.attention"], std::make_pair(800.0, std::string("µs")));
+      QCOMPARE(got["decode_op_us.L1.experts"], std::make_pair(1200.0, std::string("µs")));
+      QCOMPARE(got["decode_op_us.other.head"], std::make_pair(400.0, std::string("µs")));
+      QCOMPARE(got["decode_op_us.steps"], std::make_pair(4.0, std::string("steps")));
+      for (const auto& x : ms) QVERIFY(moelab::compare::is_op_time_metric(x.key));
+      QVERIFY(!moelab::compare::is_op_time_metric("tokens_per_s"));
+      // Unknown rows / ops and rows past n_layer are ignored; other metrics pass by.
+      auto stored = ms;
+      stored.push_back({"decode_op_us.L9.attention", 5.0, "µs"});
+      stored.push_back({"decode_op_us.Lx.attention", 5.0, "µs"});
+      stored.push_back({"decode_op_us.L0.bogus", 5.0, "µs"});
+      stored.push_back({"tokens_per_s", 12.0, "tokens/s"});
+      const auto back = RVD::op_breakdown_of(stored, 2);
+      QVERIFY(back);
+      QCOMPARE(back->n_layer, 2);
+      QCOMPARE(back->decode_steps, int64_t(4));
+      QCOMPARE(back->us, b.us);
+      QVERIFY(!RVD::op_breakdown_of({{"tokens_per_s", 12.0, "tokens/s"}}, 2));
+      QVERIFY(RVD::op_breakdown_metrics(RVD::OpBreakdown{}).empty());
+      RVD e(6, 2, 3);
+      e.add_token(0, "a", 2000);
+      e.set_op_breakdown(*back);
+      const auto el = e.latency();
+      QCOMPARE(el.rows, (std::vector<std::string>{"layer 0", "layer 1", "embed + head"}));
+      QCOMPARE(el.part_ms[1], 0.2);      // 800 µs / 4 steps
+      QCOMPARE(el.part_ms[6 + 3], 0.3);  // 1200 µs / 4 steps
+      QCOMPARE(el.part_ms[12 + 5], 0.1);
+      QCOMPARE(el.part_ms[0], 0.0);
+    }
 
     // Palette: categorical up to 64 experts, a labelled sequential scale beyond (no aliasing of
     // expert 0 and 64).

@@ -355,8 +355,13 @@ class TestCompare : public QObject {
       };
       fill(ra, ids_a, 20000, lat_a, e_a);
       fill(rb, ids_b, 15000, lat_b, e_b);
-      s.append_metrics(ra, std::vector<MetricRecord>{{"ttft_ms", 100, "ms"}});
-      s.append_metrics(rb, std::vector<MetricRecord>{{"ttft_ms", 80, "ms"}});
+      // The lab's per layer / op decode times (detail of one run, not compared).
+      s.append_metrics(ra, std::vector<MetricRecord>{{"ttft_ms", 100, "ms"},
+                                                     {"decode_op_us.L0.experts", 900, "µs"},
+                                                     {"decode_op_us.steps", 5, "steps"}});
+      s.append_metrics(rb, std::vector<MetricRecord>{{"ttft_ms", 80, "ms"},
+                                                     {"decode_op_us.L0.experts", 700, "µs"},
+                                                     {"decode_op_us.steps", 6, "steps"}});
       EvalResult ea, eb;
       ea.method = eb.method = "ppl";
       ea.text_sha256 = eb.text_sha256 = "h";
@@ -389,6 +394,8 @@ class TestCompare : public QObject {
                            [](const MetricRow& m) { return m.key == "ttft_ms"; }),
              std::ptrdiff_t{1});
     QCOMPARE(row("n_tokens").delta.abs, -1.0);
+    for (const auto& m : c.metrics) QVERIFY2(!is_op_time_metric(m.key), m.key.c_str());
+    QVERIFY(is_op_time_metric("decode_op_us.steps"));
     // TPOT and decode rate over the decode tokens only (the first token is the TTFT).
     const std::vector<double> da(lat_a.begin() + 1, lat_a.end()),
         db(lat_b.begin() + 1, lat_b.end());

@@ -184,7 +184,8 @@ void LatencyChart::paintEvent(QPaintEvent*) {
     if (!breakdown_unavailable_.isEmpty()) {
       p.setPen(kDim);
       p.drawText(QRect(4, tl.bottom() + 40, width() - 8, 16), Qt::AlignCenter,
-                 "Per layer and op: " + breakdown_unavailable_);
+                 p.fontMetrics().elidedText("Per layer and op: " + breakdown_unavailable_,
+                                            Qt::ElideRight, width() - 8));
     }
     return;
   }
@@ -236,15 +237,27 @@ void LatencyChart::paintEvent(QPaintEvent*) {
                  Qt::AlignRight | Qt::AlignVCenter, qs(s_.rows[static_cast<size_t>(r)]));
     }
   }
-  // Legend (parts).
+  // Legend (parts), each with its mean ms per decode token summed over the rows and its share
+  // of the token's timed ops.
+  std::vector<double> op_ms(static_cast<size_t>(np), 0.0);
+  double all_ms = 0.0;
+  for (int r = 0; r < nr; ++r)
+    for (int k = 0; k < np; ++k) {
+      op_ms[static_cast<size_t>(k)] += s_.part_ms[static_cast<size_t>(r * np + k)];
+      all_ms += s_.part_ms[static_cast<size_t>(r * np + k)];
+    }
   p.setPen(kText);
-  p.drawText(QRect(lx, br.top() - 20, kRight - 20, 16), Qt::AlignLeft, "op (colour):");
+  p.drawText(QRect(lx, br.top() - 20, kRight - 20, 16), Qt::AlignLeft, "op: ms / token (share)");
   for (int k = 0; k < np; ++k) {
     const int y = br.top() + k * 16;
     p.fillRect(QRect(lx, y + 2, 12, 12), qc(part_color(k)));
     p.setPen(kText);
+    const double v = op_ms[static_cast<size_t>(k)];
+    const QString share = all_ms > 0.0 ? QString::number(100.0 * v / all_ms, 'f', 0) + "%" : "-";
     p.drawText(QRect(lx + 16, y, kRight - 36, 16), Qt::AlignLeft | Qt::AlignVCenter,
-               qs(s_.parts[static_cast<size_t>(k)]));
+               p.fontMetrics().elidedText(qs(s_.parts[static_cast<size_t>(k)]) + " " +
+                                              QString::number(v, 'g', 3) + " (" + share + ")",
+                                          Qt::ElideRight, kRight - 36));
   }
 }
 

@@ -147,7 +147,8 @@ void metrics_table(Builder& b, const RunData& d) {
   if (!ppl) rows.push_back({"perplexity", "not measured", "", "no perplexity evaluation stored"});
   static const std::set<std::string> kShown = {"ttft_ms", "tokens_per_s"};
   for (const auto& m : d.metrics)
-    if (!kShown.count(m.key)) rows.push_back({m.key, fmt(m.value), m.unit, "stored metric"});
+    if (!kShown.count(m.key) && !compare::is_op_time_metric(m.key))
+      rows.push_back({m.key, fmt(m.value), m.unit, "stored metric"});
   for (const auto& e : d.evals)
     if (e.metric != "perplexity") rows.push_back({e.metric, fmt(e.value), "", e.method});
   b.table({"metric", "value", "unit", "how it was measured"}, rows);

@@ -342,9 +342,10 @@ compare::RunComparison assemble(const storage::Store& store, const RunData& A, c
   // TTFT: compare::latency_figures (token 0's latency) replaces the stored ttft_ms metric, as
   // compare::compare_runs does.
   for (const auto& m : A.metrics)
-    if (m.key != "ttft_ms") rows[m.key] = {m.key, m.unit, m.value, std::nullopt, {}};
+    if (m.key != "ttft_ms" && !compare::is_op_time_metric(m.key))
+      rows[m.key] = {m.key, m.unit, m.value, std::nullopt, {}};
   for (const auto& m : B.metrics) {
-    if (m.key == "ttft_ms") continue;
+    if (m.key == "ttft_ms" || compare::is_op_time_metric(m.key)) continue;
     auto& r = rows[m.key];
     r.key = m.key;
     if (r.unit.empty()) r.unit = m.unit;

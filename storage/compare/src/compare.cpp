@@ -504,9 +504,10 @@ RunComparison compare_runs(const storage::Store& store, int64_t ia, int64_t ib,
   // reports; the stored ttft_ms metric (the generator's clock, not truncated to whole µs) is
   // replaced by it below.
   for (const auto& m : ma)
-    if (m.key != "ttft_ms") rows[m.key] = {m.key, m.unit, m.value, std::nullopt, {}};
+    if (m.key != "ttft_ms" && !is_op_time_metric(m.key))
+      rows[m.key] = {m.key, m.unit, m.value, std::nullopt, {}};
   for (const auto& m : mb) {
-    if (m.key == "ttft_ms") continue;
+    if (m.key == "ttft_ms" || is_op_time_metric(m.key)) continue;
     auto& r = rows[m.key];
     r.key = m.key;
     if (r.unit.empty()) r.unit = m.unit;

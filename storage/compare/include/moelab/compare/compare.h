@@ -22,6 +22,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "moelab/storage/store.h"
@@ -77,6 +78,17 @@ struct BootstrapCI {
   double level = 0.95;
 };
 inline constexpr uint64_t kDefaultSeed = 0x6d6f656c6162ull;  // "moelab"
+
+/// Metric keys of a run's per layer / op decode time breakdown (the Latency view's layer x op
+/// chart): "decode_op_us.<row>.<op>" (row "L<layer>" or "other" for the layer-less embedding
+/// and output head, op a moelab::op_kind_name; value: µs summed over the decode steps) and
+/// "decode_op_us.steps" (the number of decode steps summed). The lab stores them at the end of a
+/// run. They are detail of one run, not figures to compare: compare_runs and the reports leave
+/// them out of their metric tables.
+inline constexpr std::string_view kOpTimeMetricPrefix = "decode_op_us.";
+inline bool is_op_time_metric(std::string_view key) {
+  return key.starts_with(kOpTimeMetricPrefix);
+}
 BootstrapCI bootstrap_mean_diff(std::span<const double> a, std::span<const double> b,
                                 int resamples = 10000, uint64_t seed = kDefaultSeed,
                                 double level = 0.95);
