@@ -12,6 +12,8 @@
 // request beyond them is answered 429 at once, requests while shutting down 503. Loopback by
 // default; another address needs --api-key (clients send "Authorization: Bearer K").
 // SIGINT/SIGTERM: stop accepting, cancel running generations (stored runs end `cancelled`), exit.
+// A client that disconnects cancels its generation, streamed or not (a non-streamed answer is
+// preceded by one space per generated token, so the server notices a closed connection).
 #include <httplib.h>
 
 #include <CLI/CLI.hpp>
@@ -339,27 +341,52 @@ void handle_completion(Server& s, const httplib::Request& hreq, httplib::Respons
   const uint64_t seed = *job->gp.sampling.seed;
 
   if (!job->req.stream) {
-    const int gi = s.pool->acquire();
-    if (gi < 0) return send_error(res, {503, "the server is shutting down", ""});
-    Outcome out;
-    try {
-      out = execute(s, s.pool->gen(gi), *job, {});
-    } catch (const Error& e) {
-      s.pool->release(gi);
-      return send_error(res, {e.kind() == ErrorKind::BadInput ? 400 : 500, e.what(), ""});
-    }
-    s.pool->release(gi);
-    json j = envelope(s, *job, false, seed);
-    json c = final_choice(*job, out);
-    if (chat)
-      c["message"] = {{"role", "assistant"}, {"content", out.r.text}};
-    else
-      c["text"] = out.r.text;
-    if (job->req.return_token_ids) c["token_ids"] = out.r.tokens;
-    j["choices"] = json::array({c});
-    j["usage"] = usage_json(out.r);
-    if (out.run_id) j["moelab_run_id"] = out.run_id;
-    res.set_content(j.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+    // One JSON answer, sent through a chunked content provider so that a client that goes away
+    // cancels the generation (cpp-httplib 0.11 has no is_connection_closed): every token writes
+    // one space before the JSON (whitespace JSON allows), and a failed write - the socket's
+    // peer closed - stops the run, stored `cancelled` with --db. Errors after the headers went
+    // out arrive as {"error": {...}} in the body.
+    res.set_chunked_content_provider(
+        "application/json", [&s, job, ticket, seed, chat](size_t, httplib::DataSink& sink) {
+          const auto send = [&sink](const json& j) {
+            const std::string body = j.dump(-1, ' ', false, json::error_handler_t::replace);
+            return sink.write(body.data(), body.size());
+          };
+          const int gi = s.pool->acquire();
+          if (gi < 0) {
+            send({{"error", {{"message", "the server is shutting down"}, {"code", 503}}}});
+            sink.done();
+            return true;
+          }
+          Outcome out;
+          bool gone = false;
+          try {
+            out = execute(s, s.pool->gen(gi), *job, [&](const TokenEvent&) {
+              gone = gone || !sink.write(" ", 1);
+              return !gone;
+            });
+          } catch (const Error& e) {
+            s.pool->release(gi);
+            send({{"error", {{"message", e.what()}, {"code", 400}}}});
+            sink.done();
+            return true;
+          }
+          s.pool->release(gi);
+          if (gone) return false;  // the client is gone; the run ended cancelled
+          json j = envelope(s, *job, false, seed);
+          json c = final_choice(*job, out);
+          if (chat)
+            c["message"] = {{"role", "assistant"}, {"content", out.r.text}};
+          else
+            c["text"] = out.r.text;
+          if (job->req.return_token_ids) c["token_ids"] = out.r.tokens;
+          j["choices"] = json::array({c});
+          j["usage"] = usage_json(out.r);
+          if (out.run_id) j["moelab_run_id"] = out.run_id;
+          send(j);
+          sink.done();
+          return true;
+        });
     return;
   }
 

@@ -105,6 +105,47 @@ int list(const SessionsOptions& o, Io io) {
   return kOk;
 }
 
+// One line on what a remote run's server reported (config.remote, app/remote/remote_run.h);
+// empty for other runs.
+std::string remote_line(const storage::RunRecord& r) {
+  const nlohmann::json c = nlohmann::json::parse(r.config_json, nullptr, false);
+  if (!c.is_object() || c.value("engine", std::string()) != "remote" || !c.contains("remote") ||
+      !c["remote"].is_object())
+    return {};
+  const nlohmann::json& rm = c["remote"];
+  const auto text = [](const nlohmann::json& j, const char* key) {
+    return j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>()
+                                                                  : std::string();
+  };
+  std::string line = "remote " + text(rm, "url") + ", served model " + text(rm, "served_model");
+  if (!rm.contains("reported") || !rm["reported"].is_object())
+    return line + " (nothing reported: the run did not finish)";
+  const nlohmann::json& rep = rm["reported"];
+  line += std::string(", token ids ") + (rep.value("token_ids", false) ? "yes" : "no");
+  const nlohmann::json usage = rep.value("usage", nlohmann::json::object());
+  const nlohmann::json server = usage.value("server", nlohmann::json());
+  const nlohmann::json client = usage.value("client", nlohmann::json::object());
+  if (server.is_object() && server.contains("prompt_tokens") &&
+      server.contains("completion_tokens"))
+    line +=
+        ", usage " + server["prompt_tokens"].dump() + " + " + server["completion_tokens"].dump();
+  else
+    line += ", usage not reported";
+  if (client.contains("completion_tokens"))
+    line += " (client counted " + client["completion_tokens"].dump() + ")";
+  const nlohmann::json re = rep.value("routed_experts", nlohmann::json::object());
+  if (text(re, "format") == "none" || text(re, "format").empty()) {
+    line += ", routed experts: " + text(re, "note");
+  } else {
+    line += ", routed experts " + text(re, "format") + " (" +
+            re.value("layers", nlohmann::json()).dump() + " layers, top-" +
+            re.value("top_k", nlohmann::json()).dump() + "; " +
+            re.value("prompt_rows_returned", nlohmann::json()).dump() +
+            " prompt rows returned, not stored; weights not reported by this engine)";
+  }
+  return line;
+}
+
 int show(const SessionsOptions& o, Io io) {
   const std::string path = db_or_default(o.db);
   const auto store = open_existing_store(path);
@@ -160,6 +201,8 @@ int show(const SessionsOptions& o, Io io) {
            << std::setw(12) << storage::status_name(r.status) << std::right << std::setw(7)
            << r.n_tokens << std::setw(11) << tps.str() << "  " << std::left << std::setw(21)
            << format_time(r.started_at) << preview(r.output, 40) << '\n';
+    if (const std::string rl = remote_line(r); !rl.empty())
+      io.out << "      " << printable(rl) << '\n';
   }
   return kOk;
 }

@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 
@@ -65,6 +66,10 @@ json request_body(const RemoteRequest& r) {
   return j;
 }
 
+int64_t max_tokens_margin(int64_t max_tokens) {
+  return std::max<int64_t>(16, max_tokens / 4);
+}
+
 namespace {
 using Clock = std::chrono::steady_clock;
 
@@ -75,7 +80,8 @@ std::string where_of(size_t event) {
 // One parsed JSON object of the response (an SSE event, or the whole non-streamed body).
 // Returns an error text, empty when fine.
 std::string take_object(const json& j, RemoteResult& r, double t_ms, const std::string& where,
-                        const std::function<bool(const RemoteChunk&)>& on_chunk) {
+                        const std::function<bool(const RemoteChunk&)>& on_chunk,
+                        int64_t max_tokens) {
   if (!j.is_object()) return where + " is not a JSON object";
   if (j.contains("error")) {
     const json& e = j["error"];
@@ -92,6 +98,10 @@ std::string take_object(const json& j, RemoteResult& r, double t_ms, const std::
     if (u.contains("completion_tokens") && u["completion_tokens"].is_number_integer())
       r.completion_tokens = u["completion_tokens"].get<int64_t>();
   }
+  // vLLM >= 0.21 (docs "Routed Experts Replay"): the prompt tokens' routing on the response,
+  // [prompt_len, num_moe_layers, top_k]; the generated tokens' on each choice.
+  if (j.contains("prompt_routed_experts") && !j["prompt_routed_experts"].is_null())
+    r.prompt_routed_raw = j["prompt_routed_experts"];
   if (!j.contains("choices") || j["choices"].is_null()) return {};
   if (!j["choices"].is_array()) return where + ": 'choices' is not an array";
   for (const json& c : j["choices"]) {
@@ -146,6 +156,12 @@ std::string take_object(const json& j, RemoteResult& r, double t_ms, const std::
         r.token_ids_reported = false;
       }
       r.text += chunk.text;
+      r.tokens_streamed += std::max<int64_t>(1, static_cast<int64_t>(chunk.token_ids.size()));
+      // A server that ignores max_tokens is not read on to the byte cap: a margin for servers
+      // that count differently (a character's bytes as several ids), then a clear error.
+      if (max_tokens > 0 && r.tokens_streamed > max_tokens + max_tokens_margin(max_tokens))
+        return "the server sent " + std::to_string(r.tokens_streamed) + " tokens for max_tokens " +
+               std::to_string(max_tokens) + " (it ignores max_tokens); stopped reading";
       r.chunks.push_back(chunk);
       if (on_chunk && !on_chunk(r.chunks.back())) return "cancelled";
     }
@@ -240,7 +256,7 @@ RemoteResult stream_completion(const Endpoint& ep, const RemoteRequest& req,
         stream_error = "malformed JSON in " + where_of(events) + ": " + ev.substr(0, 120);
         return false;
       }
-      stream_error = take_object(j, r, now_ms(), where_of(events), on_chunk);
+      stream_error = take_object(j, r, now_ms(), where_of(events), on_chunk, req.max_tokens);
       return stream_error.empty();
     });
   };
@@ -275,7 +291,7 @@ RemoteResult stream_completion(const Endpoint& ep, const RemoteRequest& req,
     if (j.is_discarded())
       r.error = "the response from " + origin + " is not JSON: " + plain.substr(0, 120);
     else
-      r.error = take_object(j, r, r.total_ms, "the response", on_chunk);
+      r.error = take_object(j, r, r.total_ms, "the response", on_chunk, req.max_tokens);
     if (r.error.empty() && r.finish_reason.empty())
       r.error = "the response from " + origin + " has no finish_reason";
   } else if (!r.done && r.finish_reason.empty()) {

@@ -51,19 +51,23 @@ RemoteRunOutcome run_remote(const RemoteRunSpec& spec, storage::AsyncWriter* wri
   req.routed = routed_format_from_name(auto_format ? "sglang" : spec.routed_format)
                    .value_or(RoutedFormat::None);
 
-  // Experts per token for SGLang's flat array: given, or what the server's /v1/models says.
-  int64_t top_k = spec.top_k;
-  if (top_k == 0 && req.routed != RoutedFormat::None) {
-    try {
-      for (const json& m : list_models(ep))
-        if (m.is_object() && m.value("id", std::string()) == spec.model && m.contains("meta") &&
-            m["meta"].is_object() && m["meta"].contains("expert_used_count") &&
-            m["meta"]["expert_used_count"].is_number_integer())
-          top_k = m["meta"]["expert_used_count"].get<int64_t>();
-    } catch (const Error&) {
-      // Servers without /v1/models: SGLang's routed experts then need spec.top_k.
-    }
+  // What the server's /v1/models says about the model (moelab serve adds a "meta" object with
+  // the model card; vLLM/SGLang say max_model_len, owned_by, ...): stored as reported, and the
+  // experts per token for SGLang's flat array when not given.
+  json model_entry;  // null: not fetched (no /v1/models, or the model is not listed)
+  std::string models_error;
+  try {
+    for (const json& m : list_models(ep))
+      if (m.is_object() && m.value("id", std::string()) == spec.model) model_entry = m;
+    if (model_entry.is_null()) models_error = "the model is not listed by /v1/models";
+  } catch (const Error& e) {
+    models_error = e.what();  // servers without /v1/models: SGLang's routed experts need top_k
   }
+  int64_t top_k = spec.top_k;
+  if (top_k == 0 && model_entry.is_object() && model_entry.contains("meta") &&
+      model_entry["meta"].is_object() && model_entry["meta"].contains("expert_used_count") &&
+      model_entry["meta"]["expert_used_count"].is_number_integer())
+    top_k = model_entry["meta"]["expert_used_count"].get<int64_t>();
 
   out.config = {{"kind", "generate"},
                 {"engine", "remote"},
@@ -79,6 +83,7 @@ RemoteRunOutcome run_remote(const RemoteRunSpec& spec, storage::AsyncWriter* wri
                 {"remote",
                  {{"url", ep.url},
                   {"requested_model", spec.model},
+                  {"served_model", spec.model},  // until the server's responses name it
                   {"routed_experts_requested", routed_format_name(req.routed)},
                   {"not_available", remote_not_available()}}}};
 
@@ -129,17 +134,43 @@ RemoteRunOutcome run_remote(const RemoteRunSpec& spec, storage::AsyncWriter* wri
       const int64_t start = res.routed_start.value_or(0);
       const int64_t rows = *res.prompt_tokens + completion - 1 - start;
       RoutedExperts re;
+      int64_t rows_returned = -1;  // -1: re.n_tokens
       if (res.routed_format == RoutedFormat::SGLang) {
         if (!res.routed_raw->is_string()) bad("SGLang routed_experts is not a base64 string");
         if (top_k <= 0)
           bad("SGLang routed experts need the experts per token: pass --remote-top-k K");
         re = decode_sglang(res.routed_raw->get<std::string>(), rows, top_k, start);
+      } else if (res.prompt_routed_raw) {
+        // vLLM >= 0.21: prompt rows [prompt_len] on the response, generated rows [gen_len] on
+        // the choice; together one row per sequence position. The last generated token's row
+        // (no forward pass of it produced a stored token) is dropped to match [0, seqlen - 1).
+        re = decode_vllm(*res.prompt_routed_raw, *res.prompt_tokens, 0);
+        const RoutedExperts gen = decode_vllm(*res.routed_raw, completion, 0);
+        if (gen.n_tokens > 0 && re.n_tokens > 0 &&
+            (gen.n_layers != re.n_layers || gen.top_k != re.top_k))
+          bad("vLLM's prompt_routed_experts has " + std::to_string(re.n_layers) + " layers x top-" +
+              std::to_string(re.top_k) + " but routed_experts " + std::to_string(gen.n_layers) +
+              " x top-" + std::to_string(gen.top_k));
+        rows_returned = re.n_tokens + gen.n_tokens;
+        if (re.n_tokens == 0)
+          re = gen;
+        else
+          re.ids.insert(re.ids.end(), gen.ids.begin(), gen.ids.end());
+        re.start = 0;
+        re.n_tokens = std::max<int64_t>(0, *res.prompt_tokens + completion - 1);
+        re.ids.resize(static_cast<size_t>(re.n_tokens * re.n_layers * re.top_k));
       } else {
         re = decode_vllm(*res.routed_raw, rows, start);
       }
       out.routed = generated_rows(re, *res.prompt_tokens, completion);
       out.routed_layers = re.n_layers;
       out.routed_top_k = re.top_k;
+      out.routed_rows = rows_returned < 0 ? re.n_tokens : rows_returned;
+      out.routed_start = re.start;
+      // Rows before sequence position prompt - 1 route prompt tokens whose logits produced no
+      // generated token; the routing trace keeps one forward pass per generated token (as a
+      // local run does), so they are counted here, not stored.
+      out.routed_prompt_rows = std::max<int64_t>(0, *res.prompt_tokens - 1 - re.start);
       for (const auto& row : out.routed)
         for (const int32_t id : row)
           if (id > 0xffff) bad("routed expert id " + std::to_string(id) + " is out of range");
@@ -159,17 +190,43 @@ RemoteRunOutcome run_remote(const RemoteRunSpec& spec, storage::AsyncWriter* wri
                     ? (token_ms.back() - token_ms.front()) / static_cast<double>(completion - 1)
                     : 0.0;
   out.routed_format = res.routed_raw ? routed_format_name(res.routed_format) : "none";
-  out.reported = {
-      {"served_model", res.served_model},
-      {"token_ids", res.token_ids_reported},
-      {"usage", res.prompt_tokens.has_value()},
-      {"routed_experts", out.routed.empty() ? json(out.routed_note) : json(out.routed_format)}};
+  json routed_rep;
+  if (!out.routed.empty()) {
+    routed_rep = {{"format", out.routed_format},
+                  {"layers", out.routed_layers},
+                  {"top_k", out.routed_top_k},
+                  {"rows_returned", out.routed_rows},
+                  {"first_position", out.routed_start},
+                  {"prompt_rows_returned", out.routed_prompt_rows},
+                  {"stored",
+                   "generated tokens (one forward pass each); the prompt rows are "
+                   "counted, not stored"},
+                  {"weights", "not reported by this engine"}};
+  } else {
+    routed_rep = {{"format", "none"}, {"note", res.routed_raw ? res.error : out.routed_note}};
+  }
+  json server_usage = json::object();
+  if (res.prompt_tokens) server_usage["prompt_tokens"] = *res.prompt_tokens;
+  if (res.completion_tokens) server_usage["completion_tokens"] = *res.completion_tokens;
+  out.reported = {{"served_model", res.served_model},
+                  {"model_entry", model_entry.is_null() ? json(models_error) : model_entry},
+                  {"token_ids", res.token_ids_reported},
+                  {"usage",
+                   {{"server", server_usage.empty() ? json("not reported") : server_usage},
+                    {"client", {{"completion_tokens", n_tokens}, {"chunks", res.chunks.size()}}}}},
+                  {"routed_experts", routed_rep}};
   out.error = res.error;
   out.status = out.error.empty()          ? storage::RunStatus::Complete
                : out.error == "cancelled" ? storage::RunStatus::Cancelled
                                           : storage::RunStatus::Failed;
 
+  // What the server reported goes into the run's config (config.remote.reported), next to what
+  // was asked; the served model id is the one its responses named.
+  out.config["remote"]["reported"] = out.reported;
+  if (!res.served_model.empty()) out.config["remote"]["served_model"] = res.served_model;
+
   if (run) {
+    run->set_config(out.config.dump());
     for (size_t i = 0; i < out.routed.size(); ++i)
       for (int64_t l = 0; l < out.routed_layers; ++l) {
         storage::RoutingRecord rr;
@@ -191,12 +248,8 @@ RemoteRunOutcome run_remote(const RemoteRunSpec& spec, storage::AsyncWriter* wri
     run->metric("total_ms", res.total_ms, "ms");
     run->metric("generated_tokens", static_cast<double>(completion));
     if (res.prompt_tokens) run->metric("prompt_tokens", static_cast<double>(*res.prompt_tokens));
-    // What the server reported, next to the config the run began with (metrics keep numbers;
-    // the run's error text names a failure).
     run->finish(out.status, res.text,
-                out.error.empty()
-                    ? std::string()
-                    : out.error + " (remote " + ep.url + ", reported " + out.reported.dump() + ")");
+                out.error.empty() ? std::string() : out.error + " (remote " + ep.url + ")");
   }
   return out;
 }

@@ -12,15 +12,22 @@ using detail::Stmt;
 using detail::tags_from_json;
 using detail::tags_to_json;
 
-int64_t Store::begin_run(const RunBegin& b) {
+namespace {
+void check_config(const std::string& config_json, const std::string& path,
+                  const std::string& where) {
   try {
-    const auto j = nlohmann::json::parse(b.config_json);
+    const auto j = nlohmann::json::parse(config_json);
     if (!j.is_object()) throw nlohmann::json::type_error::create(302, "not an object", nullptr);
   } catch (const nlohmann::json::exception& e) {
     throw StorageError(StorageErrorKind::BadInput,
                        std::string("the run config must be a JSON object: ") + e.what(),
-                       {path_, "begin run"});
+                       {path, where});
   }
+}
+}  // namespace
+
+int64_t Store::begin_run(const RunBegin& b) {
+  check_config(b.config_json, path_, "begin run");
   detail::Transaction tx(db_, path_, "begin run");
   if (!session(b.session_id))
     throw StorageError(StorageErrorKind::BadInput,
@@ -180,6 +187,25 @@ int64_t Store::add_eval_result(int64_t run, const EvalResult& e) {
   const int64_t id = write_eval(run, e);
   tx.commit();
   return id;
+}
+
+void Store::set_run_config(int64_t run, const std::string& config_json) {
+  const std::string where = "set config of run " + std::to_string(run);
+  check_config(config_json, path_, where);
+  detail::Transaction tx(db_, path_, where);
+  const auto r = this->run(run);
+  if (!r)
+    throw StorageError(StorageErrorKind::BadInput, "no run with id " + std::to_string(run),
+                       {path_, where});
+  if (r->status != RunStatus::Running)
+    throw StorageError(StorageErrorKind::BadInput,
+                       "run " + std::to_string(run) + " is " + status_name(r->status) +
+                           ": only a running run's config can change",
+                       {path_, where});
+  Stmt s(db_, "UPDATE runs SET config_json = ?1 WHERE id = ?2", path_);
+  s.bind(1, config_json).bind(2, run);
+  s.run(where);
+  tx.commit();
 }
 
 void Store::finish_run(int64_t run, RunStatus status, const std::string& output,

@@ -81,6 +81,12 @@ int64_t AsyncWriter::upsert_model(const ModelRecord& m) {
 int64_t AsyncWriter::ensure_session(const std::string& name) {
   return call([name](Store& s) { return s.ensure_session(name); });
 }
+void AsyncWriter::set_run_config(int64_t run, const std::string& config_json) {
+  call([run, config_json](Store& s) {
+    s.set_run_config(run, config_json);
+    return int64_t{0};
+  });
+}
 uint64_t AsyncWriter::finish_run(int64_t run, RunStatus status, std::string output,
                                  std::string error) {
   return push(Item{run, 0, Finish{run, status, std::move(output), std::move(error)}});

@@ -40,7 +40,8 @@ std::string piece_of(int i) {
 /// Two runs (top-2 and top-1 routing, A with an energy sensor, B without) in one session.
 int64_t add_run(Store& s, int64_t session, int64_t model, int k, bool energy, int n_tokens,
                 int id_shift, bool attention,
-                const std::function<void(nlohmann::json&)>& edit_config = {}) {
+                const std::function<void(nlohmann::json&)>& edit_config = {},
+                bool weights_reported = true) {
   nlohmann::json cfg = {{"kind", "generate"},
                         {"sampling", {{"temperature", 0.0}, {"top_k", 40}, {"top_p", 0.95}}},
                         {"seed", 1234},
@@ -86,6 +87,8 @@ int64_t add_run(Store& s, int64_t session, int64_t model, int k, bool energy, in
         r.experts.push_back(static_cast<uint16_t>((e0 + 3) % 8));
         r.weights.push_back(0.3f);
       }
+      if (!weights_reported)  // a remote engine: expert ids only
+        r.weights.assign(r.experts.size(), std::numeric_limits<float>::quiet_NaN());
       routing.push_back(r);
     }
   }
@@ -403,20 +406,47 @@ class TestReport : public QObject {
     QCOMPARE(d_odd["command_notes"].size(), size_t(1));
     QCOMPARE(d_odd["command_notes"][0].get<std::string>(), std::string("backend = \"vulkan\""));
     // A run streamed from a server (run --remote) is reproduced with --remote, not --model.
-    const int64_t remote = add_run(s, sess, model, 2, false, 4, 0, false, [](nlohmann::json& c) {
-      c["engine"] = "remote";
-      c["backend"] = "remote";
-      c["remote"] = {{"url", "http://10.0.0.7:30000"},
-                     {"requested_model", "deepseek-v3"},
-                     {"routed_experts_requested", "vllm"}};
-      c.erase("model");
-      c.erase("threads");
-      c.erase("n_ctx");
-      c.erase("kv_type");
-      c.erase("routing_policy");
-      c.erase("attention_policy");
-    });
+    const int64_t remote = add_run(
+        s, sess, model, 2, false, 4, 0, false,
+        [](nlohmann::json& c) {
+          c["engine"] = "remote";
+          c["backend"] = "remote";
+          c["remote"] = {{"url", "http://10.0.0.7:30000"},
+                         {"requested_model", "deepseek-v3"},
+                         {"routed_experts_requested", "vllm"},
+                         {"reported",
+                          {{"served_model", "deepseek-ai/DeepSeek-V3"},
+                           {"token_ids", true},
+                           {"usage",
+                            {{"server", {{"prompt_tokens", 9}, {"completion_tokens", 4}}},
+                             {"client", {{"completion_tokens", 4}}}}},
+                           {"routed_experts", {{"format", "vllm"}, {"prompt_rows_returned", 8}}}}}};
+          c.erase("model");
+          c.erase("threads");
+          c.erase("n_ctx");
+          c.erase("kv_type");
+          c.erase("routing_policy");
+          c.erase("attention_policy");
+        },
+        false);
     const auto d_remote = run_doc(remote);
+    // Its routed experts came without router weights: null mean weights, never NaN, and the
+    // report says so in words.
+    for (const auto& l : d_remote["routing"]["per_layer"])
+      for (const auto& w : l["mean_weight"]) QVERIFY2(w.is_null(), l.dump().c_str());
+    QVERIFY(!d_remote["routing"]["grid"]["top_expert"].empty());
+    const auto md_path = path("remote/remote.md");
+    report::write_report(s, report::Selection::one_run(remote), md_path,
+                         fixed(report::Format::Markdown));
+    const std::string md = test::read_file(md_path);
+    QVERIFY(md.find("Mixing weights: weights not reported by this engine") != std::string::npos);
+    QVERIFY(md.find("first expert listed per token and layer") != std::string::npos);
+    QVERIFY2(md.find("The server reported: served model deepseek-ai/DeepSeek-V3; token ids yes; "
+                     "usage 9 prompt + 4 completion tokens (the client counted 4); routed "
+                     "experts in vllm's shape, 8 prompt rows returned and not stored") !=
+                 std::string::npos,
+             md.c_str());
+    QVERIFY(md.find(" nan") == std::string::npos && md.find("NaN") == std::string::npos);
     const std::string c_remote = d_remote["command_line"];
     QVERIFY2(c_remote.rfind("moelab-cli run --remote http://10.0.0.7:30000 --remote-model "
                             "deepseek-v3 --routed-experts-format vllm --prompt ",

@@ -422,6 +422,35 @@ class TestStore : public QObject {
     QCOMPARE(s.token_count(run), int64_t{1});  // the whole batch was rolled back
   }
 
+  // A running run's config can be replaced (what a remote server reported arrives during the
+  // run); bad JSON, unknown runs and finished runs are refused and leave the row as it was.
+  void set_run_config_while_running_only() {
+    const auto p = db_path("setconfig.db");
+    int64_t run = 0;
+    {
+      AsyncWriter w(p);
+      RunWriter rw(w, "cli", std::nullopt, R"({"seed": 1})", "prompt");
+      run = rw.id();
+      rw.token(tok(0, 9, "x", 10));
+      rw.set_config(R"({"seed": 1, "remote": {"served_model": "m"}})");
+      const auto e = expect_error([&] { w.set_run_config(run, "[1]"); });
+      QCOMPARE(e.kind(), StorageErrorKind::BadInput);
+      QVERIFY2(QString(e.what()).contains("JSON object"), e.what());
+      rw.finish(RunStatus::Complete, "x");
+    }
+    Store s(p);
+    QCOMPARE(QString::fromStdString(s.run(run)->config_json),
+             QString(R"({"seed": 1, "remote": {"served_model": "m"}})"));
+    QCOMPARE(s.token_count(run), int64_t{1});
+    auto e = expect_error([&] { s.set_run_config(run, "{}"); });
+    QCOMPARE(e.kind(), StorageErrorKind::BadInput);
+    QVERIFY2(QString(e.what()).contains("complete"), e.what());
+    e = expect_error([&] { s.set_run_config(run + 100, "{}"); });
+    QVERIFY2(QString(e.what()).contains("no run with id"), e.what());
+    QCOMPARE(QString::fromStdString(s.run(run)->config_json),
+             QString(R"({"seed": 1, "remote": {"served_model": "m"}})"));
+  }
+
   void live_owner_pid_reuse_and_reboot() {
     const auto p = db_path("owner.db");
     int64_t mine, reused, rebooted;

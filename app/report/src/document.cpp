@@ -11,6 +11,43 @@ namespace moelab::report::detail {
 
 namespace {
 
+// What the server of a remote run reported (config.remote.reported, app/remote/remote_run.h),
+// in one sentence; empty for other runs.
+std::string remote_reported(const nlohmann::json& c) {
+  const nlohmann::json* rep = nullptr;
+  if (c.is_object() && c.contains("remote") && c["remote"].is_object() &&
+      c["remote"].contains("reported") && c["remote"]["reported"].is_object())
+    rep = &c["remote"]["reported"];
+  if (!rep) return {};
+  const auto str = [](const nlohmann::json& j, const char* k) {
+    return j.is_object() && j.contains(k) && j[k].is_string() ? j[k].get<std::string>()
+                                                              : std::string();
+  };
+  std::string t = "The server reported: served model " +
+                  (str(*rep, "served_model").empty() ? "(not named)" : str(*rep, "served_model")) +
+                  "; token ids " +
+                  (rep->contains("token_ids") && (*rep)["token_ids"] == true ? "yes" : "no");
+  const nlohmann::json u = rep->value("usage", nlohmann::json::object());
+  const nlohmann::json sv = u.is_object() ? u.value("server", nlohmann::json()) : nlohmann::json();
+  if (sv.is_object() && sv.contains("prompt_tokens") && sv.contains("completion_tokens"))
+    t += "; usage " + sv["prompt_tokens"].dump() + " prompt + " + sv["completion_tokens"].dump() +
+         " completion tokens";
+  else
+    t += "; usage not reported";
+  const nlohmann::json cl = u.is_object() ? u.value("client", nlohmann::json()) : nlohmann::json();
+  if (cl.is_object() && cl.contains("completion_tokens"))
+    t += " (the client counted " + cl["completion_tokens"].dump() + ")";
+  const nlohmann::json re = rep->value("routed_experts", nlohmann::json::object());
+  const std::string fmt_name = str(re, "format");
+  if (fmt_name.empty() || fmt_name == "none")
+    t += "; routed experts: " + (str(re, "note").empty() ? "none" : str(re, "note"));
+  else
+    t += "; routed experts in " + fmt_name + "'s shape, " +
+         re.value("prompt_rows_returned", nlohmann::json(0)).dump() +
+         " prompt rows returned and not stored, weights not reported by this engine";
+  return t + ".";
+}
+
 using nlohmann::json;
 
 struct Builder {
@@ -186,6 +223,7 @@ void run_section(Builder& b, const Report& r, const RunData& d, int& fig_counter
     n += ".";
     b.note(n);
   }
+  if (const std::string rep = remote_reported(d.config); !rep.empty()) b.note(rep);
   b.h3("Prompt");
   bool cut = false;
   {
@@ -228,6 +266,8 @@ void run_section(Builder& b, const Report& r, const RunData& d, int& fig_counter
     b.table({"layer", "tokens routed", "busiest expert (share)", "unused experts"}, rr);
     b.para("Experts per token: min " + std::to_string(d.routing.k_min) + ", max " +
            std::to_string(d.routing.k_max) + ", mean " + fmt(d.routing.k_mean, 3) + ".");
+    if (!d.routing.weights_reported)
+      b.note("Mixing weights: weights not reported by this engine (expert ids only).");
   }
   if (!d.tokens.empty()) {
     const size_t cap = std::min<size_t>(

@@ -503,15 +503,24 @@ std::vector<Figure> make_run_figures(const Report& r, const RunData& d, int& cou
     v.y_label = "MoE layer";
     Figure f;
     f.id = fig_id(++counter, "routing-", L);
-    f.title = "Routing grid, " + L + ": expert with the largest weight per token and layer";
+    f.title = "Routing grid, " + L +
+              (rt.weights_reported ? ": expert with the largest weight per token and layer"
+                                   : ": first expert listed per token and layer");
     f.caption =
-        "Each cell is one (layer, token); its colour is the expert that got the largest "
-        "mixing weight (top-" +
+        std::string(rt.weights_reported
+                        ? "Each cell is one (layer, token); its colour is the expert that got "
+                          "the largest mixing weight (top-"
+                        : "Mixing weights: weights not reported by this engine. Each cell is one "
+                          "(layer, token); its colour is the first expert the engine listed "
+                          "(top-") +
         std::to_string(rt.k_max) + " routing, " + std::to_string(rt.expert_count) + " experts). " +
         (cut ? "Shows the first " + std::to_string(rt.grid_positions.size()) + " of " +
                    std::to_string(rt.positions_total) + " tokens."
              : "All " + std::to_string(rt.positions_total) + " tokens.");
-    f.image = heatmap_figure(v, "Routing grid - " + L, "top-1 expert of each token in each layer",
+    f.image = heatmap_figure(v, "Routing grid - " + L,
+                             rt.weights_reported
+                                 ? "top-1 expert of each token in each layer"
+                                 : "first listed expert (weights not reported by this engine)",
                              xn, layer_names(rt.layers));
     out.push_back(std::move(f));
 

@@ -36,6 +36,9 @@ struct RunRouting {
   std::vector<int32_t> layers;      // routed layers, ascending
   std::vector<int64_t> selections;  // [layers, expert_count] times expert e was in top-k
   std::vector<double> weight_sum;   // [layers, expert_count] sum of mixing weights
+  bool weights_reported = true;     // false: no finite weight stored (remote engines report
+                                    // expert ids only; weights NaN); grid_top is then the
+                                    // first listed expert, mean weights null
   std::vector<int64_t> tokens;      // [layers] tokens routed
   int k_min = 0, k_max = 0;
   double k_mean = 0;

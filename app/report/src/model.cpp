@@ -268,6 +268,10 @@ void compute_routing(RunData& d, const std::vector<storage::RoutingRecord>& rec,
   for (size_t i = 0; i < r.grid_positions.size(); ++i) col[r.grid_positions[i]] = i;
   r.grid_top.assign(r.layers.size() * r.grid_positions.size(), -1);
   int64_t k_sum = 0, k_n = 0;
+  r.weights_reported = false;
+  for (const auto& x : rec)
+    for (const float w : x.weights)
+      if (std::isfinite(w)) r.weights_reported = true;
   r.k_min = INT32_MAX;
   r.k_max = 0;
   for (const auto& x : rec) {
@@ -284,8 +288,8 @@ void compute_routing(RunData& d, const std::vector<storage::RoutingRecord>& rec,
       const size_t e = x.experts[j];
       ++r.selections[l * E + e];
       const float w = j < x.weights.size() ? x.weights[j] : 0.f;
-      r.weight_sum[l * E + e] += w;
-      if (top < 0 || w > best) {
+      r.weight_sum[l * E + e] += r.weights_reported ? w : 0.f;
+      if (top < 0 || (r.weights_reported && w > best)) {
         top = static_cast<int>(e);
         best = w;
       }
@@ -675,7 +679,9 @@ json run_to_json(const RunData& d, const Options& o) {
         const int64_t c = rt.selections[l * E + e];
         sel.push_back(c);
         share.push_back(num(rt.share(l, static_cast<int>(e))));
-        w.push_back(c ? num(rt.weight_sum[l * E + e] / static_cast<double>(c)) : json());
+        w.push_back(c && rt.weights_reported
+                        ? num(rt.weight_sum[l * E + e] / static_cast<double>(c))
+                        : json());
       }
       ro["per_layer"].push_back({{"layer", rt.layers[l]},
                                  {"tokens", rt.tokens[l]},

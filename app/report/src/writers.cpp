@@ -536,7 +536,10 @@ void write_csv(const Report& r, std::vector<std::pair<std::string, std::string>>
         const int64_t c = rt.selections[l * E + e];
         ro += csv_row({std::to_string(d.run.id), std::to_string(rt.layers[l]), std::to_string(e),
                        std::to_string(c), exact(rt.share(l, static_cast<int>(e))),
-                       c ? exact(rt.weight_sum[l * E + e] / static_cast<double>(c)) : "",
+                       !c ? std::string()
+                       : !rt.weights_reported
+                           ? std::string("weights not reported by this engine")
+                           : exact(rt.weight_sum[l * E + e] / static_cast<double>(c)),
                        std::to_string(rt.tokens[l])});
       }
   }

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "cli_run.h"
@@ -290,6 +291,17 @@ class TestRemote : public QObject {
       const json cfg = json::parse(run->config_json);
       QCOMPARE(cfg["engine"], json("remote"));
       QCOMPARE(cfg["remote"]["url"], json(url));
+      QCOMPARE(cfg["remote"]["served_model"], json("moe"));
+      const json& rep = cfg["remote"]["reported"];
+      QCOMPARE(rep["token_ids"], json(true));
+      QCOMPARE(rep["usage"]["server"]["completion_tokens"], json(12));
+      QCOMPARE(rep["usage"]["client"]["completion_tokens"], json(12));
+      QCOMPARE(rep["model_entry"]["id"], json("moe"));
+      QVERIFY(rep["model_entry"]["meta"]["expert_used_count"].get<int64_t>() > 0);
+      QCOMPARE(rep["routed_experts"]["format"], json(fmt));
+      QCOMPARE(rep["routed_experts"]["rows_returned"], json(12));  // moelab serve: generated only
+      QCOMPARE(rep["routed_experts"]["prompt_rows_returned"], json(0));
+      QCOMPARE(rep["routed_experts"]["weights"], json("not reported by this engine"));
       const auto lt = store.tokens(lj["run_id"].get<int64_t>());
       const auto rt = store.tokens(run->id);
       QCOMPARE(rt.size(), lt.size());
@@ -393,6 +405,75 @@ class TestRemote : public QObject {
     QVERIFY(srv.readAllStandardError().contains("stopped by SIGTERM"));
   }
 
+  // A non-streamed request whose client goes away is cancelled (stored `cancelled` with the
+  // tokens made so far), not generated to its max_tokens: the client here closes the
+  // connection as soon as the first byte of the answer arrives.
+  void serve_cancels_non_streamed_when_client_leaves() {
+    MOELAB_REQUIRE_SHARED(kMoe);
+    QTemporaryDir dir;
+    const std::string db = dir.filePath("gone.db").toStdString();
+    const QString port_file = dir.filePath("port");
+    QProcess srv;
+    srv.setProgram(QStringLiteral(MOELAB_CLI_EXE));
+    srv.setArguments({"serve", "--model", QString::fromStdString(test::shared_path(kMoe)), "--port",
+                      "0", "--port-file", port_file, "--threads", "1", "--ctx", "8192",
+                      "--max-tokens", "8000", "--db", QString::fromStdString(db), "--session",
+                      "served", "--served-name", "moe"});
+    srv.start();
+    QVERIFY(srv.waitForStarted(10000));
+    while (!QFile::exists(port_file) && srv.state() == QProcess::Running) srv.waitForFinished(50);
+    QVERIFY2(QFile::exists(port_file), srv.readAllStandardError().constData());
+    const std::string url = "http://127.0.0.1:" + test::read_all(port_file).trimmed().toStdString();
+    {
+      httplib::Client c(url);
+      httplib::Request rq;
+      rq.method = "POST";
+      rq.path = "/v1/completions";
+      rq.headers.emplace("Content-Type", "application/json");
+      rq.body = json({{"model", "moe"},
+                      {"prompt", "Once upon a time"},
+                      {"max_tokens", 8000},
+                      {"ignore_eos", true},
+                      {"seed", 3}})
+                    .dump();
+      size_t got = 0;
+      rq.content_receiver = [&](const char*, size_t n, uint64_t, uint64_t) {
+        got += n;
+        return false;  // leave at the first byte
+      };
+      httplib::Response res;
+      httplib::Error err;
+      QVERIFY(!c.send(rq, res, err));
+      QVERIFY(got > 0);
+      QCOMPARE(res.status, 200);
+    }
+    // The server notices at its next writes; wait (bounded) until the run is finished.
+    storage::Store store(db);
+    std::optional<storage::RunRecord> run;
+    for (int i = 0; i < 600; ++i) {
+      const auto s = store.session_by_name("served");
+      if (s && !store.runs(s->id).empty() &&
+          store.runs(s->id).front().status != storage::RunStatus::Running) {
+        run = store.runs(s->id).front();
+        break;
+      }
+      QTest::qWait(100);
+    }
+    QVERIFY(run.has_value());
+    QCOMPARE(storage::status_name(run->status), "cancelled");
+    QVERIFY2(run->n_tokens < 8000, std::to_string(run->n_tokens).c_str());
+    // And the server goes on answering.
+    httplib::Client c2(url);
+    auto ok = c2.Post("/v1/completions",
+                      json({{"model", "moe"}, {"prompt", "The cat"}, {"max_tokens", 3}}).dump(),
+                      "application/json");
+    QVERIFY(ok);
+    QCOMPARE(ok->status, 200);
+    QCOMPARE(json::parse(ok->body)["usage"]["completion_tokens"], json(3));
+    srv.terminate();
+    QVERIFY(srv.waitForFinished(20000));
+  }
+
   // /v1/chat/completions through the model's chat template (the fixtures have none: SmolLM2's
   // ChatML, when cached): the same tokens as `run --chat --system` locally.
   void chat_round_trip() {
@@ -476,6 +557,30 @@ class TestRemote : public QObject {
         return true;
       });
     });
+    fs.svr.Post("/endless/v1/completions", [](const httplib::Request&, httplib::Response& res) {
+      // A server that ignores max_tokens: token chunks without end (bounded here at 100000).
+      res.set_chunked_content_provider("text/event-stream", [](size_t, httplib::DataSink& sink) {
+        for (int i = 0; i < 100000; ++i) {
+          const std::string s = sse_of({chunk("a", 5)});
+          if (!sink.write(s.data(), s.size())) break;
+        }
+        sink.done();
+        return true;
+      });
+    });
+    fs.svr.Post("/vllm021/v1/completions", [](const httplib::Request&, httplib::Response& res) {
+      // vLLM >= 0.21 (docs.vllm.ai v0.21.0, "Routed Experts Replay"): prompt_routed_experts
+      // [prompt_len, num_moe_layers, top_k] on the response, routed_experts [gen_len, ...] on
+      // the choice. 3 prompt tokens, 2 generated, 2 layers, top-2.
+      json last = json::parse(chunk("lo", 8, "stop"));
+      last["choices"][0]["routed_experts"] = json::parse("[[[7,1],[6,2]],[[5,3],[4,0]]]");
+      json usage = {
+          {"choices", json::array()},
+          {"usage", {{"prompt_tokens", 3}, {"completion_tokens", 2}}},
+          {"prompt_routed_experts", json::parse("[[[0,1],[2,3]],[[1,2],[3,4]],[[2,3],[4,5]]]")}};
+      res.set_content(sse_of({chunk("Hel", 7), last.dump(), usage.dump(), "[DONE]"}),
+                      "text/event-stream");
+    });
     fs.svr.Post("/llama/v1/completions", [](const httplib::Request&, httplib::Response& res) {
       // llama-server-like: no token ids, no routed experts.
       const std::string a =
@@ -514,6 +619,8 @@ class TestRemote : public QObject {
         {"/big", "larger than", 1, {}},
         {"/slow", "no data for", 1, {"--remote-timeout", "0.5"}},
         {"/nothing-here", "HTTP 404", 0, {}},
+        // -n 8: read up to 8 + max(16, 8 / 4) tokens, then stopped with the reason.
+        {"/endless", "sent 25 tokens for max_tokens 8 (it ignores max_tokens)", 24, {"-n", "8"}},
     };
     for (const auto& c : cases) {
       const auto r = run(c.path, c.extra);
@@ -523,6 +630,23 @@ class TestRemote : public QObject {
       QCOMPARE(storage::status_name(rec.status), "failed");
       QVERIFY2(rec.error.find(c.message) != std::string::npos, rec.error.c_str());
       QCOMPARE(store.tokens(rec.id).size(), c.tokens);
+    }
+    // vLLM >= 0.21's split shape: generated token 0 was drawn from the last prompt token's pass,
+    // token 1 from generated token 0's; the prompt's other rows are counted, not stored.
+    {
+      const auto v = run("/vllm021", {"--routed-experts-format", "vllm"});
+      QVERIFY2(v.code == 0, v.err.c_str());
+      const auto rec = last_run();
+      const auto rr = store.routing(rec.id);
+      QCOMPARE(rr.size(), size_t{4});
+      QCOMPARE(rr[0].experts, (std::vector<uint16_t>{2, 3}));  // prompt row 2, layer 0
+      QCOMPARE(rr[1].experts, (std::vector<uint16_t>{4, 5}));  // prompt row 2, layer 1
+      QCOMPARE(rr[2].experts, (std::vector<uint16_t>{7, 1}));  // generated row 0, layer 0
+      QCOMPARE(rr[3].experts, (std::vector<uint16_t>{6, 2}));
+      const json re = json::parse(rec.config_json)["remote"]["reported"]["routed_experts"];
+      QCOMPARE(re["format"], json("vllm"));
+      QCOMPARE(re["prompt_rows_returned"], json(2));
+      QCOMPARE(re["rows_returned"], json(5));
     }
     // A server that is down.
     const auto down =
@@ -543,6 +667,23 @@ class TestRemote : public QObject {
     QCOMPARE(toks.size(), size_t{2});
     QCOMPARE(toks[0].id, -1);
     QVERIFY(store.routing(rec.id).empty());
+    // What the server reported is in the run's config; what it did not report says so.
+    const json rep = json::parse(rec.config_json)["remote"]["reported"];
+    QCOMPARE(json::parse(rec.config_json)["remote"]["served_model"], json("ll"));
+    QCOMPARE(rep["served_model"], json("ll"));
+    QCOMPARE(rep["token_ids"], json(false));
+    QCOMPARE(rep["usage"]["server"]["prompt_tokens"], json(3));
+    QCOMPARE(rep["usage"]["server"]["completion_tokens"], json(2));
+    QCOMPARE(rep["usage"]["client"]["completion_tokens"], json(2));
+    QCOMPARE(rep["routed_experts"]["format"], json("none"));
+    QCOMPARE(rep["routed_experts"]["note"], json("not available from this engine"));
+    QVERIFY2(rep["model_entry"].get<std::string>().find("HTTP 404") != std::string::npos,
+             rep.dump().c_str());
+    const auto shown = cli_run({"sessions", "show", "faults", "--db", db});
+    QVERIFY2(shown.code == 0, shown.err.c_str());
+    QVERIFY2(shown.out.find("served model ll, token ids no, usage 3 + 2 (client counted 2), "
+                            "routed experts: not available from this engine") != std::string::npos,
+             shown.out.c_str());
   }
 
   // The oversized-response bound of the client, at a small limit.

@@ -108,6 +108,11 @@ class Store {
   int64_t add_eval_result(int64_t run, const EvalResult& e);
   /// Writes all records of `batch` in one BEGIN IMMEDIATE transaction.
   void write(const Batch& batch);
+  /// Replaces the config of a run that is still running (what only becomes known during the
+  /// run, e.g. what a remote server reported). No schema change: the runs.config_json column.
+  /// Throws BadInput for a config that is not a JSON object, an unknown run, or a run that has
+  /// finished (a finished run's config is a record, never rewritten).
+  void set_run_config(int64_t run, const std::string& config_json);
   /// Sets the final status (not Running), the output text and error, and the aggregates.
   void finish_run(int64_t run, RunStatus status, const std::string& output = {},
                   const std::string& error = {});

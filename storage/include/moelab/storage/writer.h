@@ -65,6 +65,8 @@ class AsyncWriter {
   int64_t begin_run(const RunBegin& b);
   int64_t upsert_model(const ModelRecord& m);
   int64_t ensure_session(const std::string& name);
+  /// Store::set_run_config on the writer thread, in order after the records queued before it.
+  void set_run_config(int64_t run, const std::string& config_json);
   /// Queues the final status; finish is committed with (and after) the records before it.
   uint64_t finish_run(int64_t run, RunStatus status, std::string output = {},
                       std::string error = {});
@@ -150,6 +152,8 @@ class RunWriter {
   }
   void next_token_dist(NextTokenDist d) { writer_.next_token_dist(id_, std::move(d)); }
   void eval_result(EvalResult e) { writer_.eval_result(id_, std::move(e)); }
+  /// Replaces the run's config (before finish; see Store::set_run_config).
+  void set_config(const std::string& config_json) { writer_.set_run_config(id_, config_json); }
   /// Queues the final status and waits until the whole run is committed.
   void finish(RunStatus status, const std::string& output, const std::string& error = {});
 

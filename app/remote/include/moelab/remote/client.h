@@ -61,8 +61,9 @@ struct RemoteResult {
   std::string error;  // empty on success
   int http_status = 0;
   std::string text;
-  std::vector<RemoteChunk> chunks;                          // content-bearing chunks, in order
-  bool token_ids_reported = false;                          // every content chunk carried token_ids
+  std::vector<RemoteChunk> chunks;  // content-bearing chunks, in order
+  bool token_ids_reported = false;  // every content chunk carried token_ids
+  int64_t tokens_streamed = 0;      // tokens of the content chunks (ids, else 1 per chunk)
   std::optional<int64_t> prompt_tokens, completion_tokens;  // usage, when reported
   std::string finish_reason;
   std::string served_model;  // "model" of the response
@@ -71,10 +72,17 @@ struct RemoteResult {
   std::optional<nlohmann::json> routed_raw;
   RoutedFormat routed_format = RoutedFormat::None;
   std::optional<int64_t> routed_start;
+  /// vLLM >= 0.21's response-level prompt_routed_experts (then routed_experts holds the
+  /// generated tokens' rows only), as returned.
+  std::optional<nlohmann::json> prompt_routed_raw;
   double ttft_ms = 0;   // request sent -> first content chunk (0 when none arrived)
   double total_ms = 0;  // request sent -> end of the response
   size_t bytes = 0;     // response bytes received
 };
+
+/// How many tokens past max_tokens a response may stream before stream_completion stops reading
+/// it with an error (a server ignoring max_tokens): max(16, max_tokens / 4).
+int64_t max_tokens_margin(int64_t max_tokens);
 
 /// Streams one completion. `on_chunk` (may be empty) sees each content chunk; returning false
 /// cancels (error "cancelled"). `cancel` (may be null) is polled between reads.

@@ -62,10 +62,20 @@ struct RemoteRunOutcome {
   /// [generated tokens][layers * top_k] expert ids (empty: see routed_note).
   std::vector<std::vector<int32_t>> routed;
   int64_t routed_layers = 0, routed_top_k = 0;
+  int64_t routed_rows = 0;             // rows the server returned (prompt and generated tokens)
+  int64_t routed_start = 0;            // sequence position of the first returned row
+  int64_t routed_prompt_rows = 0;      // returned rows of prompt positions before prompt - 1 (the
+                                       // prefill's other tokens): counted, not stored
   std::string routed_format = "none";  // the shape they came in: "sglang", "vllm" or "none"
   std::string routed_note;  // why there are none: "not requested" / kNotAvailableFromEngine
   nlohmann::json config;    // the run's stored config
-  nlohmann::json reported;  // what the server reported (served model, ids, usage, routed)
+  /// What the server reported, also stored as config.remote.reported: served_model (the
+  /// responses' "model"), model_entry (its /v1/models entry, or why there is none), token_ids
+  /// (every chunk carried ids), usage {server: {prompt_tokens, completion_tokens} or "not
+  /// reported", client: {completion_tokens streamed, chunks}}, routed_experts {format, layers,
+  /// top_k, rows_returned, first_position, prompt_rows_returned, stored, weights} or {format:
+  /// "none", note}.
+  nlohmann::json reported;
 };
 
 /// Called for every generated token as it is stored: position (0-based), id (-1 when the server

@@ -12,6 +12,10 @@
 //  - vLLM (PR #28284 "Support recording expert indices for rollout router replay", exposed on
 //    each OpenAI choice as `routed_experts` from vLLM 0.22 with --enable-return-routed-experts):
 //    a nested JSON array [num_tokens][num_layers][top_k] of expert ids over [0, seqlen - 1).
+//    vLLM >= 0.21 (docs "Routed Experts Replay") splits it: `prompt_routed_experts`
+//    [prompt_len, num_moe_layers, top_k] on the response, `routed_experts` [gen_len, ...] on
+//    each choice; remote_run joins them (prompt rows, then generated rows, the last one
+//    dropped) into the one-array shape.
 //  - moelab serve answers in either shape and states the first position it returns in
 //    `routed_experts_start_len` (next to `routed_experts`): it returns the forward passes of the
 //    generated tokens only, [prompt - 1, seqlen - 1).
