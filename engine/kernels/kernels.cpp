@@ -424,7 +424,8 @@ void matmul(TensorType type, const void* w, int64_t n_in, int64_t n_out, const f
   const cpu::DotFn dot = t.dot[static_cast<int>(type)];
   const cpu::DotTokFn dot_tok = t.dot_tok[static_cast<int>(type)];
   const cpu::DotRowsFn dot_rows = t.dot_rows[static_cast<int>(type)];
-  if (n_tokens == 1 && dot_rows) {  // decode: each activation block loaded once per 4 rows
+  if (n_tokens == 1 &&
+      dot_rows) {  // decode: each activation block loaded once per cpu::kMaxRows rows
     run_rows(pool, n_out, [&](int64_t b, int64_t e, int) {
       for (int64_t r = b; r < e; r += cpu::kMaxRows) {
         const int nr = static_cast<int>(std::min<int64_t>(cpu::kMaxRows, e - r));
