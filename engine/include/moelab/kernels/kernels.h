@@ -56,6 +56,26 @@ void matmul(gguf::TensorType type, const void* w, int64_t n_in, int64_t n_out, c
 
 // ---- Extensions (added by the kernels implementation; the functions above are unchanged) ----
 
+/// One product of matvec_batch: y = W · x. W: type [n_in, n_out] starting at w; x: F32 [n_in];
+/// y: F32 [n_out].
+struct MatvecJob {
+  gguf::TensorType type;
+  const void* w;
+  int64_t n_in;
+  int64_t n_out;
+  const float* x;
+  float* y;
+};
+
+/// Several independent matvecs in one parallel pass (decode through a mixture of experts: the
+/// gate and up products of all selected experts, then their down products). Each distinct
+/// (x, activation format) is converted once and shared by the jobs that use it, and the pool's
+/// threads split the rows of all jobs together instead of job by job. Every y equals matvec's
+/// bit for bit (the same per-row kernels). y must not alias any x. Precision::Exact runs the
+/// jobs one after another through matvec.
+void matvec_batch(const MatvecJob* jobs, int n_jobs, ThreadPool* pool,
+                  Precision p = Precision::GgmlCompatible);
+
 /// SIMD levels of the CPU kernels. Avx2 needs AVX2+FMA+F16C; Avx512 needs AVX-512 F/BW/VL/DQ.
 enum class Simd { Scalar = 0, Avx2 = 1, Avx512 = 2 };
 
