@@ -257,7 +257,6 @@ void dot32_tok(const void* w, const uint8_t* x, uint64_t xs, int n_tok, int64_t 
 }
 
 // dot32 for kR weight rows and one token (decode): the activation block is loaded once.
-inline constexpr int kPrefetchBlocks = 8;
 template <class D, class I, int kR>
 void dot32_rows_n(const uint8_t* wp, uint64_t ws, const void* xp, int64_t n, float* out) {
   const auto* x = static_cast<const typename D::XB*>(xp);
@@ -271,6 +270,11 @@ void dot32_rows_n(const uint8_t* wp, uint64_t ws, const void* xp, int64_t n, flo
   // all rows. Integer sums are exact, so the lanes equal idot's and the result is bit-identical
   // (saves the two sign operations per row and block).
   constexpr bool kOffsetForm = D::kOffset > 0 && (I::kWideU8 || !D::kWide);
+  // Software prefetch one row group ahead: while block i of rows r..r+kR-1 is used, block i of
+  // rows r+kR..r+2kR-1 (the caller's next group) is fetched, so a whole group is in cache when
+  // its turn comes. kR interleaved streams that restart every group are more than the hardware
+  // prefetcher follows (with n_in 1024 a row is 32 blocks). Past the matrix end this touches
+  // memory that is not read: PREFETCHT0 is a hint and never faults.
   for (int64_t i = 0; i < n / el::QK; ++i) {
     const __m256i y = loadu256(x[i].qs);
     const float dx = el::h2f(x[i].d);
@@ -278,7 +282,7 @@ void dot32_rows_n(const uint8_t* wp, uint64_t ws, const void* xp, int64_t n, flo
       const __m256i neg = _mm256_sub_epi32(
           _mm256_setzero_si256(), I::uns(_mm256_set1_epi8(static_cast<char>(D::kOffset)), y));
       for (int r = 0; r < kR; ++r)
-        _mm_prefetch(reinterpret_cast<const char*>(w[r] + i + kPrefetchBlocks), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w[r] + i) + kR * ws, _MM_HINT_T0);
       for (int r = 0; r < kR; ++r) {
         const __m256 d = _mm256_set1_ps(el::w_scale(w[r][i]) * dx);
         const __m256i s = I::uns_acc(neg, D::decu(w[r][i]), y);
@@ -286,11 +290,8 @@ void dot32_rows_n(const uint8_t* wp, uint64_t ws, const void* xp, int64_t n, flo
       }
       continue;
     }
-    // Software prefetch kPrefetchBlocks ahead in every row: kR interleaved streams are more than
-    // the hardware prefetcher follows well on its own. Near a row's end this touches the next
-    // row (or memory past the matrix): PREFETCHT0 is a hint and never faults.
     for (int r = 0; r < kR; ++r)
-      _mm_prefetch(reinterpret_cast<const char*>(w[r] + i + kPrefetchBlocks), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(w[r] + i) + kR * ws, _MM_HINT_T0);
     for (int r = 0; r < kR; ++r) {
       const __m256 d = _mm256_set1_ps(el::w_scale(w[r][i]) * dx);
       acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(idot<D, I>(D::dec(w[r][i]), y)), acc[r]);
