@@ -12,6 +12,12 @@
 // against); F32 weights then sum in llamafile tinyBLAS's order, which llama.cpp uses for dense
 // F32 products, and everything else (F32 weights under GgmlCompatible, dequantized rows) in
 // ggml_vec_dot_f32's order (kernels/element/reduce.h).
+//
+// Decode speed (issue #19): matvec runs 8 weight rows per activation block, prefetches the next
+// row group, and for Q4_0 / Q5_0 / MXFP4 (Q8_0 with AVX512-VNNI) forms the exact int32 sums as
+// sum((q + offset) * y) - offset * sum(y); matvec_batch shares activations and threads across
+// products. All of these give the reference kernels' results bit for bit (tested), so there is
+// no separate "exact" kernel switch: the llama.cpp-order arithmetic above is the default.
 #pragma once
 
 #include <cstdint>
