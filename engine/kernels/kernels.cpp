@@ -375,6 +375,78 @@ void matvec(TensorType type, const void* w, int64_t n_in, int64_t n_out, const f
   matmul(type, w, n_in, n_out, x, 1, y, pool, p);
 }
 
+void matvec_batch(const MatvecJob* jobs, int n_jobs, ThreadPool* pool, Precision p) {
+  if (n_jobs <= 0) return;
+  const cpu::Table& t = active_table();
+  bool batched = p != Precision::Exact;
+  for (int j = 0; j < n_jobs && batched; ++j) {
+    require(jobs[j].type, "matvec");
+    require_multiple(jobs[j].type, jobs[j].n_in, "matvec");
+    batched = t.dot_rows[static_cast<int>(jobs[j].type)] != nullptr;
+  }
+  if (!batched) {
+    for (int j = 0; j < n_jobs; ++j) {
+      const MatvecJob& b = jobs[j];
+      matvec(b.type, b.w, b.n_in, b.n_out, b.x, b.y, pool, p);
+    }
+    return;
+  }
+  // Per job: its converted activation (shared between jobs with the same x and format) and the
+  // first row of the job in the concatenation of all jobs' rows. The scratch buffers are kept
+  // per thread across calls, so steady-state decode allocates nothing here.
+  struct Prep {
+    const uint8_t* xq;
+    uint64_t wrb;
+    int64_t row0;
+  };
+  thread_local std::vector<Prep> prep;
+  thread_local std::vector<uint64_t> offsets;
+  thread_local std::vector<uint8_t> xbuf;
+  prep.assign(n_jobs, {});
+  offsets.assign(n_jobs, 0);
+  uint64_t bytes = 0;
+  for (int j = 0; j < n_jobs; ++j) {
+    int same = -1;
+    for (int i = 0; i < j && same < 0; ++i)
+      if (jobs[i].x == jobs[j].x && jobs[i].n_in == jobs[j].n_in &&
+          vec_dot_type(jobs[i].type) == vec_dot_type(jobs[j].type))
+        same = i;
+    if (same >= 0) {
+      offsets[j] = offsets[same];
+    } else {
+      offsets[j] = bytes;
+      bytes += row_bytes(vec_dot_type(jobs[j].type), jobs[j].n_in);
+    }
+  }
+  if (xbuf.size() < bytes) xbuf.resize(bytes);
+  int64_t rows = 0;
+  for (int j = 0; j < n_jobs; ++j) {
+    const MatvecJob& b = jobs[j];
+    bool first = true;
+    for (int i = 0; i < j && first; ++i) first = offsets[i] != offsets[j];
+    if (first) convert_activation(vec_dot_type(b.type), b.x, xbuf.data() + offsets[j], b.n_in);
+    prep[j] = {xbuf.data() + offsets[j], row_bytes(b.type, b.n_in), rows};
+    rows += std::max<int64_t>(b.n_out, 0);
+  }
+  const Prep* pr = prep.data();
+  // Rows [b, e) of the concatenation, job by job, kMaxRows at a time within each job.
+  run_rows(pool, rows, [&](int64_t b, int64_t e, int) {
+    int j = 0;
+    while (j + 1 < n_jobs && pr[j + 1].row0 <= b) ++j;
+    for (; j < n_jobs && pr[j].row0 < e; ++j) {
+      const MatvecJob& jb = jobs[j];
+      const int64_t r0 = std::max(b, pr[j].row0) - pr[j].row0;
+      const int64_t r1 = std::min(e, pr[j].row0 + jb.n_out) - pr[j].row0;
+      const cpu::DotRowsFn dot_rows = t.dot_rows[static_cast<int>(jb.type)];
+      const auto* wb = static_cast<const uint8_t*>(jb.w);
+      for (int64_t r = r0; r < r1; r += cpu::kMaxRows) {
+        const int nr = static_cast<int>(std::min<int64_t>(cpu::kMaxRows, r1 - r));
+        dot_rows(wb + r * pr[j].wrb, pr[j].wrb, nr, pr[j].xq, jb.n_in, jb.y + r);
+      }
+    }
+  });
+}
+
 void matmul(TensorType type, const void* w, int64_t n_in, int64_t n_out, const float* x,
             int64_t n_tokens, float* y, ThreadPool* pool, Precision p) {
   require(type, "matmul");
@@ -424,7 +496,8 @@ void matmul(TensorType type, const void* w, int64_t n_in, int64_t n_out, const f
   const cpu::DotFn dot = t.dot[static_cast<int>(type)];
   const cpu::DotTokFn dot_tok = t.dot_tok[static_cast<int>(type)];
   const cpu::DotRowsFn dot_rows = t.dot_rows[static_cast<int>(type)];
-  if (n_tokens == 1 && dot_rows) {  // decode: each activation block loaded once per 4 rows
+  if (n_tokens == 1 &&
+      dot_rows) {  // decode: each activation block loaded once per cpu::kMaxRows rows
     run_rows(pool, n_out, [&](int64_t b, int64_t e, int) {
       for (int64_t r = b; r < e; r += cpu::kMaxRows) {
         const int nr = static_cast<int>(std::min<int64_t>(cpu::kMaxRows, e - r));

@@ -1,7 +1,8 @@
 // The CPU backend's op set (forward.h) over host memory: the reference and SIMD kernels of
 // engine/kernels and engine/ops. Matrix products go through kernels::matmul (n > 1, prefill) or
 // kernels::matvec (n == 1, decode); MoE groups the tokens routed to each expert and runs one
-// product per expert.
+// product per expert, except in decode, where kernels::matvec_batch runs the gate and up products
+// of all selected experts in one parallel pass and then all their down products in another.
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -173,6 +174,8 @@ class CpuContext final : public ForwardContext {
   }
   void experts(const LayerWeights& L, const float* x, const int32_t* ids, const float* applied,
                int64_t n, int k, float* out) override;
+  void experts_grouped(const LayerWeights& L, const float* x, const int32_t* ids, int64_t n, int k,
+                       int nx);
   void shexp_gate(float* y, const std::vector<float>& gate, const float* x, int64_t n) override {
     const int64_t E = card_.n_embd;
     for (int64_t t = 0; t < n; ++t) {
@@ -216,6 +219,7 @@ class CpuContext final : public ForwardContext {
   std::array<std::vector<float>, static_cast<size_t>(Slot::Count)> bufs_;
   std::vector<int32_t> ids_;
   std::vector<float> probs_, id_floats_, moe_res_, moe_x_, moe_y_;
+  std::vector<kernels::MatvecJob> moe_jobs_;
 };
 
 void CpuContext::store_kv(int il, int64_t cell0, const float* k, const float* v, int64_t n) {
@@ -265,8 +269,66 @@ void CpuContext::experts(const LayerWeights& L, const float* x, const int32_t* i
                          const float* applied, int64_t n, int k, float* out) {
   const int64_t E = card_.n_embd;
   const int nx = static_cast<int>(card_.expert_count);
-  // Group the (token, slot) pairs by expert; one product per expert over its tokens.
   moe_res_.resize(n * k * E);
+  if (n == 1) {
+    // Decode: the gate and up products of all selected experts in one parallel pass (the
+    // activation converted once), then all down products in another. Each row's arithmetic is
+    // the per-expert path's, so the results are identical.
+    const int64_t ff = L.gate_exps.n_out();
+    float* hg = buf(Slot::HGate, k * ff);
+    float* hu = buf(Slot::HUp, k * ff);
+    auto slice = [](const Weight& w, int e) {
+      return w.data + static_cast<uint64_t>(e) * w.ne[1] * w.row_bytes;
+    };
+    auto job = [](const Weight& w, const uint8_t* base, const float* in, float* y) {
+      return kernels::MatvecJob{w.type, base, w.n_in(), w.n_out(), in, y};
+    };
+    // (a negative id is an unused slot of a variable-k policy; as in the grouped path, ids
+    // outside [0, expert_count) select nothing)
+    auto used = [&](int j) { return ids[j] >= 0 && ids[j] < nx; };
+    moe_jobs_.clear();
+    for (int j = 0; j < k; ++j)
+      if (used(j))
+        moe_jobs_.push_back(job(L.gate_exps, slice(L.gate_exps, ids[j]), x, hg + j * ff));
+    const auto n_gate = static_cast<int>(moe_jobs_.size());
+    for (int j = 0; j < k; ++j)
+      if (used(j)) moe_jobs_.push_back(job(L.up_exps, slice(L.up_exps, ids[j]), x, hu + j * ff));
+    const kernels::Precision pg = precision_for(L.gate_exps.type, E, true);
+    const kernels::Precision pu = precision_for(L.up_exps.type, E, true);
+    if (pg == pu) {
+      kernels::matvec_batch(moe_jobs_.data(), 2 * n_gate, &pool_, pg);
+    } else {
+      kernels::matvec_batch(moe_jobs_.data(), n_gate, &pool_, pg);
+      kernels::matvec_batch(moe_jobs_.data() + n_gate, n_gate, &pool_, pu);
+    }
+    moe_jobs_.clear();
+    for (int j = 0; j < k; ++j) {
+      if (!used(j)) continue;
+      glu(hg + j * ff, hu + j * ff, 1, ff);
+      moe_jobs_.push_back(
+          job(L.down_exps, slice(L.down_exps, ids[j]), hg + j * ff, moe_res_.data() + j * E));
+    }
+    kernels::matvec_batch(moe_jobs_.data(), static_cast<int>(moe_jobs_.size()), &pool_,
+                          precision_for(L.down_exps.type, ff, true));
+  } else {
+    experts_grouped(L, x, ids, n, k, nx);
+  }
+  // Weighted sum over the k slots, in slot order.
+  std::fill(out, out + n * E, 0.0f);
+  for (int64_t t = 0; t < n; ++t)
+    for (int j = 0; j < k; ++j) {
+      if (ids[t * k + j] < 0) continue;  // unused slot (variable-k policies)
+      const float wgt = applied[t * k + j];
+      const float* y = moe_res_.data() + (t * k + j) * E;
+      float* o = out + t * E;
+      for (int64_t i = 0; i < E; ++i) o[i] += y[i] * wgt;
+    }
+}
+
+// Prefill: group the (token, slot) pairs by expert; one product per expert over its tokens.
+void CpuContext::experts_grouped(const LayerWeights& L, const float* x, const int32_t* ids,
+                                 int64_t n, int k, int nx) {
+  const int64_t E = card_.n_embd;
   std::vector<int64_t> rows;  // (t * k + slot) routed to the current expert
   for (int e = 0; e < nx; ++e) {
     rows.clear();
@@ -291,16 +353,6 @@ void CpuContext::experts(const LayerWeights& L, const float* x, const int32_t* i
     for (int64_t r = 0; r < m; ++r)
       std::memcpy(moe_res_.data() + rows[r] * E, moe_y_.data() + r * E, E * sizeof(float));
   }
-  // Weighted sum over the k slots, in slot order.
-  std::fill(out, out + n * E, 0.0f);
-  for (int64_t t = 0; t < n; ++t)
-    for (int j = 0; j < k; ++j) {
-      if (ids[t * k + j] < 0) continue;  // unused slot (variable-k policies)
-      const float wgt = applied[t * k + j];
-      const float* y = moe_res_.data() + (t * k + j) * E;
-      float* o = out + t * E;
-      for (int64_t i = 0; i < E; ++i) o[i] += y[i] * wgt;
-    }
 }
 
 }  // namespace

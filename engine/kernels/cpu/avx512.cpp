@@ -56,6 +56,10 @@ float dot_half(const void* wp, const void* xp, int64_t n) {
 // instruction (4 adjacent products per lane, the same grouping as maddubs + madd; no int16
 // saturation can occur for these ranges either way, so the sums are identical).
 struct IdotVnni {
+  static constexpr bool kWideU8 = true;  // int32 accumulation: any u8 x s8 products are exact
+  static __m256i uns_acc(__m256i acc, __m256i u, __m256i y) {
+    return _mm256_dpbusd_epi32(acc, u, y);
+  }
   static __m256i sym(__m256i q, __m256i y) {
     return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(q, q),
                                _mm256_sign_epi8(y, q));

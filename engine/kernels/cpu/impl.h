@@ -21,7 +21,7 @@ inline constexpr int kMaxTok = 4;
 /// matching DotFn (bit-identical).
 using DotRowsFn = void (*)(const uint8_t* w, uint64_t w_stride, int n_rows, const void* x,
                            int64_t n, float* out);
-inline constexpr int kMaxRows = 4;
+inline constexpr int kMaxRows = 8;
 /// Decodes n elements (a multiple of the block size) to F32.
 using DequantFn = void (*)(const void* src, float* dst, int64_t n);
 

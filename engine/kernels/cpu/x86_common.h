@@ -45,9 +45,10 @@ inline __m256i dot_u8_s(__m256i u, __m256i y) {
 /// 32 nibbles of a 16-byte array: low nibbles in bytes 0-15, high nibbles in bytes 16-31
 /// (the element order of Q4_0 / Q4_1 / Q5_x blocks).
 inline __m256i nibbles_32(const uint8_t* qs) {
-  const __m128i b = loadu128(qs);
-  const __m128i m = _mm_set1_epi8(0x0f);
-  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
+  // the 16 bytes in both halves, the upper half shifted right by 4, then the low nibbles
+  const __m256i b = _mm256_broadcastsi128_si256(loadu128(qs));
+  return _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_setr_epi64x(0, 0, 4, 4)),
+                          _mm256_set1_epi8(0x0f));
 }
 /// 0x10 in byte j where bit j of the 32-bit little-endian word at qh is set, else 0.
 inline __m256i bit4_from_bits_32(const uint8_t* qh) {
@@ -78,8 +79,14 @@ inline __m256i scales_8_8(int a, int b) {
 
 /// Signed x signed int8 -> 8 x int32 with AVX2 maddubs (see dot_i8_s).
 struct IdotMaddubs {
+  /// maddubs saturates int16 pair sums: exact only for unsigned operands below 128.
+  static constexpr bool kWideU8 = false;
   static __m256i sym(__m256i q, __m256i y) { return dot_i8_s(q, y); }
   static __m256i uns(__m256i q, __m256i y) { return dot_u8_s(q, y); }
+  /// acc + the int32 lane sums of uns(u, y).
+  static __m256i uns_acc(__m256i acc, __m256i u, __m256i y) {
+    return _mm256_add_epi32(acc, dot_u8_s(u, y));
+  }
 };
 
 struct DecQ8_0 {
@@ -87,12 +94,21 @@ struct DecQ8_0 {
   using XB = el::BlockQ8_0;
   static constexpr bool kMin = false, kUnsigned = false;
   static __m256i dec(const B& b) { return loadu256(b.qs); }
+  // decu: the quants + kOffset as unsigned bytes (kWide: some exceed 127)
+  static constexpr int kOffset = 128;
+  static constexpr bool kWide = true;
+  static __m256i decu(const B& b) {
+    return _mm256_xor_si256(loadu256(b.qs), _mm256_set1_epi8(static_cast<char>(0x80)));
+  }
 };
 struct DecQ4_0 {
   using B = el::BlockQ4_0;
   using XB = el::BlockQ8_0;
   static constexpr bool kMin = false, kUnsigned = false;
   static __m256i dec(const B& b) { return _mm256_sub_epi8(nibbles_32(b.qs), _mm256_set1_epi8(8)); }
+  static constexpr int kOffset = 8;
+  static constexpr bool kWide = false;
+  static __m256i decu(const B& b) { return nibbles_32(b.qs); }
 };
 struct DecQ5_0 {
   using B = el::BlockQ5_0;
@@ -101,6 +117,11 @@ struct DecQ5_0 {
   static __m256i dec(const B& b) {
     return _mm256_sub_epi8(_mm256_or_si256(nibbles_32(b.qs), bit4_from_bits_32(b.qh)),
                            _mm256_set1_epi8(16));
+  }
+  static constexpr int kOffset = 16;
+  static constexpr bool kWide = false;
+  static __m256i decu(const B& b) {
+    return _mm256_or_si256(nibbles_32(b.qs), bit4_from_bits_32(b.qh));
   }
 };
 /// MXFP4: the nibbles index a 16-entry table of twice the E2M1 values (-12..12), so the block
@@ -114,12 +135,22 @@ struct DecMXFP4 {
                                          1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
     return _mm256_shuffle_epi8(lut, nibbles_32(b.qs));
   }
+  static constexpr int kOffset = 12;
+  static constexpr bool kWide = false;
+  static __m256i decu(const B& b) {
+    const __m256i lut = _mm256_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0,
+                                         12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0);
+    return _mm256_shuffle_epi8(lut, nibbles_32(b.qs));
+  }
 };
 struct DecQ4_1 {
   using B = el::BlockQ4_1;
   using XB = el::BlockQ8_1;
   static constexpr bool kMin = true, kUnsigned = true;
   static __m256i dec(const B& b) { return nibbles_32(b.qs); }
+  static constexpr int kOffset = 0;
+  static constexpr bool kWide = false;
+  static __m256i decu(const B& b) { return dec(b); }
 };
 struct DecQ5_1 {
   using B = el::BlockQ5_1;
@@ -128,6 +159,9 @@ struct DecQ5_1 {
   static __m256i dec(const B& b) {
     return _mm256_or_si256(nibbles_32(b.qs), bit4_from_bits_32(b.qh));
   }
+  static constexpr int kOffset = 0;
+  static constexpr bool kWide = false;
+  static __m256i decu(const B& b) { return dec(b); }
 };
 
 /// MXFP4 blocks to F32 with the element code's exact arithmetic (el::dequant): |value| =
@@ -231,9 +265,33 @@ void dot32_rows_n(const uint8_t* wp, uint64_t ws, const void* xp, int64_t n, flo
   __m256 acc[kR];
   float ms[kR];
   for (int r = 0; r < kR; ++r) acc[r] = _mm256_setzero_ps(), ms[r] = 0;
+  // Offset form: the weights as unsigned bytes u = q + kOffset, and sum(q * y) computed as
+  // sum(u * y) - kOffset * sum(y) per int32 lane, the second term once per activation block for
+  // all rows. Integer sums are exact, so the lanes equal idot's and the result is bit-identical
+  // (saves the two sign operations per row and block).
+  constexpr bool kOffsetForm = D::kOffset > 0 && (I::kWideU8 || !D::kWide);
+  // Software prefetch one row group ahead: while block i of rows r..r+kR-1 is used, block i of
+  // rows r+kR..r+2kR-1 (the caller's next group) is fetched, so a whole group is in cache when
+  // its turn comes. kR interleaved streams that restart every group are more than the hardware
+  // prefetcher follows (with n_in 1024 a row is 32 blocks). Past the matrix end this touches
+  // memory that is not read: PREFETCHT0 is a hint and never faults.
   for (int64_t i = 0; i < n / el::QK; ++i) {
     const __m256i y = loadu256(x[i].qs);
     const float dx = el::h2f(x[i].d);
+    if constexpr (kOffsetForm) {
+      const __m256i neg = _mm256_sub_epi32(
+          _mm256_setzero_si256(), I::uns(_mm256_set1_epi8(static_cast<char>(D::kOffset)), y));
+      for (int r = 0; r < kR; ++r)
+        _mm_prefetch(reinterpret_cast<const char*>(w[r] + i) + kR * ws, _MM_HINT_T0);
+      for (int r = 0; r < kR; ++r) {
+        const __m256 d = _mm256_set1_ps(el::w_scale(w[r][i]) * dx);
+        const __m256i s = I::uns_acc(neg, D::decu(w[r][i]), y);
+        acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[r]);
+      }
+      continue;
+    }
+    for (int r = 0; r < kR; ++r)
+      _mm_prefetch(reinterpret_cast<const char*>(w[r] + i) + kR * ws, _MM_HINT_T0);
     for (int r = 0; r < kR; ++r) {
       const __m256 d = _mm256_set1_ps(el::w_scale(w[r][i]) * dx);
       acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(idot<D, I>(D::dec(w[r][i]), y)), acc[r]);
@@ -251,6 +309,14 @@ void dot32_rows_n(const uint8_t* wp, uint64_t ws, const void* xp, int64_t n, flo
 template <class D, class I>
 void dot32_rows(const uint8_t* w, uint64_t ws, int n_rows, const void* x, int64_t n, float* out) {
   switch (n_rows) {
+    case 8:
+      return dot32_rows_n<D, I, 8>(w, ws, x, n, out);
+    case 7:
+      return dot32_rows_n<D, I, 7>(w, ws, x, n, out);
+    case 6:
+      return dot32_rows_n<D, I, 6>(w, ws, x, n, out);
+    case 5:
+      return dot32_rows_n<D, I, 5>(w, ws, x, n, out);
     case 4:
       return dot32_rows_n<D, I, 4>(w, ws, x, n, out);
     case 3:

@@ -589,6 +589,54 @@ class TestKernels : public QObject {
     }
   }
 
+  // matvec_batch (decode through experts: several products, shared activations, threads over
+  // the rows of all jobs) equals one matvec per job bit for bit, at every SIMD level, for 1 and
+  // 2 threads and both precisions; jobs mix weight types, shapes and shared / distinct x.
+  void matvecBatchEqualsMatvec() {
+    ThreadPool one(1), two(2);
+    const Simd saved = kernels::active_simd();
+    const auto types = all_weight_types();
+    for (Simd s : levels()) {
+      kernels::set_simd(s);
+      for (size_t ti = 0; ti < types.size(); ++ti) {
+        const TensorType ta = types[ti], tb = types[(ti + 3) % types.size()];
+        const int64_t n_a = 512, n_b = 256;
+        const int64_t outs[4] = {37, 8, 0, 61};  // odd, one row group, empty, > 2 groups
+        const auto xa = random_floats(n_a, 700), xb = random_floats(n_b, 701);
+        std::vector<std::vector<uint8_t>> w;
+        std::vector<kernels::MatvecJob> jobs;
+        std::vector<std::vector<float>> y(4), ref(4);
+        for (int j = 0; j < 4; ++j) {
+          const bool a = j != 3;  // jobs 0-2 share xa; job 3 has its own x, type and n_in
+          const TensorType t = a ? ta : tb;
+          const int64_t n_in = a ? n_a : n_b;
+          w.push_back(random_rows(t, n_in, std::max<int64_t>(outs[j], 1), 800 + j));
+          y[j].assign(outs[j] + 1, -7.0f);
+          ref[j].assign(outs[j] + 1, -7.0f);
+          jobs.push_back({t, w[j].data(), n_in, outs[j], a ? xa.data() : xb.data(), y[j].data()});
+        }
+        for (auto p : {Precision::GgmlCompatible, Precision::Exact}) {
+          for (ThreadPool* pool : {&one, &two}) {
+            for (int j = 0; j < 4; ++j) {
+              std::fill(y[j].begin(), y[j].end(), -7.0f);
+              kernels::matvec(jobs[j].type, jobs[j].w, jobs[j].n_in, jobs[j].n_out, jobs[j].x,
+                              ref[j].data(), pool, p);
+            }
+            kernels::matvec_batch(jobs.data(), 4, pool, p);
+            for (int j = 0; j < 4; ++j) {
+              QVERIFY2(std::memcmp(y[j].data(), ref[j].data(), y[j].size() * 4) == 0,
+                       qPrintable(QString("%1/%2 %3 job %4")
+                                      .arg(tname(ta), tname(tb), kernels::simd_name(s))
+                                      .arg(j)));
+              QCOMPARE(y[j].back(), -7.0f);  // nothing written past n_out
+            }
+          }
+        }
+      }
+    }
+    kernels::set_simd(saved);
+  }
+
   // GgmlCompatible computes w . x' where x' is the activation rounded to vec_dot_type; Exact
   // computes w . x. So |ggml - exact| <= sum_i |w_i| |x'_i - x_i| (+ float rounding), and
   // |x'_i - x_i| itself is bounded by the format: Q8_0/Q8_1 half a step of amax/127 plus the

@@ -12,6 +12,12 @@
 // against); F32 weights then sum in llamafile tinyBLAS's order, which llama.cpp uses for dense
 // F32 products, and everything else (F32 weights under GgmlCompatible, dequantized rows) in
 // ggml_vec_dot_f32's order (kernels/element/reduce.h).
+//
+// Decode speed (issue #19): matvec runs 8 weight rows per activation block, prefetches the next
+// row group, and for Q4_0 / Q5_0 / MXFP4 (Q8_0 with AVX512-VNNI) forms the exact int32 sums as
+// sum((q + offset) * y) - offset * sum(y); matvec_batch shares activations and threads across
+// products. All of these give the reference kernels' results bit for bit (tested), so there is
+// no separate "exact" kernel switch: the llama.cpp-order arithmetic above is the default.
 #pragma once
 
 #include <cstdint>
@@ -55,6 +61,26 @@ void matmul(gguf::TensorType type, const void* w, int64_t n_in, int64_t n_out, c
             int64_t n_tokens, float* y, ThreadPool* pool, Precision p = Precision::GgmlCompatible);
 
 // ---- Extensions (added by the kernels implementation; the functions above are unchanged) ----
+
+/// One product of matvec_batch: y = W · x. W: type [n_in, n_out] starting at w; x: F32 [n_in];
+/// y: F32 [n_out].
+struct MatvecJob {
+  gguf::TensorType type;
+  const void* w;
+  int64_t n_in;
+  int64_t n_out;
+  const float* x;
+  float* y;
+};
+
+/// Several independent matvecs in one parallel pass (decode through a mixture of experts: the
+/// gate and up products of all selected experts, then their down products). Each distinct
+/// (x, activation format) is converted once and shared by the jobs that use it, and the pool's
+/// threads split the rows of all jobs together instead of job by job. Every y equals matvec's
+/// bit for bit (the same per-row kernels). y must not alias any x. Precision::Exact runs the
+/// jobs one after another through matvec.
+void matvec_batch(const MatvecJob* jobs, int n_jobs, ThreadPool* pool,
+                  Precision p = Precision::GgmlCompatible);
 
 /// SIMD levels of the CPU kernels. Avx2 needs AVX2+FMA+F16C; Avx512 needs AVX-512 F/BW/VL/DQ.
 enum class Simd { Scalar = 0, Avx2 = 1, Avx512 = 2 };
