@@ -304,12 +304,16 @@ void CpuContext::experts(const LayerWeights& L, const float* x, const int32_t* i
     moe_jobs_.clear();
     for (int j = 0; j < k; ++j) {
       if (!used(j)) continue;
+      add_expert_bias(L.gate_exps_b, ids[j], hg + j * ff, 1, ff);  // gpt-oss's expert biases
+      add_expert_bias(L.up_exps_b, ids[j], hu + j * ff, 1, ff);
       glu(hg + j * ff, hu + j * ff, 1, ff);
       moe_jobs_.push_back(
           job(L.down_exps, slice(L.down_exps, ids[j]), hg + j * ff, moe_res_.data() + j * E));
     }
     kernels::matvec_batch(moe_jobs_.data(), static_cast<int>(moe_jobs_.size()), &pool_,
                           precision_for(L.down_exps.type, ff, true));
+    for (int j = 0; j < k; ++j)
+      if (used(j)) add_expert_bias(L.down_exps_b, ids[j], moe_res_.data() + j * E, 1, E);
   } else {
     experts_grouped(L, x, ids, n, k, nx);
   }
