@@ -102,9 +102,6 @@ class CpuContext final : public ForwardContext {
     for (int64_t t = 0; t < n; ++t)
       for (int64_t i = 0; i < w; ++i) x[t * w + i] += b[i];
   }
-  void rope(float* x, int64_t n, int n_head) override {
-    ops::rope(x, n, n_head, static_cast<int>(card_.head_dim), pos_.data(), cfg_.rope);
-  }
   void rope_hd(float* x, int64_t n, int n_head, int head_dim) override {
     ops::rope(x, n, n_head, head_dim, pos_.data(), cfg_.rope);
   }

@@ -105,11 +105,14 @@ class ForwardContext : public ContextBase {
   virtual void linear(const Weight& w, const float* x, int64_t n, float* y) = 0;
   /// x F32 [n, b.size()] += b per row.
   virtual void add_bias(float* x, const std::vector<float>& b, int64_t n) = 0;
-  /// RoPE (Su et al. 2021, arXiv:2104.09864) with cfg_.rope at the batch's positions, in place
-  /// on x F32 [n, n_head, head_dim].
-  virtual void rope(float* x, int64_t n, int n_head) = 0;
-  /// RoPE as rope() on x F32 [n, n_head, head_dim] with the given head size (MLA's rope part).
+  /// RoPE (Su et al. 2021, arXiv:2104.09864) with cfg_.rope (incl. YaRN) at the batch's
+  /// positions, in place on x F32 [n, n_head, head_dim] (head_dim: MLA's rope part or the
+  /// model's head_dim).
   virtual void rope_hd(float* x, int64_t n, int n_head, int head_dim) = 0;
+  /// rope_hd with the model's head_dim.
+  void rope(float* x, int64_t n, int n_head) {
+    rope_hd(x, n, n_head, static_cast<int>(card_.head_dim));
+  }
   /// dst[r * dst_stride + i] = src[r * src_stride + i] for r < rows, i < width (strided copy of
   /// F32 rows; the ranges must not overlap).
   virtual void copy_2d(const float* src, int64_t src_stride, float* dst, int64_t dst_stride,

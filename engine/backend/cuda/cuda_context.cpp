@@ -439,17 +439,6 @@ class CudaContext final : public models::ForwardContext {
   void add_bias(float* x, const std::vector<float>& b, int64_t n) override {
     cuda::add_bias(x, model_->vec(b), n, static_cast<int64_t>(b.size()), stream_);
   }
-  void rope(float* x, int64_t n, int n_head) override {
-    const int32_t* pos_d = pos_d_.get<int32_t>(n, stream_, "positions");
-    const int rope_type =
-        cfg_.rope.type == ops::RopeType::Neox ? ops::element::kRopeNeox : ops::element::kRopeNorm;
-    cuda::RopeYarnArgs yarn;
-    yarn.ext_factor = cfg_.rope.ext_factor;
-    yarn.mscale = cfg_.rope.attn_factor;
-    ops::rope_yarn_corr_dims(cfg_.rope, &yarn.corr_low, &yarn.corr_high);
-    cuda::rope(x, n, n_head, static_cast<int>(card_.head_dim), pos_d, cfg_.rope.n_rot,
-               cfg_.rope.freq_base, cfg_.rope.freq_scale, rope_type, stream_, yarn);
-  }
   void scale(float* x, float s, int64_t count) override { cuda::scale(x, s, count, stream_); }
   void softcap(float* x, float cap, int64_t count) override {
     cuda::softcap(x, cap, count, stream_);
