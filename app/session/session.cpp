@@ -203,7 +203,11 @@ std::vector<double> chunk_perplexities(const std::vector<double>& running) {
 
 RoutingRecorder::RoutingRecorder(Context& ctx, bool probs, bool attention)
     : ctx_(ctx), probs_(probs), attention_(attention) {
-  std::vector<std::string> names = {"ffn_moe_topk", "ffn_moe_weights"};
+  // The mixing weights are the last weight stage the layer emits (forward.cpp): the router's
+  // probabilities of the selected experts (ffn_moe_weights), then - where the architecture
+  // transforms them - renormalised, scaled, or (gpt-oss) the softmax over the selected.
+  std::vector<std::string> names = {"ffn_moe_topk", "ffn_moe_weights", "ffn_moe_weights_norm",
+                                    "ffn_moe_weights_scaled", "ffn_moe_weights_softmax"};
   if (probs) names.push_back("ffn_moe_probs");
   observer_ = [this](const Observation& o) {
     if (o.layer < 0) return;
@@ -239,8 +243,9 @@ RoutingRecorder::RoutingRecorder(Context& ctx, bool probs, bool attention)
     Layer& l = layers_[o.layer];
     if (o.name == "ffn_moe_topk")
       l.ids.assign(row.begin(), row.end());
-    else if (o.name == "ffn_moe_weights")
-      l.weights.assign(row.begin(), row.end());
+    else if (o.name == "ffn_moe_weights" || o.name == "ffn_moe_weights_norm" ||
+             o.name == "ffn_moe_weights_scaled" || o.name == "ffn_moe_weights_softmax")
+      l.weights.assign(row.begin(), row.end());  // a later stage replaces an earlier one
     else if (o.name == "ffn_moe_probs")
       l.probs.assign(row.begin(), row.end());
   };

@@ -241,7 +241,9 @@ class TestSessionCli : public QObject {
             (o.name == "ffn_moe_topk" ? topk : weights)[{o.pos0 + r, o.layer}] = row;
           }
         },
-        {"ffn_moe_topk", "ffn_moe_weights"});
+        // Mixtral renormalises its top-2 probabilities: the mixing weights stored are
+        // ffn_moe_weights_norm (the weights applied), not the router's ffn_moe_weights.
+        {"ffn_moe_topk", "ffn_moe_weights_norm"});
     GenerateParams gp;
     gp.prompt = "Once upon a time";
     gp.max_tokens = 8;
@@ -259,6 +261,7 @@ class TestSessionCli : public QObject {
         QCOMPARE(static_cast<float>(rec.experts[s]), ids[s]);
         QCOMPARE(rec.weights[s], w[s]);
       }
+      QVERIFY(std::fabs(rec.weights[0] + rec.weights[1] - 1.0f) < 1e-6f);
     }
   }
 

@@ -140,7 +140,8 @@ storage::NextTokenDist top_next_tokens(std::span<const float> logits, size_t top
 /// P_c the running perplexity after c chunks; returns exp of that per chunk.
 std::vector<double> chunk_perplexities(const std::vector<double>& running_ppl);
 
-/// Collects the MoE routing of a Context through its observer (ffn_moe_topk, ffn_moe_weights and,
+/// Collects the MoE routing of a Context through its observer (ffn_moe_topk, the mixing weights
+/// applied - the last of ffn_moe_weights / _norm / _scaled / _softmax the layer emits - and,
 /// with `probs`, ffn_moe_probs). Keeps, per layer, the LAST row of the last evaluation (the token
 /// whose logits are next sampled). Expert ids < 0 (unused slots of variable-k policies) are
 /// dropped. Installs the observer on construction and removes it on destruction.
