@@ -205,8 +205,9 @@ class CpuContext final : public ForwardContext {
     for (uint32_t il = 0; il < card_.n_layer; ++il) {
       std::memmove(k_cache_[il].data() + dst * k_row, k_cache_[il].data() + src * k_row,
                    count * k_row);
-      std::memmove(v_cache_[il].data() + dst * v_row, v_cache_[il].data() + src * v_row,
-                   count * v_row);
+      if (v_row)  // MLA keeps V inside the K rows: no V cache
+        std::memmove(v_cache_[il].data() + dst * v_row, v_cache_[il].data() + src * v_row,
+                     count * v_row);
     }
   }
 
