@@ -8,7 +8,7 @@
 #   bench/serve/serve_load.sh BUILD_DIR MODEL.gguf [REQUESTS] [MAX_TOKENS] [PARALLEL]
 #
 # BUILD_DIR holds app/moelab-cli (e.g. build/default); MODEL: a GGUF file, e.g. the fixture
-# /work/shared/fixtures/models/mixtral-moe/mixtral-moe.F32.gguf. PARALLEL generators (default 2),
+# ../shared/fixtures/models/mixtral-moe/mixtral-moe.F32.gguf. PARALLEL generators (default 2),
 # a queue of 16, so concurrency 8 queues requests rather than refusing them.
 set -euo pipefail
 usage() { echo "usage: $0 BUILD_DIR MODEL.gguf [REQUESTS] [MAX_TOKENS] [PARALLEL]" >&2; exit 2; }
