@@ -86,6 +86,20 @@ bool same_bits(const Run& a, const Run& b) {
   return true;
 }
 
+// Greedy decoding of `steps` tokens through hub (observing ctx) and, in lockstep, on ref:
+// every step's logits must be identical bit for bit (an evicting context against the
+// local-global policy over a full cache that masks the same keys).
+void greedy_in_lockstep(ProbeHub& hub, Context& ctx, Context& ref, int steps) {
+  int32_t tok = 5;
+  for (int s = 0; s < steps; ++s) {
+    const auto a = ctx.logits(), b = ref.logits();
+    QVERIFY2(std::memcmp(a.data(), b.data(), a.size() * 4) == 0, qPrintable(QString::number(s)));
+    tok = static_cast<int32_t>(std::max_element(a.begin(), a.end()) - a.begin());
+    hub.eval({&tok, 1});
+    ref.eval({&tok, 1});
+  }
+}
+
 }  // namespace
 
 class TestProbes : public QObject {
@@ -568,14 +582,8 @@ class TestProbes : public QObject {
     hub.add(ap);
     hub.eval(prompt);
     ref->eval(prompt);
-    int32_t tok = 5;
-    for (int s = 0; s < 60; ++s) {
-      const auto a = ctx->logits(), b = ref->logits();
-      QVERIFY2(std::memcmp(a.data(), b.data(), a.size() * 4) == 0, qPrintable(QString::number(s)));
-      tok = static_cast<int32_t>(std::max_element(a.begin(), a.end()) - a.begin());
-      hub.eval({&tok, 1});
-      ref->eval({&tok, 1});
-    }
+    greedy_in_lockstep(hub, *ctx, *ref, 60);
+    if (QTest::currentTestFailed()) return;
     QCOMPARE(ctx->n_past(), 70u);
     QVERIFY(ctx->policy_stats().evicted > 0);
     const AttentionRow& last = ap->rows().back();
@@ -624,14 +632,8 @@ class TestProbes : public QObject {
     hub.add(ap);
     hub.eval(prompt);
     ref->eval(prompt);
-    int32_t tok = 5;
-    for (int s = 0; s < 50; ++s) {
-      const auto a = ctx->logits(), b = ref->logits();
-      QVERIFY2(std::memcmp(a.data(), b.data(), a.size() * 4) == 0, qPrintable(QString::number(s)));
-      tok = static_cast<int32_t>(std::max_element(a.begin(), a.end()) - a.begin());
-      hub.eval({&tok, 1});
-      ref->eval({&tok, 1});
-    }
+    greedy_in_lockstep(hub, *ctx, *ref, 50);
+    if (QTest::currentTestFailed()) return;
     QVERIFY(ctx->policy_stats().evicted > 0);
     int rows_after_eviction = 0;
     for (const AttentionRow& r : ap->rows()) {
