@@ -213,43 +213,16 @@ void MainWindow::build(const Options& options) {
                            .arg(QApplication::applicationVersion(), backends));
   });
 
-  // Status bar.
-  auto addField = [this](const QString& name, const QString& text, const QString& tip) {
-    auto* l = new QLabel(text, this);
-    l->setObjectName("status_" + name);
-    l->setToolTip(tip);
-    statusBar()->addPermanentWidget(l);
-    status_[name] = l;
-  };
-  addField("backend", tr("CPU"), tr("Compute backend and device the runs use"));
-  updateBackendState();
+  // Status bar: the fields, the power field following the power monitor.
+  status_ = new StatusFields(statusBar());
   connect(run_, &RunPanel::backendChanged, this, &MainWindow::onBackendChanged);
-  addField("threads", tr("%1 threads").arg(run_->threadsBox()->value()),
-           tr("CPU threads of the forward pass"));
-  addField("memory", tr("model: –"), tr("Weights plus KV cache of the loaded model (MiB)"));
-  addField("tps", tr("– tok/s"),
-           tr("Decode rate of the last run after its first token (tokens/s)"));
-  addField("ttft", tr("TTFT –"),
-           tr("Time to first token of the last run: prompt prefill plus first "
-              "sampling (ms)"));
+  connect(run_->threadsBox(), &QSpinBox::valueChanged, status_,
+          [this](int n) { status_->setThreads(n); });
+  updateBackendState();
   power_ = new PowerMonitor(powercapRoot(options).toStdString(), this);
-  if (power_->meter().available())
-    addField("power", tr("power: – W"),
-             tr("Power draw during generation (W) and energy per generated token of the last "
-                "run: J/token as stored (decode energy / decode tokens, the j_per_token every "
-                "report and Compare show), else the run's joules; sensor %1: %2")
-                 .arg(QString::fromStdString(power_->meter().name()),
-                      QString::fromStdString(power_->meter().resolution())));
-  else
-    addField("power", tr("power: no sensor"),
-             tr("No power or energy is shown: %1")
-                 .arg(QString::fromStdString(power_->meter().unavailable_reason())));
+  status_->followPower(power_);
   if (!power_->available()) publishPower();  // the Power page says why from the start
-  connect(power_, &PowerMonitor::sampled, this,
-          [this](double w) { status_["power"]->setText(tr("power: %1 W").arg(w, 0, 'f', 1)); });
   connect(power_, &PowerMonitor::traceChanged, this, &MainWindow::publishPower);
-  connect(run_->threadsBox(), &QSpinBox::valueChanged, this,
-          [this](int n) { status_["threads"]->setText(tr("%1 threads").arg(n)); });
 
   // Model loading.
   connect(model_->dropZone(), &DropZone::fileDropped, this, [this](const QString& path, int n) {
@@ -301,8 +274,7 @@ void MainWindow::build(const Options& options) {
         loaded_ = {path, modelName_, modelBackend_, card_};
         const auto& c = m->card();
         const uint64_t n_ctx = run_->settings().context_for(c.context_length);
-        status_["memory"]->setText(
-            tr("model %1 MiB").arg(double(c.memory_estimate(n_ctx, 4)) / 1048576.0, 0, 'f', 1));
+        status_->setModelMemory(double(c.memory_estimate(n_ctx, 4)) / 1048576.0);
         run_->setChatAvailable(m->tokenizer() && !m->tokenizer()->chat_template().empty());
         run_->setModelShape(int(c.n_layer), int(c.expert_count), int(c.expert_used_count));
         run_->setAutoContext(c.context_length);
@@ -373,71 +345,63 @@ void MainWindow::build(const Options& options) {
 #endif
     emit runStarted(id);
   });
-  connect(runner_, &RunController::finished, this,
-          [this](std::shared_ptr<const moelab::lab::RecordedRun> r) {
-            drainFeed();
-            drain_.stop();
-            if (r->run_id > 0) lastRun_ = r->run_id;
-            if (!remoteRun_) power_->finish(int(r->result.tokens.size()));
-            // The run's total; the stored decode J/token replaces it once the run is stored.
-            if (const auto& pt = power_->trace(); pt.joules && !remoteRun_)
-              status_["power"]->setText(tr("power: %1 J this run").arg(*pt.joules, 0, 'g', 3));
-            run_->setRunning(false);
-            const quint64 dropped = runner_->feed().dropped();
-            if (dropped > 0 && store_)
-              output_->showStoredRun(*store_, r->run_id, card_ ? int(card_->expert_count) : 0);
-            output_->setDropped(dropped);
-            // A remote run's routed experts came with its end: tint its tokens from the store.
-            if (remoteRun_ && r->run_id > 0 && store_) showStoredOutput(r->run_id);
-            // TTFT and decode tokens/s: one definition (compare::latency_figures of the stored
-            // tokens), the figures of the Latency view, Compare and the reports.
-            double ttft = r->result.ttft_ms, tps = r->result.tokens_per_s;
-            if (r->run_id > 0 && store_) {
-              try {
-                const auto f = moelab::compare::latency_figures(store_->tokens(r->run_id));
-                ttft = f.ttft_ms.value_or(0.0);
-                tps = f.decode_tokens_per_s.value_or(0.0);
-              } catch (const std::exception&) {
-              }
-            }
-            status_["tps"]->setText(tr("%1 tok/s").arg(tps, 0, 'f', 1));
-            status_["ttft"]->setText(tr("TTFT %1 ms").arg(ttft, 0, 'f', 1));
-            const QString how = QString::fromLatin1(st::status_name(r->status));
-            run_->setRunError(
-                r->status == st::RunStatus::Failed
-                    ? tr("Run #%1 failed: %2").arg(r->run_id).arg(QString::fromStdString(r->error))
-                    : QString());
-            if (r->status == st::RunStatus::Failed)
-              say(tr("Run #%1 failed: %2").arg(r->run_id).arg(QString::fromStdString(r->error)));
-            else
-              say(tr("Run #%1 %2: %3 tokens, %4 tok/s, stored in \"%5\"")
-                      .arg(r->run_id)
-                      .arg(how)
-                      .arg(r->result.tokens.size())
-                      .arg(tps, 0, 'f', 1)
-                      .arg(session_));
-            // The Sessions list re-selects its run while refreshing: that is not the user
-            // choosing another run, so the Output pane keeps the run that just ended.
-            refreshingSessions_ = true;
-            sessions_->refresh();
-            refreshingSessions_ = false;
-            compare_->refreshRuns();
-            if (r->run_id > 0 && store_) {
-              // One figure under one label: the stored j_per_token (decode energy / decode
-              // tokens), as reports and Compare show it.
-              for (const auto& m : store_->metrics(r->run_id))
-                if (m.key == "j_per_token")
-                  status_["power"]->setText(tr("power: %1 J/token").arg(m.value, 0, 'g', 3));
+  connect(
+      runner_, &RunController::finished, this,
+      [this](std::shared_ptr<const moelab::lab::RecordedRun> r) {
+        drainFeed();
+        drain_.stop();
+        if (r->run_id > 0) lastRun_ = r->run_id;
+        // J/token from the session's energy accounting of the run: the stored j_per_token.
+        if (!remoteRun_)
+          power_->finish(int(r->result.tokens.size()), r->energy ? &*r->energy : nullptr);
+        run_->setRunning(false);
+        const quint64 dropped = runner_->feed().dropped();
+        if (dropped > 0 && store_)
+          output_->showStoredRun(*store_, r->run_id, card_ ? int(card_->expert_count) : 0);
+        output_->setDropped(dropped);
+        // A remote run's routed experts came with its end: tint its tokens from the store.
+        if (remoteRun_ && r->run_id > 0 && store_) showStoredOutput(r->run_id);
+        // TTFT and decode tokens/s: one definition (compare::latency_figures of the stored
+        // tokens), the figures of the Latency view, Compare and the reports.
+        double tps = r->result.tokens_per_s;
+        status_->setRunFigures(r->result.ttft_ms, tps);
+        if (r->run_id > 0 && store_) {
+          try {
+            tps =
+                status_->setRunFigures(store_->tokens(r->run_id)).decode_tokens_per_s.value_or(0.0);
+          } catch (const std::exception&) {
+          }
+        }
+        const QString how = QString::fromLatin1(st::status_name(r->status));
+        run_->setRunError(
+            r->status == st::RunStatus::Failed
+                ? tr("Run #%1 failed: %2").arg(r->run_id).arg(QString::fromStdString(r->error))
+                : QString());
+        if (r->status == st::RunStatus::Failed)
+          say(tr("Run #%1 failed: %2").arg(r->run_id).arg(QString::fromStdString(r->error)));
+        else
+          say(tr("Run #%1 %2: %3 tokens, %4 tok/s, stored in \"%5\"")
+                  .arg(r->run_id)
+                  .arg(how)
+                  .arg(r->result.tokens.size())
+                  .arg(tps, 0, 'f', 1)
+                  .arg(session_));
+        // The Sessions list re-selects its run while refreshing: that is not the user
+        // choosing another run, so the Output pane keeps the run that just ended.
+        refreshingSessions_ = true;
+        sessions_->refresh();
+        refreshingSessions_ = false;
+        compare_->refreshRuns();
+        if (r->run_id > 0 && store_) {
 #ifdef MOELAB_HAVE_VIEWS_PANEL
-              storeOpBreakdown(r->run_id);
-              openRunInViews(r->run_id);
-              // The run just made keeps the power the meter sampled while it ran.
-              if (!remoteRun_ && power_->available() && !power_->trace().watts.empty())
-                publishPower();
+          storeOpBreakdown(r->run_id);
+          openRunInViews(r->run_id);
+          // The run just made keeps the power the meter sampled while it ran.
+          if (!remoteRun_ && power_->available() && !power_->trace().watts.empty()) publishPower();
 #endif
-            }
-            emit runFinished(r->run_id);
-          });
+        }
+        emit runFinished(r->run_id);
+      });
   connect(runner_, &RunController::failed, this, [this](const QString& msg) {
     drain_.stop();
     power_->stop();
@@ -558,7 +522,7 @@ QDockWidget* MainWindow::dock(const QString& name) const {
   return docks_.value(name);
 }
 QLabel* MainWindow::statusField(const QString& name) const {
-  return status_.value(name);
+  return status_->field(name);
 }
 
 void MainWindow::say(const QString& text, int ms) {
@@ -641,30 +605,23 @@ QString MainWindow::updateBackendState() {
   if (const auto ep = run_->remoteEndpoint()) {
     const QString line = tr("remote endpoint %1").arg(ep->describe());
     run_->setBackendState(line, false);
-    if (QLabel* field = status_.value("backend")) {
-      field->setText(tr("remote: %1").arg(ep->name));
-      field->setToolTip(tr("Runs go to %1").arg(line));
-    }
-    if (QLabel* t = status_.value("threads")) t->setText(tr("threads: the server's"));
+    status_->setBackend(tr("remote: %1").arg(ep->name), tr("Runs go to %1").arg(line));
+    status_->setThreadsRemote();
     return line;
   }
-  if (QLabel* t = status_.value("threads"))
-    t->setText(tr("%1 threads").arg(run_->threadsBox()->value()));
+  status_->setThreads(run_->threadsBox()->value());
   const std::string requested = run_->backend().toStdString();
   const bool loaded = runner_->hasModel() && !modelBackend_.isEmpty();
   const std::string used = loaded ? moelab::lab::run_backend(requested, modelBackend_.toStdString())
                                   : moelab::lab::load_backend_for(requested);
   const QString line = QString::fromStdString(moelab::lab::backend_line(used, requested));
   run_->setBackendState(line, loaded);
-  if (QLabel* field = status_.value("backend")) {
-    QString text = used == "cuda" ? tr("CUDA") : tr("CPU");
-    for (const auto& b : moelab::probe_backends())
-      if (b.name == used && !b.detail.empty())
-        text = tr("%1: %2").arg(used == "cuda" ? tr("CUDA") : tr("CPU"),
-                                QString::fromStdString(b.detail));
-    field->setText(text);
-    field->setToolTip(tr("Compute backend and device the runs use: %1").arg(line));
-  }
+  QString text = used == "cuda" ? tr("CUDA") : tr("CPU");
+  for (const auto& b : moelab::probe_backends())
+    if (b.name == used && !b.detail.empty())
+      text = tr("%1: %2").arg(used == "cuda" ? tr("CUDA") : tr("CPU"),
+                              QString::fromStdString(b.detail));
+  status_->setBackend(text, tr("Compute backend and device the runs use: %1").arg(line));
   return line;
 }
 
@@ -792,10 +749,8 @@ void MainWindow::startRun() {
   docks_["output"]->raise();
   if (!runner_->start(s, session_)) return;
   power_->start();
-  if (power_->available()) status_["power"]->setText(tr("power: – W"));
   run_->setRunning(true);
-  status_["tps"]->setText(tr("– tok/s"));
-  status_["ttft"]->setText(tr("TTFT –"));
+  status_->clearRunFigures();
   say(tr("Running…"));
   drain_.start();
 }
@@ -1210,7 +1165,7 @@ void MainWindow::drainFeed() {
     int n = 0;
     for (const auto& t : items)
       if (t.index > 0) us += double(t.latency_us), ++n;
-    if (n > 0 && us > 0) status_["tps"]->setText(tr("%1 tok/s").arg(1e6 * n / us, 0, 'f', 1));
+    if (n > 0 && us > 0) status_->setLiveRate(1e6 * n / us);
   }
 }
 

@@ -27,6 +27,7 @@
 #include "run_controller.h"
 #include "run_panel.h"
 #include "sessions_panel.h"
+#include "status_fields.h"
 
 namespace moelab::storage {
 class Store;
@@ -245,7 +246,7 @@ class MainWindow : public QMainWindow {
   QTimer drain_;
   QMenu* recentMenu_ = nullptr;
   QString lastMessage_;
-  QMap<QString, QLabel*> status_;
+  StatusFields* status_ = nullptr;
   QMap<QString, QDockWidget*> docks_;
   qint64 liveRun_ = 0;
   qint64 lastRun_ = 0;      // last finished run
