@@ -1,16 +1,21 @@
 // The main window's parts on their own (offscreen, no model): the PowerMonitor's J/token is the
 // session's energy accounting's figure for the same samples (session::RunEnergy over a fake
 // meter) and "no sensor" is said without one; StatusFields shows the one TTFT / decode tokens/s
-// definition of the stored tokens; ComparePanel::selection() names run A and the baseline B.
+// definition of the stored tokens; ComparePanel::selection() names run A and the baseline B;
+// add_live_tokens() puts the live run's tokens into the views' RunViewData.
 #include <QSignalSpy>
 #include <QStatusBar>
 #include <QtTest>
 #include <memory>
 
 #include "compare_panel.h"
+#include "lab_run.h"
 #include "moelab/session/energy.h"
 #include "moelab/storage/store.h"
 #include "power_monitor.h"
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+#include "run_feed.h"
+#endif
 #include "status_fields.h"
 #include "test_support.h"
 
@@ -171,6 +176,49 @@ class TestGuiParts : public QObject {
     f.setPowerRemote();
     QCOMPARE(f.field("power")->text(), QString("power: not available from this engine"));
   }
+
+#ifdef MOELAB_HAVE_VIEWS_PANEL
+  void liveTokensIntoTheFeed() {
+    // Two layers, 4 experts; token 0 routes to {1, 3} at layer 1 and brings the prompt's
+    // attention; token 1 routes to {3}; a closing text-only event adds nothing.
+    moelab::lab::RunViewData feed(5, 2, 4);
+    std::vector<moelab::lab::LiveToken> items(3);
+    items[0].index = 0;
+    items[0].piece = "The";
+    items[0].latency_us = 900;
+    items[0].experts = {{}, {1, 3}};
+    items[0].weights = {{}, {0.75f, 0.25f}};
+    st::AttentionSnapshot a;
+    a.layer = 1;
+    a.head = -1;  // the head mean, as the recorder stores it
+    a.shape = {2, 2};
+    a.data = {1.0f, 0.0f, 0.5f, 0.5f};
+    items[0].attention = {a};
+    items[0].prompt_text = {"Hi", "!"};
+    items[1].index = 1;
+    items[1].piece = " end";
+    items[1].latency_us = 100;
+    items[1].experts = {{}, {3}};
+    items[1].op_us.assign(size_t(3) * moelab::lab::RunViewData::OpBreakdown::kOps, 2.0);
+    items[1].decode_steps = 1;
+    items[2].index = -1;
+    items[2].piece = "";
+    const auto added = moelab::lab::add_live_tokens(feed, items);
+    QVERIFY(added.tokens && added.attention);
+    QCOMPARE(feed.n_tokens(), 2);
+    QCOMPARE(feed.token_text(), (std::vector<std::string>{"The", " end"}));
+    QCOMPARE(feed.tokens_of_expert(1, 3), (std::vector<int64_t>{0, 1}));
+    QCOMPARE(feed.tokens_of_expert(1, 1), (std::vector<int64_t>{0}));
+    QVERIFY(feed.tokens_of_expert(0, 3).empty());
+    QCOMPARE(feed.attention_layers(), (std::vector<int>{1}));
+    QCOMPARE(feed.op_breakdown().decode_steps, int64_t(1));
+    QCOMPARE(feed.op_breakdown().n_layer, 2);
+    // Only the closing event: nothing added.
+    const auto none = moelab::lab::add_live_tokens(feed, {items[2]});
+    QVERIFY(!none.tokens && !none.attention);
+    QCOMPARE(feed.n_tokens(), 2);
+  }
+#endif
 
   void compareSelection() {
     const QString db = moelab::test::temp_dir("gui_parts_compare") + "/runs.db";
