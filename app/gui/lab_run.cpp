@@ -217,9 +217,11 @@ RecordedRun record_generation(Generator& gen, const RunSettings& settings_in,
     out.status = storage::RunStatus::Failed;
     out.error = e.what();
     out.routing_records = static_cast<uint64_t>(rec.routing_recorded());
+    out.energy = energy.finish();
     return out;
   }
   out.routing_records = static_cast<uint64_t>(rec.routing_recorded());
+  out.energy = energy.finish();
   out.status = out.result.stop_reason == StopReason::Cancelled ? storage::RunStatus::Cancelled
                                                                : storage::RunStatus::Complete;
   return out;

@@ -12,12 +12,14 @@
 #include <cstdint>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "moelab/runtime/generator.h"
 #include "moelab/session/session.h"
 #include "moelab/storage/writer.h"
+#include "moelab/telemetry/power.h"
 
 namespace moelab::lab {
 
@@ -85,6 +87,10 @@ struct RecordedRun {
   GenerateResult result;
   nlohmann::json config;
   uint64_t routing_records = 0;
+  /// The session's energy accounting of the run (session::RunEnergy's report: phases prefill /
+  /// decode with joules and tokens; available == false without a sensor). nullopt for a remote
+  /// run. Its figures (session::total_energy_j, decode_j_per_token) are the stored ones.
+  std::optional<EnergyReport> energy;
 };
 
 /// One entry of the Run panel's backend choice.

@@ -27,6 +27,7 @@
 #include "run_controller.h"
 #include "run_panel.h"
 #include "sessions_panel.h"
+#include "status_fields.h"
 
 namespace moelab::storage {
 class Store;
@@ -169,6 +170,15 @@ class MainWindow : public QMainWindow {
 
  private:
   void build(const Options& options);
+  /// The docks around the views (main_window_docks.cpp) and the saved layout, restored last.
+  void buildDocks();
+  void restoreWindowLayout();
+  /// The File / Run / View / Help menus (main_window_actions.cpp).
+  void buildMenus();
+  /// ModelLoader's signals -> the Model and Run panels (main_window_model.cpp).
+  void connectLoader();
+  /// The views panel's requests (pickers, a clicked expert) -> the feed (main_window_views.cpp).
+  void connectViews();
   void chooseFile();
   void handleDrop(const QList<QUrl>& urls);
   void say(const QString& text, int ms = 0);
@@ -245,7 +255,7 @@ class MainWindow : public QMainWindow {
   QTimer drain_;
   QMenu* recentMenu_ = nullptr;
   QString lastMessage_;
-  QMap<QString, QLabel*> status_;
+  StatusFields* status_ = nullptr;
   QMap<QString, QDockWidget*> docks_;
   qint64 liveRun_ = 0;
   qint64 lastRun_ = 0;      // last finished run

@@ -60,9 +60,8 @@ void MainWindow::startRemoteRun() {
   docks_["output"]->raise();
   if (!runner_->startRemote(spec, session_)) return;
   run_->setRunning(true);
-  status_["tps"]->setText(tr("– tok/s"));
-  status_["ttft"]->setText(tr("TTFT –"));
-  status_["power"]->setText(tr("power: not available from this engine"));
+  status_->clearRunFigures();
+  status_->setPowerRemote();
   say(tr("Running on %1…").arg(ep->describe()));
   drain_.start();
 }

@@ -6,6 +6,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "lab_run.h"
 #include "moelab/compare/compare.h"
 #include "moelab/core/error.h"
 #include "moelab/model/model.h"
@@ -294,6 +295,31 @@ views::PowerSeries RunViewData::power(const std::string& no_sensor_reason) const
     p.n_tokens = n_tokens();
   }
   return p;
+}
+
+LiveTokensAdded add_live_tokens(RunViewData& feed, const std::vector<LiveToken>& items) {
+  LiveTokensAdded added;
+  for (const auto& t : items) {
+    if (t.index < 0) continue;
+    added.tokens = true;
+    feed.add_token(t.index, t.piece, t.latency_us);
+    for (size_t l = 0; l < t.experts.size(); ++l) {
+      if (t.experts[l].empty()) continue;
+      storage::RoutingRecord r;
+      r.position = t.index;
+      r.layer = static_cast<int32_t>(l);
+      r.experts = t.experts[l];
+      r.weights = l < t.weights.size() ? t.weights[l] : std::vector<float>{};
+      r.probs = l < t.probs.size() ? t.probs[l] : std::vector<float>{};
+      feed.add_routing(r);
+    }
+    if (!t.attention.empty()) {
+      feed.set_attention(t.attention, t.prompt_text);
+      added.attention = true;
+    }
+    if (!t.op_us.empty()) feed.set_op_breakdown({feed.n_layer(), t.decode_steps, t.op_us});
+  }
+  return added;
 }
 
 }  // namespace moelab::lab

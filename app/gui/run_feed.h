@@ -23,6 +23,8 @@ class Store;
 
 namespace moelab::lab {
 
+struct LiveToken;  // lab_run.h
+
 class RunViewData {
  public:
   /// Per layer / op wall time of the decode steps (single-token evaluations): summed µs per
@@ -125,5 +127,18 @@ class RunViewData {
   std::vector<std::string> prompt_text_;
   OpBreakdown ops_;
 };
+
+/// What add_live_tokens() added: any generated token; a prompt attention snapshot (token 0).
+struct LiveTokensAdded {
+  bool tokens = false;
+  bool attention = false;
+};
+/// Adds the live run's tokens `items` (LiveToken, lab_run.h; closing text-only events, index < 0,
+/// are skipped) to `feed` as the store holds them: each token's text and latency, its routing
+/// per MoE layer (experts, weights, router probabilities), token 0's prompt attention snapshots
+/// with the prompt's token texts, and the per layer / op breakdown so far. The same records a
+/// stored run is read from (from_store), so the views show the same values live and after a
+/// restart.
+LiveTokensAdded add_live_tokens(RunViewData& feed, const std::vector<LiveToken>& items);
 
 }  // namespace moelab::lab

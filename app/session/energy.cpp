@@ -42,11 +42,11 @@ std::optional<double> phase_j(const EnergyReport& r, const char* phase) {
 }
 }  // namespace
 
-std::optional<double> RunEnergy::energy_j() const {
-  if (!report_ || !report_->available) return std::nullopt;
+std::optional<double> total_energy_j(const EnergyReport& report) {
+  if (!report.available) return std::nullopt;
   double j = 0;
   bool any = false;
-  for (const auto& p : report_->phases)
+  for (const auto& p : report.phases)
     if (std::isfinite(p.joules)) {
       j += p.joules;
       any = true;
@@ -55,14 +55,22 @@ std::optional<double> RunEnergy::energy_j() const {
   return j;
 }
 
-std::optional<double> RunEnergy::j_per_token() const {
-  if (!report_ || !report_->available) return std::nullopt;
+std::optional<double> decode_j_per_token(const EnergyReport& report) {
+  if (!report.available) return std::nullopt;
   int64_t n = 0;
-  for (const auto& p : report_->phases)
+  for (const auto& p : report.phases)
     if (p.phase == "decode") n += p.tokens;
-  const auto j = phase_j(*report_, "decode");
+  const auto j = phase_j(report, "decode");
   if (!j || n <= 0) return std::nullopt;
   return *j / static_cast<double>(n);
+}
+
+std::optional<double> RunEnergy::energy_j() const {
+  return report_ ? total_energy_j(*report_) : std::nullopt;
+}
+
+std::optional<double> RunEnergy::j_per_token() const {
+  return report_ ? decode_j_per_token(*report_) : std::nullopt;
 }
 
 nlohmann::json RunEnergy::json() {

@@ -21,6 +21,15 @@
 
 namespace moelab::session {
 
+/// The run's energy (J): the sum of its phases' joules (prefill + decode); nullopt without a
+/// sensor or when no phase has a finite value. The one definition behind the stored "energy_j".
+std::optional<double> total_energy_j(const EnergyReport& report);
+/// Decode energy per decode token (J/token): the "decode" phases' joules over their tokens (the
+/// tokens after the first; see the header comment). nullopt without a sensor or without a
+/// decode token. The one definition behind the stored "j_per_token" that the CLI, Compare, the
+/// reports and the lab's status bar / Power page show.
+std::optional<double> decode_j_per_token(const EnergyReport& report);
+
 class RunEnergy {
  public:
   /// Starts the "prefill" phase now. `meter` must not be null.
