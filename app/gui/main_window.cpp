@@ -35,6 +35,7 @@
 #ifdef MOELAB_HAVE_VIEWS_PANEL
 #include "moelab/views/views_panel.h"
 #include "run_views.h"
+#include "token_linker.h"
 #endif
 
 namespace st = moelab::storage;
@@ -96,6 +97,7 @@ void MainWindow::build(const Options& options) {
   model_ = new ModelPanel(this);
   run_ = new RunPanel(this);
   output_ = new OutputView(this);
+  tokens_ = new TokenLinker(output_, this);  // one selected token, token search
   sessions_ = new SessionsPanel(this);
   compare_ = new ComparePanel(this);
   loader_ = new ModelLoader(this);
@@ -129,7 +131,7 @@ void MainWindow::build(const Options& options) {
   auto* dRun = addDock("run", tr("Run"), run_, Qt::LeftDockWidgetArea);
   tabifyDockWidget(dModel, dRun);
   dModel->raise();
-  addDock("output", tr("Output"), output_, Qt::BottomDockWidgetArea);
+  addDock("output", tr("Output"), tokens_->dockWidget(), Qt::BottomDockWidgetArea);
   auto* dSessions = addDock("sessions", tr("Sessions"), sessions_, Qt::RightDockWidgetArea);
   auto* dCompare = addDock("compare", tr("Compare"), compare_, Qt::RightDockWidgetArea);
   tabifyDockWidget(dSessions, dCompare);
@@ -166,7 +168,13 @@ void MainWindow::build(const Options& options) {
   runAct->setShortcuts(
       {QKeySequence(Qt::CTRL | Qt::Key_Return), QKeySequence(Qt::CTRL | Qt::Key_Enter)});
   runAct->setShortcutContext(Qt::ApplicationShortcut);
-  auto* stopAct = runMenu->addAction(tr("&Stop"), this, &MainWindow::stopRun);
+  // Esc stops a run; with none running it clears the selected token.
+  auto* stopAct = runMenu->addAction(tr("&Stop"), this, [this] {
+    if (runner_->running())
+      stopRun();
+    else
+      tokens_->clearSelection();
+  });
   stopAct->setShortcut(QKeySequence(Qt::Key_Escape));
   stopAct->setShortcutContext(Qt::ApplicationShortcut);
   auto* cmpAct =
@@ -469,26 +477,9 @@ void MainWindow::build(const Options& options) {
     else
       say(tr("Attention: run #%1 has no stored attention for layer %2").arg(viewsRun_).arg(layer));
   });
-  // Expert load: a click lists the tokens routed to that layer's expert.
-  connect(views_, &moelab::views::ViewsPanel::cellActivated, this,
-          [this](int page, int layer, int expert) {
-            if (page != int(moelab::views::ViewsPanel::Page::kExpertLoad) || !feed_) return;
-            const auto pos = feed_->tokens_of_expert(layer, expert);
-            QStringList shown;
-            for (size_t i = 0; i < pos.size() && i < 40; ++i)
-              shown << QString("#%1 '%2'")
-                           .arg(pos[i])
-                           .arg(QString::fromStdString(feed_->token_text()[size_t(pos[i])])
-                                    .simplified());
-            views_->setExpertTokens(
-                tr("run #%1, layer %2, expert %3: %n token(s)%4", "", int(pos.size()))
-                    .arg(viewsRun_)
-                    .arg(layer)
-                    .arg(expert)
-                    .arg(shown.isEmpty() ? QString()
-                                         : ": " + shown.join(", ") +
-                                               (pos.size() > 40 ? QString(", …") : QString())));
-          });
+  // Clicks on tokens select them in every view; an Expert load click lists its tokens.
+  tokens_->attachViews(
+      views_, [this] { return viewData(); }, [this] { return viewsRun_; });
   connect(views_, &moelab::views::ViewsPanel::expertLoadCountsRequested, this,
           [this](bool) { publishFeed(); });
 #endif

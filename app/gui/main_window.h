@@ -28,6 +28,8 @@
 #include "run_panel.h"
 #include "sessions_panel.h"
 
+class TokenLinker;  // token_linker.h
+
 namespace moelab::storage {
 class Store;
 }
@@ -67,6 +69,8 @@ class MainWindow : public QMainWindow {
   ModelPanel* modelPanel() const { return model_; }
   RunPanel* runPanel() const { return run_; }
   OutputView* outputView() const { return output_; }
+  /// The selected token and token search of the Output pane and the views.
+  TokenLinker* tokenLinker() const { return tokens_; }
   SessionsPanel* sessionsPanel() const { return sessions_; }
   ComparePanel* comparePanel() const { return compare_; }
   RunController* runController() const { return runner_; }
@@ -215,6 +219,7 @@ class MainWindow : public QMainWindow {
   ModelPanel* model_;
   RunPanel* run_;
   OutputView* output_;
+  TokenLinker* tokens_ = nullptr;
   SessionsPanel* sessions_;
   ComparePanel* compare_;
   QWidget* viewsArea_ = nullptr;
