@@ -347,7 +347,7 @@ class TestGuiTokens : public QObject {
     // random), in both cases; and token N's own text.
     std::string letter;
     for (char ch = 'a'; ch <= 'z' && letter.empty(); ++ch) {
-      const auto k = storedHits(toks, std::string(1, ch), false).size();
+      const size_t k = size_t(storedHits(toks, std::string(1, ch), false).size());
       if (k >= 2 && k < toks.size()) letter = std::string(1, ch);
     }
     QVERIFY2(!letter.empty(), "no letter in 2+ of the fixture run's tokens");
@@ -414,6 +414,12 @@ class TestGuiTokens : public QObject {
     QCOMPARE(link->selection().generated(), hits[1]);
     QCOMPARE(vp->tokenMark().token, int(hits[1]));
     QCOMPARE(link->statusText(), expectedStatus(s, run1, hits[1], out->layer()));
+    // The search bar and the selection line fit: the window kept its size.
+    QCOMPARE(w.size(), QSize(1280, 800));
+    QVERIFY2(w.minimumSizeHint().width() <= 1280 && w.minimumSizeHint().height() <= 800,
+             qPrintable(QString("minimum %1x%2")
+                            .arg(w.minimumSizeHint().width())
+                            .arg(w.minimumSizeHint().height())));
 #endif
   }
 
@@ -435,7 +441,8 @@ class TestGuiTokens : public QObject {
     w.show();
     QVERIFY(loadMoe(w));
     QVERIFY(run(w, "Once upon a time, the router sent each token to", 40) > 0);
-    w.tokenLinker()->search("the");
+    w.tokenLinker()->search("o");
+    QVERIFY(w.tokenLinker()->hits().size() >= 2);
     w.tokenLinker()->nextHit();
     w.tokenLinker()->nextHit();
     using Page = moelab::views::ViewsPanel::Page;

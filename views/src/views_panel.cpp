@@ -576,9 +576,6 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
   d_->expert_tokens->setTextInteractionFlags(Qt::TextSelectableByMouse |
                                              Qt::LinksAccessibleByMouse);
   d_->expert_tokens_plain = d_->expert_tokens->text();
-  // The line lists many tokens: it is cut at the right, never widening the window.
-  d_->expert_tokens->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Preferred);
-  d_->expert_tokens->setMinimumWidth(120);
   d_->load_table_box = new QCheckBox("table");
   d_->load_table_box->setObjectName("views_load_table");
   d_->load_table_box->setToolTip("a sortable layer x expert table instead of the heatmap");
