@@ -173,33 +173,20 @@ void LatencyChart::paintEvent(QPaintEvent*) {
     const int x0 = tl.left() + static_cast<int>(i * bw);
     const int x1 = std::max(x0 + 1, tl.left() + static_cast<int>((i + 1) * bw) - (bw > 3 ? 1 : 0));
     const int y = tl.bottom() - static_cast<int>(std::lround(v / ymax * tl.height()));
-    p.fillRect(QRect(QPoint(x0, y), QPoint(x1 - 1, tl.bottom())), i == selected_
-                                                                      ? QColor(250, 250, 250)
-                                                                  : i == 0 ? QColor(240, 120, 20)
-                                                                           : QColor(31, 110, 200));
-  }
-  // The selected token: its column outlined over the whole height and its time named.
-  if (selected_ >= 0 && selected_ < n) {
-    const QRect col = bar_rect(selected_);
-    p.setPen(QPen(QColor(250, 250, 250), 1, Qt::DashLine));
-    p.drawRect(col.adjusted(-2, 0, 1, 0));
-    p.setPen(QColor(250, 250, 250));
-    const QString label = QString("token %1: %2 ms")
-                              .arg(selected_)
-                              .arg(s_.ms[static_cast<size_t>(selected_)], 0, 'f', 2);
-    const int lw = p.fontMetrics().horizontalAdvance(label) + 8;
-    const int lx =
-        std::clamp(col.center().x() - lw / 2, tl.left(), std::max(tl.left(), tl.right() - lw));
-    p.fillRect(QRect(lx, tl.top() + 18, lw, 16), qc(kChartBackground));
-    p.drawText(QRect(lx, tl.top() + 18, lw, 16), Qt::AlignCenter, label);
+    QColor fill(31, 110, 200);
+    if (i == 0) fill = QColor(240, 120, 20);
+    if (i == selected_) fill = QColor(250, 250, 250);
+    p.fillRect(QRect(QPoint(x0, y), QPoint(x1 - 1, tl.bottom())), fill);
   }
   // TTFT marker: vertical line at the end of token 0 plus label.
   const int xt = tl.left() + static_cast<int>(bw);
   p.setPen(QPen(QColor(240, 120, 20), 2, Qt::DashLine));
   p.drawLine(xt, tl.top(), xt, tl.bottom());
   p.setPen(QColor(240, 120, 20));
-  p.drawText(QRect(xt + 4, tl.top(), 300, 16), Qt::AlignLeft | Qt::AlignVCenter,
-             QString("TTFT %1 ms (token 0, bar cut)").arg(st.ttft_ms, 0, 'f', 1));
+  const QString ttft_label = QString("TTFT %1 ms (token 0, bar cut)").arg(st.ttft_ms, 0, 'f', 1);
+  p.drawText(QRect(xt + 4, tl.top(), 300, 16), Qt::AlignLeft | Qt::AlignVCenter, ttft_label);
+  std::vector<QRect> labels{
+      QRect(xt + 4, tl.top(), p.fontMetrics().horizontalAdvance(ttft_label), 16)};
   // Mean decode line.
   if (n > 1) {
     // A mean above the axis (a few far slower tokens) is named inside the plot, below the TTFT
@@ -210,10 +197,40 @@ void LatencyChart::paintEvent(QPaintEvent*) {
               : tl.bottom() - static_cast<int>(std::lround(st.decode_mean_ms / ymax * tl.height()));
     p.setPen(QPen(QColor(250, 235, 90), 1, Qt::DashLine));
     if (!above) p.drawLine(tl.left(), ym, tl.right(), ym);
+    const QString mean_label =
+        QString(above ? "mean decode %1 ms (above the axis)" : "mean decode %1 ms")
+            .arg(st.decode_mean_ms, 0, 'f', 2);
     p.drawText(QRect(tl.right() - 260, above ? ym + 18 : ym - 16, 258, 14), Qt::AlignRight,
-               QString(above ? "mean decode %1 ms (above the axis)" : "mean decode %1 ms")
-                   .arg(st.decode_mean_ms, 0, 'f', 2));
+               mean_label);
+    const int mw = p.fontMetrics().horizontalAdvance(mean_label);
+    labels.emplace_back(tl.right() - 2 - mw, above ? ym + 18 : ym - 16, mw, 14);
   }
+  // The selected token: its bar white, its column outlined and its time named.
+  if (selected_ >= 0 && selected_ < n) {
+    const QRect col = bar_rect(selected_);
+    const QString label = QString("token %1: %2 ms")
+                              .arg(selected_)
+                              .arg(s_.ms[static_cast<size_t>(selected_)], 0, 'f', 2);
+    const int lw = p.fontMetrics().horizontalAdvance(label) + 8;
+    const int lx =
+        std::clamp(col.center().x() - lw / 2, tl.left(), std::max(tl.left(), tl.right() - lw));
+    // Below the TTFT and mean labels where it would cover them.
+    QRect at(lx, tl.top() + 18, lw, 16);
+    for (int tries = 0; tries < 4; ++tries) {
+      const bool hit = std::any_of(labels.begin(), labels.end(),
+                                   [&at](const QRect& r) { return r.intersects(at); });
+      if (!hit) break;
+      at.translate(0, 18);
+    }
+    // The column under its label (never through the labels above).
+    p.setPen(QPen(QColor(250, 250, 250), 1, Qt::DashLine));
+    p.drawRect(
+        QRect(QPoint(col.left() - 2, at.bottom() + 2), QPoint(col.right() + 1, tl.bottom())));
+    p.fillRect(at, qc(kChartBackground));
+    p.setPen(QColor(250, 250, 250));
+    p.drawText(at, Qt::AlignCenter, label);
+  }
+
   // X ticks: token indices.
   p.setPen(kText);
   const double xstep = nice_step(n, 10);
