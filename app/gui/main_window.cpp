@@ -16,6 +16,7 @@
 #ifdef MOELAB_HAVE_VIEWS_PANEL
 #include "moelab/views/views_panel.h"
 #include "run_views.h"
+#include "token_linker.h"
 #endif
 
 namespace st = moelab::storage;
@@ -77,6 +78,7 @@ void MainWindow::build(const Options& options) {
   model_ = new ModelPanel(this);
   run_ = new RunPanel(this);
   output_ = new OutputView(this);
+  tokens_ = new TokenLinker(output_, this);  // one selected token, token search
   sessions_ = new SessionsPanel(this);
   compare_ = new ComparePanel(this);
   loader_ = new ModelLoader(this);

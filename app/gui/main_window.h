@@ -29,6 +29,8 @@
 #include "sessions_panel.h"
 #include "status_fields.h"
 
+class TokenLinker;  // token_linker.h
+
 namespace moelab::storage {
 class Store;
 }
@@ -68,6 +70,8 @@ class MainWindow : public QMainWindow {
   ModelPanel* modelPanel() const { return model_; }
   RunPanel* runPanel() const { return run_; }
   OutputView* outputView() const { return output_; }
+  /// The selected token and token search of the Output pane and the views.
+  TokenLinker* tokenLinker() const { return tokens_; }
   SessionsPanel* sessionsPanel() const { return sessions_; }
   ComparePanel* comparePanel() const { return compare_; }
   RunController* runController() const { return runner_; }
@@ -225,6 +229,7 @@ class MainWindow : public QMainWindow {
   ModelPanel* model_;
   RunPanel* run_;
   OutputView* output_;
+  TokenLinker* tokens_ = nullptr;
   SessionsPanel* sessions_;
   ComparePanel* compare_;
   QWidget* viewsArea_ = nullptr;

@@ -21,6 +21,7 @@
 #include "moelab/storage/store.h"
 #include "report_export.h"
 #include "settings.h"
+#include "token_linker.h"
 #ifdef MOELAB_HAVE_VIEWS_PANEL
 #include "moelab/views/views_panel.h"
 #endif
@@ -53,7 +54,13 @@ void MainWindow::buildMenus() {
   runAct->setShortcuts(
       {QKeySequence(Qt::CTRL | Qt::Key_Return), QKeySequence(Qt::CTRL | Qt::Key_Enter)});
   runAct->setShortcutContext(Qt::ApplicationShortcut);
-  auto* stopAct = runMenu->addAction(tr("&Stop"), this, &MainWindow::stopRun);
+  // Esc stops a run; with none running it clears the selected token.
+  auto* stopAct = runMenu->addAction(tr("&Stop"), this, [this] {
+    if (runner_->running())
+      stopRun();
+    else
+      tokens_->clearSelection();
+  });
   stopAct->setShortcut(QKeySequence(Qt::Key_Escape));
   stopAct->setShortcutContext(Qt::ApplicationShortcut);
   auto* cmpAct =

@@ -6,6 +6,7 @@
 #include <QSettings>
 
 #include "main_window.h"
+#include "token_linker.h"
 
 void MainWindow::buildDocks() {
   auto addDock = [this](const QString& name, const QString& title, QWidget* w,
@@ -32,7 +33,7 @@ void MainWindow::buildDocks() {
   auto* dRun = addDock("run", tr("Run"), run_, Qt::LeftDockWidgetArea);
   tabifyDockWidget(dModel, dRun);
   dModel->raise();
-  addDock("output", tr("Output"), output_, Qt::BottomDockWidgetArea);
+  addDock("output", tr("Output"), tokens_->dockWidget(), Qt::BottomDockWidgetArea);
   auto* dSessions = addDock("sessions", tr("Sessions"), sessions_, Qt::RightDockWidgetArea);
   auto* dCompare = addDock("compare", tr("Compare"), compare_, Qt::RightDockWidgetArea);
   tabifyDockWidget(dSessions, dCompare);

@@ -10,6 +10,7 @@
 #ifdef MOELAB_HAVE_VIEWS_PANEL
 #include "moelab/views/views_panel.h"
 #include "run_views.h"
+#include "token_linker.h"
 #endif
 
 namespace st = moelab::storage;
@@ -26,26 +27,9 @@ void MainWindow::connectViews() {
     else
       say(tr("Attention: run #%1 has no stored attention for layer %2").arg(viewsRun_).arg(layer));
   });
-  // Expert load: a click lists the tokens routed to that layer's expert.
-  connect(views_, &moelab::views::ViewsPanel::cellActivated, this,
-          [this](int page, int layer, int expert) {
-            if (page != int(moelab::views::ViewsPanel::Page::kExpertLoad) || !feed_) return;
-            const auto pos = feed_->tokens_of_expert(layer, expert);
-            QStringList shown;
-            for (size_t i = 0; i < pos.size() && i < 40; ++i)
-              shown << QString("#%1 '%2'")
-                           .arg(pos[i])
-                           .arg(QString::fromStdString(feed_->token_text()[size_t(pos[i])])
-                                    .simplified());
-            views_->setExpertTokens(
-                tr("run #%1, layer %2, expert %3: %n token(s)%4", "", int(pos.size()))
-                    .arg(viewsRun_)
-                    .arg(layer)
-                    .arg(expert)
-                    .arg(shown.isEmpty() ? QString()
-                                         : ": " + shown.join(", ") +
-                                               (pos.size() > 40 ? QString(", …") : QString())));
-          });
+  // Clicks on tokens select them in every view; an Expert load click lists its tokens.
+  tokens_->attachViews(
+      views_, [this] { return viewData(); }, [this] { return viewsRun_; });
   connect(views_, &moelab::views::ViewsPanel::expertLoadCountsRequested, this,
           [this](bool) { publishFeed(); });
 #endif

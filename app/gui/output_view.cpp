@@ -5,6 +5,7 @@
 #include <QApplication>
 #include <QHBoxLayout>
 #include <QHelpEvent>
+#include <QMouseEvent>
 #include <QPaintEvent>
 #include <QPainter>
 #include <QPalette>
@@ -78,6 +79,33 @@ void TokenFlow::append(int token, const QString& text, const QColor& colour) {
   if (y_ != oldBottom) setMinimumHeight(int(y_ + lineH_ + 4));
 }
 
+void TokenFlow::setSelected(int token) {
+  if (token == selected_) return;
+  for (const auto& s : segs_)
+    if (s.token == selected_ || s.token == token)
+      update(s.rect.toAlignedRect().adjusted(-2, -2, 2, 2));
+  selected_ = token;
+}
+
+QRect TokenFlow::tokenRect(int token) const {
+  if (token < 0) return {};
+  for (const auto& s : segs_)
+    if (s.token == token) return s.rect.toAlignedRect();
+  return {};
+}
+
+void TokenFlow::mousePressEvent(QMouseEvent* e) {
+  pressAt_ = e->position().toPoint();
+  QWidget::mousePressEvent(e);
+}
+
+void TokenFlow::mouseReleaseEvent(QMouseEvent* e) {
+  QWidget::mouseReleaseEvent(e);
+  if (e->button() != Qt::LeftButton || (e->position().toPoint() - pressAt_).manhattanLength() >= 4)
+    return;
+  emit clicked(tokenAt(e->position().toPoint()));
+}
+
 void TokenFlow::setColour(int token, const QColor& colour) {
   if (token >= 0 && token < int(colours_.size())) colours_[size_t(token)] = colour;
 }
@@ -120,9 +148,18 @@ void TokenFlow::paintEvent(QPaintEvent* e) {
   const QColor dim = palette().color(QPalette::PlaceholderText);
   for (; it != segs_.end() && it->rect.top() <= area.bottom(); ++it) {
     if (!it->rect.intersects(area)) continue;
-    if (it->token >= 0 && it->token < int(colours_.size()) && colours_[size_t(it->token)].isValid())
+    const bool sel = it->token >= 0 && it->token == selected_;
+    if (sel) {
+      // The selected token: the theme's selection colours plus a frame, so it stands out from
+      // the expert tints in light and dark themes.
+      p.fillRect(it->rect, palette().color(QPalette::Highlight));
+      p.setPen(QPen(palette().color(QPalette::Text), 1));
+      p.drawRect(it->rect.adjusted(0, 0, -1, -1));
+    } else if (it->token >= 0 && it->token < int(colours_.size()) &&
+               colours_[size_t(it->token)].isValid()) {
       p.fillRect(it->rect, colours_[size_t(it->token)]);
-    p.setPen(it->token < 0 ? dim : text);
+    }
+    p.setPen(sel ? palette().color(QPalette::HighlightedText) : it->token < 0 ? dim : text);
     p.drawText(it->rect, Qt::AlignLeft | Qt::AlignVCenter | Qt::TextDontClip, it->text);
   }
 }
@@ -169,6 +206,31 @@ OutputView::OutputView(QWidget* parent) : QWidget(parent) {
   connect(layerBox_, &QSpinBox::valueChanged, this, [this](int v) {
     if (v != layer_) setLayer(v);
   });
+  connect(flow_, &TokenFlow::clicked, this, [this](int i) {
+    emit tokenClicked(i >= 0 && i < int(tokens_.size()) ? int(tokens_[size_t(i)].index) : -1);
+  });
+}
+
+int OutputView::indexOf(int position) const {
+  if (position < 0) return -1;
+  // Positions increase along tokens_ (a closing text-only piece, index -1, comes last).
+  auto end = tokens_.end();
+  if (!tokens_.empty() && tokens_.back().index < 0) --end;
+  auto it = std::lower_bound(tokens_.begin(), end, position,
+                             [](const moelab::lab::LiveToken& t, int p) { return t.index < p; });
+  return it != end && it->index == position ? int(it - tokens_.begin()) : -1;
+}
+
+void OutputView::setSelectedToken(int position) {
+  const int i = indexOf(position);
+  selected_ = i >= 0 ? position : -1;
+  flow_->setSelected(i);
+  const QRect r = flow_->tokenRect(i);
+  if (!r.isEmpty()) scroll_->ensureVisible(r.center().x(), r.center().y(), 20, r.height());
+}
+
+QRect OutputView::tokenRect(int position) const {
+  return flow_->tokenRect(indexOf(position));
 }
 
 QColor OutputView::expertColor(int expert, int expertCount, bool dark) {
@@ -189,6 +251,8 @@ QColor OutputView::expertColor(int expert, int expertCount, bool dark) {
 }
 
 void OutputView::startRun(qint64 runId, const QString& prompt, int expertCount, int nLayer) {
+  selected_ = -1;
+  flow_->setSelected(-1);
   runId_ = runId;
   prompt_ = prompt;
   expertCount_ = expertCount;
@@ -200,6 +264,7 @@ void OutputView::startRun(qint64 runId, const QString& prompt, int expertCount, 
   layerBox_->setEnabled(expertCount > 0);
   note_->hide();
   rebuild();
+  emit runChanged();
 }
 
 void OutputView::setDropped(quint64 n) {
@@ -217,6 +282,7 @@ void OutputView::appendTokens(const std::vector<moelab::lab::LiveToken>& tokens)
   }
   if (!tokens.empty()) {
     scroll_->verticalScrollBar()->setValue(scroll_->verticalScrollBar()->maximum());
+    emit tokensAppended();
   }
 }
 

@@ -27,11 +27,23 @@ class TokenFlow : public QWidget {
   void append(int token, const QString& text, const QColor& colour);
   void setColour(int token, const QColor& colour);
   int tokenAt(const QPoint& p) const;
+  /// Draws token `token` (an append() index) as selected: the palette's highlight colours, in
+  /// light and dark themes alike (-1: none).
+  void setSelected(int token);
+  int selected() const { return selected_; }
+  /// The rectangle of token `token`'s first segment (empty: not laid out).
+  QRect tokenRect(int token) const;
   QSize sizeHint() const override;
+
+ signals:
+  /// A click (no drag) on token `token` (an append() index; -1: off the generated tokens).
+  void clicked(int token);
 
  protected:
   void paintEvent(QPaintEvent* e) override;
   void resizeEvent(QResizeEvent* e) override;
+  void mousePressEvent(QMouseEvent* e) override;
+  void mouseReleaseEvent(QMouseEvent* e) override;
 
  private:
   struct Seg {
@@ -52,6 +64,8 @@ class TokenFlow : public QWidget {
   std::vector<Piece> pieces_;  // what was appended (for relayout)
   qreal x_ = 0, y_ = 0, lineH_ = 0;
   int layoutWidth_ = 0;
+  int selected_ = -1;
+  QPoint pressAt_;
 };
 
 class OutputView : public QWidget {
@@ -81,8 +95,28 @@ class OutputView : public QWidget {
   /// Token under a point of the text area's viewport (-1: none).
   int tokenAt(const QPoint& viewportPos) const;
   TokenFlow* flow() const { return flow_; }
+  /// The tokens on show (live or stored), in order; a closing text-only piece has index -1.
+  const std::vector<moelab::lab::LiveToken>& tokens() const { return tokens_; }
+  /// Highlights the token at run position `position` (its background in the palette's
+  /// highlight colour) and scrolls it into view; -1 or a position not shown: none.
+  void setSelectedToken(int position);
+  /// The run position of the highlighted token (-1: none).
+  int selectedToken() const { return selected_; }
+  /// Where the token at run position `position` is drawn, in flow() coordinates (empty: not
+  /// shown). Tests click it.
+  QRect tokenRect(int position) const;
+  /// Index in tokens() of run position `position` (-1: not shown).
+  int indexOf(int position) const;
   /// An expert's colour (hue wheel over expert_count).
   static QColor expertColor(int expert, int expertCount, bool dark);
+
+ signals:
+  /// The researcher clicked the token at run position `position` (-1: empty space).
+  void tokenClicked(int position);
+  /// Another run is on show (startRun / showStoredRun): positions refer to it from now on.
+  void runChanged();
+  /// Tokens were appended (live run).
+  void tokensAppended();
 
  protected:
   bool eventFilter(QObject* o, QEvent* e) override;
@@ -102,5 +136,6 @@ class OutputView : public QWidget {
   int expertCount_ = 0;
   int nLayer_ = 0;
   int layer_ = 0;
+  int selected_ = -1;
   QString prompt_;
 };

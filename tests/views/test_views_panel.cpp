@@ -339,6 +339,79 @@ class ViewsPanelTest : public QObject {
     QVERIFY2(d.max_diff == 0, qPrintable(QString("%1 pixels differ").arg(d.differing)));
   }
 
+  // The selected token on every page (setTokenMark): routing column, attention crosshair,
+  // expert-load cells, co-activation diagonal of the shown layer, latency bar; drawn (the page
+  // picture changes), and a latency-bar click or an expert-list link names its token.
+  void token_marks_on_every_page() {
+    ViewsPanel::Options o;
+    o.validation = true;
+    ViewsPanel panel(o);
+    panel.resize(1100, 720);
+    panel.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&panel));
+    const SyntheticRun run = synthetic_run(6, 40, 16, 2, 4, 9);
+    panel.publish(run.routing);
+    panel.publish(run.load);
+    panel.publish(run.coactivation);
+    panel.publish(run.attention);
+    panel.publish(run.latency);
+    const int cl = run.coactivation.layer;
+    using Cells = std::vector<std::pair<int, int>>;
+    ViewsPanel::TokenMark mark;
+    mark.token = 7;
+    mark.attention_row = 9;
+    mark.attention_col = 9;
+    mark.experts = {{0, 3}, {0, 5}, {cl, 2}, {cl, 11}};
+    const std::pair<ViewsPanel::Page, ViewsPanel::SurfaceMarks> want[] = {
+        {ViewsPanel::Page::kRouting, {-1, 7, {}}},
+        {ViewsPanel::Page::kExpertLoad, {-1, -1, mark.experts}},
+        {ViewsPanel::Page::kCoActivation, {-1, -1, Cells{{2, 2}, {11, 11}}}},
+        {ViewsPanel::Page::kAttention, {9, 9, {}}},
+    };
+    for (const auto& [page, marks] : want) {
+      panel.setTokenMark({});
+      panel.setPage(page);
+      QTRY_VERIFY_WITH_TIMEOUT(panel.shownSequence(page) > 0, 5000);
+      QTest::qWait(100);
+      const QImage before = panel.grabPage();
+      panel.setTokenMark(mark);
+      QTest::qWait(100);
+      const ViewsPanel::SurfaceMarks got = panel.heatmapMarks();
+      QCOMPARE(got.row, marks.row);
+      QCOMPARE(got.col, marks.col);
+      QCOMPARE(got.cells, marks.cells);
+      const QImage after = panel.grabPage();
+      QVERIFY2(before != after, "the mark is not drawn");
+      maybe_save(after, QString("token_mark_%1_%2").arg(int(page)).arg(tag()));
+    }
+    QCOMPARE(panel.latencyMarkedToken(), 7);
+    panel.setPage(ViewsPanel::Page::kLatency);
+    QTRY_VERIFY_WITH_TIMEOUT(panel.shownSequence(ViewsPanel::Page::kLatency) > 0, 5000);
+    panel.grabPage();
+    QSignalSpy picked(&panel, &ViewsPanel::tokenActivated);
+    QSignalSpy cleared(&panel, &ViewsPanel::backgroundClicked);
+    const QRect bar = panel.latencyBarRect(12);
+    QVERIFY(!bar.isEmpty());
+    QWidget* chart = panel.childAt(bar.center());
+    QVERIFY(chart);
+    QTest::mouseClick(chart, Qt::LeftButton, {}, chart->mapFrom(&panel, bar.center()));
+    QCOMPARE(picked.count(), 1);
+    QCOMPARE(picked.at(0).at(0).toInt(), 12);
+    // The expert-token list: plain text for tests and tooltips, a link per token.
+    panel.setExpertTokenList("layer 0, expert 3: 2 tokens", {{4, "a<b"}, {9, "c"}}, true);
+    QCOMPARE(panel.expertTokensText(), QString("layer 0, expert 3: 2 tokens: #4 'a<b', #9 'c', …"));
+    auto* line = panel.findChild<QLabel*>("views_expert_tokens");
+    QVERIFY(line && line->text().contains("href=\"token:9\"") && line->text().contains("a&lt;b"));
+    QVERIFY(QMetaObject::invokeMethod(line, "linkActivated", Q_ARG(QString, "token:9")));
+    QCOMPARE(picked.count(), 2);
+    QCOMPARE(picked.at(1).at(0).toInt(), 9);
+    // clear() drops the mark with the data.
+    panel.clear();
+    QCOMPARE(panel.tokenMark().token, -1);
+    QCOMPARE(panel.latencyMarkedToken(), -1);
+    QCOMPARE(cleared.count(), 0);
+  }
+
   void gallery_renders_every_page() {
     QWidget* g = showGallery(nullptr);
     QVERIFY(g);

@@ -88,6 +88,33 @@ void LatencyChart::set_series(LatencySeries s) {
   update();
 }
 
+void LatencyChart::set_selected(int token) {
+  selected_ = token;
+  update();
+}
+
+QRect LatencyChart::bar_rect(int token) const {
+  const int n = static_cast<int>(s_.ms.size());
+  if (token < 0 || token >= n || timeline_.width() <= 0) return {};
+  const double bw = static_cast<double>(timeline_.width()) / n;
+  const int x0 = timeline_.left() + static_cast<int>(token * bw);
+  const int x1 = std::max(x0 + 1, timeline_.left() + static_cast<int>((token + 1) * bw));
+  return QRect(QPoint(x0, timeline_.top()), QPoint(x1 - 1, timeline_.bottom()));
+}
+
+void LatencyChart::mouseReleaseEvent(QMouseEvent* e) {
+  if (e->button() != Qt::LeftButton) return;
+  const QPoint pt = e->position().toPoint();
+  const int n = static_cast<int>(s_.ms.size());
+  if (n == 0 || !timeline_.contains(pt)) {
+    if (timeline_.contains(pt)) emit backgroundClicked();
+    return;
+  }
+  const double bw = static_cast<double>(timeline_.width()) / n;
+  const int i = std::clamp(static_cast<int>((pt.x() - timeline_.left()) / bw), 0, n - 1);
+  emit tokenClicked(i);
+}
+
 Rgba8 LatencyChart::part_color(int i) {
   return colormap_table(Colormap::kCategorical)[static_cast<size_t>(i) % kCategoricalSize];
 }
@@ -140,21 +167,26 @@ void LatencyChart::paintEvent(QPaintEvent*) {
   y_axis(p, tl, ymax, "latency (ms / token)");
   const int n = static_cast<int>(s_.ms.size());
   const double bw = static_cast<double>(tl.width()) / n;
+  timeline_ = tl;
   for (int i = 0; i < n; ++i) {
     const double v = std::min(s_.ms[static_cast<size_t>(i)], ymax);
     const int x0 = tl.left() + static_cast<int>(i * bw);
     const int x1 = std::max(x0 + 1, tl.left() + static_cast<int>((i + 1) * bw) - (bw > 3 ? 1 : 0));
     const int y = tl.bottom() - static_cast<int>(std::lround(v / ymax * tl.height()));
-    p.fillRect(QRect(QPoint(x0, y), QPoint(x1 - 1, tl.bottom())),
-               i == 0 ? QColor(240, 120, 20) : QColor(31, 110, 200));
+    QColor fill(31, 110, 200);
+    if (i == 0) fill = QColor(240, 120, 20);
+    if (i == selected_) fill = QColor(250, 250, 250);
+    p.fillRect(QRect(QPoint(x0, y), QPoint(x1 - 1, tl.bottom())), fill);
   }
   // TTFT marker: vertical line at the end of token 0 plus label.
   const int xt = tl.left() + static_cast<int>(bw);
   p.setPen(QPen(QColor(240, 120, 20), 2, Qt::DashLine));
   p.drawLine(xt, tl.top(), xt, tl.bottom());
   p.setPen(QColor(240, 120, 20));
-  p.drawText(QRect(xt + 4, tl.top(), 300, 16), Qt::AlignLeft | Qt::AlignVCenter,
-             QString("TTFT %1 ms (token 0, bar cut)").arg(st.ttft_ms, 0, 'f', 1));
+  const QString ttft_label = QString("TTFT %1 ms (token 0, bar cut)").arg(st.ttft_ms, 0, 'f', 1);
+  p.drawText(QRect(xt + 4, tl.top(), 300, 16), Qt::AlignLeft | Qt::AlignVCenter, ttft_label);
+  std::vector<QRect> labels{
+      QRect(xt + 4, tl.top(), p.fontMetrics().horizontalAdvance(ttft_label), 16)};
   // Mean decode line.
   if (n > 1) {
     // A mean above the axis (a few far slower tokens) is named inside the plot, below the TTFT
@@ -165,10 +197,40 @@ void LatencyChart::paintEvent(QPaintEvent*) {
               : tl.bottom() - static_cast<int>(std::lround(st.decode_mean_ms / ymax * tl.height()));
     p.setPen(QPen(QColor(250, 235, 90), 1, Qt::DashLine));
     if (!above) p.drawLine(tl.left(), ym, tl.right(), ym);
+    const QString mean_label =
+        QString(above ? "mean decode %1 ms (above the axis)" : "mean decode %1 ms")
+            .arg(st.decode_mean_ms, 0, 'f', 2);
     p.drawText(QRect(tl.right() - 260, above ? ym + 18 : ym - 16, 258, 14), Qt::AlignRight,
-               QString(above ? "mean decode %1 ms (above the axis)" : "mean decode %1 ms")
-                   .arg(st.decode_mean_ms, 0, 'f', 2));
+               mean_label);
+    const int mw = p.fontMetrics().horizontalAdvance(mean_label);
+    labels.emplace_back(tl.right() - 2 - mw, above ? ym + 18 : ym - 16, mw, 14);
   }
+  // The selected token: its bar white, its column outlined and its time named.
+  if (selected_ >= 0 && selected_ < n) {
+    const QRect col = bar_rect(selected_);
+    const QString label = QString("token %1: %2 ms")
+                              .arg(selected_)
+                              .arg(s_.ms[static_cast<size_t>(selected_)], 0, 'f', 2);
+    const int lw = p.fontMetrics().horizontalAdvance(label) + 8;
+    const int lx =
+        std::clamp(col.center().x() - lw / 2, tl.left(), std::max(tl.left(), tl.right() - lw));
+    // Below the TTFT and mean labels where it would cover them.
+    QRect at(lx, tl.top() + 18, lw, 16);
+    for (int tries = 0; tries < 4; ++tries) {
+      const bool hit = std::any_of(labels.begin(), labels.end(),
+                                   [&at](const QRect& r) { return r.intersects(at); });
+      if (!hit) break;
+      at.translate(0, 18);
+    }
+    // The column under its label (never through the labels above).
+    p.setPen(QPen(QColor(250, 250, 250), 1, Qt::DashLine));
+    p.drawRect(
+        QRect(QPoint(col.left() - 2, at.bottom() + 2), QPoint(col.right() + 1, tl.bottom())));
+    p.fillRect(at, qc(kChartBackground));
+    p.setPen(QColor(250, 250, 250));
+    p.drawText(at, Qt::AlignCenter, label);
+  }
+
   // X ticks: token indices.
   p.setPen(kText);
   const double xstep = nice_step(n, 10);
@@ -480,6 +542,16 @@ void CpuHeatmapWidget::set_selected_row(int row) {
   update();
 }
 
+void CpuHeatmapWidget::set_selected_col(int col) {
+  selected_col_ = col;
+  update();
+}
+
+void CpuHeatmapWidget::set_marked_cells(std::vector<std::pair<int, int>> cells) {
+  marked_cells_ = std::move(cells);
+  update();
+}
+
 QRect CpuHeatmapWidget::plot_rect() const {
   return QRect(kLeft, kTop, std::max(0, width() - kLeft - kRight),
                std::max(0, height() - kTop - kBottom));
@@ -508,11 +580,30 @@ void CpuHeatmapWidget::paintEvent(QPaintEvent*) {
   p.setPen(kDim);
   p.drawRect(plot.adjusted(-1, -1, 0, 0));
   const ViewTransform& t = transform_;
+  p.save();
+  p.setClipRect(plot.adjusted(-2, -2, 2, 2));
+  // Selection outlines: a dark halo under a white line, readable over any cell colour.
+  auto outline = [&p](const QRectF& r) {
+    p.setPen(QPen(QColor(0, 0, 0), 4));
+    p.drawRect(r);
+    p.setPen(QPen(Qt::white, 2));
+    p.drawRect(r);
+  };
   if (selected_row_ >= 0 && selected_row_ < v.map.rows) {
     const double y = plot.y() + (selected_row_ - t.origin.y) * t.zoom.y;
-    p.setPen(QPen(Qt::white, 2));
-    p.drawRect(QRectF(plot.x(), y - 1, plot.width(), std::max(2.0f, t.zoom.y) + 2));
+    outline(QRectF(plot.x(), y - 1, plot.width(), std::max(2.0f, t.zoom.y) + 2));
   }
+  if (selected_col_ >= 0 && selected_col_ < v.map.cols) {
+    const double x = plot.x() + (selected_col_ - t.origin.x) * t.zoom.x;
+    outline(QRectF(x - 1, plot.y(), std::max(2.0f, t.zoom.x) + 2, plot.height()));
+  }
+  for (const auto& [r, c] : marked_cells_) {
+    if (r < 0 || r >= v.map.rows || c < 0 || c >= v.map.cols) continue;
+    outline(QRectF(plot.x() + (c - t.origin.x) * t.zoom.x - 1,
+                   plot.y() + (r - t.origin.y) * t.zoom.y - 1, std::max(2.0f, t.zoom.x) + 2,
+                   std::max(2.0f, t.zoom.y) + 2));
+  }
+  p.restore();
   // Ticks (same rules as HeatmapWindow: token text at >= 36 px per column, else indices).
   p.setPen(kText);
   const QFontMetrics fm(p.font());
@@ -639,11 +730,16 @@ void CpuHeatmapWidget::mouseReleaseEvent(QMouseEvent* e) {
   dragging_ = false;
   if ((e->position() - press_at_).manhattanLength() >= 4) return;
   const QRect plot = plot_rect();
-  if (!plot.contains(e->position().toPoint())) return;
+  if (!plot.contains(e->position().toPoint())) {
+    emit backgroundClicked();
+    return;
+  }
   const glm::ivec2 cell = transform_.cell_at(static_cast<int>(e->position().x()) - plot.x(),
                                              static_cast<int>(e->position().y()) - plot.y());
   if (cell.x >= 0 && cell.x < view_.map.cols && cell.y >= 0 && cell.y < view_.map.rows)
     emit cellClicked(cell.y, cell.x);
+  else
+    emit backgroundClicked();
 }
 
 void CpuHeatmapWidget::wheelEvent(QWheelEvent* e) {

@@ -210,13 +210,30 @@ class HeatmapWindowRenderer : public QVulkanWindowRenderer {
     };
     centred(v.title, v.subtitle.empty() ? 10.0f : 4.0f, text);
     if (!v.subtitle.empty()) centred(v.subtitle, 22.0f, dim);
-    // Selected row (attention query): outline across the plot.
+    // Selections: a dark halo under a white line, readable over any cell colour. Selected row
+    // (attention query) across the plot, selected column (token) down it, marked cells.
+    auto outline = [&](float x0, float y0, float x1, float y1) {
+      x0 = std::max(px0, x0);
+      y0 = std::max(py0, y0);
+      x1 = std::min(px1, x1);
+      y1 = std::min(py1, y1);
+      if (x1 < x0 || y1 < y0) return;
+      dl->AddRect(ImVec2(x0, y0), ImVec2(x1, y1), IM_COL32(0, 0, 0, 255), 0.0f, 0, 4.0f);
+      dl->AddRect(ImVec2(x0, y0), ImVec2(x1, y1), IM_COL32(255, 255, 255, 255), 0.0f, 0, 2.0f);
+    };
     if (w_->selected_row_ >= 0 && w_->selected_row_ < v.map.rows) {
       const float y = py0 + (static_cast<float>(w_->selected_row_) - t.origin.y) * t.zoom.y;
-      const float h = std::max(t.zoom.y, 2.0f);
-      if (y + h >= py0 && y <= py1)
-        dl->AddRect(ImVec2(px0, std::max(py0, y - 1)), ImVec2(px1, std::min(py1, y + h + 1)),
-                    IM_COL32(255, 255, 255, 255), 0.0f, 0, 2.0f);
+      outline(px0, y - 1, px1, y + std::max(t.zoom.y, 2.0f) + 1);
+    }
+    if (w_->selected_col_ >= 0 && w_->selected_col_ < v.map.cols) {
+      const float x = px0 + (static_cast<float>(w_->selected_col_) - t.origin.x) * t.zoom.x;
+      outline(x - 1, py0, x + std::max(t.zoom.x, 2.0f) + 1, py1);
+    }
+    for (const auto& [r, c] : w_->marked_cells_) {
+      if (r < 0 || r >= v.map.rows || c < 0 || c >= v.map.cols) continue;
+      const float x = px0 + (static_cast<float>(c) - t.origin.x) * t.zoom.x;
+      const float y = py0 + (static_cast<float>(r) - t.origin.y) * t.zoom.y;
+      outline(x - 1, y - 1, x + std::max(t.zoom.x, 2.0f) + 1, y + std::max(t.zoom.y, 2.0f) + 1);
     }
     dl->AddRect(ImVec2(px0 - 1, py0 - 1), ImVec2(px1 + 1, py1 + 1), dim);
 
@@ -417,6 +434,16 @@ void HeatmapWindow::set_selected_row(int row) {
   requestUpdate();
 }
 
+void HeatmapWindow::set_selected_col(int col) {
+  selected_col_ = col;
+  requestUpdate();
+}
+
+void HeatmapWindow::set_marked_cells(std::vector<std::pair<int, int>> cells) {
+  marked_cells_ = std::move(cells);
+  requestUpdate();
+}
+
 QRect HeatmapWindow::plot_rect() const {
   const QSize sz =
       swapChainImageSize().isEmpty() ? size() * devicePixelRatio() : swapChainImageSize();
@@ -458,12 +485,14 @@ void HeatmapWindow::mouseReleaseEvent(QMouseEvent* e) {
     if ((e->position() - press_at_).manhattanLength() < 4) {
       const QPointF p = e->position() * devicePixelRatio();
       const QRect plot = plot_rect();
+      bool on_cell = false;
       if (plot.contains(p.toPoint())) {
         const glm::ivec2 cell = transform_.cell_at(static_cast<int>(p.x()) - plot.x(),
                                                    static_cast<int>(p.y()) - plot.y());
-        if (cell.x >= 0 && cell.x < view_.map.cols && cell.y >= 0 && cell.y < view_.map.rows)
-          emit cellClicked(cell.y, cell.x);
+        on_cell = cell.x >= 0 && cell.x < view_.map.cols && cell.y >= 0 && cell.y < view_.map.rows;
+        if (on_cell) emit cellClicked(cell.y, cell.x);
       }
+      if (!on_cell) emit backgroundClicked();
     }
   }
   requestUpdate();

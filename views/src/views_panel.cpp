@@ -91,6 +91,9 @@ struct ViewsPanel::Impl {
   bool diff = false, log_scale = false;
   RoutingColour routing_colour = RoutingColour::kTopExpert;
   int selected_query = -1;
+  TokenMark mark;
+  SurfaceMarks marks_now;  // what the heatmap surface outlines
+  QString expert_tokens_plain;
   std::array<uint64_t, kPageCount> shown{};        // seq shown per page
   std::array<uint64_t, kPageCount> shown_count{};  // snapshots put on screen per page
   // What the heatmap surface shows: page, seqs of its inputs, mode flags.
@@ -218,12 +221,16 @@ struct ViewsPanel::Impl {
       container->setFocusPolicy(Qt::StrongFocus);
       QObject::connect(win, &HeatmapWindow::cellClicked, q,
                        [this](int row, int col) { on_cell_clicked(row, col); });
+      QObject::connect(win, &HeatmapWindow::backgroundClicked, q,
+                       [this] { emit q->backgroundClicked(); });
       backend = "Vulkan: " + device_name +
                 (inst->layers().isEmpty() ? QString() : QString(" (validation layer on)"));
     } else {
       cpu = new CpuHeatmapWidget(heat_page);
       QObject::connect(cpu, &CpuHeatmapWidget::cellClicked, q,
                        [this](int row, int col) { on_cell_clicked(row, col); });
+      QObject::connect(cpu, &CpuHeatmapWidget::backgroundClicked, q,
+                       [this] { emit q->backgroundClicked(); });
       backend = "no Vulkan device: views drawn on the CPU (" + why + ")";
     }
     log_info("views panel: " + backend.toStdString());
@@ -238,11 +245,44 @@ struct ViewsPanel::Impl {
     else
       cpu->set_view(std::move(v), keep);
   }
-  void set_selected_row(int row) {
-    if (win)
-      win->set_selected_row(row);
-    else
-      cpu->set_selected_row(row);
+  // Puts the token mark on the visible heatmap page and the latency chart.
+  void apply_marks() {
+    SurfaceMarks sm;
+    switch (page) {
+      case Page::kRouting:
+        sm.col = mark.token;
+        break;
+      case Page::kAttention:
+        sm.row = mark.attention_row >= 0 ? mark.attention_row : selected_query;
+        sm.col = mark.attention_col;
+        break;
+      case Page::kExpertLoad:
+        sm.cells = mark.experts;
+        break;
+      case Page::kCoActivation: {
+        int layer = -1;
+        {
+          std::lock_guard lock(m);
+          if (coact.value) layer = coact.value->layer;
+        }
+        for (const auto& [l, e] : mark.experts)
+          if (l == layer) sm.cells.emplace_back(e, e);
+        break;
+      }
+      default:
+        break;
+    }
+    if (win) {
+      win->set_selected_row(sm.row);
+      win->set_selected_col(sm.col);
+      win->set_marked_cells(sm.cells);
+    } else {
+      cpu->set_selected_row(sm.row);
+      cpu->set_selected_col(sm.col);
+      cpu->set_marked_cells(sm.cells);
+    }
+    latency_chart->set_selected(mark.token);
+    marks_now = std::move(sm);
   }
 
   void on_cell_clicked(int row, int col) {
@@ -410,10 +450,7 @@ struct ViewsPanel::Impl {
         keep = heat_key[0] == key[0] && (heat_key[5] == key[5]);
         heat_key = key;
         set_heat_view(std::move(*view), keep);
-        if (page == Page::kAttention)
-          set_selected_row(selected_query);
-        else
-          set_selected_row(-1);
+        apply_marks();
         if (seq) mark_shown(page, seq);
       } else if (page == Page::kAttention && heads_shown) {
         mark_shown(page, std::max(shown[static_cast<size_t>(pi)], heads_shown));
@@ -536,7 +573,9 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
       "on: tokens routed to the expert");
   d_->expert_tokens = new QLabel("click a cell: its tokens");
   d_->expert_tokens->setObjectName("views_expert_tokens");
-  d_->expert_tokens->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  d_->expert_tokens->setTextInteractionFlags(Qt::TextSelectableByMouse |
+                                             Qt::LinksAccessibleByMouse);
+  d_->expert_tokens_plain = d_->expert_tokens->text();
   d_->load_table_box = new QCheckBox("table");
   d_->load_table_box->setObjectName("views_load_table");
   d_->load_table_box->setToolTip("a sortable layer x expert table instead of the heatmap");
@@ -605,6 +644,15 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
   connect(d_->load_counts, &QCheckBox::toggled, this,
           [this](bool on) { emit expertLoadCountsRequested(on); });
   connect(d_->load_table_box, &QCheckBox::toggled, this, [this] { d_->show_body(); });
+  connect(d_->expert_tokens, &QLabel::linkActivated, this, [this](const QString& link) {
+    bool ok = false;
+    const int token = link.startsWith("token:") ? link.mid(6).toInt(&ok) : -1;
+    if (ok && token >= 0) emit tokenActivated(token);
+  });
+  connect(d_->latency_chart, &LatencyChart::tokenClicked, this,
+          [this](int token) { emit tokenActivated(token); });
+  connect(d_->latency_chart, &LatencyChart::backgroundClicked, this,
+          [this] { emit backgroundClicked(); });
   connect(&d_->timer, &QTimer::timeout, this, [this] { d_->refresh(); });
   d_->timer.start(1000 / std::max(1, d_->opt.fps));
   setPage(Page::kRouting);
@@ -694,6 +742,8 @@ void ViewsPanel::clear() {
   d_->heat_key = {~0ull, 0, 0, 0, 0, 0};
   d_->latency_shown = d_->power_shown = d_->heads_shown = 0;
   d_->selected_query = -1;
+  d_->mark = {};
+  d_->apply_marks();
   d_->strip->set_heads({});
   d_->latency_chart->set_series({});
   d_->power_chart->set_series({});
@@ -748,11 +798,74 @@ void ViewsPanel::activateCell(int row, int col) {
   d_->on_cell_clicked(row, col);
 }
 void ViewsPanel::setExpertTokens(const QString& text) {
+  d_->expert_tokens->setTextFormat(Qt::PlainText);
   d_->expert_tokens->setText(text);
   d_->expert_tokens->setToolTip(text);
+  d_->expert_tokens_plain = text;
+}
+void ViewsPanel::setExpertTokenList(const QString& head,
+                                    const QList<QPair<qint64, QString>>& tokens, bool more) {
+  QString plain = head, rich = head.toHtmlEscaped();
+  for (qsizetype i = 0; i < tokens.size(); ++i) {
+    const QString item = QString("#%1 '%2'").arg(tokens[i].first).arg(tokens[i].second);
+    plain += (i ? ", " : ": ") + item;
+    rich += QString("%1<a href=\"token:%2\">%3</a>")
+                .arg(i ? ", " : ": ")
+                .arg(tokens[i].first)
+                .arg(item.toHtmlEscaped());
+  }
+  if (more && !tokens.isEmpty()) {
+    plain += ", …";
+    rich += ", …";
+  }
+  d_->expert_tokens->setTextFormat(Qt::RichText);
+  d_->expert_tokens->setText(rich);
+  d_->expert_tokens->setToolTip(plain + "\n(click a token to select it in every view)");
+  d_->expert_tokens_plain = plain;
 }
 QString ViewsPanel::expertTokensText() const {
-  return d_->expert_tokens->text();
+  return d_->expert_tokens_plain;
+}
+
+void ViewsPanel::setTokenMark(TokenMark mark) {
+  d_->mark = std::move(mark);
+  d_->apply_marks();
+}
+const ViewsPanel::TokenMark& ViewsPanel::tokenMark() const {
+  return d_->mark;
+}
+ViewsPanel::SurfaceMarks ViewsPanel::heatmapMarks() const {
+  SurfaceMarks m;
+  if (d_->win) {
+    m.row = d_->win->selected_row();
+    m.col = d_->win->selected_col();
+    m.cells = d_->win->marked_cells();
+  } else {
+    m.row = d_->cpu->selected_row();
+    m.col = d_->cpu->selected_col();
+    m.cells = d_->cpu->marked_cells();
+  }
+  return m;
+}
+int ViewsPanel::latencyMarkedToken() const {
+  return d_->latency_chart->selected();
+}
+QRect ViewsPanel::latencyBarRect(int token) const {
+  const QRect r = d_->latency_chart->bar_rect(token);
+  if (r.isEmpty()) return r;
+  return QRect(d_->latency_chart->mapTo(this, r.topLeft()), r.size());
+}
+QWidget* ViewsPanel::heatmapWidget() const {
+  return d_->heat_widget();
+}
+QPoint ViewsPanel::heatmapCellCentre(int row, int col) const {
+  if (!d_->cpu) return {};
+  const QRect plot = d_->cpu->plot_rect();
+  const ViewTransform& t = d_->cpu->transform();
+  const QPoint p(
+      plot.x() + static_cast<int>((static_cast<float>(col) + 0.5f - t.origin.x) * t.zoom.x),
+      plot.y() + static_cast<int>((static_cast<float>(row) + 0.5f - t.origin.y) * t.zoom.y));
+  return plot.contains(p) ? p : QPoint();
 }
 
 void ViewsPanel::setRunLabel(const QString& text) {
@@ -863,7 +976,7 @@ void ViewsPanel::selectQuery(int query) {
   const AttentionMap& a = d_->attn_shown;
   if (query < 0 || query >= a.n_query) return;
   d_->selected_query = query;
-  d_->set_selected_row(d_->page == Page::kAttention ? query : -1);
+  d_->apply_marks();
   QList<float> w(a.weight.begin() + static_cast<ptrdiff_t>(query) * a.n_key,
                  a.weight.begin() + static_cast<ptrdiff_t>(query + 1) * a.n_key);
   QString label = QString("query: %1").arg(query);

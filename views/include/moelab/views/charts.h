@@ -5,6 +5,8 @@
 
 #include <QString>
 #include <QWidget>
+#include <utility>
+#include <vector>
 
 #include "moelab/views/view_kinds.h"
 #include "moelab/views/view_models.h"
@@ -30,13 +32,28 @@ class LatencyChart : public QWidget {
   QSize sizeHint() const override { return {900, 560}; }
   /// Colour of breakdown part i (categorical palette).
   static Rgba8 part_color(int i);
+  /// Highlights the bar of generated token `token` (the selected token; -1: none).
+  void set_selected(int token);
+  int selected() const { return selected_; }
+  /// The timeline bar of token `token` in widget pixels (empty before the first paint or
+  /// outside the series); tests click it.
+  QRect bar_rect(int token) const;
+
+ signals:
+  /// A click on the bar (or the column above it) of generated token `token`.
+  void tokenClicked(int token);
+  /// A click in the timeline off the bars.
+  void backgroundClicked();
 
  protected:
   void paintEvent(QPaintEvent*) override;
+  void mouseReleaseEvent(QMouseEvent* e) override;
 
  private:
   LatencySeries s_;
   QString breakdown_unavailable_;
+  int selected_ = -1;
+  QRect timeline_;  // the timeline's plot rectangle at the last paint
 };
 
 /// Watts over time with the energy (trapezoid integral), mean/peak watts and J/token, or a panel
@@ -97,6 +114,12 @@ class CpuHeatmapWidget : public QWidget {
   const HeatmapView& view() const { return view_; }
   void set_selected_row(int row);
   int selected_row() const { return selected_row_; }
+  /// As HeatmapWindow::set_selected_col / set_marked_cells (the selected token's column, the
+  /// cells of the experts it used).
+  void set_selected_col(int col);
+  int selected_col() const { return selected_col_; }
+  void set_marked_cells(std::vector<std::pair<int, int>> cells);
+  const std::vector<std::pair<int, int>>& marked_cells() const { return marked_cells_; }
   ViewTransform& transform() { return transform_; }
   QRect plot_rect() const;
   const QString& hover_text() const { return hover_text_; }
@@ -104,6 +127,8 @@ class CpuHeatmapWidget : public QWidget {
 
  signals:
   void cellClicked(int row, int col);
+  /// A click (no drag) off the map's cells.
+  void backgroundClicked();
 
  protected:
   void paintEvent(QPaintEvent*) override;
@@ -122,6 +147,8 @@ class CpuHeatmapWidget : public QWidget {
   bool fit_pending_ = true;
   bool user_moved_ = false;
   int selected_row_ = -1;
+  int selected_col_ = -1;
+  std::vector<std::pair<int, int>> marked_cells_;  // (row, col)
   QString hover_text_;
   QPointF press_at_, drag_from_;
   bool dragging_ = false;

@@ -12,6 +12,8 @@
 #include <QTimer>
 #include <QVulkanWindow>
 #include <memory>
+#include <utility>
+#include <vector>
 
 #include "moelab/views/view_kinds.h"
 
@@ -39,6 +41,13 @@ class HeatmapWindow : public QVulkanWindow {
   /// Outlines row `row` (the selected attention query; -1: none).
   void set_selected_row(int row);
   int selected_row() const { return selected_row_; }
+  /// Outlines column `col` over the plot's height (the selected token in the routing grid;
+  /// -1: none).
+  void set_selected_col(int col);
+  int selected_col() const { return selected_col_; }
+  /// Outlines each (row, col) cell (the experts the selected token used; empty: none).
+  void set_marked_cells(std::vector<std::pair<int, int>> cells);
+  const std::vector<std::pair<int, int>>& marked_cells() const { return marked_cells_; }
   /// True once the researcher panned or zoomed since the last fit.
   bool user_moved() const { return user_moved_; }
   /// Marks the view as moving (wheel zoom and drag call this; so may code that animates
@@ -68,6 +77,8 @@ class HeatmapWindow : public QVulkanWindow {
   void frameDrawn();
   /// A click (press and release without dragging) on cell (row, col) of the map.
   void cellClicked(int row, int col);
+  /// A click (no drag) off the map's cells.
+  void backgroundClicked();
 
  protected:
   void mouseMoveEvent(QMouseEvent* e) override;
@@ -92,6 +103,8 @@ class HeatmapWindow : public QVulkanWindow {
   QPointF drag_from_;
   QPointF press_at_;
   int selected_row_ = -1;
+  int selected_col_ = -1;
+  std::vector<std::pair<int, int>> marked_cells_;  // (row, col)
   bool user_moved_ = false;
   QString hover_text_;
   int token_labels_ = 0;

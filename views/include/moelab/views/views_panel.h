@@ -28,11 +28,15 @@
 #pragma once
 
 #include <QList>
+#include <QPair>
+#include <QRect>
 #include <QString>
 #include <QWidget>
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <utility>
+#include <vector>
 
 #include "moelab/views/view_kinds.h"
 #include "moelab/views/view_models.h"
@@ -127,7 +131,42 @@ class ViewsPanel : public QWidget {
   void activateCell(int row, int col);
   /// The Expert load page's line about the clicked cell (the app lists its tokens there).
   void setExpertTokens(const QString& text);
+  /// The same line with each listed token a link: "<head>: #3 'the', #7 'a'" (", …" when
+  /// `more`); clicking a token emits tokenActivated(position).
+  void setExpertTokenList(const QString& head, const QList<QPair<qint64, QString>>& tokens,
+                          bool more);
+  /// The line as plain text.
   QString expertTokensText() const;
+
+  /// The selected token as every page highlights it (the app's token selection, one for all
+  /// views and the Output pane). Positions are those of the run on screen.
+  struct TokenMark {
+    int token = -1;          // generated token position: Routing column, Latency bar (-1: none)
+    int attention_row = -1;  // Attention: query row and key column of the crosshair (-1: none)
+    int attention_col = -1;
+    /// (layer, expert) of every expert the token used: outlined cells on Expert load, and the
+    /// diagonal cells (expert, expert) of the shown layer on Co-activation.
+    std::vector<std::pair<int, int>> experts;
+  };
+  /// GUI thread. Replaces the highlight on every page (clear(): none).
+  void setTokenMark(TokenMark mark);
+  const TokenMark& tokenMark() const;
+  /// What the heatmap on screen outlines for the mark now: row (attention query), column
+  /// (routing token / attention key) and cells (row, col). Tests read it per page.
+  struct SurfaceMarks {
+    int row = -1, col = -1;
+    std::vector<std::pair<int, int>> cells;
+  };
+  SurfaceMarks heatmapMarks() const;
+  /// The Latency page's highlighted bar (-1: none) and its rectangle in the panel's
+  /// coordinates (empty until the chart was painted).
+  int latencyMarkedToken() const;
+  QRect latencyBarRect(int token) const;
+  /// The widget that draws the heatmaps (the Vulkan window's container or the CPU widget).
+  QWidget* heatmapWidget() const;
+  /// The heatmap cell (row, col) centre in heatmapWidget() coordinates (the CPU widget only;
+  /// invalid point for the Vulkan window or off screen). Tests click it.
+  QPoint heatmapCellCentre(int row, int col) const;
   void setExpertLoadCounts(bool on);
 
   /// True when heatmaps are drawn with Vulkan; false for the CPU fallback.
@@ -167,6 +206,11 @@ class ViewsPanel : public QWidget {
   /// A heatmap cell was clicked (page as Page, row and column of the map): on Expert load the
   /// app answers with setExpertTokens (which tokens went to that layer's expert).
   void cellActivated(int page, int row, int col);
+  /// A generated token was picked on a page that names tokens: a Latency bar or a token of the
+  /// expert's token list (Routing and Attention clicks arrive as cellActivated).
+  void tokenActivated(int token);
+  /// A click off the data (heatmap margins, empty timeline): the app clears its selection.
+  void backgroundClicked();
 
  private:
   struct Impl;
