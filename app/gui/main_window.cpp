@@ -464,7 +464,8 @@ void MainWindow::build(const Options& options) {
           [this](int) { publishFeed(); });
   connect(views_, &moelab::views::ViewsPanel::attentionLayerRequested, this, [this](int layer) {
     if (!feed_) return;
-    if (auto a = feed_->attention(layer))
+    views_->setAttentionHeads(feed_->attention_heads(layer));
+    if (auto a = feed_->attention(layer, views_->attentionHead()))
       views_->publish(std::move(*a));
     else
       say(tr("Attention: run #%1 has no stored attention for layer %2").arg(viewsRun_).arg(layer));
@@ -1030,11 +1031,14 @@ void MainWindow::publishViews(const std::vector<moelab::lab::LiveToken>& items) 
       r.probs = l < t.probs.size() ? t.probs[l] : std::vector<float>{};
       feed_->add_routing(r);
     }
-    if (!t.attention.empty()) {
+    if (t.index == 0 && !t.attention.empty()) {
       feed_->set_attention(t.attention, t.prompt_text);
       // Open on the deepest layer with a snapshot (the one Compare shows too).
       const auto layers = feed_->attention_layers();
       if (!layers.empty()) views_->setAttentionLayer(layers.back());
+      views_->setAttentionHeads(feed_->attention_heads(views_->attentionLayer()));
+    } else if (!t.attention.empty()) {
+      feed_->add_attention(t.attention);  // the decode step's rows, per head
     }
     if (!t.op_us.empty()) feed_->set_op_breakdown({feed_->n_layer(), t.decode_steps, t.op_us});
   }
@@ -1052,7 +1056,11 @@ void MainWindow::publishFeed() {
     const int cl = std::clamp(views_->coActivationLayer(), 0, f.n_layer() - 1);
     views_->publish(f.co_activation(cl));
   }
-  if (auto a = f.attention(views_->attentionLayer())) views_->publish(std::move(*a));
+  // Live: only the new query rows (the incremental path); after the run: the exact map.
+  feed_->publish_attention(
+      views_->attentionLayer(), views_->attentionHead(), runner_->running(),
+      [this](moelab::views::AttentionMap m) { return views_->publish(std::move(m)); },
+      [this](moelab::views::AttentionRows r) { return views_->publish(std::move(r)); });
   if (f.n_tokens() > 0) views_->publish(f.latency());
 #endif
 }
@@ -1128,6 +1136,7 @@ bool MainWindow::openRunInViews(qint64 runId) {
   const auto layers = feed_->attention_layers();
   if (!layers.empty() && !feed_->attention(views_->attentionLayer()))
     views_->setAttentionLayer(layers.back());
+  views_->setAttentionHeads(feed_->attention_heads(views_->attentionLayer()));
   publishFeed();
   // Without a sensor the page says why, as it does while a run streams.
   views_->publish(feed_->power(power_->meter().available()
