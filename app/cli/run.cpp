@@ -41,6 +41,10 @@ struct RunOptions {
   std::string routing_policy = "default";  // moelab/policies/policies.h specs
   std::string attention_policy = "full";
   RunStoreOptions store;  // --db / --session
+  // Per-head attention stored with the run (session::AttentionCapture): layers, F32 budget.
+  std::vector<int> attention_layers;
+  int attention_budget_kib = 16384;
+  bool attention_capture_set = false;
   std::string backend = "auto";
   RemoteRunOptions remote;  // --remote URL: run on a server instead (remote_run.cpp)
 };
@@ -48,10 +52,10 @@ struct RunOptions {
 int run_cmd(const RunOptions& o, Io io) {
   if (o.remote.enabled()) {
     if (!o.model.empty() || o.threads || o.n_ctx || o.kv_f16 || o.backend != "auto" ||
-        o.routing_policy != "default" || o.attention_policy != "full")
+        o.routing_policy != "default" || o.attention_policy != "full" || o.attention_capture_set)
       throw Error(ErrorKind::BadInput,
-                  "--remote runs on the server: --model, --threads, --ctx, --kv-f16, --backend "
-                  "and the policies apply to local runs only",
+                  "--remote runs on the server: --model, --threads, --ctx, --kv-f16, --backend, "
+                  "the policies and --attention-layers/-budget-kib apply to local runs only",
                   {.subject = "run"});
     RemoteRunArgs a{o.prompt, o.system,     o.chat, o.n_predict, o.sampling,
                     o.stop,   o.ignore_eos, o.json, o.store};
@@ -106,6 +110,22 @@ int run_cmd(const RunOptions& o, Io io) {
   if (o.store.enabled()) {
     writer = open_writer(o.store.db);
     stored.emplace(*writer, o.store.session, o.model, gen, gp, cp);
+    session::AttentionCapture ac;
+    const int n_layer = static_cast<int>(model->card().n_layer);
+    for (int l : o.attention_layers)
+      if (l < 0 || l >= n_layer)
+        throw Error(ErrorKind::BadInput,
+                    "layer " + std::to_string(l) + " does not exist (n_layer " +
+                        std::to_string(n_layer) + ")",
+                    {.subject = "--attention-layers"});
+    ac.layers = o.attention_layers;
+    ac.budget_bytes = static_cast<size_t>(o.attention_budget_kib) << 10;
+    stored->recorder().set_attention_capture(ac);
+  } else if (o.attention_capture_set) {
+    throw Error(ErrorKind::BadInput,
+                "--attention-layers and --attention-budget-kib choose what a stored run keeps: "
+                "use them with --db or --session",
+                {.subject = "run"});
   }
   // Energy from the machine's sensor (RAPL for the CPU backend, NVML for CUDA;
   // MOELAB_POWERCAP_ROOT moves the powercap sysfs root, for tests); without one the reason is
@@ -211,6 +231,27 @@ void add_run(CLI::App& app, Io io, Action& action) {
                 "instead of streaming");
   add_backend_option(sub, o->backend);
   add_run_store_options(sub, o->store);
+  sub->add_option_function<std::vector<int>>(
+         "--attention-layers",
+         [o](const std::vector<int>& v) {
+           o->attention_layers = v;
+           o->attention_capture_set = true;
+         },
+         "Layers whose attention the stored run keeps per head, prompt and generated tokens "
+         "(default: every layer, within --attention-budget-kib)")
+      ->delimiter(',')
+      ->transform(int_range(0, 1 << 20));
+  sub->add_option_function<int>(
+         "--attention-budget-kib",
+         [o](int v) {
+           o->attention_budget_kib = v;
+           o->attention_capture_set = true;
+         },
+         "F32 KiB of per-head attention rows the stored run keeps at most (default 16384 = "
+         "16 MiB; 0: none). Layers that do not fit the prompt's rows are skipped, decode steps "
+         "past the "
+         "budget are dropped; both counted in the run's attention_* metrics")
+      ->transform(int_range(0, 1 << 22));
   add_remote_options(sub, o->remote);
   sub->callback([o, io, &action] { action = [o, io] { return run_cmd(*o, io); }; });
 }

@@ -188,10 +188,9 @@ RecordedRun record_generation(Generator& gen, const RunSettings& settings_in,
     lt.logprob = ev.logprob;
     lt.latency_us = ev.latency_us;
     lt.entropy = rec.last_entropy();
-    if (ev.index == 0) {
-      lt.attention = rec.last_attention();
+    lt.attention = rec.last_attention();
+    if (ev.index == 0)
       lt.prompt_text = prompt_token_text(model, settings.prompt, settings.chat, settings.system);
-    }
     lt.op_us = op_us;
     lt.decode_steps = decode_steps;
     for (const auto& r : rec.last_routing()) {

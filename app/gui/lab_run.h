@@ -64,8 +64,9 @@ struct LiveToken {
   std::vector<std::vector<float>> weights;  // [n_layer][k] router weights as stored
   /// [n_layer][expert_count] router probabilities as stored (empty where none were recorded).
   std::vector<std::vector<float>> probs;
-  /// Token 0 only: the prompt's attention snapshots as stored (head mean per layer) and the
-  /// prompt's token texts (prompt_token_text); empty for later tokens.
+  /// The attention snapshots stored with this token (GenerationRecorder::last_attention): for
+  /// token 0 the prompt's (head mean per layer, every head of the captured layers), later the
+  /// decode step's rows per head. Token 0 only: the prompt's token texts (prompt_token_text).
   std::vector<storage::AttentionSnapshot> attention;
   std::vector<std::string> prompt_text;
   /// Wall time of the decode steps so far per [layer][op] (µs, summed; rows 0..n_layer-1 then

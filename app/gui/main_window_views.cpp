@@ -22,7 +22,8 @@ void MainWindow::connectViews() {
           [this](int) { publishFeed(); });
   connect(views_, &moelab::views::ViewsPanel::attentionLayerRequested, this, [this](int layer) {
     if (!feed_) return;
-    if (auto a = feed_->attention(layer))
+    views_->setAttentionHeads(feed_->attention_heads(layer));
+    if (auto a = feed_->attention(layer, views_->attentionHead()))
       views_->publish(std::move(*a));
     else
       say(tr("Attention: run #%1 has no stored attention for layer %2").arg(viewsRun_).arg(layer));
@@ -68,6 +69,7 @@ void MainWindow::publishViews(const std::vector<moelab::lab::LiveToken>& items) 
     // Open on the deepest layer with a snapshot (the one Compare shows too).
     const auto layers = feed_->attention_layers();
     if (!layers.empty()) views_->setAttentionLayer(layers.back());
+    views_->setAttentionHeads(feed_->attention_heads(views_->attentionLayer()));
   }
   if (added.tokens) publishFeed();
 #endif
@@ -83,7 +85,11 @@ void MainWindow::publishFeed() {
     const int cl = std::clamp(views_->coActivationLayer(), 0, f.n_layer() - 1);
     views_->publish(f.co_activation(cl));
   }
-  if (auto a = f.attention(views_->attentionLayer())) views_->publish(std::move(*a));
+  // Live: only the new query rows (the incremental path); after the run: the exact map.
+  feed_->publish_attention(
+      views_->attentionLayer(), views_->attentionHead(), runner_->running(),
+      [this](moelab::views::AttentionMap m) { return views_->publish(std::move(m)); },
+      [this](moelab::views::AttentionRows r) { return views_->publish(std::move(r)); });
   if (f.n_tokens() > 0) views_->publish(f.latency());
 #endif
 }
@@ -213,6 +219,7 @@ bool MainWindow::openRunInViews(qint64 runId) {
   const auto layers = feed_->attention_layers();
   if (!layers.empty() && !feed_->attention(views_->attentionLayer()))
     views_->setAttentionLayer(layers.back());
+  views_->setAttentionHeads(feed_->attention_heads(views_->attentionLayer()));
   publishFeed();
   // Without a sensor the page says why, as it does while a run streams.
   views_->publish(feed_->power(power_->meter().available()

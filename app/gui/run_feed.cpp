@@ -145,11 +145,60 @@ void RunViewData::add_routing(const storage::RoutingRecord& r) {
 void RunViewData::set_attention(std::vector<storage::AttentionSnapshot> snapshots,
                                 std::vector<std::string> prompt_text) {
   attention_.clear();
-  for (auto& a : snapshots)
-    if (a.head == -1 && a.position == 0 && a.shape.size() == 2) attention_.push_back(std::move(a));
+  heads_.clear();
+  live_ = {};
+  prompt_text_ = std::move(prompt_text);
+  add_attention(snapshots);
+}
+
+void RunViewData::add_attention(const std::vector<storage::AttentionSnapshot>& snapshots) {
+  // Prompt snapshots first, so that decode rows stored before them (order of a read) find their
+  // layer's prompt rows.
+  std::vector<const storage::AttentionSnapshot*> order;
+  for (const auto& a : snapshots) order.push_back(&a);
+  std::stable_sort(order.begin(), order.end(),
+                   [](const auto* x, const auto* y) { return x->position < y->position; });
+  for (const auto* p : order) {
+    const auto& a = *p;
+    if (a.head == -1 && a.position == 0 && a.shape.size() == 2) {
+      attention_.push_back(a);
+      continue;
+    }
+    if (a.head != storage::kAttentionAllHeads || a.shape.size() != 3 || a.layer < 0) continue;
+    const int64_t nh = a.shape[0], nq = a.shape[1], nk = a.shape[2];
+    if (nh < 1 || nq < 1 || nk < nq || static_cast<int64_t>(a.data.size()) != nh * nq * nk ||
+        nk > (int64_t(1) << 24))
+      continue;
+    if (a.position == 0) {
+      HeadRows& h = heads_[a.layer];
+      h = {};
+      h.n_head = static_cast<int>(nh);
+      h.n_prompt = static_cast<int>(nk);
+      const int64_t offset = nk - nq;  // 0: the prompt from an empty cache
+      h.rows.assign(static_cast<size_t>(nk), {});
+      h.n_kv.assign(static_cast<size_t>(nk), 0);
+      for (int64_t q = 0; q < nq; ++q) {
+        auto& row = h.rows[static_cast<size_t>(q + offset)];
+        row.resize(static_cast<size_t>(nh * nk));
+        for (int64_t hd = 0; hd < nh; ++hd)
+          std::copy_n(a.data.begin() + (hd * nq + q) * nk, nk, row.begin() + hd * nk);
+        h.n_kv[static_cast<size_t>(q + offset)] = static_cast<int>(nk);
+      }
+      continue;
+    }
+    auto it = heads_.find(a.layer);
+    if (it == heads_.end() || it->second.n_head != nh || nq != 1) continue;
+    HeadRows& h = it->second;
+    const size_t q = static_cast<size_t>(nk - 1);
+    if (h.rows.size() <= q) {
+      h.rows.resize(q + 1);
+      h.n_kv.resize(q + 1, 0);
+    }
+    h.rows[q] = a.data;
+    h.n_kv[q] = static_cast<int>(nk);
+  }
   std::sort(attention_.begin(), attention_.end(),
             [](const auto& x, const auto& y) { return x.layer < y.layer; });
-  prompt_text_ = std::move(prompt_text);
 }
 
 views::RoutingGrid RunViewData::routing_grid() const {
@@ -237,26 +286,139 @@ std::vector<int64_t> RunViewData::tokens_of_expert(int layer, int expert) const 
 
 std::vector<int> RunViewData::attention_layers() const {
   std::vector<int> out;
-  for (const auto& a : attention_)
-    if (out.empty() || out.back() != a.layer) out.push_back(a.layer);
+  for (const auto& a : attention_) out.push_back(a.layer);
+  for (const auto& [layer, h] : heads_) out.push_back(layer);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
 
-std::optional<views::AttentionMap> RunViewData::attention(int layer) const {
-  for (const auto& a : attention_) {
-    if (a.layer != layer) continue;
-    views::AttentionMap m = attention_map_of(a);
-    // Keys are prompt positions 0..n_key-1; the queries are the last n_query of them.
-    const int offset = m.n_key - m.n_query;
-    auto label = [this](int pos) {
+int RunViewData::attention_heads(int layer) const {
+  const auto it = heads_.find(layer);
+  return it == heads_.end() ? 0 : it->second.n_head;
+}
+
+int RunViewData::attention_rows(int layer) const {
+  const auto it = heads_.find(layer);
+  if (it == heads_.end()) return 0;
+  int n = 0;
+  while (static_cast<size_t>(n) < it->second.n_kv.size() &&
+         it->second.n_kv[static_cast<size_t>(n)] > 0)
+    ++n;
+  return n;
+}
+
+namespace {
+// Query row q of h as F32 [n_key] for head `head` (-1: mean over heads): keys past the row's
+// n_kv or past q are NaN.
+void head_row(const std::vector<float>& row, int n_head, int n_kv, int q, int head, float* out,
+              int n_key) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::fill(out, out + n_key, nan);
+  const int nk = std::min({n_kv, n_key, q + 1});
+  for (int k = 0; k < nk; ++k) {
+    if (head >= 0) {
+      out[k] = row[static_cast<size_t>(head) * static_cast<size_t>(n_kv) + static_cast<size_t>(k)];
+    } else {
+      double acc = 0;
+      for (int h = 0; h < n_head; ++h)
+        acc += row[static_cast<size_t>(h) * static_cast<size_t>(n_kv) + static_cast<size_t>(k)];
+      out[k] = static_cast<float>(acc / n_head);
+    }
+  }
+}
+}  // namespace
+
+std::optional<views::AttentionMap> RunViewData::attention(int layer, int head, int room) const {
+  const auto label = [this](int pos, int n_prompt) {
+    if (pos < n_prompt) {
       return static_cast<size_t>(pos) < prompt_text_.size() ? prompt_text_[static_cast<size_t>(pos)]
                                                             : std::to_string(pos);
-    };
-    for (int k = 0; k < m.n_key; ++k) m.key_text.push_back(label(k));
-    for (int q = 0; q < m.n_query; ++q) m.query_text.push_back(label(q + offset));
-    return m;
+    }
+    const size_t t = static_cast<size_t>(pos - n_prompt);
+    return t < text_.size() ? text_[t] : std::to_string(pos);
+  };
+  const auto it = heads_.find(layer);
+  if (it == heads_.end()) {
+    if (head != -1) return std::nullopt;
+    for (const auto& a : attention_) {
+      if (a.layer != layer) continue;
+      views::AttentionMap m = attention_map_of(a);
+      // Keys are prompt positions 0..n_key-1; the queries are the last n_query of them.
+      const int offset = m.n_key - m.n_query;
+      for (int k = 0; k < m.n_key; ++k) m.key_text.push_back(label(k, m.n_key));
+      for (int q = 0; q < m.n_query; ++q) m.query_text.push_back(label(q + offset, m.n_key));
+      return m;
+    }
+    return std::nullopt;
   }
-  return std::nullopt;
+  const HeadRows& h = it->second;
+  if (head < -1 || head >= h.n_head) return std::nullopt;
+  const int n = attention_rows(layer);
+  if (n == 0) return std::nullopt;
+  const int size = std::max(n, room);
+  views::AttentionMap m;
+  m.layer = layer;
+  m.head = head;
+  m.n_query = m.n_key = size;
+  m.weight.assign(static_cast<size_t>(size) * static_cast<size_t>(size),
+                  std::numeric_limits<float>::quiet_NaN());
+  for (int q = 0; q < n; ++q)
+    head_row(h.rows[static_cast<size_t>(q)], h.n_head, h.n_kv[static_cast<size_t>(q)], q, head,
+             m.weight.data() + static_cast<size_t>(q) * static_cast<size_t>(size), size);
+  for (int p = 0; p < size; ++p) m.key_text.push_back(p < n ? label(p, h.n_prompt) : "");
+  m.query_text = m.key_text;
+  return m;
+}
+
+std::optional<views::AttentionRows> RunViewData::attention_rows_since(int layer, int head,
+                                                                      int first, int n_key) const {
+  const auto it = heads_.find(layer);
+  if (it == heads_.end() || first < 0 || head < -1 || head >= it->second.n_head)
+    return std::nullopt;
+  const HeadRows& h = it->second;
+  const int n = attention_rows(layer);
+  if (first >= n || n > n_key) return std::nullopt;
+  views::AttentionRows r;
+  r.layer = layer;
+  r.head = head;
+  r.first_query = first;
+  r.n_key = n_key;
+  r.weight.resize(static_cast<size_t>(n - first) * static_cast<size_t>(n_key));
+  for (int q = first; q < n; ++q) {
+    head_row(h.rows[static_cast<size_t>(q)], h.n_head, h.n_kv[static_cast<size_t>(q)], q, head,
+             r.weight.data() + static_cast<size_t>(q - first) * static_cast<size_t>(n_key), n_key);
+    const size_t t = static_cast<size_t>(q - h.n_prompt);
+    r.token_text.push_back(q < h.n_prompt ? (static_cast<size_t>(q) < prompt_text_.size()
+                                                 ? prompt_text_[static_cast<size_t>(q)]
+                                                 : std::to_string(q))
+                                          : (t < text_.size() ? text_[t] : std::to_string(q)));
+  }
+  return r;
+}
+
+void RunViewData::publish_attention(int layer, int head, bool live,
+                                    const std::function<uint64_t(views::AttentionMap)>& map,
+                                    const std::function<uint64_t(views::AttentionRows)>& rows) {
+  const int n = attention_rows(layer);
+  if (live && n > 0 && live_.layer == layer && live_.head == head) {
+    if (n == live_.rows) return;  // nothing new
+    if (auto r = attention_rows_since(layer, head, live_.rows, live_.n_key)) {
+      if (rows(std::move(*r)) != 0) {
+        live_.rows = n;
+        return;
+      }
+    }
+  }
+  // A whole map: live with room for as many rows again (at least 64), else exact.
+  const int room = live && n > 0 ? std::max(2 * n, n + 64) : 0;
+  auto m = attention(layer, head, room);
+  if (!m) {
+    live_ = {};
+    return;
+  }
+  live_ = {layer, head, m->n_key, n};
+  map(std::move(*m));
 }
 
 views::LatencySeries RunViewData::latency() const {
@@ -313,9 +475,11 @@ LiveTokensAdded add_live_tokens(RunViewData& feed, const std::vector<LiveToken>&
       r.probs = l < t.probs.size() ? t.probs[l] : std::vector<float>{};
       feed.add_routing(r);
     }
-    if (!t.attention.empty()) {
+    if (t.index == 0 && !t.attention.empty()) {
       feed.set_attention(t.attention, t.prompt_text);
       added.attention = true;
+    } else if (!t.attention.empty()) {
+      feed.add_attention(t.attention);  // the decode step's rows, per head
     }
     if (!t.op_us.empty()) feed.set_op_breakdown({feed.n_layer(), t.decode_steps, t.op_us});
   }

@@ -1,8 +1,9 @@
 // RunViewData: the one home of "a run -> every view". It accumulates one run's records - the
 // same plain storage records whether they arrive live from the generation (LiveToken, converted
 // by the main window) or are read back from the store - and builds each view's data from them:
-// routing grid, expert load (normalised share or raw count), co-activation per layer, prompt
-// attention per layer (head mean, token text on both axes), latency per token with the per
+// routing grid, expert load (normalised share or raw count), co-activation per layer, attention
+// per layer and head (prompt and generated tokens, token text on both axes; runs stored before
+// per-head capture: the prompt's head mean only), latency per token with the per
 // layer / op breakdown, and power from the per-token energy. Because a live run and the same
 // run read from the store go through the same accumulation, the views show identical values for
 // both. No Qt; built with the views panel (MOELAB_HAVE_VIEWS_PANEL).
@@ -10,6 +11,8 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -63,10 +66,17 @@ class RunViewData {
   /// when the record has router probabilities, their confidence (views::router_confidence).
   /// Records outside [0, n_layer) are ignored; expert ids >= expert_count are ignored.
   void add_routing(const storage::RoutingRecord& r);
-  /// The prompt's attention snapshots (head mean per layer, as GenerationRecorder stores them)
-  /// and the prompt's token texts for the axes (may be empty: positions are shown).
+  /// Replaces the run's attention with `snapshots` (as GenerationRecorder stores them: the
+  /// prompt's head mean per layer, head -1; every head of the captured layers,
+  /// storage::kAttentionAllHeads, F32 [n_head, n_query, n_kv] for the prompt at position 0 and
+  /// [n_head, 1, n_kv] per decode step) and sets the prompt's token texts for the axes (may be
+  /// empty: positions are shown). Other snapshots are ignored.
   void set_attention(std::vector<storage::AttentionSnapshot> snapshots,
                      std::vector<std::string> prompt_text = {});
+  /// Adds snapshots (e.g. one decode step's rows, live) to what set_attention gave. A decode row
+  /// over n_kv keys is query position n_kv - 1; a row whose layer has no prompt rows, or whose
+  /// head count differs from them, is ignored.
+  void add_attention(const std::vector<storage::AttentionSnapshot>& snapshots);
   void set_op_breakdown(OpBreakdown b) { ops_ = std::move(b); }
   const OpBreakdown& op_breakdown() const { return ops_; }
   /// `b` as the run's stored metrics (compare::kOpTimeMetricPrefix): one
@@ -98,11 +108,36 @@ class RunViewData {
   std::vector<int64_t> tokens_of_expert(int layer, int expert) const;
   /// The generated tokens' text, by position.
   const std::vector<std::string>& token_text() const { return text_; }
-  /// Layers with a stored prompt attention snapshot (ascending).
+  /// Layers with attention (ascending): per head or the prompt's head mean.
   std::vector<int> attention_layers() const;
-  /// The prompt attention of `layer` (head mean) with the causal mask as NaN and token text on
-  /// both axes; nullopt when the run has no snapshot of that layer.
-  std::optional<views::AttentionMap> attention(int layer) const;
+  /// Heads stored per head for `layer` (0: only the prompt's head mean, as runs stored before
+  /// per-head capture have, or nothing).
+  int attention_heads(int layer) const;
+  /// Query rows of `layer` stored per head: the prompt's rows then one per decode step, without
+  /// gaps (0 when none).
+  int attention_rows(int layer) const;
+  /// The attention of `layer`, head `head` (-1: the mean over heads), F32 [n, n] over positions
+  /// 0..n-1 with n = attention_rows(layer) (query = key position; the causal mask as NaN) and
+  /// token text on both axes (prompt tokens, then the generated tokens: position n_prompt + i
+  /// is generated token i). `room` > n: the map has `room` rows and columns, the ones not made
+  /// yet NaN (a live map that later rows are written into). Without per-head rows for the layer:
+  /// the prompt's stored head mean (head -1 only). nullopt when there is nothing for the
+  /// layer/head.
+  std::optional<views::AttentionMap> attention(int layer, int head = -1, int room = 0) const;
+  /// Rows [first, attention_rows(layer)) of attention(layer, head, ..) as a live update of a map
+  /// with `n_key` columns (AttentionRows: the views write them in place); nullopt when there is
+  /// no such row or they do not fit n_key.
+  std::optional<views::AttentionRows> attention_rows_since(int layer, int head, int first,
+                                                           int n_key) const;
+  /// Puts the attention of (`layer`, `head`) on screen through `map` / `rows` (the views panel's
+  /// publish overloads; `rows` returns 0 when the rows do not fit the map on screen). While
+  /// `live`, a map with room to grow is published once and each later call sends only the new
+  /// query rows (O(rows x n_key), never the whole map); when the rows do not fit (another
+  /// layer/head, room used up, views cleared) the whole map is published again with twice the
+  /// room. Not live: the exact map.
+  void publish_attention(int layer, int head, bool live,
+                         const std::function<uint64_t(views::AttentionMap)>& map,
+                         const std::function<uint64_t(views::AttentionRows)>& rows);
   /// Latency per generated token (ms; token 0 includes the prompt: TTFT) and, when an op
   /// breakdown was recorded, mean ms per decode step per layer and op.
   views::LatencySeries latency() const;
@@ -124,6 +159,18 @@ class RunViewData {
   std::vector<std::vector<views::RouterConfidence>> confidence_;
   bool any_probs_ = false;
   std::vector<storage::AttentionSnapshot> attention_;
+  // Per layer with per-head rows: rows[q] = F32 [n_head, n_kv(q)] of query position q.
+  struct HeadRows {
+    int n_head = 0;
+    int n_prompt = 0;
+    std::vector<std::vector<float>> rows;
+    std::vector<int> n_kv;
+  };
+  std::map<int, HeadRows> heads_;
+  // What publish_attention last put on screen.
+  struct LiveAttention {
+    int layer = -1, head = -2, n_key = 0, rows = 0;
+  } live_;
   std::vector<std::string> prompt_text_;
   OpBreakdown ops_;
 };
@@ -136,6 +183,7 @@ struct LiveTokensAdded {
 /// Adds the live run's tokens `items` (LiveToken, lab_run.h; closing text-only events, index < 0,
 /// are skipped) to `feed` as the store holds them: each token's text and latency, its routing
 /// per MoE layer (experts, weights, router probabilities), token 0's prompt attention snapshots
+/// (later tokens' snapshots: that decode step's attention rows, per head)
 /// with the prompt's token texts, and the per layer / op breakdown so far. The same records a
 /// stored run is read from (from_store), so the views show the same values live and after a
 /// restart.

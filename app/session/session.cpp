@@ -201,8 +201,9 @@ std::vector<double> chunk_perplexities(const std::vector<double>& running) {
 
 // ---------------------------------------------------------------- routing
 
-RoutingRecorder::RoutingRecorder(Context& ctx, bool probs, bool attention)
-    : ctx_(ctx), probs_(probs), attention_(attention) {
+RoutingRecorder::RoutingRecorder(Context& ctx, bool probs, bool attention, AttentionCapture capture)
+    : ctx_(ctx), probs_(probs), attention_(attention), capture_(std::move(capture)) {
+  capture_on_ = attention_ && capture_.budget_bytes > 0;
   // The mixing weights are the last weight stage the layer emits (forward.cpp): the router's
   // probabilities of the selected experts (ffn_moe_weights), then - where the architecture
   // transforms them - renormalised, scaled, or (gpt-oss) the softmax over the selected.
@@ -217,6 +218,7 @@ RoutingRecorder::RoutingRecorder(Context& ctx, bool probs, bool attention)
       const int64_t nh = o.shape[0], nq = o.shape[1], nk = o.shape[2];
       if (nh < 1 || nq < 1 || nk < 1 || int64_t(o.data.size()) < nh * nq * nk) return;
       std::lock_guard lock(mu_);
+      if (capture_on_) keep_heads(o);
       if (!prompt_phase_) return;
       size_t total = 0;
       for (const auto& [l, a] : attn_)
@@ -284,19 +286,91 @@ std::vector<storage::RoutingRecord> RoutingRecorder::take(int64_t position) {
   return out;
 }
 
-std::vector<storage::AttentionSnapshot> RoutingRecorder::take_attention() {
+void RoutingRecorder::keep_heads(const Observation& o) {
+  const int64_t nh = o.shape[0], nq = o.shape[1], nk = o.shape[2];
+  const bool chosen =
+      capture_.layers.empty() ||
+      std::find(capture_.layers.begin(), capture_.layers.end(), o.layer) != capture_.layers.end();
+  if (!chosen) return;
+  if (prompt_phase_) {
+    // Layers in the order the forward pass emits them (ascending): one that does not fit next
+    // to the layers kept so far is skipped.
+    size_t held = 0;
+    for (const auto& [l, a] : heads_)
+      if (l != o.layer) held += a.data.size() * sizeof(float);
+    const size_t bytes = static_cast<size_t>(nh * nq * nk) * sizeof(float);
+    if (held + bytes > capture_.budget_bytes) {
+      heads_.erase(o.layer);
+      if (std::find(skipped_layers_.begin(), skipped_layers_.end(), o.layer) ==
+          skipped_layers_.end())
+        skipped_layers_.push_back(o.layer);
+      return;
+    }
+  } else if (std::find(kept_layers_.begin(), kept_layers_.end(), o.layer) == kept_layers_.end()) {
+    return;
+  }
+  storage::AttentionSnapshot& a = heads_[o.layer];
+  a.position = 0;
+  a.layer = o.layer;
+  a.head = storage::kAttentionAllHeads;
+  a.shape = {nh, nq, nk};
+  a.data.assign(o.data.begin(), o.data.begin() + static_cast<ptrdiff_t>(nh * nq * nk));
+}
+
+std::vector<storage::AttentionSnapshot> RoutingRecorder::take_attention(int64_t position) {
   std::vector<storage::AttentionSnapshot> out;
-  bool was_prompt = false;
+  bool was_prompt = false, stop = false;
   {
     std::lock_guard lock(mu_);
     was_prompt = prompt_phase_;
     prompt_phase_ = false;
     for (auto& [layer, a] : attn_) out.push_back(std::move(a));
     attn_.clear();
+    if (was_prompt) {
+      for (auto& [layer, a] : heads_) {
+        kept_layers_.push_back(layer);
+        stats_.bytes += a.data.size() * sizeof(float);
+        out.push_back(std::move(a));
+      }
+      heads_.clear();
+      stats_.layers_kept = static_cast<int>(kept_layers_.size());
+      stats_.layers_skipped = static_cast<int>(skipped_layers_.size());
+      if (kept_layers_.empty()) stop = capture_on_;
+    } else if (capture_on_) {
+      size_t bytes = 0;
+      for (const auto& [layer, a] : heads_) bytes += a.data.size() * sizeof(float);
+      if (heads_.size() == kept_layers_.size() && stats_.bytes + bytes <= capture_.budget_bytes) {
+        for (auto& [layer, a] : heads_) {
+          a.position = position;
+          out.push_back(std::move(a));
+        }
+        stats_.bytes += bytes;
+        ++stats_.steps_kept;
+      } else if (!heads_.empty()) {
+        ++stats_.steps_dropped;  // the budget is spent: no later step is kept either
+        stop = true;
+      }
+      heads_.clear();
+    } else if (stats_.steps_dropped > 0) {
+      ++stats_.steps_dropped;
+    }
+    if (stop) capture_on_ = false;
   }
-  // The decode steps' attention is not kept: stop observing it (called between evaluations).
-  if (was_prompt && attention_) ctx_.set_observer(observer_, names_);
+  // Without per-head capture the decode steps' attention is not kept: stop observing it
+  // (called between evaluations).
+  if (attention_ && ((was_prompt && !capture_on_) || stop)) ctx_.set_observer(observer_, names_);
   return out;
+}
+
+AttentionCaptureStats RoutingRecorder::attention_stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+void RoutingRecorder::set_capture(AttentionCapture capture) {
+  std::lock_guard lock(mu_);
+  capture_ = std::move(capture);
+  capture_on_ = attention_ && capture_.budget_bytes > 0;
 }
 
 // ---------------------------------------------------------------- generation
@@ -312,6 +386,7 @@ GenerationRecorder::GenerationRecorder(storage::AsyncWriter& writer,
       gen_(gen),
       config_(config) {
   route_ = routing && gen.model().card().is_moe();
+  attention_ = attention;
   if (route_ || attention)
     routing_ = std::make_unique<RoutingRecorder>(gen.context(), routing_probs, attention);
 }
@@ -337,12 +412,8 @@ TokenCallback GenerationRecorder::wrap(TokenCallback inner) {
       last_entropy_ = t.entropy;
       last_routing_.clear();
       if (routing_) {
-        if (ev.index == 0) {
-          last_attention_ = routing_->take_attention();
-          for (const auto& a : last_attention_) run_.attention(a);
-        } else {
-          last_attention_.clear();
-        }
+        last_attention_ = routing_->take_attention(ev.index);
+        for (const auto& a : last_attention_) run_.attention(a);
         if (route_) last_routing_ = routing_->take(ev.index);
       }
       for (const auto& r : last_routing_) run_.routing(r);
@@ -382,7 +453,21 @@ GenerateResult GenerationRecorder::generate(const GenerateParams& gp, TokenCallb
   return r;
 }
 
+void GenerationRecorder::set_attention_capture(const AttentionCapture& c) {
+  capture_ = c;
+  if (routing_) routing_->set_capture(c);
+}
+
 void GenerationRecorder::finish(const GenerateResult& r) {
+  if (routing_ && attention_ && capture_.budget_bytes > 0) {
+    // What the per-head attention capture kept, so a reader can tell a budget cut from a run
+    // without attention.
+    const AttentionCaptureStats st = routing_->attention_stats();
+    run_.metric("attention_head_bytes", static_cast<double>(st.bytes), "B");
+    run_.metric("attention_head_layers", st.layers_kept);
+    run_.metric("attention_layers_skipped", st.layers_skipped);
+    run_.metric("attention_steps_dropped", static_cast<double>(st.steps_dropped));
+  }
   routing_.reset();
   // Only what was measured: a run stopped during its prefill has no TTFT and no prefill speed,
   // one with fewer than two tokens no decode speed (absent, not 0 - a 0 would read as a

@@ -592,7 +592,11 @@ class TestGuiLab : public QObject {
     QCOMPARE(ag.size(), s.attention(cliRun).size());
     const int nLayer =
         nlohmann::json::parse(s.run(guiRun)->config_json)["model"]["n_layer"].get<int>();
-    QCOMPARE(int(ag.size()), nLayer);
+    // Per layer: the prompt's head mean, every head of the prompt, every head of each decode
+    // step (generated tokens after the first).
+    QCOMPARE(int(ag.size()), nLayer * (2 + int(tg.size()) - 1));
+    QCOMPARE(int(std::count_if(ag.begin(), ag.end(), [](const auto& a) { return a.head == -1; })),
+             nLayer);
     const auto cg = nlohmann::json::parse(s.run(guiRun)->config_json);
     const auto cc = nlohmann::json::parse(s.run(cliRun)->config_json);
     // Both record the backend the run computed on ("cpu" here: the GUI's Auto and the CLI's

@@ -19,6 +19,7 @@
 #include <QtTest>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -184,28 +185,46 @@ class TestGuiViews : public QObject {
     }
     QCOMPARE(c->count, co);
 
-    // Attention: the stored head-mean prompt attention of the picked layer, masked above the
-    // diagonal, with token text on both axes.
+    // Attention of the picked layer and head (or the mean of heads) over the prompt's and the
+    // generated tokens' positions: row q < P from the stored prompt snapshot (every head,
+    // [n_head, P, P]), row P + i - 1 from the decode step of token i ([n_head, 1, P + i]);
+    // masked above the diagonal; token text on both axes (generated tokens as stored).
     const auto a = vp->attentionSnapshot();
     QVERIFY2(a, "Attention: waiting for data");
     QCOMPARE(a->layer, vp->attentionLayer());
-    const st::AttentionSnapshot* snap = nullptr;
+    QCOMPARE(a->head, vp->attentionHead());
     const auto snaps = store.attention(id);
+    const st::AttentionSnapshot* prompt = nullptr;
+    std::map<int64_t, const st::AttentionSnapshot*> stepRows;
     for (const auto& s : snaps)
-      if (s.layer == a->layer && s.head == -1) snap = &s;
-    QVERIFY(snap);
-    QCOMPARE(int64_t(a->n_query), snap->shape[0]);
-    QCOMPARE(int64_t(a->n_key), snap->shape[1]);
+      if (s.layer == a->layer && s.head == st::kAttentionAllHeads)
+        (s.position == 0 ? prompt : stepRows[s.position]) = &s;
+    QVERIFY2(prompt, "no per-head attention stored");
+    const int nHead = int(prompt->shape[0]), P = int(prompt->shape[2]);
+    QCOMPARE(vp->attentionHeadCount(), nHead);
+    QCOMPARE(int(stepRows.size()), n - 1);  // every decode step, in the budget
+    QCOMPARE(a->n_query, P + n - 1);
+    QCOMPARE(a->n_key, a->n_query);
     QCOMPARE(a->key_text.size(), size_t(a->n_key));
-    QCOMPARE(a->query_text.size(), size_t(a->n_query));
-    const int off = a->n_key - a->n_query;
+    QCOMPARE(a->query_text, a->key_text);
+    for (int i = 0; i + 1 < n; ++i) QCOMPARE(a->key_text[size_t(P + i)], toks[size_t(i)].piece);
+    auto stored = [&](int q, int k, int h) -> float {
+      if (q < P) return prompt->data[(size_t(h) * P + size_t(q)) * P + size_t(k)];
+      const auto* r = stepRows.at(q - P + 1);
+      return r->data[size_t(h) * size_t(r->shape[2]) + size_t(k)];
+    };
     for (int q = 0; q < a->n_query; ++q)
       for (int k = 0; k < a->n_key; ++k) {
         const float got = a->weight[at(q, k, a->n_key)];
-        if (k > q + off)
+        if (k > q) {
           QVERIFY(std::isnan(got));
-        else
-          QCOMPARE(got, snap->data[at(q, k, a->n_key)]);
+        } else if (a->head >= 0) {
+          QCOMPARE(got, stored(q, k, a->head));
+        } else {
+          double m = 0;
+          for (int h = 0; h < nHead; ++h) m += stored(q, k, h);
+          QVERIFY(std::fabs(got - m / nHead) <= 1e-6);
+        }
       }
 
     // Latency per token (ms) as stored; TTFT = token 0.
@@ -300,6 +319,19 @@ class TestGuiViews : public QObject {
       QVERIFY(vp->expertLoadSnapshot() && vp->expertLoadSnapshot()->n_layer > 0);
       QVERIFY(vp->coActivationSnapshot() && vp->coActivationSnapshot()->expert_count > 0);
       QVERIFY2(vp->attentionSnapshot(), "the prompt attention is not shown while running");
+      // Live rows: the generated tokens' attention rows are written into the map on screen as
+      // they stream (the map has room to grow; rows not made yet are NaN). The prompt has
+      // fewer than 16 tokens, so 16 filled rows include decode rows.
+      QTRY_VERIFY_WITH_TIMEOUT(
+          [&] {
+            const auto a = vp->attentionSnapshot();
+            if (!a) return false;
+            int filled = 0;
+            for (int q = 0; q < a->n_query; ++q)
+              filled += std::isnan(a->weight[at(q, 0, a->n_key)]) ? 0 : 1;
+            return filled >= 16 && a->n_query > filled;
+          }(),
+          30000);
       QVERIFY(vp->latencySnapshot() && vp->latencySnapshot()->ms.size() >= 8);
       // The live latency has the per layer / op breakdown the header promises.
       QTRY_VERIFY_WITH_TIMEOUT(!vp->latencySnapshot()->rows.empty(), 20000);
@@ -364,6 +396,24 @@ class TestGuiViews : public QObject {
       vp->findChild<QSpinBox*>("views_attention_layer")->setValue(0);
       QCOMPARE(vp->attentionSnapshot()->layer, 0);
       checkViewsShowStoredRun(w, *s, complete);
+      // The head picker: "mean of heads" then each head; choosing one shows that head's rows.
+      {
+        auto* head = vp->findChild<QComboBox*>("views_attention_head");
+        QVERIFY(head);
+        QCOMPARE(head->count(), vp->attentionHeadCount() + 1);
+        QVERIFY(vp->attentionHeadCount() > 1);
+        const auto mean = *vp->attentionSnapshot();
+        head->setCurrentIndex(2);  // head 1
+        QCOMPARE(vp->attentionHead(), 1);
+        QCOMPARE(vp->attentionSnapshot()->head, 1);
+        QVERIFY(vp->attentionSnapshot()->weight != mean.weight);
+        checkViewsShowStoredRun(w, *s, complete);
+        vp->findChild<QSpinBox*>("views_attention_layer")->setValue(nLayer - 1);
+        QCOMPARE(vp->attentionSnapshot()->layer, nLayer - 1);
+        QCOMPARE(vp->attentionSnapshot()->head, 1);
+        checkViewsShowStoredRun(w, *s, complete);
+        vp->findChild<QSpinBox*>("views_attention_layer")->setValue(0);
+      }
       // The attention axes carry the prompt's token text (not positions).
       QVERIFY(!vp->attentionSnapshot()->key_text.empty());
       QVERIFY2(vp->attentionSnapshot()->key_text.back() !=
@@ -927,6 +977,73 @@ class TestGuiViews : public QObject {
     QCOMPARE(m->weight[3], 0.75f);
     QCOMPARE(m->key_text, (std::vector<std::string>{"<s>", "Hi"}));
     QCOMPARE(m->query_text, (std::vector<std::string>{"<s>", "Hi"}));
+    // A run stored before per-head capture: the prompt's head mean only, no head to pick.
+    QCOMPARE(d.attention_heads(1), 0);
+    QVERIFY(!d.attention(1, 0));
+
+    // Per-head rows: a 2-token prompt and 2 heads, then the decode step of generated token 1
+    // (query position 2 over keys 0..2). Generated token 0 ("a") labels position 2.
+    {
+      st::AttentionSnapshot ps;
+      ps.layer = 1;
+      ps.head = st::kAttentionAllHeads;
+      ps.shape = {2, 2, 2};
+      ps.data = {1.f, 0.f, 0.5f, 0.5f, /*head 1*/ 1.f, 0.f, 0.25f, 0.75f};
+      st::AttentionSnapshot r;
+      r.position = 1;
+      r.layer = 1;
+      r.head = st::kAttentionAllHeads;
+      r.shape = {2, 1, 3};
+      r.data = {0.2f, 0.3f, 0.5f, /*head 1*/ 0.6f, 0.2f, 0.2f};
+      d.set_attention({r, a, ps}, {"<s>", "Hi"});  // any order (a read sorts by position)
+      QCOMPARE(d.attention_heads(1), 2);
+      QCOMPARE(d.attention_rows(1), 3);
+      const float nan = std::numeric_limits<float>::quiet_NaN();
+      const auto h1 = d.attention(1, 1);
+      QVERIFY(h1);
+      QCOMPARE(h1->n_query, 3);
+      QCOMPARE(h1->head, 1);
+      const std::vector<float> want1 = {1.f, nan, nan, 0.25f, 0.75f, nan, 0.6f, 0.2f, 0.2f};
+      for (size_t i = 0; i < want1.size(); ++i)
+        QVERIFY(std::isnan(want1[i]) ? std::isnan(h1->weight[i]) : h1->weight[i] == want1[i]);
+      QCOMPARE(h1->key_text, (std::vector<std::string>{"<s>", "Hi", "a"}));
+      const auto mean = d.attention(1, -1);
+      QCOMPARE(mean->weight[at(2, 0, 3)], 0.4f);
+      QCOMPARE(mean->weight[at(1, 1, 3)], 0.625f);
+      QVERIFY(!d.attention(1, 2));  // no head 2
+      // Live: a map with room is published once, then only the new rows.
+      std::vector<moelab::views::AttentionMap> maps;
+      std::vector<moelab::views::AttentionRows> rows;
+      auto pm = [&](moelab::views::AttentionMap am) {
+        maps.push_back(std::move(am));
+        return uint64_t(1);
+      };
+      auto pr = [&](moelab::views::AttentionRows x) {
+        rows.push_back(std::move(x));
+        return uint64_t(1);
+      };
+      d.publish_attention(1, 0, true, pm, pr);
+      QCOMPARE(maps.size(), size_t(1));
+      QCOMPARE(maps[0].n_query, 3 + 64);
+      QVERIFY(std::isnan(maps[0].weight[at(3, 0, maps[0].n_key)]));
+      st::AttentionSnapshot r2 = r;
+      r2.position = 2;
+      r2.shape = {2, 1, 4};
+      r2.data = {0.1f, 0.2f, 0.3f, 0.4f, 0.f, 0.f, 0.f, 1.f};
+      d.add_attention({r2});
+      d.publish_attention(1, 0, true, pm, pr);
+      QCOMPARE(maps.size(), size_t(1));
+      QCOMPARE(rows.size(), size_t(1));
+      QCOMPARE(rows[0].first_query, 3);
+      QCOMPARE(rows[0].n_key, 3 + 64);
+      QCOMPARE(rows[0].weight[3], 0.4f);
+      QVERIFY(std::isnan(rows[0].weight[4]));
+      // After the run: the exact map.
+      d.publish_attention(1, 0, false, pm, pr);
+      QCOMPARE(maps.size(), size_t(2));
+      QCOMPARE(maps[1].n_query, 4);
+      d.set_attention({a}, {"<s>", "Hi"});  // back to the head-mean-only run below
+    }
 
     // The per layer / op breakdown as stored metrics and back: 2 layers + the layer-less row,
     // 4 decode steps; zero cells are not stored, the latency shows mean ms per decode step.

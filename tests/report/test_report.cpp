@@ -107,7 +107,13 @@ int64_t add_run(Store& s, int64_t session, int64_t model, int k, bool energy, in
             kk > q ? 0.0f
                    : (k == 2 ? 1.0f / static_cast<float>(q + 1)
                              : (kk == q ? 0.5f : 0.5f / static_cast<float>(std::max(1, q)))));
-    s.append_attention(run, std::vector<storage::AttentionSnapshot>{a});
+    // Every head's rows as the lab stores them next to the maps (kAttentionAllHeads): data of
+    // the lab's Attention view, not a figure of the report (the image count below).
+    storage::AttentionSnapshot all = a;
+    all.head = storage::kAttentionAllHeads;
+    all.shape = {2, n, n};
+    all.data.insert(all.data.end(), a.data.begin(), a.data.end());
+    s.append_attention(run, std::vector<storage::AttentionSnapshot>{a, all});
   }
   s.append_metrics(run, std::vector<storage::MetricRecord>{
                             {"ttft_ms", 45.0, "ms"}, {"prefill_tokens_per_s", 311.5, "tokens/s"}});

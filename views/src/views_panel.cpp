@@ -117,6 +117,7 @@ struct ViewsPanel::Impl {
   QCheckBox* load_counts = nullptr;
   QSpinBox* coact_layer = nullptr;
   QSpinBox* attn_layer = nullptr;
+  QComboBox* attn_head = nullptr;  // item 0: mean of heads; item h + 1: head h
   QLabel* run_label = nullptr;
   QLabel* expert_tokens = nullptr;
   QCheckBox* load_table_box = nullptr;
@@ -590,13 +591,18 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
   d_->attn_layer->setObjectName("views_attention_layer");
   d_->attn_layer->setRange(0, 4096);
   d_->attn_layer->setPrefix("layer ");
-  d_->attn_layer->setToolTip("prompt attention of this layer, mean over heads");
+  d_->attn_layer->setToolTip("attention of this layer (prompt and generated tokens)");
+  d_->attn_head = new QComboBox;
+  d_->attn_head->setObjectName("views_attention_head");
+  d_->attn_head->setToolTip("one head of the layer, or the mean over its heads");
+  d_->attn_head->setSizeAdjustPolicy(QComboBox::AdjustToContents);
+  setAttentionHeads(0);
   d_->attn_log = new QCheckBox("log colour scale");
   d_->attn_diff = new QCheckBox("A - B (baseline run)");
   // Short enough for the controls row at 1280 x 800 (the hint went to the tooltip).
   d_->query_label = new QLabel("query: none");
   d_->query_label->setToolTip("click a query row of the map to select it");
-  row({d_->attn_layer, d_->attn_log, d_->attn_diff, d_->query_label});
+  row({d_->attn_layer, d_->attn_head, d_->attn_log, d_->attn_diff, d_->query_label});
   row({new QLabel("wall time per generated token; breakdown per layer and op")});
   row({new QLabel("power draw of the device running the model")});
   top->addWidget(d_->controls);
@@ -641,6 +647,8 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
           [this](int l) { emit coActivationLayerRequested(l); });
   connect(d_->attn_layer, &QSpinBox::valueChanged, this,
           [this](int l) { emit attentionLayerRequested(l); });
+  connect(d_->attn_head, &QComboBox::currentIndexChanged, this,
+          [this](int) { emit attentionLayerRequested(attentionLayer()); });
   connect(d_->load_counts, &QCheckBox::toggled, this,
           [this](bool on) { emit expertLoadCountsRequested(on); });
   connect(d_->load_table_box, &QCheckBox::toggled, this, [this] { d_->show_body(); });
@@ -888,6 +896,31 @@ void ViewsPanel::setCoActivationLayer(int layer) {
 void ViewsPanel::setAttentionLayer(int layer) {
   const QSignalBlocker b(d_->attn_layer);
   d_->attn_layer->setValue(layer);
+}
+void ViewsPanel::setAttentionHeads(int n_head) {
+  const QSignalBlocker b(d_->attn_head);
+  const int keep = d_->attn_head->currentIndex();
+  d_->attn_head->clear();
+  if (n_head <= 0) {
+    // Runs stored before per-head capture (or without it) keep the prompt's head mean only.
+    d_->attn_head->addItem("mean of heads (prompt only: no per-head rows stored)", -1);
+    return;
+  }
+  d_->attn_head->addItem("mean of heads", -1);
+  for (int h = 0; h < n_head; ++h) d_->attn_head->addItem(QString("head %1").arg(h), h);
+  d_->attn_head->setCurrentIndex(keep > 0 && keep <= n_head ? keep : 0);
+}
+void ViewsPanel::setAttentionHead(int head) {
+  const QSignalBlocker b(d_->attn_head);
+  const int i = d_->attn_head->findData(head);
+  d_->attn_head->setCurrentIndex(i >= 0 ? i : 0);
+}
+int ViewsPanel::attentionHead() const {
+  const QVariant v = d_->attn_head->currentData();
+  return v.isValid() ? v.toInt() : -1;
+}
+int ViewsPanel::attentionHeadCount() const {
+  return std::max(0, d_->attn_head->count() - 1);
 }
 int ViewsPanel::coActivationLayer() const {
   return d_->coact_layer->value();

@@ -542,7 +542,9 @@ std::vector<Figure> make_run_figures(const Report& r, const RunData& d, int& cou
   int shown = 0;
   for (const auto& a : d.attention) {
     if (shown >= r.options.max_attention_figures) break;
-    if (a.shape.size() < 2) continue;
+    // Every head's rows (prompt and decode steps, kAttentionAllHeads) are the lab's Attention
+    // view's data; the report draws the prompt's maps of one head or the head mean.
+    if (a.shape.size() != 2 || a.head == storage::kAttentionAllHeads) continue;
     views::AttentionMap m = attention_map(a);
     views::HeatmapView v = views::attention_view(m);
     v.x_label = "key position";
@@ -669,7 +671,7 @@ std::vector<Figure> make_compare_figures(const Report& r, int& counter,
     if (shown >= r.options.max_attention_figures) break;
     for (const auto& b : B.attention) {
       if (a.position != b.position || a.layer != b.layer || a.head != b.head ||
-          a.shape != b.shape || a.shape.size() < 2)
+          a.shape != b.shape || a.shape.size() != 2 || a.head == storage::kAttentionAllHeads)
         continue;
       views::HeatmapView v = views::attention_diff_view(attention_map(a), attention_map(b));
       float max_abs = 0;

@@ -533,8 +533,11 @@ Report load_report(const storage::Store& store, const Selection& sel, const Opti
                         std::to_string(kMaxTextBytes) +
                         " bytes is cut (the full text is in "
                         "the store).");
-    if (static_cast<int>(d.attention.size()) > o.max_attention_figures)
-      r.notes.push_back(d.label + ": " + std::to_string(d.attention.size()) +
+    const auto maps = std::count_if(d.attention.begin(), d.attention.end(), [](const auto& a) {
+      return a.head != storage::kAttentionAllHeads && a.shape.size() == 2;
+    });
+    if (maps > o.max_attention_figures)
+      r.notes.push_back(d.label + ": " + std::to_string(maps) +
                         " attention snapshots stored; the first " +
                         std::to_string(o.max_attention_figures) + " are drawn.");
   }

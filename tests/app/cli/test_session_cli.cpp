@@ -9,6 +9,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <sstream>
 
 #include "cli.h"
@@ -210,6 +211,193 @@ class TestSessionCli : public QObject {
       const int32_t one[1] = {t.id};
       ctx->eval(one);
     }
+  }
+
+  // `run --db` stores every head's attention of every layer for the prompt and each decode
+  // step. Prompt rows equal llama.cpp's kq_soft_max (the fixture's attention_prompt); each
+  // decode row equals the same query's row of one batch evaluation of prompt + generated tokens
+  // (independent of the KV-cache path); rows sum to 1, or (gpt-oss: learned sinks) to 1 minus
+  // the sink's share, so at most 1. MLA (deepseek2) and sinks (gpt-oss) both.
+  void attention_rows_equal_the_fixture_data() {
+    QTest::addColumn<QString>("name");
+    QTest::newRow("gptoss-moe.F32") << QStringLiteral("gptoss-moe.F32");
+    QTest::newRow("deepseek2-lite.F32") << QStringLiteral("deepseek2-lite.F32");
+  }
+  void attention_rows_equal_the_fixture() {
+    QFETCH(QString, name);
+    const QString rel = "fixtures/models-0c1e570/" + name.section('.', 0, 0) + "/" + name;
+    MOELAB_REQUIRE_SHARED(rel + ".gguf");
+    const std::string model_path = moelab::test::shared_path(rel + ".gguf");
+    std::string oracle_text;
+    {
+      const QByteArray b = moelab::test::read_all(
+          QString::fromStdString(moelab::test::shared_path(rel + ".oracle.json")));
+      oracle_text.assign(b.constData(), static_cast<size_t>(b.size()));
+    }
+    const auto oracle = nlohmann::json::parse(oracle_text);
+    const auto ref = oracle["attention_prompt"]["probs"];  // [layer][head][q][k]
+    // The fixture's 17 prompt tokens as text (<s> is added by the tokenizer).
+    std::string prompt;
+    const auto pieces = oracle["prompt_pieces"];
+    for (size_t i = 1; i < pieces.size(); ++i) prompt += pieces[i].get<std::string>();
+    if (!prompt.empty() && prompt[0] == ' ') prompt.erase(0, 1);
+    const int n_gen = 6;
+    const auto j = json_of(cli_run({"run", "--model", model_path, "--prompt", prompt, "-n",
+                                    std::to_string(n_gen), "--temp", "0", "--threads", "1", "--ctx",
+                                    "64", "--json", "--db", db_, "--session", "attn"}));
+    const int64_t id = j["run_id"].get<int64_t>();
+    const auto gen_ids = j["tokens"].get<std::vector<int32_t>>();
+    QCOMPARE(static_cast<int>(gen_ids.size()), n_gen);
+
+    auto model = Model::load(model_path);
+    const ModelCard& c = model->card();
+    const int n_layer = static_cast<int>(c.n_layer), n_head = static_cast<int>(c.n_head);
+    const std::vector<int32_t> prompt_ids = oracle["prompt_tokens"].get<std::vector<int32_t>>();
+    const int P = static_cast<int>(prompt_ids.size());
+    storage::Store store(db_);
+    {
+      const auto toks = store.tokens(id);
+      QCOMPARE(static_cast<int>(toks.size()), n_gen);
+    }
+    // One batch of prompt + generated tokens 0..n_gen-2: query q's row over keys 0..q.
+    std::vector<int32_t> all = prompt_ids;
+    all.insert(all.end(), gen_ids.begin(), gen_ids.end() - 1);
+    const int N = static_cast<int>(all.size());
+    std::map<int, std::vector<float>> batch;  // layer -> [n_head, N, N]
+    ContextParams cp;
+    cp.n_ctx = 64;
+    cp.n_threads = 1;
+    auto ctx = Context::create(model, cp);
+    ctx->set_observer(
+        [&](const Observation& o) {
+          if (o.layer >= 0) batch[o.layer].assign(o.data.begin(), o.data.end());
+        },
+        {"kq_soft_max"});
+    ctx->eval(all);
+    QCOMPARE(static_cast<int>(batch.size()), n_layer);
+
+    const auto snaps = store.attention(id);
+    int prompt_snaps = 0, step_snaps = 0;
+    double max_fix = 0, max_batch = 0, max_sum_err = 0, max_sum = 0;
+    for (const auto& a : snaps) {
+      if (a.head != storage::kAttentionAllHeads) continue;
+      QCOMPARE(a.shape.size(), size_t(3));
+      QCOMPARE(a.shape[0], int64_t(n_head));
+      const int nq = static_cast<int>(a.shape[1]), nk = static_cast<int>(a.shape[2]);
+      const auto& b = batch[a.layer];
+      for (int h = 0; h < n_head; ++h)
+        for (int qi = 0; qi < nq; ++qi) {
+          const int q = nk - nq + qi;  // query position
+          double sum = 0;
+          for (int k = 0; k < nk; ++k) {
+            const float v = a.data[(static_cast<size_t>(h) * nq + qi) * nk + k];
+            sum += v;
+            if (k > q) QCOMPARE(v, 0.0f);  // causal mask
+            const float bv = b[(static_cast<size_t>(h) * N + q) * N + k];
+            max_batch = std::max(max_batch, std::fabs(double(v) - bv));
+            if (a.position == 0)
+              max_fix = std::max(max_fix, std::fabs(v - ref[a.layer][h][q][k].get<double>()));
+          }
+          max_sum = std::max(max_sum, sum);
+          max_sum_err = std::max(max_sum_err, std::fabs(sum - 1.0));
+        }
+      if (a.position == 0) {
+        ++prompt_snaps;
+        QCOMPARE(nq, P);
+        QCOMPARE(nk, P);
+      } else {
+        ++step_snaps;
+        QCOMPARE(nq, 1);
+        QCOMPARE(nk, P + static_cast<int>(a.position));  // the query of token i is P + i - 1
+      }
+    }
+    qInfo("%s: max |stored - fixture| %.2g, |stored - batch| %.2g, max |row sum - 1| %.2g",
+          qPrintable(name), max_fix, max_batch, max_sum_err);
+    QCOMPARE(prompt_snaps, n_layer);
+    QCOMPARE(step_snaps, n_layer * (n_gen - 1));
+    QVERIFY(max_fix <= 5e-4);    // as test_model_fixtures' kTolAttention
+    QVERIFY(max_batch <= 5e-4);  // KV-cache decode vs one batch: summation order only
+    QVERIFY(max_sum <= 1.0 + 1e-5);
+    if (name.startsWith("deepseek2"))
+      QVERIFY(max_sum_err <= 1e-5);  // no sinks: every row is a distribution
+    else
+      QVERIFY(max_sum_err > 1e-3);  // the sinks take a share of every row
+    const auto m = store.metrics(id);
+    std::map<std::string, double> mv;
+    for (const auto& x : m) mv[x.key] = x.value;
+    QCOMPARE(mv["attention_head_layers"], double(n_layer));
+    QCOMPARE(mv["attention_layers_skipped"], 0.0);
+    QCOMPARE(mv["attention_steps_dropped"], 0.0);
+  }
+
+  // The per-head capture's budget and layer choice, as `run --attention-budget-kib` and
+  // `--attention-layers` set them: gpt-oss fixture, 4 layers x 8 heads, 17 prompt tokens, so the
+  // prompt's rows are 8 x 17 x 17 x 4 = 9248 B per layer and decode step i's rows
+  // 8 x (17 + i) x 4 B per layer.
+  void attention_capture_budget_and_layers() {
+    const QString rel = "fixtures/models-0c1e570/gptoss-moe/gptoss-moe.F32";
+    MOELAB_REQUIRE_SHARED(rel + ".gguf");
+    const std::string model_path = moelab::test::shared_path(rel + ".gguf");
+    const std::string prompt = "Once upon a time, there was a little girl named Lily. She";
+    auto stored_run = [&](std::vector<std::string> extra) {
+      std::vector<std::string> args = {"run", "--model",   model_path,   "--prompt", prompt,
+                                       "-n",  "6",         "--temp",     "0",        "--threads",
+                                       "1",   "--ctx",     "64",         "--json",   "--db",
+                                       db_,   "--session", "attn-budget"};
+      args.insert(args.end(), extra.begin(), extra.end());
+      return json_of(cli_run(args))["run_id"].get<int64_t>();
+    };
+    storage::Store store(db_);
+    auto metric = [&](int64_t id, const std::string& k) {
+      for (const auto& m : store.metrics(id))
+        if (m.key == k) return m.value;
+      return -1.0;
+    };
+    auto per_head = [&](int64_t id) {
+      std::map<int64_t, std::set<int>> layers;  // position -> layers
+      for (const auto& a : store.attention(id))
+        if (a.head == storage::kAttentionAllHeads) layers[a.position].insert(a.layer);
+      return layers;
+    };
+    {
+      // 20 KiB: two layers' prompt rows fit (18496 B), layers 2 and 3 are skipped; the first
+      // decode step (2 x 576 B) fits, the second (2 x 608 B) does not: steps 2..5 dropped.
+      const int64_t id = stored_run({"--attention-budget-kib", "20"});
+      const auto l = per_head(id);
+      QCOMPARE(l.size(), size_t(2));
+      QCOMPARE(l.at(0), (std::set<int>{0, 1}));
+      QCOMPARE(l.at(1), (std::set<int>{0, 1}));
+      QCOMPARE(metric(id, "attention_head_layers"), 2.0);
+      QCOMPARE(metric(id, "attention_layers_skipped"), 2.0);
+      QCOMPARE(metric(id, "attention_steps_dropped"), 4.0);
+      QCOMPARE(metric(id, "attention_head_bytes"), 2 * 9248.0 + 2 * 576.0);
+      // The head mean of the prompt is kept for every layer as before.
+      int means = 0;
+      for (const auto& a : store.attention(id)) means += a.head == -1 ? 1 : 0;
+      QCOMPARE(means, 4);
+    }
+    {
+      // Chosen layers only, every step.
+      const int64_t id = stored_run({"--attention-layers", "1,3"});
+      const auto l = per_head(id);
+      QCOMPARE(l.size(), size_t(6));
+      for (const auto& [pos, layers] : l) QCOMPARE(layers, (std::set<int>{1, 3}));
+      QCOMPARE(metric(id, "attention_steps_dropped"), 0.0);
+    }
+    {
+      // 0: no per-head rows at all.
+      const int64_t id = stored_run({"--attention-budget-kib", "0"});
+      QVERIFY(per_head(id).empty());
+    }
+    // Bad input: exit 2 naming the option.
+    const auto bad = cli_run({"run", "--model", model_path, "--prompt", "x", "-n", "1", "--db", db_,
+                              "--attention-layers", "7"});
+    QCOMPARE(bad.code, 2);
+    QVERIFY2(bad.err.find("--attention-layers") != std::string::npos, bad.err.c_str());
+    const auto nodb = cli_run(
+        {"run", "--model", model_path, "--prompt", "x", "-n", "1", "--attention-budget-kib", "1"});
+    QCOMPARE(nodb.code, 2);
+    QVERIFY2(nodb.err.find("--db") != std::string::npos, nodb.err.c_str());
   }
 
   void routing_rows_equal_the_observer() {

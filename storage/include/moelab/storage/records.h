@@ -97,7 +97,15 @@ struct RoutingRecord {
   std::vector<float> probs;  // [expert_count] or empty
 };
 
-/// One attention map snapshot (probabilities after softmax) of one head, zstd-compressed F32.
+/// AttentionSnapshot::head of a snapshot that holds every head of its layer:
+/// data F32 [n_head, n_query, n_kv] (shape has 3 entries).
+inline constexpr int32_t kAttentionAllHeads = -2;
+
+/// One attention map snapshot (probabilities after softmax), zstd-compressed F32. `head` >= 0:
+/// one head, shape {n_query, n_kv}; -1: the mean over heads, shape {n_query, n_kv};
+/// kAttentionAllHeads: every head, shape {n_head, n_query, n_kv}. The generation recorder
+/// (app/session) writes position 0 for the prompt's rows and position i > 0 for the one query
+/// row of the decode step that produced generated token i (moelab/session/session.h).
 struct AttentionSnapshot {
   int64_t position = 0;  // token position at which it was taken
   int32_t layer = 0;

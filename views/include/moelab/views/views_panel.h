@@ -125,6 +125,17 @@ class ViewsPanel : public QWidget {
   void setAttentionLayer(int layer);
   int coActivationLayer() const;
   int attentionLayer() const;
+  /// Attention page head picker ("views_attention_head"): "mean of heads" then heads
+  /// 0..n_head-1. n_head = 0: the run has only the prompt's head mean, and the picker says so
+  /// ("mean of heads (prompt only: ...)"). Keeps the chosen head when it still exists; emits
+  /// nothing. A change by the user emits attentionLayerRequested(attentionLayer()).
+  void setAttentionHeads(int n_head);
+  /// Chooses head `head` (-1: mean of heads) without emitting a signal.
+  void setAttentionHead(int head);
+  /// The chosen head (-1: mean of heads).
+  int attentionHead() const;
+  /// Heads the picker offers (0: mean only).
+  int attentionHeadCount() const;
   /// Expert load page: true when the "raw counts" box is on (the app publishes counts).
   bool expertLoadCounts() const;
   /// Acts as a click on cell (row, col) of the visible heatmap page (emits cellActivated).
@@ -198,7 +209,8 @@ class ViewsPanel : public QWidget {
   /// The researcher chose another layer on the Co-activation page; answer with
   /// publish(CoActivation) for that layer (co_activation_from_topk in view_kinds.h).
   void coActivationLayerRequested(int layer);
-  /// The researcher chose another layer on the Attention page; answer with publish(AttentionMap).
+  /// The researcher chose another layer or head on the Attention page (attentionHead() says which
+  /// head); answer with publish(AttentionMap).
   void attentionLayerRequested(int layer);
   /// The "raw counts" box of the Expert load page changed; answer with publish(ExpertLoad) in
   /// that unit.

@@ -151,10 +151,39 @@ std::vector<double> chunk_perplexities(const std::vector<double>& running_ppl);
 /// {n_query, n_kv}, head -1 (= mean over heads), position 0. Causally masked entries are 0 as
 /// the engine reports them. Bounded: layers are kept while the prompt's snapshots total at most
 /// kMaxAttentionValues floats (later layers are then skipped).
+///
+/// With `attention` it also keeps every head's attention of the chosen layers
+/// (AttentionCapture::layers; default every layer), for the prompt AND each decode step,
+/// within AttentionCapture::budget_bytes of F32 per run:
+///  - position 0: per layer one snapshot head storage::kAttentionAllHeads, F32
+///    [n_head, n_prompt, n_prompt] (the prompt's query rows; masked entries 0);
+///  - position i > 0: per layer one snapshot head kAttentionAllHeads, F32 [n_head, 1, n_kv] with
+///    n_kv = n_prompt + i: the query row of the decode step that produced generated token i
+///    (query position n_prompt + i - 1) over every cached position.
+/// Values are kq_soft_max as the engine computes it: rows sum to 1, except with gpt-oss's
+/// learned attention sinks (ops::AttentionParams::sinks), where each row sums to 1 - the sink's
+/// share (the sink logit takes part in the softmax's denominator but is no key).
+/// Budget: the prompt's layers are kept in layer order while they fit (the rest are skipped);
+/// a decode step is kept only when all kept layers' rows fit, and once one does not, no later
+/// step is kept (capture stops). attention_stats() says what was kept and skipped; the
+/// GenerationRecorder stores it as metrics. Evicting attention policies (rows over key
+/// positions after eviction) are not kept per head.
+struct AttentionCapture {
+  std::vector<int> layers;  // layers to keep per head (empty: every layer)
+  /// Stored F32 bytes of per-head rows per run (prompt + decode); 0 disables per-head capture.
+  size_t budget_bytes = size_t(16) << 20;
+};
+struct AttentionCaptureStats {
+  uint64_t bytes = 0;          // F32 bytes of per-head rows kept
+  int layers_kept = 0;         // layers kept per head (prompt and decode)
+  int layers_skipped = 0;      // chosen layers that did not fit the budget
+  uint64_t steps_kept = 0;     // decode steps kept
+  uint64_t steps_dropped = 0;  // decode steps past the budget (not kept)
+};
 class RoutingRecorder {
  public:
   static constexpr size_t kMaxAttentionValues = size_t(1) << 21;  // 8 MiB of F32
-  RoutingRecorder(Context& ctx, bool probs, bool attention = false);
+  RoutingRecorder(Context& ctx, bool probs, bool attention = false, AttentionCapture capture = {});
   ~RoutingRecorder();
   RoutingRecorder(const RoutingRecorder&) = delete;
   RoutingRecorder& operator=(const RoutingRecorder&) = delete;
@@ -164,7 +193,12 @@ class RoutingRecorder {
   /// The prompt's head-mean attention per layer (by layer; empty without `attention`); ends the
   /// prompt phase at the first call (later evaluations are not kept, nor observed). Call it
   /// between evaluations (e.g. from the token callback).
-  std::vector<storage::AttentionSnapshot> take_attention();
+  /// Since the first call also the per-head rows of the last decode step (see above), with
+  /// `position` as their position.
+  std::vector<storage::AttentionSnapshot> take_attention(int64_t position = 0);
+  AttentionCaptureStats attention_stats() const;
+  /// Replaces the per-head capture settings (before the first evaluation).
+  void set_capture(AttentionCapture capture);
 
  private:
   struct Layer {
@@ -176,9 +210,18 @@ class RoutingRecorder {
   bool prompt_phase_ = true;
   Observer observer_;
   std::vector<std::string> names_;  // observed after the prompt (without kq_soft_max)
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::map<int, Layer> layers_;
   std::map<int, storage::AttentionSnapshot> attn_;
+  // Per-head capture: chosen layers (empty: all), the layers kept at the prompt, this step's
+  // rows by layer, and the bytes kept so far.
+  AttentionCapture capture_;
+  std::vector<int> kept_layers_;
+  std::map<int, storage::AttentionSnapshot> heads_;
+  AttentionCaptureStats stats_;
+  bool capture_on_ = false;
+  std::vector<int> skipped_layers_;
+  void keep_heads(const Observation& o);  // mu_ held
 };
 
 /// One generation streamed into the store: THE recording path of every front end
@@ -238,12 +281,18 @@ class GenerationRecorder {
   /// token most recently recorded - valid inside wrap()'s inner callback.
   const std::vector<storage::RoutingRecord>& last_routing() const { return last_routing_; }
   float last_entropy() const { return last_entropy_; }
-  /// The prompt's attention snapshots as stored (see RoutingRecorder::take_attention) - inside
-  /// wrap()'s inner callback of token 0; empty for later tokens and without attention.
+  /// The attention snapshots stored with the token being reported (see
+  /// RoutingRecorder::take_attention) - inside wrap()'s inner callback: for token 0 the prompt's
+  /// (head mean and every head of the captured layers), for token i > 0 the decode step's rows
+  /// of every head (while the capture budget lasts); empty without attention.
   const std::vector<storage::AttentionSnapshot>& last_attention() const { return last_attention_; }
   /// Energy of this run (energy.h), owned by the caller and alive until finish(): finish()
   /// stores its measured metrics (energy_j, j_per_token, ...; none without a sensor).
   void set_energy(RunEnergy* energy) { energy_ = energy; }
+  /// Which layers' attention is kept per head and within which budget (RoutingRecorder);
+  /// call before generating. finish() stores what was kept as metrics attention_head_bytes,
+  /// attention_head_layers, attention_layers_skipped, attention_steps_dropped.
+  void set_attention_capture(const AttentionCapture& c);
 
  private:
   storage::RunWriter run_;
@@ -259,6 +308,8 @@ class GenerationRecorder {
   int64_t n_routing_ = 0;
   RunEnergy* energy_ = nullptr;
   bool done_ = false;
+  bool attention_ = false;
+  AttentionCapture capture_;
 };
 
 /// Stores a finished perplexity evaluation on `run`: an EvalResult (metric "perplexity", method
