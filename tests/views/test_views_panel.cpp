@@ -85,7 +85,6 @@ class ViewsPanelTest : public QObject {
     QCOMPARE(ps.duration_s, 2.0);
     QCOMPARE(ps.mean_watts, 17.5);
     QCOMPARE(ps.peak_watts, 20.0);
-    QCOMPARE(ps.joules_per_token, 5.0);
 
     // Head summary: 4 queries; row q puts 0.5 on key 0 and 0.5 on key q (row 0: all on key 0).
     AttentionMap a;
@@ -125,11 +124,25 @@ class ViewsPanelTest : public QObject {
   void power_chart_energy_and_no_sensor() {
     PowerChart c;
     c.resize(900, 480);
-    c.set_series(PowerSeries{{0.0, 1.0, 2.0}, {10.0, 20.0, 20.0}, "test sensor", 7});
+    // J/token is the run's decode figure carried in the series (the stored j_per_token), not
+    // the trace's 35 J / 7 tokens = 5 J/token.
+    c.set_series(PowerSeries{{0.0, 1.0, 2.0}, {10.0, 20.0, 20.0}, "test sensor", 7, 4.25});
     QVERIFY(c.has_sensor());
     QCOMPARE(c.summary_text(),
-             QString("energy 35.0 J over 2.00 s | mean 17.5 W, peak 20.0 W | 5.000 J/token (7 "
-                     "tokens)"));
+             QString("energy 35.0 J over 2.00 s | mean 17.5 W, peak 20.0 W | 4.250 J/token "
+                     "(decode) | 7 tokens"));
+    // While the run streams there is no decode J/token yet, and none is made up.
+    c.set_series(PowerSeries{{0.0, 1.0, 2.0}, {10.0, 20.0, 20.0}, "test sensor", 7});
+    QCOMPARE(c.summary_text(),
+             QString("energy 35.0 J over 2.00 s | mean 17.5 W, peak 20.0 W | J/token (decode): "
+                     "none (run still streaming, or no decode token) | 7 tokens"));
+    // A run stored with its J/token but no trace shows that figure and no watts.
+    c.set_series(PowerSeries{{}, {}, "this run has no energy measurements", 5, 0.5});
+    QVERIFY(!c.has_sensor());
+    QCOMPARE(c.summary_text(),
+             QString("no power trace: this run has no energy measurements | 0.500 J/token "
+                     "(decode)"));
+    c.set_series(PowerSeries{{0.0, 1.0, 2.0}, {10.0, 20.0, 20.0}, "test sensor", 7, 4.25});
     const QImage img = c.grab().toImage();
     maybe_save(img, "power_chart");
     // Under the curve (shaded energy area) the colour is the blue fill over the background.
