@@ -8,6 +8,7 @@
 #include <QLabel>
 #include <QListWidget>
 #include <QSignalSpy>
+#include <QToolTip>
 #include <QtTest>
 #include <algorithm>
 #include <atomic>
@@ -154,6 +155,35 @@ class ViewsPanelTest : public QObject {
     const QImage none = c.grab().toImage();
     maybe_save(none, "power_no_sensor");
     QCOMPARE(at(none, 450, 60), (Rgba8{240, 120, 20, 255}));  // the panel's frame
+  }
+
+  // A heatmap's tooltip names the cell under the mouse and goes as soon as the mouse is off
+  // the cells (onto an axis or the legend) or leaves the view.
+  void heatmap_tooltip_follows_and_vanishes() {
+    CpuHeatmapWidget w;
+    w.resize(640, 400);
+    ExpertLoad l{2, 4, {0.1f, 0.2f, 0.3f, 0.4f, 0.4f, 0.3f, 0.2f, 0.1f}};
+    w.set_view(expert_load_view(l));
+    w.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&w));
+    const QRect plot = w.plot_rect();
+    QVERIFY(plot.width() > 8 && plot.height() > 4);
+    // The centre of cell (row 1, col 2) once the map is fitted into the plot.
+    const QPoint cell(plot.x() + plot.width() * 5 / 8, plot.y() + plot.height() * 3 / 4);
+    QTest::mouseMove(&w, cell);
+    QTRY_VERIFY_WITH_TIMEOUT(!w.hover_text().isEmpty(), 2000);
+    QVERIFY2(w.hover_text().contains("0.2"), qPrintable(w.hover_text()));
+    QVERIFY(QToolTip::isVisible());
+    QCOMPARE(QToolTip::text(), w.hover_text());
+    QTest::mouseMove(&w, QPoint(plot.x() - 4, plot.center().y()));  // onto the y axis
+    QTRY_VERIFY_WITH_TIMEOUT(w.hover_text().isEmpty(), 2000);
+    QTRY_VERIFY_WITH_TIMEOUT(!QToolTip::isVisible(), 2000);
+    QTest::mouseMove(&w, cell);
+    QTRY_VERIFY_WITH_TIMEOUT(QToolTip::isVisible(), 2000);
+    QEvent leave(QEvent::Leave);
+    QCoreApplication::sendEvent(&w, &leave);
+    QVERIFY(w.hover_text().isEmpty());
+    QTRY_VERIFY_WITH_TIMEOUT(!QToolTip::isVisible(), 2000);
   }
 
   void head_strip_pixels() {

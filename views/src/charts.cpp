@@ -607,11 +607,18 @@ void CpuHeatmapWidget::paintEvent(QPaintEvent*) {
 void CpuHeatmapWidget::update_hover(QPointF pos) {
   hover_text_.clear();
   const QRect plot = plot_rect();
-  if (!plot.contains(pos.toPoint()) || dragging_) return;
+  // Off the cells (axes, legend, margins) or dragging: no tooltip, and the last one goes.
+  if (!plot.contains(pos.toPoint()) || dragging_) {
+    QToolTip::hideText();
+    return;
+  }
   const glm::ivec2 cell = transform_.cell_at(static_cast<int>(pos.x()) - plot.x(),
                                              static_cast<int>(pos.y()) - plot.y());
   const HeatmapView& v = view_;
-  if (cell.x < 0 || cell.x >= v.map.cols || cell.y < 0 || cell.y >= v.map.rows) return;
+  if (cell.x < 0 || cell.x >= v.map.cols || cell.y < 0 || cell.y >= v.map.rows) {
+    QToolTip::hideText();
+    return;
+  }
   std::string s = v.y_label + " " + std::to_string(cell.y);
   if (static_cast<size_t>(cell.y) < v.y_ticks.size())
     s += " '" + v.y_ticks[static_cast<size_t>(cell.y)] + "'";
