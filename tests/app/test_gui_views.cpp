@@ -12,6 +12,7 @@
 #include <QImage>
 #include <QMenu>
 #include <QMimeData>
+#include <QScreen>
 #include <QSettings>
 #include <QSignalSpy>
 #include <QStandardPaths>
@@ -797,6 +798,36 @@ class TestGuiViews : public QObject {
     QVERIFY2(w.minimumSizeHint().width() <= 1280,
              qPrintable(QString::number(w.minimumSizeHint().width())));
     moelab::lab::applyTheme("system");
+  }
+
+  // On first start (no saved geometry) the window fits the screen's available area unless its
+  // layout cannot be that small: the default 1280 x 820 hid the status bar on a 1280 x 800 screen.
+  void firstStartFitsTheScreen() {
+    QSettings().remove("window/geometry");
+    QSettings().remove("window/state");
+    MainWindow::Options o = opts("fit", true);
+    o.restoreLayout = true;
+    {
+      MainWindow w(o);
+      const QSize avail = w.screen()->availableGeometry().size();
+      QVERIFY2(avail.width() < 1280 || avail.height() < 820,
+               qPrintable(QString("screen %1x%2 is not smaller than the default size")
+                              .arg(avail.width())
+                              .arg(avail.height())));
+      const QSize min = w.minimumSizeHint();
+      QVERIFY2(w.width() <= std::max(avail.width(), min.width()) &&
+                   w.height() <= std::max(avail.height(), min.height()),
+               qPrintable(QString("window %1x%2 on a %3x%4 screen (minimum %5x%6)")
+                              .arg(w.width())
+                              .arg(w.height())
+                              .arg(avail.width())
+                              .arg(avail.height())
+                              .arg(min.width())
+                              .arg(min.height())));
+      QVERIFY(w.width() < 1280 || w.height() < 820);
+    }
+    QSettings().remove("window/geometry");
+    QSettings().remove("window/state");
   }
 
   // Error text stays readable (WCAG AA, 4.5:1) on the window colour of both themes, also on a
