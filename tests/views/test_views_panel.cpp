@@ -186,6 +186,27 @@ class ViewsPanelTest : public QObject {
     QTRY_VERIFY_WITH_TIMEOUT(!QToolTip::isVisible(), 2000);
   }
 
+  // Every resize (window, dock, splitter) refits the whole map: after growing and shrinking,
+  // the plot's left edge is expert 0 and its right edge the last expert (not experts 0-4 only).
+  void heatmap_refits_on_every_resize() {
+    CpuHeatmapWidget w;
+    ExpertLoad l{2, 32, std::vector<float>(64)};
+    for (size_t i = 0; i < l.load.size(); ++i) l.load[i] = static_cast<float>(i % 32) / 32.0f;
+    w.resize(300, 260);
+    w.set_view(expert_load_view(l));
+    w.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&w));
+    for (const QSize size : {QSize(900, 400), QSize(420, 300), QSize(1200, 500)}) {
+      w.resize(size);
+      QTRY_COMPARE_WITH_TIMEOUT(w.size(), size, 2000);
+      QCoreApplication::processEvents();
+      const QRect plot = w.plot_rect();
+      const int y = plot.height() / 2;
+      QCOMPARE(w.transform().cell_at(1, y).x, 0);
+      QCOMPARE(w.transform().cell_at(plot.width() - 2, y).x, 31);
+    }
+  }
+
   void head_strip_pixels() {
     HeadStrip s;
     s.resize(600, 120);
