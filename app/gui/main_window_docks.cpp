@@ -1,7 +1,9 @@
 // MainWindow, the dock layout: the Model / Run / Output / Sessions / Compare docks around the
 // views, the saved layout, and file drops anywhere on the window.
 #include <QDragEnterEvent>
+#include <QGuiApplication>
 #include <QMimeData>
+#include <QScreen>
 #include <QScrollArea>
 #include <QSettings>
 
@@ -46,7 +48,13 @@ void MainWindow::buildDocks() {
 void MainWindow::restoreWindowLayout() {
   if (restoreLayout_) {
     QSettings s;
-    restoreGeometry(s.value("window/geometry").toByteArray());
+    const QByteArray geometry = s.value("window/geometry").toByteArray();
+    // First start (nothing saved): the default 1280 x 820 shrinks to the screen's available
+    // area, so a 1280 x 800 screen shows the whole window, status bar included.
+    if (geometry.isEmpty() || !restoreGeometry(geometry)) {
+      const QScreen* sc = screen() ? screen() : QGuiApplication::primaryScreen();
+      if (sc) resize(size().boundedTo(sc->availableGeometry().size()));
+    }
     restoreState(s.value("window/state").toByteArray());
   }
   // Drops anywhere: widgets that accept drops themselves (text editors) hand file drops to us.

@@ -48,6 +48,7 @@ void MainWindow::publishPower() {
     ps.watts = power_->trace().watts;
     ps.sensor = power_->meter().name();
     ps.n_tokens = power_->trace().n_tokens;
+    ps.decode_j_per_token = power_->trace().joules_per_token;  // the session's, as stored
   } else {
     ps.sensor =
         power_->meter().unavailable_reason();  // the page shows "no sensor on this machine: ..."

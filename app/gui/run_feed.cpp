@@ -55,7 +55,10 @@ RunViewData RunViewData::from_store(const storage::Store& store, int64_t run,
     d.add_token(t.position, t.piece, t.latency_us, t.energy_uj);
   for (const auto& r : routing) d.add_routing(r);
   d.set_attention(std::move(attention), std::move(prompt_text));
-  if (auto ops = op_breakdown_of(store.metrics(run), n_layer)) d.set_op_breakdown(std::move(*ops));
+  const auto metrics = store.metrics(run);
+  if (auto ops = op_breakdown_of(metrics, n_layer)) d.set_op_breakdown(std::move(*ops));
+  for (const auto& m : metrics)
+    if (m.key == "j_per_token") d.j_per_token_ = m.value;
   return d;
 }
 
@@ -456,6 +459,7 @@ views::PowerSeries RunViewData::power(const std::string& no_sensor_reason) const
     p.sensor = "energy per token as stored";
     p.n_tokens = n_tokens();
   }
+  p.decode_j_per_token = j_per_token_;
   return p;
 }
 

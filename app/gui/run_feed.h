@@ -143,7 +143,8 @@ class RunViewData {
   views::LatencySeries latency() const;
   /// Power per generated token from its energy: watts = energy_uj / latency_us at t = the end of
   /// the token (s since the run started); empty with `sensor` = `no_sensor_reason` when no token
-  /// has an energy value.
+  /// has an energy value. decode_j_per_token: the run's stored "j_per_token" metric (set by
+  /// from_store; nullopt without one), also when no token has an energy value.
   views::PowerSeries power(const std::string& no_sensor_reason) const;
 
  private:
@@ -173,6 +174,7 @@ class RunViewData {
   } live_;
   std::vector<std::string> prompt_text_;
   OpBreakdown ops_;
+  std::optional<double> j_per_token_;  // the stored "j_per_token" metric (J/token, decode)
 };
 
 /// What add_live_tokens() added: any generated token; a prompt attention snapshot (token 0).

@@ -7,6 +7,7 @@
 #include <QStatusBar>
 #include <QtTest>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "compare_panel.h"
 #include "lab_run.h"
@@ -229,6 +230,11 @@ class TestGuiParts : public QObject {
       st::RunBegin b;
       b.session_id = s.create_session("parts");
       for (int i = 0; i < 3; ++i) {
+        b.config_json = nlohmann::json{
+            {"model", {{"path", "/models/olmoe-" + std::to_string(i) + ".gguf"}}},
+            {"routing_policy", i == 1 ? "k:1" : "default"},
+            {"attention_policy",
+             "full"}}.dump();
         ids.push_back(s.begin_run(b));
         s.finish_run(ids.back(), st::RunStatus::Complete, "out");
       }
@@ -240,6 +246,17 @@ class TestGuiParts : public QObject {
     p.refreshRuns();
     QVERIFY(p.setRunA(ids[0]));
     QCOMPARE(p.selection().a, qint64(ids[0]));
+    // The pickers name each run's model and policies (and say the same in the tooltip).
+    const QString label = p.runA()->currentText();
+    QVERIFY2(label.startsWith(QString("#%1 · olmoe-0.gguf · routing default, attention full · "
+                                      "complete · ")
+                                  .arg(ids[0])),
+             qPrintable(label));
+    const int k1 = p.runB()->findData(QVariant::fromValue<qint64>(ids[1]));
+    QVERIFY(k1 >= 0);
+    QVERIFY2(p.runB()->itemText(k1).contains("olmoe-1.gguf · routing k:1, attention full"),
+             qPrintable(p.runB()->itemText(k1)));
+    QCOMPARE(p.runB()->itemData(k1, Qt::ToolTipRole).toString(), p.runB()->itemText(k1));
     QVERIFY(!p.setRunA(9999));  // not listed: A stays
     QCOMPARE(p.selection().a, qint64(ids[0]));
     // compare(a, b) chooses both pickers: B is the baseline.

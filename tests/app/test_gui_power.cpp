@@ -33,6 +33,15 @@ class TestGuiPower : public QObject {
     o.powercapRoot = powercap;
     return o;
   }
+  // The options of `name`'s database as it is (a restart on the same database).
+  MainWindow::Options reopen(const QString& name, const QString& powercap) {
+    MainWindow::Options o;
+    o.dbPath = dir_ + "/" + name + ".db";
+    o.restoreLayout = false;
+    o.session = "power " + name;
+    o.powercapRoot = powercap;
+    return o;
+  }
   // Loads the synthetic demo model and runs `n` greedy tokens; returns the generated count.
   int run(MainWindow& w, int n, const std::function<void()>& onStarted = {}) {
     QSignalSpy ready(&w, &MainWindow::modelReady);
@@ -104,9 +113,23 @@ class TestGuiPower : public QObject {
     auto* c = chart(w);
     QVERIFY(c);
     QTRY_VERIFY_WITH_TIMEOUT(c->has_sensor(), 5000);
-    QVERIFY2(c->summary_text().contains("J/token"), qPrintable(c->summary_text()));
-    QVERIFY2(c->summary_text().contains(QString("(%1 tokens)").arg(n)),
+    // The Power page's J/token is the same stored figure, labelled as decode-only; no second
+    // number (the trace's joules over all tokens) appears under "J/token".
+    const QString jt = QString("%1 J/token (decode)").arg(*stored, 0, 'f', 3);
+    QVERIFY2(c->summary_text().contains(jt), qPrintable(c->summary_text() + " / " + jt));
+    QCOMPARE(c->summary_text().count("J/token"), 1);
+    QVERIFY2(c->summary_text().contains(QString("| %1 tokens").arg(n)),
              qPrintable(c->summary_text()));
+    const qint64 id = w.lastRunId();
+    // After a restart on the same database, the stored run opened in the views shows it too.
+    MainWindow again(reopen("rapl", root));
+    again.show();
+    QVERIFY(again.sessionsPanel()->selectRun(id));
+    auto* c2 = chart(again);
+    QVERIFY(c2);
+    QTRY_VERIFY2_WITH_TIMEOUT(c2->summary_text().contains(jt), qPrintable(c2->summary_text()),
+                              5000);
+    QCOMPARE(c2->summary_text().count("J/token"), 1);
   }
 
   void noSensorNoNumber() {

@@ -8,10 +8,12 @@
 // (the views draw on the CPU; the data checked is what the Vulkan path draws as well).
 #include <QAction>
 #include <QClipboard>
+#include <QDragEnterEvent>
 #include <QDropEvent>
 #include <QImage>
 #include <QMenu>
 #include <QMimeData>
+#include <QScreen>
 #include <QSettings>
 #include <QSignalSpy>
 #include <QStandardPaths>
@@ -849,6 +851,36 @@ class TestGuiViews : public QObject {
     moelab::lab::applyTheme("system");
   }
 
+  // On first start (no saved geometry) the window fits the screen's available area unless its
+  // layout cannot be that small: the default 1280 x 820 hid the status bar on a 1280 x 800 screen.
+  void firstStartFitsTheScreen() {
+    QSettings().remove("window/geometry");
+    QSettings().remove("window/state");
+    MainWindow::Options o = opts("fit", true);
+    o.restoreLayout = true;
+    {
+      MainWindow w(o);
+      const QSize avail = w.screen()->availableGeometry().size();
+      QVERIFY2(avail.width() < 1280 || avail.height() < 820,
+               qPrintable(QString("screen %1x%2 is not smaller than the default size")
+                              .arg(avail.width())
+                              .arg(avail.height())));
+      const QSize min = w.minimumSizeHint();
+      QVERIFY2(w.width() <= std::max(avail.width(), min.width()) &&
+                   w.height() <= std::max(avail.height(), min.height()),
+               qPrintable(QString("window %1x%2 on a %3x%4 screen (minimum %5x%6)")
+                              .arg(w.width())
+                              .arg(w.height())
+                              .arg(avail.width())
+                              .arg(avail.height())
+                              .arg(min.width())
+                              .arg(min.height())));
+      QVERIFY(w.width() < 1280 || w.height() < 820);
+    }
+    QSettings().remove("window/geometry");
+    QSettings().remove("window/state");
+  }
+
   // Error text stays readable (WCAG AA, 4.5:1) on the window colour of both themes, also on a
   // drop zone that existed before the switch.
   void errorTextReadableInBothThemes() {
@@ -863,6 +895,36 @@ class TestGuiViews : public QObject {
       QVERIFY2(c >= 4.5, qPrintable(QString("%1: contrast %2").arg(theme).arg(c)));
       QVERIFY2(z.findChild<QLabel*>("dropError")->styleSheet().contains(err.name()),
                qPrintable(z.findChild<QLabel*>("dropError")->styleSheet()));
+    }
+    moelab::lab::applyTheme("system");
+  }
+
+  // The drop highlight (a file dragged over the drop zone) is visible, and the hint and error
+  // text stay readable on it (4.5:1), in both themes.
+  void dropHighlightReadableInBothThemes() {
+    for (const char* theme : {"dark", "light"}) {
+      moelab::lab::applyTheme(theme);
+      QCoreApplication::processEvents();
+      DropZone z;
+      z.setError("Could not open x.gguf: not a GGUF file");
+      z.resize(480, 320);
+      z.show();
+      QVERIFY(QTest::qWaitForWindowExposed(&z));
+      const QPoint corner(z.width() - 30, z.height() - 30);  // inside the frame, off the text
+      const QColor plain = z.grab().toImage().pixelColor(corner);
+      QMimeData mime;
+      mime.setUrls({QUrl::fromLocalFile(dir_ + "/model.gguf")});
+      QDragEnterEvent enter(QPoint(240, 160), Qt::CopyAction, &mime, Qt::LeftButton,
+                            Qt::NoModifier);
+      QCoreApplication::sendEvent(&z, &enter);
+      QVERIFY(enter.isAccepted());
+      const QColor lit = z.grab().toImage().pixelColor(corner);
+      QVERIFY2(lit != plain, qPrintable(QString("%1: no highlight (%2)").arg(theme, lit.name())));
+      const QPalette p = QApplication::palette();
+      const double text = contrast(p.color(QPalette::WindowText), lit);
+      QVERIFY2(text >= 4.5, qPrintable(QString("%1: hint text contrast %2").arg(theme).arg(text)));
+      const double err = contrast(DropZone::errorColor(p), lit);
+      QVERIFY2(err >= 4.5, qPrintable(QString("%1: error contrast %2").arg(theme).arg(err)));
     }
     moelab::lab::applyTheme("system");
   }

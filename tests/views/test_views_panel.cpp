@@ -8,6 +8,7 @@
 #include <QLabel>
 #include <QListWidget>
 #include <QSignalSpy>
+#include <QToolTip>
 #include <QtTest>
 #include <algorithm>
 #include <atomic>
@@ -85,7 +86,6 @@ class ViewsPanelTest : public QObject {
     QCOMPARE(ps.duration_s, 2.0);
     QCOMPARE(ps.mean_watts, 17.5);
     QCOMPARE(ps.peak_watts, 20.0);
-    QCOMPARE(ps.joules_per_token, 5.0);
 
     // Head summary: 4 queries; row q puts 0.5 on key 0 and 0.5 on key q (row 0: all on key 0).
     AttentionMap a;
@@ -125,11 +125,25 @@ class ViewsPanelTest : public QObject {
   void power_chart_energy_and_no_sensor() {
     PowerChart c;
     c.resize(900, 480);
-    c.set_series(PowerSeries{{0.0, 1.0, 2.0}, {10.0, 20.0, 20.0}, "test sensor", 7});
+    // J/token is the run's decode figure carried in the series (the stored j_per_token), not
+    // the trace's 35 J / 7 tokens = 5 J/token.
+    c.set_series(PowerSeries{{0.0, 1.0, 2.0}, {10.0, 20.0, 20.0}, "test sensor", 7, 4.25});
     QVERIFY(c.has_sensor());
     QCOMPARE(c.summary_text(),
-             QString("energy 35.0 J over 2.00 s | mean 17.5 W, peak 20.0 W | 5.000 J/token (7 "
-                     "tokens)"));
+             QString("energy 35.0 J over 2.00 s | mean 17.5 W, peak 20.0 W | 4.250 J/token "
+                     "(decode) | 7 tokens"));
+    // While the run streams there is no decode J/token yet, and none is made up.
+    c.set_series(PowerSeries{{0.0, 1.0, 2.0}, {10.0, 20.0, 20.0}, "test sensor", 7});
+    QCOMPARE(c.summary_text(),
+             QString("energy 35.0 J over 2.00 s | mean 17.5 W, peak 20.0 W | J/token (decode): "
+                     "none (run still streaming, or no decode token) | 7 tokens"));
+    // A run stored with its J/token but no trace shows that figure and no watts.
+    c.set_series(PowerSeries{{}, {}, "this run has no energy measurements", 5, 0.5});
+    QVERIFY(!c.has_sensor());
+    QCOMPARE(c.summary_text(),
+             QString("no power trace: this run has no energy measurements | 0.500 J/token "
+                     "(decode)"));
+    c.set_series(PowerSeries{{0.0, 1.0, 2.0}, {10.0, 20.0, 20.0}, "test sensor", 7, 4.25});
     const QImage img = c.grab().toImage();
     maybe_save(img, "power_chart");
     // Under the curve (shaded energy area) the colour is the blue fill over the background.
@@ -141,6 +155,56 @@ class ViewsPanelTest : public QObject {
     const QImage none = c.grab().toImage();
     maybe_save(none, "power_no_sensor");
     QCOMPARE(at(none, 450, 60), (Rgba8{240, 120, 20, 255}));  // the panel's frame
+  }
+
+  // A heatmap's tooltip names the cell under the mouse and goes as soon as the mouse is off
+  // the cells (onto an axis or the legend) or leaves the view.
+  void heatmap_tooltip_follows_and_vanishes() {
+    CpuHeatmapWidget w;
+    w.resize(640, 400);
+    ExpertLoad l{2, 4, {0.1f, 0.2f, 0.3f, 0.4f, 0.4f, 0.3f, 0.2f, 0.1f}};
+    w.set_view(expert_load_view(l));
+    w.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&w));
+    const QRect plot = w.plot_rect();
+    QVERIFY(plot.width() > 8 && plot.height() > 4);
+    // The centre of cell (row 1, col 2) once the map is fitted into the plot.
+    const QPoint cell(plot.x() + plot.width() * 5 / 8, plot.y() + plot.height() * 3 / 4);
+    QTest::mouseMove(&w, cell);
+    QTRY_VERIFY_WITH_TIMEOUT(!w.hover_text().isEmpty(), 2000);
+    QVERIFY2(w.hover_text().contains("0.2"), qPrintable(w.hover_text()));
+    QVERIFY(QToolTip::isVisible());
+    QCOMPARE(QToolTip::text(), w.hover_text());
+    QTest::mouseMove(&w, QPoint(plot.x() - 4, plot.center().y()));  // onto the y axis
+    QTRY_VERIFY_WITH_TIMEOUT(w.hover_text().isEmpty(), 2000);
+    QTRY_VERIFY_WITH_TIMEOUT(!QToolTip::isVisible(), 2000);
+    QTest::mouseMove(&w, cell);
+    QTRY_VERIFY_WITH_TIMEOUT(QToolTip::isVisible(), 2000);
+    QEvent leave(QEvent::Leave);
+    QCoreApplication::sendEvent(&w, &leave);
+    QVERIFY(w.hover_text().isEmpty());
+    QTRY_VERIFY_WITH_TIMEOUT(!QToolTip::isVisible(), 2000);
+  }
+
+  // Every resize (window, dock, splitter) refits the whole map: after growing and shrinking,
+  // the plot's left edge is expert 0 and its right edge the last expert (not experts 0-4 only).
+  void heatmap_refits_on_every_resize() {
+    CpuHeatmapWidget w;
+    ExpertLoad l{2, 32, std::vector<float>(64)};
+    for (size_t i = 0; i < l.load.size(); ++i) l.load[i] = static_cast<float>(i % 32) / 32.0f;
+    w.resize(300, 260);
+    w.set_view(expert_load_view(l));
+    w.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&w));
+    for (const QSize size : {QSize(900, 400), QSize(420, 300), QSize(1200, 500)}) {
+      w.resize(size);
+      QTRY_COMPARE_WITH_TIMEOUT(w.size(), size, 2000);
+      QCoreApplication::processEvents();
+      const QRect plot = w.plot_rect();
+      const int y = plot.height() / 2;
+      QCOMPARE(w.transform().cell_at(1, y).x, 0);
+      QCOMPARE(w.transform().cell_at(plot.width() - 2, y).x, 31);
+    }
   }
 
   void head_strip_pixels() {

@@ -335,19 +335,26 @@ void PowerChart::set_series(PowerSeries s) {
 }
 
 QString PowerChart::summary_text() const {
-  if (s_.watts.empty())
+  if (s_.watts.empty()) {
+    if (s_.decode_j_per_token)  // stored without a trace (e.g. a whole-phase meter reading)
+      return QString("no power trace: %1 | %2 J/token (decode)")
+          .arg(s_.sensor.empty() ? QString("no power samples") : qs(s_.sensor))
+          .arg(*s_.decode_j_per_token, 0, 'f', 3);
     return "no sensor on this machine: " +
            (s_.sensor.empty() ? QString("no power samples") : qs(s_.sensor));
+  }
   const PowerStats st = power_stats(s_);
   QString t = QString("energy %1 J over %2 s | mean %3 W, peak %4 W")
                   .arg(st.joules, 0, 'f', 1)
                   .arg(st.duration_s, 0, 'f', 2)
                   .arg(st.mean_watts, 0, 'f', 1)
                   .arg(st.peak_watts, 0, 'f', 1);
-  t += s_.n_tokens > 0 ? QString(" | %1 J/token (%2 tokens)")
-                             .arg(st.joules_per_token, 0, 'f', 3)
-                             .arg(s_.n_tokens)
-                       : QString(" | J/token: token count unknown");
+  // J/token: the session's decode figure (the stored j_per_token), never this trace's joules
+  // over all tokens - one number under one label across the lab.
+  t += s_.decode_j_per_token
+           ? QString(" | %1 J/token (decode)").arg(*s_.decode_j_per_token, 0, 'f', 3)
+           : QString(" | J/token (decode): none (run still streaming, or no decode token)");
+  if (s_.n_tokens > 0) t += QString(" | %1 tokens").arg(s_.n_tokens);
   return t;
 }
 
@@ -384,7 +391,10 @@ void PowerChart::paintEvent(QPaintEvent*) {
     p.setFont(f);
     p.setPen(kText);
     p.drawText(box.adjusted(20, 20, -20, -20), Qt::AlignCenter | Qt::TextWordWrap,
-               summary_text() + "\n\nNo watts, energy or J/token can be shown for this run.");
+               summary_text() + (s_.decode_j_per_token
+                                     ? QString("\n\nNo watts over time can be shown for this run.")
+                                     : QString("\n\nNo watts, energy or J/token can be shown "
+                                               "for this run.")));
     return;
   }
   title(p, rect(), "Power draw" + (s_.sensor.empty() ? QString() : " - " + qs(s_.sensor)),
@@ -688,11 +698,18 @@ void CpuHeatmapWidget::paintEvent(QPaintEvent*) {
 void CpuHeatmapWidget::update_hover(QPointF pos) {
   hover_text_.clear();
   const QRect plot = plot_rect();
-  if (!plot.contains(pos.toPoint()) || dragging_) return;
+  // Off the cells (axes, legend, margins) or dragging: no tooltip, and the last one goes.
+  if (!plot.contains(pos.toPoint()) || dragging_) {
+    QToolTip::hideText();
+    return;
+  }
   const glm::ivec2 cell = transform_.cell_at(static_cast<int>(pos.x()) - plot.x(),
                                              static_cast<int>(pos.y()) - plot.y());
   const HeatmapView& v = view_;
-  if (cell.x < 0 || cell.x >= v.map.cols || cell.y < 0 || cell.y >= v.map.rows) return;
+  if (cell.x < 0 || cell.x >= v.map.cols || cell.y < 0 || cell.y >= v.map.rows) {
+    QToolTip::hideText();
+    return;
+  }
   std::string s = v.y_label + " " + std::to_string(cell.y);
   if (static_cast<size_t>(cell.y) < v.y_ticks.size())
     s += " '" + v.y_ticks[static_cast<size_t>(cell.y)] + "'";

@@ -342,7 +342,6 @@ PowerStats power_stats(const PowerSeries& s) {
     st.joules += 0.5 * (s.watts[i] + s.watts[i + 1]) * (s.t_s[i + 1] - s.t_s[i]);
   if (n >= 2) st.duration_s = s.t_s[n - 1] - s.t_s[0];
   st.mean_watts = st.duration_s > 0.0 ? st.joules / st.duration_s : (n ? s.watts[0] : 0.0);
-  st.joules_per_token = s.n_tokens > 0 ? st.joules / s.n_tokens : 0.0;
   return st;
 }
 

@@ -56,7 +56,8 @@ class LatencyChart : public QWidget {
   QRect timeline_;  // the timeline's plot rectangle at the last paint
 };
 
-/// Watts over time with the energy (trapezoid integral), mean/peak watts and J/token, or a panel
+/// Watts over time with the energy (trapezoid integral), mean/peak watts and "J/token (decode)"
+/// (the series' decode_j_per_token, the run's stored j_per_token), or a panel
 /// "no sensor on this machine: <reason>" when there are no samples.
 class PowerChart : public QWidget {
   Q_OBJECT

@@ -80,13 +80,13 @@ struct LatencyStats {
 LatencyStats latency_stats(const LatencySeries& s);
 
 /// Energy over the sampled interval by the trapezoid rule: joules = sum (w_i + w_{i+1}) / 2 *
-/// (t_{i+1} - t_i); mean watts = joules / duration; J/token = joules / n_tokens (0 if unknown).
+/// (t_{i+1} - t_i); mean watts = joules / duration. No J/token here: the Power page shows the
+/// session's decode J/token (PowerSeries::decode_j_per_token), the figure stored for the run.
 struct PowerStats {
   double joules = 0.0;
   double duration_s = 0.0;
   double mean_watts = 0.0;
   double peak_watts = 0.0;
-  double joules_per_token = 0.0;
 };
 PowerStats power_stats(const PowerSeries& s);
 

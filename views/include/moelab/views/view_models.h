@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -127,12 +128,17 @@ struct LatencySeries {
 /// Power samples: t_s seconds since generation start, watts at that time. Empty when the
 /// machine has no sensor; `sensor` then says why (e.g. "no readable RAPL counter"), otherwise
 /// it names the sensor ("NVML: NVIDIA H200", "RAPL package-0"). n_tokens: tokens generated over
-/// the sampled interval (for J/token; 0 = unknown).
+/// the sampled interval (0 = unknown). decode_j_per_token: the run's J/token as the session
+/// accounts it (session::decode_j_per_token, stored as the run's "j_per_token" metric: decode
+/// energy over decode tokens, the first token's prefill excluded) - the one figure the status
+/// bar, Compare, moelab-cli and the reports show under "J/token"; nullopt while the run streams,
+/// without a sensor or without a decode token. The chart never derives its own J/token.
 struct PowerSeries {
   std::vector<double> t_s;
   std::vector<double> watts;
   std::string sensor;
   int n_tokens = 0;
+  std::optional<double> decode_j_per_token;
 };
 
 }  // namespace moelab::views
