@@ -62,6 +62,9 @@ struct LiveToken {
   std::vector<std::vector<float>> weights;  // [n_layer][k] router weights as stored
   /// [n_layer][expert_count] router probabilities as stored (empty where none were recorded).
   std::vector<std::vector<float>> probs;
+  /// [n_layer][expert_group_used_count] kept expert groups as stored (group-limited routers;
+  /// empty otherwise).
+  std::vector<std::vector<uint8_t>> groups;
   /// Token 0 only: the prompt's attention snapshots as stored (head mean per layer) and the
   /// prompt's token texts (prompt_token_text); empty for later tokens.
   std::vector<storage::AttentionSnapshot> attention;

@@ -776,6 +776,7 @@ void MainWindow::startRun() {
   liveTokens_ = 0;
 #ifdef MOELAB_HAVE_VIEWS_PANEL
   feed_.emplace(0, nLayer, card_ ? int(card_->expert_count) : 0);
+  if (card_) feed_->set_router(moelab::lab::RunViewData::router_of_card(*card_));
   viewsRun_ = 0;
   views_->clear();
   views_->setDiffMode(false);
@@ -1028,6 +1029,7 @@ void MainWindow::publishViews(const std::vector<moelab::lab::LiveToken>& items) 
       r.experts = t.experts[l];
       r.weights = l < t.weights.size() ? t.weights[l] : std::vector<float>{};
       r.probs = l < t.probs.size() ? t.probs[l] : std::vector<float>{};
+      r.groups = l < t.groups.size() ? t.groups[l] : std::vector<uint8_t>{};
       feed_->add_routing(r);
     }
     if (!t.attention.empty()) {

@@ -562,8 +562,12 @@ void CpuHeatmapWidget::paintEvent(QPaintEvent*) {
     for (int i = 0; i < n; ++i) {
       const int x = x0 + (i / per_col) * cw, y = y0 + (i % per_col) * h;
       p.fillRect(QRect(x, y, 12, h - 2), qc(lut[static_cast<size_t>(i)]));
-      p.drawText(QRect(x + 14, y - 1, cw - 14, h), Qt::AlignLeft | Qt::AlignVCenter,
-                 QString::number(i));
+      const QString label = static_cast<size_t>(i) < v.category_labels.size()
+                                ? qs(v.category_labels[static_cast<size_t>(i)])
+                                : QString::number(i);
+      // A named category (e.g. "shared x1") may run past its column: the last one has room.
+      p.drawText(QRect(x + 14, y - 1, i + 1 == n ? kRight - 30 : cw - 14, h),
+                 Qt::AlignLeft | Qt::AlignVCenter, label);
     }
     const int y = y0 + std::min(n, per_col) * h + 4;
     p.fillRect(QRect(x0, y, 12, h - 2), qc(v.scale.masked));

@@ -313,7 +313,10 @@ class HeatmapWindowRenderer : public QVulkanWindowRenderer {
         const float y = y0 + static_cast<float>(i % per_col) * h;
         dl->AddRectFilled(ImVec2(x, y), ImVec2(x + 12, y + h - 2),
                           to_imgui(lut[static_cast<size_t>(i)]));
-        dl->AddText(ImVec2(x + 14, y - 1), text, std::to_string(i).c_str());
+        const std::string label = static_cast<size_t>(i) < v.category_labels.size()
+                                      ? v.category_labels[static_cast<size_t>(i)]
+                                      : std::to_string(i);
+        dl->AddText(ImVec2(x + 14, y - 1), text, label.c_str());
       }
       const float y = y0 + static_cast<float>(std::min(n, per_col)) * h + 4;
       dl->AddRectFilled(ImVec2(x0, y), ImVec2(x0 + 12, y + h - 2), to_imgui(v.scale.masked));
