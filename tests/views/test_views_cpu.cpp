@@ -258,6 +258,10 @@ class ViewsCpuTest : public QObject {
     QCOMPARE(top.map.at(1, 1), 5.0f);
     QCOMPARE(top.categories, 9);
     QCOMPARE(top.category_labels.back(), std::string("shared x1 (always on)"));
+    // The hover text names the shared column's category, and routed ids stay numbers.
+    QCOMPARE(format_cell_value(top, top.map.at(1, 0)), std::string("shared x1 (always on)"));
+    QCOMPARE(format_cell_value(top, top.map.at(1, 1)), std::string("5"));
+    QCOMPARE(format_cell_value(top, top.map.at(0, 0)), std::string("masked"));
     const HeatmapView act = routing_active_count_view(g);
     QCOMPARE(act.map.at(1, 0), 1.0f);
     QCOMPARE(act.map.at(1, 1), 2.0f);

@@ -279,10 +279,7 @@ class HeatmapWindowRenderer : public QVulkanWindowRenderer {
         if (static_cast<size_t>(cell.x) < v.x_ticks.size())
           s += " '" + v.x_ticks[static_cast<size_t>(cell.x)] + "'";
         const float val = v.map.at(cell.y, cell.x);
-        s += "\n" + v.value_unit + ": " +
-             (v.scale.map == Colormap::kCategorical && !std::isnan(val)
-                  ? std::to_string(static_cast<int>(val))
-                  : format_value(val));
+        s += "\n" + v.value_unit + ": " + format_cell_value(v, val);
         ImGui::BeginTooltip();
         ImGui::TextUnformatted(s.c_str());
         ImGui::EndTooltip();

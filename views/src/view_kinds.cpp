@@ -287,6 +287,14 @@ HeatmapView routing_groups_view(const RoutingGrid& g) {
   return v;
 }
 
+std::string format_cell_value(const HeatmapView& v, float value) {
+  if (v.scale.map != Colormap::kCategorical || std::isnan(value)) return format_value(value);
+  const int id = static_cast<int>(value);
+  if (id >= 0 && static_cast<size_t>(id) < v.category_labels.size())
+    return v.category_labels[static_cast<size_t>(id)];
+  return std::to_string(id);
+}
+
 RouterConfidence router_confidence(const std::vector<float>& probs) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   float top1 = -1.0f, top2 = -1.0f;

@@ -77,6 +77,9 @@ HeatmapView attention_diff_view(const AttentionMap& a, const AttentionMap& b);
 
 /// Compact value text for legends and tooltips: "0.25", "1.5e-05", "masked" for NaN.
 std::string format_value(float v);
+/// A cell's value as the hover tooltip shows it: categorical ids as their category_labels
+/// entry (e.g. "shared x1 (always on)") or the integer id, other values as format_value.
+std::string format_cell_value(const HeatmapView& v, float value);
 
 /// Rows and columns = experts of one layer, value = tokens routed to both (sequential, 0..max
 /// off-diagonal count, so the diagonal - tokens per expert - saturates at the top colour).
