@@ -168,6 +168,14 @@ json card_to_json(const ModelCard& c, const gguf::File& f, const std::string& sh
   return j;
 }
 
+std::string router_gating(const ModelCard& c) {
+  if (!c.is_moe()) return "";
+  if (c.gating_softmax_selected) return "softmax_over_topk";
+  if (c.expert_gating_func == 2 || (c.architecture == "glm4moe" && c.expert_gating_func != 1))
+    return "sigmoid";
+  return "softmax";
+}
+
 std::vector<std::pair<std::string, std::string>> card_rows(const ModelCard& c,
                                                            const std::string& sha256,
                                                            uint64_t n_ctx) {

@@ -51,6 +51,13 @@ inline int default_threads() {
   return static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
 }
 
+/// The gating function the engine applies to this MoE card's router (engine/models/arch_*.cpp):
+/// "softmax_over_topk" (gpt-oss: top-k on router logits + bias, weights = softmax of the k
+/// selected), "sigmoid" (expert_gating_func 2; glm4moe unless it says 1), else "softmax"; ""
+/// for a dense card. Sigmoid and softmax_over_topk router outputs are scores, not
+/// probabilities.
+std::string router_gating(const ModelCard& card);
+
 /// Card as (label, value) rows in reading order, for the CLI and the GUI's card panel.
 std::vector<std::pair<std::string, std::string>> card_rows(const ModelCard& card,
                                                            const std::string& sha256,

@@ -200,10 +200,12 @@ RecordedRun record_generation(Generator& gen, const RunSettings& settings_in,
         lt.experts.resize(l + 1);
         lt.weights.resize(l + 1);
         lt.probs.resize(l + 1);
+        lt.groups.resize(l + 1);
       }
       lt.experts[l] = r.experts;
       lt.weights[l] = r.weights;
       lt.probs[l] = r.probs;
+      lt.groups[l] = r.groups;
     }
     return on_token(lt);
   };

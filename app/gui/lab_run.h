@@ -64,6 +64,9 @@ struct LiveToken {
   std::vector<std::vector<float>> weights;  // [n_layer][k] router weights as stored
   /// [n_layer][expert_count] router probabilities as stored (empty where none were recorded).
   std::vector<std::vector<float>> probs;
+  /// [n_layer][expert_group_used_count] kept expert groups as stored (group-limited routers;
+  /// empty otherwise).
+  std::vector<std::vector<uint8_t>> groups;
   /// The attention snapshots stored with this token (GenerationRecorder::last_attention): for
   /// token 0 the prompt's (head mean per layer, every head of the captured layers), later the
   /// decode step's rows per head. Token 0 only: the prompt's token texts (prompt_token_text).

@@ -299,6 +299,7 @@ void MainWindow::startRun() {
   liveTokens_ = 0;
 #ifdef MOELAB_HAVE_VIEWS_PANEL
   feed_.emplace(0, nLayer, card_ ? int(card_->expert_count) : 0);
+  if (card_) feed_->set_router(moelab::lab::RunViewData::router_of_card(*card_));
   viewsRun_ = 0;
   views_->clear();
   views_->setDiffMode(false);

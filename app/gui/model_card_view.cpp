@@ -7,10 +7,31 @@
 
 #include "card_format.h"
 
+namespace {
+constexpr QChar kZeroWidthSpace(0x200B);
+
+// A break opportunity (zero-width space) every 16 characters of a run without spaces (the
+// SHA-256, long paths), so that the value wraps in a narrow dock instead of being cut.
+QString breakable(const QString& s) {
+  QString out;
+  int run = 0;
+  for (const QChar c : s) {
+    run = c.isSpace() ? 0 : run + 1;
+    if (run > 16) {
+      out += kZeroWidthSpace;
+      run = 1;
+    }
+    out += c;
+  }
+  return out;
+}
+}  // namespace
+
 ModelCardView::ModelCardView(QWidget* parent) : QWidget(parent) {
   auto* lay = new QVBoxLayout(this);
   title_ = new QLabel(this);
   title_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  title_->setWordWrap(true);  // a long path must not widen a narrow dock (or be cut)
   lay->addWidget(title_);
   table_ = new QTableWidget(0, 2, this);
   table_->setObjectName("cardTable");
@@ -20,7 +41,13 @@ ModelCardView::ModelCardView(QWidget* parent) : QWidget(parent) {
   table_->horizontalHeader()->setStretchLastSection(true);
   table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
   table_->setSelectionMode(QAbstractItemView::ContiguousSelection);
+  // Long values (MLA's ranks and head dims, KV bytes GQA vs MLA, gating) wrap inside the
+  // value column at any dock width: rows follow their wrapped height whenever the column width
+  // changes, never elided and never cut by a horizontal scroll.
   table_->setWordWrap(true);
+  table_->setTextElideMode(Qt::ElideNone);
+  table_->verticalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
+  table_->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
   table_->setShowGrid(false);
   table_->setAlternatingRowColors(true);
   lay->addWidget(table_, 1);
@@ -43,8 +70,10 @@ ModelCardView::ModelCardView(QWidget* parent) : QWidget(parent) {
 void ModelCardView::setCard(const QString& path, std::shared_ptr<const moelab::ModelCard> card) {
   card_ = std::move(card);
   sha_.clear();
+  // Zero-width spaces after each '/' let the path break between folders.
   title_->setText(QStringLiteral("<span style='font-size:14pt'><b>%1</b></span><br>%2")
-                      .arg(QFileInfo(path).fileName().toHtmlEscaped(), path.toHtmlEscaped()));
+                      .arg(QFileInfo(path).fileName().toHtmlEscaped(),
+                           path.toHtmlEscaped().replace("/", "/&#8203;")));
   hashBar_->setRange(0, 100);
   hashBar_->setValue(0);
   hashBar_->show();
@@ -90,7 +119,7 @@ void ModelCardView::refill() {
     f.setBold(true);
     k->setFont(f);
     table_->setItem(i, 0, k);
-    table_->setItem(i, 1, new QTableWidgetItem(QString::fromStdString(rows[i].second)));
+    table_->setItem(i, 1, new QTableWidgetItem(breakable(QString::fromStdString(rows[i].second))));
   }
   table_->resizeRowsToContents();
 }
@@ -98,6 +127,7 @@ void ModelCardView::refill() {
 QString ModelCardView::text() const {
   QString s;
   for (int i = 0; i < table_->rowCount(); ++i)
-    s += table_->item(i, 0)->text() + ": " + table_->item(i, 1)->text() + "\n";
+    s += table_->item(i, 0)->text() + ": " + table_->item(i, 1)->text().remove(kZeroWidthSpace) +
+         "\n";
   return s;
 }

@@ -6,6 +6,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "card_format.h"
 #include "lab_run.h"
 #include "moelab/compare/compare.h"
 #include "moelab/core/error.h"
@@ -34,11 +35,13 @@ RunViewData RunViewData::from_store(const storage::Store& store, int64_t run,
     throw storage::StorageError(storage::StorageErrorKind::BadInput,
                                 "run #" + std::to_string(run) + " is not in the store");
   int n_layer = 0, experts = 0;
+  Router router;
   try {
     const auto j = nlohmann::json::parse(rec->config_json);
     if (j.contains("model") && j["model"].is_object()) {
       n_layer = j["model"].value("n_layer", 0);
       experts = j["model"].value("expert_count", 0);
+      router = router_of_config(j["model"]);
     }
   } catch (const std::exception&) {
     // A config without a model object: the records say how many layers and experts there are.
@@ -51,6 +54,7 @@ RunViewData RunViewData::from_store(const storage::Store& store, int64_t run,
   auto attention = store.attention(run);
   for (const auto& a : attention) n_layer = std::max(n_layer, a.layer + 1);
   RunViewData d(run, n_layer, experts);
+  d.set_router(std::move(router));
   for (const auto& t : store.tokens(run))
     d.add_token(t.position, t.piece, t.latency_us, t.energy_uj);
   for (const auto& r : routing) d.add_routing(r);
@@ -60,6 +64,32 @@ RunViewData RunViewData::from_store(const storage::Store& store, int64_t run,
   for (const auto& m : metrics)
     if (m.key == "j_per_token") d.j_per_token_ = m.value;
   return d;
+}
+
+RunViewData::Router RunViewData::router_of_config(const nlohmann::json& model) {
+  Router r;
+  if (!model.is_object()) return r;
+  auto num = [&](const char* key) {
+    const auto it = model.find(key);
+    return it != model.end() && it->is_number_integer() ? std::max(0, it->get<int>()) : 0;
+  };
+  const auto g = model.find("gating");
+  if (g != model.end() && g->is_string()) r.gating = g->get<std::string>();
+  r.shared_experts = num("shared_experts");
+  r.expert_groups = num("expert_groups");
+  r.expert_groups_used = num("expert_groups_used");
+  return r;
+}
+
+RunViewData::Router RunViewData::router_of_card(const ModelCard& c) {
+  Router r;
+  r.gating = router_gating(c);
+  r.shared_experts = static_cast<int>(c.expert_shared_count);
+  if (c.expert_group_count > 1) {
+    r.expert_groups = static_cast<int>(c.expert_group_count);
+    r.expert_groups_used = static_cast<int>(c.expert_group_used_count);
+  }
+  return r;
 }
 
 std::vector<storage::MetricRecord> RunViewData::op_breakdown_metrics(const OpBreakdown& b) {
@@ -141,8 +171,14 @@ void RunViewData::add_routing(const storage::RoutingRecord& r) {
   auto& conf = confidence_[static_cast<size_t>(r.layer)];
   const float nan = std::numeric_limits<float>::quiet_NaN();
   if (p >= conf.size()) conf.resize(p + 1, views::RouterConfidence{nan, nan, nan});
-  conf[p] = views::router_confidence(r.probs);
+  conf[p] = views::router_confidence(r.probs, r.weights, router_.gating);
   any_probs_ = any_probs_ || !r.probs.empty();
+  if (!r.groups.empty()) {
+    if (groups_.size() < experts_.size()) groups_.resize(experts_.size());
+    auto& g = groups_[static_cast<size_t>(r.layer)];
+    if (p >= g.size()) g.resize(p + 1);
+    g[p] = r.groups;
+  }
 }
 
 void RunViewData::set_attention(std::vector<storage::AttentionSnapshot> snapshots,
@@ -221,6 +257,19 @@ views::RoutingGrid RunViewData::routing_grid() const {
       g.active_count[idx(l, t, g.n_tokens)] = static_cast<int32_t>(e.size());
     }
   }
+  g.gating = router_.gating;
+  g.shared_experts = router_.shared_experts;
+  g.expert_groups = router_.expert_groups;
+  g.expert_groups_used = router_.expert_groups_used;
+  if (!groups_.empty() && g.expert_groups_used > 0) {
+    const size_t used = static_cast<size_t>(g.expert_groups_used);
+    g.groups.assign(g.top_expert.size() * used, -1);
+    for (size_t l = 0; l < groups_.size() && static_cast<int>(l) < n_layer_; ++l)
+      for (size_t t = 0; t < groups_[l].size() && static_cast<int>(t) < g.n_tokens; ++t)
+        for (size_t j = 0; j < groups_[l][t].size() && j < used; ++j)
+          g.groups[idx(static_cast<int>(l), static_cast<int>(t), g.n_tokens) * used + j] =
+              groups_[l][t][j];
+  }
   if (any_probs_) {
     const float nan = std::numeric_limits<float>::quiet_NaN();
     g.top_prob.assign(g.top_expert.size(), nan);
@@ -254,6 +303,16 @@ views::ExpertLoad RunViewData::expert_load(bool counts) const {
       const double v = c[idx(layer, e, expert_count_)];
       l.load[idx(layer, e, expert_count_)] =
           static_cast<float>(counts ? v : (total > 0 ? v / total : 0.0));
+    }
+  }
+  if (router_.shared_experts > 0) {
+    // Every routed token of a MoE layer ran the shared experts.
+    l.shared_experts = router_.shared_experts;
+    l.shared.assign(static_cast<size_t>(n_layer_), 0.f);
+    for (int layer = 0; layer < n_layer_; ++layer) {
+      size_t routed = 0;
+      for (const auto& e : experts_[static_cast<size_t>(layer)]) routed += e.empty() ? 0 : 1;
+      if (routed) l.shared[static_cast<size_t>(layer)] = counts ? static_cast<float>(routed) : 1.f;
     }
   }
   return l;
@@ -477,6 +536,7 @@ LiveTokensAdded add_live_tokens(RunViewData& feed, const std::vector<LiveToken>&
       r.experts = t.experts[l];
       r.weights = l < t.weights.size() ? t.weights[l] : std::vector<float>{};
       r.probs = l < t.probs.size() ? t.probs[l] : std::vector<float>{};
+      r.groups = l < t.groups.size() ? t.groups[l] : std::vector<uint8_t>{};
       feed.add_routing(r);
     }
     if (t.index == 0 && !t.attention.empty()) {

@@ -17,11 +17,16 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "moelab/storage/records.h"
 #include "moelab/views/view_models.h"
 
 namespace moelab::storage {
 class Store;
+}
+namespace moelab {
+struct ModelCard;
 }
 
 namespace moelab::lab {
@@ -40,9 +45,26 @@ class RunViewData {
     static constexpr int kOps = 6;
   };
 
+  /// What the routing records mean (the run config's "model" object, session::model_json):
+  /// the gating function ("softmax", "sigmoid", "softmax_over_topk"; "" unknown = softmax),
+  /// shared experts per MoE layer, and the group limit (0 groups: none).
+  struct Router {
+    std::string gating;
+    int shared_experts = 0;
+    int expert_groups = 0;
+    int expert_groups_used = 0;
+  };
+  /// The Router of a run config's "model" object (missing keys: defaults).
+  static Router router_of_config(const nlohmann::json& model);
+  /// The Router of a model card, as session::model_json describes it for the run config.
+  static Router router_of_card(const ModelCard& card);
+
   RunViewData() = default;
   /// Starts an empty run: `n_layer` layers, `expert_count` experts (0: dense model).
   RunViewData(int64_t run_id, int n_layer, int expert_count);
+  /// Sets the router description; call before add_routing (confidence depends on the gating).
+  void set_router(Router r) { router_ = std::move(r); }
+  const Router& router() const { return router_; }
 
   /// Reads run `run` from `store`: tokens (text, latency µs, energy µJ), routing records,
   /// prompt attention snapshots and the per layer / op breakdown (op_breakdown_of its metrics);
@@ -62,9 +84,10 @@ class RunViewData {
   /// (µJ, when measured). Positions past the end grow the run; an earlier position overwrites.
   void add_token(int64_t position, std::string piece, int64_t latency_us,
                  std::optional<double> energy_uj = std::nullopt);
-  /// The routing of token `r.position` at layer `r.layer` (the experts chosen, in order) and,
-  /// when the record has router probabilities, their confidence (views::router_confidence).
-  /// Records outside [0, n_layer) are ignored; expert ids >= expert_count are ignored.
+  /// The routing of token `r.position` at layer `r.layer` (the experts chosen, in order), its
+  /// kept groups, and, when the record has router scores, their confidence
+  /// (views::router_confidence with the router's gating). Records outside [0, n_layer) are
+  /// ignored; expert ids >= expert_count are ignored.
   void add_routing(const storage::RoutingRecord& r);
   /// Replaces the run's attention with `snapshots` (as GenerationRecorder stores them: the
   /// prompt's head mean per layer, head -1; every head of the captured layers,
@@ -92,13 +115,15 @@ class RunViewData {
       const std::vector<storage::MetricRecord>& metrics, int n_layer);
 
   /// Routing grid: top (first chosen) expert and number of experts per (layer, token); -1 / 0
-  /// where a token has no routing record for the layer. When any record had router
-  /// probabilities: top_prob, margin and entropy per (layer, token), NaN where none.
+  /// where a token has no routing record for the layer. When any record had router scores:
+  /// top_prob, margin and entropy per (layer, token), NaN where none. The router's gating and
+  /// shared experts; for group-limited routers the kept groups per (layer, token) (-1: none).
   views::RoutingGrid routing_grid() const;
   /// Expert load per (layer, expert): with counts = false the normalised share
   /// count(l, e) / sum_e count(l, e) (a routed layer's row sums to 1; the same definition as
   /// compare::routing_divergence's load), with counts = true the raw number of tokens whose
   /// chosen experts include e ("tokens").
+  /// With shared experts: `shared` per layer = the layer's routed tokens (counts) or 1 (share).
   views::ExpertLoad expert_load(bool counts = false) const;
   /// Co-activation of `layer`: tokens whose chosen experts include both i and j (diagonal: tokens
   /// routed to i). Throws moelab::Error (BadInput) for a layer outside [0, n_layer).
@@ -159,6 +184,9 @@ class RunViewData {
   // [layer][token] router confidence (NaN: no probabilities); any_probs_: some record had them.
   std::vector<std::vector<views::RouterConfidence>> confidence_;
   bool any_probs_ = false;
+  Router router_;
+  // [layer][token] kept groups of group-limited routers (empty: none recorded).
+  std::vector<std::vector<std::vector<uint8_t>>> groups_;
   std::vector<storage::AttentionSnapshot> attention_;
   // Per layer with per-head rows: rows[q] = F32 [n_head, n_kv(q)] of query position q.
   struct HeadRows {

@@ -133,13 +133,23 @@ storage::ModelRecord model_record(const Model& model, const std::string& path, s
 
 nlohmann::json model_json(const storage::ModelRecord& m, const Model& model) {
   const ModelCard& c = model.card();
-  return {{"path", m.path},
-          {"sha256", m.sha256},
-          {"architecture", m.architecture},
-          {"name", c.name},
-          {"n_layer", c.n_layer},
-          {"expert_count", c.expert_count},
-          {"expert_used_count", c.expert_used_count}};
+  nlohmann::json j = {{"path", m.path},
+                      {"sha256", m.sha256},
+                      {"architecture", m.architecture},
+                      {"name", c.name},
+                      {"n_layer", c.n_layer},
+                      {"expert_count", c.expert_count},
+                      {"expert_used_count", c.expert_used_count}};
+  if (c.is_moe()) {
+    // What the routing records mean (records.h): the gating the engine applied, the group
+    // limit, the shared experts every token runs through, and the dense leading layers.
+    j["gating"] = router_gating(c);
+    j["expert_groups"] = c.expert_group_count > 1 ? c.expert_group_count : 0;
+    j["expert_groups_used"] = c.expert_group_count > 1 ? c.expert_group_used_count : 0;
+    j["shared_experts"] = c.expert_shared_count;
+    j["leading_dense_layers"] = c.n_layer_dense_lead;
+  }
+  return j;
 }
 
 double entropy_nats(std::span<const float> logits) {
@@ -209,7 +219,13 @@ RoutingRecorder::RoutingRecorder(Context& ctx, bool probs, bool attention, Atten
   // transforms them - renormalised, scaled, or (gpt-oss) the softmax over the selected.
   std::vector<std::string> names = {"ffn_moe_topk", "ffn_moe_weights", "ffn_moe_weights_norm",
                                     "ffn_moe_weights_scaled", "ffn_moe_weights_softmax"};
-  if (probs) names.push_back("ffn_moe_probs");
+  // Group-limited routers: the kept groups (a few bytes per token and layer, always kept).
+  names.push_back("ffn_moe_group_topk");
+  // Routers with a selection-only bias: the scores the choice was made on, with the probs.
+  if (probs) {
+    names.push_back("ffn_moe_probs");
+    names.push_back("ffn_moe_probs_biased");
+  }
   observer_ = [this](const Observation& o) {
     if (o.layer < 0) return;
     if (o.name == "kq_soft_max") {
@@ -250,6 +266,10 @@ RoutingRecorder::RoutingRecorder(Context& ctx, bool probs, bool attention, Atten
       l.weights.assign(row.begin(), row.end());  // a later stage replaces an earlier one
     else if (o.name == "ffn_moe_probs")
       l.probs.assign(row.begin(), row.end());
+    else if (o.name == "ffn_moe_probs_biased")
+      l.selection.assign(row.begin(), row.end());
+    else if (o.name == "ffn_moe_group_topk")
+      l.groups.assign(row.begin(), row.end());
   };
   names_ = names;
   if (attention) names.push_back("kq_soft_max");
@@ -279,7 +299,10 @@ std::vector<storage::RoutingRecord> RoutingRecorder::take(int64_t position) {
     if (probs_ && !l.probs.empty()) {
       r.probs_format = storage::ProbFormat::F16;
       r.probs = l.probs;
+      if (l.selection.size() == l.probs.size()) r.selection = l.selection;
     }
+    for (float g : l.groups)
+      if (g >= 0 && g < 256) r.groups.push_back(static_cast<uint8_t>(g));
     out.push_back(std::move(r));
   }
   layers_.clear();

@@ -83,26 +83,45 @@ void encode_routing(const RoutingRecord& r, std::string& out) {
     throw StorageError(StorageErrorKind::BadInput, "routing probabilities longer than 65535");
   const size_t k = r.experts.size();
   const size_t np = pf == ProbFormat::None ? 0 : r.probs.size();
+  const bool sel = np > 0 && !r.selection.empty();
+  if (sel && r.selection.size() != np)
+    throw StorageError(StorageErrorKind::BadInput,
+                       "routing record of layer " + std::to_string(r.layer) + " has " +
+                           std::to_string(r.selection.size()) + " selection scores but " +
+                           std::to_string(np) + " probabilities");
+  if (r.groups.size() > 0xff)
+    throw StorageError(StorageErrorKind::BadInput, "routing record with more than 255 groups");
+  const size_t vb = pf == ProbFormat::F16 ? 2 : 4;
+  const size_t ng = r.groups.size();
   const size_t old = out.size();
-  out.resize(old + 6 + k * 6 + np * (pf == ProbFormat::F16 ? 2 : 4));
+  out.resize(old + 6 + k * 6 + np * vb * (sel ? 2 : 1) + (ng ? 1 + ng : 0));
   char* p = out.data() + old;
   const uint16_t k16 = static_cast<uint16_t>(k), np16 = static_cast<uint16_t>(np);
   detail::copy_bytes(p, &k16, 2);
   p[2] = static_cast<char>(pf);
-  p[3] = 0;
+  p[3] = static_cast<char>((sel ? 1 : 0) | (ng ? 2 : 0));
   detail::copy_bytes(p + 4, &np16, 2);
   p += 6;
   detail::copy_bytes(p, r.experts.data(), k * 2);
   p += k * 2;
   detail::copy_bytes(p, r.weights.data(), k * 4);
   p += k * 4;
-  if (pf == ProbFormat::F16) {
-    for (size_t i = 0; i < np; ++i) {
-      const uint16_t h = f32_to_f16(r.probs[i]);
-      detail::copy_bytes(p + i * 2, &h, 2);
+  auto put_values = [&](const std::vector<float>& v) {
+    if (pf == ProbFormat::F16) {
+      for (size_t i = 0; i < np; ++i) {
+        const uint16_t h = f32_to_f16(v[i]);
+        detail::copy_bytes(p + i * 2, &h, 2);
+      }
+    } else if (pf == ProbFormat::F32) {
+      detail::copy_bytes(p, v.data(), np * 4);
     }
-  } else if (pf == ProbFormat::F32) {
-    detail::copy_bytes(p, r.probs.data(), np * 4);
+    p += np * vb;
+  };
+  put_values(r.probs);
+  if (sel) put_values(r.selection);
+  if (ng) {
+    p[0] = static_cast<char>(ng);
+    detail::copy_bytes(p + 1, r.groups.data(), ng);
   }
 }
 
@@ -116,10 +135,14 @@ std::vector<RoutingRecord> decode_routing(int64_t position, int32_t layer_begin,
     uint16_t k, np;
     std::memcpy(&k, blob.data() + off, 2);
     const uint8_t pf = blob[off + 2];
+    const uint8_t flags = blob[off + 3];
     std::memcpy(&np, blob.data() + off + 4, 2);
     if (pf > 2) bad("unknown probability format");
+    if (flags & ~3u) bad("unknown flags");
+    if ((flags & 1) && (pf == 0 || np == 0)) bad("selection scores without probabilities");
     off += 6;
-    const size_t need = size_t{k} * 6 + size_t{np} * (pf == 1 ? 2 : pf == 2 ? 4 : 0);
+    const size_t vb = pf == 1 ? 2 : pf == 2 ? 4 : 0;
+    const size_t need = size_t{k} * 6 + size_t{np} * vb * ((flags & 1) ? 2 : 1);
     if (blob.size() - off < need) bad("truncated payload");
     RoutingRecord r;
     r.position = position;
@@ -131,18 +154,29 @@ std::vector<RoutingRecord> decode_routing(int64_t position, int32_t layer_begin,
     detail::copy_bytes(r.weights.data(), blob.data() + off, size_t{k} * 4);
     off += size_t{k} * 4;
     r.probs_format = static_cast<ProbFormat>(pf);
-    if (pf == 1) {
-      r.probs.resize(np);
-      for (size_t i = 0; i < np; ++i) {
-        uint16_t h;
-        std::memcpy(&h, blob.data() + off + i * 2, 2);
-        r.probs[i] = f16_to_f32(h);
+    auto get_values = [&](std::vector<float>& v) {
+      if (pf == 1) {
+        v.resize(np);
+        for (size_t i = 0; i < np; ++i) {
+          uint16_t h;
+          std::memcpy(&h, blob.data() + off + i * 2, 2);
+          v[i] = f16_to_f32(h);
+        }
+        off += size_t{np} * 2;
+      } else if (pf == 2) {
+        v.resize(np);
+        detail::copy_bytes(v.data(), blob.data() + off, size_t{np} * 4);
+        off += size_t{np} * 4;
       }
-      off += size_t{np} * 2;
-    } else if (pf == 2) {
-      r.probs.resize(np);
-      detail::copy_bytes(r.probs.data(), blob.data() + off, size_t{np} * 4);
-      off += size_t{np} * 4;
+    };
+    get_values(r.probs);
+    if (flags & 1) get_values(r.selection);
+    if (flags & 2) {
+      if (blob.size() - off < 1) bad("truncated groups");
+      const size_t ng = blob[off];
+      if (ng == 0 || blob.size() - off - 1 < ng) bad("truncated groups");
+      r.groups.assign(blob.data() + off + 1, blob.data() + off + 1 + ng);
+      off += 1 + ng;
     }
     out.push_back(std::move(r));
   }

@@ -375,7 +375,7 @@ class TestGuiViews : public QObject {
           QCOMPARE(r.probs.size(), size_t(vp->routingSnapshot()->expert_count));
         auto* colour = vp->findChild<QComboBox*>("views_routing_colour");
         QVERIFY(colour);
-        QCOMPARE(colour->count(), 5);
+        QCOMPARE(colour->count(), moelab::views::kRoutingColourCount);  // + kept groups
         colour->setCurrentIndex(int(moelab::views::RoutingColour::kMargin));
         QCOMPARE(vp->routingColour(), moelab::views::RoutingColour::kMargin);
         vp->setRoutingColour(moelab::views::RoutingColour::kTopExpert);

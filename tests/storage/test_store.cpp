@@ -125,6 +125,57 @@ class TestStore : public QObject {
     QVERIFY(std::isnan(f16_to_f32(f32_to_f16(NAN))));
   }
 
+  void routing_blob_of_schema_2_and_damaged_extensions() {
+    // A blob as schema 2 wrote it (flags byte 0): k = 1, f32 probs over 2 experts.
+    std::string v2;
+    const uint16_t k = 1, np = 2, e = 7;
+    const float w = 0.5f, p[2] = {0.25f, 0.75f};
+    v2.append(reinterpret_cast<const char*>(&k), 2);
+    v2 += static_cast<char>(2);  // f32
+    v2 += static_cast<char>(0);  // flags
+    v2.append(reinterpret_cast<const char*>(&np), 2);
+    v2.append(reinterpret_cast<const char*>(&e), 2);
+    v2.append(reinterpret_cast<const char*>(&w), 4);
+    v2.append(reinterpret_cast<const char*>(p), 8);
+    auto bytes = [](const std::string& b) {
+      return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(b.data()), b.size());
+    };
+    const auto r = codec::decode_routing(3, 1, 1, bytes(v2));
+    QCOMPARE(r.size(), size_t{1});
+    QCOMPARE(r[0].experts, std::vector<uint16_t>{7});
+    QCOMPARE(r[0].probs, (std::vector<float>{0.25f, 0.75f}));
+    QVERIFY(r[0].selection.empty());
+    QVERIFY(r[0].groups.empty());
+    // Our encoder writes the same bytes for a record without selection scores and groups.
+    std::string again;
+    codec::encode_routing(r[0], again);
+    QCOMPARE(again, v2);
+    // Unknown flag bits, a groups flag without its bytes, and selection scores without
+    // probabilities are damage, never a crash.
+    std::string bad = v2;
+    bad[3] = static_cast<char>(4);
+    QCOMPARE(expect_error([&] { codec::decode_routing(3, 1, 1, bytes(bad)); }).kind(),
+             StorageErrorKind::Corrupt);
+    bad[3] = static_cast<char>(2);
+    QCOMPARE(expect_error([&] { codec::decode_routing(3, 1, 1, bytes(bad)); }).kind(),
+             StorageErrorKind::Corrupt);
+    bad += static_cast<char>(3);  // 3 groups announced, one present
+    bad += static_cast<char>(1);
+    QCOMPARE(expect_error([&] { codec::decode_routing(3, 1, 1, bytes(bad)); }).kind(),
+             StorageErrorKind::Corrupt);
+    bad = v2;
+    bad[2] = static_cast<char>(0);  // no probabilities
+    bad[3] = static_cast<char>(1);  // but selection scores
+    QCOMPARE(expect_error([&] { codec::decode_routing(3, 1, 1, bytes(bad)); }).kind(),
+             StorageErrorKind::Corrupt);
+    // Selection scores must match the probabilities in length.
+    RoutingRecord mismatch = r[0];
+    mismatch.selection = {1.f};
+    std::string out;
+    QCOMPARE(expect_error([&] { codec::encode_routing(mismatch, out); }).kind(),
+             StorageErrorKind::BadInput);
+  }
+
   void migrate_from_empty() {
     const auto p = db_path("empty.db");
     Store s(p);
@@ -275,9 +326,14 @@ class TestStore : public QObject {
         if (layer == 1) {
           r.probs_format = ProbFormat::F16;
           r.probs = {0.5f, 0.25f, 0.125f, 0.1f};
+          r.selection = {0.75f, 0.5f, -0.125f, 0.375f};  // sigmoid scores + a selection bias
+          r.groups = {1, 0};                             // group-limited router
+        } else if (layer == 2) {
+          r.groups = {3};  // groups without probabilities
         } else if (layer == 5) {
           r.probs_format = ProbFormat::F32;
           r.probs = {0.7f, 0.2f, 0.1f, 1e-7f};
+          r.selection = {0.8f, 0.1f, 0.2f, 0.5f};
         }
         routing.push_back(r);
       }
@@ -344,6 +400,8 @@ class TestStore : public QObject {
       QCOMPARE(r2[i].weights, routing[i].weights);  // f32: exact
       QCOMPARE(r2[i].probs_format, routing[i].probs_format);
       QCOMPARE(r2[i].probs.size(), routing[i].probs.size());
+      QCOMPARE(r2[i].groups, routing[i].groups);
+      QCOMPARE(r2[i].selection, routing[i].selection);  // exact in f16 and f32 (chosen values)
       for (size_t j = 0; j < r2[i].probs.size(); ++j) {
         if (routing[i].probs_format == ProbFormat::F32)
           QCOMPARE(r2[i].probs[j], routing[i].probs[j]);

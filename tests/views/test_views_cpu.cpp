@@ -190,6 +190,115 @@ class ViewsCpuTest : public QObject {
                              routing_confidence_view(g, RoutingColour::kActiveCount));
   }
 
+  void router_confidence_by_gating() {
+    // Sigmoid scores do not sum to 1: normalised over all experts, s_e / sum s.
+    const auto sig = router_confidence({0.9f, 0.6f, 0.3f, 0.2f}, {}, "sigmoid");
+    QVERIFY(std::fabs(sig.top_prob - 0.45f) < 1e-6f);
+    QVERIFY(std::fabs(sig.margin - 0.15f) < 1e-6f);
+    double h = 0;
+    for (double p : {0.45, 0.3, 0.15, 0.1}) h -= p * std::log(p);
+    QVERIFY(std::fabs(sig.entropy - h) < 1e-6);
+    QVERIFY(sig.entropy <= std::log(4.0f));  // was -sum s ln s = 0.95 on the raw scores
+    // Softmax over the selected (gpt-oss): the scores are logits of any sign; the distribution
+    // is the applied weights of the k selected experts.
+    const auto sel =
+        router_confidence({3.5f, -2.0f, 1.0f, 0.25f}, {0.75f, 0.25f}, "softmax_over_topk");
+    QCOMPARE(sel.top_prob, 0.75f);
+    QCOMPARE(sel.margin, 0.5f);
+    QVERIFY(std::fabs(sel.entropy - (-(0.75 * std::log(0.75) + 0.25 * std::log(0.25)))) < 1e-6);
+    // Softmax (or unknown): the probabilities as given.
+    const auto soft = router_confidence({0.2f, 0.5f, 0.3f}, {0.5f}, "softmax");
+    QCOMPARE(soft.top_prob, 0.5f);
+    QVERIFY(std::isnan(router_confidence({0.f, 0.f}, {}, "sigmoid").top_prob));
+
+    RoutingGrid g;
+    g.n_layer = 1;
+    g.n_tokens = 1;
+    g.expert_count = 4;
+    g.top_expert = {0};
+    g.top_prob = {0.45f};
+    g.margin = {0.15f};
+    g.entropy = {1.2f};
+    g.gating = "sigmoid";
+    const HeatmapView p = routing_confidence_view(g, RoutingColour::kTopProb);
+    QVERIFY(p.title.find("not probabilities") != std::string::npos);
+    QVERIFY(p.subtitle.find("normalised over all experts") != std::string::npos);
+    QCOMPARE(p.value_unit, std::string("score share (s / sum s)"));
+    g.gating = "softmax_over_topk";
+    g.active_count = {4};
+    const HeatmapView e = routing_confidence_view(g, RoutingColour::kEntropy);
+    QCOMPARE(e.scale.max, std::log(4.0f));  // ln k, over the selected experts
+    QVERIFY(e.subtitle.find("softmax over the selected") != std::string::npos);
+    const auto names = routing_colour_names("sigmoid");
+    QCOMPARE(int(names.size()), kRoutingColourCount);
+    QVERIFY(names[size_t(RoutingColour::kTopProb)].find("not probabilities") != std::string::npos);
+    QCOMPARE(names[size_t(RoutingColour::kGroups)], std::string("colour: kept expert groups"));
+    QCOMPARE(routing_colour_names("softmax")[size_t(RoutingColour::kTopProb)],
+             std::string("colour: router probability (top expert)"));
+  }
+
+  void shared_experts_and_kept_groups() {
+    // Layer 0 dense, layer 1 MoE with 8 experts in 4 groups of 2, 2 kept; 1 shared expert.
+    RoutingGrid g;
+    g.n_layer = 2;
+    g.n_tokens = 3;
+    g.expert_count = 8;
+    g.top_expert = {-1, -1, -1, 5, 0, 7};
+    g.active_count = {0, 0, 0, 2, 2, 2};
+    g.token_text = {"a", "b", "c"};
+    g.shared_experts = 1;
+    g.expert_groups = 4;
+    g.expert_groups_used = 2;
+    g.groups = {-1, -1, -1, -1, -1, -1, 2, 1, 0, 3, 3, -1};  // token 2: one group recorded
+    const HeatmapView top = routing_top_expert_view(g);
+    QCOMPARE(top.map.cols, 4);
+    QCOMPARE(top.x_ticks, (std::vector<std::string>{"shared x1", "a", "b", "c"}));
+    QVERIFY(std::isnan(top.map.at(0, 0)));  // dense layer: no shared expert
+    QCOMPARE(top.map.at(1, 0), 8.0f);       // its own category, past the expert ids
+    QCOMPARE(top.map.at(1, 1), 5.0f);
+    QCOMPARE(top.categories, 9);
+    QCOMPARE(top.category_labels.back(), std::string("shared x1 (always on)"));
+    // The hover text names the shared column's category, and routed ids stay numbers.
+    QCOMPARE(format_cell_value(top, top.map.at(1, 0)), std::string("shared x1 (always on)"));
+    QCOMPARE(format_cell_value(top, top.map.at(1, 1)), std::string("5"));
+    QCOMPARE(format_cell_value(top, top.map.at(0, 0)), std::string("masked"));
+    const HeatmapView act = routing_active_count_view(g);
+    QCOMPARE(act.map.at(1, 0), 1.0f);
+    QCOMPARE(act.map.at(1, 1), 2.0f);
+
+    const HeatmapView grp = routing_groups_view(g);
+    QCOMPARE(grp.map.rows, 4);  // only layer 1 has groups
+    QCOMPARE(grp.map.cols, 3);
+    QCOMPARE(grp.y_ticks, (std::vector<std::string>{"L1 g0", "L1 g1", "L1 g2", "L1 g3"}));
+    // token 0 kept {2, 1}: g2 rank 1, g1 rank 2, g0 and g3 dropped.
+    QCOMPARE(grp.map.at(2, 0), 1.0f);
+    QCOMPARE(grp.map.at(1, 0), 2.0f);
+    QCOMPARE(grp.map.at(0, 0), 0.0f);
+    QCOMPARE(grp.map.at(3, 0), 0.0f);
+    QCOMPARE(grp.map.at(0, 1), 1.0f);
+    QCOMPARE(grp.map.at(3, 1), 2.0f);
+    QCOMPARE(grp.map.at(3, 2), 1.0f);
+    QCOMPARE(grp.scale.max, 2.0f);
+    QVERIFY(grp.subtitle.find("4 groups of 2") != std::string::npos);
+    g.groups.clear();
+    QVERIFY_THROWS_EXCEPTION(moelab::Error, routing_groups_view(g));
+    g.groups.assign(5, 0);  // wrong size
+    QVERIFY_THROWS_EXCEPTION(moelab::Error, routing_groups_view(g));
+
+    ExpertLoad l;
+    l.n_layer = 2;
+    l.expert_count = 2;
+    l.load = {0, 0, 0.25f, 0.75f};
+    l.shared_experts = 2;
+    l.shared = {0, 1};
+    const HeatmapView lv = expert_load_view(l);
+    QCOMPARE(lv.map.cols, 3);
+    QCOMPARE(lv.x_ticks.back(), std::string("shared x2 (every token)"));
+    QVERIFY(std::isnan(lv.map.at(0, 2)));
+    QCOMPARE(lv.map.at(1, 2), 1.0f);
+    QCOMPARE(lv.scale.max, 0.75f);  // the routed scale; the shared column is at the top colour
+  }
+
   void pyramid_row_update_equals_rebuild() {
     // Odd sizes (clipped blocks at the edges), NaN cells, and row ranges at the start, the end,
     // one row, and straddling block boundaries: the updated pyramid equals a rebuilt one.

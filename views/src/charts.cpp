@@ -663,8 +663,12 @@ void CpuHeatmapWidget::paintEvent(QPaintEvent*) {
     for (int i = 0; i < n; ++i) {
       const int x = x0 + (i / per_col) * cw, y = y0 + (i % per_col) * h;
       p.fillRect(QRect(x, y, 12, h - 2), qc(lut[static_cast<size_t>(i)]));
-      p.drawText(QRect(x + 14, y - 1, cw - 14, h), Qt::AlignLeft | Qt::AlignVCenter,
-                 QString::number(i));
+      const QString label = static_cast<size_t>(i) < v.category_labels.size()
+                                ? qs(v.category_labels[static_cast<size_t>(i)])
+                                : QString::number(i);
+      // A named category (e.g. "shared x1") may run past its column: the last one has room.
+      p.drawText(QRect(x + 14, y - 1, i + 1 == n ? kRight - 30 : cw - 14, h),
+                 Qt::AlignLeft | Qt::AlignVCenter, label);
     }
     const int y = y0 + std::min(n, per_col) * h + 4;
     p.fillRect(QRect(x0, y, 12, h - 2), qc(v.scale.masked));
@@ -717,10 +721,7 @@ void CpuHeatmapWidget::update_hover(QPointF pos) {
   if (static_cast<size_t>(cell.x) < v.x_ticks.size())
     s += " '" + v.x_ticks[static_cast<size_t>(cell.x)] + "'";
   const float val = v.map.at(cell.y, cell.x);
-  s += "\n" + v.value_unit + ": " +
-       (v.scale.map == Colormap::kCategorical && !std::isnan(val)
-            ? std::to_string(static_cast<int>(val))
-            : format_value(val));
+  s += "\n" + v.value_unit + ": " + format_cell_value(v, val);
   hover_text_ = qs(s);
   QToolTip::showText(mapToGlobal(pos.toPoint()), hover_text_, this);
 }

@@ -296,10 +296,7 @@ class HeatmapWindowRenderer : public QVulkanWindowRenderer {
         if (static_cast<size_t>(cell.x) < v.x_ticks.size())
           s += " '" + v.x_ticks[static_cast<size_t>(cell.x)] + "'";
         const float val = v.map.at(cell.y, cell.x);
-        s += "\n" + v.value_unit + ": " +
-             (v.scale.map == Colormap::kCategorical && !std::isnan(val)
-                  ? std::to_string(static_cast<int>(val))
-                  : format_value(val));
+        s += "\n" + v.value_unit + ": " + format_cell_value(v, val);
         ImGui::BeginTooltip();
         ImGui::TextUnformatted(s.c_str());
         ImGui::EndTooltip();
@@ -330,7 +327,10 @@ class HeatmapWindowRenderer : public QVulkanWindowRenderer {
         const float y = y0 + static_cast<float>(i % per_col) * h;
         dl->AddRectFilled(ImVec2(x, y), ImVec2(x + 12, y + h - 2),
                           to_imgui(lut[static_cast<size_t>(i)]));
-        dl->AddText(ImVec2(x + 14, y - 1), text, std::to_string(i).c_str());
+        const std::string label = static_cast<size_t>(i) < v.category_labels.size()
+                                      ? v.category_labels[static_cast<size_t>(i)]
+                                      : std::to_string(i);
+        dl->AddText(ImVec2(x + 14, y - 1), text, label.c_str());
       }
       const float y = y0 + static_cast<float>(std::min(n, per_col)) * h + 4;
       dl->AddRectFilled(ImVec2(x0, y), ImVec2(x0 + 12, y + h - 2), to_imgui(v.scale.masked));

@@ -27,6 +27,41 @@ float max_finite(const std::vector<float>& v) {
   return m;
 }
 
+std::string shared_label(int n) {
+  return "shared x" + std::to_string(n);
+}
+
+// Layers with at least one routed token (MoE layers; dense leading layers have none).
+std::vector<bool> routed_layers(const RoutingGrid& g) {
+  std::vector<bool> r(static_cast<size_t>(std::max(0, g.n_layer)), false);
+  for (int l = 0; l < g.n_layer; ++l)
+    for (int t = 0; t < g.n_tokens && !r[static_cast<size_t>(l)]; ++t)
+      r[static_cast<size_t>(l)] =
+          g.top_expert[static_cast<size_t>(l) * static_cast<size_t>(g.n_tokens) +
+                       static_cast<size_t>(t)] >= 0;
+  return r;
+}
+
+// Puts the always-on "shared xN" column in front of the tokens: `value` in routed layers,
+// masked in the others.
+void prepend_shared_column(HeatmapView& v, const RoutingGrid& g, float value) {
+  const auto routed = routed_layers(g);
+  std::vector<float> out;
+  out.reserve(static_cast<size_t>(v.map.rows) * static_cast<size_t>(v.map.cols + 1));
+  for (int r = 0; r < v.map.rows; ++r) {
+    out.push_back(routed[static_cast<size_t>(r)] ? value : kNaN);
+    for (int c = 0; c < v.map.cols; ++c) out.push_back(v.map.at(r, c));
+  }
+  v.map.values = std::move(out);
+  ++v.map.cols;
+  std::vector<std::string> ticks{shared_label(g.shared_experts)};
+  for (int t = 0; t < g.n_tokens; ++t)
+    ticks.push_back(static_cast<size_t>(t) < g.token_text.size()
+                        ? g.token_text[static_cast<size_t>(t)]
+                        : std::to_string(t));
+  v.x_ticks = std::move(ticks);
+}
+
 }  // namespace
 
 HeatmapView routing_top_expert_view(const RoutingGrid& g) {
@@ -55,6 +90,19 @@ HeatmapView routing_top_expert_view(const RoutingGrid& g) {
   v.y_label = "layer";
   v.value_unit = "expert id";
   v.x_ticks = g.token_text;
+  if (g.shared_experts > 0) {
+    prepend_shared_column(v, g, static_cast<float>(g.expert_count));
+    v.subtitle = "column 0: " + shared_label(g.shared_experts) +
+                 " always on (shared); then the top routed expert per token";
+    if (v.scale.map == Colormap::kCategorical) {
+      // The shared column is one more category, past the expert ids, named in the legend.
+      v.categories = g.expert_count + 1;
+      for (int e = 0; e < g.expert_count; ++e) v.category_labels.push_back(std::to_string(e));
+      v.category_labels.push_back(shared_label(g.shared_experts) + " (always on)");
+    } else {
+      v.scale.max = static_cast<float>(g.expert_count);
+    }
+  }
   return v;
 }
 
@@ -75,7 +123,31 @@ HeatmapView routing_active_count_view(const RoutingGrid& g) {
   v.y_label = "layer";
   v.value_unit = "experts";
   v.x_ticks = g.token_text;
+  if (g.shared_experts > 0) {
+    prepend_shared_column(v, g, static_cast<float>(g.shared_experts));
+    v.subtitle = "routed experts run per token; column 0: " + shared_label(g.shared_experts) +
+                 " shared, always run too";
+  }
   return v;
+}
+
+std::vector<std::string> routing_colour_names(const std::string& gating) {
+  std::vector<std::string> n{"colour: top expert", "colour: number of active experts"};
+  if (gating == "sigmoid") {
+    n.push_back("colour: top expert score share (sigmoid scores, not probabilities)");
+    n.push_back("colour: score share margin top1 - top2 (sigmoid scores, normalised)");
+    n.push_back("colour: entropy of normalised sigmoid scores");
+  } else if (gating == "softmax_over_topk") {
+    n.push_back("colour: weight of the top expert (softmax over the selected)");
+    n.push_back("colour: weight margin top1 - top2 (softmax over the selected)");
+    n.push_back("colour: entropy of the selected experts' weights");
+  } else {
+    n.push_back("colour: router probability (top expert)");
+    n.push_back("colour: margin top1 - top2");
+    n.push_back("colour: router entropy");
+  }
+  n.push_back("colour: kept expert groups");
+  return n;
 }
 
 HeatmapView routing_confidence_view(const RoutingGrid& g, RoutingColour c) {
@@ -97,6 +169,52 @@ HeatmapView routing_confidence_view(const RoutingGrid& g, RoutingColour c) {
   v.x_label = "token";
   v.y_label = "layer";
   v.x_ticks = g.token_text;
+  if (g.gating == "sigmoid") {
+    // Sigmoid scores are independent per expert: normalised over all experts to compare them.
+    const std::string basis =
+        "sigmoid scores, not probabilities: normalised over all experts, s_e / sum s";
+    if (c == RoutingColour::kTopProb) {
+      v.title = "Top score share (sigmoid scores, not probabilities)";
+      v.subtitle = basis;
+      v.value_unit = "score share (s / sum s)";
+    } else if (c == RoutingColour::kMargin) {
+      v.title = "Score share margin (sigmoid scores, not probabilities)";
+      v.subtitle = basis;
+      v.value_unit = "top1 - top2 score share";
+    } else {
+      v.title = "Score entropy (sigmoid scores, not probabilities)";
+      v.scale.max = std::log(static_cast<float>(std::max(2, g.expert_count)));
+      v.subtitle = "s_e / sum s over all experts; ln " +
+                   std::to_string(std::max(2, g.expert_count)) + " = " + format_value(v.scale.max) +
+                   ": equal scores";
+      v.value_unit = "entropy of s / sum s (nats)";
+    }
+    return v;
+  }
+  if (g.gating == "softmax_over_topk") {
+    // The router outputs logits (any sign); only the weights over the selected k are a
+    // distribution.
+    int k = 2;
+    for (int32_t a : g.active_count) k = std::max(k, static_cast<int>(a));
+    const std::string basis =
+        "weights: softmax over the selected experts (router scores are logits)";
+    if (c == RoutingColour::kTopProb) {
+      v.title = "Top weight (softmax over the selected)";
+      v.subtitle = basis;
+      v.value_unit = "weight (of the selected)";
+    } else if (c == RoutingColour::kMargin) {
+      v.title = "Weight margin top1 - top2 (softmax over the selected)";
+      v.subtitle = basis;
+      v.value_unit = "top1 - top2 weight";
+    } else {
+      v.title = "Weight entropy (softmax over the selected)";
+      v.scale.max = std::log(static_cast<float>(k));
+      v.subtitle = "softmax over the selected; ln " + std::to_string(k) + " = " +
+                   format_value(v.scale.max) + ": equal weights";
+      v.value_unit = "entropy of the weights (nats)";
+    }
+    return v;
+  }
   if (c == RoutingColour::kTopProb) {
     v.title = "Router probability of the top expert";
     v.subtitle = "softmax probability the router gave the expert it ranked first";
@@ -113,6 +231,68 @@ HeatmapView routing_confidence_view(const RoutingGrid& g, RoutingColour c) {
     v.value_unit = "entropy (nats)";
   }
   return v;
+}
+
+HeatmapView routing_groups_view(const RoutingGrid& g) {
+  const int used = g.expert_groups_used;
+  if (g.groups.empty() || g.expert_groups <= 0 || used <= 0)
+    throw Error(ErrorKind::BadInput, "routing grid: no expert groups recorded");
+  if (g.n_layer < 0 || g.n_tokens < 0 ||
+      g.groups.size() != static_cast<size_t>(g.n_layer) * static_cast<size_t>(g.n_tokens) *
+                             static_cast<size_t>(used))
+    throw Error(ErrorKind::BadInput, "routing grid: " + std::to_string(g.groups.size()) +
+                                         " group ids for " + std::to_string(g.n_layer) +
+                                         " layers x " + std::to_string(g.n_tokens) + " tokens x " +
+                                         std::to_string(used) + " kept groups");
+  auto at = [&](int l, int t, int j) {
+    return g.groups[(static_cast<size_t>(l) * static_cast<size_t>(g.n_tokens) +
+                     static_cast<size_t>(t)) *
+                        static_cast<size_t>(used) +
+                    static_cast<size_t>(j)];
+  };
+  HeatmapView v;
+  v.map.cols = g.n_tokens;
+  for (int l = 0; l < g.n_layer; ++l) {
+    bool any = false;
+    for (int t = 0; t < g.n_tokens && !any; ++t) any = at(l, t, 0) >= 0;
+    if (!any) continue;
+    for (int grp = 0; grp < g.expert_groups; ++grp) {
+      std::string tick = "L";  // (appended: GCC 12 warns falsely on "L" + std::to_string)
+      tick += std::to_string(l);
+      tick += " g";
+      tick += std::to_string(grp);
+      v.y_ticks.push_back(std::move(tick));
+      for (int t = 0; t < g.n_tokens; ++t) {
+        float val = at(l, t, 0) < 0 ? kNaN : 0.0f;
+        for (int j = 0; j < used; ++j)
+          if (at(l, t, j) == grp) val = static_cast<float>(j + 1);
+        v.map.values.push_back(val);
+      }
+      ++v.map.rows;
+    }
+  }
+  v.scale.map = Colormap::kSequential;
+  v.scale.min = 0.0f;
+  v.scale.max = static_cast<float>(used);
+  const int per = g.expert_count > 0 ? g.expert_count / g.expert_groups : 0;
+  v.title = "Expert groups kept per token";
+  v.subtitle = std::to_string(g.expert_groups) + " groups of " + std::to_string(per) +
+               " (g: experts " + std::to_string(per) + "g.." + std::to_string(per) + "g+" +
+               std::to_string(std::max(0, per - 1)) + "), " + std::to_string(used) +
+               " kept: 1 = best, 0 = dropped";
+  v.x_label = "token";
+  v.y_label = "layer, group";
+  v.value_unit = "kept rank (0: dropped)";
+  v.x_ticks = g.token_text;
+  return v;
+}
+
+std::string format_cell_value(const HeatmapView& v, float value) {
+  if (v.scale.map != Colormap::kCategorical || std::isnan(value)) return format_value(value);
+  const int id = static_cast<int>(value);
+  if (id >= 0 && static_cast<size_t>(id) < v.category_labels.size())
+    return v.category_labels[static_cast<size_t>(id)];
+  return std::to_string(id);
 }
 
 RouterConfidence router_confidence(const std::vector<float>& probs) {
@@ -135,6 +315,23 @@ RouterConfidence router_confidence(const std::vector<float>& probs) {
   return {top1, top2 < 0.0f ? top1 : top1 - top2, static_cast<float>(h)};
 }
 
+RouterConfidence router_confidence(const std::vector<float>& scores,
+                                   const std::vector<float>& weights, const std::string& gating) {
+  if (gating == "softmax_over_topk") return router_confidence(weights);
+  if (gating != "sigmoid") return router_confidence(scores);
+  double sum = 0.0;
+  for (float s : scores)
+    if (std::isfinite(s) && s > 0.0f) sum += s;
+  if (!(sum > 0.0)) return router_confidence(std::vector<float>{});
+  std::vector<float> p;
+  p.reserve(scores.size());
+  for (float s : scores)
+    p.push_back(std::isfinite(s) && s > 0.0f ? static_cast<float>(s / sum)
+                : std::isnan(s)              ? s
+                                             : 0.0f);
+  return router_confidence(p);
+}
+
 HeatmapView expert_load_view(const ExpertLoad& l) {
   check_size(l.load.size(), l.n_layer, l.expert_count, "expert load");
   HeatmapView v;
@@ -151,6 +348,22 @@ HeatmapView expert_load_view(const ExpertLoad& l) {
   v.x_label = "expert";
   v.y_label = "layer";
   v.value_unit = l.unit;
+  if (l.shared_experts > 0 && l.shared.size() == static_cast<size_t>(l.n_layer)) {
+    // One more column: the shared experts, always on (every token of a MoE layer).
+    std::vector<float> out;
+    out.reserve(static_cast<size_t>(l.n_layer) * static_cast<size_t>(l.expert_count + 1));
+    for (int r = 0; r < l.n_layer; ++r) {
+      for (int e = 0; e < l.expert_count; ++e) out.push_back(v.map.at(r, e));
+      const float s = l.shared[static_cast<size_t>(r)];
+      out.push_back(s > 0.0f ? s : kNaN);
+    }
+    v.map.values = std::move(out);
+    ++v.map.cols;
+    for (int e = 0; e < l.expert_count; ++e) v.x_ticks.push_back(std::to_string(e));
+    v.x_ticks.push_back(shared_label(l.shared_experts) + " (every token)");
+    v.subtitle = "routed share of selections; last column: " + shared_label(l.shared_experts) +
+                 ", every token (top colour)";
+  }
   return v;
 }
 

@@ -90,6 +90,9 @@ struct ViewsPanel::Impl {
   Page page = Page::kRouting;
   bool diff = false, log_scale = false;
   RoutingColour routing_colour = RoutingColour::kTopExpert;
+  // Gating of the routing grid last shown ("" until one is); the colour box's names follow it.
+  std::string routing_gating;
+  std::string routing_names_gating = "-";
   int selected_query = -1;
   TokenMark mark;
   SurfaceMarks marks_now;  // what the heatmap surface outlines
@@ -334,17 +337,25 @@ struct ViewsPanel::Impl {
               const std::vector<float>& ch = c == RoutingColour::kTopProb  ? g.top_prob
                                              : c == RoutingColour::kMargin ? g.margin
                                                                            : g.entropy;
+              routing_gating = g.gating;
               if (c == RoutingColour::kActiveCount && !g.active_count.empty()) {
                 view = routing_active_count_view(g);
               } else if (confidence && !ch.empty()) {
                 view = routing_confidence_view(g, c);
+              } else if (c == RoutingColour::kGroups && !g.groups.empty()) {
+                view = routing_groups_view(g);
               } else {
                 view = routing_top_expert_view(g);
                 if (c == RoutingColour::kActiveCount)
                   view->subtitle = "no active-expert counts recorded: showing the top expert";
-                else if (confidence)
+                else if (c == RoutingColour::kGroups)
                   view->subtitle =
-                      "no router probabilities recorded for this run: showing the top expert";
+                      g.expert_groups > 1
+                          ? "no kept groups recorded for this run: showing the top expert"
+                          : "this router is not group-limited (no expert groups): showing the "
+                            "top expert";
+                else if (confidence)
+                  view->subtitle = "no router scores recorded for this run: showing the top expert";
               }
             }
             break;
@@ -447,6 +458,13 @@ struct ViewsPanel::Impl {
         view->subtitle = e.what();
       }
       if (rows_shown) mark_shown(page, rows_shown);
+      if (page == Page::kRouting && routing_gating != routing_names_gating) {
+        // The colour box names what the router's outputs are (scores vs probabilities).
+        routing_names_gating = routing_gating;
+        const auto names = routing_colour_names(routing_gating);
+        for (int i = 0; i < routing_mode->count() && i < int(names.size()); ++i)
+          routing_mode->setItemText(i, QString::fromStdString(names[size_t(i)]));
+      }
       if (view) {
         keep = heat_key[0] == key[0] && (heat_key[5] == key[5]);
         heat_key = key;
@@ -561,9 +579,12 @@ ViewsPanel::ViewsPanel(const Options& options, QWidget* parent)
   };
   d_->routing_mode = new QComboBox;
   d_->routing_mode->setObjectName("views_routing_colour");
-  d_->routing_mode->addItems({"colour: top expert", "colour: number of active experts",
-                              "colour: router probability (top expert)",
-                              "colour: margin top1 - top2", "colour: router entropy"});
+  for (const auto& n : routing_colour_names(""))
+    d_->routing_mode->addItem(QString::fromStdString(n));
+  d_->routing_mode->setToolTip(
+      "softmax routers: probabilities over all experts; sigmoid routers (DeepSeek-V3, GLM-4.5): "
+      "scores, not probabilities, normalised over all experts (s / sum s) for these colours; "
+      "softmax over the selected (gpt-oss): the weights of the selected experts");
   row({new QLabel("token x layer grid,"), d_->routing_mode});
   d_->load_diff = new QCheckBox("A - B");
   d_->load_diff->setToolTip("this run (A) minus the baseline run B of the last comparison");

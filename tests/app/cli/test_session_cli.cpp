@@ -6,6 +6,7 @@
 #include <QProcess>
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -451,6 +452,63 @@ class TestSessionCli : public QObject {
       }
       QVERIFY(std::fabs(rec.weights[0] + rec.weights[1] - 1.0f) < 1e-6f);
     }
+  }
+
+  void grouped_router_stores_its_groups_and_gating() {
+    // DeepSeek-V3 style: sigmoid gating with a selection bias, 4 groups of 4 experts, 2 kept.
+    // The stored groups of every generated token equal llama.cpp's ffn_moe_group_topk at that
+    // (position, layer) (fixture README, "Turn-2 architectures").
+    const QString rel = QStringLiteral("fixtures/models-0c1e570/deepseek3-moe/deepseek3-moe.F32");
+    MOELAB_REQUIRE_SHARED(rel + ".gguf");
+    const auto base = moelab::test::shared_path(rel);
+    std::ifstream in(base + ".oracle.json");
+    const auto oracle = nlohmann::json::parse(in);
+    std::string prompt;  // the oracle's prompt pieces after BOS, without SPM's leading space
+    for (size_t i = 1; i < oracle["prompt_pieces"].size(); ++i)
+      prompt += oracle["prompt_pieces"][i].get<std::string>();
+    prompt.erase(0, 1);
+    const int n_prompt = oracle["n_prompt"].get<int>();
+    const auto j = json_of(cli_run({"run", "--model", base + ".gguf", "--prompt", prompt, "-n",
+                                    "24", "--temp", "0", "--threads", "1", "--ctx", "64",
+                                    "--ignore-eos", "--json", "--db", db_, "--session", "ds3"}));
+    const int64_t id = j["run_id"].get<int64_t>();
+    storage::Store store(db_);
+    const auto run = store.run(id);
+    QVERIFY(run);
+    const auto cfg = nlohmann::json::parse(run->config_json)["model"];
+    QCOMPARE(cfg["gating"].get<std::string>(), std::string("sigmoid"));
+    QCOMPARE(cfg["expert_groups"].get<int>(), 4);
+    QCOMPARE(cfg["expert_groups_used"].get<int>(), 2);
+    QCOMPARE(cfg["shared_experts"].get<int>(), 1);
+    QCOMPARE(cfg["leading_dense_layers"].get<int>(), 1);
+
+    const auto& want = oracle["moe"]["ffn_moe_group_topk"];  // [layer][position][group]
+    const auto& topk = oracle["moe"]["ffn_moe_topk"];
+    const auto greedy = oracle["greedy_tokens"].get<std::vector<int>>();
+    const auto got_tokens = j["tokens"].get<std::vector<int>>();
+    const auto routing = store.routing(id);
+    QCOMPARE(routing.size(), got_tokens.size());  // one MoE layer (layer 0 is dense)
+    // Generated token i was drawn from the pass at position n_prompt - 1 + i, whose input was
+    // the oracle's token there while our greedy tokens agree with its greedy tokens.
+    size_t compared = 0;
+    for (const auto& rec : routing) {
+      const int64_t pos = n_prompt - 1 + rec.position;
+      const size_t prev = size_t(std::max<int64_t>(rec.position, 1) - 1);
+      if (rec.position > 0 && got_tokens[prev] != greedy[prev]) break;  // other inputs from here
+      QCOMPARE(rec.layer, 1);
+      const auto& g = want[size_t(rec.layer)][size_t(pos)];
+      QCOMPARE(rec.groups.size(), size_t(2));
+      for (size_t s = 0; s < 2; ++s) QCOMPARE(int(rec.groups[s]), g[s].get<int>());
+      // And the experts lie in the kept groups (4 experts per group), as llama.cpp chose them.
+      const auto& e = topk[size_t(rec.layer)][size_t(pos)];
+      QCOMPARE(rec.experts.size(), e.size());
+      for (size_t s = 0; s < e.size(); ++s) {
+        QCOMPARE(int(rec.experts[s]), e[s].get<int>());
+        QVERIFY(rec.experts[s] / 4 == rec.groups[0] || rec.experts[s] / 4 == rec.groups[1]);
+      }
+      ++compared;
+    }
+    QVERIFY2(compared >= 20, qPrintable(QString("compared %1 positions").arg(compared)));
   }
 
   void eval_stores_the_perplexity_of_the_perplexity_command() {

@@ -1,9 +1,11 @@
 // Compact binary encodings used inside the store's BLOB columns. All little-endian.
 //
 // Routing blob (table routing, one row per token and run of consecutive layers), per layer:
-//   u16 k | u8 probs_format (0 none, 1 f16, 2 f32) | u8 0 | u16 n_probs |
-//   u16 experts[k] | f32 weights[k] | probs[n_probs] as f16 (IEEE binary16) or f32
-// 64 layers x top-8 without probs = 64 x 54 = 3456 bytes per token.
+//   u16 k | u8 probs_format (0 none, 1 f16, 2 f32) | u8 flags | u16 n_probs |
+//   u16 experts[k] | f32 weights[k] | probs[n_probs] as f16 (IEEE binary16) or f32 |
+//   flags & 1: selection[n_probs] in the probs format | flags & 2: u8 n_groups, u8 groups[n]
+// 64 layers x top-8 without probs = 64 x 54 = 3456 bytes per token. Schema 2 wrote flags = 0
+// (the same layout without the optional parts), so older blobs decode unchanged.
 //
 // Attention blob: zstd frame (level 3) of F32 [shape...] row-major.
 // Next-token distribution blob: zstd frame of i32 ids[N] then f32 probs[M] (N = 0: dense).

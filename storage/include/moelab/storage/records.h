@@ -85,16 +85,29 @@ struct TokenRecord {
 enum class ProbFormat : uint8_t { None = 0, F16 = 1, F32 = 2 };
 
 /// The routing decision of one MoE layer for one token: the selected experts (top-k or
-/// variable-k policies) with their mixing weights, and optionally the router's full softmax
-/// over all expert_count experts. Stored packed (see codec.h); probs are rounded to F16 when
-/// probs_format == F16.
+/// variable-k policies) with their mixing weights, and optionally the router's scores over all
+/// expert_count experts. Stored packed (see codec.h); probs and selection are rounded to F16
+/// when probs_format == F16.
+///
+/// What `probs` holds depends on the run's gating function (run config "model"."gating",
+/// session::model_json): "softmax" probabilities (sum 1), "sigmoid" scores in (0, 1) that need
+/// not sum to 1, or for "softmax_over_topk" (gpt-oss) the router logits plus the router bias
+/// (any sign; the weights are the softmax over the k selected ones) - llama.cpp's ffn_moe_probs.
 struct RoutingRecord {
   int64_t position = 0;
   int32_t layer = 0;
   std::vector<uint16_t> experts;  // [k] expert ids
-  std::vector<float> weights;     // [k] mixing weights, same order
+  std::vector<float> weights;     // [k] mixing weights applied, same order
   ProbFormat probs_format = ProbFormat::None;
   std::vector<float> probs;  // [expert_count] or empty
+  /// Routers with a selection-only bias (DeepSeek-V3, GLM-4.5): the scores the experts were
+  /// chosen on, probs + bias (llama.cpp's ffn_moe_probs_biased) [expert_count]; empty otherwise
+  /// or when probs is empty. Stored in probs_format.
+  std::vector<float> selection;
+  /// Group-limited routers (DeepSeek-V3): the expert groups kept for this token, descending
+  /// group score (llama.cpp's ffn_moe_group_topk; group g = experts g * expert_count / n_group
+  /// ..); [expert_group_used_count] or empty. Ids < 256.
+  std::vector<uint8_t> groups;
 };
 
 /// AttentionSnapshot::head of a snapshot that holds every head of its layer:

@@ -23,35 +23,62 @@ struct RoutingGrid {
   std::vector<int32_t> top_expert;
   std::vector<int32_t> active_count;
   std::vector<std::string> token_text;  // n_tokens labels (may be empty)
-  /// How sure the router was, from its softmax probabilities over all expert_count experts
+  /// How sure the router was, from a distribution over experts that `gating` defines
   /// (router_confidence in view_kinds.h): F32 [n_layer, n_tokens] each; NaN where the layer is
-  /// dense, the token was not routed or no probabilities were recorded for it. Empty: the run
-  /// recorded no router probabilities.
-  /// top_prob: probability of the most probable expert; margin: top1 - top2 probability;
-  /// entropy: -sum_e p_e ln p_e in nats (0 .. ln expert_count).
+  /// dense, the token was not routed or no router output was recorded for it. Empty: the run
+  /// recorded no router output.
+  /// top_prob: share of the top expert; margin: top1 - top2 share; entropy: -sum_e p_e ln p_e in
+  /// nats (0 .. ln expert_count; softmax_over_topk: 0 .. ln k).
   std::vector<float> top_prob;
   std::vector<float> margin;
   std::vector<float> entropy;
+  /// The router's gating function (run config "model"."gating"): "softmax" (or "" unknown:
+  /// probabilities), "sigmoid" (independent scores in (0, 1), not probabilities) or
+  /// "softmax_over_topk" (gpt-oss: scores = router logits + bias; the weights are a softmax over
+  /// the k selected experts).
+  std::string gating;
+  /// Shared experts every token of a MoE layer runs through besides the routed ones (DeepSeek,
+  /// GLM-4.5, Qwen2-MoE); drawn as an always-on column "shared xN".
+  int shared_experts = 0;
+  /// Group-limited routers (DeepSeek-V3): expert_groups groups of expert_count / expert_groups
+  /// consecutive experts, expert_groups_used kept per token. groups: I32 [n_layer, n_tokens,
+  /// expert_groups_used], the kept group ids in descending group score, -1 where none recorded
+  /// (empty: no group records).
+  int expert_groups = 0;
+  int expert_groups_used = 0;
+  std::vector<int32_t> groups;
 };
 
-/// The confidence of one routing decision from the router's probabilities over all experts
-/// (softmax output, any order; NaN entries ignored): the top expert's probability, the margin
-/// top1 - top2 (top1 when there is one expert), and the entropy -sum p ln p in nats (0 ln 0 =
-/// 0). The probabilities are used as given (not renormalised). All NaN for an empty input.
-/// (Defined in view_kinds.cpp.)
+/// The confidence of one routing decision (any order; NaN entries ignored): the top expert's
+/// share, the margin top1 - top2 (top1 when there is one expert), and the entropy -sum p ln p in
+/// nats (0 ln 0 = 0), on the distribution the gating defines:
+///  * "softmax" / "": the router's probabilities `scores` over all experts as given;
+///  * "sigmoid": the sigmoid scores normalised over all experts, p_e = s_e / sum s (sigmoid
+///    scores are independent per expert and do not sum to 1; DeepSeek-V3, arXiv:2412.19437 §2.1);
+///  * "softmax_over_topk": the applied `weights` of the k selected experts, which are a softmax
+///    over the selected router logits (gpt-oss) - the scores themselves are logits of any sign.
+/// All NaN for an empty input. (Defined in view_kinds.cpp.)
 struct RouterConfidence {
   float top_prob, margin, entropy;
 };
 RouterConfidence router_confidence(const std::vector<float>& probs);
+RouterConfidence router_confidence(const std::vector<float>& scores,
+                                   const std::vector<float>& weights, const std::string& gating);
 
 /// Expert load: F32 [n_layer, expert_count], either the share of the layer's expert selections
 /// (0..1, a routed row sums to 1: compare::expert_share) or raw counts of tokens routed to the
 /// expert; `unit` names which ("share of tokens", "tokens").
+/// Shared experts (always on) are not in `load`: shared: F32 [n_layer], per MoE layer the value
+/// of the "shared xN" column (unit "tokens": the tokens routed in that layer, all of which ran
+/// the shared experts; share: 1 = every token), 0 for dense layers; empty when shared_experts
+/// is 0.
 struct ExpertLoad {
   int n_layer = 0;
   int expert_count = 0;
   std::vector<float> load;
   std::string unit = "share of tokens";
+  int shared_experts = 0;
+  std::vector<float> shared;
 };
 
 /// Attention probabilities for one layer/head (or a head mean):

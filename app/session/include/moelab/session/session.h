@@ -121,7 +121,10 @@ nlohmann::json eval_config_json(const EvalConfig& c);
 storage::ModelRecord model_record(const Model& model, const std::string& path,
                                   std::string sha256 = {});
 /// {"path", "sha256", "architecture", "name", "n_layer", "expert_count", "expert_used_count"}
-/// for the run config.
+/// for the run config; MoE models add the router: "gating" (router_gating, card_format.h:
+/// "softmax", "sigmoid" or "softmax_over_topk"), "expert_groups" / "expert_groups_used" (0
+/// without a group limit), "shared_experts" (always-on experts per MoE layer) and
+/// "leading_dense_layers".
 nlohmann::json model_json(const storage::ModelRecord& m, const Model& model);
 
 /// Entropy in nats of softmax(logits), computed in double. F32 [n_vocab].
@@ -141,10 +144,12 @@ storage::NextTokenDist top_next_tokens(std::span<const float> logits, size_t top
 std::vector<double> chunk_perplexities(const std::vector<double>& running_ppl);
 
 /// Collects the MoE routing of a Context through its observer (ffn_moe_topk, the mixing weights
-/// applied - the last of ffn_moe_weights / _norm / _scaled / _softmax the layer emits - and,
-/// with `probs`, ffn_moe_probs). Keeps, per layer, the LAST row of the last evaluation (the token
-/// whose logits are next sampled). Expert ids < 0 (unused slots of variable-k policies) are
-/// dropped. Installs the observer on construction and removes it on destruction.
+/// applied - the last of ffn_moe_weights / _norm / _scaled / _softmax the layer emits -, the kept
+/// groups of group-limited routers (ffn_moe_group_topk) and, with `probs`, ffn_moe_probs and the
+/// selection scores of biased routers, ffn_moe_probs_biased). Keeps, per layer, the LAST row of the
+/// last evaluation (the token whose logits are next sampled). Expert ids < 0 (unused slots of
+/// variable-k policies) are dropped. Installs the observer on construction and removes it on
+/// destruction.
 ///
 /// With `attention`, it also keeps the attention probabilities of the prompt (kq_soft_max of
 /// the evaluations before the first take()), averaged over heads: one snapshot per layer, shape
@@ -202,7 +207,7 @@ class RoutingRecorder {
 
  private:
   struct Layer {
-    std::vector<float> ids, weights, probs;
+    std::vector<float> ids, weights, probs, selection, groups;
   };
   Context& ctx_;
   bool probs_;
