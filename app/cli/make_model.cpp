@@ -1,4 +1,5 @@
-// moelab-cli make-model --arch {llama,mixtral,qwen2moe,olmoe,granitemoe,glm4moe,gpt-oss} --n-embd N
+// moelab-cli make-model --arch {llama,mixtral,qwen2moe,olmoe,granitemoe,glm4moe,gpt-oss,deepseek2,
+//                              deepseek3} --n-embd N [--mtp-layers N (glm4moe)]
 // ... -o
 // FILE
 #include <CLI/CLI.hpp>
@@ -50,8 +51,8 @@ void add_make_model(CLI::App& app, Io io, Action& action) {
       "make-model", "Write a synthetic random-weight GGUF model (benchmarks, demos, tests)");
   auto& s = o->spec;
   sub->add_option("--arch", s.arch, "Architecture")
-      ->check(CLI::IsMember(
-          {"llama", "mixtral", "qwen2moe", "olmoe", "granitemoe", "glm4moe", "gpt-oss"}))
+      ->check(CLI::IsMember({"llama", "mixtral", "qwen2moe", "olmoe", "granitemoe", "glm4moe",
+                             "gpt-oss", "deepseek2", "deepseek3"}))
       ->capture_default_str();
   // Ranges: every size that fits the engine's 32-bit shapes; the file size is checked against
   // the free space before writing (moelab/core/files.h).
@@ -77,6 +78,10 @@ void add_make_model(CLI::App& app, Io io, Action& action) {
       ->capture_default_str();
   sub->add_option("--top-k", s.expert_used_count, "Experts used per token (default 2)")
       ->transform(int_range(0, 1024));
+  sub->add_option("--mtp-layers", s.nextn_layers,
+                  "glm4moe: multi-token-prediction blocks after the decoding layers (not run)")
+      ->transform(int_range(0, 16))
+      ->capture_default_str();
   sub->add_option("--n-vocab", s.n_vocab, "Vocabulary size without --vocab-from")
       ->transform(int_range(1, 1 << 22))
       ->capture_default_str();

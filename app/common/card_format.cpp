@@ -81,13 +81,18 @@ json card_to_json(const ModelCard& c, const gguf::File& f, const std::string& sh
   j["architecture"] = c.architecture;
   j["name"] = c.name;
   j["n_layer"] = c.n_layer;
+  j["n_layer_mtp"] = c.n_layer_mtp;
   j["n_embd"] = c.n_embd;
   j["n_head"] = c.n_head;
   j["n_head_kv"] = c.n_head_kv;
   j["head_dim"] = c.head_dim;
   j["n_ff"] = c.n_ff;
-  j["n_ff_exp"] = c.n_ff_exp;
-  j["n_ff_shexp"] = c.n_ff_shexp;
+  // Widths as the engine uses them: an expert's width is n_ff where the file has no
+  // expert_feed_forward_length (granitemoe, Mixtral); several shared experts are one FFN of
+  // count x the expert width where it has no expert_shared_feed_forward_length.
+  const uint32_t ff_exp = c.n_ff_exp ? c.n_ff_exp : c.is_moe() ? c.n_ff : 0;
+  j["n_ff_exp"] = ff_exp;
+  j["n_ff_shexp"] = c.n_ff_shexp ? c.n_ff_shexp : c.expert_shared_count * ff_exp;
   j["expert_count"] = c.expert_count;
   j["expert_used_count"] = c.expert_used_count;
   j["expert_shared_count"] = c.expert_shared_count;
@@ -103,12 +108,17 @@ json card_to_json(const ModelCard& c, const gguf::File& f, const std::string& sh
   j["sliding_window"] = c.sliding_window;
   j["swa_period"] = c.swa_period;
   j["attention_sinks"] = c.attn_sinks;
-  j["router"] = {{"gating", c.gating_softmax_selected   ? "softmax_over_topk"
-                            : c.expert_gating_func == 2 ? "sigmoid"
-                            : c.expert_gating_func == 1 ? "softmax"
-                                                        : ""},
-                 {"weights_norm", c.expert_weights_norm},
-                 {"weights_scale", c.expert_weights_scale},
+  // The router as the engine runs it (ModelCard::router_*; the file's keys where the engine
+  // cannot run the file); weights_scale 1 when there is no routed scale.
+  const std::string file_gating = c.gating_softmax_selected   ? "softmax_over_topk"
+                                  : c.expert_gating_func == 2 ? "sigmoid"
+                                  : c.expert_gating_func == 1 ? "softmax"
+                                                              : "";
+  const bool known = !c.router_gating.empty();
+  const float scale = known ? c.router_scale : c.expert_weights_scale;
+  j["router"] = {{"gating", known ? c.router_gating : file_gating},
+                 {"weights_norm", known ? c.router_renormalise : c.expert_weights_norm},
+                 {"weights_scale", scale > 0 ? scale : 1.0f},
                  {"leading_dense_layers", c.n_layer_dense_lead},
                  {"expert_groups", c.expert_group_count},
                  {"expert_groups_used", c.expert_group_used_count},
@@ -119,9 +129,16 @@ json card_to_json(const ModelCard& c, const gguf::File& f, const std::string& sh
                 {"qk_nope", c.head_dim_mla > c.rope_dims ? c.head_dim_mla - c.rope_dims : 0},
                 {"qk_rope", c.rope_dims},
                 {"v_head", c.head_dim_v_mla}};
-  j["kv_bytes_per_token"] = {{"f16", c.kv_bytes_per_token(2)},
-                             {"f32", c.kv_bytes_per_token(4)},
-                             {"gqa_equivalent_f16", c.kv_bytes_per_token_gqa_equivalent(2)}};
+  // gqa_equivalent_f16: what a GQA/MHA cache of the same heads holds; for a GQA model that is
+  // its own cache.
+  j["kv_bytes_per_token"] = {
+      {"f16", c.kv_bytes_per_token(2)},
+      {"f32", c.kv_bytes_per_token(4)},
+      {"gqa_equivalent_f16",
+       c.is_mla() ? c.kv_bytes_per_token_gqa_equivalent(2) : c.kv_bytes_per_token(2)}};
+  if (c.sliding_window)
+    j["kv_bytes_per_token"]["sliding_window_layers"] =
+        "full cache: the window masks keys but the cache is not sized to it";
   j["multipliers"] = {{"embedding_scale", c.embedding_scale},
                       {"residual_scale", c.residual_scale},
                       {"attention_scale", c.attention_scale},
@@ -189,6 +206,10 @@ std::vector<std::pair<std::string, std::string>> card_rows(const ModelCard& c,
   add("sha256", sha256.empty() ? "(not computed)" : sha256);
   if (c.n_layer) {
     add("layers (n_layer)", std::to_string(c.n_layer));
+    if (c.n_layer_mtp)
+      add("MTP layers", std::to_string(c.n_layer_mtp) +
+                            " multi-token-prediction layer(s) after them, loaded but not used "
+                            "for decoding");
     add("width (n_embd)", std::to_string(c.n_embd));
     std::snprintf(buf, sizeof buf, "%u heads, %u KV heads%s, head_dim %u", c.n_head, c.n_head_kv,
                   c.is_mla() ? " (MLA's absorbed view: one latent KV row)"
@@ -220,6 +241,8 @@ std::vector<std::pair<std::string, std::string>> card_rows(const ModelCard& c,
                       format_bytes(g).c_str(), g ? static_cast<double>(m) / g : 0.0);
         kv += buf;
       }
+      if (c.sliding_window)
+        kv += "; sliding-window layers keep the full cache (not sized to the window)";
       add("KV bytes/token", kv);
     }
     if (c.is_moe()) {
@@ -240,17 +263,26 @@ std::vector<std::pair<std::string, std::string>> card_rows(const ModelCard& c,
                                 : c.expert_shared_count * (c.n_ff_exp ? c.n_ff_exp : c.n_ff)) +
              ")";
       add("experts", e);
-      if (c.expert_gating_func || c.expert_weights_scale > 0 || c.n_layer_dense_lead ||
-          c.gating_softmax_selected) {
-        std::string g = c.gating_softmax_selected
+      {
+        // The router as the engine runs it (ModelCard::router_*), else as the file states it.
+        const bool known = !c.router_gating.empty();
+        const std::string kind = known                       ? c.router_gating
+                                 : c.gating_softmax_selected ? "softmax_over_topk"
+                                 : c.expert_gating_func == 2 ? "sigmoid"
+                                 : c.expert_gating_func == 1 ? "softmax"
+                                                             : "";
+        std::string g = kind == "softmax_over_topk"
                             ? "softmax over the top-k (selected on router logits + bias: scores, "
                               "not probabilities)"
-                        : c.expert_gating_func == 2 ? "sigmoid scores (not probabilities)"
-                        : c.expert_gating_func == 1 ? "softmax probabilities"
-                                                    : "the architecture's default";
-        if (c.expert_weights_norm) g += ", top-k weights normalised";
-        if (c.expert_weights_scale > 0) {
-          std::snprintf(buf, sizeof buf, ", x%g", c.expert_weights_scale);
+                        : kind == "sigmoid" ? "sigmoid scores (not probabilities)"
+                        : kind == "softmax" ? "softmax probabilities"
+                        : kind == "unit"    ? "unit weights (1 for each chosen expert, ranked by "
+                                              "softmax; a moefied model)"
+                                            : "the architecture's default";
+        if (known ? c.router_renormalise : c.expert_weights_norm) g += ", top-k weights normalised";
+        const float scale = known ? c.router_scale : c.expert_weights_scale;
+        if (scale > 0) {
+          std::snprintf(buf, sizeof buf, ", x%g", scale);
           g += buf;
         }
         add("gating", g);
@@ -329,7 +361,10 @@ std::vector<std::pair<std::string, std::string>> card_rows(const ModelCard& c,
     add("memory estimate", format_bytes(c.memory_estimate(n_ctx, 2)) + " at " +
                                std::to_string(n_ctx) + " tokens with an F16 KV cache (" +
                                format_bytes(c.kv_cache_bytes(n_ctx, 2)) + " cache), " +
-                               format_bytes(c.memory_estimate(n_ctx, 4)) + " with F32");
+                               format_bytes(c.memory_estimate(n_ctx, 4)) + " with F32" +
+                               (c.sliding_window ? "; every layer's cache at full size, the "
+                                                   "sliding-window layers too"
+                                                 : ""));
   }
   if (c.problems.empty()) {
     add("runnable", "yes");

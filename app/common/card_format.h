@@ -14,12 +14,18 @@
 
 namespace moelab {
 
-/// Stable JSON keys: architecture, name, n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff,
-/// n_ff_exp, expert_count, expert_used_count, expert_shared_count, n_vocab, context_length,
+/// Stable JSON keys: architecture, name, n_layer, n_layer_mtp (GLM-4.5 MTP blocks, not run),
+/// n_embd, n_head, n_head_kv, head_dim, n_ff,
+/// n_ff_exp, n_ff_shexp (the widths the engine uses: n_ff for experts without their own key,
+/// count x expert width for several shared experts), expert_count, expert_used_count,
+/// expert_shared_count, n_vocab, context_length,
 /// rope {type, freq_base, scaling, dims}, sliding_window, multipliers {embedding_scale,
 /// residual_scale, attention_scale, logit_scale} (Granite; 0 = absent), router {gating
-/// ("softmax", "sigmoid" or "" when the file does not say), weights_norm, weights_scale,
-/// leading_dense_layers}, vocab_type, bos_id, eos_id,
+/// ("softmax", "sigmoid", "softmax_over_topk", "unit": as the engine runs it; for a file it cannot
+/// run, as the file says, "" when it does not), weights_norm, weights_scale (1 = no routed scale),
+/// leading_dense_layers}, kv_bytes_per_token {f16, f32, gqa_equivalent_f16 (a GQA model's own
+/// cache), sliding_window_layers (with a window: the cache is not sized to it)}, vocab_type,
+/// bos_id, eos_id,
 /// chat_template, params_total, params_active, tensor_types {type: count},
 /// tensor_bytes {type: bytes}, file_size, weight_bytes, memory {n_ctx, f16_bytes, f32_bytes},
 /// runnable, problems [..], sha256 (null when not computed), metadata {key: value}

@@ -232,10 +232,11 @@ void check_tensors(const gguf::File& f, ModelCard& c, const models::ArchCard& a)
   for (const auto& t : f.tensors()) {
     if (t.name.rfind("blk.", 0) != 0) continue;
     const uint64_t il = std::strtoull(t.name.c_str() + 4, nullptr, 10);
-    if (il >= c.n_layer) {
+    if (il >= uint64_t{c.n_layer} + c.n_layer_mtp) {
       c.problems.push_back("tensor '" + t.name + "' belongs to layer " + std::to_string(il) +
                            " but " + c.architecture + ".block_count is " +
-                           std::to_string(c.n_layer) + ": the layer count is wrong");
+                           std::to_string(c.n_layer + c.n_layer_mtp) +
+                           ": the layer count is wrong");
       return;
     }
   }
@@ -338,6 +339,17 @@ ModelCard make_model_card(const gguf::File& f) {
 
   const std::string a = c.architecture + ".";
   c.n_layer = get_u32(f, a + "block_count", 0);
+  // GLM-4.5's MTP blocks follow the decoding blocks; llama.cpp loads and skips them (its
+  // glm4moe graph runs block_count - nextn_predict_layers blocks), and so does moelab.
+  if (c.architecture == "glm4moe") {
+    const uint32_t nextn = get_u32(f, a + "nextn_predict_layers", 0);
+    if (nextn >= c.n_layer && nextn > 0)
+      f.fail("nextn_predict_layers " + std::to_string(nextn) + " leaves no decoding block of the " +
+                 std::to_string(c.n_layer),
+             "metadata key '" + a + "nextn_predict_layers'");
+    c.n_layer_mtp = nextn;
+    c.n_layer -= nextn;
+  }
   c.n_embd = get_u32(f, a + "embedding_length", 0);
   c.n_head = get_u32(f, a + "attention.head_count", 0);
   c.n_head_kv = get_u32(f, a + "attention.head_count_kv", c.n_head);
@@ -412,8 +424,12 @@ ModelCard make_model_card(const gguf::File& f) {
     c.weight_bytes += t.nbytes;
     c.params_total += n;
     uint64_t active = n;
+    // MTP blocks' tensors are loaded but never run: not active.
+    if (c.n_layer_mtp && t.name.rfind("blk.", 0) == 0 &&
+        std::strtoull(t.name.c_str() + 4, nullptr, 10) >= c.n_layer)
+      active = 0;
     const bool is_exps = t.name.find("_exps.") != std::string::npos;
-    if (is_exps && t.n_dims == 3 && c.expert_count > 0 &&
+    if (active && is_exps && t.n_dims == 3 && c.expert_count > 0 &&
         static_cast<uint64_t>(t.ne[2]) == c.expert_count)
       active = n / c.expert_count * c.expert_used_count;
     if (t.name.find("_shexp.") != std::string::npos) has_shexp = true;
@@ -440,6 +456,22 @@ ModelCard make_model_card(const gguf::File& f) {
     check_hparams(f, c);
     if (c.n_vocab == 0) c.problems.push_back("the file has no tokenizer (tokenizer.ggml.tokens)");
     check_tensors(f, c, *arch->card);
+    // The router as the engine runs it (the architecture's configure reads the same keys).
+    const models::ArchDef* def = models::find_architecture(c.architecture);
+    if (c.problems.empty() && c.is_moe() && def) {
+      try {
+        const models::ArchConfig cfg = def->configure(f, c);
+        c.router_gating = cfg.moe_unit_weights       ? "unit"
+                          : cfg.moe_softmax_selected ? "softmax_over_topk"
+                          : cfg.moe_sigmoid          ? "sigmoid"
+                                                     : "softmax";
+        c.router_renormalise = cfg.moe_renormalise && !cfg.moe_unit_weights;
+        c.router_scale = cfg.moe_weights_scale;
+      } catch (const Error& e) {
+        c.problems.push_back(e.where().subject.empty() ? e.detail()
+                                                       : e.where().subject + ": " + e.detail());
+      }
+    }
   }
   return c;
 }

@@ -7,7 +7,9 @@
 //     chosen experts / their sum (expert_weights_norm) x expert_weights_scale, plus one ungated
 //     shared expert.
 //   expert groups (expert_group_count > 1) limit the choice as DeepSeek-V3's (ops/element).
-// Not supported yet: the MTP block (nextn_predict_layers > 0) of full GLM-4.5 conversions.
+// The MTP blocks of full GLM-4.5 conversions (nextn_predict_layers > 0, after the decoding
+// blocks) load and are skipped, as in llama.cpp: they predict further tokens for speculative
+// decoding, which moelab does not do.
 #include "models/arch.h"
 #include "models/forward.h"
 
@@ -26,10 +28,8 @@ ArchConfig configure(const gguf::File& file, const ModelCard& card) {
   const std::string a = "glm4moe.";
   if (card.expert_count == 0)
     file.fail("a glm4moe file must have experts", "metadata key 'glm4moe.expert_count'");
-  if (const gguf::Value* v = file.find(a + "nextn_predict_layers");
-      v && v->is_integer() && v->as_u64() > 0)
-    file.fail("the multi-token-prediction block (nextn_predict_layers > 0) is not supported yet",
-              "metadata key 'glm4moe.nextn_predict_layers'");
+  // MTP blocks (nextn_predict_layers > 0): the card's n_layer already leaves them out, so they
+  // are neither bound nor run (ModelCard::n_layer_mtp).
   ArchConfig c;
   c.rope_type = ops::RopeType::Neox;
   c.rope = rope_from_card(file, card, c.rope_type);

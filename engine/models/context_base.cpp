@@ -11,6 +11,21 @@
 
 namespace moelab::models {
 
+namespace {
+// The router the architecture asks for, for policies::Router (as route_spec for the kernels).
+RouterGating router_gating(const ArchConfig& c) {
+  RouterGating g;
+  g.renormalise = c.moe_renormalise;
+  g.unit_weights = c.moe_unit_weights;
+  g.sigmoid = c.moe_sigmoid;
+  g.softmax_selected = c.moe_softmax_selected;
+  g.scale = c.moe_weights_scale;
+  g.n_group = c.expert_groups;
+  g.n_group_used = c.expert_groups_used;
+  return g;
+}
+}  // namespace
+
 ContextBase::ContextBase(const ModelCard& card, const ArchConfig& cfg, const ContextParams& p,
                          std::shared_ptr<PolicyStats> shared_stats)
     : card_(card),
@@ -20,16 +35,7 @@ ContextBase::ContextBase(const ModelCard& card, const ArchConfig& cfg, const Con
       routing_(p.routing),
       attention_policy_(p.attention),
       shared_stats_(std::move(shared_stats)) {
-  init_router(router_, routing_, card_, cfg_.moe_renormalise, cfg_.moe_unit_weights);
-  if (router_ && (cfg_.moe_sigmoid || cfg_.moe_weights_scale > 0 || cfg_.moe_softmax_selected))
-    throw Error(ErrorKind::BadInput,
-                "routing policies are defined for softmax routers without a routed scale; " +
-                    card_.architecture + " gates its experts with " +
-                    (cfg_.moe_softmax_selected ? "a softmax over the selected logits"
-                     : cfg_.moe_sigmoid        ? "sigmoid scores"
-                                               : "a routed scale") +
-                    " (not supported yet)",
-                {.subject = "routing policy '" + routing_.describe() + "'"});
+  init_router(router_, routing_, card_, router_gating(cfg_));
   evicting_ = evicting_policy(attention_policy_, n_ctx_);
   stats_.failovers.assign(card_.n_layer, 0);
   stats_.overflows.assign(card_.n_layer, 0);

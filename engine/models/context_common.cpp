@@ -59,13 +59,13 @@ uint64_t observer_mask(const std::vector<std::string>& names) {
 }
 
 void init_router(std::optional<policies::Router>& router, const RoutingPolicy& policy,
-                 const ModelCard& card, bool renormalise, bool unit_weights) {
+                 const ModelCard& card, const RouterGating& gating) {
   if (policy.is_default()) return;
   if (card.expert_count == 0)
     throw Error(ErrorKind::BadInput, "the model has no experts to route",
                 {.subject = "routing policy '" + policy.describe() + "'"});
   router.emplace(policy, static_cast<int>(card.n_layer), static_cast<int>(card.expert_count),
-                 static_cast<int>(card.expert_used_count), renormalise, unit_weights);
+                 static_cast<int>(card.expert_used_count), gating);
 }
 
 bool evicting_policy(const AttentionPolicy& policy, uint32_t n_ctx) {

@@ -54,10 +54,10 @@ uint64_t observer_mask(const std::vector<std::string>& names);
 
 /// Emplaces the router of a non-default routing policy into `router` (leaves it empty for the
 /// model's own top-k). Throws moelab::Error (BadInput) when the model has no experts to route or
-/// the policy does not fit it (policies::Router's checks). renormalise and unit_weights as
-/// ArchConfig's moe_renormalise / moe_unit_weights.
+/// the policy does not fit it (policies::Router's checks). gating: the architecture's router
+/// (ArchConfig's moe_* fields and expert groups).
 void init_router(std::optional<policies::Router>& router, const RoutingPolicy& policy,
-                 const ModelCard& card, bool renormalise, bool unit_weights);
+                 const ModelCard& card, const RouterGating& gating);
 
 /// True when the attention policy evicts KV cells (StreamingLLM-style sinks + window). Throws
 /// moelab::Error (BadInput) when sinks + window exceed n_ctx.

@@ -161,8 +161,10 @@ class CpuContext final : public ForwardContext {
     }
   }
   void route_policy(int il, const float* logits, int64_t n, int, int, float* probs, int32_t* ids,
-                    float* w, float* applied) override {
-    router_->route(il, n, logits, probs, ids, w, applied, stats_);
+                    float* w, float* applied, const std::vector<float>& sel_bias,
+                    float* selection) override {
+    router_->route(il, n, logits, probs, ids, w, applied, stats_,
+                   sel_bias.empty() ? nullptr : sel_bias.data(), selection);
   }
   const float* ids_as_floats(const int32_t* ids, int64_t count) override {
     id_floats_.resize(count);

@@ -251,7 +251,7 @@ void ForwardContext::moe_ffn(int il, int64_t n) {
   }
   float* selection = L.exp_probs_b.empty() ? nullptr : buf(Slot::MoeSelection, n * nx);
   if (router_) {
-    route_policy(il, logits, n, nx, k, probs, ids, wts, applied);
+    route_policy(il, logits, n, nx, k, probs, ids, wts, applied, L.exp_probs_b, selection);
   } else {
     route_top_k(logits, n, nx, k, probs, ids, wts, applied, L.exp_probs_b, selection);
     count_routing(n, k);
@@ -264,7 +264,7 @@ void ForwardContext::moe_ffn(int il, int64_t n) {
   emit(kMoeWeights, il, wts, n, k);
   if (cfg_.moe_weights_scale > 0)
     emit(kMoeWeightsScaled, il, applied, n, k);
-  else if (cfg_.moe_softmax_selected && !router_)
+  else if (cfg_.moe_softmax_selected)
     emit(kMoeWeightsSoftmax, il, applied, n, k);
   else if (cfg_.moe_renormalise || cfg_.moe_unit_weights)
     emit(kMoeWeightsNorm, il, applied, n, k);

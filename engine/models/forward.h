@@ -146,9 +146,11 @@ class ForwardContext : public ContextBase {
   /// out F32 [n, expert_groups_used] = the expert groups kept for each token (el::top_groups on
   /// sel F32 [n, nx], the scores the choice was made on), as floats; for the observer only.
   virtual void kept_groups(const float* sel, int64_t n, int nx, float* out) = 0;
-  /// Routing by the policy router_ (runs on the host; same outputs as route_top_k).
+  /// Routing by the policy router_ (runs on the host; same outputs as route_top_k, selection
+  /// included when sel_bias is non-empty).
   virtual void route_policy(int il, const float* logits, int64_t n, int nx, int k, float* probs,
-                            int32_t* ids, float* w, float* applied) = 0;
+                            int32_t* ids, float* w, float* applied,
+                            const std::vector<float>& sel_bias, float* selection) = 0;
   /// ids as floats, for the observer (F32 [count]).
   virtual const float* ids_as_floats(const int32_t* ids, int64_t count) = 0;
   /// out F32 [n, n_embd] = Σ_slot applied · expert_ids(x) (gated FFN of the expert in that

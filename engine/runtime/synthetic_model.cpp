@@ -1,10 +1,12 @@
 #include "moelab/runtime/synthetic_model.h"
 
 #include <unistd.h>
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <random>
@@ -148,6 +150,11 @@ struct Plan {
   uint32_t n_vocab = 0;
   uint32_t n_ff_shexp = 0;
   uint32_t expert_used_count = 0;
+  // deepseek2 / deepseek3 (MLA, absorbed layout as llama.cpp's converter writes it):
+  uint32_t q_lora = 0, kv_lora = 0, qk_nope = 0, qk_rope = 0, v_head = 0;
+  uint32_t n_group = 0, n_group_used = 0;  // deepseek3: group-limited routing
+  uint32_t n_shared = 0;                   // shared experts (one FFN of n_shared x n_ff)
+  uint32_t dense_lead = 0;                 // leading dense layers
 };
 
 uint32_t glm_dense_lead(const SyntheticModelSpec& s) {
@@ -160,13 +167,17 @@ Plan make_plan(const SyntheticModelSpec& s, uint32_t n_vocab) {
   };
   Plan p;
   const std::string& a = s.arch;
+  const bool deepseek = a == "deepseek2" || a == "deepseek3";
   const bool moe_arch = a == "mixtral" || a == "qwen2moe" || a == "olmoe" || a == "granitemoe" ||
-                        a == "glm4moe" || a == "gpt-oss";
+                        a == "glm4moe" || a == "gpt-oss" || deepseek;
   if (a != "llama" && !moe_arch)
     bad("unknown architecture '" + a +
-            "' (make-model writes llama, mixtral, qwen2moe, olmoe, granitemoe, glm4moe, gpt-oss)",
+            "' (make-model writes llama, mixtral, qwen2moe, olmoe, granitemoe, glm4moe, gpt-oss, "
+            "deepseek2, deepseek3)",
         "--arch");
-  p.architecture = a == "mixtral" ? "llama" : a;
+  p.architecture = a == "mixtral" ? "llama" : deepseek ? "deepseek2" : a;
+  if (s.nextn_layers > 0 && a != "glm4moe")
+    bad("multi-token-prediction layers are written for glm4moe only", "--mtp-layers");
   if (moe_arch && s.expert_count == 0)
     bad("architecture '" + a + "' needs --experts > 0", "--experts");
   if (s.type != TensorType::F32 && s.type != TensorType::F16 && s.type != TensorType::Q8_0 &&
@@ -189,6 +200,41 @@ Plan make_plan(const SyntheticModelSpec& s, uint32_t n_vocab) {
   const uint32_t nx = s.expert_count;
   p.expert_used_count = s.expert_used_count ? s.expert_used_count : std::min(2u, nx);
   if (nx && p.expert_used_count > nx) bad("--top-k exceeds --experts", "--top-k");
+  if (a == "glm4moe") {
+    p.dense_lead = glm_dense_lead(s);
+    p.n_shared = 1;
+  }
+  if (deepseek) {
+    // MLA sizes from the head width hd: qk_nope hd, qk_rope hd / 2, v_head hd, kv_lora n_embd / 2
+    // (V3 also q_lora n_embd / 2); one latent KV head; the first layer dense when there are
+    // several. V2-Lite style: softmax, no renormalisation, x1.5, 2 shared experts. V3 style:
+    // sigmoid + selection bias, groups (8 of them from 32 experts, else 4 from 8, else none;
+    // half of them kept), renormalised, x2.5, 1 shared expert.
+    if (hd % 4)
+      bad(a + " ropes half of each head's key: head_dim (n_embd / n_head) must be a multiple of 4",
+          "--n-head");
+    if (s.n_head_kv != s.n_head)
+      bad(a + " uses latent attention (one compressed KV row for all heads): leave --n-head-kv "
+              "equal to --n-head",
+          "--n-head-kv");
+    p.qk_nope = hd;
+    p.qk_rope = hd / 2;
+    p.v_head = hd;
+    p.kv_lora = s.n_embd / 2;
+    p.q_lora = a == "deepseek3" ? s.n_embd / 2 : 0;
+    p.dense_lead = s.n_layer > 1 ? 1 : 0;
+    p.n_shared = a == "deepseek3" ? 1 : 2;
+    if (a == "deepseek3") {
+      p.n_group = nx >= 32 && nx % 8 == 0 ? 8 : nx >= 8 && nx % 4 == 0 ? 4 : 0;
+      p.n_group_used = p.n_group / 2;
+      if (p.n_group && p.expert_used_count > p.n_group_used * (nx / p.n_group))
+        bad("--top-k " + std::to_string(p.expert_used_count) + " exceeds the " +
+                std::to_string(p.n_group_used * (nx / p.n_group)) + " experts of the " +
+                std::to_string(p.n_group_used) + " kept groups (" + std::to_string(p.n_group) +
+                " groups of " + std::to_string(nx / p.n_group) + ")",
+            "--top-k");
+    }
+  }
   p.n_ff_shexp = s.n_ff_shexp ? s.n_ff_shexp : 2 * s.n_ff;
   p.n_vocab = n_vocab;
 
@@ -200,9 +246,43 @@ Plan make_plan(const SyntheticModelSpec& s, uint32_t n_vocab) {
     p.tensors.push_back({std::move(name), t, std::move(shape), init, gain, 0});
   };
   add("token_embd.weight", W, {E, V}, Init::Embed);
-  for (uint32_t il = 0; il < s.n_layer; ++il) {
+  // glm4moe: nextn_layers multi-token-prediction blocks after the n_layer decoding blocks (a MoE
+  // block plus the nextn.* tensors, llama.cpp's GLM-4.5 layout); decoding never runs them.
+  for (uint32_t il = 0; il < s.n_layer + s.nextn_layers; ++il) {
     const std::string b = "blk." + std::to_string(il) + ".";
     add(b + "attn_norm.weight", F, {E}, Init::Norm);
+    if (deepseek) {
+      const int64_t H = s.n_head, qh = p.qk_nope + p.qk_rope, kvl = p.kv_lora, r = p.qk_rope;
+      if (p.q_lora) {
+        add(b + "attn_q_a.weight", W, {E, p.q_lora}, Init::Linear);
+        add(b + "attn_q_a_norm.weight", F, {p.q_lora}, Init::Norm);
+        add(b + "attn_q_b.weight", W, {p.q_lora, H * qh}, Init::Linear);
+      } else {
+        add(b + "attn_q.weight", W, {E, H * qh}, Init::Linear);
+      }
+      add(b + "attn_kv_a_mqa.weight", W, {E, kvl + r}, Init::Linear);
+      add(b + "attn_kv_a_norm.weight", F, {kvl}, Init::Norm);
+      add(b + "attn_k_b.weight", W, {p.qk_nope, kvl, H}, Init::Linear);
+      add(b + "attn_v_b.weight", W, {kvl, p.v_head, H}, Init::Linear);
+      add(b + "attn_output.weight", W, {H * p.v_head, E}, Init::Linear);
+      add(b + "ffn_norm.weight", F, {E}, Init::Norm);
+      if (nx && il >= p.dense_lead) {
+        const int64_t sh = int64_t(p.n_shared) * ff;
+        add(b + "ffn_gate_inp.weight", F, {E, X}, Init::Linear, 2.f);
+        if (a == "deepseek3") add(b + "exp_probs_b.bias", F, {X}, Init::Bias);
+        add(b + "ffn_gate_exps.weight", W, {E, ff, X}, Init::Linear);
+        add(b + "ffn_up_exps.weight", W, {E, ff, X}, Init::Linear);
+        add(b + "ffn_down_exps.weight", W, {ff, E, X}, Init::Linear);
+        add(b + "ffn_gate_shexp.weight", W, {E, sh}, Init::Linear);
+        add(b + "ffn_up_shexp.weight", W, {E, sh}, Init::Linear);
+        add(b + "ffn_down_shexp.weight", W, {sh, E}, Init::Linear);
+      } else {
+        add(b + "ffn_gate.weight", W, {E, ff}, Init::Linear);
+        add(b + "ffn_up.weight", W, {E, ff}, Init::Linear);
+        add(b + "ffn_down.weight", W, {ff, E}, Init::Linear);
+      }
+      continue;
+    }
     add(b + "attn_q.weight", W, {E, qd}, Init::Linear);
     add(b + "attn_k.weight", W, {E, kvd}, Init::Linear);
     add(b + "attn_v.weight", W, {E, kvd}, Init::Linear);
@@ -246,6 +326,12 @@ Plan make_plan(const SyntheticModelSpec& s, uint32_t n_vocab) {
         add(b + "ffn_up_shexp.weight", W, {E, ff}, Init::Linear);
         add(b + "ffn_down_shexp.weight", W, {ff, E}, Init::Linear);
       }
+      if (il >= s.n_layer) {  // the MTP block's own tensors (GLM-4.5's nextn layer)
+        add(b + "nextn.eh_proj.weight", W, {2 * E, E}, Init::Linear);
+        add(b + "nextn.enorm.weight", F, {E}, Init::Norm);
+        add(b + "nextn.hnorm.weight", F, {E}, Init::Norm);
+        add(b + "nextn.shared_head_norm.weight", F, {E}, Init::Norm);
+      }
       if (a == "qwen2moe") {
         add(b + "ffn_gate_inp_shexp.weight", F, {E}, Init::Linear, 2.f);
         add(b + "ffn_gate_shexp.weight", W, {E, sff}, Init::Linear);
@@ -260,6 +346,13 @@ Plan make_plan(const SyntheticModelSpec& s, uint32_t n_vocab) {
   }
   add("output_norm.weight", F, {E}, Init::Norm);
   add("output.weight", W, {E, V}, Init::Linear, 2.f);
+  // MTP blocks last in the file: the decoding model's tensors (and their random values, drawn
+  // in file order) are the same with or without them.
+  if (s.nextn_layers)
+    std::stable_partition(p.tensors.begin(), p.tensors.end(), [&](const TensorPlan& t) {
+      return t.name.rfind("blk.", 0) != 0 ||
+             std::strtoul(t.name.c_str() + 4, nullptr, 10) < s.n_layer;
+    });
 
   for (auto& t : p.tensors) {
     try {
@@ -284,12 +377,12 @@ void write_metadata(gguf::Writer& w, const SyntheticModelSpec& s, const Plan& p,
                 s.expert_count, p.expert_used_count);
   w.set_string("general.description", desc);
   w.set_u32("general.file_type", file_type_code(s.type));
-  w.set_u32(a + "block_count", s.n_layer);
+  w.set_u32(a + "block_count", s.n_layer + s.nextn_layers);
   w.set_u32(a + "context_length", s.context_length);
   w.set_u32(a + "embedding_length", s.n_embd);
   w.set_u32(a + "feed_forward_length", s.n_ff);
   w.set_u32(a + "attention.head_count", s.n_head);
-  w.set_u32(a + "attention.head_count_kv", s.n_head_kv);
+  w.set_u32(a + "attention.head_count_kv", p.architecture == "deepseek2" ? 1 : s.n_head_kv);
   w.set_f32(a + "attention.layer_norm_rms_epsilon", 1e-5f);
   w.set_f32(a + "rope.freq_base", p.architecture == "gpt-oss" ? 150000.f : 10000.f);
   if (p.architecture == "llama") w.set_u32(a + "rope.dimension_count", s.n_embd / s.n_head);
@@ -318,6 +411,34 @@ void write_metadata(gguf::Writer& w, const SyntheticModelSpec& s, const Plan& p,
     w.set_u32(a + "expert_gating_func", 2);
     w.set_f32(a + "expert_weights_scale", 2.5f);
     w.set_bool(a + "expert_weights_norm", true);
+    if (s.nextn_layers) w.set_u32(a + "nextn_predict_layers", s.nextn_layers);
+  }
+  if (p.architecture == "deepseek2") {
+    // The absorbed-MLA metadata of llama.cpp's converter: one KV head of key_length kv_lora +
+    // rope and value_length kv_lora, the per-head sizes in the *_mla keys; YaRN x40 from 4096
+    // (yarn_log_multiplier 0.1 = mscale_all_dim 1, as DeepSeek-V3).
+    const bool v3 = s.arch == "deepseek3";
+    w.set_u32(a + "attention.q_lora_rank", p.q_lora);
+    w.set_u32(a + "attention.kv_lora_rank", p.kv_lora);
+    w.set_u32(a + "attention.key_length", p.kv_lora + p.qk_rope);
+    w.set_u32(a + "attention.value_length", p.kv_lora);
+    w.set_u32(a + "attention.key_length_mla", p.qk_nope + p.qk_rope);
+    w.set_u32(a + "attention.value_length_mla", p.v_head);
+    w.set_u32(a + "rope.dimension_count", p.qk_rope);
+    w.set_string(a + "rope.scaling.type", "yarn");
+    w.set_f32(a + "rope.scaling.factor", 40.f);
+    w.set_u32(a + "rope.scaling.original_context_length", 4096);
+    w.set_f32(a + "rope.scaling.yarn_log_multiplier", 0.1f);
+    if (s.expert_count) {
+      w.set_u32(a + "expert_feed_forward_length", s.n_ff);
+      w.set_u32(a + "expert_shared_count", p.n_shared);
+      w.set_u32(a + "leading_dense_block_count", p.dense_lead);
+      w.set_u32(a + "expert_gating_func", v3 ? 2 : 1);
+      w.set_f32(a + "expert_weights_scale", v3 ? 2.5f : 1.5f);
+      if (v3) w.set_bool(a + "expert_weights_norm", true);
+      w.set_u32(a + "expert_group_count", p.n_group ? p.n_group : 1);
+      w.set_u32(a + "expert_group_used_count", p.n_group ? p.n_group_used : 1);
+    }
   }
   if (p.architecture == "gpt-oss") {
     // gpt-oss-20b's layout at any size: a sliding window of 128 on even layers (llama.cpp's

@@ -495,7 +495,8 @@ class CudaContext final : public models::ForwardContext {
     linear_e(model_->mat(w), j, x, n, y, false);
   }
   void route_policy(int il, const float* logits, int64_t n, int nx, int k, float* probs,
-                    int32_t* ids, float* w, float* applied) override;
+                    int32_t* ids, float* w, float* applied, const std::vector<float>& sel_bias,
+                    float* selection) override;
   const float* ids_as_floats(const int32_t* ids, int64_t count) override {
     float* f = obs_f_.get<float>(count, stream_, "expert ids as floats");
     cuda::ids_to_float(ids, count, f, stream_);
@@ -553,7 +554,7 @@ class CudaContext final : public models::ForwardContext {
       obs_f_, act_, act_f_, deq_;
   // Host copies.
   std::vector<int32_t> moe_ids_h_, rows_h_;
-  std::vector<float> moe_logits_h_, moe_probs_h_, moe_w_h_, moe_applied_h_;
+  std::vector<float> moe_logits_h_, moe_probs_h_, moe_w_h_, moe_applied_h_, moe_selection_h_;
   std::vector<uint8_t> mask_h_;
   PinnedBuf logits_h_;
 };
@@ -622,7 +623,8 @@ const float* CudaContext::attention(int il, const float* q, int64_t n, int64_t n
 }
 
 void CudaContext::route_policy(int il, const float* logits, int64_t n, int nx, int k, float* probs,
-                               int32_t* ids, float* w, float* applied) {
+                               int32_t* ids, float* w, float* applied,
+                               const std::vector<float>& sel_bias, float* selection) {
   cuda::Stream s = stream_;
   moe_logits_h_.resize(n * nx);
   moe_probs_h_.resize(n * nx);
@@ -631,8 +633,12 @@ void CudaContext::route_policy(int il, const float* logits, int64_t n, int nx, i
   moe_applied_h_.resize(n * k);
   cuda::d2h(moe_logits_h_.data(), logits, n * nx * sizeof(float), s);
   cuda::stream_sync(s, "router logits");
+  const bool biased = !sel_bias.empty();
+  if (biased) moe_selection_h_.resize(n * nx);
   router_->route(il, n, moe_logits_h_.data(), moe_probs_h_.data(), moe_ids_h_.data(),
-                 moe_w_h_.data(), moe_applied_h_.data(), stats_);
+                 moe_w_h_.data(), moe_applied_h_.data(), stats_, biased ? sel_bias.data() : nullptr,
+                 biased ? moe_selection_h_.data() : nullptr);
+  if (biased && selection) cuda::h2d(selection, moe_selection_h_.data(), n * nx * sizeof(float), s);
   cuda::h2d(probs, moe_probs_h_.data(), n * nx * sizeof(float), s);
   cuda::h2d(ids, moe_ids_h_.data(), n * k * sizeof(int32_t), s);
   cuda::h2d(w, moe_w_h_.data(), n * k * sizeof(float), s);

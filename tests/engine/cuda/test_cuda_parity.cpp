@@ -1461,6 +1461,79 @@ class TestCudaParity : public QObject {
     if (evict) QVERIFY(g.stats.evicted > 0);
   }
 
+  // Routing policies on gated routers (sigmoid + selection bias: glm4-moe; group-limited:
+  // deepseek3-moe; softmax over the selected: gptoss-moe), CUDA against CPU: the host router
+  // over copied logits and the selection scores copied back; same experts, selection scores,
+  // applied weights, policy statistics and logits (prefill of 24 tokens, then decode steps).
+  void gated_policies_match_cpu_data() {
+    QTest::addColumn<QString>("model");
+    QTest::addColumn<QString>("routing");
+    for (const char* m : {"glm4-moe", "deepseek3-moe", "gptoss-moe"})
+      for (const char* r :
+           {"k:1", "k:6", "top-p:0.6,1,5", "entropy:1,6", "mask:*:0,3+fail:5", "capacity:5"})
+        QTest::newRow(qPrintable(QString("%1 %2").arg(m, r))) << m << r;
+  }
+  void gated_policies_match_cpu() {
+    QFETCH(QString, model);
+    QFETCH(QString, routing);
+    const QString rel = QString("fixtures/models-0c1e570/%1/%1.F32.gguf").arg(model);
+    MOELAB_REQUIRE_SHARED(rel);
+    LoadOptions lo;
+    lo.backend = Backend::Cuda;
+    auto m = Model::load(test::shared_path(rel), lo);
+    struct Run {
+      std::vector<std::vector<float>> records;  // routing observations in order
+      std::vector<std::vector<float>> logits;
+      PolicyStats stats;
+    };
+    auto run = [&](const std::string& backend) {
+      Run r;
+      ContextParams cp;
+      cp.n_ctx = 64;
+      cp.backend = parse_backend(backend);
+      cp.routing = RoutingPolicy::parse(routing.toStdString());
+      auto ctx = Context::create(m, cp);
+      ctx->set_observer(
+          [&](const Observation& o) {
+            r.records.push_back(std::vector<float>(o.data.begin(), o.data.end()));
+          },
+          {"ffn_moe_topk", "ffn_moe_probs", "ffn_moe_probs_biased", "ffn_moe_weights_scaled",
+           "ffn_moe_weights_softmax"});
+      std::vector<int32_t> prompt(24);
+      for (int i = 0; i < 24; ++i) prompt[i] = (i * 37 + 11) % 512;
+      ctx->eval(prompt, true);
+      for (int i = 0; i < 24; i += 5) {
+        const auto l = ctx->logits(i);
+        r.logits.emplace_back(l.begin(), l.end());
+      }
+      for (int step = 0; step < 4; ++step) {
+        const int32_t t = (step * 53 + 7) % 512;
+        ctx->eval({&t, 1});
+        const auto l = ctx->logits();
+        r.logits.emplace_back(l.begin(), l.end());
+      }
+      r.stats = ctx->policy_stats();
+      return r;
+    };
+    const Run g = run("cuda");
+    const Run c = run("cpu");
+    QCOMPARE(g.records.size(), c.records.size());
+    double worst_rec = 0, worst = 0;
+    for (size_t i = 0; i < g.records.size(); ++i)
+      worst_rec = std::max(worst_rec, max_diff(g.records[i], c.records[i]));
+    for (size_t i = 0; i < g.logits.size(); ++i)
+      worst = std::max(worst, max_diff(g.logits[i], c.logits[i]));
+    qInfo("%s %s: %zu routing records, max|d| %.3g, max|dlogit| %.3g, avg experts %.3f",
+          qPrintable(model), qPrintable(routing), g.records.size(), worst_rec, worst,
+          g.stats.avg_active_experts());
+    QVERIFY2(worst_rec <= 1e-5, qPrintable(QString::number(worst_rec)));
+    QVERIFY2(worst <= 1e-4, qPrintable(QString::number(worst)));
+    QCOMPARE(g.stats.routed, c.stats.routed);
+    QCOMPARE(g.stats.active, c.stats.active);
+    QCOMPARE(g.stats.failovers, c.stats.failovers);
+    QCOMPARE(g.stats.overflows, c.stats.overflows);
+  }
+
   // The Context contract on the device, step for step against the CPU context: an F16 or F32
   // KV cache, prefill + decode, truncate and re-evaluation, a bad token id and a batch that does
   // not fit (errors that leave the context unchanged), cancellation (then usable again);

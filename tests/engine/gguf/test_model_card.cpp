@@ -283,6 +283,27 @@ class TestModelCard : public QObject {
                qPrintable(QString(row) + "\n" + t.out.c_str()));
   }
 
+  // granitemoe's file names no gating: the card shows the router the engine runs (softmax,
+  // top-k renormalised, no routed scale), in the rows and the JSON, and the expert width.
+  void granitemoeGating() {
+    const QString rel = "fixtures/models-0c1e570/granite-moe/granite-moe.F32.gguf";
+    MOELAB_REQUIRE_SHARED(rel);
+    const std::string path = moelab::test::shared_path(rel);
+    const auto r = run_cli({"inspect", "--json", "--no-hash", path});
+    QVERIFY2(r.rc == 0, r.err.c_str());
+    const auto j = QJsonDocument::fromJson(QByteArray::fromStdString(r.out)).object();
+    const auto g = j["router"].toObject();
+    QCOMPARE(g["gating"].toString(), QString("softmax"));
+    QCOMPARE(g["weights_norm"].toBool(), true);
+    QCOMPARE(g["weights_scale"].toDouble(), 1.0);
+    QCOMPARE(j["n_ff_exp"].toInt(), 64);
+    const auto t = run_cli({"inspect", "--no-hash", path});
+    QCOMPARE(t.rc, 0);
+    QVERIFY2(t.out.find("gating             softmax probabilities, top-k weights normalised\n") !=
+                 std::string::npos,
+             t.out.c_str());
+  }
+
   // gpt-oss (fixtures README): YaRN x32 from 4096, a window of 8 on even layers, attention
   // sinks, softmax over the top-4 of 8, as JSON and as card rows.
   void gptossCard() {
@@ -295,6 +316,14 @@ class TestModelCard : public QObject {
     QCOMPARE(j["architecture"].toString(), QString("gpt-oss"));
     QVERIFY2(j["runnable"].toBool(), qPrintable(QJsonDocument(j["problems"].toArray()).toJson()));
     QCOMPARE(j["router"].toObject()["gating"].toString(), QString("softmax_over_topk"));
+    // No routed scale: 1; a GQA model's own cache is its GQA figure (8 heads, 2 KV heads of 16,
+    // 4 layers: 4 x 2 x (16 + 16) x 2 bytes); the window does not size the cache.
+    QCOMPARE(j["router"].toObject()["weights_scale"].toDouble(), 1.0);
+    QCOMPARE(j["router"].toObject()["weights_norm"].toBool(), false);
+    const auto kvj = j["kv_bytes_per_token"].toObject();
+    QCOMPARE(kvj["f16"].toInteger(), 4 * 2 * 32 * 2);
+    QCOMPARE(kvj["gqa_equivalent_f16"].toInteger(), 4 * 2 * 32 * 2);
+    QVERIFY(kvj["sliding_window_layers"].toString().startsWith("full cache"));
     QCOMPARE(j["attention_sinks"].toBool(), true);
     QCOMPARE(j["sliding_window"].toInt(), 8);
     QCOMPARE(j["swa_period"].toInt(), 2);
@@ -311,7 +340,9 @@ class TestModelCard : public QObject {
           "RoPE               neox, freq_base 150000, 16 dims, scaling yarn (YaRN x32, original "
           "context 4096)",
           "sliding window     8 tokens on even layers (0, 2, ...); odd layers full",
-          "attention sinks    learned, one logit per head (softmax denominator)"})
+          "attention sinks    learned, one logit per head (softmax denominator)",
+          "KV bytes/token     512 B F16 / 1.0 KiB F32, all layers; sliding-window layers keep the "
+          "full cache (not sized to the window)"})
       QVERIFY2(t.out.find(row) != std::string::npos,
                qPrintable(QString(row) + "\n" + t.out.c_str()));
   }

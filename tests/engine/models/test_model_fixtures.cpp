@@ -408,25 +408,6 @@ class TestModelFixtures : public QObject {
     QVERIFY(max_d <= kTolAttention);
   }
 
-  // Routing policies have no defined meaning for sigmoid-gated routers yet: a context asking
-  // for one on glm4-moe is refused with a message naming the policy, not run silently.
-  void sigmoid_router_refuses_routing_policies() {
-    const QString rel = "fixtures/models-0c1e570/glm4-moe/glm4-moe.F32.gguf";
-    MOELAB_REQUIRE_SHARED(rel);
-    auto model = Model::load(test::shared_path(rel));
-    ContextParams cp;
-    cp.n_ctx = 32;
-    cp.routing = RoutingPolicy::parse("k:2");
-    try {
-      Context::create(model, cp);
-      QFAIL("a routing policy was accepted for a sigmoid-gated router");
-    } catch (const Error& e) {
-      QCOMPARE(e.kind(), ErrorKind::BadInput);
-      QVERIFY2(std::string(e.what()).find("sigmoid") != std::string::npos, e.what());
-      QVERIFY2(std::string(e.what()).find("k:2") != std::string::npos, e.what());
-    }
-  }
-
   // Breaking the block layout or the scales of one Q8_0 tensor must push the logits far outside
   // the quantized tolerance.
   void broken_quant_file_is_caught() {

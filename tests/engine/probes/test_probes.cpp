@@ -647,18 +647,20 @@ class TestProbes : public QObject {
           if (static_cast<int64_t>(r.pos) - r.key_pos[i] >= 8) QCOMPARE(r.probs[i], 0.0f);
     }
     QVERIFY(rows_after_eviction > 0);
-    // Routing policies have no defined meaning for a softmax-over-selected router: refused.
-    ContextParams bad;
-    bad.n_ctx = 32;
-    bad.routing = RoutingPolicy::parse("k:2");
-    try {
-      Context::create(model, bad);
-      QFAIL("a routing policy was accepted for gpt-oss");
-    } catch (const Error& e) {
-      QCOMPARE(e.kind(), ErrorKind::BadInput);
-      QVERIFY2(std::string(e.what()).find("softmax over the selected logits") != std::string::npos,
-               e.what());
+    // A routing policy composes with eviction on its softmax-over-selected router
+    // (policies.h "Gated routers"): k:2 runs past n_ctx with 2 experts per token and layer.
+    ContextParams k2;
+    k2.n_ctx = 32;
+    k2.routing = RoutingPolicy::parse("k:2");
+    k2.attention = AttentionPolicy::parse("evict:4,20");
+    auto kctx = Context::create(model, k2);
+    kctx->eval(prompt);
+    for (int i = 0; i < 30; ++i) {
+      const int32_t t = (i * 29 + 3) % 512;
+      kctx->eval({&t, 1});
     }
+    QVERIFY(kctx->policy_stats().evicted > 0);
+    QCOMPARE(kctx->policy_stats().avg_active_experts(), 2.0);
   }
 
   // ContextParams::policy_stats: contexts report what their policies did into one shared

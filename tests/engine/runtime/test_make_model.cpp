@@ -1,7 +1,11 @@
 // moelab-cli make-model: the files are valid GGUF, the model card reports the requested shape,
 // the weights follow the documented distributions, and the same seed gives the same bytes.
 // (Model::load accepting each architecture is tested in test_generator.)
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
 #include <cmath>
+#include <cstring>
 #include <sstream>
 
 #include "cli.h"
@@ -9,6 +13,7 @@
 #include "moelab/gguf/gguf.h"
 #include "moelab/kernels/kernels.h"
 #include "moelab/model/card.h"
+#include "moelab/model/model.h"
 #include "moelab/runtime/synthetic_model.h"
 #include "test_support.h"
 
@@ -236,6 +241,162 @@ class TestMakeModel : public QObject {
     r = cli_run({"make-model", "--arch", "gpt2", "-q", "-o", path});
     QCOMPARE(r.code, 2);
     QVERIFY(!QFileInfo::exists(QString::fromStdString(path)));
+  }
+
+  // deepseek2 in both styles (V2-Lite: plain Q, softmax x1.5, 2 shared experts; V3: q LoRA,
+  // sigmoid + selection bias, 4 groups of 4 with 2 kept, renormalised x2.5, 1 shared expert):
+  // make-model -> inspect (the card's MLA, router and layout rows) -> trace runs greedy steps.
+  void deepseek_files_inspect_and_run_data() {
+    QTest::addColumn<QString>("arch");
+    QTest::addColumn<QString>("type");
+    for (const char* a : {"deepseek2", "deepseek3"})
+      for (const char* t : {"F32", "Q8_0"})
+        QTest::newRow(qPrintable(QString("%1-%2").arg(a, t))) << QString(a) << QString(t);
+  }
+  void deepseek_files_inspect_and_run() {
+    QFETCH(QString, arch);
+    QFETCH(QString, type);
+    const bool v3 = arch == "deepseek3";
+    const std::string path = (dir_ + "/" + arch + "." + type + ".gguf").toStdString();
+    // n_embd 128, 4 heads: hd 32 -> qk_nope 32, qk_rope 16, v_head 32, kv_lora (q_lora) 64.
+    auto r = cli_run({"make-model",
+                      "--arch",
+                      arch.toStdString(),
+                      "--n-embd",
+                      "128",
+                      "--n-layer",
+                      "3",
+                      "--n-head",
+                      "4",
+                      "--n-head-kv",
+                      "4",
+                      "--n-ff",
+                      "32",
+                      "--experts",
+                      "16",
+                      "--top-k",
+                      "4",
+                      "--type",
+                      type.toStdString(),
+                      "--n-vocab",
+                      "300",
+                      "-q",
+                      "-o",
+                      path});
+    QVERIFY2(r.code == 0, r.err.c_str());
+    QVERIFY2(r.out.find("deepseek2 (" + arch.toStdString() + ")") != std::string::npos,
+             r.out.c_str());
+    r = cli_run({"inspect", "--json", "--no-hash", path});
+    QVERIFY2(r.code == 0, r.err.c_str());
+    const auto j = QJsonDocument::fromJson(QByteArray::fromStdString(r.out)).object();
+    QVERIFY2(j["runnable"].toBool(), qPrintable(QJsonDocument(j["problems"].toArray()).toJson()));
+    QCOMPARE(j["architecture"].toString(), QString("deepseek2"));
+    QCOMPARE(j["n_layer"].toInt(), 3);
+    QCOMPARE(j["n_head_kv"].toInt(), 1);
+    const auto m = j["mla"].toObject();
+    QCOMPARE(m["q_lora_rank"].toInt(), v3 ? 64 : 0);
+    QCOMPARE(m["kv_lora_rank"].toInt(), 64);
+    QCOMPARE(m["qk_nope"].toInt(), 32);
+    QCOMPARE(m["qk_rope"].toInt(), 16);
+    QCOMPARE(m["v_head"].toInt(), 32);
+    // 3 layers x one row (c_kv 64 + k_pe 16) x 2 bytes; MHA: 3 x 4 heads x (48 + 32) x 2.
+    const auto kv = j["kv_bytes_per_token"].toObject();
+    QCOMPARE(kv["f16"].toInteger(), 3 * 80 * 2);
+    QCOMPARE(kv["gqa_equivalent_f16"].toInteger(), 3 * 4 * (48 + 32) * 2);
+    const auto g = j["router"].toObject();
+    QCOMPARE(g["gating"].toString(), QString(v3 ? "sigmoid" : "softmax"));
+    QCOMPARE(g["weights_norm"].toBool(), v3);
+    QCOMPARE(g["weights_scale"].toDouble(), v3 ? 2.5 : 1.5);
+    QCOMPARE(g["leading_dense_layers"].toInt(), 1);
+    QCOMPARE(g["expert_groups"].toInt(), v3 ? 4 : 1);
+    QCOMPARE(g["expert_groups_used"].toInt(), v3 ? 2 : 1);
+    QCOMPARE(g["shared_experts"].toInt(), v3 ? 1 : 2);
+    QCOMPARE(j["rope"].toObject()["scaling"].toString(), QString("yarn"));
+    const auto t = cli_run({"inspect", "--no-hash", path});
+    QCOMPARE(t.code, 0);
+    for (const std::string& row :
+         {std::string("attention kind     MLA: 4 heads, q_lora ") + (v3 ? "64" : "0 (plain Q)") +
+              ", kv_lora 64, qk_nope 32 + qk_rope 16, v 32",
+          std::string("gating             ") +
+              (v3 ? "sigmoid scores (not probabilities), top-k weights normalised, x2.5"
+                  : "softmax probabilities, x1.5"),
+          std::string(v3 ? "expert groups      4 groups of 4, the best 2 kept per token"
+                         : "experts            16 experts, top-4, expert n_ff 32; 2 shared "
+                           "experts, always on (one FFN of n_ff 64)"),
+          std::string("dense layers       the first 1 (dense FFN, n_ff 32)")})
+      QVERIFY2(t.out.find(row) != std::string::npos, (row + "\n" + t.out).c_str());
+    r = cli_run(
+        {"trace", "-m", path, "--tokens", "1,20,33,4", "-n", "3", "--json", "--threads", "1"});
+    QVERIFY2(r.code == 0, r.err.c_str());
+    const auto tr = QJsonDocument::fromJson(QByteArray::fromStdString(r.out)).object();
+    QCOMPARE(tr["tokens"].toArray().size(), 3);
+    // 2 MoE layers x 6 positions (4 prompt + 2 fed back); 4 experts each.
+    const auto recs = tr["routing"].toArray();
+    QCOMPARE(recs.size(), 12);
+    for (const auto& rec : recs) QCOMPARE(rec.toObject()["experts"].toArray().size(), 4);
+  }
+
+  // GLM-4.5 with its multi-token-prediction block: the file loads (card: "1 MTP layer, not used
+  // for decoding"), and its logits equal those of the same file without the block, bit for
+  // bit (make-model writes the MTP tensors last, so the other tensors are the same).
+  void glm_mtp_layers_are_loaded_and_skipped() {
+    const std::string with = (dir_ + "/glm-mtp.gguf").toStdString(),
+                      without = (dir_ + "/glm-nomtp.gguf").toStdString();
+    const std::vector<std::string> common = {"make-model", "--arch",    "glm4moe", "--n-layer",
+                                             "2",          "--experts", "8",       "--top-k",
+                                             "2",          "--seed",    "11",      "-q"};
+    auto args = common;
+    args.insert(args.end(), {"--mtp-layers", "1", "-o", with});
+    auto r = cli_run(args);
+    QVERIFY2(r.code == 0, r.err.c_str());
+    args = common;
+    args.insert(args.end(), {"-o", without});
+    r = cli_run(args);
+    QVERIFY2(r.code == 0, r.err.c_str());
+    const auto fw = gguf::File::open(with), fo = gguf::File::open(without);
+    QCOMPARE(fw->get_u64("glm4moe.block_count", 0), uint64_t{3});
+    QCOMPARE(fw->get_u64("glm4moe.nextn_predict_layers", 0), uint64_t{1});
+    QVERIFY(fw->find_tensor("blk.2.nextn.eh_proj.weight"));
+    QVERIFY(fw->find_tensor("blk.2.ffn_gate_exps.weight"));
+    const ModelCard cw = make_model_card(*fw), co = make_model_card(*fo);
+    QVERIFY2(cw.problems.empty(), cw.problems.empty() ? "" : cw.problems.front().c_str());
+    QCOMPARE(cw.n_layer, 2u);
+    QCOMPARE(cw.n_layer_mtp, 1u);
+    QVERIFY(cw.params_total > co.params_total);
+    QCOMPARE(cw.params_active, co.params_active);
+    const auto t = cli_run({"inspect", "--no-hash", with});
+    QCOMPARE(t.code, 0);
+    QVERIFY2(t.out.find("MTP layers         1 multi-token-prediction layer(s) after them, loaded "
+                        "but not used for decoding") != std::string::npos,
+             t.out.c_str());
+    // Same logits, prompt and decode.
+    auto logits = [](const std::string& path) {
+      auto m = Model::load(path);
+      ContextParams cp;
+      cp.n_ctx = 32;
+      cp.n_threads = 1;
+      auto ctx = Context::create(m, cp);
+      std::vector<int32_t> prompt = {1, 50, 99, 7, 300 % 512};
+      ctx->eval(prompt, true);
+      std::vector<float> out;
+      for (int i = 0; i < 5; ++i) {
+        const auto l = ctx->logits(i);
+        out.insert(out.end(), l.begin(), l.end());
+      }
+      const int32_t next = 42;
+      ctx->eval({&next, 1});
+      const auto l = ctx->logits();
+      out.insert(out.end(), l.begin(), l.end());
+      return out;
+    };
+    const auto a = logits(with), b = logits(without);
+    QCOMPARE(a.size(), b.size());
+    QVERIFY(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+    // MTP blocks are written for glm4moe only; asking another architecture names the option.
+    r = cli_run({"make-model", "--arch", "qwen2moe", "--experts", "4", "--mtp-layers", "1", "-q",
+                 "-o", (dir_ + "/bad-mtp.gguf").toStdString()});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.find("--mtp-layers") != std::string::npos, r.err.c_str());
   }
 
   void cancel_removes_the_partial_file() {

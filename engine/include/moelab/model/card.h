@@ -22,7 +22,7 @@ struct ModelCard {
   uint32_t gguf_version = 0;
   uint64_t file_size = 0;  // bytes
 
-  uint32_t n_layer = 0;              // <arch>.block_count
+  uint32_t n_layer = 0;              // <arch>.block_count (less n_layer_mtp): blocks a pass runs
   uint32_t n_embd = 0;               // <arch>.embedding_length
   uint32_t n_head = 0;               // <arch>.attention.head_count
   uint32_t n_head_kv = 0;            // <arch>.attention.head_count_kv (defaults to n_head)
@@ -58,6 +58,11 @@ struct ModelCard {
   float attention_scale = 0;  // <arch>.attention.scale: K·Q scale instead of 1/sqrt(head_dim)
   float logit_scale = 0;      // <arch>.logit_scale: logits divided by this
 
+  /// glm4moe.nextn_predict_layers: GLM-4.5's multi-token-prediction blocks, stored after the
+  /// n_layer decoding blocks (block_count = n_layer + n_layer_mtp). Their tensors are checked
+  /// for nothing and never run: decoding uses the n_layer blocks only, as llama.cpp does.
+  uint32_t n_layer_mtp = 0;
+
   // Router variants (DeepSeek-V3 / GLM-4.5 style; 0 = the key is absent):
   uint32_t n_layer_dense_lead = 0;   // <arch>.leading_dense_block_count: first layers dense
   uint32_t expert_gating_func = 0;   // <arch>.expert_gating_func: 1 softmax, 2 sigmoid
@@ -68,6 +73,14 @@ struct ModelCard {
   bool gating_softmax_selected = false;
   uint32_t expert_group_count = 0;       // <arch>.expert_group_count: expert groups (DeepSeek-V3)
   uint32_t expert_group_used_count = 0;  // <arch>.expert_group_used_count: groups kept per token
+  /// The router as the engine runs it: the keys above, with the architecture's own rule where
+  /// the file leaves one out (granitemoe and Mixtral renormalise without saying so). Set for
+  /// MoE files the engine can run; empty / false / 0 otherwise.
+  /// "softmax", "sigmoid", "softmax_over_topk" or "unit" (a moefied model: softmax ranking,
+  /// weight 1 for each chosen expert, moelab/runtime/moefy.h)
+  std::string router_gating;
+  bool router_renormalise = false;  // the chosen experts' weights divided by their sum
+  float router_scale = 0;           // routed scale applied after that (0 = none)
 
   // Multi-head latent attention (DeepSeek-V2, arXiv:2405.04434; 0 = not MLA). The metadata
   // describes the absorbed view: one KV head of key_length = kv_lora_rank + rope_dims and

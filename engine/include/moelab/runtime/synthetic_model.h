@@ -25,7 +25,12 @@ struct SyntheticModelSpec {
   /// "granitemoe" (with granite-3.x MoE's multipliers), "glm4moe" (GLM-4.5's router: sigmoid +
   /// selection bias, one shared expert, the first layer dense when n_layer > 1), "gpt-oss"
   /// (biases everywhere, attention sinks, window 128 on even layers, YaRN x32, router bias and
-  /// softmax over the top-k, expert biases).
+  /// softmax over the top-k, expert biases), "deepseek2" (DeepSeek-V2-Lite style: MLA without
+  /// q compression, softmax router x1.5, 2 shared experts, the first layer dense) and
+  /// "deepseek3" (general.architecture deepseek2 in DeepSeek-V3 / Kimi-K2 style: q LoRA,
+  /// sigmoid + selection bias, expert groups, renormalised x2.5, 1 shared expert). The deepseek
+  /// sizes follow from n_embd and n_head (hd = n_embd / n_head): qk_nope hd, qk_rope hd / 2,
+  /// v_head hd, kv_lora (and V3's q_lora) n_embd / 2; n_head_kv must equal n_head.
   std::string arch = "llama";
   uint32_t n_embd = 64;
   uint32_t n_layer = 2;
@@ -39,6 +44,9 @@ struct SyntheticModelSpec {
   uint32_t context_length = 2048;
   gguf::TensorType type = gguf::TensorType::F32;  // F32, F16, Q8_0, Q4_0 or MXFP4
   uint64_t seed = 1;
+  /// glm4moe only: multi-token-prediction blocks written after the n_layer decoding blocks
+  /// (block_count n_layer + nextn_layers, glm4moe.nextn_predict_layers; GLM-4.5's MTP layer).
+  uint32_t nextn_layers = 0;
   /// Optional GGUF whose tokenizer.* metadata is copied (vocab-only files work).
   std::string vocab_from;
 };
