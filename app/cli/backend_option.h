@@ -6,6 +6,7 @@
 #include <string>
 
 #include "moelab/core/backends.h"
+#include "moelab/core/error.h"
 #include "moelab/model/model.h"
 
 namespace moelab::cli {
@@ -19,13 +20,24 @@ inline void add_backend_option(CLI::App* sub, std::string& backend) {
 }
 
 /// Loads `path` for the backend `requested` (an --backend value, checked by
-/// add_backend_option; parsed here, once) resolves to (resolve_backend logs why CUDA is not
-/// used, once) and returns it; *resolved is Cpu or Cuda (for ContextParams::backend).
+/// add_backend_option; parsed here, once) resolves to and returns it; *resolved is Cpu or Cuda
+/// (for ContextParams::backend). "auto" without a usable GPU runs on the CPU and says why on
+/// stderr (resolve_backend's log line); an explicit "cuda" without a usable device (no GPU, no
+/// driver, or a build without CUDA) throws moelab::Error (BadInput, exit 2): "--backend cuda: no
+/// CUDA device (REASON); use --backend cpu or auto" - it never falls back silently.
 inline std::shared_ptr<Model> load_for_backend(const std::string& path,
                                                const std::string& requested,
                                                Backend* resolved = nullptr) {
+  const Backend want = parse_backend(requested);
+  if (want == Backend::Cuda)
+    for (const auto& b : probe_backends())
+      if (b.name == "cuda" && !b.available)
+        throw Error(ErrorKind::BadInput,
+                    "--backend cuda: no CUDA device (" +
+                        (b.detail.empty() ? std::string("not built with CUDA") : b.detail) +
+                        "); use --backend cpu or auto");
   LoadOptions lo;
-  lo.backend = resolve_backend(parse_backend(requested));
+  lo.backend = resolve_backend(want);
   auto model = Model::load(path, lo);
   if (resolved) *resolved = parse_backend(model_backend(*model));
   return model;

@@ -1,5 +1,6 @@
 #include "checks.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include "moelab/core/error.h"
 #include "moelab/core/files.h"
 #include "moelab/model/card.h"
+#include "moelab/report/report.h"
 
 namespace moelab::cli {
 
@@ -277,6 +279,36 @@ std::string printable(std::string_view s) {
     i += n;
   }
   return out;
+}
+
+namespace {
+// Bytes at the end of `s` that begin a UTF-8 sequence the next piece completes (a token piece
+// may be part of a character).
+size_t incomplete_utf8_tail(const std::string& s) {
+  for (size_t back = 1; back <= std::min<size_t>(3, s.size()); ++back) {
+    const auto c = static_cast<unsigned char>(s[s.size() - back]);
+    if ((c & 0xC0) == 0x80) continue;  // a continuation byte: look further back
+    const size_t need = (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+    return need > back ? back : 0;
+  }
+  return 0;
+}
+}  // namespace
+
+void GeneratedText::write(std::string_view piece) {
+  if (!escape_) {
+    out_ << piece << std::flush;
+    return;
+  }
+  pending_ += piece;
+  const size_t keep = incomplete_utf8_tail(pending_);
+  out_ << report::visible_text(pending_.substr(0, pending_.size() - keep)) << std::flush;
+  pending_.erase(0, pending_.size() - keep);
+}
+
+void GeneratedText::finish() {
+  if (!pending_.empty()) out_ << report::visible_text(pending_) << std::flush;
+  pending_.clear();
 }
 
 }  // namespace moelab::cli

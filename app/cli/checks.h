@@ -100,6 +100,25 @@ using moelab::first_non_text_byte;
 /// exception, so every --json output is valid JSON.
 std::string json_text(const nlohmann::json& j, int indent = 2);
 
+/// A model's generated text, written piece by piece as tokens arrive (run, run --remote). With
+/// `escape` (stdout is a terminal, or --escape) control bytes show as Unicode control pictures
+/// and invalid UTF-8 as U+FFFD (report::visible_text, as the reports write them); a UTF-8
+/// sequence split across pieces is held back until it is complete. Without `escape` the bytes
+/// go out as generated (a pipe or file gets the model's exact output).
+class GeneratedText {
+ public:
+  GeneratedText(std::ostream& out, bool escape) : out_(out), escape_(escape) {}
+  /// Writes `piece` (what it can of it) and flushes.
+  void write(std::string_view piece);
+  /// Writes what is held back (an incomplete sequence, shown as U+FFFD when escaping).
+  void finish();
+
+ private:
+  std::ostream& out_;
+  bool escape_;
+  std::string pending_;
+};
+
 /// `s` safe for a terminal: valid UTF-8 and newlines/tabs pass; other C0 control bytes, DEL,
 /// C1 controls (U+0080..U+009F) and bytes of invalid UTF-8 become "\xNN".
 std::string printable(std::string_view s);

@@ -16,10 +16,13 @@ namespace moelab::cli {
 /// Exit codes: 0 success, 1 internal failure, 2 bad input (invalid file, bad argument).
 enum ExitCode { kOk = 0, kInternal = 1, kBadInput = 2 };
 
-/// Streams a command writes to; the executable passes std::cout / std::cerr.
+/// Streams a command writes to; the executable passes std::cout / std::cerr, and out_is_tty =
+/// isatty(stdout): commands that print a model's text escape its control bytes for a terminal
+/// (run), and keep the bytes as they are when the output goes to a pipe or file.
 struct Io {
   std::ostream& out;
   std::ostream& err;
+  bool out_is_tty = false;
 };
 
 /// Runs the CLI with argv-style arguments (args[0] is the program name). Never throws: engine

@@ -9,7 +9,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <ostream>
 
 #include "checks.h"
@@ -68,17 +71,97 @@ void print_stability(std::ostream& out, const char* which, const std::vector<int
         << fmt(m.min) << ", " << fmt(m.max) << "], CV " << pct(m.cv) << '\n';
 }
 
+// What makes two sides of a comparison different experiments rather than two measurements of
+// one: the model (sha256 of the file), its expert_count and the prompt. Each side is the model
+// row and prompt of one run (or of a group's first run).
+struct Side {
+  std::string label;  // "A" / "B"
+  int64_t run_id = 0;
+  std::optional<storage::ModelRecord> model;
+  int64_t expert_count = -1;  // -1: unknown (no model row or card)
+  std::string prompt;
+};
+
+Side side_of(const storage::Store& store, const std::string& label, int64_t run_id) {
+  Side s{label, run_id, std::nullopt, -1, {}};
+  const auto r = store.run(run_id);
+  if (!r) return s;  // compare_runs / compare_groups report the unknown id
+  s.prompt = r->prompt;
+  if (r->model_id > 0) s.model = store.model(r->model_id);
+  if (s.model) {
+    const auto card = nlohmann::json::parse(s.model->card_json, nullptr, false);
+    if (card.is_object() && card.contains("expert_count") &&
+        card["expert_count"].is_number_integer())
+      s.expert_count = card["expert_count"].get<int64_t>();
+  }
+  return s;
+}
+
+std::string model_name(const Side& s) {
+  if (!s.model) return "unknown";
+  const std::string path = std::filesystem::path(s.model->path).filename().string();
+  return (path.empty() ? s.model->architecture : path) + " (" + s.model->sha256.substr(0, 12) + ")";
+}
+
+// Warnings that the two sides differ in model, expert count or prompt (stderr and the JSON
+// `warnings` array). `per_expert_refused` is set when expert counts differ: per-expert routing
+// deltas (expert i of A against expert i of B) then compare unrelated experts.
+std::vector<std::string> comparison_warnings(const Side& a, const Side& b,
+                                             bool* per_expert_refused) {
+  std::vector<std::string> w;
+  *per_expert_refused = false;
+  const std::string both = a.label + " and " + b.label;
+  if (a.model && b.model && a.model->sha256 != b.model->sha256)
+    w.push_back(both + " are runs of different models (" + a.label + ": " + model_name(a) + ", " +
+                b.label + ": " + model_name(b) + ")");
+  if (a.expert_count >= 0 && b.expert_count >= 0 && a.expert_count != b.expert_count) {
+    *per_expert_refused = true;
+    w.push_back(both + " have different expert counts (" + a.label + " " +
+                std::to_string(a.expert_count) + ", " + b.label + " " +
+                std::to_string(b.expert_count) + "): per-expert routing loads are not compared");
+  }
+  if (a.prompt != b.prompt)
+    w.push_back(both +
+                " have different prompts: KL and the output diff compare continuations of "
+                "different texts");
+  return w;
+}
+
+void print_warnings(const std::vector<std::string>& w, Io io) {
+  for (const auto& m : w) io.err << "warning: " << printable(m) << '\n';
+}
+
 int run_group_compare(const CompareCliOptions& o, const compare::CompareOptions& co,
                       const storage::Store& store, Io io) {
-  const auto c = session::compare_groups(store, o.group_a, o.group_b, co);
+  auto c = session::compare_groups(store, o.group_a, o.group_b, co);
+  // Every run of both groups against the first run of A: one model, one prompt expected.
+  bool per_expert_refused = false;
+  std::vector<std::string> warnings;
+  const Side first = side_of(store, "run " + std::to_string(o.group_a.front()), o.group_a.front());
+  for (const auto* g : {&o.group_a, &o.group_b})
+    for (int64_t id : *g) {
+      if (id == first.run_id) continue;
+      bool refused = false;
+      for (const auto& m :
+           comparison_warnings(first, side_of(store, "run " + std::to_string(id), id), &refused))
+        warnings.push_back(m);
+      per_expert_refused |= refused;
+    }
+  if (per_expert_refused) c.routing.clear();
+  print_warnings(warnings, io);
   if (o.json) {
-    io.out << json_text(session::to_json(c)) << '\n';
+    nlohmann::json j = session::to_json(c);
+    j["warnings"] = warnings;
+    io.out << json_text(j) << '\n';
     return kOk;
   }
   auto& out = io.out;
   auto ids = [](const std::vector<int64_t>& v) {
     std::string s;
-    for (int64_t id : v) s += (s.empty() ? "" : ",") + std::to_string(id);
+    for (int64_t id : v) {
+      if (!s.empty()) s += ',';
+      s += std::to_string(id);
+    }
     return s;
   };
   out << "A: runs " << ids(c.a_ids) << "   B: runs " << ids(c.b_ids) << '\n';
@@ -122,7 +205,10 @@ int run_group_compare(const CompareCliOptions& o, const compare::CompareOptions&
   else
     out << "  perplexity: not compared: " << c.perplexity.reason << '\n';
   out << "\nrouting (Jensen-Shannon divergence of pooled expert load per layer, base 2):\n";
-  if (c.routing.empty()) out << "  no layer was routed in both groups\n";
+  if (per_expert_refused)
+    out << "  not compared: the runs' models have different expert counts\n";
+  else if (c.routing.empty())
+    out << "  no layer was routed in both groups\n";
   for (const auto& l : c.routing)
     out << "  layer " << l.layer << ": JS " << fmt(l.js, "%.4f") << " (" << l.tokens_a << " / "
         << l.tokens_b << " tokens)\n";
@@ -160,9 +246,24 @@ int run_compare(const CompareCliOptions& o, Io io) {
   co.resamples = o.resamples;
   co.seed = o.seed;
   if (groups) return run_group_compare(o, co, *store, io);
-  const auto c = compare::compare_runs(*store, o.a, o.b, co);
+  auto c = compare::compare_runs(*store, o.a, o.b, co);
+  bool per_expert_refused = false;
+  std::vector<std::string> warnings = comparison_warnings(
+      side_of(*store, "A", o.a), side_of(*store, "B", o.b), &per_expert_refused);
+  // Same prompt, different outputs: from the first differing token on, the next-token
+  // distributions follow different prefixes.
+  if (c.kl && warnings.empty() && c.diff_summary.common_prefix < c.kl->n_positions)
+    warnings.push_back("the outputs differ from token " +
+                       std::to_string(c.diff_summary.common_prefix) + " on: KL over positions " +
+                       std::to_string(c.diff_summary.common_prefix) + ".." +
+                       std::to_string(c.kl->n_positions - 1) +
+                       " compares next-token distributions after different prefixes");
+  if (per_expert_refused) c.routing.clear();
+  print_warnings(warnings, io);
   if (o.json) {
-    io.out << json_text(compare::to_json(c)) << '\n';
+    nlohmann::json j = compare::to_json(c);
+    j["warnings"] = warnings;
+    io.out << json_text(j) << '\n';
     return kOk;
   }
   auto& out = io.out;
@@ -207,7 +308,10 @@ int run_compare(const CompareCliOptions& o, Io io) {
   else
     out << "  KL: not compared: next-token distributions were not stored in both runs\n";
   out << "\nrouting (Jensen-Shannon divergence of expert load per layer, base 2, 0..1):\n";
-  if (c.routing.empty()) out << "  no layer was routed in both runs\n";
+  if (per_expert_refused)
+    out << "  not compared: the models have different expert counts\n";
+  else if (c.routing.empty())
+    out << "  no layer was routed in both runs\n";
   for (const auto& l : c.routing) {
     size_t worst = 0;
     for (size_t e = 1; e < l.diff.size(); ++e)

@@ -69,8 +69,9 @@ int remote_run_cmd(const RemoteRunOptions& ro, const RemoteRunArgs& a, Io io) {
   if (a.store.enabled()) writer = open_writer(a.store.db);
   std::atomic<bool> cancel{false};
   const interrupt::OnInterrupt on_signal([&cancel] { cancel = true; });
+  GeneratedText text(io.out, a.escape);  // as run prints a local model's text (checks.h)
   const auto print = [&](const storage::TokenRecord& t) {
-    if (!a.json && !t.piece.empty()) io.out << t.piece << std::flush;
+    if (!a.json && !t.piece.empty()) text.write(t.piece);
     return true;
   };
   const remote::RemoteRunOutcome o = with_store_errors([&] {
@@ -79,6 +80,7 @@ int remote_run_cmd(const RemoteRunOptions& ro, const RemoteRunArgs& a, Io io) {
                               &cancel);
   });
   const remote::RemoteResult& res = o.result;
+  text.finish();
   if (!a.json) io.out << '\n';
 
   if (!o.error.empty() && o.error != "cancelled") {

@@ -42,6 +42,7 @@ struct RemoteRunArgs {
   bool ignore_eos = false;
   bool json = false;
   RunStoreOptions store;
+  bool escape = false;  // control bytes of the text as control pictures (a terminal, --escape)
 };
 
 /// Streams the completion, prints it as `run` does (text, or --json), and stores it with

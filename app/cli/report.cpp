@@ -1,7 +1,10 @@
 // moelab-cli report --db PATH (--run ID | --session NAME | --compare A B)
 //                   --format {html,pdf,md,csv,json} -o PATH [--page a4|letter] [--title T]
 // Writes a session report (app/report) and prints the path(s) written.
+#include <stdlib.h>
+
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <filesystem>
 #include <memory>
 #include <ostream>
@@ -58,6 +61,34 @@ int run_report(const ReportCliOptions& o, Io io) {
       io.err << "[" << done << "/" << total << "] " << what << '\n';
       return true;
     };
+  // "-o -": the document goes to stdout. It is written to a private temporary folder first (the
+  // writers stream into files) and copied; Markdown and CSV are several files and need a path.
+  if (o.out == "-") {
+    if (ro.format == report::Format::Markdown || ro.format == report::Format::Csv)
+      throw Error(ErrorKind::BadInput,
+                  std::string("-o -: a ") + report::format_name(ro.format) +
+                      " report is several files (" +
+                      (ro.format == report::Format::Csv ? "metrics, tokens and routing tables"
+                                                        : "the document and its images") +
+                      "); give a file path, or use html, pdf or json for stdout",
+                  {.subject = "report"});
+    const auto store = open_existing_store(db_or_default(o.db));
+    std::string tmpl = (std::filesystem::temp_directory_path() / "moelab-report-XXXXXX").string();
+    if (!::mkdtemp(tmpl.data()))
+      throw Error(ErrorKind::Io, "cannot create a temporary folder: " + os_reason(errno),
+                  {.file = tmpl});
+    struct RemoveDir {
+      std::string dir;
+      ~RemoveDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(dir, ec);
+      }
+    } cleanup{tmpl};
+    const std::string file = tmpl + "/report." + report::format_name(ro.format);
+    report::write_report(*store, sel, file, ro);
+    io.out << read_text_file(file, "report", uint64_t{1} << 32) << std::flush;
+    return kOk;
+  }
   // A FIFO, device or folder is refused before the work; a missing folder is created by
   // write_report (the file is checked again when it is written).
   const std::filesystem::path parent = std::filesystem::path(o.out).parent_path();
@@ -91,7 +122,8 @@ void add_report(CLI::App& app, Io io, Action& action) {
       ->capture_default_str();
   sub->add_option("-o,--output", o->out,
                   "Output file (md: images go to <stem>_files/; csv: also writes "
-                  "<stem>.tokens.csv and <stem>.routing.csv)")
+                  "<stem>.tokens.csv and <stem>.routing.csv); '-' writes the document to stdout "
+                  "(html, pdf, json)")
       ->required();
   sub->add_option("--page", o->page, "PDF page size: a4 or letter")
       ->check(CLI::IsMember({"a4", "letter"}))

@@ -13,6 +13,7 @@
 #include "checks.h"
 #include "cli.h"
 #include "interrupt.h"
+#include "moelab/compare/compare.h"
 #include "moelab/core/error.h"
 #include "moelab/runtime/generator.h"
 #include "moelab/session/energy.h"
@@ -37,6 +38,7 @@ struct RunOptions {
   bool json = false;
   bool ignore_eos = false;
   bool kv_f16 = false;
+  bool escape = false;  // --escape: control bytes as control pictures also when piped
   std::vector<std::string> stop;
   std::string routing_policy = "default";  // moelab/policies/policies.h specs
   std::string attention_policy = "full";
@@ -58,7 +60,7 @@ int run_cmd(const RunOptions& o, Io io) {
                   "the policies and --attention-layers/-budget-kib apply to local runs only",
                   {.subject = "run"});
     RemoteRunArgs a{o.prompt, o.system,     o.chat, o.n_predict, o.sampling,
-                    o.stop,   o.ignore_eos, o.json, o.store};
+                    o.stop,   o.ignore_eos, o.json, o.store,     o.escape || io.out_is_tty};
     if (o.seed_set) a.sampling.seed = o.seed;
     return remote_run_cmd(o.remote, a, io);
   }
@@ -99,12 +101,20 @@ int run_cmd(const RunOptions& o, Io io) {
   GenerateParams gp = recipe.generate_params();
   if (gp.sampling.temperature > 0) warn_top_k(model->card(), gp.sampling.top_k, io);
 
-  TokenCallback stream;
-  if (!o.json)
-    stream = [&io](const TokenEvent& ev) {
-      io.out << ev.piece << std::flush;
-      return true;
-    };
+  // The model's text: control bytes as control pictures on a terminal (or with --escape), the
+  // bytes as generated to a pipe or file (GeneratedText, checks.h).
+  GeneratedText text(io.out, o.escape || io.out_is_tty);
+  // Each token's latency, for the decode tokens/s that compare, sessions and the reports use.
+  std::vector<storage::TokenRecord> latencies;
+  TokenCallback stream = [&](const TokenEvent& ev) {
+    if (ev.id >= 0) {
+      storage::TokenRecord t;
+      t.latency_us = ev.latency_us;
+      latencies.push_back(std::move(t));
+    }
+    if (!o.json) text.write(ev.piece);
+    return true;
+  };
   std::unique_ptr<storage::AsyncWriter> writer;
   std::optional<RunStore> stored;
   if (o.store.enabled()) {
@@ -139,6 +149,11 @@ int run_cmd(const RunOptions& o, Io io) {
   const interrupt::OnInterrupt on_signal([&gen] { gen.request_cancel(); });
   const GenerateResult r = stored ? stored->generate(gp, stream) : gen.generate(gp, stream);
   const nlohmann::json ej = energy.json();
+  text.finish();
+  // Decode tokens/s has one definition (compare::latency_figures: tokens 1..n-1, without the
+  // first token's prefill), the figure sessions show, compare and the reports give for this run.
+  const auto figures = compare::latency_figures(latencies);
+  const double decode_tps = figures.decode_tokens_per_s.value_or(0.0);
 
   if (o.json) {
     nlohmann::json j;
@@ -149,7 +164,10 @@ int run_cmd(const RunOptions& o, Io io) {
     j["text"] = r.text;
     j["seed"] = r.seed;
     j["ttft_ms"] = r.ttft_ms;
-    j["tokens_per_s"] = r.tokens_per_s;
+    if (figures.decode_tokens_per_s)
+      j["tokens_per_s"] = decode_tps;
+    else
+      j["tokens_per_s"] = nullptr;  // fewer than two tokens: no decode step was measured
     j["prefill_tokens_per_s"] = r.prefill_tokens_per_s;
     j["stop_reason"] = std::string(stop_reason_name(r.stop_reason));
     if (!r.stop_string.empty()) j["stop_string"] = r.stop_string;
@@ -173,8 +191,12 @@ int run_cmd(const RunOptions& o, Io io) {
     io.out << '\n';
     io.err << std::fixed << std::setprecision(1) << "[" << r.prompt_tokens.size()
            << " prompt tokens, " << r.tokens.size() << " generated; ttft " << r.ttft_ms
-           << " ms; prefill " << r.prefill_tokens_per_s << " tok/s; decode " << r.tokens_per_s
-           << " tok/s; stop: " << stop_reason_name(r.stop_reason) << "; seed " << r.seed << "; "
+           << " ms; prefill " << r.prefill_tokens_per_s << " tok/s; decode ";
+    if (figures.decode_tokens_per_s)
+      io.err << decode_tps << " tok/s";
+    else
+      io.err << "-";
+    io.err << "; stop: " << stop_reason_name(r.stop_reason) << "; seed " << r.seed << "; "
            << gp.sampling.describe() << "]\n";
     if (!cp.routing.is_default() || !cp.attention.is_full())
       io.err << "[routing " << cp.routing.describe() << ", attention " << cp.attention.describe()
@@ -218,6 +240,9 @@ void add_run(CLI::App& app, Io io, Action& action) {
   sub->add_option("--stop", o->stop, "Stop string (repeatable)");
   sub->add_flag("--ignore-eos", o->ignore_eos, "Do not stop at end-of-generation tokens");
   sub->add_flag("--kv-f16", o->kv_f16, "Store the KV cache in F16 (default F32)");
+  sub->add_flag("--escape", o->escape,
+                "Show control bytes of the generated text (ESC, BEL, ...) as Unicode control "
+                "pictures also when stdout is a pipe or file (on a terminal they always are)");
   sub->add_option("--routing-policy", o->routing_policy,
                   "MoE routing: default | k:N | top-p:P[,min,max] | entropy:min,max | "
                   "mask:L:E,.. | fail:E,.. | capacity:C (constraints join with '+')")

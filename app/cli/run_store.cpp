@@ -22,8 +22,9 @@ std::string build_version_string() {
 }
 
 std::unique_ptr<storage::AsyncWriter> open_writer(const std::string& db) {
-  return with_store_errors(
-      [&] { return std::make_unique<storage::AsyncWriter>(db_or_default(db)); });
+  const std::string path = db_or_default(db);
+  check_database_path(path, false);  // a device or folder is refused; a missing file is created
+  return with_store_errors([&] { return std::make_unique<storage::AsyncWriter>(path); });
 }
 
 RunStore::RunStore(storage::AsyncWriter& writer, const std::string& session,

@@ -72,13 +72,8 @@ std::string preview(std::string s, size_t n) {
 
 int list(const SessionsOptions& o, Io io) {
   const std::string path = db_or_default(o.db);
-  if (!std::filesystem::exists(path)) {
-    if (o.json)
-      io.out << "[]\n";
-    else
-      io.out << "no sessions (no database at " << path << ")\n";
-    return kOk;
-  }
+  // A missing database is an error (exit 2, the path named), as in sessions show, compare and
+  // report: a typo in --db must not read as "no sessions".
   const auto store = open_existing_store(path);
   const auto sessions = store->sessions();
   if (o.json) {
@@ -169,6 +164,11 @@ int show(const SessionsOptions& o, Io io) {
       for (const auto& m : store->metrics(r.id))
         metrics[m.key] = std::isfinite(m.value) ? nlohmann::json(m.value) : nlohmann::json();
       rj["metrics"] = metrics;
+      // Decode tokens/s as run prints it and compare and the reports use it
+      // (compare::latency_figures); null without two tokens.
+      const auto f = compare::latency_figures(store->tokens(r.id));
+      rj["decode_tokens_per_s"] =
+          f.decode_tokens_per_s ? nlohmann::json(*f.decode_tokens_per_s) : nlohmann::json();
       j["runs"].push_back(rj);
     }
     io.out << json_text(j) << '\n';

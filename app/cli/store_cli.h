@@ -4,6 +4,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -52,11 +53,44 @@ auto with_store_errors(F&& fn) -> decltype(fn()) {
   }
 }
 
+/// Refuses a --db path that cannot be a database before SQLite reports "disk I/O error": a
+/// device, FIFO, socket or folder (BadInput, exit 2, "PATH: not a regular file (a character
+/// device); --db needs a database file"), and, when `must_exist`, a path with nothing there
+/// ("PATH: no database here; runs stored with run --db create one"). A missing file is fine
+/// for the writers (run/eval/sweep --db create the database).
+inline void check_database_path(const std::string& path, bool must_exist) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status st = fs::status(path, ec);
+  if (st.type() == fs::file_type::not_found) {
+    if (must_exist)
+      throw Error(ErrorKind::BadInput,
+                  "no database here; 'moelab-cli run --db PATH' creates one when it stores a run",
+                  {.file = path});
+    return;
+  }
+  if (ec)
+    throw Error(ErrorKind::BadInput, "cannot read the database path: " + ec.message(),
+                {.file = path});
+  if (st.type() == fs::file_type::regular) return;
+  const char* what = st.type() == fs::file_type::directory   ? "a folder"
+                     : st.type() == fs::file_type::character ? "a character device"
+                     : st.type() == fs::file_type::block     ? "a block device"
+                     : st.type() == fs::file_type::fifo      ? "a FIFO"
+                     : st.type() == fs::file_type::socket    ? "a socket"
+                                                             : "not a file";
+  throw Error(ErrorKind::BadInput,
+              std::string("not a regular file (") + what + "); --db needs a database file",
+              {.file = path});
+}
+
 /// Opens an existing database for the read commands (sessions, compare, report, sweep's
-/// reads); never creates one (a typo in --db must not make an empty file). A database this
+/// reads); never creates one (a typo in --db must not make an empty file): a missing path or
+/// one that is not a regular file is refused (check_database_path, exit 2). A database this
 /// user cannot write (read-only file, folder or medium) is opened read-only: reading needs no
 /// write access, it only skips relabelling the runs of dead processes as interrupted.
 inline std::unique_ptr<storage::Store> open_existing_store(const std::string& path) {
+  check_database_path(path, true);
   storage::OpenOptions o;
   o.create = false;
   try {

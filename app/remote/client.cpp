@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 
@@ -13,18 +14,67 @@ namespace moelab::remote {
 
 using json = nlohmann::json;
 
+namespace {
+[[noreturn]] void invalid_url(const std::string& url, const std::string& why) {
+  throw Error(ErrorKind::BadInput, "invalid URL '" + url + "': " + why, {.subject = "--remote"});
+}
+
+// The authority "host[:port]" or "[v6]:port" of an http(s) URL (RFC 3986, section 3.2):
+// a host name of letters, digits, '-', '.', '_' (or a bracketed IPv6 address), and a port
+// from 1 to 65535 when one is given.
+void check_authority(const std::string& url, const std::string& authority) {
+  std::string host = authority, port;
+  bool has_port = false;
+  if (!authority.empty() && authority.front() == '[') {
+    const size_t close = authority.find(']');
+    if (close == std::string::npos) invalid_url(url, "the IPv6 address has no closing ']'");
+    host = authority.substr(1, close - 1);
+    const std::string rest = authority.substr(close + 1);
+    if (!rest.empty() && rest.front() != ':')
+      invalid_url(url, "'" + rest + "' after the IPv6 address (expected ':PORT')");
+    has_port = !rest.empty();
+    if (has_port) port = rest.substr(1);
+    for (char c : host)
+      if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.')
+        invalid_url(url,
+                    "the IPv6 address '" + host + "' has a character that is not hex, ':' or '.'");
+  } else {
+    if (const size_t colon = authority.rfind(':'); colon != std::string::npos) {
+      host = authority.substr(0, colon);
+      port = authority.substr(colon + 1);
+      has_port = true;
+    }
+    for (char c : host)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' && c != '_')
+        invalid_url(url, "the host '" + host + "' has the character '" + std::string(1, c) +
+                             "' (a host name is letters, digits, '-', '.' and '_')");
+  }
+  if (host.empty()) invalid_url(url, "there is no host (expected http://HOST[:PORT][/PATH])");
+  if (has_port) {
+    const bool digits =
+        !port.empty() && port.size() <= 5 &&
+        std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!digits || std::stoi(port) < 1 || std::stoi(port) > 65535)
+      invalid_url(url, "the port '" + port + "' is not a number from 1 to 65535");
+  }
+}
+}  // namespace
+
 ParsedUrl parse_endpoint_url(const std::string& url) {
   const size_t scheme_end = url.find("://");
   const std::string scheme = scheme_end == std::string::npos ? "" : url.substr(0, scheme_end);
   if (scheme != "http" && scheme != "https")
-    throw Error(ErrorKind::BadInput, "endpoint URL must start with http:// or https://: " + url,
-                {.subject = "--remote"});
+    invalid_url(url, scheme.empty() ? "it must start with http:// or https://"
+                                    : "the scheme '" + scheme +
+                                          "' is not http or https (it must start with http:// "
+                                          "or https://)");
   const size_t host_begin = scheme_end + 3;
   const size_t path_begin = url.find('/', host_begin);
+  check_authority(
+      url, url.substr(host_begin, path_begin == std::string::npos ? std::string::npos
+                                                                  : path_begin - host_begin));
   ParsedUrl p;
   p.origin = url.substr(0, path_begin);
-  if (p.origin.size() <= host_begin)
-    throw Error(ErrorKind::BadInput, "endpoint URL has no host: " + url, {.subject = "--remote"});
   std::string path = path_begin == std::string::npos ? "" : url.substr(path_begin);
   while (!path.empty() && path.back() == '/') path.pop_back();
   if (path.size() >= 3 && path.compare(path.size() - 3, 3, "/v1") == 0)

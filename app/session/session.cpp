@@ -10,6 +10,7 @@
 #include <random>
 
 #include "card_format.h"
+#include "moelab/compare/compare.h"
 #include "moelab/core/error.h"
 #include "moelab/tokenizer/tokenizer.h"
 
@@ -432,6 +433,7 @@ TokenCallback GenerationRecorder::wrap(TokenCallback inner) {
       const auto logits = gen_.context().logits();
       t.entropy = static_cast<float>(entropy_nats(logits));
       t.latency_us = ev.latency_us;
+      latencies_.emplace_back().latency_us = ev.latency_us;
       last_entropy_ = t.entropy;
       last_routing_.clear();
       if (routing_) {
@@ -500,7 +502,11 @@ void GenerationRecorder::finish(const GenerateResult& r) {
     run_.metric("prefill_ms", r.prefill_ms, "ms");
     run_.metric("prefill_tokens_per_s", r.prefill_tokens_per_s, "tokens/s");
   }
-  if (r.tokens.size() >= 2) run_.metric("tokens_per_s", r.tokens_per_s, "tokens/s");
+  // Decode tokens/s has one definition (compare::latency_figures over the tokens' latencies,
+  // first token excluded), the figure run prints and compare, sessions and the reports use.
+  if (const auto f = compare::latency_figures(latencies_);
+      r.tokens.size() >= 2 && f.decode_tokens_per_s)
+    run_.metric("tokens_per_s", *f.decode_tokens_per_s, "tokens/s");
   run_.metric("total_ms", r.total_ms, "ms");
   run_.metric("prompt_tokens", static_cast<double>(r.prompt_tokens.size()), "tokens");
   run_.metric("generated_tokens", static_cast<double>(r.tokens.size()), "tokens");

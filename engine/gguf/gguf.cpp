@@ -434,7 +434,8 @@ class Parser {
     const uint64_t len = read<uint64_t>("the length of " + what, subject);
     if (len > left())
       fail("the length of " + what + " is " + std::to_string(len) + " bytes but only " +
-               std::to_string(left()) + " bytes are left in the file (corrupt or hostile header)",
+               std::to_string(left()) + " bytes are left in the file of " + format_bytes(n_) +
+               ": the file is truncated, or its header is corrupt or hostile",
            subject, at);
     std::string_view s(reinterpret_cast<const char*>(p_ + pos_), len);
     pos_ += len;
@@ -478,7 +479,8 @@ void Parser::read_value(Value& v, ValueType t, const std::string& key, int depth
   if (mul_overflows(v.count_, min_elem, &min_bytes) || min_bytes > left())
     fail("the array claims " + std::to_string(v.count_) + " elements of type " +
              std::string(value_type_name(v.elem_type_)) + ", which cannot fit in the " +
-             std::to_string(left()) + " bytes left in the file",
+             std::to_string(left()) + " bytes left in the file of " + format_bytes(n_) +
+             ": the file is truncated, or its header is corrupt or hostile",
          subject, count_at);
   if (v.elem_type_ == ValueType::STRING) {
     v.strings_.reserve(v.count_);
@@ -531,12 +533,12 @@ void Parser::run() {
   if (tensor_count > left() / 32)
     fail("the header claims " + std::to_string(tensor_count) +
              " tensors, which cannot fit in a file of " + format_bytes(n_) +
-             " (corrupt or hostile header)",
+             ": the file is truncated, or its header is corrupt or hostile",
          "header", tc_at);
   if (kv_count > left() / 14)
     fail("the header claims " + std::to_string(kv_count) +
              " metadata entries, which cannot fit in a file of " + format_bytes(n_) +
-             " (corrupt or hostile header)",
+             ": the file is truncated, or its header is corrupt or hostile",
          "header", kv_at);
 
   f_.kv_.reserve(kv_count);

@@ -15,11 +15,12 @@ struct CliResult {
   std::string out, err;
 };
 
-/// Runs `moelab-cli args...` in this process (args without the program name).
-inline CliResult cli_run(std::vector<std::string> args) {
+/// Runs `moelab-cli args...` in this process (args without the program name). `tty`: stdout
+/// is taken for a terminal (Io::out_is_tty), as when a person runs the command without a pipe.
+inline CliResult cli_run(std::vector<std::string> args, bool tty = false) {
   args.insert(args.begin(), "moelab-cli");
   std::ostringstream out, err;
-  const int code = cli::run(args, {out, err});
+  const int code = cli::run(args, {out, err, tty});
   return {code, out.str(), err.str()};
 }
 

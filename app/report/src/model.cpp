@@ -204,12 +204,14 @@ void compute_stats(RunData& d) {
     s.tpot_min = tpot.front();
     s.tpot_max = tpot.back();
   }
-  if (m.count("tokens_per_s")) {
+  // Decode tokens/s: compare::latency_figures ((n - 1) / sum of TPOT), the figure run prints
+  // and compare and sessions use; the stored metric only for a run without token latencies.
+  if (const auto tps = compare::latency_figures(t).decode_tokens_per_s) {
+    s.tokens_per_s = *tps;
+    s.tokens_per_s_source = "(n - 1) / sum of TPOT";
+  } else if (m.count("tokens_per_s")) {
     s.tokens_per_s = m["tokens_per_s"];
     s.tokens_per_s_source = "stored metric tokens_per_s";
-  } else if (!tpot.empty() && s.tpot_mean > 0) {
-    s.tokens_per_s = 1000.0 / s.tpot_mean;
-    s.tokens_per_s_source = "(n - 1) / sum of TPOT";
   }
   double e = 0, lat = 0;
   for (const auto& x : t)

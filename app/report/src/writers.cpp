@@ -547,3 +547,11 @@ void write_csv(const Report& r, std::vector<std::pair<std::string, std::string>>
 }
 
 }  // namespace moelab::report::detail
+
+namespace moelab::report {
+
+std::string visible_text(const std::string& s) {
+  return detail::valid_utf8(s);
+}
+
+}  // namespace moelab::report

@@ -708,6 +708,29 @@ class TestRemote : public QObject {
     QCOMPARE(ok.chunks.size(), size_t{2});
     QCOMPARE(ok.finish_reason, std::string("stop"));
   }
+
+  // run --remote prints the server's text as run prints a local model's: control bytes as
+  // control pictures on a terminal (and with --escape), the bytes as sent to a pipe.
+  void remote_text_is_escaped_on_a_terminal() {
+    FakeServer fs;
+    fs.svr.Post("/v1/completions", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(
+          sse_of({chunk("a\x1b[31m", 1), chunk("caf\xc3\xa9\x07", 2, "stop"), "[DONE]"}),
+          "text/event-stream");
+    });
+    fs.start();
+    const std::vector<std::string> args = {"run", "--remote", fs.url(), "--remote-model",
+                                           "m",   "-p",       "x"};
+    const auto piped = cli_run(args);
+    QVERIFY2(piped.code == 0, piped.err.c_str());
+    QCOMPARE(piped.out, std::string("a\x1b[31mcaf\xc3\xa9\x07\n"));
+    const auto tty = cli_run(args, true);
+    QVERIFY2(tty.code == 0, tty.err.c_str());
+    QCOMPARE(tty.out, std::string("a\xe2\x90\x9b[31mcaf\xc3\xa9\xe2\x90\x87\n"));  // ESC, BEL
+    auto escaped_args = args;
+    escaped_args.push_back("--escape");
+    QCOMPARE(cli_run(escaped_args).out, tty.out);
+  }
 };
 
 QTEST_GUILESS_MAIN(TestRemote)

@@ -604,8 +604,10 @@ cudaError_t run_kernel(const KernelOp& k, std::string& detail) {
 struct CublasHandle {
   cudaStream_t stream = nullptr;
 };
-constexpr int kCublasOk = 0, kCublasNotInitialized = 1, kCublasInvalidValue = 7,
-              kCublasExecutionFailed = 13;
+// cublasStatus_t values the emulator returns. CUBLAS_STATUS_EXECUTION_FAILED (13) is not among
+// them: the GEMM runs later on its stream, and a failure there is the stream's error at the next
+// synchronisation, as for a kernel.
+constexpr int kCublasOk = 0, kCublasNotInitialized = 1, kCublasInvalidValue = 7;
 
 int cublas_create(void** handle) {
   if (!enabled()) return kCublasNotInitialized;

@@ -29,7 +29,9 @@ struct Endpoint {
 };
 
 /// Splits an endpoint URL into "scheme://host:port" and the path prefix ("" or "/v1"-less
-/// prefix). Throws moelab::Error (BadInput) for a URL that is not http:// or https://.
+/// prefix). Throws moelab::Error (BadInput) "invalid URL 'URL': WHAT" for a URL that is not
+/// http:// or https://, has no host, a host with characters a host name cannot have, an
+/// unclosed IPv6 bracket, or a port that is not a number from 1 to 65535 (RFC 3986, 3.2).
 struct ParsedUrl {
   std::string origin;  // scheme://host[:port]
   std::string prefix;  // path before /v1, without a trailing '/'

@@ -115,6 +115,12 @@ nlohmann::json build_json(const storage::Store& store, const Selection& selectio
 /// the figures of a report in its text.
 std::string format_number(double v, int significant = 4);
 
+/// `s` as every report writes text from a model or a file: invalid UTF-8 (RFC 3629) becomes
+/// U+FFFD; C0 control bytes other than tab, LF and CR, and DEL, become their Unicode control
+/// pictures (U+2400..U+241F, U+2421: ESC shows as "\u241B"), so no escape sequence reaches a
+/// terminal. Also what `moelab-cli run` prints on a terminal.
+std::string visible_text(const std::string& s);
+
 /// The JSON Schema (draft 2020-12) the JSON document follows, as committed in
 /// app/report/report.schema.json.
 const std::string& json_schema();

@@ -311,6 +311,7 @@ class GenerationRecorder {
   float last_entropy_ = 0.f;
   int64_t n_tokens_ = 0;
   int64_t n_routing_ = 0;
+  std::vector<storage::TokenRecord> latencies_;  // latency_us of each token, for tokens_per_s
   RunEnergy* energy_ = nullptr;
   bool done_ = false;
   bool attention_ = false;
