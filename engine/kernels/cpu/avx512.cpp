@@ -218,7 +218,6 @@ void dq_blocks(const void* src, float* dst, int64_t n) {
 template <bool kQ8, int G>
 void packed_n(const uint8_t* w, uint64_t gbytes, const uint8_t* x, int64_t n_pairs, float* out) {
   constexpr int kPair = kQ8 ? kPackedPairBytesQ8_0 : kPackedPairBytesQ4_0;
-  constexpr int kPrefetchPairs = kQ8 ? 4 : 8;
   const __m512i m4 = _mm512_set1_epi8(0x0f), flip = _mm512_set1_epi8(static_cast<char>(0x80));
   __m512 acc[G];
   for (int g = 0; g < G; ++g) acc[g] = _mm512_setzero_ps();
@@ -228,10 +227,11 @@ void packed_n(const uint8_t* w, uint64_t gbytes, const uint8_t* x, int64_t n_pai
     const __m512i off = loadu512(xp + 576);
     for (int g = 0; g < G; ++g) {
       const uint8_t* wp = w + g * gbytes + p * kPair;
-      // every cache line of the pair kPrefetchPairs ahead (the G streams are more than the
-      // hardware prefetcher follows well); PREFETCHT0 past the end never faults
+      // Every cache line of the same pair G groups on: the next call's groups (the caller walks
+      // the groups in order, G at a time, and they are contiguous), so one call's stream of
+      // G * group_bytes is in cache when the next starts. PREFETCHT0 past the end never faults.
       for (int c = 0; c < kPair; c += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(wp) + kPrefetchPairs * kPair + c, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(wp) + G * gbytes + c, _MM_HINT_T0);
       const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(loadu256(wp)), dx);
       __m512i a = off, b = _mm512_setzero_si512();
       if constexpr (kQ8) {
