@@ -15,11 +15,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "moelab/core/thread_pool.h"
 #include "moelab/gguf/gguf.h"
+#include "moelab/kernels/kernels.h"
 #include "moelab/model/model.h"
 
 using namespace moelab;
@@ -57,6 +59,21 @@ double bandwidth_gbs(int threads) {
     best = std::max(best, static_cast<double>(n * sizeof(uint64_t)) / s / 1e9);
   }
   return best;
+}
+
+// Peak resident memory of this process in MiB (VmHWM of /proc/self/status; 0 if unreadable).
+double peak_rss_mib() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::atof(line.c_str() + 6) / 1024.0;
+  return 0;
+}
+// Resets VmHWM to the current RSS (Linux clear_refs "5"), so the peak excludes the 1 GiB buffer
+// of the bandwidth measurement.
+void reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
 }
 
 // Bytes of weights read to decode one token.
@@ -102,6 +119,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (bw <= 0) bw = bandwidth_gbs(threads);
+    reset_peak_rss();
     const auto t_load = Clock::now();
     auto model = Model::load(path);
     const double load_s = seconds_since(t_load);
@@ -144,10 +162,11 @@ int main(int argc, char** argv) {
         "\"threads\":%d,\"load_s\":%.3f,\"bandwidth_gbs\":%.2f,\"prefill_tokens\":%d,"
         "\"prefill_tok_s\":%.1f,\"decode_tokens\":%d,\"decode_tok_s\":%.2f,"
         "\"decode_bytes_per_token\":%llu,\"roofline_tok_s\":%.2f,\"decode_fraction_of_roofline\":"
-        "%.3f}\n",
+        "%.3f,\"peak_rss_mib\":%.1f,\"simd\":\"%s\",\"exact_kernels\":%s}\n",
         path.c_str(), c.architecture.c_str(), types.c_str(),
         static_cast<unsigned long long>(c.file_size), threads, load_s, bw, n_prefill, best_pp,
-        n_decode, best_tg, static_cast<unsigned long long>(bytes), roofline, best_tg / roofline);
+        n_decode, best_tg, static_cast<unsigned long long>(bytes), roofline, best_tg / roofline,
+        peak_rss_mib(), kernels::simd_level(), kernels::exact_kernels() ? "true" : "false");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -18,7 +18,8 @@
 # Needs moelab-cli and bench_engine built in BUILD_DIR. llama.cpp is measured with its own C++
 # `llama-bench` (best of REPS, F16 KV cache, as users run it) from bench/llamacpp/build.sh:
 # build/llamacpp/native/bin, or build/llamacpp/avx2/bin when MOELAB_SIMD=avx2 (LLAMA_BENCH to
-# choose another binary). Without llama-bench it falls back to the Python binding (one eval per
+# choose another binary), its peak RSS with /usr/bin/time when present (moelab's: bench_engine,
+# VmHWM after the bandwidth measurement). Without llama-bench it falls back to the Python binding (one eval per
 # token; LLAMA_PY, LLAMA_CPP_LIB_PATH, PYTHONPATH). Output: JSON lines in
 # BUILD_DIR/bench-engine/results.jsonl and a table on stderr.
 set -euo pipefail
@@ -83,17 +84,27 @@ for m in "${models[@]}"; do
       sed "s/}\$/,\"engine\":\"moelab\",\"loadavg_before\":$load}/" | tee -a "$out/results.jsonl"
     if [[ -n "$llama_bench" ]]; then
       load=$(cut -d' ' -f1 /proc/loadavg)
-      "$llama_bench" -m "$m" -t "$t" -p "$prefill" -n "$decode" -r "$reps" -o jsonl \
-        2>"$out/llama.err" | python3 -c '
+      timer=()
+      [[ -x /usr/bin/time ]] && timer=(/usr/bin/time -f %M -o "$out/llama.rss")
+      rm -f "$out/llama.rss"
+      "${timer[@]}" "$llama_bench" -m "$m" -t "$t" -p "$prefill" -n "$decode" -r "$reps" -o jsonl \
+        >"$out/llama.jsonl" 2>"$out/llama.err" || true
+      python3 -c '
 import json, sys
 rows = [json.loads(l) for l in sys.stdin if l.strip()]
 best = lambda r: max(r.get("samples_ts") or [r["avg_ts"]])
 pp = [best(r) for r in rows if r["n_prompt"] > 0 and r["n_gen"] == 0]
 tg = [best(r) for r in rows if r["n_gen"] > 0 and r["n_prompt"] == 0]
+rss = float("nan")
+try:
+    rss = float(open(sys.argv[4]).read().split()[-1]) / 1024  # KiB (GNU time %M) -> MiB
+except Exception:
+    pass
 print(json.dumps({"model": sys.argv[1], "threads": int(sys.argv[2]), "engine": "llama.cpp",
                   "prefill_tok_s": pp[0], "decode_tok_s": tg[0], "build": rows[0]["build_commit"],
-                  "via": "llama-bench", "loadavg_before": float(sys.argv[3])}))
-' "$m" "$t" "$load" | tee -a "$out/results.jsonl" ||
+                  "via": "llama-bench", "loadavg_before": float(sys.argv[3]),
+                  "peak_rss_mib": rss}))
+' "$m" "$t" "$load" "$out/llama.rss" <"$out/llama.jsonl" | tee -a "$out/results.jsonl" ||
         echo "llama-bench failed on $m (see $out/llama.err)" >&2
     elif [[ $have_llama == 1 ]]; then
       load=$(cut -d' ' -f1 /proc/loadavg)
@@ -109,7 +120,8 @@ import json, sys, os
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 ll = {(r["model"], r["threads"]): r for r in rows if r.get("engine") == "llama.cpp"}
 print(f"{'model':38} {'thr':>3} {'MB':>6} {'GB/s':>6} {'pp tok/s':>9} {'llama pp':>9} {'pp x':>5} "
-      f"{'tg tok/s':>9} {'llama tg':>9} {'tg x':>5} {'roof':>7} {'tg/roof':>7} {'load':>5}")
+      f"{'tg tok/s':>9} {'llama tg':>9} {'tg x':>5} {'roof':>7} {'tg/roof':>7} {'RSS MiB':>8} "
+      f"{'llama':>6} {'load':>5}")
 for r in rows:
     if r.get("engine") != "moelab":
         continue
@@ -119,5 +131,6 @@ for r in rows:
           f"{r['bandwidth_gbs']:6.2f} {r['prefill_tok_s']:9.1f} {lpp:9.1f} "
           f"{r['prefill_tok_s']/lpp:5.2f} {r['decode_tok_s']:9.2f} {ltg:9.2f} "
           f"{r['decode_tok_s']/ltg:5.2f} {r['roofline_tok_s']:7.2f} "
-          f"{100*r['decode_fraction_of_roofline']:6.1f}% {r['loadavg_before']:5.1f}")
+          f"{100*r['decode_fraction_of_roofline']:6.1f}% {r.get('peak_rss_mib', float('nan')):8.0f} "
+          f"{l.get('peak_rss_mib', float('nan')):6.0f} {r['loadavg_before']:5.1f}")
 PY

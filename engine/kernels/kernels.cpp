@@ -217,6 +217,42 @@ void run_rows(ThreadPool* pool, int64_t n, const std::function<void(int64_t, int
 constexpr int64_t kRowBlock = 8;
 constexpr int64_t kTokBlock = 32;
 
+// ---- Repacked weights (kernels.h: repack_rows; layout in kernels/cpu/impl.h) -----------------
+constexpr int64_t kGroupRows = 8;
+
+int packed_pair_bytes(TensorType t) {
+  return t == TensorType::Q8_0 ? cpu::kPackedPairBytesQ8_0 : cpu::kPackedPairBytesQ4_0;
+}
+// What the SIMD kernels add to each quant to make it unsigned (they subtract offset * sum(y)).
+int packed_offset(TensorType t) {
+  return t == TensorType::Q8_0 ? 128 : 8;
+}
+uint64_t expanded_bytes(int64_t n_in) {
+  return static_cast<uint64_t>(n_in / 64) * cpu::kPackedXPairBytes;
+}
+// One F32 activation row (n_in a multiple of 64) -> Q8_0 (the same row as ggml's) -> the
+// broadcast form of impl.h. q8: scratch of row_bytes(Q8_0, n_in) bytes.
+void expand_activation(TensorType type, const float* x, int64_t n_in, uint8_t* q8, uint8_t* dst) {
+  convert_activation(TensorType::Q8_0, x, q8, n_in);
+  const auto* xb = reinterpret_cast<const el::BlockQ8_0*>(q8);
+  const int offset = packed_offset(type);
+  for (int64_t p = 0; p < n_in / 64; ++p) {
+    uint8_t* d = dst + p * cpu::kPackedXPairBytes;
+    for (int h = 0; h < 2; ++h) {
+      const el::BlockQ8_0& b = xb[2 * p + h];
+      for (int s = 0; s < 8; ++s)
+        for (int r = 0; r < 8; ++r) std::memcpy(d + 64 * s + 32 * h + 4 * r, b.qs + 4 * s, 4);
+      const float dx = el::h2f(b.d);
+      int32_t sum = 0;
+      for (int i = 0; i < 32; ++i) sum += b.qs[i];
+      const int32_t off = -offset * sum;
+      for (int r = 0; r < 8; ++r) {
+        std::memcpy(d + 512 + 4 * (8 * h + r), &dx, 4);
+        std::memcpy(d + 576 + 4 * (8 * h + r), &off, 4);
+      }
+    }
+  }
+}
 }  // namespace
 
 const char* simd_name(Simd level) {
@@ -370,6 +406,97 @@ float dot_row(TensorType type, const void* w_row, const void* x, int64_t n, Simd
   return t.dot[static_cast<int>(type)](w_row, x, n);
 }
 
+bool can_repack(TensorType type, int64_t n_in, int64_t n_out) {
+  return (type == TensorType::Q4_0 || type == TensorType::Q8_0) && n_in > 0 && n_in % 64 == 0 &&
+         n_out > 0 && n_out % kGroupRows == 0;
+}
+
+void repack_rows(TensorType type, const void* src, void* dst, int64_t n_in, int64_t n_out) {
+  if (!can_repack(type, n_in, n_out))
+    throw Error(ErrorKind::BadInput,
+                "cannot repack a " + tname(type) + " matrix of " + std::to_string(n_out) +
+                    " rows of " + std::to_string(n_in) +
+                    " (needs Q4_0 or Q8_0, a row length that is a multiple of 64 and a row count "
+                    "that is a multiple of 8)",
+                {.subject = "repack_rows"});
+  const uint64_t rb = row_bytes(type, n_in);
+  const int pair = packed_pair_bytes(type);
+  const bool q8 = type == TensorType::Q8_0;
+  const auto* in = static_cast<const uint8_t*>(src);
+  auto* out = static_cast<uint8_t*>(dst);
+  for (int64_t g = 0; g < n_out / kGroupRows; ++g) {
+    for (int64_t p = 0; p < n_in / 64; ++p) {
+      uint8_t* o = out + g * kGroupRows * rb + p * pair;
+      for (int h = 0; h < 2; ++h) {
+        for (int r = 0; r < kGroupRows; ++r) {
+          const uint8_t* row = in + (g * kGroupRows + r) * rb;
+          const uint8_t* qs;
+          uint16_t d;
+          if (q8) {
+            const auto& b = reinterpret_cast<const el::BlockQ8_0*>(row)[2 * p + h];
+            d = b.d;
+            qs = reinterpret_cast<const uint8_t*>(b.qs);
+          } else {
+            const auto& b = reinterpret_cast<const el::BlockQ4_0*>(row)[2 * p + h];
+            d = b.d;
+            qs = b.qs;
+          }
+          std::memcpy(o + 2 * (8 * h + r), &d, 2);
+          for (int v = 0; v < (q8 ? 8 : 4); ++v)
+            std::memcpy(o + 32 + 64 * v + 32 * h + 4 * r, qs + 4 * v, 4);
+        }
+      }
+    }
+  }
+}
+
+bool exact_kernels() {
+  static const bool exact = [] {
+    const char* env = std::getenv("MOELAB_EXACT_KERNELS");
+    return env && std::string(env) == "1";
+  }();
+  return exact;
+}
+
+void matmul_repacked(TensorType type, const void* w, int64_t n_in, int64_t n_out, const float* x,
+                     int64_t n_tokens, float* y, ThreadPool* pool) {
+  matmul_repacked(type, w, n_in, n_out, x, n_tokens, y, pool, active_simd());
+}
+
+void matmul_repacked(TensorType type, const void* w, int64_t n_in, int64_t n_out, const float* x,
+                     int64_t n_tokens, float* y, ThreadPool* pool, Simd level) {
+  if (!can_repack(type, n_in, n_out))
+    throw Error(ErrorKind::Internal,
+                "matmul_repacked on a " + tname(type) + " matrix that cannot be repacked",
+                {.subject = "matmul_repacked"});
+  if (n_tokens <= 0) return;
+  const cpu::PackedFn fn = table_for(level).packed[static_cast<int>(type)];
+  const uint64_t gb = kGroupRows * row_bytes(type, n_in);
+  const uint64_t xpb = expanded_bytes(n_in);
+  const int64_t n_pairs = n_in / 64, groups = n_out / kGroupRows;
+  const auto* wb = static_cast<const uint8_t*>(w);
+  // Scratch kept per thread across calls: steady-state decode allocates nothing here.
+  thread_local std::vector<uint8_t> q8, xe;
+  q8.resize(row_bytes(TensorType::Q8_0, n_in));
+  // Tokens in tiles of kTokBlock (their expanded activations, 640 bytes per 64 inputs, stay
+  // small); within a tile each thread runs up to kMaxPackedGroups row groups over all the
+  // tile's tokens, so those weights are read from memory once per tile.
+  for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokBlock) {
+    const int64_t nt = std::min(kTokBlock, n_tokens - t0);
+    if (xe.size() < nt * xpb) xe.resize(nt * xpb);
+    for (int64_t tk = 0; tk < nt; ++tk)
+      expand_activation(type, x + (t0 + tk) * n_in, n_in, q8.data(), xe.data() + tk * xpb);
+    const uint8_t* xs = xe.data();
+    run_rows(pool, groups, [&](int64_t b, int64_t e, int) {
+      for (int64_t g = b; g < e; g += cpu::kMaxPackedGroups) {
+        const int ng = static_cast<int>(std::min<int64_t>(cpu::kMaxPackedGroups, e - g));
+        for (int64_t tk = 0; tk < nt; ++tk)
+          fn(wb + g * gb, gb, ng, xs + tk * xpb, n_pairs, y + (t0 + tk) * n_out + g * kGroupRows);
+      }
+    });
+  }
+}
+
 void matvec(TensorType type, const void* w, int64_t n_in, int64_t n_out, const float* x, float* y,
             ThreadPool* pool, Precision p) {
   matmul(type, w, n_in, n_out, x, 1, y, pool, p);
@@ -379,68 +506,102 @@ void matvec_batch(const MatvecJob* jobs, int n_jobs, ThreadPool* pool, Precision
   if (n_jobs <= 0) return;
   const cpu::Table& t = active_table();
   bool batched = p != Precision::Exact;
-  for (int j = 0; j < n_jobs && batched; ++j) {
+  for (int j = 0; j < n_jobs; ++j) {
     require(jobs[j].type, "matvec");
     require_multiple(jobs[j].type, jobs[j].n_in, "matvec");
-    batched = t.dot_rows[static_cast<int>(jobs[j].type)] != nullptr;
+    if (jobs[j].repacked) {
+      if (p == Precision::Exact || !can_repack(jobs[j].type, jobs[j].n_in, jobs[j].n_out))
+        throw Error(ErrorKind::Internal,
+                    "matvec_batch: a repacked " + tname(jobs[j].type) + " job of " +
+                        std::to_string(jobs[j].n_out) + " x " + std::to_string(jobs[j].n_in) +
+                        (p == Precision::Exact ? " under Precision::Exact" : " that cannot be"),
+                    {.subject = "matvec_batch"});
+    } else if (t.dot_rows[static_cast<int>(jobs[j].type)] == nullptr) {
+      batched = false;
+    }
   }
   if (!batched) {
     for (int j = 0; j < n_jobs; ++j) {
       const MatvecJob& b = jobs[j];
-      matvec(b.type, b.w, b.n_in, b.n_out, b.x, b.y, pool, p);
+      if (b.repacked)
+        matmul_repacked(b.type, b.w, b.n_in, b.n_out, b.x, 1, b.y, pool);
+      else
+        matvec(b.type, b.w, b.n_in, b.n_out, b.x, b.y, pool, p);
     }
     return;
   }
-  // Per job: its converted activation (shared between jobs with the same x and format) and the
-  // first row of the job in the concatenation of all jobs' rows. The scratch buffers are kept
-  // per thread across calls, so steady-state decode allocates nothing here.
+  // Per job: its converted activation (shared between jobs with the same x and format; a
+  // repacked job's is the broadcast form of impl.h) and its first unit in the concatenation of
+  // all jobs' units (a unit is a row, or a group of 8 rows of a repacked job). The scratch
+  // buffers are kept per thread across calls, so steady-state decode allocates nothing here.
   struct Prep {
     const uint8_t* xq;
     uint64_t wrb;
-    int64_t row0;
+    int64_t unit0;
+    int64_t units;
   };
   thread_local std::vector<Prep> prep;
   thread_local std::vector<uint64_t> offsets;
-  thread_local std::vector<uint8_t> xbuf;
+  thread_local std::vector<uint8_t> xbuf, q8;
   prep.assign(n_jobs, {});
   offsets.assign(n_jobs, 0);
+  auto same_format = [&](const MatvecJob& a, const MatvecJob& b) {
+    if (a.x != b.x || a.n_in != b.n_in || a.repacked != b.repacked) return false;
+    if (a.repacked) return packed_offset(a.type) == packed_offset(b.type);
+    return vec_dot_type(a.type) == vec_dot_type(b.type);
+  };
   uint64_t bytes = 0;
   for (int j = 0; j < n_jobs; ++j) {
     int same = -1;
     for (int i = 0; i < j && same < 0; ++i)
-      if (jobs[i].x == jobs[j].x && jobs[i].n_in == jobs[j].n_in &&
-          vec_dot_type(jobs[i].type) == vec_dot_type(jobs[j].type))
-        same = i;
+      if (same_format(jobs[i], jobs[j])) same = i;
     if (same >= 0) {
       offsets[j] = offsets[same];
     } else {
       offsets[j] = bytes;
-      bytes += row_bytes(vec_dot_type(jobs[j].type), jobs[j].n_in);
+      bytes += jobs[j].repacked ? expanded_bytes(jobs[j].n_in)
+                                : row_bytes(vec_dot_type(jobs[j].type), jobs[j].n_in);
     }
   }
   if (xbuf.size() < bytes) xbuf.resize(bytes);
-  int64_t rows = 0;
+  int64_t units = 0;
   for (int j = 0; j < n_jobs; ++j) {
     const MatvecJob& b = jobs[j];
     bool first = true;
     for (int i = 0; i < j && first; ++i) first = offsets[i] != offsets[j];
-    if (first) convert_activation(vec_dot_type(b.type), b.x, xbuf.data() + offsets[j], b.n_in);
-    prep[j] = {xbuf.data() + offsets[j], row_bytes(b.type, b.n_in), rows};
-    rows += std::max<int64_t>(b.n_out, 0);
+    if (first) {
+      if (b.repacked) {
+        q8.resize(row_bytes(TensorType::Q8_0, b.n_in));
+        expand_activation(b.type, b.x, b.n_in, q8.data(), xbuf.data() + offsets[j]);
+      } else {
+        convert_activation(vec_dot_type(b.type), b.x, xbuf.data() + offsets[j], b.n_in);
+      }
+    }
+    const int64_t n_units = b.repacked ? b.n_out / kGroupRows : std::max<int64_t>(b.n_out, 0);
+    prep[j] = {xbuf.data() + offsets[j], row_bytes(b.type, b.n_in), units, n_units};
+    units += n_units;
   }
   const Prep* pr = prep.data();
-  // Rows [b, e) of the concatenation, job by job, kMaxRows at a time within each job.
-  run_rows(pool, rows, [&](int64_t b, int64_t e, int) {
+  // Units [b, e) of the concatenation, job by job: kMaxRows rows at a time, or the job's row
+  // groups in one call (the kernel takes up to cpu::kMaxPackedGroups at a time).
+  run_rows(pool, units, [&](int64_t b, int64_t e, int) {
     int j = 0;
-    while (j + 1 < n_jobs && pr[j + 1].row0 <= b) ++j;
-    for (; j < n_jobs && pr[j].row0 < e; ++j) {
+    while (j + 1 < n_jobs && pr[j + 1].unit0 <= b) ++j;
+    for (; j < n_jobs && pr[j].unit0 < e; ++j) {
       const MatvecJob& jb = jobs[j];
-      const int64_t r0 = std::max(b, pr[j].row0) - pr[j].row0;
-      const int64_t r1 = std::min(e, pr[j].row0 + jb.n_out) - pr[j].row0;
-      const cpu::DotRowsFn dot_rows = t.dot_rows[static_cast<int>(jb.type)];
+      const int64_t u0 = std::max(b, pr[j].unit0) - pr[j].unit0;
+      const int64_t u1 = std::min(e, pr[j].unit0 + pr[j].units) - pr[j].unit0;
+      if (u1 <= u0) continue;
       const auto* wb = static_cast<const uint8_t*>(jb.w);
-      for (int64_t r = r0; r < r1; r += cpu::kMaxRows) {
-        const int nr = static_cast<int>(std::min<int64_t>(cpu::kMaxRows, r1 - r));
+      if (jb.repacked) {
+        const uint64_t gb = kGroupRows * pr[j].wrb;
+        t.packed[static_cast<int>(jb.type)](wb + u0 * gb, gb, static_cast<int>(u1 - u0), pr[j].xq,
+                                            jb.n_in / 64, jb.y + u0 * kGroupRows);
+        continue;
+      }
+      const cpu::DotRowsFn dot_rows = t.dot_rows[static_cast<int>(jb.type)];
+      for (int64_t r = u0; r < u1; r += cpu::kMaxRows) {
+        const int nr = static_cast<int>(std::min<int64_t>(cpu::kMaxRows, u1 - r));
         dot_rows(wb + r * pr[j].wrb, pr[j].wrb, nr, pr[j].xq, jb.n_in, jb.y + r);
       }
     }

@@ -80,6 +80,9 @@ struct Weight {
   int64_t ne[4] = {1, 1, 1, 1};
   uint64_t row_bytes = 0;  // bytes of one row of ne[0] elements
   std::string name;
+  /// data is in kernels::repack_rows's layout (per ne[1]-row slice), in memory the CPU model
+  /// owns (CpuModel::repack_weights), not the file's plain rows.
+  bool repacked = false;
   explicit operator bool() const { return data != nullptr; }
   int64_t n_in() const { return ne[0]; }
   int64_t n_out() const { return ne[1]; }

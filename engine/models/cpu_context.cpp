@@ -30,9 +30,11 @@ kernels::Precision precision_for(gguf::TensorType type, int64_t n_in, bool exper
                                                : kernels::Precision::GgmlCompatible;
 }
 
-// y[n, n_out] = x[n, n_in] · Wᵀ, W given as a pointer to its first row (for expert slices).
+// y[n, n_out] = x[n, n_in] · Wᵀ, W given as a pointer to its first row (for expert slices);
+// repacked: W is in kernels::repack_rows's layout (CpuModel::repack_weights).
 void linear_raw(gguf::TensorType type, const uint8_t* w, int64_t n_in, int64_t n_out,
-                const float* x, int64_t n, float* y, ThreadPool* pool, bool expert) {
+                const float* x, int64_t n, float* y, ThreadPool* pool, bool expert, bool repacked) {
+  if (repacked) return kernels::matmul_repacked(type, w, n_in, n_out, x, n, y, pool);
   const kernels::Precision prec = precision_for(type, n_in, expert);
   if (n == 1)
     kernels::matvec(type, w, n_in, n_out, x, y, pool, prec);
@@ -50,7 +52,7 @@ void add_expert_bias(const std::vector<float>& b, int e, float* y, int64_t m, in
 void linear_expert(const Weight& w, int64_t e, const float* x, int64_t n, float* y,
                    ThreadPool* pool) {
   const uint8_t* base = w.data + static_cast<uint64_t>(e) * w.ne[1] * w.row_bytes;
-  linear_raw(w.type, base, w.n_in(), w.n_out(), x, n, y, pool, true);
+  linear_raw(w.type, base, w.n_in(), w.n_out(), x, n, y, pool, true, w.repacked);
 }
 
 class CpuContext final : public ForwardContext {
@@ -95,7 +97,7 @@ class CpuContext final : public ForwardContext {
     ops::rms_norm(x, w.data(), y, rows, width, card_.rms_eps);
   }
   void linear(const Weight& w, const float* x, int64_t n, float* y) override {
-    linear_raw(w.type, w.data, w.n_in(), w.n_out(), x, n, y, &pool_, false);
+    linear_raw(w.type, w.data, w.n_in(), w.n_out(), x, n, y, &pool_, false, w.repacked);
   }
   void add_bias(float* x, const std::vector<float>& b, int64_t n) override {
     const int64_t w = static_cast<int64_t>(b.size());
@@ -112,7 +114,7 @@ class CpuContext final : public ForwardContext {
   }
   void linear_slice(const Weight& w, int64_t j, const float* x, int64_t n, float* y) override {
     const uint8_t* base = w.data + static_cast<uint64_t>(j) * w.ne[1] * w.row_bytes;
-    linear_raw(w.type, base, w.n_in(), w.n_out(), x, n, y, &pool_, false);
+    linear_raw(w.type, base, w.n_in(), w.n_out(), x, n, y, &pool_, false, w.repacked);
   }
   void scale(float* x, float s, int64_t count) override {
     for (int64_t i = 0; i < count; ++i) x[i] *= s;
@@ -281,7 +283,7 @@ void CpuContext::experts(const LayerWeights& L, const float* x, const int32_t* i
       return w.data + static_cast<uint64_t>(e) * w.ne[1] * w.row_bytes;
     };
     auto job = [](const Weight& w, const uint8_t* base, const float* in, float* y) {
-      return kernels::MatvecJob{w.type, base, w.n_in(), w.n_out(), in, y};
+      return kernels::MatvecJob{w.type, base, w.n_in(), w.n_out(), in, y, w.repacked};
     };
     // (a negative id is an unused slot of a variable-k policy; as in the grouped path, ids
     // outside [0, expert_count) select nothing)
@@ -293,6 +295,8 @@ void CpuContext::experts(const LayerWeights& L, const float* x, const int32_t* i
     const auto n_gate = static_cast<int>(moe_jobs_.size());
     for (int j = 0; j < k; ++j)
       if (used(j)) moe_jobs_.push_back(job(L.up_exps, slice(L.up_exps, ids[j]), x, hu + j * ff));
+    // (a repacked weight has no Exact form: CpuModel::repack_weights repacks only weights whose
+    // products are GgmlCompatible)
     const kernels::Precision pg = precision_for(L.gate_exps.type, E, true);
     const kernels::Precision pu = precision_for(L.up_exps.type, E, true);
     if (pg == pu) {

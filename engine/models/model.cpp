@@ -1,8 +1,12 @@
 // Model::load: open and validate the GGUF, pick the architecture from the registry, bind the
 // weights (zero-copy views into the mapping; small vectors - norms, biases - as F32 copies).
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <string>
 
 #include "backend/backend.h"
+#include "models/context_common.h"
 #include "models/model_impl.h"
 #include "moelab/core/backends.h"
 #include "moelab/core/error.h"
@@ -27,6 +31,46 @@ CpuModel::CpuModel(std::unique_ptr<gguf::File> file, ModelCard card, ArchConfig 
       tokenizer_(std::move(tokenizer)) {}
 
 CpuModel::~CpuModel() = default;
+
+uint64_t CpuModel::repack_weights() {
+  uint64_t total = 0;
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uint8_t* map_lo = file_->base();
+  const uint8_t* map_hi = map_lo + file_->file_size();
+  auto repack = [&](Weight& w, bool expert) {
+    if (!w || w.repacked || w.ne[3] != 1 || !kernels::can_repack(w.type, w.n_in(), w.n_out()) ||
+        exact_activations(w.type, w.n_in(), expert))
+      return;
+    const uint64_t slice = static_cast<uint64_t>(w.ne[1]) * w.row_bytes;
+    const uint64_t bytes = slice * static_cast<uint64_t>(w.ne[2]);
+    auto* dst = static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64));
+    if (!dst)
+      throw Error(ErrorKind::Io, "out of memory repacking tensor '" + w.name + "' (" +
+                                     std::to_string(bytes) + " bytes)");
+    repacked_.emplace_back(dst);
+    for (int64_t e = 0; e < w.ne[2]; ++e)
+      kernels::repack_rows(w.type, w.data + e * slice, dst + e * slice, w.n_in(), w.n_out());
+    // Release the tensor's whole pages of the file mapping (never written: MAP_PRIVATE pages
+    // that were only read are dropped and would be read again from the file).
+    if (file_->mapped() && w.data >= map_lo && w.data + bytes <= map_hi) {
+      const uintptr_t lo = (reinterpret_cast<uintptr_t>(w.data) + page - 1) / page * page;
+      const uintptr_t hi = (reinterpret_cast<uintptr_t>(w.data) + bytes) / page * page;
+      if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+    }
+    w.data = dst;
+    w.repacked = true;
+    total += bytes;
+  };
+  for (LayerWeights& L : weights_.layers) {
+    for (Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down,
+                      &L.gate_shexp, &L.up_shexp, &L.down_shexp})
+      repack(*w, false);
+    for (Weight* w : {&L.gate_exps, &L.up_exps, &L.down_exps}) repack(*w, true);
+  }
+  // The output matrix, unless it is the token embedding (read row by row by embed).
+  if (weights_.output.data != weights_.token_embd.data) repack(weights_.output, false);
+  return total;
+}
 
 namespace {
 
@@ -269,6 +313,14 @@ std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
       if (requested != Backend::Auto || e.kind() == ErrorKind::Cancelled) throw;
       log(LogLevel::Warning, std::string("CUDA: ") + e.what() + "; loading on the CPU instead");
     }
+  }
+  // The CPU kernels' fastest layout (kernels.h: repack_rows), unless the llama.cpp-order
+  // kernels are asked for (MOELAB_EXACT_KERNELS=1).
+  if (!kernels::exact_kernels()) {
+    const uint64_t bytes = cpu->repack_weights();
+    if (bytes > 0)
+      log(LogLevel::Debug, "repacked " + std::to_string(bytes >> 20) +
+                               " MiB of weights for the CPU kernels (MOELAB_EXACT_KERNELS=1: off)");
   }
   if (opts.progress && !opts.progress(1.0f))
     throw Error(ErrorKind::Cancelled, "loading was cancelled", {.file = path});

@@ -230,6 +230,67 @@ void dq_blocks(const void* src, float* dst, int64_t n) {
   for (int64_t i = 0; i < n / kBlock; ++i) dequant(b[i], dst + i * kBlock);
 }
 
+// ---- Repacked Q4_0 / Q8_0 (impl.h: PackedFn), AVX2
+// ----------------------------------------------- Lane r of a 256-bit register is row r of the
+// group; the even and odd block of a pair have their own accumulator (the AVX-512 kernel's lower
+// and upper halves), so the results are its bits. Q4_0: unsigned nibbles (maddubs cannot saturate:
+// 2 * 15 * 127 < 32768) plus the offset term; Q8_0: signed quants with the sign moved onto the
+// activation (dot_i8_s), no offset.
+template <bool kQ8, int G>
+void packed_n(const uint8_t* w, uint64_t gbytes, const uint8_t* x, int64_t n_pairs, float* out) {
+  constexpr int kPair = kQ8 ? kPackedPairBytesQ8_0 : kPackedPairBytesQ4_0;
+  const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+  __m256 acc[G][2];
+  for (int g = 0; g < G; ++g) acc[g][0] = acc[g][1] = _mm256_setzero_ps();
+  for (int64_t p = 0; p < n_pairs; ++p) {
+    const uint8_t* xp = x + p * kPackedXPairBytes;
+    for (int g = 0; g < G; ++g) {
+      const uint8_t* wp = w + g * gbytes + p * kPair;
+      // the same pair G groups on (the next call's groups; see the AVX-512 kernel)
+      for (int c = 0; c < kPair; c += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(wp) + G * gbytes + c, _MM_HINT_T0);
+      for (int h = 0; h < 2; ++h) {
+        const __m256 d =
+            _mm256_mul_ps(_mm256_cvtph_ps(loadu128(wp + 16 * h)),
+                          _mm256_loadu_ps(reinterpret_cast<const float*>(xp + 512 + 32 * h)));
+        __m256i a, b = _mm256_setzero_si256();
+        if constexpr (kQ8) {
+          a = _mm256_setzero_si256();
+          for (int s = 0; s < 8; s += 2) {
+            a = _mm256_add_epi32(
+                a, dot_i8_s(loadu256(wp + 32 + 64 * s + 32 * h), loadu256(xp + 64 * s + 32 * h)));
+            b = _mm256_add_epi32(b, dot_i8_s(loadu256(wp + 96 + 64 * s + 32 * h),
+                                             loadu256(xp + 64 * s + 64 + 32 * h)));
+          }
+        } else {
+          a = loadu256(xp + 576 + 32 * h);
+          for (int k = 0; k < 4; ++k) {
+            const __m256i q = loadu256(wp + 32 + 64 * k + 32 * h);
+            a = _mm256_add_epi32(
+                a, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_and_si256(q, m4),
+                                                          loadu256(xp + 64 * k + 32 * h)),
+                                     ones));
+            b = _mm256_add_epi32(
+                b, _mm256_madd_epi16(
+                       _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+                                            loadu256(xp + 256 + 64 * k + 32 * h)),
+                       ones));
+          }
+        }
+        acc[g][h] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_add_epi32(a, b)), acc[g][h]);
+      }
+    }
+  }
+  for (int g = 0; g < G; ++g) _mm256_storeu_ps(out + 8 * g, _mm256_add_ps(acc[g][0], acc[g][1]));
+}
+template <bool kQ8>
+void packed_rows(const uint8_t* w, uint64_t gbytes, int n_groups, const uint8_t* x, int64_t n_pairs,
+                 float* out) {
+  for (; n_groups >= 2; n_groups -= 2, w += 2 * gbytes, out += 16)
+    packed_n<kQ8, 2>(w, gbytes, x, n_pairs, out);
+  if (n_groups == 1) packed_n<kQ8, 1>(w, gbytes, x, n_pairs, out);
+}
+
 }  // namespace
 
 void fill_avx2(Table& t) {
@@ -269,6 +330,8 @@ void fill_avx2(Table& t) {
   t.dot_rows[static_cast<int>(TensorType::Q5_1)] = dot32_rows<DecQ5_1, IdotMaddubs>;
   t.dot_tok[static_cast<int>(TensorType::Q4_K)] = dot_q4_k_tok;
   t.dot_tok[static_cast<int>(TensorType::Q6_K)] = dot_q6_k_tok;
+  t.packed[static_cast<int>(TensorType::Q4_0)] = packed_rows<false>;
+  t.packed[static_cast<int>(TensorType::Q8_0)] = packed_rows<true>;
 }
 
 }  // namespace moelab::kernels::cpu

@@ -211,6 +211,63 @@ void dq_blocks(const void* src, float* dst, int64_t n) {
   for (int64_t i = 0; i < n / kBlock; ++i) dequant(b[i], dst + i * kBlock);
 }
 
+// ---- Repacked Q4_0 / Q8_0 (impl.h: PackedFn), AVX512-VNNI --------------------------------------
+// One 512-bit register holds 8 rows x 2 blocks (lanes h * 8 + r), so a block pair of a group is
+// 4 (Q4_0) or 8 (Q8_0) VPDPBUSD on unsigned quants (+ offset) against the broadcast activation
+// quants, one scale conversion and one FMA; G row groups share each activation load.
+template <bool kQ8, int G>
+void packed_n(const uint8_t* w, uint64_t gbytes, const uint8_t* x, int64_t n_pairs, float* out) {
+  constexpr int kPair = kQ8 ? kPackedPairBytesQ8_0 : kPackedPairBytesQ4_0;
+  const __m512i m4 = _mm512_set1_epi8(0x0f), flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  __m512 acc[G];
+  for (int g = 0; g < G; ++g) acc[g] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < n_pairs; ++p) {
+    const uint8_t* xp = x + p * kPackedXPairBytes;
+    const __m512 dx = _mm512_loadu_ps(xp + 512);
+    const __m512i off = loadu512(xp + 576);
+    for (int g = 0; g < G; ++g) {
+      const uint8_t* wp = w + g * gbytes + p * kPair;
+      // Every cache line of the same pair G groups on: the next call's groups (the caller walks
+      // the groups in order, G at a time, and they are contiguous), so one call's stream of
+      // G * group_bytes is in cache when the next starts. PREFETCHT0 past the end never faults.
+      for (int c = 0; c < kPair; c += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(wp) + G * gbytes + c, _MM_HINT_T0);
+      const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(loadu256(wp)), dx);
+      __m512i a = off, b = _mm512_setzero_si512();
+      if constexpr (kQ8) {
+        for (int s = 0; s < 8; s += 2) {
+          a = _mm512_dpbusd_epi32(a, _mm512_xor_si512(loadu512(wp + 32 + 64 * s), flip),
+                                  loadu512(xp + 64 * s));
+          b = _mm512_dpbusd_epi32(b, _mm512_xor_si512(loadu512(wp + 96 + 64 * s), flip),
+                                  loadu512(xp + 64 * s + 64));
+        }
+      } else {
+        for (int k = 0; k < 4; ++k) {
+          const __m512i q = loadu512(wp + 32 + 64 * k);
+          a = _mm512_dpbusd_epi32(a, _mm512_and_si512(q, m4), loadu512(xp + 64 * k));
+          b = _mm512_dpbusd_epi32(b, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4),
+                                  loadu512(xp + 256 + 64 * k));
+        }
+      }
+      acc[g] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_add_epi32(a, b)), acc[g]);
+    }
+  }
+  for (int g = 0; g < G; ++g)
+    _mm256_storeu_ps(out + 8 * g, _mm256_add_ps(_mm512_castps512_ps256(acc[g]),
+                                                _mm512_extractf32x8_ps(acc[g], 1)));
+}
+template <bool kQ8>
+void packed_rows(const uint8_t* w, uint64_t gbytes, int n_groups, const uint8_t* x, int64_t n_pairs,
+                 float* out) {
+  for (; n_groups >= 4; n_groups -= 4, w += 4 * gbytes, out += 32)
+    packed_n<kQ8, 4>(w, gbytes, x, n_pairs, out);
+  if (n_groups >= 2) {
+    packed_n<kQ8, 2>(w, gbytes, x, n_pairs, out);
+    n_groups -= 2, w += 2 * gbytes, out += 16;
+  }
+  if (n_groups == 1) packed_n<kQ8, 1>(w, gbytes, x, n_pairs, out);
+}
+
 template <class I>
 void set_32(Table& t) {
   t.dot[static_cast<int>(TensorType::Q8_0)] = dot32<DecQ8_0, I>;
@@ -243,9 +300,11 @@ void fill_avx512(Table& t, bool vnni) {
   // F32: the AVX2 entries stay (llama.cpp-order sums; an AVX-512 order would change bits).
   set(TensorType::F16, dot_half<load_f16x16, f16_to_f32>, dq_f16);
   set(TensorType::BF16, dot_half<load_bf16x16, bf16_to_f32>, dq_bf16);
-  if (vnni)
+  if (vnni) {
     set_32<IdotVnni>(t);
-  else
+    t.packed[static_cast<int>(TensorType::Q4_0)] = packed_rows<false>;
+    t.packed[static_cast<int>(TensorType::Q8_0)] = packed_rows<true>;
+  } else
     set_32<IdotMaddubs>(t);
   t.dequant[static_cast<int>(TensorType::Q8_0)] = dq_blocks<BlockQ8_0, QK>;
   t.dequant[static_cast<int>(TensorType::Q4_0)] = dq_blocks<BlockQ4_0, QK>;

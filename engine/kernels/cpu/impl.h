@@ -22,6 +22,26 @@ inline constexpr int kMaxTok = 4;
 using DotRowsFn = void (*)(const uint8_t* w, uint64_t w_stride, int n_rows, const void* x,
                            int64_t n, float* out);
 inline constexpr int kMaxRows = 8;
+/// Repacked ("interleaved") weights, issue #19 (kernels.h: repack_rows). n_groups groups of 8
+/// weight rows, group g at w + g * group_bytes, times one activation in the expanded form
+/// (kPackedXPairBytes per pair of 32-element blocks, see below) of n_pairs block pairs:
+/// out[8 g + r] = dot of row r of group g. Every SIMD level forms the same exact int32 sum per
+/// row and block, d = fp16(d_w) * d_x, acc_h = fma(d, float(sum), acc_h) over the even (h = 0)
+/// and odd (h = 1) blocks in order, and out = acc_0 + acc_1, so all levels agree bit for bit.
+using PackedFn = void (*)(const uint8_t* w, uint64_t group_bytes, int n_groups, const uint8_t* x,
+                          int64_t n_pairs, float* out);
+inline constexpr int kMaxPackedGroups = 4;
+/// Expanded activation, per pair of Q8_0 blocks (2p, 2p + 1): 8 x 64 bytes of quants (64 s +
+/// 32 h + 4 r + b = quant 4 s + b of block 2p + h, the same for every lane r), then d_x as F32
+/// x 16 ([h * 8 + r]), then -offset * sum(quants of block 2p + h) as int32 x 16 (offset: 8 for
+/// Q4_0, 128 for Q8_0: the SIMD kernels multiply unsigned quant + offset).
+inline constexpr int kPackedXPairBytes = 640;
+/// Repacked weights, per group of 8 rows and pair of blocks (the same bytes as 8 rows x 2 blocks
+/// of the plain layout): d_w as FP16 x 16 ([h * 8 + r]), then quant vectors of 64 bytes, 32 per
+/// block h of the pair, 4 per row r: Q4_0 4 vectors (bytes qs[4k .. 4k+3], low nibbles = quants
+/// 4k.., high nibbles = 16 + 4k..), Q8_0 8 vectors (qs[4s .. 4s+3]).
+inline constexpr int kPackedPairBytesQ4_0 = 288, kPackedPairBytesQ8_0 = 544;
+
 /// Decodes n elements (a multiple of the block size) to F32.
 using DequantFn = void (*)(const void* src, float* dst, int64_t n);
 
@@ -38,6 +58,7 @@ struct Table {
   DequantFn dequant[kMaxTypeId] = {};
   DotTokFn dot_tok[kMaxTypeId] = {};    // null: no multi-token kernel (matmul calls dot per pair)
   DotRowsFn dot_rows[kMaxTypeId] = {};  // null: no multi-row kernel (matvec calls dot per row)
+  PackedFn packed[kMaxTypeId] = {};     // repacked Q4_0 / Q8_0 (the scalar table has both)
 };
 
 /// Fill a table: scalar fills every supported type; the SIMD fillers overwrite the entries

@@ -72,6 +72,47 @@ void dq_blocks(const void* src, float* dst, int64_t n) {
   for (int64_t i = 0; i < n / kBlock; ++i) el::dequant(b[i], dst + i * kBlock);
 }
 
+// Repacked Q4_0 / Q8_0 (impl.h: PackedFn): the reference arithmetic of every SIMD level. The
+// int32 sum of a row and block is exact whatever the order, so only the float steps matter:
+// d = fp16(d_w) * d_x, acc_h = fmaf(d, float(sum), acc_h), out = acc_0 + acc_1.
+template <bool kQ8>
+void packed_rows(const uint8_t* w, uint64_t gbytes, int n_groups, const uint8_t* x, int64_t n_pairs,
+                 float* out) {
+  constexpr int kPair = kQ8 ? kPackedPairBytesQ8_0 : kPackedPairBytesQ4_0;
+  for (int g = 0; g < n_groups; ++g) {
+    for (int r = 0; r < 8; ++r) {
+      float acc[2] = {0.0f, 0.0f};
+      for (int64_t p = 0; p < n_pairs; ++p) {
+        const uint8_t* wp = w + g * gbytes + p * kPair;
+        const uint8_t* xp = x + p * kPackedXPairBytes;
+        for (int h = 0; h < 2; ++h) {
+          int32_t sum = 0;
+          for (int s = 0; s < 8; ++s) {
+            for (int b = 0; b < 4; ++b) {
+              const auto y = static_cast<int8_t>(xp[64 * s + 32 * h + b]);
+              int q;
+              if constexpr (kQ8) {
+                q = static_cast<int8_t>(wp[32 + 64 * s + 32 * h + 4 * r + b]);
+              } else {
+                const uint8_t byte = wp[32 + 64 * (s & 3) + 32 * h + 4 * r + b];
+                q = (s < 4 ? byte & 15 : byte >> 4) - 8;
+              }
+              sum += q * y;
+            }
+          }
+          uint16_t dw;
+          std::memcpy(&dw, wp + 2 * (8 * h + r), 2);
+          float dx;
+          std::memcpy(&dx, xp + 512 + 4 * (8 * h), 4);
+          const float d = el::h2f(dw) * dx;
+          acc[h] = fmaf(d, static_cast<float>(sum), acc[h]);
+        }
+      }
+      out[8 * g + r] = acc[0] + acc[1];
+    }
+  }
+}
+
 template <class WB, class XB, int kBlock>
 void set(Table& t, TensorType type) {
   t.dot[static_cast<int>(type)] = &dot_blocks<WB, XB, kBlock>;
@@ -103,6 +144,8 @@ void fill_scalar(Table& t) {
   set<BlockQ4_K, BlockQ8_K, QK_K>(t, TensorType::Q4_K);
   set<BlockQ5_K, BlockQ8_K, QK_K>(t, TensorType::Q5_K);
   set<BlockQ6_K, BlockQ8_K, QK_K>(t, TensorType::Q6_K);
+  t.packed[int(TensorType::Q4_0)] = packed_rows<false>;
+  t.packed[int(TensorType::Q8_0)] = packed_rows<true>;
 }
 
 }  // namespace moelab::kernels::cpu

@@ -589,6 +589,100 @@ class TestKernels : public QObject {
     }
   }
 
+  // Repacked Q4_0 / Q8_0 (kernels.h: repack_rows, matmul_repacked): every SIMD level gives the
+  // scalar reference's bits, for 1 and 2 threads, 1 and 3 tokens (prefill == decode), and through
+  // matvec_batch; each result is the exact dot product of the weights and the Q8_0 activation up
+  // to float summation error, as the plain-layout kernels' are.
+  void repackedMatchesReferenceAndPlain() {
+    ThreadPool one(1), two(2);
+    const Simd saved = kernels::active_simd();
+    const std::pair<int64_t, int64_t> shapes[] = {{64, 8}, {1024, 40}, {2816, 16}, {192, 96}};
+    for (TensorType t : {TensorType::Q4_0, TensorType::Q8_0}) {
+      for (auto [n_in, n_out] : shapes) {
+        QVERIFY(kernels::can_repack(t, n_in, n_out));
+        const auto w = random_rows(t, n_in, n_out, 40 + static_cast<uint32_t>(n_in + n_out));
+        std::vector<uint8_t> packed(w.size(), 0xAB);
+        kernels::repack_rows(t, w.data(), packed.data(), n_in, n_out);
+        const int64_t n_tok = 3;
+        const auto x = random_floats(n_in * n_tok, 41 + static_cast<uint32_t>(n_in));
+        std::vector<float> ref(n_out * n_tok + 1, -7.0f);
+        kernels::matmul_repacked(t, packed.data(), n_in, n_out, x.data(), n_tok, ref.data(), &one,
+                                 Simd::Scalar);
+        QCOMPARE(ref.back(), -7.0f);
+        const uint64_t rb = kernels::row_bytes(t, n_in);
+        for (int64_t tk = 0; tk < n_tok; ++tk) {
+          const auto xs = activation_as_seen(t, x.data() + tk * n_in, n_in);
+          std::vector<float> plain(n_out);
+          kernels::matvec(t, w.data(), n_in, n_out, x.data() + tk * n_in, plain.data(), &one);
+          for (int64_t r = 0; r < n_out; ++r) {
+            const auto wd = dequant(t, w.data() + r * rb, n_in);
+            double exact = 0, scale = 0;
+            for (int64_t i = 0; i < n_in; ++i) {
+              exact += static_cast<double>(wd[i]) * xs[i];
+              scale += std::fabs(static_cast<double>(wd[i]) * xs[i]);
+            }
+            // n_in / 32 block terms summed in float (two sums of half as many, for repacked)
+            const double bound = (n_in / 32 + 4) * 0x1p-24 * scale + 1e-30;
+            const float got = ref[tk * n_out + r];
+            QVERIFY2(std::fabs(got - exact) <= bound,
+                     qPrintable(QString("%1 %2x%3 row %4: repacked %5, exact %6, bound %7")
+                                    .arg(tname(t))
+                                    .arg(n_out)
+                                    .arg(n_in)
+                                    .arg(r)
+                                    .arg(got)
+                                    .arg(exact)
+                                    .arg(bound)));
+            QVERIFY(std::fabs(plain[r] - exact) <= bound);
+          }
+        }
+        for (Simd s : levels()) {
+          for (ThreadPool* pool : {&one, &two}) {
+            std::vector<float> y(n_out * n_tok + 1, -7.0f);
+            kernels::matmul_repacked(t, packed.data(), n_in, n_out, x.data(), n_tok, y.data(), pool,
+                                     s);
+            QVERIFY2(std::memcmp(y.data(), ref.data(), y.size() * 4) == 0,
+                     qPrintable(QString("%1 %2x%3 %4")
+                                    .arg(tname(t))
+                                    .arg(n_out)
+                                    .arg(n_in)
+                                    .arg(kernels::simd_name(s))));
+            kernels::set_simd(s);
+            std::vector<float> d(n_out + 1, -7.0f);  // decode, one token
+            kernels::matmul_repacked(t, packed.data(), n_in, n_out, x.data() + n_in, 1, d.data(),
+                                     pool);
+            QVERIFY(std::memcmp(d.data(), ref.data() + n_out, n_out * 4) == 0);
+            QCOMPARE(d.back(), -7.0f);
+            // matvec_batch: two repacked jobs sharing x and a plain one
+            std::vector<float> b0(n_out, -7.0f), b1(n_out, -7.0f), b2(n_out, -7.0f), p2(n_out);
+            const kernels::MatvecJob jobs[3] = {
+                {t, packed.data(), n_in, n_out, x.data(), b0.data(), true},
+                {t, w.data(), n_in, n_out, x.data(), b2.data(), false},
+                {t, packed.data(), n_in, n_out, x.data() + 2 * n_in, b1.data(), true}};
+            kernels::matvec_batch(jobs, 3, pool);
+            kernels::matvec(t, w.data(), n_in, n_out, x.data(), p2.data(), pool);
+            QVERIFY(std::memcmp(b0.data(), ref.data(), n_out * 4) == 0);
+            QVERIFY(std::memcmp(b1.data(), ref.data() + 2 * n_out, n_out * 4) == 0);
+            QVERIFY(std::memcmp(b2.data(), p2.data(), n_out * 4) == 0);
+            kernels::set_simd(saved);
+          }
+        }
+      }
+    }
+    // What cannot be repacked is refused with a message naming the shape.
+    QVERIFY(!kernels::can_repack(TensorType::Q4_1, 64, 8));
+    QVERIFY(!kernels::can_repack(TensorType::Q4_0, 96, 8));
+    QVERIFY(!kernels::can_repack(TensorType::Q8_0, 64, 12));
+    std::vector<uint8_t> src(kernels::row_bytes(TensorType::Q4_0, 64) * 12), dst(src.size());
+    try {
+      kernels::repack_rows(TensorType::Q4_0, src.data(), dst.data(), 64, 12);
+      QFAIL("expected an error");
+    } catch (const Error& e) {
+      QCOMPARE(e.kind(), ErrorKind::BadInput);
+      QVERIFY(QString(e.what()).contains("12 rows of 64"));
+    }
+  }
+
   // matvec_batch (decode through experts: several products, shared activations, threads over
   // the rows of all jobs) equals one matvec per job bit for bit, at every SIMD level, for 1 and
   // 2 threads and both precisions; jobs mix weight types, shapes and shared / distinct x.

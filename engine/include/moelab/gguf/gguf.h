@@ -144,6 +144,8 @@ class File {
   uint32_t alignment() const { return alignment_; }
   uint64_t data_offset() const { return data_offset_; }  // bytes, start of the data section
   const uint8_t* base() const { return base_; }
+  /// True when base() is a read-only private mapping of the file (open), false for from_memory.
+  bool mapped() const { return mapped_; }
 
   /// Metadata in file order.
   const std::vector<Value>& metadata() const { return kv_; }

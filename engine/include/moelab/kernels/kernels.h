@@ -16,8 +16,9 @@
 // Decode speed (issue #19): matvec runs 8 weight rows per activation block, prefetches the next
 // row group, and for Q4_0 / Q5_0 / MXFP4 (Q8_0 with AVX512-VNNI) forms the exact int32 sums as
 // sum((q + offset) * y) - offset * sum(y); matvec_batch shares activations and threads across
-// products. All of these give the reference kernels' results bit for bit (tested), so there is
-// no separate "exact" kernel switch: the llama.cpp-order arithmetic above is the default.
+// products. All of these give the reference kernels' results bit for bit (tested). Faster still,
+// and not bit-identical, are the repacked Q4_0 / Q8_0 kernels below (the default for models;
+// MOELAB_EXACT_KERNELS=1 keeps the llama.cpp-order kernels everywhere).
 #pragma once
 
 #include <cstdint>
@@ -63,7 +64,7 @@ void matmul(gguf::TensorType type, const void* w, int64_t n_in, int64_t n_out, c
 // ---- Extensions (added by the kernels implementation; the functions above are unchanged) ----
 
 /// One product of matvec_batch: y = W · x. W: type [n_in, n_out] starting at w; x: F32 [n_in];
-/// y: F32 [n_out].
+/// y: F32 [n_out]. repacked: W is in the layout of repack_rows (see there).
 struct MatvecJob {
   gguf::TensorType type;
   const void* w;
@@ -71,14 +72,53 @@ struct MatvecJob {
   int64_t n_out;
   const float* x;
   float* y;
+  bool repacked = false;
 };
+
+// ---- Repacked weights (issue #19) -----------------------------------------------------------
+enum class Simd;  // below
+// Weights can be rewritten once at load into an interleaved layout: each group of 8 rows and
+// pair of 32-element blocks holds the 16 block scales, then the quants as 4-byte runs of the 8
+// rows side by side (the idea of llama.cpp's CPU "repack" of Q4_0 into 8-row blocks; layout and
+// code are moelab's own, see kernels/cpu/impl.h). A SIMD register then holds one lane per row:
+// one pass over an activation block serves 8 rows with one scale conversion and one FMA, and the
+// activation is quantized to Q8_0 and broadcast once per product (shared across the experts of
+// matvec_batch). The repacked matrix has exactly the bytes of the plain one (row group g starts
+// where row 8 g did), so expert slices and offsets are unchanged.
+// Numerics: the activation is the same Q8_0 row as ggml's, and the int32 sum of each row and
+// block is the same exact integer, but the float accumulation order differs from ggml's (one sum
+// per block instead of 8 lane partials; even and odd blocks in two sums, added at the end), so
+// results differ from matvec on the plain layout in the last bits. They agree bit for bit at
+// every SIMD level (scalar reference = AVX2 = AVX512-VNNI). exact_kernels() turns repacking off.
+
+/// True when repack_rows supports this matrix: Q4_0 or Q8_0, n_in a multiple of 64 (pairs of
+/// blocks), n_out a positive multiple of 8.
+bool can_repack(gguf::TensorType type, int64_t n_in, int64_t n_out);
+
+/// Writes W (type [n_in, n_out], plain layout, at src) into dst in the repacked layout
+/// (row_bytes(type, n_in) * n_out bytes; dst must not overlap src). Throws moelab::Error
+/// (BadInput) when !can_repack(type, n_in, n_out).
+void repack_rows(gguf::TensorType type, const void* src, void* dst, int64_t n_in, int64_t n_out);
+
+/// True when MOELAB_EXACT_KERNELS=1 is set (read once): models are not repacked, so every product
+/// runs the llama.cpp-order kernels above (the bit-exact fixture checks run this way).
+bool exact_kernels();
+
+/// matmul (and, with n_tokens == 1, matvec) on repacked weights; x, y as matmul. Each token's
+/// result equals the 1-token product bit for bit (prefill == decode). level: the SIMD level
+/// (lowered to detected_simd()); the default is active_simd().
+void matmul_repacked(gguf::TensorType type, const void* w, int64_t n_in, int64_t n_out,
+                     const float* x, int64_t n_tokens, float* y, ThreadPool* pool);
+void matmul_repacked(gguf::TensorType type, const void* w, int64_t n_in, int64_t n_out,
+                     const float* x, int64_t n_tokens, float* y, ThreadPool* pool, Simd level);
 
 /// Several independent matvecs in one parallel pass (decode through a mixture of experts: the
 /// gate and up products of all selected experts, then their down products). Each distinct
 /// (x, activation format) is converted once and shared by the jobs that use it, and the pool's
 /// threads split the rows of all jobs together instead of job by job. Every y equals matvec's
-/// bit for bit (the same per-row kernels). y must not alias any x. Precision::Exact runs the
-/// jobs one after another through matvec.
+/// (a repacked job's: matmul_repacked's) bit for bit (the same per-row kernels). y must not
+/// alias any x. Precision::Exact runs the jobs one after another through matvec (repacked jobs
+/// are refused with moelab::Error Internal: they have no Exact form).
 void matvec_batch(const MatvecJob* jobs, int n_jobs, ThreadPool* pool,
                   Precision p = Precision::GgmlCompatible);
 
