@@ -80,7 +80,8 @@ int trace_cmd(const TraceOptions& o, Io io) {
   ProbeHub hub(*ctx);
   std::shared_ptr<RoutingProbe> routing;
   if (c.expert_count > 0) {
-    routing = std::make_shared<RoutingProbe>(c.n_layer, c.expert_count);
+    routing = std::make_shared<RoutingProbe>(c.n_layer, c.expert_count, true,
+                                             router_scores_of(c.router_gating));
     hub.add(routing);
   }
   auto timing = std::make_shared<TimingProbe>(c.n_layer);

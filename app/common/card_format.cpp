@@ -187,6 +187,9 @@ json card_to_json(const ModelCard& c, const gguf::File& f, const std::string& sh
 
 std::string router_gating(const ModelCard& c) {
   if (!c.is_moe()) return "";
+  // The engine's own answer (the architecture's configuration) where it could make one; a
+  // moefied model's unit gating ranks by softmax probabilities.
+  if (!c.router_gating.empty()) return c.router_gating == "unit" ? "softmax" : c.router_gating;
   if (c.gating_softmax_selected) return "softmax_over_topk";
   if (c.expert_gating_func == 2 || (c.architecture == "glm4moe" && c.expert_gating_func != 1))
     return "sigmoid";

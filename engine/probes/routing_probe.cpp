@@ -6,8 +6,14 @@
 
 namespace moelab {
 
-RoutingProbe::RoutingProbe(int n_layer, int expert_count, bool keep_records)
-    : n_layer_(n_layer), nx_(expert_count), keep_(keep_records) {
+RouterScores router_scores_of(const std::string& router_gating) {
+  if (router_gating == "sigmoid") return RouterScores::kSigmoid;
+  if (router_gating == "softmax_over_topk") return RouterScores::kLogits;
+  return RouterScores::kProbabilities;
+}
+
+RoutingProbe::RoutingProbe(int n_layer, int expert_count, bool keep_records, RouterScores scores)
+    : n_layer_(n_layer), nx_(expert_count), keep_(keep_records), scores_(scores) {
   clear();
 }
 
@@ -101,11 +107,23 @@ void RoutingProbe::finish_batch() {
   auto& co = coact_[il];
   for (int64_t t = 0; t < cur_n_; ++t) {
     const float* pr = b_probs_.data() + t * nx_;
+    // The distribution q the entropy and margin are taken over (RouterScores).
+    q_.assign(pr, pr + nx_);
+    if (scores_ == RouterScores::kSigmoid) {
+      double sum = 0;
+      for (double s : q_) sum += s > 0 ? s : 0;
+      for (double& s : q_) s = sum > 0 && s > 0 ? s / sum : 0;
+    } else if (scores_ == RouterScores::kLogits) {
+      double mx = -INFINITY, sum = 0;
+      for (double s : q_) mx = std::max(mx, s);
+      for (double& s : q_) sum += (s = std::isfinite(mx) ? std::exp(s - mx) : 0);
+      for (double& s : q_) s = sum > 0 ? s / sum : 0;
+    }
     double h = 0;
-    float p1 = 0, p2 = 0;
+    double p1 = 0, p2 = 0;
     for (int e = 0; e < nx_; ++e) {
-      const float p = pr[e];
-      if (p > 0) h -= static_cast<double>(p) * std::log(static_cast<double>(p));
+      const double p = q_[e];
+      if (p > 0) h -= p * std::log(p);
       if (p > p1) {
         p2 = p1;
         p1 = p;
@@ -160,7 +178,7 @@ void RoutingProbe::finish_batch() {
       groups_ok_ = false;
     }
     entropy_.push_back(static_cast<float>(h));
-    margin_.push_back(p1 - p2);
+    margin_.push_back(static_cast<float>(p1 - p2));
   }
 }
 

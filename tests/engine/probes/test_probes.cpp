@@ -161,8 +161,6 @@ class TestProbes : public QObject {
          : moe.contains("ffn_moe_weights_norm")    ? moe["ffn_moe_weights_norm"]
                                                    : moe["ffn_moe_weights"])
             .toArray();
-    // gpt-oss's probs are the biased router logits (scores of any sign, not a distribution).
-    const bool scores_not_probs = moe.contains("ffn_moe_weights_softmax");
     // Layers with a router (models-0c1e570 lists them; leading dense layers have none).
     int n_moe_layers = 0;
     const QJsonArray moe_layers = moe["moe_layers"].toArray();
@@ -174,7 +172,8 @@ class TestProbes : public QObject {
     cp.n_threads = 2;
     auto ctx = Context::create(model, cp);
     ProbeHub hub(*ctx);
-    auto probe = std::make_shared<RoutingProbe>(c.n_layer, c.expert_count);
+    auto probe = std::make_shared<RoutingProbe>(c.n_layer, c.expert_count, true,
+                                                router_scores_of(c.router_gating));
     hub.add(probe);
     QCOMPARE(hub.keys().size(), size_t{9});  // only what the routing probe asked for
     hub.eval(ints(o["prompt_tokens"]));
@@ -205,6 +204,28 @@ class TestProbes : public QObject {
         max_dw = std::max(max_dw, std::fabs(r.weights[j] - ww[j].toDouble()));
       for (int e = 0; e < static_cast<int>(c.expert_count); ++e)
         max_dp = std::max(max_dp, std::fabs(r.probs[e] - pp[e].toDouble()));
+      // Entropy and top-1 margin over the distribution q of policies.h, here from the oracle's
+      // scores: sigmoid (glm4-moe, deepseek3-moe) s / sum(s); softmax over the selected
+      // (gpt-oss: biased logits) the softmax over every expert; else the probabilities.
+      std::vector<double> q;
+      for (const auto& v : pp) q.push_back(v.toDouble());
+      double qsum = 0, qmax = -1e300;
+      for (double v : q) qmax = std::max(qmax, v);
+      for (double& v : q) {
+        if (c.router_gating == "softmax_over_topk") v = std::exp(v - qmax);
+        qsum += v;
+      }
+      if (c.router_gating == "sigmoid" || c.router_gating == "softmax_over_topk")
+        for (double& v : q) v /= qsum;
+      double want_h = 0;
+      for (double v : q)
+        if (v > 0) want_h -= v * std::log(v);
+      std::vector<double> qs = q;
+      std::sort(qs.rbegin(), qs.rend());
+      QVERIFY(r.entropy >= 0 && r.entropy <= std::log(double(c.expert_count)) + 1e-6);
+      QVERIFY(r.top1_margin >= 0 && r.top1_margin <= 1);
+      max_dp = std::max(max_dp, std::fabs(r.entropy - want_h));
+      max_dp = std::max(max_dp, std::fabs(r.top1_margin - (qs[0] - qs[1])));
       // Selection scores (probs + selection bias) and, for group-limited routers, the kept
       // groups (deepseek3-moe: 4 groups of 4, 2 kept) as the oracle dumped them.
       QCOMPARE(r.selection.empty(), !moe.contains("ffn_moe_probs_biased"));
@@ -238,9 +259,8 @@ class TestProbes : public QObject {
       QCOMPARE(sum, static_cast<uint64_t>(n_pos * k));
       QCOMPARE(s.avg_active, static_cast<double>(k));
       QVERIFY(s.coverage >= 1 && s.coverage <= static_cast<int>(c.expert_count));
-      // Over a distribution only (sigmoid scores need not sum to 1).
-      if (c.expert_gating_func != 2 && !scores_not_probs)
-        QVERIFY(s.mean_entropy > 0 && s.mean_entropy < std::log(double(c.expert_count)) + 1e-9);
+      // Over the distribution q of every router (sigmoid scores normalised, logits softmaxed).
+      QVERIFY(s.mean_entropy > 0 && s.mean_entropy < std::log(double(c.expert_count)) + 1e-9);
       uint64_t co = 0;
       for (auto v : s.coactivation) co += v;
       QCOMPARE(co, static_cast<uint64_t>(n_pos * k * (k - 1)));

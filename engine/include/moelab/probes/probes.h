@@ -92,8 +92,10 @@ struct RoutingRecordView {
   /// sigmoid-gated routers (glm4moe) sigmoid scores that need not sum to 1, or for a
   /// softmax-over-selected router (gpt-oss) the router logits plus the router bias (llama.cpp's
   /// ffn_moe_probs: scores, not probabilities - any sign; the weights are the softmax over the
-  /// k selected ones). For the last two, entropy and top1_margin are computed on those scores
-  /// as they are (positive entries only), not as a distribution.
+  /// k selected ones). entropy and top1_margin are taken over the distribution q of
+  /// moelab/policies/policies.h ("Gated routers"), the one top-p and entropy policies use:
+  /// softmax routers q = probs; sigmoid q = probs / sum(probs); softmax over the selected
+  /// q = softmax(probs) over every expert (RouterScores, given to the probe).
   std::span<const float> probs;
   /// Routers with a selection-only bias (deepseek2 V3-style, glm4moe): the scores the choice
   /// was made on, probs + bias [expert_count]; empty otherwise.
@@ -101,9 +103,19 @@ struct RoutingRecordView {
   /// Group-limited routers: the expert groups kept for this token (descending group score;
   /// group g = experts g*expert_count/n_group ..); empty otherwise.
   std::span<const int32_t> groups;
-  float entropy = 0;      // nats
-  float top1_margin = 0;  // p(top-1) - p(top-2)
+  float entropy = 0;      // nats, of q (see probs), in [0, ln expert_count]
+  float top1_margin = 0;  // q(top-1) - q(top-2), in [0, 1]
 };
+
+/// What a router's scores (ffn_moe_probs) are: how RoutingProbe turns them into the distribution
+/// q its entropy and top-1 margin are taken over (policies.h, "Gated routers").
+enum class RouterScores {
+  kProbabilities,  // softmax routers (and moefied "unit" gating): q = the scores
+  kSigmoid,        // sigmoid gating (DeepSeek-V3, GLM-4.5): q = s / sum(s)
+  kLogits,         // softmax over the selected (gpt-oss): q = softmax(logits) over every expert
+};
+/// From ModelCard::router_gating ("softmax", "sigmoid", "softmax_over_topk", "unit", "").
+RouterScores router_scores_of(const std::string& router_gating);
 
 struct RoutingLayerStats {
   int layer = 0;
@@ -119,7 +131,9 @@ struct RoutingLayerStats {
 class RoutingProbe final : public Subscriber {
  public:
   /// keep_records = false keeps only the per-layer aggregates (constant memory).
-  RoutingProbe(int n_layer, int expert_count, bool keep_records = true);
+  /// scores: what the router's scores are (router_scores_of(card.router_gating)).
+  RoutingProbe(int n_layer, int expert_count, bool keep_records = true,
+               RouterScores scores = RouterScores::kProbabilities);
   Subscription subscription() const override;
   void on_observation(const Observation& o) override;
 
@@ -134,6 +148,8 @@ class RoutingProbe final : public Subscriber {
   void finish_batch();
   int n_layer_, nx_;
   bool keep_;
+  RouterScores scores_;
+  std::vector<double> q_;  // one token's distribution q (scratch)
   int kmax_ = 0;
   // Records (flat); slots per record = kmax_ (fixed at the first batch; grows by re-layout).
   std::vector<uint32_t> pos_;
