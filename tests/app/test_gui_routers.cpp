@@ -329,9 +329,8 @@ class TestGuiRouters : public QObject {
                    qPrintable(box->itemText(int(RoutingColour::kTopProb))));
       QTRY_VERIFY(vp->heatmapTitle().contains("sigmoid scores, not probabilities"));
     } else if (c.gating == std::string("softmax_over_topk")) {
-      QTRY_VERIFY(
-          box->itemText(int(RoutingColour::kTopProb)).contains("softmax over the selected"));
-      QTRY_VERIFY(vp->heatmapTitle().contains("softmax over the selected"));
+      QTRY_VERIFY(box->itemText(int(RoutingColour::kTopProb)).contains("softmax over all experts"));
+      QTRY_VERIFY(vp->heatmapTitle().contains("router logits, softmax over all experts"));
     } else {
       QTRY_VERIFY(box->itemText(int(RoutingColour::kTopProb)).contains("router probability"));
     }
@@ -353,7 +352,10 @@ class TestGuiRouters : public QObject {
       const size_t i = at(r.layer, int(r.position), n);
       std::vector<double> p;
       if (c.gating == std::string("softmax_over_topk")) {
-        p.assign(r.weights.begin(), r.weights.end());
+        double mx = -1e300, z = 0;
+        for (float x : r.probs) mx = std::max(mx, double(x));
+        for (float x : r.probs) z += std::exp(x - mx);
+        for (float x : r.probs) p.push_back(std::exp(x - mx) / z);
       } else if (c.gating == std::string("sigmoid")) {
         double s = 0;
         for (float x : r.probs) s += x;

@@ -200,12 +200,19 @@ class ViewsCpuTest : public QObject {
     QVERIFY(std::fabs(sig.entropy - h) < 1e-6);
     QVERIFY(sig.entropy <= std::log(4.0f));  // was -sum s ln s = 0.95 on the raw scores
     // Softmax over the selected (gpt-oss): the scores are logits of any sign; the distribution
-    // is the applied weights of the k selected experts.
+    // is their softmax over every expert (policies.h), not the k applied weights.
     const auto sel =
         router_confidence({3.5f, -2.0f, 1.0f, 0.25f}, {0.75f, 0.25f}, "softmax_over_topk");
-    QCOMPARE(sel.top_prob, 0.75f);
-    QCOMPARE(sel.margin, 0.5f);
-    QVERIFY(std::fabs(sel.entropy - (-(0.75 * std::log(0.75) + 0.25 * std::log(0.25)))) < 1e-6);
+    {
+      const double z = std::exp(3.5) + std::exp(-2.0) + std::exp(1.0) + std::exp(0.25);
+      const double q[] = {std::exp(3.5) / z, std::exp(-2.0) / z, std::exp(1.0) / z,
+                          std::exp(0.25) / z};
+      double hq = 0;
+      for (double x : q) hq -= x * std::log(x);
+      QVERIFY(std::fabs(sel.top_prob - q[0]) < 1e-6);
+      QVERIFY(std::fabs(sel.margin - (q[0] - q[2])) < 1e-6);
+      QVERIFY(std::fabs(sel.entropy - hq) < 1e-6);
+    }
     // Softmax (or unknown): the probabilities as given.
     const auto soft = router_confidence({0.2f, 0.5f, 0.3f}, {0.5f}, "softmax");
     QCOMPARE(soft.top_prob, 0.5f);
@@ -227,8 +234,8 @@ class ViewsCpuTest : public QObject {
     g.gating = "softmax_over_topk";
     g.active_count = {4};
     const HeatmapView e = routing_confidence_view(g, RoutingColour::kEntropy);
-    QCOMPARE(e.scale.max, std::log(4.0f));  // ln k, over the selected experts
-    QVERIFY(e.subtitle.find("softmax over the selected") != std::string::npos);
+    QCOMPARE(e.scale.max, std::log(4.0f));  // ln expert_count
+    QVERIFY(e.subtitle.find("softmax of the router logits over all experts") != std::string::npos);
     const auto names = routing_colour_names("sigmoid");
     QCOMPARE(int(names.size()), kRoutingColourCount);
     QVERIFY(names[size_t(RoutingColour::kTopProb)].find("not probabilities") != std::string::npos);

@@ -138,9 +138,9 @@ std::vector<std::string> routing_colour_names(const std::string& gating) {
     n.push_back("colour: score share margin top1 - top2 (sigmoid scores, normalised)");
     n.push_back("colour: entropy of normalised sigmoid scores");
   } else if (gating == "softmax_over_topk") {
-    n.push_back("colour: weight of the top expert (softmax over the selected)");
-    n.push_back("colour: weight margin top1 - top2 (softmax over the selected)");
-    n.push_back("colour: entropy of the selected experts' weights");
+    n.push_back("colour: top expert share (router logits, softmax over all experts)");
+    n.push_back("colour: share margin top1 - top2 (router logits, softmax over all experts)");
+    n.push_back("colour: entropy of the router logits' softmax over all experts");
   } else {
     n.push_back("colour: router probability (top expert)");
     n.push_back("colour: margin top1 - top2");
@@ -192,26 +192,27 @@ HeatmapView routing_confidence_view(const RoutingGrid& g, RoutingColour c) {
     return v;
   }
   if (g.gating == "softmax_over_topk") {
-    // The router outputs logits (any sign); only the weights over the selected k are a
-    // distribution.
-    int k = 2;
-    for (int32_t a : g.active_count) k = std::max(k, static_cast<int>(a));
+    // The router outputs logits (any sign): softmaxed over every expert, the distribution the
+    // top-p and entropy routing policies use (policies.h); the applied weights are a softmax
+    // over the k selected only.
+    const int nx = std::max(2, g.expert_count);
     const std::string basis =
-        "weights: softmax over the selected experts (router scores are logits)";
+        "router logits (not probabilities), softmax over all experts; the weights applied are a "
+        "softmax over the selected";
     if (c == RoutingColour::kTopProb) {
-      v.title = "Top weight (softmax over the selected)";
+      v.title = "Top expert share (router logits, softmax over all experts)";
       v.subtitle = basis;
-      v.value_unit = "weight (of the selected)";
+      v.value_unit = "share (softmax of the logits)";
     } else if (c == RoutingColour::kMargin) {
-      v.title = "Weight margin top1 - top2 (softmax over the selected)";
+      v.title = "Share margin top1 - top2 (router logits, softmax over all experts)";
       v.subtitle = basis;
-      v.value_unit = "top1 - top2 weight";
+      v.value_unit = "top1 - top2 share";
     } else {
-      v.title = "Weight entropy (softmax over the selected)";
-      v.scale.max = std::log(static_cast<float>(k));
-      v.subtitle = "softmax over the selected; ln " + std::to_string(k) + " = " +
-                   format_value(v.scale.max) + ": equal weights";
-      v.value_unit = "entropy of the weights (nats)";
+      v.title = "Router entropy (logits, softmax over all experts)";
+      v.scale.max = std::log(static_cast<float>(nx));
+      v.subtitle = "softmax of the router logits over all experts; ln " + std::to_string(nx) +
+                   " = " + format_value(v.scale.max) + ": every expert equal";
+      v.value_unit = "entropy (nats)";
     }
     return v;
   }
@@ -317,7 +318,22 @@ RouterConfidence router_confidence(const std::vector<float>& probs) {
 
 RouterConfidence router_confidence(const std::vector<float>& scores,
                                    const std::vector<float>& weights, const std::string& gating) {
-  if (gating == "softmax_over_topk") return router_confidence(weights);
+  if (gating == "softmax_over_topk") {
+    // Logits of any sign: their softmax over every expert (NaN entries left out).
+    float mx = -std::numeric_limits<float>::infinity();
+    for (float s : scores)
+      if (std::isfinite(s)) mx = std::max(mx, s);
+    if (!std::isfinite(mx)) return router_confidence(std::vector<float>{});
+    double sum = 0.0;
+    for (float s : scores)
+      if (std::isfinite(s)) sum += std::exp(static_cast<double>(s) - mx);
+    std::vector<float> p;
+    p.reserve(scores.size());
+    for (float s : scores)
+      p.push_back(std::isfinite(s) ? static_cast<float>(std::exp(static_cast<double>(s) - mx) / sum)
+                                   : std::numeric_limits<float>::quiet_NaN());
+    return router_confidence(p);
+  }
   if (gating != "sigmoid") return router_confidence(scores);
   double sum = 0.0;
   for (float s : scores)

@@ -40,7 +40,7 @@ enum class RoutingColour {
   kActiveCount,    // routing_active_count_view
   kTopProb,        // share of the top expert, 0..1 (router_confidence's distribution)
   kMargin,         // top1 - top2 share, 0..1 (small: the router hesitated)
-  kEntropy,        // entropy of that distribution, nats, 0..ln expert_count (ln k)
+  kEntropy,        // entropy of that distribution, nats, 0..ln expert_count
   kGroups,         // routing_groups_view (group-limited routers)
 };
 inline constexpr int kRoutingColourCount = 6;

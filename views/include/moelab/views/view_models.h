@@ -28,7 +28,7 @@ struct RoutingGrid {
   /// dense, the token was not routed or no router output was recorded for it. Empty: the run
   /// recorded no router output.
   /// top_prob: share of the top expert; margin: top1 - top2 share; entropy: -sum_e p_e ln p_e in
-  /// nats (0 .. ln expert_count; softmax_over_topk: 0 .. ln k).
+  /// nats (0 .. ln expert_count).
   std::vector<float> top_prob;
   std::vector<float> margin;
   std::vector<float> entropy;
@@ -55,8 +55,10 @@ struct RoutingGrid {
 ///  * "softmax" / "": the router's probabilities `scores` over all experts as given;
 ///  * "sigmoid": the sigmoid scores normalised over all experts, p_e = s_e / sum s (sigmoid
 ///    scores are independent per expert and do not sum to 1; DeepSeek-V3, arXiv:2412.19437 §2.1);
-///  * "softmax_over_topk": the applied `weights` of the k selected experts, which are a softmax
-///    over the selected router logits (gpt-oss) - the scores themselves are logits of any sign.
+///  * "softmax_over_topk" (gpt-oss): the scores are router logits of any sign; p = their softmax
+///    over all experts (the distribution moelab/policies/policies.h's top-p and entropy rules
+///    and RoutingProbe use; the applied weights are a softmax over the k selected only).
+///    `weights` is not used (kept for the callers' one signature).
 /// All NaN for an empty input. (Defined in view_kinds.cpp.)
 struct RouterConfidence {
   float top_prob, margin, entropy;
