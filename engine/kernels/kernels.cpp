@@ -190,10 +190,8 @@ void convert_activation(TensorType vt, const float* x, void* dst, int64_t n) {
       f32_to_bf16_row(x, static_cast<uint16_t*>(dst), n);
       return;
     case TensorType::Q8_0:
-      quantize_blocks<el::BlockQ8_0, el::QK>(x, dst, n);
-      return;
-    case TensorType::Q8_1:
-      quantize_blocks<el::BlockQ8_1, el::QK>(x, dst, n);
+    case TensorType::Q8_1:  // the active level's quantizer: the scalar reference's bytes
+      active_table().quantize_act[static_cast<int>(vt)](x, dst, n);
       return;
     case TensorType::Q8_K:
       quantize_blocks<el::BlockQ8_K, el::QK_K>(x, dst, n);

@@ -332,6 +332,8 @@ void fill_avx2(Table& t) {
   t.dot_tok[static_cast<int>(TensorType::Q6_K)] = dot_q6_k_tok;
   t.packed[static_cast<int>(TensorType::Q4_0)] = packed_rows<false>;
   t.packed[static_cast<int>(TensorType::Q8_0)] = packed_rows<true>;
+  t.quantize_act[static_cast<int>(TensorType::Q8_0)] = quantize_act_row<BlockQ8_0>;
+  t.quantize_act[static_cast<int>(TensorType::Q8_1)] = quantize_act_row<BlockQ8_1>;
 }
 
 }  // namespace moelab::kernels::cpu

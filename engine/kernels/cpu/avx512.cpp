@@ -319,6 +319,8 @@ void fill_avx512(Table& t, bool vnni) {
   set(TensorType::Q6_K, dot_q6_k, dq_blocks<BlockQ6_K, QK_K>);
   t.dot_tok[static_cast<int>(TensorType::Q4_K)] = dot_q4_k_tok;
   t.dot_tok[static_cast<int>(TensorType::Q6_K)] = dot_q6_k_tok;
+  t.quantize_act[static_cast<int>(TensorType::Q8_0)] = quantize_act_row<BlockQ8_0>;
+  t.quantize_act[static_cast<int>(TensorType::Q8_1)] = quantize_act_row<BlockQ8_1>;
 }
 
 }  // namespace moelab::kernels::cpu
