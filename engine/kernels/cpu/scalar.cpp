@@ -152,6 +152,8 @@ void fill_scalar(Table& t) {
   set<BlockQ6_K, BlockQ8_K, QK_K>(t, TensorType::Q6_K);
   t.packed[int(TensorType::Q4_0)] = packed_rows<false>;
   t.packed[int(TensorType::Q8_0)] = packed_rows<true>;
+  t.packed_cached[int(TensorType::Q4_0)] = packed_rows<false>;
+  t.packed_cached[int(TensorType::Q8_0)] = packed_rows<true>;
   t.quantize_act[int(TensorType::Q8_0)] = quantize_act_row<BlockQ8_0>;
   t.quantize_act[int(TensorType::Q8_1)] = quantize_act_row<BlockQ8_1>;
 }
