@@ -246,10 +246,10 @@ void packed_n(const uint8_t* w, uint64_t gbytes, const uint8_t* x, int64_t n_pai
     const uint8_t* xp = x + p * kPackedXPairBytes;
     for (int g = 0; g < G; ++g) {
       const uint8_t* wp = w + g * gbytes + p * kPair;
-      // the same pair G groups on (the next call's groups; see the AVX-512 kernel)
+      // the same pair G groups on (the next call's groups), into L2 (see the AVX-512 kernel)
       if constexpr (kPf)
         for (int c = 0; c < kPair; c += 64)
-          _mm_prefetch(reinterpret_cast<const char*>(wp) + G * gbytes + c, _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(wp) + G * gbytes + c, _MM_HINT_T1);
       for (int h = 0; h < 2; ++h) {
         const __m256 d =
             _mm256_mul_ps(_mm256_cvtph_ps(loadu128(wp + 16 * h)),
