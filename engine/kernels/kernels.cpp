@@ -190,10 +190,8 @@ void convert_activation(TensorType vt, const float* x, void* dst, int64_t n) {
       f32_to_bf16_row(x, static_cast<uint16_t*>(dst), n);
       return;
     case TensorType::Q8_0:
-      quantize_blocks<el::BlockQ8_0, el::QK>(x, dst, n);
-      return;
-    case TensorType::Q8_1:
-      quantize_blocks<el::BlockQ8_1, el::QK>(x, dst, n);
+    case TensorType::Q8_1:  // the active level's quantizer: the scalar reference's bytes
+      active_table().quantize_act[static_cast<int>(vt)](x, dst, n);
       return;
     case TensorType::Q8_K:
       quantize_blocks<el::BlockQ8_K, el::QK_K>(x, dst, n);
@@ -471,6 +469,7 @@ void matmul_repacked(TensorType type, const void* w, int64_t n_in, int64_t n_out
                 {.subject = "matmul_repacked"});
   if (n_tokens <= 0) return;
   const cpu::PackedFn fn = table_for(level).packed[static_cast<int>(type)];
+  const cpu::PackedFn fn_cached = table_for(level).packed_cached[static_cast<int>(type)];
   const uint64_t gb = kGroupRows * row_bytes(type, n_in);
   const uint64_t xpb = expanded_bytes(n_in);
   const int64_t n_pairs = n_in / 64, groups = n_out / kGroupRows;
@@ -490,8 +489,9 @@ void matmul_repacked(TensorType type, const void* w, int64_t n_in, int64_t n_out
     run_rows(pool, groups, [&](int64_t b, int64_t e, int) {
       for (int64_t g = b; g < e; g += cpu::kMaxPackedGroups) {
         const int ng = static_cast<int>(std::min<int64_t>(cpu::kMaxPackedGroups, e - g));
-        for (int64_t tk = 0; tk < nt; ++tk)
-          fn(wb + g * gb, gb, ng, xs + tk * xpb, n_pairs, y + (t0 + tk) * n_out + g * kGroupRows);
+        for (int64_t tk = 0; tk < nt; ++tk)  // the first token brings these groups in
+          (tk == 0 ? fn : fn_cached)(wb + g * gb, gb, ng, xs + tk * xpb, n_pairs,
+                                     y + (t0 + tk) * n_out + g * kGroupRows);
       }
     });
   }

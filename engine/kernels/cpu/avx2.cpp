@@ -236,7 +236,7 @@ void dq_blocks(const void* src, float* dst, int64_t n) {
 // and upper halves), so the results are its bits. Q4_0: unsigned nibbles (maddubs cannot saturate:
 // 2 * 15 * 127 < 32768) plus the offset term; Q8_0: signed quants with the sign moved onto the
 // activation (dot_i8_s), no offset.
-template <bool kQ8, int G>
+template <bool kQ8, int G, bool kPf>
 void packed_n(const uint8_t* w, uint64_t gbytes, const uint8_t* x, int64_t n_pairs, float* out) {
   constexpr int kPair = kQ8 ? kPackedPairBytesQ8_0 : kPackedPairBytesQ4_0;
   const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
@@ -246,9 +246,10 @@ void packed_n(const uint8_t* w, uint64_t gbytes, const uint8_t* x, int64_t n_pai
     const uint8_t* xp = x + p * kPackedXPairBytes;
     for (int g = 0; g < G; ++g) {
       const uint8_t* wp = w + g * gbytes + p * kPair;
-      // the same pair G groups on (the next call's groups; see the AVX-512 kernel)
-      for (int c = 0; c < kPair; c += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(wp) + G * gbytes + c, _MM_HINT_T0);
+      // the same pair G groups on (the next call's groups), into L2 (see the AVX-512 kernel)
+      if constexpr (kPf)
+        for (int c = 0; c < kPair; c += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(wp) + G * gbytes + c, _MM_HINT_T1);
       for (int h = 0; h < 2; ++h) {
         const __m256 d =
             _mm256_mul_ps(_mm256_cvtph_ps(loadu128(wp + 16 * h)),
@@ -283,12 +284,12 @@ void packed_n(const uint8_t* w, uint64_t gbytes, const uint8_t* x, int64_t n_pai
   }
   for (int g = 0; g < G; ++g) _mm256_storeu_ps(out + 8 * g, _mm256_add_ps(acc[g][0], acc[g][1]));
 }
-template <bool kQ8>
+template <bool kQ8, bool kPf>
 void packed_rows(const uint8_t* w, uint64_t gbytes, int n_groups, const uint8_t* x, int64_t n_pairs,
                  float* out) {
   for (; n_groups >= 2; n_groups -= 2, w += 2 * gbytes, out += 16)
-    packed_n<kQ8, 2>(w, gbytes, x, n_pairs, out);
-  if (n_groups == 1) packed_n<kQ8, 1>(w, gbytes, x, n_pairs, out);
+    packed_n<kQ8, 2, kPf>(w, gbytes, x, n_pairs, out);
+  if (n_groups == 1) packed_n<kQ8, 1, kPf>(w, gbytes, x, n_pairs, out);
 }
 
 }  // namespace
@@ -330,8 +331,12 @@ void fill_avx2(Table& t) {
   t.dot_rows[static_cast<int>(TensorType::Q5_1)] = dot32_rows<DecQ5_1, IdotMaddubs>;
   t.dot_tok[static_cast<int>(TensorType::Q4_K)] = dot_q4_k_tok;
   t.dot_tok[static_cast<int>(TensorType::Q6_K)] = dot_q6_k_tok;
-  t.packed[static_cast<int>(TensorType::Q4_0)] = packed_rows<false>;
-  t.packed[static_cast<int>(TensorType::Q8_0)] = packed_rows<true>;
+  t.packed[static_cast<int>(TensorType::Q4_0)] = packed_rows<false, true>;
+  t.packed_cached[static_cast<int>(TensorType::Q4_0)] = packed_rows<false, false>;
+  t.packed[static_cast<int>(TensorType::Q8_0)] = packed_rows<true, true>;
+  t.packed_cached[static_cast<int>(TensorType::Q8_0)] = packed_rows<true, false>;
+  t.quantize_act[static_cast<int>(TensorType::Q8_0)] = quantize_act_row<BlockQ8_0>;
+  t.quantize_act[static_cast<int>(TensorType::Q8_1)] = quantize_act_row<BlockQ8_1>;
 }
 
 }  // namespace moelab::kernels::cpu

@@ -113,6 +113,12 @@ void packed_rows(const uint8_t* w, uint64_t gbytes, int n_groups, const uint8_t*
   }
 }
 
+template <class XB>
+void quantize_act_row(const float* x, void* dst, int64_t n) {
+  XB* b = static_cast<XB*>(dst);
+  for (int64_t i = 0; i < n / el::QK; ++i) el::quantize_act(x + i * el::QK, b[i]);
+}
+
 template <class WB, class XB, int kBlock>
 void set(Table& t, TensorType type) {
   t.dot[static_cast<int>(type)] = &dot_blocks<WB, XB, kBlock>;
@@ -146,6 +152,10 @@ void fill_scalar(Table& t) {
   set<BlockQ6_K, BlockQ8_K, QK_K>(t, TensorType::Q6_K);
   t.packed[int(TensorType::Q4_0)] = packed_rows<false>;
   t.packed[int(TensorType::Q8_0)] = packed_rows<true>;
+  t.packed_cached[int(TensorType::Q4_0)] = packed_rows<false>;
+  t.packed_cached[int(TensorType::Q8_0)] = packed_rows<true>;
+  t.quantize_act[int(TensorType::Q8_0)] = quantize_act_row<BlockQ8_0>;
+  t.quantize_act[int(TensorType::Q8_1)] = quantize_act_row<BlockQ8_1>;
 }
 
 }  // namespace moelab::kernels::cpu

@@ -158,6 +158,50 @@ class TestKernels : public QObject {
     }
   }
 
+  // The activation quantizers (Q8_0 for Q4_0/Q8_0/..., Q8_1 for Q4_1/Q5_1) give the scalar
+  // reference's bytes (el::quantize_act) at every SIMD level: random blocks of several scales,
+  // exact ties (amax 127, so x * id = x: half-way values round to even), an all-zero block, a
+  // block so small that 127 / amax overflows, and blocks with an infinity and a NaN.
+  void activationQuantizerSimdIsExact() {
+    const int64_t n = 32 * 24;
+    std::vector<float> x = random_floats(n, 77);
+    for (int64_t i = 32; i < 64; ++i) x[i] *= 1e-3f;
+    for (int64_t i = 64; i < 96; ++i) x[i] *= 1e4f;
+    const float ties[8] = {127.0f, 0.5f, 1.5f, -2.5f, 126.5f, -0.5f, 3.5f, -0.0f};
+    for (int j = 0; j < 32; ++j) x[96 + j] = ties[j % 8] * (j < 8 ? 1.0f : 0.25f);
+    std::fill(x.begin() + 128, x.begin() + 160, 0.0f);
+    for (int j = 0; j < 32; ++j) x[160 + j] = el::bits_f32(0x00000100u + j) * (j % 2 ? -1 : 1);
+    x[192 + 5] = INFINITY;
+    x[224 + 9] = std::nanf("");
+    const Simd saved = kernels::active_simd();
+    for (TensorType wt : {TensorType::Q4_0, TensorType::Q4_1}) {
+      const bool q81 = kernels::vec_dot_type(wt) == TensorType::Q8_1;
+      const size_t bytes = kernels::activation_row_bytes(wt, n);
+      std::vector<uint8_t> ref(bytes);
+      for (int64_t i = 0; i < n / 32; ++i) {
+        if (q81)
+          el::quantize_act(x.data() + 32 * i, reinterpret_cast<el::BlockQ8_1*>(ref.data())[i]);
+        else
+          el::quantize_act(x.data() + 32 * i, reinterpret_cast<el::BlockQ8_0*>(ref.data())[i]);
+      }
+      if (!q81) {  // the ties block: d = 1, quants round half to even
+        const auto& b = reinterpret_cast<const el::BlockQ8_0*>(ref.data())[3];
+        QCOMPARE(el::h2f(b.d), 1.0f);
+        const int want[8] = {127, 0, 2, -2, 126, 0, 4, 0};
+        for (int j = 0; j < 8; ++j) QCOMPARE(static_cast<int>(b.qs[j]), want[j]);
+      }
+      for (Simd s : levels()) {
+        kernels::set_simd(s);
+        std::vector<uint8_t> got(bytes, 0xAB);
+        kernels::quantize_activation(wt, x.data(), got.data(), n);
+        kernels::set_simd(saved);
+        QVERIFY2(std::memcmp(got.data(), ref.data(), bytes) == 0,
+                 qPrintable(QString("%1 activation at %2 differs from scalar")
+                                .arg(tname(kernels::vec_dot_type(wt)), kernels::simd_name(s))));
+      }
+    }
+  }
+
   void dotSimdMatchesScalar() {
     const int64_t n = 2048, rows = 8;
     for (auto t : all_weight_types()) {
