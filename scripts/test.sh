@@ -6,14 +6,14 @@
 # ThreadSanitizer, then a bounded libFuzzer run of the untrusted-input parsers (clang, preset
 # "fuzz").
 #
-# Environment: MOELAB_JOBS (default 2), MOELAB_FUZZ_SECONDS (default 60; 0 skips fuzzing),
+# Environment: MOELAB_JOBS (default 2), MOELAB_FUZZ_SECONDS (default 45; 0 skips fuzzing),
 #              MOELAB_SKIP_SLOW=1 (skip the slow label), MOELAB_SANITIZERS=0 (skip the ASan and
 #              TSan runs), MOELAB_SHARED_DIR (default ../shared).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 jobs=${MOELAB_JOBS:-2}
-fuzz_seconds=${MOELAB_FUZZ_SECONDS:-60}
+fuzz_seconds=${MOELAB_FUZZ_SECONDS:-45}
 sanitizers=${MOELAB_SANITIZERS:-${MOELAB_ASAN:-1}}
 shared=${MOELAB_SHARED_DIR:-$(pwd)/../shared}
 t0=$(date +%s)
