@@ -25,6 +25,7 @@
 
 #include "cli.h"
 #include "demo_model_path.h"
+#include "gui_test_support.h"
 #include "lab_run.h"
 #include "live_feed.h"
 #include "main_window.h"
@@ -45,14 +46,7 @@ namespace {
 const char* kMoe = "fixtures/models/mixtral-moe/mixtral-moe.F32.gguf";
 
 void drop(QWidget* target, const QList<QUrl>& urls) {
-  QMimeData mime;
-  mime.setUrls(urls);
-  const QPoint pos = target->rect().center();
-  QDragEnterEvent enter(pos, Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
-  QApplication::sendEvent(target, &enter);
-  QVERIFY(enter.isAccepted());
-  QDropEvent ev(QPointF(pos), Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
-  QApplication::sendEvent(target, &ev);
+  QVERIFY(moelab::test::drop_urls(target, urls));
 }
 
 QString fixture(const char* rel) {
@@ -96,12 +90,7 @@ class TestGuiLab : public QObject {
   int n_ = 0;
 
   MainWindow::Options opts(const QString& name) {
-    MainWindow::Options o;
-    o.dbPath = dir_ + "/" + name + ".db";
-    QFile::remove(o.dbPath);
-    o.restoreLayout = false;
-    o.session = "lab " + name;
-    return o;
+    return moelab::test::fresh_window(dir_, name, "lab");
   }
   // Loads the MoE fixture into `w` and waits until it can run.
   bool loadMoe(MainWindow& w) {

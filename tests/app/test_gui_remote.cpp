@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_run.h"
+#include "gui_test_support.h"
 #include "main_window.h"
 #include "moelab/storage/store.h"
 #include "remote_endpoints.h"
@@ -49,12 +50,7 @@ class TestGuiRemote : public QObject {
   QString url_;
 
   MainWindow::Options opts(const QString& name) {
-    MainWindow::Options o;
-    o.dbPath = dir_ + "/" + name + ".db";
-    QFile::remove(o.dbPath);
-    o.restoreLayout = false;
-    o.session = "remote " + name;
-    return o;
+    return moelab::test::fresh_window(dir_, name, "remote");
   }
 
   // The Run panel's prompt and sampling as a user sets them (the same as the local reference).

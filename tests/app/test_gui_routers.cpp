@@ -18,6 +18,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "gui_test_support.h"
 #include "main_window.h"
 #include "model_card_view.h"
 #include "moelab/storage/store.h"
@@ -126,12 +127,7 @@ class TestGuiRouters : public QObject {
   QString dir_;
 
   MainWindow::Options opts(const QString& name) {
-    MainWindow::Options o;
-    o.dbPath = dir_ + "/" + name + ".db";
-    QFile::remove(o.dbPath);
-    o.restoreLayout = false;
-    o.session = "routers " + name;
-    return o;
+    return moelab::test::fresh_window(dir_, name, "routers");
   }
   bool load(MainWindow& w, const Case& c) {
     QSignalSpy ready(&w, &MainWindow::modelReady);

@@ -8,20 +8,14 @@
 #include <QStandardPaths>
 #include <QtTest>
 
+#include "gui_test_support.h"
 #include "main_window.h"
 #include "test_support.h"
 
 namespace {
 // Delivers a drop of `urls` onto `target` the way a desktop does.
 void drop(QWidget* target, const QList<QUrl>& urls) {
-  QMimeData mime;
-  mime.setUrls(urls);
-  const QPoint pos = target->rect().center();
-  QDragEnterEvent enter(pos, Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
-  QApplication::sendEvent(target, &enter);
-  QVERIFY(enter.isAccepted());
-  QDropEvent ev(QPointF(pos), Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
-  QApplication::sendEvent(target, &ev);
+  QVERIFY(moelab::test::drop_urls(target, urls));
 }
 }  // namespace
 

@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "gui_test_support.h"
 #include "main_window.h"
 #include "moelab/storage/store.h"
 #include "settings.h"
@@ -43,13 +44,7 @@ QString fixture(const char* rel) {
 }
 
 void drop(QWidget* target, const QString& path) {
-  QMimeData mime;
-  mime.setUrls({QUrl::fromLocalFile(path)});
-  const QPoint pos = target->rect().center();
-  QDragEnterEvent enter(pos, Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
-  QApplication::sendEvent(target, &enter);
-  QDropEvent ev(QPointF(pos), Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
-  QApplication::sendEvent(target, &ev);
+  moelab::test::drop_urls(target, {QUrl::fromLocalFile(path)});
 }
 
 lab::LiveToken tok(int32_t index, int32_t id, const std::string& piece,
@@ -92,12 +87,7 @@ class TestGuiTokens : public QObject {
   QString dir_;
 
   MainWindow::Options opts(const QString& name) {
-    MainWindow::Options o;
-    o.dbPath = dir_ + "/" + name + ".db";
-    QFile::remove(o.dbPath);
-    o.restoreLayout = false;
-    o.session = "tokens " + name;
-    return o;
+    return moelab::test::fresh_window(dir_, name, "tokens");
   }
   bool loadMoe(MainWindow& w) {
     QSignalSpy ready(&w, &MainWindow::modelReady);

@@ -29,6 +29,7 @@
 
 #include "cli.h"
 #include "drop_zone.h"
+#include "gui_test_support.h"
 #include "main_window.h"
 #include "moelab/compare/compare.h"
 #include "moelab/model/model.h"
@@ -55,13 +56,7 @@ QString fixture(const char* rel) {
 }
 
 void drop(QWidget* target, const QString& path) {
-  QMimeData mime;
-  mime.setUrls({QUrl::fromLocalFile(path)});
-  const QPoint pos = target->rect().center();
-  QDragEnterEvent enter(pos, Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
-  QApplication::sendEvent(target, &enter);
-  QDropEvent ev(QPointF(pos), Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
-  QApplication::sendEvent(target, &ev);
+  moelab::test::drop_urls(target, {QUrl::fromLocalFile(path)});
 }
 
 // WCAG 2 contrast ratio of two colours (relative luminance of sRGB).
