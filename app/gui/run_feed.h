@@ -12,6 +12,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -141,6 +142,13 @@ class RunViewData {
   /// Query rows of `layer` stored per head: the prompt's rows then one per decode step, without
   /// gaps (0 when none).
   int attention_rows(int layer) const;
+  /// The prompt tokens among attention(layer)'s positions: position p < this is prompt token p,
+  /// position this + i is generated token i. Runs with the prompt's head mean only (no per-head
+  /// rows for the layer): every position is a prompt token (INT_MAX).
+  int attention_prompt_tokens(int layer) const {
+    const auto it = heads_.find(layer);
+    return it != heads_.end() ? it->second.n_prompt : std::numeric_limits<int>::max();
+  }
   /// The attention of `layer`, head `head` (-1: the mean over heads), F32 [n, n] over positions
   /// 0..n-1 with n = attention_rows(layer) (query = key position; the causal mask as NaN) and
   /// token text on both axes (prompt tokens, then the generated tokens: position n_prompt + i

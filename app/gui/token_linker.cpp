@@ -12,6 +12,7 @@
 #include <QToolButton>
 #include <QVBoxLayout>
 #include <algorithm>
+#include <limits>
 
 #include "output_view.h"
 #ifdef MOELAB_HAVE_VIEWS_PANEL
@@ -153,10 +154,17 @@ void TokenLinker::onCellActivated(int page, int row, int col) {
     case Page::kRouting:  // rows = layers, columns = token positions
       selectToken(col);
       break;
-    case Page::kAttention: {  // the query row's token: a prompt position
+    case Page::kAttention: {  // the query row's token: a prompt or a generated token
       const auto a = views_->attentionSnapshot();
       if (!a) break;
-      selectPromptToken(row + (a->n_key - a->n_query));
+      const int pos = row + (a->n_key - a->n_query);
+      const moelab::lab::RunViewData* f = data_ ? data_() : nullptr;
+      const int n_prompt = f ? f->attention_prompt_tokens(views_->attentionLayer())
+                             : std::numeric_limits<int>::max();
+      if (pos < n_prompt)
+        selectPromptToken(pos);
+      else
+        selectToken(pos - n_prompt);
       break;
     }
     case Page::kExpertLoad: {  // which tokens went to that layer's expert
@@ -213,6 +221,17 @@ void TokenLinker::onSelection(const moelab::lab::TokenSelection& s) {
       mark.token = int(s.position);
       const int i = output_->indexOf(int(s.position));
       if (i >= 0) mark.experts = moelab::lab::expert_cells(output_->tokens()[size_t(i)]);
+      // Its row and column on the Attention page, where the map covers the generated tokens.
+      const moelab::lab::RunViewData* f = data_ ? data_() : nullptr;
+      const auto a = views_->attentionSnapshot();
+      if (f && a) {
+        const int n_prompt = f->attention_prompt_tokens(views_->attentionLayer());
+        if (n_prompt != std::numeric_limits<int>::max() && n_prompt + s.position < a->n_key) {
+          const int pos = n_prompt + int(s.position);
+          mark.attention_row = pos - (a->n_key - a->n_query);
+          mark.attention_col = pos;
+        }
+      }
     } else if (s.part == Part::kPrompt) {
       if (const auto a = views_->attentionSnapshot()) {
         mark.attention_row = int(s.position) - (a->n_key - a->n_query);

@@ -249,9 +249,18 @@ class TestGuiTokens : public QObject {
     got = vp->heatmapMarks().cells;
     std::sort(got.begin(), got.end());
     QCOMPARE(got, diag);
-    // Generated tokens have no row in the prompt-attention map: no crosshair there.
+    // The Attention page covers the prompt and the generated tokens: generated token n is
+    // position n_prompt + n, crosshair on its row and column.
     vp->setPage(Page::kAttention);
-    QCOMPARE(vp->heatmapMarks().col, -1);
+    {
+      const auto am = vp->attentionSnapshot();
+      QVERIFY(am && w.viewData());
+      const int nPrompt = w.viewData()->attention_prompt_tokens(vp->attentionLayer());
+      QVERIFY(nPrompt > 0 && nPrompt < 1000);
+      QVERIFY(nPrompt + n < am->n_key);
+      QCOMPARE(vp->heatmapMarks().col, nPrompt + n);
+      QCOMPARE(vp->heatmapMarks().row, nPrompt + n - (am->n_key - am->n_query));
+    }
     // Another layer in the Output pane: the status line names it.
     out->setLayer(0);
     QCOMPARE(link->statusText(), expectedStatus(s, run1, n, 0));
@@ -300,6 +309,17 @@ class TestGuiTokens : public QObject {
     QCOMPARE(out->selectedToken(), -1);
     QVERIFY2(link->statusText().startsWith(QString("prompt token %1 '").arg(promptPos)),
              qPrintable(link->statusText()));
+    // A generated token's row: that generated token, in every view.
+    {
+      const int nPrompt = w.viewData()->attention_prompt_tokens(vp->attentionLayer());
+      const int g = 2;
+      const QPoint gc = vp->heatmapCellCentre(nPrompt + g - (a->n_key - a->n_query), 0);
+      QVERIFY(!gc.isNull());
+      QTest::mouseClick(vp->heatmapWidget(), Qt::LeftButton, {}, gc);
+      QCOMPARE(link->selection().generated(), int64_t(g));
+      QCOMPARE(out->selectedToken(), g);
+      QCOMPARE(vp->heatmapMarks().col, nPrompt + g);
+    }
 
     // A token of an expert's token list (the link in the Expert load line).
     vp->setPage(Page::kExpertLoad);
