@@ -11,7 +11,7 @@
 #   avx2    GGML_NATIVE=OFF with AVX, AVX2, FMA, F16C and no AVX-512 (the AVX2-only comparison)
 #
 # Output, under build/llamacpp/ (BUILD_ROOT to change):
-#   <variant>/bin/{llama-bench,llama-server,llama-perplexity,llama-cli}
+#   <variant>/bin/{llama-bench,llama-server,llama-perplexity,llama-cli,llama-quantize}
 #   <variant>/bin/libllama.so, libggml*.so   (shared: the Python binding loads them)
 #   py/llama_cpp/                            the binding's pure-Python package from the same sdist
 #   env.sh                                   `source` it: PYTHONPATH and LLAMA_CPP_LIB_PATH for native
@@ -60,7 +60,7 @@ for v in "${variants[@]}"; do
     "${flags[@]}" >"$root/$v.configure.log" 2>&1 ||
     { tail -20 "$root/$v.configure.log" >&2; echo "build.sh: configure failed ($root/$v.configure.log)" >&2; exit 1; }
   cmake --build "$root/$v/build" -j "$jobs" \
-    --target llama-bench llama-server llama-perplexity llama-cli llama >"$root/$v.build.log" 2>&1 ||
+    --target llama-bench llama-server llama-perplexity llama-cli llama-quantize llama >"$root/$v.build.log" 2>&1 ||
     { tail -30 "$root/$v.build.log" >&2; echo "build.sh: build failed ($root/$v.build.log)" >&2; exit 1; }
   ln -sfn build/bin "$root/$v/bin"  # llama.cpp puts every binary and library in build/bin
   "$root/$v/bin/llama-bench" --version 2>&1 | tail -1
