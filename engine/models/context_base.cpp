@@ -11,8 +11,6 @@
 
 namespace moelab::models {
 
-namespace {
-// The router the architecture asks for, for policies::Router (as route_spec for the kernels).
 RouterGating router_gating(const ArchConfig& c) {
   RouterGating g;
   g.renormalise = c.moe_renormalise;
@@ -24,7 +22,6 @@ RouterGating router_gating(const ArchConfig& c) {
   g.n_group_used = c.expert_groups_used;
   return g;
 }
-}  // namespace
 
 ContextBase::ContextBase(const ModelCard& card, const ArchConfig& cfg, const ContextParams& p,
                          std::shared_ptr<PolicyStats> shared_stats)

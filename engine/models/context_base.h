@@ -28,6 +28,11 @@
 
 namespace moelab::models {
 
+/// The router an architecture's configuration asks for (its moe_* and expert_groups fields):
+/// the one place those fields are read. policies::Router takes it as is; the kernels take the
+/// same gate as ops::element::RouteSpec, converted from it by route_spec (forward.h).
+RouterGating router_gating(const ArchConfig& c);
+
 /// The attention parameters of one layer, derived from the card, the architecture and the
 /// run's attention policy.
 struct AttentionSetup {

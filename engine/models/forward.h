@@ -178,17 +178,27 @@ class ForwardContext : public ContextBase {
   void moe_ffn(int il, int64_t n);
 };
 
-/// The routing an architecture's configuration asks for (el::route_token_gated).
-inline ops::element::RouteSpec route_spec(const ArchConfig& c) {
+/// The gate policies::Router uses (RouterGating), as el::route_token_gated takes it. Every
+/// field of RouterGating has its counterpart here; the static_assert below fails when a field is
+/// added to one struct and not mapped (their sizes then no longer match the recorded ones).
+inline ops::element::RouteSpec route_spec(const RouterGating& g) {
+  static_assert(sizeof(RouterGating) == 16 && sizeof(ops::element::RouteSpec) == 20,
+                "a router field was added: map it in route_spec and update these sizes");
   ops::element::RouteSpec r;
-  r.sigmoid = c.moe_sigmoid;
-  r.renormalise = c.moe_renormalise;
-  r.unit = c.moe_unit_weights;
-  r.scale = c.moe_weights_scale;
-  r.softmax_selected = c.moe_softmax_selected;
-  r.n_group = c.expert_groups;
-  r.n_group_used = c.expert_groups_used;
+  r.sigmoid = g.sigmoid;
+  r.renormalise = g.renormalise;
+  r.unit = g.unit_weights;
+  r.scale = g.scale;
+  r.softmax_selected = g.softmax_selected;
+  r.n_group = g.n_group;
+  r.n_group_used = g.n_group_used;
   return r;
+}
+
+/// The routing an architecture's configuration asks for, for the kernels: the same gate as
+/// ContextBase's policies::Router (router_gating), so the two cannot drift apart.
+inline ops::element::RouteSpec route_spec(const ArchConfig& c) {
+  return route_spec(router_gating(c));
 }
 
 /// The pre-norm transformer block (LLaMA, arXiv:2302.13971): attention_block, then ffn_block.
