@@ -51,7 +51,7 @@ void add_logits(CLI::App& app, Io io, Action& action) {
   auto opts = std::make_shared<LogitsOptions>();
   auto* sub = app.add_subcommand(
       "logits", "Evaluate token ids as one batch; write float32 [n_tokens, n_vocab] logits");
-  sub->add_option("--model", opts->model, "GGUF model file")->required();
+  sub->add_option("-m,--model", opts->model, "GGUF model file")->required();
   sub->add_option("--tokens", opts->tokens, "comma-separated token ids, e.g. 1,403,407")
       ->required();
   sub->add_option("--out", opts->out, "output file (raw little-endian float32)")->required();

@@ -374,6 +374,20 @@ class TestCliConsistency : public QObject {
                qPrintable(QString::fromStdString(describe({"inspect", "--check", p}, r))));
     }
   }
+
+  // 8. Every subcommand that reads a model takes -m as --model (logits did not): same logits.
+  void model_short_option_everywhere() {
+    const CliResult a = cli_run({"logits", "-m", m4_, "--tokens", "1,3", "--out", path("m1.bin")});
+    QVERIFY2(a.code == 0, a.err.c_str());
+    const CliResult b =
+        cli_run({"logits", "--model", m4_, "--tokens", "1,3", "--out", path("m2.bin")});
+    QVERIFY2(b.code == 0, b.err.c_str());
+    QFile fa(QString::fromStdString(path("m1.bin"))), fb(QString::fromStdString(path("m2.bin")));
+    QVERIFY(fa.open(QIODevice::ReadOnly) && fb.open(QIODevice::ReadOnly));
+    const QByteArray da = fa.readAll();
+    QVERIFY(da.size() > 0);
+    QCOMPARE(da, fb.readAll());
+  }
 };
 
 QTEST_GUILESS_MAIN(TestCliConsistency)
