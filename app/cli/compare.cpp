@@ -25,6 +25,10 @@ namespace moelab::cli {
 
 namespace {
 
+using compare::comparison_warnings;
+using compare::Side;
+using compare::side_of;
+
 struct CompareCliOptions {
   std::string db;
   int64_t a = 0, b = 0;
@@ -69,62 +73,6 @@ void print_stability(std::ostream& out, const char* which, const std::vector<int
   for (const auto& m : s.metrics)
     out << "    " << m.key << ": mean " << fmt(m.mean) << ", sd " << fmt(m.stddev) << ", range ["
         << fmt(m.min) << ", " << fmt(m.max) << "], CV " << pct(m.cv) << '\n';
-}
-
-// What makes two sides of a comparison different experiments rather than two measurements of
-// one: the model (sha256 of the file), its expert_count and the prompt. Each side is the model
-// row and prompt of one run (or of a group's first run).
-struct Side {
-  std::string label;  // "A" / "B"
-  int64_t run_id = 0;
-  std::optional<storage::ModelRecord> model;
-  int64_t expert_count = -1;  // -1: unknown (no model row or card)
-  std::string prompt;
-};
-
-Side side_of(const storage::Store& store, const std::string& label, int64_t run_id) {
-  Side s{label, run_id, std::nullopt, -1, {}};
-  const auto r = store.run(run_id);
-  if (!r) return s;  // compare_runs / compare_groups report the unknown id
-  s.prompt = r->prompt;
-  if (r->model_id > 0) s.model = store.model(r->model_id);
-  if (s.model) {
-    const auto card = nlohmann::json::parse(s.model->card_json, nullptr, false);
-    if (card.is_object() && card.contains("expert_count") &&
-        card["expert_count"].is_number_integer())
-      s.expert_count = card["expert_count"].get<int64_t>();
-  }
-  return s;
-}
-
-std::string model_name(const Side& s) {
-  if (!s.model) return "unknown";
-  const std::string path = std::filesystem::path(s.model->path).filename().string();
-  return (path.empty() ? s.model->architecture : path) + " (" + s.model->sha256.substr(0, 12) + ")";
-}
-
-// Warnings that the two sides differ in model, expert count or prompt (stderr and the JSON
-// `warnings` array). `per_expert_refused` is set when expert counts differ: per-expert routing
-// deltas (expert i of A against expert i of B) then compare unrelated experts.
-std::vector<std::string> comparison_warnings(const Side& a, const Side& b,
-                                             bool* per_expert_refused) {
-  std::vector<std::string> w;
-  *per_expert_refused = false;
-  const std::string both = a.label + " and " + b.label;
-  if (a.model && b.model && a.model->sha256 != b.model->sha256)
-    w.push_back(both + " are runs of different models (" + a.label + ": " + model_name(a) + ", " +
-                b.label + ": " + model_name(b) + ")");
-  if (a.expert_count >= 0 && b.expert_count >= 0 && a.expert_count != b.expert_count) {
-    *per_expert_refused = true;
-    w.push_back(both + " have different expert counts (" + a.label + " " +
-                std::to_string(a.expert_count) + ", " + b.label + " " +
-                std::to_string(b.expert_count) + "): per-expert routing loads are not compared");
-  }
-  if (a.prompt != b.prompt)
-    w.push_back(both +
-                " have different prompts: KL and the output diff compare continuations of "
-                "different texts");
-  return w;
 }
 
 void print_warnings(const std::vector<std::string>& w, Io io) {
@@ -247,18 +195,8 @@ int run_compare(const CompareCliOptions& o, Io io) {
   co.seed = o.seed;
   if (groups) return run_group_compare(o, co, *store, io);
   auto c = compare::compare_runs(*store, o.a, o.b, co);
-  bool per_expert_refused = false;
-  std::vector<std::string> warnings = comparison_warnings(
-      side_of(*store, "A", o.a), side_of(*store, "B", o.b), &per_expert_refused);
-  // Same prompt, different outputs: from the first differing token on, the next-token
-  // distributions follow different prefixes.
-  if (c.kl && warnings.empty() && c.diff_summary.common_prefix < c.kl->n_positions)
-    warnings.push_back("the outputs differ from token " +
-                       std::to_string(c.diff_summary.common_prefix) + " on: KL over positions " +
-                       std::to_string(c.diff_summary.common_prefix) + ".." +
-                       std::to_string(c.kl->n_positions - 1) +
-                       " compares next-token distributions after different prefixes");
-  if (per_expert_refused) c.routing.clear();
+  const bool per_expert_refused = c.per_expert_refused;
+  const std::vector<std::string>& warnings = c.warnings;
   print_warnings(warnings, io);
   if (o.json) {
     nlohmann::json j = compare::to_json(c);

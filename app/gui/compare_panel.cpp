@@ -29,6 +29,15 @@ struct ComparePanel::Result {
 };
 
 namespace {
+
+// compare::check_comparable's warnings (different models, expert counts, prompts, diverged
+// outputs), one line each under the summary.
+QString warningsHtml(const std::vector<std::string>& warnings) {
+  QString html;
+  for (const auto& w : warnings)
+    html += QStringLiteral("<br><b>Warning:</b> ") + QString::fromStdString(w).toHtmlEscaped();
+  return html;
+}
 // One-line explanation with unit of each metric key (tooltips).
 QString metricHelp(const std::string& key) {
   static const std::map<std::string, const char*> help = {
@@ -238,8 +247,10 @@ void ComparePanel::compare(qint64 a, qint64 b) {
       r->ta = store.tokens(a);
       r->tb = store.tokens(b);
 #ifdef MOELAB_HAVE_VIEWS_PANEL
-      r->views = std::make_shared<const moelab::lab::CompareViews>(
-          moelab::lab::read_compare_views(store, a, b));
+      auto views = moelab::lab::read_compare_views(store, a, b);
+      // Different expert counts: expert i of A is not expert i of B, so no load difference.
+      if (r->c.per_expert_refused) views.load_a = views.load_b = {};
+      r->views = std::make_shared<const moelab::lab::CompareViews>(std::move(views));
 #endif
     } catch (const std::exception& e) {
       r->error = QString::fromStdString(e.what());
@@ -278,7 +289,8 @@ void ComparePanel::show(const std::shared_ptr<Result>& r) {
           .arg(st::status_name(c.b.status))
           .arg(c.b.n_tokens)
           .arg(100.0 * c.diff_summary.similarity, 0, 'f', 1)
-          .arg(c.diff_summary.common_prefix));
+          .arg(c.diff_summary.common_prefix) +
+      warningsHtml(c.warnings));
   // Metrics.
   metrics_->setRowCount(0);
   for (const auto& m : c.metrics) {

@@ -229,7 +229,14 @@ class TestGuiParts : public QObject {
       st::Store s(db.toStdString());
       st::RunBegin b;
       b.session_id = s.create_session("parts");
+      // Runs 0 and 1 of a 4-expert model, run 2 of an 8-expert one.
+      st::ModelRecord m4{0,       std::string(64, 'a'),     "/models/olmoe-0.gguf",
+                         "olmoe", R"({"expert_count": 4})", 0};
+      st::ModelRecord m8{0,       std::string(64, 'b'),     "/models/olmoe-2.gguf",
+                         "olmoe", R"({"expert_count": 8})", 0};
+      const int64_t id4 = s.upsert_model(m4), id8 = s.upsert_model(m8);
       for (int i = 0; i < 3; ++i) {
+        b.model_id = i == 2 ? id8 : id4;
         b.config_json = nlohmann::json{
             {"model", {{"path", "/models/olmoe-" + std::to_string(i) + ".gguf"}}},
             {"routing_policy", i == 1 ? "k:1" : "default"},
@@ -265,6 +272,16 @@ class TestGuiParts : public QObject {
     QCOMPARE(p.selection().a, qint64(ids[2]));
     QCOMPARE(p.selection().b, qint64(ids[1]));
     QVERIFY(done.count() == 1 || done.wait(30000));
+    // The summary says what compare and the reports say (compare::check_comparable).
+    QVERIFY2(p.summaryText().contains("<b>Warning:</b> A and B are runs of different models") &&
+                 p.summaryText().contains(
+                     "<b>Warning:</b> A and B have different expert counts (A 8, B 4): "
+                     "per-expert routing loads are not compared"),
+             qPrintable(p.summaryText()));
+    // The same model: no warning.
+    p.compare(ids[0], ids[1]);
+    QVERIFY(done.count() == 2 || done.wait(30000));
+    QVERIFY2(!p.summaryText().contains("Warning"), qPrintable(p.summaryText()));
   }
 };
 

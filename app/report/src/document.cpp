@@ -300,6 +300,7 @@ void compare_section(Builder& b, const Report& r, int& fig_counter) {
   b.h2("A/B comparison");
   b.para("A = run " + std::to_string(A.run.id) + ", B = run " + std::to_string(B.run.id) +
          " (the baseline). Every delta is A - B; the relative delta is (A - B) / |B|.");
+  for (const auto& w : c.warnings) b.note("Warning: " + w + ".");
   // Headline: what changed.
   b.h3("What differs between A and B (configuration)");
   if (c.config.empty()) {
@@ -363,7 +364,11 @@ void compare_section(Builder& b, const Report& r, int& fig_counter) {
         "KL divergence of next-token distributions: not compared - the distributions were "
         "not stored in both runs.");
   b.h3("Routing");
-  if (c.routing.empty()) {
+  if (c.per_expert_refused) {
+    b.para(
+        "Not compared: the runs' models have different expert counts, so expert i of A and "
+        "expert i of B are unrelated experts.");
+  } else if (c.routing.empty()) {
     b.para("No MoE layer was routed in both runs.");
   } else {
     std::vector<std::vector<std::string>> rr;

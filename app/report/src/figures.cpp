@@ -646,7 +646,8 @@ std::vector<Figure> make_compare_figures(const Report& r, int& counter,
   const RunData& A = r.runs[0];
   const RunData& B = r.runs[1];
   if (A.routing.present && B.routing.present && A.routing.layers == B.routing.layers &&
-      A.routing.expert_count == B.routing.expert_count) {
+      A.routing.expert_count == B.routing.expert_count && r.comparison &&
+      !r.comparison->per_expert_refused) {
     // A - B (B = baseline): positive (red) = A uses the expert more.
     views::HeatmapView v = views::expert_load_diff_view(load_of(A.routing), load_of(B.routing));
     v.x_label = "expert id";

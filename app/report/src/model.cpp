@@ -410,6 +410,7 @@ compare::RunComparison assemble(const storage::Store& store, const RunData& A, c
                     std::to_string(B.tokens.size()) + ").");
   c.diff = compare::token_diff(ia, ib);
   c.diff_summary = compare::summarize(c.diff, ia.size(), ib.size());
+  compare::check_comparable(store, c);
   return c;
 }
 

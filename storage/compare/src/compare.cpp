@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <random>
@@ -553,6 +554,7 @@ RunComparison compare_runs(const storage::Store& store, int64_t ia, int64_t ib,
   for (const auto& t : tb) idb.push_back(t.id);
   c.diff = token_diff(ida, idb);
   c.diff_summary = summarize(c.diff, ida.size(), idb.size());
+  check_comparable(store, c);
   return c;
 }
 
@@ -634,7 +636,69 @@ nlohmann::json to_json(const RunComparison& c) {
   for (const auto& op : c.diff)
     j["output_diff"]["ops"].push_back(
         {{"op", kind_name(op.kind)}, {"a_pos", op.a_pos}, {"b_pos", op.b_pos}, {"len", op.len}});
+  j["warnings"] = c.warnings;
+  j["per_expert_refused"] = c.per_expert_refused;
   return j;
+}
+
+Side side_of(const storage::Store& store, const std::string& label, int64_t run_id) {
+  Side s{label, run_id, std::nullopt, -1, {}};
+  const auto r = store.run(run_id);
+  if (!r) return s;  // compare_runs / compare_groups report the unknown id
+  s.prompt = r->prompt;
+  if (r->model_id > 0) s.model = store.model(r->model_id);
+  if (s.model) {
+    const auto card = nlohmann::json::parse(s.model->card_json, nullptr, false);
+    if (card.is_object() && card.contains("expert_count") &&
+        card["expert_count"].is_number_integer())
+      s.expert_count = card["expert_count"].get<int64_t>();
+  }
+  return s;
+}
+
+namespace {
+std::string model_name(const Side& s) {
+  if (!s.model) return "unknown";
+  const std::string path = std::filesystem::path(s.model->path).filename().string();
+  return (path.empty() ? s.model->architecture : path) + " (" + s.model->sha256.substr(0, 12) + ")";
+}
+}  // namespace
+
+std::vector<std::string> comparison_warnings(const Side& a, const Side& b,
+                                             bool* per_expert_refused) {
+  std::vector<std::string> w;
+  *per_expert_refused = false;
+  const std::string both = a.label + " and " + b.label;
+  if (a.model && b.model && a.model->sha256 != b.model->sha256)
+    w.push_back(both + " are runs of different models (" + a.label + ": " + model_name(a) + ", " +
+                b.label + ": " + model_name(b) + ")");
+  if (a.expert_count >= 0 && b.expert_count >= 0 && a.expert_count != b.expert_count) {
+    *per_expert_refused = true;
+    w.push_back(both + " have different expert counts (" + a.label + " " +
+                std::to_string(a.expert_count) + ", " + b.label + " " +
+                std::to_string(b.expert_count) + "): per-expert routing loads are not compared");
+  }
+  if (a.prompt != b.prompt)
+    w.push_back(both +
+                " have different prompts: KL and the output diff compare continuations of "
+                "different texts");
+  return w;
+}
+
+std::string diverged_output_warning(const RunComparison& c) {
+  if (!c.kl || c.diff_summary.common_prefix >= c.kl->n_positions) return {};
+  return "the outputs differ from token " + std::to_string(c.diff_summary.common_prefix) +
+         " on: KL over positions " + std::to_string(c.diff_summary.common_prefix) + ".." +
+         std::to_string(c.kl->n_positions - 1) +
+         " compares next-token distributions after different prefixes";
+}
+
+void check_comparable(const storage::Store& store, RunComparison& c) {
+  c.warnings = comparison_warnings(side_of(store, "A", c.a.id), side_of(store, "B", c.b.id),
+                                   &c.per_expert_refused);
+  if (c.warnings.empty())
+    if (auto w = diverged_output_warning(c); !w.empty()) c.warnings.push_back(w);
+  if (c.per_expert_refused) c.routing.clear();
 }
 
 }  // namespace moelab::compare

@@ -258,6 +258,37 @@ class TestCliConsistency : public QObject {
         contains(g.err, "warning: run " + a4 + " and run " + c8 + " are runs of different models"),
         g.err.c_str());
     QCOMPARE(gj["routing"].size(), size_t{0});
+
+    // The reports say the same (compare::check_comparable): warnings as notes, no per-expert
+    // figures across different expert counts; and nothing for one experiment.
+    const CliResult rj =
+        cli_run({"report", "--db", db, "--compare", c8, a4, "--format", "json", "-o", "-"});
+    QVERIFY2(rj.code == 0, rj.err.c_str());
+    const auto rc = nlohmann::json::parse(rj.out)["comparison"];
+    QCOMPARE(rc["warnings"], j["warnings"]);
+    QCOMPARE(rc["per_expert_refused"].get<bool>(), true);
+    QCOMPARE(rc["routing"].size(), size_t{0});
+    {
+      // HTML draws figures (a QGuiApplication): the executable, its stdout as a pipe.
+      QProcess p;
+      p.start(QStringLiteral(MOELAB_CLI_EXE),
+              {"report", "--db", QString::fromStdString(db), "--compare",
+               QString::fromStdString(c8), QString::fromStdString(a4), "-o", "-", "-q"});
+      QVERIFY(p.waitForFinished(120000));
+      QVERIFY2(p.exitCode() == 0, p.readAllStandardError().constData());
+      const std::string html = p.readAllStandardOutput().toStdString();
+      QVERIFY2(contains(html, "Warning: A and B have different expert counts (A 8, B 4)"),
+               html.substr(0, 400).c_str());
+      QVERIFY(contains(html, "Not compared: the runs&#39; models have different expert counts") ||
+              contains(html, "Not compared: the runs' models have different expert counts"));
+      QVERIFY(!contains(html, "Expert load difference A - B"));
+    }
+    const CliResult rs =
+        cli_run({"report", "--db", db, "--compare", a4, b4, "--format", "json", "-o", "-"});
+    QVERIFY2(rs.code == 0, rs.err.c_str());
+    const auto rsc = nlohmann::json::parse(rs.out)["comparison"];
+    QCOMPARE(rsc["warnings"].size(), size_t{0});
+    QVERIFY(!rsc["routing"].empty());
   }
 
   // 5. "-" is stdout for report; missing and non-regular databases are exit 2 with the path.

@@ -227,6 +227,11 @@ struct RunComparison {
   std::vector<LayerRouting> routing;
   std::vector<DiffOp> diff;
   DiffSummary diff_summary;
+  /// Why A and B may not be two measurements of one experiment (check_comparable): different
+  /// models, expert counts or prompts, or outputs that diverge inside the KL positions.
+  std::vector<std::string> warnings;
+  /// The expert counts differ: routing is empty and no per-expert figure may be shown.
+  bool per_expert_refused = false;
 };
 
 struct CompareOptions {
@@ -235,10 +240,40 @@ struct CompareOptions {
   double level = 0.95;
 };
 
-/// Loads both runs from `store` and compares them. Throws storage::StorageError(BadInput) for an
-/// unknown run id.
+/// Loads both runs from `store` and compares them (check_comparable included). Throws
+/// storage::StorageError(BadInput) for an unknown run id.
 RunComparison compare_runs(const storage::Store& store, int64_t a, int64_t b,
                            const CompareOptions& options = {});
 nlohmann::json to_json(const RunComparison& c);
+
+// ---------------------------------------------------------------- are A and B comparable
+
+/// What makes two sides of a comparison different experiments rather than two measurements of
+/// one: the model (sha256 of the file), its expert_count and the prompt. A side is one run's
+/// model row and prompt (for a group: its first run).
+struct Side {
+  std::string label;  // "A", "B", "run 12"
+  int64_t run_id = 0;
+  std::optional<storage::ModelRecord> model;
+  int64_t expert_count = -1;  // -1: unknown (no model row, or no expert_count in its card)
+  std::string prompt;
+};
+/// The side of run `run_id` (an unknown id gives a side with nothing known).
+Side side_of(const storage::Store& store, const std::string& label, int64_t run_id);
+
+/// Warnings that two sides differ in model, expert count or prompt, one sentence each, for
+/// `compare` (stderr and the JSON `warnings`), the reports (notes) and the Compare panel.
+/// per_expert_refused is set when the expert counts differ: expert i of A against expert i of
+/// B then compares unrelated experts, so per-expert routing figures must not be shown.
+std::vector<std::string> comparison_warnings(const Side& a, const Side& b,
+                                             bool* per_expert_refused);
+/// Same prompt, different outputs: from the first differing token on, the next-token
+/// distributions follow different prefixes. The warning when c's KL covers positions past the
+/// outputs' common prefix, else empty.
+std::string diverged_output_warning(const RunComparison& c);
+/// Sets c.warnings (comparison_warnings of runs c.a and c.b, then diverged_output_warning when
+/// there is no other) and c.per_expert_refused, clearing c.routing when it is set. compare_runs
+/// calls it; so does any other assembly of a RunComparison (the reports).
+void check_comparable(const storage::Store& store, RunComparison& c);
 
 }  // namespace moelab::compare
