@@ -97,7 +97,26 @@ class CpuContext final : public ForwardContext {
     ops::rms_norm(x, w.data(), y, rows, width, card_.rms_eps);
   }
   void linear(const Weight& w, const float* x, int64_t n, float* y) override {
-    linear_raw(w.type, w.data, w.n_in(), w.n_out(), x, n, y, &pool_, false, w.repacked);
+    linear_raw(w.type, w.data, w.n_in(), w.n_out(), x, n, y, pool_for(w, n), false, w.repacked);
+  }
+  void linear_shared_input(const Weight* const* w, float* const* y, int count, const float* x,
+                           int64_t n) override {
+    // Decode: one matvec_batch over all the weights' rows (one parallel pass, the activation
+    // converted once). Its rows compute exactly what matvec / matmul_repacked do, so this is
+    // linear() for each, bit for bit. It needs one precision for all of them.
+    bool batch = n == 1 && count > 1;
+    const kernels::Precision p = precision_for(w[0]->type, w[0]->n_in(), false);
+    for (int i = 0; i < count && batch; ++i)
+      batch = w[i]->n_in() == w[0]->n_in() && precision_for(w[i]->type, w[i]->n_in(), false) == p;
+    if (!batch) {
+      for (int i = 0; i < count; ++i) linear(*w[i], x, n, y[i]);
+      return;
+    }
+    lin_jobs_.clear();
+    for (int i = 0; i < count; ++i)
+      lin_jobs_.push_back(kernels::MatvecJob{w[i]->type, w[i]->data, w[i]->n_in(), w[i]->n_out(), x,
+                                             y[i], w[i]->repacked});
+    kernels::matvec_batch(lin_jobs_.data(), count, &pool_, p);
   }
   void add_bias(float* x, const std::vector<float>& b, int64_t n) override {
     const int64_t w = static_cast<int64_t>(b.size());
@@ -222,6 +241,16 @@ class CpuContext final : public ForwardContext {
   std::vector<int32_t> ids_;
   std::vector<float> probs_, id_floats_, moe_res_, moe_x_, moe_y_;
   std::vector<kernels::MatvecJob> moe_jobs_;
+  std::vector<kernels::MatvecJob>
+      lin_jobs_;  // linear_shared_input's (kept: no per-token allocation)
+  // A decode product that reads at most this many weight bytes (a MoE router: 8-16 rows) runs on
+  // the calling thread: it takes a few microseconds, about what waking and joining the pool's
+  // other threads costs. The result is the same either way (rows do not depend on the split).
+  static constexpr uint64_t kInlineBytes = 32 * 1024;
+  ThreadPool* pool_for(const Weight& w, int64_t n) {
+    return n == 1 && static_cast<uint64_t>(w.n_out()) * w.row_bytes <= kInlineBytes ? nullptr
+                                                                                    : &pool_;
+  }
 };
 
 void CpuContext::store_kv(int il, int64_t cell0, const float* k, const float* v, int64_t n) {

@@ -97,9 +97,11 @@ void ForwardContext::attention_block(int il, int64_t n) {
   float* q = buf(Slot::Q, n * qw);
   float* k = buf(Slot::K, n * kw);
   float* v = buf(Slot::V, n * vw);
-  linear(L.wq, cur, n, q);
-  linear(L.wk, cur, n, k);
-  linear(L.wv, cur, n, v);
+  {
+    const Weight* w[] = {&L.wq, &L.wk, &L.wv};
+    float* y[] = {q, k, v};
+    linear_shared_input(w, y, 3, cur, n);
+  }
   if (!L.bq.empty()) add_bias(q, L.bq, n);
   if (!L.bk.empty()) add_bias(k, L.bk, n);
   if (!L.bv.empty()) add_bias(v, L.bv, n);
@@ -224,8 +226,11 @@ void ForwardContext::dense_ffn(const Weight& gate, const Weight& up, const Weigh
   const int64_t ff = gate.n_out();
   float* hg = buf(Slot::HGate, n * ff);
   float* hu = buf(Slot::HUp, n * ff);
-  linear(gate, x, n, hg);
-  linear(up, x, n, hu);
+  {
+    const Weight* w[] = {&gate, &up};
+    float* y[] = {hg, hu};
+    linear_shared_input(w, y, 2, x, n);
+  }
   glu(hg, hu, n, ff);
   linear(down, hg, n, out);
 }

@@ -103,6 +103,14 @@ class ForwardContext : public ContextBase {
                         int64_t width) = 0;
   /// y F32 [n, n_out] = x F32 [n, n_in] · Wᵀ, with the precision rule exact_activations().
   virtual void linear(const Weight& w, const float* x, int64_t n, float* y) = 0;
+  /// y[i] F32 [n, w[i]->n_out()] = x F32 [n, n_in] · w[i]ᵀ for `count` weights that share x
+  /// (e.g. Q, K and V), each exactly as linear() computes it; a backend may run them as one
+  /// parallel pass (the CPU does in decode: one synchronisation instead of `count`). Default:
+  /// linear() for each.
+  virtual void linear_shared_input(const Weight* const* w, float* const* y, int count,
+                                   const float* x, int64_t n) {
+    for (int i = 0; i < count; ++i) linear(*w[i], x, n, y[i]);
+  }
   /// x F32 [n, b.size()] += b per row.
   virtual void add_bias(float* x, const std::vector<float>& b, int64_t n) = 0;
   /// RoPE (Su et al. 2021, arXiv:2104.09864) with cfg_.rope (incl. YaRN) at the batch's
