@@ -3,9 +3,12 @@
 #include "moelab/ops/ops.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <string_view>
 #include <vector>
 
 #include "ops/attention_kernel.h"
+#include "ops/attention_tiled.h"
 #include "ops/element/element.h"
 
 namespace moelab::ops {
@@ -43,6 +46,18 @@ void softmax(float* x, int64_t n_rows, int64_t n) {
 
 void attention(const float* q, const int32_t* pos, int64_t n_tokens, const KvLayer& kv,
                int64_t n_kv, const AttentionParams& p, float* out, float* probs, ThreadPool* pool) {
+  // The tiled kernel forms no probability rows: capture (probs) and the exact reference
+  // (MOELAB_EXACT_KERNELS=1) keep the llama.cpp-order kernel.
+  // MOELAB_TILED_ATTENTION=0 turns the tiled kernel off (A/B measurements).
+  static const bool tiled = [] {
+    const char* e = std::getenv("MOELAB_TILED_ATTENTION");
+    return !(e && std::string_view(e) == "0");
+  }();
+  if (tiled && !probs && !kernels::exact_kernels() && p.n_head_kv > 0 &&
+      p.n_head % p.n_head_kv == 0) {
+    detail::attention_tiled(q, pos, n_tokens, kv, n_kv, p, out, pool);
+    return;
+  }
   detail::attention_kernel(
       q, n_tokens, kv, n_kv, p, out, probs, pool,
       [&](int64_t t, int64_t i) { return key_visible(pos[t], i, p.window); },
