@@ -2,6 +2,8 @@
 #include "ops/attention_tiled.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string_view>
 #include <vector>
 
 #include "kernels/cpu/attention_tile.h"
@@ -28,8 +30,36 @@ kernels::cpu::AttnTileFn tile_fn() {
 
 }  // namespace
 
+namespace {
+// MOELAB_TILED_ATTENTION: "0" off, "always" also below kTiledMinPosition (tests: every fixture
+// architecture through the tiled kernel), else the default.
+int tiled_mode() {
+  static const int mode = [] {
+    const char* e = std::getenv("MOELAB_TILED_ATTENTION");
+    if (e && std::string_view(e) == "0") return 0;
+    if (e && std::string_view(e) == "always") return 2;
+    return 1;
+  }();
+  return mode;
+}
+}  // namespace
+
+bool tiled_attention_enabled() {
+  return tiled_mode() != 0 && !kernels::exact_kernels();
+}
+
+bool use_tiled_attention(const int32_t* pos, int64_t n_tokens, const AttentionParams& p) {
+  if (!tiled_attention_enabled() || p.n_head_kv <= 0 || p.n_head % p.n_head_kv != 0) return false;
+  if (tiled_mode() == 2) return true;
+  for (int64_t t = 0; t < n_tokens; ++t)
+    if (pos[t] >= kTiledMinPosition) return true;
+  return false;
+}
+
 void attention_tiled(const float* q, const int32_t* pos, int64_t n_tokens, const KvLayer& kv,
-                     int64_t n_kv, const AttentionParams& p, float* out, ThreadPool* pool) {
+                     int64_t n_kv, const AttentionParams& p, float* out, ThreadPool* pool,
+                     const int32_t* cell_pos, bool (*visible)(const void*, int64_t, int64_t),
+                     const void* vis_ctx) {
   const int G = p.n_head / p.n_head_kv;
   const int64_t tile = std::max<int64_t>(1, kernels::cpu::kAttnRows / G);
   const int64_t n_tiles = (n_tokens + tile - 1) / tile;
@@ -52,6 +82,9 @@ void attention_tiled(const float* q, const int32_t* pos, int64_t n_tokens, const
   base.sinks = p.sinks;
   base.out = out;
   base.o_stride = static_cast<int64_t>(p.n_head) * p.head_dim_v;
+  base.cell_pos = cell_pos;
+  base.visible = visible;
+  base.vis_ctx = vis_ctx;
   const kernels::cpu::AttnTileFn fn = tile_fn();
   auto job = [&](int64_t begin, int64_t end, int) {
     for (int64_t j = begin; j < end; ++j) {
@@ -72,8 +105,14 @@ void attention_tiled(const float* q, const int32_t* pos, int64_t n_tokens, const
         lo = std::min<int64_t>(lo, p.window ? std::max<int64_t>(0, ps - p.window + 1) : 0);
         hi = std::max<int64_t>(hi, ps + 1);
       }
-      jb.kv_begin = std::min(lo, n_kv);
+      // blocks start at multiples of kAttnBlock positions whatever the window (so a policy's
+      // mask that hides nothing gives these bits)
+      jb.kv_begin = std::min(lo - lo % kernels::cpu::kAttnBlock, n_kv);
       jb.kv_end = std::min(hi, n_kv);
+      if (visible) {
+        jb.kv_begin = 0;
+        jb.kv_end = n_kv;
+      }
       fn(jb);
     }
   };

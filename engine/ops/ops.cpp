@@ -3,8 +3,6 @@
 #include "moelab/ops/ops.h"
 
 #include <cmath>
-#include <cstdlib>
-#include <string_view>
 #include <vector>
 
 #include "ops/attention_kernel.h"
@@ -46,15 +44,18 @@ void softmax(float* x, int64_t n_rows, int64_t n) {
 
 void attention(const float* q, const int32_t* pos, int64_t n_tokens, const KvLayer& kv,
                int64_t n_kv, const AttentionParams& p, float* out, float* probs, ThreadPool* pool) {
-  // The tiled kernel forms no probability rows: capture (probs) and the exact reference
-  // (MOELAB_EXACT_KERNELS=1) keep the llama.cpp-order kernel.
-  // MOELAB_TILED_ATTENTION=0 turns the tiled kernel off (A/B measurements).
-  static const bool tiled = [] {
-    const char* e = std::getenv("MOELAB_TILED_ATTENTION");
-    return !(e && std::string_view(e) == "0");
-  }();
-  if (tiled && !probs && !kernels::exact_kernels() && p.n_head_kv > 0 &&
-      p.n_head % p.n_head_kv == 0) {
+  // The tiled kernel forms no probability rows: capture (probs) gets them from the llama.cpp-order
+  // kernel and the output from the tiled one (probes change no logit bit); MOELAB_EXACT_KERNELS=1
+  // keeps the llama.cpp-order kernel for both.
+  if (detail::use_tiled_attention(pos, n_tokens, p)) {
+    if (probs) {
+      thread_local std::vector<float> scratch;
+      scratch.resize(static_cast<size_t>(n_tokens) * p.n_head * p.head_dim_v);
+      detail::attention_kernel(
+          q, n_tokens, kv, n_kv, p, scratch.data(), probs, pool,
+          [&](int64_t t, int64_t i) { return key_visible(pos[t], i, p.window); },
+          [](int64_t i) { return i; });
+    }
     detail::attention_tiled(q, pos, n_tokens, kv, n_kv, p, out, pool);
     return;
   }

@@ -43,6 +43,14 @@ struct AttnTile {
   const float* sinks = nullptr;  // F32 [n_head] or null
   float* out = nullptr;  // F32 [n_tokens, o_stride]; head h at t * o_stride + h * head_dim_v
   int64_t o_stride = 0;
+  /// Attention policies (policies/masked_attention.h): cell i holds position cell_pos[i]
+  /// (increasing; null: position i), and a key is visible when visible(vis_ctx, t, position)
+  /// (null: key_visible with `window`). The keys are blocked by position (block b holds
+  /// positions 64 b .. 64 b + 63, missing ones as zero keys that are never visible), so an
+  /// evicted cache gives bit for bit the result of the same mask over a full cache.
+  const int32_t* cell_pos = nullptr;
+  bool (*visible)(const void* vis_ctx, int64_t t, int64_t pos_k) = nullptr;
+  const void* vis_ctx = nullptr;
 };
 
 using AttnTileFn = void (*)(const AttnTile& job);

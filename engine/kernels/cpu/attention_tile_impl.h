@@ -115,30 +115,44 @@ inline void run(const AttnTile& jb) {
   };
   auto vis_hi = [&](int64_t tt) -> int64_t { return static_cast<int64_t>(jb.pos[jb.t0 + tt]) + 1; };
 
-  for (int64_t i0 = jb.kv_begin; i0 < jb.kv_end; i0 += kB) {
-    const int nb = static_cast<int>(std::min<int64_t>(kB, jb.kv_end - i0));
-    // K block -> Kt [D][kB] (F32, keys nb.. zero), V block -> Vb [kB][Dvp] (zero padded). A
-    // whole F32 block is transposed straight from the cache, others through Kr [kB][D].
-    const bool direct = !jb.f16 && nb == kB;
-    for (int j = 0; j < nb; ++j) {
-      const int64_t cell = i0 + j;
+  bool filled[kB];
+  int64_t cell = jb.kv_begin;  // next cell to load
+  while (cell < jb.kv_end) {
+    // the block of positions [i0, i0 + kB) and the cells [cell, c1) holding them
+    const int64_t p0 = jb.cell_pos ? jb.cell_pos[cell] : cell;
+    const int64_t i0 = p0 - (p0 % kB);
+    int64_t c1 = cell;
+    if (jb.cell_pos) {
+      while (c1 < jb.kv_end && jb.cell_pos[c1] < i0 + kB) ++c1;
+    } else {
+      c1 = std::min<int64_t>(i0 + kB, jb.kv_end);
+    }
+    const int nb = jb.cell_pos ? kB : static_cast<int>(c1 - i0);
+    // K block -> Kt [D][kB] (F32, missing keys zero), V block -> Vb [kB][Dvp] (zero padded). A
+    // whole F32 block of the plain cache is transposed straight from it, others via Kr [kB][D].
+    const bool direct = !jb.f16 && !jb.cell_pos && nb == kB;
+    std::fill(filled, filled + kB, false);
+    if (jb.cell_pos || nb < kB) {
+      std::memset(Kr, 0, sizeof(float) * kB * D);
+      std::memset(Vb, 0, sizeof(float) * kB * Dvp);
+    }
+    for (int64_t c = cell; c < c1; ++c) {
+      const int j = static_cast<int>((jb.cell_pos ? jb.cell_pos[c] : c) - i0);
+      filled[j] = true;
       float* kr = Kr + static_cast<int64_t>(j) * D;
       float* vr = Vb + static_cast<int64_t>(j) * Dvp;
       if (jb.f16) {
-        cvt_f16(static_cast<const uint16_t*>(jb.k) + cell * jb.k_stride + jb.k_off, kr, D);
-        cvt_f16(static_cast<const uint16_t*>(jb.v) + cell * jb.v_stride + jb.v_off, vr, Dv);
+        cvt_f16(static_cast<const uint16_t*>(jb.k) + c * jb.k_stride + jb.k_off, kr, D);
+        cvt_f16(static_cast<const uint16_t*>(jb.v) + c * jb.v_stride + jb.v_off, vr, Dv);
       } else {
         if (!direct)
-          std::memcpy(kr, static_cast<const float*>(jb.k) + cell * jb.k_stride + jb.k_off,
+          std::memcpy(kr, static_cast<const float*>(jb.k) + c * jb.k_stride + jb.k_off,
                       sizeof(float) * D);
-        std::memcpy(vr, static_cast<const float*>(jb.v) + cell * jb.v_stride + jb.v_off,
+        std::memcpy(vr, static_cast<const float*>(jb.v) + c * jb.v_stride + jb.v_off,
                     sizeof(float) * Dv);
       }
     }
-    for (int j = nb; j < kB; ++j) {
-      std::memset(Kr + static_cast<int64_t>(j) * D, 0, sizeof(float) * D);
-      std::memset(Vb + static_cast<int64_t>(j) * Dvp, 0, sizeof(float) * Dvp);
-    }
+    cell = c1;
     if (direct)
       transpose_block(static_cast<const float*>(jb.k) + i0 * jb.k_stride + jb.k_off, jb.k_stride, D,
                       Kt);
@@ -171,17 +185,24 @@ inline void run(const AttnTile& jb) {
     // online softmax: scores -> probabilities (in S), rescale acc and l
     for (int64_t r = 0; r < R; ++r) {
       const int64_t tt = r / G;
-      const int64_t lo = std::max<int64_t>(vis_lo(tt) - i0, 0);
-      const int64_t hi = std::min<int64_t>(vis_hi(tt) - i0, nb);
+      int64_t lo = 0, hi = kB;
       float* s = S + r * kB;
-      if (hi <= lo) {  // nothing visible in this block: p = 0, acc unchanged
-        std::fill(s, s + kB, 0.0f);
-        continue;
+      if (jb.visible) {  // a policy: any set of keys
+        for (int j = 0; j < kB; ++j)
+          if (!filled[j] || !jb.visible(jb.vis_ctx, jb.t0 + tt, i0 + j)) s[j] = -INFINITY;
+      } else {
+        lo = std::max<int64_t>(vis_lo(tt) - i0, 0);
+        hi = std::min<int64_t>(vis_hi(tt) - i0, nb);
+        if (hi <= lo) {  // nothing visible in this block: p = 0, acc unchanged
+          std::fill(s, s + kB, 0.0f);
+          continue;
+        }
+        for (int64_t j = 0; j < lo; ++j) s[j] = -INFINITY;
+        for (int64_t j = hi; j < kB; ++j) s[j] = -INFINITY;
       }
-      for (int64_t j = 0; j < lo; ++j) s[j] = -INFINITY;
-      for (int64_t j = hi; j < kB; ++j) s[j] = -INFINITY;
       float mx = -INFINITY;
-      if (lo == 0 && hi == kB && !(jb.softcap > 0)) {  // whole block visible: vector form
+      if (lo == 0 && hi == kB && !jb.visible &&
+          !(jb.softcap > 0)) {  // whole block visible: vector form
         const V sc = bcast(jb.scale);
         V vm = bcast(-INFINITY);
         for (int j = 0; j < kB; j += kW) {
@@ -192,6 +213,7 @@ inline void run(const AttnTile& jb) {
         for (int l = 0; l < kW; ++l) mx = vm[l] > mx ? vm[l] : mx;
       } else {
         for (int64_t j = lo; j < hi; ++j) {
+          if (s[j] == -INFINITY) continue;  // masked by the policy
           float x = s[j] * jb.scale;
           if (jb.softcap > 0) x = jb.softcap * tanhf(x / jb.softcap);
           s[j] = x;

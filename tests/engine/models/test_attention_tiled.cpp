@@ -1,5 +1,5 @@
 // The tiled ("flash") attention kernel of issue #19 (kernels/cpu/attention_tile.h) through
-// ops::attention, which runs it when no probabilities are asked for and the fast kernels are on:
+// ops::attention, which runs it for queries at positions >= 128 when the fast kernels are on:
 // against a float64 evaluation of the attention formula on long contexts (up to 2048 cells),
 // grouped-query heads, F32 and F16 caches, sliding windows, sinks, soft-capping and an MLA-style
 // cache (V inside the K rows); every SIMD level gives the scalar reference's bits; one thread and
@@ -153,7 +153,8 @@ const Case kCases[] = {
     {"softcap-sinks-hd24", 6, 2, 24, 24, 90, 70, false, 0, 30.0f, true},
     {"sinks-f16", 8, 1, 64, 64, 600, 5, true, 0, 0.0f, true},
     {"mla-hd40-v32", 4, 1, 40, 32, 300, 33, false, 0, 0.0f, false, true},
-    {"tiny-hd8", 8, 8, 8, 8, 0, 17},
+    {"tiny-hd8", 8, 8, 8, 8, 200, 17},
+    {"prefill-from-0-180", 6, 3, 64, 64, 0, 180, true},
 };
 
 }  // namespace
@@ -223,13 +224,13 @@ class TestAttentionTiled : public QObject {
     }
   }
 
-  // A query that sees nothing (a window of 1 over evicted-free cells still sees itself, so use a
-  // cache cell count below the position): all cells invisible -> output 0, no NaN.
+  // A query that sees nothing (a window of 1 at a position beyond the one cache cell): all
+  // cells invisible -> output 0, no NaN.
   void nothing_visible_gives_zero() {
     const Case c{"empty", 4, 2, 16, 16, 0, 1};
     Data d = make(c, 5u);
     d.p.window = 1;
-    d.pos[0] = 5;  // sees only position 5, beyond the one cell
+    d.pos[0] = 300;  // sees only position 300, beyond the one cell
     std::vector<float> out(static_cast<size_t>(c.n_head * c.head_dim_v), NAN);
     ops::attention(d.q.data(), d.pos.data(), 1, d.kv(), d.n_kv, d.p, out.data(), nullptr, nullptr);
     for (float x : out) QCOMPARE(x, 0.0f);
