@@ -98,12 +98,13 @@ int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
                  "usage: bench_engine MODEL.gguf [--threads N] [--prefill N] "
-                 "[--decode N] [--reps R] [--bandwidth GB/s]\n");
+                 "[--decode N] [--reps R] [--bandwidth GB/s] [--kv f32|f16]\n");
     return 2;
   }
   std::string path = argv[1];
   int threads = 1, n_prefill = 64, n_decode = 32, reps = 3;
   double bw = 0;
+  KvType kv_type = KvType::F32;
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     if (k == "--threads")
@@ -116,6 +117,14 @@ int main(int argc, char** argv) {
       reps = std::atoi(argv[i + 1]);
     else if (k == "--bandwidth")
       bw = std::atof(argv[i + 1]);
+    else if (k == "--kv") {
+      const std::string v = argv[i + 1];
+      if (v != "f32" && v != "f16") {
+        std::fprintf(stderr, "error: --kv: expected f32 or f16, got '%s'\n", v.c_str());
+        return 2;
+      }
+      kv_type = v == "f16" ? KvType::F16 : KvType::F32;
+    }
   }
   try {
     if (bw <= 0) bw = bandwidth_gbs(threads);
@@ -130,8 +139,9 @@ int main(int argc, char** argv) {
       x = x * 6364136223846793005ull + 1442695040888963407ull;
       t = static_cast<int32_t>((x >> 33) % n_vocab);
     }
-    auto ctx = Context::create(
-        model, {.n_ctx = static_cast<uint32_t>(n_prefill + n_decode + 8), .n_threads = threads});
+    auto ctx = Context::create(model, {.n_ctx = static_cast<uint32_t>(n_prefill + n_decode + 8),
+                                       .kv_type = kv_type,
+                                       .n_threads = threads});
     double best_pp = 0, best_tg = 0;
     for (int rep = 0; rep < reps + 1; ++rep) {  // the first repetition warms up (page faults)
       ctx->truncate(0);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "ops/attention_kernel.h"
+#include "ops/attention_tiled.h"
 #include "ops/element/element.h"
 
 namespace moelab::ops {
@@ -43,6 +44,21 @@ void softmax(float* x, int64_t n_rows, int64_t n) {
 
 void attention(const float* q, const int32_t* pos, int64_t n_tokens, const KvLayer& kv,
                int64_t n_kv, const AttentionParams& p, float* out, float* probs, ThreadPool* pool) {
+  // The tiled kernel forms no probability rows: capture (probs) gets them from the llama.cpp-order
+  // kernel and the output from the tiled one (probes change no logit bit); MOELAB_EXACT_KERNELS=1
+  // keeps the llama.cpp-order kernel for both.
+  if (detail::use_tiled_attention(pos, n_tokens, p)) {
+    if (probs) {
+      thread_local std::vector<float> scratch;
+      scratch.resize(static_cast<size_t>(n_tokens) * p.n_head * p.head_dim_v);
+      detail::attention_kernel(
+          q, n_tokens, kv, n_kv, p, scratch.data(), probs, pool,
+          [&](int64_t t, int64_t i) { return key_visible(pos[t], i, p.window); },
+          [](int64_t i) { return i; });
+    }
+    detail::attention_tiled(q, pos, n_tokens, kv, n_kv, p, out, pool);
+    return;
+  }
   detail::attention_kernel(
       q, n_tokens, kv, n_kv, p, out, probs, pool,
       [&](int64_t t, int64_t i) { return key_visible(pos[t], i, p.window); },

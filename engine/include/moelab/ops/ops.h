@@ -93,6 +93,13 @@ struct AttentionParams {
 /// null): F32 [n_head, n_tokens, n_kv], the softmax (masked entries 0). K·Q and the softmax are
 /// computed in F32; with an F16 cache the query (and the probabilities before ·V) are rounded
 /// to F16 as ggml does.
+/// Two kernels (issue #19): for a batch with a query at position >= 128 and the fast kernels on
+/// (not MOELAB_EXACT_KERNELS=1, not MOELAB_TILED_ATTENTION=0) the output comes from a tiled
+/// online-softmax kernel (kernels/cpu/attention_tile.h; FlashAttention, arXiv:2205.14135) that
+/// reads each K/V block once per tile of queries and heads sharing a KV head, probabilities not
+/// rounded to F16; otherwise, and for probs always, from the llama.cpp-order kernel
+/// (ops/attention_kernel.h). They agree within float32 rounding (F32 cache), 2^-11 relative
+/// (F16 cache, from the rounded probabilities).
 void attention(const float* q, const int32_t* pos, int64_t n_tokens, const KvLayer& kv,
                int64_t n_kv, const AttentionParams& p, float* out, float* probs, ThreadPool* pool);
 
