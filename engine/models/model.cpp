@@ -48,14 +48,18 @@ uint64_t CpuModel::repack_weights() {
       throw Error(ErrorKind::Io, "out of memory repacking tensor '" + w.name + "' (" +
                                      std::to_string(bytes) + " bytes)");
     repacked_.emplace_back(dst);
-    for (int64_t e = 0; e < w.ne[2]; ++e)
-      kernels::repack_rows(w.type, w.data + e * slice, dst + e * slice, w.n_in(), w.n_out());
     // Release the tensor's whole pages of the file mapping (never written: MAP_PRIVATE pages
-    // that were only read are dropped and would be read again from the file).
-    if (file_->mapped() && w.data >= map_lo && w.data + bytes <= map_hi) {
-      const uintptr_t lo = (reinterpret_cast<uintptr_t>(w.data) + page - 1) / page * page;
-      const uintptr_t hi = (reinterpret_cast<uintptr_t>(w.data) + bytes) / page * page;
-      if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+    // that were only read are dropped and would be read again from the file) as each expert
+    // slice is copied, so at most one slice is resident twice (not a whole 3-D expert tensor).
+    const bool release = file_->mapped() && w.data >= map_lo && w.data + bytes <= map_hi;
+    uintptr_t released = (reinterpret_cast<uintptr_t>(w.data) + page - 1) / page * page;
+    for (int64_t e = 0; e < w.ne[2]; ++e) {
+      kernels::repack_rows(w.type, w.data + e * slice, dst + e * slice, w.n_in(), w.n_out());
+      const uintptr_t hi = (reinterpret_cast<uintptr_t>(w.data) + (e + 1) * slice) / page * page;
+      if (release && hi > released) {
+        madvise(reinterpret_cast<void*>(released), hi - released, MADV_DONTNEED);
+        released = hi;
+      }
     }
     w.data = dst;
     w.repacked = true;

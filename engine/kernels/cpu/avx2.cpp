@@ -335,6 +335,7 @@ void fill_avx2(Table& t) {
   t.packed_cached[static_cast<int>(TensorType::Q4_0)] = packed_rows<false, false>;
   t.packed[static_cast<int>(TensorType::Q8_0)] = packed_rows<true, true>;
   t.packed_cached[static_cast<int>(TensorType::Q8_0)] = packed_rows<true, false>;
+  fill_mxfp4_avx2(t);
   t.quantize_act[static_cast<int>(TensorType::Q8_0)] = quantize_act_row<BlockQ8_0>;
   t.quantize_act[static_cast<int>(TensorType::Q8_1)] = quantize_act_row<BlockQ8_1>;
 }

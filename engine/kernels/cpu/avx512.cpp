@@ -310,6 +310,7 @@ void fill_avx512(Table& t, bool vnni) {
     t.packed_cached[static_cast<int>(TensorType::Q4_0)] = packed_rows<false, false>;
     t.packed[static_cast<int>(TensorType::Q8_0)] = packed_rows<true, true>;
     t.packed_cached[static_cast<int>(TensorType::Q8_0)] = packed_rows<true, false>;
+    fill_mxfp4_avx512(t);
   } else
     set_32<IdotMaddubs>(t);
   t.dequant[static_cast<int>(TensorType::Q8_0)] = dq_blocks<BlockQ8_0, QK>;

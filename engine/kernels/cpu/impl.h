@@ -34,13 +34,18 @@ inline constexpr int kMaxPackedGroups = 4;
 /// Expanded activation, per pair of Q8_0 blocks (2p, 2p + 1): 8 x 64 bytes of quants (64 s +
 /// 32 h + 4 r + b = quant 4 s + b of block 2p + h, the same for every lane r), then d_x as F32
 /// x 16 ([h * 8 + r]), then -offset * sum(quants of block 2p + h) as int32 x 16 (offset: 8 for
-/// Q4_0, 128 for Q8_0: the SIMD kernels multiply unsigned quant + offset).
+/// Q4_0, 128 for Q8_0, 12 for MXFP4: the SIMD kernels multiply unsigned quant + offset).
 inline constexpr int kPackedXPairBytes = 640;
 /// Repacked weights, per group of 8 rows and pair of blocks (the same bytes as 8 rows x 2 blocks
 /// of the plain layout): d_w as FP16 x 16 ([h * 8 + r]), then quant vectors of 64 bytes, 32 per
 /// block h of the pair, 4 per row r: Q4_0 4 vectors (bytes qs[4k .. 4k+3], low nibbles = quants
 /// 4k.., high nibbles = 16 + 4k..), Q8_0 8 vectors (qs[4s .. 4s+3]).
 inline constexpr int kPackedPairBytesQ4_0 = 288, kPackedPairBytesQ8_0 = 544;
+/// Repacked MXFP4 (the same bytes as 8 rows x 2 blocks of the plain layout): the E8M0 scale
+/// bytes x 16 ([h * 8 + r]), then Q4_0's 4 quant vectors of 64 bytes (nibbles = E2M1 codes). Its
+/// expanded activation carries offset 12 (the SIMD kernels multiply 2 * E2M1 value + 12, 0..24).
+/// Every level forms d = el::e8m0_half(e) * d_x and otherwise the Q4_0 arithmetic above.
+inline constexpr int kPackedPairBytesMXFP4 = 272;
 
 /// Decodes n elements (a multiple of the block size) to F32.
 using DequantFn = void (*)(const void* src, float* dst, int64_t n);
@@ -76,5 +81,8 @@ void fill_scalar(Table& t);
 void fill_avx2(Table& t);  // defined only when built with the AVX2 kernels
 /// vnni: the CPU has AVX512-VNNI (+VL): integer dot products use VPDPBUSD (same int32 sums).
 void fill_avx512(Table& t, bool vnni);  // defined only when built with the AVX-512 kernels
+/// The repacked MXFP4 kernels (mxfp4_avx2.cpp, mxfp4_avx512.cpp; called by the fillers above).
+void fill_mxfp4_avx2(Table& t);
+void fill_mxfp4_avx512(Table& t);  // needs AVX512-VNNI (+VL)
 
 }  // namespace moelab::kernels::cpu

@@ -113,6 +113,36 @@ void packed_rows(const uint8_t* w, uint64_t gbytes, int n_groups, const uint8_t*
   }
 }
 
+// Repacked MXFP4 (impl.h: kPackedPairBytesMXFP4): the Q4_0 reference with twice the E2M1 value
+// (el::e2m1_x2) for the quant and d = el::e8m0_half(e) * d_x.
+void packed_rows_mxfp4(const uint8_t* w, uint64_t gbytes, int n_groups, const uint8_t* x,
+                       int64_t n_pairs, float* out) {
+  for (int g = 0; g < n_groups; ++g) {
+    for (int r = 0; r < 8; ++r) {
+      float acc[2] = {0.0f, 0.0f};
+      for (int64_t p = 0; p < n_pairs; ++p) {
+        const uint8_t* wp = w + g * gbytes + p * kPackedPairBytesMXFP4;
+        const uint8_t* xp = x + p * kPackedXPairBytes;
+        for (int h = 0; h < 2; ++h) {
+          int32_t sum = 0;
+          for (int s = 0; s < 8; ++s) {
+            for (int b = 0; b < 4; ++b) {
+              const auto y = static_cast<int8_t>(xp[64 * s + 32 * h + b]);
+              const uint8_t byte = wp[16 + 64 * (s & 3) + 32 * h + 4 * r + b];
+              sum += el::e2m1_x2(s < 4 ? byte & 15 : byte >> 4) * y;
+            }
+          }
+          float dx;
+          std::memcpy(&dx, xp + 512 + 4 * (8 * h), 4);
+          const float d = el::e8m0_half(wp[8 * h + r]) * dx;
+          acc[h] = fmaf(d, static_cast<float>(sum), acc[h]);
+        }
+      }
+      out[8 * g + r] = acc[0] + acc[1];
+    }
+  }
+}
+
 template <class XB>
 void quantize_act_row(const float* x, void* dst, int64_t n) {
   XB* b = static_cast<XB*>(dst);
@@ -154,6 +184,8 @@ void fill_scalar(Table& t) {
   t.packed[int(TensorType::Q8_0)] = packed_rows<true>;
   t.packed_cached[int(TensorType::Q4_0)] = packed_rows<false>;
   t.packed_cached[int(TensorType::Q8_0)] = packed_rows<true>;
+  t.packed[int(TensorType::MXFP4)] = packed_rows_mxfp4;
+  t.packed_cached[int(TensorType::MXFP4)] = packed_rows_mxfp4;
   t.quantize_act[int(TensorType::Q8_0)] = quantize_act_row<BlockQ8_0>;
   t.quantize_act[int(TensorType::Q8_1)] = quantize_act_row<BlockQ8_1>;
 }

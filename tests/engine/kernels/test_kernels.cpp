@@ -633,15 +633,15 @@ class TestKernels : public QObject {
     }
   }
 
-  // Repacked Q4_0 / Q8_0 (kernels.h: repack_rows, matmul_repacked): every SIMD level gives the
-  // scalar reference's bits, for 1 and 2 threads, 1 and 3 tokens (prefill == decode), and through
-  // matvec_batch; each result is the exact dot product of the weights and the Q8_0 activation up
-  // to float summation error, as the plain-layout kernels' are.
+  // Repacked Q4_0 / Q8_0 / MXFP4 (kernels.h: repack_rows, matmul_repacked): every SIMD level gives
+  // the scalar reference's bits, for 1 and 2 threads, 1 and 3 tokens (prefill == decode), and
+  // through matvec_batch; each result is the exact dot product of the weights and the Q8_0
+  // activation up to float summation error, as the plain-layout kernels' are.
   void repackedMatchesReferenceAndPlain() {
     ThreadPool one(1), two(2);
     const Simd saved = kernels::active_simd();
     const std::pair<int64_t, int64_t> shapes[] = {{64, 8}, {1024, 40}, {2816, 16}, {192, 96}};
-    for (TensorType t : {TensorType::Q4_0, TensorType::Q8_0}) {
+    for (TensorType t : {TensorType::Q4_0, TensorType::Q8_0, TensorType::MXFP4}) {
       for (auto [n_in, n_out] : shapes) {
         QVERIFY(kernels::can_repack(t, n_in, n_out));
         const auto w = random_rows(t, n_in, n_out, 40 + static_cast<uint32_t>(n_in + n_out));
@@ -724,6 +724,63 @@ class TestKernels : public QObject {
     } catch (const Error& e) {
       QCOMPARE(e.kind(), ErrorKind::BadInput);
       QVERIFY(QString(e.what()).contains("12 rows of 64"));
+    }
+  }
+
+  // Repacked MXFP4 at the edges of its E8M0 scale (OCP MX v1.0 5.4.1): e = 0, 1 (halves 2^-128,
+  // 2^-127: F32 subnormals), 2, 120, 127, 200, 254 (products past F32) and 255 (NaN), with every
+  // E2M1 code (negative zero included): every SIMD level gives the scalar reference's bits; rows
+  // with finite scales are the exact product within float rounding (an absolute term for the
+  // subnormal d = 2^(e - 128) * d_x), rows with an e = 255 block are NaN.
+  void repackedMxfp4ScaleEdges() {
+    const TensorType t = TensorType::MXFP4;
+    const int64_t n_in = 256, n_out = 16, n_blocks = n_in / 32;
+    auto w = random_rows(t, n_in, n_out, 77);
+    const uint8_t scales[] = {0, 1, 2, 127, 200, 120, 3};
+    const uint64_t rb = kernels::row_bytes(t, n_in);
+    auto block = [&](int64_t r, int64_t b) {
+      return reinterpret_cast<kernels::el::BlockMXFP4*>(w.data() + r * rb) + b;
+    };
+    for (int64_t r = 0; r < n_out; ++r)
+      for (int64_t b = 0; b < n_blocks; ++b) {
+        block(r, b)->e = scales[(r + b) % 7];
+        if (r == 3)  // every code in both nibbles
+          for (int j = 0; j < 16; ++j) block(r, b)->qs[j] = static_cast<uint8_t>(j | (15 - j) << 4);
+      }
+    block(5, 2)->e = block(12, 7)->e = 255;
+    block(6, 1)->e = block(13, 0)->e = 254;
+    std::vector<uint8_t> packed(w.size());
+    kernels::repack_rows(t, w.data(), packed.data(), n_in, n_out);
+    const auto x = random_floats(n_in, 78);
+    ThreadPool one(1);
+    std::vector<float> ref(n_out);
+    kernels::matmul_repacked(t, packed.data(), n_in, n_out, x.data(), 1, ref.data(), &one,
+                             Simd::Scalar);
+    const auto xs = activation_as_seen(t, x.data(), n_in);
+    for (int64_t r = 0; r < n_out; ++r) {
+      if (r == 5 || r == 12) {
+        QVERIFY2(std::isnan(ref[r]), qPrintable(QString("row %1: %2").arg(r).arg(ref[r])));
+        continue;
+      }
+      if (r == 6 || r == 13) continue;  // 2^126 * d_x * sum: past F32 or not, bits checked below
+      double exact = 0, scale = 0;
+      for (int64_t b = 0; b < n_blocks; ++b)
+        for (int j = 0; j < 32; ++j) {
+          const double v = kernels::el::e2m1_x2(kernels::el::mxfp4_code(*block(r, b), j)) *
+                           std::ldexp(1.0, block(r, b)->e - 128) * xs[32 * b + j];
+          exact += v;
+          scale += std::fabs(v);
+        }
+      // per block, d rounds to an F32 subnormal step (2^-149) at worst, times |sum| <= 24 * 128 *
+      // 32
+      const double bound = (n_blocks + 4) * 0x1p-24 * scale + n_blocks * 0x1p-149 * 98304;
+      QVERIFY2(std::fabs(ref[r] - exact) <= bound,
+               qPrintable(QString("row %1: repacked %2, exact %3").arg(r).arg(ref[r]).arg(exact)));
+    }
+    for (Simd s : levels()) {
+      std::vector<float> y(n_out);
+      kernels::matmul_repacked(t, packed.data(), n_in, n_out, x.data(), 1, y.data(), &one, s);
+      QVERIFY2(std::memcmp(y.data(), ref.data(), y.size() * 4) == 0, kernels::simd_name(s));
     }
   }
 
