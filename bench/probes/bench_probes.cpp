@@ -17,12 +17,15 @@
 //                           and every head of layers 0-3 for the prompt and each decode step
 //                           (--attention-layers 0,1,2,3, default budget)
 //    decode time = (tokens - 1) / GenerateResult::tokens_per_s (first to last token).
+// Besides wall time, the process CPU time over the same span (getrusage: every thread, incl.
+// the store's writer thread) - the steadier figure on a loaded machine.
 // Each round runs every configuration once, in rotating order, on a fresh KV cache: a prompt
 // of --prompt tokens, then --decode tokens. Each configuration's figure is the median over
 // rounds, and its overhead is median(config) / median(baseline of its group) - 1. Without a
 // model argument a synthetic Mixtral-shaped model (8 layers, n_embd 512, 8 experts top-2, Q8_0)
 // is written to /tmp. F16 KV cache by default (as llama-bench and bench_engine). Prints one JSON
 // object.
+#include <sys/resource.h>
 #include <unistd.h>
 #include <algorithm>
 #include <chrono>
@@ -49,6 +52,14 @@ double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// CPU time of the whole process (every thread: the thread pool and the store's writer), s.
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
 }
 
 }  // namespace
@@ -120,7 +131,7 @@ int main(int argc, char** argv) {
   const char* names[] = {"off",      "routing+timing", "attention_4_layers",
                          "generate", "run_db_routing", "run_db_attention_4"};
   constexpr int kConfigs = 6;
-  std::vector<double> decode_s[kConfigs];
+  std::vector<double> decode_s[kConfigs], decode_cpu_s[kConfigs];
   size_t records = 0, rows = 0, attn_bytes = 0;
   int64_t db_routing = 0;
   for (int r = 0; r < rounds; ++r) {
@@ -135,8 +146,16 @@ int main(int argc, char** argv) {
               /*routing_probs=*/false, "generate", /*attention=*/cfg == 5);
           if (cfg == 5) rec->set_attention_capture({.layers = {0, 1, 2, 3}});
         }
-        const GenerateResult res = rec ? rec->generate(gp) : gen.generate(gp);
+        // Process CPU time from the first token to the last (the span of tokens_per_s).
+        double cpu_first = 0, cpu_last = 0;
+        const TokenCallback cb = [&](const TokenEvent& ev) {
+          if (ev.index == 0) cpu_first = cpu_seconds();
+          cpu_last = cpu_seconds();
+          return true;
+        };
+        const GenerateResult res = rec ? rec->generate(gp, cb) : gen.generate(gp, cb);
         if (rec) db_routing = rec->routing_recorded();
+        decode_cpu_s[cfg].push_back(cpu_last - cpu_first);
         decode_s[cfg].push_back(res.tokens_per_s > 0
                                     ? static_cast<double>(res.tokens.size() - 1) / res.tokens_per_s
                                     : 0.0);
@@ -160,6 +179,7 @@ int main(int argc, char** argv) {
       }
       hub->eval(prompt);
       double total = 0;
+      const double cpu0 = cpu_seconds();
       for (int s = 0; s < n_decode; ++s) {
         const auto l = ctx->logits();
         const int32_t tok = static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
@@ -168,6 +188,7 @@ int main(int argc, char** argv) {
         total += std::chrono::duration<double>(Clock::now() - t0).count();
       }
       decode_s[cfg].push_back(total);
+      decode_cpu_s[cfg].push_back(cpu_seconds() - cpu0);
       if (rp) records = rp->size();
       if (ap) {
         rows = ap->rows().size();
@@ -186,12 +207,17 @@ int main(int argc, char** argv) {
   for (int cfg = 0; cfg < kConfigs; ++cfg) {
     const double base = median(decode_s[cfg < 3 ? 0 : 3]);
     const double m = median(decode_s[cfg]);
+    const double cpu_base = median(decode_cpu_s[cfg < 3 ? 0 : 3]);
+    const double cpu = median(decode_cpu_s[cfg]);
+    // The generate group's span holds tokens - 1 decode steps (first token to last).
+    const int steps = cfg < 3 ? n_decode : n_decode - 1;
     const auto [mn, mx] = std::minmax_element(decode_s[cfg].begin(), decode_s[cfg].end());
     std::printf(
         "%s{\"config\": \"%s\", \"decode_ms_per_token_median\": %.4f, \"min\": %.4f, "
-        "\"max\": %.4f, \"overhead_pct\": %.2f}",
-        cfg ? ", " : "", names[cfg], 1e3 * m / n_decode, 1e3 * *mn / n_decode, 1e3 * *mx / n_decode,
-        100.0 * (m / base - 1.0));
+        "\"max\": %.4f, \"overhead_pct\": %.2f, \"cpu_ms_per_token_median\": %.4f, "
+        "\"cpu_overhead_pct\": %.2f}",
+        cfg ? ", " : "", names[cfg], 1e3 * m / steps, 1e3 * *mn / steps, 1e3 * *mx / steps,
+        100.0 * (m / base - 1.0), 1e3 * cpu / steps, 100.0 * (cpu / cpu_base - 1.0));
   }
   std::printf(
       "], \"routing_records\": %zu, \"attention_rows\": %zu, \"attention_bytes\": %zu, "
