@@ -196,6 +196,7 @@ int main(int argc, char** argv) {
       }
     }
   }
+  const storage::AsyncWriter::Stats ws = writer->stats();
   writer.reset();
   std::remove(db.c_str());
   for (const char* ext : {"-wal", "-shm"}) std::remove((db + ext).c_str());
@@ -221,7 +222,9 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "], \"routing_records\": %zu, \"attention_rows\": %zu, \"attention_bytes\": %zu, "
-      "\"run_db_routing_records\": %lld}\n",
-      records, rows, attn_bytes, static_cast<long long>(db_routing));
+      "\"run_db_routing_records\": %lld, \"store_records\": %llu, \"store_transactions\": %llu}\n",
+      records, rows, attn_bytes, static_cast<long long>(db_routing),
+      static_cast<unsigned long long>(ws.committed),
+      static_cast<unsigned long long>(ws.transactions));
   return 0;
 }
