@@ -185,8 +185,18 @@ std::vector<RoutingRecord> decode_routing(int64_t position, int32_t layer_begin,
 }
 
 std::string compress(std::span<const uint8_t> raw, int level) {
+  // One compression context per thread, reused: ZSTD_compress would create and free one per
+  // call (its tables allocated and cleared each time - the writer thread compresses one small
+  // blob per stored token). ZSTD_compressCCtx at the same level writes the same bytes.
+  struct Ctx {
+    ZSTD_CCtx* c = ZSTD_createCCtx();
+    ~Ctx() { ZSTD_freeCCtx(c); }
+  };
+  thread_local Ctx ctx;
+  if (ctx.c == nullptr)
+    throw StorageError(StorageErrorKind::Internal, "zstd: cannot create a compression context");
   std::string out(ZSTD_compressBound(raw.size()), '\0');
-  const size_t n = ZSTD_compress(out.data(), out.size(), raw.data(), raw.size(), level);
+  const size_t n = ZSTD_compressCCtx(ctx.c, out.data(), out.size(), raw.data(), raw.size(), level);
   if (ZSTD_isError(n))
     throw StorageError(StorageErrorKind::Internal,
                        std::string("zstd compression failed: ") + ZSTD_getErrorName(n));

@@ -55,8 +55,10 @@ uint64_t AsyncWriter::push(Item item) {
   const bool was_empty = queue_.empty();
   queue_.push_back(std::move(item));
   ++stats_.pushed;
+  // A call ends the writer's linger (its caller waits for the result).
+  const bool wake = was_empty || std::holds_alternative<std::shared_ptr<Call>>(queue_.back().v);
   lock.unlock();
-  if (was_empty) not_empty_.notify_one();
+  if (wake) not_empty_.notify_one();
   return seq;
 }
 
@@ -214,6 +216,11 @@ void AsyncWriter::loop(std::promise<void> opened) {
       std::unique_lock lock(mu_);
       not_empty_.wait(lock, [&] { return !queue_.empty() || stop_; });
       if (queue_.empty() && stop_) break;
+      if (options_.linger.count() > 0 && !stop_)  // gather a burst into one transaction
+        not_empty_.wait_for(lock, options_.linger, [&] {
+          return stop_ || queue_.size() >= options_.max_batch ||
+                 std::holds_alternative<std::shared_ptr<Call>>(queue_.back().v);
+        });
       const size_t n = std::min(queue_.size(), options_.max_batch);
       items.assign(std::make_move_iterator(queue_.begin()),
                    std::make_move_iterator(queue_.begin() + static_cast<ptrdiff_t>(n)));

@@ -12,6 +12,7 @@
 // effort: when even that update fails, a later open relabels the run interrupted).
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -34,6 +35,12 @@ struct WriterOptions {
   OpenOptions open;
   size_t queue_capacity = 1 << 16;  // records waiting for the writer thread
   size_t max_batch = 1 << 15;       // records per transaction at most
+  /// After the first record of a batch arrives, how long the writer waits for more before it
+  /// commits (a call - begin_run, flush, ... - or the writer's destruction ends the wait): one
+  /// transaction per burst of records (a generated token's routing, token and distribution
+  /// rows) instead of one per record, which costs the producing process CPU time. A process
+  /// killed meanwhile loses at most this much of its last records. 0: commit at once.
+  std::chrono::microseconds linger{2000};
 };
 
 /// What one commit made durable; passed to the on_commit callback on the writer thread.
