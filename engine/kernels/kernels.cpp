@@ -238,14 +238,15 @@ void expand_activation(TensorType type, const float* x, int64_t n_in, uint8_t* q
     uint8_t* d = dst + p * cpu::kPackedXPairBytes;
     for (int h = 0; h < 2; ++h) {
       const el::BlockQ8_0& b = xb[2 * p + h];
-      std::memcpy(d + 32 * h, b.qs, 32);
+      for (int s = 0; s < 8; ++s)
+        for (int r = 0; r < 8; ++r) std::memcpy(d + 64 * s + 32 * h + 4 * r, b.qs + 4 * s, 4);
       const float dx = el::h2f(b.d);
       int32_t sum = 0;
       for (int i = 0; i < 32; ++i) sum += b.qs[i];
       const int32_t off = -offset * sum;
       for (int r = 0; r < 8; ++r) {
-        std::memcpy(d + 64 + 4 * (8 * h + r), &dx, 4);
-        std::memcpy(d + 128 + 4 * (8 * h + r), &off, 4);
+        std::memcpy(d + 512 + 4 * (8 * h + r), &dx, 4);
+        std::memcpy(d + 576 + 4 * (8 * h + r), &off, 4);
       }
     }
   }

@@ -230,13 +230,6 @@ void dq_blocks(const void* src, float* dst, int64_t n) {
   for (int64_t i = 0; i < n / kBlock; ++i) dequant(b[i], dst + i * kBlock);
 }
 
-// Activation run s (bytes 4 s .. 4 s + 3) of block 2p + h in all 8 row lanes: VPBROADCASTD from
-// memory, a load-port operation (impl.h: kPackedXPairBytes).
-inline __m256i run(const uint8_t* xp, int h, int s) {
-  int32_t v;
-  std::memcpy(&v, xp + 32 * h + 4 * s, 4);
-  return _mm256_set1_epi32(v);
-}
 // ---- Repacked Q4_0 / Q8_0 (impl.h: PackedFn), AVX2
 // ----------------------------------------------- Lane r of a 256-bit register is row r of the
 // group; the even and odd block of a pair have their own accumulator (the AVX-512 kernel's lower
@@ -260,14 +253,15 @@ void packed_n(const uint8_t* w, uint64_t gbytes, const uint8_t* x, int64_t n_pai
       for (int h = 0; h < 2; ++h) {
         const __m256 d =
             _mm256_mul_ps(_mm256_cvtph_ps(loadu128(wp + 16 * h)),
-                          _mm256_loadu_ps(reinterpret_cast<const float*>(xp + 64 + 32 * h)));
+                          _mm256_loadu_ps(reinterpret_cast<const float*>(xp + 512 + 32 * h)));
         __m256i a, b = _mm256_setzero_si256();
         if constexpr (kQ8) {
           a = _mm256_setzero_si256();
           for (int s = 0; s < 8; s += 2) {
-            a = _mm256_add_epi32(a, dot_i8_s(loadu256(wp + 32 + 64 * s + 32 * h), run(xp, h, s)));
-            b = _mm256_add_epi32(b,
-                                 dot_i8_s(loadu256(wp + 96 + 64 * s + 32 * h), run(xp, h, s + 1)));
+            a = _mm256_add_epi32(
+                a, dot_i8_s(loadu256(wp + 32 + 64 * s + 32 * h), loadu256(xp + 64 * s + 32 * h)));
+            b = _mm256_add_epi32(b, dot_i8_s(loadu256(wp + 96 + 64 * s + 32 * h),
+                                             loadu256(xp + 64 * s + 64 + 32 * h)));
           }
         } else {
           // The 8 maddubs results are summed as int16 and widened once: each is at most
@@ -276,13 +270,13 @@ void packed_n(const uint8_t* w, uint64_t gbytes, const uint8_t* x, int64_t n_pai
           __m256i s16 = _mm256_setzero_si256();
           for (int k = 0; k < 4; ++k) {
             const __m256i q = loadu256(wp + 32 + 64 * k + 32 * h);
-            s16 =
-                _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_and_si256(q, m4), run(xp, h, k)));
+            s16 = _mm256_add_epi16(
+                s16, _mm256_maddubs_epi16(_mm256_and_si256(q, m4), loadu256(xp + 64 * k + 32 * h)));
             s16 = _mm256_add_epi16(
                 s16, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
-                                          run(xp, h, 4 + k)));
+                                          loadu256(xp + 256 + 64 * k + 32 * h)));
           }
-          a = loadu256(xp + 128 + 32 * h);
+          a = loadu256(xp + 576 + 32 * h);
           b = _mm256_madd_epi16(s16, ones);
         }
         acc[g][h] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_add_epi32(a, b)), acc[g][h]);

@@ -221,9 +221,12 @@ void dq_blocks(const void* src, float* dst, int64_t n) {
 // instructions per byte fit under that. Repacking removes instructions (one VPDPBUSD serves 8
 // rows, the activation is broadcast once), not bytes: Q8_0 (544 bytes a pair of 8 rows, 8
 // VPDPBUSD + 8 XOR) was already under the memory time with the plain 8-row kernel (dot_rows),
-// while Q4_0 (288 bytes, with the nibble unpacking on top) was not. What repacking added for
-// both was the activation's pre-broadcast form (640 bytes a pair, as large as the L1 for the
-// down products), fetched from L2 again on every call; impl.h's compact form removes that.
+// while Q4_0 (288 bytes, with the nibble unpacking on top) was not. Measured in isolation
+// (decode-shaped expert products streaming from DRAM, 1 thread, Zen 4) this kernel reads
+// 23-25 GB/s for Q4_0 and Q8_0 alike, near the one-thread streaming bandwidth; the rest of the
+// gap to the roofline in a decode token is outside the products. A compact activation (192
+// bytes a pair, broadcast by VPERMD here) was tried: no faster (the 640-byte form's extra L1
+// traffic is not what limits this loop), so the broadcast form stays.
 template <bool kQ8, int G, bool kPf>
 void packed_n(const uint8_t* w, uint64_t gbytes, const uint8_t* x, int64_t n_pairs, float* out) {
   constexpr int kPair = kQ8 ? kPackedPairBytesQ8_0 : kPackedPairBytesQ4_0;
@@ -232,15 +235,8 @@ void packed_n(const uint8_t* w, uint64_t gbytes, const uint8_t* x, int64_t n_pai
   for (int g = 0; g < G; ++g) acc[g] = _mm512_setzero_ps();
   for (int64_t p = 0; p < n_pairs; ++p) {
     const uint8_t* xp = x + p * kPackedXPairBytes;
-    const __m512 dx = _mm512_loadu_ps(xp + 64);
-    const __m512i off = loadu512(xp + 128);
-    // Activation run s of both blocks to the 8 row lanes of each half: lanes h * 8 + r = bytes
-    // 4 s .. 4 s + 3 of block 2p + h (one VPERMD, shared by the G groups).
-    const __m512i xq = loadu512(xp);
-    const __m512i lo_hi = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 8, 8, 8, 8, 8, 8, 8, 8);
-    __m512i xs[8];
-    for (int s = 0; s < 8; ++s)
-      xs[s] = _mm512_permutexvar_epi32(_mm512_add_epi32(lo_hi, _mm512_set1_epi32(s)), xq);
+    const __m512 dx = _mm512_loadu_ps(xp + 512);
+    const __m512i off = loadu512(xp + 576);
     for (int g = 0; g < G; ++g) {
       const uint8_t* wp = w + g * gbytes + p * kPair;
       // Every cache line of the same pair G groups on: the next call's groups (the caller walks
@@ -256,14 +252,17 @@ void packed_n(const uint8_t* w, uint64_t gbytes, const uint8_t* x, int64_t n_pai
       __m512i a = off, b = _mm512_setzero_si512();
       if constexpr (kQ8) {
         for (int s = 0; s < 8; s += 2) {
-          a = _mm512_dpbusd_epi32(a, _mm512_xor_si512(loadu512(wp + 32 + 64 * s), flip), xs[s]);
-          b = _mm512_dpbusd_epi32(b, _mm512_xor_si512(loadu512(wp + 96 + 64 * s), flip), xs[s + 1]);
+          a = _mm512_dpbusd_epi32(a, _mm512_xor_si512(loadu512(wp + 32 + 64 * s), flip),
+                                  loadu512(xp + 64 * s));
+          b = _mm512_dpbusd_epi32(b, _mm512_xor_si512(loadu512(wp + 96 + 64 * s), flip),
+                                  loadu512(xp + 64 * s + 64));
         }
       } else {
         for (int k = 0; k < 4; ++k) {
           const __m512i q = loadu512(wp + 32 + 64 * k);
-          a = _mm512_dpbusd_epi32(a, _mm512_and_si512(q, m4), xs[k]);
-          b = _mm512_dpbusd_epi32(b, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4), xs[4 + k]);
+          a = _mm512_dpbusd_epi32(a, _mm512_and_si512(q, m4), loadu512(xp + 64 * k));
+          b = _mm512_dpbusd_epi32(b, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4),
+                                  loadu512(xp + 256 + 64 * k));
         }
       }
       acc[g] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_add_epi32(a, b)), acc[g]);

@@ -31,15 +31,11 @@ inline constexpr int kMaxRows = 8;
 using PackedFn = void (*)(const uint8_t* w, uint64_t group_bytes, int n_groups, const uint8_t* x,
                           int64_t n_pairs, float* out);
 inline constexpr int kMaxPackedGroups = 4;
-/// Expanded activation, per pair of Q8_0 blocks (2p, 2p + 1): their 2 x 32 bytes of quants
-/// (byte 32 h + i = quant i of block 2p + h), then d_x as F32 x 16 ([h * 8 + r]), then -offset *
-/// sum(quants of block 2p + h) as int32 x 16 (offset: 8 for Q4_0, 128 for Q8_0: the SIMD kernels
-/// multiply unsigned quant + offset). The kernels broadcast each 4-byte run of quants to the 8
-/// row lanes in registers (AVX-512: one VPERMD per run for both blocks; AVX2: VPBROADCASTD from
-/// memory). The earlier form stored the broadcast (640 bytes a pair): 28 KiB for an expert's
-/// down product (n_in 2816), 56 KiB for a dense one (n_in 5632), i.e. L1-sized or larger, so the
-/// weight stream evicted it and each pass re-read it from L2; 192 bytes a pair keep it in L1.
-inline constexpr int kPackedXPairBytes = 192;
+/// Expanded activation, per pair of Q8_0 blocks (2p, 2p + 1): 8 x 64 bytes of quants (64 s +
+/// 32 h + 4 r + b = quant 4 s + b of block 2p + h, the same for every lane r), then d_x as F32
+/// x 16 ([h * 8 + r]), then -offset * sum(quants of block 2p + h) as int32 x 16 (offset: 8 for
+/// Q4_0, 128 for Q8_0: the SIMD kernels multiply unsigned quant + offset).
+inline constexpr int kPackedXPairBytes = 640;
 /// Repacked weights, per group of 8 rows and pair of blocks (the same bytes as 8 rows x 2 blocks
 /// of the plain layout): d_w as FP16 x 16 ([h * 8 + r]), then quant vectors of 64 bytes, 32 per
 /// block h of the pair, 4 per row r: Q4_0 4 vectors (bytes qs[4k .. 4k+3], low nibbles = quants

@@ -89,7 +89,7 @@ void packed_rows(const uint8_t* w, uint64_t gbytes, int n_groups, const uint8_t*
           int32_t sum = 0;
           for (int s = 0; s < 8; ++s) {
             for (int b = 0; b < 4; ++b) {
-              const auto y = static_cast<int8_t>(xp[32 * h + 4 * s + b]);
+              const auto y = static_cast<int8_t>(xp[64 * s + 32 * h + b]);
               int q;
               if constexpr (kQ8) {
                 q = static_cast<int8_t>(wp[32 + 64 * s + 32 * h + 4 * r + b]);
@@ -103,7 +103,7 @@ void packed_rows(const uint8_t* w, uint64_t gbytes, int n_groups, const uint8_t*
           uint16_t dw;
           std::memcpy(&dw, wp + 2 * (8 * h + r), 2);
           float dx;
-          std::memcpy(&dx, xp + 64 + 4 * (8 * h), 4);
+          std::memcpy(&dx, xp + 512 + 4 * (8 * h), 4);
           const float d = el::h2f(dw) * dx;
           acc[h] = fmaf(d, static_cast<float>(sum), acc[h]);
         }
