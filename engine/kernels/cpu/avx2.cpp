@@ -264,20 +264,19 @@ void packed_n(const uint8_t* w, uint64_t gbytes, const uint8_t* x, int64_t n_pai
                                              loadu256(xp + 64 * s + 64 + 32 * h)));
           }
         } else {
-          // The 8 maddubs results are summed as int16 and widened once: each is at most
-          // 2 * 15 * 128 = 3840 in magnitude, 8 of them 30720 < 32768, so the sum is exact (the
-          // same int32 as widening each; 7 VPMADDWD + 7 VPADDD fewer per block).
-          __m256i s16 = _mm256_setzero_si256();
+          a = loadu256(xp + 576 + 32 * h);
           for (int k = 0; k < 4; ++k) {
             const __m256i q = loadu256(wp + 32 + 64 * k + 32 * h);
-            s16 = _mm256_add_epi16(
-                s16, _mm256_maddubs_epi16(_mm256_and_si256(q, m4), loadu256(xp + 64 * k + 32 * h)));
-            s16 = _mm256_add_epi16(
-                s16, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
-                                          loadu256(xp + 256 + 64 * k + 32 * h)));
+            a = _mm256_add_epi32(
+                a, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_and_si256(q, m4),
+                                                          loadu256(xp + 64 * k + 32 * h)),
+                                     ones));
+            b = _mm256_add_epi32(
+                b, _mm256_madd_epi16(
+                       _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+                                            loadu256(xp + 256 + 64 * k + 32 * h)),
+                       ones));
           }
-          a = loadu256(xp + 576 + 32 * h);
-          b = _mm256_madd_epi16(s16, ones);
         }
         acc[g][h] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_add_epi32(a, b)), acc[g][h]);
       }

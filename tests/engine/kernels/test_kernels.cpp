@@ -714,8 +714,8 @@ class TestKernels : public QObject {
       }
     }
     // Extreme sums: every nibble 15 / every quant -128 against an activation of all +-127 (the
-    // AVX2 Q4_0 kernel sums 8 maddubs results as int16 before widening: 8 * 2 * 15 * 127 per
-    // lane, the most it can see); each level still gives the scalar reference's bits.
+    // largest int16 pair products the maddubs and unsigned-offset paths see); each level still
+    // gives the scalar reference's bits.
     for (TensorType t : {TensorType::Q4_0, TensorType::Q8_0}) {
       const int64_t n_in = 256, n_out = 16;
       auto w = random_rows(t, n_in, n_out, 77);
