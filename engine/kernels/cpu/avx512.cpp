@@ -215,6 +215,18 @@ void dq_blocks(const void* src, float* dst, int64_t n) {
 // One 512-bit register holds 8 rows x 2 blocks (lanes h * 8 + r), so a block pair of a group is
 // 4 (Q4_0) or 8 (Q8_0) VPDPBUSD on unsigned quants (+ offset) against the broadcast activation
 // quants, one scale conversion and one FMA; G row groups share each activation load.
+//
+// Why repacking speeds up Q4_0 decode but not Q8_0 decode (issue #19): one decode token reads
+// every weight byte once from DRAM, so a product's time is its bytes / bandwidth as long as the
+// instructions per byte fit under that. Repacking removes instructions (one VPDPBUSD serves 8
+// rows, the activation is broadcast once), not bytes: Q8_0 (544 bytes a pair of 8 rows, 8
+// VPDPBUSD + 8 XOR) was already under the memory time with the plain 8-row kernel (dot_rows),
+// while Q4_0 (288 bytes, with the nibble unpacking on top) was not. Measured in isolation
+// (decode-shaped expert products streaming from DRAM, 1 thread, Zen 4) this kernel reads
+// 23-25 GB/s for Q4_0 and Q8_0 alike, near the one-thread streaming bandwidth; the rest of the
+// gap to the roofline in a decode token is outside the products. A compact activation (192
+// bytes a pair, broadcast by VPERMD here) was tried: no faster (the 640-byte form's extra L1
+// traffic is not what limits this loop), so the broadcast form stays.
 template <bool kQ8, int G, bool kPf>
 void packed_n(const uint8_t* w, uint64_t gbytes, const uint8_t* x, int64_t n_pairs, float* out) {
   constexpr int kPair = kQ8 ? kPackedPairBytesQ8_0 : kPackedPairBytesQ4_0;
@@ -306,8 +318,10 @@ void fill_avx512(Table& t, bool vnni) {
   set(TensorType::BF16, dot_half<load_bf16x16, bf16_to_f32>, dq_bf16);
   if (vnni) {
     set_32<IdotVnni>(t);
-    t.packed[static_cast<int>(TensorType::Q4_0)] = packed_rows<false, true>;
-    t.packed_cached[static_cast<int>(TensorType::Q4_0)] = packed_rows<false, false>;
+    // Q4_0 keeps the AVX2 table's repacked kernel (the same bits): in decode-shaped expert
+    // products streaming from DRAM (1 thread, Zen 4) it ran 0.29-0.36 ms a step against this
+    // file's 0.37-0.43 (two interleaved runs); 64-byte loads at the 288-byte pair stride
+    // straddle cache lines every other pair. Q8_0 keeps the 512-bit kernel (not compared).
     t.packed[static_cast<int>(TensorType::Q8_0)] = packed_rows<true, true>;
     t.packed_cached[static_cast<int>(TensorType::Q8_0)] = packed_rows<true, false>;
     fill_mxfp4_avx512(t);

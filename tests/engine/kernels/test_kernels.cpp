@@ -713,6 +713,34 @@ class TestKernels : public QObject {
         }
       }
     }
+    // Extreme sums: every nibble 15 / every quant -128 against an activation of all +-127 (the
+    // largest int16 pair products the maddubs and unsigned-offset paths see); each level still
+    // gives the scalar reference's bits.
+    for (TensorType t : {TensorType::Q4_0, TensorType::Q8_0}) {
+      const int64_t n_in = 256, n_out = 16;
+      auto w = random_rows(t, n_in, n_out, 77);
+      const int bb = t == TensorType::Q4_0 ? 18 : 34;  // block bytes: FP16 d, then quants
+      for (size_t i = 0; i < w.size(); ++i)
+        if (i % bb >= 2) w[i] = t == TensorType::Q4_0 ? 0xFF : 0x80;
+      std::vector<uint8_t> packed(w.size());
+      kernels::repack_rows(t, w.data(), packed.data(), n_in, n_out);
+      for (float sign : {1.0f, -1.0f}) {
+        const std::vector<float> x(n_in, sign);
+        std::vector<float> ref(n_out);
+        kernels::matmul_repacked(t, packed.data(), n_in, n_out, x.data(), 1, ref.data(), &one,
+                                 Simd::Scalar);
+        std::vector<float> plain(n_out);
+        kernels::matvec(t, w.data(), n_in, n_out, x.data(), plain.data(), &one);
+        for (int64_t r = 0; r < n_out; ++r)
+          QVERIFY(std::fabs(ref[r] - plain[r]) <= 1e-5f * std::fabs(plain[r]));
+        for (Simd s : levels()) {
+          std::vector<float> y(n_out);
+          kernels::matmul_repacked(t, packed.data(), n_in, n_out, x.data(), 1, y.data(), &one, s);
+          QVERIFY2(std::memcmp(y.data(), ref.data(), y.size() * 4) == 0,
+                   qPrintable(QString("%1 extremes %2").arg(tname(t)).arg(kernels::simd_name(s))));
+        }
+      }
+    }
     // What cannot be repacked is refused with a message naming the shape.
     QVERIFY(!kernels::can_repack(TensorType::Q4_1, 64, 8));
     QVERIFY(!kernels::can_repack(TensorType::Q4_0, 96, 8));
