@@ -91,9 +91,16 @@ enum class Simd;  // below
 // results differ from matvec on the plain layout in the last bits. They agree bit for bit at
 // every SIMD level (scalar reference = AVX2 = AVX512-VNNI). exact_kernels() turns repacking off.
 
-/// True when repack_rows supports this matrix: Q4_0 or Q8_0, n_in a multiple of 64 (pairs of
-/// blocks), n_out a positive multiple of 8.
+/// True when repack_rows supports this matrix: Q4_0 or Q8_0 with n_in a multiple of 64 (pairs
+/// of blocks), or Q4_K or Q6_K with n_in a multiple of 256 (super-blocks; layout and numerics in
+/// kernels/cpu/kquant.h: ggml's Q8_K activation, the same integer sums, another float order),
+/// and n_out a positive multiple of 8.
 bool can_repack(gguf::TensorType type, int64_t n_in, int64_t n_out);
+
+/// True when the repacked kernels of this type are worth it at the active SIMD level: always for
+/// Q4_0 / Q8_0, for Q4_K / Q6_K only with an AVX2 or AVX512-VNNI kernel (their scalar reference
+/// is slower than the plain per-row kernels). Models repack a weight only when this holds.
+bool repack_pays(gguf::TensorType type);
 
 /// Writes W (type [n_in, n_out], plain layout, at src) into dst in the repacked layout
 /// (row_bytes(type, n_in) * n_out bytes; dst must not overlap src). Throws moelab::Error
