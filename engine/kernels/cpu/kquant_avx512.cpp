@@ -154,7 +154,8 @@ void rows(const uint8_t* w, uint64_t gbytes, int n_groups, const uint8_t* x, int
       q4_k_n<G, kPf>(w, gbytes, x, n_super, out);
     n_groups -= G, w += G * gbytes, out += 8 * G;
   };
-  while (n_groups >= 2) run(std::integral_constant<int, 2>{});
+  while (n_groups >= 4) run(std::integral_constant<int, 4>{});
+  if (n_groups >= 2) run(std::integral_constant<int, 2>{});
   if (n_groups == 1) run(std::integral_constant<int, 1>{});
 }
 
