@@ -841,6 +841,16 @@ class TestKernels : public QObject {
         }
       }
     }
+    // Models repack K-quants only where a SIMD kernel exists (the scalar reference is slower
+    // than the plain per-row kernels); Q4_0 / Q8_0 always.
+    kernels::set_simd(Simd::Scalar);
+    QVERIFY(!kernels::repack_pays(TensorType::Q4_K));
+    QVERIFY(!kernels::repack_pays(TensorType::Q6_K));
+    QVERIFY(kernels::repack_pays(TensorType::Q4_0));
+    QVERIFY(!kernels::repack_pays(TensorType::Q5_K));
+    kernels::set_simd(saved);
+    QCOMPARE(kernels::repack_pays(TensorType::Q4_K), kernels::active_simd() != Simd::Scalar);
+    QCOMPARE(kernels::repack_pays(TensorType::Q6_K), kernels::active_simd() != Simd::Scalar);
     // Shapes the K-quant layout cannot hold are refused (super-blocks of 256, groups of 8 rows).
     QVERIFY(!kernels::can_repack(TensorType::Q4_K, 256, 12));
     QVERIFY(!kernels::can_repack(TensorType::Q6_K, 0, 8));

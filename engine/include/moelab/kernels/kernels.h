@@ -17,8 +17,8 @@
 // row group, and for Q4_0 / Q5_0 / MXFP4 (Q8_0 with AVX512-VNNI) forms the exact int32 sums as
 // sum((q + offset) * y) - offset * sum(y); matvec_batch shares activations and threads across
 // products. All of these give the reference kernels' results bit for bit (tested). Faster still,
-// and not bit-identical, are the repacked Q4_0 / Q8_0 kernels below (the default for models;
-// MOELAB_EXACT_KERNELS=1 keeps the llama.cpp-order kernels everywhere).
+// and not bit-identical, are the repacked Q4_0 / Q8_0 / Q4_K / Q6_K kernels below (the default
+// for models; MOELAB_EXACT_KERNELS=1 keeps the llama.cpp-order kernels everywhere).
 #pragma once
 
 #include <cstdint>
