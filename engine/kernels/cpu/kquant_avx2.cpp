@@ -20,15 +20,25 @@ inline __m256i ld(const void* p) {
 inline __m256i dp(__m256i acc, __m256i u, __m256i y) {
   return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, y), _mm256_set1_epi16(1)));
 }
-// Bytes [v0, v0 + 8) of the 64 6-bit values of kquant.h's scale / min packing as int32 x 8.
-inline __m256i six_bit_8(const uint8_t* p, int v0) {
-  alignas(16) uint8_t v[8];
-  for (int i = 0; i < 8; ++i) {
-    const int k = v0 + i;
-    const int lo = k < 32 ? (p[k] & 15) : (p[k - 32] >> 4);
-    v[i] = static_cast<uint8_t>(lo | (((p[32 + k % 16] >> (2 * (k / 16))) & 3) << 4));
-  }
-  return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(v)));
+// The 64 6-bit values of kquant.h's Q4_K scale / min packing, value v to out[v].
+inline void unpack6(const uint8_t* p, uint8_t* out) {
+  const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
+  const __m256i lo = ld(p);
+  const __m256i hi =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 32)));
+  // 32-bit shifts: what moves in from the next byte lands above bit 1 and is masked off.
+  const __m256i h01 =
+      _mm256_and_si256(_mm256_srlv_epi32(hi, _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2)), m3);
+  const __m256i h23 =
+      _mm256_and_si256(_mm256_srlv_epi32(hi, _mm256_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6)), m3);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out),
+                      _mm256_or_si256(_mm256_and_si256(lo, m4), _mm256_slli_epi16(h01, 4)));
+  _mm256_storeu_si256(
+      reinterpret_cast<__m256i*>(out + 32),
+      _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(lo, 4), m4), _mm256_slli_epi16(h23, 4)));
+}
+inline __m256i u8x8(const uint8_t* p) {
+  return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
 }
 
 template <int G, bool kPf>
@@ -44,6 +54,9 @@ void q4_k_n(const uint8_t* w, uint64_t gbytes, const uint8_t* x, int64_t n_super
       if constexpr (kPf)
         for (int c = 0; c < kPackedSuperBytesQ4_K; c += 64)
           _mm_prefetch(reinterpret_cast<const char*>(wp) + G * gbytes + c, _MM_HINT_T1);
+      alignas(32) uint8_t sc[64], mn[64];
+      unpack6(wp + 32, sc);
+      unpack6(wp + 80, mn);
       __m256i is = _mm256_setzero_si256(), ms = _mm256_setzero_si256();
       for (int c = 0; c < 2; ++c)
         for (int hh = 0; hh < 2; ++hh) {
@@ -56,10 +69,9 @@ void q4_k_n(const uint8_t* w, uint64_t gbytes, const uint8_t* x, int64_t n_super
           }
           for (int lh = 0; lh < 2; ++lh) {
             const int v0 = 16 * (2 * c + lh) + 8 * hh;
-            is = _mm256_add_epi32(is, _mm256_mullo_epi32(six_bit_8(wp + 32, v0), lh ? b : a));
-            ms = _mm256_add_epi32(ms,
-                                  _mm256_mullo_epi32(six_bit_8(wp + 80, v0),
-                                                     ld(xp + 2048 + 64 * (2 * c + lh) + 32 * hh)));
+            is = _mm256_add_epi32(is, _mm256_mullo_epi32(u8x8(sc + v0), lh ? b : a));
+            ms = _mm256_add_epi32(
+                ms, _mm256_mullo_epi32(u8x8(mn + v0), ld(xp + 2048 + 64 * (2 * c + lh) + 32 * hh)));
           }
         }
       const __m256 d =
