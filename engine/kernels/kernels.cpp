@@ -14,6 +14,7 @@
 #endif
 
 #include "kernels/cpu/impl.h"
+#include "kernels/cpu/kquant.h"
 #include "kernels/element/blocks.h"
 #include "moelab/core/error.h"
 #include "moelab/core/log.h"
@@ -130,13 +131,20 @@ struct Tables {
     const CpuFeatures f = cpu_features();
     detected = detect(f);
     cpu::fill_scalar(level[0]);
+    cpu::fill_kquant_scalar(level[0]);
     level[1] = level[0];
 #if defined(MOELAB_KERNELS_AVX2)
-    if (detected >= Simd::Avx2) cpu::fill_avx2(level[1]);
+    if (detected >= Simd::Avx2) {
+      cpu::fill_avx2(level[1]);
+      cpu::fill_kquant_avx2(level[1]);
+    }
 #endif
     level[2] = level[1];
 #if defined(MOELAB_KERNELS_AVX512)
-    if (detected >= Simd::Avx512) cpu::fill_avx512(level[2], f.avx512vnni && f.avx512vl);
+    if (detected >= Simd::Avx512) {
+      cpu::fill_avx512(level[2], f.avx512vnni && f.avx512vl);
+      if (f.avx512vnni && f.avx512vl) cpu::fill_kquant_avx512(level[2]);
+    }
 #endif
     Simd a = detected;
     if (const char* env = std::getenv("MOELAB_SIMD"); env && *env) {
@@ -220,19 +228,47 @@ constexpr int64_t kGroupRows = 8;
 
 int packed_pair_bytes(TensorType t) {
   if (t == TensorType::MXFP4) return cpu::kPackedPairBytesMXFP4;
+  if (t == TensorType::Q4_K) return cpu::kPackedSuperBytesQ4_K;
+  if (t == TensorType::Q6_K) return cpu::kPackedSuperBytesQ6_K;
   return t == TensorType::Q8_0 ? cpu::kPackedPairBytesQ8_0 : cpu::kPackedPairBytesQ4_0;
+}
+bool is_kquant_packed(TensorType t) {
+  return t == TensorType::Q4_K || t == TensorType::Q6_K;
+}
+// Elements per unit of a PackedFn's n_pairs: a pair of Q8_0 blocks, or a K-quant super-block.
+int64_t packed_unit(TensorType t) {
+  return is_kquant_packed(t) ? 256 : 64;
 }
 // What the SIMD kernels add to each quant to make it unsigned (they subtract offset * sum(y)).
 int packed_offset(TensorType t) {
   if (t == TensorType::MXFP4) return 12;
   return t == TensorType::Q8_0 ? 128 : 8;
 }
-uint64_t expanded_bytes(int64_t n_in) {
+// Which expanded activation a repacked type takes (matvec_batch shares equal ones).
+int packed_format(TensorType t) {
+  if (is_kquant_packed(t)) return -static_cast<int>(t);
+  return packed_offset(t);
+}
+uint64_t expanded_bytes(TensorType t, int64_t n_in) {
+  if (t == TensorType::Q4_K) return static_cast<uint64_t>(n_in / 256) * cpu::kPackedXSuperBytesQ4_K;
+  if (t == TensorType::Q6_K) return static_cast<uint64_t>(n_in / 256) * cpu::kPackedXSuperBytesQ6_K;
   return static_cast<uint64_t>(n_in / 64) * cpu::kPackedXPairBytes;
+}
+// Bytes of the quantized activation row expand_activation goes through.
+uint64_t expand_scratch_bytes(TensorType t, int64_t n_in) {
+  return row_bytes(is_kquant_packed(t) ? TensorType::Q8_K : TensorType::Q8_0, n_in);
 }
 // One F32 activation row (n_in a multiple of 64) -> Q8_0 (the same row as ggml's) -> the
 // broadcast form of impl.h. q8: scratch of row_bytes(Q8_0, n_in) bytes.
 void expand_activation(TensorType type, const float* x, int64_t n_in, uint8_t* q8, uint8_t* dst) {
+  if (is_kquant_packed(type)) {  // ggml's Q8_K row, then kquant.h's broadcast form
+    convert_activation(TensorType::Q8_K, x, q8, n_in);
+    if (type == TensorType::Q4_K)
+      cpu::expand_q8_k_for_q4_k(q8, dst, n_in);
+    else
+      cpu::expand_q8_k_for_q6_k(q8, dst, n_in);
+    return;
+  }
   convert_activation(TensorType::Q8_0, x, q8, n_in);
   const auto* xb = reinterpret_cast<const el::BlockQ8_0*>(q8);
   const int offset = packed_offset(type);
@@ -407,19 +443,30 @@ float dot_row(TensorType type, const void* w_row, const void* x, int64_t n, Simd
 }
 
 bool can_repack(TensorType type, int64_t n_in, int64_t n_out) {
+  if (is_kquant_packed(type))
+    return n_in > 0 && n_in % 256 == 0 && n_out > 0 && n_out % kGroupRows == 0;
   return (type == TensorType::Q4_0 || type == TensorType::Q8_0 || type == TensorType::MXFP4) &&
          n_in > 0 && n_in % 64 == 0 && n_out > 0 && n_out % kGroupRows == 0;
 }
 
+bool repack_pays(TensorType type) {
+  if (!is_kquant_packed(type))
+    return type == TensorType::Q4_0 || type == TensorType::Q8_0 || type == TensorType::MXFP4;
+  const int i = static_cast<int>(type);
+  return active_table().packed[i] != table_for(Simd::Scalar).packed[i];
+}
+
 void repack_rows(TensorType type, const void* src, void* dst, int64_t n_in, int64_t n_out) {
   if (!can_repack(type, n_in, n_out))
-    throw Error(
-        ErrorKind::BadInput,
-        "cannot repack a " + tname(type) + " matrix of " + std::to_string(n_out) + " rows of " +
-            std::to_string(n_in) +
-            " (needs Q4_0, Q8_0 or MXFP4, a row length that is a multiple of 64 and a row count "
-            "that is a multiple of 8)",
-        {.subject = "repack_rows"});
+    throw Error(ErrorKind::BadInput,
+                "cannot repack a " + tname(type) + " matrix of " + std::to_string(n_out) +
+                    " rows of " + std::to_string(n_in) +
+                    " (needs Q4_0, Q8_0 or MXFP4 with a row length that is a multiple of 64, or "
+                    "Q4_K or Q6_K with one that is a multiple of 256, and a row count that is a "
+                    "multiple of 8)",
+                {.subject = "repack_rows"});
+  if (type == TensorType::Q4_K) return cpu::repack_q4_k(src, dst, n_in, n_out);
+  if (type == TensorType::Q6_K) return cpu::repack_q6_k(src, dst, n_in, n_out);
   const uint64_t rb = row_bytes(type, n_in);
   const int pair = packed_pair_bytes(type);
   const bool q8 = type == TensorType::Q8_0;
@@ -481,12 +528,12 @@ void matmul_repacked(TensorType type, const void* w, int64_t n_in, int64_t n_out
   const cpu::PackedFn fn = table_for(level).packed[static_cast<int>(type)];
   const cpu::PackedFn fn_cached = table_for(level).packed_cached[static_cast<int>(type)];
   const uint64_t gb = kGroupRows * row_bytes(type, n_in);
-  const uint64_t xpb = expanded_bytes(n_in);
-  const int64_t n_pairs = n_in / 64, groups = n_out / kGroupRows;
+  const uint64_t xpb = expanded_bytes(type, n_in);
+  const int64_t n_pairs = n_in / packed_unit(type), groups = n_out / kGroupRows;
   const auto* wb = static_cast<const uint8_t*>(w);
   // Scratch kept per thread across calls: steady-state decode allocates nothing here.
   thread_local std::vector<uint8_t> q8, xe;
-  q8.resize(row_bytes(TensorType::Q8_0, n_in));
+  q8.resize(expand_scratch_bytes(type, n_in));
   // Tokens in tiles of kTokBlock (their expanded activations, 640 bytes per 64 inputs, stay
   // small); within a tile each thread runs up to kMaxPackedGroups row groups over all the
   // tile's tokens, so those weights are read from memory once per tile.
@@ -557,7 +604,7 @@ void matvec_batch(const MatvecJob* jobs, int n_jobs, ThreadPool* pool, Precision
   offsets.assign(n_jobs, 0);
   auto same_format = [&](const MatvecJob& a, const MatvecJob& b) {
     if (a.x != b.x || a.n_in != b.n_in || a.repacked != b.repacked) return false;
-    if (a.repacked) return packed_offset(a.type) == packed_offset(b.type);
+    if (a.repacked) return packed_format(a.type) == packed_format(b.type);
     return vec_dot_type(a.type) == vec_dot_type(b.type);
   };
   uint64_t bytes = 0;
@@ -569,7 +616,7 @@ void matvec_batch(const MatvecJob* jobs, int n_jobs, ThreadPool* pool, Precision
       offsets[j] = offsets[same];
     } else {
       offsets[j] = bytes;
-      bytes += jobs[j].repacked ? expanded_bytes(jobs[j].n_in)
+      bytes += jobs[j].repacked ? expanded_bytes(jobs[j].type, jobs[j].n_in)
                                 : row_bytes(vec_dot_type(jobs[j].type), jobs[j].n_in);
     }
   }
@@ -581,7 +628,7 @@ void matvec_batch(const MatvecJob* jobs, int n_jobs, ThreadPool* pool, Precision
     for (int i = 0; i < j && first; ++i) first = offsets[i] != offsets[j];
     if (first) {
       if (b.repacked) {
-        q8.resize(row_bytes(TensorType::Q8_0, b.n_in));
+        q8.resize(expand_scratch_bytes(b.type, b.n_in));
         expand_activation(b.type, b.x, b.n_in, q8.data(), xbuf.data() + offsets[j]);
       } else {
         convert_activation(vec_dot_type(b.type), b.x, xbuf.data() + offsets[j], b.n_in);
@@ -606,7 +653,7 @@ void matvec_batch(const MatvecJob* jobs, int n_jobs, ThreadPool* pool, Precision
       if (jb.repacked) {
         const uint64_t gb = kGroupRows * pr[j].wrb;
         t.packed[static_cast<int>(jb.type)](wb + u0 * gb, gb, static_cast<int>(u1 - u0), pr[j].xq,
-                                            jb.n_in / 64, jb.y + u0 * kGroupRows);
+                                            jb.n_in / packed_unit(jb.type), jb.y + u0 * kGroupRows);
         continue;
       }
       const cpu::DotRowsFn dot_rows = t.dot_rows[static_cast<int>(jb.type)];

@@ -39,7 +39,7 @@ uint64_t CpuModel::repack_weights() {
   const uint8_t* map_hi = map_lo + file_->file_size();
   auto repack = [&](Weight& w, bool expert) {
     if (!w || w.repacked || w.ne[3] != 1 || !kernels::can_repack(w.type, w.n_in(), w.n_out()) ||
-        exact_activations(w.type, w.n_in(), expert))
+        !kernels::repack_pays(w.type) || exact_activations(w.type, w.n_in(), expert))
       return;
     const uint64_t slice = static_cast<uint64_t>(w.ne[1]) * w.row_bytes;
     const uint64_t bytes = slice * static_cast<uint64_t>(w.ne[2]);

@@ -28,6 +28,8 @@ inline constexpr int kMaxRows = 8;
 /// out[8 g + r] = dot of row r of group g. Every SIMD level forms the same exact int32 sum per
 /// row and block, d = fp16(d_w) * d_x, acc_h = fma(d, float(sum), acc_h) over the even (h = 0)
 /// and odd (h = 1) blocks in order, and out = acc_0 + acc_1, so all levels agree bit for bit.
+/// (Repacked Q4_K / Q6_K use the same signature with n_pairs = 256-element super-blocks and
+/// their own layouts and numerics: kquant.h.)
 using PackedFn = void (*)(const uint8_t* w, uint64_t group_bytes, int n_groups, const uint8_t* x,
                           int64_t n_pairs, float* out);
 inline constexpr int kMaxPackedGroups = 4;

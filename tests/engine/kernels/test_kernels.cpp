@@ -812,6 +812,144 @@ class TestKernels : public QObject {
     }
   }
 
+  // Repacked Q4_K / Q6_K (kernels/cpu/kquant.h): every SIMD level gives the scalar reference's
+  // bits (1 and 2 threads, 1 and 3 tokens, matvec_batch with a plain job and a second repacked
+  // type sharing x); each result is the exact dot product of the weights and the Q8_K activation
+  // up to float rounding. Bound: the kernels round a few times per 256-element super-block; for
+  // Q4_K the scale part and the min part are rounded apart, so the bound is measured against
+  // sum_i (|d sc_j q_i| + |dmin m_j|) |x_i| (cancellation between the two parts is exact in
+  // the integers but not in float), for Q6_K against sum_i |w_i x_i|.
+  void repackedKQuantsMatchReferenceAndPlain() {
+    ThreadPool one(1), two(2);
+    const Simd saved = kernels::active_simd();
+    const std::pair<int64_t, int64_t> shapes[] = {{256, 8}, {1024, 40}, {2816, 16}, {512, 96}};
+    for (TensorType t : {TensorType::Q4_K, TensorType::Q6_K}) {
+      for (auto [n_in, n_out] : shapes) {
+        QVERIFY(kernels::can_repack(t, n_in, n_out));
+        const auto w = random_rows(t, n_in, n_out, 60 + static_cast<uint32_t>(n_in + n_out));
+        std::vector<uint8_t> packed(w.size(), 0xAB);
+        kernels::repack_rows(t, w.data(), packed.data(), n_in, n_out);
+        QVERIFY(std::memcmp(packed.data(), w.data(), w.size()) != 0);
+        const int64_t n_tok = 3;
+        const auto x = random_floats(n_in * n_tok, 61 + static_cast<uint32_t>(n_in));
+        std::vector<float> ref(n_out * n_tok + 1, -7.0f);
+        kernels::matmul_repacked(t, packed.data(), n_in, n_out, x.data(), n_tok, ref.data(), &one,
+                                 Simd::Scalar);
+        QCOMPARE(ref.back(), -7.0f);
+        const uint64_t rb = kernels::row_bytes(t, n_in);
+        for (int64_t tk = 0; tk < n_tok; ++tk) {
+          const auto xs = activation_as_seen(t, x.data() + tk * n_in, n_in);
+          std::vector<float> plain(n_out);
+          kernels::matvec(t, w.data(), n_in, n_out, x.data() + tk * n_in, plain.data(), &one);
+          for (int64_t r = 0; r < n_out; ++r) {
+            const auto wd = dequant(t, w.data() + r * rb, n_in);
+            double exact = 0, scale = 0;
+            for (int64_t i = 0; i < n_in; ++i) {
+              exact += static_cast<double>(wd[i]) * xs[i];
+              scale += std::fabs(static_cast<double>(wd[i]) * xs[i]);
+            }
+            if (t == TensorType::Q4_K) {
+              scale = 0;
+              const auto* blocks = reinterpret_cast<const el::BlockQ4_K*>(w.data() + r * rb);
+              for (int64_t i = 0; i < n_in; ++i) {
+                const el::BlockQ4_K& b = blocks[i / 256];
+                const int e = static_cast<int>(i % 256), j = e / 32;
+                uint8_t sc, m;
+                el::k4_scale_min(j, b.scales, &sc, &m);
+                const int q =
+                    (j % 2 ? b.qs[32 * (j / 2) + e % 32] >> 4 : b.qs[32 * (j / 2) + e % 32] & 15);
+                scale += (std::fabs(static_cast<double>(el::h2f(b.d)) * sc * q) +
+                          std::fabs(static_cast<double>(el::h2f(b.dmin)) * m)) *
+                         std::fabs(xs[i]);
+              }
+            }
+            const double bound = (n_in / 32 + 4) * 0x1p-24 * scale + 1e-30;
+            const float got = ref[tk * n_out + r];
+            QVERIFY2(std::fabs(got - exact) <= bound,
+                     qPrintable(QString("%1 %2x%3 row %4: repacked %5, exact %6, bound %7")
+                                    .arg(tname(t))
+                                    .arg(n_out)
+                                    .arg(n_in)
+                                    .arg(r)
+                                    .arg(got)
+                                    .arg(exact)
+                                    .arg(bound)));
+            QVERIFY2(std::fabs(plain[r] - got) <= 2 * bound,
+                     qPrintable(QString("%1 row %2: repacked %3, plain %4")
+                                    .arg(tname(t))
+                                    .arg(r)
+                                    .arg(got)
+                                    .arg(plain[r])));
+          }
+        }
+        // The other repacked K type over the same x (its own expanded activation in the batch).
+        const TensorType t2 = t == TensorType::Q4_K ? TensorType::Q6_K : TensorType::Q4_K;
+        const auto w2 = random_rows(t2, n_in, n_out, 62 + static_cast<uint32_t>(n_in));
+        std::vector<uint8_t> packed2(w2.size());
+        kernels::repack_rows(t2, w2.data(), packed2.data(), n_in, n_out);
+        std::vector<float> ref2(n_out);
+        kernels::matmul_repacked(t2, packed2.data(), n_in, n_out, x.data(), 1, ref2.data(), &one,
+                                 Simd::Scalar);
+        for (Simd s : levels()) {
+          for (ThreadPool* pool : {&one, &two}) {
+            std::vector<float> y(n_out * n_tok + 1, -7.0f);
+            kernels::matmul_repacked(t, packed.data(), n_in, n_out, x.data(), n_tok, y.data(), pool,
+                                     s);
+            QVERIFY2(std::memcmp(y.data(), ref.data(), y.size() * 4) == 0,
+                     qPrintable(QString("%1 %2x%3 %4")
+                                    .arg(tname(t))
+                                    .arg(n_out)
+                                    .arg(n_in)
+                                    .arg(kernels::simd_name(s))));
+            kernels::set_simd(s);
+            std::vector<float> d(n_out + 1, -7.0f);  // decode, one token
+            kernels::matmul_repacked(t, packed.data(), n_in, n_out, x.data() + n_in, 1, d.data(),
+                                     pool);
+            QVERIFY(std::memcmp(d.data(), ref.data() + n_out, n_out * 4) == 0);
+            QCOMPARE(d.back(), -7.0f);
+            std::vector<float> b0(n_out, -7.0f), b1(n_out, -7.0f), b2(n_out, -7.0f), b3(n_out),
+                p2(n_out);
+            const kernels::MatvecJob jobs[4] = {
+                {t, packed.data(), n_in, n_out, x.data(), b0.data(), true},
+                {t, w.data(), n_in, n_out, x.data(), b2.data(), false},
+                {t2, packed2.data(), n_in, n_out, x.data(), b3.data(), true},
+                {t, packed.data(), n_in, n_out, x.data() + 2 * n_in, b1.data(), true}};
+            kernels::matvec_batch(jobs, 4, pool);
+            kernels::matvec(t, w.data(), n_in, n_out, x.data(), p2.data(), pool);
+            QVERIFY(std::memcmp(b0.data(), ref.data(), n_out * 4) == 0);
+            QVERIFY(std::memcmp(b1.data(), ref.data() + 2 * n_out, n_out * 4) == 0);
+            QVERIFY(std::memcmp(b2.data(), p2.data(), n_out * 4) == 0);
+            QVERIFY2(std::memcmp(b3.data(), ref2.data(), n_out * 4) == 0,
+                     qPrintable(QString("%1 batch %2").arg(tname(t2), kernels::simd_name(s))));
+            kernels::set_simd(saved);
+          }
+        }
+      }
+    }
+    // Models repack K-quants only where a SIMD kernel exists (the scalar reference is slower
+    // than the plain per-row kernels); Q4_0 / Q8_0 always.
+    kernels::set_simd(Simd::Scalar);
+    QVERIFY(!kernels::repack_pays(TensorType::Q4_K));
+    QVERIFY(!kernels::repack_pays(TensorType::Q6_K));
+    QVERIFY(kernels::repack_pays(TensorType::Q4_0));
+    QVERIFY(!kernels::repack_pays(TensorType::Q5_K));
+    kernels::set_simd(saved);
+    QCOMPARE(kernels::repack_pays(TensorType::Q4_K), kernels::active_simd() != Simd::Scalar);
+    QCOMPARE(kernels::repack_pays(TensorType::Q6_K), kernels::active_simd() != Simd::Scalar);
+    // Shapes the K-quant layout cannot hold are refused (super-blocks of 256, groups of 8 rows).
+    QVERIFY(!kernels::can_repack(TensorType::Q4_K, 256, 12));
+    QVERIFY(!kernels::can_repack(TensorType::Q6_K, 0, 8));
+    QVERIFY(!kernels::can_repack(TensorType::Q5_K, 256, 8));
+    std::vector<uint8_t> src(kernels::row_bytes(TensorType::Q6_K, 256) * 12), dst(src.size());
+    try {
+      kernels::repack_rows(TensorType::Q6_K, src.data(), dst.data(), 256, 12);
+      QFAIL("expected an error");
+    } catch (const Error& e) {
+      QCOMPARE(e.kind(), ErrorKind::BadInput);
+      QVERIFY(QString(e.what()).contains("12 rows of 256"));
+    }
+  }
+
   // matvec_batch (decode through experts: several products, shared activations, threads over
   // the rows of all jobs) equals one matvec per job bit for bit, at every SIMD level, for 1 and
   // 2 threads and both precisions; jobs mix weight types, shapes and shared / distinct x.

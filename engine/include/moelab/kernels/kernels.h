@@ -17,8 +17,8 @@
 // row group, and for Q4_0 / Q5_0 / MXFP4 (Q8_0 with AVX512-VNNI) forms the exact int32 sums as
 // sum((q + offset) * y) - offset * sum(y); matvec_batch shares activations and threads across
 // products. All of these give the reference kernels' results bit for bit (tested). Faster still,
-// and not bit-identical, are the repacked Q4_0 / Q8_0 / MXFP4 kernels below (the default for
-// models; MOELAB_EXACT_KERNELS=1 keeps the llama.cpp-order kernels everywhere).
+// and not bit-identical, are the repacked Q4_0 / Q8_0 / MXFP4 / Q4_K / Q6_K kernels below (the
+// default for models; MOELAB_EXACT_KERNELS=1 keeps the llama.cpp-order kernels everywhere).
 #pragma once
 
 #include <cstdint>
@@ -92,9 +92,16 @@ enum class Simd;  // below
 // every SIMD level (scalar reference = AVX2 = AVX512-VNNI). exact_kernels() turns repacking off.
 
 /// True when repack_rows supports this matrix: Q4_0, Q8_0 or MXFP4 (OCP MX v1.0; its E8M0 block
-/// scales take the place of the FP16 ones), n_in a multiple of 64 (pairs of blocks), n_out a
-/// positive multiple of 8.
+/// scales take the place of the FP16 ones) with n_in a multiple of 64 (pairs of blocks), or Q4_K
+/// or Q6_K with n_in a multiple of 256 (super-blocks; layout and numerics in kernels/cpu/kquant.h:
+/// ggml's Q8_K activation, the same integer sums, another float order), and n_out a positive
+/// multiple of 8.
 bool can_repack(gguf::TensorType type, int64_t n_in, int64_t n_out);
+
+/// True when the repacked kernels of this type are worth it at the active SIMD level: always for
+/// Q4_0 / Q8_0, for Q4_K / Q6_K only with an AVX2 or AVX512-VNNI kernel (their scalar reference
+/// is slower than the plain per-row kernels). Models repack a weight only when this holds.
+bool repack_pays(gguf::TensorType type);
 
 /// Writes W (type [n_in, n_out], plain layout, at src) into dst in the repacked layout
 /// (row_bytes(type, n_in) * n_out bytes; dst must not overlap src). Throws moelab::Error
