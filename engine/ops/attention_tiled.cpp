@@ -48,9 +48,10 @@ bool tiled_attention_enabled() {
   return tiled_mode() != 0 && !kernels::exact_kernels();
 }
 
-bool use_tiled_attention(const int32_t* pos, int64_t n_tokens, const AttentionParams& p) {
+bool use_tiled_attention(const int32_t* pos, int64_t n_tokens, const AttentionParams& p,
+                         const KvLayer& kv) {
   if (!tiled_attention_enabled() || p.n_head_kv <= 0 || p.n_head % p.n_head_kv != 0) return false;
-  if (tiled_mode() == 2) return true;
+  if (tiled_mode() == 2 || kv.f16) return true;
   for (int64_t t = 0; t < n_tokens; ++t)
     if (pos[t] >= kTiledMinPosition) return true;
   return false;

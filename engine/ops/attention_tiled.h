@@ -16,16 +16,20 @@ namespace moelab::ops::detail {
 /// MOELAB_TILED_ATTENTION=always also uses it below kTiledMinPosition).
 bool tiled_attention_enabled();
 
-/// Queries whose positions all lie below this keep the llama.cpp-order kernel: attention over
-/// so few keys is a small share of a token's time, and that kernel gives llama.cpp's bits, so
-/// near-tied routing decisions of short sequences follow llama.cpp's (test_probes' fixture
-/// routing). Decided by position, not cell count, so an evicted cache, the equivalent mask and
-/// capture on or off all take the same kernel.
+/// With an F32 KV cache (the fixtures' setting), queries whose positions all lie below this keep
+/// the llama.cpp-order kernel: attention over so few keys is a small share of a token's time,
+/// and that kernel gives llama.cpp's bits, so near-tied routing decisions of short sequences
+/// follow llama.cpp's (test_probes' fixture routing). Decided by position, not cell count, so an
+/// evicted cache, the equivalent mask and capture on or off all take the same kernel. An F16
+/// cache (llama.cpp's default, the speed setting) takes the tiled kernel at every position: the
+/// llama.cpp-order kernel converts and multiplies one element at a time there, which made short
+/// prompts and the first decode steps 25-40 % slower (MOELAB_EXACT_KERNELS=1 still has it).
 inline constexpr int64_t kTiledMinPosition = 128;
 
-/// tiled_attention_enabled(), GQA shapes it handles, and a query at position >=
-/// kTiledMinPosition.
-bool use_tiled_attention(const int32_t* pos, int64_t n_tokens, const AttentionParams& p);
+/// tiled_attention_enabled(), GQA shapes it handles, and an F16 cache or a query at position
+/// >= kTiledMinPosition.
+bool use_tiled_attention(const int32_t* pos, int64_t n_tokens, const AttentionParams& p,
+                         const KvLayer& kv);
 
 /// Shapes as ops::attention (cell i of the cache holds position i). Writes out
 /// F32 [n_tokens, n_head * head_dim_v]. With `visible` (attention policies): cell i holds

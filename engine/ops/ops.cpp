@@ -47,7 +47,7 @@ void attention(const float* q, const int32_t* pos, int64_t n_tokens, const KvLay
   // The tiled kernel forms no probability rows: capture (probs) gets them from the llama.cpp-order
   // kernel and the output from the tiled one (probes change no logit bit); MOELAB_EXACT_KERNELS=1
   // keeps the llama.cpp-order kernel for both.
-  if (detail::use_tiled_attention(pos, n_tokens, p)) {
+  if (detail::use_tiled_attention(pos, n_tokens, p, kv)) {
     if (probs) {
       thread_local std::vector<float> scratch;
       scratch.resize(static_cast<size_t>(n_tokens) * p.n_head * p.head_dim_v);

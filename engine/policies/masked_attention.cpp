@@ -10,7 +10,7 @@ namespace moelab::policies {
 void masked_attention(const float* q, const int32_t* pos, int64_t n_tokens, const ops::KvLayer& kv,
                       const int32_t* cell_pos, int64_t n_cells, const ops::AttentionParams& p,
                       const AttentionPolicy& policy, float* out, float* probs, ThreadPool* pool) {
-  if (ops::detail::use_tiled_attention(pos, n_tokens, p)) {
+  if (ops::detail::use_tiled_attention(pos, n_tokens, p, kv)) {
     // as ops::attention: probabilities (capture) from the llama.cpp-order kernel, the output
     // from the tiled one, whose position blocks make an evicted cache and the equivalent mask
     // over a full cache (and a mask that hides nothing and no mask) agree bit for bit

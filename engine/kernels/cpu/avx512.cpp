@@ -318,10 +318,14 @@ void fill_avx512(Table& t, bool vnni) {
   set(TensorType::BF16, dot_half<load_bf16x16, bf16_to_f32>, dq_bf16);
   if (vnni) {
     set_32<IdotVnni>(t);
-    // Q4_0 keeps the AVX2 table's repacked kernel (the same bits): in decode-shaped expert
-    // products streaming from DRAM (1 thread, Zen 4) it ran 0.29-0.36 ms a step against this
-    // file's 0.37-0.43 (two interleaved runs); 64-byte loads at the 288-byte pair stride
-    // straddle cache lines every other pair. Q8_0 keeps the 512-bit kernel (not compared).
+    // Q4_0 decode (packed) keeps the AVX2 table's repacked kernel (the same bits): in
+    // decode-shaped expert products streaming from DRAM (1 thread, Zen 4) it ran 0.29-0.36 ms a
+    // step against this file's 0.37-0.43 (two interleaved runs); 64-byte loads at the 288-byte
+    // pair stride straddle cache lines every other pair. Prefill tiles (packed_cached, weights
+    // in cache) take the 512-bit kernel: Mixtral-layout prefill of 64 tokens 490-531 against
+    // 336-342 t/s with the AVX2 one, decode unchanged (three interleaved runs, 1 thread).
+    // Q8_0 keeps the 512-bit kernel for both (not compared).
+    t.packed_cached[static_cast<int>(TensorType::Q4_0)] = packed_rows<false, false>;
     t.packed[static_cast<int>(TensorType::Q8_0)] = packed_rows<true, true>;
     t.packed_cached[static_cast<int>(TensorType::Q8_0)] = packed_rows<true, false>;
     fill_mxfp4_avx512(t);
