@@ -416,6 +416,10 @@ float dot_f32(const float* a, const float* b, int64_t n) {
   return active_table().dot[static_cast<int>(TensorType::F32)](a, b, n);
 }
 
+float dot_f32_tinyblas(const float* a, const float* b, int64_t n) {
+  return active_table().dot_f32_tinyblas(a, b, n);
+}
+
 void axpy_fma(float w, const float* v, float* acc, int64_t n) {
   active_table().axpy_fma(w, v, acc, n);
 }

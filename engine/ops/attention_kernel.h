@@ -51,7 +51,8 @@ void softmax_keyed(float* x, int64_t n, const Key& key, float sink = -INFINITY) 
 }
 
 /// visible(t, i) -> bool: may query token t see key cell i? Shapes as ops::attention:
-/// q F32 [n_tokens, n_head*head_dim]; out F32 [n_tokens, n_head*head_dim_v]; probs (optional)
+/// q F32 [n_tokens, n_head*head_dim]; out F32 [n_tokens, n_head*head_dim_v] (null: only the
+/// probabilities, for capture beside the tiled kernel); probs (optional)
 /// F32 [n_head, n_tokens, n_kv]. Jobs (head, token) are split over the pool.
 ///
 /// key(i) -> int64: the logical index of cell i (its position; ascending over the cells). The
@@ -76,6 +77,7 @@ void attention_kernel(const float* q, int64_t n_tokens, const KvLayer& kv, int64
     std::vector<float> qh(static_cast<size_t>(p.head_dim));
     std::vector<float> acc(static_cast<size_t>(p.head_dim_v) * 8);  // [8 lanes][head_dim_v]
     std::vector<float> vf(static_cast<size_t>(p.head_dim_v));
+    std::vector<float> kf(kv.f16 ? static_cast<size_t>(p.head_dim) : 0);
     for (int64_t j = begin; j < end; ++j) {
       const int h = static_cast<int>(j / n_tokens);
       const int64_t t = j % n_tokens;
@@ -94,10 +96,9 @@ void attention_kernel(const float* q, int64_t n_tokens, const KvLayer& kv, int64
         if (kv.f16) {
           const uint16_t* kr = static_cast<const uint16_t*>(kv.k) + i * k_stride +
                                static_cast<int64_t>(hk) * p.head_dim;
-          float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-          for (int d = 0; d < p.head_dim; ++d)
-            lanes[d & 7] = fmaf(qh[d], el::f16_to_f32(kr[d]), lanes[d & 7]);
-          dot = kernels::el::hsum8_tinyblas(lanes);
+          // exact F16 -> F32, then tinyBLAS's lanes (reduce.h: dot_f32_tinyblas), SIMD
+          kernels::f16_to_f32_row(kr, kf.data(), p.head_dim);
+          dot = kernels::dot_f32_tinyblas(qh.data(), kf.data(), p.head_dim);
         } else {
           const float* kr = static_cast<const float*>(kv.k) + i * k_stride +
                             static_cast<int64_t>(hk) * p.head_dim;
@@ -112,6 +113,7 @@ void attention_kernel(const float* q, int64_t n_tokens, const KvLayer& kv, int64
         float* pr = probs + (static_cast<int64_t>(h) * n_tokens + t) * n_kv;
         for (int64_t i = 0; i < n_kv; ++i) pr[i] = s[i];
       }
+      if (!out) continue;  // probabilities only (capture beside the tiled kernel)
       // probabilities · V in tinyBLAS order (llama.cpp stores V transposed, so this is a
       // dense product over the KV cells): lane (cell & 7) of each output accumulates with fused
       // multiply-adds; zero probabilities (masked cells) are exact no-ops and skipped.

@@ -49,10 +49,8 @@ void attention(const float* q, const int32_t* pos, int64_t n_tokens, const KvLay
   // keeps the llama.cpp-order kernel for both.
   if (detail::use_tiled_attention(pos, n_tokens, p, kv)) {
     if (probs) {
-      thread_local std::vector<float> scratch;
-      scratch.resize(static_cast<size_t>(n_tokens) * p.n_head * p.head_dim_v);
       detail::attention_kernel(
-          q, n_tokens, kv, n_kv, p, scratch.data(), probs, pool,
+          q, n_tokens, kv, n_kv, p, nullptr, probs, pool,
           [&](int64_t t, int64_t i) { return key_visible(pos[t], i, p.window); },
           [](int64_t i) { return i; });
     }

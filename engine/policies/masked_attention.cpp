@@ -20,10 +20,8 @@ void masked_attention(const float* q, const int32_t* pos, int64_t n_tokens, cons
       uint32_t window;
     } vis{&policy, pos, p.window};
     if (probs) {
-      thread_local std::vector<float> scratch;
-      scratch.resize(static_cast<size_t>(n_tokens) * p.n_head * p.head_dim_v);
       ops::detail::attention_kernel(
-          q, n_tokens, kv, n_cells, p, scratch.data(), probs, pool,
+          q, n_tokens, kv, n_cells, p, nullptr, probs, pool,
           [&](int64_t t, int64_t i) {
             const int64_t pk = cell_pos ? cell_pos[i] : i;
             return policy.visible(pos[t], pk, p.window);

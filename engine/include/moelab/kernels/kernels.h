@@ -171,6 +171,11 @@ void dequantize_row(gguf::TensorType type, const void* src, float* dst, int64_t 
 /// level.
 float dot_f32(const float* a, const float* b, int64_t n);
 
+/// The same sum in llamafile tinyBLAS's order (kernels/element/reduce.h: dot_f32_tinyblas:
+/// lane i & 7 accumulates with fused multiply-adds, then hsum8_tinyblas), bit-identical at every
+/// level: llama.cpp's K·Q over an F16 cache (the query rounded to F16 first).
+float dot_f32_tinyblas(const float* a, const float* b, int64_t n);
+
 /// acc[i] = fma(w, v[i], acc[i]) for i < n (one rounding per element, so identical at every
 /// SIMD level): one lane of a tinyBLAS-ordered weighted sum (attention probabilities · V).
 void axpy_fma(float w, const float* v, float* acc, int64_t n);
