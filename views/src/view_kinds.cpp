@@ -317,7 +317,8 @@ RouterConfidence router_confidence(const std::vector<float>& probs) {
 }
 
 RouterConfidence router_confidence(const std::vector<float>& scores,
-                                   const std::vector<float>& weights, const std::string& gating) {
+                                   const std::vector<float>& /*weights: unused, see the header*/,
+                                   const std::string& gating) {
   if (gating == "softmax_over_topk") {
     // Logits of any sign: their softmax over every expert (NaN entries left out).
     float mx = -std::numeric_limits<float>::infinity();
