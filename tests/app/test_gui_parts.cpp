@@ -278,6 +278,10 @@ class TestGuiParts : public QObject {
                      "<b>Warning:</b> A and B have different expert counts (A 8, B 4): "
                      "per-expert routing loads are not compared"),
              qPrintable(p.summaryText()));
+    if (const QByteArray dir = qgetenv("MOELAB_SCREENSHOT_DIR"); !dir.isEmpty()) {
+      p.resize(1280, 800);  // the panel as the lab shows it, warnings under the summary
+      p.grab().save(QString::fromLocal8Bit(dir) + "/compare-warnings.png");
+    }
     // The same model: no warning.
     p.compare(ids[0], ids[1]);
     QVERIFY(done.count() == 2 || done.wait(30000));
