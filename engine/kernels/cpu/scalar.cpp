@@ -72,13 +72,19 @@ void dq_blocks(const void* src, float* dst, int64_t n) {
   for (int64_t i = 0; i < n / kBlock; ++i) el::dequant(b[i], dst + i * kBlock);
 }
 
-// Repacked Q4_0 / Q8_0 (impl.h: PackedFn): the reference arithmetic of every SIMD level. The
-// int32 sum of a row and block is exact whatever the order, so only the float steps matter:
-// d = fp16(d_w) * d_x, acc_h = fmaf(d, float(sum), acc_h), out = acc_0 + acc_1.
-template <bool kQ8>
+// Repacked Q4_0 / Q8_0 / MXFP4 (impl.h: PackedFn): the reference arithmetic of every SIMD level.
+// The int32 sum of a row and block is exact whatever the order, so only the float steps matter:
+// d = scale_w * d_x, acc_h = fmaf(d, float(sum), acc_h), out = acc_0 + acc_1. scale_w is the
+// FP16 d_w (Q4_0, Q8_0: 32 scale bytes per pair) or el::e8m0_half(e) (MXFP4: 16 bytes), and an
+// MXFP4 quant is twice its E2M1 value (el::e2m1_x2) - Q4_0's nibble layout otherwise.
+enum class Packed { Q4_0, Q8_0, MXFP4 };
+template <Packed kT>
 void packed_rows(const uint8_t* w, uint64_t gbytes, int n_groups, const uint8_t* x, int64_t n_pairs,
                  float* out) {
-  constexpr int kPair = kQ8 ? kPackedPairBytesQ8_0 : kPackedPairBytesQ4_0;
+  constexpr int kPair = kT == Packed::Q8_0   ? kPackedPairBytesQ8_0
+                        : kT == Packed::Q4_0 ? kPackedPairBytesQ4_0
+                                             : kPackedPairBytesMXFP4;
+  constexpr int kScales = kT == Packed::MXFP4 ? 16 : 32;  // scale bytes before the quants
   for (int g = 0; g < n_groups; ++g) {
     for (int r = 0; r < 8; ++r) {
       float acc[2] = {0.0f, 0.0f};
@@ -91,50 +97,27 @@ void packed_rows(const uint8_t* w, uint64_t gbytes, int n_groups, const uint8_t*
             for (int b = 0; b < 4; ++b) {
               const auto y = static_cast<int8_t>(xp[64 * s + 32 * h + b]);
               int q;
-              if constexpr (kQ8) {
-                q = static_cast<int8_t>(wp[32 + 64 * s + 32 * h + 4 * r + b]);
+              if constexpr (kT == Packed::Q8_0) {
+                q = static_cast<int8_t>(wp[kScales + 64 * s + 32 * h + 4 * r + b]);
               } else {
-                const uint8_t byte = wp[32 + 64 * (s & 3) + 32 * h + 4 * r + b];
-                q = (s < 4 ? byte & 15 : byte >> 4) - 8;
+                const uint8_t byte = wp[kScales + 64 * (s & 3) + 32 * h + 4 * r + b];
+                const int nib = s < 4 ? byte & 15 : byte >> 4;
+                q = kT == Packed::MXFP4 ? el::e2m1_x2(nib) : nib - 8;
               }
               sum += q * y;
             }
           }
-          uint16_t dw;
-          std::memcpy(&dw, wp + 2 * (8 * h + r), 2);
-          float dx;
-          std::memcpy(&dx, xp + 512 + 4 * (8 * h), 4);
-          const float d = el::h2f(dw) * dx;
-          acc[h] = fmaf(d, static_cast<float>(sum), acc[h]);
-        }
-      }
-      out[8 * g + r] = acc[0] + acc[1];
-    }
-  }
-}
-
-// Repacked MXFP4 (impl.h: kPackedPairBytesMXFP4): the Q4_0 reference with twice the E2M1 value
-// (el::e2m1_x2) for the quant and d = el::e8m0_half(e) * d_x.
-void packed_rows_mxfp4(const uint8_t* w, uint64_t gbytes, int n_groups, const uint8_t* x,
-                       int64_t n_pairs, float* out) {
-  for (int g = 0; g < n_groups; ++g) {
-    for (int r = 0; r < 8; ++r) {
-      float acc[2] = {0.0f, 0.0f};
-      for (int64_t p = 0; p < n_pairs; ++p) {
-        const uint8_t* wp = w + g * gbytes + p * kPackedPairBytesMXFP4;
-        const uint8_t* xp = x + p * kPackedXPairBytes;
-        for (int h = 0; h < 2; ++h) {
-          int32_t sum = 0;
-          for (int s = 0; s < 8; ++s) {
-            for (int b = 0; b < 4; ++b) {
-              const auto y = static_cast<int8_t>(xp[64 * s + 32 * h + b]);
-              const uint8_t byte = wp[16 + 64 * (s & 3) + 32 * h + 4 * r + b];
-              sum += el::e2m1_x2(s < 4 ? byte & 15 : byte >> 4) * y;
-            }
+          float scale;
+          if constexpr (kT == Packed::MXFP4) {
+            scale = el::e8m0_half(wp[8 * h + r]);
+          } else {
+            uint16_t dw;
+            std::memcpy(&dw, wp + 2 * (8 * h + r), 2);
+            scale = el::h2f(dw);
           }
           float dx;
           std::memcpy(&dx, xp + 512 + 4 * (8 * h), 4);
-          const float d = el::e8m0_half(wp[8 * h + r]) * dx;
+          const float d = scale * dx;
           acc[h] = fmaf(d, static_cast<float>(sum), acc[h]);
         }
       }
@@ -180,12 +163,12 @@ void fill_scalar(Table& t) {
   set<BlockQ4_K, BlockQ8_K, QK_K>(t, TensorType::Q4_K);
   set<BlockQ5_K, BlockQ8_K, QK_K>(t, TensorType::Q5_K);
   set<BlockQ6_K, BlockQ8_K, QK_K>(t, TensorType::Q6_K);
-  t.packed[int(TensorType::Q4_0)] = packed_rows<false>;
-  t.packed[int(TensorType::Q8_0)] = packed_rows<true>;
-  t.packed_cached[int(TensorType::Q4_0)] = packed_rows<false>;
-  t.packed_cached[int(TensorType::Q8_0)] = packed_rows<true>;
-  t.packed[int(TensorType::MXFP4)] = packed_rows_mxfp4;
-  t.packed_cached[int(TensorType::MXFP4)] = packed_rows_mxfp4;
+  t.packed[int(TensorType::Q4_0)] = packed_rows<Packed::Q4_0>;
+  t.packed[int(TensorType::Q8_0)] = packed_rows<Packed::Q8_0>;
+  t.packed[int(TensorType::MXFP4)] = packed_rows<Packed::MXFP4>;
+  t.packed_cached[int(TensorType::Q4_0)] = packed_rows<Packed::Q4_0>;
+  t.packed_cached[int(TensorType::Q8_0)] = packed_rows<Packed::Q8_0>;
+  t.packed_cached[int(TensorType::MXFP4)] = packed_rows<Packed::MXFP4>;
   t.quantize_act[int(TensorType::Q8_0)] = quantize_act_row<BlockQ8_0>;
   t.quantize_act[int(TensorType::Q8_1)] = quantize_act_row<BlockQ8_1>;
 }
