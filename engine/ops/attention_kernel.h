@@ -73,11 +73,14 @@ void attention_kernel(const float* q, int64_t n_tokens, const KvLayer& kv, int64
   const int64_t o_stride = static_cast<int64_t>(p.n_head) * p.head_dim_v;
   const int64_t n_jobs = static_cast<int64_t>(p.n_head) * n_tokens;
   auto job = [&](int64_t begin, int64_t end, int) {
-    std::vector<float> s(static_cast<size_t>(n_kv));
-    std::vector<float> qh(static_cast<size_t>(p.head_dim));
-    std::vector<float> acc(static_cast<size_t>(p.head_dim_v) * 8);  // [8 lanes][head_dim_v]
-    std::vector<float> vf(static_cast<size_t>(p.head_dim_v));
-    std::vector<float> kf(kv.f16 ? static_cast<size_t>(p.head_dim) : 0);
+    // Scratch kept per thread across calls (a pool thread runs several chunks of every layer):
+    // each is fully written before it is read below.
+    thread_local std::vector<float> s, qh, acc, vf, kf;
+    s.resize(static_cast<size_t>(n_kv));
+    qh.resize(static_cast<size_t>(p.head_dim));
+    acc.resize(static_cast<size_t>(p.head_dim_v) * 8);  // [8 lanes][head_dim_v]
+    vf.resize(static_cast<size_t>(p.head_dim_v));
+    kf.resize(static_cast<size_t>(p.head_dim));
     for (int64_t j = begin; j < end; ++j) {
       const int h = static_cast<int>(j / n_tokens);
       const int64_t t = j % n_tokens;
